@@ -1,0 +1,1 @@
+"""bookingsync: one canonical picture of meetings booked across scheduling providers."""
