@@ -1,0 +1,184 @@
+"""The tables: meetings, provider links, the event outbox and the rest of the durable state.
+
+Every piece of work (an event to publish, a delivery to send, a webhook receipt to ingest) is a
+row with a status, a time it becomes due and a lease, so that any number of processes can claim
+work without doing it twice, and a flushed broker loses nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from bookingsync.models.columns import UTCDateTime
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _time(nullable: bool = False, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class MeetingRow(SQLModel, table=True):
+    __tablename__ = "meetings"
+
+    id: str = Field(primary_key=True, max_length=40)
+    status: str = Field(max_length=20, index=True)
+    title: str | None = Field(default=None, sa_column=Column(Text))
+    start: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    end: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    timezone: str | None = Field(default=None, max_length=64)
+    attendee_email: str | None = Field(default=None, max_length=320, index=True)
+    attendee_name: str | None = Field(default=None, sa_column=Column(Text))
+    attendee_phone: str | None = Field(default=None, max_length=64)
+    hosts: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    conference_url: str | None = Field(default=None, sa_column=Column(Text))
+    content_hash: str = Field(max_length=64)
+    booked: bool = False  # `booked` has been emitted (once per meeting, ever)
+    deleted: bool = False  # `deleted` has been emitted for the current generation
+    generation: int = 0  # bumps when a deleted meeting comes back to life
+    version: int = 0  # bumps on every stored change
+    next_sequence: int = 1  # the `sequence` the next published event of this meeting gets
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class LinkRow(SQLModel, table=True):
+    """(connection, external_id) → meeting: a provider's id is a link, never the identity."""
+
+    __tablename__ = "links"
+    __table_args__ = (UniqueConstraint("connection", "external_id", name="uq_links_connection_external"),
+                      Index("ix_links_connection_scope", "connection", "scope"))
+
+    id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
+    meeting_id: str = Field(foreign_key="meetings.id", index=True, max_length=40)
+    connection: str = Field(max_length=100)
+    provider: str = Field(max_length=40)
+    external_id: str = Field(max_length=255)
+    scope: str | None = Field(default=None, max_length=320)
+    content_hash: str = Field(max_length=64)
+    raw: Any = Field(default=None, sa_column=Column(JSON))
+    source_updated_at: datetime | None = _time(nullable=True)
+    missing: bool = False  # gone from a complete read of its scope
+    first_seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    last_seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class EventRow(SQLModel, table=True):
+    """The outbox. Timers are events whose `due_at` is in the future."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_claim", "status", "due_at"),
+                      Index("ix_events_meeting_status", "meeting_id", "status"))
+
+    id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
+    event_id: str = Field(max_length=40, unique=True)
+    meeting_id: str = Field(foreign_key="meetings.id", max_length=40)
+    type: str = Field(max_length=40)
+    dedupe_key: str = Field(max_length=255, unique=True)
+    generation: int = 0
+    # For timers: the start/end they were set for, so a stale timer can be told apart.
+    set_for: datetime | None = _time(nullable=True)
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    # pending → leased → published; or cancelled (superseded) / dropped (stale when due)
+    status: str = Field(default="pending", max_length=20)
+    lease_until: datetime | None = _time(nullable=True)
+    attempts: int = 0
+    sequence: int | None = None
+    payload: Any = Field(default=None, sa_column=Column(JSON))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    published_at: datetime | None = _time(nullable=True)
+
+
+class CursorRow(SQLModel, table=True):
+    __tablename__ = "cursors"
+
+    connection: str = Field(primary_key=True, max_length=100)
+    value: Any = Field(default=None, sa_column=Column(JSON))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ReceiptRow(SQLModel, table=True):
+    """An inbound webhook delivery, stored before it is acknowledged."""
+
+    __tablename__ = "webhook_receipts"
+    __table_args__ = (UniqueConstraint("connection", "delivery_id", name="uq_receipts_connection_delivery"),
+                      Index("ix_receipts_claim", "status", "due_at"))
+
+    id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
+    connection: str = Field(max_length=100)
+    delivery_id: str = Field(max_length=255)
+    event_type: str = Field(max_length=100)
+    handled: bool = True
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    # received → leased → done | failed; `ignored` for event types we do not handle
+    status: str = Field(default="received", max_length=20)
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    lease_until: datetime | None = _time(nullable=True)
+    attempts: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    processed_at: datetime | None = _time(nullable=True)
+
+
+class DeliveryRow(SQLModel, table=True):
+    """One event to one subscription: retried with backoff, dead-lettered when exhausted."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("event_id", "subscription_id", name="uq_deliveries_event_subscription"),
+                      Index("ix_deliveries_claim", "status", "due_at"))
+
+    id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
+    event_id: str = Field(max_length=40, index=True)
+    subscription_id: str = Field(max_length=100)
+    # pending → leased → succeeded; or dead (exhausted / refused), skipped (subscription disabled)
+    status: str = Field(default="pending", max_length=20)
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    lease_until: datetime | None = _time(nullable=True)
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    finished_at: datetime | None = _time(nullable=True)
+
+
+class SubscriptionStateRow(SQLModel, table=True):
+    """What config cannot say: a subscription disabled by its endpoint answering 410."""
+
+    __tablename__ = "subscription_states"
+
+    subscription_id: str = Field(primary_key=True, max_length=100)
+    disabled_at: datetime | None = _time(nullable=True)
+    disabled_reason: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class QuarantineRow(SQLModel, table=True):
+    """A provider record we could not normalise, kept whole with the reason, replayable."""
+
+    __tablename__ = "quarantine"
+
+    id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
+    connection: str = Field(max_length=100, index=True)
+    external_id: str | None = Field(default=None, max_length=255)
+    scope: str | None = Field(default=None, max_length=320)
+    source: str = Field(max_length=20)  # poll | webhook
+    raw: Any = Field(default=None, sa_column=Column(JSON))
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="open", max_length=20)  # open | replayed
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    resolved_at: datetime | None = _time(nullable=True)
+
+
+class LeaseRow(SQLModel, table=True):
+    """Named leases: the scheduler's leadership, one poll per connection at a time."""
+
+    __tablename__ = "leases"
+
+    name: str = Field(primary_key=True, max_length=150)
+    holder: str = Field(max_length=150)
+    until: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

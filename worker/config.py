@@ -1,0 +1,275 @@
+"""Configuration: one TOML file, every value overridable from the environment.
+
+* The file is `--config PATH` or `$BOOKINGSYNC_CONFIG`; with neither, the embedded defaults
+  (SQLite, in-process broker, no connections: the sandbox demo).
+* `BOOKINGSYNC_<SECTION>__<KEY>` overrides a key of a table (`BOOKINGSYNC_DATABASE__URL`);
+  `BOOKINGSYNC_CONNECTIONS__<ID>__<KEY>` one of a connection, addressed by its id in upper case
+  with `-` as `_` (`BOOKINGSYNC_CONNECTIONS__LEEZY_MAIN__TOKEN`). Values are read as JSON when
+  they parse as JSON (numbers, booleans, lists), else as plain strings.
+* Any string may be `env:NAME`, read from the environment at load time (secrets stay out of files).
+* Unknown keys are errors. Every error names the file, the key and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bookingsync.models.errors import ConfigError
+from bookingsync.worker.lifecycle import EventType
+
+ENV_PREFIX = "BOOKINGSYNC_"
+CONFIG_ENV = "BOOKINGSYNC_CONFIG"
+SECTIONS = ("database", "broker", "server", "scheduler", "events", "delivery", "worker", "logging")
+PROVIDERS = ("leezy", "leandata")  # grows as adapters land
+_PLACEHOLDERS = ("…", "...", "changeme", "change-me", "replace-me", "xxx")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(_Strict):
+    url: str = "sqlite:///bookingsync.db"
+    migrate_on_start: bool = True
+
+
+class BrokerConfig(_Strict):
+    url: str = "memory://"
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not (value == "memory://" or value.startswith(("redis://", "rediss://"))):
+            raise ValueError("use memory:// (in-process) or a redis:// URL")
+        return value
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    # How providers reach us, when it differs from host:port (behind a proxy).
+    public_url: str | None = None
+    max_body_bytes: int = 1024 * 1024
+
+
+class SchedulerConfig(_Strict):
+    relay_interval_seconds: float = Field(default=0.5, gt=0)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    batch_size: int = Field(default=500, gt=0)
+    leader_lease_seconds: float = Field(default=15.0, gt=0)
+
+
+class EventsConfig(_Strict):
+    # A timer whose moment passed longer ago than this when it is set is history, not news.
+    grace_seconds: float = Field(default=300.0, ge=0)
+    console: bool = True  # print each published event
+
+
+class DeliveryConfig(_Strict):
+    max_attempts: int = Field(default=10, ge=1)
+    min_backoff_seconds: float = Field(default=2.0, gt=0)
+    max_backoff_seconds: float = Field(default=3600.0, gt=0)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class WorkerConfig(_Strict):
+    threads: int = Field(default=4, ge=1)
+
+
+class LoggingConfig(_Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class ConnectionConfig(_Strict):
+    id: str
+    provider: str
+    base_url: str
+    token: str | None = None
+    api_key: str | None = None
+    user_id: str | None = None
+    webhook_secret: str | None = None
+    accept_legacy_signature: bool = False
+    poll_interval_seconds: float = Field(default=60.0, gt=0)
+    page_size: int = Field(default=100, ge=1, le=100)
+    overlap_seconds: float = Field(default=1.0, ge=0)
+    watch_emails: tuple[str, ...] = ()
+    lookback_days: int = Field(default=7, ge=0)
+    requests_per_second: float = Field(default=5.0, gt=0)
+    enabled: bool = True
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,99}", value):
+            raise ValueError("use lower-case letters, digits, '-' and '_' (it appears in URLs)")
+        return value
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, value: str) -> str:
+        if value not in PROVIDERS:
+            raise ValueError(f"unknown provider {value!r}; supported: {', '.join(PROVIDERS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ConnectionConfig:
+        needed = {"leezy": "token", "leandata": "api_key"}[self.provider]
+        if not getattr(self, needed):
+            raise ValueError(f"a {self.provider} connection needs `{needed}`")
+        return self
+
+    def adapter_settings(self) -> dict[str, Any]:
+        """The keyword arguments its adapter takes."""
+        if self.provider == "leezy":
+            return {"connection_id": self.id, "base_url": self.base_url, "token": self.token,
+                    "webhook_secret": self.webhook_secret, "accept_legacy_signature": self.accept_legacy_signature,
+                    "page_size": self.page_size, "overlap_seconds": self.overlap_seconds}
+        return {"connection_id": self.id, "base_url": self.base_url, "api_key": self.api_key,
+                "watch_emails": self.watch_emails, "lookback_days": self.lookback_days,
+                "requests_per_second": self.requests_per_second}
+
+
+class SubscriptionConfig(_Strict):
+    id: str
+    url: str
+    secret: str
+    events: tuple[EventType, ...] = tuple(EventType)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        if not value.startswith("whsec_") or len(value) < 12:
+            raise ValueError("a subscription secret is a Standard Webhooks secret: whsec_ followed by base64")
+        return value
+
+
+class RouteConfig(_Strict):
+    sources: tuple[str, ...]
+    targets: tuple[str, ...]
+
+
+class Config(_Strict):
+    database: DatabaseConfig = DatabaseConfig()
+    broker: BrokerConfig = BrokerConfig()
+    server: ServerConfig = ServerConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    events: EventsConfig = EventsConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    worker: WorkerConfig = WorkerConfig()
+    logging: LoggingConfig = LoggingConfig()
+    connections: tuple[ConnectionConfig, ...] = ()
+    subscriptions: tuple[SubscriptionConfig, ...] = ()
+    routes: tuple[RouteConfig, ...] = ()
+    source: str = Field(default="<defaults>", exclude=True)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        for kind, items in (("connection", self.connections), ("subscription", self.subscriptions)):
+            ids = [item.id for item in items]
+            duplicates = sorted({i for i in ids if ids.count(i) > 1})
+            if duplicates:
+                raise ValueError(f"{kind} ids must be unique; repeated: {', '.join(duplicates)}")
+        known = {c.id for c in self.connections}
+        for route in self.routes:
+            for ref in (*route.sources, *route.targets):
+                if ref not in known:
+                    raise ValueError(f"route names connection {ref!r}, which is not configured")
+        return self
+
+    def connection(self, connection_id: str) -> ConnectionConfig | None:
+        return next((c for c in self.connections if c.id == connection_id), None)
+
+    def subscription(self, subscription_id: str) -> SubscriptionConfig | None:
+        return next((s for s in self.subscriptions if s.id == subscription_id), None)
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        parts = name[len(ENV_PREFIX):].lower().split("__")
+        if len(parts) == 2 and parts[0] in SECTIONS:
+            data.setdefault(parts[0], {})[parts[1]] = _env_value(raw)
+        elif len(parts) == 3 and parts[0] in ("connections", "subscriptions"):
+            for item in data.get(parts[0], []):
+                if str(item.get("id", "")).replace("-", "_").lower() == parts[1]:
+                    item[parts[2]] = _env_value(raw)
+                    break
+            else:
+                raise ConfigError(f"{name} names {parts[0][:-1]} {parts[1]!r}, which is not configured")
+
+
+def _resolve_env_refs(value: Any, where: str, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _resolve_env_refs(v, f"{where}.{k}" if where else k, environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env_refs(v, f"{where}[{i}]", environ) for i, v in enumerate(value)]
+    if isinstance(value, str) and value.startswith("env:"):
+        var = value[4:]
+        if var not in environ:
+            raise ConfigError(f"{where} refers to env:{var}, but ${var} is not set; export it or put the value in the file")
+        return environ[var]
+    return value
+
+
+def _refuse_placeholders(data: dict[str, Any]) -> None:
+    for group in ("connections", "subscriptions"):
+        for i, item in enumerate(data.get(group, [])):
+            for key in ("token", "api_key", "webhook_secret", "secret"):
+                value = item.get(key)
+                if isinstance(value, str) and any(p in value.lower() for p in _PLACEHOLDERS):
+                    raise ConfigError(f"{group}[{i}].{key} looks like a placeholder ({value!r}); put the real secret there")
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def parse_config(data: dict[str, Any], *, source: str = "<defaults>",
+                 environ: Mapping[str, str] | None = None) -> Config:
+    environ = os.environ if environ is None else environ
+    try:
+        data = json.loads(json.dumps(data))  # a private copy we may edit
+        _apply_env_overrides(data, environ)
+        data = _resolve_env_refs(data, "", environ)
+        _refuse_placeholders(data)
+        return Config.model_validate({**data, "source": source})
+    except ConfigError as exc:
+        raise ConfigError(f"config error in {source}: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{_where(tuple(e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())
+        raise ConfigError(f"config error in {source}: {problems}") from None
+
+
+def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None) -> Config:
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_ENV)
+    if not path:
+        return parse_config({}, environ=environ)
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config error: {file} does not exist; pass --config with the path of a TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config error in {file}: not valid TOML: {exc}") from None
+    return parse_config(data, source=str(file), environ=environ)

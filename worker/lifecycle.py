@@ -1,0 +1,147 @@
+"""Which events a change to a meeting produces: a pure function of old state, new content and now.
+
+The rules (DESIGN.md, Events):
+
+* `booked` once per meeting, ever, when it is first seen active (scheduled or confirmed);
+  a provisional (`pending`) booking is not booked until it is confirmed.
+* `hasStarted` / `hasEnded` are timers due at the start / end, set when the meeting is booked
+  and moved by `rescheduled`. A timer already past by more than the grace window when it is set
+  (a backfilled meeting) is not set at all, so history does not fire as news.
+* `deleted` when a booked meeting is cancelled or vanishes at its source; it cancels the pending
+  timers. A meeting whose end has passed stays ended: a later cancellation changes nothing.
+* `updated` for any other change of a booked meeting, including a deleted meeting that comes
+  back to life (a new *generation*: its timers are new ones; `booked` is not sent twice).
+
+Timers stand while the meeting is booked and not deleted; `completed` and `no_show` keep them
+(the meeting happened, `hasEnded` is still news). The relay re-checks a timer against the
+meeting when it is due (`timer_is_current`), which drops any timer this module superseded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from bookingsync.models.meeting import Meeting, MeetingStatus
+
+
+class EventType(StrEnum):
+    BOOKED = "meeting.booked"
+    HAS_STARTED = "meeting.hasStarted"
+    HAS_ENDED = "meeting.hasEnded"
+    DELETED = "meeting.deleted"
+    RESCHEDULED = "meeting.rescheduled"
+    UPDATED = "meeting.updated"
+
+
+TIMER_TYPES = frozenset({EventType.HAS_STARTED, EventType.HAS_ENDED})
+
+
+@dataclass(frozen=True)
+class MeetingState:
+    """What the store knows of a meeting, as the rules need it."""
+
+    meeting: Meeting
+    booked: bool = False
+    deleted: bool = False
+    generation: int = 0
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class EventIntent:
+    type: EventType
+    # Distinguishes occurrences of one type for one meeting; part of the dedupe key.
+    occurrence: str
+    occurred_at: datetime
+    due_at: datetime
+    generation: int
+    set_for: datetime | None = None  # timers: the start/end this timer belongs to
+
+    @property
+    def is_timer(self) -> bool:
+        return self.type in TIMER_TYPES
+
+
+@dataclass(frozen=True)
+class Plan:
+    state: MeetingState
+    events: tuple[EventIntent, ...] = ()
+    cancel_timers: bool = False  # cancel every pending timer of the meeting before adding `events`
+
+
+def _timers(meeting: Meeting, generation: int, now: datetime, grace: timedelta) -> list[EventIntent]:
+    intents = []
+    for kind, at in ((EventType.HAS_STARTED, meeting.start), (EventType.HAS_ENDED, meeting.end)):
+        if at < now - grace:
+            continue  # backfill: too old to be news
+        intents.append(EventIntent(type=kind, occurrence=f"g{generation}:{at.isoformat()}", occurred_at=at,
+                                   due_at=max(at, now), generation=generation, set_for=at))
+    return intents
+
+
+def _now_event(kind: EventType, occurrence: str, now: datetime, generation: int) -> EventIntent:
+    return EventIntent(type=kind, occurrence=occurrence, occurred_at=now, due_at=now, generation=generation)
+
+
+def _ended(state: MeetingState, now: datetime) -> bool:
+    return state.booked and not state.deleted and state.meeting.end <= now
+
+
+def decide(old: MeetingState | None, new: Meeting, now: datetime, grace: timedelta) -> Plan:
+    """The stored state and the events that follow from `new` arriving at `now`."""
+    if old is None:
+        if new.active:
+            state = MeetingState(meeting=new, booked=True, version=1)
+            events = [_now_event(EventType.BOOKED, "once", now, 0), *_timers(new, 0, now, grace)]
+            return Plan(state=state, events=tuple(events))
+        return Plan(state=MeetingState(meeting=new, version=1))
+
+    if new == old.meeting:
+        return Plan(state=old)
+    version = old.version + 1
+
+    if new.status is MeetingStatus.CANCELLED:
+        if _ended(old, now):
+            # Already over: a cancellation after the fact does not un-happen it.
+            kept = new.model_copy(update={"status": MeetingStatus.COMPLETED})
+            return Plan(state=replace(old, meeting=kept, version=version))
+        if old.booked and not old.deleted:
+            state = replace(old, meeting=new, deleted=True, version=version)
+            deleted = _now_event(EventType.DELETED, f"g{old.generation}", now, old.generation)
+            return Plan(state=state, events=(deleted,), cancel_timers=True)
+        return Plan(state=replace(old, meeting=new, version=version))
+
+    if not old.booked:
+        if new.active:
+            state = replace(old, meeting=new, booked=True, version=version)
+            events = [_now_event(EventType.BOOKED, "once", now, old.generation),
+                      *_timers(new, old.generation, now, grace)]
+            return Plan(state=state, events=tuple(events))
+        return Plan(state=replace(old, meeting=new, version=version))
+
+    if old.deleted:
+        if new.status is MeetingStatus.PENDING:
+            return Plan(state=replace(old, meeting=new, version=version))
+        # Back from the dead: a new generation with timers of its own.
+        generation = old.generation + 1
+        state = replace(old, meeting=new, deleted=False, generation=generation, version=version)
+        events = [_now_event(EventType.UPDATED, f"v{version}", now, generation),
+                  *_timers(new, generation, now, grace)]
+        return Plan(state=state, events=tuple(events), cancel_timers=True)
+
+    state = replace(old, meeting=new, version=version)
+    if (new.start, new.end) != (old.meeting.start, old.meeting.end):
+        events = [_now_event(EventType.RESCHEDULED, f"v{version}", now, old.generation),
+                  *_timers(new, old.generation, now, grace)]
+        return Plan(state=state, events=tuple(events), cancel_timers=True)
+    return Plan(state=state, events=(_now_event(EventType.UPDATED, f"v{version}", now, old.generation),))
+
+
+def timer_is_current(state: MeetingState, kind: EventType, generation: int, set_for: datetime | None) -> bool:
+    """Whether a due timer still belongs to the meeting as it is now."""
+    if not state.booked or state.deleted or generation != state.generation:
+        return False
+    expected = state.meeting.start if kind is EventType.HAS_STARTED else state.meeting.end
+    return set_for == expected
