@@ -116,6 +116,8 @@ class ReceiptRow(SQLModel, table=True):
     event_type: str = Field(max_length=100)
     handled: bool = True
     body: str = Field(sa_column=Column(Text, nullable=False))
+    # The provider records the delivery carries, as extracted when it was verified.
+    records: Any = Field(default=None, sa_column=Column(JSON))
     # received → leased → done | failed; `ignored` for event types we do not handle
     status: str = Field(default="received", max_length=20)
     due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

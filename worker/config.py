@@ -151,6 +151,14 @@ class SubscriptionConfig(_Strict):
         return value
 
 
+class ActorTargetConfig(_Strict):
+    """Events handed to a dramatiq actor of your own, by name, on a queue your workers consume."""
+
+    actor_name: str
+    queue_name: str = "bookingsync-events"
+    events: tuple[EventType, ...] = tuple(EventType)
+
+
 class RouteConfig(_Strict):
     sources: tuple[str, ...]
     targets: tuple[str, ...]
@@ -167,6 +175,7 @@ class Config(_Strict):
     logging: LoggingConfig = LoggingConfig()
     connections: tuple[ConnectionConfig, ...] = ()
     subscriptions: tuple[SubscriptionConfig, ...] = ()
+    actors: tuple[ActorTargetConfig, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
     source: str = Field(default="<defaults>", exclude=True)
 

@@ -1,0 +1,80 @@
+"""The dramatiq actors. Messages carry ids only; the database row decides whether there is work.
+
+Actors are declared on the broker a process chose (`declare`), not at import time, so the same
+code runs on the in-process broker of `bookingsync run` and on Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+
+from bookingsync.worker import delivery, ingest, poll, publish
+from bookingsync.worker.runtime import current
+
+log = logging.getLogger(__name__)
+QUEUE = "bookingsync"
+# The database lease is the real retry mechanism; broker retries only smooth over blips.
+ACTOR_OPTIONS: dict[str, Any] = {"max_retries": 3, "min_backoff": 500, "max_backoff": 5000, "time_limit": 120_000}
+
+
+def _publish(event_id: str) -> None:
+    rt = current()
+    published = publish.publish(rt, event_id)
+    if published is None:
+        return
+    if rt.actors is not None:
+        for delivery_id in published.deliveries:
+            rt.actors.deliver.send(delivery_id)
+        for target in rt.config.actors:
+            if published.type in target.events:
+                rt.actors.emit(target.queue_name, target.actor_name, published.body)
+    if rt.config.events.console:
+        show(rt, published.body)
+
+
+def show(rt: Any, body: dict) -> None:
+    data = body["data"]
+    meeting = data["meeting"]
+    links = ", ".join(f"{link['connection']}:{link['external_id']}" for link in meeting["links"])
+    rt.console.print(f"[bold]{body['type']:<20}[/bold] #{data['sequence']:<3} {meeting['id']} "
+                     f"{meeting['status']:<10} {meeting['start']} {meeting['title'] or ''!s} [dim]{links}[/dim]",
+                     markup=True, soft_wrap=True)
+
+
+def _deliver(delivery_id: int) -> None:
+    delivery.deliver(current(), delivery_id)
+
+
+def _ingest(receipt_id: int) -> None:
+    ingest.ingest_receipt(current(), receipt_id)
+
+
+def _poll(connection_id: str) -> None:
+    poll.poll(current(), connection_id)
+
+
+@dataclass(frozen=True)
+class Actors:
+    broker: dramatiq.Broker
+    publish: dramatiq.Actor
+    deliver: dramatiq.Actor
+    ingest: dramatiq.Actor
+    poll: dramatiq.Actor
+
+    def emit(self, queue_name: str, actor_name: str, body: dict) -> None:
+        """Hand an event to someone else's dramatiq actor (their workers consume the queue)."""
+        self.broker.declare_queue(queue_name)
+        self.broker.enqueue(dramatiq.Message(queue_name=queue_name, actor_name=actor_name, args=(body,),
+                                             kwargs={}, options={}))
+
+
+def declare(broker: dramatiq.Broker) -> Actors:
+    def make(fn: Any, name: str) -> dramatiq.Actor:
+        return dramatiq.actor(fn, broker=broker, actor_name=f"bookingsync.{name}", queue_name=QUEUE, **ACTOR_OPTIONS)
+
+    return Actors(broker=broker, publish=make(_publish, "publish"), deliver=make(_deliver, "deliver"),
+                  ingest=make(_ingest, "ingest"), poll=make(_poll, "poll"))

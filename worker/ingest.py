@@ -1,0 +1,117 @@
+"""From raw provider records to stored meetings: a page of a poll, or a webhook receipt.
+
+A record that cannot be normalised is quarantined with its reason and the rest goes on; the
+page's cursor is saved in the same transaction as its records, so it never passes one that
+was not stored (a quarantined record counts as stored: it is kept, visibly).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, select
+
+from bookingsync.adapters.base import Adapter, Page, RawRecord
+from bookingsync.models.errors import NormaliseError
+from bookingsync.models.tables import QuarantineRow, ReceiptRow
+from bookingsync.worker import quarantine, store
+from bookingsync.worker.db import transaction
+from bookingsync.worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestResult:
+    applied: int = 0
+    changed: int = 0
+    quarantined: int = 0
+    swept: int = 0
+    events: list[str] = field(default_factory=list)
+
+
+def ingest_one(session: Session, adapter: Adapter, connection: str, raw: RawRecord, *, source: str,
+               now: datetime, grace: timedelta, result: IngestResult) -> None:
+    try:
+        record = adapter.normalise(raw)
+    except NormaliseError as exc:
+        reason = str(exc)
+    except Exception as exc:  # a normaliser bug must not lose the record either
+        log.exception("normalising a %s record failed unexpectedly", adapter.provider)
+        reason = f"normaliser failed: {type(exc).__name__}: {exc}"
+    else:
+        applied = store.apply_record(session, connection=connection, provider=adapter.provider, record=record,
+                                     raw=raw.payload, now=now, grace=grace)
+        result.applied += 1
+        result.changed += int(applied.changed)
+        result.events.extend(applied.events)
+        return
+    quarantine.add(session, connection=connection, record=raw, reason=reason, source=source, now=now)
+    result.quarantined += 1
+    log.warning("quarantined a %s record from %s (%s): %s", adapter.provider, connection, source, reason)
+
+
+def apply_page(rt: Runtime, connection: str, adapter: Adapter, page: Page) -> IngestResult:
+    result = IngestResult()
+    now = rt.clock.now()
+    with transaction(rt.engine) as session:
+        for raw in page.records:
+            ingest_one(session, adapter, connection, raw, source="poll", now=now, grace=rt.grace, result=result)
+        if page.sweep is not None:
+            swept = store.sweep(session, connection=connection, scope=page.sweep.scope,
+                                window_start=page.sweep.window_start, seen=page.sweep.seen, now=now, grace=rt.grace)
+            result.swept = len(swept)
+            for applied in swept:
+                result.events.extend(applied.events)
+        store.save_cursor(session, connection, page.cursor, now)
+    return result
+
+
+def ingest_receipt(rt: Runtime, receipt_id: int) -> IngestResult | None:
+    """Ingest one stored webhook delivery; None when it is not ours to do (done or re-leased)."""
+    result = IngestResult()
+    now = rt.clock.now()
+    with transaction(rt.engine) as session:
+        receipt = session.exec(select(ReceiptRow).where(ReceiptRow.id == receipt_id).with_for_update()).first()
+        if receipt is None or receipt.status != "leased":
+            return None
+        if rt.config.connection(receipt.connection) is None:
+            receipt.status = "failed"
+            receipt.error = f"connection {receipt.connection!r} is no longer configured"
+            return result
+        adapter = rt.adapter(receipt.connection)
+        for item in receipt.records or []:
+            raw = RawRecord(payload=item.get("payload"), external_id=item.get("external_id"), scope=item.get("scope"))
+            ingest_one(session, adapter, receipt.connection, raw, source="webhook", now=now, grace=rt.grace,
+                       result=result)
+        receipt.status = "done"
+        receipt.processed_at = now
+        receipt.lease_until = None
+    return result
+
+
+def replay_quarantined(rt: Runtime, item_id: int) -> str:
+    """Normalise a quarantined record again (say, after a fix) and apply it if it now passes."""
+    now = rt.clock.now()
+    with transaction(rt.engine) as session:
+        row = session.get(QuarantineRow, item_id)
+        if row is None:
+            return f"quarantine item {item_id} does not exist"
+        if row.status != "open":
+            return f"quarantine item {item_id} was already replayed"
+        if rt.config.connection(row.connection) is None:
+            return f"connection {row.connection!r} is not configured; cannot replay item {item_id}"
+        adapter = rt.adapter(row.connection)
+        raw = RawRecord(payload=row.raw, external_id=row.external_id, scope=row.scope)
+        try:
+            record = adapter.normalise(raw)
+        except NormaliseError as exc:
+            return f"item {item_id} still cannot be normalised: {exc}"
+        applied = store.apply_record(session, connection=row.connection, provider=adapter.provider, record=record,
+                                     raw=row.raw, now=now, grace=rt.grace)
+        row.status = "replayed"
+        row.resolved_at = now
+        return f"item {item_id} applied to meeting {applied.meeting_id}" + (
+            f" ({', '.join(applied.events)})" if applied.events else "")

@@ -1,0 +1,55 @@
+"""Named leases in the database: who leads the schedulers, who is polling a connection.
+
+A lease is held until `until`; its holder renews it, anyone may take it once it has run out.
+On PostgreSQL the row is locked while deciding, on SQLite the write lock does the same.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from bookingsync.models.tables import LeaseRow
+from bookingsync.worker.db import transaction
+
+
+def holder_id(role: str) -> str:
+    """Unique per process: host, pid and a random suffix (pids repeat across hosts and restarts)."""
+    return f"{role}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def acquire(engine: Engine, name: str, holder: str, now: datetime, seconds: float) -> bool:
+    """Take or renew `name` for `seconds`; False when someone else holds it."""
+    until = now + timedelta(seconds=seconds)
+    try:
+        with transaction(engine) as session:
+            row = session.exec(select(LeaseRow).where(LeaseRow.name == name).with_for_update()).first()
+            if row is None:
+                session.add(LeaseRow(name=name, holder=holder, until=until))
+                return True
+            if row.holder == holder or row.until <= now:
+                row.holder = holder
+                row.until = until
+                return True
+            return False
+    except IntegrityError:
+        return False  # another process created it first
+
+
+def release(engine: Engine, name: str, holder: str) -> None:
+    with transaction(engine) as session:
+        row = session.exec(select(LeaseRow).where(LeaseRow.name == name).with_for_update()).first()
+        if row is not None and row.holder == holder:
+            session.delete(row)
+
+
+def holder_of(engine: Engine, name: str, now: datetime) -> str | None:
+    with transaction(engine) as session:
+        row = session.get(LeaseRow, name)
+        return row.holder if row is not None and row.until > now else None

@@ -1,0 +1,42 @@
+"""The JSON a consumer receives: the canonical meeting and the Standard Webhooks body around it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bookingsync.models.tables import EventRow, LinkRow, MeetingRow
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def meeting_json(row: MeetingRow, links: list[LinkRow]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "status": row.status,
+        "title": row.title,
+        "start": iso(row.start),
+        "end": iso(row.end),
+        "timezone": row.timezone,
+        "attendee": {"email": row.attendee_email, "name": row.attendee_name, "phone": row.attendee_phone},
+        "hosts": list(row.hosts or []),
+        "conference_url": row.conference_url,
+        "links": [{"connection": link.connection, "provider": link.provider, "external_id": link.external_id}
+                  for link in sorted(links, key=lambda item: (item.connection, item.external_id))],
+    }
+
+
+def event_body(event: EventRow, meeting: dict[str, Any]) -> dict[str, Any]:
+    """The body delivered for `event`; fixed once built, so every retry sends the same bytes."""
+    return {
+        "type": event.type,
+        "timestamp": iso(event.occurred_at),
+        "data": {
+            "event_id": event.event_id,
+            "sequence": event.sequence,
+            "occurred_at": iso(event.occurred_at),
+            "meeting": meeting,
+        },
+    }

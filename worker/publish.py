@@ -1,0 +1,49 @@
+"""Publishing a claimed event: fan it out to every subscription that wants it.
+
+Each subscription gets a delivery row (unique per event and subscription, so a re-published
+event never delivers twice under two ids); the rows are created already leased and handed to the
+broker at once, and the relay picks up any whose message was lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlmodel import select
+
+from bookingsync.models.tables import DeliveryRow, EventRow
+from bookingsync.worker.db import transaction
+from bookingsync.worker.delivery import disabled_subscriptions
+from bookingsync.worker.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Published:
+    event_id: str
+    type: str
+    body: dict
+    deliveries: list[int]
+
+
+def publish(rt: Runtime, event_id: str) -> Published | None:
+    now = rt.clock.now()
+    lease = timedelta(seconds=rt.config.scheduler.lease_seconds)
+    with transaction(rt.engine) as session:
+        event = session.exec(select(EventRow).where(EventRow.event_id == event_id).with_for_update()).first()
+        if event is None or event.status != "leased":
+            return None  # cancelled meanwhile, or another worker already published it
+        disabled = disabled_subscriptions(session)
+        existing = {d.subscription_id for d in session.exec(select(DeliveryRow).where(DeliveryRow.event_id == event_id))}
+        created = []
+        for sub in rt.config.subscriptions:
+            if event.type in sub.events and sub.id not in disabled and sub.id not in existing:
+                row = DeliveryRow(event_id=event_id, subscription_id=sub.id, status="leased", due_at=now,
+                                  lease_until=now + lease, attempts=1, created_at=now)
+                session.add(row)
+                created.append(row)
+        event.status = "published"
+        event.published_at = now
+        event.lease_until = None
+        session.flush()
+        return Published(event_id=event_id, type=event.type, body=event.payload, deliveries=[r.id for r in created])

@@ -1,0 +1,102 @@
+"""Read-only views of the store for the CLI, as rich tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.table import Table
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from bookingsync.models.tables import (CursorRow, DeliveryRow, EventRow, LeaseRow, MeetingRow, QuarantineRow,
+                                       ReceiptRow, SubscriptionStateRow)
+from bookingsync.worker.config import Config
+from bookingsync.worker.payloads import iso
+from bookingsync.worker.quarantine import open_items
+from bookingsync.worker.store import links_of
+
+
+def _counts(session: Session, model: Any) -> dict[str, int]:
+    return dict(session.exec(select(model.status, func.count()).group_by(col(model.status))).all())
+
+
+def status_tables(session: Session, cfg: Config, now: datetime) -> list[Table]:
+    counts = Table(title="work", show_lines=False)
+    counts.add_column("table")
+    counts.add_column("by status")
+    for name, model in (("meetings", MeetingRow), ("events", EventRow), ("deliveries", DeliveryRow),
+                        ("webhook receipts", ReceiptRow), ("quarantine", QuarantineRow)):
+        by_status = _counts(session, model)
+        counts.add_row(name, ", ".join(f"{k}={v}" for k, v in sorted(by_status.items())) or "—")
+    next_timer = session.exec(select(func.min(EventRow.due_at)).where(EventRow.status == "pending",
+                                                                       EventRow.due_at > now)).one()
+    counts.add_row("next timer", iso(next_timer) or "—")
+
+    conns = Table(title="connections")
+    for column in ("id", "provider", "cursor", "cursor saved"):
+        conns.add_column(column)
+    cursors = {row.connection: row for row in session.exec(select(CursorRow))}
+    for conn in cfg.connections:
+        row = cursors.get(conn.id)
+        conns.add_row(conn.id, conn.provider, str(row.value) if row else "—", iso(row.updated_at) if row else "—")
+
+    leases = Table(title="leases")
+    for column in ("name", "holder", "until"):
+        leases.add_column(column)
+    for lease in session.exec(select(LeaseRow)):
+        leases.add_row(lease.name, lease.holder, iso(lease.until) + (" (expired)" if lease.until <= now else ""))
+    for state in session.exec(select(SubscriptionStateRow).where(col(SubscriptionStateRow.disabled_at).is_not(None))):
+        leases.add_row(f"subscription {state.subscription_id}", "DISABLED", state.disabled_reason or "")
+    return [counts, conns, leases]
+
+
+def meetings_table(session: Session, limit: int) -> Table:
+    table = Table(title="meetings")
+    for column in ("id", "status", "start", "end", "title", "attendee", "links", "booked", "version"):
+        table.add_column(column)
+    rows = list(session.exec(select(MeetingRow).order_by(col(MeetingRow.updated_at).desc()).limit(limit)))
+    links = links_of(session, [row.id for row in rows])
+    for row in rows:
+        table.add_row(row.id, row.status, iso(row.start), iso(row.end), row.title or "", row.attendee_email or "",
+                      ", ".join(f"{link.connection}:{link.external_id}" + (" (missing)" if link.missing else "")
+                                for link in links[row.id]),
+                      "yes" if row.booked else "no", str(row.version))
+    return table
+
+
+def events_table(session: Session, limit: int, meeting: str | None, status: str | None) -> Table:
+    table = Table(title="events")
+    for column in ("event_id", "type", "meeting", "seq", "status", "occurred_at", "due_at", "published_at"):
+        table.add_column(column)
+    query = select(EventRow)
+    if meeting:
+        query = query.where(EventRow.meeting_id == meeting)
+    if status:
+        query = query.where(EventRow.status == status)
+    for row in session.exec(query.order_by(col(EventRow.id).desc()).limit(limit)):
+        table.add_row(row.event_id, row.type, row.meeting_id, str(row.sequence or ""), row.status,
+                      iso(row.occurred_at), iso(row.due_at), iso(row.published_at) or "")
+    return table
+
+
+def deliveries_table(session: Session, limit: int, dead: bool) -> Table:
+    table = Table(title="dead deliveries" if dead else "deliveries")
+    for column in ("id", "event_id", "subscription", "status", "attempts", "last status", "last error", "due_at"):
+        table.add_column(column)
+    query = select(DeliveryRow)
+    if dead:
+        query = query.where(DeliveryRow.status == "dead")
+    for row in session.exec(query.order_by(col(DeliveryRow.id).desc()).limit(limit)):
+        table.add_row(str(row.id), row.event_id, row.subscription_id, row.status, str(row.attempts),
+                      str(row.last_status_code or ""), (row.last_error or "")[:80], iso(row.due_at))
+    return table
+
+
+def quarantine_table(session: Session, limit: int, connection: str | None) -> Table:
+    table = Table(title="quarantine")
+    for column in ("id", "connection", "source", "external_id", "reason", "created_at"):
+        table.add_column(column)
+    for row in open_items(session, connection, limit):
+        table.add_row(str(row.id), row.connection, row.source, row.external_id or "", row.reason, iso(row.created_at))
+    return table

@@ -1,0 +1,87 @@
+"""What a running process holds: its config, database engine, clock, broker and adapters.
+
+Actors run in worker threads with nothing but ids in their messages; they find everything
+else here. A process sets its runtime once at start (`install`).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from rich.console import Console
+from sqlalchemy import Engine
+
+from bookingsync.adapters.base import Adapter
+from bookingsync.adapters.registry import build_adapter
+from bookingsync.worker.clock import Clock, SystemClock
+from bookingsync.worker.config import Config
+from bookingsync.worker.leases import holder_id
+
+if TYPE_CHECKING:
+    from bookingsync.worker.actors import Actors
+
+
+@dataclass
+class Runtime:
+    config: Config
+    engine: Engine
+    clock: Clock = field(default_factory=SystemClock)
+    role: str = "process"
+    console: Console = field(default_factory=lambda: Console(stderr=False, highlight=False))
+    actors: Actors | None = None
+    adapter_overrides: dict[str, Any] = field(default_factory=dict)  # tests: transports, sleep
+    holder: str = ""
+    _adapters: dict[str, Adapter] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _http: httpx.Client | None = None
+
+    def __post_init__(self) -> None:
+        self.holder = self.holder or holder_id(self.role)
+
+    @property
+    def grace(self) -> timedelta:
+        return timedelta(seconds=self.config.events.grace_seconds)
+
+    def adapter(self, connection_id: str) -> Adapter:
+        with self._lock:
+            if connection_id not in self._adapters:
+                conn = self.config.connection(connection_id)
+                if conn is None:
+                    raise KeyError(connection_id)
+                settings = {**conn.adapter_settings(), **self.adapter_overrides}
+                self._adapters[connection_id] = build_adapter(conn.provider, **settings)
+            return self._adapters[connection_id]
+
+    @property
+    def http(self) -> httpx.Client:
+        """The client for outbound deliveries to subscribers."""
+        with self._lock:
+            if self._http is None:
+                self._http = httpx.Client(timeout=httpx.Timeout(self.config.delivery.timeout_seconds),
+                                          follow_redirects=False)
+            return self._http
+
+    def close(self) -> None:
+        for adapter in self._adapters.values():
+            adapter.close()
+        if self._http is not None:
+            self._http.close()
+
+
+_current: Runtime | None = None
+
+
+def install(runtime: Runtime) -> Runtime:
+    global _current
+    _current = runtime
+    return runtime
+
+
+def current() -> Runtime:
+    if _current is None:
+        raise RuntimeError("no runtime installed in this process; start it through the bookingsync CLI")
+    return _current

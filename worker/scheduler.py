@@ -1,0 +1,92 @@
+"""The scheduler: poll ticks per connection and the relay tick, run by one leader at a time.
+
+Every scheduler process runs the same APScheduler jobs in memory (its job store is never
+shared); a database lease decides which one acts. The others renew their claim attempt every
+few seconds and take over when the leader's lease runs out. Timers are not APScheduler jobs:
+they are event rows, and the relay tick publishes them when due.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from bookingsync.adapters.base import Capability
+from bookingsync.worker import leases
+from bookingsync.worker.relay import Senders, relay_once
+from bookingsync.worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+LEADER_LEASE = "scheduler-leader"
+MAX_BATCHES_PER_TICK = 50
+
+
+class Scheduler:
+    def __init__(self, rt: Runtime) -> None:
+        if rt.actors is None:
+            raise RuntimeError("declare the actors before starting the scheduler")
+        self.rt = rt
+        self.actors = rt.actors
+        self.leading = threading.Event()
+        self._aps = BackgroundScheduler(timezone=UTC)
+
+    def start(self) -> None:
+        cfg = self.rt.config.scheduler
+        now = datetime.now(UTC)
+        self._aps.add_job(self.lead, "interval", seconds=max(cfg.leader_lease_seconds / 3, 0.5), id="lead",
+                          next_run_time=now, max_instances=1, coalesce=True)
+        self._aps.add_job(self.relay, "interval", seconds=cfg.relay_interval_seconds, id="relay",
+                          max_instances=1, coalesce=True, misfire_grace_time=None)
+        for conn in self.rt.config.connections:
+            if not conn.enabled:
+                continue
+            adapter = self.rt.adapter(conn.id)
+            if adapter.capabilities & {Capability.LIST_CHANGES, Capability.LOOKUP_BY_EMAIL}:
+                self._aps.add_job(self.poll, "interval", args=(conn.id,), seconds=conn.poll_interval_seconds,
+                                  id=f"poll:{conn.id}", next_run_time=now, max_instances=1, coalesce=True,
+                                  misfire_grace_time=None)
+        self._aps.start()
+
+    def stop(self) -> None:
+        if self._aps.running:
+            self._aps.shutdown(wait=True)
+        if self.leading.is_set():
+            leases.release(self.rt.engine, LEADER_LEASE, self.rt.holder)
+            self.leading.clear()
+
+    def lead(self) -> None:
+        try:
+            held = leases.acquire(self.rt.engine, LEADER_LEASE, self.rt.holder, self.rt.clock.now(),
+                                  self.rt.config.scheduler.leader_lease_seconds)
+        except Exception:
+            log.exception("could not renew the scheduler lease")
+            held = False
+        if held and not self.leading.is_set():
+            log.info("scheduler %s is now the leader", self.rt.holder)
+            self.leading.set()
+        elif not held and self.leading.is_set():
+            log.warning("scheduler %s lost the lead", self.rt.holder)
+            self.leading.clear()
+
+    def relay(self) -> None:
+        if not self.leading.is_set():
+            return
+        cfg = self.rt.config.scheduler
+        senders = Senders(publish=self.actors.publish.send, deliver=self.actors.deliver.send,
+                          ingest=self.actors.ingest.send)
+        try:
+            # Keep claiming while batches come back full, so a burst of due timers drains in one tick.
+            for _ in range(MAX_BATCHES_PER_TICK):
+                claimed = relay_once(self.rt.engine, self.rt.clock.now(), senders, lease_seconds=cfg.lease_seconds,
+                                     limit=cfg.batch_size)
+                if max(len(claimed.events), len(claimed.deliveries), len(claimed.receipts)) < cfg.batch_size:
+                    break
+        except Exception:
+            log.exception("relay tick failed; the next tick retries")
+
+    def poll(self, connection_id: str) -> None:
+        if self.leading.is_set():
+            self.actors.poll.send(connection_id)

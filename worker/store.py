@@ -1,0 +1,187 @@
+"""Data access for meetings, links, events and cursors. The caller owns the transaction.
+
+`apply_record` is the heart of ingest: upsert the link and its meeting, let the pure lifecycle
+rules (`worker.lifecycle.decide`) say what changed, and write the events, all in the caller's
+transaction. Re-applying the same content is a no-op, so pages can be re-read and webhooks
+replayed freely.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord
+from bookingsync.models.tables import CursorRow, EventRow, LinkRow, MeetingRow
+from bookingsync.worker.lifecycle import TIMER_TYPES, EventIntent, MeetingState, decide
+from bookingsync.worker.payloads import meeting_json
+
+MISSING_HASH = "missing"
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class Applied:
+    meeting_id: str
+    changed: bool
+    events: tuple[str, ...] = ()
+
+
+def meeting_of(row: MeetingRow) -> Meeting:
+    return Meeting(status=MeetingStatus(row.status), title=row.title, start=row.start, end=row.end,
+                   timezone=row.timezone, hosts=tuple(row.hosts or ()), conference_url=row.conference_url,
+                   attendee=Person(email=row.attendee_email, name=row.attendee_name, phone=row.attendee_phone))
+
+
+def state_of(row: MeetingRow) -> MeetingState:
+    return MeetingState(meeting=meeting_of(row), booked=row.booked, deleted=row.deleted,
+                        generation=row.generation, version=row.version)
+
+
+def _write_meeting(row: MeetingRow, state: MeetingState, now: datetime) -> None:
+    m = state.meeting
+    row.status = m.status.value
+    row.title = m.title
+    row.start = m.start
+    row.end = m.end
+    row.timezone = m.timezone
+    row.attendee_email = m.attendee.email
+    row.attendee_name = m.attendee.name
+    row.attendee_phone = m.attendee.phone
+    row.hosts = list(m.hosts)
+    row.conference_url = m.conference_url
+    row.content_hash = m.content_hash()
+    row.booked = state.booked
+    row.deleted = state.deleted
+    row.generation = state.generation
+    row.version = state.version
+    row.updated_at = now
+
+
+def links_of(session: Session, meeting_ids: list[str]) -> dict[str, list[LinkRow]]:
+    out: dict[str, list[LinkRow]] = {mid: [] for mid in meeting_ids}
+    if meeting_ids:
+        for link in session.exec(select(LinkRow).where(col(LinkRow.meeting_id).in_(meeting_ids))):
+            out[link.meeting_id].append(link)
+    return out
+
+
+def _locked_link(session: Session, connection: str, external_id: str) -> LinkRow | None:
+    query = select(LinkRow).where(LinkRow.connection == connection, LinkRow.external_id == external_id)
+    return session.exec(query.with_for_update()).first()
+
+
+def _write_plan(session: Session, row: MeetingRow, old: MeetingState | None, new: Meeting,
+                now: datetime, grace: timedelta) -> tuple[str, ...]:
+    plan = decide(old, new, now, grace)
+    _write_meeting(row, plan.state, now)
+    if plan.cancel_timers:
+        session.exec(update(EventRow)
+                     .where(col(EventRow.meeting_id) == row.id, col(EventRow.type).in_([t.value for t in TIMER_TYPES]),
+                            col(EventRow.status).in_(["pending", "leased"]))
+                     .values(status="cancelled"))
+    if plan.events:
+        session.flush()  # the meeting row must exist before events point at it
+        snapshot = None
+        for intent in plan.events:
+            if not intent.is_timer and snapshot is None:
+                snapshot = meeting_json(row, links_of(session, [row.id])[row.id])
+            add_event(session, row.id, intent, now, None if intent.is_timer else snapshot)
+    return tuple(intent.type.value for intent in plan.events)
+
+
+def add_event(session: Session, meeting_id: str, intent: EventIntent, now: datetime,
+              meeting_snapshot: dict[str, Any] | None) -> None:
+    """Insert an event once per dedupe key; a cancelled timer set again comes back to life."""
+    key = f"{meeting_id}:{intent.type.value}:{intent.occurrence}"
+    existing = session.exec(select(EventRow).where(EventRow.dedupe_key == key)).first()
+    if existing is not None:
+        if existing.status == "cancelled":
+            existing.status = "pending"
+            existing.due_at = intent.due_at
+            existing.lease_until = None
+        return
+    session.add(EventRow(event_id=new_id("evt"), meeting_id=meeting_id, type=intent.type.value, dedupe_key=key,
+                         generation=intent.generation, set_for=intent.set_for, occurred_at=intent.occurred_at,
+                         due_at=intent.due_at, created_at=now,
+                         payload={"meeting": meeting_snapshot} if meeting_snapshot is not None else None))
+
+
+def apply_record(session: Session, *, connection: str, provider: str, record: SourceRecord, raw: Any,
+                 now: datetime, grace: timedelta) -> Applied:
+    content_hash = record.meeting.content_hash()
+    link = _locked_link(session, connection, record.external_id)
+    if link is not None and link.content_hash == content_hash:
+        link.last_seen_at = now
+        link.scope = record.scope or link.scope
+        return Applied(meeting_id=link.meeting_id, changed=False)
+
+    if link is None:
+        row = MeetingRow(id=new_id("mtg"), status=record.meeting.status.value, start=record.meeting.start,
+                         end=record.meeting.end, content_hash=content_hash, created_at=now, updated_at=now)
+        session.add(row)
+        old = None
+        link = LinkRow(meeting_id=row.id, connection=connection, provider=provider, external_id=record.external_id,
+                       content_hash=content_hash, first_seen_at=now, last_seen_at=now)
+        session.add(link)
+    else:
+        row = session.exec(select(MeetingRow).where(MeetingRow.id == link.meeting_id).with_for_update()).one()
+        old = state_of(row)
+    link.content_hash = content_hash
+    link.raw = raw
+    link.scope = record.scope or link.scope
+    link.source_updated_at = record.source_updated_at
+    link.missing = False
+    link.last_seen_at = now
+    events = _write_plan(session, row, old, record.meeting, now, grace)
+    return Applied(meeting_id=row.id, changed=True, events=events)
+
+
+def mark_missing(session: Session, link: LinkRow, now: datetime, grace: timedelta) -> Applied:
+    """The link vanished from a complete read: at its source the meeting no longer exists."""
+    row = session.exec(select(MeetingRow).where(MeetingRow.id == link.meeting_id).with_for_update()).one()
+    old = state_of(row)
+    link.missing = True
+    link.content_hash = MISSING_HASH
+    gone = old.meeting.model_copy(update={"status": MeetingStatus.CANCELLED})
+    events = _write_plan(session, row, old, gone, now, grace)
+    return Applied(meeting_id=row.id, changed=True, events=events)
+
+
+def sweep(session: Session, *, connection: str, scope: str, window_start: datetime, seen: frozenset[str],
+          now: datetime, grace: timedelta) -> list[Applied]:
+    """Mark missing every link of `scope` a complete read did not return, within its time window."""
+    query = (select(LinkRow).join(MeetingRow, col(MeetingRow.id) == col(LinkRow.meeting_id))
+             .where(LinkRow.connection == connection, LinkRow.scope == scope, col(LinkRow.missing).is_(False),
+                    col(MeetingRow.start) >= window_start))
+    return [mark_missing(session, link, now, grace)
+            for link in session.exec(query).all() if link.external_id not in seen]
+
+
+def get_cursor(session: Session, connection: str) -> dict[str, Any] | None:
+    row = session.get(CursorRow, connection)
+    return dict(row.value) if row is not None and row.value is not None else None
+
+
+def save_cursor(session: Session, connection: str, value: dict[str, Any], now: datetime) -> None:
+    row = session.get(CursorRow, connection)
+    if row is None:
+        session.add(CursorRow(connection=connection, value=value, updated_at=now))
+    else:
+        row.value = value
+        row.updated_at = now
+
+
+def watched_emails(session: Session, since: datetime) -> frozenset[str]:
+    """Attendees of meetings that are upcoming or ended after `since`."""
+    query = select(MeetingRow.attendee_email).where(col(MeetingRow.attendee_email).is_not(None),
+                                                    col(MeetingRow.end) >= since).distinct()
+    return frozenset(email for email in session.exec(query) if email)
