@@ -128,6 +128,7 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
         row = MeetingRow(id=new_id("mtg"), status=record.meeting.status.value, start=record.meeting.start,
                          end=record.meeting.end, content_hash=content_hash, created_at=now, updated_at=now)
         session.add(row)
+        session.flush()  # the meeting row must exist before its link points at it
         old = None
         link = LinkRow(meeting_id=row.id, connection=connection, provider=provider, external_id=record.external_id,
                        content_hash=content_hash, first_seen_at=now, last_seen_at=now)
