@@ -102,7 +102,7 @@ def run(config: ConfigOption = None) -> None:
     books, reschedules and cancels meetings, so you can watch events fire.
     """
     from bookingsync.worker.broker import start_worker
-    from bookingsync.worker.embedded import attach_sandbox
+    from bookingsync.worker.demo import attach_sandbox
     from bookingsync.worker.scheduler import Scheduler
 
     cfg = _load(config)

@@ -1,0 +1,490 @@
+"""Leezy.ai: chatbot-booked meetings, read by polling and by signed webhooks (read-only provider).
+
+Follows shared/providers/leezy/: the Meetings API page (staging.leezy.ai/docs/api/meetings),
+the API overview (envelope, errors, limits), and the webhook pages of production leezy.ai and
+staging. Ambiguities, and the reading taken:
+
+* Base URL. The docs give `https://app.leezy.ai/api/v1`; the connection names the host. A
+  base_url that already ends in `/api/v1` is accepted and not doubled.
+* Order of `GET /meetings` results is undocumented and `since` is "updated after" (strict).
+  We ask for `since = watermark - overlap_seconds` (floored to whole seconds, the precision of
+  the examples) so records sharing the watermark's timestamp are read again, never skipped;
+  the store's content hash makes re-reading harmless.
+* Offset paging can skip a record when another moves during the read (ordered by updated_at,
+  an updated record jumps to the end and the rest shift left by one). `ChangeRead` keeps
+  `since` fixed for the whole read and watches for the symptoms: an id seen twice, `meta.total`
+  changing between pages, a page with nothing new, or `has_more` false before `total` was
+  reached. A disturbed read, or one resumed mid-way after a crash (its earlier pages' ids are
+  unknown), ends with the *old* `since`, so the next poll re-reads the whole window. Only a clean
+  read advances `since`, to the largest `updated_at` it saw but never past the read's start
+  (`context.now`) less `CLOCK_SKEW_ALLOWANCE`. That cap matters: a record updated during the
+  read can land behind our offset without any symptom (two records moving together hide each
+  other's repeat), yet its new `updated_at` is after the read began, so the next poll sees it.
+  It also keeps a provider clock running ahead from pushing the watermark into the future.
+  Residual risk, not detectable with offset paging of unknown order: a record deleted and another
+  created during one read (total unchanged) can hide a skip of an older record. Under constant
+  churn the watermark may stay put for a while: that costs re-reads, never records.
+* Offsets advance by the number of records received, not by `limit`, in case the server caps
+  the page below what we asked for.
+* The documented limit is per plan (100 requests/min on Starter, the lowest); with no plan in
+  the config we pace at the Starter rate. 429 carries no Retry-After: the HTTP policy backs off.
+* Statuses: scheduled, confirmed, completed, cancelled, no_show (also "canceled", the US
+  spelling). A set `cancelled_at` means cancelled whatever `status` says. Another status is a
+  NormaliseError naming it.
+* Times must carry an offset; a naive time is refused, not guessed. `timezone` is the attendee's
+  zone and only decorative: an invalid one is dropped and the meeting still normalised. An
+  attendee email that is not an address is a NormaliseError (a CRM must not get a wrong person).
+* Webhooks: the production page (HMAC-SHA256 over `{X-Leezy-Timestamp}.{raw body}`, hex,
+  `sha256=` prefix, 5-minute window) is the contract. The older staging page signs the body
+  alone; that form is accepted only with `accept_legacy_signature=True`, and even then the
+  timestamp header is required and the window enforced (staging also sends the header).
+  No secret configured means every delivery is refused.
+* No `meeting.*` webhook `data` example exists. `data` may be a resource `{id, type,
+  attributes}` or a flat meeting object; both normalise. For `meeting.cancelled` and
+  `meeting.completed` the event type is the newer fact, so it overrides the status in `data`;
+  `meeting.scheduled` fills in `scheduled` only when `data` has no status. The event type is
+  taken from the signed body; the unsigned `X-Leezy-Event` header is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import httpx
+from pydantic import ValidationError
+
+from bookingsync.adapters.base import Capability, Page, RawRecord, ReadContext, WebhookDelivery
+from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.models.errors import (
+    ConfigError,
+    NormaliseError,
+    ProviderUnavailable,
+    WebhookMalformed,
+    WebhookUnauthorized,
+)
+from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord, normalise_email
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "leezy"
+MEETINGS_PATH = "/api/v1/meetings"
+MAX_PAGE_SIZE = 100  # documented maximum of `limit`
+# The lowest documented plan limit (Starter, 100 requests/min); we do not know the customer's plan.
+DEFAULT_REQUESTS_PER_MINUTE = 100.0
+# Production docs: receivers MUST reject deliveries more than five minutes from their clock.
+SIGNATURE_TOLERANCE = timedelta(minutes=5)
+SIGNATURE_PREFIX = "sha256="
+# How far Leezy's clock may lag ours and still have mid-read updates re-read by the next poll.
+CLOCK_SKEW_ALLOWANCE = timedelta(seconds=30)
+
+STATUSES = {
+    "scheduled": MeetingStatus.SCHEDULED,
+    "confirmed": MeetingStatus.CONFIRMED,
+    "completed": MeetingStatus.COMPLETED,
+    "cancelled": MeetingStatus.CANCELLED,
+    "canceled": MeetingStatus.CANCELLED,
+    "no_show": MeetingStatus.NO_SHOW,
+}
+# Event type -> status it forces on `data` (None: keep data's status, default scheduled).
+HANDLED_EVENTS: dict[str, str | None] = {
+    "meeting.scheduled": None,
+    "meeting.cancelled": "cancelled",
+    "meeting.completed": "completed",
+}
+
+
+# -- paging: pure, no HTTP ----------------------------------------------------------------------
+
+
+@dataclass
+class ChangeRead:
+    """One poll of `GET /meetings?since=`: what to ask next and which cursor to save per page.
+
+    Cursor: {"since": iso|None, "offset": int, "high": iso|None, "resumed": bool}. `since` is the
+    watermark this read started from (kept for every page), `offset` where to resume, `high` the
+    largest `updated_at` seen so far, `resumed` whether earlier pages were read by another run.
+    """
+
+    since: datetime | None
+    now: datetime
+    offset: int = 0
+    high: datetime | None = None
+    resumed: bool = False
+    total: int | None = None
+    seen: set[str] = field(default_factory=set)
+    disturbed: bool = False
+
+    @classmethod
+    def start(cls, cursor: Mapping[str, Any] | None, now: datetime) -> ChangeRead:
+        if not cursor:
+            return cls(since=None, now=now)
+        try:
+            since = _cursor_time(cursor.get("since"))
+            high = _cursor_time(cursor.get("high"))
+            offset = int(cursor.get("offset") or 0)
+            if offset < 0:
+                raise ValueError("negative offset")
+        except (TypeError, ValueError) as exc:
+            # A full read is the safe direction: it re-reads, never skips.
+            log.warning("leezy: unusable cursor %r (%s); starting a full read", cursor, exc)
+            return cls(since=None, now=now)
+        resumed = offset > 0 or bool(cursor.get("resumed"))
+        return cls(since=since, now=now, offset=offset, high=high, resumed=resumed)
+
+    def params(self, page_size: int, overlap_seconds: float) -> dict[str, str | int]:
+        params: dict[str, str | int] = {"limit": page_size, "offset": self.offset}
+        if self.since is not None:
+            asked = self.since - timedelta(seconds=overlap_seconds)
+            params["since"] = _wire_time(asked.replace(microsecond=0))
+        return params
+
+    def take(self, data: list[Any], meta: Mapping[str, Any], page_size: int) -> bool:
+        """Account for one received page; True when the read is over."""
+        new = identified = 0
+        for resource in data:
+            record_id, updated_at = _id_and_updated(resource)
+            if record_id is not None:
+                identified += 1
+                if record_id in self.seen:
+                    self.disturbed = True
+                else:
+                    new += 1
+                    self.seen.add(record_id)
+            if updated_at is not None and (self.high is None or updated_at > self.high):
+                self.high = updated_at
+        total = meta.get("total")
+        if isinstance(total, int) and not isinstance(total, bool):
+            if self.total is not None and total != self.total:
+                self.disturbed = True
+            self.total = total
+        self.offset += len(data)
+
+        has_more = meta.get("has_more")
+        if not data:
+            done = True
+            if has_more is True:
+                self.disturbed = True
+        elif new == 0 and identified:
+            done = True  # the server repeats what we had: it ignores offset or the set moved
+            self.disturbed = True
+        elif isinstance(has_more, bool):
+            done = not has_more
+        elif self.total is not None:
+            done = self.offset >= self.total
+        else:
+            done = len(data) < page_size
+        if done and self.total is not None and self.offset < self.total:
+            self.disturbed = True  # ended short of what the server said it had
+        return done
+
+    def cursor(self, done: bool) -> dict[str, Any]:
+        if not done:
+            return {"since": _wire_time(self.since), "offset": self.offset,
+                    "high": _wire_time(self.high), "resumed": self.resumed}
+        since = self.since
+        if not self.disturbed and not self.resumed and self.high is not None:
+            candidate = min(self.high, self.now - CLOCK_SKEW_ALLOWANCE)
+            since = candidate if since is None else max(since, candidate)
+        return {"since": _wire_time(since), "offset": 0, "high": None, "resumed": False}
+
+
+def _cursor_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("naive time in cursor")
+    return parsed.astimezone(UTC)
+
+
+def _wire_time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    text = value.astimezone(UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def _id_and_updated(resource: Any) -> tuple[str | None, datetime | None]:
+    if not isinstance(resource, dict):
+        return None, None
+    attributes = _attributes(resource)
+    record_id = resource.get("id")
+    record_id = str(record_id).strip() if isinstance(record_id, (str, int)) and str(record_id).strip() else None
+    try:
+        updated = _time(attributes, "updated_at", required=False)
+    except NormaliseError:
+        updated = None
+    return record_id, updated
+
+
+# -- normalise: pure ----------------------------------------------------------------------------
+
+
+def _attributes(resource: Mapping[str, Any]) -> Mapping[str, Any]:
+    attributes = resource.get("attributes")
+    return attributes if isinstance(attributes, dict) else resource
+
+
+def _time(attributes: Mapping[str, Any], name: str, *, required: bool) -> datetime | None:
+    value = attributes.get(name)
+    if value is None or value == "":
+        if required:
+            raise NormaliseError(f"the Leezy meeting has no {name}")
+        return None
+    if not isinstance(value, str):
+        raise NormaliseError(f"the Leezy meeting's {name} {value!r} is not an ISO 8601 time")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise NormaliseError(f"the Leezy meeting's {name} {value!r} is not an ISO 8601 time") from exc
+    if parsed.tzinfo is None:
+        raise NormaliseError(f"the Leezy meeting's {name} {value!r} has no UTC offset, so its instant is unknown")
+    return parsed.astimezone(UTC)
+
+
+def _status(attributes: Mapping[str, Any]) -> MeetingStatus:
+    if attributes.get("cancelled_at"):
+        return MeetingStatus.CANCELLED
+    raw = attributes.get("status")
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        raise NormaliseError("the Leezy meeting has no status")
+    status = STATUSES.get(str(raw).strip().lower())
+    if status is None:
+        known = ", ".join(sorted(STATUSES))
+        raise NormaliseError(f"the Leezy meeting has status {raw!r}, which is not one of {known}")
+    return status
+
+
+def _zone(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        ZoneInfo(value.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        log.info("leezy: dropping timezone %r, not an IANA zone", value)
+        return None
+    return value.strip()
+
+
+def _attendee(value: Any) -> Person:
+    if value is None:
+        return Person()
+    if not isinstance(value, dict):
+        raise NormaliseError(f"the Leezy meeting's attendee {value!r} is not an object")
+    email = value.get("email")
+    try:
+        email = normalise_email(email) if isinstance(email, str) else None
+    except ValueError as exc:
+        raise NormaliseError(f"the Leezy meeting's attendee.email {value.get('email')!r} is not an email address") from exc
+    name, phone = value.get("name"), value.get("phone")
+    return Person(email=email, name=name if isinstance(name, str) else None,
+                  phone=phone if isinstance(phone, str) else None)
+
+
+def normalise_meeting(payload: Any) -> SourceRecord:
+    """A Leezy meeting resource (or a flat meeting object) as a canonical `SourceRecord`."""
+    if not isinstance(payload, dict):
+        raise NormaliseError(f"a Leezy meeting must be a JSON object, not {type(payload).__name__}")
+    kind = payload.get("type")
+    if "attributes" in payload and kind is not None and kind != "meeting":
+        raise NormaliseError(f"the Leezy resource has type {kind!r}, not 'meeting'")
+    attributes = _attributes(payload)
+    record_id = payload.get("id")
+    if not isinstance(record_id, (str, int)) or not str(record_id).strip():
+        raise NormaliseError("the Leezy meeting has no id")
+    start = _time(attributes, "start_time", required=True)
+    end = _time(attributes, "end_time", required=True)
+    title, url = attributes.get("title"), attributes.get("meeting_url")
+    try:
+        meeting = Meeting(
+            status=_status(attributes),
+            title=title.strip() or None if isinstance(title, str) else None,
+            start=start,
+            end=end,
+            timezone=_zone(attributes.get("timezone")),
+            attendee=_attendee(attributes.get("attendee")),
+            conference_url=url.strip() or None if isinstance(url, str) else None,
+        )
+        return SourceRecord(
+            external_id=str(record_id),
+            meeting=meeting,
+            source_updated_at=_time(attributes, "updated_at", required=False),
+        )
+    except ValidationError as exc:
+        reasons = "; ".join(err["msg"] for err in exc.errors())
+        raise NormaliseError(f"the Leezy meeting {record_id} cannot be used: {reasons}") from exc
+
+
+# -- webhooks: pure -----------------------------------------------------------------------------
+
+
+def verify_signature(
+    headers: Mapping[str, str], body: bytes, secret: str | None, now: datetime, *, accept_legacy: bool
+) -> None:
+    """Raise WebhookUnauthorized unless the delivery is signed with `secret` within the window."""
+    if not secret:
+        raise WebhookUnauthorized("no webhook_secret is configured for this Leezy connection, so no delivery can be trusted")
+    lower = {k.lower(): v for k, v in headers.items()}
+    timestamp = (lower.get("x-leezy-timestamp") or "").strip()
+    signature = (lower.get("x-leezy-signature") or "").strip()
+    if not timestamp or not signature:
+        raise WebhookUnauthorized("the delivery lacks the X-Leezy-Timestamp or X-Leezy-Signature header")
+    try:
+        if not timestamp.isdigit():
+            raise ValueError(timestamp)
+        sent = datetime.fromtimestamp(int(timestamp), UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise WebhookUnauthorized(f"X-Leezy-Timestamp {timestamp[:20]!r} is not a Unix time in seconds") from exc
+    if abs(now - sent) > SIGNATURE_TOLERANCE:
+        raise WebhookUnauthorized(f"X-Leezy-Timestamp {timestamp} is more than 5 minutes from our clock; refusing a possible replay")
+    if not signature.lower().startswith(SIGNATURE_PREFIX):
+        raise WebhookUnauthorized("X-Leezy-Signature does not start with 'sha256='")
+    given = signature[len(SIGNATURE_PREFIX):].strip().lower()
+    key = secret.encode()
+    expected = hmac.new(key, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    if hmac.compare_digest(expected, given):
+        return
+    if accept_legacy and hmac.compare_digest(hmac.new(key, body, hashlib.sha256).hexdigest(), given):
+        return
+    raise WebhookUnauthorized("X-Leezy-Signature does not match this connection's webhook secret")
+
+
+def parse_delivery(headers: Mapping[str, str], body: bytes) -> WebhookDelivery:
+    """The records of a verified delivery body; WebhookMalformed if it is not Leezy's envelope."""
+    try:
+        envelope = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WebhookMalformed(f"the Leezy delivery body is not JSON: {exc}") from exc
+    if not isinstance(envelope, dict):
+        raise WebhookMalformed("the Leezy delivery body is not a JSON object")
+    event_id, event_type, data = envelope.get("id"), envelope.get("type"), envelope.get("data")
+    if not isinstance(event_type, str) or not event_type:
+        raise WebhookMalformed("the Leezy delivery has no event 'type'")
+    if not isinstance(event_id, str) or not event_id:
+        raise WebhookMalformed("the Leezy delivery has no event 'id'")
+    if not isinstance(data, dict):
+        raise WebhookMalformed("the Leezy delivery's 'data' is not a JSON object")
+    lower = {k.lower(): v for k, v in headers.items()}
+    delivery_id = (lower.get("x-leezy-delivery") or "").strip() or event_id
+    if event_type not in HANDLED_EVENTS:
+        return WebhookDelivery(delivery_id=delivery_id, event_type=event_type, records=[], handled=False)
+    payload = _with_event_status(data, HANDLED_EVENTS[event_type])
+    record_id, _ = _id_and_updated(payload)
+    return WebhookDelivery(
+        delivery_id=delivery_id, event_type=event_type,
+        records=[RawRecord(payload=payload, external_id=record_id)],
+    )
+
+
+def _with_event_status(data: dict[str, Any], forced: str | None) -> dict[str, Any]:
+    # Copy, so the receipt keeps what Leezy sent while ingest sees what the event means.
+    nested = isinstance(data.get("attributes"), dict)
+    attributes = dict(data["attributes"]) if nested else dict(data)
+    if forced is not None:
+        attributes["status"] = forced
+    elif not attributes.get("status"):
+        attributes["status"] = "scheduled"
+    return {**data, "attributes": attributes} if nested else attributes
+
+
+# -- the adapter: the HTTP edge -----------------------------------------------------------------
+
+
+def error_message(response: httpx.Response) -> str:
+    """Leezy's `{error, error_description}` envelope as one line."""
+    body = response.json()
+    if not isinstance(body, dict):
+        return ""
+    code, description = body.get("error"), body.get("error_description")
+    if description and code:
+        return f"{description} ({code})"
+    return str(description or code or "")
+
+
+class LeezyAdapter:
+    provider: ClassVar[str] = PROVIDER
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.LIST_CHANGES, Capability.RECEIVE_WEBHOOKS}
+    )
+
+    def __init__(
+        self,
+        *,
+        connection_id: str,
+        base_url: str,
+        token: str,
+        webhook_secret: str | None = None,
+        accept_legacy_signature: bool = False,
+        page_size: int = MAX_PAGE_SIZE,
+        overlap_seconds: float = 1.0,
+        requests_per_minute: float = DEFAULT_REQUESTS_PER_MINUTE,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        timeout: float = 15.0,
+    ) -> None:
+        if not token or not token.strip():
+            raise ConfigError(f"connection {connection_id!r}: the Leezy token is empty; set token (e.g. token = \"env:LEEZY_TOKEN\")")
+        if not base_url.startswith(("https://", "http://")):
+            raise ConfigError(f"connection {connection_id!r}: base_url {base_url!r} must start with https://")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ConfigError(f"connection {connection_id!r}: page_size {page_size} must be between 1 and {MAX_PAGE_SIZE}")
+        if not (math.isfinite(overlap_seconds) and overlap_seconds >= 0):
+            raise ConfigError(f"connection {connection_id!r}: overlap_seconds must be zero or more")
+        if requests_per_minute <= 0:
+            raise ConfigError(f"connection {connection_id!r}: requests_per_minute must be more than zero")
+        self.connection_id = connection_id
+        self._secret = webhook_secret
+        self._accept_legacy = accept_legacy_signature
+        self._page_size = page_size
+        self._overlap = overlap_seconds
+        host = base_url.rstrip("/").removesuffix("/api/v1")
+        self._http = ProviderHttp(
+            provider=PROVIDER,
+            base_url=host,
+            headers={"Authorization": f"Bearer {token.strip()}", "Accept": "application/json"},
+            error_message=error_message,
+            timeout=timeout,
+            transport=transport,
+            sleep=sleep,
+            min_interval=60.0 / requests_per_minute,
+        )
+
+    def read(self, cursor: dict[str, Any] | None, context: ReadContext) -> Iterator[Page]:
+        state = ChangeRead.start(cursor, context.now)
+        while True:
+            response = self._http.request("GET", MEETINGS_PATH, params=state.params(self._page_size, self._overlap))
+            data, meta = _envelope(response_json(PROVIDER, response))
+            done = state.take(data, meta, self._page_size)
+            records = [RawRecord(payload=item, external_id=_id_and_updated(item)[0]) for item in data]
+            yield Page(records=records, cursor=state.cursor(done))
+            if done:
+                if state.disturbed:
+                    log.info("leezy %s: the read was disturbed; keeping since for a re-read", self.connection_id)
+                return
+
+    def normalise(self, record: RawRecord) -> SourceRecord:
+        return normalise_meeting(record.payload)
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime) -> WebhookDelivery:
+        verify_signature(headers, body, self._secret, now, accept_legacy=self._accept_legacy)
+        return parse_delivery(headers, body)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _envelope(body: Any) -> tuple[list[Any], Mapping[str, Any]]:
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise ProviderUnavailable(PROVIDER, "GET /api/v1/meetings answered without a 'data' list")
+    meta = body.get("meta")
+    return body["data"], meta if isinstance(meta, dict) else {}

@@ -1,0 +1,61 @@
+"""`bookingsync run` with no connections: the built-in sandbox providers and a demo driver.
+
+Only the CLI imports this module (and so the sandbox); production code paths never do. The
+Leezy webhook subscription is made through Leezy's documented subscribe endpoint, exactly as an
+operator would against the real service, and its secret becomes the connection's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from rich.console import Console
+
+from bookingsync.sandbox.demo import DEMO_PROSPECT_EMAILS, DemoDriver
+from bookingsync.sandbox.server import RunningSandbox, start_sandbox
+from bookingsync.worker.config import Config, ConnectionConfig
+
+SANDBOX_POLL_SECONDS = 5.0
+DEMO_INTERVAL_SECONDS = 6.0
+
+
+@dataclass
+class Demo:
+    sandbox: RunningSandbox
+    driver: DemoDriver
+
+    def start(self) -> None:
+        self.driver.start()
+
+    def stop(self) -> None:
+        self.driver.stop()
+        self.sandbox.stop()
+
+
+def _subscribe(sandbox: RunningSandbox, target_url: str) -> str:
+    response = httpx.post(f"{sandbox.leezy_url}/api/v1/webhooks/subscribe", timeout=10.0,
+                          headers={"Authorization": f"Bearer {sandbox.leezy_token}"},
+                          json={"target_url": target_url,
+                                "event_types": ["meeting.scheduled", "meeting.cancelled", "meeting.completed"]})
+    response.raise_for_status()
+    return response.json()["data"]["secret"]
+
+
+def attach_sandbox(cfg: Config, console: Console) -> tuple[Config, Demo]:
+    sandbox = start_sandbox(host="127.0.0.1")
+    public = cfg.server.public_url or f"http://{cfg.server.host}:{cfg.server.port}"
+    secret = _subscribe(sandbox, f"{public.rstrip('/')}/webhooks/leezy-sandbox")
+    connections = (
+        ConnectionConfig(id="leezy-sandbox", provider="leezy", base_url=sandbox.leezy_url, token=sandbox.leezy_token,
+                         webhook_secret=secret, poll_interval_seconds=SANDBOX_POLL_SECONDS),
+        ConnectionConfig(id="leandata-sandbox", provider="leandata", base_url=sandbox.leandata_url,
+                         api_key=sandbox.leandata_api_key, watch_emails=DEMO_PROSPECT_EMAILS,
+                         poll_interval_seconds=SANDBOX_POLL_SECONDS),
+    )
+    console.print("[bold]No connections configured:[/bold] running against the built-in sandbox.")
+    console.print(f"  Leezy sandbox     {sandbox.leezy_url}  (webhooks → {public}/webhooks/leezy-sandbox)")
+    console.print(f"  LeanData sandbox  {sandbox.leandata_url}  (watching {', '.join(DEMO_PROSPECT_EMAILS)})")
+    console.print("  A demo books, reschedules and cancels meetings every few seconds; events print below.")
+    return cfg.model_copy(update={"connections": connections}), Demo(sandbox, DemoDriver(
+        sandbox, interval_seconds=DEMO_INTERVAL_SECONDS))
