@@ -34,8 +34,9 @@ for sub, name in ((db_app, "db"), (meetings_app, "meetings"), (events_app, "even
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file (default $BOOKINGSYNC_CONFIG, "
                                                                             "else embedded defaults)")]
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Piped output (logs, CI, tests) gets wide tables instead of 80 truncated columns.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 DB_WAIT_SECONDS = 60
 
 
@@ -49,7 +50,7 @@ def _load(path: Path | None) -> Config:
 
 def _logging(cfg: Config) -> None:
     logging.basicConfig(level=cfg.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("apscheduler", "httpx", "httpcore", "uvicorn.access"):
+    for noisy in ("apscheduler", "httpx", "httpcore", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -85,12 +86,28 @@ def _wait_for_signal() -> None:
 
 
 def _serve(rt: Runtime) -> None:
+    """Serve HTTP until SIGINT/SIGTERM, then return so the caller can shut the rest down in order."""
+    import contextlib
+
     import uvicorn
 
     from bookingsync.worker.web import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(rt), host=rt.config.server.host, port=rt.config.server.port,
-                                           log_level="warning", access_log=False))
+    class Server(uvicorn.Server):
+        # uvicorn re-raises the signal after its own shutdown, which would kill the process before
+        # the scheduler releases its lease and the worker finishes; we handle the signals instead.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            yield
+
+    server = Server(uvicorn.Config(create_app(rt), host=rt.config.server.host, port=rt.config.server.port,
+                                   log_level="warning", access_log=False))
+
+    def _stop(*_: Any) -> None:
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop)
     server.run()
 
 
@@ -121,10 +138,11 @@ def run(config: ConfigOption = None) -> None:
     try:
         _serve(rt)
     finally:
-        if demo is not None:
-            demo.stop()
+        out.print("shutting down: scheduler, worker threads, sandbox")
         scheduler.stop()
         worker.stop()
+        if demo is not None:
+            demo.stop()
         rt.close()
 
 

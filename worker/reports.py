@@ -37,9 +37,11 @@ def status_tables(session: Session, cfg: Config, now: datetime) -> list[Table]:
     for column in ("id", "provider", "cursor", "cursor saved"):
         conns.add_column(column)
     cursors = {row.connection: row for row in session.exec(select(CursorRow))}
-    for conn in cfg.connections:
-        row = cursors.get(conn.id)
-        conns.add_row(conn.id, conn.provider, str(row.value) if row else "—", iso(row.updated_at) if row else "—")
+    providers = {conn.id: conn.provider for conn in cfg.connections}
+    for conn_id in sorted(providers.keys() | cursors.keys()):
+        row = cursors.get(conn_id)
+        conns.add_row(conn_id, providers.get(conn_id, "(not configured)"), str(row.value) if row else "—",
+                      iso(row.updated_at) if row else "—")
 
     leases = Table(title="leases")
     for column in ("name", "holder", "until"):
