@@ -29,9 +29,6 @@ def _publish(event_id: str) -> None:
     if rt.actors is not None:
         for delivery_id in published.deliveries:
             rt.actors.deliver.send(delivery_id)
-        for target in rt.config.actors:
-            if published.type in target.events:
-                rt.actors.emit(target.queue_name, target.actor_name, published.body)
     if rt.config.events.console:
         show(rt, published.body)
 

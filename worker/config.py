@@ -158,6 +158,11 @@ class ActorTargetConfig(_Strict):
     queue_name: str = "bookingsync-events"
     events: tuple[EventType, ...] = tuple(EventType)
 
+    @property
+    def key(self) -> str:
+        """How its deliveries name it (beside subscription ids)."""
+        return f"actor:{self.queue_name}:{self.actor_name}"
+
 
 class RouteConfig(_Strict):
     sources: tuple[str, ...]
@@ -198,6 +203,9 @@ class Config(_Strict):
 
     def subscription(self, subscription_id: str) -> SubscriptionConfig | None:
         return next((s for s in self.subscriptions if s.id == subscription_id), None)
+
+    def actor_target(self, key: str) -> ActorTargetConfig | None:
+        return next((a for a in self.actors if a.key == key), None)
 
 
 def _env_value(raw: str) -> Any:

@@ -116,6 +116,12 @@ def deliver(rt: Runtime, delivery_id: int) -> str | None:
         if delivery is None or delivery.status != "leased":
             return None
         event = session.exec(select(EventRow).where(EventRow.event_id == delivery.event_id)).one()
+        target = rt.config.actor_target(delivery.subscription_id)
+        if target is not None and rt.actors is not None:
+            # A dramatiq actor of the user's: enqueueing is the delivery (their broker retries).
+            rt.actors.emit(target.queue_name, target.actor_name, event.payload)
+            delivery.status, delivery.finished_at, delivery.lease_until = "succeeded", now, None
+            return delivery.status
         subscription = rt.config.subscription(delivery.subscription_id)
         if subscription is None or delivery.subscription_id in disabled_subscriptions(session):
             delivery.status, delivery.finished_at = "skipped", now

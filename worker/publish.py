@@ -1,6 +1,6 @@
 """Publishing a claimed event: fan it out to every subscription that wants it.
 
-Each subscription gets a delivery row (unique per event and subscription, so a re-published
+Each subscription, and each dramatiq actor target, gets a delivery row (unique per event and subscription, so a re-published
 event never delivers twice under two ids); the rows are created already leased and handed to the
 broker at once, and the relay picks up any whose message was lost.
 """
@@ -36,9 +36,11 @@ def publish(rt: Runtime, event_id: str) -> Published | None:
         disabled = disabled_subscriptions(session)
         existing = {d.subscription_id for d in session.exec(select(DeliveryRow).where(DeliveryRow.event_id == event_id))}
         created = []
-        for sub in rt.config.subscriptions:
-            if event.type in sub.events and sub.id not in disabled and sub.id not in existing:
-                row = DeliveryRow(event_id=event_id, subscription_id=sub.id, status="leased", due_at=now,
+        targets = [(sub.id, sub.events) for sub in rt.config.subscriptions]
+        targets += [(target.key, target.events) for target in rt.config.actors]
+        for target_id, wanted in targets:
+            if event.type in wanted and target_id not in disabled and target_id not in existing:
+                row = DeliveryRow(event_id=event_id, subscription_id=target_id, status="leased", due_at=now,
                                   lease_until=now + lease, attempts=1, created_at=now)
                 session.add(row)
                 created.append(row)
