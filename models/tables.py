@@ -170,9 +170,13 @@ class QuarantineRow(SQLModel, table=True):
     scope: str | None = Field(default=None, max_length=320)
     source: str = Field(max_length=20)  # poll | webhook
     raw: Any = Field(default=None, sa_column=Column(JSON))
+    # Re-reading the same bad record bumps `seen_count` on the open item instead of adding one.
+    raw_hash: str = Field(max_length=64, index=True)
     reason: str = Field(sa_column=Column(Text, nullable=False))
-    status: str = Field(default="open", max_length=20)  # open | replayed
+    status: str = Field(default="open", max_length=20)  # open | replayed | superseded
+    seen_count: int = 1
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    last_seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     resolved_at: datetime | None = _time(nullable=True)
 
 

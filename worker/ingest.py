@@ -44,6 +44,8 @@ def ingest_one(session: Session, adapter: Adapter, connection: str, raw: RawReco
     else:
         applied = store.apply_record(session, connection=connection, provider=adapter.provider, record=record,
                                      raw=raw.payload, now=now, grace=grace)
+        if applied.changed:
+            quarantine.supersede(session, connection=connection, external_id=record.external_id, now=now)
         result.applied += 1
         result.changed += int(applied.changed)
         result.events.extend(applied.events)

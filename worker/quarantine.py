@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
 from typing import Any
 
@@ -11,12 +13,37 @@ from bookingsync.adapters.base import RawRecord
 from bookingsync.models.tables import QuarantineRow
 
 
+def raw_hash(payload: Any) -> str:
+    canonical = json.dumps(_jsonable(payload), sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def add(session: Session, *, connection: str, record: RawRecord, reason: str, source: str,
         now: datetime) -> QuarantineRow:
+    """Keep a bad record once: the same bytes read again only count as seen again."""
+    digest = raw_hash(record.payload)
+    existing = session.exec(select(QuarantineRow).where(QuarantineRow.connection == connection,
+                                                        QuarantineRow.raw_hash == digest,
+                                                        QuarantineRow.status == "open")).first()
+    if existing is not None:
+        existing.seen_count += 1
+        existing.last_seen_at = now
+        existing.reason = reason
+        return existing
     row = QuarantineRow(connection=connection, external_id=record.external_id, scope=record.scope, source=source,
-                        raw=_jsonable(record.payload), reason=reason, created_at=now)
+                        raw=_jsonable(record.payload), raw_hash=digest, reason=reason, created_at=now,
+                        last_seen_at=now)
     session.add(row)
     return row
+
+
+def supersede(session: Session, *, connection: str, external_id: str, now: datetime) -> None:
+    """A good version of the record arrived: its open quarantine items are history."""
+    rows = session.exec(select(QuarantineRow).where(QuarantineRow.connection == connection,
+                                                    QuarantineRow.external_id == external_id,
+                                                    QuarantineRow.status == "open"))
+    for row in rows:
+        row.status, row.resolved_at = "superseded", now
 
 
 def open_items(session: Session, connection: str | None = None, limit: int = 100) -> list[QuarantineRow]:

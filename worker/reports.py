@@ -97,8 +97,9 @@ def deliveries_table(session: Session, limit: int, dead: bool) -> Table:
 
 def quarantine_table(session: Session, limit: int, connection: str | None) -> Table:
     table = Table(title="quarantine")
-    for column in ("id", "connection", "source", "external_id", "reason", "created_at"):
+    for column in ("id", "connection", "source", "external_id", "reason", "seen", "first seen", "last seen"):
         table.add_column(column)
     for row in open_items(session, connection, limit):
-        table.add_row(str(row.id), row.connection, row.source, row.external_id or "", row.reason, iso(row.created_at))
+        table.add_row(str(row.id), row.connection, row.source, row.external_id or "", row.reason, str(row.seen_count),
+                      iso(row.created_at), iso(row.last_seen_at))
     return table

@@ -87,14 +87,18 @@ def upgrade() -> None:
     sa.Column('scope', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=True),
     sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('raw', sa.JSON(), nullable=True),
+    sa.Column('raw_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('seen_count', sa.Integer(), nullable=False),
     sa.Column('created_at', bookingsync.models.columns.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', bookingsync.models.columns.UTCDateTime(timezone=True), nullable=False),
     sa.Column('resolved_at', bookingsync.models.columns.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('quarantine', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_quarantine_connection'), ['connection'], unique=False)
+        batch_op.create_index(batch_op.f('ix_quarantine_raw_hash'), ['raw_hash'], unique=False)
 
     op.create_table('subscription_states',
     sa.Column('subscription_id', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
@@ -191,6 +195,7 @@ def downgrade() -> None:
     op.drop_table('webhook_receipts')
     op.drop_table('subscription_states')
     with op.batch_alter_table('quarantine', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_quarantine_raw_hash'))
         batch_op.drop_index(batch_op.f('ix_quarantine_connection'))
 
     op.drop_table('quarantine')
