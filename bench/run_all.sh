@@ -1,0 +1,11 @@
+#!/bin/sh
+# Run every benchmark at its default size, one after the other (they share the machine's cores).
+# Usage: bench/run_all.sh            (from the repository root, or anywhere)
+set -e
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+$PY bench/ingest.py
+echo
+$PY bench/timers.py
+echo
+$PY bench/memory.py
