@@ -126,7 +126,7 @@ def serial_hex() -> str:
 
 
 def timer_row(mid: str, kind: str, at: datetime, now: datetime) -> dict[str, Any]:
-    """A pending timer exactly as `store.add_event` writes it for a fresh booking (no payload)."""
+    """A pending timer exactly as `store.add_events` writes it for a fresh booking (no payload)."""
     return {"event_id": f"evt_{serial_hex()}", "meeting_id": mid, "type": kind,
             "dedupe_key": f"{mid}:{kind}:g0:{at.isoformat()}", "generation": 0, "set_for": at, "occurred_at": at,
             "due_at": at, "status": "pending", "attempts": 0, "created_at": now}

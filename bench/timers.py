@@ -1,7 +1,7 @@
 """Timer lateness: how long after its due_at the relay claims a timer, with a 100k-timer backlog.
 
 The database holds --n pending timers (hasStarted + hasEnded of n/2 booked meetings, in the shape
-`store.add_event` writes). --due of the hasStarted timers fall due at random instants spread over
+`store.add_events` writes). --due of the hasStarted timers fall due at random instants spread over
 a --window second measurement window; every other timer is due days to weeks ahead (the backlog).
 A loop then does what `Scheduler.relay` does in real time: every --interval seconds (fixed-rate,
 coalescing a late tick) call `relay.claim(engine, now, lease_seconds, limit)`, again while the batch

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+from rich.text import Text
 
 from bookingsync.worker import delivery, ingest, poll, publish
 from bookingsync.worker.runtime import current
@@ -37,9 +38,12 @@ def show(rt: Any, body: dict) -> None:
     data = body["data"]
     meeting = data["meeting"]
     links = ", ".join(f"{link['connection']}:{link['external_id']}" for link in meeting["links"])
-    rt.console.print(f"[bold]{body['type']:<20}[/bold] #{data['sequence']:<3} {meeting['id']} "
-                     f"{meeting['status']:<10} {meeting['start']} {meeting['title'] or ''!s} [dim]{links}[/dim]",
-                     markup=True, soft_wrap=True)
+    line = Text()
+    line.append(f"{body['type']:<20}", style="bold")
+    line.append(f" #{data['sequence']:<3} {meeting['id']} {meeting['status']:<10} {meeting['start']} "
+                f"{meeting['title'] or ''} ")
+    line.append(links, style="dim")
+    rt.console.print(line, soft_wrap=True)
 
 
 def _deliver(delivery_id: int) -> None:

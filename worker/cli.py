@@ -44,7 +44,7 @@ def _load(path: Path | None) -> Config:
     try:
         return load_config(path)
     except ConfigError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(str(exc), style="red", markup=False)
         raise typer.Exit(2) from None
 
 
@@ -297,5 +297,5 @@ def main() -> None:
     try:
         app()
     except ConfigError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(str(exc), style="red", markup=False)
         sys.exit(2)

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import re
@@ -29,7 +31,7 @@ ENV_PREFIX = "BOOKINGSYNC_"
 CONFIG_ENV = "BOOKINGSYNC_CONFIG"
 SECTIONS = ("database", "broker", "server", "scheduler", "events", "delivery", "worker", "logging")
 PROVIDERS = ("leezy", "leandata")  # grows as adapters land
-_PLACEHOLDERS = ("…", "...", "changeme", "change-me", "replace-me", "xxx")
+_PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "replace-me", "replaceme", "your-", "your_")
 
 
 class _Strict(BaseModel):
@@ -146,8 +148,15 @@ class SubscriptionConfig(_Strict):
     @field_validator("secret")
     @classmethod
     def _secret(cls, value: str) -> str:
-        if not value.startswith("whsec_") or len(value) < 12:
-            raise ValueError("a subscription secret is a Standard Webhooks secret: whsec_ followed by base64")
+        problem = "a subscription secret is a Standard Webhooks secret: whsec_ followed by base64 of 24 to 64 bytes"
+        if not value.startswith("whsec_"):
+            raise ValueError(problem)
+        try:
+            key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(problem) from None
+        if not 24 <= len(key) <= 64:
+            raise ValueError(problem)
         return value
 
 
@@ -186,16 +195,20 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _references(self) -> Config:
-        for kind, items in (("connection", self.connections), ("subscription", self.subscriptions)):
-            ids = [item.id for item in items]
-            duplicates = sorted({i for i in ids if ids.count(i) > 1})
-            if duplicates:
-                raise ValueError(f"{kind} ids must be unique; repeated: {', '.join(duplicates)}")
+        # Messages start with the key, so the loader can report them like field errors.
+        for group, items in (("connections", self.connections), ("subscriptions", self.subscriptions)):
+            seen: set[str] = set()
+            for index, item in enumerate(items):
+                if item.id in seen:
+                    raise ValueError(f"{group}[{index}].id: {item.id!r} is used twice; ids must be unique")
+                seen.add(item.id)
         known = {c.id for c in self.connections}
-        for route in self.routes:
-            for ref in (*route.sources, *route.targets):
-                if ref not in known:
-                    raise ValueError(f"route names connection {ref!r}, which is not configured")
+        for index, route in enumerate(self.routes):
+            for side in ("sources", "targets"):
+                for position, ref in enumerate(getattr(route, side)):
+                    if ref not in known:
+                        raise ValueError(f"routes[{index}].{side}[{position}]: names connection {ref!r}, "
+                                         "which is not configured")
         return self
 
     def connection(self, connection_id: str) -> ConnectionConfig | None:
@@ -209,10 +222,14 @@ class Config(_Strict):
 
 
 def _env_value(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
+    """Lists and tables come as JSON; everything else stays text (pydantic converts numbers and
+    booleans for the fields that want them, and an all-digit token stays a token)."""
+    if raw.lstrip().startswith(("[", "{")):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            pass
+    return raw
 
 
 def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -220,6 +237,8 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> No
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
         parts = name[len(ENV_PREFIX):].lower().split("__")
+        if len(parts) == 1:
+            continue  # not an override (BOOKINGSYNC_TEST_*, say)
         if len(parts) == 2 and parts[0] in SECTIONS:
             data.setdefault(parts[0], {})[parts[1]] = _env_value(raw)
         elif len(parts) == 3 and parts[0] in ("connections", "subscriptions"):
@@ -229,6 +248,9 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> No
                     break
             else:
                 raise ConfigError(f"{name} names {parts[0][:-1]} {parts[1]!r}, which is not configured")
+        else:
+            raise ConfigError(f"{name} is not a setting: use BOOKINGSYNC_<SECTION>__<KEY> with a section of "
+                              f"{', '.join(SECTIONS)}, or BOOKINGSYNC_CONNECTIONS__<ID>__<KEY>")
 
 
 def _resolve_env_refs(value: Any, where: str, environ: Mapping[str, str]) -> Any:
@@ -244,13 +266,25 @@ def _resolve_env_refs(value: Any, where: str, environ: Mapping[str, str]) -> Any
     return value
 
 
+def _is_placeholder(value: str) -> bool:
+    lowered = value.lower()
+    # The part after a prefix like `whsec_` or `lzy_at_` made only of x, dots or stars: `lzy_xxx`, `...`.
+    tail = re.split(r"[_-]", lowered)[-1]
+    return "…" in value or any(word in lowered for word in _PLACEHOLDER_WORDS) or set(tail) <= {"x", ".", "*"}
+
+
 def _refuse_placeholders(data: dict[str, Any]) -> None:
     for group in ("connections", "subscriptions"):
         for i, item in enumerate(data.get(group, [])):
             for key in ("token", "api_key", "webhook_secret", "secret"):
                 value = item.get(key)
-                if isinstance(value, str) and any(p in value.lower() for p in _PLACEHOLDERS):
+                if isinstance(value, str) and _is_placeholder(value):
                     raise ConfigError(f"{group}[{i}].{key} looks like a placeholder ({value!r}); put the real secret there")
+
+
+def _problem(loc: tuple[Any, ...], message: str) -> str:
+    # Cross-field checks name their key at the start of the message themselves.
+    return f"{_where(loc)}: {message}" if loc else message
 
 
 def _where(loc: tuple[Any, ...]) -> str:
@@ -272,8 +306,7 @@ def parse_config(data: dict[str, Any], *, source: str = "<defaults>",
     except ConfigError as exc:
         raise ConfigError(f"config error in {source}: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(f"{_where(tuple(e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
-                             for e in exc.errors())
+        problems = "; ".join(_problem(tuple(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in exc.errors())
         raise ConfigError(f"config error in {source}: {problems}") from None
 
 

@@ -31,6 +31,7 @@ from bookingsync.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 USER_AGENT = "bookingsync-webhooks/0.1"
+MAX_DOUBLINGS = 40  # past this the backoff is at its cap anyway; keeps 2**n finite
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def decide(attempt: Attempt, attempts: int, cfg: DeliveryConfig, now: datetime) 
     retryable = code is None or code == 429 or code >= 500
     if not retryable or attempts >= cfg.max_attempts:
         return Decision("dead")
-    backoff = min(cfg.max_backoff_seconds, cfg.min_backoff_seconds * 2 ** (attempts - 1))
+    backoff = min(cfg.max_backoff_seconds, cfg.min_backoff_seconds * 2 ** min(attempts - 1, MAX_DOUBLINGS))
     if attempt.retry_after is not None:
         backoff = min(cfg.max_backoff_seconds, max(backoff, attempt.retry_after))
     return Decision("pending", due_at=now + timedelta(seconds=backoff))

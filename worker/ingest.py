@@ -33,7 +33,9 @@ class IngestResult:
 
 
 def ingest_one(session: Session, adapter: Adapter, connection: str, raw: RawRecord, *, source: str,
-               now: datetime, grace: timedelta, result: IngestResult) -> None:
+               now: datetime, grace: timedelta, result: IngestResult, open_quarantine: bool = True) -> None:
+    """Normalise and apply one record, or quarantine it. `open_quarantine=False` (the connection
+    has no open quarantine items) skips looking for items a good record retires."""
     try:
         record = adapter.normalise(raw)
     except NormaliseError as exc:
@@ -44,7 +46,7 @@ def ingest_one(session: Session, adapter: Adapter, connection: str, raw: RawReco
     else:
         applied = store.apply_record(session, connection=connection, provider=adapter.provider, record=record,
                                      raw=raw.payload, now=now, grace=grace)
-        if applied.changed:
+        if applied.changed and open_quarantine:
             quarantine.supersede(session, connection=connection, external_id=record.external_id, now=now)
         result.applied += 1
         result.changed += int(applied.changed)
@@ -59,8 +61,10 @@ def apply_page(rt: Runtime, connection: str, adapter: Adapter, page: Page) -> In
     result = IngestResult()
     now = rt.clock.now()
     with transaction(rt.engine) as session:
+        open_items = quarantine.has_open(session, connection)
         for raw in page.records:
-            ingest_one(session, adapter, connection, raw, source="poll", now=now, grace=rt.grace, result=result)
+            ingest_one(session, adapter, connection, raw, source="poll", now=now, grace=rt.grace, result=result,
+                       open_quarantine=open_items)
         if page.sweep is not None:
             swept = store.sweep(session, connection=connection, scope=page.sweep.scope,
                                 window_start=page.sweep.window_start, seen=page.sweep.seen, now=now, grace=rt.grace)

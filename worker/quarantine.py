@@ -37,6 +37,11 @@ def add(session: Session, *, connection: str, record: RawRecord, reason: str, so
     return row
 
 
+def has_open(session: Session, connection: str) -> bool:
+    query = select(QuarantineRow.id).where(QuarantineRow.connection == connection, QuarantineRow.status == "open")
+    return session.exec(query.limit(1)).first() is not None
+
+
 def supersede(session: Session, *, connection: str, external_id: str, now: datetime) -> None:
     """A good version of the record arrived: its open quarantine items are history."""
     rows = session.exec(select(QuarantineRow).where(QuarantineRow.connection == connection,

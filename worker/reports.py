@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -15,6 +16,18 @@ from bookingsync.worker.config import Config
 from bookingsync.worker.payloads import iso
 from bookingsync.worker.quarantine import open_items
 from bookingsync.worker.store import links_of
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def _add(table: Table, *cells: str | None) -> None:
+    """Cells hold provider text (titles, reasons): shown as written, never read as markup."""
+    table.add_row(*(Text(cell or "") for cell in cells))
 
 
 def _counts(session: Session, model: Any) -> dict[str, int]:
@@ -28,10 +41,10 @@ def status_tables(session: Session, cfg: Config, now: datetime) -> list[Table]:
     for name, model in (("meetings", MeetingRow), ("events", EventRow), ("deliveries", DeliveryRow),
                         ("webhook receipts", ReceiptRow), ("quarantine", QuarantineRow)):
         by_status = _counts(session, model)
-        counts.add_row(name, ", ".join(f"{k}={v}" for k, v in sorted(by_status.items())) or "—")
+        _add(counts, name, ", ".join(f"{k}={v}" for k, v in sorted(by_status.items())) or "—")
     next_timer = session.exec(select(func.min(EventRow.due_at)).where(EventRow.status == "pending",
                                                                        EventRow.due_at > now)).one()
-    counts.add_row("next timer", iso(next_timer) or "—")
+    _add(counts, "next timer", iso(next_timer) or "—")
 
     conns = Table(title="connections")
     for column in ("id", "provider", "cursor", "cursor saved"):
@@ -40,16 +53,16 @@ def status_tables(session: Session, cfg: Config, now: datetime) -> list[Table]:
     providers = {conn.id: conn.provider for conn in cfg.connections}
     for conn_id in sorted(providers.keys() | cursors.keys()):
         row = cursors.get(conn_id)
-        conns.add_row(conn_id, providers.get(conn_id, "(not configured)"), str(row.value) if row else "—",
+        _add(conns, conn_id, providers.get(conn_id, "(not configured)"), str(row.value) if row else "—",
                       iso(row.updated_at) if row else "—")
 
     leases = Table(title="leases")
     for column in ("name", "holder", "until"):
         leases.add_column(column)
     for lease in session.exec(select(LeaseRow)):
-        leases.add_row(lease.name, lease.holder, iso(lease.until) + (" (expired)" if lease.until <= now else ""))
+        _add(leases, lease.name, lease.holder, iso(lease.until) + (" (expired)" if lease.until <= now else ""))
     for state in session.exec(select(SubscriptionStateRow).where(col(SubscriptionStateRow.disabled_at).is_not(None))):
-        leases.add_row(f"subscription {state.subscription_id}", "DISABLED", state.disabled_reason or "")
+        _add(leases, f"subscription {state.subscription_id}", "DISABLED", state.disabled_reason or "")
     return [counts, conns, leases]
 
 
@@ -60,7 +73,7 @@ def meetings_table(session: Session, limit: int) -> Table:
     rows = list(session.exec(select(MeetingRow).order_by(col(MeetingRow.updated_at).desc()).limit(limit)))
     links = links_of(session, [row.id for row in rows])
     for row in rows:
-        table.add_row(row.id, row.status, iso(row.start), iso(row.end), row.title or "", row.attendee_email or "",
+        _add(table, row.id, row.status, iso(row.start), iso(row.end), row.title or "", row.attendee_email or "",
                       ", ".join(f"{link.connection}:{link.external_id}" + (" (missing)" if link.missing else "")
                                 for link in links[row.id]),
                       "yes" if row.booked else "no", str(row.version))
@@ -77,7 +90,7 @@ def events_table(session: Session, limit: int, meeting: str | None, status: str 
     if status:
         query = query.where(EventRow.status == status)
     for row in session.exec(query.order_by(col(EventRow.id).desc()).limit(limit)):
-        table.add_row(row.event_id, row.type, row.meeting_id, str(row.sequence or ""), row.status,
+        _add(table, row.event_id, row.type, row.meeting_id, str(row.sequence or ""), row.status,
                       iso(row.occurred_at), iso(row.due_at), iso(row.published_at) or "")
     return table
 
@@ -90,7 +103,7 @@ def deliveries_table(session: Session, limit: int, dead: bool) -> Table:
     if dead:
         query = query.where(DeliveryRow.status == "dead")
     for row in session.exec(query.order_by(col(DeliveryRow.id).desc()).limit(limit)):
-        table.add_row(str(row.id), row.event_id, row.subscription_id, row.status, str(row.attempts),
+        _add(table, str(row.id), row.event_id, row.subscription_id, row.status, str(row.attempts),
                       str(row.last_status_code or ""), (row.last_error or "")[:80], iso(row.due_at))
     return table
 
@@ -100,6 +113,6 @@ def quarantine_table(session: Session, limit: int, connection: str | None) -> Ta
     for column in ("id", "connection", "source", "external_id", "reason", "seen", "first seen", "last seen"):
         table.add_column(column)
     for row in open_items(session, connection, limit):
-        table.add_row(str(row.id), row.connection, row.source, row.external_id or "", row.reason, str(row.seen_count),
+        _add(table, str(row.id), row.connection, row.source, row.external_id or "", row.reason, str(row.seen_count),
                       iso(row.created_at), iso(row.last_seen_at))
     return table

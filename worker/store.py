@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
 from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord
@@ -79,8 +79,9 @@ def _locked_link(session: Session, connection: str, external_id: str) -> LinkRow
     return session.exec(query.with_for_update()).first()
 
 
-def _write_plan(session: Session, row: MeetingRow, old: MeetingState | None, new: Meeting,
-                now: datetime, grace: timedelta) -> tuple[str, ...]:
+def _write_plan(session: Session, row: MeetingRow, old: MeetingState | None, new: Meeting, now: datetime,
+                grace: timedelta, links: list[LinkRow] | None = None) -> tuple[str, ...]:
+    """Store what `decide` says. `links` is given for a brand-new meeting (no events exist yet)."""
     plan = decide(old, new, now, grace)
     _write_meeting(row, plan.state, now)
     if plan.cancel_timers:
@@ -91,28 +92,32 @@ def _write_plan(session: Session, row: MeetingRow, old: MeetingState | None, new
     if plan.events:
         session.flush()  # the meeting row must exist before events point at it
         snapshot = None
-        for intent in plan.events:
-            if not intent.is_timer and snapshot is None:
-                snapshot = meeting_json(row, links_of(session, [row.id])[row.id])
-            add_event(session, row.id, intent, now, None if intent.is_timer else snapshot)
+        if any(not intent.is_timer for intent in plan.events):
+            snapshot = meeting_json(row, links if links is not None else links_of(session, [row.id])[row.id])
+        add_events(session, row.id, plan.events, now, snapshot, fresh=links is not None)
     return tuple(intent.type.value for intent in plan.events)
 
 
-def add_event(session: Session, meeting_id: str, intent: EventIntent, now: datetime,
-              meeting_snapshot: dict[str, Any] | None) -> None:
-    """Insert an event once per dedupe key; a cancelled timer set again comes back to life."""
-    key = f"{meeting_id}:{intent.type.value}:{intent.occurrence}"
-    existing = session.exec(select(EventRow).where(EventRow.dedupe_key == key)).first()
-    if existing is not None:
-        if existing.status == "cancelled":
-            existing.status = "pending"
-            existing.due_at = intent.due_at
-            existing.lease_until = None
-        return
-    session.add(EventRow(event_id=new_id("evt"), meeting_id=meeting_id, type=intent.type.value, dedupe_key=key,
-                         generation=intent.generation, set_for=intent.set_for, occurred_at=intent.occurred_at,
-                         due_at=intent.due_at, created_at=now,
-                         payload={"meeting": meeting_snapshot} if meeting_snapshot is not None else None))
+def add_events(session: Session, meeting_id: str, intents: tuple[EventIntent, ...], now: datetime,
+               snapshot: dict[str, Any] | None, *, fresh: bool = False) -> None:
+    """Insert each event once per dedupe key; a cancelled timer set again comes back to life.
+
+    Timers carry no snapshot: the relay takes one when they fire. `fresh` skips the lookup of
+    existing keys for a meeting created in this transaction. New rows go in as one bulk insert.
+    """
+    wanted = {f"{meeting_id}:{intent.type.value}:{intent.occurrence}": intent for intent in intents}
+    if not fresh:
+        for existing in session.exec(select(EventRow).where(col(EventRow.dedupe_key).in_(list(wanted)))):
+            intent = wanted.pop(existing.dedupe_key)
+            if existing.status == "cancelled":
+                existing.status, existing.due_at, existing.lease_until = "pending", intent.due_at, None
+    if wanted:
+        session.execute(insert(EventRow), [
+            {"event_id": new_id("evt"), "meeting_id": meeting_id, "type": intent.type.value, "dedupe_key": key,
+             "generation": intent.generation, "set_for": intent.set_for, "occurred_at": intent.occurred_at,
+             "due_at": intent.due_at, "status": "pending", "attempts": 0, "created_at": now,
+             "payload": None if intent.is_timer else {"meeting": snapshot}}
+            for key, intent in wanted.items()])
 
 
 def apply_record(session: Session, *, connection: str, provider: str, record: SourceRecord, raw: Any,
@@ -133,16 +138,18 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
         link = LinkRow(meeting_id=row.id, connection=connection, provider=provider, external_id=record.external_id,
                        content_hash=content_hash, first_seen_at=now, last_seen_at=now)
         session.add(link)
+        links: list[LinkRow] | None = [link]
     else:
         row = session.exec(select(MeetingRow).where(MeetingRow.id == link.meeting_id).with_for_update()).one()
         old = state_of(row)
+        links = None
     link.content_hash = content_hash
     link.raw = raw
     link.scope = record.scope or link.scope
     link.source_updated_at = record.source_updated_at
     link.missing = False
     link.last_seen_at = now
-    events = _write_plan(session, row, old, record.meeting, now, grace)
+    events = _write_plan(session, row, old, record.meeting, now, grace, links)
     return Applied(meeting_id=row.id, changed=True, events=events)
 
 
