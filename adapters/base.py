@@ -9,8 +9,13 @@ scheduler. The worker drives it:
   read of one scope: links of that scope not in `sweep.seen` have disappeared at the source.
 * `normalise(payload)` turns one raw provider record into a `SourceRecord`, or raises
   `NormaliseError` with a reason a person can act on (the record is then quarantined).
-* `parse_webhook(headers, body, now)` verifies and parses an inbound delivery, raising
-  `WebhookUnauthorized` (401) or `WebhookMalformed` (400).
+* `parse_webhook(headers, body, now, method=, url=)` verifies and parses an inbound delivery,
+  raising `WebhookUnauthorized` (401) or `WebhookMalformed` (400). `url` is the full URL as
+  received (HubSpot signs it; Meetergo carries its secret token in its query).
+* Adapters that can write (`CREATE`, `RESCHEDULE`, `CANCEL`) also fill `Writer`: they take a
+  `BookingRequest` (the canonical meeting to mirror) and answer with the provider's record of the
+  booking, normalised, so the store can link it. A slot taken between availability and booking
+  raises `SlotUnavailable` after the adapter's own bounded retries with fresh slots.
 
 The rest of the code asks an adapter what it can do (`capabilities`), never its provider's name.
 """
@@ -23,7 +28,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
-from bookingsync.models.meeting import SourceRecord
+from bookingsync.models.meeting import Meeting, SourceRecord
 
 
 class Capability(StrEnum):
@@ -78,6 +83,16 @@ class WebhookDelivery:
     handled: bool = True
 
 
+@dataclass(frozen=True)
+class BookingRequest:
+    """Book (or move) this meeting at the provider: exactly its start and end, for its attendee."""
+
+    meeting: Meeting
+    # Our canonical meeting id, stored at the provider where it has a place for one, so a
+    # booking whose answer was lost can be found again instead of booked twice.
+    reference: str
+
+
 class Adapter(Protocol):
     provider: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]]
@@ -86,6 +101,17 @@ class Adapter(Protocol):
 
     def normalise(self, record: RawRecord) -> SourceRecord: ...
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime) -> WebhookDelivery: ...
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime, *,
+                      method: str = "POST", url: str = "") -> WebhookDelivery: ...
 
     def close(self) -> None: ...
+
+
+class Writer(Protocol):
+    """The write half, for adapters whose capabilities include CREATE / RESCHEDULE / CANCEL."""
+
+    def create(self, request: BookingRequest) -> SourceRecord: ...
+
+    def reschedule(self, external_id: str, request: BookingRequest) -> SourceRecord: ...
+
+    def cancel(self, external_id: str) -> None: ...

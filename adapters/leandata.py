@@ -308,7 +308,8 @@ class LeanDataAdapter:
     def normalise(self, record: RawRecord) -> SourceRecord:
         return normalise_meeting(record.payload, record.scope)
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime) -> WebhookDelivery:
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime, *,
+                      method: str = "POST", url: str = "") -> WebhookDelivery:
         raise WebhookMalformed("LeanData BookIt sends no webhooks; this connection only polls")
 
     def close(self) -> None:

@@ -475,7 +475,8 @@ class LeezyAdapter:
     def normalise(self, record: RawRecord) -> SourceRecord:
         return normalise_meeting(record.payload)
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime) -> WebhookDelivery:
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime, *,
+                      method: str = "POST", url: str = "") -> WebhookDelivery:
         verify_signature(headers, body, self._secret, now, accept_legacy=self._accept_legacy)
         return parse_delivery(headers, body)
 

@@ -16,14 +16,22 @@ ADAPTERS: dict[str, type] = {
 }
 
 
-def build_adapter(provider: str, **settings: Any) -> Adapter:
-    """An adapter for `provider`; ConfigError naming the unknown provider or setting."""
+def _adapter_class(provider: str) -> type:
     cls = ADAPTERS.get(provider)
     if cls is None:
         known = ", ".join(sorted(ADAPTERS))
         raise ConfigError(f"provider {provider!r} is not one bookingsync knows; use one of: {known}")
-    # Checked here rather than left to a TypeError, so the message reads as a config sentence.
-    parameters = inspect.signature(cls).parameters
+    return cls
+
+
+def accepted_settings(provider: str) -> frozenset[str]:
+    """The keyword arguments the provider's adapter takes (its connection settings)."""
+    return frozenset(inspect.signature(_adapter_class(provider)).parameters)
+
+
+def check_settings(provider: str, settings: dict[str, Any]) -> None:
+    """ConfigError naming an unknown provider, an unknown setting or a missing one."""
+    parameters = inspect.signature(_adapter_class(provider)).parameters
     unknown = sorted(set(settings) - set(parameters))
     if unknown:
         raise ConfigError(f"provider {provider!r} takes no setting {', '.join(unknown)}; remove it")
@@ -32,4 +40,10 @@ def build_adapter(provider: str, **settings: Any) -> Adapter:
     )
     if missing:
         raise ConfigError(f"provider {provider!r} needs the setting {', '.join(missing)}; add it")
-    return cls(**settings)
+
+
+def build_adapter(provider: str, **settings: Any) -> Adapter:
+    """An adapter for `provider`; ConfigError naming the unknown provider or setting."""
+    # Checked here rather than left to a TypeError, so the message reads as a config sentence.
+    check_settings(provider, settings)
+    return _adapter_class(provider)(**settings)

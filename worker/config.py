@@ -24,13 +24,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bookingsync.adapters.registry import ADAPTERS, accepted_settings, check_settings
 from bookingsync.models.errors import ConfigError
 from bookingsync.worker.lifecycle import EventType
 
 ENV_PREFIX = "BOOKINGSYNC_"
 CONFIG_ENV = "BOOKINGSYNC_CONFIG"
 SECTIONS = ("database", "broker", "server", "scheduler", "events", "delivery", "worker", "logging")
-PROVIDERS = ("leezy", "leandata")  # grows as adapters land
+PROVIDERS = tuple(sorted(ADAPTERS))
+# Connection keys handed to the adapter when its constructor takes them (`id` as connection_id).
+COMMON_SETTINGS = ("base_url", "token", "api_key", "user_id", "webhook_secret", "accept_legacy_signature",
+                   "page_size", "overlap_seconds", "watch_emails", "lookback_days", "requests_per_second")
+CREDENTIAL = {"leandata": "api_key"}  # every other provider takes a bearer `token`
 _PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "replace-me", "replaceme", "your-", "your_")
 
 
@@ -106,6 +111,9 @@ class ConnectionConfig(_Strict):
     lookback_days: int = Field(default=7, ge=0)
     requests_per_second: float = Field(default=5.0, gt=0)
     enabled: bool = True
+    # Provider-specific settings of the adapter (booking targets and the like); checked against
+    # what the provider's adapter takes.
+    options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("id")
     @classmethod
@@ -123,20 +131,24 @@ class ConnectionConfig(_Strict):
 
     @model_validator(mode="after")
     def _credentials(self) -> ConnectionConfig:
-        needed = {"leezy": "token", "leandata": "api_key"}[self.provider]
+        needed = CREDENTIAL.get(self.provider, "token")
         if not getattr(self, needed):
             raise ValueError(f"a {self.provider} connection needs `{needed}`")
+        try:
+            check_settings(self.provider, self.adapter_settings())
+        except ConfigError as exc:
+            raise ValueError(f"options: {exc}") from None
         return self
 
     def adapter_settings(self) -> dict[str, Any]:
-        """The keyword arguments its adapter takes."""
-        if self.provider == "leezy":
-            return {"connection_id": self.id, "base_url": self.base_url, "token": self.token,
-                    "webhook_secret": self.webhook_secret, "accept_legacy_signature": self.accept_legacy_signature,
-                    "page_size": self.page_size, "overlap_seconds": self.overlap_seconds}
-        return {"connection_id": self.id, "base_url": self.base_url, "api_key": self.api_key,
-                "watch_emails": self.watch_emails, "lookback_days": self.lookback_days,
-                "requests_per_second": self.requests_per_second}
+        """The keyword arguments its adapter takes: the common keys it accepts plus `options`."""
+        accepted = accepted_settings(self.provider)
+        settings: dict[str, Any] = {"connection_id": self.id} if "connection_id" in accepted else {}
+        for name in COMMON_SETTINGS:
+            value = getattr(self, name)
+            if name in accepted and value is not None:
+                settings[name] = value
+        return {**settings, **self.options}
 
 
 class SubscriptionConfig(_Strict):

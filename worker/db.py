@@ -47,10 +47,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                          max_overflow=kwargs.pop("max_overflow", 10), **kwargs)
 
 
-def is_postgres(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"
-
-
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: commits on success, rolls back on any error. The caller owns it."""

@@ -47,9 +47,3 @@ def release(engine: Engine, name: str, holder: str) -> None:
         row = session.exec(select(LeaseRow).where(LeaseRow.name == name).with_for_update()).first()
         if row is not None and row.holder == holder:
             session.delete(row)
-
-
-def holder_of(engine: Engine, name: str, now: datetime) -> str | None:
-    with transaction(engine) as session:
-        row = session.get(LeaseRow, name)
-        return row.holder if row is not None and row.until > now else None

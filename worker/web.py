@@ -54,6 +54,15 @@ def _store_receipt(rt: Runtime, connection: str, delivery: WebhookDelivery, body
         return "duplicate", None
 
 
+def _public_url(rt: Runtime, request: Request) -> str:
+    """The URL as the provider called it: behind a proxy, `server.public_url` replaces scheme and host."""
+    url = str(request.url)
+    if rt.config.server.public_url:
+        base = rt.config.server.public_url.rstrip("/")
+        url = base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return url
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -87,7 +96,8 @@ def create_app(rt: Runtime) -> FastAPI:
                                 status_code=404)
         try:
             body = await _read_body(request, rt.config.server.max_body_bytes)
-            delivery = adapter.parse_webhook(dict(request.headers), body, rt.clock.now())
+            delivery = adapter.parse_webhook(dict(request.headers), body, rt.clock.now(), method=request.method,
+                                             url=_public_url(rt, request))
         except WebhookError as exc:
             received.labels(connection_id, str(exc.status)).inc()
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
