@@ -63,7 +63,11 @@ class LinkRow(SQLModel, table=True):
     content_hash: str = Field(max_length=64)
     raw: Any = Field(default=None, sa_column=Column(JSON))
     source_updated_at: datetime | None = _time(nullable=True)
-    missing: bool = False  # gone from a complete read of its scope
+    # When this provider has the meeting: what mirroring compares against the canonical times.
+    start: datetime | None = _time(nullable=True)
+    end: datetime | None = _time(nullable=True)
+    missing: bool = False  # gone from a complete read of its scope, or cancelled there by us
+    mirrored: bool = False  # created by bookingsync through a route, not seen first at this provider
     first_seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     last_seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 

@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 from standardwebhooks.webhooks import Webhook
 
 from bookingsync.models.tables import DeliveryRow, EventRow, SubscriptionStateRow
+from bookingsync.worker import reconcile
 from bookingsync.worker.config import DeliveryConfig, SubscriptionConfig
 from bookingsync.worker.db import transaction
 from bookingsync.worker.runtime import Runtime
@@ -123,13 +124,42 @@ def deliver(rt: Runtime, delivery_id: int) -> str | None:
             rt.actors.emit(target.queue_name, target.actor_name, event.payload)
             delivery.status, delivery.finished_at, delivery.lease_until = "succeeded", now, None
             return delivery.status
+        if delivery.subscription_id.startswith(reconcile.ROUTE_PREFIX):
+            meeting_id, attempts = event.meeting_id, delivery.attempts
+        else:
+            meeting_id = None
         subscription = rt.config.subscription(delivery.subscription_id)
-        if subscription is None or delivery.subscription_id in disabled_subscriptions(session):
+        if meeting_id is None and (subscription is None or delivery.subscription_id in disabled_subscriptions(session)):
             delivery.status, delivery.finished_at = "skipped", now
             delivery.last_error = "subscription removed from config or disabled"
             return delivery.status
         payload, attempts = event.payload, delivery.attempts
+    if meeting_id is not None:
+        return _mirror(rt, delivery_id, meeting_id, delivery.subscription_id.removeprefix(reconcile.ROUTE_PREFIX),
+                       attempts)
+    assert subscription is not None
     return _attempt(rt, delivery_id, subscription, event.event_id, payload, attempts)
+
+
+def _mirror(rt: Runtime, delivery_id: int, meeting_id: str, target: str, attempts: int) -> str:
+    """A route delivery: converge the target's copy, with the same retry and dead-letter rules."""
+    outcome = reconcile.converge(rt, meeting_id, target)
+    now = rt.clock.now()
+    if outcome.status == "retry":
+        decision = decide(Attempt(status_code=503, error=outcome.detail, retry_after=outcome.retry_after), attempts,
+                          rt.config.delivery, now)
+    else:
+        decision = Decision(outcome.status)
+    with transaction(rt.engine) as session:
+        delivery = session.get(DeliveryRow, delivery_id)
+        if delivery is None:
+            return "gone"
+        delivery.last_error, delivery.lease_until = outcome.detail or None, None
+        if decision.status == "pending":
+            delivery.status, delivery.due_at = "pending", decision.due_at or now
+        else:
+            delivery.status, delivery.finished_at = decision.status, now
+    return decision.status
 
 
 def _attempt(rt: Runtime, delivery_id: int, subscription: SubscriptionConfig, event_id: str, payload: dict,

@@ -1,6 +1,6 @@
 """Publishing a claimed event: fan it out to every subscription that wants it.
 
-Each subscription, and each dramatiq actor target, gets a delivery row (unique per event and subscription, so a re-published
+Each subscription, each dramatiq actor target and each route target (mirroring) gets a delivery row (unique per event and subscription, so a re-published
 event never delivers twice under two ids); the rows are created already leased and handed to the
 broker at once, and the relay picks up any whose message was lost.
 """
@@ -13,6 +13,7 @@ from datetime import timedelta
 from sqlmodel import select
 
 from bookingsync.models.tables import DeliveryRow, EventRow
+from bookingsync.worker import reconcile, store
 from bookingsync.worker.db import transaction
 from bookingsync.worker.delivery import disabled_subscriptions
 from bookingsync.worker.runtime import Runtime
@@ -38,6 +39,8 @@ def publish(rt: Runtime, event_id: str) -> Published | None:
         created = []
         targets = [(sub.id, sub.events) for sub in rt.config.subscriptions]
         targets += [(target.key, target.events) for target in rt.config.actors]
+        origin = store.origin_connection(session, event.meeting_id) if rt.config.routes else None
+        targets += [(route, (event.type,)) for route in reconcile.targets_for(rt.config, origin, event.type)]
         for target_id, wanted in targets:
             if event.type in wanted and target_id not in disabled and target_id not in existing:
                 row = DeliveryRow(event_id=event_id, subscription_id=target_id, status="leased", due_at=now,

@@ -147,10 +147,48 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
     link.raw = raw
     link.scope = record.scope or link.scope
     link.source_updated_at = record.source_updated_at
+    link.start, link.end = record.meeting.start, record.meeting.end
     link.missing = False
     link.last_seen_at = now
     events = _write_plan(session, row, old, record.meeting, now, grace, links)
     return Applied(meeting_id=row.id, changed=True, events=events)
+
+
+def origin_connection(session: Session, meeting_id: str) -> str | None:
+    """Where the meeting was first seen (not a mirror bookingsync made)."""
+    query = (select(LinkRow.connection).where(LinkRow.meeting_id == meeting_id, col(LinkRow.mirrored).is_(False))
+             .order_by(col(LinkRow.first_seen_at), col(LinkRow.id)).limit(1))
+    return session.exec(query).first()
+
+
+def link_for(session: Session, meeting_id: str, connection: str) -> LinkRow | None:
+    query = select(LinkRow).where(LinkRow.meeting_id == meeting_id, LinkRow.connection == connection)
+    return session.exec(query.order_by(col(LinkRow.id).desc()).with_for_update()).first()
+
+
+def record_mirror(session: Session, *, meeting_id: str, connection: str, provider: str, record: SourceRecord,
+                  raw: Any, now: datetime) -> LinkRow:
+    """Link what a target provider answered for a booking we made there to the meeting it mirrors.
+
+    No events: it is the same real-world meeting. A later read of the target that differs from
+    this answer is an ordinary change of that link.
+    """
+    link = link_for(session, meeting_id, connection)
+    if link is None or link.external_id != record.external_id:
+        if link is not None:
+            session.delete(link)  # the booking it named was replaced (cancel + create)
+            session.flush()
+        link = LinkRow(meeting_id=meeting_id, connection=connection, provider=provider,
+                       external_id=record.external_id, content_hash="", first_seen_at=now, last_seen_at=now,
+                       mirrored=True)
+        session.add(link)
+    link.content_hash = record.meeting.content_hash()
+    link.raw = raw
+    link.start, link.end = record.meeting.start, record.meeting.end
+    link.source_updated_at = record.source_updated_at
+    link.missing = False
+    link.last_seen_at = now
+    return link
 
 
 def mark_missing(session: Session, link: LinkRow, now: datetime, grace: timedelta) -> Applied:
