@@ -8,11 +8,13 @@ from typing import Any
 from bookingsync.adapters.base import Adapter
 from bookingsync.adapters.leandata import LeanDataAdapter
 from bookingsync.adapters.leezy import LeezyAdapter
+from bookingsync.adapters.rocketlead import RocketLeadAdapter
 from bookingsync.models.errors import ConfigError
 
 ADAPTERS: dict[str, type] = {
     LeezyAdapter.provider: LeezyAdapter,
     LeanDataAdapter.provider: LeanDataAdapter,
+    RocketLeadAdapter.provider: RocketLeadAdapter,
 }
 
 

@@ -1,0 +1,410 @@
+"""RocketLead: exact-slot booking, the slot race, scope errors, hard delete, and normalising bookings."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from bookingsync.adapters.base import BookingRequest, Capability, RawRecord, ReadContext
+from bookingsync.adapters.rocketlead import RocketLeadAdapter, error_message, normalise_booking
+from bookingsync.models.errors import (
+    ConfigError,
+    NormaliseError,
+    ProviderAuthError,
+    ProviderRejected,
+    ProviderUnavailable,
+    SlotUnavailable,
+    WebhookMalformed,
+)
+from bookingsync.models.meeting import Meeting, MeetingStatus, Person
+
+TOKEN = "rocketlead_live_" + "ab" * 32
+START = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)  # 16:00 in Berlin
+END = START + timedelta(minutes=30)
+
+
+def slot(slot_id: str, *, start: str = "2026-03-10T15:00:00.000Z", end: str = "2026-03-10T15:30:00.000Z",
+         available: bool = True, resource: str = "res-1") -> dict:
+    return {"resourceId": resource, "resourceName": "Room", "resourceColor": "#fff", "resourceSlotId": slot_id,
+            "appointmentTypeId": "apt-1", "startDateTime": start, "endDateTime": end,
+            "maxParallelBookings": 1, "currentBookings": 0 if available else 1, "available": available}
+
+
+def availability(*slots: dict) -> dict:
+    return {"data": list(slots), "meta": {"appointmentTypeName": "Demo", "defaultBookingLength": 30,
+                                         "bufferAfter": 0, "dynamicLength": False}}
+
+
+def booked(body: dict, booking_id: str = "bk-1", **extra) -> dict:
+    return {"organizationId": "org-1", "id": booking_id, "createdAt": "2026-03-02T12:00:00.000Z",
+            **{k: v for k, v in body.items() if k != "entryId"},
+            **({"tableEntryId": body["entryId"]} if "entryId" in body else {}), **extra}
+
+
+SLOT_TAKEN = httpx.Response(400, json={"statusCode": 400, "message": "The selected time slot is no longer available"})
+
+
+class FakeRocketLead:
+    """Queues of answers per route; the last answer of a queue repeats. POST answers may be callables."""
+
+    def __init__(self, *, slots=None, posts=None, deletes=None, calendar=None) -> None:
+        self.slots = list(slots or [availability(slot("rs-1"))])
+        self.posts = list(posts or [booked])
+        self.deletes = list(deletes or [httpx.Response(204)])
+        self.calendar = calendar if calendar is not None else {"id": "cal-1", "timezone": "Europe/Berlin"}
+        self.requests: list[httpx.Request] = []
+
+    @staticmethod
+    def _next(queue: list):
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path, method = request.url.path, request.method
+        if method == "GET" and path.startswith("/connect/calendar/"):
+            answer = self.calendar
+        elif method == "GET" and path == "/connect/availability/":
+            answer = self._next(self.slots)
+        elif method == "POST" and path == "/connect/calendar_bookings/":
+            answer = self._next(self.posts)
+            if callable(answer) and not isinstance(answer, httpx.Response):
+                answer = answer(json.loads(request.content))
+        elif method == "DELETE" and path.startswith("/connect/calendar_bookings/"):
+            answer = self._next(self.deletes)
+        else:
+            answer = httpx.Response(404, json={"statusCode": 404, "message": "Cannot find route"})
+        if isinstance(answer, Exception):
+            raise answer
+        return answer if isinstance(answer, httpx.Response) else httpx.Response(200, json=answer)
+
+    def sent(self, method: str, path_prefix: str = "/connect/") -> list[httpx.Request]:
+        return [r for r in self.requests if r.method == method and r.url.path.startswith(path_prefix)]
+
+    @property
+    def bodies(self) -> list[dict]:
+        return [json.loads(r.content) for r in self.sent("POST")]
+
+
+class Sleeps(list):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def adapter(server, **kwargs) -> RocketLeadAdapter:
+    kwargs = {"calendar_id": "cal-1", "appointment_type_id": "apt-1", "token": TOKEN, "sleep": Sleeps(), **kwargs}
+    return RocketLeadAdapter(connection_id="rl", base_url="https://api.rocketlead.io",
+                             transport=httpx.MockTransport(server), **kwargs)
+
+
+def request(title: str | None = "Intro call", email: str | None = "Ann@Buyer.com", name: str | None = "Ann Lee",
+            start: datetime = START, end: datetime = END) -> BookingRequest:
+    meeting = Meeting(status=MeetingStatus.SCHEDULED, title=title, start=start, end=end,
+                      attendee=Person(email=email, name=name))
+    return BookingRequest(meeting=meeting, reference="m-123")
+
+
+# -- create -------------------------------------------------------------------------------------
+
+
+def test_books_the_exact_slot_with_the_modern_fields_and_returns_it_normalised():
+    server = FakeRocketLead(slots=[availability(
+        slot("rs-early", start="2026-03-10T14:30:00.000Z", end="2026-03-10T15:00:00.000Z"),
+        slot("rs-1"),
+    )])
+    a = adapter(server, resource_id="res-1", table_entry_ids={"ann@buyer.com": "lead-9"})
+    record = a.create(request())
+
+    calendar, slots = server.sent("GET")
+    assert calendar.url.path == "/connect/calendar/cal-1"
+    assert slots.url.path == "/connect/availability/"
+    assert dict(slots.url.params) == {"calendarId": "cal-1", "appointmentTypeId": "apt-1", "resourceId": "res-1",
+                                      "start": "2026-03-10T15:00:00.000Z", "end": "2026-03-10T16:30:00.000Z"}
+    (post,) = server.sent("POST")
+    assert post.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert post.headers["Content-Type"] == "application/json"
+    assert json.loads(post.content) == {
+        "calendarId": "cal-1", "appointmentTypeId": "apt-1", "resourceId": "res-1", "resourceSlotId": "rs-1",
+        "entryId": "lead-9", "name": "Intro call",
+        "startDateTime": "2026-03-10T15:00:00.000Z", "endDateTime": "2026-03-10T15:30:00.000Z",
+    }
+    assert record.external_id == "bk-1"
+    assert record.meeting.status is MeetingStatus.SCHEDULED
+    assert (record.meeting.start, record.meeting.end) == (START, END)
+    assert record.meeting.timezone == "Europe/Berlin" and record.meeting.title == "Intro call"
+    assert record.source_updated_at == datetime(2026, 3, 2, 12, tzinfo=UTC)
+
+
+def test_slot_times_in_another_offset_match_and_are_sent_back_unchanged():
+    berlin = slot("rs-b", start="2026-03-10T16:00:00+01:00", end="2026-03-10T16:30:00+01:00", resource="res-2")
+    server = FakeRocketLead(slots=[availability(slot("rs-full", available=False), berlin)])
+    a = adapter(server)  # no resource configured: the chosen slot's resource is booked
+    a.create(request(title=None, email="bob@buyer.com"))
+    (body,) = server.bodies
+    assert body["resourceId"] == "res-2" and body["resourceSlotId"] == "rs-b"
+    assert (body["startDateTime"], body["endDateTime"]) == ("2026-03-10T16:00:00+01:00", "2026-03-10T16:30:00+01:00")
+    assert "entryId" not in body  # lead unknown: the field is omitted, not null
+    assert body["name"] == "Ann Lee"  # no title: the attendee's name
+    assert "resourceId" not in server.sent("GET", "/connect/availability/")[0].url.params
+
+
+def test_a_slot_race_refetches_and_books_a_fresh_slot_at_the_same_time():
+    server = FakeRocketLead(slots=[availability(slot("rs-1")), availability(slot("rs-2", resource="res-2"))],
+                            posts=[SLOT_TAKEN, booked])
+    record = adapter(server).create(request())
+    assert [b["resourceSlotId"] for b in server.bodies] == ["rs-1", "rs-2"]
+    assert len(server.sent("GET", "/connect/availability/")) == 2
+    assert len(server.sent("GET", "/connect/calendar/")) == 1
+    assert record.external_id == "bk-1"
+
+
+def test_a_race_lost_every_time_is_slot_unavailable_after_the_retries():
+    server = FakeRocketLead(posts=[SLOT_TAKEN])
+    with pytest.raises(SlotUnavailable, match="taken between availability and booking 3 times") as caught:
+        adapter(server, max_slot_retries=2).create(request())
+    assert len(server.sent("POST")) == 3 and len(server.sent("GET", "/connect/availability/")) == 3
+    assert caught.value.status == 400
+
+
+def test_a_slot_that_fills_during_the_race_stops_at_once():
+    server = FakeRocketLead(slots=[availability(slot("rs-1")), availability(slot("rs-1", available=False))],
+                            posts=[SLOT_TAKEN])
+    with pytest.raises(SlotUnavailable, match="is full"):
+        adapter(server).create(request())
+    assert len(server.sent("POST")) == 1
+
+
+@pytest.mark.parametrize("slots", [
+    [],
+    [slot("rs-x", start="2026-03-10T15:15:00.000Z", end="2026-03-10T15:45:00.000Z")],  # another time
+    [slot("rs-x", end="2026-03-10T16:00:00.000Z")],  # same start, longer
+    [slot("rs-x", start="2026-03-10T15:00:00", end="2026-03-10T15:30:00")],  # no offset, calendar zone unknown
+    [slot("rs-x", resource="res-other")],  # not the configured resource
+    [{**slot("rs-x"), "available": "true"}],  # only a literal true is bookable
+])
+def test_no_available_slot_at_the_exact_time_is_slot_unavailable_without_booking(slots):
+    server = FakeRocketLead(slots=[availability(*slots)], calendar={"id": "cal-1"})
+    with pytest.raises(SlotUnavailable, match="keeps its exact time"):
+        adapter(server, resource_id="res-1").create(request())
+    assert server.sent("POST") == []
+
+
+def test_a_time_without_offset_is_read_in_the_calendar_zone():
+    server = FakeRocketLead(slots=[availability(slot("rs-1", start="2026-03-10T16:00:00", end="2026-03-10T16:30:00"))])
+    record = adapter(server).create(request())
+    assert (record.meeting.start, record.meeting.end) == (START, END)
+
+
+def test_another_400_is_rejected_as_is_and_not_retried():
+    server = FakeRocketLead(posts=[httpx.Response(400, json={"statusCode": 400,
+                                                            "message": ["resourceId must be a string"]})])
+    with pytest.raises(ProviderRejected, match="resourceId must be a string") as caught:
+        adapter(server).create(request())
+    assert not isinstance(caught.value, SlotUnavailable)
+    assert len(server.sent("POST")) == 1
+
+
+@pytest.mark.parametrize("answer, expected", [
+    (lambda body: {"_id": "bk-2", **body}, "bk-2"),
+    (lambda body: {"bookingId": 42, **body}, "42"),
+    (lambda body: {"data": {"id": "bk-3", **body}}, "bk-3"),
+    (lambda body: {"id": "bk-4"}, "bk-4"),  # an answer without times: what we sent is recorded
+    (lambda body: {"id": "bk-5", "startDateTime": None, "endDateTime": "soon"}, "bk-5"),
+])
+def test_the_booking_id_is_read_defensively(answer, expected):
+    record = adapter(FakeRocketLead(posts=[answer])).create(request())
+    assert record.external_id == expected
+    assert (record.meeting.start, record.meeting.end) == (START, END)
+
+
+def test_an_answer_without_a_booking_id_is_rejected_so_it_is_not_booked_twice():
+    server = FakeRocketLead(posts=[lambda body: {"organizationId": "org-1", **body}])
+    with pytest.raises(ProviderRejected, match="no booking id .* probably made"):
+        adapter(server).create(request())
+    assert len(server.sent("POST")) == 1
+
+
+def test_a_calendar_without_a_usable_zone_leaves_the_timezone_unset_and_is_looked_up_once():
+    server = FakeRocketLead(calendar=httpx.Response(404, json={"statusCode": 404, "message": "Not found"}))
+    a = adapter(server)
+    assert a.create(request()).meeting.timezone is None
+    a.create(request())
+    assert len(server.sent("GET", "/connect/calendar/")) == 1
+    bad = FakeRocketLead(calendar={"data": {"timeZone": "Mars/Olympus"}})
+    assert adapter(bad).create(request()).meeting.timezone is None
+    wrapped = FakeRocketLead(calendar={"data": {"timeZone": "America/New_York"}})
+    assert adapter(wrapped).create(request()).meeting.timezone == "America/New_York"
+
+
+# -- HTTP policy and errors ----------------------------------------------------------------------
+
+
+def test_a_403_on_booking_names_the_write_scope():
+    server = FakeRocketLead(posts=[httpx.Response(403, json={"statusCode": 403, "message": "Forbidden"})])
+    with pytest.raises(ProviderAuthError, match="lacks the 'write' scope that booking a calendar slot needs") as caught:
+        adapter(server).create(request())
+    assert caught.value.status == 403 and "Forbidden" in str(caught.value)
+
+
+def test_a_403_on_delete_names_the_admin_scope():
+    server = FakeRocketLead(deletes=[httpx.Response(403, json={"statusCode": 403, "message": "Insufficient scope"})])
+    with pytest.raises(ProviderAuthError, match="lacks the 'admin' scope") as caught:
+        adapter(server).cancel("bk-1")
+    assert "Settings → API Tokens" in str(caught.value) and caught.value.status == 403
+
+
+def test_a_401_says_the_token_is_refused():
+    unauthorized = httpx.Response(401, json={"statusCode": 401, "message": "Unauthorized"})
+    server = FakeRocketLead(slots=[unauthorized], calendar=unauthorized)
+    with pytest.raises(ProviderAuthError, match="missing, malformed, expired or revoked") as caught:
+        adapter(server).create(request())
+    assert caught.value.status == 401 and server.sent("POST") == []
+
+
+def test_a_5xx_on_availability_is_retried():
+    server = FakeRocketLead(slots=[httpx.Response(503, json={"statusCode": 503, "message": "busy"}),
+                                   availability(slot("rs-1"))])
+    sleeps = Sleeps()
+    assert adapter(server, sleep=sleeps).create(request()).external_id == "bk-1"
+    assert len(server.sent("GET", "/connect/availability/")) == 2 and len(sleeps) == 1
+
+
+@pytest.mark.parametrize("failure", [
+    httpx.ReadTimeout("read timed out"),
+    httpx.Response(502, json={"statusCode": 502, "message": "Bad gateway"}),
+])
+def test_a_booking_post_is_not_replayed_after_a_timeout_or_5xx(failure):
+    server = FakeRocketLead(posts=[failure])
+    with pytest.raises(ProviderUnavailable):
+        adapter(server).create(request())
+    assert len(server.sent("POST")) == 1
+
+
+def test_cancel_deletes_the_booking():
+    server = FakeRocketLead()
+    adapter(server).cancel("bk/1")
+    (delete,) = server.sent("DELETE")
+    assert delete.url.raw_path == b"/connect/calendar_bookings/bk%2F1"
+    assert delete.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_cancel_of_a_booking_already_gone_succeeds():
+    server = FakeRocketLead(deletes=[httpx.Response(404, json={"statusCode": 404, "message": "Booking not found"})])
+    adapter(server).cancel("bk-1")
+    assert len(server.sent("DELETE")) == 1
+
+
+def test_cancel_retries_a_5xx_because_delete_is_idempotent():
+    server = FakeRocketLead(deletes=[httpx.Response(500, json={"statusCode": 500, "message": "oops"}),
+                                     httpx.Response(204)])
+    adapter(server).cancel("bk-1")
+    assert len(server.sent("DELETE")) == 2
+
+
+@pytest.mark.parametrize("body, expected", [
+    ({"statusCode": 400, "message": "Validation failed: tableId is required"}, "Validation failed: tableId is required"),
+    ({"statusCode": 400, "message": ["a is bad", "b is bad"], "error": "Bad Request"}, "a is bad; b is bad"),
+    ({"statusCode": 400, "error": "Bad Request"}, "Bad Request"),
+    (["not", "an", "envelope"], ""),
+])
+def test_error_message_reads_the_envelope(body, expected):
+    assert error_message(httpx.Response(400, json=body)) == expected
+
+
+# -- what the adapter does not do -----------------------------------------------------------------
+
+
+def test_it_only_books_and_cancels():
+    a = adapter(FakeRocketLead())
+    assert a.capabilities == {Capability.CREATE, Capability.CANCEL}
+    assert list(a.read(None, ReadContext(now=START))) == []
+    with pytest.raises(WebhookMalformed, match="no webhooks"):
+        a.parse_webhook({}, b"{}", START)
+    with pytest.raises(NotImplementedError, match="create"):
+        a.reschedule("bk-1", request())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"token": "live_" + "ab" * 32}, "must start with 'rocketlead_'"),
+    ({"token": "  "}, "token is empty"),
+    ({"calendar_id": ""}, "calendar_id is empty"),
+    ({"resource_id": " "}, "resource_id is empty"),
+    ({"max_slot_retries": -1}, "max_slot_retries"),
+    ({"table_entry_ids": {"not an email": "lead-1"}}, "not an email address"),
+])
+def test_config_errors_name_the_setting(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        adapter(FakeRocketLead(), **kwargs)
+
+
+def test_a_base_url_ending_in_connect_is_not_doubled():
+    server = FakeRocketLead()
+    a = RocketLeadAdapter(connection_id="rl", base_url="https://api.rocketlead.io/connect/", token=TOKEN,
+                          calendar_id="cal-1", appointment_type_id="apt-1", transport=httpx.MockTransport(server))
+    a.cancel("bk-1")
+    assert server.sent("DELETE")[0].url.path == "/connect/calendar_bookings/bk-1"
+    a.close()
+
+
+# -- normalise ------------------------------------------------------------------------------------
+
+
+def booking(**fields) -> dict:
+    return {"organizationId": "org-1", "calendarId": "cal-1", "id": "bk-1", "name": " Demo ",
+            "createdAt": "2026-03-02T12:00:00Z", "startDateTime": "2026-03-10T15:00:00Z",
+            "endDateTime": "2026-03-10T15:30:00Z", **fields}
+
+
+def test_normalise_a_booking_through_the_adapter_uses_the_calendar_zone():
+    a = adapter(FakeRocketLead())
+    a.create(request())  # learns the calendar's zone
+    record = a.normalise(RawRecord(payload=booking(startDateTime="2026-03-10T16:00:00",
+                                                   endDateTime="2026-03-10T16:30:00")))
+    assert (record.meeting.start, record.meeting.end, record.meeting.timezone) == (START, END, "Europe/Berlin")
+    assert record.meeting.title == "Demo"
+
+
+def test_normalise_reads_the_lead_through_the_schema_special_types():
+    record = normalise_booking(booking(
+        tableSchemaFields={"f1": {"friendlyName": "E-Mail", "type": "text", "specialType": "email"},
+                           "f2": {"friendlyName": "First", "type": "text", "specialType": "firstName"},
+                           "f3": {"friendlyName": "Last", "type": "text", "specialType": "lastName"},
+                           "f4": {"friendlyName": "Phone", "type": "text", "specialType": "phone"},
+                           "f5": {"friendlyName": "Work mail", "type": "text", "specialType": "email",
+                                  "primaryOfSpecialType": True}},
+        tableEntryData={"data": {"f1": "private@buyer.com", "f2": "Ann", "f3": "Lee", "f4": "+49 30 1234",
+                                 "f5": " Ann@Buyer.com "}},
+    ))
+    assert record.meeting.attendee == Person(email="ann@buyer.com", name="Ann Lee", phone="+49 30 1234")
+
+
+def test_normalise_leaves_out_an_unusable_lead_email():
+    record = normalise_booking(booking(tableSchemaFields={"f1": {"specialType": "email"}},
+                                       tableEntryData={"data": {"f1": "not-an-email"}}))
+    assert record.meeting.attendee == Person()
+
+
+def test_normalise_a_booking_with_deleted_at_is_cancelled():
+    record = normalise_booking(booking(deletedAt="2026-03-03T09:00:00Z"))
+    assert record.meeting.status is MeetingStatus.CANCELLED
+    assert normalise_booking(booking(deletedAt=None)).meeting.status is MeetingStatus.SCHEDULED
+
+
+@pytest.mark.parametrize("payload, message", [
+    ([], "must be a JSON object"),
+    (booking(id=None), "has no id"),
+    (booking(id=""), "has no id"),
+    (booking(startDateTime="2026-03-10T16:00:00"), "not an ISO 8601 time with an offset"),
+    (booking(endDateTime="tomorrow"), "endDateTime 'tomorrow'"),
+    (booking(endDateTime="2026-03-10T14:00:00Z"), "ends .* before it starts"),
+])
+def test_normalise_refuses_what_it_cannot_read(payload, message):
+    with pytest.raises(NormaliseError, match=message):
+        normalise_booking(payload)
+
+
+def test_normalise_ignores_an_unreadable_created_at_and_an_invalid_zone():
+    record = normalise_booking(booking(createdAt="yesterday"), timezone="Not/AZone")
+    assert record.source_updated_at is None and record.meeting.timezone is None
