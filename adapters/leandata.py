@@ -35,6 +35,43 @@ Ambiguities, and the reading taken:
 * Errors come as `{"error": "..."}`, and as the API Gateway's `{"message": "Unauthorized"}` on
   auth failures; both are read.
 * No webhooks are documented, so `parse_webhook` refuses every delivery.
+
+Writes (`create`, `reschedule`, `cancel`; pure pieces and their readings in leandata_booking.py):
+
+* Settings, all optional so a read-only connection needs none: `link_id` (a single-meeting-type
+  BookIt link: availability by `fetch-availability {linkId}`, booking with `linkId`) or
+  `trigger_node` + `routing_inputs` (`route-and-fetch-availability`, then booking with the one-shot
+  `routing.token`); `form_defaults` (values for form fields the attendee cannot fill); `timezone`
+  (IANA, for the prospect's confirmation email when the meeting has none; default UTC).
+* Capabilities. `capabilities` is a ClassVar and says what LeanData can do: CREATE, RESCHEDULE and
+  CANCEL are declared for every connection. Reschedule and cancel need no settings (they work on
+  a meeting id). `create` on a connection with neither link_id nor trigger_node raises
+  ProviderRejected with a sentence naming the settings, before any request.
+* create: an active meeting of the prospect at exactly that start and end is looked up first
+  (`GET /v1/meetings?prospectEmail=`) and returned if found, so a create whose answer was lost can
+  be replayed without a second booking (BookIt has no idempotency key and no place for our
+  reference). Then availability; the slot equal to the meeting's start and end (else
+  SlotUnavailable naming the time); form fields; the endpoint `pageInfo.displayAllPoolAvailability`
+  demands. "The selected time is no longer available." fetches availability again and retries
+  while the slot is still offered, at most MAX_BOOKING_ATTEMPTS bookings, then SlotUnavailable.
+  "This link only allows one booking..." is a ProviderRejected. A booking POST that timed out or
+  got a 5xx (or an unreadable 2xx) is never re-sent: the prospect's meetings are looked up; a
+  meeting at that start and end is the booking; none is ProviderUnavailable saying it was not
+  booked as far as LeanData shows, and the worker's next attempt starts with the same lookup.
+  (A POST that never left — a refused connection — is raised as it is.)
+* The answer `{meetingId, organizerEmail}` is re-read with `GET /v1/meeting/:id` for a full
+  record; the external id is the created `meetingId` whatever the re-read's ids say (a mismatch
+  is logged). If the re-read fails the booking still stands, and the record is built from the
+  request, the `meetingId` and `organizerEmail`.
+* reschedule: `fetch-availability {meetingId}`; a meeting already at the new time (its
+  `calendarEvent.scheduledTime`) is not patched; the new slot must be offered (else
+  SlotUnavailable); `PATCH /v1/meeting/:id {scheduledTime: {start_time, end_time, timezone}}`,
+  with the same bounded retry on the race message. A PATCH that timed out is followed by
+  `GET /v1/meeting/:id`: at the new time it is done; otherwise availability is fetched again and
+  the PATCH re-sent once (moving to the same time twice ends in the same state); a second loss is
+  ProviderUnavailable.
+* cancel: `DELETE /v1/meeting/:id` (replayed on 5xx/timeouts by the shared policy: deleting twice
+  is harmless). A 404 means already gone and counts as cancelled.
 """
 
 from __future__ import annotations
@@ -42,6 +79,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -50,14 +88,26 @@ from urllib.parse import quote
 import httpx
 from pydantic import ValidationError
 
-from bookingsync.adapters.base import Capability, Page, RawRecord, ReadContext, Sweep, WebhookDelivery
+from bookingsync.adapters import leandata_booking as booking
+from bookingsync.adapters.base import (
+    BookingRequest,
+    Capability,
+    Page,
+    RawRecord,
+    ReadContext,
+    Sweep,
+    WebhookDelivery,
+)
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.models.errors import (
     ConfigError,
     NormaliseError,
+    ProviderError,
     ProviderNotFound,
     ProviderRejected,
     ProviderUnavailable,
+    RateLimited,
+    SlotUnavailable,
     WebhookMalformed,
 )
 from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord, normalise_email
@@ -200,7 +250,8 @@ def wire_time(value: datetime) -> str:
 class LeanDataAdapter:
     provider: ClassVar[str] = PROVIDER
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.LOOKUP_BY_EMAIL, Capability.LOOKUP_BY_ID}
+        {Capability.LOOKUP_BY_EMAIL, Capability.LOOKUP_BY_ID,
+         Capability.CREATE, Capability.RESCHEDULE, Capability.CANCEL}
     )
 
     def __init__(
@@ -215,6 +266,11 @@ class LeanDataAdapter:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 15.0,
+        link_id: str | None = None,
+        trigger_node: str | None = None,
+        routing_inputs: Mapping[str, Any] | None = None,
+        form_defaults: Mapping[str, Any] | None = None,
+        timezone: str = "UTC",
     ) -> None:
         where = f"connection {connection_id!r}"
         if not api_key or not api_key.strip():
@@ -233,6 +289,10 @@ class LeanDataAdapter:
                 raise ConfigError(f"{where}: watch_emails has {value!r}, which is not an email address") from exc
             if email:
                 emails.add(email)
+        self._booking = booking.booking_settings(
+            where, link_id=link_id, trigger_node=trigger_node, routing_inputs=routing_inputs,
+            form_defaults=form_defaults, timezone=timezone,
+        )
         self.connection_id = connection_id
         self._watch = frozenset(emails)
         self._lookback = timedelta(days=lookback_days)
@@ -312,5 +372,252 @@ class LeanDataAdapter:
                       method: str = "POST", url: str = "") -> WebhookDelivery:
         raise WebhookMalformed("LeanData BookIt sends no webhooks; this connection only polls")
 
+    # -- writes ---------------------------------------------------------------------------------
+
+    def create(self, request: BookingRequest) -> SourceRecord:
+        """Book `request.meeting` at exactly its start and end for its attendee (see the docstring)."""
+        settings = self._booking
+        if not settings.can_create:
+            raise ProviderRejected(
+                PROVIDER,
+                f"connection {self.connection_id!r} cannot create LeanData meetings: set options.link_id "
+                "(a single-meeting-type BookIt link) or options.trigger_node (a BookIt prospect trigger node)",
+            )
+        meeting = request.meeting
+        email = meeting.attendee.email
+        if not email:
+            raise ProviderRejected(PROVIDER, "the meeting has no attendee email, and BookIt books for a prospect's email")
+        start_ms, end_ms = booking.to_ms(meeting.start), booking.to_ms(meeting.end)
+        when = booking.describe_slot(start_ms, end_ms)
+        existing = self._find_booked(email, start_ms, end_ms)
+        if existing is not None:
+            log.info("leandata %s: %s already has meeting %s at %s; not booking again",
+                     self.connection_id, email, existing.external_id, when)
+            return existing
+        values = booking.attendee_values(meeting, request.reference)
+        timezone = meeting.timezone or settings.timezone
+        availability, identity = self._first_availability(values)
+        attempt = 0
+        while True:
+            attempt += 1
+            slot = availability.slot(start_ms, end_ms)
+            if slot is None:
+                again = f" after {attempt - 1} race(s) with other bookings" if attempt > 1 else ""
+                raise SlotUnavailable(PROVIDER, f"{when} is not among the times BookIt offers for {email}{again}")
+            body = booking.booking_body(identity, availability, slot, timezone,
+                                        booking.user_fields(availability, values, settings.form_defaults))
+            path = booking.ROUND_ROBIN_PATH if availability.round_robin else booking.MEETING_PATH
+            try:
+                answer = response_json(PROVIDER, self._http.request("POST", path, json=body))
+            except ProviderUnavailable as exc:
+                if _never_sent(exc):
+                    raise
+                return self._after_lost_booking(exc, f"POST {path}", email, start_ms, end_ms)
+            except ProviderRejected as exc:
+                if booking.is_slot_taken(exc):
+                    if attempt >= booking.MAX_BOOKING_ATTEMPTS:
+                        raise SlotUnavailable(
+                            PROVIDER, f"{when} for {email} was taken by another booking {attempt} times between "
+                            f"availability and booking ({exc.message})", status=exc.status,
+                        ) from exc
+                    log.info("leandata %s: %s was just taken; fetching availability again (attempt %d)",
+                             self.connection_id, when, attempt)
+                    availability = self._fetch(identity)
+                    if "token" in identity and availability.token:
+                        identity = {"token": availability.token}
+                    continue
+                if booking.is_link_used(exc):
+                    raise ProviderRejected(
+                        PROVIDER, f"the BookIt link {settings.link_id or '(routed)'} only allows one booking and has "
+                        f"already been used ({exc.message}); configure a reusable link", status=exc.status,
+                    ) from exc
+                raise
+            return self._booked(answer, email, meeting, timezone, f"POST {path}")
+
+    def reschedule(self, external_id: str, request: BookingRequest) -> SourceRecord:
+        """Move meeting `external_id` to exactly `request.meeting`'s start and end."""
+        meeting = request.meeting
+        start_ms, end_ms = booking.to_ms(meeting.start), booking.to_ms(meeting.end)
+        when = booking.describe_slot(start_ms, end_ms)
+        timezone = meeting.timezone or self._booking.timezone
+        path = f"/v1/meeting/{quote(external_id, safe='')}"
+        identity = {"meetingId": external_id}
+        scope = meeting.attendee.email
+        availability = self._fetch(identity)
+        races = lost = 0
+        while True:
+            if availability.current == (start_ms, end_ms):
+                log.info("leandata %s: meeting %s is already at %s", self.connection_id, external_id, when)
+                return self._reread(external_id, scope, meeting, timezone, None)
+            slot = availability.slot(start_ms, end_ms)
+            if slot is None:
+                raise SlotUnavailable(PROVIDER, f"{when} is not among the times BookIt offers to move meeting {external_id} to")
+            body = {"scheduledTime": booking.scheduled_time(slot, timezone, round_robin=False)}
+            try:
+                answer = response_json(PROVIDER, self._http.request("PATCH", path, json=body))
+            except ProviderUnavailable as exc:
+                if _never_sent(exc):
+                    raise
+                # Docs: re-read and compare scheduledTime before deciding whether to send again.
+                if self._times_of(external_id, exc, when) == (start_ms, end_ms):
+                    return self._reread(external_id, scope, meeting, timezone, None)
+                lost += 1
+                if lost > 1:
+                    raise ProviderUnavailable(
+                        PROVIDER, f"PATCH {path} to {when} got no answer twice ({exc.message}) and the meeting is "
+                        "not at the new time; not sending it a third time", status=exc.status,
+                    ) from exc
+                log.warning("leandata %s: PATCH %s got no answer (%s) and the meeting is not at %s; sending again",
+                            self.connection_id, path, exc.message, when)
+                availability = self._fetch(identity)
+                continue
+            except ProviderRejected as exc:
+                if booking.is_slot_taken(exc):
+                    races += 1
+                    if races >= booking.MAX_BOOKING_ATTEMPTS:
+                        raise SlotUnavailable(
+                            PROVIDER, f"{when} was taken by another booking {races} times before meeting "
+                            f"{external_id} could move there ({exc.message})", status=exc.status,
+                        ) from exc
+                    availability = self._fetch(identity)
+                    continue
+                raise
+            organizer = answer.get("organizerEmail") if isinstance(answer, dict) else None
+            return self._reread(external_id, scope, meeting, timezone, organizer)
+
+    def cancel(self, external_id: str) -> None:
+        """`DELETE /v1/meeting/:id`; a meeting LeanData no longer knows (404) counts as cancelled."""
+        try:
+            self._http.request("DELETE", f"/v1/meeting/{quote(external_id, safe='')}")
+        except ProviderNotFound as exc:
+            log.info("leandata %s: meeting %s is already gone (%s); nothing to cancel",
+                     self.connection_id, external_id, exc.message)
+
+    # -- write helpers --------------------------------------------------------------------------
+
+    def _fetch(self, identity: Mapping[str, str]) -> booking.Availability:
+        # A read despite the POST: safe to replay after a timeout or a 5xx.
+        response = self._http.request("POST", booking.FETCH_PATH, json=dict(identity), idempotent=True)
+        return booking.parse_availability(response_json(PROVIDER, response), f"POST {booking.FETCH_PATH}")
+
+    def _first_availability(self, values: Mapping[str, str | None]) -> tuple[booking.Availability, dict[str, str]]:
+        settings = self._booking
+        if settings.link_id:
+            identity = {"linkId": settings.link_id}
+            return self._fetch(identity), identity
+        uid = str(uuid.uuid4())  # the BookIt log id: unique per submission, as LeanData asks
+        body = booking.routing_body(settings, values, uid)
+        # Not replayed: routing a prospect is a submission, not a read.
+        response = self._http.request("POST", booking.ROUTE_PATH, json=body)
+        availability = booking.parse_availability(response_json(PROVIDER, response), f"POST {booking.ROUTE_PATH}")
+        if availability.token is None:
+            raise ProviderUnavailable(PROVIDER, f"POST {booking.ROUTE_PATH} routed to a calendar but answered no routing.token to book with")
+        return availability, {"token": availability.token}
+
+    def _find_booked(self, email: str, start_ms: int, end_ms: int) -> SourceRecord | None:
+        """The prospect's active meeting at exactly this start and end, or None."""
+        start = booking.from_ms(start_ms)
+        params = {"prospectEmail": email, "start": wire_time(start - timedelta(minutes=1)),
+                  "end": wire_time(start + timedelta(minutes=1))}
+        try:
+            response = self._http.request("GET", "/v1/meetings", params=params)
+        except ProviderNotFound:
+            return None  # undocumented "no meetings" answer for a prospect LeanData does not know
+        body = response_json(PROVIDER, response)
+        if not isinstance(body, list):
+            raise ProviderUnavailable(PROVIDER, f"GET /v1/meetings for {email} answered {type(body).__name__}, not an array")
+        for item in body:
+            try:
+                record = normalise_meeting(item, email)
+            except NormaliseError:
+                continue
+            m = record.meeting
+            if m.active and booking.to_ms(m.start) == start_ms and booking.to_ms(m.end) == end_ms:
+                return record
+        return None
+
+    def _after_lost_booking(self, exc: ProviderUnavailable, call: str, email: str,
+                            start_ms: int, end_ms: int) -> SourceRecord:
+        when = booking.describe_slot(start_ms, end_ms)
+        log.warning("leandata %s: %s for %s at %s got no answer (%s); looking for the meeting before anything else",
+                    self.connection_id, call, email, when, exc.message)
+        try:
+            found = self._find_booked(email, start_ms, end_ms)
+        except ProviderError as lookup:
+            raise ProviderUnavailable(
+                PROVIDER, f"{call} for {email} at {when} got no answer ({exc.message}) and looking for the meeting "
+                f"failed too ({lookup.message}); whether it was booked is unknown, and the next attempt looks again "
+                "before booking", status=exc.status,
+            ) from exc
+        if found is not None:
+            log.info("leandata %s: the booking went through as meeting %s", self.connection_id, found.external_id)
+            return found
+        raise ProviderUnavailable(
+            PROVIDER, f"{call} for {email} at {when} got no answer ({exc.message}) and LeanData shows no meeting of "
+            f"{email} at that time, so it was not booked as far as LeanData shows; not re-sent now (BookIt has no "
+            "idempotency key) — the next attempt looks again before booking", status=exc.status,
+        ) from exc
+
+    def _booked(self, answer: Any, email: str, meeting: Meeting, timezone: str, call: str) -> SourceRecord:
+        answer = _dict(answer)
+        meeting_id = answer.get("meetingId") or record_id(answer)
+        if not isinstance(meeting_id, (str, int)) or isinstance(meeting_id, bool) or not str(meeting_id).strip():
+            start_ms, end_ms = booking.to_ms(meeting.start), booking.to_ms(meeting.end)
+            found = self._find_booked(email, start_ms, end_ms)
+            if found is not None:
+                return found
+            raise ProviderUnavailable(PROVIDER, f"{call} answered 2xx without a meetingId, and the meeting cannot be found yet")
+        meeting_id = str(meeting_id).strip()
+        if isinstance(_dict(answer.get("calendarEvent")).get("scheduledTime") or answer.get("scheduledTime"), dict):
+            try:
+                return _with_id(normalise_meeting(answer, email), meeting_id)
+            except NormaliseError:
+                pass
+        organizer = answer.get("organizerEmail")
+        return self._reread(meeting_id, email, meeting, timezone, organizer if isinstance(organizer, str) else None)
+
+    def _reread(self, meeting_id: str, scope: str | None, meeting: Meeting, timezone: str,
+                organizer: str | None) -> SourceRecord:
+        """`GET /v1/meeting/:id` normalised; if that fails, the record the write implies."""
+        try:
+            return _with_id(normalise_meeting(self.get_meeting(meeting_id).payload, scope), meeting_id)
+        except (ProviderNotFound, ProviderUnavailable, RateLimited, NormaliseError) as exc:
+            log.warning("leandata %s: re-reading meeting %s failed (%s); recording it as written",
+                        self.connection_id, meeting_id, exc)
+        host = _email(organizer)
+        implied = meeting.model_copy(update={
+            "status": MeetingStatus.SCHEDULED,
+            "timezone": meeting.timezone or timezone,
+            "hosts": (host,) if host else meeting.hosts,
+        })
+        return SourceRecord(external_id=meeting_id, meeting=implied, scope=scope)
+
+    def _times_of(self, meeting_id: str, lost: ProviderUnavailable, when: str) -> tuple[int, int] | None:
+        try:
+            payload = self.get_meeting(meeting_id).payload
+        except ProviderError as exc:
+            raise ProviderUnavailable(
+                PROVIDER, f"moving meeting {meeting_id} to {when} got no answer ({lost.message}) and re-reading it failed "
+                f"({exc.message}); whether it moved is unknown", status=lost.status,
+            ) from lost
+        event = _dict(payload.get("calendarEvent")) or payload
+        times = _dict(event.get("scheduledTime"))
+        start, end = booking.ms_value(times.get("start_time")), booking.ms_value(times.get("end_time"))
+        return (start, end) if start is not None and end is not None else None
+
     def close(self) -> None:
         self._http.close()
+
+
+def _never_sent(exc: ProviderUnavailable) -> bool:
+    """The request never reached LeanData (the connection was refused): nothing can have happened."""
+    return isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+
+
+def _with_id(record: SourceRecord, meeting_id: str) -> SourceRecord:
+    if record.external_id != meeting_id:
+        log.warning("leandata: meeting %s reads back with id %s; keeping the id BookIt answered the write with",
+                    meeting_id, record.external_id)
+        return SourceRecord(external_id=meeting_id, meeting=record.meeting,
+                            source_updated_at=record.source_updated_at, scope=record.scope)
+    return record
