@@ -6,6 +6,7 @@ import inspect
 from typing import Any
 
 from bookingsync.adapters.base import Adapter
+from bookingsync.adapters.hubspot import HubSpotAdapter
 from bookingsync.adapters.leandata import LeanDataAdapter
 from bookingsync.adapters.leezy import LeezyAdapter
 from bookingsync.adapters.rocketlead import RocketLeadAdapter
@@ -15,6 +16,7 @@ ADAPTERS: dict[str, type] = {
     LeezyAdapter.provider: LeezyAdapter,
     LeanDataAdapter.provider: LeanDataAdapter,
     RocketLeadAdapter.provider: RocketLeadAdapter,
+    HubSpotAdapter.provider: HubSpotAdapter,
 }
 
 

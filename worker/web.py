@@ -9,6 +9,7 @@ the receipt (deduped by the provider's delivery id) and answers at once; a worke
     body not the documented shape   400   says why
     a delivery id seen before       200   {"status": "duplicate"}
     an event type we do not handle  202   recorded as ignored
+    a change notice without content 202   recorded, and a poll of the connection is queued
     accepted                        202
 """
 
@@ -36,7 +37,19 @@ log = logging.getLogger(__name__)
 
 
 def _store_receipt(rt: Runtime, connection: str, delivery: WebhookDelivery, body: bytes) -> tuple[str, int | None]:
+    """Store the receipt; `accepted` (records to ingest), `notified` (a change without its
+    content: poll), `ignored` (an event type we do not handle) or `duplicate`."""
     now = rt.clock.now()
+    if delivery.handled and not delivery.records:
+        row = ReceiptRow(connection=connection, delivery_id=delivery.delivery_id, event_type=delivery.event_type,
+                         handled=True, body=body.decode("utf-8", "replace"), records=[], status="done", due_at=now,
+                         received_at=now, processed_at=now)
+        try:
+            with transaction(rt.engine) as session:
+                session.add(row)
+            return "notified", None
+        except IntegrityError:
+            return "duplicate", None
     handled = delivery.handled and bool(delivery.records)
     row = ReceiptRow(connection=connection, delivery_id=delivery.delivery_id, event_type=delivery.event_type,
                      handled=handled, body=body.decode("utf-8", "replace"),
@@ -103,6 +116,13 @@ def create_app(rt: Runtime) -> FastAPI:
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
         outcome, receipt_id = await run_in_threadpool(_store_receipt, rt, connection_id, delivery, body)
         received.labels(connection_id, outcome).inc()
+        if outcome == "notified" and rt.actors is not None:
+            # The provider said what changed but not how (HubSpot sends ids): read it now rather than
+            # at the next tick; the periodic poll remains the durable path if this message is lost.
+            try:
+                rt.actors.poll.send(connection_id)
+            except Exception:
+                log.exception("could not enqueue a poll of %s after its webhook", connection_id)
         if outcome == "accepted" and rt.actors is not None and receipt_id is not None:
             try:
                 rt.actors.ingest.send(receipt_id)
