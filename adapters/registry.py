@@ -9,6 +9,7 @@ from bookingsync.adapters.base import Adapter
 from bookingsync.adapters.hubspot import HubSpotAdapter
 from bookingsync.adapters.leandata import LeanDataAdapter
 from bookingsync.adapters.leezy import LeezyAdapter
+from bookingsync.adapters.meetergo import MeetergoAdapter
 from bookingsync.adapters.rocketlead import RocketLeadAdapter
 from bookingsync.models.errors import ConfigError
 
@@ -17,6 +18,7 @@ ADAPTERS: dict[str, type] = {
     LeanDataAdapter.provider: LeanDataAdapter,
     RocketLeadAdapter.provider: RocketLeadAdapter,
     HubSpotAdapter.provider: HubSpotAdapter,
+    MeetergoAdapter.provider: MeetergoAdapter,
 }
 
 

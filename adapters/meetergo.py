@@ -1,0 +1,764 @@
+"""Meetergo v4: appointments read by polling and by URL-token webhooks; bookings made and cancelled.
+
+Follows shared/providers/meetergo/ only: docs-excerpts.md (API overview, rate limiting, error
+handling, troubleshooting, bookings, rescheduling, paginated appointments, webhooks overview,
+events and management) and seed-meetergo-v4-booking.md (the `POST /v4/booking` reference).
+Ambiguities, and the reading taken:
+
+* Base URL. The docs give `https://api.meetergo.com/v4`; the connection names the host. A
+  base_url that already ends in `/v4` is accepted and not doubled.
+* Credentials. Both kinds go in `Authorization: Bearer`. A platform key (`ak_live:<uuid>:<secret>`,
+  recognised by its `ak_` prefix) acts for a chosen user and needs `user_id`, sent as
+  `x-meetergo-api-user-id` on every request ("most endpoints" need it; sending it everywhere is
+  harmless). A personal token (`rgo-…`) "never uses this header": configuring `user_id` with one
+  is a ConfigError rather than a header silently sent or silently dropped.
+* Errors come as `{statusCode, message, error, errors[]}`; `message` may also be a list (a
+  validation pipe's habit). All of it is folded into one line for `ProviderError.message`.
+* Rate limits: 100 requests/min per key (burst 200). We pace at 100/min because the key may be
+  shared. The documented 429 body has no Retry-After; the shared policy backs off, with the
+  docs' own numbers (base 1 s doubling, at most 5 retries) and honours Retry-After if one comes.
+* Reading. `GET /v4/appointment/paginated` has no `since`/`updatedAfter` filter, so every poll
+  is a complete read from the first page. The page numbering is thin in the docs: we follow the
+  n8n node (`page` from 0, `pageSize` <= 100). If page 0 is refused (400) we try page 1 once; if
+  page 1 repeats page 0 exactly, the server is 1-based and treats 0 as 1, and we go on from 2.
+  Either discovery is kept in the cursor (`first_page`). The read ends on an empty page, when the
+  appointments received reach `total`, when a page brings nothing new (a server ignoring `page`),
+  or after MAX_PAGES pages: it never loops forever. A short page is not taken as the end (the
+  server may cap `pageSize`).
+* Cursor, saved after every page: `{"page": next page to ask, "first_page": 0|1, "page_size": n}`.
+  A finished read resets `page` to `first_page`. A crash resumes at the saved page; a cursor from
+  another page_size, or one we cannot read, restarts from the first page.
+* Sweep (vanished appointments become deleted). Only after a read that started at the first
+  page, received exactly `total` distinct ids with `total` present and unchanged on every page,
+  no repeats and no item without an id. The window starts at the read's start (`context.now`):
+  a past appointment the listing may no longer show is never called deleted. Scope is
+  SWEEP_SCOPE, given only to records a poll listed; webhook and create() records carry no scope,
+  so an appointment the listing never showed (another user's, a company-wide webhook) is never
+  swept. Residual risk: the listing's order is undocumented, so page-number paging over a set
+  that changes during the read can skip an item; a change shows as a different `total` and
+  voids the sweep, but one creation and one deletion during the same read cancel out.
+* Record shapes. The webhook payload is documented (`id`, `start`, `end`, `isCancelled`,
+  `meetingInfo{channel, meetingLink}`, `attendees[]`, `hosts[]`, `meetingType{meetingInfo{name,
+  duration}}`, `updatedAt`); the paginated appointment only partly (`id`, `meetingInfo{…}`,
+  `hostingInfo{mainHost, meetingLink, …}`, `cancel{actionSource, actionAt, actionBy, reason}`).
+  We read `start`/`end` at the top level, else in `meetingInfo`; a missing end is start plus the
+  first duration found (top level, `meetingInfo`, `meetingType.meetingInfo`, minutes). Missing
+  id/start/end is a NormaliseError naming each field missing.
+* Times: "All API times are in UTC by default", so a time without an offset is read as UTC.
+* Status. Cancelled when `isCancelled` is true or `cancel` holds any of actionAt/actionSource/
+  actionBy/reason; that wins over everything. A `status` (undocumented on appointments; the
+  provisional-booking listing documents pending|confirmed|expired|declined_by_host) is read only
+  when recognised: pending → `pending`, expired/declined_by_host/cancelled → `cancelled`. Otherwise
+  `scheduled`. Meetergo documents no completed/no-show state.
+* People. The attendee is the first of `attendees[]` (or `attendee`): a group booking keeps its
+  first guest. An attendee email that is not an address is a NormaliseError. Hosts are the emails
+  of `hosts[]` and `hostingInfo.mainHost`; a host entry without a usable email is skipped. The
+  meeting's timezone is the attendee's (decorative: an invalid zone is dropped).
+* Webhooks. No signature is documented, so the connection's webhook URL carries a secret:
+  register `https://<bookingsync>/webhooks/<connection_id>?token=<webhook_secret>` with
+  `POST /webhooks`. The token is read from the URL's query only, must appear exactly once and is
+  compared in constant time; no webhook_secret configured refuses every delivery. Use a URL-safe
+  secret (`secrets.token_urlsafe(32)`): it is percent-decoded before comparing, and it lives in
+  URLs that proxies may log. The token is checked before the body is looked at.
+* Payload shape: the current page puts `webhookType` and the data at the top level; an older
+  revision sends `{event, data}`. Both are accepted (`webhookType` wins when both appear).
+  booking_created and booking_rescheduled carry the appointment as it now is; booking_cancelled
+  forces `cancelled` (it also fires when one attendee leaves a group booking: our meeting has one
+  attendee, so we read it as cancelled). Other types (new_employee, form_submission, anything
+  new) are acknowledged and not handled. A rescheduled appointment that meetergo gave a new id
+  arrives as that id; the old id is closed by its own cancellation or by the next sweep.
+* Delivery id: none is documented, and "webhooks may be delivered more than once". We use
+  `sha256:` + the SHA-256 of the body's canonical JSON (sorted keys, no whitespace), so a
+  redelivery dedupes even if re-serialised; two deliveries differing in any field do not.
+* Booking (`POST /v4/booking`). We send meetingTypeId, start (UTC, `Z`), duration in minutes
+  (so the booking ends where the meeting does; a duration the meeting type does not allow is
+  meetergo's 400), hostIds or queueId (one, from config), icsTitle from the meeting's title, and
+  attendee {email, fullname (the name, else the email's local part), phone, timezone,
+  receiveReminders false (the source already reminds), notes {bookingsyncReference: reference}}
+  — `notes` is a required free-form object and the only documented place to keep our reference.
+* Answers. Standard `{appointmentId, secret}`: we read `GET /v4/appointment/{id}` and normalise
+  it; if that read fails or cannot be normalised, the answer is built from the request (the
+  booking exists and must be linked, or a retry would book twice). `bookingType` doubleOptIn /
+  requireHostConfirmation (any case; an unknown bookingType is treated the same, as not booked):
+  a `pending` record under `provisional:<provisionalBookingId>` (or the appointmentId when no
+  provisional id is given). Meetergo documents no link from a provisional booking to the
+  appointment created on confirmation, which arrives with its own id: matching the two (meeting
+  type, start, attendee email) is the reconciler's; for mirroring, choose a meeting type without
+  double opt-in. 400/409 naming an unavailable slot is SlotUnavailable: the request is for
+  exactly one time, so there is no fresh slot to retry with.
+* Cancel: the developer docs' `DELETE /v4/appointment/{id}`; when that route answers 404 or 405,
+  meetergo's MCP server's `POST /v4/appointment/{id}/cancel`. A 404 from both is ProviderNotFound
+  (the caller may take it as already gone). A provisional booking has no documented cancel: it is
+  a ProviderRejected saying so (it expires unless confirmed).
+* Reschedule: the docs' pattern, not the MCP server's undocumented-body `…/reschedule`: book the
+  new time with `rescheduledFromId` = the old id, then cancel the old one. A slot race leaves the
+  old booking untouched. If the old one cannot be cancelled after the new one was booked we log
+  an error naming both and still return the new booking, so it is linked; raising would leave
+  it unlinked and a retry would book yet another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, quote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import httpx
+from pydantic import ValidationError
+
+from bookingsync.adapters.base import (
+    BookingRequest,
+    Capability,
+    Page,
+    RawRecord,
+    ReadContext,
+    Sweep,
+    WebhookDelivery,
+)
+from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.models.errors import (
+    ConfigError,
+    NormaliseError,
+    ProviderError,
+    ProviderNotFound,
+    ProviderRejected,
+    ProviderUnavailable,
+    SlotUnavailable,
+    WebhookMalformed,
+    WebhookUnauthorized,
+)
+from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord, normalise_email
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "meetergo"
+LIST_PATH = "/v4/appointment/paginated"
+BOOKING_PATH = "/v4/booking"
+USER_HEADER = "x-meetergo-api-user-id"
+PLATFORM_KEY_PREFIX = "ak_"
+MAX_PAGE_SIZE = 100  # the n8n node's documented maximum of pageSize
+# 1000 pages of 100 is far beyond one user's appointments; past it the server is not paging.
+MAX_PAGES = 1000
+DEFAULT_REQUESTS_PER_MINUTE = 100.0  # documented standard rate per API key
+# The rate-limiting page: "2^attempt s + jitter, max 5" retries.
+BACKOFF_BASE = 1.0
+MAX_RETRIES = 5
+SWEEP_SCOPE = "appointments"
+PROVISIONAL_PREFIX = "provisional:"
+PROVISIONAL_TYPES = frozenset({"doubleoptin", "requirehostconfirmation"})
+TOKEN_PARAM = "token"
+
+# Event type -> whether it forces the appointment cancelled.
+HANDLED_EVENTS: dict[str, bool] = {
+    "booking_created": False,
+    "booking_rescheduled": False,
+    "booking_cancelled": True,
+}
+# Recognised values of an undocumented `status`; any other value is ignored.
+STATUSES = {
+    "pending": MeetingStatus.PENDING,
+    "cancelled": MeetingStatus.CANCELLED,
+    "canceled": MeetingStatus.CANCELLED,
+    "expired": MeetingStatus.CANCELLED,
+    "declined_by_host": MeetingStatus.CANCELLED,
+}
+CANCEL_FIELDS = ("actionAt", "actionSource", "actionBy", "reason")
+
+
+# -- paging: pure, no HTTP ----------------------------------------------------------------------
+
+
+@dataclass
+class AppointmentRead:
+    """One complete read of `GET /v4/appointment/paginated`: which page next, when to stop, and
+    whether what was read is complete enough to sweep. See the module docstring for the cursor."""
+
+    page_size: int
+    first_page: int = 0
+    page: int = 0
+    start_page: int = 0
+    total: int | None = None
+    total_missing: bool = False
+    seen: set[str] = field(default_factory=set)
+    previous: list[str | None] = field(default_factory=list)
+    received: int = 0
+    anonymous: bool = False
+    disturbed: bool = False
+    pages: int = 0
+
+    @classmethod
+    def start(cls, cursor: Mapping[str, Any] | None, page_size: int) -> AppointmentRead:
+        if not cursor:
+            return cls(page_size=page_size)
+        try:
+            first = cursor.get("first_page", 0)
+            page = cursor.get("page", first)
+            if first not in (0, 1) or isinstance(page, bool) or not isinstance(page, int) or page < first:
+                raise ValueError(cursor)
+        except (AttributeError, ValueError):
+            log.warning("meetergo: unusable cursor %r; reading from the first page", cursor)
+            return cls(page_size=page_size)
+        if cursor.get("page_size") != page_size:
+            page = first  # page numbers of another page size point elsewhere
+        return cls(page_size=page_size, first_page=first, page=page, start_page=page)
+
+    @property
+    def resumed(self) -> bool:
+        return self.start_page > self.first_page
+
+    def params(self) -> dict[str, int]:
+        return {"page": self.page, "pageSize": self.page_size}
+
+    def one_based(self) -> None:
+        """Page 0 was refused: number pages from 1 from now on."""
+        self.first_page = self.page = self.start_page = 1
+
+    def take(self, ids: list[str | None], total: int | None) -> bool:
+        """Account for one received page (its items' ids); True when the read is over."""
+        self.pages += 1
+        if total is None:
+            self.total_missing = True
+        elif self.total is not None and total != self.total:
+            self.disturbed = True
+        if total is not None:
+            self.total = total
+        if (ids and ids == self.previous and self.page == 1 and self.first_page == 0
+                and self.start_page == 0 and None not in ids):
+            # Page 1 repeated page 0: a 1-based server reading 0 as 1. Go on from page 2.
+            self.first_page, self.start_page, self.page = 1, 1, 2
+            return False
+        self.previous = list(ids)
+        if not ids:
+            if self.total is not None and self._position() < self.total:
+                self.disturbed = True  # ended short of what the server said it had
+            return True
+        self.received += len(ids)
+        new = 0
+        for item in ids:
+            if item is None:
+                self.anonymous = True
+            elif item in self.seen:
+                self.disturbed = True
+            else:
+                new += 1
+                self.seen.add(item)
+        self.page += 1
+        if new == 0 and not self.anonymous:
+            self.disturbed = True  # the server repeats itself: it ignores `page` or the set moved
+            return True
+        if self.total is not None and self._position() >= self.total:
+            return True
+        if self.pages >= MAX_PAGES:
+            log.warning("meetergo: stopping a read after %d pages; the server does not seem to page", self.pages)
+            self.disturbed = True
+            return True
+        return False
+
+    def _position(self) -> int:
+        # Items before this run's first page count at page_size each (a resumed read only).
+        return (self.start_page - self.first_page) * self.page_size + self.received
+
+    def cursor(self, done: bool) -> dict[str, Any]:
+        return {"page": self.first_page if done else self.page, "first_page": self.first_page,
+                "page_size": self.page_size}
+
+    def complete(self) -> bool:
+        """Whether this finished read saw exactly the whole listing (so it may sweep)."""
+        return (not self.resumed and not self.disturbed and not self.anonymous and not self.total_missing
+                and self.total is not None and len(self.seen) == self.total)
+
+
+def listing(body: Any) -> tuple[list[Any], int | None]:
+    """The appointments and `total` of one paginated answer."""
+    if isinstance(body, list):
+        return body, None
+    if isinstance(body, dict):
+        items = body.get("appointments")
+        if isinstance(items, list):
+            total = body.get("total")
+            valid = isinstance(total, int) and not isinstance(total, bool) and total >= 0
+            return items, total if valid else None
+    raise ProviderUnavailable(PROVIDER, f"GET {LIST_PATH} answered without an 'appointments' list")
+
+
+def record_id(payload: Any) -> str | None:
+    if not isinstance(payload, dict):
+        return None
+    for key in ("id", "appointmentId"):
+        value = payload.get(key)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+# -- normalise: pure ----------------------------------------------------------------------------
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def parse_time(value: Any, what: str) -> datetime:
+    if not isinstance(value, str) or not value.strip():
+        raise NormaliseError(f"the meetergo appointment's {what} {value!r} is not an ISO 8601 time")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise NormaliseError(f"the meetergo appointment's {what} {value!r} is not an ISO 8601 time") from exc
+    # "All API times are in UTC by default."
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _first(payload: Mapping[str, Any], name: str) -> Any:
+    value = payload.get(name)
+    return value if value not in (None, "") else _dict(payload.get("meetingInfo")).get(name)
+
+
+def _duration(payload: Mapping[str, Any]) -> float | None:
+    for where in (payload, _dict(payload.get("meetingInfo")), _dict(_dict(payload.get("meetingType")).get("meetingInfo"))):
+        value = where.get("duration")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+            return float(value)
+    return None
+
+
+def _status(payload: Mapping[str, Any]) -> MeetingStatus:
+    flag = payload.get("isCancelled")
+    if flag is True or (isinstance(flag, str) and flag.strip().lower() == "true"):
+        return MeetingStatus.CANCELLED
+    cancel = payload.get("cancel")
+    if isinstance(cancel, dict) and any(cancel.get(key) not in (None, "", False) for key in CANCEL_FIELDS):
+        return MeetingStatus.CANCELLED
+    raw = payload.get("status")
+    status = STATUSES.get(raw.strip().lower()) if isinstance(raw, str) else None
+    return status or MeetingStatus.SCHEDULED
+
+
+def _email(value: Any) -> str | None:
+    try:
+        return normalise_email(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _attendee(payload: Mapping[str, Any]) -> tuple[Person, str | None]:
+    attendees = payload.get("attendees")
+    first = next((a for a in attendees if isinstance(a, dict)), None) if isinstance(attendees, list) else None
+    person = first if first is not None else payload.get("attendee")
+    if not isinstance(person, dict):
+        return Person(), None
+    raw_email = person.get("email")
+    email = _email(raw_email)
+    if raw_email not in (None, "") and email is None:
+        raise NormaliseError(f"the meetergo appointment's attendee email {raw_email!r} is not an email address")
+    name = _text(person.get("fullname")) or " ".join(
+        part for part in (_text(person.get("firstname")), _text(person.get("lastname"))) if part) or None
+    return Person(email=email, name=name, phone=_text(person.get("phone"))), _text(person.get("timezone"))
+
+
+def _hosts(payload: Mapping[str, Any]) -> tuple[str, ...]:
+    candidates: list[Any] = []
+    hosts = payload.get("hosts")
+    if isinstance(hosts, list):
+        candidates += [_dict(h).get("email") for h in hosts]
+    main = _dict(payload.get("hostingInfo")).get("mainHost")
+    candidates.append(_dict(main).get("email") if isinstance(main, dict) else main)
+    return tuple(email for email in (_email(c) for c in candidates) if email)
+
+
+def _zone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.info("meetergo: dropping timezone %r, not an IANA zone", value)
+        return None
+    return value
+
+
+def _conference_url(payload: Mapping[str, Any]) -> str | None:
+    for where in (_dict(payload.get("meetingInfo")), _dict(payload.get("hostingInfo")), payload):
+        link = _text(where.get("meetingLink"))
+        if link and link.startswith(("https://", "http://")):
+            return link
+    return None
+
+
+def _title(payload: Mapping[str, Any]) -> str | None:
+    meeting_type = _dict(payload.get("meetingType"))
+    return (_text(payload.get("title")) or _text(_dict(meeting_type.get("meetingInfo")).get("name"))
+            or _text(_dict(payload.get("meetingInfo")).get("name")) or _text(meeting_type.get("name")))
+
+
+def normalise_appointment(payload: Any, scope: str | None = None) -> SourceRecord:
+    """A meetergo appointment (listing item, single read or webhook payload) as a `SourceRecord`."""
+    if not isinstance(payload, dict):
+        raise NormaliseError(f"a meetergo appointment must be a JSON object, not {type(payload).__name__}")
+    appointment_id = record_id(payload)
+    raw_start, raw_end, duration = _first(payload, "start"), _first(payload, "end"), _duration(payload)
+    missing = [name for name, absent in (("id", appointment_id is None), ("start", raw_start in (None, "")),
+                                         ("end (or a duration)", raw_end in (None, "") and duration is None))
+               if absent]
+    if missing:
+        which = f" {appointment_id}" if appointment_id else ""
+        raise NormaliseError(f"the meetergo appointment{which} has no {', '.join(missing)}")
+    assert appointment_id is not None
+    start = parse_time(raw_start, "start")
+    if raw_end in (None, ""):
+        assert duration is not None
+        end = start + timedelta(minutes=duration)
+    else:
+        end = parse_time(raw_end, "end")
+    updated_raw = payload.get("updatedAt")
+    try:
+        updated = parse_time(updated_raw, "updatedAt") if updated_raw not in (None, "") else None
+    except NormaliseError:
+        updated = None  # only a hint for the store; the meeting is still good
+    attendee, zone = _attendee(payload)
+    try:
+        meeting = Meeting(
+            status=_status(payload), title=_title(payload), start=start, end=end,
+            timezone=_zone(zone or _text(payload.get("timezone"))), attendee=attendee,
+            hosts=_hosts(payload), conference_url=_conference_url(payload),
+        )
+        return SourceRecord(external_id=appointment_id, meeting=meeting, source_updated_at=updated, scope=scope)
+    except ValidationError as exc:
+        reasons = "; ".join(err["msg"] for err in exc.errors())
+        raise NormaliseError(f"the meetergo appointment {appointment_id} cannot be used: {reasons}") from exc
+
+
+# -- webhooks: pure -----------------------------------------------------------------------------
+
+
+def verify_token(url: str, secret: str | None) -> None:
+    """Raise WebhookUnauthorized unless the URL's `token` query parameter is `secret`."""
+    if not secret:
+        raise WebhookUnauthorized("no webhook_secret is configured for this meetergo connection, so no delivery can be trusted")
+    values = parse_qs(urlsplit(url).query, keep_blank_values=True).get(TOKEN_PARAM, [])
+    if len(values) != 1 or not values[0]:
+        raise WebhookUnauthorized("the webhook URL carries no single ?token=; register the URL with the connection's token")
+    if not hmac.compare_digest(values[0].encode(), secret.encode()):
+        raise WebhookUnauthorized("the webhook URL's token does not match this connection's webhook_secret")
+
+
+def delivery_id(envelope: Any) -> str:
+    """Stable over redeliveries: SHA-256 of the body's canonical JSON."""
+    canonical = json.dumps(envelope, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parse_delivery(body: bytes) -> WebhookDelivery:
+    """The records of a verified delivery; WebhookMalformed when it is not a meetergo payload."""
+    try:
+        envelope = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WebhookMalformed(f"the meetergo delivery body is not JSON: {exc}") from exc
+    if not isinstance(envelope, dict):
+        raise WebhookMalformed("the meetergo delivery body is not a JSON object")
+    kind = envelope.get("webhookType")
+    if kind is not None:
+        data: Any = envelope
+    else:
+        kind, data = envelope.get("event"), envelope.get("data")
+    if not isinstance(kind, str) or not kind.strip():
+        raise WebhookMalformed("the meetergo delivery has neither 'webhookType' nor 'event'")
+    event_type = kind.strip().lower()
+    ident = delivery_id(envelope)
+    if event_type not in HANDLED_EVENTS:
+        return WebhookDelivery(delivery_id=ident, event_type=event_type, records=[], handled=False)
+    if not isinstance(data, dict):
+        raise WebhookMalformed(f"the meetergo {event_type} delivery's 'data' is not a JSON object")
+    # A copy, so the receipt keeps what meetergo sent while ingest sees what the event means.
+    payload = {k: v for k, v in data.items() if k != "webhookType"}
+    if HANDLED_EVENTS[event_type]:
+        payload["isCancelled"] = True
+    return WebhookDelivery(delivery_id=ident, event_type=event_type,
+                           records=[RawRecord(payload=payload, external_id=record_id(payload))])
+
+
+# -- booking: pure ------------------------------------------------------------------------------
+
+
+def wire_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def booking_body(request: BookingRequest, *, meeting_type_id: str, host_ids: Sequence[str],
+                 queue_id: str | None, rescheduled_from: str | None = None) -> dict[str, Any]:
+    meeting = request.meeting
+    email = meeting.attendee.email
+    if not email:
+        raise ProviderRejected(PROVIDER, "the meeting has no attendee email, which meetergo requires to book")
+    attendee: dict[str, Any] = {
+        "email": email,
+        "fullname": meeting.attendee.name or email.split("@", 1)[0],
+        "receiveReminders": False,
+        "notes": {"bookingsyncReference": request.reference},
+    }
+    if meeting.attendee.phone:
+        attendee["phone"] = meeting.attendee.phone
+    if meeting.timezone:
+        attendee["timezone"] = meeting.timezone
+    body: dict[str, Any] = {
+        "meetingTypeId": meeting_type_id,
+        "start": wire_time(meeting.start),
+        "duration": max(1, math.ceil((meeting.end - meeting.start).total_seconds() / 60)),
+        "attendee": attendee,
+    }
+    if queue_id:
+        body["queueId"] = queue_id
+    else:
+        body["hostIds"] = list(host_ids)
+    if meeting.title:
+        body["icsTitle"] = meeting.title[:200]
+    if rescheduled_from:
+        body["rescheduledFromId"] = rescheduled_from
+    return body
+
+
+def provisional_record(answer: Mapping[str, Any], request: BookingRequest) -> SourceRecord | None:
+    """A `pending` record for a double-opt-in / host-confirmation answer; None for a standard one."""
+    kind = answer.get("bookingType")
+    provisional_id = _text(answer.get("provisionalBookingId"))
+    appointment_id = record_id({"id": answer.get("appointmentId")})
+    if kind in (None, "") and (appointment_id is not None or provisional_id is None):
+        return None  # a standard booking (or an answer naming nothing, which the caller refuses)
+    if isinstance(kind, str) and kind.strip().lower() not in PROVISIONAL_TYPES:
+        log.warning("meetergo: unknown bookingType %r; treating the booking as provisional", kind)
+    external_id = f"{PROVISIONAL_PREFIX}{provisional_id}" if provisional_id else appointment_id
+    if external_id is None:
+        raise ProviderUnavailable(PROVIDER, f"a provisional booking answer ({kind!r}) named no id; find it by "
+                                            f"notes.bookingsyncReference={request.reference}")
+    meeting = request.meeting.model_copy(update={"status": MeetingStatus.PENDING})
+    return SourceRecord(external_id=external_id, meeting=meeting)
+
+
+def is_slot_taken(exc: ProviderRejected) -> bool:
+    text = exc.message.lower()
+    return exc.status == 409 or (exc.status == 400 and "slot" in text and "available" in text)
+
+
+# -- the adapter: the HTTP edge -----------------------------------------------------------------
+
+
+def error_message(response: httpx.Response) -> str:
+    """`{statusCode, message, error, errors[{field, message}]}` as one line."""
+    body = response.json()
+    if not isinstance(body, dict):
+        return ""
+    message = body.get("message")
+    if isinstance(message, list):
+        message = "; ".join(str(m) for m in message)
+    text = str(message or body.get("error") or "")
+    details = [f"{e.get('field')}: {e.get('message')}" if e.get("field") else str(e.get("message"))
+               for e in body.get("errors") or [] if isinstance(e, dict) and e.get("message")]
+    return f"{text} ({'; '.join(details)})" if details else text
+
+
+class MeetergoAdapter:
+    provider: ClassVar[str] = PROVIDER
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({
+        Capability.LIST_CHANGES, Capability.LOOKUP_BY_ID, Capability.RECEIVE_WEBHOOKS,
+        Capability.CREATE, Capability.RESCHEDULE, Capability.CANCEL,
+    })
+
+    def __init__(
+        self,
+        *,
+        connection_id: str,
+        base_url: str,
+        token: str,
+        user_id: str | None = None,
+        webhook_secret: str | None = None,
+        meeting_type_id: str | None = None,
+        host_ids: Sequence[str] = (),
+        queue_id: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        requests_per_minute: float = DEFAULT_REQUESTS_PER_MINUTE,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        timeout: float = 15.0,
+    ) -> None:
+        where = f"connection {connection_id!r}"
+        token = (token or "").strip()
+        if not token:
+            raise ConfigError(f"{where}: the meetergo token is empty; set token (e.g. token = \"env:MEETERGO_TOKEN\")")
+        if not base_url.startswith(("https://", "http://")):
+            raise ConfigError(f"{where}: base_url {base_url!r} must start with https://")
+        user_id = (user_id or "").strip() or None
+        platform = token.startswith(PLATFORM_KEY_PREFIX)
+        if platform and user_id is None:
+            raise ConfigError(f"{where}: a meetergo platform API key (ak_…) acts for a chosen user; set user_id "
+                              "to the meetergo user it acts as")
+        if not platform and user_id is not None:
+            raise ConfigError(f"{where}: a meetergo personal access token never names a user; remove user_id, "
+                              "or use a platform API key (ak_live:…)")
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ConfigError(f"{where}: page_size {page_size} must be between 1 and {MAX_PAGE_SIZE}")
+        if not (isinstance(requests_per_minute, (int, float)) and requests_per_minute > 0):
+            raise ConfigError(f"{where}: requests_per_minute must be more than zero")
+        if isinstance(host_ids, str):
+            raise ConfigError(f"{where}: host_ids must be a list of meetergo user ids, not one string")
+        hosts = [h.strip() for h in host_ids if isinstance(h, str) and h.strip()]
+        queue_id = (queue_id or "").strip() or None
+        meeting_type_id = (meeting_type_id or "").strip() or None
+        if hosts and queue_id:
+            raise ConfigError(f"{where}: set host_ids or queue_id, not both (meetergo refuses a queue with chosen hosts)")
+        if meeting_type_id and not (hosts or queue_id):
+            raise ConfigError(f"{where}: booking with meeting_type_id needs host_ids or queue_id; add one")
+        if (hosts or queue_id) and not meeting_type_id:
+            raise ConfigError(f"{where}: host_ids and queue_id are for booking; add meeting_type_id too")
+        if webhook_secret is not None and not webhook_secret.strip():
+            raise ConfigError(f"{where}: webhook_secret is blank; remove it or set the token the webhook URL carries")
+        self.connection_id = connection_id
+        self._secret = webhook_secret.strip() if webhook_secret else None
+        self._meeting_type_id = meeting_type_id
+        self._host_ids = tuple(hosts)
+        self._queue_id = queue_id
+        self._page_size = page_size
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        if user_id is not None:
+            headers[USER_HEADER] = user_id
+        self._http = ProviderHttp(
+            provider=PROVIDER,
+            base_url=base_url.rstrip("/").removesuffix("/v4"),
+            headers=headers,
+            error_message=error_message,
+            timeout=timeout,
+            transport=transport,
+            sleep=sleep,
+            min_interval=60.0 / requests_per_minute,
+            backoff_base=BACKOFF_BASE,
+            max_retries=MAX_RETRIES,
+        )
+
+    # -- read -------------------------------------------------------------------------------------
+
+    def read(self, cursor: dict[str, Any] | None, context: ReadContext) -> Iterator[Page]:
+        state = AppointmentRead.start(cursor, self._page_size)
+        while True:
+            items, total = listing(response_json(PROVIDER, self._list_page(state)))
+            ids = [record_id(item) for item in items]
+            done = state.take(ids, total)
+            records = [RawRecord(payload=item, external_id=rid, scope=SWEEP_SCOPE) for item, rid in zip(items, ids)]
+            sweep = None
+            if done and state.complete():
+                sweep = Sweep(scope=SWEEP_SCOPE, window_start=context.now, seen=frozenset(state.seen))
+            elif done:
+                log.info("meetergo %s: the read was not complete; no sweep this time", self.connection_id)
+            yield Page(records=records, cursor=state.cursor(done), sweep=sweep)
+            if done:
+                return
+
+    def _list_page(self, state: AppointmentRead) -> httpx.Response:
+        try:
+            return self._http.request("GET", LIST_PATH, params=state.params())
+        except ProviderRejected as exc:
+            if exc.status != 400 or state.page != 0 or state.first_page != 0:
+                raise
+            log.warning("meetergo %s: page 0 refused (%s); numbering pages from 1", self.connection_id, exc.message)
+            state.one_based()
+            return self._http.request("GET", LIST_PATH, params=state.params())
+
+    def get_meeting(self, appointment_id: str) -> RawRecord:
+        """`GET /v4/appointment/{id}`; ProviderNotFound when meetergo has no such appointment."""
+        response = self._http.request("GET", f"/v4/appointment/{quote(appointment_id, safe='')}")
+        body = response_json(PROVIDER, response)
+        if isinstance(body, dict) and isinstance(body.get("appointment"), dict):
+            body = body["appointment"]
+        if not isinstance(body, dict):
+            raise ProviderUnavailable(PROVIDER, f"GET /v4/appointment/{appointment_id} answered without an appointment object")
+        return RawRecord(payload=body, external_id=record_id(body) or appointment_id)
+
+    def normalise(self, record: RawRecord) -> SourceRecord:
+        return normalise_appointment(record.payload, record.scope)
+
+    # -- webhooks ---------------------------------------------------------------------------------
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime, *,
+                      method: str = "POST", url: str = "") -> WebhookDelivery:
+        verify_token(url, self._secret)
+        if method.upper() != "POST":
+            raise WebhookMalformed(f"meetergo delivers webhooks with POST, not {method}")
+        return parse_delivery(body)
+
+    # -- write ------------------------------------------------------------------------------------
+
+    def create(self, request: BookingRequest) -> SourceRecord:
+        return self._book(request, rescheduled_from=None)
+
+    def reschedule(self, external_id: str, request: BookingRequest) -> SourceRecord:
+        record = self._book(request, rescheduled_from=external_id)  # a slot race raises here: old kept
+        try:
+            self.cancel(external_id)
+        except ProviderNotFound:
+            pass  # meetergo already retired it (rescheduledFromId may do that itself)
+        except ProviderError as exc:
+            log.error("meetergo %s: booked %s in place of %s but could not cancel %s (%s); cancel it by hand",
+                      self.connection_id, record.external_id, external_id, external_id, exc)
+        return record
+
+    def cancel(self, external_id: str) -> None:
+        if external_id.startswith(PROVISIONAL_PREFIX):
+            raise ProviderRejected(PROVIDER, f"{external_id} is a provisional booking; meetergo documents no way "
+                                             "to cancel one (it expires unless the attendee or host confirms)")
+        path = f"/v4/appointment/{quote(external_id, safe='')}"
+        try:
+            self._http.request("DELETE", path)
+            return
+        except ProviderRejected as exc:
+            if exc.status != 405:
+                raise
+        except ProviderNotFound:
+            pass  # no such appointment, or no such route: the MCP server's form tells which
+        self._http.request("POST", f"{path}/cancel", json={}, idempotent=True)
+
+    def _book(self, request: BookingRequest, *, rescheduled_from: str | None) -> SourceRecord:
+        if self._meeting_type_id is None:
+            raise ConfigError(f"connection {self.connection_id!r} cannot book: set meeting_type_id and host_ids "
+                              "or queue_id")
+        body = booking_body(request, meeting_type_id=self._meeting_type_id, host_ids=self._host_ids,
+                            queue_id=self._queue_id, rescheduled_from=rescheduled_from)
+        try:
+            response = self._http.request("POST", BOOKING_PATH, json=body)
+        except ProviderRejected as exc:
+            if is_slot_taken(exc):
+                raise SlotUnavailable(PROVIDER, exc.message, status=exc.status) from exc
+            raise
+        answer = response_json(PROVIDER, response)
+        if not isinstance(answer, dict):
+            raise ProviderUnavailable(PROVIDER, f"POST {BOOKING_PATH} answered without an object; find the booking "
+                                                f"by notes.bookingsyncReference={request.reference}")
+        pending = provisional_record(answer, request)
+        if pending is not None:
+            log.warning("meetergo %s: booking %s is provisional (%s) until confirmed", self.connection_id,
+                        pending.external_id, answer.get("bookingType"))
+            return pending
+        appointment_id = record_id({"id": answer.get("appointmentId")})
+        if appointment_id is None:
+            raise ProviderUnavailable(PROVIDER, f"POST {BOOKING_PATH} answered without an appointmentId; find the "
+                                                f"booking by notes.bookingsyncReference={request.reference}")
+        try:
+            return self.normalise(self.get_meeting(appointment_id))
+        except (ProviderError, NormaliseError) as exc:
+            log.warning("meetergo %s: booked %s but could not read it back (%s); linking what we asked for",
+                        self.connection_id, appointment_id, exc)
+            meeting = request.meeting.model_copy(update={"status": MeetingStatus.SCHEDULED})
+            return SourceRecord(external_id=appointment_id, meeting=meeting)
+
+    def close(self) -> None:
+        self._http.close()
