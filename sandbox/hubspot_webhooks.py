@@ -1,0 +1,206 @@
+"""HubSpot webhook deliveries: event batches, the v1 and v3 signatures, and a background sender.
+
+Follows ``providers/hubspot/validating-requests.md`` and ``docs-excerpts.md``:
+
+* A delivery is a POST of a JSON **array** of events (the page's example body is an array). Each
+  event carries ``eventId``, ``subscriptionId``, ``portalId``, ``appId``, ``occurredAt`` (epoch
+  ms), ``subscriptionType``, ``attemptNumber`` (0 on the first attempt, as in the example),
+  ``objectId`` (an integer), ``changeSource``; object events add ``objectTypeId`` (``"0-47"`` for
+  meetings); ``object.propertyChange`` adds ``propertyName``/``propertyValue`` (a string);
+  ``object.creation`` carries ``changeFlag: "NEW"`` (the example's value) and ``object.deletion``
+  ``changeFlag: "DELETED"``.
+* Headers: ``X-HubSpot-Signature-v3`` = base64(HMAC-SHA256(client secret, method + URI + body +
+  timestamp)) with ``X-HubSpot-Request-Timestamp`` (epoch **milliseconds**, like ``occurredAt``).
+  "For backwards compatibility, requests from HubSpot also include older versions of the
+  signature": CRM object subscriptions are ``v1``, so ``X-HubSpot-Signature-Version: v1`` and
+  ``X-HubSpot-Signature`` = hex(SHA-256(client secret + body)) are sent too.
+* The URI in the v3 string is the full target URL exactly as the sender calls it (scheme, host,
+  port, path, query), with the characters the page lists (``%3A`` ... ``%3B``) decoded, because
+  that is what a receiver following the page reconstructs.
+* Retries: the pages reachable here document none. ``retry_failed`` (state setting) re-sends a
+  failed batch (non-2xx or no answer) that many times with ``attemptNumber`` + 1 and a fresh
+  timestamp and signature; ``duplicate_deliveries`` re-sends even successful batches, to test a
+  receiver's de-duplication on ``eventId``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+
+# A receiver that has not answered in this long is recorded as a failed attempt.
+DELIVERY_TIMEOUT_SECONDS = 5.0
+
+# The table in validating-requests.md: encoded sequences a v3 verifier decodes in the URI.
+V3_DECODED = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",
+              "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}
+
+
+def v3_uri(url: str) -> str:
+    """`url` with the sequences of the documented table decoded (either hex case)."""
+    out, i = [], 0
+    while i < len(url):
+        chunk = url[i:i + 3].upper()
+        if url[i] == "%" and chunk in V3_DECODED:
+            out.append(V3_DECODED[chunk])
+            i += 3
+        else:
+            out.append(url[i])
+            i += 1
+    return "".join(out)
+
+
+def sign_v3(client_secret: str, method: str, url: str, body: bytes, timestamp_ms: int) -> str:
+    source = method.upper().encode() + v3_uri(url).encode() + body + str(timestamp_ms).encode()
+    digest = hmac.new(client_secret.encode(), source, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def sign_v1(client_secret: str, body: bytes) -> str:
+    return hashlib.sha256(client_secret.encode() + body).hexdigest()
+
+
+def signed_headers(client_secret: str, url: str, body: bytes, timestamp_ms: int) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "X-HubSpot-Signature-Version": "v1",
+        "X-HubSpot-Signature": sign_v1(client_secret, body),
+        "X-HubSpot-Signature-v3": sign_v3(client_secret, "POST", url, body, timestamp_ms),
+        "X-HubSpot-Request-Timestamp": str(timestamp_ms),
+    }
+
+
+def encode_batch(events: Sequence[Mapping[str, Any]]) -> bytes:
+    return json.dumps(list(events), separators=(",", ":")).encode()
+
+
+@dataclass
+class DeliveryAttempt:
+    delivery_id: str  # one per batch; re-sends of the batch keep it
+    attempt_number: int
+    target_url: str
+    event_ids: list[int]
+    headers: dict[str, str]
+    body: str
+    status_code: int | None = None
+    response_body: str | None = None
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    def public(self) -> dict[str, Any]:
+        return asdict(self) | {"succeeded": self.succeeded}
+
+
+@dataclass
+class Batch:
+    delivery_id: str
+    target_url: str
+    events: list[dict[str, Any]]
+    attempt_number: int = 0
+    retries_left: int = 0
+    duplicates_left: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def at_attempt(self, number: int) -> list[dict[str, Any]]:
+        return [e | {"attemptNumber": number} for e in self.events]
+
+
+def new_delivery_id() -> str:
+    return f"dlv_{secrets.token_hex(8)}"
+
+
+class WebhookSender:
+    """POSTs batches from one daemon thread, so the change that caused them never waits.
+
+    `sign` turns (url, body) into headers at send time, so every attempt carries a fresh
+    timestamp; `retry_delay` is read before each re-send.
+    """
+
+    def __init__(self, sign: Callable[[str, bytes], dict[str, str]],
+                 retry_delay: Callable[[], float] = lambda: 0.0) -> None:
+        self._sign = sign
+        self._retry_delay = retry_delay
+        self._queue: queue.Queue[Batch | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._attempts: list[DeliveryAttempt] = []
+        self._thread: threading.Thread | None = None
+
+    def send(self, batch: Batch) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="hubspot-webhooks",
+                                                daemon=True)
+                self._thread.start()
+        self._queue.put(batch)
+
+    def attempts(self) -> list[DeliveryAttempt]:
+        with self._lock:
+            return list(self._attempts)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued batch (and its re-sends) was attempted."""
+        done = threading.Event()
+
+        def wait() -> None:
+            self._queue.join()
+            done.set()
+
+        threading.Thread(target=wait, daemon=True).start()
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout=DELIVERY_TIMEOUT_SECONDS + 1)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=DELIVERY_TIMEOUT_SECONDS) as client:
+            while (batch := self._queue.get()) is not None:
+                try:
+                    self._deliver(client, batch)
+                finally:
+                    self._queue.task_done()
+            self._queue.task_done()
+
+    def _deliver(self, client: httpx.Client, batch: Batch) -> None:
+        while True:
+            body = encode_batch(batch.at_attempt(batch.attempt_number))
+            headers = self._sign(batch.target_url, body)
+            attempt = DeliveryAttempt(
+                delivery_id=batch.delivery_id, attempt_number=batch.attempt_number,
+                target_url=batch.target_url, event_ids=[int(e["eventId"]) for e in batch.events],
+                headers=headers, body=body.decode(),
+            )
+            try:
+                response = client.post(batch.target_url, content=body, headers=headers)
+                attempt.status_code = response.status_code
+                attempt.response_body = response.text[:2000]
+            except httpx.HTTPError as exc:
+                attempt.error = f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                self._attempts.append(attempt)
+            if not attempt.succeeded and batch.retries_left > 0:
+                batch.retries_left -= 1
+            elif batch.duplicates_left > 0:
+                batch.duplicates_left -= 1
+            else:
+                return
+            batch.attempt_number += 1
+            if (delay := self._retry_delay()) > 0:
+                time.sleep(delay)
