@@ -1,0 +1,151 @@
+"""meetergo webhook deliveries: the payload shapes and a background sender.
+
+Follows ``providers/meetergo/docs-excerpts.md`` ("Webhooks overview", "Webhook events"):
+
+* Shape `SHAPE_FLAT` (the default, the current docs): "All webhook payloads include a
+  webhookType field identifying the event, with the rest of the event-specific data at the top
+  level": ``{"webhookType": "booking_created", "id": ..., "start": ..., ...}``.
+* Shape `SHAPE_LEGACY` (an older revision of the same page): ``{"event": "booking_created",
+  "data": {...}}``, where ``data`` is the flat payload without ``webhookType``.
+* No signature and no signing secret are documented, so none is sent: a receiver has to
+  authenticate a delivery by something it chose itself (a secret token in the target URL's
+  query). Headers are ``Content-Type: application/json`` and a ``User-Agent`` (guessed).
+* Retries are not documented; "Webhooks may be delivered more than once" is. The sender makes
+  one attempt per delivery and records it; duplicates are produced on purpose by the state
+  (``duplicate_deliveries``) or by redelivering a recorded attempt.
+* The documented request timeout is 30 seconds (`DELIVERY_TIMEOUT_SECONDS`).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import httpx
+
+SHAPE_FLAT = "flat"
+SHAPE_LEGACY = "legacy"
+PAYLOAD_SHAPES = (SHAPE_FLAT, SHAPE_LEGACY)
+
+BOOKING_CREATED = "booking_created"
+BOOKING_CANCELLED = "booking_cancelled"
+BOOKING_RESCHEDULED = "booking_rescheduled"
+NEW_EMPLOYEE = "new_employee"
+FORM_SUBMISSION = "form_submission"
+EVENT_TYPES = (BOOKING_CREATED, BOOKING_CANCELLED, BOOKING_RESCHEDULED, NEW_EMPLOYEE,
+               FORM_SUBMISSION)
+
+USER_AGENT = "meetergo-webhooks (sandbox)"
+DELIVERY_TIMEOUT_SECONDS = 30.0  # "Request timeout: 30 seconds"
+
+
+def build_payload(webhook_type: str, data: Mapping[str, Any], shape: str = SHAPE_FLAT
+                  ) -> dict[str, Any]:
+    """The JSON body of one delivery of `webhook_type` carrying `data` (flat fields)."""
+    if shape == SHAPE_FLAT:
+        return {"webhookType": webhook_type, **{k: v for k, v in data.items()
+                                                if k != "webhookType"}}
+    if shape == SHAPE_LEGACY:
+        return {"event": webhook_type,
+                "data": {k: v for k, v in data.items() if k != "webhookType"}}
+    raise ValueError(f"Unknown payload shape {shape!r}; use one of {PAYLOAD_SHAPES}.")
+
+
+@dataclass
+class DeliveryAttempt:
+    delivery_id: str
+    webhook_id: str
+    webhook_type: str
+    target_url: str
+    headers: dict[str, str]
+    body: str
+    redelivery_of: str | None = None
+    status_code: int | None = None
+    response_body: str | None = None
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    def payload(self) -> Any:
+        return json.loads(self.body)
+
+    def public(self) -> dict[str, Any]:
+        return asdict(self) | {"succeeded": self.succeeded}
+
+
+def new_attempt(webhook_id: str, target_url: str, webhook_type: str, payload: Mapping[str, Any],
+                *, redelivery_of: str | None = None) -> DeliveryAttempt:
+    return DeliveryAttempt(
+        delivery_id=f"dlv_{secrets.token_hex(8)}",
+        webhook_id=webhook_id,
+        webhook_type=webhook_type,
+        target_url=target_url,
+        headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
+        body=json.dumps(payload, separators=(",", ":")),
+        redelivery_of=redelivery_of,
+    )
+
+
+class WebhookSender:
+    """POSTs deliveries from one daemon thread, so the change that caused them never waits."""
+
+    def __init__(self, on_result: Callable[[DeliveryAttempt], None] | None = None) -> None:
+        self._queue: queue.Queue[DeliveryAttempt | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._attempts: list[DeliveryAttempt] = []
+        self._on_result = on_result
+        self._thread: threading.Thread | None = None
+
+    def send(self, attempt: DeliveryAttempt) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="meetergo-webhooks",
+                                                daemon=True)
+                self._thread.start()
+        self._queue.put(attempt)
+
+    def attempts(self) -> list[DeliveryAttempt]:
+        with self._lock:
+            return list(self._attempts)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued delivery was attempted; False if `timeout` ran out first."""
+        done = threading.Event()
+
+        def wait() -> None:
+            self._queue.join()
+            done.set()
+
+        threading.Thread(target=wait, daemon=True).start()
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout=DELIVERY_TIMEOUT_SECONDS + 1)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=DELIVERY_TIMEOUT_SECONDS) as client:
+            while (attempt := self._queue.get()) is not None:
+                try:
+                    response = client.post(attempt.target_url, content=attempt.body.encode(),
+                                           headers=attempt.headers)
+                    attempt.status_code = response.status_code
+                    attempt.response_body = response.text[:2000]
+                except httpx.HTTPError as exc:
+                    attempt.error = f"{type(exc).__name__}: {exc}"
+                with self._lock:
+                    self._attempts.append(attempt)
+                if self._on_result is not None:
+                    self._on_result(attempt)
+                self._queue.task_done()
+            self._queue.task_done()
