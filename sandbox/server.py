@@ -1,9 +1,9 @@
 """Run the provider simulators over real HTTP on loopback.
 
 `serve_app` runs one ASGI app with uvicorn in a daemon thread on a socket bound here, so port 0
-yields a free port whose number is known before the first request. `start_sandbox` runs the Leezy
-and LeanData simulators together; `serve_forever` is what the CLI calls to keep them in the
-foreground.
+yields a free port whose number is known before the first request. `start_sandbox` runs the five
+simulators (Leezy, LeanData, RocketLead, Meetergo, HubSpot) together; `serve_forever` is what the
+CLI calls to keep them in the foreground.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from bookingsync.sandbox import leandata, leezy
+from bookingsync.sandbox import hubspot, leandata, leezy, meetergo, rocketlead
 
 # How long start-up may take before the sandbox gives up; uvicorn needs well under a second.
 STARTUP_TIMEOUT_SECONDS = 10.0
@@ -67,18 +67,45 @@ def serve_app(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> ServedApp
 
 @dataclass
 class RunningSandbox:
+    """All five simulators, each on its own loopback port, with the credentials they accept."""
+
     leezy_url: str
     leandata_url: str
-    leezy_token: str
-    leandata_api_key: str
+    rocketlead_url: str
+    meetergo_url: str
+    hubspot_url: str
     leezy: leezy.LeezyState
     leandata: leandata.LeanDataState
+    rocketlead: rocketlead.RocketLeadState
+    meetergo: meetergo.MeetergoState
+    hubspot: hubspot.HubSpotState
     _servers: tuple[ServedApp, ...]
+    leezy_token: str = leezy.DEFAULT_TOKEN
+    leandata_api_key: str = leandata.DEFAULT_API_KEY
+    rocketlead_token: str = rocketlead.DEFAULT_TOKEN
+    meetergo_token: str = meetergo.DEFAULT_TOKEN
+    hubspot_token: str = hubspot.DEFAULT_TOKEN
+    hubspot_client_secret: str = hubspot.DEFAULT_CLIENT_SECRET
 
     def stop(self) -> None:
         for server in self._servers:
             server.stop()
         self.leezy.close()
+        self.meetergo.close()
+        self.hubspot.close()
+
+    def describe(self) -> list[str]:
+        """One line per simulator: where it is and how to authenticate."""
+        return [
+            f"Leezy       {self.leezy_url}  Authorization: Bearer {self.leezy_token}",
+            f"LeanData    {self.leandata_url}  X-Api-Key: {self.leandata_api_key}",
+            f"RocketLead  {self.rocketlead_url}  Authorization: Bearer {self.rocketlead_token}  "
+            f"(calendar {rocketlead.DEFAULT_CALENDAR_ID}, appointment type {rocketlead.DEFAULT_APPOINTMENT_TYPE_ID})",
+            f"Meetergo    {self.meetergo_url}  Authorization: Bearer {self.meetergo_token}  "
+            f"(meeting type {meetergo.MEETING_TYPE_ID}, host {meetergo.DEFAULT_USER_ID})",
+            f"HubSpot     {self.hubspot_url}  Authorization: Bearer {self.hubspot_token}  "
+            f"(client secret {self.hubspot_client_secret}, meeting link {hubspot.DEFAULT_LINK_SLUG})",
+        ]
 
 
 def _wait_until_answering(url: str) -> None:
@@ -98,27 +125,36 @@ def start_sandbox(
     leezy_port: int = 0,
     leandata_port: int = 0,
     now: Callable[[], datetime] | None = None,
+    *,
+    rocketlead_port: int = 0,
+    meetergo_port: int = 0,
+    hubspot_port: int = 0,
 ) -> RunningSandbox:
-    leezy_state = leezy.LeezyState(now=now)
-    leandata_state = leandata.LeanDataState(now=now)
-    servers: list[ServedApp] = []
+    states = {
+        "leezy": leezy.LeezyState(now=now),
+        "leandata": leandata.LeanDataState(now=now),
+        "rocketlead": rocketlead.RocketLeadState(now=now),
+        "meetergo": meetergo.MeetergoState(now=now),
+        "hubspot": hubspot.HubSpotState(now=now),
+    }
+    modules = {"leezy": leezy, "leandata": leandata, "rocketlead": rocketlead, "meetergo": meetergo,
+               "hubspot": hubspot}
+    ports = {"leezy": leezy_port, "leandata": leandata_port, "rocketlead": rocketlead_port,
+             "meetergo": meetergo_port, "hubspot": hubspot_port}
+    servers: dict[str, ServedApp] = {}
     try:
-        servers.append(serve_app(leezy.create_app(leezy_state), host, leezy_port))
-        servers.append(serve_app(leandata.create_app(leandata_state), host, leandata_port))
-        for server in servers:
+        for name, state in states.items():
+            servers[name] = serve_app(modules[name].create_app(state), host, ports[name])  # type: ignore[attr-defined]
+        for server in servers.values():
             _wait_until_answering(server.url)
     except BaseException:
-        for server in servers:
+        for server in servers.values():
             server.stop()
         raise
     return RunningSandbox(
-        leezy_url=servers[0].url,
-        leandata_url=servers[1].url,
-        leezy_token=leezy.DEFAULT_TOKEN,
-        leandata_api_key=leandata.DEFAULT_API_KEY,
-        leezy=leezy_state,
-        leandata=leandata_state,
-        _servers=tuple(servers),
+        **{f"{name}_url": server.url for name, server in servers.items()},  # type: ignore[arg-type]
+        **states,  # type: ignore[arg-type]
+        _servers=tuple(servers.values()),
     )
 
 
@@ -127,19 +163,23 @@ def serve_forever(
     leezy_port: int = 0,
     leandata_port: int = 0,
     *,
+    rocketlead_port: int = 0,
+    meetergo_port: int = 0,
+    hubspot_port: int = 0,
     demo: bool = False,
     demo_interval_seconds: float = 5.0,
     seed: int | None = None,
     echo: Callable[[str], None] = print,
 ) -> None:
-    """Run both simulators (and optionally the demo driver) until interrupted."""
+    """Run the five simulators (and optionally the demo driver) until interrupted."""
     from bookingsync.sandbox.demo import DEMO_PROSPECT_EMAILS, DemoDriver
 
-    sandbox = start_sandbox(host, leezy_port, leandata_port)
+    sandbox = start_sandbox(host, leezy_port, leandata_port, rocketlead_port=rocketlead_port,
+                            meetergo_port=meetergo_port, hubspot_port=hubspot_port)
     driver = (DemoDriver(sandbox, interval_seconds=demo_interval_seconds, seed=seed)
               if demo else None)
-    echo(f"Leezy sandbox:    {sandbox.leezy_url}  (Authorization: Bearer {sandbox.leezy_token})")
-    echo(f"LeanData sandbox: {sandbox.leandata_url}  (X-Api-Key: {sandbox.leandata_api_key})")
+    for line in sandbox.describe():
+        echo(line)
     if driver is not None:
         driver.start()
         echo(f"Demo driver booking every ~{demo_interval_seconds:g}s; LeanData prospects: "

@@ -185,12 +185,14 @@ def scheduler(config: ConfigOption = None) -> None:
 
 
 @app.command()
-def sandbox(leezy_port: int = 8101, leandata_port: int = 8102, host: str = "127.0.0.1",
+def sandbox(leezy_port: int = 8101, leandata_port: int = 8102, rocketlead_port: int = 8103,
+            meetergo_port: int = 8104, hubspot_port: int = 8105, host: str = "127.0.0.1",
             demo: Annotated[bool, typer.Option(help="book, reschedule and cancel meetings over time")] = False) -> None:
-    """Run the provider simulators in the foreground and print their URLs and credentials."""
+    """Run the five provider simulators in the foreground and print their URLs and credentials."""
     from bookingsync.sandbox.server import serve_forever
 
-    serve_forever(host=host, leezy_port=leezy_port, leandata_port=leandata_port, demo=demo)
+    serve_forever(host=host, leezy_port=leezy_port, leandata_port=leandata_port, rocketlead_port=rocketlead_port,
+                  meetergo_port=meetergo_port, hubspot_port=hubspot_port, demo=demo)
 
 
 @db_app.command("upgrade")
