@@ -1,6 +1,7 @@
 """A demo driver that keeps the sandbox's providers busy, as real customers would.
 
-Every ``interval_seconds`` the driver makes one Leezy change and one LeanData change: mostly a
+Every ``interval_seconds`` the driver makes one change at each of Leezy, LeanData, Meetergo and
+HubSpot (as if made in the provider's own pages, so their webhooks fire): mostly a
 new booking starting 20–90 s from now and lasting 20–60 s (so the service's start and end timers
 fire within a minute or two), sometimes a reschedule or a cancellation of a meeting that has not
 started yet. Leezy meetings that have ended are marked completed, as Leezy would. LeanData
@@ -16,6 +17,8 @@ import random
 import threading
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
+
+from bookingsync.sandbox.hubspot import parse_time as hubspot_time
 
 if TYPE_CHECKING:
     from bookingsync.sandbox.server import RunningSandbox
@@ -47,6 +50,8 @@ class DemoDriver:
         self._rng = random.Random(seed)
         self._leezy_ids: list[str] = []
         self._leandata_ids: list[str] = []
+        self._meetergo_ids: list[str] = []
+        self._hubspot_ids: list[str] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -67,6 +72,8 @@ class DemoDriver:
         self._complete_ended_leezy()
         self._leezy_change()
         self._leandata_change()
+        self._meetergo_change()
+        self._hubspot_change()
 
     def _run(self) -> None:
         while True:
@@ -131,3 +138,44 @@ class DemoDriver:
             meeting_id = self._rng.choice(upcoming)
             state.cancel(meeting_id)
         self.actions.append(f"leandata {action} {meeting_id}")
+
+    def _meetergo_change(self) -> None:
+        """As if booked, moved or cancelled in meetergo's own pages (fires its webhooks)."""
+        state = self.sandbox.meetergo
+        upcoming = [a.id for a in state.appointments()
+                    if a.id in self._meetergo_ids and a.cancel is None and a.start > state.now()]
+        action = self._choose(upcoming)
+        if action == "book":
+            name, email = self._rng.choice(DEMO_ATTENDEES)
+            start, end = self._times()
+            meeting_id = state.create_appointment(start, email, attendee_name=name, end=end).id
+            self._meetergo_ids.append(meeting_id)
+        elif action == "reschedule":
+            meeting_id = self._rng.choice(upcoming)
+            start, end = self._times()
+            meeting_id = state.reschedule(meeting_id, start, end=end).id
+        else:
+            meeting_id = self._rng.choice(upcoming)
+            state.cancel(meeting_id, reason="Attendee cancelled (demo)")
+        self.actions.append(f"meetergo {action} {meeting_id}")
+
+    def _hubspot_change(self) -> None:
+        """As if done in HubSpot's UI (fires its signed webhooks)."""
+        state = self.sandbox.hubspot
+        now = state.now()
+        upcoming = [m.id for m in state.meetings() if m.id in self._hubspot_ids and not m.archived
+                    and m.properties.get("hs_meeting_outcome") != "CANCELED"
+                    and hubspot_time(m.properties["hs_meeting_start_time"]) > now]
+        action = self._choose(upcoming)
+        if action == "book":
+            name, email = self._rng.choice(DEMO_ATTENDEES)
+            start, end = self._times()
+            meeting_id = state.create_meeting(f"HubSpot demo with {name}", start, end, attendee_email=email)
+            self._hubspot_ids.append(meeting_id)
+        elif action == "reschedule":
+            meeting_id = self._rng.choice(upcoming)
+            state.reschedule(meeting_id, *self._times())
+        else:
+            meeting_id = self._rng.choice(upcoming)
+            state.cancel(meeting_id)
+        self.actions.append(f"hubspot {action} {meeting_id}")

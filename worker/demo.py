@@ -7,11 +7,13 @@ operator would against the real service, and its secret becomes the connection's
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 import httpx
 from rich.console import Console
 
+from bookingsync.sandbox import rocketlead
 from bookingsync.sandbox.demo import DEMO_PROSPECT_EMAILS, DemoDriver
 from bookingsync.sandbox.server import RunningSandbox, start_sandbox
 from bookingsync.worker.config import Config, ConnectionConfig
@@ -44,18 +46,35 @@ def _subscribe(sandbox: RunningSandbox, target_url: str) -> str:
 
 def attach_sandbox(cfg: Config, console: Console) -> tuple[Config, Demo]:
     sandbox = start_sandbox(host="127.0.0.1")
-    public = cfg.server.public_url or f"http://{cfg.server.host}:{cfg.server.port}"
-    secret = _subscribe(sandbox, f"{public.rstrip('/')}/webhooks/leezy-sandbox")
+    public = (cfg.server.public_url or f"http://{cfg.server.host}:{cfg.server.port}").rstrip("/")
+    leezy_secret = _subscribe(sandbox, f"{public}/webhooks/leezy-sandbox")
+    meetergo_token = secrets.token_urlsafe(24)
+    sandbox.meetergo.add_webhook(f"{public}/webhooks/meetergo-sandbox?token={meetergo_token}",
+                                 ["booking_created", "booking_cancelled", "booking_rescheduled"])
+    sandbox.hubspot.webhook_target_url = f"{public}/webhooks/hubspot-sandbox"
+    sandbox.hubspot.subscribe_meetings()
+    poll = SANDBOX_POLL_SECONDS
     connections = (
         ConnectionConfig(id="leezy-sandbox", provider="leezy", base_url=sandbox.leezy_url, token=sandbox.leezy_token,
-                         webhook_secret=secret, poll_interval_seconds=SANDBOX_POLL_SECONDS),
+                         webhook_secret=leezy_secret, poll_interval_seconds=poll),
         ConnectionConfig(id="leandata-sandbox", provider="leandata", base_url=sandbox.leandata_url,
                          api_key=sandbox.leandata_api_key, watch_emails=DEMO_PROSPECT_EMAILS,
-                         poll_interval_seconds=SANDBOX_POLL_SECONDS),
+                         poll_interval_seconds=poll),
+        ConnectionConfig(id="meetergo-sandbox", provider="meetergo", base_url=sandbox.meetergo_url,
+                         token=sandbox.meetergo_token, webhook_secret=meetergo_token, poll_interval_seconds=poll * 4),
+        ConnectionConfig(id="hubspot-sandbox", provider="hubspot", base_url=sandbox.hubspot_url,
+                         token=sandbox.hubspot_token, webhook_secret=sandbox.hubspot_client_secret,
+                         poll_interval_seconds=poll * 4),
+        ConnectionConfig(id="rocketlead-sandbox", provider="rocketlead", base_url=sandbox.rocketlead_url,
+                         token=sandbox.rocketlead_token,
+                         options={"calendar_id": rocketlead.DEFAULT_CALENDAR_ID,
+                                  "appointment_type_id": rocketlead.DEFAULT_APPOINTMENT_TYPE_ID}),
     )
     console.print("[bold]No connections configured:[/bold] running against the built-in sandbox.")
-    console.print(f"  Leezy sandbox     {sandbox.leezy_url}  (webhooks → {public}/webhooks/leezy-sandbox)")
-    console.print(f"  LeanData sandbox  {sandbox.leandata_url}  (watching {', '.join(DEMO_PROSPECT_EMAILS)})")
+    for line in sandbox.describe():
+        console.print(f"  {line}", markup=False)
+    console.print(f"  webhooks arrive at {public}/webhooks/<connection>; LeanData watches "
+                  f"{', '.join(DEMO_PROSPECT_EMAILS)}", markup=False)
     console.print("  A demo books, reschedules and cancels meetings every few seconds; events print below.")
     return cfg.model_copy(update={"connections": connections}), Demo(sandbox, DemoDriver(
         sandbox, interval_seconds=DEMO_INTERVAL_SECONDS))
