@@ -435,7 +435,10 @@ def normalise_appointment(payload: Any, scope: str | None = None) -> SourceRecor
             timezone=_zone(zone or _text(payload.get("timezone"))), attendee=attendee,
             hosts=_hosts(payload), conference_url=_conference_url(payload),
         )
-        return SourceRecord(external_id=appointment_id, meeting=meeting, source_updated_at=updated, scope=scope)
+        predecessor = _text(payload.get("rescheduledFromId")) or _text(
+            _dict(payload.get("meetingInfo")).get("rescheduledFromId"))
+        return SourceRecord(external_id=appointment_id, meeting=meeting, source_updated_at=updated, scope=scope,
+                            supersedes=predecessor if predecessor != appointment_id else None)
     except ValidationError as exc:
         reasons = "; ".join(err["msg"] for err in exc.errors())
         raise NormaliseError(f"the meetergo appointment {appointment_id} cannot be used: {reasons}") from exc

@@ -132,6 +132,9 @@ class SourceRecord(BaseModel):
     # The key under which a complete read saw it (LeanData: the prospect email), so that a
     # later complete read of the same key can tell a vanished meeting from an unread one.
     scope: str | None = None
+    # The provider's id of the booking this one replaces (a reschedule done as new booking + cancel
+    # of the old, as meetergo does): the same real-world meeting under a new id.
+    supersedes: str | None = None
 
     @field_validator("external_id")
     @classmethod

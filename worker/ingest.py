@@ -34,16 +34,30 @@ class IngestResult:
 
 def ingest_one(session: Session, adapter: Adapter, connection: str, raw: RawRecord, *, source: str,
                now: datetime, grace: timedelta, result: IngestResult, open_quarantine: bool = True) -> None:
-    """Normalise and apply one record, or quarantine it. `open_quarantine=False` (the connection
-    has no open quarantine items) skips looking for items a good record retires."""
-    try:
-        record = adapter.normalise(raw)
-    except NormaliseError as exc:
-        reason = str(exc)
-    except Exception as exc:  # a normaliser bug must not lose the record either
-        log.exception("normalising a %s record failed unexpectedly", adapter.provider)
-        reason = f"normaliser failed: {type(exc).__name__}: {exc}"
-    else:
+    """Normalise and apply one record, or quarantine it."""
+    ingest_records(session, adapter, connection, [raw], source=source, now=now, grace=grace, result=result,
+                   open_quarantine=open_quarantine)
+
+
+def ingest_records(session: Session, adapter: Adapter, connection: str, raws: list[RawRecord], *, source: str,
+                   now: datetime, grace: timedelta, result: IngestResult, open_quarantine: bool = True) -> None:
+    """Normalise every record (quarantining the ones that fail), then apply them, successors of a
+    moved booking first, so the old booking's cancellation in the same read reads as the move it
+    was. `open_quarantine=False` (no open items on the connection) skips retiring quarantine items."""
+    normalised = []
+    for raw in raws:
+        try:
+            normalised.append((adapter.normalise(raw), raw))
+            continue
+        except NormaliseError as exc:
+            reason = str(exc)
+        except Exception as exc:  # a normaliser bug must not lose the record either
+            log.exception("normalising a %s record failed unexpectedly", adapter.provider)
+            reason = f"normaliser failed: {type(exc).__name__}: {exc}"
+        quarantine.add(session, connection=connection, record=raw, reason=reason, source=source, now=now)
+        result.quarantined += 1
+        log.warning("quarantined a %s record from %s (%s): %s", adapter.provider, connection, source, reason)
+    for record, raw in sorted(normalised, key=lambda pair: pair[0].supersedes is None):
         applied = store.apply_record(session, connection=connection, provider=adapter.provider, record=record,
                                      raw=raw.payload, now=now, grace=grace)
         if applied.changed and open_quarantine:
@@ -51,20 +65,14 @@ def ingest_one(session: Session, adapter: Adapter, connection: str, raw: RawReco
         result.applied += 1
         result.changed += int(applied.changed)
         result.events.extend(applied.events)
-        return
-    quarantine.add(session, connection=connection, record=raw, reason=reason, source=source, now=now)
-    result.quarantined += 1
-    log.warning("quarantined a %s record from %s (%s): %s", adapter.provider, connection, source, reason)
 
 
 def apply_page(rt: Runtime, connection: str, adapter: Adapter, page: Page) -> IngestResult:
     result = IngestResult()
     now = rt.clock.now()
     with transaction(rt.engine) as session:
-        open_items = quarantine.has_open(session, connection)
-        for raw in page.records:
-            ingest_one(session, adapter, connection, raw, source="poll", now=now, grace=rt.grace, result=result,
-                       open_quarantine=open_items)
+        ingest_records(session, adapter, connection, page.records, source="poll", now=now, grace=rt.grace,
+                       result=result, open_quarantine=quarantine.has_open(session, connection))
         if page.sweep is not None:
             swept = store.sweep(session, connection=connection, scope=page.sweep.scope,
                                 window_start=page.sweep.window_start, seen=page.sweep.seen, now=now, grace=rt.grace)
@@ -88,9 +96,9 @@ def ingest_receipt(rt: Runtime, receipt_id: int) -> IngestResult | None:
             receipt.error = f"connection {receipt.connection!r} is no longer configured"
             return result
         adapter = rt.adapter(receipt.connection)
-        for item in receipt.records or []:
-            raw = RawRecord(payload=item.get("payload"), external_id=item.get("external_id"), scope=item.get("scope"))
-            ingest_one(session, adapter, receipt.connection, raw, source="webhook", now=now, grace=rt.grace,
+        raws = [RawRecord(payload=item.get("payload"), external_id=item.get("external_id"), scope=item.get("scope"))
+                for item in receipt.records or []]
+        ingest_records(session, adapter, receipt.connection, raws, source="webhook", now=now, grace=rt.grace,
                        result=result)
         receipt.status = "done"
         receipt.processed_at = now

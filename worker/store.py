@@ -22,6 +22,9 @@ from bookingsync.worker.lifecycle import TIMER_TYPES, EventIntent, MeetingState,
 from bookingsync.worker.payloads import meeting_json
 
 MISSING_HASH = "missing"
+# A link replaced by a successor booking: what its provider says of it later (the old booking
+# cancelled as part of the move) no longer speaks for the meeting.
+SUPERSEDED_HASH = "superseded"
 
 
 def new_id(prefix: str) -> str:
@@ -124,12 +127,24 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
                  now: datetime, grace: timedelta) -> Applied:
     content_hash = record.meeting.content_hash()
     link = _locked_link(session, connection, record.external_id)
-    if link is not None and link.content_hash == content_hash:
+    if link is not None and link.content_hash in (content_hash, SUPERSEDED_HASH):
         link.last_seen_at = now
         link.scope = record.scope or link.scope
         return Applied(meeting_id=link.meeting_id, changed=False)
 
-    if link is None:
+    predecessor = None
+    links: list[LinkRow] | None = None  # given only for a brand-new meeting
+    if link is None and record.supersedes:
+        predecessor = _locked_link(session, connection, record.supersedes)
+    if link is None and predecessor is not None:
+        # A move made as "book the new time, cancel the old": the meeting continues under the new id.
+        row = session.exec(select(MeetingRow).where(MeetingRow.id == predecessor.meeting_id).with_for_update()).one()
+        old = state_of(row)
+        predecessor.content_hash, predecessor.missing = SUPERSEDED_HASH, True
+        link = LinkRow(meeting_id=row.id, connection=connection, provider=provider, external_id=record.external_id,
+                       content_hash=content_hash, first_seen_at=now, last_seen_at=now, mirrored=predecessor.mirrored)
+        session.add(link)
+    elif link is None:
         row = MeetingRow(id=new_id("mtg"), status=record.meeting.status.value, start=record.meeting.start,
                          end=record.meeting.end, content_hash=content_hash, created_at=now, updated_at=now)
         session.add(row)
@@ -138,11 +153,10 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
         link = LinkRow(meeting_id=row.id, connection=connection, provider=provider, external_id=record.external_id,
                        content_hash=content_hash, first_seen_at=now, last_seen_at=now)
         session.add(link)
-        links: list[LinkRow] | None = [link]
+        links = [link]
     else:
         row = session.exec(select(MeetingRow).where(MeetingRow.id == link.meeting_id).with_for_update()).one()
         old = state_of(row)
-        links = None
     link.content_hash = content_hash
     link.raw = raw
     link.scope = record.scope or link.scope

@@ -204,3 +204,19 @@ def test_publish_creates_one_delivery_per_subscription_once(engine: Engine, cloc
     with transaction(engine) as session:
         rows = session.exec(select(DeliveryRow)).all()
     assert [(r.event_id, r.subscription_id, r.status) for r in rows] == [(event_id, "crm", "leased")]
+
+
+def test_a_successor_booking_continues_the_meeting_and_the_old_one_falls_silent(engine: Engine,
+                                                                                clock: ManualClock) -> None:
+    first = apply(engine, clock, record(clock, "appt-1", start_min=60))
+    moved = record(clock, "appt-2", start_min=120).model_copy(update={"supersedes": "appt-1"})
+    successor = apply(engine, clock, moved)
+    assert successor.meeting_id == first.meeting_id
+    assert successor.events == ("meeting.rescheduled", "meeting.hasStarted", "meeting.hasEnded")
+    # The provider then reports the old booking cancelled: part of the move, not a deletion.
+    old_cancelled = apply(engine, clock, record(clock, "appt-1", start_min=60, status="cancelled"))
+    assert not old_cancelled.changed
+    with transaction(engine) as session:
+        links = {link.external_id: link for link in session.exec(select(LinkRow))}
+        assert links["appt-1"].missing and links["appt-2"].meeting_id == first.meeting_id
+        assert session.get(MeetingRow, first.meeting_id).status == "scheduled"
