@@ -35,6 +35,7 @@ class Scheduler:
 
     def start(self) -> None:
         cfg = self.rt.config.scheduler
+        self.lead()  # decide at once, so the first poll ticks below are not wasted on a follower
         now = datetime.now(UTC)
         self._aps.add_job(self.lead, "interval", seconds=max(cfg.leader_lease_seconds / 3, 0.5), id="lead",
                           next_run_time=now, max_instances=1, coalesce=True)

@@ -11,9 +11,10 @@ from tests.e2e.support import Proc, Subscriber, free_port, wait_until
 
 @pytest.fixture
 def sandbox_proc(tmp_path: Path) -> Iterator[dict[str, str]]:
-    leezy, leandata = free_port(), free_port()
-    proc = Proc("sandbox", ["sandbox", "--leezy-port", str(leezy), "--leandata-port", str(leandata)], tmp_path).start()
-    urls = {"leezy": f"http://127.0.0.1:{leezy}", "leandata": f"http://127.0.0.1:{leandata}"}
+    ports = {name: free_port() for name in ("leezy", "leandata", "rocketlead", "meetergo", "hubspot")}
+    args = [item for name, port in ports.items() for item in (f"--{name}-port", str(port))]
+    proc = Proc("sandbox", ["sandbox", *args], tmp_path).start()
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     try:
         for url in urls.values():
             wait_until(lambda url=url: httpx.get(f"{url}/_sandbox/requests", timeout=1).is_success, 30,
