@@ -355,7 +355,11 @@ def _email(value: Any) -> str | None:
 
 
 def _attendee(payload: Mapping[str, Any]) -> tuple[Person, str | None]:
+    # Webhook payloads carry attendees at the top level; appointment reads may nest them in
+    # meetingInfo (as they do start and end): look in both.
     attendees = payload.get("attendees")
+    if not isinstance(attendees, list) or not attendees:
+        attendees = _dict(payload.get("meetingInfo")).get("attendees")
     first = next((a for a in attendees if isinstance(a, dict)), None) if isinstance(attendees, list) else None
     person = first if first is not None else payload.get("attendee")
     if not isinstance(person, dict):

@@ -236,9 +236,17 @@ def _attendee(payload: Mapping[str, Any]) -> Person:
     schema, data = payload.get("tableSchemaFields"), payload.get("tableEntryData")
     if not isinstance(schema, dict) or not isinstance(data, dict):
         return Person()
+    # `Record<string, Record<string, unknown>>` reads two ways: {group: {field: value}} or
+    # {field: {"value": value}}. Accept both; a field id is what the schema names.
     values: dict[str, str] = {}
-    for group in data.values():
-        for field_id, value in (group.items() if isinstance(group, dict) else ()):
+    for key, group in data.items():
+        if not isinstance(group, dict):
+            continue
+        wrapped = group.get("value")
+        if key in schema and isinstance(wrapped, str) and wrapped.strip():
+            values.setdefault(key, wrapped.strip())
+            continue
+        for field_id, value in group.items():
             if isinstance(value, str) and value.strip():
                 values.setdefault(field_id, value.strip())
     found: dict[str, str] = {}
