@@ -188,6 +188,7 @@ def test_leezy_meeting_mirrored_into_rocketlead(service: str, sandbox_proc: dict
 
     httpx.post(f"{sandbox_proc['leezy']}/_sandbox/meetings/{meeting}/cancel", json={}).raise_for_status()
     wait_until(lambda: rocketlead_bookings(sandbox_proc["rocketlead"]) == [], 30, "the RocketLead cancellation")
+    wait_until(lambda: "meeting.deleted" in subscriber.types_for(meeting), 20, "deleted at the subscriber")
     assert subscriber.types_for(meeting) == ["meeting.booked", "meeting.rescheduled", "meeting.deleted"]
     links = subscriber.events_for(meeting)[-1]["data"]["meeting"]["links"]
     assert {link["connection"] for link in links} == {"leezy", "rocketlead"}
