@@ -111,34 +111,37 @@ def _disable(session: Session, subscription_id: str, reason: str, now: datetime)
 
 
 def deliver(rt: Runtime, delivery_id: int) -> str | None:
-    """One attempt at one delivery; the database row says whether it is ours to make."""
+    """One attempt at one delivery; the database row says whether it is ours to make.
+
+    The target is a subscription (a signed POST), a dramatiq actor of the user's, or a route's
+    target connection (mirroring, see worker/reconcile.py).
+    """
     now = rt.clock.now()
     with transaction(rt.engine) as session:
         delivery = session.get(DeliveryRow, delivery_id)
         if delivery is None or delivery.status != "leased":
             return None
         event = session.exec(select(EventRow).where(EventRow.event_id == delivery.event_id)).one()
-        target = rt.config.actor_target(delivery.subscription_id)
-        if target is not None and rt.actors is not None:
-            # A dramatiq actor of the user's: enqueueing is the delivery (their broker retries).
-            rt.actors.emit(target.queue_name, target.actor_name, event.payload)
+        target_id, attempts = delivery.subscription_id, delivery.attempts
+        actor = rt.config.actor_target(target_id)
+        if actor is not None and rt.actors is not None:
+            # Enqueueing on the user's queue is the delivery; their broker retries from there.
+            rt.actors.emit(actor.queue_name, actor.actor_name, event.payload)
             delivery.status, delivery.finished_at, delivery.lease_until = "succeeded", now, None
             return delivery.status
-        if delivery.subscription_id.startswith(reconcile.ROUTE_PREFIX):
-            meeting_id, attempts = event.meeting_id, delivery.attempts
+        if target_id.startswith(reconcile.ROUTE_PREFIX):
+            route_target, meeting_id = target_id.removeprefix(reconcile.ROUTE_PREFIX), event.meeting_id
+            subscription = None
         else:
-            meeting_id = None
-        subscription = rt.config.subscription(delivery.subscription_id)
-        if meeting_id is None and (subscription is None or delivery.subscription_id in disabled_subscriptions(session)):
-            delivery.status, delivery.finished_at = "skipped", now
-            delivery.last_error = "subscription removed from config or disabled"
-            return delivery.status
-        payload, attempts = event.payload, delivery.attempts
-    if meeting_id is not None:
-        return _mirror(rt, delivery_id, meeting_id, delivery.subscription_id.removeprefix(reconcile.ROUTE_PREFIX),
-                       attempts)
-    assert subscription is not None
-    return _attempt(rt, delivery_id, subscription, event.event_id, payload, attempts)
+            subscription = rt.config.subscription(target_id)
+            if subscription is None or target_id in disabled_subscriptions(session):
+                delivery.status, delivery.finished_at = "skipped", now
+                delivery.last_error = "subscription removed from config or disabled"
+                return delivery.status
+            payload, event_id = event.payload, event.event_id
+    if subscription is None:
+        return _mirror(rt, delivery_id, meeting_id, route_target, attempts)
+    return _attempt(rt, delivery_id, subscription, event_id, payload, attempts)
 
 
 def _mirror(rt: Runtime, delivery_id: int, meeting_id: str, target: str, attempts: int) -> str:
