@@ -29,15 +29,15 @@ import base64
 import hashlib
 import hmac
 import json
-import queue
 import secrets
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
+
+from bookingsync.sandbox.background import BackgroundPoster
 
 # A receiver that has not answered in this long is recorded as a failed attempt.
 DELIVERY_TIMEOUT_SECONDS = 5.0
@@ -123,7 +123,7 @@ def new_delivery_id() -> str:
     return f"dlv_{secrets.token_hex(8)}"
 
 
-class WebhookSender:
+class WebhookSender(BackgroundPoster[Batch]):
     """POSTs batches from one daemon thread, so the change that caused them never waits.
 
     `sign` turns (url, body) into headers at send time, so every attempt carries a fresh
@@ -132,51 +132,20 @@ class WebhookSender:
 
     def __init__(self, sign: Callable[[str, bytes], dict[str, str]],
                  retry_delay: Callable[[], float] = lambda: 0.0) -> None:
+        super().__init__("hubspot-webhooks", DELIVERY_TIMEOUT_SECONDS)
         self._sign = sign
         self._retry_delay = retry_delay
-        self._queue: queue.Queue[Batch | None] = queue.Queue()
-        self._lock = threading.Lock()
         self._attempts: list[DeliveryAttempt] = []
-        self._thread: threading.Thread | None = None
 
     def send(self, batch: Batch) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="hubspot-webhooks",
-                                                daemon=True)
-                self._thread.start()
-        self._queue.put(batch)
+        self.submit(batch)
 
     def attempts(self) -> list[DeliveryAttempt]:
         with self._lock:
             return list(self._attempts)
 
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued batch (and its re-sends) was attempted."""
-        done = threading.Event()
-
-        def wait() -> None:
-            self._queue.join()
-            done.set()
-
-        threading.Thread(target=wait, daemon=True).start()
-        return done.wait(timeout)
-
-    def close(self) -> None:
-        with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            thread.join(timeout=DELIVERY_TIMEOUT_SECONDS + 1)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=DELIVERY_TIMEOUT_SECONDS) as client:
-            while (batch := self._queue.get()) is not None:
-                try:
-                    self._deliver(client, batch)
-                finally:
-                    self._queue.task_done()
-            self._queue.task_done()
+    def handle(self, client: httpx.Client, batch: Batch) -> None:
+        self._deliver(client, batch)
 
     def _deliver(self, client: httpx.Client, batch: Batch) -> None:
         while True:
@@ -187,12 +156,9 @@ class WebhookSender:
                 target_url=batch.target_url, event_ids=[int(e["eventId"]) for e in batch.events],
                 headers=headers, body=body.decode(),
             )
-            try:
-                response = client.post(batch.target_url, content=body, headers=headers)
-                attempt.status_code = response.status_code
-                attempt.response_body = response.text[:2000]
-            except httpx.HTTPError as exc:
-                attempt.error = f"{type(exc).__name__}: {exc}"
+            result = self.post(client, batch.target_url, body, headers)
+            attempt.status_code, attempt.response_body, attempt.error = (result.status_code, result.response_body,
+                                                                         result.error)
             with self._lock:
                 self._attempts.append(attempt)
             if not attempt.succeeded and batch.retries_left > 0:

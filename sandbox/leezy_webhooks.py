@@ -20,14 +20,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import queue
 import secrets
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
+
+from bookingsync.sandbox.background import BackgroundPoster
 
 SIGNATURE_PRODUCTION = "production"
 SIGNATURE_STAGING = "staging"
@@ -116,15 +116,13 @@ class DeliveryAttempt:
         return asdict(self) | {"succeeded": self.succeeded}
 
 
-class WebhookSender:
+class WebhookSender(BackgroundPoster[tuple[DeliveryAttempt, bytes]]):
     """POSTs deliveries from one daemon thread, so the change that caused them never waits."""
 
     def __init__(self, on_result: Callable[[DeliveryAttempt], None] | None = None) -> None:
-        self._queue: queue.Queue[tuple[DeliveryAttempt, bytes] | None] = queue.Queue()
-        self._lock = threading.Lock()
+        super().__init__("leezy-webhooks", DELIVERY_TIMEOUT_SECONDS)
         self._attempts: list[DeliveryAttempt] = []
         self._on_result = on_result
-        self._thread: threading.Thread | None = None
 
     def send(self, subscription_id: str, target_url: str, event: Mapping[str, Any],
              delivery: SignedDelivery) -> None:
@@ -137,49 +135,18 @@ class WebhookSender:
             headers=dict(delivery.headers),
             body=delivery.body.decode(),
         )
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="leezy-webhooks",
-                                                daemon=True)
-                self._thread.start()
-        self._queue.put((attempt, delivery.body))
+        self.submit((attempt, delivery.body))
 
     def attempts(self) -> list[DeliveryAttempt]:
         with self._lock:
             return list(self._attempts)
 
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued delivery was attempted; False if `timeout` ran out first."""
-        done = threading.Event()
-
-        def wait() -> None:
-            self._queue.join()
-            done.set()
-
-        threading.Thread(target=wait, daemon=True).start()
-        return done.wait(timeout)
-
-    def close(self) -> None:
+    def handle(self, client: httpx.Client, item: tuple[DeliveryAttempt, bytes]) -> None:
+        attempt, body = item
+        result = self.post(client, attempt.target_url, body, attempt.headers)
+        attempt.status_code, attempt.response_body, attempt.error = (result.status_code, result.response_body,
+                                                                     result.error)
         with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            thread.join(timeout=DELIVERY_TIMEOUT_SECONDS + 1)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=DELIVERY_TIMEOUT_SECONDS) as client:
-            while (item := self._queue.get()) is not None:
-                attempt, body = item
-                try:
-                    response = client.post(attempt.target_url, content=body,
-                                           headers=attempt.headers)
-                    attempt.status_code = response.status_code
-                    attempt.response_body = response.text[:2000]
-                except httpx.HTTPError as exc:
-                    attempt.error = f"{type(exc).__name__}: {exc}"
-                with self._lock:
-                    self._attempts.append(attempt)
-                if self._on_result is not None:
-                    self._on_result(attempt)
-                self._queue.task_done()
-            self._queue.task_done()
+            self._attempts.append(attempt)
+        if self._on_result is not None:
+            self._on_result(attempt)

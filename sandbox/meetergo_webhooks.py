@@ -19,14 +19,14 @@ Follows ``providers/meetergo/docs-excerpts.md`` ("Webhooks overview", "Webhook e
 from __future__ import annotations
 
 import json
-import queue
 import secrets
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
+
+from bookingsync.sandbox.background import BackgroundPoster
 
 SHAPE_FLAT = "flat"
 SHAPE_LEGACY = "legacy"
@@ -93,59 +93,26 @@ def new_attempt(webhook_id: str, target_url: str, webhook_type: str, payload: Ma
     )
 
 
-class WebhookSender:
+class WebhookSender(BackgroundPoster[DeliveryAttempt]):
     """POSTs deliveries from one daemon thread, so the change that caused them never waits."""
 
     def __init__(self, on_result: Callable[[DeliveryAttempt], None] | None = None) -> None:
-        self._queue: queue.Queue[DeliveryAttempt | None] = queue.Queue()
-        self._lock = threading.Lock()
+        super().__init__("meetergo-webhooks", DELIVERY_TIMEOUT_SECONDS)
         self._attempts: list[DeliveryAttempt] = []
         self._on_result = on_result
-        self._thread: threading.Thread | None = None
 
     def send(self, attempt: DeliveryAttempt) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="meetergo-webhooks",
-                                                daemon=True)
-                self._thread.start()
-        self._queue.put(attempt)
+        self.submit(attempt)
 
     def attempts(self) -> list[DeliveryAttempt]:
         with self._lock:
             return list(self._attempts)
 
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued delivery was attempted; False if `timeout` ran out first."""
-        done = threading.Event()
-
-        def wait() -> None:
-            self._queue.join()
-            done.set()
-
-        threading.Thread(target=wait, daemon=True).start()
-        return done.wait(timeout)
-
-    def close(self) -> None:
+    def handle(self, client: httpx.Client, attempt: DeliveryAttempt) -> None:
+        result = self.post(client, attempt.target_url, attempt.body.encode(), attempt.headers)
+        attempt.status_code, attempt.response_body, attempt.error = (result.status_code, result.response_body,
+                                                                     result.error)
         with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            thread.join(timeout=DELIVERY_TIMEOUT_SECONDS + 1)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=DELIVERY_TIMEOUT_SECONDS) as client:
-            while (attempt := self._queue.get()) is not None:
-                try:
-                    response = client.post(attempt.target_url, content=attempt.body.encode(),
-                                           headers=attempt.headers)
-                    attempt.status_code = response.status_code
-                    attempt.response_body = response.text[:2000]
-                except httpx.HTTPError as exc:
-                    attempt.error = f"{type(exc).__name__}: {exc}"
-                with self._lock:
-                    self._attempts.append(attempt)
-                if self._on_result is not None:
-                    self._on_result(attempt)
-                self._queue.task_done()
-            self._queue.task_done()
+            self._attempts.append(attempt)
+        if self._on_result is not None:
+            self._on_result(attempt)

@@ -1,0 +1,79 @@
+"""The simulators' webhook senders share this: one daemon thread working off a queue.
+
+A provider answers the request that changed something at once and delivers its webhooks a
+moment later; a `BackgroundPoster` does the same, so a test or the demo never waits on the
+receiver. Each simulator subclasses it with its own envelope, signing and retry habits.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import httpx
+
+Item = TypeVar("Item")
+# How much of a receiver's answer the attempt log keeps.
+RESPONSE_EXCERPT_CHARS = 2000
+
+
+@dataclass
+class PostResult:
+    status_code: int | None = None
+    response_body: str | None = None
+    error: str | None = None
+
+
+class BackgroundPoster(Generic[Item]):
+    def __init__(self, name: str, timeout: float) -> None:
+        self._name, self._timeout = name, timeout
+        self._queue: queue.Queue[Item | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, item: Item) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+        self._queue.put(item)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued item was attempted; False if `timeout` ran out first."""
+        done = threading.Event()
+
+        def wait() -> None:
+            self._queue.join()
+            done.set()
+
+        threading.Thread(target=wait, daemon=True).start()
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout=self._timeout + 1)
+
+    def handle(self, client: httpx.Client, item: Item) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> PostResult:
+        try:
+            response = client.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return PostResult(error=f"{type(exc).__name__}: {exc}")
+        return PostResult(status_code=response.status_code, response_body=response.text[:RESPONSE_EXCERPT_CHARS])
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=self._timeout) as client:
+            while (item := self._queue.get()) is not None:
+                try:
+                    self.handle(client, item)
+                finally:
+                    self._queue.task_done()
+            self._queue.task_done()
