@@ -24,7 +24,7 @@ from bookingsync.adapters.leezy import LeezyAdapter
 from bookingsync.models.tables import MeetingRow
 from bookingsync.worker import store
 from bookingsync.worker.db import transaction
-from bookingsync.worker.ingest import IngestResult, ingest_one
+from bookingsync.worker.ingest import IngestResult, ingest_records
 
 PAGE = 100
 GRACE = timedelta(seconds=300)
@@ -46,8 +46,9 @@ def apply_pass(engine: Engine, adapter: LeezyAdapter, raws: list[RawRecord]) -> 
         for page_no in range(0, len(raws), PAGE):
             now = datetime.now(UTC)
             with transaction(engine) as session:
-                for raw in raws[page_no:page_no + PAGE]:
-                    ingest_one(session, adapter, CONNECTION, raw, source="poll", now=now, grace=GRACE, result=result)
+                # Exactly what the poller's ingest.apply_page does with one page.
+                ingest_records(session, adapter, CONNECTION, raws[page_no:page_no + PAGE], source="poll", now=now,
+                               grace=GRACE, result=result, open_quarantine=False)
                 store.save_cursor(session, CONNECTION, {"since": None, "offset": page_no + PAGE}, now)
     return t.seconds, result
 

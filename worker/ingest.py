@@ -57,9 +57,12 @@ def ingest_records(session: Session, adapter: Adapter, connection: str, raws: li
         quarantine.add(session, connection=connection, record=raw, reason=reason, source=source, now=now)
         result.quarantined += 1
         log.warning("quarantined a %s record from %s (%s): %s", adapter.provider, connection, source, reason)
+    wanted = {record.external_id for record, _ in normalised}
+    wanted |= {record.supersedes for record, _ in normalised if record.supersedes}
+    known = store.lock_links(session, connection, wanted)
     for record, raw in sorted(normalised, key=lambda pair: pair[0].supersedes is None):
         applied = store.apply_record(session, connection=connection, provider=adapter.provider, record=record,
-                                     raw=raw.payload, now=now, grace=grace)
+                                     raw=raw.payload, now=now, grace=grace, known=known)
         if applied.changed and open_quarantine:
             quarantine.supersede(session, connection=connection, external_id=record.external_id, now=now)
         result.applied += 1

@@ -77,9 +77,27 @@ def links_of(session: Session, meeting_ids: list[str]) -> dict[str, list[LinkRow
     return out
 
 
-def _locked_link(session: Session, connection: str, external_id: str) -> LinkRow | None:
+def _locked_link(session: Session, connection: str, external_id: str,
+                 known: dict[str, LinkRow | None] | None = None) -> LinkRow | None:
+    if known is not None and external_id in known:
+        return known[external_id]
     query = select(LinkRow).where(LinkRow.connection == connection, LinkRow.external_id == external_id)
     return session.exec(query.with_for_update()).first()
+
+
+def lock_links(session: Session, connection: str, external_ids: set[str]) -> dict[str, LinkRow | None]:
+    """Load (and lock) the links of a whole page in one query; absent ids map to None.
+
+    `apply_record(known=…)` then skips its per-record lookup, which is most of the cost of
+    re-reading a page that did not change.
+    """
+    found: dict[str, LinkRow | None] = dict.fromkeys(external_ids)
+    if external_ids:
+        query = select(LinkRow).where(LinkRow.connection == connection,
+                                      col(LinkRow.external_id).in_(sorted(external_ids)))
+        for link in session.exec(query.order_by(col(LinkRow.id)).with_for_update()):
+            found[link.external_id] = link
+    return found
 
 
 def _write_plan(session: Session, row: MeetingRow, old: MeetingState | None, new: Meeting, now: datetime,
@@ -124,9 +142,14 @@ def add_events(session: Session, meeting_id: str, intents: tuple[EventIntent, ..
 
 
 def apply_record(session: Session, *, connection: str, provider: str, record: SourceRecord, raw: Any,
-                 now: datetime, grace: timedelta) -> Applied:
+                 now: datetime, grace: timedelta, known: dict[str, LinkRow | None] | None = None) -> Applied:
+    """Upsert the record's link and meeting and write the events the change makes.
+
+    `known` holds links already loaded and locked by `lock_links` for this transaction; a link
+    created here is added to it, so a second record with the same id in one page finds it.
+    """
     content_hash = record.meeting.content_hash()
-    link = _locked_link(session, connection, record.external_id)
+    link = _locked_link(session, connection, record.external_id, known)
     if link is not None and link.content_hash in (content_hash, SUPERSEDED_HASH):
         link.last_seen_at = now
         link.scope = record.scope or link.scope
@@ -135,7 +158,7 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
     predecessor = None
     links: list[LinkRow] | None = None  # given only for a brand-new meeting
     if link is None and record.supersedes:
-        predecessor = _locked_link(session, connection, record.supersedes)
+        predecessor = _locked_link(session, connection, record.supersedes, known)
     if link is None and predecessor is not None:
         # A move made as "book the new time, cancel the old": the meeting continues under the new id.
         row = session.exec(select(MeetingRow).where(MeetingRow.id == predecessor.meeting_id).with_for_update()).one()
@@ -164,6 +187,8 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
     link.start, link.end = record.meeting.start, record.meeting.end
     link.missing = False
     link.last_seen_at = now
+    if known is not None:
+        known[record.external_id] = link
     events = _write_plan(session, row, old, record.meeting, now, grace, links)
     return Applied(meeting_id=row.id, changed=True, events=events)
 
