@@ -168,8 +168,10 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
                        content_hash=content_hash, first_seen_at=now, last_seen_at=now, mirrored=predecessor.mirrored)
         session.add(link)
     elif link is None:
+        # hosts given outright: a default_factory costs pydantic a signature inspection per row.
         row = MeetingRow(id=new_id("mtg"), status=record.meeting.status.value, start=record.meeting.start,
-                         end=record.meeting.end, content_hash=content_hash, created_at=now, updated_at=now)
+                         end=record.meeting.end, hosts=list(record.meeting.hosts), content_hash=content_hash,
+                         created_at=now, updated_at=now)
         session.add(row)
         session.flush()  # the meeting row must exist before its link points at it
         old = None
