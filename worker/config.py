@@ -35,7 +35,6 @@ PROVIDERS = tuple(sorted(ADAPTERS))
 # Connection keys handed to the adapter when its constructor takes them (`id` as connection_id).
 COMMON_SETTINGS = ("base_url", "token", "api_key", "user_id", "webhook_secret", "accept_legacy_signature",
                    "page_size", "overlap_seconds", "watch_emails", "lookback_days", "requests_per_second")
-CREDENTIAL = {"leandata": "api_key"}  # every other provider takes a bearer `token`
 _PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "replace-me", "replaceme", "your-", "your_")
 
 
@@ -131,7 +130,8 @@ class ConnectionConfig(_Strict):
 
     @model_validator(mode="after")
     def _credentials(self) -> ConnectionConfig:
-        needed = CREDENTIAL.get(self.provider, "token")
+        # The credential is whichever of `api_key` / `token` the provider's adapter takes.
+        needed = "api_key" if "api_key" in accepted_settings(self.provider) else "token"
         if not getattr(self, needed):
             raise ValueError(f"a {self.provider} connection needs `{needed}`")
         try:
