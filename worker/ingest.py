@@ -32,13 +32,6 @@ class IngestResult:
     events: list[str] = field(default_factory=list)
 
 
-def ingest_one(session: Session, adapter: Adapter, connection: str, raw: RawRecord, *, source: str,
-               now: datetime, grace: timedelta, result: IngestResult, open_quarantine: bool = True) -> None:
-    """Normalise and apply one record, or quarantine it."""
-    ingest_records(session, adapter, connection, [raw], source=source, now=now, grace=grace, result=result,
-                   open_quarantine=open_quarantine)
-
-
 def ingest_records(session: Session, adapter: Adapter, connection: str, raws: list[RawRecord], *, source: str,
                    now: datetime, grace: timedelta, result: IngestResult, open_quarantine: bool = True) -> None:
     """Normalise every record (quarantining the ones that fail), then apply them, successors of a
