@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bookingsync.adapters.registry import ADAPTERS, accepted_settings, check_settings
 from bookingsync.models.errors import ConfigError
-from bookingsync.worker.lifecycle import EventType
+from bookingsync.worker.lifecycle import Backfill, EventType
 
 ENV_PREFIX = "BOOKINGSYNC_"
 CONFIG_ENV = "BOOKINGSYNC_CONFIG"
@@ -77,6 +77,8 @@ class EventsConfig(_Strict):
     # A timer whose moment passed longer ago than this when it is set is history, not news.
     grace_seconds: float = Field(default=300.0, ge=0)
     console: bool = True  # print each published event
+    # `upcoming`: a meeting first seen when it is already over is stored, not announced; `all`: announced.
+    backfill: Backfill = Backfill.UPCOMING
 
 
 class DeliveryConfig(_Strict):
