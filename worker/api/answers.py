@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Path, Query
+from fastapi import Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, AwareDatetime
 
 from bookingsync.models.tables import DeliveryRow, EventRow, LinkRow, QuarantineRow
@@ -56,3 +57,12 @@ def quarantine_out(row: QuarantineRow) -> dict[str, Any]:
             "scope": row.scope, "reason": row.reason, "status": row.status, "seen_count": row.seen_count,
             "created_at": row.created_at, "last_seen_at": row.last_seen_at, "resolved_at": row.resolved_at,
             "raw": row.raw}
+
+
+def single_values(request: Request) -> None:
+    """Every query parameter of the API takes one value: `?status=a&status=b` is refused, not half-read."""
+    params = request.query_params
+    repeated = sorted({name for name in params if len(params.getlist(name)) > 1})
+    if repeated:
+        raise RequestValidationError([{"type": "repeated", "loc": ("query", name), "input": params.getlist(name),
+                                       "msg": f"give `{name}` once"} for name in repeated])

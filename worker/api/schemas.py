@@ -12,6 +12,10 @@ class ErrorOut(BaseModel):
     error: str = Field(description="What is wrong, and what to do about it.")
 
 
+class BodyErrorOut(BaseModel):
+    detail: str = Field(description="Why the request body could not be read (not JSON, say).")
+
+
 class AttendeeOut(BaseModel):
     email: str | None
     name: str | None

@@ -12,7 +12,7 @@ from bookingsync.models.tables import SubscriptionStateRow
 from bookingsync.worker import redelivery
 from bookingsync.worker.api.answers import PathText
 from bookingsync.worker.api.auth import READ, WRITE, Keys, require
-from bookingsync.worker.api.schemas import EnabledOut, ErrorOut, ReplayedOut, ReplaySince, SubscriptionOut
+from bookingsync.worker.api.schemas import BodyErrorOut, EnabledOut, ErrorOut, ReplayedOut, ReplaySince, SubscriptionOut
 from bookingsync.worker.config import Config
 from bookingsync.worker.db import transaction
 from bookingsync.worker.runtime import Runtime
@@ -70,7 +70,8 @@ def routes(rt: Runtime, keys: Keys) -> APIRouter:
     @router.post("/{subscription_id}/replay", response_model=ReplayedOut, status_code=202,
                  summary="Send every event published since a time again (history for a new subscription too)",
                  dependencies=[Depends(require(keys, WRITE))],
-                 responses={**NOT_FOUND, 409: {"model": ErrorOut, "description": "The subscription is disabled"}})
+                 responses={**NOT_FOUND, 409: {"model": ErrorOut, "description": "The subscription is disabled"},
+                            400: {"model": BodyErrorOut, "description": "The body is not JSON"}})
     def replay_subscription(subscription_id: PathText, body: ReplaySince) -> dict[str, Any]:
         with transaction(rt.engine) as session:
             queued = redelivery.replay_since(session, rt.config, subscription_id, body.since, rt.clock.now())
