@@ -5,6 +5,7 @@ record. API keys: `READ_KEY` (read) and `WRITE_KEY` (write)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -93,12 +94,20 @@ def populate(rt: Runtime) -> None:
                        reason="start_time is missing", source="poll", now=now)
 
 
-@pytest.fixture
-def served(engine: Engine) -> Iterator[Served]:
+@contextmanager
+def serving(engine: Engine) -> Iterator[Served]:
     clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
     rt = Runtime(config=parse_config(config(), environ={}), engine=engine, clock=clock)
     populate(rt)
     app = serve_app(create_app(rt))
-    yield Served(rt, app, clock)
-    app.stop()
-    rt.close()
+    try:
+        yield Served(rt, app, clock)
+    finally:
+        app.stop()
+        rt.close()
+
+
+@pytest.fixture
+def served(engine: Engine) -> Iterator[Served]:
+    with serving(engine) as running:
+        yield running

@@ -58,8 +58,15 @@ def _when(value: datetime | None, now: datetime) -> str:
     if value is None:
         return '<span class="muted">never</span>'
     seconds = (now - value).total_seconds()
-    ago = f"{abs(seconds):.0f}s " + ("ago" if seconds >= 0 else "from now")
+    ago = _span(abs(seconds)) + (" ago" if seconds >= 0 else " from now")
     return f'<span title="{_e(iso(value))}">{_e(iso(value))}</span> <span class="muted">({ago})</span>'
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
 
 
 def _table(headers: Iterable[str], rows: list[list[str]], empty: str) -> str:
