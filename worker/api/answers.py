@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Path, Query, Request
+from sqlmodel import Session, col
+from sqlmodel.sql.expression import SelectOfScalar
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, AwareDatetime
 
@@ -66,3 +68,13 @@ def single_values(request: Request) -> None:
     if repeated:
         raise RequestValidationError([{"type": "repeated", "loc": ("query", name), "input": params.getlist(name),
                                        "msg": f"give `{name}` once"} for name in repeated])
+
+
+def newest_first(session: Session, query: SelectOfScalar[Any], model: Any, before: int | None,
+                 limit: int) -> tuple[list[Any], int | None]:
+    """A page of `query`'s rows by id, newest first, below `before`; and the `before` of the next page."""
+    if before is not None:
+        query = query.where(col(model.id) < before)
+    rows = list(session.exec(query.order_by(col(model.id).desc()).limit(limit + 1)))
+    page = rows[:limit]
+    return page, (page[-1].id if len(rows) > limit else None)

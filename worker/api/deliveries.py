@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query
-from sqlmodel import col, select
+from sqlmodel import select
 
 from bookingsync.models.errors import NotFound
 from bookingsync.models.tables import DeliveryRow
 from bookingsync.worker import redelivery
-from bookingsync.worker.api.answers import MAX_ID, RowId, Text, delivery_out
+from bookingsync.worker.api.answers import MAX_ID, RowId, Text, delivery_out, newest_first
 from bookingsync.worker.api.auth import READ, WRITE, Keys, require
 from bookingsync.worker.api.schemas import DeliveryOut, DeliveryPage, ErrorOut
 from bookingsync.worker.db import transaction
@@ -37,13 +37,9 @@ def routes(rt: Runtime, keys: Keys) -> APIRouter:
             query = query.where(DeliveryRow.status == status)
         if event_id is not None:
             query = query.where(DeliveryRow.event_id == event_id)
-        if before is not None:
-            query = query.where(col(DeliveryRow.id) < before)
         with transaction(rt.engine) as session:
-            rows = list(session.exec(query.order_by(col(DeliveryRow.id).desc()).limit(limit + 1)))
-        page = rows[:limit]
-        return {"deliveries": [delivery_out(row) for row in page],
-                "next_before": page[-1].id if len(rows) > limit else None}
+            page, next_before = newest_first(session, query, DeliveryRow, before, limit)
+        return {"deliveries": [delivery_out(row) for row in page], "next_before": next_before}
 
     @router.get("/{delivery_id}", response_model=DeliveryOut, summary="One delivery",
                 dependencies=[Depends(require(keys, READ))],

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query
-from sqlmodel import col, select
+from sqlmodel import select
 
 from bookingsync.models.errors import Conflict, NotFound
 from bookingsync.models.tables import QuarantineRow
-from bookingsync.worker.api.answers import MAX_ID, RowId, Text, quarantine_out
+from bookingsync.worker.api.answers import MAX_ID, RowId, Text, newest_first, quarantine_out
 from bookingsync.worker.api.auth import READ, WRITE, Keys, require
 from bookingsync.worker.api.schemas import ErrorOut, QuarantineOut, QuarantinePage, QuarantineReplayOut
 from bookingsync.worker.db import transaction
@@ -54,12 +54,9 @@ def routes(rt: Runtime, keys: Keys) -> APIRouter:
             query = query.where(QuarantineRow.connection == connection)
         if status is not None:
             query = query.where(QuarantineRow.status == status)
-        if before is not None:
-            query = query.where(col(QuarantineRow.id) < before)
         with transaction(rt.engine) as session:
-            rows = list(session.exec(query.order_by(col(QuarantineRow.id).desc()).limit(limit + 1)))
-        page = rows[:limit]
-        return {"items": [quarantine_out(row) for row in page], "next_before": page[-1].id if len(rows) > limit else None}
+            page, next_before = newest_first(session, query, QuarantineRow, before, limit)
+        return {"items": [quarantine_out(row) for row in page], "next_before": next_before}
 
     @router.get("/{item_id}", response_model=QuarantineOut, summary="One quarantined record",
                 dependencies=[Depends(require(keys, READ))], responses=NOT_FOUND)

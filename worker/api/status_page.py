@@ -12,7 +12,7 @@ plain form POST that answers 303 back to `/`, with the outcome shown once.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote
@@ -177,8 +177,8 @@ def _back(message: str) -> RedirectResponse:
 def routes(rt: Runtime, keys: Keys) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
-    def acting(request: Request, token: str) -> ApiKeyConfig | Response:
-        """The signed-in key, if it may act and the form is one this page made; else the answer."""
+    def act(request: Request, token: str, work: Callable[[], str]) -> Response:
+        """Do a button's work for a signed-in write key and a form this page made; back to `/` with the outcome."""
         key = page_key(keys, request)
         if key is None:
             return HTMLResponse(_sign_in("Sign in first."), status_code=401)
@@ -188,7 +188,10 @@ def routes(rt: Runtime, keys: Keys) -> APIRouter:
         if not keys.check_form_token(key, token):
             return HTMLResponse(_page("forbidden", "<p>That form did not come from this page.</p>", refresh=False),
                                 status_code=403)
-        return key
+        try:
+            return _back(work())
+        except RequestRefused as exc:
+            return _back(str(exc))
 
     @router.get("/", response_class=HTMLResponse)
     def status_page(request: Request) -> Response:
@@ -220,37 +223,26 @@ def routes(rt: Runtime, keys: Keys) -> APIRouter:
 
     @router.post("/ui/deliveries/{delivery_id}/replay")
     def replay_delivery(request: Request, delivery_id: RowId, token: str = Form("")) -> Response:
-        key = acting(request, token)
-        if isinstance(key, Response):
-            return key
-        try:
+        def work() -> str:
             with transaction(rt.engine) as session:
                 redelivery.replay_one(session, rt.config, delivery_id, rt.clock.now())
-        except RequestRefused as exc:
-            return _back(str(exc))
-        return _back(f"Delivery {delivery_id} is queued again.")
+            return f"Delivery {delivery_id} is queued again."
+
+        return act(request, token, work)
 
     @router.post("/ui/quarantine/{item_id}/replay")
     def replay_quarantine(request: Request, item_id: RowId, token: str = Form("")) -> Response:
-        key = acting(request, token)
-        if isinstance(key, Response):
-            return key
-        try:
-            return _back(replay_item(rt, item_id)["outcome"])
-        except RequestRefused as exc:
-            return _back(str(exc))
+        return act(request, token, lambda: replay_item(rt, item_id)["outcome"])
 
     @router.post("/ui/subscriptions/{subscription_id}/enable")
     def enable(request: Request, subscription_id: str, token: str = Form("")) -> Response:
-        key = acting(request, token)
-        if isinstance(key, Response):
-            return key
-        try:
+        def work() -> str:
             with transaction(rt.engine) as session:
                 done = redelivery.enable(session, rt.config, subscription_id, rt.clock.now())
-        except RequestRefused as exc:
-            return _back(str(exc))
-        return _back(f"Subscription {subscription_id} is enabled; {done.requeued + done.created} missed "
-                     "deliveries are queued." if done.was_disabled else f"{subscription_id} was not disabled.")
+            if not done.was_disabled:
+                return f"Subscription {subscription_id} was not disabled."
+            return f"Subscription {subscription_id} is enabled; {done.requeued + done.created} missed deliveries are queued."
+
+        return act(request, token, work)
 
     return router
