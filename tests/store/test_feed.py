@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from alembic import command
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
@@ -23,7 +24,7 @@ from bookingsync.models.tables import EventRow
 from bookingsync.worker import feed, store
 from bookingsync.worker.clock import ManualClock
 from bookingsync.worker.config import parse_config
-from bookingsync.worker.db import transaction
+from bookingsync.worker.db import alembic_config, transaction, upgrade
 from bookingsync.worker.publish import publish
 from bookingsync.worker.relay import claim
 from bookingsync.worker.runtime import Runtime
@@ -201,3 +202,22 @@ def test_a_polling_reader_sees_every_event_once_while_publishers_commit_concurre
     positions = [row.feed_position for row in received]
     assert positions == list(range(1, 121)), "the reader missed, repeated or reordered a position"
     assert sorted(row.event_id for row in received) == sorted(events)
+
+
+def test_the_migration_numbers_events_published_before_it_in_publishing_order(engine: Engine, clock: ManualClock) -> None:
+    rt = Runtime(config=parse_config({}, environ={}), engine=engine, clock=clock)
+    book(engine, clock, 3)
+    events = claimed_events(engine, clock)
+    for event_id in reversed(events):
+        clock.advance(1)
+        publish(rt, event_id)
+    command.downgrade(alembic_config(engine), "0005")  # as a database from before the feed
+    upgrade(engine)
+    rows = read_all(engine)
+    assert [(row.event_id, row.feed_position) for row in rows] == list(zip(reversed(events), [1, 2, 3], strict=True))
+    with transaction(engine) as session:
+        assert feed.head(session) == 3
+    book(engine, clock, 1, prefix="late")
+    [late] = claimed_events(engine, clock)
+    publish(rt, late)
+    assert read_all(engine, after=3)[0].event_id == late
