@@ -71,7 +71,7 @@ class Keys:
         return f"{key.id}.{_mac(key, 'session')}"
 
     def by_session(self, value: str | None) -> ApiKeyConfig | None:
-        key_id, _, mac = (value or "").partition(".")
+        key_id, _, mac = (value or "").rpartition(".")  # the MAC is hex; an id may hold dots
         key = next((k for k in self._keys if k.id == key_id), None)
         if key is None or not hmac.compare_digest(_mac(key, "session"), mac):
             return None

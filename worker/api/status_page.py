@@ -176,6 +176,7 @@ def _back(message: str) -> RedirectResponse:
 
 def routes(rt: Runtime, keys: Keys) -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    public = rt.config.server.public_url or ""  # behind a TLS proxy the request itself is plain http
 
     def act(request: Request, token: str, work: Callable[[], str]) -> Response:
         """Do a button's work for a signed-in write key and a form this page made; back to `/` with the outcome."""
@@ -212,7 +213,7 @@ def routes(rt: Runtime, keys: Keys) -> APIRouter:
             return HTMLResponse(_sign_in("That key is not configured."), status_code=401)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(SESSION_COOKIE, keys.session_value(found), httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https")
+                            secure=request.url.scheme == "https" or public.startswith("https://"))
         return response
 
     @router.post("/logout")
