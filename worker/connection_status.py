@@ -3,6 +3,7 @@
 Everything a connection's state is made of is read in `connection_states`, one function, so that
 new sources of state (per-connection poll records, say) are added in one place.
 
+* `polled` says whether the connection is read by polling at all (RocketLead, write-only, is not).
 * `last_poll_at` is when a read last saved the connection's cursor (a page was stored);
   `lag_seconds` is how long ago that was, and `next_poll_due_at` when the next tick is due.
 * `polling_now` names the process holding the connection's poll lease, while it holds it.
@@ -20,8 +21,12 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from bookingsync.adapters.base import Capability
 from bookingsync.models.tables import CursorRow, LeaseRow, QuarantineRow, ReceiptRow
 from bookingsync.worker.config import Config
+from bookingsync.worker.runtime import Runtime
+
+READS = frozenset({Capability.LIST_CHANGES, Capability.LOOKUP_BY_EMAIL})  # what the scheduler polls
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class ConnectionStatus:
     provider: str
     enabled: bool
     poll_interval_seconds: float
+    polled: bool = True
     cursor: Any = None
     last_poll_at: datetime | None = None
     lag_seconds: float | None = None
@@ -41,9 +47,15 @@ class ConnectionStatus:
     last_error: str | None = None
 
 
-def connection_states(session: Session, cfg: Config, now: datetime,
-                      only: str | None = None) -> list[ConnectionStatus]:
-    """Every configured connection (or just `only`), in config order."""
+def polled_connections(rt: Runtime) -> frozenset[str]:
+    """The connections the scheduler polls: their adapters can list changes or look up by email."""
+    return frozenset(c.id for c in rt.config.connections if rt.adapter(c.id).capabilities & READS)
+
+
+def connection_states(session: Session, cfg: Config, now: datetime, only: str | None = None,
+                      polled: frozenset[str] | None = None) -> list[ConnectionStatus]:
+    """Every configured connection (or just `only`), in config order; `polled` names the ones
+    read by polling (`polled_connections`), all of them when not given."""
     connections = [c for c in cfg.connections if only is None or c.id == only]
     ids = [c.id for c in connections]
     if not ids:
@@ -74,11 +86,13 @@ def connection_states(session: Session, cfg: Config, now: datetime,
         cursor = cursors.get(conn.id)
         lease = leases.get(f"poll:{conn.id}")
         last_poll = cursor.updated_at if cursor is not None else None
+        is_polled = polled is None or conn.id in polled
         states.append(ConnectionStatus(
             id=conn.id, provider=conn.provider, enabled=conn.enabled, poll_interval_seconds=conn.poll_interval_seconds,
-            cursor=cursor.value if cursor is not None else None, last_poll_at=last_poll,
-            lag_seconds=(now - last_poll).total_seconds() if last_poll is not None else None,
-            next_poll_due_at=(last_poll + timedelta(seconds=conn.poll_interval_seconds)) if last_poll else None,
+            polled=is_polled, cursor=cursor.value if cursor is not None else None, last_poll_at=last_poll,
+            lag_seconds=(now - last_poll).total_seconds() if last_poll is not None and is_polled else None,
+            next_poll_due_at=(last_poll + timedelta(seconds=conn.poll_interval_seconds))
+            if last_poll is not None and is_polled else None,
             polling_now=lease.holder if lease is not None and lease.until > now else None,
             last_webhook_at=last_webhook.get(conn.id), receipts=dict(receipts.get(conn.id, {})),
             open_quarantine=int(quarantined.get(conn.id, 0)), last_error=errors.get(conn.id)))

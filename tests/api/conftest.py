@@ -38,7 +38,10 @@ def config(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"api_keys": [{"id": "reader", "key": READ_KEY, "scopes": ["read"]},
                          {"id": "operator", "key": WRITE_KEY, "scopes": ["write"]}],
             "connections": [{"id": "leezy-main", "provider": "leezy", "base_url": "http://127.0.0.1:9",
-                             "token": "lzy_at_test"}],
+                             "token": "lzy_at_test"},
+                            {"id": "rocketlead-main", "provider": "rocketlead", "base_url": "http://127.0.0.1:9",
+                             "token": "rocketlead_live_test", "options": {"calendar_id": "c1",
+                                                                          "appointment_type_id": "a1"}}],
             # Port 9 (discard) is closed on loopback: a delivery attempt fails without leaving the machine.
             "subscriptions": [{"id": "crm", "url": "http://127.0.0.1:9/hook", "secret": SECRET}],
             **(extra or {})}

@@ -201,8 +201,9 @@ def test_connections_show_last_poll_lag_and_who_polls(served: Served) -> None:
         session.add(LeaseRow(name="poll:leezy-main", holder="worker@host:1", until=now + timedelta(seconds=60)))
     served.clock.advance(42)
     with served.client(key=READ_KEY) as client:
-        [leezy] = client.get("/v1/connections").json()
-        assert leezy["id"] == "leezy-main" and leezy["provider"] == "leezy"
+        leezy, rocketlead = client.get("/v1/connections").json()
+        assert leezy["id"] == "leezy-main" and leezy["provider"] == "leezy" and leezy["polled"] is True
+        assert (rocketlead["polled"], rocketlead["lag_seconds"], rocketlead["last_poll_at"]) == (False, None, None)
         assert leezy["cursor"] == {"since": "2026-03-01T00:00:00Z"} and leezy["lag_seconds"] == 42
         assert leezy["polling_now"] == "worker@host:1" and leezy["open_quarantine"] == 1
         assert client.get("/v1/connections/leezy-main").json() == leezy

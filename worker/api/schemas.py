@@ -176,6 +176,7 @@ class ConnectionOut(BaseModel):
     provider: str
     enabled: bool
     poll_interval_seconds: float
+    polled: bool = Field(description="Read by polling (a write-only provider is not).")
     cursor: Any = Field(description="The provider read position saved with the last stored page.")
     last_poll_at: datetime | None
     lag_seconds: float | None = Field(description="Seconds since a read last stored a page.")

@@ -30,7 +30,7 @@ from bookingsync.worker.api.auth import READ, SESSION_COOKIE, WRITE, Keys, allow
 from bookingsync.worker.api.quarantine import replay_item
 from bookingsync.worker.api.subscriptions import subscriptions_out
 from bookingsync.worker.config import ApiKeyConfig
-from bookingsync.worker.connection_status import connection_states
+from bookingsync.worker.connection_status import connection_states, polled_connections
 from bookingsync.worker.db import transaction
 from bookingsync.worker.lifecycle import TIMER_TYPES
 from bookingsync.worker.payloads import iso
@@ -102,7 +102,7 @@ def _dashboard(rt: Runtime, keys: Keys, key: ApiKeyConfig, flash: str | None) ->
     can_act = allows(key, WRITE)
     token = keys.form_token(key)
     with transaction(rt.engine) as session:
-        connections = connection_states(session, rt.config, now)
+        connections = connection_states(session, rt.config, now, polled=polled_connections(rt))
         subscriptions = subscriptions_out(session, rt.config)
         timer_types = [t.value for t in TIMER_TYPES]
         timers, next_timer = session.exec(select(func.count(), func.min(EventRow.due_at)).where(
@@ -119,7 +119,7 @@ def _dashboard(rt: Runtime, keys: Keys, key: ApiKeyConfig, flash: str | None) ->
         receipts = ", ".join(f"{k}={v}" for k, v in sorted(c.receipts.items())) or "—"
         state = '<span class="ok">enabled</span>' if c.enabled else '<span class="muted">disabled</span>'
         conn_rows.append([f'<span data-testid="connection-{_e(c.id)}">{_e(c.id)}</span>', _e(c.provider), state,
-                          _when(c.last_poll_at, now),
+                          _when(c.last_poll_at, now) if c.polled else '<span class="muted">not polled</span>',
                           _e(f"{c.lag_seconds:.0f}s") if c.lag_seconds is not None else "—",
                           _when(c.next_poll_due_at, now) if c.next_poll_due_at else "—",
                           _e(c.polling_now) if c.polling_now else "—", _when(c.last_webhook_at, now), _e(receipts),
