@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlmodel import select
 
 from bookingsync.models.tables import DeliveryRow, EventRow
-from bookingsync.worker import reconcile, store
+from bookingsync.worker import feed, reconcile, store
 from bookingsync.worker.db import transaction
 from bookingsync.worker.delivery import disabled_subscriptions
 from bookingsync.worker.runtime import Runtime
@@ -50,5 +50,6 @@ def publish(rt: Runtime, event_id: str) -> Published | None:
         event.status = "published"
         event.published_at = now
         event.lease_until = None
+        feed.assign(session, [event])  # the last write: commit order from here (worker/feed.py)
         session.flush()
         return Published(event_id=event_id, type=event.type, body=event.payload, deliveries=[r.id for r in created])
