@@ -192,3 +192,9 @@ class LeaseRow(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=150)
     holder: str = Field(max_length=150)
     until: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+# --- issue 9 (operations): indexes for retention and scrape-time metrics ----------------------
+
+# Retention removes resolved quarantine items by `resolved_at`; /metrics counts the open ones.
+Index("ix_quarantine_status_resolved", QuarantineRow.__table__.c.status, QuarantineRow.__table__.c.resolved_at)
