@@ -78,8 +78,9 @@ def _literal(host: str) -> str | None:
         return None
 
 
-def problem(url: str, *, resolver: Resolver = resolve, timeout: float = RESOLVE_TIMEOUT_SECONDS) -> str | None:
+def problem(url: str, *, resolver: Resolver | None = None, timeout: float = RESOLVE_TIMEOUT_SECONDS) -> str | None:
     """Why `url` is not an allowed target, or None. An unresolvable name is not a problem here."""
+    resolver = resolver or resolve
     parts = urlsplit(url)
     host = (parts.hostname or "").rstrip(".").lower()
     if not host:
@@ -101,9 +102,9 @@ def problem(url: str, *, resolver: Resolver = resolve, timeout: float = RESOLVE_
 class _GuardedBackend(httpcore.NetworkBackend):
     """Resolves, checks every address, then connects to a checked address only."""
 
-    def __init__(self, resolver: Resolver) -> None:
+    def __init__(self, resolver: Resolver | None) -> None:
         self._inner = httpcore.SyncBackend()
-        self._resolver = resolver
+        self._resolver = resolver or (lambda host, port: resolve(host, port))
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                     socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
@@ -132,7 +133,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def guarded_transport(*, resolver: Resolver = resolve) -> httpx.HTTPTransport:
+def guarded_transport(*, resolver: Resolver | None = None) -> httpx.HTTPTransport:
     """An httpx transport that connects only to public addresses, checked at connect time."""
     transport = httpx.HTTPTransport()
     # httpx builds its connection pool without a way to pass a network backend; the pool
