@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator,
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_serializer, field_validator,
                       model_validator)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -112,6 +112,10 @@ class DatabaseConfig(_Strict):
                              "name a file: sqlite:///path/to/bookingsync.db")
         return value
 
+    @field_serializer("url")
+    def _hide_password(self, value: str) -> str:
+        return redact_url(value)
+
 
 class BrokerConfig(_Strict):
     url: str = Field(default="memory://", repr=False)
@@ -127,6 +131,10 @@ class BrokerConfig(_Strict):
                              "redis://host:6379/0 (rediss:// for TLS) or amqp://user:password@host:5672/vhost "
                              "(RabbitMQ, amqps:// for TLS)")
         return value
+
+    @field_serializer("url")
+    def _hide_password(self, value: str) -> str:
+        return redact_url(value)
 
 
 class ServerConfig(_Strict):
