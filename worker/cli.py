@@ -25,7 +25,7 @@ from rich.console import Console
 from sqlalchemy.engine import make_url
 
 from bookingsync.models.errors import ConfigError
-from bookingsync.worker import logs, probes, reports, retention
+from bookingsync.worker import logs, probes
 from bookingsync.worker.config import Config, load_config, redact_url, validate_for
 from bookingsync.worker.db import make_engine, schema_revisions, transaction, upgrade
 from bookingsync.worker.runtime import Runtime, install
@@ -204,18 +204,20 @@ def run(config: ConfigOption = None,
     built-in demo: simulated providers, a driver that books, moves and cancels meetings, and a
     local subscriber that verifies and prints every event it receives.
     """
-    from bookingsync.worker.broker import start_worker
-    from bookingsync.worker.demo import attach_sandbox
-    from bookingsync.worker.scheduler import Scheduler
-
     cfg = _load(config)
     demo_mode = sandbox or (cfg.source == "<defaults>" and not cfg.connections)
     _check(cfg, "run", sandbox=demo_mode)
     sock = _listen(cfg.server.host, cfg.server.port, "HTTP", "server.port")
     demo = None
     if demo_mode:
+        from bookingsync.worker.demo import attach_sandbox  # the simulators load only for the demo
+
         cfg, demo = attach_sandbox(cfg, out, sock.getsockname()[1])
     rt = boot(cfg, "run")
+
+    from bookingsync.worker.broker import start_worker
+    from bookingsync.worker.scheduler import Scheduler
+
     actors = _with_actors(rt)
     worker = start_worker(actors.broker, cfg.worker.threads)
     scheduler = Scheduler(rt)
@@ -420,6 +422,8 @@ def prune(config: ConfigOption = None,
                                                                 "once so freed space goes back to the disk")] = False
           ) -> None:
     """Remove what retention allows now (the scheduler also does it every retention.interval_seconds)."""
+    from bookingsync.worker import retention
+
     rt = _open(config)
     if not rt.config.retention.enabled:
         err.print("retention.enabled = false turns the scheduled job off; pruning now because you asked",
@@ -442,6 +446,8 @@ def prune(config: ConfigOption = None,
 @app.command()
 def status(config: ConfigOption = None, as_json: JsonFlag = False) -> None:
     """Meetings, the outbox, deliveries, connections (provider, cursor), leases at a glance."""
+    from bookingsync.worker import reports
+
     rt = _open(config)
     with transaction(rt.engine) as session:
         report = reports.status(session, rt.config, rt.clock.now())
@@ -458,6 +464,8 @@ Limit = Annotated[int, typer.Option(help="at most this many rows, newest first")
 @meetings_app.command("list")
 def meetings_list(config: ConfigOption = None, limit: Limit = 50, as_json: JsonFlag = False) -> None:
     """The newest canonical meetings with their provider links."""
+    from bookingsync.worker import reports
+
     rt = _open(config)
     with transaction(rt.engine) as session:
         rows = reports.meetings(session, limit)
@@ -465,6 +473,8 @@ def meetings_list(config: ConfigOption = None, limit: Limit = 50, as_json: JsonF
 
 
 def _show(title: str, rows: list[dict[str, Any]], columns: list[str], as_json: bool) -> None:
+    from bookingsync.worker import reports
+
     if as_json:
         _json(rows)
     else:
@@ -478,6 +488,8 @@ def events_list(config: ConfigOption = None, limit: Limit = 50,
                 status_filter: Annotated[EventStatus | None, typer.Option("--status", help="only this status")] = None,
                 as_json: JsonFlag = False) -> None:
     """Events, newest first: pending timers, published, cancelled and dropped ones."""
+    from bookingsync.worker import reports
+
     rt = _open(config)
     with transaction(rt.engine) as session:
         try:
@@ -493,6 +505,8 @@ def deliveries_list(config: ConfigOption = None, limit: Limit = 50,
                     dead: Annotated[bool, typer.Option("--dead", help="only dead letters")] = False,
                     as_json: JsonFlag = False) -> None:
     """Deliveries to subscribers; --dead for the dead letters."""
+    from bookingsync.worker import reports
+
     rt = _open(config)
     with transaction(rt.engine) as session:
         rows = reports.deliveries(session, limit, dead)
@@ -539,6 +553,8 @@ def quarantine_list(config: ConfigOption = None, limit: Limit = 50,
                     connection: Annotated[str | None, typer.Option(help="only this connection")] = None,
                     as_json: JsonFlag = False) -> None:
     """Records kept aside with the reason they could not be normalised."""
+    from bookingsync.worker import reports
+
     rt = _open(config)
     with transaction(rt.engine) as session:
         rows = reports.quarantine(session, limit, connection)

@@ -42,8 +42,14 @@ def context() -> dict[str, Any]:
 
 
 def bind(**values: Any) -> None:
-    """Add to the current context (undone when the enclosing `bound` block ends)."""
-    _context.set({**(_context.get() or {}), **values})
+    """Add to the current context, inside a `bound` block or a message only (undone when it ends).
+
+    Outside one there is nothing that would undo it, so it would label every later line of the
+    thread: then it does nothing.
+    """
+    current = _context.get()
+    if current is not None:
+        _context.set({**current, **values})
 
 
 @contextlib.contextmanager
@@ -83,9 +89,11 @@ def configure(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_ContextFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.bookingsync = True  # type: ignore[attr-defined]
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    for old in list(root.handlers):  # ours from an earlier call; a host's own handlers stay
+        if getattr(old, "bookingsync", False):
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
     for name in QUIET:

@@ -27,7 +27,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bookingsync.worker.clock import Clock
 from bookingsync.worker.config import redact_url
-from bookingsync.worker.metrics import exposition
 
 CHECK_TIMEOUT_SECONDS = 3.0
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -121,6 +120,8 @@ class ProbeServer:
                     body = {"status": "ready" if ready else "not ready", **checks}
                     self._send(200 if ready else 503, "application/json", json.dumps(body).encode())
                 elif path == "/metrics":
+                    from bookingsync.worker.metrics import exposition  # not needed to start up
+
                     self._send(200, PROMETHEUS_TEXT, exposition(outer.engine, outer.clock))
                 else:
                     self._send(404, "application/json", b'{"error": "not found"}')
