@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 
 from bookingsync.models.errors import ConfigError
 from bookingsync.worker import logs, probes
+from bookingsync.worker.clock import SystemClock
 from bookingsync.worker.config import Config, load_config, redact_url, validate_for
 from bookingsync.worker.db import make_engine, schema_revisions, transaction, upgrade
 from bookingsync.worker.runtime import Runtime, install
@@ -137,10 +138,10 @@ def wait_for_services(engine: Any, broker_url: str | None) -> None:
             delay = min(delay * 2, RETRY_MAX_SECONDS)
 
 
-def boot(cfg: Config, role: str, *, migrate: bool | None = None) -> Runtime:
+def boot(cfg: Config, role: str, *, migrate: bool | None = None, engine: Any = None) -> Runtime:
     """Logging, the engine (waiting for the database and broker), migrations, the runtime."""
     logs.configure(cfg.logging.level, cfg.logging.format)
-    engine = make_engine(cfg.database.url)
+    engine = engine or make_engine(cfg.database.url)
     wait_for_services(engine, cfg.broker.url if role in ("run", "web", "worker", "scheduler") else None)
     if cfg.database.migrate_on_start if migrate is None else migrate:
         upgrade(engine)
@@ -266,9 +267,11 @@ def worker(config: ConfigOption = None,
     _check(cfg, "worker")
     port = cfg.worker.health_port if health_port is None else health_port
     sock = _listen(cfg.server.host, port, "the worker's health endpoint", "worker.health_port or --health-port")
-    rt = boot(cfg, "worker")
+    # Served from the start: while the database or broker does not answer, /readyz says which.
+    engine = make_engine(cfg.database.url)
+    probe = probes.ProbeServer(sock, engine, cfg.broker.url, SystemClock()).start()
+    rt = boot(cfg, "worker", engine=engine)
     actors = _with_actors(rt)
-    probe = probes.ProbeServer(sock, rt.engine, cfg.broker.url, rt.clock).start()
     running = start_worker(actors.broker, threads or cfg.worker.threads)
     out.print(f"worker {rt.holder} consuming ({_where(rt)}); health and metrics on {probe.url}", markup=False)
     _wait_for_signal()
@@ -287,11 +290,14 @@ def scheduler(config: ConfigOption = None, health_port: HealthPort = None) -> No
     port = cfg.scheduler.health_port if health_port is None else health_port
     sock = _listen(cfg.server.host, port, "the scheduler's health endpoint",
                    "scheduler.health_port or --health-port")
-    rt = boot(cfg, "scheduler")
+    engine = make_engine(cfg.database.url)
+    started: list[Scheduler] = []
+    probe = probes.ProbeServer(sock, engine, cfg.broker.url, SystemClock(),
+                               extra=lambda: {"leading": bool(started) and started[0].leading.is_set()}).start()
+    rt = boot(cfg, "scheduler", engine=engine)
     _with_actors(rt)
     sched = Scheduler(rt)
-    probe = probes.ProbeServer(sock, rt.engine, cfg.broker.url, rt.clock,
-                               extra=lambda: {"leading": sched.leading.is_set()}).start()
+    started.append(sched)
     sched.start()
     out.print(f"scheduler {rt.holder} started ({_where(rt)}); health and metrics on {probe.url}", markup=False)
     _wait_for_signal()
