@@ -180,7 +180,8 @@ def _serve(rt: Runtime, sock: Any) -> None:
         def capture_signals(self) -> Any:
             yield
 
-    server = Server(uvicorn.Config(create_app(rt), log_level="warning", access_log=False))
+    # log_config=None: uvicorn's loggers go through ours (text or JSON), not a format of their own.
+    server = Server(uvicorn.Config(create_app(rt), log_level="warning", access_log=False, log_config=None))
 
     def _stop(*_: Any) -> None:
         server.should_exit = True
