@@ -11,3 +11,4 @@ echo
 $PY bench/memory.py
 echo
 $PY bench/feed.py
+$PY bench/scrape.py

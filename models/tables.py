@@ -209,3 +209,9 @@ class FeedCounterRow(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=40)
     value: int = Field(default=0, sa_column=Column(BigInteger(), nullable=False))
+
+
+# --- issue 9 (operations): indexes for retention and scrape-time metrics ----------------------
+
+# Retention removes resolved quarantine items by `resolved_at`; /metrics counts the open ones.
+Index("ix_quarantine_status_resolved", QuarantineRow.__table__.c.status, QuarantineRow.__table__.c.resolved_at)

@@ -35,7 +35,8 @@ def test_a_first_read_announces_meetings_already_over_only_when_asked(
            "upcoming": sandbox.leezy.book("Tomorrow", now + timedelta(days=1), now + timedelta(days=1, minutes=30),
                                           "UTC", "new@example.com")}
     config = {"connections": [{"id": "leezy-main", "provider": "leezy", "base_url": sandbox.leezy_url,
-                               "token": sandbox.leezy_token}]}
+                               "token": sandbox.leezy_token}],
+              "allow_private_targets": True}  # the simulator listens on loopback
     if backfill is not None:
         config["events"] = {"backfill": backfill}
     rt = Runtime(config=parse_config(config, environ={}), engine=engine, clock=SystemClock(),

@@ -132,7 +132,7 @@ def wall_clock() -> ManualClock:
 
 def make_runtime(engine: Engine, clock: ManualClock, subscriptions: list[dict[str, Any]],
                  delivery_cfg: dict[str, Any] | None = None) -> Runtime:
-    data: dict[str, Any] = {"subscriptions": subscriptions}
+    data: dict[str, Any] = {"allow_private_targets": True, "subscriptions": subscriptions}  # loopback subscribers
     if delivery_cfg:
         data["delivery"] = delivery_cfg
     return Runtime(config=parse_config(data, environ={}), engine=engine, clock=clock)

@@ -1,13 +1,15 @@
-"""operations (config, retention, metrics)
+"""operations: indexes for retention and scrape-time metrics
 
 Revision ID: 0007
 Revises: 0006
 
-Reserved in the chain so that work on separate branches can fill it without renumbering;
-empty until that work lands.
+Quarantine items are counted by status at every /metrics scrape and pruned by
+(status, resolved_at); without an index both would scan the whole table.
 """
 
 from __future__ import annotations
+
+from alembic import op
 
 revision = '0007'
 down_revision = '0006'
@@ -16,8 +18,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table('quarantine', schema=None) as batch_op:
+        batch_op.create_index('ix_quarantine_status_resolved', ['status', 'resolved_at'], unique=False)
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('quarantine', schema=None) as batch_op:
+        batch_op.drop_index('ix_quarantine_status_resolved')
