@@ -23,6 +23,8 @@ from bookingsync.worker.leases import holder_id
 
 if TYPE_CHECKING:
     from bookingsync.worker.actors import Actors
+    from bookingsync.worker.groupcommit import GroupCommit
+    from bookingsync.worker.lanes import Lanes
 
 
 @dataclass
@@ -38,6 +40,8 @@ class Runtime:
     _adapters: dict[str, Adapter] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _http: httpx.Client | None = None
+    _lanes: Lanes | None = None
+    _outcomes: GroupCommit[Any] | None = None
 
     def __post_init__(self) -> None:
         self.holder = self.holder or holder_id(self.role)
@@ -65,7 +69,26 @@ class Runtime:
                                           follow_redirects=False)
             return self._http
 
+    @property
+    def lanes(self) -> Lanes:
+        """The per-subscription delivery lanes of this process (worker/lanes.py), whose outcomes
+        a group-commit writer stores in bulk."""
+        from bookingsync.worker.delivery import write_outcomes
+        from bookingsync.worker.groupcommit import GroupCommit
+        from bookingsync.worker.lanes import Lanes
+
+        with self._lock:
+            if self._lanes is None:
+                writer: GroupCommit[Any] = GroupCommit(self.engine, write_outcomes, name="delivery outcomes")
+                self._outcomes = writer
+                self._lanes = Lanes(self.config.delivery, self.clock, writer.submit_many)
+            return self._lanes
+
     def close(self) -> None:
+        if self._lanes is not None:
+            self._lanes.close()
+        if self._outcomes is not None:
+            self._outcomes.close()
         for adapter in self._adapters.values():
             adapter.close()
         if self._http is not None:
