@@ -8,7 +8,8 @@ The sandbox (`bookingsync sandbox`) and bench/sink.py (verifying every delivery 
   postgres  `bookingsync web` + `scheduler` + --workers × `worker` (PostgreSQL + Redis)
 
 Once everything is up, N meetings (a day ahead, so only `booked` is due) are created through the
-simulator's control API from 4 threads; each one's change time is when its create call returned.
+simulator's control API, 100 per call (`POST /_sandbox/meetings/bulk`); each one's change time is
+when its call returned.
 Figures: meetings/s (N ÷ (last arrival − first change)) and the p50/p99/max latency from a
 meeting's change at the provider to its `booked` arriving at the subscriber.
 """
@@ -16,7 +17,6 @@ meeting's change at the provider to its `booked` arriving at the subscriber.
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,35 +51,22 @@ def start_sandbox(log_dir: Path) -> tuple[Proc, str]:
     return proc, url
 
 
-def book_all(leezy: str, n: int, threads: int = 4) -> dict[str, float]:
-    """Create n meetings at the simulator; {external id: when its create call returned}."""
+def book_all(leezy: str, n: int, batch: int = 100) -> dict[str, float]:
+    """Create n meetings at the simulator, `batch` per control call; {external id: when its call returned}."""
     changed: dict[str, float] = {}
-    lock = threading.Lock()
-    counter = iter(range(n))
     base = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
-
-    def loop() -> None:
-        with httpx.Client(timeout=30) as client:
-            while True:
-                with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return
+    with httpx.Client(timeout=60) as client:
+        for first in range(0, n, batch):
+            meetings = []
+            for i in range(first, min(n, first + batch)):
                 start = base + timedelta(minutes=15 * i)
-                response = client.post(f"{leezy}/_sandbox/meetings", json={
-                    "title": f"Demo call #{i}", "start": iso(start), "end": iso(start + timedelta(minutes=30)),
-                    "timezone": "Europe/Berlin", "attendee_email": f"prospect.{i}@example.com",
-                    "attendee_name": f"Prospect {i}"})
-                response.raise_for_status()
-                at = time.time()
-                with lock:
-                    changed[response.json()["id"]] = at
-
-    workers = [threading.Thread(target=loop) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+                meetings.append({"title": f"Demo call #{i}", "start": iso(start),
+                                 "end": iso(start + timedelta(minutes=30)), "timezone": "Europe/Berlin",
+                                 "attendee_email": f"prospect.{i}@example.com", "attendee_name": f"Prospect {i}"})
+            response = client.post(f"{leezy}/_sandbox/meetings/bulk", json={"meetings": meetings})
+            response.raise_for_status()
+            at = time.time()
+            changed.update((item["id"], at) for item in response.json()["meetings"])
     return changed
 
 

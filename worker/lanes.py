@@ -102,6 +102,8 @@ class Lane:
                         return None
                 if self._closed:
                     self._threads -= 1
+                    if self._threads == 0:
+                        self.client.close()  # the last sender out closes the pool
                     return None
                 item = self._queued.pop(self._order.popleft())
                 now = self.clock.now()
@@ -145,7 +147,8 @@ class Lane:
             back = [deferred(self._queued.pop(i), now) for i in self._order]
             self._order.clear()
             self._cond.notify_all()
-        self.client.close()
+            if self._threads == 0:
+                self.client.close()
         return back
 
 

@@ -42,6 +42,7 @@ class Runtime:
     _http: httpx.Client | None = None
     _lanes: Lanes | None = None
     _outcomes: GroupCommit[Any] | None = None
+    _receipts: GroupCommit[Any] | None = None
 
     def __post_init__(self) -> None:
         self.holder = self.holder or holder_id(self.role)
@@ -84,7 +85,21 @@ class Runtime:
                 self._lanes = Lanes(self.config.delivery, self.clock, writer.submit_many)
             return self._lanes
 
+    @property
+    def receipts(self) -> GroupCommit[Any]:
+        """The writer that stores inbound webhook receipts in groups (worker/receipts.py)."""
+        from bookingsync.worker.groupcommit import GroupCommit
+        from bookingsync.worker.receipts import hand_over, write_receipts
+
+        with self._lock:
+            if self._receipts is None:
+                self._receipts = GroupCommit(self.engine, write_receipts, name="webhook receipts",
+                                             after=lambda items, results: hand_over(self.actors, items, results))
+            return self._receipts
+
     def close(self) -> None:
+        if self._receipts is not None:
+            self._receipts.close()
         if self._lanes is not None:
             self._lanes.close()
         if self._outcomes is not None:

@@ -1,7 +1,8 @@
 """The HTTP face: inbound provider webhooks, health, readiness and metrics.
 
 `POST /webhooks/{connection_id}` verifies the delivery with the connection's adapter, stores
-the receipt (deduped by the provider's delivery id) and answers at once; a worker ingests it.
+the receipt (deduped by the provider's delivery id) and answers once it is committed; a worker
+ingests it. Receipts of concurrent requests are committed together (worker/receipts.py).
 
     unknown connection              404
     body over server.max_body_bytes 413
@@ -11,60 +12,29 @@ the receipt (deduped by the provider's delivery id) and answers at once; a worke
     an event type we do not handle  202   recorded as ignored
     a change notice without content 202   recorded, and a poll of the connection is queued
     accepted                        202
+    the store cannot be written     503   nothing acknowledged; the provider retries
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from sqlalchemy import func
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from bookingsync.adapters.base import Capability, WebhookDelivery
+from bookingsync.adapters.base import Capability
 from bookingsync.models.errors import WebhookError, WebhookTooLarge
 from bookingsync.models.tables import DeliveryRow, EventRow, ReceiptRow
 from bookingsync.worker.db import ping, transaction
+from bookingsync.worker.receipts import receipt
 from bookingsync.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-
-def _store_receipt(rt: Runtime, connection: str, delivery: WebhookDelivery, body: bytes) -> tuple[str, int | None]:
-    """Store the receipt; `accepted` (records to ingest), `notified` (a change without its
-    content: poll), `ignored` (an event type we do not handle) or `duplicate`."""
-    now = rt.clock.now()
-    if delivery.handled and not delivery.records:
-        row = ReceiptRow(connection=connection, delivery_id=delivery.delivery_id, event_type=delivery.event_type,
-                         handled=True, body=body.decode("utf-8", "replace"), records=[], status="done", due_at=now,
-                         received_at=now, processed_at=now)
-        try:
-            with transaction(rt.engine) as session:
-                session.add(row)
-            return "notified", None
-        except IntegrityError:
-            return "duplicate", None
-    handled = delivery.handled and bool(delivery.records)
-    row = ReceiptRow(connection=connection, delivery_id=delivery.delivery_id, event_type=delivery.event_type,
-                     handled=handled, body=body.decode("utf-8", "replace"),
-                     records=[{"payload": r.payload, "external_id": r.external_id, "scope": r.scope}
-                              for r in delivery.records],
-                     status="leased" if handled else "ignored", due_at=now, received_at=now,
-                     lease_until=now + timedelta(seconds=rt.config.scheduler.lease_seconds) if handled else None,
-                     attempts=1 if handled else 0)
-    try:
-        with transaction(rt.engine) as session:
-            session.add(row)
-            session.flush()
-            return ("accepted" if handled else "ignored"), row.id
-    except IntegrityError:
-        return "duplicate", None
 
 
 def _public_url(rt: Runtime, request: Request) -> str:
@@ -114,20 +84,14 @@ def create_app(rt: Runtime) -> FastAPI:
         except WebhookError as exc:
             received.labels(connection_id, str(exc.status)).inc()
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
-        outcome, receipt_id = await run_in_threadpool(_store_receipt, rt, connection_id, delivery, body)
+        item = receipt(connection_id, delivery, body, rt.clock.now(), rt.config.scheduler.lease_seconds)
+        try:
+            outcome, _ = await asyncio.wrap_future(rt.receipts.submit(item))
+        except Exception:
+            log.exception("could not store a delivery from %s", connection_id)
+            received.labels(connection_id, "unavailable").inc()
+            return JSONResponse({"error": "the delivery could not be stored; send it again"}, status_code=503)
         received.labels(connection_id, outcome).inc()
-        if outcome == "notified" and rt.actors is not None:
-            # The provider said what changed but not how (HubSpot sends ids): read it now rather than
-            # at the next tick; the periodic poll remains the durable path if this message is lost.
-            try:
-                rt.actors.poll.send(connection_id)
-            except Exception:
-                log.exception("could not enqueue a poll of %s after its webhook", connection_id)
-        if outcome == "accepted" and rt.actors is not None and receipt_id is not None:
-            try:
-                rt.actors.ingest.send(receipt_id)
-            except Exception:  # the relay re-sends it when the lease runs out
-                log.exception("could not enqueue receipt %s; the relay will pick it up", receipt_id)
         status = 200 if outcome == "duplicate" else 202
         return JSONResponse({"status": outcome, "delivery_id": delivery.delivery_id}, status_code=status)
 
