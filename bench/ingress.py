@@ -12,7 +12,9 @@ counts answers by status and keeps the delivery id of every 2xx.
                broker) and PostgreSQL (+ Redis broker, as in production)
 
 Afterwards the bench opens the store and checks that every delivery answered 2xx is there.
-Figures: requests/s, 5xx and other non-2xx counts, and the ratio to the floor of the same run.
+Figures: requests/s, 5xx and other non-2xx counts, and the ratio to the floor of the same run;
+also the server process's CPU time per request (all its threads, from /proc), and the floor's
+CPU ÷ ours: steadier than requests/s when other work shares the cores.
 """
 
 from __future__ import annotations
@@ -111,6 +113,20 @@ def wrk(port: int, path: str, requests: Path, args: Any, out: Path) -> dict[str,
             "errors": totals["errors"], "ok_ids": ok, "requests": totals["requests"]}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pid: int, port: int, requests: Path, args: Any, out: Path) -> dict[str, Any]:
+    """wrk against the server, with the server's CPU time per request (steadier than req/s on a shared machine)."""
+    before = cpu_seconds(pid)
+    result = wrk(port, "/webhooks/leezy", requests, args, out)
+    result["cpu_us"] = (cpu_seconds(pid) - before) / max(result["requests"], 1) * 1e6
+    return result
+
+
 def stored(engine: Engine, ids: list[str]) -> set[str]:
     found: set[str] = set()
     with engine.connect() as conn:
@@ -125,7 +141,7 @@ def stored(engine: Engine, ids: list[str]) -> set[str]:
 def describe(result: dict[str, Any]) -> str:
     five = sum(n for s, n in result["statuses"].items() if s >= 500)
     other = sum(n for s, n in result["statuses"].items() if not 200 <= s < 300 and s < 500)
-    return (f"{result['rate']:7.0f} req/s ({result['requests']} requests: "
+    return (f"{result['rate']:7.0f} req/s, server CPU {result['cpu_us']:5.0f} µs/request ({result['requests']} requests: "
             + ", ".join(f"{s}×{n}" for s, n in sorted(result["statuses"].items()))
             + f"; 5xx {five}, other non-2xx {other}, socket errors {result['errors']})")
 
@@ -137,7 +153,7 @@ def run_floor(args: Any, log_dir: Path) -> dict[str, Any]:
     proc = Proc(f"floor-{port}", [sys.executable, __file__, "--floor-app", str(port)], log_dir)
     try:
         wait_until(lambda: _listening(port), 30, f"the floor app\n{proc.tail()}")
-        return wrk(port, "/webhooks/leezy", requests, args, log_dir / "floor.out")
+        return measured(proc.proc.pid, port, requests, args, log_dir / "floor.out")
     finally:
         proc.stop()
 
@@ -173,7 +189,7 @@ webhook_secret = "{SECRET}"
         try:
             wait_until(lambda: _listening(port), 60, f"bookingsync web\n{proc.tail()}")
             time.sleep(0.5)
-            result = wrk(port, "/webhooks/leezy", requests, args, log_dir / f"{backend}.out")
+            result = measured(proc.proc.pid, port, requests, args, log_dir / f"{backend}.out")
         finally:
             proc.stop()
             if backend == "postgres":
@@ -206,10 +222,12 @@ def main() -> None:
                   f" (missing {result['lost']})", flush=True)
             rows.append((backend, result))
     print()
-    print(f"{'':12s}{'req/s':>9s}{'floor':>9s}{'ratio':>8s}{'5xx':>6s}{'lost':>6s}")
+    print(f"{'':12s}{'req/s':>9s}{'floor':>9s}{'ratio':>8s}{'5xx':>6s}{'lost':>6s}"
+          f"{'CPU µs/req':>12s}{'floor':>8s}{'ratio':>8s}")
     for backend, r in rows:
         five = sum(n for s, n in r["statuses"].items() if s >= 500)
-        print(f"{backend:12s}{r['rate']:9.0f}{floor['rate']:9.0f}{r['rate'] / floor['rate']:8.3f}{five:6d}{r['lost']:6d}")
+        print(f"{backend:12s}{r['rate']:9.0f}{floor['rate']:9.0f}{r['rate'] / floor['rate']:8.3f}{five:6d}{r['lost']:6d}"
+              f"{r['cpu_us']:12.0f}{floor['cpu_us']:8.0f}{floor['cpu_us'] / r['cpu_us']:8.3f}")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from psycopg.types.json import Json
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
 from bookingsync.adapters.base import WebhookDelivery
 from bookingsync.models.tables import ReceiptRow
@@ -65,10 +66,13 @@ def write_receipts(conn: Connection, items: Sequence[Receipt]) -> list[tuple[str
     for index, item in enumerate(items):
         first.setdefault((item.connection, item.delivery_id), index)
     rows = [items[index].row for index in first.values()]
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = (dialect_insert(table).on_conflict_do_nothing(index_elements=["connection", "delivery_id"])
-            .returning(table.c.id, table.c.connection, table.c.delivery_id))
-    stored = {(connection, delivery_id): receipt_id for receipt_id, connection, delivery_id in conn.execute(stmt, rows)}
+    if conn.dialect.name == "postgresql":
+        stored = _insert_postgres(conn, rows)
+    else:
+        stmt = (sqlite.insert(table).on_conflict_do_nothing(index_elements=["connection", "delivery_id"])
+                .returning(table.c.id, table.c.connection, table.c.delivery_id))
+        stored = {(connection, delivery_id): receipt_id
+                  for receipt_id, connection, delivery_id in conn.execute(stmt, rows)}
     out: list[tuple[str, int | None]] = []
     for index, item in enumerate(items):
         key = (item.connection, item.delivery_id)
@@ -77,6 +81,30 @@ def write_receipts(conn: Connection, items: Sequence[Receipt]) -> list[tuple[str
         else:
             out.append(("duplicate", None))
     return out
+
+
+_COLUMNS = ("connection", "delivery_id", "event_type", "body", "records", "status", "due_at", "received_at",
+            "lease_until", "attempts", "processed_at", "handled", "error")
+_INSERT_POSTGRES = (f"INSERT INTO webhook_receipts ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
+                    "ON CONFLICT (connection, delivery_id) DO NOTHING RETURNING id, connection, delivery_id")
+
+
+def _insert_postgres(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    """psycopg's own executemany (pipeline mode, one short prepared statement): SQLAlchemy would
+    expand the batch into one statement with a placeholder per value, which psycopg then parses
+    in Python on every batch."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(_INSERT_POSTGRES, [tuple(Json(v) if k == "records" else v for k, v in
+                                                    ((k, row[k]) for k in _COLUMNS)) for row in rows], returning=True)
+        stored: dict[tuple[str, str], int] = {}
+        while True:
+            for receipt_id, connection, delivery_id in cursor.fetchall():
+                stored[(connection, delivery_id)] = receipt_id
+            if not cursor.nextset():
+                return stored
+    finally:
+        cursor.close()
 
 
 def hand_over(actors: Any, items: Sequence[Receipt], results: Sequence[tuple[str, int | None]]) -> None:

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from bookingsync.worker.lanes import Lanes
 
 
+RECEIPT_WRITERS = 3  # concurrent receipt transactions on a database that takes concurrent writers
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -93,7 +96,9 @@ class Runtime:
 
         with self._lock:
             if self._receipts is None:
-                self._receipts = GroupCommit(self.engine, write_receipts, name="webhook receipts",
+                # SQLite has one writer at a time; PostgreSQL overlaps one batch's fsync with the next.
+                writers = 1 if self.engine.dialect.name == "sqlite" else RECEIPT_WRITERS
+                self._receipts = GroupCommit(self.engine, write_receipts, name="webhook receipts", writers=writers,
                                              after=lambda items, results: hand_over(self.actors, items, results))
             return self._receipts
 

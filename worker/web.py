@@ -17,11 +17,11 @@ ingests it. Receipts of concurrent requests are committed together (worker/recei
 
 from __future__ import annotations
 
-import asyncio
+import json
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from sqlalchemy import func
@@ -37,21 +37,30 @@ from bookingsync.worker.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-def _public_url(rt: Runtime, request: Request) -> str:
+def _public_url(rt: Runtime, scope: dict[str, Any], headers: dict[str, str]) -> str:
     """The URL as the provider called it: behind a proxy, `server.public_url` replaces scheme and host."""
-    url = str(request.url)
+    query = scope.get("query_string", b"").decode("latin-1")
+    tail = scope.get("root_path", "") + scope["path"] + (f"?{query}" if query else "")
     if rt.config.server.public_url:
-        base = rt.config.server.public_url.rstrip("/")
-        url = base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return url
+        return rt.config.server.public_url.rstrip("/") + tail
+    host = headers.get("host")
+    if host is None:
+        address, port = scope.get("server") or ("localhost", 80)
+        host = f"{address}:{port}"
+    return f"{scope.get('scheme', 'http')}://{host}{tail}"
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def _read_body(headers: dict[str, str], receive: Any, limit: int) -> bytes:
+    declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise WebhookTooLarge(f"the body is {declared} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionAbortedError("the client went away")
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
         size += len(chunk)
         if size > limit:
             raise WebhookTooLarge(f"the body is over the limit of {limit} bytes")
@@ -59,41 +68,80 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(rt: Runtime) -> FastAPI:
+async def _answer(send: Any, status: int, content: dict[str, Any]) -> None:
+    body = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Webhooks:
+    """`POST /webhooks/{connection_id}` as a plain ASGI handler.
+
+    It is the one hot path of the web process, so it sits in front of the framework: no request
+    object, dependency solving or middleware stack per delivery (that machinery cost more than
+    verifying and storing). Everything else goes to the FastAPI app behind it.
+    """
+
+    PREFIX = "/webhooks/"
+
+    def __init__(self, rt: Runtime, app: FastAPI, received: Counter) -> None:
+        self.rt, self.app, self.received = rt, app, received
+        self.writer = rt.receipts
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or scope["method"] != "POST" or not path.startswith(self.PREFIX) \
+                or "/" in path[len(self.PREFIX):]:
+            await self.app(scope, receive, send)
+            return
+        try:
+            status, content = await self.receive(path[len(self.PREFIX):], scope, receive)
+        except ConnectionAbortedError:
+            return
+        except Exception:
+            log.exception("the webhook endpoint failed")
+            status, content = 500, {"error": "internal error; nothing was stored, send it again"}
+        await _answer(send, status, content)
+
+    async def receive(self, connection_id: str, scope: dict[str, Any], receive: Any) -> tuple[int, dict[str, Any]]:
+        rt = self.rt
+        conn = rt.config.connection(connection_id)
+        if conn is None or not conn.enabled:
+            self.received.labels("unknown", "not_found").inc()
+            return 404, {"error": f"no connection named {connection_id!r} is configured"}
+        adapter = rt.adapter(connection_id)
+        if Capability.RECEIVE_WEBHOOKS not in adapter.capabilities:
+            return 404, {"error": f"connection {connection_id!r} ({conn.provider}) does not receive webhooks"}
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        try:
+            body = await _read_body(headers, receive, rt.config.server.max_body_bytes)
+            delivery = adapter.parse_webhook(headers, body, rt.clock.now(), method="POST",
+                                             url=_public_url(rt, scope, headers))
+        except WebhookError as exc:
+            self.received.labels(connection_id, str(exc.status)).inc()
+            return exc.status, {"error": exc.reason}
+        item = receipt(connection_id, delivery, body, rt.clock.now(), rt.config.scheduler.lease_seconds)
+        try:
+            outcome, _ = await self.writer.submit_async(item)
+        except Exception:
+            log.exception("could not store a delivery from %s", connection_id)
+            self.received.labels(connection_id, "unavailable").inc()
+            return 503, {"error": "the delivery could not be stored; send it again"}
+        self.received.labels(connection_id, outcome).inc()
+        return (200 if outcome == "duplicate" else 202), {"status": outcome, "delivery_id": delivery.delivery_id}
+
+
+def create_app(rt: Runtime) -> Any:
+    """The ASGI app: the webhook endpoint in front of a FastAPI app for the rest."""
     app = FastAPI(title="bookingsync", version="0.1.0", docs_url=None, redoc_url=None)
     registry = CollectorRegistry()
     received = Counter("bookingsync_webhooks_total", "Inbound webhook deliveries by outcome",
                        ["connection", "outcome"], registry=registry)
     backlog = Gauge("bookingsync_outbox_backlog", "Work rows waiting, by table and status", ["table", "status"],
                     registry=registry)
-
-    @app.post("/webhooks/{connection_id}")
-    async def receive(connection_id: str, request: Request) -> JSONResponse:
-        conn = rt.config.connection(connection_id)
-        if conn is None or not conn.enabled:
-            received.labels("unknown", "not_found").inc()
-            return JSONResponse({"error": f"no connection named {connection_id!r} is configured"}, status_code=404)
-        adapter = rt.adapter(connection_id)
-        if Capability.RECEIVE_WEBHOOKS not in adapter.capabilities:
-            return JSONResponse({"error": f"connection {connection_id!r} ({conn.provider}) does not receive webhooks"},
-                                status_code=404)
-        try:
-            body = await _read_body(request, rt.config.server.max_body_bytes)
-            delivery = adapter.parse_webhook(dict(request.headers), body, rt.clock.now(), method=request.method,
-                                             url=_public_url(rt, request))
-        except WebhookError as exc:
-            received.labels(connection_id, str(exc.status)).inc()
-            return JSONResponse({"error": exc.reason}, status_code=exc.status)
-        item = receipt(connection_id, delivery, body, rt.clock.now(), rt.config.scheduler.lease_seconds)
-        try:
-            outcome, _ = await asyncio.wrap_future(rt.receipts.submit(item))
-        except Exception:
-            log.exception("could not store a delivery from %s", connection_id)
-            received.labels(connection_id, "unavailable").inc()
-            return JSONResponse({"error": "the delivery could not be stored; send it again"}, status_code=503)
-        received.labels(connection_id, outcome).inc()
-        status = 200 if outcome == "duplicate" else 202
-        return JSONResponse({"status": outcome, "delivery_id": delivery.delivery_id}, status_code=status)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -114,4 +162,4 @@ def create_app(rt: Runtime) -> FastAPI:
                     backlog.labels(table, status).set(count)
         return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+    return Webhooks(rt, app, received)
