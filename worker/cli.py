@@ -150,9 +150,6 @@ def run(config: ConfigOption = None) -> None:
 def web(config: ConfigOption = None) -> None:
     """The HTTP server alone (webhooks, health, metrics)."""
     rt = boot(_load(config), "web")
-    import os
-    if os.environ.get("H3_SWITCH"):
-        sys.setswitchinterval(float(os.environ["H3_SWITCH"]))
     _with_actors(rt)
     _serve(rt)
 

@@ -10,6 +10,13 @@ Status → action:
     retries exhausted        dead; `bookingsync deliveries list --dead` shows it, `replay` resends
 
 `webhook-id` is the event id, identical across retries and replays, so a consumer can dedupe.
+
+A worker takes deliveries a batch at a time (`dispatch`): one query loads the batch with its
+events' bodies; actor targets and removed or disabled subscriptions are settled in one write;
+routes are mirrored (worker/reconcile.py); webhooks go to their subscription's lane
+(worker/lanes.py), whose senders POST them and hand the outcomes to a group-commit writer
+(`write_outcomes`: one UPDATE for many rows, only over rows still leased). `deliver` makes one
+attempt in the calling thread, through the same steps.
 """
 
 from __future__ import annotations
