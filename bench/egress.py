@@ -4,8 +4,9 @@ Per backend (SQLite: `bookingsync run`; PostgreSQL: `bookingsync scheduler` + --
 `bookingsync worker` on Redis), with one subscription pointing at bench/sink.py (its own process,
 answers 204 at once, counts every webhook-id):
 
-  floor    a bare `httpx.Client` loop, --concurrency threads (one client each), N POSTs of the same
-           body size to the same sink
+  floor    a bare `httpx.Client` loop, N POSTs of the same body size to the same sink from as many
+           threads (one client each) as bookingsync may have requests out to one subscription:
+           --concurrency (the default `delivery.concurrency_per_subscription`) per worker process
   burst    N `meeting.booked` events (meetings and events written with Core) all due at one
            instant a few seconds after the processes are up; time from that instant to the last
            delivery's arrival at the sink
@@ -147,8 +148,10 @@ def run(backend: str, n: int, args: Any) -> dict[str, Any]:
                 "meeting": snapshot("mtg_" + "0" * 32, meeting_row("m", datetime.now(UTC), datetime.now(UTC),
                                                                   datetime.now(UTC), 123456), "ext_123456")}},
                 separators=(",", ":"), sort_keys=True).encode()
-            out["floor"] = floor(sink, n, args.concurrency, sample_body)
-            print(f"  {backend:8s} floor   {n} POSTs, {args.concurrency} threads, {len(sample_body)} B bodies: "
+            # The same concurrency: each worker process sends at most `concurrency` at once to one subscription.
+            threads = args.concurrency * (1 if backend == "sqlite" else args.workers)
+            out["floor"] = floor(sink, n, threads, sample_body)
+            print(f"  {backend:8s} floor   {n} POSTs, {threads} threads, {len(sample_body)} B bodies: "
                   f"{out['floor']:7.0f}/s", flush=True)
             sink.reset()
 
@@ -198,7 +201,7 @@ def run(backend: str, n: int, args: Any) -> dict[str, Any]:
 
 
 def main() -> None:
-    args = parse_args(__doc__, n=2000, concurrency=(4, "floor threads (the per-subscription concurrency)"),
+    args = parse_args(__doc__, n=2000, concurrency=(4, "the per-subscription concurrency of a worker process"),
                       workers=(2, "bookingsync worker processes on PostgreSQL"),
                       timeout=(300.0, "give up waiting for deliveries after this many seconds"))
     print(f"egress: {args.n} events → one subscription at a local sink (machine shared: figures are noisy)")

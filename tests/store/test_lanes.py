@@ -8,11 +8,9 @@ and go through `delivery.dispatch`, which the deliver actor calls.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -23,6 +21,7 @@ from bookingsync.models.tables import DeliveryRow
 from bookingsync.worker import delivery
 from bookingsync.worker.clock import ManualClock
 from bookingsync.worker.runtime import Runtime
+from tests.e2e.support import Hanging
 from tests.store.test_deliveries import (
     OTHER_SECRET,
     HookServer,
@@ -40,39 +39,9 @@ from tests.store.test_deliveries import (
 COOLDOWN = 30.0
 
 
-class Stuck:
-    """Holds every request until released (or 30 s), then answers 204."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.ids: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("content-length", 0)))
-                outer.ids.append(self.headers.get("webhook-id", ""))
-                outer.release.wait(30)
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stuck"
-
-    def stop(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def stuck() -> Iterator[Stuck]:
-    server = Stuck()
+def stuck() -> Iterator[Hanging]:
+    server = Hanging(hang=30)
     yield server
     server.stop()
 
@@ -100,7 +69,7 @@ def make(runtimes_: list[Runtime], engine: Engine, clock: ManualClock, healthy: 
 
 
 def test_a_hanging_endpoint_costs_its_own_lane_and_its_breaker_parks_the_rest(
-        engine: Engine, wall_clock: ManualClock, hooks: HookServer, stuck: Stuck,  # noqa: F811
+        engine: Engine, wall_clock: ManualClock, hooks: HookServer, stuck: Hanging,  # noqa: F811
         runtimes: list[Runtime]) -> None:  # noqa: F811
     rt = make(runtimes, engine, wall_clock, hooks.url(), stuck.url)
     for i in range(6):
@@ -157,7 +126,7 @@ def test_a_hanging_endpoint_costs_its_own_lane_and_its_breaker_parks_the_rest(
 
 
 def test_a_delivery_handed_out_twice_is_queued_once_and_a_full_lane_parks_the_rest(
-        engine: Engine, wall_clock: ManualClock, stuck: Stuck, runtimes: list[Runtime]) -> None:  # noqa: F811
+        engine: Engine, wall_clock: ManualClock, stuck: Hanging, runtimes: list[Runtime]) -> None:  # noqa: F811
     rt = runtime(runtimes, engine, wall_clock, stuck.url,
                  delivery_cfg={"timeout_seconds": 5, "concurrency_per_subscription": 1, "queue_per_subscription": 2})
     for i in range(5):
