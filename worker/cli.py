@@ -268,13 +268,22 @@ def deliveries_replay(config: ConfigOption = None,
 
 @subscriptions_app.command("enable")
 def subscriptions_enable(subscription_id: str, config: ConfigOption = None) -> None:
-    """Re-enable a subscription that its endpoint disabled with 410 Gone."""
-    from bookingsync.worker.delivery import enable
+    """Re-enable a subscription that its endpoint disabled with 410 Gone; what it missed is sent."""
+    from bookingsync.models.errors import RequestRefused
+    from bookingsync.worker.redelivery import enable
 
     rt = _reporting(config)
-    with transaction(rt.engine) as session:
-        changed = enable(session, subscription_id)
-    out.print(f"subscription {subscription_id} " + ("enabled" if changed else "was not disabled"))
+    try:
+        with transaction(rt.engine) as session:
+            done = enable(session, rt.config, subscription_id, rt.clock.now())
+    except RequestRefused as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(1) from None
+    if not done.was_disabled:
+        out.print(f"subscription {subscription_id} was not disabled")
+    else:
+        out.print(f"subscription {subscription_id} enabled; {done.requeued + done.created} missed "
+                  "deliveries queued again; a running scheduler sends them")
 
 
 @quarantine_app.command("list")

@@ -22,11 +22,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from bookingsync.adapters.registry import ADAPTERS, accepted_settings, check_settings
 from bookingsync.models.errors import ConfigError
-from bookingsync.worker.lifecycle import EventType
+from bookingsync.worker.lifecycle import Backfill, EventType
 
 ENV_PREFIX = "BOOKINGSYNC_"
 CONFIG_ENV = "BOOKINGSYNC_CONFIG"
@@ -35,6 +35,7 @@ PROVIDERS = tuple(sorted(ADAPTERS))
 # Connection keys handed to the adapter when its constructor takes them (`id` as connection_id).
 COMMON_SETTINGS = ("base_url", "token", "api_key", "user_id", "webhook_secret", "accept_legacy_signature",
                    "page_size", "overlap_seconds", "watch_emails", "lookback_days", "requests_per_second")
+MIN_API_KEY_LENGTH = 24  # an API key is a secret a person cannot guess: `openssl rand -hex 24`
 _PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "replace-me", "replaceme", "your-", "your_")
 
 
@@ -80,6 +81,8 @@ class EventsConfig(_Strict):
     # A timer whose moment passed longer ago than this when it is set is history, not news.
     grace_seconds: float = Field(default=300.0, ge=0)
     console: bool = True  # print each published event
+    # `upcoming`: a meeting first seen when it is already over is stored, not announced; `all`: announced.
+    backfill: Backfill = Backfill.UPCOMING
 
 
 class DeliveryConfig(_Strict):
@@ -196,6 +199,29 @@ class ActorTargetConfig(_Strict):
         return f"actor:{self.queue_name}:{self.actor_name}"
 
 
+class ApiKeyConfig(_Strict):
+    """A key for the HTTP API (`/v1`) and the status page: `read` sees, `write` also replays and re-enables."""
+
+    id: str
+    key: SecretStr
+    scopes: tuple[Literal["read", "write"], ...] = ("read",)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < MIN_API_KEY_LENGTH:
+            raise ValueError(f"an API key needs at least {MIN_API_KEY_LENGTH} characters; make one with "
+                             "`openssl rand -hex 24` and give it as env:NAME")
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError('give at least one scope: "read", or "write" (which includes read)')
+        return value
+
+
 class RouteConfig(_Strict):
     sources: tuple[str, ...]
     targets: tuple[str, ...]
@@ -214,7 +240,20 @@ class Config(_Strict):
     subscriptions: tuple[SubscriptionConfig, ...] = ()
     actors: tuple[ActorTargetConfig, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
+    api_keys: tuple[ApiKeyConfig, ...] = ()
     source: str = Field(default="<defaults>", exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_api_keys(self) -> Config:
+        ids, secrets = set(), set()
+        for index, item in enumerate(self.api_keys):
+            if item.id in ids:
+                raise ValueError(f"api_keys[{index}].id: {item.id!r} is used twice; ids must be unique")
+            if item.key.get_secret_value() in secrets:
+                raise ValueError(f"api_keys[{index}].key: the same key is given twice; give each id its own key")
+            ids.add(item.id)
+            secrets.add(item.key.get_secret_value())
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -327,11 +327,3 @@ def replay(session: Session, now: datetime, *, delivery_id: int | None = None, a
     for row in rows:
         row.status, row.due_at, row.attempts, row.finished_at, row.lease_until = "pending", now, 0, None, None
     return len(rows)
-
-
-def enable(session: Session, subscription_id: str) -> bool:
-    row = session.get(SubscriptionStateRow, subscription_id)
-    if row is None or row.disabled_at is None:
-        return False
-    row.disabled_at, row.disabled_reason = None, None
-    return True

@@ -16,7 +16,7 @@ from rich.console import Console
 from bookingsync.sandbox import rocketlead
 from bookingsync.sandbox.demo import DEMO_PROSPECT_EMAILS, DemoDriver
 from bookingsync.sandbox.server import RunningSandbox, start_sandbox
-from bookingsync.worker.config import Config, ConnectionConfig
+from bookingsync.worker.config import ApiKeyConfig, Config, ConnectionConfig
 
 SANDBOX_POLL_SECONDS = 5.0
 DEMO_INTERVAL_SECONDS = 6.0
@@ -76,5 +76,11 @@ def attach_sandbox(cfg: Config, console: Console) -> tuple[Config, Demo]:
     console.print(f"  webhooks arrive at {public}/webhooks/<connection>; LeanData watches "
                   f"{', '.join(DEMO_PROSPECT_EMAILS)}", markup=False)
     console.print("  A demo books, reschedules and cancels meetings every few seconds; events print below.")
-    return cfg.model_copy(update={"connections": connections}), Demo(sandbox, DemoDriver(
+    update: dict = {"connections": connections}
+    if not cfg.api_keys:  # a key for the status page and /v1, made for this run only
+        demo_key = ApiKeyConfig(id="sandbox", key=secrets.token_hex(24), scopes=("write",))
+        update["api_keys"] = (demo_key,)
+        console.print(f"  Status page {public}/ and API {public}/docs; sign in with the key "
+                      f"{demo_key.key.get_secret_value()}", markup=False)
+    return cfg.model_copy(update=update), Demo(sandbox, DemoDriver(
         sandbox, interval_seconds=DEMO_INTERVAL_SECONDS))

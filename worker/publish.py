@@ -4,7 +4,8 @@ Each subscription, each dramatiq actor target and each route target (mirroring) 
 row (unique per event and subscription, so a re-published event never delivers twice under two
 ids). One transaction per batch of events: the events are locked (skipping any another worker
 holds), the delivery rows go in with one bulk insert, already leased so they can be handed to the
-broker at once, and the events are marked published with one update. The relay picks up any
+broker at once, the events are marked published (one flush) and get their feed positions with
+one counter update, the transaction's last write (worker/feed.py). The relay picks up any
 delivery whose message was lost.
 """
 
@@ -14,10 +15,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert
+from sqlalchemy import select as sa_select
+from sqlmodel import col, select
 
 from bookingsync.models.tables import DeliveryRow, EventRow
-from bookingsync.worker import reconcile, store
+from bookingsync.worker import feed, reconcile, store
 from bookingsync.worker.db import transaction
 from bookingsync.worker.delivery import disabled_subscriptions
 from bookingsync.worker.runtime import Runtime
@@ -40,17 +43,18 @@ def publish_batch(rt: Runtime, event_ids: list[str]) -> list[Published]:
         return []
     now = rt.clock.now()
     lease = timedelta(seconds=rt.config.scheduler.lease_seconds)
-    e, d = EventRow.__table__.c, DeliveryRow.__table__.c  # type: ignore[attr-defined]
+    d = DeliveryRow.__table__.c  # type: ignore[attr-defined]
     with transaction(rt.engine) as session:
-        query = (select(e.id, e.event_id, e.type, e.meeting_id, e.payload)
-                 .where(e.event_id.in_(sorted(set(event_ids))), e.status == "leased").order_by(e.id)
-                 .with_for_update(skip_locked=True))
-        events = session.execute(query).all()
+        query = (select(EventRow).where(col(EventRow.event_id).in_(sorted(set(event_ids))),
+                                        col(EventRow.status) == "leased")
+                 .order_by(col(EventRow.id)).with_for_update(skip_locked=True))
+        events = list(session.exec(query))
         if not events:
             return []
         ids = [event.event_id for event in events]
         disabled = disabled_subscriptions(session)
-        existing = {(row[0], row[1]) for row in session.execute(select(d.event_id, d.subscription_id).where(d.event_id.in_(ids)))}
+        existing = {(row[0], row[1]) for row in session.execute(sa_select(d.event_id, d.subscription_id)
+                                                                 .where(d.event_id.in_(ids)))}
         fixed = [(sub.id, sub.events) for sub in rt.config.subscriptions]
         fixed += [(target.key, target.events) for target in rt.config.actors]
         rows: list[dict[str, Any]] = []
@@ -70,12 +74,13 @@ def publish_batch(rt: Runtime, event_ids: list[str]) -> list[Published]:
             returned = session.execute(insert(DeliveryRow).returning(d.id, d.event_id, d.subscription_id), rows)
             for delivery_id, event_id, target_id in returned:
                 created[event_id][delivery_id] = target_id
-        session.execute(update(EventRow).where(e.id.in_([event.id for event in events]))
-                        .values(status="published", published_at=now, lease_until=None)
-                        .execution_options(synchronize_session=False))
-    return [Published(event_id=event.event_id, type=event.type, body=event.payload,
-                      deliveries=sorted(created[event.event_id]), targets=created[event.event_id])
-            for event in events]
+        for event in events:
+            event.status, event.published_at, event.lease_until = "published", now, None
+        feed.assign(session, events)  # the last write: commit order from here (worker/feed.py)
+        session.flush()
+        return [Published(event_id=event.event_id, type=event.type, body=event.payload,
+                          deliveries=sorted(created[event.event_id]), targets=created[event.event_id])
+                for event in events]
 
 
 def publish(rt: Runtime, event_id: str) -> Published | None:

@@ -30,6 +30,7 @@ from sqlmodel import col, select
 from bookingsync.adapters.base import Capability
 from bookingsync.models.errors import WebhookError, WebhookTooLarge
 from bookingsync.models.tables import DeliveryRow, EventRow, ReceiptRow
+from bookingsync.worker.api import mount as mount_api
 from bookingsync.worker.db import ping, transaction
 from bookingsync.worker.receipts import receipt
 from bookingsync.worker.runtime import Runtime
@@ -162,4 +163,5 @@ def create_app(rt: Runtime) -> Any:
                     backlog.labels(table, status).set(count)
         return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
 
+    mount_api(app, rt)  # /v1, /docs and the status page at / (worker/api/)
     return Webhooks(rt, app, received)
