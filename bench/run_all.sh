@@ -11,3 +11,11 @@ echo
 $PY bench/memory.py
 echo
 $PY bench/feed.py
+echo
+if command -v wrk >/dev/null; then $PY bench/ingress.py; else echo "ingress.py skipped: install wrk (apt-get install wrk)"; fi
+echo
+$PY bench/egress.py
+echo
+$PY bench/pipeline.py
+echo
+$PY bench/burst.py
