@@ -12,3 +12,11 @@ $PY bench/memory.py
 echo
 $PY bench/feed.py
 $PY bench/scrape.py
+echo
+if command -v wrk >/dev/null; then $PY bench/ingress.py; else echo "ingress.py skipped: install wrk (apt-get install wrk)"; fi
+echo
+$PY bench/egress.py
+echo
+$PY bench/pipeline.py
+echo
+$PY bench/burst.py

@@ -76,7 +76,7 @@ class EventRow(SQLModel, table=True):
     """The outbox. Timers are events whose `due_at` is in the future."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_claim", "status", "due_at"),
+    __table_args__ = (Index("ix_events_claim", "status", "due_at", "id"),
                       Index("ix_events_meeting_status", "meeting_id", "status"))
 
     id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
@@ -115,7 +115,7 @@ class ReceiptRow(SQLModel, table=True):
 
     __tablename__ = "webhook_receipts"
     __table_args__ = (UniqueConstraint("connection", "delivery_id", name="uq_receipts_connection_delivery"),
-                      Index("ix_receipts_claim", "status", "due_at"))
+                      Index("ix_receipts_claim", "status", "due_at", "id"))
 
     id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
     connection: str = Field(max_length=100)
@@ -140,7 +140,7 @@ class DeliveryRow(SQLModel, table=True):
 
     __tablename__ = "deliveries"
     __table_args__ = (UniqueConstraint("event_id", "subscription_id", name="uq_deliveries_event_subscription"),
-                      Index("ix_deliveries_claim", "status", "due_at"),
+                      Index("ix_deliveries_claim", "status", "due_at", "id"),
                       Index("ix_deliveries_subscription_status", "subscription_id", "status"))
 
     id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))

@@ -9,6 +9,8 @@ ISO 8601 (``Z`` or an offset; none means UTC). Meetings come back as the list AP
                                             "attendee_email", "attendee_name"?, "phone"?,
                                             "status"?, "chatbot_id"?, "description"?,
                                             "updated_at"?}`` → 201 ``{"id", "meeting"}``
+``POST   /_sandbox/meetings/bulk``          ``{"meetings": [<body of POST /meetings>, ...]}`` →
+                                            201 ``{"meetings": [{"id", "meeting"}, ...]}``
 ``POST   /_sandbox/meetings/{id}/reschedule`` ``{"start", "end", "updated_at"?}`` → ``{"meeting"}``
 ``POST   /_sandbox/meetings/{id}/cancel``   ``{"reason"?, "updated_at"?}`` → ``{"meeting"}``
 ``POST   /_sandbox/meetings/{id}/complete`` ``{"updated_at"?}`` → ``{"meeting"}``
@@ -78,6 +80,10 @@ class BookBody(ControlBody):
     chatbot_id: str | None = None
     description: str = ""
     updated_at: datetime | None = None
+
+
+class BulkBookBody(ControlBody):
+    meetings: list[BookBody]
 
 
 class RescheduleBody(ControlBody):
@@ -173,6 +179,10 @@ def control_router(state: LeezyState) -> APIRouter:
             updated_at=body.updated_at, description=body.description,
         )
         return {"id": meeting_id, "meeting": state.get(meeting_id).resource()}
+
+    @router.post("/meetings/bulk", status_code=201)
+    def book_many(body: BulkBookBody) -> dict[str, Any]:
+        return {"meetings": [book(item) for item in body.meetings]}
 
     @router.post("/meetings/{meeting_id}/reschedule")
     def reschedule(meeting_id: str, body: RescheduleBody) -> Response:

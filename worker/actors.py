@@ -1,4 +1,4 @@
-"""The dramatiq actors. Messages carry ids only; the database row decides whether there is work.
+"""The dramatiq actors. Messages carry batches of ids only; the database rows decide whether there is work.
 
 Actors are declared on the broker a process chose (`declare`), not at import time, so the same
 code runs on the in-process broker of `bookingsync run` and on Redis.
@@ -14,6 +14,7 @@ import dramatiq
 from rich.text import Text
 
 from bookingsync.worker import delivery, ingest, poll, publish
+from bookingsync.worker.relay import MESSAGE_SIZE, by_target, chunks
 from bookingsync.worker.runtime import current
 
 log = logging.getLogger(__name__)
@@ -22,16 +23,22 @@ QUEUE = "bookingsync"
 ACTOR_OPTIONS: dict[str, Any] = {"max_retries": 3, "min_backoff": 500, "max_backoff": 5000, "time_limit": 120_000}
 
 
-def _publish(event_id: str) -> None:
+def _ids(batch: Any) -> list[Any]:
+    """Messages carry a list of ids; one bare id (a message from before batching) is a batch of one."""
+    return list(batch) if isinstance(batch, list | tuple) else [batch]
+
+
+def _publish(event_ids: list[str]) -> None:
     rt = current()
-    published = publish.publish(rt, event_id)
-    if published is None:
-        return
+    published = publish.publish_batch(rt, _ids(event_ids))
     if rt.actors is not None:
-        for delivery_id in published.deliveries:
-            rt.actors.deliver.send(delivery_id)
+        targets = {delivery_id: target for item in published for delivery_id, target in item.targets.items()}
+        for batch in by_target(sorted(targets), targets):
+            for ids in chunks(batch, MESSAGE_SIZE):
+                rt.actors.deliver.send(ids)
     if rt.config.events.console:
-        show(rt, published.body)
+        for item in published:
+            show(rt, item.body)
 
 
 def show(rt: Any, body: dict) -> None:
@@ -46,12 +53,14 @@ def show(rt: Any, body: dict) -> None:
     rt.console.print(line, soft_wrap=True)
 
 
-def _deliver(delivery_id: int) -> None:
-    delivery.deliver(current(), delivery_id)
+def _deliver(delivery_ids: list[int]) -> None:
+    delivery.dispatch(current(), _ids(delivery_ids))
 
 
-def _ingest(receipt_id: int) -> None:
-    ingest.ingest_receipt(current(), receipt_id)
+def _ingest(receipt_ids: list[int]) -> None:
+    rt = current()
+    for receipt_id in _ids(receipt_ids):
+        ingest.ingest_receipt(rt, receipt_id)
 
 
 def _poll(connection_id: str) -> None:

@@ -158,6 +158,9 @@ class SchedulerConfig(_Strict):
     leader_lease_seconds: float = Field(default=15.0, gt=0)
     # /healthz, /readyz and /metrics of a `bookingsync scheduler` (on server.host); 0: any free port.
     health_port: int = Field(default=0, ge=0, le=65535)
+    # Leased rows of one kind (events, deliveries, receipts) the relay lets be out at once: a burst
+    # of due work waits in the database, not in the broker or a worker's memory.
+    max_in_flight: int = Field(default=5000, gt=0)
 
 
 class EventsConfig(_Strict):
@@ -173,6 +176,14 @@ class DeliveryConfig(_Strict):
     min_backoff_seconds: float = Field(default=2.0, gt=0)
     max_backoff_seconds: float = Field(default=3600.0, gt=0)
     timeout_seconds: float = Field(default=10.0, gt=0)
+    # Per subscription and worker process: requests at once, and deliveries waiting for one of
+    # them (beyond that they wait in the database). A slow endpoint fills only its own lane.
+    concurrency_per_subscription: int = Field(default=4, ge=1, le=64)
+    queue_per_subscription: int = Field(default=1000, ge=1)
+    # The circuit breaker: open after this many retryable failures in a row, half-open after the
+    # cooldown (doubling while probes keep failing).
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
 
 
 class WorkerConfig(_Strict):

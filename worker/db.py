@@ -1,14 +1,18 @@
 """Engines, sessions and migrations, for SQLite and PostgreSQL alike.
 
 SQLite gets WAL, a busy timeout and `BEGIN IMMEDIATE` for every transaction: writers queue for
-the lock up front instead of failing when a read snapshot goes stale under another writer. A new
-SQLite file is made with incremental auto_vacuum, so retention can give freed pages back
-(worker/retention.py). PostgreSQL connections give up after CONNECT_TIMEOUT_SECONDS, so a
-database that does not answer is reported in seconds, not minutes.
+the lock up front instead of failing when a read snapshot goes stale under another writer. Within
+one process they queue on a lock of the engine, first come first served, so the write lock passes
+from one thread to the next at once (see `make_engine`). A new SQLite file is made with
+incremental auto_vacuum, so retention can give freed pages back (worker/retention.py).
+PostgreSQL connections give up after CONNECT_TIMEOUT_SECONDS, so a database that does not
+answer is reported in seconds, not minutes.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +31,7 @@ import bookingsync.models
 MIGRATIONS = Path(bookingsync.models.__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_SECONDS = 3
+_HOLDS_WRITER = "bookingsync_holds_writer"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -46,9 +51,41 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
+        # One writer at a time, queued on a lock of this process: SQLite's own busy handler makes a
+        # waiting writer sleep in growing steps (up to 100 ms each) and so wastes most of the time
+        # the lock is free when a process's threads contend. Other processes still meet the
+        # busy timeout.
+        writer = threading.Lock()
+
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if not writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+                raise sqlite3.OperationalError("database is locked: another thread of this process held the "
+                                               f"write lock for {SQLITE_BUSY_TIMEOUT_MS / 1000:.0f}s")
+            conn.info[_HOLDS_WRITER] = True
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                _release(conn)
+                raise
+
+        def _release(conn: Any) -> None:
+            if conn.info.pop(_HOLDS_WRITER, False):
+                writer.release()
+
+        @event.listens_for(engine, "commit")
+        def _commit(conn: Any) -> None:
+            # The event comes before SQLAlchemy's own commit; commit here so the lock is let go only
+            # once the transaction is over (SQLAlchemy's commit then finds none and does nothing).
+            conn.connection.dbapi_connection.commit()
+            _release(conn)
+
+        @event.listens_for(engine, "rollback")
+        def _rollback(conn: Any) -> None:
+            try:
+                conn.connection.dbapi_connection.rollback()
+            finally:
+                _release(conn)
 
         return engine
     connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **kwargs.pop("connect_args", {})}

@@ -10,22 +10,32 @@ Status → action:
     retries exhausted        dead; `bookingsync deliveries list --dead` shows it, `replay` resends
 
 `webhook-id` is the event id, identical across retries and replays, so a consumer can dedupe.
+
+A worker takes deliveries a batch at a time (`dispatch`): one query loads the batch with its
+events' bodies; actor targets and removed or disabled subscriptions are settled in one write;
+routes are mirrored (worker/reconcile.py); webhooks go to their subscription's lane
+(worker/lanes.py), whose senders POST them and hand the outcomes to a group-commit writer
+(`write_outcomes`: one UPDATE for many rows, only over rows still leased). `deliver` makes one
+attempt in the calling thread, through the same steps.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpx
+from sqlalchemy import Connection, bindparam, func, insert, update
 from sqlmodel import Session, col, select
 from standardwebhooks.webhooks import Webhook
 
 from bookingsync.models.tables import DeliveryRow, EventRow, SubscriptionStateRow
 from bookingsync.worker import metrics, reconcile
+from bookingsync.worker.clock import Clock
 from bookingsync.worker.config import DeliveryConfig, SubscriptionConfig
 from bookingsync.worker.db import transaction
 from bookingsync.worker.runtime import Runtime
@@ -97,51 +107,192 @@ def decide(attempt: Attempt, attempts: int, cfg: DeliveryConfig, now: datetime) 
     return Decision("pending", due_at=now + timedelta(seconds=backoff))
 
 
-def disabled_subscriptions(session: Session) -> set[str]:
-    rows = session.exec(select(SubscriptionStateRow).where(col(SubscriptionStateRow.disabled_at).is_not(None)))
-    return {row.subscription_id for row in rows}
+def disabled_subscriptions(session: Session | Connection) -> set[str]:
+    query = select(SubscriptionStateRow.subscription_id).where(col(SubscriptionStateRow.disabled_at).is_not(None))
+    return set(session.execute(query).scalars())
 
 
-def _disable(session: Session, subscription_id: str, reason: str, now: datetime) -> None:
-    row = session.get(SubscriptionStateRow, subscription_id)
-    if row is None:
-        session.add(SubscriptionStateRow(subscription_id=subscription_id, disabled_at=now, disabled_reason=reason))
+# --- one batch of leased deliveries -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Leased:
+    """A delivery a message handed to us, as loaded for its attempt."""
+
+    delivery_id: int
+    target: str  # a subscription id, an actor key or route:<connection>
+    event_id: str
+    meeting_id: str
+    attempts: int
+    lease_until: datetime | None
+    payload: dict
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to write back for one delivery; `write_outcomes` stores many in one statement."""
+
+    delivery_id: int
+    status: str  # succeeded | pending | dead | skipped
+    due_at: datetime | None = None
+    finished_at: datetime | None = None
+    status_code: int | None = None
+    error: str | None = None
+    # A deferral (breaker open, lane full, lease too old): the row goes back to pending without
+    # the attempt its claim counted, and only if nobody claimed it again meanwhile.
+    attempts: int | None = None
+    disable: tuple[str, str] | None = None  # (subscription, reason): its endpoint answered 410
+
+
+def load(conn: Session | Connection, delivery_ids: list[int]) -> list[Leased]:
+    """The leased ones among `delivery_ids` with their events' bodies, in one query."""
+    if not delivery_ids:
+        return []
+    d, e = DeliveryRow.__table__.c, EventRow.__table__.c  # type: ignore[attr-defined]
+    query = (select(d.id, d.subscription_id, d.event_id, e.meeting_id, d.attempts, d.lease_until, e.payload)
+             .join_from(DeliveryRow.__table__, EventRow.__table__, e.event_id == d.event_id)  # type: ignore[attr-defined]
+             .where(d.id.in_(sorted(set(delivery_ids))), d.status == "leased").order_by(d.id))
+    return [Leased(*row) for row in conn.execute(query)]
+
+
+def finished(delivery_id: int, status: str, now: datetime, error: str | None = None) -> Outcome:
+    return Outcome(delivery_id, status, finished_at=now, error=error)
+
+
+def deferred(item: Leased, until: datetime) -> Outcome:
+    return Outcome(item.delivery_id, "pending", due_at=until, attempts=item.attempts)
+
+
+def attempt(client: httpx.Client, subscription: SubscriptionConfig, item: Leased, cfg: DeliveryConfig,
+            clock: Clock) -> tuple[Outcome, Attempt, Decision]:
+    """One signed POST of one delivery, and what its answer means (nothing is written here)."""
+    body = body_bytes(item.payload)
+    sent_at = clock.now()
+    headers = signed_headers(subscription.secret.get_secret_value(), item.event_id, body, sent_at)
+    answer = send(client, subscription.url, headers, body, sent_at)
+    now = clock.now()
+    decision = decide(answer, item.attempts, cfg, now)
+    metrics.delivered(subscription.id, decision.status, (now - sent_at).total_seconds())
+    outcome = Outcome(item.delivery_id, decision.status, status_code=answer.status_code, error=answer.error)
+    if decision.status == "disabled":
+        outcome = replace(outcome, status="skipped", finished_at=now,
+                          disable=(subscription.id, f"{subscription.url} answered 410 Gone"))
+    elif decision.status == "pending":
+        outcome = replace(outcome, due_at=decision.due_at or now)
     else:
-        row.disabled_at, row.disabled_reason = now, reason
+        outcome = replace(outcome, finished_at=now)
+    if decision.status != "succeeded":
+        log.warning("delivery %s of %s to %s: %s (%s)", item.delivery_id, item.event_id, subscription.id,
+                    decision.status, answer.status_code or answer.error)
+    return outcome, answer, decision
+
+
+def write_outcomes(conn: Connection, outcomes: Sequence[Outcome]) -> list[None]:
+    """Store a batch of outcomes: one UPDATE executed for many rows, only over rows still leased."""
+    table = DeliveryRow.__table__  # type: ignore[attr-defined]
+    c = table.c
+    final = [{"b_id": o.delivery_id, "b_status": o.status, "b_due": o.due_at, "b_finished": o.finished_at,
+              "b_code": o.status_code, "b_error": o.error} for o in outcomes if o.attempts is None]
+    if final:
+        conn.execute(update(table).where(c.id == bindparam("b_id"), c.status == "leased")
+                     .values(status=bindparam("b_status"), due_at=func.coalesce(bindparam("b_due", type_=c.due_at.type),
+                                                                                 c.due_at),
+                             finished_at=bindparam("b_finished"), last_status_code=bindparam("b_code"),
+                             last_error=bindparam("b_error"), lease_until=None)
+                     .execution_options(synchronize_session=False), final)
+    back = [{"b_id": o.delivery_id, "b_due": o.due_at, "b_attempts": o.attempts} for o in outcomes
+            if o.attempts is not None]
+    if back:
+        conn.execute(update(table).where(c.id == bindparam("b_id"), c.status == "leased",
+                                         c.attempts == bindparam("b_attempts"))
+                     .values(status="pending", due_at=bindparam("b_due"), lease_until=None,
+                             attempts=c.attempts - 1), back)
+    for outcome in outcomes:
+        if outcome.disable is not None:
+            _disable(conn, *outcome.disable, outcome.finished_at or datetime.now(UTC))
+    return [None] * len(outcomes)
+
+
+def _disable(conn: Connection, subscription_id: str, reason: str, now: datetime) -> None:
+    table = SubscriptionStateRow.__table__  # type: ignore[attr-defined]
+    changed = conn.execute(update(table).where(table.c.subscription_id == subscription_id)
+                           .values(disabled_at=now, disabled_reason=reason)).rowcount
+    if not changed:
+        conn.execute(insert(table).values(subscription_id=subscription_id, disabled_at=now, disabled_reason=reason))
+
+
+@dataclass
+class Sorted:
+    """A batch split by target kind."""
+
+    done: list[Outcome]  # actor targets handed over, removed or disabled subscriptions skipped
+    routes: list[Leased]
+    webhooks: dict[str, list[Leased]]  # by subscription id
+
+
+def sort_out(rt: Runtime, conn: Connection, items: list[Leased]) -> Sorted:
+    now = rt.clock.now()
+    out = Sorted(done=[], routes=[], webhooks={})
+    disabled: set[str] | None = None
+    for item in items:
+        actor = rt.config.actor_target(item.target)
+        if actor is not None and rt.actors is not None:
+            # Enqueueing on the user's queue is the delivery; their broker retries from there.
+            rt.actors.emit(actor.queue_name, actor.actor_name, item.payload)
+            out.done.append(finished(item.delivery_id, "succeeded", now))
+            continue
+        if item.target.startswith(reconcile.ROUTE_PREFIX):
+            out.routes.append(item)
+            continue
+        disabled = disabled_subscriptions(conn) if disabled is None else disabled
+        if rt.config.subscription(item.target) is None or item.target in disabled:
+            out.done.append(finished(item.delivery_id, "skipped", now,
+                                     "subscription removed from config or disabled"))
+            continue
+        out.webhooks.setdefault(item.target, []).append(item)
+    return out
 
 
 def deliver(rt: Runtime, delivery_id: int) -> str | None:
-    """One attempt at one delivery; the database row says whether it is ours to make.
+    """One attempt at one delivery, in the calling thread; None when it is not ours to make.
 
     The target is a subscription (a signed POST), a dramatiq actor of the user's, or a route's
-    target connection (mirroring, see worker/reconcile.py).
+    target connection (mirroring, see worker/reconcile.py). The worker's path is `dispatch`.
     """
-    now = rt.clock.now()
-    with transaction(rt.engine) as session:
-        delivery = session.get(DeliveryRow, delivery_id)
-        if delivery is None or delivery.status != "leased":
+    with rt.engine.begin() as conn:
+        items = load(conn, [delivery_id])
+        if not items:
             return None
-        event = session.exec(select(EventRow).where(EventRow.event_id == delivery.event_id)).one()
-        target_id, attempts = delivery.subscription_id, delivery.attempts
-        actor = rt.config.actor_target(target_id)
-        if actor is not None and rt.actors is not None:
-            # Enqueueing on the user's queue is the delivery; their broker retries from there.
-            rt.actors.emit(actor.queue_name, actor.actor_name, event.payload)
-            delivery.status, delivery.finished_at, delivery.lease_until = "succeeded", now, None
-            return delivery.status
-        if target_id.startswith(reconcile.ROUTE_PREFIX):
-            route_target, meeting_id = target_id.removeprefix(reconcile.ROUTE_PREFIX), event.meeting_id
-            subscription = None
-        else:
-            subscription = rt.config.subscription(target_id)
-            if subscription is None or target_id in disabled_subscriptions(session):
-                delivery.status, delivery.finished_at = "skipped", now
-                delivery.last_error = "subscription removed from config or disabled"
-                return delivery.status
-            payload, event_id = event.payload, event.event_id
-    if subscription is None:
-        return _mirror(rt, delivery_id, meeting_id, route_target, attempts)
-    return _attempt(rt, delivery_id, subscription, event_id, payload, attempts)
+        batch = sort_out(rt, conn, items)
+        write_outcomes(conn, batch.done)
+    if batch.done:
+        return batch.done[0].status
+    if batch.routes:
+        item = batch.routes[0]
+        return _mirror(rt, item.delivery_id, item.meeting_id, item.target.removeprefix(reconcile.ROUTE_PREFIX),
+                       item.attempts)
+    [(subscription_id, [item])] = batch.webhooks.items()
+    subscription = rt.config.subscription(subscription_id)
+    assert subscription is not None
+    outcome, _, decision = attempt(rt.http, subscription, item, rt.config.delivery, rt.clock)
+    with rt.engine.begin() as conn:
+        write_outcomes(conn, [outcome])
+    return decision.status
+
+
+def dispatch(rt: Runtime, delivery_ids: list[int]) -> None:
+    """A worker's share of deliveries: settle what needs no request, mirror routes, and hand the
+    webhooks to their subscriptions' lanes (worker/lanes.py), which send them and write back."""
+    with rt.engine.begin() as conn:
+        batch = sort_out(rt, conn, load(conn, delivery_ids))
+        write_outcomes(conn, batch.done)
+    for item in batch.routes:
+        _mirror(rt, item.delivery_id, item.meeting_id, item.target.removeprefix(reconcile.ROUTE_PREFIX),
+                item.attempts)
+    for subscription_id, items in batch.webhooks.items():
+        subscription = rt.config.subscription(subscription_id)
+        assert subscription is not None
+        rt.lanes.submit(subscription, items)
 
 
 def _mirror(rt: Runtime, delivery_id: int, meeting_id: str, target: str, attempts: int) -> str:
@@ -162,35 +313,6 @@ def _mirror(rt: Runtime, delivery_id: int, meeting_id: str, target: str, attempt
             delivery.status, delivery.due_at = "pending", decision.due_at or now
         else:
             delivery.status, delivery.finished_at = decision.status, now
-    return decision.status
-
-
-def _attempt(rt: Runtime, delivery_id: int, subscription: SubscriptionConfig, event_id: str, payload: dict,
-             attempts: int) -> str:
-    body = body_bytes(payload)
-    sent_at = rt.clock.now()
-    attempt = send(rt.http, subscription.url, signed_headers(subscription.secret.get_secret_value(), event_id, body, sent_at), body,
-                   sent_at)
-    now = rt.clock.now()
-    decision = decide(attempt, attempts, rt.config.delivery, now)
-    metrics.delivered(subscription.id, decision.status, (now - sent_at).total_seconds())
-    with transaction(rt.engine) as session:
-        delivery = session.get(DeliveryRow, delivery_id)
-        if delivery is None:
-            return "gone"
-        delivery.last_status_code = attempt.status_code
-        delivery.last_error = attempt.error
-        delivery.lease_until = None
-        if decision.status == "disabled":
-            _disable(session, subscription.id, f"{subscription.url} answered 410 Gone", now)
-            delivery.status, delivery.finished_at = "skipped", now
-        elif decision.status == "pending":
-            delivery.status, delivery.due_at = "pending", decision.due_at or now
-        else:
-            delivery.status, delivery.finished_at = decision.status, now
-    if decision.status != "succeeded":
-        log.warning("delivery %s of %s to %s: %s (%s)", delivery_id, event_id, subscription.id, decision.status,
-                    attempt.status_code or attempt.error)
     return decision.status
 
 

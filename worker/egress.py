@@ -133,16 +133,19 @@ class _GuardedBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def guarded_transport(*, resolver: Resolver | None = None) -> httpx.HTTPTransport:
+def guarded_transport(*, resolver: Resolver | None = None, limits: httpx.Limits | None = None) -> httpx.HTTPTransport:
     """An httpx transport that connects only to public addresses, checked at connect time."""
-    transport = httpx.HTTPTransport()
+    transport = httpx.HTTPTransport(limits=limits or httpx.Limits())
     # httpx builds its connection pool without a way to pass a network backend; the pool
     # hands this attribute to every connection it opens, and it holds none yet.
     transport._pool._network_backend = _GuardedBackend(resolver)  # type: ignore[attr-defined]  # noqa: SLF001
     return transport
 
 
-def delivery_client(*, timeout: float, allow_private: bool) -> httpx.Client:
-    """The client outbound deliveries are sent with: guarded unless private targets are allowed."""
-    transport = None if allow_private else guarded_transport()
-    return httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False, transport=transport)
+def delivery_client(*, timeout: float, allow_private: bool, limits: httpx.Limits | None = None) -> httpx.Client:
+    """The client outbound deliveries are sent with: guarded unless private targets are allowed.
+
+    `limits` bounds its connection pool (a delivery lane keeps one pool per subscription)."""
+    limits = limits or httpx.Limits()
+    transport = None if allow_private else guarded_transport(limits=limits)
+    return httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False, transport=transport, limits=limits)

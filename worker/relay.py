@@ -13,12 +13,12 @@ one whose meeting moved, was deleted or came back in a new generation is dropped
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, or_
-from sqlmodel import Session, and_, col, select
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
 
 from bookingsync.models.tables import DeliveryRow, EventRow, MeetingRow, ReceiptRow
 from bookingsync.worker.db import transaction
@@ -27,6 +27,9 @@ from bookingsync.worker.payloads import event_body, meeting_json
 from bookingsync.worker.store import links_of, state_of
 
 WORK_STATUS = {EventRow: "pending", DeliveryRow: "pending", ReceiptRow: "received"}
+# Ids per broker message: big enough that a burst is a handful of messages, small enough that one
+# message is a short transaction for the worker that takes it.
+MESSAGE_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -34,14 +37,32 @@ class Claimed:
     events: list[str]
     deliveries: list[int]
     receipts: list[int]
+    # The claimed deliveries by target (subscription id, actor key or route:<connection>).
+    delivery_targets: dict[int, str] = field(default_factory=dict)
 
 
-def _due(session: Session, model: Any, now: datetime, limit: int) -> list[Any]:
-    ready = and_(col(model.status) == WORK_STATUS[model], col(model.due_at) <= now)
-    expired = and_(col(model.status) == "leased", col(model.lease_until) < now)
-    query = (select(model).where(or_(ready, expired)).order_by(col(model.due_at), col(model.id))
-             .limit(limit).with_for_update(skip_locked=True))
-    return list(session.exec(query).all())
+def _due(session: Session, model: Any, now: datetime, limit: int, max_in_flight: int | None) -> list[Any]:
+    """Up to `limit` rows ready or with a lapsed lease, oldest due first, and never more than
+    `max_in_flight` leased at once. Two index range scans on (status, due_at, id) that each stop at
+    the limit, rather than one OR that must sort every due row to find the oldest."""
+    table = model.__table__
+    c = table.c
+    if max_in_flight is not None:
+        leased = session.execute(select(func.count()).select_from(table).where(c.status == "leased",
+                                                                                 c.lease_until >= now)).scalar_one()
+        limit = min(limit, max(0, max_in_flight - leased))
+        if limit == 0:
+            return []
+    lapsed = (select(model).where(col(model.status) == "leased", col(model.lease_until) < now)
+              .order_by(col(model.due_at), col(model.id)).limit(limit).with_for_update(skip_locked=True))
+    rows = list(session.exec(lapsed).all())
+    if len(rows) < limit:
+        ready = (select(model).where(col(model.status) == WORK_STATUS[model], col(model.due_at) <= now)
+                 .order_by(col(model.status), col(model.due_at), col(model.id)).limit(limit - len(rows))
+                 .with_for_update(skip_locked=True))
+        rows += session.exec(ready).all()
+        rows.sort(key=lambda row: (row.due_at, row.id))
+    return rows
 
 
 def _lease(rows: list[Any], now: datetime, lease: timedelta) -> None:
@@ -74,34 +95,55 @@ def _prepare_events(session: Session, rows: list[EventRow], now: datetime) -> li
     return ready
 
 
-def claim(engine: Engine, now: datetime, *, lease_seconds: float, limit: int) -> Claimed:
+def claim(engine: Engine, now: datetime, *, lease_seconds: float, limit: int,
+          max_in_flight: int | None = None) -> Claimed:
+    """Claim and lease due work of every kind: at most `limit` rows of each, and (when given) no
+    more than `max_in_flight` of a kind leased at once, so a burst waits here, not in memory."""
     lease = timedelta(seconds=lease_seconds)
     with transaction(engine) as session:
-        events = _prepare_events(session, _due(session, EventRow, now, limit), now)
+        events = _prepare_events(session, _due(session, EventRow, now, limit, max_in_flight), now)
         _lease(events, now, lease)
-        deliveries = _due(session, DeliveryRow, now, limit)
+        deliveries = _due(session, DeliveryRow, now, limit, max_in_flight)
         _lease(deliveries, now, lease)
-        receipts = _due(session, ReceiptRow, now, limit)
+        receipts = _due(session, ReceiptRow, now, limit, max_in_flight)
         _lease(receipts, now, lease)
         session.flush()
         return Claimed(events=[e.event_id for e in events], deliveries=[d.id for d in deliveries],
-                       receipts=[r.id for r in receipts])
+                       receipts=[r.id for r in receipts],
+                       delivery_targets={d.id: d.subscription_id for d in deliveries})
 
 
 @dataclass(frozen=True)
 class Senders:
-    publish: Callable[[str], Any]
-    deliver: Callable[[int], Any]
-    ingest: Callable[[int], Any]
+    """Broker sends; each takes a batch of ids (a list), as the actors do."""
+
+    publish: Callable[[list[str]], Any]
+    deliver: Callable[[list[int]], Any]
+    ingest: Callable[[list[int]], Any]
 
 
-def relay_once(engine: Engine, now: datetime, senders: Senders, *, lease_seconds: float, limit: int) -> Claimed:
-    """Claim what is due and send a message for each; a lost message is re-sent after its lease."""
-    claimed = claim(engine, now, lease_seconds=lease_seconds, limit=limit)
-    for event_id in claimed.events:
-        senders.publish(event_id)
-    for delivery_id in claimed.deliveries:
-        senders.deliver(delivery_id)
-    for receipt_id in claimed.receipts:
-        senders.ingest(receipt_id)
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def by_target(delivery_ids: list[int], targets: dict[int, str]) -> list[list[int]]:
+    """Deliveries grouped by target, so that one message feeds one subscription's lane."""
+    groups: dict[str, list[int]] = {}
+    for delivery_id in delivery_ids:
+        groups.setdefault(targets.get(delivery_id, ""), []).append(delivery_id)
+    return list(groups.values())
+
+
+def relay_once(engine: Engine, now: datetime, senders: Senders, *, lease_seconds: float, limit: int,
+               max_in_flight: int | None = None, message_size: int = MESSAGE_SIZE) -> Claimed:
+    """Claim what is due and send it in messages of up to `message_size` ids; a lost message is
+    sent again after its rows' lease runs out."""
+    claimed = claim(engine, now, lease_seconds=lease_seconds, limit=limit, max_in_flight=max_in_flight)
+    for batch in chunks(claimed.events, message_size):
+        senders.publish(batch)
+    for group in by_target(claimed.deliveries, claimed.delivery_targets):
+        for batch in chunks(group, message_size):
+            senders.deliver(batch)
+    for batch in chunks(claimed.receipts, message_size):
+        senders.ingest(batch)
     return claimed

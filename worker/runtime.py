@@ -24,6 +24,11 @@ from bookingsync.worker.leases import holder_id
 
 if TYPE_CHECKING:
     from bookingsync.worker.actors import Actors
+    from bookingsync.worker.groupcommit import GroupCommit
+    from bookingsync.worker.lanes import Lanes
+
+
+RECEIPT_WRITERS = 3  # concurrent receipt transactions on a database that takes concurrent writers
 
 
 @dataclass
@@ -39,6 +44,9 @@ class Runtime:
     _adapters: dict[str, Adapter] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _http: httpx.Client | None = None
+    _lanes: Lanes | None = None
+    _outcomes: GroupCommit[Any] | None = None
+    _receipts: GroupCommit[Any] | None = None
 
     def __post_init__(self) -> None:
         self.holder = self.holder or holder_id(self.role)
@@ -69,7 +77,43 @@ class Runtime:
                                                     allow_private=self.config.allow_private_targets)
             return self._http
 
+    @property
+    def lanes(self) -> Lanes:
+        """The per-subscription delivery lanes of this process (worker/lanes.py), whose outcomes
+        a group-commit writer stores in bulk."""
+        from bookingsync.worker.delivery import write_outcomes
+        from bookingsync.worker.groupcommit import GroupCommit
+        from bookingsync.worker.lanes import Lanes
+
+        with self._lock:
+            if self._lanes is None:
+                writer: GroupCommit[Any] = GroupCommit(self.engine, write_outcomes, name="delivery outcomes")
+                self._outcomes = writer
+                self._lanes = Lanes(self.config.delivery, self.clock, writer.submit_many,
+                                    allow_private=self.config.allow_private_targets)
+            return self._lanes
+
+    @property
+    def receipts(self) -> GroupCommit[Any]:
+        """The writer that stores inbound webhook receipts in groups (worker/receipts.py)."""
+        from bookingsync.worker.groupcommit import GroupCommit
+        from bookingsync.worker.receipts import hand_over, write_receipts
+
+        with self._lock:
+            if self._receipts is None:
+                # SQLite has one writer at a time; PostgreSQL overlaps one batch's fsync with the next.
+                writers = 1 if self.engine.dialect.name == "sqlite" else RECEIPT_WRITERS
+                self._receipts = GroupCommit(self.engine, write_receipts, name="webhook receipts", writers=writers,
+                                             after=lambda items, results: hand_over(self.actors, items, results))
+            return self._receipts
+
     def close(self) -> None:
+        if self._receipts is not None:
+            self._receipts.close()
+        if self._lanes is not None:
+            self._lanes.close()
+        if self._outcomes is not None:
+            self._outcomes.close()
         for adapter in self._adapters.values():
             adapter.close()
         if self._http is not None:

@@ -86,7 +86,7 @@ class Scheduler:
             # Keep claiming while batches come back full, so a burst of due timers drains in one tick.
             for _ in range(MAX_BATCHES_PER_TICK):
                 claimed = relay_once(self.rt.engine, self.rt.clock.now(), senders, lease_seconds=cfg.lease_seconds,
-                                     limit=cfg.batch_size)
+                                     limit=cfg.batch_size, max_in_flight=cfg.max_in_flight)
                 metrics.relayed(len(claimed.events), len(claimed.deliveries), len(claimed.receipts))
                 if max(len(claimed.events), len(claimed.deliveries), len(claimed.receipts)) < cfg.batch_size:
                     break

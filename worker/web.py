@@ -1,7 +1,8 @@
 """The HTTP face: inbound provider webhooks, health, readiness and metrics.
 
 `POST /webhooks/{connection_id}` verifies the delivery with the connection's adapter, stores
-the receipt (deduped by the provider's delivery id) and answers at once; a worker ingests it.
+the receipt (deduped by the provider's delivery id) and answers once it is committed; a worker
+ingests it. Receipts of concurrent requests are committed together (worker/receipts.py).
 
     unknown connection              404
     body over server.max_body_bytes 413
@@ -11,75 +12,53 @@ the receipt (deduped by the provider's delivery id) and answers at once; a worke
     an event type we do not handle  202   recorded as ignored
     a change notice without content 202   recorded, and a poll of the connection is queued
     accepted                        202
+    the store cannot be written     503   nothing acknowledged; the provider retries
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from datetime import timedelta
+from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import IntegrityError
 
-from bookingsync.adapters.base import Capability, WebhookDelivery
+from bookingsync.adapters.base import Capability
 from bookingsync.models.errors import WebhookError, WebhookTooLarge
 from bookingsync.models.tables import ReceiptRow
 from bookingsync.worker import metrics, probes
 from bookingsync.worker.api import mount as mount_api
-from bookingsync.worker.db import transaction
+from bookingsync.worker.receipts import receipt
 from bookingsync.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-def _store_receipt(rt: Runtime, connection: str, delivery: WebhookDelivery, body: bytes) -> tuple[str, int | None]:
-    """Store the receipt; `accepted` (records to ingest), `notified` (a change without its
-    content: poll), `ignored` (an event type we do not handle) or `duplicate`."""
-    now = rt.clock.now()
-    if delivery.handled and not delivery.records:
-        row = ReceiptRow(connection=connection, delivery_id=delivery.delivery_id, event_type=delivery.event_type,
-                         handled=True, body=body.decode("utf-8", "replace"), records=[], status="done", due_at=now,
-                         received_at=now, processed_at=now)
-        try:
-            with transaction(rt.engine) as session:
-                session.add(row)
-            return "notified", None
-        except IntegrityError:
-            return "duplicate", None
-    handled = delivery.handled and bool(delivery.records)
-    row = ReceiptRow(connection=connection, delivery_id=delivery.delivery_id, event_type=delivery.event_type,
-                     handled=handled, body=body.decode("utf-8", "replace"),
-                     records=[{"payload": r.payload, "external_id": r.external_id, "scope": r.scope}
-                              for r in delivery.records],
-                     status="leased" if handled else "ignored", due_at=now, received_at=now,
-                     lease_until=now + timedelta(seconds=rt.config.scheduler.lease_seconds) if handled else None,
-                     attempts=1 if handled else 0)
-    try:
-        with transaction(rt.engine) as session:
-            session.add(row)
-            session.flush()
-            return ("accepted" if handled else "ignored"), row.id
-    except IntegrityError:
-        return "duplicate", None
-
-
-def _public_url(rt: Runtime, request: Request) -> str:
+def _public_url(rt: Runtime, scope: dict[str, Any], headers: dict[str, str]) -> str:
     """The URL as the provider called it: behind a proxy, `server.public_url` replaces scheme and host."""
-    url = str(request.url)
+    query = scope.get("query_string", b"").decode("latin-1")
+    tail = scope.get("root_path", "") + scope["path"] + (f"?{query}" if query else "")
     if rt.config.server.public_url:
-        base = rt.config.server.public_url.rstrip("/")
-        url = base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return url
+        return rt.config.server.public_url.rstrip("/") + tail
+    host = headers.get("host")
+    if host is None:
+        address, port = scope.get("server") or ("localhost", 80)
+        host = f"{address}:{port}"
+    return f"{scope.get('scheme', 'http')}://{host}{tail}"
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def _read_body(headers: dict[str, str], receive: Any, limit: int) -> bytes:
+    declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise WebhookTooLarge(f"the body is {declared} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionAbortedError("the client went away")
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
         size += len(chunk)
         if size > limit:
             raise WebhookTooLarge(f"the body is over the limit of {limit} bytes")
@@ -87,43 +66,76 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(rt: Runtime) -> FastAPI:
-    app = FastAPI(title="bookingsync", version="0.1.0", docs_url=None, redoc_url=None)
-    received = metrics.WEBHOOKS
+async def _answer(send: Any, status: int, content: dict[str, Any]) -> None:
+    body = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
-    @app.post("/webhooks/{connection_id}")
-    async def receive(connection_id: str, request: Request) -> JSONResponse:
+
+class Webhooks:
+    """`POST /webhooks/{connection_id}` as a plain ASGI handler.
+
+    It is the one hot path of the web process, so it sits in front of the framework: no request
+    object, dependency solving or middleware stack per delivery (that machinery cost more than
+    verifying and storing). Everything else goes to the FastAPI app behind it.
+    """
+
+    PREFIX = "/webhooks/"
+
+    def __init__(self, rt: Runtime, app: FastAPI, received: Counter) -> None:
+        self.rt, self.app, self.received = rt, app, received
+        self.writer = rt.receipts
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or scope["method"] != "POST" or not path.startswith(self.PREFIX) \
+                or "/" in path[len(self.PREFIX):]:
+            await self.app(scope, receive, send)
+            return
+        try:
+            status, content = await self.receive(path[len(self.PREFIX):], scope, receive)
+        except ConnectionAbortedError:
+            return
+        except Exception:
+            log.exception("the webhook endpoint failed")
+            status, content = 500, {"error": "internal error; nothing was stored, send it again"}
+        await _answer(send, status, content)
+
+    async def receive(self, connection_id: str, scope: dict[str, Any], receive: Any) -> tuple[int, dict[str, Any]]:
+        rt = self.rt
         conn = rt.config.connection(connection_id)
         if conn is None or not conn.enabled:
-            received.labels("unknown", "not_found").inc()
-            return JSONResponse({"error": f"no connection named {connection_id!r} is configured"}, status_code=404)
+            self.received.labels("unknown", "not_found").inc()
+            return 404, {"error": f"no connection named {connection_id!r} is configured"}
         adapter = rt.adapter(connection_id)
         if Capability.RECEIVE_WEBHOOKS not in adapter.capabilities:
-            return JSONResponse({"error": f"connection {connection_id!r} ({conn.provider}) does not receive webhooks"},
-                                status_code=404)
+            return 404, {"error": f"connection {connection_id!r} ({conn.provider}) does not receive webhooks"}
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
         try:
-            body = await _read_body(request, rt.config.server.max_body_bytes)
-            delivery = adapter.parse_webhook(dict(request.headers), body, rt.clock.now(), method=request.method,
-                                             url=_public_url(rt, request))
+            body = await _read_body(headers, receive, rt.config.server.max_body_bytes)
+            delivery = adapter.parse_webhook(headers, body, rt.clock.now(), method="POST",
+                                             url=_public_url(rt, scope, headers))
         except WebhookError as exc:
-            received.labels(connection_id, str(exc.status)).inc()
-            return JSONResponse({"error": exc.reason}, status_code=exc.status)
-        outcome, receipt_id = await run_in_threadpool(_store_receipt, rt, connection_id, delivery, body)
-        received.labels(connection_id, outcome).inc()
-        if outcome == "notified" and rt.actors is not None:
-            # The provider said what changed but not how (HubSpot sends ids): read it now rather than
-            # at the next tick; the periodic poll remains the durable path if this message is lost.
-            try:
-                rt.actors.poll.send(connection_id)
-            except Exception:
-                log.exception("could not enqueue a poll of %s after its webhook", connection_id)
-        if outcome == "accepted" and rt.actors is not None and receipt_id is not None:
-            try:
-                rt.actors.ingest.send(receipt_id)
-            except Exception:  # the relay re-sends it when the lease runs out
-                log.exception("could not enqueue receipt %s; the relay will pick it up", receipt_id)
-        status = 200 if outcome == "duplicate" else 202
-        return JSONResponse({"status": outcome, "delivery_id": delivery.delivery_id}, status_code=status)
+            self.received.labels(connection_id, str(exc.status)).inc()
+            return exc.status, {"error": exc.reason}
+        item = receipt(connection_id, delivery, body, rt.clock.now(), rt.config.scheduler.lease_seconds)
+        try:
+            outcome, _ = await self.writer.submit_async(item)
+        except Exception:
+            log.exception("could not store a delivery from %s", connection_id)
+            self.received.labels(connection_id, "unavailable").inc()
+            return 503, {"error": "the delivery could not be stored; send it again"}
+        self.received.labels(connection_id, outcome).inc()
+        return (200 if outcome == "duplicate" else 202), {"status": outcome, "delivery_id": delivery.delivery_id}
+
+
+def create_app(rt: Runtime) -> Any:
+    """The ASGI app: the webhook endpoint in front of a FastAPI app for the rest."""
+    app = FastAPI(title="bookingsync", version="0.1.0", docs_url=None, redoc_url=None)
+    received = metrics.WEBHOOKS
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -141,4 +153,4 @@ def create_app(rt: Runtime) -> FastAPI:
         return Response(metrics.exposition(rt.engine, rt.clock), media_type=probes.PROMETHEUS_TEXT)
 
     mount_api(app, rt)  # /v1, /docs and the status page at / (worker/api/)
-    return app
+    return Webhooks(rt, app, received)

@@ -151,6 +151,37 @@ class Subscriber:
         return [body["type"] for body in self.events_for(external_id)]
 
 
+class Hanging:
+    """An endpoint that reads each request and then says nothing until released (or `hang` seconds),
+    then answers 204; it notes each request's webhook-id."""
+
+    def __init__(self, hang: float = 60.0) -> None:
+        self.ids: list[str] = []
+        self.release = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                outer.ids.append(self.headers.get("webhook-id", ""))
+                outer.release.wait(hang)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def leezy_signed(secret: str, payload: dict[str, Any], *, delivery_id: str, event: str,
                  timestamp: int | None = None) -> tuple[dict[str, str], bytes]:
     """A delivery signed the way Leezy's production docs describe, computed here independently."""

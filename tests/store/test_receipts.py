@@ -1,0 +1,145 @@
+"""Group-committed webhook receipts on SQLite and PostgreSQL (the `engine` fixture).
+
+Many concurrent callers share a transaction, nobody hears back before their row is committed,
+duplicates are told apart inside a batch and across batches, and one bad row fails alone.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, func, select
+
+from bookingsync.adapters.base import RawRecord, WebhookDelivery
+from bookingsync.models.tables import ReceiptRow
+from bookingsync.worker.groupcommit import Closed, GroupCommit
+from bookingsync.worker.receipts import Receipt, hand_over, receipt, write_receipts
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def delivery(delivery_id: str, *, records: int = 1, handled: bool = True) -> WebhookDelivery:
+    return WebhookDelivery(delivery_id=delivery_id, event_type="meeting.scheduled", handled=handled,
+                           records=[RawRecord(payload={"id": f"m-{delivery_id}-{i}"}, external_id=f"m-{delivery_id}-{i}")
+                                    for i in range(records)])
+
+
+def item(delivery_id: str, **kwargs: Any) -> Receipt:
+    return receipt("leezy", delivery(delivery_id, **kwargs), b'{"id": "x"}', NOW, 30)
+
+
+@pytest.fixture
+def commits(engine: Engine) -> Iterator[list[int]]:
+    counted: list[int] = []
+
+    def on_commit(_conn: Any) -> None:
+        counted.append(1)
+
+    event.listen(engine, "commit", on_commit)
+    yield counted
+    event.remove(engine, "commit", on_commit)
+
+
+def stored_ids(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.execute(select(ReceiptRow.delivery_id)).scalars())
+
+
+def test_concurrent_callers_share_commits_and_hear_back_only_when_stored(engine: Engine, commits: list[int]) -> None:
+    writer = GroupCommit(engine, write_receipts, name="test receipts")
+    seen_before_answer: dict[str, bool] = {}
+    lock = threading.Lock()
+    start = threading.Barrier(40)
+
+    def caller(i: int) -> None:
+        start.wait()
+        outcome, receipt_id = writer.submit(item(f"d{i}")).result(timeout=30)
+        assert outcome == "accepted" and receipt_id is not None
+        present = f"d{i}" in stored_ids(engine)  # from another connection: committed, not just written
+        with lock:
+            seen_before_answer[f"d{i}"] = present
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.close()
+    assert len(seen_before_answer) == 40 and all(seen_before_answer.values())
+    assert stored_ids(engine) == {f"d{i}" for i in range(40)}
+    assert len(commits) < 40  # grouped: fewer transactions than requests
+
+
+def test_duplicates_inside_a_batch_and_across_batches(engine: Engine) -> None:
+    with engine.begin() as conn:
+        first = write_receipts(conn, [item("a"), item("b"), item("a")])
+    assert [outcome for outcome, _ in first] == ["accepted", "accepted", "duplicate"]
+    assert first[0][1] is not None and first[0][1] != first[1][1]
+    with engine.begin() as conn:
+        again = write_receipts(conn, [item("b"), item("c")])
+    assert [outcome for outcome, _ in again] == ["duplicate", "accepted"]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ReceiptRow)).scalar_one() == 3
+
+
+def test_kinds_are_stored_with_their_status(engine: Engine) -> None:
+    with engine.begin() as conn:
+        results = write_receipts(conn, [item("acc"), item("ign", handled=False), item("note", records=0)])
+    assert [kind for kind, _ in results] == ["accepted", "ignored", "notified"]
+    with engine.connect() as conn:
+        rows = {r.delivery_id: r for r in conn.execute(select(ReceiptRow))}
+    assert rows["acc"].status == "leased" and rows["acc"].attempts == 1 and rows["acc"].lease_until is not None
+    assert rows["acc"].records == [{"payload": {"id": "m-acc-0"}, "external_id": "m-acc-0", "scope": None}]
+    assert rows["ign"].status == "ignored" and not rows["ign"].handled
+    assert rows["note"].status == "done" and rows["note"].processed_at is not None
+
+
+def test_a_bad_row_fails_only_its_own_caller(engine: Engine) -> None:
+    gate = threading.Event()
+    batches: list[list[str]] = []
+
+    def gated(conn: Any, items: Any) -> Any:
+        batches.append([i.delivery_id for i in items])
+        if len(batches) == 1:
+            gate.wait(10)  # hold the writer so that the next items queue up behind this one
+        return write_receipts(conn, items)
+
+    writer = GroupCommit(engine, gated, name="test receipts")
+    held = writer.submit(item("first"))
+    while not batches:
+        threading.Event().wait(0.01)
+    broken = item("broken")
+    broken = Receipt(broken.connection, broken.delivery_id, broken.kind, {**broken.row, "body": None})  # NOT NULL
+    futures = [writer.submit(x) for x in (item("ok1"), broken, item("ok2"))]
+    gate.set()
+    assert held.result(10)[0] == "accepted"
+    assert futures[0].result(10)[0] == "accepted" and futures[2].result(10)[0] == "accepted"
+    with pytest.raises(Exception, match="body"):
+        futures[1].result(10)
+    writer.close()
+    assert batches[1] == ["ok1", "broken", "ok2"]  # tried together first, then one by one
+    assert stored_ids(engine) == {"first", "ok1", "ok2"}
+    with pytest.raises(Closed):
+        writer.submit(item("late")).result(1)
+
+
+def test_one_ingest_message_per_batch_and_one_poll_per_noticing_connection() -> None:
+    sent: list[tuple[str, Any]] = []
+
+    class Send:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def send(self, arg: Any) -> None:
+            sent.append((self.name, arg))
+
+    class Actors:
+        ingest, poll = Send("ingest"), Send("poll")
+
+    items = [item("a"), item("b"), item("n1", records=0), item("n2", records=0), item("a")]
+    hand_over(Actors(), items, [("accepted", 1), ("accepted", 2), ("notified", 3), ("notified", 4), ("duplicate", None)])
+    assert sent == [("ingest", [1, 2]), ("poll", "leezy")]
