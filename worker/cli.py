@@ -13,7 +13,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from sqlmodel import select
+
 from bookingsync.models.errors import ConfigError
+from bookingsync.models.tables import IntentRow
 from bookingsync.worker import reports
 from bookingsync.worker.config import Config, load_config
 from bookingsync.worker.db import make_engine, ping, transaction, upgrade
@@ -28,8 +31,10 @@ deliveries_app = typer.Typer(help="Deliveries to subscribers, dead letters, repl
 quarantine_app = typer.Typer(help="Provider records that could not be normalised.", no_args_is_help=True)
 subscriptions_app = typer.Typer(help="Subscriptions' state.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+mirrors_app = typer.Typer(help="Writes to route targets: every one accounted for.", no_args_is_help=True)
 for sub, name in ((db_app, "db"), (meetings_app, "meetings"), (events_app, "events"), (deliveries_app, "deliveries"),
-                  (quarantine_app, "quarantine"), (subscriptions_app, "subscriptions"), (config_app, "config")):
+                  (quarantine_app, "quarantine"), (subscriptions_app, "subscriptions"), (config_app, "config"),
+                  (mirrors_app, "mirrors")):
     app.add_typer(sub, name=name)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file (default $BOOKINGSYNC_CONFIG, "
@@ -293,6 +298,57 @@ def quarantine_replay(item_id: int, config: ConfigOption = None) -> None:
 
     rt = _reporting(config)
     out.print(replay_quarantined(rt, item_id))
+
+
+@mirrors_app.command("show")
+def mirrors_show(meeting_id: str, config: ConfigOption = None) -> None:
+    """Every write made for one meeting: target, action, state, provider id, attempts, times."""
+    from bookingsync.worker import mirrors
+
+    rt = _reporting(config)
+    with transaction(rt.engine) as session:
+        out.print(mirrors.show(session, meeting_id))
+
+
+@mirrors_app.command("list")
+def mirrors_list(config: ConfigOption = None, limit: int = 50,
+                 unresolved: Annotated[bool, typer.Option("--unresolved", help="only writes a person must look at: "
+                                                          "unknown outcomes, halts, lost answers")] = False) -> None:
+    """The newest writes to route targets; --unresolved for the ones held or halted."""
+    from bookingsync.worker import mirrors
+
+    rt = _reporting(config)
+    with transaction(rt.engine) as session:
+        out.print(mirrors.listing(session, limit, unresolved))
+
+
+@mirrors_app.command("resume")
+def mirrors_resume(meeting_id: str, target: str, config: ConfigOption = None) -> None:
+    """Lift the breaker's halt of one mirror and queue its dead route deliveries again."""
+    from bookingsync.worker import mirrors
+
+    rt = _reporting(config)
+    with transaction(rt.engine) as session:
+        out.print(mirrors.resume(session, meeting_id, target, rt.clock.now()), markup=False)
+
+
+@mirrors_app.command("resolve")
+def mirrors_resolve(reference: str, config: ConfigOption = None,
+                    booking_id: Annotated[str | None, typer.Option(help="the booking it made, as found at the "
+                                                                   "provider")] = None,
+                    none: Annotated[bool, typer.Option("--none", help="it made no booking")] = False) -> None:
+    """Say what became of a write whose outcome is unknown (after checking the provider by hand)."""
+    from bookingsync.worker import mirrors
+
+    if (booking_id is None) == (not none):
+        err.print("give --booking-id ID (it made that booking) or --none (it made none)")
+        raise typer.Exit(2)
+    rt = _reporting(config)
+    with transaction(rt.engine) as session:
+        row = session.exec(select(IntentRow).where(IntentRow.reference == reference)).first()
+        conn = rt.config.connection(row.connection) if row is not None else None
+        out.print(mirrors.resolve(session, reference, rt.clock.now(), booking_id=booking_id,
+                                  provider=conn.provider if conn else ""), markup=False)
 
 
 def main() -> None:

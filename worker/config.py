@@ -24,13 +24,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bookingsync.adapters.registry import ADAPTERS, accepted_settings, check_settings
+from bookingsync.adapters.registry import ADAPTERS, accepted_settings, booking_problem, check_settings
 from bookingsync.models.errors import ConfigError
 from bookingsync.worker.lifecycle import EventType
 
 ENV_PREFIX = "BOOKINGSYNC_"
 CONFIG_ENV = "BOOKINGSYNC_CONFIG"
-SECTIONS = ("database", "broker", "server", "scheduler", "events", "delivery", "worker", "logging")
+SECTIONS = ("database", "broker", "server", "scheduler", "events", "delivery", "worker", "logging", "mirroring")
 PROVIDERS = tuple(sorted(ADAPTERS))
 # Connection keys handed to the adapter when its constructor takes them (`id` as connection_id).
 COMMON_SETTINGS = ("base_url", "token", "api_key", "user_id", "webhook_secret", "accept_legacy_signature",
@@ -92,6 +92,17 @@ class WorkerConfig(_Strict):
 
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class MirroringConfig(_Strict):
+    """Writes to route targets (worker/reconcile.py, worker/intents.py)."""
+
+    # More creates or moves than this of one meeting at one target within an hour halt that
+    # mirror until a person lifts it (`bookingsync mirrors resume`): a loop stops at this many.
+    max_writes_per_hour: int = Field(default=5, ge=1)
+    # How long one write may be in flight before its answer counts as lost (and a worker that
+    # died mid-call is replaced): above the adapters' worst case of timeouts and retries.
+    lease_seconds: float = Field(default=120.0, gt=0)
 
 
 class ConnectionConfig(_Strict):
@@ -199,6 +210,7 @@ class Config(_Strict):
     delivery: DeliveryConfig = DeliveryConfig()
     worker: WorkerConfig = WorkerConfig()
     logging: LoggingConfig = LoggingConfig()
+    mirroring: MirroringConfig = MirroringConfig()
     connections: tuple[ConnectionConfig, ...] = ()
     subscriptions: tuple[SubscriptionConfig, ...] = ()
     actors: tuple[ActorTargetConfig, ...] = ()
@@ -214,13 +226,21 @@ class Config(_Strict):
                 if item.id in seen:
                     raise ValueError(f"{group}[{index}].id: {item.id!r} is used twice; ids must be unique")
                 seen.add(item.id)
-        known = {c.id for c in self.connections}
+        known = {c.id: c for c in self.connections}
         for index, route in enumerate(self.routes):
             for side in ("sources", "targets"):
                 for position, ref in enumerate(getattr(route, side)):
                     if ref not in known:
                         raise ValueError(f"routes[{index}].{side}[{position}]: names connection {ref!r}, "
                                          "which is not configured")
+            for position, ref in enumerate(route.targets):
+                # A route books into its targets: one that cannot create (read-only, or not set up
+                # to book) would only collect dead letters.
+                target = known[ref]
+                problem = booking_problem(target.provider, target.adapter_settings())
+                if problem is not None:
+                    raise ValueError(f"routes[{index}].targets[{position}]: connection {ref!r} cannot be a route "
+                                     f"target: {problem}")
         return self
 
     def connection(self, connection_id: str) -> ConnectionConfig | None:

@@ -30,6 +30,7 @@ from sqlmodel import col, select
 from bookingsync.adapters.base import Capability, WebhookDelivery
 from bookingsync.models.errors import WebhookError, WebhookTooLarge
 from bookingsync.models.tables import DeliveryRow, EventRow, ReceiptRow
+from bookingsync.worker import mirrors
 from bookingsync.worker.db import ping, transaction
 from bookingsync.worker.runtime import Runtime
 
@@ -148,6 +149,8 @@ def create_app(rt: Runtime) -> FastAPI:
                 rows: Any = session.exec(select(model.status, func.count()).group_by(col(model.status)))
                 for status, count in rows:
                     backlog.labels(table, status).set(count)
+            for state, count in mirrors.counts(session).items():
+                writes.labels(state).set(count)
         return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -1,0 +1,132 @@
+"""Accounting for writes to route targets: what `bookingsync mirrors …` shows and does, and the
+counts `/metrics` exposes. Reads `write_intents`; the state machine is `worker/intents.py`.
+
+* `show` — every intent of one meeting: target, action, state, provider id, attempts, times.
+* `listing` — the newest intents, or (`unresolved`) those a person must look at: an unknown
+  outcome (a lost answer the provider cannot be asked about), a halt, or a lost answer not yet
+  looked up.
+* `resume` — lift the halts of a (meeting, target) and put its dead route deliveries back in line.
+* `resolve` — a person checked the provider: an unknown intent did make booking X, or made none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from bookingsync.models.meeting import MeetingStatus, SourceRecord
+from bookingsync.models.tables import DeliveryRow, EventRow, IntentRow, MeetingRow
+from bookingsync.worker import intent_store, intents, store
+from bookingsync.worker.intents import State, Step
+from bookingsync.worker.payloads import iso
+from bookingsync.worker.reconcile import ROUTE_PREFIX
+
+COLUMNS = ("intent", "meeting", "target", "action", "state", "provider id", "on", "attempts", "created", "updated",
+           "reason")
+
+
+def _table(title: str) -> Table:
+    table = Table(title=title)
+    for column in COLUMNS:
+        table.add_column(column)
+    return table
+
+
+def _add(table: Table, row: IntentRow) -> None:
+    state = row.state if row.state != State.PENDING or row.step == Step.READY else f"{row.state} ({row.step})"
+    cells = (row.reference, row.meeting_id, row.connection, row.action, state, row.external_id or "",
+             row.subject or "", str(row.attempts), iso(row.created_at), iso(row.updated_at), row.reason or "")
+    table.add_row(*(Text(cell or "") for cell in cells))
+
+
+def show(session: Session, meeting_id: str) -> Table:
+    table = _table(f"writes for meeting {meeting_id}")
+    for row in intent_store.for_meeting(session, meeting_id):
+        _add(table, row)
+    return table
+
+
+def unresolved_rows(session: Session, limit: int) -> list[IntentRow]:
+    query = select(IntentRow).where(
+        col(IntentRow.state).in_([State.UNKNOWN.value, State.HALTED.value])
+        | ((IntentRow.state == State.PENDING.value) & (IntentRow.step == Step.LOST.value)))
+    return list(session.exec(query.order_by(col(IntentRow.id).desc()).limit(limit)))
+
+
+def listing(session: Session, limit: int, unresolved: bool) -> Table:
+    table = _table("unresolved writes" if unresolved else "writes")
+    rows = unresolved_rows(session, limit) if unresolved else list(
+        session.exec(select(IntentRow).order_by(col(IntentRow.id).desc()).limit(limit)))
+    for row in rows:
+        _add(table, row)
+    return table
+
+
+def counts(session: Session) -> dict[str, int]:
+    """Intents by state (pending split by step), for `/metrics`."""
+    rows: Any = session.exec(select(IntentRow.state, IntentRow.step, func.count())
+                             .group_by(col(IntentRow.state), col(IntentRow.step)))
+    # Every key always present, so a gauge drops back to 0 when the last one is resolved.
+    out = dict.fromkeys([f"{State.PENDING}_{step}" for step in (Step.READY, Step.CALLING, Step.LOST)]
+                        + [state.value for state in State if state is not State.PENDING], 0)
+    for state, step, count in rows:
+        key = f"{state}_{step}" if state == State.PENDING else state
+        out[key] = out.get(key, 0) + count
+    return out
+
+
+def _replay_dead(session: Session, meeting_id: str, target: str, now: datetime) -> int:
+    query = (select(DeliveryRow).join(EventRow, col(EventRow.event_id) == col(DeliveryRow.event_id))
+             .where(DeliveryRow.status == "dead", DeliveryRow.subscription_id == f"{ROUTE_PREFIX}{target}",
+                    EventRow.meeting_id == meeting_id))
+    rows = list(session.exec(query))
+    for row in rows:
+        row.status, row.due_at, row.attempts, row.finished_at, row.lease_until = "pending", now, 0, None, None
+    return len(rows)
+
+
+def resume(session: Session, meeting_id: str, target: str, now: datetime) -> str:
+    """Lift the halts of one mirror; the breaker's count starts again from now."""
+    lifted = 0
+    for row in intent_store.for_target(session, meeting_id, target):
+        if row.state == State.HALTED:
+            intent_store.save(row, intents.lifted(intent_store.value(row), f"halt lifted by a person at {iso(now)}: "
+                                                  f"{row.reason}"), now)
+            lifted += 1
+    if not lifted:
+        return f"the mirror of meeting {meeting_id} at {target} is not halted"
+    replayed = _replay_dead(session, meeting_id, target, now)
+    return (f"lifted {lifted} halt(s) of meeting {meeting_id} at {target}; {replayed} dead route deliver"
+            f"{'y' if replayed == 1 else 'ies'} queued again")
+
+
+def resolve(session: Session, reference: str, now: datetime, *, booking_id: str | None, provider: str) -> str:
+    """A person says what became of an unknown write: booking `booking_id`, or none (None)."""
+    row = session.exec(select(IntentRow).where(IntentRow.reference == reference).with_for_update()).first()
+    if row is None:
+        return f"no write {reference}; `bookingsync mirrors list` shows them"
+    current = intent_store.value(row)
+    if current.state is not State.UNKNOWN:
+        return f"write {reference} is {current.state}, not unknown; nothing to resolve"
+    if booking_id is None:
+        intent_store.save(row, replace(current, state=State.FAILED,
+                                               reason=f"made no booking (checked by a person at {iso(now)})"), now)
+        replayed = _replay_dead(session, row.meeting_id, row.connection, now)
+        return f"write {reference} made no booking; {replayed} dead route deliveries queued again"
+    intent_store.save(row, replace(current, state=State.DONE, external_id=booking_id,
+                                           reason=f"booking {booking_id} confirmed by a person at {iso(now)}"), now)
+    meeting_row = session.get(MeetingRow, row.meeting_id)
+    assert meeting_row is not None  # intents point at meetings (foreign key)
+    meeting = store.meeting_of(meeting_row).model_copy(
+        update={"start": row.start, "end": row.end, "status": MeetingStatus.SCHEDULED})
+    store.record_mirror(session, meeting_id=row.meeting_id, connection=row.connection, provider=provider,
+                        record=SourceRecord(external_id=booking_id, meeting=meeting),
+                        raw={"confirmed_by": "bookingsync mirrors resolve"}, now=now, replaces=row.subject)
+    replayed = _replay_dead(session, row.meeting_id, row.connection, now)
+    return f"write {reference} made booking {booking_id}, now linked; {replayed} dead route deliveries queued again"
