@@ -215,7 +215,7 @@ def writes_since(intents: Sequence[Intent], since: datetime) -> int:
     move (an answer lost and sent again counts twice), except writes the provider refused. Cancels
     never add a booking, so they do not count."""
     return sum(i.attempts for i in intents
-               if i.books and i.state is not State.FAILED and i.created_at is not None and i.created_at >= since)
+               if i.books and i.state is not State.FAILED and i.created_at is not None and i.created_at > since)
 
 
 # -- what the target should have ------------------------------------------------------------------
@@ -265,6 +265,7 @@ def plan(*, live: bool, start: datetime, end: datetime, now: datetime, mirror: M
 
 class Do(StrEnum):
     WAIT = "wait"  # a call is in flight (another worker): come back later
+    ADOPT = "adopt"  # a create's answer is missing but an echo already named its booking: take it
     LOOKUP = "lookup"  # a create's answer is missing: ask the provider for the booking
     UNREACHABLE = "unreachable"  # ... and the provider cannot be asked: mark it unknown
     RESEND = "resend"  # a lost cancel/move: make it ready again
@@ -311,6 +312,8 @@ def decide(action: Action, *, start: datetime, end: datetime, mirror: Mirror | N
         if intent.answer_missing(now):
             if intent.action is not Write.CREATE:
                 return Next(Do.RESEND, intent=intent)
+            if intent.external_id:
+                return Next(Do.ADOPT, intent=intent)
             return Next(Do.LOOKUP if can_find else Do.UNREACHABLE, intent=intent)
 
     # What one write would do now, if nothing else stood in the way.

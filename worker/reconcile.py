@@ -155,6 +155,12 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
                         "and %s cannot be asked; holding this mirror (see `bookingsync mirrors list --unresolved`)",
                         meeting_id, held.action, target, held.reference, target)
             return None
+        if nxt.do is Do.ADOPT:
+            assert nxt.intent is not None and nxt.intent.external_id is not None
+            # The echo that named it linked it too (store.link_echo); the answer is not needed.
+            intent_store.save(by_ref[nxt.intent.reference], intents.found(nxt.intent, nxt.intent.external_id), now)
+            done.append(f"found {nxt.intent.external_id} (by its echo)")
+            return None
         if nxt.do is Do.RESEND:
             assert nxt.intent is not None
             intent_store.save(by_ref[nxt.intent.reference], intents.resend(nxt.intent), now)
