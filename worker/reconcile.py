@@ -160,6 +160,8 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
             # The echo that named it linked it too (store.link_echo); the answer is not needed.
             intent_store.save(by_ref[nxt.intent.reference], intents.found(nxt.intent, nxt.intent.external_id), now)
             done.append(f"found {nxt.intent.external_id} (by its echo)")
+            log.info("meeting %s: the create at %s whose answer was lost made %s, as its echo showed; linked, not "
+                     "booked again", meeting_id, target, nxt.intent.external_id)
             return None
         if nxt.do is Do.RESEND:
             assert nxt.intent is not None
@@ -287,8 +289,16 @@ def _finish(rt: Runtime, call: _Call, final: Intent, *, record: SourceRecord | N
                 if row is None:
                     return
                 now = rt.clock.now()
-                # An echo may have named the booking while its answer was being lost.
                 seen = intent_store.value(row)
+                began = call.intent
+                if (seen.state, seen.step, seen.attempts) != (began.state, began.step, began.attempts) and not (
+                        final.state is intents.State.DONE and seen.state is not intents.State.DONE):
+                    # A call that outlived its lease: another worker has moved this write on since.
+                    # Only an answer (the truth about the booking) may still overwrite that.
+                    log.info("write %s moved on while its call was out (%s/%s); keeping that", began.reference,
+                             seen.state, seen.step)
+                    final = seen
+                # An echo may have named the booking while its answer was being lost.
                 if final.answer_missing(now) and seen.external_id:
                     final = intents.found(final, seen.external_id)
                 intent_store.save(row, final, now)

@@ -97,6 +97,8 @@ def create_app(rt: Runtime) -> FastAPI:
                        ["connection", "outcome"], registry=registry)
     backlog = Gauge("bookingsync_outbox_backlog", "Work rows waiting, by table and status", ["table", "status"],
                     registry=registry)
+    writes = Gauge("bookingsync_mirror_writes", "Writes to route targets by state (pending by step); unknown and "
+                   "halted ones wait for a person", ["state"], registry=registry)
 
     @app.post("/webhooks/{connection_id}")
     async def receive(connection_id: str, request: Request) -> JSONResponse:
