@@ -9,3 +9,5 @@ echo
 $PY bench/timers.py
 echo
 $PY bench/memory.py
+echo
+$PY bench/mirror.py
