@@ -12,11 +12,13 @@ from datetime import datetime
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from bookingsync.models.tables import IntentRow
+from bookingsync.models.tables import DeliveryRow, EventRow, IntentRow
 from bookingsync.worker.intents import Intent, State, Step, Write
 
 # States in which an intent may still stand for a booking whose answer we have not seen.
 OPEN_STATES = (State.PENDING.value, State.UNKNOWN.value)
+# How route deliveries name their target: `route:<connection>`, beside subscription ids.
+ROUTE_PREFIX = "route:"
 
 
 def value(row: IntentRow) -> Intent:
@@ -84,3 +86,15 @@ def candidates(session: Session, connection: str, *, ids: Collection[str], refer
         return []
     query = select(IntentRow).where(IntentRow.connection == connection, or_(*clauses)).order_by(col(IntentRow.id))
     return list(session.exec(query))
+
+
+def requeue_dead_deliveries(session: Session, meeting_id: str, connection: str, now: datetime) -> int:
+    """Put the dead route deliveries of one mirror back in line: what held or halted it is resolved
+    (a person lifted a halt, or an echo showed what a lost answer made)."""
+    query = (select(DeliveryRow).join(EventRow, col(EventRow.event_id) == col(DeliveryRow.event_id))
+             .where(DeliveryRow.status == "dead", DeliveryRow.subscription_id == f"{ROUTE_PREFIX}{connection}",
+                    EventRow.meeting_id == meeting_id))
+    rows = list(session.exec(query))
+    for row in rows:
+        row.status, row.due_at, row.attempts, row.finished_at, row.lease_until = "pending", now, 0, None, None
+    return len(rows)

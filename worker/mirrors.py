@@ -21,11 +21,10 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from bookingsync.models.meeting import MeetingStatus, SourceRecord
-from bookingsync.models.tables import DeliveryRow, EventRow, IntentRow, MeetingRow
+from bookingsync.models.tables import IntentRow, MeetingRow
 from bookingsync.worker import intent_store, intents, store
 from bookingsync.worker.intents import State, Step
 from bookingsync.worker.payloads import iso
-from bookingsync.worker.reconcile import ROUTE_PREFIX
 
 COLUMNS = ("intent", "meeting", "target", "action", "state", "provider id", "on", "attempts", "created", "updated",
            "reason")
@@ -81,16 +80,6 @@ def counts(session: Session) -> dict[str, int]:
     return out
 
 
-def _replay_dead(session: Session, meeting_id: str, target: str, now: datetime) -> int:
-    query = (select(DeliveryRow).join(EventRow, col(EventRow.event_id) == col(DeliveryRow.event_id))
-             .where(DeliveryRow.status == "dead", DeliveryRow.subscription_id == f"{ROUTE_PREFIX}{target}",
-                    EventRow.meeting_id == meeting_id))
-    rows = list(session.exec(query))
-    for row in rows:
-        row.status, row.due_at, row.attempts, row.finished_at, row.lease_until = "pending", now, 0, None, None
-    return len(rows)
-
-
 def resume(session: Session, meeting_id: str, target: str, now: datetime) -> str:
     """Lift the halts of one mirror; the breaker's count starts again from now."""
     lifted = 0
@@ -101,7 +90,7 @@ def resume(session: Session, meeting_id: str, target: str, now: datetime) -> str
             lifted += 1
     if not lifted:
         return f"the mirror of meeting {meeting_id} at {target} is not halted"
-    replayed = _replay_dead(session, meeting_id, target, now)
+    replayed = intent_store.requeue_dead_deliveries(session, meeting_id, target, now)
     return (f"lifted {lifted} halt(s) of meeting {meeting_id} at {target}; {replayed} dead route deliver"
             f"{'y' if replayed == 1 else 'ies'} queued again")
 
@@ -117,7 +106,7 @@ def resolve(session: Session, reference: str, now: datetime, *, booking_id: str 
     if booking_id is None:
         intent_store.save(row, replace(current, state=State.FAILED,
                                                reason=f"made no booking (checked by a person at {iso(now)})"), now)
-        replayed = _replay_dead(session, row.meeting_id, row.connection, now)
+        replayed = intent_store.requeue_dead_deliveries(session, row.meeting_id, row.connection, now)
         return f"write {reference} made no booking; {replayed} dead route deliveries queued again"
     intent_store.save(row, replace(current, state=State.DONE, external_id=booking_id,
                                            reason=f"booking {booking_id} confirmed by a person at {iso(now)}"), now)
@@ -128,5 +117,5 @@ def resolve(session: Session, reference: str, now: datetime, *, booking_id: str 
     store.record_mirror(session, meeting_id=row.meeting_id, connection=row.connection, provider=provider,
                         record=SourceRecord(external_id=booking_id, meeting=meeting),
                         raw={"confirmed_by": "bookingsync mirrors resolve"}, now=now, replaces=row.subject)
-    replayed = _replay_dead(session, row.meeting_id, row.connection, now)
+    replayed = intent_store.requeue_dead_deliveries(session, row.meeting_id, row.connection, now)
     return f"write {reference} made booking {booking_id}, now linked; {replayed} dead route deliveries queued again"

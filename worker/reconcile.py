@@ -48,7 +48,7 @@ from bookingsync.worker.lifecycle import EventType
 from bookingsync.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
-ROUTE_PREFIX = "route:"
+ROUTE_PREFIX = intent_store.ROUTE_PREFIX
 MIRRORED_EVENTS = frozenset({EventType.BOOKED, EventType.RESCHEDULED, EventType.DELETED, EventType.UPDATED})
 # Steps one delivery may take: a move as create + cancel, a lookup after a lost answer, a stale
 # booking cancelled first. More means something is off; the delivery comes back later.

@@ -190,6 +190,9 @@ def link_echo(session: Session, match: Match, *, connection: str, provider: str,
         if current.state is intents.State.DONE and record.reference == current.external_id:
             changed = replace(current, external_id=record.external_id, alias=current.external_id)
         intent_store.save(row, changed, now)
+        if changed.state is intents.State.DONE and current.state is not intents.State.DONE:
+            # The echo settled what held this mirror (a lost answer): let its dead deliveries run again.
+            intent_store.requeue_dead_deliveries(session, match.meeting_id, connection, now)
     log.info("%s %s is bookingsync's own booking for meeting %s (matched by %s, intent %s)",
              connection, record.external_id, match.meeting_id, match.rule, intent.reference)
     return link

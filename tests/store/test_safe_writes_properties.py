@@ -12,10 +12,14 @@ our reference; and by complete reads), deliveries repeated. Whatever the interle
 * the events are exactly those the source's changes make: no echo made an event, so no echo
   caused a write;
 * no booking made twice for one write (a lost answer is looked up or held, never re-sent blindly).
+
+70 examples by default (about 30 s); `BOOKINGSYNC_PROPERTY_EXAMPLES=1500` (with `-o timeout=1800`)
+searches deeper.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -261,7 +265,7 @@ STEP = st.one_of(
 )
 
 
-@settings(max_examples=70, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("BOOKINGSYNC_PROPERTY_EXAMPLES", "70")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(STEP, max_size=12), outcomes=st.lists(st.sampled_from(OUTCOMES), max_size=14),
        can_find=st.booleans(), can_move=st.booleans(), shows_reference=st.booleans())
 def test_any_interleaving_keeps_one_booking_one_meeting_and_no_echo_writes(
