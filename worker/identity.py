@@ -30,9 +30,13 @@ ANSWER, REFERENCE, OPEN_INTENT = "answer", "reference", "open-intent"
 
 @dataclass(frozen=True)
 class Match:
+    """The meeting a record belongs to, the rule that said so, and (for the rules above) the write
+    of ours it echoes. Issue 16's rules will give matches without an intent: links of the meeting
+    at another provider, not mirrors."""
+
     meeting_id: str
     rule: str
-    intent: Intent
+    intent: Intent | None = None
 
 
 def _one(record: SourceRecord, rule: str, hits: list[Intent]) -> Match | None:

@@ -170,6 +170,7 @@ def link_echo(session: Session, match: Match, *, connection: str, provider: str,
     event id, before the CRM record was read), that link is re-keyed to the id reads use.
     """
     intent = match.intent
+    assert intent is not None  # an echo is the echo of one of our writes
     link = None
     if record.reference and record.reference == intent.external_id != record.external_id:
         link = _locked_link(session, connection, intent.external_id)
@@ -218,7 +219,7 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
     if link is not None and link.mirrored:
         observe(link, record, raw, now)
         return Applied(meeting_id=link.meeting_id, changed=False)
-    if link is None and match is not None:
+    if link is None and match is not None and match.intent is not None:
         link = link_echo(session, match, connection=connection, provider=provider, record=record, raw=raw, now=now)
         if known is not None:
             known[record.external_id] = link
