@@ -44,6 +44,15 @@ Ambiguities, and the reading taken:
   We read `start`/`end` at the top level, else in `meetingInfo`; a missing end is start plus the
   first duration found (top level, `meetingInfo`, `meetingType.meetingInfo`, minutes). Missing
   id/start/end is a NormaliseError naming each field missing.
+* Titles: one rule for the webhook and the listing, so the same appointment read both ways has
+  one title (two readings that disagree would make a false `meeting.updated` at every poll). The
+  webhook documents only the meeting type's name (`meetingType.meetingInfo.name`); the listing's
+  `meetingInfo` is undocumented and is seen carrying the appointment's calendar title
+  (`meetingInfo.title`), which meetergo builds as `<meeting type name> - <attendee name>` unless
+  the booking set its own (`icsTitle`). The title is the meeting type's name: read from
+  `meetingType` where a record has it, else recovered from the record's own title by removing
+  the ` - <attendee name>` suffix. A booking with a custom title keeps that title from the
+  listing and the type's name from a webhook: the one case the two can still disagree.
 * Times: "All API times are in UTC by default", so a time without an offset is read as UTC.
 * Status. Cancelled when `isCancelled` is true or `cancel` holds any of actionAt/actionSource/
   actionBy/reason; that wins over everything. A `status` (undocumented on appointments; the
@@ -425,10 +434,18 @@ def _conference_url(payload: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _title(payload: Mapping[str, Any]) -> str | None:
+def _title(payload: Mapping[str, Any], attendee: str | None) -> str | None:
+    """One rule for every shape (see the module docstring, "Titles"): the meeting type's name."""
     meeting_type = _dict(payload.get("meetingType"))
-    return (_text(payload.get("title")) or _text(_dict(meeting_type.get("meetingInfo")).get("name"))
-            or _text(_dict(payload.get("meetingInfo")).get("name")) or _text(meeting_type.get("name")))
+    named = _text(_dict(meeting_type.get("meetingInfo")).get("name")) or _text(meeting_type.get("name"))
+    if named:
+        return named
+    own = (_text(payload.get("title")) or _text(_dict(payload.get("meetingInfo")).get("title"))
+           or _text(_dict(payload.get("meetingInfo")).get("name")))
+    suffix = f" - {attendee}" if attendee else None
+    if own and suffix and own.endswith(suffix) and len(own) > len(suffix):
+        return own[: -len(suffix)].strip() or own
+    return own
 
 
 def normalise_appointment(payload: Any, scope: str | None = None) -> SourceRecord:
@@ -458,7 +475,7 @@ def normalise_appointment(payload: Any, scope: str | None = None) -> SourceRecor
     attendee, zone = _attendee(payload)
     try:
         meeting = Meeting(
-            status=_status(payload), title=_title(payload), start=start, end=end,
+            status=_status(payload), title=_title(payload, attendee.name), start=start, end=end,
             timezone=_zone(zone or _text(payload.get("timezone"))), attendee=attendee,
             hosts=_hosts(payload), conference_url=_conference_url(payload),
         )

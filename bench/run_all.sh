@@ -10,4 +10,7 @@ $PY bench/timers.py
 echo
 $PY bench/memory.py
 echo
+$PY bench/feed.py
+$PY bench/scrape.py
+echo
 $PY bench/mirror.py

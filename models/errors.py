@@ -7,15 +7,18 @@
     │   ├── WebhookUnauthorized      401: bad or stale signature, wrong token
     │   ├── WebhookMalformed         400: not the JSON shape the provider documents
     │   └── WebhookTooLarge          413
-    └── ProviderError                an HTTP call to a provider that failed for good
-        ├── ProviderUnavailable      5xx, timeouts, connection errors after the retries
-        │   └── AnswerLost           a write reached the provider but its answer did not reach us:
-        │                            it may have taken effect (find it before writing again)
-        ├── RateLimited              429 after the retries (.retry_after)
-        ├── ProviderAuthError        401/403: the credential or its scope
-        ├── ProviderNotFound         404
-        └── ProviderRejected         any other 4xx, with the provider's own message
-            └── SlotUnavailable      the slot was taken between availability and booking
+    ├── ProviderError                an HTTP call to a provider that failed for good
+    │   ├── ProviderUnavailable      5xx, timeouts, connection errors after the retries
+    │   │   └── AnswerLost           a write reached the provider but its answer did not reach us:
+    │   │                            it may have taken effect (find it before writing again)
+    │   ├── RateLimited              429 after the retries (.retry_after)
+    │   ├── ProviderAuthError        401/403: the credential or its scope
+    │   ├── ProviderNotFound         404
+    │   └── ProviderRejected         any other 4xx, with the provider's own message
+    │       └── SlotUnavailable      the slot was taken between availability and booking
+    └── RequestRefused (.status)     a request of the API or CLI that cannot be done as asked
+        ├── NotFound                 404: no such meeting, event, delivery, subscription or item
+        └── Conflict                 409: the thing is not in a state that allows it
 
 Foreign errors (httpx, SQLAlchemy, pydantic) are translated into these at the boundary
 that meets them, so callers only ever catch ours.
@@ -98,3 +101,17 @@ class ProviderRejected(ProviderError):
 
 class SlotUnavailable(ProviderRejected):
     pass
+
+
+class RequestRefused(BookingSyncError):
+    """A request of the HTTP API or the CLI that cannot be done as asked; says why."""
+
+    status: int = 400
+
+
+class NotFound(RequestRefused):
+    status = 404
+
+
+class Conflict(RequestRefused):
+    status = 409

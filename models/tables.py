@@ -96,7 +96,10 @@ class EventRow(SQLModel, table=True):
     sequence: int | None = None
     payload: Any = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
-    published_at: datetime | None = _time(nullable=True)
+    published_at: datetime | None = _time(nullable=True, index=True)
+    # Where a published event stands in the feed: commit order, unlike `id` (see worker/feed.py).
+    feed_position: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True, unique=True,
+                                                                     index=True))
 
 
 class CursorRow(SQLModel, table=True):
@@ -137,7 +140,8 @@ class DeliveryRow(SQLModel, table=True):
 
     __tablename__ = "deliveries"
     __table_args__ = (UniqueConstraint("event_id", "subscription_id", name="uq_deliveries_event_subscription"),
-                      Index("ix_deliveries_claim", "status", "due_at"))
+                      Index("ix_deliveries_claim", "status", "due_at"),
+                      Index("ix_deliveries_subscription_status", "subscription_id", "status"))
 
     id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
     event_id: str = Field(max_length=40, index=True)
@@ -192,6 +196,25 @@ class LeaseRow(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=150)
     holder: str = Field(max_length=150)
     until: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+# --- issue 9 (part A): the consumer API's event feed ---------------------------------------------
+
+
+class FeedCounterRow(SQLModel, table=True):
+    """The last feed position handed out. Publishing locks this one row until it commits, which
+    is what makes feed positions follow commit order (worker/feed.py)."""
+
+    __tablename__ = "feed_counter"
+
+    name: str = Field(primary_key=True, max_length=40)
+    value: int = Field(default=0, sa_column=Column(BigInteger(), nullable=False))
+
+
+# --- issue 9 (operations): indexes for retention and scrape-time metrics ----------------------
+
+# Retention removes resolved quarantine items by `resolved_at`; /metrics counts the open ones.
+Index("ix_quarantine_status_resolved", QuarantineRow.__table__.c.status, QuarantineRow.__table__.c.resolved_at)
 
 
 # -- issue 15: safe writes to providers ----------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Choosing the dramatiq broker from `broker.url`: in-process for `run`, Redis in production."""
+"""Choosing the dramatiq broker from `broker.url`: in-process for `run`, Redis or RabbitMQ in production."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from dramatiq.brokers.stub import StubBroker
 def make_broker(url: str) -> dramatiq.Broker:
     if url == "memory://":
         broker: dramatiq.Broker = StubBroker()
+    elif url.startswith(("amqp://", "amqps://")):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker  # imports pika, needed only here
+
+        broker = RabbitmqBroker(url=url)
     else:
         broker = RedisBroker(url=url)
     dramatiq.set_broker(broker)

@@ -7,7 +7,15 @@
   with `-` as `_` (`BOOKINGSYNC_CONNECTIONS__LEEZY_MAIN__TOKEN`). Values are read as JSON when
   they parse as JSON (numbers, booleans, lists), else as plain strings.
 * Any string may be `env:NAME`, read from the environment at load time (secrets stay out of files).
-* Unknown keys are errors. Every error names the file, the key and the problem.
+* Unknown keys are errors, and so are keys the connection's provider does not take. Every error
+  names the file (or the environment variable), the key and the fix.
+* Secrets (`token`, `api_key`, `webhook_secret`, a subscription's `secret`) are `SecretStr`: they
+  never appear in a repr or a log; `.get_secret_value()` where one is really needed.
+* `validate_for(cfg, role)` adds what depends on the process that will run it (the broker a
+  role can use, the sandbox demo); `bookingsync config check` and every command call the same
+  code, so a check that passes is a start that passes.
+* Subscription and connection URLs must resolve to public addresses unless
+  `allow_private_targets = true` (see worker/egress.py, which checks again at connect time).
 """
 
 from __future__ import annotations
@@ -21,21 +29,63 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_serializer, field_validator,
+                      model_validator)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
+from bookingsync.adapters.base import Capability
 from bookingsync.adapters.registry import ADAPTERS, accepted_settings, booking_problem, check_settings
 from bookingsync.models.errors import ConfigError
-from bookingsync.worker.lifecycle import EventType
+from bookingsync.worker import egress
+from bookingsync.worker.lifecycle import Backfill, EventType
 
 ENV_PREFIX = "BOOKINGSYNC_"
 CONFIG_ENV = "BOOKINGSYNC_CONFIG"
-SECTIONS = ("database", "broker", "server", "scheduler", "events", "delivery", "worker", "logging", "mirroring")
+SECTIONS = ("database", "broker", "server", "scheduler", "events", "delivery", "worker", "logging", "retention",
+            "mirroring")
+TOP_LEVEL_KEYS = ("allow_private_targets",)
 PROVIDERS = tuple(sorted(ADAPTERS))
+ROLES = ("run", "web", "worker", "scheduler")
 # Connection keys handed to the adapter when its constructor takes them (`id` as connection_id).
 COMMON_SETTINGS = ("base_url", "token", "api_key", "user_id", "webhook_secret", "accept_legacy_signature",
                    "page_size", "overlap_seconds", "watch_emails", "lookback_days", "requests_per_second")
+MIN_API_KEY_LENGTH = 24  # an API key is a secret a person cannot guess: `openssl rand -hex 24`
 _PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "replace-me", "replaceme", "your-", "your_")
+# Adapter constructor parameters that exist for tests (fake transports, clocks): never settings.
+TEST_HOOKS = frozenset({"transport", "sleep", "rng", "monotonic", "wall_clock", "connection_id"})
+DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps")
+DATABASE_FIX = "use sqlite:///path/to/bookingsync.db or postgresql+psycopg://user:password@host:5432/dbname"
+# A model validator's message that starts with §key§ is about that key of the item (see _problem).
+_KEY = "§"
+
+
+def keyed(key: str, message: str) -> str:
+    return f"{_KEY}{key}{_KEY}{message}"
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by ***, fit for a log line or an error message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def http_url(value: str) -> str:
+    """An http(s) URL with a host, else ValueError saying how to write one."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL; write it as https://host/path")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError(f"{value!r} has a port that is not a number") from None
+    return value.strip()
 
 
 class _Strict(BaseModel):
@@ -43,19 +93,50 @@ class _Strict(BaseModel):
 
 
 class DatabaseConfig(_Strict):
-    url: str = "sqlite:///bookingsync.db"
+    # repr=False: the URL may carry a password.
+    url: str = Field(default="sqlite:///bookingsync.db", repr=False)
     migrate_on_start: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"{redact_url(value)!r} is not a database URL; {DATABASE_FIX}") from None
+        if url.drivername.split("+")[0] in ("postgres", "postgresql") and url.drivername != "postgresql+psycopg":
+            raise ValueError(f"{url.drivername}:// names a driver bookingsync does not ship; write the URL as "
+                             f"postgresql+psycopg://… (psycopg 3), e.g. postgresql+psycopg://user:password@host:5432/db")
+        if url.drivername not in DATABASE_DRIVERS:
+            raise ValueError(f"{url.drivername}:// is not a database bookingsync supports; {DATABASE_FIX}")
+        if url.drivername.startswith("sqlite") and url.database in (None, "", ":memory:"):
+            raise ValueError("an in-memory SQLite database is private to one connection and lost at exit; "
+                             "name a file: sqlite:///path/to/bookingsync.db")
+        return value
+
+    @field_serializer("url")
+    def _hide_password(self, value: str) -> str:
+        return redact_url(value)
 
 
 class BrokerConfig(_Strict):
-    url: str = "memory://"
+    url: str = Field(default="memory://", repr=False)
 
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        if not (value == "memory://" or value.startswith(("redis://", "rediss://"))):
-            raise ValueError("use memory:// (in-process) or a redis:// URL")
+        if value == "memory://":
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in BROKER_SCHEMES or not parts.hostname:
+            raise ValueError(f"{redact_url(value)!r} is not a broker URL; use memory:// (in-process, `run` only), "
+                             "redis://host:6379/0 (rediss:// for TLS) or amqp://user:password@host:5672/vhost "
+                             "(RabbitMQ, amqps:// for TLS)")
         return value
+
+    @field_serializer("url")
+    def _hide_password(self, value: str) -> str:
+        return redact_url(value)
 
 
 class ServerConfig(_Strict):
@@ -65,18 +146,27 @@ class ServerConfig(_Strict):
     public_url: str | None = None
     max_body_bytes: int = 1024 * 1024
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return None if value is None else http_url(value)
+
 
 class SchedulerConfig(_Strict):
     relay_interval_seconds: float = Field(default=0.5, gt=0)
     lease_seconds: float = Field(default=30.0, gt=0)
     batch_size: int = Field(default=500, gt=0)
     leader_lease_seconds: float = Field(default=15.0, gt=0)
+    # /healthz, /readyz and /metrics of a `bookingsync scheduler` (on server.host); 0: any free port.
+    health_port: int = Field(default=0, ge=0, le=65535)
 
 
 class EventsConfig(_Strict):
     # A timer whose moment passed longer ago than this when it is set is history, not news.
     grace_seconds: float = Field(default=300.0, ge=0)
     console: bool = True  # print each published event
+    # `upcoming`: a meeting first seen when it is already over is stored, not announced; `all`: announced.
+    backfill: Backfill = Backfill.UPCOMING
 
 
 class DeliveryConfig(_Strict):
@@ -88,10 +178,27 @@ class DeliveryConfig(_Strict):
 
 class WorkerConfig(_Strict):
     threads: int = Field(default=4, ge=1)
+    # /healthz, /readyz and /metrics of a `bookingsync worker` (on server.host); 0: any free port.
+    health_port: int = Field(default=0, ge=0, le=65535)
 
 
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # json: one object per line with the bound context (connection, meeting, event, delivery).
+    format: Literal["text", "json"] = "text"
+
+
+class RetentionConfig(_Strict):
+    """How long finished rows are kept (worker/retention.py says what each window covers)."""
+
+    enabled: bool = True
+    interval_seconds: float = Field(default=3600.0, gt=0)
+    batch_size: int = Field(default=1000, ge=1)
+    receipt_bodies_days: float = Field(default=3.0, gt=0)
+    receipts_days: float = Field(default=30.0, gt=0)
+    events_days: float = Field(default=30.0, gt=0)
+    meetings_days: float = Field(default=180.0, gt=0)
+    quarantine_days: float = Field(default=30.0, gt=0)
 
 
 class MirroringConfig(_Strict):
@@ -109,10 +216,10 @@ class ConnectionConfig(_Strict):
     id: str
     provider: str
     base_url: str
-    token: str | None = None
-    api_key: str | None = None
+    token: SecretStr | None = None
+    api_key: SecretStr | None = None
     user_id: str | None = None
-    webhook_secret: str | None = None
+    webhook_secret: SecretStr | None = None
     accept_legacy_signature: bool = False
     poll_interval_seconds: float = Field(default=60.0, gt=0)
     page_size: int = Field(default=100, ge=1, le=100)
@@ -139,10 +246,34 @@ class ConnectionConfig(_Strict):
             raise ValueError(f"unknown provider {value!r}; supported: {', '.join(PROVIDERS)}")
         return value
 
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        return http_url(value)
+
     @model_validator(mode="after")
     def _credentials(self) -> ConnectionConfig:
+        accepted = accepted_settings(self.provider)
+        # A key the provider does not take would be dropped silently: say so instead.
+        needed = "api_key" if "api_key" in accepted else "token"
+        for name in COMMON_SETTINGS:
+            if name in self.model_fields_set and name not in accepted and getattr(self, name) is not None:
+                if name in ("token", "api_key"):
+                    raise ValueError(keyed(name, f"a {self.provider} connection takes `{needed}`, not `{name}`; "
+                                                 "rename it"))
+                raise ValueError(keyed(name, f"a {self.provider} connection takes no `{name}`; remove it"))
+        adapter = ADAPTERS[self.provider]
+        polls = adapter.capabilities & {Capability.LIST_CHANGES, Capability.LOOKUP_BY_EMAIL}
+        if "poll_interval_seconds" in self.model_fields_set and not polls:
+            raise ValueError(keyed("poll_interval_seconds", f"{self.provider} has nothing to poll (no list or lookup "
+                                                            "endpoint); remove it"))
+        for name in self.options:
+            if name in TEST_HOOKS:
+                raise ValueError(keyed(f"options.{name}", f"`{name}` is a test hook of the adapter, not a "
+                                                                 "setting; remove it"))
+            if name in COMMON_SETTINGS or name in type(self).model_fields:
+                raise ValueError(keyed(f"options.{name}", f"set `{name}` on the connection itself, not under options"))
         # The credential is whichever of `api_key` / `token` the provider's adapter takes.
-        needed = "api_key" if "api_key" in accepted_settings(self.provider) else "token"
         if not getattr(self, needed):
             raise ValueError(f"a {self.provider} connection needs `{needed}`")
         try:
@@ -158,24 +289,31 @@ class ConnectionConfig(_Strict):
         for name in COMMON_SETTINGS:
             value = getattr(self, name)
             if name in accepted and value is not None:
-                settings[name] = value
+                settings[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
         return {**settings, **self.options}
 
 
 class SubscriptionConfig(_Strict):
     id: str
     url: str
-    secret: str
+    secret: SecretStr
     events: tuple[EventType, ...] = tuple(EventType)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return http_url(value)
 
     @field_validator("secret")
     @classmethod
-    def _secret(cls, value: str) -> str:
-        problem = "a subscription secret is a Standard Webhooks secret: whsec_ followed by base64 of 24 to 64 bytes"
-        if not value.startswith("whsec_"):
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        problem = ("a subscription secret is a Standard Webhooks secret: whsec_ followed by base64 of 24 to 64 bytes "
+                   "(python3 -c 'import base64, os; print(\"whsec_\" + base64.b64encode(os.urandom(32)).decode())')")
+        raw = value.get_secret_value()
+        if not raw.startswith("whsec_"):
             raise ValueError(problem)
         try:
-            key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+            key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
         except (binascii.Error, ValueError):
             raise ValueError(problem) from None
         if not 24 <= len(key) <= 64:
@@ -196,12 +334,37 @@ class ActorTargetConfig(_Strict):
         return f"actor:{self.queue_name}:{self.actor_name}"
 
 
+class ApiKeyConfig(_Strict):
+    """A key for the HTTP API (`/v1`) and the status page: `read` sees, `write` also replays and re-enables."""
+
+    id: str
+    key: SecretStr
+    scopes: tuple[Literal["read", "write"], ...] = ("read",)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < MIN_API_KEY_LENGTH:
+            raise ValueError(f"an API key needs at least {MIN_API_KEY_LENGTH} characters; make one with "
+                             "`openssl rand -hex 24` and give it as env:NAME")
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError('give at least one scope: "read", or "write" (which includes read)')
+        return value
+
+
 class RouteConfig(_Strict):
     sources: tuple[str, ...]
     targets: tuple[str, ...]
 
 
 class Config(_Strict):
+    # Subscriptions and connections may point at loopback / private / link-local addresses.
+    allow_private_targets: bool = False
     database: DatabaseConfig = DatabaseConfig()
     broker: BrokerConfig = BrokerConfig()
     server: ServerConfig = ServerConfig()
@@ -210,12 +373,26 @@ class Config(_Strict):
     delivery: DeliveryConfig = DeliveryConfig()
     worker: WorkerConfig = WorkerConfig()
     logging: LoggingConfig = LoggingConfig()
+    retention: RetentionConfig = RetentionConfig()
     mirroring: MirroringConfig = MirroringConfig()
     connections: tuple[ConnectionConfig, ...] = ()
     subscriptions: tuple[SubscriptionConfig, ...] = ()
     actors: tuple[ActorTargetConfig, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
+    api_keys: tuple[ApiKeyConfig, ...] = ()
     source: str = Field(default="<defaults>", exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_api_keys(self) -> Config:
+        ids, secrets = set(), set()
+        for index, item in enumerate(self.api_keys):
+            if item.id in ids:
+                raise ValueError(f"api_keys[{index}].id: {item.id!r} is used twice; ids must be unique")
+            if item.key.get_secret_value() in secrets:
+                raise ValueError(f"api_keys[{index}].key: the same key is given twice; give each id its own key")
+            ids.add(item.id)
+            secrets.add(item.key.get_secret_value())
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -241,6 +418,18 @@ class Config(_Strict):
                 if problem is not None:
                     raise ValueError(f"routes[{index}].targets[{position}]: connection {ref!r} cannot be a route "
                                      f"target: {problem}")
+        lookback = max((c.lookback_days for c in self.connections if "lookback_days" in c.model_fields_set), default=0)
+        if self.retention.meetings_days <= lookback:
+            raise ValueError(f"retention.meetings_days: {self.retention.meetings_days:g} must be longer than the "
+                             f"longest lookback_days ({lookback}), or a pruned meeting read again would be new; "
+                             "raise it")
+        if not self.allow_private_targets:
+            targets = [(f"connections[{i}].base_url", c.base_url) for i, c in enumerate(self.connections)]
+            targets += [(f"subscriptions[{i}].url", s.url) for i, s in enumerate(self.subscriptions)]
+            for key, url in targets:
+                reason = egress.problem(url)
+                if reason is not None:
+                    raise ValueError(f"{key}: {url} is refused: {reason}; {egress.FIX}")
         return self
 
     def connection(self, connection_id: str) -> ConnectionConfig | None:
@@ -264,19 +453,26 @@ def _env_value(raw: str) -> Any:
     return raw
 
 
-def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str], origins: dict[str, str]) -> None:
+    """Apply BOOKINGSYNC_* overrides; `origins` maps each key set this way to its variable."""
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
         parts = name[len(ENV_PREFIX):].lower().split("__")
+        if len(parts) == 1 and parts[0] in TOP_LEVEL_KEYS:
+            data[parts[0]] = _env_value(raw)
+            origins[parts[0]] = name
+            continue
         if len(parts) == 1:
             continue  # not an override (BOOKINGSYNC_TEST_*, say)
         if len(parts) == 2 and parts[0] in SECTIONS:
             data.setdefault(parts[0], {})[parts[1]] = _env_value(raw)
+            origins[f"{parts[0]}.{parts[1]}"] = name
         elif len(parts) == 3 and parts[0] in ("connections", "subscriptions"):
-            for item in data.get(parts[0], []):
+            for index, item in enumerate(data.get(parts[0], [])):
                 if str(item.get("id", "")).replace("-", "_").lower() == parts[1]:
                     item[parts[2]] = _env_value(raw)
+                    origins[f"{parts[0]}[{index}].{parts[2]}"] = name
                     break
             else:
                 raise ConfigError(f"{name} names {parts[0][:-1]} {parts[1]!r}, which is not configured")
@@ -285,15 +481,16 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> No
                               f"{', '.join(SECTIONS)}, or BOOKINGSYNC_CONNECTIONS__<ID>__<KEY>")
 
 
-def _resolve_env_refs(value: Any, where: str, environ: Mapping[str, str]) -> Any:
+def _resolve_env_refs(value: Any, where: str, environ: Mapping[str, str], origins: dict[str, str]) -> Any:
     if isinstance(value, dict):
-        return {k: _resolve_env_refs(v, f"{where}.{k}" if where else k, environ) for k, v in value.items()}
+        return {k: _resolve_env_refs(v, f"{where}.{k}" if where else k, environ, origins) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve_env_refs(v, f"{where}[{i}]", environ) for i, v in enumerate(value)]
+        return [_resolve_env_refs(v, f"{where}[{i}]", environ, origins) for i, v in enumerate(value)]
     if isinstance(value, str) and value.startswith("env:"):
         var = value[4:]
         if var not in environ:
             raise ConfigError(f"{where} refers to env:{var}, but ${var} is not set; export it or put the value in the file")
+        origins[where] = var
         return environ[var]
     return value
 
@@ -311,12 +508,29 @@ def _refuse_placeholders(data: dict[str, Any]) -> None:
             for key in ("token", "api_key", "webhook_secret", "secret"):
                 value = item.get(key)
                 if isinstance(value, str) and _is_placeholder(value):
+                    # Shown whole: a placeholder is no secret, and seeing it helps find it.
                     raise ConfigError(f"{group}[{i}].{key} looks like a placeholder ({value!r}); put the real secret there")
 
 
-def _problem(loc: tuple[Any, ...], message: str) -> str:
-    # Cross-field checks name their key at the start of the message themselves.
-    return f"{_where(loc)}: {message}" if loc else message
+def _problem(loc: tuple[Any, ...], message: str, origins: Mapping[str, str]) -> str:
+    # Cross-field checks name their key at the start of the message themselves; an item's model
+    # validator names its key as §key§ (see `keyed`).
+    if message.startswith(_KEY):
+        key, _, rest = message[1:].partition(_KEY)
+        where, message = f"{_where(loc)}.{key}", rest
+    elif loc:
+        where = _where(loc)
+    else:
+        where, _, message = message.partition(": ") if ": " in message else ("", "", message)
+    return (f"{where}{_origin(where, origins)}: {message}" if where else message)
+
+
+def _origin(where: str, origins: Mapping[str, str]) -> str:
+    """' (from $VAR)' when the value at `where` came from the environment, not the file."""
+    for key, var in origins.items():
+        if where == key or where.startswith((f"{key}.", f"{key}[")):
+            return f" (from ${var})"
+    return ""
 
 
 def _where(loc: tuple[Any, ...]) -> str:
@@ -329,16 +543,18 @@ def _where(loc: tuple[Any, ...]) -> str:
 def parse_config(data: dict[str, Any], *, source: str = "<defaults>",
                  environ: Mapping[str, str] | None = None) -> Config:
     environ = os.environ if environ is None else environ
+    origins: dict[str, str] = {}
     try:
         data = json.loads(json.dumps(data))  # a private copy we may edit
-        _apply_env_overrides(data, environ)
-        data = _resolve_env_refs(data, "", environ)
+        _apply_env_overrides(data, environ, origins)
+        data = _resolve_env_refs(data, "", environ, origins)
         _refuse_placeholders(data)
         return Config.model_validate({**data, "source": source})
     except ConfigError as exc:
         raise ConfigError(f"config error in {source}: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(_problem(tuple(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in exc.errors())
+        problems = "; ".join(_problem(tuple(e["loc"]), e["msg"].removeprefix("Value error, "), origins)
+                             for e in exc.errors())
         raise ConfigError(f"config error in {source}: {problems}") from None
 
 
@@ -355,3 +571,31 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config error in {file}: not valid TOML: {exc}") from None
     return parse_config(data, source=str(file), environ=environ)
+
+
+def validate_for(cfg: Config, role: str, *, sandbox: bool = False) -> None:
+    """What depends on the process that runs `cfg`; ConfigError naming the file, the key and the fix.
+
+    `role` is run, web, worker or scheduler; `sandbox` is `run --sandbox` (the built-in demo).
+    """
+    problems = []
+    if role != "run" and cfg.broker.url == "memory://":
+        problems.append(f"broker.url: memory:// is the in-process broker of `bookingsync run`; a separate {role} "
+                        "process shares nothing through it. Set broker.url = \"redis://host:6379/0\" (or an "
+                        "amqp:// URL), or run everything in one process with `bookingsync run`")
+    if sandbox:
+        if cfg.connections:
+            problems.append("connections: --sandbox runs the built-in simulated providers instead; remove the "
+                            "[[connections]] or drop --sandbox")
+        if cfg.subscriptions:
+            problems.append("subscriptions: --sandbox would send made-up meetings to them; remove the "
+                            "[[subscriptions]] (the demo prints what a subscriber receives) or drop --sandbox")
+    elif not cfg.connections and (cfg.source != "<defaults>" or role != "run"):
+        if cfg.subscriptions:
+            problems.append("subscriptions: configured without any [[connections]], so nothing real would ever reach "
+                            "them; add the [[connections]] to read meetings from (see the README)")
+        else:
+            problems.append("connections: none configured; add a [[connections]] table (see the README), or run "
+                            "`bookingsync run --sandbox` (or `run` without a config) for the built-in demo")
+    if problems:
+        raise ConfigError(f"config error in {cfg.source}: " + "; ".join(problems))

@@ -1,7 +1,10 @@
 """Engines, sessions and migrations, for SQLite and PostgreSQL alike.
 
 SQLite gets WAL, a busy timeout and `BEGIN IMMEDIATE` for every transaction: writers queue for
-the lock up front instead of failing when a read snapshot goes stale under another writer.
+the lock up front instead of failing when a read snapshot goes stale under another writer. A new
+SQLite file is made with incremental auto_vacuum, so retention can give freed pages back
+(worker/retention.py). PostgreSQL connections give up after CONNECT_TIMEOUT_SECONDS, so a
+database that does not answer is reported in seconds, not minutes.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
@@ -21,6 +26,7 @@ import bookingsync.models
 
 MIGRATIONS = Path(bookingsync.models.__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_SECONDS = 3
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -31,6 +37,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cursor = dbapi_conn.cursor()
+            # Takes effect only on a file without tables yet (a new one); harmless on the others.
+            cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
             if ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
@@ -43,8 +51,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **kwargs.pop("connect_args", {})}
     return create_engine(url, pool_pre_ping=True, pool_size=kwargs.pop("pool_size", 5),
-                         max_overflow=kwargs.pop("max_overflow", 10), **kwargs)
+                         max_overflow=kwargs.pop("max_overflow", 10), connect_args=connect_args, **kwargs)
 
 
 @contextmanager
@@ -68,6 +77,15 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(engine), revision)
+
+
+def schema_revisions(engine: Engine) -> tuple[str | None, str]:
+    """(the database's migration revision or None when it has none, the newest this code has)."""
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    assert head is not None
+    return current, head
 
 
 def ping(engine: Engine) -> bool:

@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 from standardwebhooks.webhooks import Webhook
 
 from bookingsync.models.tables import DeliveryRow, EventRow, SubscriptionStateRow
-from bookingsync.worker import reconcile
+from bookingsync.worker import metrics, reconcile
 from bookingsync.worker.config import DeliveryConfig, SubscriptionConfig
 from bookingsync.worker.db import transaction
 from bookingsync.worker.runtime import Runtime
@@ -169,10 +169,11 @@ def _attempt(rt: Runtime, delivery_id: int, subscription: SubscriptionConfig, ev
              attempts: int) -> str:
     body = body_bytes(payload)
     sent_at = rt.clock.now()
-    attempt = send(rt.http, subscription.url, signed_headers(subscription.secret, event_id, body, sent_at), body,
+    attempt = send(rt.http, subscription.url, signed_headers(subscription.secret.get_secret_value(), event_id, body, sent_at), body,
                    sent_at)
     now = rt.clock.now()
     decision = decide(attempt, attempts, rt.config.delivery, now)
+    metrics.delivered(subscription.id, decision.status, (now - sent_at).total_seconds())
     with transaction(rt.engine) as session:
         delivery = session.get(DeliveryRow, delivery_id)
         if delivery is None:
@@ -205,11 +206,3 @@ def replay(session: Session, now: datetime, *, delivery_id: int | None = None, a
     for row in rows:
         row.status, row.due_at, row.attempts, row.finished_at, row.lease_until = "pending", now, 0, None, None
     return len(rows)
-
-
-def enable(session: Session, subscription_id: str) -> bool:
-    row = session.get(SubscriptionStateRow, subscription_id)
-    if row is None or row.disabled_at is None:
-        return False
-    row.disabled_at, row.disabled_reason = None, None
-    return True

@@ -1,8 +1,12 @@
-"""`bookingsync run` with no connections: the built-in sandbox providers and a demo driver.
+"""`bookingsync run` without a config (or `run --sandbox`): the sandbox providers, a demo driver
+and a local subscriber.
 
 Only the CLI imports this module (and so the sandbox); production code paths never do. The
 Leezy webhook subscription is made through Leezy's documented subscribe endpoint, exactly as an
-operator would against the real service, and its secret becomes the connection's.
+operator would against the real service, and its secret becomes the connection's. Events go to
+a built-in subscriber (worker/demo_subscriber.py) that verifies each signed delivery and prints
+it: what a consumer would receive. Everything is on loopback, so the demo config allows private
+targets for itself.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from rich.console import Console
 from bookingsync.sandbox import rocketlead
 from bookingsync.sandbox.demo import DEMO_PROSPECT_EMAILS, DemoDriver
 from bookingsync.sandbox.server import RunningSandbox, start_sandbox
-from bookingsync.worker.config import Config, ConnectionConfig
+from bookingsync.worker.config import ApiKeyConfig, Config, ConnectionConfig, SubscriptionConfig
+from bookingsync.worker.demo_subscriber import DemoSubscriber
 
 SANDBOX_POLL_SECONDS = 5.0
 DEMO_INTERVAL_SECONDS = 6.0
@@ -26,6 +31,7 @@ DEMO_INTERVAL_SECONDS = 6.0
 class Demo:
     sandbox: RunningSandbox
     driver: DemoDriver
+    subscriber: DemoSubscriber
 
     def start(self) -> None:
         self.driver.start()
@@ -33,6 +39,7 @@ class Demo:
     def stop(self) -> None:
         self.driver.stop()
         self.sandbox.stop()
+        self.subscriber.stop()
 
 
 def _subscribe(sandbox: RunningSandbox, target_url: str) -> str:
@@ -44,9 +51,11 @@ def _subscribe(sandbox: RunningSandbox, target_url: str) -> str:
     return response.json()["data"]["secret"]
 
 
-def attach_sandbox(cfg: Config, console: Console) -> tuple[Config, Demo]:
+def attach_sandbox(cfg: Config, console: Console, port: int) -> tuple[Config, Demo]:
+    """`cfg` with the sandbox's connections and the demo subscriber; `port` is where we listen."""
     sandbox = start_sandbox(host="127.0.0.1")
-    public = (cfg.server.public_url or f"http://{cfg.server.host}:{cfg.server.port}").rstrip("/")
+    subscriber = DemoSubscriber(lambda text: console.print(text, soft_wrap=True)).start()
+    public = (cfg.server.public_url or f"http://{cfg.server.host}:{port}").rstrip("/")
     leezy_secret = _subscribe(sandbox, f"{public}/webhooks/leezy-sandbox")
     meetergo_token = secrets.token_urlsafe(24)
     sandbox.meetergo.add_webhook(f"{public}/webhooks/meetergo-sandbox?token={meetergo_token}",
@@ -70,11 +79,24 @@ def attach_sandbox(cfg: Config, console: Console) -> tuple[Config, Demo]:
                          options={"calendar_id": rocketlead.DEFAULT_CALENDAR_ID,
                                   "appointment_type_id": rocketlead.DEFAULT_APPOINTMENT_TYPE_ID}),
     )
-    console.print("[bold]No connections configured:[/bold] running against the built-in sandbox.")
+    demo_subscription = SubscriptionConfig(id="demo-subscriber", url=subscriber.url, secret=subscriber.secret)
+    console.print("[bold]Sandbox demo:[/bold] running against the built-in simulated providers "
+                  "(give a config with [[connections]] for real ones).")
     for line in sandbox.describe():
         console.print(f"  {line}", markup=False)
     console.print(f"  webhooks arrive at {public}/webhooks/<connection>; LeanData watches "
                   f"{', '.join(DEMO_PROSPECT_EMAILS)}", markup=False)
-    console.print("  A demo books, reschedules and cancels meetings every few seconds; events print below.")
-    return cfg.model_copy(update={"connections": connections}), Demo(sandbox, DemoDriver(
-        sandbox, interval_seconds=DEMO_INTERVAL_SECONDS))
+    console.print(f"  A demo books, reschedules and cancels meetings every few seconds. Below, each event as a "
+                  f"subscriber at {subscriber.url} receives it, its Standard Webhooks signature verified:",
+                  markup=False)
+    # The subscriber prints what it receives; printing at publication too would say it twice.
+    events = cfg.events.model_copy(update={"console": False})
+    update: dict = {"connections": connections, "subscriptions": (demo_subscription,),
+                    "allow_private_targets": True, "events": events}
+    if not cfg.api_keys:  # a key for the status page and /v1, made for this run only
+        demo_key = ApiKeyConfig(id="sandbox", key=secrets.token_hex(24), scopes=("write",))
+        update["api_keys"] = (demo_key,)
+        console.print(f"  Status page {public}/ and API {public}/docs; sign in with the key "
+                      f"{demo_key.key.get_secret_value()}", markup=False)
+    demo_cfg = cfg.model_copy(update=update)
+    return demo_cfg, Demo(sandbox, DemoDriver(sandbox, interval_seconds=DEMO_INTERVAL_SECONDS), subscriber)

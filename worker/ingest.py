@@ -18,6 +18,7 @@ from bookingsync.models.errors import NormaliseError
 from bookingsync.models.tables import QuarantineRow, ReceiptRow
 from bookingsync.worker import identity, quarantine, store
 from bookingsync.worker.db import transaction
+from bookingsync.worker.lifecycle import Backfill
 from bookingsync.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ class IngestResult:
 
 
 def ingest_records(session: Session, adapter: Adapter, connection: str, raws: list[RawRecord], *, source: str,
-                   now: datetime, grace: timedelta, result: IngestResult, open_quarantine: bool = True) -> None:
+                   now: datetime, grace: timedelta, result: IngestResult, open_quarantine: bool = True,
+                   backfill: Backfill = Backfill.UPCOMING) -> None:
     """Normalise every record (quarantining the ones that fail), then apply them, successors of a
     moved booking first, so the old booking's cancellation in the same read reads as the move it
     was. `open_quarantine=False` (no open items on the connection) skips retiring quarantine items."""
@@ -58,7 +60,7 @@ def ingest_records(session: Session, adapter: Adapter, connection: str, raws: li
                                       [record for record, _ in normalised if known.get(record.external_id) is None])
     for record, raw in sorted(normalised, key=lambda pair: pair[0].supersedes is None):
         applied = store.apply_record(session, connection=connection, provider=adapter.provider, record=record,
-                                     raw=raw.payload, now=now, grace=grace, known=known,
+                                     raw=raw.payload, now=now, grace=grace, known=known, backfill=backfill,
                                      match=matches.get(record.external_id))
         if applied.changed and open_quarantine:
             quarantine.supersede(session, connection=connection, external_id=record.external_id, now=now)
@@ -72,7 +74,8 @@ def apply_page(rt: Runtime, connection: str, adapter: Adapter, page: Page) -> In
     now = rt.clock.now()
     with transaction(rt.engine) as session:
         ingest_records(session, adapter, connection, page.records, source="poll", now=now, grace=rt.grace,
-                       result=result, open_quarantine=quarantine.has_open(session, connection))
+                       result=result, open_quarantine=quarantine.has_open(session, connection),
+                       backfill=rt.config.events.backfill)
         if page.sweep is not None:
             swept = store.sweep(session, connection=connection, scope=page.sweep.scope,
                                 window_start=page.sweep.window_start, seen=page.sweep.seen, now=now, grace=rt.grace)
@@ -99,7 +102,7 @@ def ingest_receipt(rt: Runtime, receipt_id: int) -> IngestResult | None:
         raws = [RawRecord(payload=item.get("payload"), external_id=item.get("external_id"), scope=item.get("scope"))
                 for item in receipt.records or []]
         ingest_records(session, adapter, receipt.connection, raws, source="webhook", now=now, grace=rt.grace,
-                       result=result)
+                       result=result, backfill=rt.config.events.backfill)
         receipt.status = "done"
         receipt.processed_at = now
         receipt.lease_until = None
@@ -125,7 +128,8 @@ def replay_quarantined(rt: Runtime, item_id: int) -> str:
             return f"item {item_id} still cannot be normalised: {exc}"
         match = identity.match_unlinked(session, row.connection, [record]).get(record.external_id)
         applied = store.apply_record(session, connection=row.connection, provider=adapter.provider, record=record,
-                                     raw=row.raw, now=now, grace=rt.grace, match=match)
+                                     raw=row.raw, now=now, grace=rt.grace, backfill=rt.config.events.backfill,
+                                     match=match)
         row.status = "replayed"
         row.resolved_at = now
         return f"item {item_id} applied to meeting {applied.meeting_id}" + (

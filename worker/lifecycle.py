@@ -11,6 +11,18 @@ The rules (DESIGN.md, Events):
   timers. A meeting whose end has passed stays ended: a later cancellation changes nothing.
 * `updated` for any other change of a booked meeting, including a deleted meeting that comes
   back to life (a new *generation*: its timers are new ones; `booked` is not sent twice).
+* `completed` / `noShow` when a booked meeting's provider says it was held / the attendee did
+  not come (the status turns `completed` / `no_show`), once per generation each, instead of
+  `updated`. A cancellation after the end that we keep as `completed` is our reading, not the
+  provider's word, and stays silent.
+* Backfill (`events.backfill`): with `upcoming` (the default) a meeting first seen when it is
+  already over (its end before now minus the grace window) is stored but not announced: no
+  `booked`, no timers, and nothing later while it stays over. If it is moved into the future it
+  is announced then, as `booked`. With `all` every active meeting is announced once.
+
+What consumers get beside the meeting: `rescheduled` carries `previous` (start, end before the
+move), and `rescheduled`, `updated`, `completed` and `noShow` carry `changes`: every field that
+differs, with its old and new value (`diff`).
 
 Timers stand while the meeting is booked and not deleted; `completed` and `no_show` keep them
 (the meeting happened, `hasEnded` is still news). The relay re-checks a timer against the
@@ -22,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from bookingsync.models.meeting import Meeting, MeetingStatus
 
@@ -33,9 +46,42 @@ class EventType(StrEnum):
     DELETED = "meeting.deleted"
     RESCHEDULED = "meeting.rescheduled"
     UPDATED = "meeting.updated"
+    COMPLETED = "meeting.completed"
+    NO_SHOW = "meeting.noShow"
+
+
+class Backfill(StrEnum):
+    """Whether a meeting first seen when it is already over is announced (`events.backfill`)."""
+
+    UPCOMING = "upcoming"
+    ALL = "all"
 
 
 TIMER_TYPES = frozenset({EventType.HAS_STARTED, EventType.HAS_ENDED})
+# A booked meeting turning into one of these statuses is its own event, not `updated`.
+OUTCOME_EVENTS = {MeetingStatus.COMPLETED: EventType.COMPLETED, MeetingStatus.NO_SHOW: EventType.NO_SHOW}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One field that differs between two versions of a meeting (`attendee.email`, `hosts`, …)."""
+
+    field: str
+    old: Any
+    new: Any
+
+
+def _fields(meeting: Meeting) -> dict[str, Any]:
+    return {"status": meeting.status.value, "title": meeting.title, "start": meeting.start, "end": meeting.end,
+            "timezone": meeting.timezone, "attendee.email": meeting.attendee.email,
+            "attendee.name": meeting.attendee.name, "attendee.phone": meeting.attendee.phone,
+            "hosts": meeting.hosts, "conference_url": meeting.conference_url}
+
+
+def diff(old: Meeting, new: Meeting) -> tuple[Change, ...]:
+    """Every canonical field whose value differs, in a fixed order."""
+    before, after = _fields(old), _fields(new)
+    return tuple(Change(name, before[name], after[name]) for name in before if before[name] != after[name])
 
 
 @dataclass(frozen=True)
@@ -58,6 +104,8 @@ class EventIntent:
     due_at: datetime
     generation: int
     set_for: datetime | None = None  # timers: the start/end this timer belongs to
+    previous: tuple[datetime, datetime] | None = None  # rescheduled: (start, end) before the move
+    changes: tuple[Change, ...] = ()  # rescheduled, updated, completed, noShow: what differs
 
     @property
     def is_timer(self) -> bool:
@@ -81,18 +129,30 @@ def _timers(meeting: Meeting, generation: int, now: datetime, grace: timedelta) 
     return intents
 
 
-def _now_event(kind: EventType, occurrence: str, now: datetime, generation: int) -> EventIntent:
-    return EventIntent(type=kind, occurrence=occurrence, occurred_at=now, due_at=now, generation=generation)
+def _now_event(kind: EventType, occurrence: str, now: datetime, generation: int, *,
+               previous: tuple[datetime, datetime] | None = None, changes: tuple[Change, ...] = ()) -> EventIntent:
+    return EventIntent(type=kind, occurrence=occurrence, occurred_at=now, due_at=now, generation=generation,
+                       previous=previous, changes=changes)
+
+
+def _over(meeting: Meeting, now: datetime, grace: timedelta) -> bool:
+    """Ended before the grace window: history, not news (the same cut-off as a backfilled timer)."""
+    return meeting.end < now - grace
+
+
+def _announces(new: Meeting, now: datetime, grace: timedelta, backfill: Backfill) -> bool:
+    return new.active and (backfill is Backfill.ALL or not _over(new, now, grace))
 
 
 def _ended(state: MeetingState, now: datetime) -> bool:
     return state.booked and not state.deleted and state.meeting.end <= now
 
 
-def decide(old: MeetingState | None, new: Meeting, now: datetime, grace: timedelta) -> Plan:
+def decide(old: MeetingState | None, new: Meeting, now: datetime, grace: timedelta,
+           backfill: Backfill = Backfill.UPCOMING) -> Plan:
     """The stored state and the events that follow from `new` arriving at `now`."""
     if old is None:
-        if new.active:
+        if _announces(new, now, grace, backfill):
             state = MeetingState(meeting=new, booked=True, version=1)
             events = [_now_event(EventType.BOOKED, "once", now, 0), *_timers(new, 0, now, grace)]
             return Plan(state=state, events=tuple(events))
@@ -114,7 +174,7 @@ def decide(old: MeetingState | None, new: Meeting, now: datetime, grace: timedel
         return Plan(state=replace(old, meeting=new, version=version))
 
     if not old.booked:
-        if new.active:
+        if _announces(new, now, grace, backfill):
             state = replace(old, meeting=new, booked=True, version=version)
             events = [_now_event(EventType.BOOKED, "once", now, old.generation),
                       *_timers(new, old.generation, now, grace)]
@@ -127,16 +187,25 @@ def decide(old: MeetingState | None, new: Meeting, now: datetime, grace: timedel
         # Back from the dead: a new generation with timers of its own.
         generation = old.generation + 1
         state = replace(old, meeting=new, deleted=False, generation=generation, version=version)
-        events = [_now_event(EventType.UPDATED, f"v{version}", now, generation),
+        events = [_now_event(EventType.UPDATED, f"v{version}", now, generation, changes=diff(old.meeting, new)),
                   *_timers(new, generation, now, grace)]
         return Plan(state=state, events=tuple(events), cancel_timers=True)
 
     state = replace(old, meeting=new, version=version)
+    changes = diff(old.meeting, new)
+    events: list[EventIntent] = []
+    outcome = OUTCOME_EVENTS.get(new.status) if new.status is not old.meeting.status else None
+    if outcome is not None:
+        # Once per generation: a provider flipping back and forth does not announce it twice.
+        events.append(_now_event(outcome, f"g{old.generation}", now, old.generation, changes=changes))
     if (new.start, new.end) != (old.meeting.start, old.meeting.end):
-        events = [_now_event(EventType.RESCHEDULED, f"v{version}", now, old.generation),
-                  *_timers(new, old.generation, now, grace)]
-        return Plan(state=state, events=tuple(events), cancel_timers=True)
-    return Plan(state=state, events=(_now_event(EventType.UPDATED, f"v{version}", now, old.generation),))
+        moved = _now_event(EventType.RESCHEDULED, f"v{version}", now, old.generation,
+                           previous=(old.meeting.start, old.meeting.end), changes=changes)
+        return Plan(state=state, events=(moved, *events, *_timers(new, old.generation, now, grace)),
+                    cancel_timers=True)
+    if not events:
+        events.append(_now_event(EventType.UPDATED, f"v{version}", now, old.generation, changes=changes))
+    return Plan(state=state, events=tuple(events))
 
 
 def timer_is_current(state: MeetingState, kind: EventType, generation: int, set_for: datetime | None) -> bool:

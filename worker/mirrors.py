@@ -1,7 +1,8 @@
-"""Accounting for writes to route targets: what `bookingsync mirrors …` shows and does, and the
-counts `/metrics` exposes. Reads `write_intents`; the state machine is `worker/intents.py`.
+"""Accounting for writes to route targets: what `bookingsync mirrors …` shows (rows, rendered
+like `worker/reports`) and does. `/metrics` counts the unfinished ones (worker/metrics.py).
+Reads `write_intents`; the state machine is `worker/intents.py`.
 
-* `show` — every intent of one meeting: target, action, state, provider id, attempts, times.
+* `for_meeting` — every intent of one meeting: target, action, state, provider id, attempts, times.
 * `listing` — the newest intents, or (`unresolved`) those a person must look at: an unknown
   outcome (a lost answer the provider cannot be asked about), a halt, or a lost answer not yet
   looked up.
@@ -15,40 +16,30 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from rich.table import Table
-from rich.text import Text
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from bookingsync.models.errors import Conflict, NotFound
 from bookingsync.models.meeting import MeetingStatus, SourceRecord
 from bookingsync.models.tables import IntentRow, MeetingRow
 from bookingsync.worker import intent_store, intents, store
 from bookingsync.worker.intents import State, Step
 from bookingsync.worker.payloads import iso
 
-COLUMNS = ("intent", "meeting", "target", "action", "state", "provider id", "on", "attempts", "created", "updated",
-           "reason")
+COLUMNS = ["intent", "meeting", "target", "action", "state", "provider id", "on", "attempts", "created", "updated",
+           "reason"]
+Row = dict[str, Any]
 
 
-def _table(title: str) -> Table:
-    table = Table(title=title)
-    for column in COLUMNS:
-        table.add_column(column)
-    return table
-
-
-def _add(table: Table, row: IntentRow) -> None:
+def row_of(row: IntentRow) -> Row:
     state = row.state if row.state != State.PENDING or row.step == Step.READY else f"{row.state} ({row.step})"
-    cells = (row.reference, row.meeting_id, row.connection, row.action, state, row.external_id or "",
-             row.subject or "", str(row.attempts), iso(row.created_at), iso(row.updated_at), row.reason or "")
-    table.add_row(*(Text(cell or "") for cell in cells))
+    return {"intent": row.reference, "meeting": row.meeting_id, "target": row.connection, "action": row.action,
+            "state": state, "provider id": row.external_id, "on": row.subject, "attempts": row.attempts,
+            "created": iso(row.created_at), "updated": iso(row.updated_at), "reason": row.reason}
 
 
-def show(session: Session, meeting_id: str) -> Table:
-    table = _table(f"writes for meeting {meeting_id}")
-    for row in intent_store.for_meeting(session, meeting_id):
-        _add(table, row)
-    return table
+def for_meeting(session: Session, meeting_id: str) -> list[Row]:
+    """Every write made for one meeting, oldest first."""
+    return [row_of(row) for row in intent_store.for_meeting(session, meeting_id)]
 
 
 def unresolved_rows(session: Session, limit: int) -> list[IntentRow]:
@@ -58,26 +49,11 @@ def unresolved_rows(session: Session, limit: int) -> list[IntentRow]:
     return list(session.exec(query.order_by(col(IntentRow.id).desc()).limit(limit)))
 
 
-def listing(session: Session, limit: int, unresolved: bool) -> Table:
-    table = _table("unresolved writes" if unresolved else "writes")
+def listing(session: Session, limit: int, unresolved: bool) -> list[Row]:
+    """The newest writes, or (`unresolved`) those a person must look at."""
     rows = unresolved_rows(session, limit) if unresolved else list(
         session.exec(select(IntentRow).order_by(col(IntentRow.id).desc()).limit(limit)))
-    for row in rows:
-        _add(table, row)
-    return table
-
-
-def counts(session: Session) -> dict[str, int]:
-    """Intents by state (pending split by step), for `/metrics`."""
-    rows: Any = session.exec(select(IntentRow.state, IntentRow.step, func.count())
-                             .group_by(col(IntentRow.state), col(IntentRow.step)))
-    # Every key always present, so a gauge drops back to 0 when the last one is resolved.
-    out = dict.fromkeys([f"{State.PENDING}_{step}" for step in (Step.READY, Step.CALLING, Step.LOST)]
-                        + [state.value for state in State if state is not State.PENDING], 0)
-    for state, step, count in rows:
-        key = f"{state}_{step}" if state == State.PENDING else state
-        out[key] = out.get(key, 0) + count
-    return out
+    return [row_of(row) for row in rows]
 
 
 def resume(session: Session, meeting_id: str, target: str, now: datetime) -> str:
@@ -89,7 +65,7 @@ def resume(session: Session, meeting_id: str, target: str, now: datetime) -> str
                                                   f"{row.reason}"), now)
             lifted += 1
     if not lifted:
-        return f"the mirror of meeting {meeting_id} at {target} is not halted"
+        raise Conflict(f"the mirror of meeting {meeting_id} at {target} is not halted")
     replayed = intent_store.requeue_dead_deliveries(session, meeting_id, target, now)
     return (f"lifted {lifted} halt(s) of meeting {meeting_id} at {target}; {replayed} dead route deliver"
             f"{'y' if replayed == 1 else 'ies'} queued again")
@@ -99,10 +75,10 @@ def resolve(session: Session, reference: str, now: datetime, *, booking_id: str 
     """A person says what became of an unknown write: booking `booking_id`, or none (None)."""
     row = session.exec(select(IntentRow).where(IntentRow.reference == reference).with_for_update()).first()
     if row is None:
-        return f"no write {reference}; `bookingsync mirrors list` shows them"
+        raise NotFound(f"no write {reference}; `bookingsync mirrors list` shows them")
     current = intent_store.value(row)
     if current.state is not State.UNKNOWN:
-        return f"write {reference} is {current.state}, not unknown; nothing to resolve"
+        raise Conflict(f"write {reference} is {current.state}, not unknown; nothing to resolve")
     if booking_id is None:
         intent_store.save(row, replace(current, state=State.FAILED,
                                                reason=f"made no booking (checked by a person at {iso(now)})"), now)

@@ -6,6 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from bookingsync.models.tables import EventRow, LinkRow, MeetingRow
+from bookingsync.worker.lifecycle import EventIntent
+
+# What an event says beside the meeting, kept in its outbox row until the body is built.
+DETAIL_KEYS = ("previous", "changes")
 
 
 def iso(value: datetime | None) -> str | None:
@@ -28,15 +32,33 @@ def meeting_json(row: MeetingRow, links: list[LinkRow]) -> dict[str, Any]:
     }
 
 
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def intent_details(intent: EventIntent) -> dict[str, Any]:
+    """`previous` {start, end} of a move and `changes` {field: {old, new}}, as JSON."""
+    details: dict[str, Any] = {}
+    if intent.previous is not None:
+        details["previous"] = {"start": iso(intent.previous[0]), "end": iso(intent.previous[1])}
+    if intent.changes:
+        details["changes"] = {change.field: {"old": _json_value(change.old), "new": _json_value(change.new)}
+                              for change in intent.changes}
+    return details
+
+
 def event_body(event: EventRow, meeting: dict[str, Any]) -> dict[str, Any]:
     """The body delivered for `event`; fixed once built, so every retry sends the same bytes."""
-    return {
-        "type": event.type,
-        "timestamp": iso(event.occurred_at),
-        "data": {
-            "event_id": event.event_id,
-            "sequence": event.sequence,
-            "occurred_at": iso(event.occurred_at),
-            "meeting": meeting,
-        },
+    data = {
+        "event_id": event.event_id,
+        "sequence": event.sequence,
+        "occurred_at": iso(event.occurred_at),
+        "meeting": meeting,
     }
+    stored = event.payload or {}
+    data.update({key: stored[key] for key in DETAIL_KEYS if key in stored})
+    return {"type": event.type, "timestamp": iso(event.occurred_at), "data": data}

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from bookingsync.adapters.base import Capability, ReadContext
 from bookingsync.models.errors import ProviderError
-from bookingsync.worker import leases, store
+from bookingsync.worker import leases, metrics, store
 from bookingsync.worker.db import transaction
 from bookingsync.worker.ingest import apply_page
 from bookingsync.worker.runtime import Runtime
@@ -32,6 +32,7 @@ class PollResult:
     error: str | None = None
 
 
+@metrics.timed_poll
 def poll(rt: Runtime, connection_id: str) -> PollResult:
     result = PollResult(connection=connection_id)
     conn = rt.config.connection(connection_id)

@@ -13,7 +13,8 @@ from datetime import timedelta
 from sqlmodel import select
 
 from bookingsync.models.tables import DeliveryRow, EventRow
-from bookingsync.worker import reconcile, store
+from bookingsync.worker import feed, logs, metrics, reconcile, store
+from bookingsync.worker.lifecycle import TIMER_TYPES
 from bookingsync.worker.db import transaction
 from bookingsync.worker.delivery import disabled_subscriptions
 from bookingsync.worker.runtime import Runtime
@@ -34,6 +35,7 @@ def publish(rt: Runtime, event_id: str) -> Published | None:
         event = session.exec(select(EventRow).where(EventRow.event_id == event_id).with_for_update()).first()
         if event is None or event.status != "leased":
             return None  # cancelled meanwhile, or another worker already published it
+        logs.bind(meeting=event.meeting_id)
         disabled = disabled_subscriptions(session)
         existing = {d.subscription_id for d in session.exec(select(DeliveryRow).where(DeliveryRow.event_id == event_id))}
         created = []
@@ -49,6 +51,8 @@ def publish(rt: Runtime, event_id: str) -> Published | None:
                 created.append(row)
         event.status = "published"
         event.published_at = now
+        metrics.published(event.type, event.due_at, now, timer=event.type in {t.value for t in TIMER_TYPES})
         event.lease_until = None
+        feed.assign(session, [event])  # the last write: commit order from here (worker/feed.py)
         session.flush()
         return Published(event_id=event_id, type=event.type, body=event.payload, deliveries=[r.id for r in created])

@@ -1,4 +1,8 @@
-"""Read-only views of the store for the CLI, as rich tables."""
+"""Read-only views of the store for the CLI: rows (for `--json`) and rich tables made from them.
+
+Every view is a list of plain dicts first; the table is a rendering of those rows. Ids are never
+cut: their columns are as wide as the longest id, and the other columns give way.
+"""
 
 from __future__ import annotations
 
@@ -17,102 +21,196 @@ from bookingsync.worker.payloads import iso
 from bookingsync.worker.quarantine import open_items
 from bookingsync.worker.store import links_of
 
+EVENT_STATUSES = ("pending", "leased", "published", "cancelled", "dropped")
+DELIVERY_STATUSES = ("pending", "leased", "succeeded", "dead", "skipped")
+ID_COLUMNS = frozenset({"id", "event_id", "meeting", "meeting_id", "subscription", "connection", "holder", "links",
+                        "external_id"})
 
-def _table(title: str, *columns: str) -> Table:
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    return table
+Row = dict[str, Any]
 
 
-def _add(table: Table, *cells: str | None) -> None:
-    """Cells hold provider text (titles, reasons): shown as written, never read as markup."""
-    table.add_row(*(Text(cell or "") for cell in cells))
+class AmbiguousPrefix(LookupError):
+    """A meeting id prefix that names no meeting, or more than one."""
+
+
+def table(title: str, rows: list[Row], columns: list[str]) -> Table:
+    """`rows` as a table; id columns never shrink below their longest value."""
+    out = Table(title=title)
+    for name in columns:
+        if name in ID_COLUMNS:
+            widest = max((len(_cell(row.get(name))) for row in rows), default=len(name))
+            out.add_column(name, no_wrap=True, min_width=max(widest, len(name)))
+        else:
+            out.add_column(name)
+    for row in rows:
+        # Cells hold provider text (titles, reasons): shown as written, never read as markup.
+        out.add_row(*(Text(_cell(row.get(name))) for name in columns))
+    return out
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value)
+    return str(value)
+
+
+def _age(then: datetime | None, now: datetime) -> str:
+    if then is None:
+        return "never"
+    seconds = int((now - then).total_seconds())
+    if seconds < 0:
+        return f"in {-seconds}s"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def readable_cursor(value: Any) -> str:
+    """A cursor as `key=value` pairs; nested tables and lists are summarised, not dumped."""
+    if not isinstance(value, dict):
+        return "—" if value is None else str(value)
+    parts = []
+    for key, item in sorted(value.items()):
+        if isinstance(item, dict):
+            parts.append(f"{key}: {len(item)} entr{'y' if len(item) == 1 else 'ies'}")
+        elif isinstance(item, list):
+            parts.append(f"{key}: {len(item)} item{'' if len(item) == 1 else 's'}")
+        else:
+            parts.append(f"{key}={'—' if item is None else item}")
+    return ", ".join(parts) or "—"
 
 
 def _counts(session: Session, model: Any) -> dict[str, int]:
     return dict(session.exec(select(model.status, func.count()).group_by(col(model.status))).all())
 
 
-def status_tables(session: Session, cfg: Config, now: datetime) -> list[Table]:
-    counts = Table(title="work", show_lines=False)
-    counts.add_column("table")
-    counts.add_column("by status")
+def status(session: Session, cfg: Config, now: datetime) -> dict[str, list[Row]]:
+    work = []
     for name, model in (("meetings", MeetingRow), ("events", EventRow), ("deliveries", DeliveryRow),
                         ("webhook receipts", ReceiptRow), ("quarantine", QuarantineRow)):
         by_status = _counts(session, model)
-        _add(counts, name, ", ".join(f"{k}={v}" for k, v in sorted(by_status.items())) or "—")
+        work.append({"table": name, "by status": ", ".join(f"{k}={v}" for k, v in sorted(by_status.items())) or "—",
+                     "counts": by_status})
     next_timer = session.exec(select(func.min(EventRow.due_at)).where(EventRow.status == "pending",
                                                                        EventRow.due_at > now)).one()
-    _add(counts, "next timer", iso(next_timer) or "—")
+    work.append({"table": "next timer", "by status": iso(next_timer) or "—", "counts": {}})
 
-    conns = Table(title="connections")
-    for column in ("id", "provider", "cursor", "cursor saved"):
-        conns.add_column(column)
     cursors = {row.connection: row for row in session.exec(select(CursorRow))}
-    providers = {conn.id: conn.provider for conn in cfg.connections}
-    for conn_id in sorted(providers.keys() | cursors.keys()):
-        row = cursors.get(conn_id)
-        _add(conns, conn_id, providers.get(conn_id, "(not configured)"), str(row.value) if row else "—",
-                      iso(row.updated_at) if row else "—")
+    configured = {conn.id: conn for conn in cfg.connections}
+    connections = []
+    for conn_id in sorted(configured.keys() | cursors.keys()):
+        row, conn = cursors.get(conn_id), configured.get(conn_id)
+        connections.append({
+            "connection": conn_id,
+            "provider": conn.provider if conn else "(not in this config)",
+            "enabled": conn.enabled if conn else None,
+            "cursor": readable_cursor(row.value) if row else "—",
+            "cursor saved": f"{iso(row.updated_at)} ({_age(row.updated_at, now)})" if row else "never",
+            "raw cursor": row.value if row else None,
+        })
 
-    leases = Table(title="leases")
-    for column in ("name", "holder", "until"):
-        leases.add_column(column)
-    for lease in session.exec(select(LeaseRow)):
-        _add(leases, lease.name, lease.holder, iso(lease.until) + (" (expired)" if lease.until <= now else ""))
-    for state in session.exec(select(SubscriptionStateRow).where(col(SubscriptionStateRow.disabled_at).is_not(None))):
-        _add(leases, f"subscription {state.subscription_id}", "DISABLED", state.disabled_reason or "")
-    return [counts, conns, leases]
+    leases = [{"name": lease.name, "holder": lease.holder,
+               "until": iso(lease.until) + (" (expired)" if lease.until <= now else "")}
+              for lease in session.exec(select(LeaseRow).order_by(col(LeaseRow.name)))]
+    disabled = [{"subscription": state.subscription_id, "disabled at": iso(state.disabled_at),
+                 "reason": state.disabled_reason or ""}
+                for state in session.exec(select(SubscriptionStateRow)
+                                          .where(col(SubscriptionStateRow.disabled_at).is_not(None)))]
+    return {"work": work, "connections": connections, "leases": leases, "disabled subscriptions": disabled}
 
 
-def meetings_table(session: Session, limit: int) -> Table:
-    table = Table(title="meetings")
-    for column in ("id", "status", "start", "end", "title", "attendee", "links", "booked", "version"):
-        table.add_column(column)
+def status_tables(session: Session, cfg: Config, now: datetime) -> list[Table]:
+    return report_tables(status(session, cfg, now))
+
+
+def report_tables(report: dict[str, list[Row]]) -> list[Table]:
+    return [table("work", report["work"], ["table", "by status"]),
+            table("connections", report["connections"], ["connection", "provider", "cursor", "cursor saved"]),
+            table("leases", report["leases"], ["name", "holder", "until"]),
+            table("disabled subscriptions", report["disabled subscriptions"], ["subscription", "disabled at",
+                                                                               "reason"])]
+
+
+MEETING_COLUMNS = ["id", "status", "start", "end", "title", "attendee", "links", "booked", "version"]
+
+
+def meetings(session: Session, limit: int) -> list[Row]:
     rows = list(session.exec(select(MeetingRow).order_by(col(MeetingRow.updated_at).desc()).limit(limit)))
     links = links_of(session, [row.id for row in rows])
-    for row in rows:
-        _add(table, row.id, row.status, iso(row.start), iso(row.end), row.title or "", row.attendee_email or "",
-                      ", ".join(f"{link.connection}:{link.external_id}" + (" (missing)" if link.missing else "")
-                                for link in links[row.id]),
-                      "yes" if row.booked else "no", str(row.version))
-    return table
+    return [{"id": row.id, "status": row.status, "start": iso(row.start), "end": iso(row.end), "title": row.title,
+             "attendee": row.attendee_email,
+             "links": [f"{link.connection}:{link.external_id}" + (" (missing)" if link.missing else "")
+                       for link in links[row.id]],
+             "booked": row.booked, "version": row.version} for row in rows]
 
 
-def events_table(session: Session, limit: int, meeting: str | None, status: str | None) -> Table:
-    table = Table(title="events")
-    for column in ("event_id", "type", "meeting", "seq", "status", "occurred_at", "due_at", "published_at"):
-        table.add_column(column)
+def resolve_meeting(session: Session, prefix: str) -> str:
+    """The one meeting id starting with `prefix`; AmbiguousPrefix when none or several do."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    found = list(session.exec(select(MeetingRow.id).where(col(MeetingRow.id).like(f"{escaped}%", escape="\\"))
+                              .order_by(col(MeetingRow.id)).limit(3)))
+    if not found:
+        raise AmbiguousPrefix(f"no meeting id starts with {prefix!r}")
+    if len(found) > 1 and prefix not in found:
+        shown = ", ".join(found[:2]) + (", …" if len(found) > 2 else "")
+        raise AmbiguousPrefix(f"{prefix!r} starts more than one meeting id ({shown}); give more of it")
+    return prefix if prefix in found else found[0]
+
+
+EVENT_COLUMNS = ["event_id", "type", "meeting", "seq", "status", "occurred_at", "due_at", "published_at"]
+
+
+def events(session: Session, limit: int, meeting: str | None, status_filter: str | None) -> list[Row]:
     query = select(EventRow)
     if meeting:
         query = query.where(EventRow.meeting_id == meeting)
-    if status:
-        query = query.where(EventRow.status == status)
-    for row in session.exec(query.order_by(col(EventRow.id).desc()).limit(limit)):
-        _add(table, row.event_id, row.type, row.meeting_id, str(row.sequence or ""), row.status,
-                      iso(row.occurred_at), iso(row.due_at), iso(row.published_at) or "")
-    return table
+    if status_filter:
+        query = query.where(EventRow.status == status_filter)
+    return [{"event_id": row.event_id, "type": row.type, "meeting": row.meeting_id, "seq": row.sequence,
+             "status": row.status, "occurred_at": iso(row.occurred_at), "due_at": iso(row.due_at),
+             "published_at": iso(row.published_at)}
+            for row in session.exec(query.order_by(col(EventRow.id).desc()).limit(limit))]
 
 
-def deliveries_table(session: Session, limit: int, dead: bool) -> Table:
-    table = Table(title="dead deliveries" if dead else "deliveries")
-    for column in ("id", "event_id", "subscription", "status", "attempts", "last status", "last error", "due_at"):
-        table.add_column(column)
+DELIVERY_COLUMNS = ["id", "event_id", "subscription", "status", "attempts", "last status", "last error", "due_at"]
+
+
+def deliveries(session: Session, limit: int, dead: bool) -> list[Row]:
     query = select(DeliveryRow)
     if dead:
         query = query.where(DeliveryRow.status == "dead")
-    for row in session.exec(query.order_by(col(DeliveryRow.id).desc()).limit(limit)):
-        _add(table, str(row.id), row.event_id, row.subscription_id, row.status, str(row.attempts),
-                      str(row.last_status_code or ""), (row.last_error or "")[:80], iso(row.due_at))
-    return table
+    return [{"id": row.id, "event_id": row.event_id, "subscription": row.subscription_id, "status": row.status,
+             "attempts": row.attempts, "last status": row.last_status_code, "last error": row.last_error,
+             "due_at": iso(row.due_at)}
+            for row in session.exec(query.order_by(col(DeliveryRow.id).desc()).limit(limit))]
+
+
+QUARANTINE_COLUMNS = ["id", "connection", "source", "external_id", "reason", "seen", "first seen", "last seen"]
+
+
+def quarantine(session: Session, limit: int, connection: str | None) -> list[Row]:
+    return [{"id": row.id, "connection": row.connection, "source": row.source, "external_id": row.external_id,
+             "reason": row.reason, "seen": row.seen_count, "first seen": iso(row.created_at),
+             "last seen": iso(row.last_seen_at)}
+            for row in open_items(session, connection, limit)]
+
+
+def meetings_table(session: Session, limit: int) -> Table:
+    return table("meetings", meetings(session, limit), MEETING_COLUMNS)
+
+
+def events_table(session: Session, limit: int, meeting: str | None, status_filter: str | None) -> Table:
+    return table("events", events(session, limit, meeting, status_filter), EVENT_COLUMNS)
+
+
+def deliveries_table(session: Session, limit: int, dead: bool) -> Table:
+    return table("dead deliveries" if dead else "deliveries", deliveries(session, limit, dead), DELIVERY_COLUMNS)
 
 
 def quarantine_table(session: Session, limit: int, connection: str | None) -> Table:
-    table = Table(title="quarantine")
-    for column in ("id", "connection", "source", "external_id", "reason", "seen", "first seen", "last seen"):
-        table.add_column(column)
-    for row in open_items(session, connection, limit):
-        _add(table, str(row.id), row.connection, row.source, row.external_id or "", row.reason, str(row.seen_count),
-                      iso(row.created_at), iso(row.last_seen_at))
-    return table
+    return table("quarantine", quarantine(session, limit, connection), QUARANTINE_COLUMNS)

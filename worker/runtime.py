@@ -16,7 +16,8 @@ from rich.console import Console
 from sqlalchemy import Engine
 
 from bookingsync.adapters.base import Adapter
-from bookingsync.adapters.registry import build_adapter
+from bookingsync.adapters.registry import accepted_settings, build_adapter
+from bookingsync.worker import egress
 from bookingsync.worker.clock import Clock, SystemClock
 from bookingsync.worker.config import Config
 from bookingsync.worker.leases import holder_id
@@ -53,6 +54,9 @@ class Runtime:
                 if conn is None:
                     raise KeyError(connection_id)
                 settings = {**conn.adapter_settings(), **self.adapter_overrides}
+                if not self.config.allow_private_targets and "transport" in accepted_settings(conn.provider):
+                    # Provider calls connect only to public addresses, checked at connect time.
+                    settings.setdefault("transport", egress.guarded_transport())
                 self._adapters[connection_id] = build_adapter(conn.provider, **settings)
             return self._adapters[connection_id]
 
@@ -61,8 +65,8 @@ class Runtime:
         """The client for outbound deliveries to subscribers."""
         with self._lock:
             if self._http is None:
-                self._http = httpx.Client(timeout=httpx.Timeout(self.config.delivery.timeout_seconds),
-                                          follow_redirects=False)
+                self._http = egress.delivery_client(timeout=self.config.delivery.timeout_seconds,
+                                                    allow_private=self.config.allow_private_targets)
             return self._http
 
     def close(self) -> None:

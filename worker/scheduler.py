@@ -1,4 +1,4 @@
-"""The scheduler: poll ticks per connection and the relay tick, run by one leader at a time.
+"""The scheduler: poll ticks per connection, the relay tick and retention, run by one leader at a time.
 
 Every scheduler process runs the same APScheduler jobs in memory (its job store is never
 shared); a database lease decides which one acts. The others renew their claim attempt every
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bookingsync.adapters.base import Capability
-from bookingsync.worker import leases
+from bookingsync.worker import leases, metrics, retention
 from bookingsync.worker.relay import Senders, relay_once
 from bookingsync.worker.runtime import Runtime
 
@@ -41,6 +41,9 @@ class Scheduler:
                           next_run_time=now, max_instances=1, coalesce=True)
         self._aps.add_job(self.relay, "interval", seconds=cfg.relay_interval_seconds, id="relay",
                           max_instances=1, coalesce=True, misfire_grace_time=None)
+        if self.rt.config.retention.enabled:
+            self._aps.add_job(self.prune, "interval", seconds=self.rt.config.retention.interval_seconds, id="prune",
+                              max_instances=1, coalesce=True, misfire_grace_time=None)
         for conn in self.rt.config.connections:
             if not conn.enabled:
                 continue
@@ -71,6 +74,7 @@ class Scheduler:
         elif not held and self.leading.is_set():
             log.warning("scheduler %s lost the lead", self.rt.holder)
             self.leading.clear()
+        metrics.leading(self.leading.is_set())
 
     def relay(self) -> None:
         if not self.leading.is_set():
@@ -83,10 +87,20 @@ class Scheduler:
             for _ in range(MAX_BATCHES_PER_TICK):
                 claimed = relay_once(self.rt.engine, self.rt.clock.now(), senders, lease_seconds=cfg.lease_seconds,
                                      limit=cfg.batch_size)
+                metrics.relayed(len(claimed.events), len(claimed.deliveries), len(claimed.receipts))
                 if max(len(claimed.events), len(claimed.deliveries), len(claimed.receipts)) < cfg.batch_size:
                     break
         except Exception:
             log.exception("relay tick failed; the next tick retries")
+
+    def prune(self) -> None:
+        """Retention (worker/retention.py), by the leader only."""
+        if not self.leading.is_set():
+            return
+        try:
+            retention.prune(self.rt.engine, self.rt.config, self.rt.clock.now())
+        except Exception:
+            log.exception("retention failed; the next run retries")
 
     def poll(self, connection_id: str) -> None:
         if self.leading.is_set():

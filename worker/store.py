@@ -23,8 +23,8 @@ from sqlmodel import Session, col, select
 from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord
 from bookingsync.models.tables import CursorRow, EventRow, LinkRow, MeetingRow
 from bookingsync.worker import intent_store, intents
-from bookingsync.worker.lifecycle import TIMER_TYPES, EventIntent, MeetingState, decide
-from bookingsync.worker.payloads import meeting_json
+from bookingsync.worker.lifecycle import TIMER_TYPES, Backfill, EventIntent, MeetingState, decide
+from bookingsync.worker.payloads import intent_details, meeting_json
 
 if TYPE_CHECKING:
     from bookingsync.worker.identity import Match
@@ -111,9 +111,10 @@ def lock_links(session: Session, connection: str, external_ids: set[str]) -> dic
 
 
 def _write_plan(session: Session, row: MeetingRow, old: MeetingState | None, new: Meeting, now: datetime,
-                grace: timedelta, links: list[LinkRow] | None = None) -> tuple[str, ...]:
+                grace: timedelta, links: list[LinkRow] | None = None,
+                backfill: Backfill = Backfill.UPCOMING) -> tuple[str, ...]:
     """Store what `decide` says. `links` is given for a brand-new meeting (no events exist yet)."""
-    plan = decide(old, new, now, grace)
+    plan = decide(old, new, now, grace, backfill)
     _write_meeting(row, plan.state, now)
     if plan.cancel_timers:
         session.exec(update(EventRow)
@@ -147,7 +148,7 @@ def add_events(session: Session, meeting_id: str, intents: tuple[EventIntent, ..
             {"event_id": new_id("evt"), "meeting_id": meeting_id, "type": intent.type.value, "dedupe_key": key,
              "generation": intent.generation, "set_for": intent.set_for, "occurred_at": intent.occurred_at,
              "due_at": intent.due_at, "status": "pending", "attempts": 0, "created_at": now,
-             "payload": None if intent.is_timer else {"meeting": snapshot}}
+             "payload": None if intent.is_timer else {"meeting": snapshot, **intent_details(intent)}}
             for key, intent in wanted.items()])
 
 
@@ -201,7 +202,7 @@ def link_echo(session: Session, match: Match, *, connection: str, provider: str,
 
 def apply_record(session: Session, *, connection: str, provider: str, record: SourceRecord, raw: Any,
                  now: datetime, grace: timedelta, known: dict[str, LinkRow | None] | None = None,
-                 match: Match | None = None) -> Applied:
+                 backfill: Backfill = Backfill.UPCOMING, match: Match | None = None) -> Applied:
     """Upsert the record's link and meeting and write the events the change makes.
 
     `known` holds links already loaded and locked by `lock_links` for this transaction; a link
@@ -272,7 +273,7 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
     link.last_seen_at = now
     if known is not None:
         known[record.external_id] = link
-    events = _write_plan(session, row, old, record.meeting, now, grace, links)
+    events = _write_plan(session, row, old, record.meeting, now, grace, links, backfill)
     return Applied(meeting_id=row.id, changed=True, events=events)
 
 

@@ -17,21 +17,18 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
-from sqlalchemy import func
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
 
 from bookingsync.adapters.base import Capability, WebhookDelivery
 from bookingsync.models.errors import WebhookError, WebhookTooLarge
-from bookingsync.models.tables import DeliveryRow, EventRow, ReceiptRow
-from bookingsync.worker import mirrors
-from bookingsync.worker.db import ping, transaction
+from bookingsync.models.tables import ReceiptRow
+from bookingsync.worker import metrics, probes
+from bookingsync.worker.api import mount as mount_api
+from bookingsync.worker.db import transaction
 from bookingsync.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -92,13 +89,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def create_app(rt: Runtime) -> FastAPI:
     app = FastAPI(title="bookingsync", version="0.1.0", docs_url=None, redoc_url=None)
-    registry = CollectorRegistry()
-    received = Counter("bookingsync_webhooks_total", "Inbound webhook deliveries by outcome",
-                       ["connection", "outcome"], registry=registry)
-    backlog = Gauge("bookingsync_outbox_backlog", "Work rows waiting, by table and status", ["table", "status"],
-                    registry=registry)
-    writes = Gauge("bookingsync_mirror_writes", "Writes to route targets by state (pending by step); unknown and "
-                   "halted ones wait for a person", ["state"], registry=registry)
+    received = metrics.WEBHOOKS
 
     @app.post("/webhooks/{connection_id}")
     async def receive(connection_id: str, request: Request) -> JSONResponse:
@@ -140,19 +131,14 @@ def create_app(rt: Runtime) -> FastAPI:
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
-        if ping(rt.engine):
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "database unreachable"}, status_code=503)
+        """Ready when the database and the broker answer; 503 names the one that does not."""
+        checks = probes.readiness(rt.engine, rt.config.broker.url)
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse({"status": "ready" if ready else "not ready", **checks}, status_code=200 if ready else 503)
 
     @app.get("/metrics")
-    def metrics() -> PlainTextResponse:
-        with transaction(rt.engine) as session:
-            for table, model in (("events", EventRow), ("deliveries", DeliveryRow), ("receipts", ReceiptRow)):
-                rows: Any = session.exec(select(model.status, func.count()).group_by(col(model.status)))
-                for status, count in rows:
-                    backlog.labels(table, status).set(count)
-            for state, count in mirrors.counts(session).items():
-                writes.labels(state).set(count)
-        return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
+    def metrics_text() -> Response:
+        return Response(metrics.exposition(rt.engine, rt.clock), media_type=probes.PROMETHEUS_TEXT)
 
+    mount_api(app, rt)  # /v1, /docs and the status page at / (worker/api/)
     return app

@@ -40,7 +40,7 @@ def sandbox() -> Iterator[RunningSandbox]:
 
 @pytest.fixture
 def rt(sandbox: RunningSandbox, engine: Engine) -> Iterator[Runtime]:
-    config = parse_config({"connections": [
+    config = parse_config({"allow_private_targets": True, "connections": [
         {"id": LEEZY, "provider": "leezy", "base_url": sandbox.leezy_url, "token": sandbox.leezy_token},
         {"id": LEANDATA, "provider": "leandata", "base_url": sandbox.leandata_url,
          "api_key": sandbox.leandata_api_key, "watch_emails": [PROSPECT]},

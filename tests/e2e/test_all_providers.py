@@ -31,6 +31,7 @@ def service(tmp_path: Path, sandbox_proc: dict[str, str], subscriber: Subscriber
     base = f"http://127.0.0.1:{port}"
     config = tmp_path / "bookingsync.toml"
     config.write_text(f"""
+allow_private_targets = true  # the sandbox and the subscriber are on loopback
 [database]
 url = "sqlite:///{tmp_path / 'all.db'}"
 [server]

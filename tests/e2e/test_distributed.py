@@ -70,6 +70,7 @@ def test_separate_processes_survive_sigkill_without_losing_or_doubling(
     port = free_port()
     config = tmp_path / "bookingsync.toml"
     config.write_text(f"""
+allow_private_targets = true  # the sandbox and the subscriber are on loopback
 [database]
 url = "{db_url}"
 migrate_on_start = false

@@ -26,6 +26,7 @@ def service(tmp_path: Path, sandbox_proc: dict[str, str], subscriber: Subscriber
     port = free_port()
     config = tmp_path / "bookingsync.toml"
     config.write_text(f"""
+allow_private_targets = true  # the sandbox and the subscriber are on loopback
 [database]
 url = "sqlite:///{tmp_path / 'e2e.db'}"
 [server]

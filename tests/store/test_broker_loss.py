@@ -46,7 +46,8 @@ def redis_broker() -> Iterator[RedisBroker]:
 def test_flushed_broker_loses_nothing(engine: Engine, redis_broker: RedisBroker) -> None:
     subscriber = Subscriber().start()
     clock = ManualClock(datetime.now(UTC))  # real time: subscribers check webhook-timestamp
-    cfg = parse_config({"subscriptions": [{"id": "crm", "url": subscriber.url, "secret": SUBSCRIBER_SECRET}],
+    cfg = parse_config({"allow_private_targets": True,
+                        "subscriptions": [{"id": "crm", "url": subscriber.url, "secret": SUBSCRIBER_SECRET}],
                         "events": {"console": False}}, environ={})
     rt = install(Runtime(config=cfg, engine=engine, clock=clock, actors=declare(redis_broker)))
     actors = rt.actors

@@ -28,7 +28,7 @@ from standardwebhooks.webhooks import Webhook
 from bookingsync.models.errors import ConfigError
 from bookingsync.models.meeting import Meeting, SourceRecord
 from bookingsync.models.tables import DeliveryRow, EventRow, SubscriptionStateRow
-from bookingsync.worker import delivery, store
+from bookingsync.worker import delivery, redelivery, store
 from bookingsync.worker.clock import ManualClock
 from bookingsync.worker.config import DeliveryConfig, parse_config
 from bookingsync.worker.db import transaction
@@ -132,7 +132,7 @@ def wall_clock() -> ManualClock:
 
 def make_runtime(engine: Engine, clock: ManualClock, subscriptions: list[dict[str, Any]],
                  delivery_cfg: dict[str, Any] | None = None) -> Runtime:
-    data: dict[str, Any] = {"subscriptions": subscriptions}
+    data: dict[str, Any] = {"allow_private_targets": True, "subscriptions": subscriptions}  # loopback subscribers
     if delivery_cfg:
         data["delivery"] = delivery_cfg
     return Runtime(config=parse_config(data, environ={}), engine=engine, clock=clock)
@@ -339,7 +339,7 @@ def test_410_disables_subscription_until_enabled(engine: Engine, wall_clock: Man
     assert delivery.deliver(rt, second) == "skipped"
     assert row(engine, second).status == "skipped"
     assert len(hooks.received) == 1
-    # A later event for that subscription creates no delivery at all.
+    # A later event for that subscription creates no delivery while it is disabled.
     apply(rt, record(wall_clock, "m1", status="cancelled"))
     [(deleted_id, deliveries)] = publish_due(rt)
     assert deliveries == []
@@ -349,10 +349,21 @@ def test_410_disables_subscription_until_enabled(engine: Engine, wall_clock: Man
         assert session.exec(select(DeliveryRow).where(DeliveryRow.event_id == deleted_id)).all() == []
     assert claim_now(rt).deliveries == []
 
+    # Re-enabling brings back everything it missed: the 410'd and skipped deliveries and the new event.
+    wall_clock.advance(5)
     with transaction(engine) as session:
-        assert delivery.enable(session, "crm") is True
+        enabled = redelivery.enable(session, rt.config, "crm", wall_clock.now())
+    assert (enabled.was_disabled, enabled.requeued, enabled.created) == (True, 2, 1)
+    missed = claim_now(rt).deliveries
+    assert len(missed) == 3
+    for delivery_id in missed:
+        assert delivery.deliver(rt, delivery_id) == "succeeded"
+    booked_ids = {row(engine, d).event_id for d in (first, second)}
+    assert {r.headers["webhook-id"] for r in hooks.received[-3:]} == booked_ids | {deleted_id}
+    for received in hooks.received[-3:]:
+        verify(received)
     with transaction(engine) as session:
-        assert delivery.enable(session, "crm") is False  # no longer disabled
+        assert redelivery.enable(session, rt.config, "crm", wall_clock.now()).was_disabled is False
         state = session.get(SubscriptionStateRow, "crm")
         assert state is not None and state.disabled_at is None and state.disabled_reason is None
     event_id, [third] = book(rt, "m3")

@@ -59,7 +59,7 @@ class MemoryWriter:
 
 
 def runtime(engine: Engine, clock: ManualClock) -> tuple[Runtime, MemoryWriter]:
-    cfg = parse_config({"connections": [
+    cfg = parse_config({"allow_private_targets": True, "connections": [
         {"id": "leezy-main", "provider": "leezy", "base_url": "http://127.0.0.1:9", "token": "t1"},
         {"id": "ld", "provider": "leandata", "base_url": "http://127.0.0.1:9", "api_key": "k1",
          "options": {"link_id": "L1"}}],

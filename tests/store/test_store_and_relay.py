@@ -191,7 +191,7 @@ def test_concurrent_claims_never_share_an_event(engine: Engine, clock: ManualClo
 
 
 def test_publish_creates_one_delivery_per_subscription_once(engine: Engine, clock: ManualClock) -> None:
-    cfg = parse_config({"subscriptions": [
+    cfg = parse_config({"allow_private_targets": True, "subscriptions": [
         {"id": "crm", "url": "http://127.0.0.1:9/hook", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
         {"id": "only-deleted", "url": "http://127.0.0.1:9/other", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
          "events": ["meeting.deleted"]}]}, environ={})

@@ -52,7 +52,10 @@ def files(path: Path) -> set[str]:
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "bookingsync.toml"
-    path.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "bs.db"}"\n\n'
+    # Loopback targets (nothing listens there): allowed explicitly, as a test setup must.
+    path.write_text(f'allow_private_targets = true\n[database]\nurl = "sqlite:///{tmp_path / "bs.db"}"\n\n'
+                    '[[connections]]\nid = "leezy-main"\nprovider = "leezy"\nbase_url = "http://127.0.0.1:9"\n'
+                    'token = "lz_live_7f3a9c2e51"\n\n'
                     '[[subscriptions]]\nid = "crm"\nurl = "http://127.0.0.1:9/hook"\n'
                     'secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n')
     return path
@@ -200,7 +203,7 @@ def test_config_check_prints_ok(tmp_path: Path, config: Path) -> None:
     result = bookingsync(tmp_path, "config", "check", "--config", str(config))
     assert result.returncode == 0, result.stderr
     assert f"{config}: ok" in result.stdout
-    assert "0 connection(s), 1 subscription(s)" in result.stdout
+    assert "1 connection(s), 1 subscription(s)" in result.stdout
     assert "whsec_" not in result.stdout  # secrets stay hidden
     assert files(tmp_path) == {"bookingsync.toml"}  # a check opens no database
 

@@ -33,7 +33,7 @@ HUBSPOT_SECRET = "hs-client-secret"
 def setup(tmp_path: Path) -> Iterator[tuple[httpx.Client, Runtime, StubBroker]]:
     engine = make_engine(f"sqlite:///{tmp_path / 'web.db'}")
     upgrade(engine)
-    cfg = parse_config({"server": {"max_body_bytes": 4096}, "connections": [
+    cfg = parse_config({"allow_private_targets": True, "server": {"max_body_bytes": 4096}, "connections": [
         {"id": "leezy", "provider": "leezy", "base_url": "http://127.0.0.1:9", "token": "t1",
          "webhook_secret": LEEZY_SECRET},
         {"id": "ld", "provider": "leandata", "base_url": "http://127.0.0.1:9", "api_key": "k1"},

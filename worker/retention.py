@@ -1,0 +1,196 @@
+"""Retention: finished rows go after their window, so the database levels off instead of growing.
+
+`POLICIES` is the whole rule book, one entry per kind of row, each with the `[retention]` key
+that holds its window in days. What a policy never removes is part of its query:
+
+| policy           | removes after its window                                   | never removes |
+|------------------|------------------------------------------------------------|---------------|
+| receipt_bodies   | the raw body (and extracted records) of processed receipts | a receipt still to ingest, or failed |
+| receipts         | processed and ignored webhook receipts (their delivery ids dedupe provider redeliveries until then) | the same |
+| events           | published, cancelled and dropped events with their finished deliveries (succeeded, skipped) | pending or leased events (timers included); an event with a delivery pending, leased or dead (a dead letter waits for replay) |
+| meetings         | meetings ended before the window, with their links, events and deliveries | a meeting with a pending or leased event or an unfinished or dead delivery |
+| quarantine       | replayed and superseded quarantine items                   | open items |
+
+Windows are measured on indexed columns (`due_at`, `start`, `resolved_at`), so a prune costs
+what it removes plus an index range, not a scan of everything kept. Deletes go in batches of
+`retention.batch_size`, one transaction each, so locks stay short and PostgreSQL's autovacuum
+keeps up. On SQLite the freed pages are given back to the file system (incremental vacuum): the
+file stops growing at steady state. A database file made before auto_vacuum was switched on needs
+one full VACUUM (`bookingsync prune --vacuum`) to be converted.
+
+A new kind of row (provider-write intents, say) gets its own `Policy` here and a `<name>_days`
+key in `RetentionConfig`; a rule that keeps meetings alive for it goes in `meeting_is_needed`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, delete, exists, select, update
+from sqlalchemy.sql import ColumnElement
+from sqlmodel import Session, col
+
+from bookingsync.models.tables import DeliveryRow, EventRow, LinkRow, MeetingRow, QuarantineRow, ReceiptRow
+from bookingsync.worker import metrics
+from bookingsync.worker.config import Config
+from bookingsync.worker.db import transaction
+
+log = logging.getLogger(__name__)
+
+PROCESSED_RECEIPTS = ("done", "ignored")
+FINISHED_EVENTS = ("published", "cancelled", "dropped")
+FINISHED_DELIVERIES = ("succeeded", "skipped")
+LIVE_EVENTS = ("pending", "leased")
+UNFINISHED_DELIVERIES = ("pending", "leased", "dead")  # dead letters wait for a person's replay
+RESOLVED_QUARANTINE = ("replayed", "superseded")
+# Safety stop for one run of one policy; the next run goes on where this one stopped.
+MAX_BATCHES_PER_RUN = 1000
+
+
+def _ids(session: Session, query: object) -> list:
+    return list(session.execute(query).scalars())  # type: ignore[call-overload]
+
+
+def _receipt_bodies(session: Session, cutoff: datetime, limit: int) -> int:
+    ids = _ids(session, select(ReceiptRow.id).where(col(ReceiptRow.status).in_(PROCESSED_RECEIPTS),
+                                                    col(ReceiptRow.due_at) < cutoff, col(ReceiptRow.body) != "")
+               .order_by(col(ReceiptRow.due_at)).limit(limit))
+    if ids:
+        session.execute(update(ReceiptRow).where(col(ReceiptRow.id).in_(ids)).values(body="", records=None))
+    return len(ids)
+
+
+def _receipts(session: Session, cutoff: datetime, limit: int) -> int:
+    ids = _ids(session, select(ReceiptRow.id).where(col(ReceiptRow.status).in_(PROCESSED_RECEIPTS),
+                                                    col(ReceiptRow.due_at) < cutoff)
+               .order_by(col(ReceiptRow.due_at)).limit(limit))
+    if ids:
+        session.execute(delete(ReceiptRow).where(col(ReceiptRow.id).in_(ids)))
+    return len(ids)
+
+
+def _delivery_holds(event_id: ColumnElement) -> ColumnElement:
+    """An unfinished or dead delivery of the event exists."""
+    return exists().where(col(DeliveryRow.event_id) == event_id,
+                          col(DeliveryRow.status).in_(UNFINISHED_DELIVERIES))
+
+
+def _events(session: Session, cutoff: datetime, limit: int) -> int:
+    rows = session.execute(select(EventRow.id, EventRow.event_id)
+                           .where(col(EventRow.status).in_(FINISHED_EVENTS), col(EventRow.due_at) < cutoff,
+                                  ~_delivery_holds(col(EventRow.event_id)))
+                           .order_by(col(EventRow.due_at)).limit(limit)).all()
+    if rows:
+        session.execute(delete(DeliveryRow).where(col(DeliveryRow.event_id).in_([r.event_id for r in rows]),
+                                                  col(DeliveryRow.status).in_(FINISHED_DELIVERIES)))
+        session.execute(delete(EventRow).where(col(EventRow.id).in_([r.id for r in rows])))
+    return len(rows)
+
+
+def meeting_is_needed(meeting_id: ColumnElement) -> ColumnElement:
+    """Work of the meeting still to do: a live event, or a delivery not finished (or dead)."""
+    live_event = exists().where(col(EventRow.meeting_id) == meeting_id, col(EventRow.status).in_(LIVE_EVENTS))
+    open_delivery = (select(DeliveryRow.id).join(EventRow, col(EventRow.event_id) == col(DeliveryRow.event_id))
+                     .where(col(EventRow.meeting_id) == meeting_id,
+                            col(DeliveryRow.status).in_(UNFINISHED_DELIVERIES)).exists())
+    return live_event | open_delivery
+
+
+def _meetings(session: Session, cutoff: datetime, limit: int) -> int:
+    # `start` is indexed and never after `end`: the range narrows on it, `end` decides.
+    ids = _ids(session, select(MeetingRow.id).where(col(MeetingRow.start) < cutoff, col(MeetingRow.end) < cutoff,
+                                                    ~meeting_is_needed(col(MeetingRow.id)))
+               .order_by(col(MeetingRow.start)).limit(limit).with_for_update(skip_locked=True))
+    if ids:
+        event_ids = select(EventRow.event_id).where(col(EventRow.meeting_id).in_(ids))
+        session.execute(delete(DeliveryRow).where(col(DeliveryRow.event_id).in_(event_ids)))
+        session.execute(delete(EventRow).where(col(EventRow.meeting_id).in_(ids)))
+        session.execute(delete(LinkRow).where(col(LinkRow.meeting_id).in_(ids)))
+        session.execute(delete(MeetingRow).where(col(MeetingRow.id).in_(ids)))
+    return len(ids)
+
+
+def _quarantine(session: Session, cutoff: datetime, limit: int) -> int:
+    ids = _ids(session, select(QuarantineRow.id).where(col(QuarantineRow.status).in_(RESOLVED_QUARANTINE),
+                                                       col(QuarantineRow.resolved_at) < cutoff)
+               .order_by(col(QuarantineRow.id)).limit(limit))
+    if ids:
+        session.execute(delete(QuarantineRow).where(col(QuarantineRow.id).in_(ids)))
+    return len(ids)
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    window: str  # the RetentionConfig key holding its window in days
+    removes: str
+    batch: Callable[[Session, datetime, int], int]  # one batch in the caller's transaction: rows removed
+
+
+POLICIES: tuple[Policy, ...] = (
+    Policy("receipt_bodies", "receipt_bodies_days", "raw bodies of processed webhook receipts", _receipt_bodies),
+    Policy("receipts", "receipts_days", "processed and ignored webhook receipts", _receipts),
+    Policy("events", "events_days", "published, cancelled and dropped events with their finished deliveries",
+           _events),
+    Policy("meetings", "meetings_days", "meetings ended before the window, with their links and events", _meetings),
+    Policy("quarantine", "quarantine_days", "replayed and superseded quarantine items", _quarantine),
+)
+
+
+@dataclass
+class Pruned:
+    removed: dict[str, int] = field(default_factory=dict)
+    freed_pages: int = 0  # SQLite pages given back to the file system
+    vacuum_note: str | None = None
+
+
+def cutoff(cfg: Config, policy: Policy, now: datetime) -> datetime:
+    window = timedelta(days=getattr(cfg.retention, policy.window))
+    if policy.name == "events":
+        # A timer is re-set only within the grace window; its old row must outlive that.
+        window = max(window, timedelta(seconds=cfg.events.grace_seconds))
+    return now - window
+
+
+def prune(engine: Engine, cfg: Config, now: datetime, *, vacuum: bool = True) -> Pruned:
+    """Run every policy to the end (in batches), then give SQLite's free pages back."""
+    result = Pruned()
+    limit = cfg.retention.batch_size
+    for policy in POLICIES:
+        when, total = cutoff(cfg, policy, now), 0
+        for _ in range(MAX_BATCHES_PER_RUN):
+            with transaction(engine) as session:
+                removed = policy.batch(session, when, limit)
+            total += removed
+            if removed < limit:
+                break
+        result.removed[policy.name] = total
+        if total:
+            metrics.RETENTION.labels(policy.name).inc(total)
+            log.info("retention %s: removed %d (older than %s)", policy.name, total, when.isoformat())
+    if vacuum and engine.dialect.name == "sqlite":
+        result.freed_pages, result.vacuum_note = sqlite_vacuum(engine)
+    return result
+
+
+def sqlite_vacuum(engine: Engine, *, convert: bool = False) -> tuple[int, str | None]:
+    """Free pages given back (incremental vacuum); `convert` turns auto_vacuum on with one VACUUM."""
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        mode = raw.execute("PRAGMA auto_vacuum").fetchone()[0]
+        if mode != 2 and convert:
+            # A full rewrite of the file, once; needs room for a copy of it.
+            raw.executescript("PRAGMA auto_vacuum=INCREMENTAL; VACUUM;")
+            return 0, "converted the file to incremental auto_vacuum (one full VACUUM)"
+        if mode != 2:
+            return 0, ("this SQLite file predates incremental auto_vacuum, so freed space stays inside it; run "
+                       "`bookingsync prune --vacuum` once (rewrites the file) to convert it")
+        before = raw.execute("PRAGMA freelist_count").fetchone()[0]
+        # executescript steps the pragma to the end; a plain execute frees one page per call.
+        raw.executescript("BEGIN IMMEDIATE; PRAGMA incremental_vacuum; COMMIT;")
+        after = raw.execute("PRAGMA freelist_count").fetchone()[0]
+        return before - after, None
