@@ -71,6 +71,7 @@ def source_record(i: int, start: datetime, *, cancelled: bool = False) -> Source
 class Bench:
     def __init__(self, engine: Engine, state: meetergo.MeetergoState, sim_url: str) -> None:
         cfg = parse_config({
+            "allow_private_targets": True,  # the simulator is on loopback
             "connections": [
                 {"id": "leezy", "provider": "leezy", "base_url": "http://127.0.0.1:9", "token": "lzy_at_bench"},
                 {"id": "meetergo", "provider": "meetergo", "base_url": sim_url, "token": meetergo.DEFAULT_TOKEN,

@@ -97,6 +97,7 @@ def control(service: Service, provider: str, path: str) -> Any:
 
 
 CONFIG = """
+allow_private_targets = true
 [database]
 url = "sqlite:///{db}"
 [server]

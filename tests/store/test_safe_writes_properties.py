@@ -177,6 +177,7 @@ class Harness:
         self.engine = engine or fresh_engine()
         self.clock = ManualClock(T0)
         cfg = parse_config({
+            "allow_private_targets": True,
             "connections": [
                 {"id": "src", "provider": "leezy", "base_url": "http://127.0.0.1:9", "token": "t1"},
                 {"id": "tgt", "provider": "leandata", "base_url": "http://127.0.0.1:9", "api_key": "k1",
