@@ -21,7 +21,6 @@ with one live appointment per live meeting and no meeting born of an echo.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from common import Timer, backends_of, database, parse_args
 from sqlalchemy import Engine, func
