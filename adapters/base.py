@@ -16,6 +16,9 @@ scheduler. The worker drives it:
   `BookingRequest` (the canonical meeting to mirror) and answer with the provider's record of the
   booking, normalised, so the store can link it. A slot taken between availability and booking
   raises `SlotUnavailable` after the adapter's own bounded retries with fresh slots.
+  A write that left us without a usable answer raises `AnswerLost`: it may have taken effect.
+  Adapters that can be asked (`FIND_BOOKING`) fill `find_booking(request)`, which finds the
+  booking a lost answer would have named (by the reference planted, or attendee and slot).
 
 The rest of the code asks an adapter what it can do (`capabilities`), never its provider's name.
 """
@@ -39,6 +42,7 @@ class Capability(StrEnum):
     CREATE = "create"
     RESCHEDULE = "reschedule"
     CANCEL = "cancel"
+    FIND_BOOKING = "find_booking"  # a booking whose answer was lost can be found again
 
 
 @dataclass(frozen=True)
@@ -88,9 +92,14 @@ class BookingRequest:
     """Book (or move) this meeting at the provider: exactly its start and end, for its attendee."""
 
     meeting: Meeting
-    # Our canonical meeting id, stored at the provider where it has a place for one, so a
-    # booking whose answer was lost can be found again instead of booked twice.
+    # The write's own reference (its intent's), stored at the provider where it has a place for
+    # one, so a booking whose answer was lost can be found again instead of booked twice, and a
+    # read of it is recognised as our own echo.
     reference: str
+    # The provider's id of the booking this one replaces (a move made as book-new-then-cancel-old),
+    # for providers that record the link (Meetergo `rescheduledFromId`); the old one is cancelled
+    # by a write of its own.
+    replaces: str | None = None
 
 
 class Adapter(Protocol):
@@ -115,3 +124,9 @@ class Writer(Protocol):
     def reschedule(self, external_id: str, request: BookingRequest) -> SourceRecord: ...
 
     def cancel(self, external_id: str) -> None: ...
+
+
+class Finder(Protocol):
+    """For writers with FIND_BOOKING: the booking `request` made, or None if there is none."""
+
+    def find_booking(self, request: BookingRequest) -> SourceRecord | None: ...

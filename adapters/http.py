@@ -21,7 +21,8 @@ Every error carries the provider's own message as parsed by the adapter's `error
 
 Non-idempotent methods (POST, PATCH): a 5xx or a timeout after the request left us may mean the
 provider acted, and several providers here (LeanData BookIt) have no idempotency key, so those
-are raised at once instead of replayed. A connection that never opened (connect error or connect
+are raised at once instead of replayed, as `AnswerLost` (a ProviderUnavailable that tells the
+worker to find the booking before writing again). A connection that never opened (connect error or connect
 /pool timeout) and a 429 (refused before acting) are retried for every method. A caller that
 knows a write is safe to replay passes `idempotent=True`.
 """
@@ -39,6 +40,7 @@ from typing import Any
 import httpx
 
 from bookingsync.models.errors import (
+    AnswerLost,
     ProviderAuthError,
     ProviderNotFound,
     ProviderRejected,
@@ -155,7 +157,9 @@ class ProviderHttp:
             try:
                 response = self._client.request(method, path, params=params, json=json)
             except _RETRYABLE_TRANSPORT as exc:
-                if attempt >= self._max_retries or not (replayable or isinstance(exc, _NOT_SENT)):
+                if not (replayable or isinstance(exc, _NOT_SENT)):
+                    raise AnswerLost(self.provider, _describe(exc, method, path)) from exc
+                if attempt >= self._max_retries:
                     raise ProviderUnavailable(self.provider, _describe(exc, method, path)) from exc
                 self._wait(self._backoff(attempt), f"{_describe(exc, method, path)}")
                 attempt += 1
@@ -179,7 +183,9 @@ class ProviderHttp:
                 attempt += 1
                 continue
             if status >= 500:
-                if attempt >= self._max_retries or not replayable:
+                if not replayable:
+                    raise AnswerLost(self.provider, self._message(response), status=status)
+                if attempt >= self._max_retries:
                     raise ProviderUnavailable(self.provider, self._message(response), status=status)
                 self._wait(self._backoff(attempt), f"HTTP {status}")
                 attempt += 1

@@ -58,14 +58,28 @@ seed-hubspot-scheduler-book.md. Ambiguities, and the reading taken:
   re-reads availability and tries once more while the slot is still offered, then raises
   SlotUnavailable. A 5xx or timeout on the POST is not replayed (no idempotency key); the slot
   check makes a later retry answer SlotUnavailable instead of booking twice.
-* The booking answer has no CRM meeting id, only `calendarEventId` (and `contactId`). The mirror
-  is linked as `calendar-event:<id>`, which can never be mistaken for a CRM id. A poll of the
-  same connection reads the CRM meeting under its own id and cannot tell it is our mirror: do
-  not route a HubSpot connection's meetings back into a source that mirrors into it. The
-  request's `reference` has no place at HubSpot and is not sent.
-* RESCHEDULE is documented as unsupported. CANCEL is not declared: archiving the CRM meeting
-  (`DELETE /crm/objects/2026-03/meetings/{id}`) moves a CRM record to the recycle bin; nothing
-  says it withdraws the calendar invitation, and our mirrors are known by calendar event id.
+* The booking answer has no CRM meeting id, only `calendarEventId` (and `contactId`). HubSpot
+  keeps that id on the CRM meeting the booking makes as `hs_unique_id` ("A unique identifier
+  for the meeting event", the scheduler spec), and the CRM read takes `idProperty` ("any unique
+  property value"): right after booking we read `GET …/meetings/{calendarEventId}?idProperty=
+  hs_unique_id` and link the mirror under the CRM id that polls and webhooks use. If HubSpot
+  has not made the CRM record yet (404), the mirror is linked as `calendar-event:<id>` (never
+  mistaken for a CRM id) and re-keyed when a read brings the CRM meeting. Every CRM meeting
+  read carries `reference = calendar-event:<hs_unique_id>`, so a read of our own booking is
+  recognised as our echo. The request's own `reference` has no field in the booking request and
+  is not sent: the booking cannot carry it.
+* A booking whose answer was lost (FIND_BOOKING): its calendar event id is unknown, so the CRM
+  search (`POST …/meetings/search`) looks for meetings at exactly the start (`hs_meeting_start_time
+  EQ`, epoch ms) that carry an `hs_unique_id` (made through a meeting link) and end where ours
+  does; each is confirmed by its associated contact's email (`associations=contacts`, then the
+  contact's CRM record `GET /crm/objects/2026-03/contacts/{id}`, the CRM objects pattern the
+  meetings spec follows). One confirmed → that booking; none → not made.
+* Moving and cancelling a mirror (RESCHEDULE, CANCEL): the scheduler API documents no reschedule
+  and no cancel, so the CRM meeting is changed as the CRM documents: `PATCH …/meetings/{id}` with
+  the new `hs_meeting_start_time`/`hs_meeting_end_time`/`hs_timestamp`, and for a cancel
+  `hs_meeting_outcome = CANCELED` (a property change, kept in the CRM's history, rather than an
+  archive to the recycle bin). Nothing documents that either withdraws or moves the calendar
+  invitation HubSpot sent; the CRM record, which the sales team works from, is right.
 * Errors: `{category, message, correlationId, errors[].message, …}`, all optional, read into
   one line. HubSpot documents a burst limit of 100 calls per 10 seconds; we pace at
   `requests_per_second` (default 10) and the shared policy honours a Retry-After if one comes.
@@ -92,7 +106,9 @@ from bookingsync.adapters.base import BookingRequest, Capability, Page, RawRecor
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.adapters.hubspot_signature import verify_v3
 from bookingsync.models.errors import (
+    AnswerLost,
     ConfigError,
+    ProviderError,
     NormaliseError,
     ProviderNotFound,
     ProviderRejected,
@@ -115,7 +131,10 @@ MEETING_OBJECT_TYPE = "0-47"
 PROPERTIES = (
     "hs_meeting_title", "hs_meeting_start_time", "hs_meeting_end_time", "hs_meeting_outcome",
     "hs_meeting_external_url", "hs_meeting_location", "hs_timestamp", "hs_lastmodifieddate",
+    "hs_unique_id",
 )
+CONTACTS_PATH = "/crm/objects/2026-03/contacts"
+SEARCH_LIMIT = 100
 ACTIVE, ARCHIVED = "active", "archived"
 # How many months of availability pages we look through for the slot (a meeting link
 # advertises weeks ahead, rarely a year).
@@ -232,7 +251,9 @@ def normalise_crm_meeting(obj: Any) -> SourceRecord:
             conference_url=_http_url(properties.get("hs_meeting_external_url"))
             or _http_url(properties.get("hs_meeting_location")),
         )
-        return SourceRecord(external_id=record_id, meeting=meeting, source_updated_at=updated)
+        event_id = _text(properties.get("hs_unique_id"))
+        return SourceRecord(external_id=record_id, meeting=meeting, source_updated_at=updated,
+                            reference=CALENDAR_EVENT_PREFIX + event_id if event_id else None)
     except ValidationError as exc:
         reasons = "; ".join(err["msg"] for err in exc.errors())
         raise NormaliseError(f"the HubSpot meeting {record_id} cannot be used: {reasons}") from exc
@@ -277,7 +298,8 @@ def normalise_booking(answer: Any, fallback: Meeting | None = None) -> SourceRec
             attendee=attendee,
             conference_url=_http_url(answer.get("webConferenceUrl")),
         )
-        return SourceRecord(external_id=CALENDAR_EVENT_PREFIX + event_id, meeting=meeting)
+        return SourceRecord(external_id=CALENDAR_EVENT_PREFIX + event_id, meeting=meeting,
+                            reference=CALENDAR_EVENT_PREFIX + event_id)
     except ValidationError as exc:
         reasons = "; ".join(err["msg"] for err in exc.errors())
         raise NormaliseError(f"the HubSpot {label} cannot be used: {reasons}") from exc
@@ -487,8 +509,16 @@ def error_message(response: httpx.Response) -> str:
 class HubSpotAdapter:
     provider: ClassVar[str] = PROVIDER
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.LIST_CHANGES, Capability.RECEIVE_WEBHOOKS, Capability.CREATE}
+        {Capability.LIST_CHANGES, Capability.RECEIVE_WEBHOOKS, Capability.CREATE, Capability.RESCHEDULE,
+         Capability.CANCEL, Capability.FIND_BOOKING}
     )
+
+    @staticmethod
+    def booking_problem(settings: Mapping[str, Any]) -> str | None:
+        """Why a connection with these settings cannot book, or None (see registry.booking_problem)."""
+        if not settings.get("meeting_slug"):
+            return "set options.meeting_slug to the HubSpot meeting link that mirrored bookings are made through"
+        return None
 
     def __init__(
         self,
@@ -639,20 +669,110 @@ class HubSpotAdapter:
         try:
             record = normalise_booking(response_json(PROVIDER, response), fallback=meeting)
         except (NormaliseError, ProviderUnavailable) as exc:
-            # Booked, but we cannot link it: a person must look rather than a retry book again.
-            raise ProviderRejected(PROVIDER, f"HubSpot booked {_wire_time(meeting.start)} but its answer cannot be "
-                                             f"linked ({exc}); check the meeting link's bookings before replaying",
-                                   status=response.status_code) from exc
+            # Booked, but the answer cannot be linked: the booking must be found, not made again.
+            raise AnswerLost(PROVIDER, f"HubSpot booked {_wire_time(meeting.start)} but its answer cannot be "
+                                       f"read ({exc})", status=response.status_code) from exc
         if (record.meeting.start, record.meeting.end) != (meeting.start, meeting.end):
             log.warning("hubspot %s: booked %s–%s but HubSpot holds %s–%s", self.connection_id,
                         meeting.start, meeting.end, record.meeting.start, record.meeting.end)
-        return record
+        try:
+            crm = self._crm_meeting(record.external_id)
+        except ProviderError as exc:
+            log.info("hubspot %s: the CRM meeting of %s cannot be read yet (%s); linking the calendar event",
+                     self.connection_id, record.external_id, exc)
+            return record
+        return crm or record
+
+    def _crm_meeting(self, external_id: str, *, associations: bool = False) -> SourceRecord | None:
+        """The CRM meeting `external_id` names (a CRM id, or `calendar-event:<id>` read by
+        `idProperty=hs_unique_id`); None when HubSpot has no such meeting (404)."""
+        params: dict[str, Any] = {"properties": ",".join(PROPERTIES)}
+        if external_id.startswith(CALENDAR_EVENT_PREFIX):
+            external_id = external_id.removeprefix(CALENDAR_EVENT_PREFIX)
+            params["idProperty"] = "hs_unique_id"
+        if associations:
+            params["associations"] = "contacts"
+        try:
+            body = response_json(PROVIDER, self._http.request(
+                "GET", f"{MEETINGS_PATH}/{quote(external_id, safe='')}", params=params))
+        except ProviderNotFound:
+            return None
+        try:
+            return normalise_crm_meeting(body)
+        except NormaliseError as exc:
+            raise ProviderUnavailable(PROVIDER, f"the CRM meeting {external_id} cannot be read: {exc}") from exc
+
+    def _crm_id(self, external_id: str) -> str:
+        """The CRM id behind a mirror link, which may still be the calendar event id."""
+        if not external_id.startswith(CALENDAR_EVENT_PREFIX):
+            return external_id
+        record = self._crm_meeting(external_id)
+        if record is None:
+            raise ProviderUnavailable(PROVIDER, f"HubSpot has no CRM meeting for {external_id} yet")
+        return record.external_id
 
     def reschedule(self, external_id: str, request: BookingRequest) -> SourceRecord:
-        raise ProviderRejected(PROVIDER, "HubSpot's meetings API documents no reschedule")
+        """Move the CRM meeting (`PATCH`): the scheduler API documents no reschedule."""
+        meeting = request.meeting
+        crm_id = self._crm_id(external_id)
+        self._http.request("PATCH", f"{MEETINGS_PATH}/{quote(crm_id, safe='')}", json={"properties": {
+            "hs_meeting_start_time": _wire_time(meeting.start), "hs_meeting_end_time": _wire_time(meeting.end),
+            "hs_timestamp": _wire_time(meeting.start)}})
+        try:
+            record = self._crm_meeting(crm_id)
+        except ProviderError as exc:
+            log.warning("hubspot %s: moved %s but could not read it back (%s)", self.connection_id, crm_id, exc)
+            record = None
+        if record is None:
+            return SourceRecord(external_id=crm_id, meeting=meeting.model_copy(update={"attendee": Person()}))
+        return record
 
     def cancel(self, external_id: str) -> None:
-        raise ProviderRejected(PROVIDER, "cancelling a HubSpot booking is not supported (see the adapter's notes)")
+        """Mark the CRM meeting CANCELED (`PATCH`); one HubSpot no longer has (404) is gone already."""
+        crm_id = self._crm_id(external_id)
+        self._http.request("PATCH", f"{MEETINGS_PATH}/{quote(crm_id, safe='')}",
+                           json={"properties": {"hs_meeting_outcome": "CANCELED"}}, idempotent=True)
+
+    def find_booking(self, request: BookingRequest) -> SourceRecord | None:
+        """The booking `request` made, after its answer was lost (see the module docstring)."""
+        meeting = request.meeting
+        if meeting.attendee.email is None:
+            return None
+        body = {"filterGroups": [{"filters": [
+                    {"propertyName": "hs_meeting_start_time", "operator": "EQ", "value": str(_millis(meeting.start))},
+                    {"propertyName": "hs_unique_id", "operator": "HAS_PROPERTY"}]}],
+                "properties": list(PROPERTIES), "sorts": [], "limit": SEARCH_LIMIT, "after": ""}
+        answer = response_json(PROVIDER, self._http.request("POST", f"{MEETINGS_PATH}/search", json=body,
+                                                            idempotent=True))
+        results = answer.get("results") if isinstance(answer, dict) else None
+        if not isinstance(results, list):
+            raise ProviderUnavailable(PROVIDER, f"POST {MEETINGS_PATH}/search answered without a 'results' list")
+        for item in results:
+            try:
+                record = normalise_crm_meeting(item)
+            except NormaliseError:
+                continue
+            m = record.meeting
+            if record.reference and m.active and (m.start, m.end) == (meeting.start, meeting.end) \
+                    and self._attendee_email(record.external_id) == meeting.attendee.email:
+                return record
+        return None
+
+    def _attendee_email(self, crm_id: str) -> str | None:
+        body = response_json(PROVIDER, self._http.request(
+            "GET", f"{MEETINGS_PATH}/{quote(crm_id, safe='')}", params={"associations": "contacts"}))
+        contacts = ((body.get("associations") or {}).get("contacts") or {}).get("results") if isinstance(body, dict) else None
+        for contact in contacts if isinstance(contacts, list) else []:
+            contact_id = _record_id(contact.get("id")) if isinstance(contact, dict) else None
+            if contact_id is None:
+                continue
+            found = response_json(PROVIDER, self._http.request(
+                "GET", f"{CONTACTS_PATH}/{quote(contact_id, safe='')}", params={"properties": "email"}))
+            props = found.get("properties") if isinstance(found, dict) else None
+            email = _text(props.get("email")) if isinstance(props, dict) else None
+            if email:
+                return email.lower()
+        return None
 
     def close(self) -> None:
         self._http.close()

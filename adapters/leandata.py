@@ -47,6 +47,9 @@ Writes (`create`, `reschedule`, `cancel`; pure pieces and their readings in lean
   CANCEL are declared for every connection. Reschedule and cancel need no settings (they work on
   a meeting id). `create` on a connection with neither link_id nor trigger_node raises
   ProviderRejected with a sentence naming the settings, before any request.
+* find_booking (FIND_BOOKING, after a lost answer): BookIt has no field for our reference, so
+  the booking is the prospect's active meeting at exactly that start and end
+  (`GET /v1/meetings?prospectEmail=`), the same lookup create makes before booking.
 * create: an active meeting of the prospect at exactly that start and end is looked up first
   (`GET /v1/meetings?prospectEmail=`) and returned if found, so a create whose answer was lost can
   be replayed without a second booking (BookIt has no idempotency key and no place for our
@@ -100,6 +103,7 @@ from bookingsync.adapters.base import (
 )
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.models.errors import (
+    AnswerLost,
     ConfigError,
     NormaliseError,
     ProviderError,
@@ -251,8 +255,16 @@ class LeanDataAdapter:
     provider: ClassVar[str] = PROVIDER
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.LOOKUP_BY_EMAIL, Capability.LOOKUP_BY_ID,
-         Capability.CREATE, Capability.RESCHEDULE, Capability.CANCEL}
+         Capability.CREATE, Capability.RESCHEDULE, Capability.CANCEL, Capability.FIND_BOOKING}
     )
+
+    @staticmethod
+    def booking_problem(settings: Mapping[str, Any]) -> str | None:
+        """Why a connection with these settings cannot book, or None (see registry.booking_problem)."""
+        if not (settings.get("link_id") or settings.get("trigger_node")):
+            return ("set options.link_id (a single-meeting-type BookIt link) or options.trigger_node (a BookIt "
+                    "prospect trigger node) to say where mirrored meetings are booked")
+        return None
 
     def __init__(
         self,
@@ -485,6 +497,12 @@ class LeanDataAdapter:
             organizer = answer.get("organizerEmail") if isinstance(answer, dict) else None
             return self._reread(external_id, scope, meeting, timezone, organizer)
 
+    def find_booking(self, request: BookingRequest) -> SourceRecord | None:
+        email = request.meeting.attendee.email
+        if not email:
+            return None
+        return self._find_booked(email, booking.to_ms(request.meeting.start), booking.to_ms(request.meeting.end))
+
     def cancel(self, external_id: str) -> None:
         """`DELETE /v1/meeting/:id`; a meeting LeanData no longer knows (404) counts as cancelled."""
         try:
@@ -544,7 +562,7 @@ class LeanDataAdapter:
         try:
             found = self._find_booked(email, start_ms, end_ms)
         except ProviderError as lookup:
-            raise ProviderUnavailable(
+            raise AnswerLost(
                 PROVIDER, f"{call} for {email} at {when} got no answer ({exc.message}) and looking for the meeting "
                 f"failed too ({lookup.message}); whether it was booked is unknown, and the next attempt looks again "
                 "before booking", status=exc.status,
@@ -566,7 +584,7 @@ class LeanDataAdapter:
             found = self._find_booked(email, start_ms, end_ms)
             if found is not None:
                 return found
-            raise ProviderUnavailable(PROVIDER, f"{call} answered 2xx without a meetingId, and the meeting cannot be found yet")
+            raise AnswerLost(PROVIDER, f"{call} answered 2xx without a meetingId, and the meeting cannot be found yet")
         meeting_id = str(meeting_id).strip()
         if isinstance(_dict(answer.get("calendarEvent")).get("scheduledTime") or answer.get("scheduledTime"), dict):
             try:

@@ -85,6 +85,17 @@ Ambiguities, and the reading taken:
   attendee {email, fullname (the name, else the email's local part), phone, timezone,
   receiveReminders false (the source already reminds), notes {bookingsyncReference: reference}}
   — `notes` is a required free-form object and the only documented place to keep our reference.
+  A booking that replaces another (a move) sends `rescheduledFromId` = the old id, the docs'
+  rescheduling pattern; the old one is then cancelled by a write of its own (the worker's), so a
+  cancel that fails stays visible instead of being hidden inside one call.
+* Our reference read back: `notes.bookingsyncReference` of the first attendee, wherever an
+  appointment carries its attendees (`meetingInfo.attendees`, `attendees`); the documented
+  webhook payload does not carry `notes`, so a webhook echo is recognised by id or by slot.
+* Finding a booking whose answer was lost (FIND_BOOKING): a complete read of the appointment
+  listing (no filter is documented) for the appointment whose attendee carries our reference;
+  a listing that shows no notes falls back to the one live appointment of that attendee at
+  exactly that start and end. A provisional (double opt-in) booking is not in that listing, so
+  it is not found: mirror into a meeting type without double opt-in.
 * Answers. Standard `{appointmentId, secret}`: we read `GET /v4/appointment/{id}` and normalise
   it; if that read fails or cannot be normalised, the answer is built from the request (the
   booking exists and must be linked, or a retry would book twice). `bookingType` doubleOptIn /
@@ -99,11 +110,12 @@ Ambiguities, and the reading taken:
   meetergo's MCP server's `POST /v4/appointment/{id}/cancel`. A 404 from both is ProviderNotFound
   (the caller may take it as already gone). A provisional booking has no documented cancel: it is
   a ProviderRejected saying so (it expires unless confirmed).
-* Reschedule: the docs' pattern, not the MCP server's undocumented-body `…/reschedule`: book the
-  new time with `rescheduledFromId` = the old id, then cancel the old one. A slot race leaves the
-  old booking untouched. If the old one cannot be cancelled after the new one was booked we log
-  an error naming both and still return the new booking, so it is linked; raising would leave
-  it unlinked and a retry would book yet another.
+* No RESCHEDULE capability: the docs' pattern is a new booking with `rescheduledFromId` then a
+  cancel of the old one, which the worker does as two writes (create with `replaces`, cancel),
+  not the MCP server's undocumented-body `…/reschedule`.
+* Answers lost: a POST /v4/booking that timed out, got a 5xx or lost its connection raises
+  AnswerLost (ProviderHttp), and so does a 2xx answer that is not an object or names no
+  appointment: the booking was probably made, find it by our reference.
 """
 
 from __future__ import annotations
@@ -135,6 +147,7 @@ from bookingsync.adapters.base import (
 )
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.models.errors import (
+    AnswerLost,
     ConfigError,
     NormaliseError,
     ProviderError,
@@ -165,6 +178,7 @@ SWEEP_SCOPE = "appointments"
 PROVISIONAL_PREFIX = "provisional:"
 PROVISIONAL_TYPES = frozenset({"doubleoptin", "requirehostconfirmation"})
 TOKEN_PARAM = "token"
+REFERENCE_NOTE = "bookingsyncReference"  # our key in the attendee's free-form `notes`
 
 # Event type -> whether it forces the appointment cancelled.
 HANDLED_EVENTS: dict[str, bool] = {
@@ -363,14 +377,23 @@ def _email(value: Any) -> str | None:
         return None
 
 
-def _attendee(payload: Mapping[str, Any]) -> tuple[Person, str | None]:
+def _first_attendee(payload: Mapping[str, Any]) -> Any:
     # Webhook payloads carry attendees at the top level; appointment reads may nest them in
     # meetingInfo (as they do start and end): look in both.
     attendees = payload.get("attendees")
     if not isinstance(attendees, list) or not attendees:
         attendees = _dict(payload.get("meetingInfo")).get("attendees")
     first = next((a for a in attendees if isinstance(a, dict)), None) if isinstance(attendees, list) else None
-    person = first if first is not None else payload.get("attendee")
+    return first if first is not None else payload.get("attendee")
+
+
+def planted_reference(payload: Mapping[str, Any]) -> str | None:
+    """The reference bookingsync planted in the first attendee's notes when it made the booking."""
+    return _text(_dict(_dict(_first_attendee(payload)).get("notes")).get(REFERENCE_NOTE))
+
+
+def _attendee(payload: Mapping[str, Any]) -> tuple[Person, str | None]:
+    person = _first_attendee(payload)
     if not isinstance(person, dict):
         return Person(), None
     raw_email = person.get("email")
@@ -459,7 +482,8 @@ def normalise_appointment(payload: Any, scope: str | None = None) -> SourceRecor
         predecessor = _text(payload.get("rescheduledFromId")) or _text(
             _dict(payload.get("meetingInfo")).get("rescheduledFromId"))
         return SourceRecord(external_id=appointment_id, meeting=meeting, source_updated_at=updated, scope=scope,
-                            supersedes=predecessor if predecessor != appointment_id else None)
+                            supersedes=predecessor if predecessor != appointment_id else None,
+                            reference=planted_reference(payload))
     except ValidationError as exc:
         reasons = "; ".join(err["msg"] for err in exc.errors())
         raise NormaliseError(f"the meetergo appointment {appointment_id} cannot be used: {reasons}") from exc
@@ -531,7 +555,7 @@ def booking_body(request: BookingRequest, *, meeting_type_id: str, host_ids: Seq
         "email": email,
         "fullname": meeting.attendee.name or email.split("@", 1)[0],
         "receiveReminders": False,
-        "notes": {"bookingsyncReference": request.reference},
+        "notes": {REFERENCE_NOTE: request.reference},
     }
     if meeting.attendee.phone:
         attendee["phone"] = meeting.attendee.phone
@@ -597,8 +621,16 @@ class MeetergoAdapter:
     provider: ClassVar[str] = PROVIDER
     capabilities: ClassVar[frozenset[Capability]] = frozenset({
         Capability.LIST_CHANGES, Capability.LOOKUP_BY_ID, Capability.RECEIVE_WEBHOOKS,
-        Capability.CREATE, Capability.RESCHEDULE, Capability.CANCEL,
+        Capability.CREATE, Capability.CANCEL, Capability.FIND_BOOKING,
     })
+
+    @staticmethod
+    def booking_problem(settings: Mapping[str, Any]) -> str | None:
+        """Why a connection with these settings cannot book, or None (see registry.booking_problem)."""
+        if not settings.get("meeting_type_id"):
+            return ("set options.meeting_type_id (and host_ids or queue_id) to the meetergo meeting type that "
+                    "mirrored bookings are made in")
+        return None
 
     def __init__(
         self,
@@ -723,18 +755,35 @@ class MeetergoAdapter:
     # -- write ------------------------------------------------------------------------------------
 
     def create(self, request: BookingRequest) -> SourceRecord:
-        return self._book(request, rescheduled_from=None)
+        return self._book(request, rescheduled_from=request.replaces)
 
-    def reschedule(self, external_id: str, request: BookingRequest) -> SourceRecord:
-        record = self._book(request, rescheduled_from=external_id)  # a slot race raises here: old kept
-        try:
-            self.cancel(external_id)
-        except ProviderNotFound:
-            pass  # meetergo already retired it (rescheduledFromId may do that itself)
-        except ProviderError as exc:
-            log.error("meetergo %s: booked %s in place of %s but could not cancel %s (%s); cancel it by hand",
-                      self.connection_id, record.external_id, external_id, external_id, exc)
-        return record
+    def find_booking(self, request: BookingRequest) -> SourceRecord | None:
+        """The appointment `request` made, found by our reference (else by attendee and exact slot)."""
+        state = AppointmentRead.start(None, self._page_size)
+        by_slot: list[SourceRecord] = []
+        while True:
+            items, total = listing(response_json(PROVIDER, self._list_page(state)))
+            done = state.take([record_id(item) for item in items], total)
+            for item in items:
+                try:
+                    record = normalise_appointment(item)
+                except NormaliseError:
+                    continue
+                if record.reference == request.reference:
+                    return record
+                m, wanted = record.meeting, request.meeting
+                if (record.reference is None and m.active and (m.start, m.end) == (wanted.start, wanted.end)
+                        and m.attendee.email == wanted.attendee.email):
+                    by_slot.append(record)
+            if done:
+                break
+        if len(by_slot) == 1:
+            return by_slot[0]
+        if by_slot:
+            raise ProviderUnavailable(PROVIDER, f"{len(by_slot)} appointments of {request.meeting.attendee.email} at "
+                                                f"{wire_time(request.meeting.start)} carry no reference; cannot tell "
+                                                "which one is ours")
+        return None
 
     def cancel(self, external_id: str) -> None:
         if external_id.startswith(PROVISIONAL_PREFIX):
@@ -763,10 +812,14 @@ class MeetergoAdapter:
             if is_slot_taken(exc):
                 raise SlotUnavailable(PROVIDER, exc.message, status=exc.status) from exc
             raise
-        answer = response_json(PROVIDER, response)
+        try:
+            answer = response_json(PROVIDER, response)
+        except ProviderUnavailable as exc:
+            raise AnswerLost(PROVIDER, f"POST {BOOKING_PATH} {exc.message}; find the booking by "
+                                       f"notes.bookingsyncReference={request.reference}") from exc
         if not isinstance(answer, dict):
-            raise ProviderUnavailable(PROVIDER, f"POST {BOOKING_PATH} answered without an object; find the booking "
-                                                f"by notes.bookingsyncReference={request.reference}")
+            raise AnswerLost(PROVIDER, f"POST {BOOKING_PATH} answered without an object; find the booking "
+                                       f"by notes.bookingsyncReference={request.reference}")
         pending = provisional_record(answer, request)
         if pending is not None:
             log.warning("meetergo %s: booking %s is provisional (%s) until confirmed", self.connection_id,
@@ -774,15 +827,15 @@ class MeetergoAdapter:
             return pending
         appointment_id = record_id({"id": answer.get("appointmentId")})
         if appointment_id is None:
-            raise ProviderUnavailable(PROVIDER, f"POST {BOOKING_PATH} answered without an appointmentId; find the "
-                                                f"booking by notes.bookingsyncReference={request.reference}")
+            raise AnswerLost(PROVIDER, f"POST {BOOKING_PATH} answered without an appointmentId; find the "
+                                       f"booking by notes.bookingsyncReference={request.reference}")
         try:
             return self.normalise(self.get_meeting(appointment_id))
         except (ProviderError, NormaliseError) as exc:
             log.warning("meetergo %s: booked %s but could not read it back (%s); linking what we asked for",
                         self.connection_id, appointment_id, exc)
             meeting = request.meeting.model_copy(update={"status": MeetingStatus.SCHEDULED})
-            return SourceRecord(external_id=appointment_id, meeting=meeting)
+            return SourceRecord(external_id=appointment_id, meeting=meeting, reference=request.reference)
 
     def close(self) -> None:
         self._http.close()

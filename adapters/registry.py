@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from bookingsync.adapters.base import Adapter
+from bookingsync.adapters.base import Adapter, Capability
 from bookingsync.adapters.hubspot import HubSpotAdapter
 from bookingsync.adapters.leandata import LeanDataAdapter
 from bookingsync.adapters.leezy import LeezyAdapter
@@ -46,6 +46,19 @@ def check_settings(provider: str, settings: dict[str, Any]) -> None:
     )
     if missing:
         raise ConfigError(f"provider {provider!r} needs the setting {', '.join(missing)}; add it")
+
+
+def booking_problem(provider: str, settings: dict[str, Any]) -> str | None:
+    """Why a connection of `provider` with `settings` cannot book (be a route target), or None.
+
+    Asks the adapter class: its `capabilities` must include CREATE, and an adapter whose booking
+    needs settings says what is missing through an optional `booking_problem(settings)`.
+    """
+    cls = _adapter_class(provider)
+    if Capability.CREATE not in cls.capabilities:
+        return f"{provider} is read-only for bookingsync (it documents no way to create a booking)"
+    check = getattr(cls, "booking_problem", None)
+    return check(settings) if check is not None else None
 
 
 def build_adapter(provider: str, **settings: Any) -> Adapter:

@@ -34,17 +34,19 @@ booking response). Ambiguities, and the reading taken:
   field `entryId`; `tableEntryId` appears only in the response. We send `entryId`, and only when
   the attendee's email is in `table_entry_ids` (no lead search endpoint is documented, and
   creating a lead is not idempotent, so we never create one).
-* `name` is the meeting's title, else the attendee's name, else their email. RocketLead has no
-  field we could later search for `BookingRequest.reference` (no list endpoint), so it is not sent.
+* `name` is the meeting's title, else the attendee's name, else their email, followed by our
+  reference as ` [bookingsync <reference>]`: the only free-text field of a booking, so a person
+  looking at RocketLead can tell which write of ours made it. It cannot be searched (no list or
+  get endpoint), so RocketLead has no FIND_BOOKING.
 * Slot race. A 400 whose message contains "no longer available" (the documented "The selected
   time slot is no longer available") refetches availability and tries again: one booking plus at
   most `max_slot_retries` more, then SlotUnavailable. Any other 400 is ProviderRejected as is.
-* Lost answers. The POST is never replayed after a timeout or 5xx (ProviderHttp's policy for
-  non-idempotent methods): RocketLead has no idempotency key, and without a list endpoint a
-  booking whose answer was lost cannot be found again. A 2xx answer without a booking id
-  (`id`, else `_id` or `bookingId`, also inside a `data` wrapper) means the booking was probably
-  made: that is ProviderRejected, so the worker dead-letters it for a person rather than
-  retrying into a duplicate.
+* Lost answers. The POST is never replayed after a timeout, a 5xx or a closed connection
+  (ProviderHttp raises AnswerLost for non-idempotent methods): RocketLead has no idempotency key,
+  and without a list endpoint a booking whose answer was lost cannot be found again, so the
+  worker records the outcome as unknown and holds the mirror for a person. A 2xx answer that is
+  not JSON, or has no booking id (`id`, else `_id` or `bookingId`, also inside a `data` wrapper),
+  means the booking was probably made: AnswerLost as well.
 * Cancel is DELETE (admin scope, hard, no undo). 404 is success: the booking is already gone. The
   docs say 404 also means "not in your organization", so a 404 is logged with that hint.
 * Scopes. read (GET) < write (+POST) < admin (+DELETE); 403 is "scope insufficient", so a 403
@@ -70,6 +72,7 @@ booking response). Ambiguities, and the reading taken:
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -83,6 +86,7 @@ from pydantic import ValidationError
 from bookingsync.adapters.base import BookingRequest, Capability, Page, RawRecord, ReadContext, WebhookDelivery
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.models.errors import (
+    AnswerLost,
     ConfigError,
     NormaliseError,
     ProviderAuthError,
@@ -107,6 +111,9 @@ AVAILABILITY_END_PADDING = timedelta(hours=1)
 SLOT_TAKEN = "no longer available"  # from "The selected time slot is no longer available"
 ID_KEYS = ("id", "_id", "bookingId")
 ZONE_KEYS = ("timezone", "timeZone", "tz")
+# How our reference is written into a booking's name, and read back from it.
+REFERENCE_FORMAT = " [bookingsync {}]"
+REFERENCE_PATTERN = re.compile(r" ?\[bookingsync ([^\]\s]+)\]$")
 # What each scope allows (Authentication & scopes), for 403 messages.
 SCOPE_FOR_METHOD = {"GET": "read", "POST": "write", "DELETE": "admin"}
 
@@ -183,8 +190,22 @@ def find_slot(slots: list[Any], start: datetime, end: datetime, *, resource_id: 
     return None, full
 
 
-def booking_name(meeting: Meeting) -> str | None:
-    return meeting.title or meeting.attendee.name or meeting.attendee.email
+def booking_name(meeting: Meeting, reference: str | None = None) -> str | None:
+    name = meeting.title or meeting.attendee.name or meeting.attendee.email
+    if reference is None:
+        return name
+    return (name or "Meeting") + REFERENCE_FORMAT.format(reference)
+
+
+def name_reference(name: Any) -> tuple[str | None, str | None]:
+    """A booking name split into the title and the reference bookingsync planted in it (if any)."""
+    text = _text(name)
+    if text is None:
+        return None, None
+    found = REFERENCE_PATTERN.search(text)
+    if found is None:
+        return text, None
+    return text[:found.start()].strip() or None, found.group(1)
 
 
 def booking_body(slot: Mapping[str, Any], *, calendar_id: str, appointment_type_id: str,
@@ -278,16 +299,17 @@ def normalise_booking(payload: Any, timezone: str | None = None) -> SourceRecord
                 "ISO 8601 time with an offset (and no calendar timezone is known to read it in)"
             )
     deleted = payload.get("deletedAt")
+    title, reference = name_reference(payload.get("name"))
     try:
         meeting = Meeting(
             status=MeetingStatus.CANCELLED if deleted not in (None, "") else MeetingStatus.SCHEDULED,
-            title=_text(payload.get("name")),
+            title=title,
             start=times["startDateTime"],
             end=times["endDateTime"],
             timezone=zone,
             attendee=_attendee(payload),
         )
-        return SourceRecord(external_id=external_id, meeting=meeting,
+        return SourceRecord(external_id=external_id, meeting=meeting, reference=reference,
                             source_updated_at=parse_time(payload.get("createdAt"), zone))
     except ValidationError as exc:
         reasons = "; ".join(err["msg"] for err in exc.errors())
@@ -399,7 +421,7 @@ class RocketLeadAdapter:
         meeting = request.meeting
         zone = self._calendar_zone()
         entry_id = self._entries.get(meeting.attendee.email) if meeting.attendee.email else None
-        name = booking_name(meeting)
+        name = booking_name(meeting, request.reference)
         attempts = 1 + self._max_slot_retries
         for attempt in range(1, attempts + 1):
             slot = self._exact_slot(meeting.start, meeting.end, zone)
@@ -476,10 +498,14 @@ class RocketLeadAdapter:
         return slot
 
     def _booked(self, response: httpx.Response, sent: Mapping[str, Any], zone: str | None) -> SourceRecord:
-        booking = booking_object(response_json(PROVIDER, response))
+        try:
+            booking = booking_object(response_json(PROVIDER, response))
+        except ProviderUnavailable as exc:
+            raise AnswerLost(PROVIDER, f"POST {BOOKINGS_PATH} {exc.message}; the booking at {sent['startDateTime']} "
+                                       "was probably made", status=response.status_code) from exc
         external_id = booking_id(booking)
         if external_id is None:
-            raise ProviderRejected(
+            raise AnswerLost(
                 PROVIDER,
                 f"POST {BOOKINGS_PATH} succeeded (HTTP {response.status_code}) but its answer has no booking id "
                 f"(id, _id or bookingId); the booking at {sent['startDateTime']} was probably made: find it in "

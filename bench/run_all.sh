@@ -20,3 +20,5 @@ echo
 $PY bench/pipeline.py
 echo
 $PY bench/burst.py
+echo
+$PY bench/mirror.py

@@ -9,6 +9,8 @@
     │   └── WebhookTooLarge          413
     ├── ProviderError                an HTTP call to a provider that failed for good
     │   ├── ProviderUnavailable      5xx, timeouts, connection errors after the retries
+    │   │   └── AnswerLost           a write reached the provider but its answer did not reach us:
+    │   │                            it may have taken effect (find it before writing again)
     │   ├── RateLimited              429 after the retries (.retry_after)
     │   ├── ProviderAuthError        401/403: the credential or its scope
     │   ├── ProviderNotFound         404
@@ -71,6 +73,11 @@ class ProviderError(BookingSyncError):
 
 class ProviderUnavailable(ProviderError):
     pass
+
+
+class AnswerLost(ProviderUnavailable):
+    """A non-idempotent write left us and no usable answer came back (5xx, timeout, connection
+    closed, an unreadable 2xx): the provider may have acted. Never re-sent blindly."""
 
 
 class RateLimited(ProviderError):

@@ -135,6 +135,11 @@ class SourceRecord(BaseModel):
     # The provider's id of the booking this one replaces (a reschedule done as new booking + cancel
     # of the old, as meetergo does): the same real-world meeting under a new id.
     supersedes: str | None = None
+    # A reference that names this booking across the provider's APIs: the one bookingsync planted
+    # when it made the booking (Meetergo `notes`, our id in a RocketLead `name`), or the provider's
+    # own second id for it (HubSpot's calendar event id, kept in `hs_unique_id`). Lets a read of a
+    # booking we made be recognised as our own echo.
+    reference: str | None = None
 
     @field_validator("external_id")
     @classmethod

@@ -215,3 +215,44 @@ class FeedCounterRow(SQLModel, table=True):
 
 # Retention removes resolved quarantine items by `resolved_at`; /metrics counts the open ones.
 Index("ix_quarantine_status_resolved", QuarantineRow.__table__.c.status, QuarantineRow.__table__.c.resolved_at)
+
+
+# -- issue 15: safe writes to providers ----------------------------------------------------------
+
+
+class IntentRow(SQLModel, table=True):
+    """One write to a route target, recorded (and committed) before the provider is called.
+
+    The pure state machine is `worker/intents.py`; this row is its durable form. `reference` is
+    planted at the provider where it keeps one, so a lost answer can be looked up and a read of
+    the booking recognised as our own echo.
+    """
+
+    __tablename__ = "write_intents"
+    __table_args__ = (Index("ix_write_intents_target", "meeting_id", "connection"),
+                      Index("ix_write_intents_connection_state", "connection", "state"),
+                      Index("ix_write_intents_connection_external", "connection", "external_id"))
+
+    id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
+    reference: str = Field(max_length=64, unique=True)
+    meeting_id: str = Field(foreign_key="meetings.id", max_length=40)
+    connection: str = Field(max_length=100)
+    action: str = Field(max_length=20)  # create | reschedule | cancel
+    # pending → done | unknown | failed; halted (the breaker stopped it before any call)
+    state: str = Field(default="pending", max_length=20)
+    step: str = Field(default="ready", max_length=20)  # while pending: ready | calling | lost
+    # The booking acted on (reschedule, cancel) or replaced (a create that moves a meeting).
+    subject: str | None = Field(default=None, max_length=255)
+    # The booking the answer (or a lookup, or an echo) named, and another id the provider knows it by.
+    external_id: str | None = Field(default=None, max_length=255)
+    alias: str | None = Field(default=None, max_length=255)
+    # What was asked for: how an echo that comes before the answer is recognised, and what a
+    # lookup after a lost answer searches for.
+    start: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    end: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    attendee_email: str | None = Field(default=None, max_length=320)
+    attempts: int = 0
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    calling_until: datetime | None = _time(nullable=True)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

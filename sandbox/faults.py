@@ -12,6 +12,8 @@ answered, in queue order. Kinds:
 * ``"mutate"``    not consumed before the request: after a listing with ``offset`` has been
                   computed (and before it is sent), ``action()`` runs, so a record changes while a
                   client is paging. Only listings consume it.
+* ``"lost_504"``, ``"lost_drop"``, ``"slow_answer"``: not consumed before the request either; the
+                  request is handled in full and then its answer is lost or late (`answer_faults`).
 
 ``path``/``method`` narrow a fault to one endpoint; left ``None`` a fault matches any provider
 endpoint (``malformed`` and ``mutate``: any listing). ``times`` repeats a fault.
@@ -25,7 +27,8 @@ from dataclasses import dataclass, field
 
 from bookingsync.sandbox.errors import InvalidFaultError
 
-FAULT_KINDS = frozenset({"429", "500", "delay", "malformed", "mutate"})
+AFTER_ANSWER_KINDS = frozenset({"lost_504", "lost_drop", "slow_answer"})
+FAULT_KINDS = frozenset({"429", "500", "delay", "malformed", "mutate"}) | AFTER_ANSWER_KINDS
 
 
 @dataclass
@@ -93,9 +96,19 @@ class FaultQueue:
         """The first fault to apply to this request before answering it, consumed."""
         with self._lock:
             for fault in self._faults:
-                if fault.kind == "mutate" or (fault.kind == "malformed" and not listing):
+                if fault.kind in AFTER_ANSWER_KINDS or fault.kind == "mutate" or (
+                        fault.kind == "malformed" and not listing):
                     continue
                 if fault.matches(method, path):
+                    self._consume(fault)
+                    return fault
+        return None
+
+    def take_after_answer(self, method: str, path: str) -> Fault | None:
+        """The first answer-loss fault (`answer_faults`) matching this request, consumed."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.kind in AFTER_ANSWER_KINDS and fault.matches(method, path):
                     self._consume(fault)
                     return fault
         return None

@@ -108,6 +108,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from bookingsync.sandbox.answer_faults import install_answer_faults
 from bookingsync.sandbox.errors import SandboxError, UnknownMeetingError
 from bookingsync.sandbox.faults import Fault, FaultQueue
 from bookingsync.sandbox.hubspot_webhooks import (
@@ -1247,6 +1248,7 @@ def create_app(state: HubSpotState) -> FastAPI:
 
     app = FastAPI(title="HubSpot sandbox", openapi_url=None, docs_url=None, redoc_url=None)
     install_request_log(app, state.requests, state.now)
+    install_answer_faults(app, state.faults)
     app.include_router(control_router(state))
 
     @app.exception_handler(_Refused)

@@ -51,6 +51,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from bookingsync.sandbox.answer_faults import install_answer_faults
 from bookingsync.sandbox.errors import UnknownMeetingError
 from bookingsync.sandbox.faults import Fault, FaultQueue
 from bookingsync.sandbox.leezy_webhooks import (
@@ -553,6 +554,7 @@ def create_app(state: LeezyState) -> FastAPI:
 
     app = FastAPI(title="Leezy sandbox", openapi_url=None, docs_url=None, redoc_url=None)
     install_request_log(app, state.requests, state.now)
+    install_answer_faults(app, state.faults)
     app.include_router(control_router(state))
 
     @app.exception_handler(_Refused)

@@ -96,6 +96,7 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from bookingsync.sandbox.answer_faults import install_answer_faults
 from bookingsync.sandbox.errors import SandboxError, UnknownMeetingError
 from bookingsync.sandbox.faults import Fault, FaultQueue
 from bookingsync.sandbox.meetergo_webhooks import (
@@ -1322,6 +1323,7 @@ def create_app(state: MeetergoState) -> FastAPI:
 
     app = FastAPI(title="meetergo v4 sandbox", openapi_url=None, docs_url=None, redoc_url=None)
     install_request_log(app, state.requests, state.now)
+    install_answer_faults(app, state.faults)
     app.include_router(control_router(state))
     app.include_router(booking_router(state))
 

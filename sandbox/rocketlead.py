@@ -100,6 +100,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bookingsync.sandbox.answer_faults import install_answer_faults
 from bookingsync.sandbox.errors import SandboxError, UnknownMeetingError
 from bookingsync.sandbox.faults import Fault, FaultQueue
 from bookingsync.sandbox.request_log import CONTROL_PREFIX, RequestLog, install_request_log
@@ -836,6 +837,7 @@ def create_app(state: RocketLeadState) -> FastAPI:
                   redoc_url=None)
     app.router.redirect_slashes = False
     install_request_log(app, state.requests, state.now)
+    install_answer_faults(app, state.faults)
     app.include_router(control_router(state))
 
     @app.exception_handler(Refused)

@@ -23,8 +23,10 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from sqlalchemy.engine import make_url
+from sqlmodel import select
 
-from bookingsync.models.errors import ConfigError
+from bookingsync.models.errors import ConfigError, RequestRefused
+from bookingsync.models.tables import IntentRow
 from bookingsync.worker import logs, probes
 from bookingsync.worker.clock import SystemClock
 from bookingsync.worker.config import Config, load_config, redact_url, validate_for
@@ -47,8 +49,10 @@ deliveries_app = _typer("Deliveries to subscribers, dead letters, replay.")
 quarantine_app = _typer("Provider records that could not be normalised.")
 subscriptions_app = _typer("Subscriptions' state.")
 config_app = _typer("Configuration.")
+mirrors_app = _typer("Writes to route targets: every one accounted for.")
 for sub, name in ((db_app, "db"), (meetings_app, "meetings"), (events_app, "events"), (deliveries_app, "deliveries"),
-                  (quarantine_app, "quarantine"), (subscriptions_app, "subscriptions"), (config_app, "config")):
+                  (quarantine_app, "quarantine"), (subscriptions_app, "subscriptions"), (config_app, "config"),
+                  (mirrors_app, "mirrors")):
     app.add_typer(sub, name=name)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file (default $BOOKINGSYNC_CONFIG, "
@@ -588,6 +592,75 @@ def quarantine_replay(item_id: int, config: ConfigOption = None) -> None:
     rt.close()
     if not replayed or "applied" not in message:
         _fail(message)
+    out.print(message, markup=False)
+
+
+@mirrors_app.command("show")
+def mirrors_show(meeting: Annotated[str, typer.Argument(help="the meeting (its id, or a unique start of it)")],
+                 config: ConfigOption = None, as_json: JsonFlag = False) -> None:
+    """Every write made for one meeting: target, action, state, provider id, attempts, times, reason."""
+    from bookingsync.worker import mirrors, reports
+
+    rt = _open(config)
+    with transaction(rt.engine) as session:
+        try:
+            meeting_id = reports.resolve_meeting(session, meeting)
+        except reports.AmbiguousPrefix as exc:
+            _fail(str(exc))
+        rows = mirrors.for_meeting(session, meeting_id)
+    _show(f"writes for meeting {meeting_id}", rows, mirrors.COLUMNS, as_json)
+
+
+@mirrors_app.command("list")
+def mirrors_list(config: ConfigOption = None, limit: Limit = 50, as_json: JsonFlag = False,
+                 unresolved: Annotated[bool, typer.Option("--unresolved", help="only writes a person must look at: "
+                                                          "unknown outcomes, halts, lost answers")] = False) -> None:
+    """The newest writes to route targets; --unresolved for the ones held or halted."""
+    from bookingsync.worker import mirrors
+
+    rt = _open(config)
+    with transaction(rt.engine) as session:
+        rows = mirrors.listing(session, limit, unresolved)
+    _show("unresolved writes" if unresolved else "writes", rows, mirrors.COLUMNS, as_json)
+
+
+@mirrors_app.command("resume")
+def mirrors_resume(meeting_id: str, target: str, config: ConfigOption = None) -> None:
+    """Lift the breaker's halt of one mirror and queue its dead route deliveries again."""
+    from bookingsync.worker import mirrors
+
+    rt = _open(config)
+    try:
+        with transaction(rt.engine) as session:
+            message = mirrors.resume(session, meeting_id, target, rt.clock.now())
+    except RequestRefused as exc:
+        _fail(str(exc))
+    finally:
+        rt.close()
+    out.print(message, markup=False)
+
+
+@mirrors_app.command("resolve")
+def mirrors_resolve(reference: str, config: ConfigOption = None,
+                    booking_id: Annotated[str | None, typer.Option(help="the booking it made, as found at the "
+                                                                   "provider")] = None,
+                    none: Annotated[bool, typer.Option("--none", help="it made no booking")] = False) -> None:
+    """Say what became of a write whose outcome is unknown (after checking the provider by hand)."""
+    from bookingsync.worker import mirrors
+
+    if (booking_id is None) == (not none):
+        _fail("give --booking-id ID (it made that booking) or --none (it made none)", code=2)
+    rt = _open(config)
+    try:
+        with transaction(rt.engine) as session:
+            row = session.exec(select(IntentRow).where(IntentRow.reference == reference)).first()
+            conn = rt.config.connection(row.connection) if row is not None else None
+            message = mirrors.resolve(session, reference, rt.clock.now(), booking_id=booking_id,
+                                      provider=conn.provider if conn else "")
+    except RequestRefused as exc:
+        _fail(str(exc))
+    finally:
+        rt.close()
     out.print(message, markup=False)
 
 

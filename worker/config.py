@@ -37,14 +37,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bookingsync.adapters.base import Capability
-from bookingsync.adapters.registry import ADAPTERS, accepted_settings, check_settings
+from bookingsync.adapters.registry import ADAPTERS, accepted_settings, booking_problem, check_settings
 from bookingsync.models.errors import ConfigError
 from bookingsync.worker import egress
 from bookingsync.worker.lifecycle import Backfill, EventType
 
 ENV_PREFIX = "BOOKINGSYNC_"
 CONFIG_ENV = "BOOKINGSYNC_CONFIG"
-SECTIONS = ("database", "broker", "server", "scheduler", "events", "delivery", "worker", "logging", "retention")
+SECTIONS = ("database", "broker", "server", "scheduler", "events", "delivery", "worker", "logging", "retention",
+            "mirroring")
 TOP_LEVEL_KEYS = ("allow_private_targets",)
 PROVIDERS = tuple(sorted(ADAPTERS))
 ROLES = ("run", "web", "worker", "scheduler")
@@ -211,6 +212,17 @@ class RetentionConfig(_Strict):
     quarantine_days: float = Field(default=30.0, gt=0)
 
 
+class MirroringConfig(_Strict):
+    """Writes to route targets (worker/reconcile.py, worker/intents.py)."""
+
+    # More creates or moves than this of one meeting at one target within an hour halt that
+    # mirror until a person lifts it (`bookingsync mirrors resume`): a loop stops at this many.
+    max_writes_per_hour: int = Field(default=5, ge=1)
+    # How long one write may be in flight before its answer counts as lost (and a worker that
+    # died mid-call is replaced): above the adapters' worst case of timeouts and retries.
+    lease_seconds: float = Field(default=120.0, gt=0)
+
+
 class ConnectionConfig(_Strict):
     id: str
     provider: str
@@ -373,6 +385,7 @@ class Config(_Strict):
     worker: WorkerConfig = WorkerConfig()
     logging: LoggingConfig = LoggingConfig()
     retention: RetentionConfig = RetentionConfig()
+    mirroring: MirroringConfig = MirroringConfig()
     connections: tuple[ConnectionConfig, ...] = ()
     subscriptions: tuple[SubscriptionConfig, ...] = ()
     actors: tuple[ActorTargetConfig, ...] = ()
@@ -401,13 +414,21 @@ class Config(_Strict):
                 if item.id in seen:
                     raise ValueError(f"{group}[{index}].id: {item.id!r} is used twice; ids must be unique")
                 seen.add(item.id)
-        known = {c.id for c in self.connections}
+        known = {c.id: c for c in self.connections}
         for index, route in enumerate(self.routes):
             for side in ("sources", "targets"):
                 for position, ref in enumerate(getattr(route, side)):
                     if ref not in known:
                         raise ValueError(f"routes[{index}].{side}[{position}]: names connection {ref!r}, "
                                          "which is not configured")
+            for position, ref in enumerate(route.targets):
+                # A route books into its targets: one that cannot create (read-only, or not set up
+                # to book) would only collect dead letters.
+                target = known[ref]
+                problem = booking_problem(target.provider, target.adapter_settings())
+                if problem is not None:
+                    raise ValueError(f"routes[{index}].targets[{position}]: connection {ref!r} cannot be a route "
+                                     f"target: {problem}")
         lookback = max((c.lookback_days for c in self.connections if "lookback_days" in c.model_fields_set), default=0)
         if self.retention.meetings_days <= lookback:
             raise ValueError(f"retention.meetings_days: {self.retention.meetings_days:g} must be longer than the "

@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 from bookingsync.adapters.base import Adapter, Page, RawRecord
 from bookingsync.models.errors import NormaliseError
 from bookingsync.models.tables import QuarantineRow, ReceiptRow
-from bookingsync.worker import quarantine, store
+from bookingsync.worker import identity, quarantine, store
 from bookingsync.worker.db import transaction
 from bookingsync.worker.lifecycle import Backfill
 from bookingsync.worker.runtime import Runtime
@@ -55,9 +55,13 @@ def ingest_records(session: Session, adapter: Adapter, connection: str, raws: li
     wanted = {record.external_id for record, _ in normalised}
     wanted |= {record.supersedes for record, _ in normalised if record.supersedes}
     known = store.lock_links(session, connection, wanted)
+    # Issue 15: a record no link knows yet may be the echo of a booking a route made here.
+    matches = identity.match_unlinked(session, connection,
+                                      [record for record, _ in normalised if known.get(record.external_id) is None])
     for record, raw in sorted(normalised, key=lambda pair: pair[0].supersedes is None):
         applied = store.apply_record(session, connection=connection, provider=adapter.provider, record=record,
-                                     raw=raw.payload, now=now, grace=grace, known=known, backfill=backfill)
+                                     raw=raw.payload, now=now, grace=grace, known=known, backfill=backfill,
+                                     match=matches.get(record.external_id))
         if applied.changed and open_quarantine:
             quarantine.supersede(session, connection=connection, external_id=record.external_id, now=now)
         result.applied += 1
@@ -122,8 +126,10 @@ def replay_quarantined(rt: Runtime, item_id: int) -> str:
             record = adapter.normalise(raw)
         except NormaliseError as exc:
             return f"item {item_id} still cannot be normalised: {exc}"
+        match = identity.match_unlinked(session, row.connection, [record]).get(record.external_id)
         applied = store.apply_record(session, connection=row.connection, provider=adapter.provider, record=record,
-                                     raw=row.raw, now=now, grace=rt.grace, backfill=rt.config.events.backfill)
+                                     raw=row.raw, now=now, grace=rt.grace, backfill=rt.config.events.backfill,
+                                     match=match)
         row.status = "replayed"
         row.resolved_at = now
         return f"item {item_id} applied to meeting {applied.meeting_id}" + (

@@ -10,7 +10,8 @@ Two kinds, both served at `/metrics` by every role (web, worker, scheduler, run)
   live rows only (pending, leased, dead, open: never the finished history), so a value is never
   left stale by a process that stopped updating it: the backlog by table and state, the relay
   lag (age of the oldest due row nobody claimed), each connection's cursor age, disabled
-  subscriptions and the leader lease.
+  subscriptions, the leader lease, and the writes to route targets not finished yet (pending by
+  step; unknown outcomes and halted mirrors wait for a person).
 
 dramatiq ships a Prometheus middleware, but it switches prometheus_client into multiprocess mode
 for the whole process and serves from a process it forks, which fits dramatiq's own CLI and not a
@@ -33,8 +34,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import Engine, and_, case, func, select
 from sqlalchemy.sql import Select
 
-from bookingsync.models.tables import (CursorRow, DeliveryRow, EventRow, LeaseRow, QuarantineRow, ReceiptRow,
-                                       SubscriptionStateRow)
+from bookingsync.models.tables import (CursorRow, DeliveryRow, EventRow, IntentRow, LeaseRow, QuarantineRow,
+                                       ReceiptRow, SubscriptionStateRow)
 from bookingsync.worker.clock import Clock
 
 if TYPE_CHECKING:
@@ -158,6 +159,8 @@ LIVE = {"events": (EventRow, ("pending", "leased")),
         "deliveries": (DeliveryRow, ("pending", "leased", "dead")),
         "receipts": (ReceiptRow, ("received", "leased", "failed"))}
 WAITING = {"events": "pending", "deliveries": "pending", "receipts": "received"}
+# Unfinished writes to route targets (worker/intents.py), always all present so a value drops to 0.
+MIRROR_WRITE_STATES = ("pending_ready", "pending_calling", "pending_lost", "unknown", "halted")
 
 
 def backlog_queries(now: datetime) -> dict[str, Select]:
@@ -211,6 +214,9 @@ class StoreCollector:
                                      "disabled with 410 Gone", labels=["subscription"])
         leader = GaugeMetricFamily("bookingsync_leader_lease_seconds", "Seconds left on the scheduler leader lease, "
                                    "by holder (negative: expired)", labels=["holder"])
+        writes = GaugeMetricFamily("bookingsync_mirror_writes", "Writes to route targets not finished, by state "
+                                   "(pending by step: ready, calling, lost); unknown and halted wait for a person",
+                                   labels=["state"])
         queries = backlog_queries(now)
         with self.engine.connect() as conn:
             for table, (_, states) in LIVE.items():
@@ -234,7 +240,15 @@ class StoreCollector:
             for holder, until in conn.execute(select(LeaseRow.holder, LeaseRow.until)
                                               .where(LeaseRow.name == "scheduler-leader")):
                 leader.add_metric([holder], (until - now).total_seconds())
-        return [backlog, lag, cursors, disabled, leader]
+            open_writes = dict.fromkeys(MIRROR_WRITE_STATES, 0)
+            for state, step, count in conn.execute(select(IntentRow.state, IntentRow.step, func.count())
+                                                   .where(IntentRow.state.in_(("pending", "unknown", "halted")))
+                                                   .group_by(IntentRow.state, IntentRow.step)):
+                key = f"pending_{step}" if state == "pending" else state
+                open_writes[key] = open_writes.get(key, 0) + count
+            for state, count in open_writes.items():
+                writes.add_metric([state], count)
+        return [backlog, lag, cursors, disabled, leader, writes]
 
 
 def exposition(engine: Engine, clock: Clock) -> bytes:

@@ -8,7 +8,7 @@ that holds its window in days. What a policy never removes is part of its query:
 | receipt_bodies   | the raw body (and extracted records) of processed receipts | a receipt still to ingest, or failed |
 | receipts         | processed and ignored webhook receipts (their delivery ids dedupe provider redeliveries until then) | the same |
 | events           | published, cancelled and dropped events with their finished deliveries (succeeded, skipped) | pending or leased events (timers included); an event with a delivery pending, leased or dead (a dead letter waits for replay) |
-| meetings         | meetings ended before the window, with their links, events and deliveries | a meeting with a pending or leased event or an unfinished or dead delivery |
+| meetings         | meetings ended before the window, with their links, events, deliveries and write intents | a meeting with a pending or leased event, an unfinished or dead delivery, or a write to a route target not finished (pending, unknown, halted) |
 | quarantine       | replayed and superseded quarantine items                   | open items |
 
 Windows are measured on indexed columns (`due_at`, `start`, `resolved_at`), so a prune costs
@@ -18,8 +18,10 @@ keeps up. On SQLite the freed pages are given back to the file system (increment
 file stops growing at steady state. A database file made before auto_vacuum was switched on needs
 one full VACUUM (`bookingsync prune --vacuum`) to be converted.
 
-A new kind of row (provider-write intents, say) gets its own `Policy` here and a `<name>_days`
-key in `RetentionConfig`; a rule that keeps meetings alive for it goes in `meeting_is_needed`.
+A new kind of row gets its own `Policy` here and a `<name>_days` key in `RetentionConfig`; a rule
+that keeps meetings alive for it goes in `meeting_is_needed`. Write intents (worker/intents.py)
+have no policy of their own: they say which bookings of ours are live at a target, so they live
+as long as their meeting and go with it.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from sqlalchemy import Engine, delete, exists, select, update
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col
 
-from bookingsync.models.tables import DeliveryRow, EventRow, LinkRow, MeetingRow, QuarantineRow, ReceiptRow
+from bookingsync.models.tables import DeliveryRow, EventRow, IntentRow, LinkRow, MeetingRow, QuarantineRow, ReceiptRow
 from bookingsync.worker import metrics
 from bookingsync.worker.config import Config
 from bookingsync.worker.db import transaction
@@ -45,6 +47,7 @@ FINISHED_EVENTS = ("published", "cancelled", "dropped")
 FINISHED_DELIVERIES = ("succeeded", "skipped")
 LIVE_EVENTS = ("pending", "leased")
 UNFINISHED_DELIVERIES = ("pending", "leased", "dead")  # dead letters wait for a person's replay
+UNFINISHED_WRITES = ("pending", "unknown", "halted")  # a write to a route target still to settle
 RESOLVED_QUARANTINE = ("replayed", "superseded")
 # Safety stop for one run of one policy; the next run goes on where this one stopped.
 MAX_BATCHES_PER_RUN = 1000
@@ -91,12 +94,14 @@ def _events(session: Session, cutoff: datetime, limit: int) -> int:
 
 
 def meeting_is_needed(meeting_id: ColumnElement) -> ColumnElement:
-    """Work of the meeting still to do: a live event, or a delivery not finished (or dead)."""
+    """Work of the meeting still to do: a live event, a delivery not finished (or dead), or a write
+    to a route target not settled (its booking may be live, or a person must look)."""
     live_event = exists().where(col(EventRow.meeting_id) == meeting_id, col(EventRow.status).in_(LIVE_EVENTS))
     open_delivery = (select(DeliveryRow.id).join(EventRow, col(EventRow.event_id) == col(DeliveryRow.event_id))
                      .where(col(EventRow.meeting_id) == meeting_id,
                             col(DeliveryRow.status).in_(UNFINISHED_DELIVERIES)).exists())
-    return live_event | open_delivery
+    open_write = exists().where(col(IntentRow.meeting_id) == meeting_id, col(IntentRow.state).in_(UNFINISHED_WRITES))
+    return live_event | open_delivery | open_write
 
 
 def _meetings(session: Session, cutoff: datetime, limit: int) -> int:
@@ -109,6 +114,7 @@ def _meetings(session: Session, cutoff: datetime, limit: int) -> int:
         session.execute(delete(DeliveryRow).where(col(DeliveryRow.event_id).in_(event_ids)))
         session.execute(delete(EventRow).where(col(EventRow.meeting_id).in_(ids)))
         session.execute(delete(LinkRow).where(col(LinkRow.meeting_id).in_(ids)))
+        session.execute(delete(IntentRow).where(col(IntentRow.meeting_id).in_(ids)))
         session.execute(delete(MeetingRow).where(col(MeetingRow.id).in_(ids)))
     return len(ids)
 

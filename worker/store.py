@@ -4,22 +4,32 @@
 rules (`worker.lifecycle.decide`) say what changed, and write the events, all in the caller's
 transaction. Re-applying the same content is a no-op, so pages can be re-read and webhooks
 replayed freely.
+
+A link bookingsync made as a mirror (`mirrored`) only records what the target holds: a read
+through it never changes the canonical meeting (issue 16 puts a per-route conflict policy there).
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
 from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord
 from bookingsync.models.tables import CursorRow, EventRow, LinkRow, MeetingRow
+from bookingsync.worker import intent_store, intents
 from bookingsync.worker.lifecycle import TIMER_TYPES, Backfill, EventIntent, MeetingState, decide
 from bookingsync.worker.payloads import intent_details, meeting_json
+
+if TYPE_CHECKING:
+    from bookingsync.worker.identity import Match
+
+log = logging.getLogger(__name__)
 
 MISSING_HASH = "missing"
 # A link replaced by a successor booking: what its provider says of it later (the old booking
@@ -142,13 +152,62 @@ def add_events(session: Session, meeting_id: str, intents: tuple[EventIntent, ..
             for key, intent in wanted.items()])
 
 
+def observe(link: LinkRow, record: SourceRecord, raw: Any, now: datetime) -> None:
+    """Record what the provider says of a mirror link, and nothing else: no meeting change, no event."""
+    link.content_hash = record.meeting.content_hash()
+    link.raw = raw
+    link.scope = record.scope or link.scope
+    link.source_updated_at = record.source_updated_at
+    link.start, link.end = record.meeting.start, record.meeting.end
+    link.missing = record.meeting.status is MeetingStatus.CANCELLED
+    link.last_seen_at = now
+
+
+def link_echo(session: Session, match: Match, *, connection: str, provider: str, record: SourceRecord, raw: Any,
+              now: datetime) -> LinkRow:
+    """Link a record that is the echo of a write of ours (see worker/identity.py) to its meeting.
+
+    When the answer named the booking by another id of the same booking (HubSpot: the calendar
+    event id, before the CRM record was read), that link is re-keyed to the id reads use.
+    """
+    intent = match.intent
+    assert intent is not None  # an echo is the echo of one of our writes
+    link = None
+    if record.reference and record.reference == intent.external_id != record.external_id:
+        link = _locked_link(session, connection, intent.external_id)
+        if link is not None and link.meeting_id == match.meeting_id:
+            link.external_id = record.external_id
+        else:
+            link = None
+    if link is None:
+        link = LinkRow(meeting_id=match.meeting_id, connection=connection, provider=provider,
+                       external_id=record.external_id, content_hash="", first_seen_at=now, last_seen_at=now,
+                       mirrored=True)
+        session.add(link)
+    observe(link, record, raw, now)
+    row = intent_store.get(session, intent.id) if intent.id is not None else None
+    if row is not None and row.external_id != record.external_id:
+        current = intent_store.value(row)
+        changed = intents.echoed(current, record.external_id)
+        if current.state is intents.State.DONE and record.reference == current.external_id:
+            changed = replace(current, external_id=record.external_id, alias=current.external_id)
+        intent_store.save(row, changed, now)
+        if changed.state is intents.State.DONE and current.state is not intents.State.DONE:
+            # The echo settled what held this mirror (a lost answer): let its dead deliveries run again.
+            intent_store.requeue_dead_deliveries(session, match.meeting_id, connection, now)
+    log.info("%s %s is bookingsync's own booking for meeting %s (matched by %s, intent %s)",
+             connection, record.external_id, match.meeting_id, match.rule, intent.reference)
+    return link
+
+
 def apply_record(session: Session, *, connection: str, provider: str, record: SourceRecord, raw: Any,
                  now: datetime, grace: timedelta, known: dict[str, LinkRow | None] | None = None,
-                 backfill: Backfill = Backfill.UPCOMING) -> Applied:
+                 backfill: Backfill = Backfill.UPCOMING, match: Match | None = None) -> Applied:
     """Upsert the record's link and meeting and write the events the change makes.
 
     `known` holds links already loaded and locked by `lock_links` for this transaction; a link
     created here is added to it, so a second record with the same id in one page finds it.
+    `match` is what `identity.match_unlinked` found for a record whose link does not exist yet.
     """
     content_hash = record.meeting.content_hash()
     link = _locked_link(session, connection, record.external_id, known)
@@ -157,10 +216,31 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
         link.scope = record.scope or link.scope
         return Applied(meeting_id=link.meeting_id, changed=False)
 
+    # Issue 15: our own bookings at a route target (echoes) update what we observe there, only.
+    if link is not None and link.mirrored:
+        observe(link, record, raw, now)
+        return Applied(meeting_id=link.meeting_id, changed=False)
+    if link is None and match is not None and match.intent is not None:
+        link = link_echo(session, match, connection=connection, provider=provider, record=record, raw=raw, now=now)
+        if known is not None:
+            known[record.external_id] = link
+        return Applied(meeting_id=match.meeting_id, changed=False)
+
     predecessor = None
     links: list[LinkRow] | None = None  # given only for a brand-new meeting
     if link is None and record.supersedes:
         predecessor = _locked_link(session, connection, record.supersedes, known)
+    if link is None and predecessor is not None and predecessor.mirrored:
+        # Issue 15: our own move at a target made as a new booking, read before its write matched.
+        predecessor.content_hash = SUPERSEDED_HASH
+        link = LinkRow(meeting_id=predecessor.meeting_id, connection=connection, provider=provider,
+                       external_id=record.external_id, content_hash="", first_seen_at=now, last_seen_at=now,
+                       mirrored=True)
+        session.add(link)
+        observe(link, record, raw, now)
+        if known is not None:
+            known[record.external_id] = link
+        return Applied(meeting_id=link.meeting_id, changed=False)
     if link is None and predecessor is not None:
         # A move made as "book the new time, cancel the old": the meeting continues under the new id.
         row = session.exec(select(MeetingRow).where(MeetingRow.id == predecessor.meeting_id).with_for_update()).one()
@@ -205,37 +285,47 @@ def origin_connection(session: Session, meeting_id: str) -> str | None:
 
 
 def link_for(session: Session, meeting_id: str, connection: str) -> LinkRow | None:
+    """The meeting's current link at `connection`: the newest one not replaced by a successor."""
     query = select(LinkRow).where(LinkRow.meeting_id == meeting_id, LinkRow.connection == connection)
-    return session.exec(query.order_by(col(LinkRow.id).desc()).with_for_update()).first()
+    links = list(session.exec(query.order_by(col(LinkRow.id).desc()).with_for_update()))
+    return next((link for link in links if link.content_hash != SUPERSEDED_HASH), links[0] if links else None)
 
 
 def record_mirror(session: Session, *, meeting_id: str, connection: str, provider: str, record: SourceRecord,
-                  raw: Any, now: datetime) -> LinkRow:
+                  raw: Any, now: datetime, replaces: str | None = None) -> LinkRow:
     """Link what a target provider answered for a booking we made there to the meeting it mirrors.
 
-    No events: it is the same real-world meeting. A later read of the target that differs from
-    this answer is an ordinary change of that link.
+    No events: it is the same real-world meeting. The link may exist already: an echo of the
+    booking (a webhook or a read) can come before the answer and be linked then. `replaces` is
+    the booking this one took over from (a move made as book-new-then-cancel-old): reads of it no
+    longer speak for the mirror, and it is cancelled by a write of its own.
     """
-    link = link_for(session, meeting_id, connection)
-    if link is None or link.external_id != record.external_id:
-        if link is not None:
-            session.delete(link)  # the booking it named was replaced (cancel + create)
-            session.flush()
+    link = _locked_link(session, connection, record.external_id)
+    if link is None:
         link = LinkRow(meeting_id=meeting_id, connection=connection, provider=provider,
                        external_id=record.external_id, content_hash="", first_seen_at=now, last_seen_at=now,
                        mirrored=True)
         session.add(link)
-    link.content_hash = record.meeting.content_hash()
-    link.raw = raw
-    link.start, link.end = record.meeting.start, record.meeting.end
-    link.source_updated_at = record.source_updated_at
-    link.missing = False
-    link.last_seen_at = now
+    elif link.meeting_id != meeting_id:
+        # Only a record ingested before bookingsync knew it wrote there (no intent) can get here.
+        log.warning("%s %s was linked to meeting %s but is the booking bookingsync made for meeting %s; moving the "
+                    "link to %s", connection, record.external_id, link.meeting_id, meeting_id, meeting_id)
+        link.meeting_id = meeting_id
+    link.mirrored = True
+    observe(link, record, raw, now)
+    if replaces and replaces != record.external_id:
+        old = _locked_link(session, connection, replaces)
+        if old is not None and old.meeting_id == meeting_id:
+            old.content_hash = SUPERSEDED_HASH
     return link
 
 
 def mark_missing(session: Session, link: LinkRow, now: datetime, grace: timedelta) -> Applied:
     """The link vanished from a complete read: at its source the meeting no longer exists."""
+    if link.mirrored:
+        # Issue 15: one of our bookings vanished at a route target; the meeting lives on elsewhere.
+        link.missing = True
+        return Applied(meeting_id=link.meeting_id, changed=False)
     row = session.exec(select(MeetingRow).where(MeetingRow.id == link.meeting_id).with_for_update()).one()
     old = state_of(row)
     link.missing = True

@@ -610,8 +610,13 @@ class HubSpotDriver(Driver):
         return datetime(2030, 5, 7, 14, 0, tzinfo=UTC) + timedelta(minutes=30 * next(self._slot))
 
     def _by_calendar_event(self, external_id: str) -> Any:
-        event = external_id.removeprefix("calendar-event:")
-        found = [m for m in self.state.meetings() if m.properties.get("hs_unique_id") == event]
+        # A mirror is linked under its CRM meeting's id, or under `calendar-event:<id>` until HubSpot
+        # has made the CRM record (which keeps that id in hs_unique_id).
+        if not external_id.startswith("calendar-event:"):
+            found = [m for m in self.state.meetings() if m.id == external_id]
+        else:
+            event = external_id.removeprefix("calendar-event:")
+            found = [m for m in self.state.meetings() if m.properties.get("hs_unique_id") == event]
         return found[0] if found else None
 
     def booked(self, external_id: str) -> Expected | None:

@@ -12,7 +12,7 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import Engine, text, update
 from sqlmodel import col, select
 
-from bookingsync.models.tables import (DeliveryRow, EventRow, LinkRow, MeetingRow, QuarantineRow, ReceiptRow)
+from bookingsync.models.tables import DeliveryRow, EventRow, IntentRow, LinkRow, MeetingRow, QuarantineRow, ReceiptRow
 from bookingsync.worker import retention
 from bookingsync.worker.actors import declare
 from bookingsync.worker.clock import ManualClock
@@ -242,3 +242,21 @@ def test_prune_does_not_touch_rows_of_a_live_meeting_being_changed(engine: Engin
     with transaction(engine) as session:
         assert session.get(MeetingRow, meeting) is not None
         assert session.execute(text("SELECT count(*) FROM links WHERE meeting_id = :m"), {"m": meeting}).scalar() == 1
+
+
+def test_a_meeting_goes_with_its_writes_but_an_unsettled_write_keeps_it(engine: Engine, clock: ManualClock) -> None:
+    """Issue 15: write intents live as long as their meeting; one not settled keeps the meeting."""
+    settled = meeting_with_history(engine, clock, "mirrored", start_min=10, deliveries=ALL_SUCCEEDED)
+    held = meeting_with_history(engine, clock, "held", start_min=10, deliveries=ALL_SUCCEEDED)
+    now = clock.now()
+    with transaction(engine) as session:
+        for meeting_id, state, ref in ((settled, "done", "bsw_settled"), (held, "unknown", "bsw_held")):
+            session.add(IntentRow(reference=ref, meeting_id=meeting_id, connection="rocketlead", action="create",
+                                  state=state, start=now, end=now + timedelta(minutes=30), created_at=now,
+                                  updated_at=now))
+    clock.advance(days=200)
+    result = retention.prune(engine, config(), clock.now())
+    with transaction(engine) as session:
+        assert set(session.exec(select(MeetingRow.id))) == {held}
+        assert [i.reference for i in session.exec(select(IntentRow))] == ["bsw_held"]
+    assert result.removed["meetings"] == 1

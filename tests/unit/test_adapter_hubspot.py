@@ -15,6 +15,7 @@ import pytest
 from bookingsync.adapters.base import BookingRequest, Capability, RawRecord, ReadContext
 from bookingsync.adapters.hubspot import HubSpotAdapter
 from bookingsync.models.errors import (
+    AnswerLost,
     ConfigError,
     NormaliseError,
     ProviderAuthError,
@@ -364,7 +365,7 @@ def test_full_pass_reads_live_then_archived_with_after_and_starts_over():
     assert dict(first.url.params) == {
         "limit": "2", "archived": "false",
         "properties": "hs_meeting_title,hs_meeting_start_time,hs_meeting_end_time,hs_meeting_outcome,"
-                      "hs_meeting_external_url,hs_meeting_location,hs_timestamp,hs_lastmodifieddate"}
+                      "hs_meeting_external_url,hs_meeting_location,hs_timestamp,hs_lastmodifieddate,hs_unique_id"}
     assert [(r.url.params.get("archived"), r.url.params.get("after")) for r in server.requests] == [
         ("false", None), ("false", "2"), ("false", "4"), ("true", None)]
     assert [p.cursor for p in pages] == [
@@ -458,7 +459,10 @@ def test_answer_without_results_is_a_provider_fault():
 
 def test_capabilities_are_honest():
     assert HubSpotAdapter.capabilities == frozenset(
-        {Capability.LIST_CHANGES, Capability.RECEIVE_WEBHOOKS, Capability.CREATE})
+        {Capability.LIST_CHANGES, Capability.RECEIVE_WEBHOOKS, Capability.CREATE, Capability.RESCHEDULE,
+         Capability.CANCEL, Capability.FIND_BOOKING})
+    assert HubSpotAdapter.booking_problem({"meeting_slug": "intro"}) is None
+    assert "meeting_slug" in (HubSpotAdapter.booking_problem({}) or "")
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
@@ -515,10 +519,50 @@ class FakeScheduler:
         self.post_answers: list[httpx.Response] = []
         self.requests: list[httpx.Request] = []
         self.bodies: list[dict] = []
+        # The CRM side: meetings by CRM id (with hs_unique_id = the calendar event id), their
+        # contact ids, and contact emails; empty means HubSpot has not made the CRM record yet.
+        self.crm: dict[str, dict] = {}
+        self.contacts_of: dict[str, list[str]] = {}
+        self.emails: dict[str, str] = {}
+        self.patches: list[tuple[str, dict]] = []
+
+    def _crm(self, request: httpx.Request, path: str) -> httpx.Response | None:
+        base = "/crm/objects/2026-03/meetings"
+        if path == f"{base}/search" and request.method == "POST":
+            body = json.loads(request.content)
+            assert {"after", "filterGroups", "limit", "properties", "sorts"} <= set(body)
+            [group] = body["filterGroups"]
+            start = next(f["value"] for f in group["filters"] if f["propertyName"] == "hs_meeting_start_time")
+            hits = [m for m in self.crm.values()
+                    if ms(datetime.fromisoformat(m["properties"]["hs_meeting_start_time"])) == int(start)
+                    and m["properties"].get("hs_unique_id")]
+            return httpx.Response(200, json={"total": len(hits), "results": hits})
+        if path.startswith("/crm/objects/2026-03/contacts/"):
+            cid = path.rsplit("/", 1)[1]
+            return httpx.Response(200, json={"id": cid, "properties": {"email": self.emails[cid]}})
+        if not path.startswith(f"{base}/"):
+            return None
+        key = path.rsplit("/", 1)[1]
+        if request.url.params.get("idProperty") == "hs_unique_id":
+            key = next((mid for mid, m in self.crm.items() if m["properties"].get("hs_unique_id") == key), "")
+        if key not in self.crm:
+            return httpx.Response(404, json={"message": "Object not found", "category": "OBJECT_NOT_FOUND"})
+        if request.method == "PATCH":
+            props = json.loads(request.content)["properties"]
+            self.patches.append((key, props))
+            self.crm[key]["properties"].update(props)
+        found = dict(self.crm[key])
+        if request.url.params.get("associations") == "contacts":
+            found["associations"] = {"contacts": {"results": [{"id": c, "type": "meeting_event_to_contact"}
+                                                              for c in self.contacts_of.get(key, [])]}}
+        return httpx.Response(200, json=found)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         path = request.url.path
+        answer = self._crm(request, path)
+        if answer is not None:
+            return answer
         base = "/scheduler/2026-03/meetings/meeting-links/book"
         if request.method == "GET" and path == f"{base}/{SLUG}":
             assert request.url.params["timezone"]
@@ -575,7 +619,9 @@ def test_booking_reads_info_and_availability_then_posts_a_schema_complete_body()
     assert [(r.method, r.url.path) for r in server.requests] == [
         ("GET", f"/scheduler/2026-03/meetings/meeting-links/book/{SLUG}"),
         ("GET", f"/scheduler/2026-03/meetings/meeting-links/book/availability-page/{SLUG}"),
-        ("POST", "/scheduler/2026-03/meetings/meeting-links/book")]
+        ("POST", "/scheduler/2026-03/meetings/meeting-links/book"),
+        ("GET", "/crm/objects/2026-03/meetings/ce-555")]  # its CRM meeting, by idProperty=hs_unique_id
+    assert server.requests[3].url.params["idProperty"] == "hs_unique_id"
     assert server.requests[0].url.params["timezone"] == "Europe/Berlin"
     body = server.bodies[0]
     assert BOOKING_REQUIRED <= set(body) <= BOOKING_PROPERTIES
@@ -588,7 +634,8 @@ def test_booking_reads_info_and_availability_then_posts_a_schema_complete_body()
     assert {f["name"]: f["value"] for f in body["formFields"]} == {
         "firstname": "Lisa", "lastname": "van Thompson", "email": "lisa.thompson@acme.com", "phone": "+1-555-0199"}
     assert body["likelyAvailableUserIds"] == ["11", "13"]  # 12 is busy during the slot; 13 only after it
-    assert record.external_id == "calendar-event:ce-555"
+    assert record.external_id == "calendar-event:ce-555"  # no CRM record yet: linked by calendar event
+    assert record.reference == "calendar-event:ce-555"
     assert record.meeting.status is MeetingStatus.SCHEDULED
     assert (record.meeting.start, record.meeting.end) == (START, START + timedelta(minutes=30))
     assert record.meeting.title == "Intro with Alice" and record.meeting.conference_url == "https://zoom.us/j/1"
@@ -711,11 +758,68 @@ def test_booking_needs_a_slug_and_an_attendee_email():
         book(FakeScheduler(), meeting(attendee=Person(name="Nobody")))
 
 
-def test_answer_without_calendar_event_id_is_rejected_not_retried():
+def test_answer_without_calendar_event_id_is_a_lost_answer_not_retried():
     server = FakeScheduler()
     server.post_answers = [httpx.Response(200, json={"start": "2026-03-10T15:00:00Z"})]
-    with pytest.raises(ProviderRejected, match="cannot be linked"):
+    with pytest.raises(AnswerLost, match="cannot be read"):
         book(server)
+    assert [r.method for r in server.requests].count("POST") == 1
+
+
+def test_a_5xx_on_the_booking_post_is_a_lost_answer_not_replayed():
+    server = FakeScheduler()
+    server.post_answers = [httpx.Response(504, json={"message": "Gateway Timeout"})]
+    with pytest.raises(AnswerLost):
+        book(server)
+    assert [r.method for r in server.requests].count("POST") == 1
+
+
+def booked_crm(server: FakeScheduler, mid: str = "7001", event: str = "ce-555", email: str = "lisa.thompson@acme.com"):
+    server.crm[mid] = crm(mid, hs_unique_id=event, hs_meeting_end_time="2026-03-10T15:30:00Z")
+    server.contacts_of[mid] = [f"c{mid}"]
+    server.emails[f"c{mid}"] = email
+
+
+def test_booking_links_the_crm_meeting_hubspot_made_for_it():
+    server = FakeScheduler()
+    booked_crm(server)
+    record = book(server)
+    assert record.external_id == "7001" and record.reference == "calendar-event:ce-555"
+
+
+def test_a_crm_read_carries_the_calendar_event_id_as_its_reference():
+    record = adapter(no_http).normalise(RawRecord(payload=crm("7", hs_unique_id="ce-9")))
+    assert record.external_id == "7" and record.reference == "calendar-event:ce-9"
+    assert adapter(no_http).normalise(RawRecord(payload=crm("8"))).reference is None
+
+
+def test_move_and_cancel_patch_the_crm_meeting_found_by_its_calendar_event():
+    server = FakeScheduler()
+    booked_crm(server)
+    a = adapter(server)
+    later = meeting(start=START + timedelta(hours=2), end=START + timedelta(hours=2, minutes=30))
+    moved = a.reschedule("calendar-event:ce-555", BookingRequest(meeting=later, reference="bsw_2"))
+    assert moved.external_id == "7001" and moved.meeting.start == START + timedelta(hours=2)
+    a.cancel("7001")
+    assert server.patches == [
+        ("7001", {"hs_meeting_start_time": "2026-03-10T17:00:00Z", "hs_meeting_end_time": "2026-03-10T17:30:00Z",
+                  "hs_timestamp": "2026-03-10T17:00:00Z"}),
+        ("7001", {"hs_meeting_outcome": "CANCELED"})]
+    assert a.normalise(RawRecord(payload=server.crm["7001"])).meeting.status is MeetingStatus.CANCELLED
+
+
+def test_cancelling_a_booking_hubspot_has_not_put_in_the_crm_yet_is_retried_later():
+    with pytest.raises(ProviderUnavailable, match="no CRM meeting"):
+        adapter(FakeScheduler()).cancel("calendar-event:ce-1")
+
+
+def test_a_lost_booking_is_found_by_start_and_confirmed_by_its_contact():
+    server = FakeScheduler()
+    booked_crm(server, "7001", "ce-1", email="someone.else@acme.com")  # same slot, another prospect
+    booked_crm(server, "7002", "ce-2")
+    found = adapter(server).find_booking(BookingRequest(meeting=meeting(), reference="bsw_1"))
+    assert found is not None and found.external_id == "7002" and found.reference == "calendar-event:ce-2"
+    assert adapter(FakeScheduler()).find_booking(BookingRequest(meeting=meeting(), reference="bsw_1")) is None
 
 
 def test_booking_answer_without_end_uses_the_requested_length():
@@ -734,10 +838,4 @@ def test_booking_answer_normalises_through_normalise_too():
     assert record.external_id == "calendar-event:ce-2" and record.meeting.timezone is None
 
 
-def test_reschedule_and_cancel_are_not_offered():
-    a = adapter(no_http)
-    assert Capability.RESCHEDULE not in a.capabilities and Capability.CANCEL not in a.capabilities
-    with pytest.raises(ProviderRejected):
-        a.reschedule("calendar-event:ce-1", BookingRequest(meeting=meeting(), reference="m"))
-    with pytest.raises(ProviderRejected):
-        a.cancel("calendar-event:ce-1")
+

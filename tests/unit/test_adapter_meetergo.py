@@ -18,10 +18,12 @@ from bookingsync.adapters.meetergo import (
     normalise_appointment,
 )
 from bookingsync.models.errors import (
+    AnswerLost,
     ConfigError,
     NormaliseError,
     ProviderNotFound,
     ProviderRejected,
+    ProviderUnavailable,
     RateLimited,
     SlotUnavailable,
     WebhookMalformed,
@@ -171,7 +173,9 @@ def test_capabilities():
     assert MeetergoAdapter.provider == "meetergo"
     assert MeetergoAdapter.capabilities == {Capability.LIST_CHANGES, Capability.LOOKUP_BY_ID,
                                             Capability.RECEIVE_WEBHOOKS, Capability.CREATE,
-                                            Capability.RESCHEDULE, Capability.CANCEL}
+                                            Capability.CANCEL, Capability.FIND_BOOKING}
+    assert MeetergoAdapter.booking_problem({"meeting_type_id": "mt-1", "host_ids": ["h"]}) is None
+    assert "meeting_type_id" in (MeetergoAdapter.booking_problem({}) or "")
 
 
 def test_a_personal_token_never_sends_the_user_header():
@@ -614,28 +618,54 @@ def test_a_provisional_booking_cannot_be_cancelled():
     assert server.requests == []
 
 
-def test_reschedule_books_the_new_time_then_cancels_the_old():
+def test_a_booking_that_replaces_another_names_it_as_rescheduled_from():
     server = FakeMeetergo([appointment("old"), appointment("appt-1")])
     server.answers[("POST", "/v4/booking")] = httpx.Response(201, json={"appointmentId": "appt-1", "secret": "s"})
-    record = writer(server).reschedule("old", request_for())
-    assert [(r.method, r.url.path) for r in server.requests] == [
-        ("POST", "/v4/booking"), ("GET", "/v4/appointment/appt-1"), ("DELETE", "/v4/appointment/old")]
-    assert json.loads(server.requests[0].content)["rescheduledFromId"] == "old"
+    request = BookingRequest(meeting=request_for().meeting, reference="bsw_2", replaces="old")
+    record = writer(server).create(request)
+    assert [(r.method, r.url.path) for r in server.requests] == [("POST", "/v4/booking"), ("GET", "/v4/appointment/appt-1")]
+    assert json.loads(server.requests[0].content)["rescheduledFromId"] == "old"  # the old one is cancelled apart
     assert record.external_id == "appt-1"
 
 
-def test_a_slot_race_on_reschedule_leaves_the_old_booking_alone():
-    server = booked_server({"statusCode": 400, "message": "Slot no longer available", "error": "Bad Request"}, 400)
-    with pytest.raises(SlotUnavailable):
-        writer(server).reschedule("appt-1", request_for())
+@pytest.mark.parametrize("answer", [
+    httpx.Response(504, json={"statusCode": 504, "message": "Gateway Timeout"}),
+    httpx.Response(201, json={"secret": "s"}),  # 2xx naming no appointment
+    httpx.Response(201, text="<html>ok</html>"),
+])
+def test_a_booking_whose_answer_is_lost_is_answer_lost_and_not_resent(answer):
+    server = FakeMeetergo()
+    server.answers[("POST", "/v4/booking")] = answer
+    with pytest.raises(AnswerLost):
+        writer(server).create(request_for())
     assert [r.method for r in server.requests] == ["POST"]
 
 
-def test_reschedule_links_the_new_booking_even_if_the_old_cannot_be_cancelled(caplog):
-    server = FakeMeetergo([appointment("appt-1")])
-    server.answers[("POST", "/v4/booking")] = httpx.Response(201, json={"appointmentId": "appt-1", "secret": "s"})
-    server.answers[("DELETE", "/v4/appointment/old")] = httpx.Response(
-        400, json={"statusCode": 400, "message": "Appointment already started", "error": "Bad Request"})
-    record = writer(server).reschedule("old", request_for())
-    assert record.external_id == "appt-1"
-    assert "could not cancel old" in caplog.text
+def with_notes(aid: str, reference: str | None, **extra) -> dict:
+    attendee = {"email": "ann@buyer.com", "fullname": "Ann Buyer"}
+    if reference is not None:
+        attendee["notes"] = {"bookingsyncReference": reference}
+    return appointment(aid, meetingInfo={"start": "2026-03-10T15:00:00Z", "end": "2026-03-10T15:30:00Z",
+                                         "attendees": [attendee]}, attendees=None, **extra)
+
+
+def test_the_reference_we_planted_is_read_back():
+    record = adapter(FakeMeetergo()).normalise(RawRecord(payload=with_notes("a1", "bsw_7")))
+    assert record.reference == "bsw_7"
+    assert adapter(FakeMeetergo()).normalise(RawRecord(payload=webhook_payload())).reference is None
+
+
+def test_a_lost_booking_is_found_by_our_reference_across_pages():
+    server = FakeMeetergo(many(150) + [with_notes("other", "bsw_other"), with_notes("ours", "mtg_123")])
+    found = writer(server).find_booking(request_for())
+    assert found is not None and found.external_id == "ours"
+    assert all(r.method == "GET" for r in server.requests)
+
+
+def test_without_notes_the_one_live_appointment_of_that_attendee_and_slot_is_it():
+    cancelled = with_notes("gone", None, cancel={"actionAt": "2026-03-01T10:00:00Z", "reason": "x"})
+    found = writer(FakeMeetergo([cancelled, with_notes("live", None)])).find_booking(request_for())
+    assert found is not None and found.external_id == "live"
+    assert writer(FakeMeetergo(many(3))).find_booking(request_for()) is None
+    with pytest.raises(ProviderUnavailable, match="cannot tell"):
+        writer(FakeMeetergo([with_notes("x", None), with_notes("y", None)])).find_booking(request_for())

@@ -11,6 +11,7 @@ import pytest
 from bookingsync.adapters.base import BookingRequest, Capability, RawRecord, ReadContext
 from bookingsync.adapters.rocketlead import RocketLeadAdapter, error_message, normalise_booking
 from bookingsync.models.errors import (
+    AnswerLost,
     ConfigError,
     NormaliseError,
     ProviderAuthError,
@@ -127,13 +128,14 @@ def test_books_the_exact_slot_with_the_modern_fields_and_returns_it_normalised()
     assert post.headers["Content-Type"] == "application/json"
     assert json.loads(post.content) == {
         "calendarId": "cal-1", "appointmentTypeId": "apt-1", "resourceId": "res-1", "resourceSlotId": "rs-1",
-        "entryId": "lead-9", "name": "Intro call",
+        "entryId": "lead-9", "name": "Intro call [bookingsync m-123]",  # our reference, for a person to see
         "startDateTime": "2026-03-10T15:00:00.000Z", "endDateTime": "2026-03-10T15:30:00.000Z",
     }
     assert record.external_id == "bk-1"
     assert record.meeting.status is MeetingStatus.SCHEDULED
     assert (record.meeting.start, record.meeting.end) == (START, END)
     assert record.meeting.timezone == "Europe/Berlin" and record.meeting.title == "Intro call"
+    assert record.reference == "m-123"  # read back out of the name
     assert record.source_updated_at == datetime(2026, 3, 2, 12, tzinfo=UTC)
 
 
@@ -146,7 +148,7 @@ def test_slot_times_in_another_offset_match_and_are_sent_back_unchanged():
     assert body["resourceId"] == "res-2" and body["resourceSlotId"] == "rs-b"
     assert (body["startDateTime"], body["endDateTime"]) == ("2026-03-10T16:00:00+01:00", "2026-03-10T16:30:00+01:00")
     assert "entryId" not in body  # lead unknown: the field is omitted, not null
-    assert body["name"] == "Ann Lee"  # no title: the attendee's name
+    assert body["name"] == "Ann Lee [bookingsync m-123]"  # no title: the attendee's name
     assert "resourceId" not in server.sent("GET", "/connect/availability/")[0].url.params
 
 
@@ -219,11 +221,31 @@ def test_the_booking_id_is_read_defensively(answer, expected):
     assert (record.meeting.start, record.meeting.end) == (START, END)
 
 
-def test_an_answer_without_a_booking_id_is_rejected_so_it_is_not_booked_twice():
+def test_an_answer_without_a_booking_id_is_a_lost_answer_so_it_is_not_booked_twice():
     server = FakeRocketLead(posts=[lambda body: {"organizationId": "org-1", **body}])
-    with pytest.raises(ProviderRejected, match="no booking id .* probably made"):
+    with pytest.raises(AnswerLost, match="no booking id .* probably made"):
         adapter(server).create(request())
     assert len(server.sent("POST")) == 1
+
+
+@pytest.mark.parametrize("answer", [
+    httpx.Response(504, json={"statusCode": 504, "message": "Gateway Timeout"}),
+    httpx.Response(500, json={"statusCode": 500, "message": "Internal server error"}),
+    httpx.Response(201, text="not json"),
+])
+def test_a_booking_post_without_a_usable_answer_is_lost_and_never_resent(answer):
+    server = FakeRocketLead(posts=[answer])
+    with pytest.raises(AnswerLost):
+        adapter(server).create(request())
+    assert len(server.sent("POST")) == 1
+
+
+def test_the_name_keeps_our_reference_apart_from_the_title():
+    from bookingsync.adapters.rocketlead import booking_name, name_reference
+
+    assert name_reference(booking_name(request().meeting, "bsw_1")) == ("Intro call", "bsw_1")
+    assert name_reference("Plain [not ours]") == ("Plain [not ours]", None)
+    assert name_reference(None) == (None, None)
 
 
 def test_a_calendar_without_a_usable_zone_leaves_the_timezone_unset_and_is_looked_up_once():

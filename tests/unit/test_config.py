@@ -85,6 +85,9 @@ url = "https://crm.example.com/hooks/meetings"
 secret = "{SECRET}"
 events = ["meeting.booked", "meeting.deleted"]
 
+[connections.options]
+link_id = "Lw5mjKK"
+
 [[routes]]
 sources = ["leezy-main"]
 targets = ["leandata-main"]
@@ -248,6 +251,42 @@ def test_route_naming_an_unknown_connection(tmp_path: Path) -> None:
     path = write(tmp_path, LEEZY + '[[routes]]\nsources = ["leezy-main"]\ntargets = ["rocketlead-main"]\n')
     message = load_error(path)
     assert "rocketlead-main" in message and "not configured" in message
+
+
+ROCKETLEAD = """
+[[connections]]
+id = "rocketlead-main"
+provider = "rocketlead"
+base_url = "https://api.rocketlead.io"
+token = "rocketlead_live_0123456789abcdef"
+[connections.options]
+calendar_id = "cal-1"
+appointment_type_id = "type-1"
+"""
+
+
+@pytest.mark.parametrize(("target", "problem"), [
+    (LEEZY, "leezy is read-only"),
+    (LEANDATA, "options.link_id"),
+    ('[[connections]]\nid = "hs"\nprovider = "hubspot"\nbase_url = "https://api.hubapi.com"\ntoken = "pat-na1-1"\n',
+     "options.meeting_slug"),
+    ('[[connections]]\nid = "mg"\nprovider = "meetergo"\nbase_url = "https://api.meetergo.com"\n'
+     'token = "rgo-abc123"\n', "options.meeting_type_id"),
+])
+def test_a_route_into_a_target_that_cannot_book_is_refused(tmp_path: Path, target: str, problem: str) -> None:
+    target_id = target.split('id = "', 1)[1].split('"', 1)[0]
+    source = ROCKETLEAD if target_id != "rocketlead-main" else LEEZY
+    source_id = "rocketlead-main" if source is ROCKETLEAD else "leezy-main"
+    path = write(tmp_path, target + source + f'[[routes]]\nsources = ["{source_id}"]\ntargets = ["{target_id}"]\n')
+    message = load_error(path)
+    assert "routes[0].targets[0]" in message and "cannot be a route target" in message and problem in message
+
+
+def test_a_route_into_a_target_that_books_passes(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, LEEZY + ROCKETLEAD + '[[routes]]\nsources = ["leezy-main"]\n'
+                                                          'targets = ["rocketlead-main"]\n'), environ={})
+    assert cfg.routes[0].targets == ("rocketlead-main",)
+    assert cfg.mirroring.max_writes_per_hour == 5
 
 
 @pytest.mark.parametrize(("text", "key"), [
