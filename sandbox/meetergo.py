@@ -757,11 +757,9 @@ class MeetergoState:
             start = aware(start)
             length = duration or int((old.end - old.start).total_seconds() // 60)
             finish = aware(end) if end else start + timedelta(minutes=length)
-            if check_availability:
-                if not self.is_bookable_time(mt, start, length) or any(
-                        self.host_busy(h, start, finish, ignore_appointment=old.id)
-                        for h in old.host_ids):
-                    raise MeetergoRefusal(400, SLOT_TAKEN)
+            if check_availability and (not self.is_bookable_time(mt, start, length) or any(
+                    self.host_busy(h, start, finish, ignore_appointment=old.id) for h in old.host_ids)):
+                raise MeetergoRefusal(400, SLOT_TAKEN)
             stamp = self.now()
             if new_id:
                 appt = self._new_appointment(mt, start, finish, old.host_ids, old.attendees,
