@@ -50,7 +50,7 @@ def poll(rt: Runtime, connection_id: str) -> PollResult:
         now = rt.clock.now()
         with transaction(rt.engine) as session:
             cursor = store.get_cursor(session, connection_id)
-            emails: frozenset[str] = frozenset()
+            emails = frozenset()
             if Capability.LOOKUP_BY_EMAIL in adapter.capabilities:
                 emails = store.watched_emails(session, now - timedelta(days=conn.lookback_days))
         for page in adapter.read(cursor, ReadContext(now=now, watch_emails=emails)):
