@@ -37,6 +37,7 @@ from bookingsync.models.meeting import Meeting, SourceRecord
 class Capability(StrEnum):
     LIST_CHANGES = "list_changes"  # poll for what changed since a cursor
     LOOKUP_BY_EMAIL = "lookup_by_email"  # poll the meetings of watched attendee emails
+    LOOKUP_BY_ID = "lookup_by_id"
     RECEIVE_WEBHOOKS = "receive_webhooks"
     CREATE = "create"
     RESCHEDULE = "reschedule"

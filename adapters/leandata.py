@@ -254,7 +254,7 @@ def wire_time(value: datetime) -> str:
 class LeanDataAdapter:
     provider: ClassVar[str] = PROVIDER
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.LOOKUP_BY_EMAIL,
+        {Capability.LOOKUP_BY_EMAIL, Capability.LOOKUP_BY_ID,
          Capability.CREATE, Capability.RESCHEDULE, Capability.CANCEL, Capability.FIND_BOOKING}
     )
 

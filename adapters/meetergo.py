@@ -621,7 +621,7 @@ def error_message(response: httpx.Response) -> str:
 class MeetergoAdapter:
     provider: ClassVar[str] = PROVIDER
     capabilities: ClassVar[frozenset[Capability]] = frozenset({
-        Capability.LIST_CHANGES, Capability.RECEIVE_WEBHOOKS,
+        Capability.LIST_CHANGES, Capability.LOOKUP_BY_ID, Capability.RECEIVE_WEBHOOKS,
         Capability.CREATE, Capability.CANCEL, Capability.FIND_BOOKING,
     })
 

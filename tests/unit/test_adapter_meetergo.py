@@ -171,7 +171,7 @@ def request_for(title: str = "Intro call") -> BookingRequest:
 
 def test_capabilities():
     assert MeetergoAdapter.provider == "meetergo"
-    assert MeetergoAdapter.capabilities == {Capability.LIST_CHANGES,
+    assert MeetergoAdapter.capabilities == {Capability.LIST_CHANGES, Capability.LOOKUP_BY_ID,
                                             Capability.RECEIVE_WEBHOOKS, Capability.CREATE,
                                             Capability.CANCEL, Capability.FIND_BOOKING}
     assert MeetergoAdapter.booking_problem({"meeting_type_id": "mt-1", "host_ids": ["h"]}) is None
