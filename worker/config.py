@@ -189,6 +189,8 @@ class DeliveryConfig(_Strict):
 
 class WorkerConfig(_Strict):
     threads: int = Field(default=4, ge=1)
+    # Threads that run polls, on a queue of their own: reads never take a pipeline thread.
+    poll_threads: int = Field(default=2, ge=1)
     # /healthz, /readyz and /metrics of a `bookingsync worker` (on server.host); 0: any free port.
     health_port: int = Field(default=0, ge=0, le=65535)
 

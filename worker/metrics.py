@@ -128,7 +128,7 @@ def timed_poll(fn: F) -> F:
             POLL_RECORDS.labels(connection_id).inc(result.records)
             POLLS.labels(connection_id, "error" if result.error else "ok").inc()
         elif result.error is None:
-            POLLS.labels(connection_id, "busy").inc()
+            POLLS.labels(connection_id, getattr(result, "skipped", None) or "busy").inc()
         return result
 
     return wrapper  # type: ignore[return-value]
