@@ -165,8 +165,11 @@ class SchedulerConfig(_Strict):
 
 
 class EventsConfig(_Strict):
-    # A timer whose moment passed longer ago than this when it is set is history, not news.
-    grace_seconds: float = Field(default=300.0, ge=0)
+    # Late first sight: timers of a meeting first seen (or moved) after its start still fire, marked
+    # `late_by`, until this long after the meeting's end; beyond it they are counted and skipped.
+    late_window_seconds: float = Field(default=86400.0, ge=0)
+    # The old name of the same cut-off (it was 5 minutes); the larger of the two is used.
+    grace_seconds: float = Field(default=0.0, ge=0)
     console: bool = True  # print each published event
     # `upcoming`: a meeting first seen when it is already over is stored, not announced; `all`: announced.
     backfill: Backfill = Backfill.UPCOMING
