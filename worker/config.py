@@ -173,6 +173,11 @@ class EventsConfig(_Strict):
     console: bool = True  # print each published event
     # `upcoming`: a meeting first seen when it is already over is stored, not announced; `all`: announced.
     backfill: Backfill = Backfill.UPCOMING
+    # A hasStarted fires at once only if its meeting's sources were read at most this long before
+    # its start; otherwise a re-read is asked for and it waits up to freshness_wait_seconds for it
+    # (then fires anyway). freshness_wait_seconds = 0 turns the check off (worker/freshness.py).
+    freshness_max_age_seconds: float = Field(default=5.0, gt=0)
+    freshness_wait_seconds: float = Field(default=5.0, ge=0, le=300)
 
 
 class DeliveryConfig(_Strict):
