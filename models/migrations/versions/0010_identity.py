@@ -63,9 +63,8 @@ def downgrade() -> None:
     op.drop_index('ix_meeting_audit_record', table_name='meeting_audit')
     op.drop_index('ix_meeting_audit_meeting', table_name='meeting_audit')
     op.drop_table('meeting_audit')
-    with op.batch_alter_table('meetings', schema=None) as batch_op:
-        batch_op.drop_index('ix_meetings_attendee_start')
-        batch_op.drop_column('source_updated_at')
-    with op.batch_alter_table('links', schema=None) as batch_op:
-        batch_op.drop_column('observed')
-        batch_op.drop_column('rule')
+    # Plain DROP COLUMN (SQLite 3.35+ and PostgreSQL), not batch mode: batch mode rebuilds the
+    # table, and dropping the old `meetings` fails while links and events still reference it.
+    op.drop_index('ix_meetings_attendee_start', table_name='meetings')
+    for table, column in (('meetings', 'source_updated_at'), ('links', 'observed'), ('links', 'rule')):
+        op.execute(f'ALTER TABLE {table} DROP COLUMN {column}')
