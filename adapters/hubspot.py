@@ -108,6 +108,7 @@ from pydantic import ValidationError
 from bookingsync.adapters.base import BookingRequest, Capability, Page, RawRecord, ReadContext, WebhookDelivery
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.adapters.hubspot_signature import verify_v3
+from bookingsync.adapters.wall_time import DATE_ONLY, date_only
 from bookingsync.models.errors import (
     AnswerLost,
     ConfigError,
@@ -178,6 +179,8 @@ def _time(value: Any, what: str, record_id: str) -> datetime | None:
         if millis < EARLIEST_MS:
             raise NormaliseError(f"the HubSpot meeting {record_id}'s {what} {text} is not epoch milliseconds")
         return datetime.fromtimestamp(millis / 1000, UTC)
+    if date_only(text):
+        raise NormaliseError(f"the HubSpot meeting {record_id}'s {what} {text!r} {DATE_ONLY}")
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:

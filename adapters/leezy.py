@@ -66,6 +66,7 @@ from pydantic import ValidationError
 
 from bookingsync.adapters.base import Capability, Page, RawRecord, ReadContext, WebhookDelivery
 from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.adapters.wall_time import DATE_ONLY, date_only
 from bookingsync.models.errors import (
     ConfigError,
     NormaliseError,
@@ -244,6 +245,8 @@ def _time(attributes: Mapping[str, Any], name: str, *, required: bool) -> dateti
         return None
     if not isinstance(value, str):
         raise NormaliseError(f"the Leezy meeting's {name} {value!r} is not an ISO 8601 time")
+    if date_only(value):
+        raise NormaliseError(f"the Leezy meeting's {name} {value!r} {DATE_ONLY}")
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError as exc:
