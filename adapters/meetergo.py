@@ -746,7 +746,7 @@ class MeetergoAdapter:
             items, total = listing(response_json(PROVIDER, self._list_page(state)))
             ids = [record_id(item) for item in items]
             done = state.take(ids, total)
-            records = [RawRecord(payload=item, external_id=rid, scope=SWEEP_SCOPE) for item, rid in zip(items, ids)]
+            records = [RawRecord(payload=item, external_id=rid, scope=SWEEP_SCOPE) for item, rid in zip(items, ids, strict=True)]
             sweep = None
             if done and state.complete():
                 sweep = Sweep(scope=SWEEP_SCOPE, window_start=context.now, seen=frozenset(state.seen))

@@ -377,10 +377,10 @@ def _attendee(payload: Mapping[str, Any]) -> Person:
     found: dict[str, str] = {}
     for field_id, spec in schema.items():
         kind = spec.get("specialType") if isinstance(spec, dict) else None
-        if isinstance(kind, str) and field_id in values:
-            # The primary field of a type wins over another field of the same type.
-            if kind not in found or spec.get("primaryOfSpecialType") is True:
-                found[kind] = values[field_id]
+        # The primary field of a type wins over another field of the same type.
+        if isinstance(kind, str) and field_id in values and (
+                kind not in found or spec.get("primaryOfSpecialType") is True):
+            found[kind] = values[field_id]
     name = found.get("name") or " ".join(p for p in (found.get("firstName"), found.get("lastName")) if p) or None
     return Person(email=_email(found.get("email")), name=name, phone=found.get("phone"))
 

@@ -54,6 +54,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from bookingsync.sandbox.answer_faults import install_answer_faults
+from bookingsync.sandbox.clock import aware, utc_now
 from bookingsync.sandbox.errors import UnknownMeetingError
 from bookingsync.sandbox.faults import Fault, FaultQueue
 from bookingsync.sandbox.leezy_webhooks import (
@@ -99,10 +100,6 @@ UPDATABLE_FIELDS = frozenset(
 )
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def format_time(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -114,11 +111,6 @@ def format_time(value: datetime | None) -> str | None:
 def parse_time(text: str) -> datetime:
     """ISO 8601; a value without an offset is taken as UTC."""
     return aware(datetime.fromisoformat(text))
-
-
-def aware(value: datetime) -> datetime:
-    """Naive datetimes are read as UTC, so stored times always compare."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

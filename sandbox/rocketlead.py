@@ -101,6 +101,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bookingsync.sandbox.answer_faults import install_answer_faults
+from bookingsync.sandbox.clock import utc_now
 from bookingsync.sandbox.errors import SandboxError, UnknownMeetingError
 from bookingsync.sandbox.faults import Fault, FaultQueue
 from bookingsync.sandbox.request_log import CONTROL_PREFIX, RequestLog, install_request_log
@@ -143,10 +144,6 @@ SCHEMA_FIELDS: dict[str, dict[str, Any]] = {
               "primaryOfSpecialType": True},
 }
 SLOT_NAMESPACE = uuid.UUID("6b1f0e2a-8d4c-4c3e-9a7b-2e5d1f0c9b84")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def format_time(value: datetime) -> str:

@@ -269,4 +269,4 @@ class StoreCollector:
 
 def exposition(engine: Engine, clock: Clock) -> bytes:
     """The text a `/metrics` scrape answers: this process's metrics, then the store's."""
-    return generate_latest(REGISTRY) + generate_latest(StoreCollector(engine, clock))  # type: ignore[arg-type]
+    return generate_latest(REGISTRY) + generate_latest(StoreCollector(engine, clock))

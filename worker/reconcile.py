@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from bookingsync.adapters.base import BookingRequest, Capability
+from bookingsync.adapters.base import BookingRequest, Capability, Finder, Writer
 from bookingsync.models.errors import (
     AnswerLost,
     ProviderError,
@@ -227,7 +227,7 @@ def _after(done: list[str], reason: str) -> str:
     return f"{', '.join(done)} done; then {reason}" if done else reason
 
 
-def _write(rt: Runtime, adapter: Any, meeting_id: str, target: str, provider: str, call: _Call,
+def _write(rt: Runtime, adapter: Writer, meeting_id: str, target: str, provider: str, call: _Call,
            done: list[str]) -> Outcome | None:
     intent, request = call.intent, call.request
     what = f"{intent.action} at {target}"
@@ -279,7 +279,7 @@ def _write(rt: Runtime, adapter: Any, meeting_id: str, target: str, provider: st
     return None
 
 
-def _lookup(rt: Runtime, adapter: Any, meeting_id: str, target: str, provider: str, call: _Call,
+def _lookup(rt: Runtime, adapter: Finder, meeting_id: str, target: str, provider: str, call: _Call,
             done: list[str]) -> Outcome | None:
     intent = call.intent
     try:
