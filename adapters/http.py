@@ -39,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from bookingsync.adapters.skew import SkewEstimate
 from bookingsync.models.errors import (
     AnswerLost,
     ProviderAuthError,
@@ -116,8 +117,10 @@ class ProviderHttp:
         backoff_base: float = DEFAULT_BACKOFF_BASE,
         backoff_max: float = DEFAULT_BACKOFF_MAX,
         max_wait: float = DEFAULT_MAX_WAIT,
+        skew: SkewEstimate | None = None,
     ) -> None:
         self.provider = provider
+        self._skew = skew  # fed every answer's `Date` (adapters/skew.py)
         self._error_message = error_message
         self._max_retries = max(0, max_retries)
         self._sleep = sleep
@@ -168,6 +171,8 @@ class ProviderHttp:
                 # Not a passing fault (unsupported scheme, bad URL, undecodable body): no retry.
                 raise ProviderUnavailable(self.provider, _describe(exc, method, path)) from exc
 
+            if self._skew is not None:
+                self._skew.observe_date(response.headers.get("Date"), self._wall_clock())
             status = response.status_code
             if 200 <= status < 300:
                 return response

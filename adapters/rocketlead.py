@@ -94,7 +94,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 from pydantic import ValidationError
 
-from bookingsync.adapters.base import BookingRequest, Capability, Page, RawRecord, ReadContext, WebhookDelivery
+from bookingsync.adapters.base import (
+    BookingRequest,
+    BookingShape,
+    Capability,
+    Page,
+    RawRecord,
+    ReadContext,
+    WebhookDelivery,
+)
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.adapters.wall_time import readings
 from bookingsync.models.errors import (
@@ -449,6 +457,8 @@ def is_slot_race(exc: ProviderRejected) -> bool:
 class RocketLeadAdapter:
     provider: ClassVar[str] = PROVIDER
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CREATE, Capability.CANCEL})
+    # Times as JavaScript writes them (milliseconds); a booking fills a slot, which has a length.
+    shape: ClassVar[BookingShape] = BookingShape(zero_length=False)
 
     def __init__(
         self,
