@@ -39,7 +39,6 @@ from typing import Any
 
 import httpx
 
-from bookingsync.adapters.skew import SkewEstimate
 from bookingsync.models.errors import (
     AnswerLost,
     ProviderAuthError,
@@ -107,6 +106,9 @@ class ProviderHttp:
         headers: Mapping[str, str],
         error_message: Callable[[httpx.Response], str],
         timeout: float = DEFAULT_TIMEOUT,
+        # Called with every answer's `Date` header and our clock when it came: the provider's
+        # clock skew is measured from it (adapters/skew.py, `SkewEstimate.observe_date`).
+        observe_date: Callable[[str | None, datetime], None] | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -117,10 +119,8 @@ class ProviderHttp:
         backoff_base: float = DEFAULT_BACKOFF_BASE,
         backoff_max: float = DEFAULT_BACKOFF_MAX,
         max_wait: float = DEFAULT_MAX_WAIT,
-        skew: SkewEstimate | None = None,
     ) -> None:
         self.provider = provider
-        self._skew = skew  # fed every answer's `Date` (adapters/skew.py)
         self._error_message = error_message
         self._max_retries = max(0, max_retries)
         self._sleep = sleep
@@ -139,6 +139,7 @@ class ProviderHttp:
             transport=transport,
             follow_redirects=False,
         )
+        self._observe_date = observe_date
 
     def close(self) -> None:
         self._client.close()
@@ -171,8 +172,8 @@ class ProviderHttp:
                 # Not a passing fault (unsupported scheme, bad URL, undecodable body): no retry.
                 raise ProviderUnavailable(self.provider, _describe(exc, method, path)) from exc
 
-            if self._skew is not None:
-                self._skew.observe_date(response.headers.get("Date"), self._wall_clock())
+            if self._observe_date is not None:
+                self._observe_date(response.headers.get("Date"), self._wall_clock())
             status = response.status_code
             if 200 <= status < 300:
                 return response

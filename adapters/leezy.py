@@ -467,7 +467,7 @@ class LeezyAdapter:
             transport=transport,
             sleep=sleep,
             min_interval=60.0 / requests_per_minute,
-            skew=self._skew,
+            observe_date=self._skew.observe_date,
         )
 
     def read(self, cursor: dict[str, Any] | None, context: ReadContext) -> Iterator[Page]:
