@@ -147,6 +147,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 from pydantic import ValidationError
 
+from bookingsync.adapters import skew
 from bookingsync.adapters.base import (
     BookingRequest,
     BookingShape,
@@ -732,6 +733,7 @@ class MeetergoAdapter:
             timeout=timeout,
             transport=transport,
             sleep=sleep,
+            observe_date=skew.for_connection(connection_id).observe_date,  # clock skew: a metric, a warning
             min_interval=60.0 / requests_per_minute,
             backoff_base=BACKOFF_BASE,
             max_retries=MAX_RETRIES,

@@ -94,6 +94,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 from pydantic import ValidationError
 
+from bookingsync.adapters import skew
 from bookingsync.adapters.base import (
     BookingRequest,
     BookingShape,
@@ -517,6 +518,7 @@ class RocketLeadAdapter:
             timeout=timeout,
             transport=transport,
             sleep=sleep,
+            observe_date=skew.for_connection(connection_id).observe_date,  # clock skew: a metric, a warning
         )
 
     # -- the Adapter half: nothing to read ----------------------------------------------------
