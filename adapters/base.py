@@ -114,10 +114,28 @@ class Sweep:
 
 
 @dataclass(frozen=True)
+class WatchHint:
+    """What the store knows of a watched email's meetings: how urgent re-reading it is."""
+
+    next_start: datetime | None = None  # the soonest start of its meetings still to come
+    changed_at: datetime | None = None  # when one of its meetings last changed in the store
+
+
+@dataclass(frozen=True)
+class WatchSummary:
+    """A watch-list schedule as `bookingsync status` shows it."""
+
+    count: int
+    staleness_seconds: float  # every email is read at least this often
+    next_due_at: datetime | None
+
+
+@dataclass(frozen=True)
 class Page:
     records: list[RawRecord]
     cursor: dict[str, Any]
     sweep: Sweep | None = None
+    watch: WatchSummary | None = None  # adapters reading a watch list say how it stands
 
 
 @dataclass(frozen=True)
@@ -125,6 +143,10 @@ class ReadContext:
     now: datetime
     # Attendee emails the worker wants read (configured ones plus upcoming and recent meetings').
     watch_emails: frozenset[str] = frozenset()
+    # Per watched email, what the store knows (emails missing here have no hint).
+    watch_hints: Mapping[str, WatchHint] = field(default_factory=dict)
+    # The connection's poll interval: a watch-list schedule spreads its reads over it.
+    interval_seconds: float = 60.0
 
 
 @dataclass(frozen=True)

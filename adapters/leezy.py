@@ -1,8 +1,9 @@
 """Leezy.ai: chatbot-booked meetings, read by polling and by signed webhooks (read-only provider).
 
-Follows shared/providers/leezy/: the Meetings API page (staging.leezy.ai/docs/api/meetings),
-the API overview (envelope, errors, limits), and the webhook pages of production leezy.ai and
-staging. Ambiguities, and the reading taken:
+Follows Leezy.ai's API documentation: the Meetings API page
+(https://staging.leezy.ai/docs/api/meetings), the API overview (envelope, errors, limits;
+https://staging.leezy.ai/docs/api/overview), and the webhook pages of production
+(https://leezy.ai/docs/api/webhooks) and staging (https://staging.leezy.ai/docs/webhooks/security). Ambiguities, and the reading taken:
 
 * Base URL. The docs give `https://app.leezy.ai/api/v1`; the connection names the host. A
   base_url that already ends in `/api/v1` is accepted and not doubled.

@@ -1,8 +1,9 @@
 """Meetergo v4: appointments read by polling and by URL-token webhooks; bookings made and cancelled.
 
-Follows shared/providers/meetergo/ only: docs-excerpts.md (API overview, rate limiting, error
-handling, troubleshooting, bookings, rescheduling, paginated appointments, webhooks overview,
-events and management) and seed-meetergo-v4-booking.md (the `POST /v4/booking` reference).
+Follows meetergo's developer documentation only (https://developer.meetergo.com/): the API
+overview, rate limiting, error handling, troubleshooting, bookings, rescheduling, paginated
+appointments, webhooks overview, events and management pages, and the `POST /v4/booking`
+reference (https://developer.meetergo.com/api-reference/bookings/create-booking).
 Ambiguities, and the reading taken:
 
 * Base URL. The docs give `https://api.meetergo.com/v4`; the connection names the host. A

@@ -1,9 +1,9 @@
 """RocketLead: a write-only target. Finds the exact slot, books it, and deletes bookings.
 
-Follows shared/providers/rocketlead/: docs-excerpts.md (Connect API overview, Authentication &
-scopes, Bookings, Availability, Lookups, Race conditions & idempotency, Workflows, Automation
-triggers) and seed-rocketlead-calendar-bookings.md (the whole Bookings page, with the complete
-booking response). Ambiguities, and the reading taken:
+Follows RocketLead's developer documentation (https://docs.rocketlead.io/developers/connect-api/):
+Connect API overview, Authentication & scopes, Bookings (the whole page, with the complete
+booking response), Availability, Lookups, Race conditions & idempotency, Workflows, Automation
+triggers. Ambiguities, and the reading taken:
 
 * Nothing is read. The docs document no list or get endpoint for bookings and no webhooks to
   third parties (the automation triggers run flows inside RocketLead; ingress webhooks are

@@ -54,6 +54,10 @@ class EventType(StrEnum):
     UPDATED = "meeting.updated"
     COMPLETED = "meeting.completed"
     NO_SHOW = "meeting.noShow"
+    # Issue 16: not lifecycle changes but what happened to the meeting's identity and mirrors.
+    SYNC_CONFLICT = "meeting.sync_conflict"  # a change at a target the route's policy did not take
+    LINKED = "meeting.linked"  # a person joined a provider's booking to this meeting
+    UNLINKED = "meeting.unlinked"  # a person split a provider's booking off this meeting
 
 
 class Backfill(StrEnum):

@@ -74,6 +74,14 @@ LEADING = Gauge("bookingsync_scheduler_leading", "1 while this process leads the
                 registry=REGISTRY)
 RETENTION = Counter("bookingsync_retention_removed_total", "Rows removed (or bodies cleared) by retention, by policy",
                     ["policy"], registry=REGISTRY)
+IDENTITY = Counter("bookingsync_identity_matches_total", "Records of a connection not yet linked that an identity "
+                   "rule joined to an existing meeting, by connection and rule (`ambiguous`: two or more "
+                   "meetings matched, nothing linked)", ["connection", "rule"], registry=REGISTRY)
+SYNC_CONFLICTS = Counter("bookingsync_sync_conflicts_total", "Changes read at a route target that the conflict "
+                         "policy did not take (reported as meeting.sync_conflict and converged back), by connection",
+                         ["connection"], registry=REGISTRY)
+DRIFT = Counter("bookingsync_drift_checks_total", "Mirrors re-read by the drift sweep, by target and outcome "
+                "(in_step, repaired, unreadable, error)", ["connection", "outcome"], registry=REGISTRY)
 MESSAGES = Counter("dramatiq_messages_total", "Messages processed", ["queue_name", "actor_name"], registry=REGISTRY)
 MESSAGE_ERRORS = Counter("dramatiq_message_errors_total", "Messages whose actor raised", ["queue_name", "actor_name"],
                          registry=REGISTRY)
@@ -129,7 +137,7 @@ def timed_poll(fn: F) -> F:
             POLL_RECORDS.labels(connection_id).inc(result.records)
             POLLS.labels(connection_id, "error" if result.error else "ok").inc()
         elif result.error is None:
-            POLLS.labels(connection_id, "busy").inc()
+            POLLS.labels(connection_id, getattr(result, "skipped", None) or "busy").inc()
         return result
 
     return wrapper  # type: ignore[return-value]

@@ -14,7 +14,7 @@ from bookingsync.models.tables import EventRow, LinkRow, MeetingRow
 from bookingsync.worker.lifecycle import EventIntent
 
 # What an event says beside the meeting, kept in its outbox row until the body is built.
-DETAIL_KEYS = ("previous", "changes", "late_by")
+DETAIL_KEYS = ("previous", "changes", "conflict", "link", "late_by")
 
 
 def iso(value: datetime | None) -> str | None:

@@ -49,7 +49,10 @@ from bookingsync.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 ROUTE_PREFIX = intent_store.ROUTE_PREFIX
-MIRRORED_EVENTS = frozenset({EventType.BOOKED, EventType.RESCHEDULED, EventType.DELETED, EventType.UPDATED})
+# A sync conflict (a change at a target the policy did not take, worker/conflicts.py) is routed
+# too: converging every target of the meeting puts the changed one back.
+MIRRORED_EVENTS = frozenset({EventType.BOOKED, EventType.RESCHEDULED, EventType.DELETED, EventType.UPDATED,
+                             EventType.SYNC_CONFLICT})
 # Steps one delivery may take: a move as create + cancel, a lookup after a lost answer, a stale
 # booking cancelled first. More means something is off; the delivery comes back later.
 MAX_STEPS = 6
@@ -65,8 +68,15 @@ def targets_for(cfg: Config, origin: str | None, event_type: str) -> list[str]:
         return []
     out: list[str] = []
     for route in cfg.routes:
+        ends: tuple[str, ...] = ()
         if origin in route.sources:
-            out += [f"{ROUTE_PREFIX}{t}" for t in route.targets if t != origin and f"{ROUTE_PREFIX}{t}" not in out]
+            ends = route.targets
+        if route.bidirectional and (origin in route.sources or origin in route.targets):
+            # Both ways: every end, the origin included (a change merged from a target reaches it).
+            ends = route.sources + route.targets
+        elif origin in route.sources:
+            ends = tuple(t for t in route.targets if t != origin)
+        out += [f"{ROUTE_PREFIX}{t}" for t in ends if f"{ROUTE_PREFIX}{t}" not in out]
     return out
 
 
@@ -120,6 +130,8 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
         if row is None:
             return Outcome("dead", f"meeting {meeting_id} does not exist")
         link = store.link_for(session, meeting_id, target)
+        if link is not None and not link.mirrored and link.content_hash == row.content_hash:
+            return Outcome("succeeded", ", ".join(done) if done else "the meeting's own source: in step")
         mirror = Mirror(link.external_id, link.start, link.end, link.missing) if link else None
         shape = precision.shape_of(adapter)  # compared at the precision the target keeps
         mirror = precision.as_planned(shape, mirror, row.start, row.end)

@@ -50,6 +50,11 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.holder = self.holder or holder_id(self.role)
+        # Ingest's identity rules and conflict policy read these per page, without a config in reach.
+        from bookingsync.worker import conflicts, identity
+
+        identity.configure(self.config)
+        conflicts.configure(self.config)
 
     @property
     def grace(self) -> timedelta:
