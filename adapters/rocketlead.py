@@ -94,7 +94,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 from pydantic import ValidationError
 
-from bookingsync.adapters.base import BookingRequest, Capability, Page, RawRecord, ReadContext, WebhookDelivery
+from bookingsync.adapters import skew
+from bookingsync.adapters.base import (
+    BookingRequest,
+    BookingShape,
+    Capability,
+    Page,
+    RawRecord,
+    ReadContext,
+    WebhookDelivery,
+)
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.adapters.wall_time import readings
 from bookingsync.models.errors import (
@@ -449,6 +458,8 @@ def is_slot_race(exc: ProviderRejected) -> bool:
 class RocketLeadAdapter:
     provider: ClassVar[str] = PROVIDER
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CREATE, Capability.CANCEL})
+    # Times as JavaScript writes them (milliseconds); a booking fills a slot, which has a length.
+    shape: ClassVar[BookingShape] = BookingShape(zero_length=False)
 
     def __init__(
         self,
@@ -507,6 +518,7 @@ class RocketLeadAdapter:
             timeout=timeout,
             transport=transport,
             sleep=sleep,
+            observe_date=skew.for_connection(connection_id).observe_date,  # clock skew: a metric, a warning
         )
 
     # -- the Adapter half: nothing to read ----------------------------------------------------

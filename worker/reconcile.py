@@ -150,8 +150,8 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
         cannot = precision.refusal(shape, row.start, row.end, target) if nxt.do is Do.WRITE and \
             nxt.write is not Write.CANCEL else None
         if cannot is not None:  # refused visibly (`mirrors list`), never approximated
-            if not any(i.state is intents.State.FAILED and i.reason == cannot and (i.start, i.end) == (row.start, row.end)
-                       for i in history):
+            if not any(i.state is intents.State.FAILED and i.reason == cannot
+                       and (i.start, i.end) == (row.start, row.end) for i in history):
                 intent_store.add(session, Intent(reference=new_reference(), action=nxt.write or Write.CREATE,
                                                  start=row.start, end=row.end, subject=nxt.subject,
                                                  state=intents.State.FAILED, reason=cannot), meeting_id=meeting_id,
