@@ -52,11 +52,14 @@ def release(engine: Engine, name: str, holder: str) -> None:
 
 
 def release_others(engine: Engine, prefix: str, holder: str) -> int:
-    """Drop every lease named `prefix…` held by someone else: for a restarted embedded process,
-    whose predecessor (the only other process on its database) is known dead."""
+    """Drop every lease named `prefix…` held by another process (a holder that is not `holder` nor
+    starts with it: a poll's read token is `<holder>:read:<nonce>`): for a restarted embedded
+    process, whose predecessor (the only other process on its database) is known dead."""
     with transaction(engine) as session:
         rows = session.exec(select(LeaseRow).where(col(LeaseRow.name).startswith(prefix),
-                                                   LeaseRow.holder != holder).with_for_update()).all()
+                                                   LeaseRow.holder != holder,
+                                                   ~col(LeaseRow.holder).startswith(f"{holder}:"))
+                            .with_for_update()).all()
         for row in rows:
             session.delete(row)
         return len(rows)
