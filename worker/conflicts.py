@@ -87,7 +87,8 @@ def on_read(session: Session, link: LinkRow, record: SourceRecord, raw: Any, now
         return None
     row = session.exec(select(MeetingRow).where(MeetingRow.id == link.meeting_id).with_for_update()).one()
     meeting = store.meeting_of(row)
-    edits = policy.edits(_before(link), record.meeting, meeting)
+    fields = policy.MIRRORED if role is Role.MIRROR else policy.COMPARED
+    edits = policy.edits(_before(link), record.meeting, meeting, fields)
     read = policy.Read(role=role, stamp=stamp, link_stamp=link.source_updated_at, meeting_stamp=row.source_updated_at,
                        edits=edits, bidirectional=both,
                        ours=bool(edits) and role is Role.MIRROR and _ours(session, link, record))

@@ -272,6 +272,9 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
                        mirrored=True, rule=match.rule if match is not None else "successor")
         session.add(link)
         observe(link, record, raw, now)
+        if match is not None and match.supersedes:
+            # Issue 16: our provisional booking was confirmed as this appointment; our write now names it.
+            intent_store.follow(session, predecessor.meeting_id, connection, match.supersedes, record.external_id, now)
         if known is not None:
             known[record.external_id] = link
         return Applied(meeting_id=link.meeting_id, changed=False)
