@@ -351,7 +351,9 @@ def record_mirror(session: Session, *, meeting_id: str, connection: str, provide
         log.warning("%s %s was linked to meeting %s but is the booking bookingsync made for meeting %s; moving the "
                     "link to %s", connection, record.external_id, link.meeting_id, meeting_id, meeting_id)
         link.meeting_id = meeting_id
-    link.mirrored = True
+        link.mirrored = True
+    # Issue 16: a booking of the meeting's own source (or a peer) that a bidirectional route moved
+    # stays what it is: only bookings we made are mirrors.
     observe(link, record, raw, now)
     if replaces and replaces != record.external_id:
         old = _locked_link(session, connection, replaces)

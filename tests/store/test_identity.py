@@ -200,6 +200,7 @@ def test_a_change_at_a_one_way_target_is_reported_and_converged_back(engine: Eng
     w = World(engine, routes=[{"sources": ["lz"], "targets": ["tgt"]}])
     _mirrored(w)
     [booking] = w.target.live()
+    w.clock.advance(seconds=120)  # a read right after our write may predate it: not a conflict then
     booking.start, booking.end = START + timedelta(hours=2), START + timedelta(hours=2, minutes=30)  # by hand
     w.poll_target()
     [meeting] = w.rows(MeetingRow)
@@ -213,6 +214,7 @@ def test_a_change_at_a_one_way_target_is_reported_and_converged_back(engine: Eng
     assert [e.type for e in w.events()].count("meeting.sync_conflict") == 1
     assert [a.action for a in w.rows(AuditRow)] == ["sync_conflict"]
     # Cancelled by hand at the target: booked again there, the meeting lives on.
+    w.clock.advance(seconds=120)
     booking.cancelled = True
     w.poll_target()
     w.run()
@@ -229,6 +231,7 @@ def test_bidirectional_the_newer_end_wins_and_reaches_the_other(engine: Engine) 
     w.read("ld", record("D1", stamp=T0))
     w.run()
     [booking] = w.target.live()
+    w.clock.advance(seconds=120)
     # The target's own stamp comes with its records (FakeTarget has none: stamp them here).
     later = START + timedelta(hours=4)
     payload = w.target.payload(booking) | {"start": later.isoformat(),
@@ -316,6 +319,7 @@ def test_the_drift_sweep_repairs_a_booking_deleted_and_one_moved_by_hand(engine:
     w.read("lz", record("L1"), record("L2", START + timedelta(hours=5), email="bob@acme.com"))
     w.run()
     assert sorted(b.id for b in w.target.live()) == ["b1", "b2"]
+    w.clock.advance(seconds=120)
     w.target.gone.add("b1")  # deleted by hand, no webhook
     w.target.bookings["b2"].start += timedelta(hours=1)  # moved by hand
     w.target.bookings["b2"].end += timedelta(hours=1)
