@@ -306,3 +306,30 @@ class RouteSyncRow(SQLModel, table=True):
     done: int = 0
     started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     finished_at: datetime | None = _time(nullable=True)
+
+
+# --- issue 12: polling at volume ---------------------------------------------------------------
+
+
+class PollStateRow(SQLModel, table=True):
+    """What a connection's polls remember across ticks and restarts (worker/poll_state.py).
+
+    The back-off belongs to the connection: `failures` in a row lengthen the wait before the
+    next read, `not_before` holds it (a Retry-After included) so a restart honours it. The
+    watch columns summarise a watch-list schedule (LeanData) for `bookingsync status`.
+    """
+
+    __tablename__ = "poll_states"
+
+    connection: str = Field(primary_key=True, max_length=100)
+    failures: int = 0
+    not_before: datetime | None = _time(nullable=True)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    last_error_at: datetime | None = _time(nullable=True)
+    last_read_at: datetime | None = _time(nullable=True)  # the last read that finished
+    skipped_ticks: int = 0  # ticks that found a read of the connection still running
+    deferred_pages: int = 0  # pages rescheduled to when the provider's rate allowed them
+    watch_count: int | None = None
+    watch_staleness_seconds: float | None = None
+    watch_next_due_at: datetime | None = _time(nullable=True)
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

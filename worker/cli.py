@@ -154,10 +154,11 @@ def boot(cfg: Config, role: str, *, migrate: bool | None = None, engine: Any = N
 
 def _with_actors(rt: Runtime) -> Any:
     from bookingsync.worker.actors import declare
-    from bookingsync.worker.broker import make_broker
+    from bookingsync.worker.broker import make_broker, use_shared_pacing
     from bookingsync.worker.metrics import Messages
 
     broker = make_broker(rt.config.broker.url)
+    use_shared_pacing(rt.config.broker.url)
     broker.add_middleware(logs.BindContext())
     broker.add_middleware(Messages())
     rt.actors = declare(broker)
@@ -221,11 +222,11 @@ def run(config: ConfigOption = None,
         cfg, demo = attach_sandbox(cfg, out, sock.getsockname()[1])
     rt = boot(cfg, "run")
 
-    from bookingsync.worker.broker import start_worker
+    from bookingsync.worker.broker import start_workers
     from bookingsync.worker.scheduler import Scheduler
 
     actors = _with_actors(rt)
-    worker = start_worker(actors.broker, cfg.worker.threads)
+    worker = start_workers(actors.broker, cfg.worker.threads, cfg.worker.poll_threads)
     scheduler = Scheduler(rt)
     scheduler.start()
     host, port = sock.getsockname()[:2]
@@ -266,7 +267,7 @@ def worker(config: ConfigOption = None,
            threads: Annotated[int | None, typer.Option(help="worker threads (default worker.threads)")] = None,
            health_port: HealthPort = None) -> None:
     """A dramatiq worker: publishes events, sends deliveries, ingests webhooks, polls."""
-    from bookingsync.worker.broker import start_worker
+    from bookingsync.worker.broker import start_workers
 
     cfg = _load(config)
     _check(cfg, "worker")
@@ -277,7 +278,7 @@ def worker(config: ConfigOption = None,
     probe = probes.ProbeServer(sock, engine, cfg.broker.url, SystemClock()).start()
     rt = boot(cfg, "worker", engine=engine)
     actors = _with_actors(rt)
-    running = start_worker(actors.broker, threads or cfg.worker.threads)
+    running = start_workers(actors.broker, threads or cfg.worker.threads, cfg.worker.poll_threads)
     out.print(f"worker {rt.holder} consuming ({_where(rt)}); health and metrics on {probe.url}", markup=False)
     _wait_for_signal()
     running.stop()

@@ -165,11 +165,19 @@ class SchedulerConfig(_Strict):
 
 
 class EventsConfig(_Strict):
-    # A timer whose moment passed longer ago than this when it is set is history, not news.
-    grace_seconds: float = Field(default=300.0, ge=0)
+    # Late first sight: timers of a meeting first seen (or moved) after its start still fire, marked
+    # `late_by`, until this long after the meeting's end; beyond it they are counted and skipped.
+    late_window_seconds: float = Field(default=86400.0, ge=0)
+    # The old name of the same cut-off (it was 5 minutes); the larger of the two is used.
+    grace_seconds: float = Field(default=0.0, ge=0)
     console: bool = True  # print each published event
     # `upcoming`: a meeting first seen when it is already over is stored, not announced; `all`: announced.
     backfill: Backfill = Backfill.UPCOMING
+    # A hasStarted fires at once only if its meeting's sources were read at most this long before
+    # its start; otherwise a re-read is asked for and it waits up to freshness_wait_seconds for it
+    # (then fires anyway). freshness_wait_seconds = 0 turns the check off (worker/freshness.py).
+    freshness_max_age_seconds: float = Field(default=5.0, gt=0)
+    freshness_wait_seconds: float = Field(default=5.0, ge=0, le=300)
 
 
 class DeliveryConfig(_Strict):
@@ -189,6 +197,8 @@ class DeliveryConfig(_Strict):
 
 class WorkerConfig(_Strict):
     threads: int = Field(default=4, ge=1)
+    # Threads that run polls, on a queue of their own: reads never take a pipeline thread.
+    poll_threads: int = Field(default=2, ge=1)
     # /healthz, /readyz and /metrics of a `bookingsync worker` (on server.host); 0: any free port.
     health_port: int = Field(default=0, ge=0, le=65535)
 

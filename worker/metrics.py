@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -63,6 +63,9 @@ POLL_RECORDS = Counter("bookingsync_poll_records_total", "Provider records read 
 TIMER_LATENESS = Histogram("bookingsync_timer_lateness_seconds", "How long after its due time a timer event "
                            "(hasStarted, hasEnded) was published", ["type"], buckets=LATENESS_BUCKETS,
                            registry=REGISTRY)
+LATE_SKIPPED = Counter("bookingsync_late_timers_skipped_total", "hasStarted/hasEnded not sent because the meeting "
+                       "was first seen longer after its end than events.late_window_seconds", ["type"],
+                       registry=REGISTRY)
 PUBLISHED = Counter("bookingsync_events_published_total", "Events published, by type", ["type"], registry=REGISTRY)
 RELAYED = Counter("bookingsync_relay_claimed_total", "Rows the relay claimed and handed to the broker, by table",
                   ["table"], registry=REGISTRY)
@@ -103,6 +106,11 @@ def published(event_type: str, due_at: datetime, now: datetime, *, timer: bool) 
         TIMER_LATENESS.labels(event_type).observe(max(0.0, (now - due_at).total_seconds()))
 
 
+def late_timers_skipped(types: Iterable[Any]) -> None:
+    for kind in types:
+        LATE_SKIPPED.labels(str(kind)).inc()
+
+
 def relayed(events: int, deliveries: int, receipts: int) -> None:
     for table, count in (("events", events), ("deliveries", deliveries), ("receipts", receipts)):
         if count:
@@ -128,7 +136,7 @@ def timed_poll(fn: F) -> F:
             POLL_RECORDS.labels(connection_id).inc(result.records)
             POLLS.labels(connection_id, "error" if result.error else "ok").inc()
         elif result.error is None:
-            POLLS.labels(connection_id, "busy").inc()
+            POLLS.labels(connection_id, getattr(result, "skipped", None) or "busy").inc()
         return result
 
     return wrapper  # type: ignore[return-value]

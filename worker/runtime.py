@@ -58,7 +58,9 @@ class Runtime:
 
     @property
     def grace(self) -> timedelta:
-        return timedelta(seconds=self.config.events.grace_seconds)
+        """The late window (README, Events): timers fire, marked, until this long after a meeting's end."""
+        events = self.config.events
+        return timedelta(seconds=max(events.late_window_seconds, events.grace_seconds))
 
     def adapter(self, connection_id: str) -> Adapter:
         with self._lock:

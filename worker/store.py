@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 
 from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord
 from bookingsync.models.tables import CursorRow, EventRow, LinkRow, MeetingRow
-from bookingsync.worker import intent_store, intents
+from bookingsync.worker import intent_store, intents, metrics
 from bookingsync.worker.lifecycle import TIMER_TYPES, Backfill, EventIntent, MeetingState, decide
 from bookingsync.worker.payloads import intent_details, meeting_json
 
@@ -115,6 +115,11 @@ def _write_plan(session: Session, row: MeetingRow, old: MeetingState | None, new
                 backfill: Backfill = Backfill.UPCOMING) -> tuple[str, ...]:
     """Store what `decide` says. `links` is given for a brand-new meeting (no events exist yet)."""
     plan = decide(old, new, now, grace, backfill)
+    if plan.skipped:
+        # Late first sight beyond the late window: history, but never silently (README, Events).
+        metrics.late_timers_skipped(plan.skipped)
+        log.info("meeting %s was first seen %s after its end (%s), beyond the late window of %s: %s not sent",
+                 row.id, now - new.end, new.end.isoformat(), grace, " and ".join(t.value for t in plan.skipped))
     _write_meeting(row, plan.state, now)
     if plan.cancel_timers:
         session.exec(update(EventRow)
@@ -151,7 +156,9 @@ def add_events(session: Session, meeting_id: str, intents: tuple[EventIntent, ..
             {"event_id": new_id("evt"), "meeting_id": meeting_id, "type": intent.type.value, "dedupe_key": key,
              "generation": intent.generation, "set_for": intent.set_for, "occurred_at": intent.occurred_at,
              "due_at": intent.due_at, "status": "pending", "attempts": 0, "created_at": now,
-             "payload": None if intent.is_timer else {"meeting": snapshot, **intent_details(intent)}}
+             # A timer carries only its details (`late_by`); the relay snapshots the meeting when it fires.
+             "payload": (intent_details(intent) or None) if intent.is_timer
+             else {"meeting": snapshot, **intent_details(intent)}}
             for key, intent in wanted.items()])
 
 
