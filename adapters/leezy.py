@@ -10,20 +10,22 @@ staging. Ambiguities, and the reading taken:
   We ask for `since = watermark - overlap_seconds` (floored to whole seconds, the precision of
   the examples) so records sharing the watermark's timestamp are read again, never skipped;
   the store's content hash makes re-reading harmless.
-* Offset paging can skip a record when another moves during the read (ordered by updated_at,
-  an updated record jumps to the end and the rest shift left by one). `ChangeRead` keeps
-  `since` fixed for the whole read and watches for the symptoms: an id seen twice, `meta.total`
-  changing between pages, a page with nothing new, or `has_more` false before `total` was
-  reached. A disturbed read, or one resumed mid-way after a crash (its earlier pages' ids are
-  unknown), ends with the *old* `since`, so the next poll re-reads the whole window. Only a clean
-  read advances `since`, to the largest `updated_at` it saw but never past the read's start
-  (`context.now`) less `CLOCK_SKEW_ALLOWANCE`. That cap matters: a record updated during the
-  read can land behind our offset without any symptom (two records moving together hide each
-  other's repeat), yet its new `updated_at` is after the read began, so the next poll sees it.
-  It also keeps a provider clock running ahead from pushing the watermark into the future.
-  Residual risk, not detectable with offset paging of unknown order: a record deleted and another
-  created during one read (total unchanged) can hide a skip of an older record. Under constant
-  churn the watermark may stay put for a while: that costs re-reads, never records.
+* Paging under churn (`ChangeRead`). Offset paging over a list ordered by `updated_at` skips a
+  record whenever an earlier one moves during the read (it jumps to the end, the rest shift left
+  by one), so a read that saw movement could not advance its watermark and, under steady change,
+  re-read an ever longer window. Instead every request is anchored on a key: `since` = the newest
+  `updated_at` read so far (floored to the second, so records sharing that second come again and
+  the ones already handed on are dropped), offset 0. A record that moves lands after the anchor
+  and is read later in the same read; an unread record cannot be shifted past an anchor, because
+  the server filters by value, not position; a deletion shifts nothing that matters either. So at
+  every page "everything up to `position` was read" holds, and the saved watermark is
+  `min(position, read start - CLOCK_SKEW_ALLOWANCE)`: it advances every poll, and a poll reads
+  what changed in the last margin plus interval, however long the churn lasts. The argument needs
+  the listing in `updated_at` order (undocumented); every page is checked, and a server found out
+  of order is read by offset under a fixed `since` from then on (remembered in the cursor), which
+  advances the watermark only after a read in which nothing moved. More than a page of records in
+  one second also falls back to offset paging for the rest of that read. Property-tested with
+  random moves and creations during reads (tests/polling/test_leezy_watermark.py).
 * Offsets advance by the number of records received, not by `limit`, in case the server caps
   the page below what we asked for.
 * The documented limit is per plan (100 requests/min on Starter, the lowest); with no plan in

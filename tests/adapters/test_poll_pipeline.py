@@ -44,7 +44,9 @@ def rt(sandbox: RunningSandbox, engine: Engine) -> Iterator[Runtime]:
     config = parse_config({"allow_private_targets": True, "connections": [
         {"id": LEEZY, "provider": "leezy", "base_url": sandbox.leezy_url, "token": sandbox.leezy_token},
         {"id": LEANDATA, "provider": "leandata", "base_url": sandbox.leandata_url,
-         "api_key": sandbox.leandata_api_key, "watch_emails": [PROSPECT]},
+         "api_key": sandbox.leandata_api_key, "watch_emails": [PROSPECT],
+         # A watched email is due again one interval after its read: here every poll reads it.
+         "poll_interval_seconds": 0.01},
     ]}, environ={})
     sleeps: list[float] = []  # pacing and backoff are recorded, not slept
     runtime = Runtime(config=config, engine=engine, clock=SystemClock(), adapter_overrides={"sleep": sleeps.append})
