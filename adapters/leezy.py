@@ -1,8 +1,9 @@
 """Leezy.ai: chatbot-booked meetings, read by polling and by signed webhooks (read-only provider).
 
-Follows shared/providers/leezy/: the Meetings API page (staging.leezy.ai/docs/api/meetings),
-the API overview (envelope, errors, limits), and the webhook pages of production leezy.ai and
-staging. Ambiguities, and the reading taken:
+Follows Leezy.ai's API documentation: the Meetings API page
+(https://staging.leezy.ai/docs/api/meetings), the API overview (envelope, errors, limits;
+https://staging.leezy.ai/docs/api/overview), and the webhook pages of production
+(https://leezy.ai/docs/api/webhooks) and staging (https://staging.leezy.ai/docs/webhooks/security). Ambiguities, and the reading taken:
 
 * Base URL. The docs give `https://app.leezy.ai/api/v1`; the connection names the host. A
   base_url that already ends in `/api/v1` is accepted and not doubled.
@@ -67,6 +68,7 @@ from pydantic import ValidationError
 
 from bookingsync.adapters.base import Capability, Page, RawRecord, ReadContext, WebhookDelivery
 from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.adapters.wall_time import DATE_ONLY, date_only
 from bookingsync.models.errors import (
     ConfigError,
     NormaliseError,
@@ -326,6 +328,8 @@ def _time(attributes: Mapping[str, Any], name: str, *, required: bool) -> dateti
         return None
     if not isinstance(value, str):
         raise NormaliseError(f"the Leezy meeting's {name} {value!r} is not an ISO 8601 time")
+    if date_only(value):
+        raise NormaliseError(f"the Leezy meeting's {name} {value!r} {DATE_ONLY}")
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError as exc:

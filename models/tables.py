@@ -43,6 +43,9 @@ class MeetingRow(SQLModel, table=True):
     generation: int = 0  # bumps when a deleted meeting comes back to life
     version: int = 0  # bumps on every stored change
     next_sequence: int = 1  # the `sequence` the next published event of this meeting gets
+    # The provider's own stamp of the change the meeting's content last took (issue 16): a read
+    # older than this never overwrites it, and with a bidirectional route the newer end wins.
+    source_updated_at: datetime | None = _time(nullable=True)
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
@@ -68,6 +71,13 @@ class LinkRow(SQLModel, table=True):
     end: datetime | None = _time(nullable=True)
     missing: bool = False  # gone from a complete read of its scope, or cancelled there by us
     mirrored: bool = False  # created by bookingsync through a route, not seen first at this provider
+    # How this link joined its meeting (issue 16): `origin` (it made the meeting), an identity rule
+    # (`answer`, `reference`, `open-intent`, `attendee-start`, `double-opt-in`), `route` (our
+    # write's answer), `successor` (a move made as a new booking), `hand` (`meetings link`).
+    rule: str | None = Field(default=None, max_length=40)
+    # The canonical form of what this provider last said (a peer or a mirror): what a later read
+    # is compared with, so that only the fields changed there count as a change there.
+    observed: Any = Field(default=None, sa_column=Column(JSON))
     first_seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     last_seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
@@ -256,6 +266,46 @@ class IntentRow(SQLModel, table=True):
     calling_until: datetime | None = _time(nullable=True)
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+# -- issue 16: one meeting across providers -------------------------------------------------------
+
+# Identity rules look candidates up by attendee and start for a whole page at once.
+Index("ix_meetings_attendee_start", MeetingRow.__table__.c.attendee_email, MeetingRow.__table__.c.start)
+
+
+class AuditRow(SQLModel, table=True):
+    """What happened to a meeting's identity and mirrors, and who did it: a link made by a rule or
+    by hand, a link split off, an ambiguous match, a conflict at a target. Kept with the meeting
+    (retention removes them together); `connection`/`external_id` name the record concerned."""
+
+    __tablename__ = "meeting_audit"
+    __table_args__ = (Index("ix_meeting_audit_meeting", "meeting_id", "id"),
+                      Index("ix_meeting_audit_record", "connection", "external_id"))
+
+    id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
+    meeting_id: str = Field(max_length=40)
+    action: str = Field(max_length=40)  # linked | unlinked | ambiguous | sync_conflict | converged | backfilled
+    actor: str = Field(max_length=100)  # `identity`, `policy`, `drift`, `backfill`, or `cli:<user>`
+    connection: str | None = Field(default=None, max_length=100)
+    external_id: str | None = Field(default=None, max_length=255)
+    detail: Any = Field(default=None, sa_column=Column(JSON))
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class RouteSyncRow(SQLModel, table=True):
+    """How far `bookingsync routes sync` (or the scheduler's backfill) got for one route target:
+    the position in (start, id) order of the last meeting handed to it, so a run resumes there."""
+
+    __tablename__ = "route_syncs"
+
+    target: str = Field(primary_key=True, max_length=100)
+    sources: str = Field(sa_column=Column(Text, nullable=False))  # the route's sources, sorted, comma-joined
+    after_start: datetime | None = _time(nullable=True)
+    after_id: str | None = Field(default=None, max_length=40)
+    done: int = 0
+    started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    finished_at: datetime | None = _time(nullable=True)
 
 
 # --- issue 12: polling at volume ---------------------------------------------------------------

@@ -1,8 +1,9 @@
 """HubSpot simulator: CRM meetings, the scheduler booking API and app webhooks, in memory.
 
-Written only from ``providers/hubspot/``: ``crm-meetings-2026-03.openapi.json``,
-``scheduler-meetings-2026-03.openapi.json``, ``webhooks-2026-03.openapi.json``,
-``validating-requests.md``, ``docs-excerpts.md`` and ``seed-hubspot-scheduler-book.md``. Every
+Written only from HubSpot's developer documentation: the CRM Meetings, Scheduler Meetings and
+Webhooks 2026-03 OpenAPI references (https://developers.hubspot.com/docs/api-reference),
+"Validating requests from HubSpot" (https://developers.hubspot.com/docs/api/webhooks/validating-requests)
+and the error handling and usage pages. Every
 response body conforms to the schema those OpenAPI files give for it (the error envelope is the
 ``Error`` schema of the ``default`` response). Deliveries live in `hubspot_webhooks`, the control
 API in `hubspot_control`.

@@ -1,8 +1,8 @@
 """LeanData BookIt simulator: retrieve, reschedule and cancel meetings, in memory.
 
-Written only from ``providers/leandata/``: ``bookit-openapi.yml`` (the response tables),
-``leandata-manage-a-meeting.md``, ``leandata-book-a-meeting.md``, ``leandata-problem-types.yml``,
-``leandata-rate-limits.yml`` and ``leandata-authentication.yml``. Booking (availability, create,
+Written only from LeanData's published documents: the BookIt API OpenAPI file (the response
+tables; https://bookit-api.leandata.com/) and LeanData's guides on managing and booking a meeting,
+problem types, rate limits and authentication (https://docs.leandata.com). Booking (availability, create,
 round robin) lives in `leandata_booking`; the control API in `leandata_control`.
 
 Provider surface (``create_app``):

@@ -1,6 +1,8 @@
 """Leezy simulator: meetings list API, webhook subscriptions and deliveries, in memory.
 
-Written only from ``providers/leezy/docs-excerpts.md`` and ``seed-leezy-meetings.md``.
+Written only from Leezy.ai's API documentation: the Meetings API page
+(https://staging.leezy.ai/docs/api/meetings), the API overview and the webhook pages
+(https://leezy.ai/docs/api/webhooks).
 
 Provider surface (``create_app``):
 

@@ -1,7 +1,8 @@
 """meetergo v4 simulator: bookings, appointments, provisional bookings and webhooks, in memory.
 
-Written only from ``providers/meetergo/docs-excerpts.md`` and ``seed-meetergo-v4-booking.md``
-(the API reference page of ``POST /v4/booking``). Booking and availability live in
+Written only from meetergo's developer documentation (https://developer.meetergo.com/) and the
+API reference page of ``POST /v4/booking``
+(https://developer.meetergo.com/api-reference/bookings/create-booking). Booking and availability live in
 `meetergo_booking`, the control API in `meetergo_control`, deliveries in `meetergo_webhooks`.
 
 Provider surface (``create_app``), base ``/v4`` except the webhook management routes:

@@ -1,7 +1,7 @@
 """RocketLead Connect API simulator: lookups, availability, book and hard-delete, in memory.
 
-Written only from ``providers/rocketlead/docs-excerpts.md`` and
-``seed-rocketlead-calendar-bookings.md`` (the bookings page, whose response schema there runs to
+Written only from RocketLead's developer documentation
+(https://docs.rocketlead.io/developers/connect-api/), the Bookings page above all (its response schema runs to
 the end: ``id``, ``name``, ``createdAt``, ``startDateTime``, ``endDateTime`` ... are documented
 fields, not guesses). The control API lives in `rocketlead_control`.
 

@@ -665,6 +665,12 @@ def mirrors_resolve(reference: str, config: ConfigOption = None,
     out.print(message, markup=False)
 
 
+# Issue 16: `meetings show | link | unlink`, `routes sync` (worker/cli_identity.py).
+from bookingsync.worker.cli_identity import register as _register_identity  # noqa: E402
+
+_register_identity(meetings_app, app)
+
+
 def main() -> None:
     try:
         app()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -63,6 +63,9 @@ POLL_RECORDS = Counter("bookingsync_poll_records_total", "Provider records read 
 TIMER_LATENESS = Histogram("bookingsync_timer_lateness_seconds", "How long after its due time a timer event "
                            "(hasStarted, hasEnded) was published", ["type"], buckets=LATENESS_BUCKETS,
                            registry=REGISTRY)
+LATE_SKIPPED = Counter("bookingsync_late_timers_skipped_total", "hasStarted/hasEnded not sent because the meeting "
+                       "was first seen longer after its end than events.late_window_seconds", ["type"],
+                       registry=REGISTRY)
 PUBLISHED = Counter("bookingsync_events_published_total", "Events published, by type", ["type"], registry=REGISTRY)
 RELAYED = Counter("bookingsync_relay_claimed_total", "Rows the relay claimed and handed to the broker, by table",
                   ["table"], registry=REGISTRY)
@@ -70,6 +73,14 @@ LEADING = Gauge("bookingsync_scheduler_leading", "1 while this process leads the
                 registry=REGISTRY)
 RETENTION = Counter("bookingsync_retention_removed_total", "Rows removed (or bodies cleared) by retention, by policy",
                     ["policy"], registry=REGISTRY)
+IDENTITY = Counter("bookingsync_identity_matches_total", "Records of a connection not yet linked that an identity "
+                   "rule joined to an existing meeting, by connection and rule (`ambiguous`: two or more "
+                   "meetings matched, nothing linked)", ["connection", "rule"], registry=REGISTRY)
+SYNC_CONFLICTS = Counter("bookingsync_sync_conflicts_total", "Changes read at a route target that the conflict "
+                         "policy did not take (reported as meeting.sync_conflict and converged back), by connection",
+                         ["connection"], registry=REGISTRY)
+DRIFT = Counter("bookingsync_drift_checks_total", "Mirrors re-read by the drift sweep, by target and outcome "
+                "(in_step, repaired, unreadable, error)", ["connection", "outcome"], registry=REGISTRY)
 MESSAGES = Counter("dramatiq_messages_total", "Messages processed", ["queue_name", "actor_name"], registry=REGISTRY)
 MESSAGE_ERRORS = Counter("dramatiq_message_errors_total", "Messages whose actor raised", ["queue_name", "actor_name"],
                          registry=REGISTRY)
@@ -93,6 +104,11 @@ def published(event_type: str, due_at: datetime, now: datetime, *, timer: bool) 
     PUBLISHED.labels(event_type).inc()
     if timer:
         TIMER_LATENESS.labels(event_type).observe(max(0.0, (now - due_at).total_seconds()))
+
+
+def late_timers_skipped(types: Iterable[Any]) -> None:
+    for kind in types:
+        LATE_SKIPPED.labels(str(kind)).inc()
 
 
 def relayed(events: int, deliveries: int, receipts: int) -> None:
