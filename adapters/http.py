@@ -114,6 +114,9 @@ class ProviderHttp:
         headers: Mapping[str, str],
         error_message: Callable[[httpx.Response], str],
         timeout: float = DEFAULT_TIMEOUT,
+        # Called with every answer's `Date` header and our clock when it came: the provider's
+        # clock skew is measured from it (adapters/skew.py, `SkewEstimate.observe_date`).
+        observe_date: Callable[[str | None, datetime], None] | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -153,6 +156,7 @@ class ProviderHttp:
             transport=transport,
             follow_redirects=False,
         )
+        self._observe_date = observe_date
 
     def close(self) -> None:
         self._client.close()
@@ -185,6 +189,8 @@ class ProviderHttp:
                 # Not a passing fault (unsupported scheme, bad URL, undecodable body): no retry.
                 raise ProviderUnavailable(self.provider, _describe(exc, method, path)) from exc
 
+            if self._observe_date is not None:
+                self._observe_date(response.headers.get("Date"), self._wall_clock())
             status = response.status_code
             if 200 <= status < 300:
                 return response

@@ -27,6 +27,9 @@ https://staging.leezy.ai/docs/api/overview), and the webhook pages of production
   advances the watermark only after a read in which nothing moved. More than a page of records in
   one second also falls back to offset paging for the rest of that read. Property-tested with
   random moves and creations during reads (tests/polling/test_leezy_watermark.py).
+  The margin is counted from our clock while `updated_at` is Leezy's, so it is widened by
+  Leezy's measured lag (adapters/skew.py: every answer's `Date` header, else the newest
+  `updated_at`): with Leezy two minutes behind, the cap is `now - 2 min - 30 s`.
 * Offsets advance by the number of records received, not by `limit`, in case the server caps
   the page below what we asked for.
 * The documented limit is per plan (100 requests/min on Starter, the lowest); with no plan in
@@ -66,6 +69,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 from pydantic import ValidationError
 
+from bookingsync.adapters import skew
 from bookingsync.adapters.base import Capability, Page, RawRecord, ReadContext, WebhookDelivery
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.adapters.wall_time import DATE_ONLY, date_only
@@ -535,6 +539,7 @@ class LeezyAdapter:
         self._page_size = page_size
         self._overlap = overlap_seconds
         host = base_url.rstrip("/").removesuffix("/api/v1")
+        self._skew = skew.for_connection(connection_id)
         self._http = ProviderHttp(
             provider=PROVIDER,
             base_url=host,
@@ -544,6 +549,7 @@ class LeezyAdapter:
             transport=transport,
             sleep=sleep,
             min_interval=60.0 / requests_per_minute,
+            observe_date=self._skew.observe_date,
         )
 
     # How far Leezy's clock may lag ours (ChangeRead caps the watermark by it); tests narrow it.
@@ -556,6 +562,8 @@ class LeezyAdapter:
             data, meta = _envelope(response_json(PROVIDER, response))
             done = state.take(data, meta, self._page_size)
             records = [RawRecord(payload=item, external_id=_id_and_updated(item)[0]) for item in state.fresh]
+            self._skew.observe_newest(state.high, context.now)
+            state.margin = self._skew.margin(self.margin)
             yield Page(records=records, cursor=state.cursor(done))
             if done:
                 if not state.proven:

@@ -155,6 +155,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 from pydantic import ValidationError
 
+from bookingsync.adapters import skew
 from bookingsync.adapters.base import (
     BookingRequest,
     BookingShape,
@@ -740,6 +741,7 @@ class MeetergoAdapter:
             timeout=timeout,
             transport=transport,
             sleep=sleep,
+            observe_date=skew.for_connection(connection_id).observe_date,  # clock skew: a metric, a warning
             min_interval=60.0 / requests_per_minute,
             backoff_base=BACKOFF_BASE,
             max_retries=MAX_RETRIES,
@@ -753,7 +755,7 @@ class MeetergoAdapter:
             items, total = listing(response_json(PROVIDER, self._list_page(state)))
             ids = [record_id(item) for item in items]
             done = state.take(ids, total)
-            records = [RawRecord(payload=item, external_id=rid, scope=SWEEP_SCOPE) for item, rid in zip(items, ids)]
+            records = [RawRecord(payload=item, external_id=rid, scope=SWEEP_SCOPE) for item, rid in zip(items, ids, strict=True)]
             sweep = None
             if done and state.complete():
                 sweep = Sweep(scope=SWEEP_SCOPE, window_start=context.now, seen=frozenset(state.seen))

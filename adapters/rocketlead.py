@@ -94,7 +94,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 from pydantic import ValidationError
 
-from bookingsync.adapters.base import BookingRequest, Capability, Page, RawRecord, ReadContext, WebhookDelivery
+from bookingsync.adapters import skew
+from bookingsync.adapters.base import (
+    BookingRequest,
+    BookingShape,
+    Capability,
+    Page,
+    RawRecord,
+    ReadContext,
+    WebhookDelivery,
+)
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.adapters.wall_time import readings
 from bookingsync.models.errors import (
@@ -377,10 +386,10 @@ def _attendee(payload: Mapping[str, Any]) -> Person:
     found: dict[str, str] = {}
     for field_id, spec in schema.items():
         kind = spec.get("specialType") if isinstance(spec, dict) else None
-        if isinstance(kind, str) and field_id in values:
-            # The primary field of a type wins over another field of the same type.
-            if kind not in found or spec.get("primaryOfSpecialType") is True:
-                found[kind] = values[field_id]
+        # The primary field of a type wins over another field of the same type.
+        if isinstance(kind, str) and field_id in values and (
+                kind not in found or spec.get("primaryOfSpecialType") is True):
+            found[kind] = values[field_id]
     name = found.get("name") or " ".join(p for p in (found.get("firstName"), found.get("lastName")) if p) or None
     return Person(email=_email(found.get("email")), name=name, phone=found.get("phone"))
 
@@ -449,6 +458,8 @@ def is_slot_race(exc: ProviderRejected) -> bool:
 class RocketLeadAdapter:
     provider: ClassVar[str] = PROVIDER
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CREATE, Capability.CANCEL})
+    # Times as JavaScript writes them (milliseconds); a booking fills a slot, which has a length.
+    shape: ClassVar[BookingShape] = BookingShape(zero_length=False)
 
     def __init__(
         self,
@@ -507,6 +518,7 @@ class RocketLeadAdapter:
             timeout=timeout,
             transport=transport,
             sleep=sleep,
+            observe_date=skew.for_connection(connection_id).observe_date,  # clock skew: a metric, a warning
         )
 
     # -- the Adapter half: nothing to read ----------------------------------------------------

@@ -15,6 +15,20 @@ from sqlmodel import Field, SQLModel
 
 from bookingsync.models.columns import UTCDateTime
 
+# Constraint and index names, on every backend: the names PostgreSQL gives unnamed constraints
+# (and SQLAlchemy's `ix_` default for indexes), so that the constraints of revisions 0001-0007,
+# created unnamed, already carry these names there and nothing needs renaming. From now on every
+# constraint has a known name on SQLite too, which a later migration needs to drop or alter it
+# (SQLite's batch mode finds constraints by name). Constraints named explicitly keep their names.
+# Set before any table is defined: names are given as constraints attach to their tables.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "%(table_name)s_%(column_0_name)s_key",
+    "ck": "%(table_name)s_%(constraint_name)s_check",
+    "fk": "%(table_name)s_%(column_0_name)s_fkey",
+    "pk": "%(table_name)s_pkey",
+}
+
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 

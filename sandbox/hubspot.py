@@ -110,6 +110,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from bookingsync.sandbox.answer_faults import install_answer_faults
+from bookingsync.sandbox.clock import aware, utc_now
 from bookingsync.sandbox.errors import SandboxError, UnknownMeetingError
 from bookingsync.sandbox.faults import Fault, FaultQueue
 from bookingsync.sandbox.hubspot_webhooks import (
@@ -175,14 +176,6 @@ RATE_LIMIT_MAX = 100
 RATE_LIMIT_INTERVAL_MS = 10_000
 DAILY_LIMIT = 250_000
 SOURCE_UI, SOURCE_API, SOURCE_BOOKING = "CRM_UI", "API", "MEETINGS"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def format_time(value: datetime) -> str:

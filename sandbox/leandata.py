@@ -59,6 +59,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from bookingsync.sandbox.answer_faults import install_answer_faults
+from bookingsync.sandbox.clock import utc_now
 from bookingsync.sandbox.errors import UnknownMeetingError
 from bookingsync.sandbox.faults import Fault, FaultQueue
 from bookingsync.sandbox.request_log import CONTROL_PREFIX, RequestLog, install_request_log
@@ -77,10 +78,6 @@ DEFAULT_HOSTS: tuple[dict[str, str], ...] = (
      "Email": "sam.pool@sandbox-leandata.example", "TimeZoneSidKey": "Europe/Berlin",
      "ConferenceLink": "https://zoom.us/j/1000000002"},
 )
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def to_epoch_ms(value: datetime | int) -> int:

@@ -62,14 +62,20 @@ def _position(session: Session, target: str, sources: str, now: datetime) -> Rou
 
 
 def sync_target(rt: Runtime, target: str, sources: tuple[str, ...], *, limit: int | None = None,
-                restart: bool = False, on_step: Callable[[Progress], None] | None = None) -> Progress:
+                restart: bool = False, again: bool = True,
+                on_step: Callable[[Progress], None] | None = None) -> Progress:
     """Converge up to `limit` meetings (all when None) of `sources` at `target`, from where the
-    last run stopped (`restart`: from the beginning)."""
+    last run stopped (`restart`: from the beginning). A finished walk is walked again when
+    `again` (a person asked); the scheduler's ticks (`again=False`) leave it finished."""
     key = ",".join(sorted(sources))
     progress = Progress(target=target)
     now = rt.clock.now()
     with transaction(rt.engine) as session:
         row = _position(session, target, key, now)
+        if row.finished_at is not None and not (again or restart):
+            progress.done = progress.total = row.done
+            progress.finished = True
+            return progress
         if restart or row.finished_at is not None:
             row.after_start, row.after_id, row.done, row.started_at, row.finished_at = None, None, 0, now, None
         after = (row.after_start, row.after_id)

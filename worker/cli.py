@@ -405,7 +405,11 @@ def config_check(config: ConfigOption = None,
                                                                "(default: every role the broker allows)")] = None,
                  sandbox: Annotated[bool, typer.Option("--sandbox", help="check as `run --sandbox`")] = False
                  ) -> None:
-    """Validate the configuration exactly as the processes do, and print what it resolves to (no secrets)."""
+    """Validate the configuration as the processes do for each role, then print a summary.
+
+    The summary: the roles it is good for, the database and broker URLs (passwords hidden), each
+    connection and subscription, and retention. An error names the file and key; exit 2.
+    """
     cfg = _load(config)
     if role is not None and role not in ("run", "web", "worker", "scheduler"):
         _fail(f"--role {role!r} is not a role; use run, web, worker or scheduler", 2)

@@ -20,7 +20,7 @@ from bookingsync.models.tables import IntentRow, LinkRow, MeetingRow
 from bookingsync.worker import identity, links, metrics, policy, store
 from bookingsync.worker.config import Config
 from bookingsync.worker.lifecycle import Backfill, EventType
-from bookingsync.worker.payloads import iso
+from bookingsync.worker.payloads import event_time, iso
 from bookingsync.worker.policy import Role, Verdict
 
 log = logging.getLogger(__name__)
@@ -147,5 +147,5 @@ def report(session: Session, row: MeetingRow, link: LinkRow, there: Meeting, fie
 
 def _json(value: Any) -> Any:
     if isinstance(value, datetime):
-        return iso(value)
+        return event_time(value)  # it goes into an event: UTC, milliseconds, Z
     return list(value) if isinstance(value, tuple) else value

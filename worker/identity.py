@@ -249,9 +249,11 @@ def match_unlinked(session: Session, connection: str, records: Sequence[SourceRe
     rest = [r for r in records if r.external_id not in out]
     if not rest or not rules.attendee_start:
         return out
-    meetings = candidates_for(session, connection, rest, rules.tolerance)
-    for record in rest if meetings else ():
-        found = choose_by_rules(record, meetings, rules)
+    by_email: dict[str | None, list[Candidate]] = {}
+    for candidate in candidates_for(session, connection, rest, rules.tolerance):
+        by_email.setdefault(candidate.attendee_email, []).append(candidate)
+    for record in rest if by_email else ():
+        found = choose_by_rules(record, by_email.get(record.meeting.attendee.email, ()), rules)
         if isinstance(found, Ambiguity):
             stamp = now or record.source_updated_at or record.meeting.start
             _ambiguous(session, connection, record, found, stamp)

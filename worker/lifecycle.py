@@ -216,7 +216,7 @@ def decide(old: MeetingState | None, new: Meeting, now: datetime, grace: timedel
 
     state = replace(old, meeting=new, version=version)
     changes = diff(old.meeting, new)
-    events: list[EventIntent] = []
+    events = []
     outcome = OUTCOME_EVENTS.get(new.status) if new.status is not old.meeting.status else None
     if outcome is not None:
         # Once per generation: a provider flipping back and forth does not announce it twice.

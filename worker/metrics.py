@@ -34,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import Engine, and_, case, func, select
 from sqlalchemy.sql import Select
 
+from bookingsync.adapters import skew
 from bookingsync.models.tables import (CursorRow, DeliveryRow, EventRow, IntentRow, LeaseRow, QuarantineRow,
                                        ReceiptRow, SubscriptionStateRow)
 from bookingsync.worker.clock import Clock
@@ -198,6 +199,21 @@ def _state(table: str, status: str, due: bool) -> str:
     return status
 
 
+class SkewCollector:
+    """Each connection's measured provider clock skew (adapters/skew.py), read at scrape time."""
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("bookingsync_provider_clock_skew_seconds", "The provider's clock minus ours, "
+                                   "estimated from its answers' Date headers (positive: it runs ahead)",
+                                   labels=["connection"])
+        for connection, offset in sorted(skew.estimates().items()):
+            family.add_metric([connection], offset.total_seconds())
+        yield family
+
+
+REGISTRY.register(SkewCollector())  # type: ignore[arg-type]
+
+
 class StoreCollector:
     """Collected at scrape time: the store as it is now (see the module docstring)."""
 
@@ -269,4 +285,4 @@ class StoreCollector:
 
 def exposition(engine: Engine, clock: Clock) -> bytes:
     """The text a `/metrics` scrape answers: this process's metrics, then the store's."""
-    return generate_latest(REGISTRY) + generate_latest(StoreCollector(engine, clock))  # type: ignore[arg-type]
+    return generate_latest(REGISTRY) + generate_latest(StoreCollector(engine, clock))

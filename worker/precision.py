@@ -27,10 +27,13 @@ def shape_of(adapter: Any) -> BookingShape:
 
 def in_step(shape: BookingShape, start: datetime, end: datetime, mirror_start: datetime | None,
             mirror_end: datetime | None) -> bool:
-    """Whether a mirror at mirror_start–mirror_end is the meeting start–end as the target keeps it."""
+    """Whether a mirror at mirror_start–mirror_end is the meeting start–end as the target keeps it:
+    each time less than one step of the target's resolution away. Symmetric on purpose: a
+    provider that rounds (HubSpot's epoch milliseconds) is in step as much as one that floors
+    (Meetergo's minutes), and a move smaller than the target can show is no reason to re-book."""
     if mirror_start is None or mirror_end is None:
         return False
-    return shape.held(start, end) == shape.held(mirror_start, mirror_end)
+    return abs(start - mirror_start) < shape.resolution and abs(end - mirror_end) < shape.resolution
 
 
 def as_planned(shape: BookingShape, mirror: Mirror | None, start: datetime, end: datetime) -> Mirror | None:

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from bookingsync.adapters.base import BookingRequest, Capability
+from bookingsync.adapters.base import BookingRequest, Capability, Finder, Writer
 from bookingsync.models.errors import (
     AnswerLost,
     ProviderError,
@@ -150,8 +150,8 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
         cannot = precision.refusal(shape, row.start, row.end, target) if nxt.do is Do.WRITE and \
             nxt.write is not Write.CANCEL else None
         if cannot is not None:  # refused visibly (`mirrors list`), never approximated
-            if not any(i.state is intents.State.FAILED and i.reason == cannot and (i.start, i.end) == (row.start, row.end)
-                       for i in history):
+            if not any(i.state is intents.State.FAILED and i.reason == cannot
+                       and (i.start, i.end) == (row.start, row.end) for i in history):
                 intent_store.add(session, Intent(reference=new_reference(), action=nxt.write or Write.CREATE,
                                                  start=row.start, end=row.end, subject=nxt.subject,
                                                  state=intents.State.FAILED, reason=cannot), meeting_id=meeting_id,
@@ -227,7 +227,7 @@ def _after(done: list[str], reason: str) -> str:
     return f"{', '.join(done)} done; then {reason}" if done else reason
 
 
-def _write(rt: Runtime, adapter: Any, meeting_id: str, target: str, provider: str, call: _Call,
+def _write(rt: Runtime, adapter: Writer, meeting_id: str, target: str, provider: str, call: _Call,
            done: list[str]) -> Outcome | None:
     intent, request = call.intent, call.request
     what = f"{intent.action} at {target}"
@@ -279,7 +279,7 @@ def _write(rt: Runtime, adapter: Any, meeting_id: str, target: str, provider: st
     return None
 
 
-def _lookup(rt: Runtime, adapter: Any, meeting_id: str, target: str, provider: str, call: _Call,
+def _lookup(rt: Runtime, adapter: Finder, meeting_id: str, target: str, provider: str, call: _Call,
             done: list[str]) -> Outcome | None:
     intent = call.intent
     try:

@@ -57,6 +57,9 @@ class Scheduler:
         if self.rt.config.retention.enabled:
             self._aps.add_job(self.prune, "interval", seconds=self.rt.config.retention.interval_seconds, id="prune",
                               max_instances=1, coalesce=True, misfire_grace_time=None)
+        if self.rt.config.drift.enabled and self.rt.config.routes:
+            self._aps.add_job(self.repair, "interval", seconds=self.rt.config.drift.interval_seconds, id="drift",
+                              max_instances=1, coalesce=True, misfire_grace_time=None)
         for conn in self.rt.config.connections:
             if not conn.enabled:
                 continue
@@ -128,6 +131,19 @@ class Scheduler:
             retention.prune(self.rt.engine, self.rt.config, self.rt.clock.now())
         except Exception:
             log.exception("retention failed; the next run retries")
+
+    def repair(self) -> None:
+        """Issue 16, by the leader only: a batch of each route's backfill, then the drift sweep."""
+        if not self.leading.is_set():
+            return
+        from bookingsync.worker import backfill, drift
+
+        try:
+            for target, sources in backfill.routes_by_target(self.rt).items():
+                backfill.sync_target(self.rt, target, sources, limit=self.rt.config.drift.batch_size, again=False)
+            drift.sweep(self.rt)
+        except Exception:
+            log.exception("backfill / drift sweep failed; the next run retries")
 
     def poll(self, connection_id: str) -> None:
         if self._acting():

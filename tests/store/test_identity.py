@@ -281,3 +281,47 @@ def test_a_route_added_over_500_meetings_backfills_each_once_and_resumes(engine:
     assert len({(b.start, b.email) for b in routed.target.bookings.values()}) == 500
     again = backfill.sync_target(routed.rt, "tgt", ("lz",), restart=True, limit=40)
     assert again.converged == 40 and len(routed.target.bookings) == 500  # in step: nothing written twice
+
+
+class ReadableTarget(FakeTarget):
+    """A target that reads one booking by id (as LeanData and Meetergo do); a hand deletion is a 404."""
+
+    gone: set[str]
+
+    def _missing(self, external_id: str) -> None:
+        from bookingsync.models.errors import ProviderNotFound
+
+        if external_id in self.gone:
+            raise ProviderNotFound("leandata", f"no meeting {external_id}", status=404)
+
+    def get_meeting(self, external_id: str) -> RawRecord:
+        self._missing(external_id)
+        return RawRecord(payload=self.payload(self.bookings[external_id]), external_id=external_id)
+
+    def cancel(self, external_id: str) -> None:
+        self._missing(external_id)
+        super().cancel(external_id)
+
+    def live(self) -> list[Booking]:
+        return [b for b in super().live() if b.id not in self.gone]
+
+
+def test_the_drift_sweep_repairs_a_booking_deleted_and_one_moved_by_hand(engine: Engine) -> None:
+    from bookingsync.worker import drift
+
+    w = World(engine, routes=[{"sources": ["lz"], "targets": ["tgt"]}])
+    w.target = ReadableTarget(capabilities=MOVABLE)
+    w.target.gone = set()
+    w.rt._adapters["tgt"] = w.target  # type: ignore[assignment]
+    w.read("lz", record("L1"), record("L2", START + timedelta(hours=5), email="bob@acme.com"))
+    w.run()
+    assert sorted(b.id for b in w.target.live()) == ["b1", "b2"]
+    w.target.gone.add("b1")  # deleted by hand, no webhook
+    w.target.bookings["b2"].start += timedelta(hours=1)  # moved by hand
+    w.target.bookings["b2"].end += timedelta(hours=1)
+    assert drift.sweep(w.rt) == {"repaired": 2}
+    live = sorted((b.start, b.email) for b in w.target.live())
+    assert live == [(START, "lisa@acme.com"), (START + timedelta(hours=5), "bob@acme.com")]
+    assert [e.type for e in w.events()].count("meeting.sync_conflict") == 2
+    assert drift.sweep(w.rt) == {"in_step": 2}  # the new booking (b3) and the moved-back b2
+    assert len(w.rows(MeetingRow)) == 2

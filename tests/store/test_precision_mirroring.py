@@ -76,6 +76,10 @@ def test_a_length_the_target_cannot_hold_is_refused_visibly_once(engine: Engine)
     assert len(rows) == 1  # one visible refusal, not one per converge
     assert rows[0]["state"] == "failed" and rows[0]["reason"].startswith("ld cannot hold this meeting: the meeting "
                                                                           "lasts 45 min")
+    # Moved to a length the meeting type allows, it is booked: the refusal blocks nothing later.
+    apply(engine, clock, source(clock.now() + timedelta(hours=2), timedelta(minutes=60)))
+    assert run_outbox(rt, clock) == ["succeeded"]
+    assert [call[0] for call in writer.calls] == ["create"] and mirror_link(engine) is not None
 
 
 def test_a_zero_length_meeting_is_refused_where_a_booking_needs_a_length(engine: Engine) -> None:

@@ -234,7 +234,8 @@ def test_a_meeting_first_seen_late_fires_has_started_at_once_with_late_by(engine
     started = bodies[1]["data"]
     assert started["late_by"] == 600.0 and started["occurred_at"] == started["meeting"]["start"]
     # One format for every time in an event: UTC, milliseconds, Z.
-    for text in (bodies[1]["timestamp"], started["occurred_at"], started["meeting"]["start"], started["meeting"]["end"]):
+    meeting = started["meeting"]
+    for text in (bodies[1]["timestamp"], started["occurred_at"], meeting["start"], meeting["end"]):
         assert len(text) == 24 and text.endswith("Z") and text[19] == "."
     assert "late_by" not in bodies[0]["data"]
 

@@ -304,3 +304,12 @@ def test_lifecycle_properties_hold_for_any_history(history: list[tuple[int, Meet
     for kind in (EventType.COMPLETED, EventType.NO_SHOW):
         generations = [e.generation for e in sim.emitted if e.type is kind]
         assert len(generations) == len(set(generations)), f"{kind} twice in one generation"
+
+
+def test_a_zero_length_meeting_gets_has_started_before_has_ended_as_two_occurrences() -> None:
+    plan = decide(None, meeting(start_min=30, minutes=0), T0, GRACE)
+    assert types(plan.events) == ["meeting.booked", "meeting.hasStarted", "meeting.hasEnded"]
+    started, ended = plan.events[1:]
+    # The same instant, but two dedupe keys; the store inserts (and the relay claims) them in this order.
+    assert started.due_at == ended.due_at and started.occurrence == ended.occurrence
+    assert started.type is not ended.type
