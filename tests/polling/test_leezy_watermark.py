@@ -89,7 +89,7 @@ def poll(adapter: LeezyAdapter, server: ChurningLeezy, cursor: dict | None, stor
 change = st.tuples(st.sampled_from(["move", "move", "create", "tick"]), st.integers(0, 10_000))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(count=st.integers(0, 14), page_size=st.integers(1, 4),
        polls=st.lists(st.lists(st.lists(change, max_size=3), max_size=8), min_size=1, max_size=4))
 def test_no_record_is_ever_skipped_whatever_moves_during_the_reads(count, page_size, polls):
@@ -108,7 +108,7 @@ def test_no_record_is_ever_skipped_whatever_moves_during_the_reads(count, page_s
 
 
 def test_under_steady_churn_requests_per_poll_stay_flat_and_new_meetings_arrive_within_three_polls():
-    # 20 changes a second for 10 simulated minutes; every request takes a second of the clock;
+    # 20 changes a second for 6 simulated minutes; every request takes a second of the clock;
     # polls every 10 s. The default 30 s margin applies.
     server = ChurningLeezy(2000)
     adapter = make(server, 100, CLOCK_SKEW_ALLOWANCE)
@@ -116,7 +116,7 @@ def test_under_steady_churn_requests_per_poll_stay_flat_and_new_meetings_arrive_
     cursor = poll(adapter, server, None, store)  # the first, full read
     per_poll, arrivals = [], []
     pick = 0
-    for _ in range(60):
+    for _ in range(36):
         for _ in range(10 * 20):  # the interval's changes, made before the poll
             pick += 7919
             server.change("move" if pick % 5 else "create", pick)
@@ -129,5 +129,5 @@ def test_under_steady_churn_requests_per_poll_stay_flat_and_new_meetings_arrive_
         per_poll.append(server.requests - before)
         arrivals.append(newest in store)
     assert all(arrivals)  # each poll saw the meeting created just before it
-    assert max(per_poll[-20:]) <= max(per_poll[:20]) + 1, per_poll
+    assert max(per_poll[-12:]) <= max(per_poll[:12]) + 1, per_poll
     assert max(per_poll) <= 12, per_poll
