@@ -29,6 +29,10 @@ guides on managing a meeting, authentication, problem types and rate limits
   refuses, or a "not found" for a prospect with no meetings — undocumented) skips that email
   without a sweep and the round goes on; 401/403, 429, 5xx and timeouts stop the round, which
   resumes after the last completed email.
+* Watch list. Which emails a poll reads is a priority schedule (leandata_watch.py): emails never
+  read, with a meeting starting within 10 minutes or changed within 10 minutes are read every
+  interval; the rest are spread over what the rate leaves, so the worst staleness is known and
+  shown by `bookingsync status`. Each email's last read is kept in the cursor.
 * Rate limits. LeanData documents no BookIt limit and returns no rate-limit headers and no
   Retry-After, so we pace requests ourselves (`requests_per_second`) and rely on the shared
   backoff if a 429 ever comes.
@@ -92,6 +96,7 @@ import httpx
 from pydantic import ValidationError
 
 from bookingsync.adapters import leandata_booking as booking
+from bookingsync.adapters import leandata_watch as watch
 from bookingsync.adapters.base import (
     BookingRequest,
     Capability,
@@ -308,6 +313,7 @@ class LeanDataAdapter:
         self.connection_id = connection_id
         self._watch = frozenset(emails)
         self._lookback = timedelta(days=lookback_days)
+        self._rate = float(requests_per_second)
         self._http = ProviderHttp(
             provider=PROVIDER,
             base_url=base_url.rstrip("/"),
@@ -331,24 +337,28 @@ class LeanDataAdapter:
         return sorted(found)
 
     def read(self, cursor: dict[str, Any] | None, context: ReadContext) -> Iterator[Page]:
-        """One page per prospect email. Cursor: {"after": email|None} — the last email done.
+        """One page per prospect email that is due (leandata_watch.py decides which, in what order).
 
-        The cursor names an email rather than an index so that a watch list that changed between
-        a crash and the resume neither repeats nor skips a prospect.
+        Cursor: {"read": {email: unix seconds of its last read}}, for the emails still watched.
+        Saved after every email, so a crash or a deferral goes on with what is still due.
         """
-        after = (cursor or {}).get("after")
-        emails = [e for e in self.emails(context) if not isinstance(after, str) or e > after]
+        emails = self.emails(context)
+        last = (cursor or {}).get("read")
+        last_read = {e: float(t) for e, t in last.items() if e in set(emails) and isinstance(t, (int, float))} \
+            if isinstance(last, dict) else {}
+        schedule = watch.plan(emails, last_read, context.watch_hints, context.now,
+                              interval=context.interval_seconds, rate=self._rate)
         start = context.now - self._lookback
         start = start.replace(microsecond=start.microsecond // 1000 * 1000)
-        if not emails and isinstance(after, str):
-            # Every email the cursor points past is gone: close the round so the next one restarts.
-            yield Page(records=[], cursor={"after": None})
+        if not schedule.due:
+            yield Page(records=[], cursor={"read": last_read}, watch=schedule.summary)
             return
-        for index, email in enumerate(emails):
-            last = index == len(emails) - 1
-            page_cursor = {"after": None if last else email}
+        for index, email in enumerate(schedule.due):
             records, sweep = self._read_email(email, start)
-            yield Page(records=records, cursor=page_cursor, sweep=sweep)
+            last_read[email] = int(context.now.timestamp())
+            last = index == len(schedule.due) - 1
+            yield Page(records=records, cursor={"read": dict(last_read)}, sweep=sweep,
+                       watch=schedule.summary if last else None)
 
     def _read_email(self, email: str, start: datetime) -> tuple[list[RawRecord], Sweep | None]:
         try:

@@ -11,23 +11,25 @@ https://staging.leezy.ai/docs/api/overview), and the webhook pages of production
   We ask for `since = watermark - overlap_seconds` (floored to whole seconds, the precision of
   the examples) so records sharing the watermark's timestamp are read again, never skipped;
   the store's content hash makes re-reading harmless.
-* Offset paging can skip a record when another moves during the read (ordered by updated_at,
-  an updated record jumps to the end and the rest shift left by one). `ChangeRead` keeps
-  `since` fixed for the whole read and watches for the symptoms: an id seen twice, `meta.total`
-  changing between pages, a page with nothing new, or `has_more` false before `total` was
-  reached. A disturbed read, or one resumed mid-way after a crash (its earlier pages' ids are
-  unknown), ends with the *old* `since`, so the next poll re-reads the whole window. Only a clean
-  read advances `since`, to the largest `updated_at` it saw but never past the read's start
-  (`context.now`) less `CLOCK_SKEW_ALLOWANCE`. That cap matters: a record updated during the
-  read can land behind our offset without any symptom (two records moving together hide each
-  other's repeat), yet its new `updated_at` is after the read began, so the next poll sees it.
-  It also keeps a provider clock running ahead from pushing the watermark into the future.
-  The allowance is counted from our clock while `updated_at` is Leezy's, so it is widened by
+* Paging under churn (`ChangeRead`). Offset paging over a list ordered by `updated_at` skips a
+  record whenever an earlier one moves during the read (it jumps to the end, the rest shift left
+  by one), so a read that saw movement could not advance its watermark and, under steady change,
+  re-read an ever longer window. Instead every request is anchored on a key: `since` = the newest
+  `updated_at` read so far (floored to the second, so records sharing that second come again and
+  the ones already handed on are dropped), offset 0. A record that moves lands after the anchor
+  and is read later in the same read; an unread record cannot be shifted past an anchor, because
+  the server filters by value, not position; a deletion shifts nothing that matters either. So at
+  every page "everything up to `position` was read" holds, and the saved watermark is
+  `min(position, read start - CLOCK_SKEW_ALLOWANCE)`: it advances every poll, and a poll reads
+  what changed in the last margin plus interval, however long the churn lasts. The argument needs
+  the listing in `updated_at` order (undocumented); every page is checked, and a server found out
+  of order is read by offset under a fixed `since` from then on (remembered in the cursor), which
+  advances the watermark only after a read in which nothing moved. More than a page of records in
+  one second also falls back to offset paging for the rest of that read. Property-tested with
+  random moves and creations during reads (tests/polling/test_leezy_watermark.py).
+  The margin is counted from our clock while `updated_at` is Leezy's, so it is widened by
   Leezy's measured lag (adapters/skew.py: every answer's `Date` header, else the newest
   `updated_at`): with Leezy two minutes behind, the cap is `now - 2 min - 30 s`.
-  Residual risk, not detectable with offset paging of unknown order: a record deleted and another
-  created during one read (total unchanged) can hide a skip of an older record. Under constant
-  churn the watermark may stay put for a while: that costs re-reads, never records.
 * Offsets advance by the number of records received, not by `limit`, in case the server caps
   the page below what we asked for.
 * The documented limit is per plan (100 requests/min on Starter, the lowest); with no plan in
@@ -114,96 +116,175 @@ HANDLED_EVENTS: dict[str, str | None] = {
 
 @dataclass
 class ChangeRead:
-    """One poll of `GET /meetings?since=`: what to ask next and which cursor to save per page.
+    """One poll of `GET /meetings?since=`, paged by key: what to ask next and which cursor to save.
 
-    Cursor: {"since": iso|None, "offset": int, "high": iso|None, "resumed": bool}. `since` is the
-    watermark this read started from (kept for every page), `offset` where to resume, `high` the
-    largest `updated_at` seen so far, `resumed` whether earlier pages were read by another run.
+    Each request asks `since = position - overlap` from offset 0, where `position` is the newest
+    `updated_at` read so far: the listing is re-anchored on a key instead of counting positions,
+    so a record that moves during the read (jumps to the end) cannot shift an unread one past us.
+    Everything up to `position` has been read when the server lists in `updated_at` order, which
+    every page is checked for. Two fallbacks page by offset under a fixed `since` instead: a page
+    whose records all lie inside the overlap (more than a page of changes in one second), and a
+    server found out of order (remembered in the cursor: `keyset: false`); an offset read
+    advances `since` only as far as its keyed part proved, or, when nothing moved at all, to its
+    newest record (the old rule: no repeat, total unchanged).
+
+    Cursor while a read runs: {"since", "position", "offset", "mode", "started", "high", ...};
+    between reads {"since", "offset": 0} (+ "keyset": false once the order was found wrong).
+    The saved `since` is never past `started - margin` (see CLOCK_SKEW_ALLOWANCE).
     """
 
     since: datetime | None
-    now: datetime
-    offset: int = 0
-    high: datetime | None = None
-    resumed: bool = False
-    total: int | None = None
-    seen: set[str] = field(default_factory=set)
-    disturbed: bool = False
-    # How far back from our clock `since` is capped: the allowance, widened by Leezy's measured lag.
+    now: datetime  # when this read started
     margin: timedelta = CLOCK_SKEW_ALLOWANCE
+    position: datetime | None = None  # keyed: everything up to here was read
+    offset: int = 0
+    mode: str = "key"  # key | offset
+    keyset: bool = True  # the server lists in updated_at order, as far as we have seen
+    high: datetime | None = None
+    resumed: bool = False  # a cursor of the older shape, resumed mid-read: no proof
+    total: int | None = None
+    seen: set[str] = field(default_factory=set)  # ids of this read's offset part
+    disturbed: bool = False  # repeats, a changed total or an inconsistent end in the offset part
+    # Records read in the anchor's second (id -> updated_at): the next keyed request asks for that
+    # second again, and what comes back unchanged is not handed on twice.
+    recent: dict[str, str] = field(default_factory=dict)
+    fresh: list[Any] = field(default_factory=list)  # the last page less those repeats
 
     @classmethod
-    def start(cls, cursor: Mapping[str, Any] | None, now: datetime) -> ChangeRead:
+    def start(cls, cursor: Mapping[str, Any] | None, now: datetime,
+              margin: timedelta = CLOCK_SKEW_ALLOWANCE) -> ChangeRead:
         if not cursor:
-            return cls(since=None, now=now)
+            return cls(since=None, now=now, margin=margin)
         try:
             since = _cursor_time(cursor.get("since"))
             high = _cursor_time(cursor.get("high"))
+            position = _cursor_time(cursor.get("position"))
+            started = _cursor_time(cursor.get("started"))
             offset = int(cursor.get("offset") or 0)
             if offset < 0:
                 raise ValueError("negative offset")
+            mode = cursor.get("mode") or ("offset" if offset else "key")
+            if mode not in ("key", "offset"):
+                raise ValueError(f"mode {mode!r}")
         except (TypeError, ValueError) as exc:
             # A full read is the safe direction: it re-reads, never skips.
             log.warning("leezy: unusable cursor %r (%s); starting a full read", cursor, exc)
-            return cls(since=None, now=now)
-        resumed = offset > 0 or bool(cursor.get("resumed"))
-        return cls(since=since, now=now, offset=offset, high=high, resumed=resumed)
+            return cls(since=None, now=now, margin=margin)
+        keyset = cursor.get("keyset") is not False
+        if started is None and offset == 0:  # between reads: a new one starts now
+            return cls(since=since, now=now, margin=margin, position=since, keyset=keyset,
+                       mode="key" if keyset else "offset")
+        return cls(since=since, now=started or now, margin=margin, position=position if started else since,
+                   offset=offset, mode=mode if keyset else "offset", keyset=keyset, high=high,
+                   resumed=started is None or bool(cursor.get("resumed")),
+                   disturbed=bool(cursor.get("disturbed", False)),
+                   recent={str(k): str(v) for k, v in (cursor.get("recent") or {}).items()})
 
     def params(self, page_size: int, overlap_seconds: float) -> dict[str, str | int]:
         params: dict[str, str | int] = {"limit": page_size, "offset": self.offset}
-        if self.since is not None:
-            asked = self.since - timedelta(seconds=overlap_seconds)
+        if self.position is not None:
+            # From the watermark: the configured overlap. Within a read, re-anchored on a key we
+            # just read: only what shares its second (the wire carries whole seconds).
+            anchored = self.position != self.since
+            asked = self.position - (timedelta(microseconds=1) if anchored else timedelta(seconds=overlap_seconds))
             params["since"] = _wire_time(asked.replace(microsecond=0))
         return params
 
     def take(self, data: list[Any], meta: Mapping[str, Any], page_size: int) -> bool:
         """Account for one received page; True when the read is over."""
+        keys: list[datetime] = []
         new = identified = 0
+        self.fresh = []
         for resource in data:
             record_id, updated_at = _id_and_updated(resource)
-            if record_id is not None:
+            stamp = _wire_time(updated_at)
+            if record_id is None or self.recent.get(record_id) != stamp or stamp is None:
+                self.fresh.append(resource)
+            if record_id is not None and self.mode == "offset":
                 identified += 1
                 if record_id in self.seen:
-                    self.disturbed = True
+                    self.disturbed = True  # it moved while we paged by offset
                 else:
                     new += 1
                     self.seen.add(record_id)
-            if updated_at is not None and (self.high is None or updated_at > self.high):
-                self.high = updated_at
+            if updated_at is not None:
+                keys.append(updated_at)
+                if self.high is None or updated_at > self.high:
+                    self.high = updated_at
+        ordered = all(a <= b for a, b in zip(keys, keys[1:], strict=False))
+        if not ordered:
+            self.keyset = False
         total = meta.get("total")
         if isinstance(total, int) and not isinstance(total, bool):
-            if self.total is not None and total != self.total:
+            if self.mode == "offset" and self.total is not None and total != self.total:
                 self.disturbed = True
             self.total = total
-        self.offset += len(data)
-
         has_more = meta.get("has_more")
+        if not isinstance(has_more, bool):
+            has_more = (self.offset + len(data) < total) if isinstance(total, int) else len(data) >= page_size
+
         if not data:
-            done = True
-            if has_more is True:
+            if has_more:
                 self.disturbed = True
-        elif new == 0 and identified:
-            done = True  # the server repeats what we had: it ignores offset or the set moved
-            self.disturbed = True
-        elif isinstance(has_more, bool):
-            done = not has_more
-        elif self.total is not None:
-            done = self.offset >= self.total
-        else:
-            done = len(data) < page_size
-        if done and self.total is not None and self.offset < self.total:
+            return True
+        if self.mode == "offset" and new == 0 and identified:
+            self.disturbed = True  # the server repeats what we had: it ignores offset
+            return True
+        if not has_more and isinstance(total, int) and self.offset + len(data) < total:
             self.disturbed = True  # ended short of what the server said it had
-        return done
+        newest = keys[-1] if keys else None
+        if self.mode == "key" and ordered and newest is not None and (self.position is None or newest > self.position):
+            self.position = newest  # re-anchor: the next page starts after what was read
+            self.offset = 0
+            second = newest.replace(microsecond=0)
+            self.recent = {rid: stamp for rid, stamp in self.recent.items() if _cursor_time(stamp) >= second}
+            for resource in data:
+                rid, at = _id_and_updated(resource)
+                if rid is not None and at is not None and at >= second:
+                    self.recent[rid] = _wire_time(at)
+        else:
+            # No progress by key (a page of one second's records) or out of order: go on by offset
+            # under this `since`; `position` stays what the keyed part proved.
+            if self.mode == "key":
+                self.mode = "offset"
+                self.total = total if isinstance(total, int) else None
+                self.seen = {rid for rid in (_id_and_updated(r)[0] for r in data) if rid is not None}
+            self.offset += len(data)
+        return not has_more
 
     def cursor(self, done: bool) -> dict[str, Any]:
         if not done:
-            return {"since": _wire_time(self.since), "offset": self.offset,
-                    "high": _wire_time(self.high), "resumed": self.resumed}
-        since = self.since
-        if not self.disturbed and not self.resumed and self.high is not None:
-            candidate = min(self.high, self.now - self.margin)
-            since = candidate if since is None else max(since, candidate)
-        return {"since": _wire_time(since), "offset": 0, "high": None, "resumed": False}
+            return {"since": _wire_time(self.since), "position": _wire_time(self.position), "offset": self.offset,
+                    "mode": self.mode, "keyset": self.keyset, "started": _wire_time(self.now),
+                    "high": _wire_time(self.high), "resumed": self.resumed, "disturbed": self.disturbed,
+                    "recent": dict(self.recent)}
+        cursor: dict[str, Any] = {"since": _wire_time(self._settled()), "offset": 0}
+        if not self.keyset:
+            cursor["keyset"] = False
+        return cursor
+
+    def _settled(self) -> datetime | None:
+        """The watermark a finished read may save: what it proved, never past `now - margin`."""
+        if self.resumed:
+            return self.since
+        if self.keyset and self.mode == "key":
+            proved = self.position  # keyed to the end
+        elif self.keyset and not self.disturbed:
+            proved = self.high  # the offset part saw nothing move
+        elif self.keyset:
+            proved = self.position  # only the keyed part is proof
+        elif not self.disturbed:
+            proved = self.high  # out of order, but nothing moved: the old rule
+        else:
+            proved = self.since
+        if proved is None:
+            return self.since
+        candidate = min(proved, self.now - self.margin)
+        return candidate if self.since is None else max(self.since, candidate)
+
+    @property
+    def proven(self) -> bool:
+        return not (self.resumed or (self.mode == "offset" and self.disturbed))
 
 
 def _cursor_time(value: Any) -> datetime | None:
@@ -471,19 +552,23 @@ class LeezyAdapter:
             observe_date=self._skew.observe_date,
         )
 
+    # How far Leezy's clock may lag ours (ChangeRead caps the watermark by it); tests narrow it.
+    margin: timedelta = CLOCK_SKEW_ALLOWANCE
+
     def read(self, cursor: dict[str, Any] | None, context: ReadContext) -> Iterator[Page]:
-        state = ChangeRead.start(cursor, context.now)
+        state = ChangeRead.start(cursor, context.now, self.margin)
         while True:
             response = self._http.request("GET", MEETINGS_PATH, params=state.params(self._page_size, self._overlap))
             data, meta = _envelope(response_json(PROVIDER, response))
             done = state.take(data, meta, self._page_size)
-            records = [RawRecord(payload=item, external_id=_id_and_updated(item)[0]) for item in data]
+            records = [RawRecord(payload=item, external_id=_id_and_updated(item)[0]) for item in state.fresh]
             self._skew.observe_newest(state.high, context.now)
-            state.margin = self._skew.margin(CLOCK_SKEW_ALLOWANCE)
+            state.margin = self._skew.margin(self.margin)
             yield Page(records=records, cursor=state.cursor(done))
             if done:
-                if state.disturbed:
-                    log.info("leezy %s: the read was disturbed; keeping since for a re-read", self.connection_id)
+                if not state.proven:
+                    log.info("leezy %s: records moved while the read paged by offset; since advances only "
+                             "as far as the keyed part proved", self.connection_id)
                 return
 
     def normalise(self, record: RawRecord) -> SourceRecord:

@@ -29,6 +29,13 @@ Ambiguities, and the reading taken:
 * Cursor, saved after every page: `{"page": next page to ask, "first_page": 0|1, "page_size": n}`.
   A finished read resets `page` to `first_page`. A crash resumes at the saved page; a cursor from
   another page_size, or one we cannot read, restarts from the first page.
+* Churn. There is no watermark to keep: with no `since` filter, each poll is a full read whose
+  cost is the number of appointments over the page size, whatever the rate of change, so
+  requests per poll stay flat under churn by construction. A move during a read (the listing is
+  ordered by start, so a reschedule moves an appointment) can make page-number paging skip one
+  appointment in that read; the next read starts over from the first page and reads it, and the
+  read that skipped it cannot sweep (its `total` or its id count is off, see below), so a skip
+  delays an update by one interval and never deletes anything.
 * Sweep (vanished appointments become deleted). Only after a read that started at the first
   page, received exactly `total` distinct ids with `total` present and unchanged on every page,
   no repeats and no item without an id. The window starts at the read's start (`context.now`):

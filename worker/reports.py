@@ -14,10 +14,11 @@ from rich.text import Text
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from bookingsync.models.tables import (CursorRow, DeliveryRow, EventRow, LeaseRow, MeetingRow, QuarantineRow,
-                                       ReceiptRow, SubscriptionStateRow)
+from bookingsync.models.tables import (CursorRow, DeliveryRow, EventRow, LeaseRow, MeetingRow, PollStateRow,
+                                       QuarantineRow, ReceiptRow, SubscriptionStateRow)
 from bookingsync.worker.config import Config
 from bookingsync.worker.payloads import iso
+from bookingsync.worker.poll_state import describe as describe_polling
 from bookingsync.worker.quarantine import open_items
 from bookingsync.worker.store import links_of
 
@@ -101,6 +102,7 @@ def status(session: Session, cfg: Config, now: datetime) -> dict[str, list[Row]]
     work.append({"table": "next timer", "by status": iso(next_timer) or "—", "counts": {}})
 
     cursors = {row.connection: row for row in session.exec(select(CursorRow))}
+    polls = {row.connection: row for row in session.exec(select(PollStateRow))}
     configured = {conn.id: conn for conn in cfg.connections}
     connections = []
     for conn_id in sorted(configured.keys() | cursors.keys()):
@@ -111,6 +113,8 @@ def status(session: Session, cfg: Config, now: datetime) -> dict[str, list[Row]]
             "enabled": conn.enabled if conn else None,
             "cursor": readable_cursor(row.value) if row else "—",
             "cursor saved": f"{iso(row.updated_at)} ({_age(row.updated_at, now)})" if row else "never",
+            # Back-off ("backing off until …: 429"), the watch-list schedule, skipped ticks.
+            "polling": describe_polling(polls.get(conn_id), now),
             "raw cursor": row.value if row else None,
         })
 
@@ -130,7 +134,8 @@ def status_tables(session: Session, cfg: Config, now: datetime) -> list[Table]:
 
 def report_tables(report: dict[str, list[Row]]) -> list[Table]:
     return [table("work", report["work"], ["table", "by status"]),
-            table("connections", report["connections"], ["connection", "provider", "cursor", "cursor saved"]),
+            table("connections", report["connections"], ["connection", "provider", "cursor", "cursor saved",
+                                                         "polling"]),
             table("leases", report["leases"], ["name", "holder", "until"]),
             table("disabled subscriptions", report["disabled subscriptions"], ["subscription", "disabled at",
                                                                                "reason"])]

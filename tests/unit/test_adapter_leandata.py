@@ -103,21 +103,25 @@ def test_one_page_per_email_with_a_sweep_of_what_was_seen():
     assert ann.sweep.scope == "ann@buyer.com" and ann.sweep.seen == {"ev1", "m2"}
     assert ann.sweep.window_start == datetime(2026, 2, 23, 12, 0, 0, 124000, tzinfo=UTC)  # 1 ms past `start`
     assert bob.records == [] and bob.sweep.seen == frozenset()  # an empty array is a complete read
-    assert ann.cursor == {"after": "ann@buyer.com"} and bob.cursor == {"after": None}
+    read_at = int(NOW.timestamp())
+    assert ann.cursor == {"read": {"ann@buyer.com": read_at}}
+    assert bob.cursor == {"read": {"ann@buyer.com": read_at, "bob@buyer.com": read_at}}
+    assert bob.watch is not None and bob.watch.count == 2
 
 
-def test_a_crashed_round_resumes_after_the_last_completed_email():
+def test_a_crashed_round_goes_on_with_the_emails_still_due():
     server = FakeBookIt({})
     a = adapter(server)
-    pages = list(a.read({"after": "b@x.co"}, context("a@x.co", "b@x.co", "c@x.co", "d@x.co")))
+    done = {"a@x.co": int(NOW.timestamp()), "b@x.co": int(NOW.timestamp())}
+    pages = list(a.read({"read": done}, context("a@x.co", "b@x.co", "c@x.co", "d@x.co")))
     assert server.emails == ["c@x.co", "d@x.co"]
-    assert pages[-1].cursor == {"after": None}
+    assert set(pages[-1].cursor["read"]) == {"a@x.co", "b@x.co", "c@x.co", "d@x.co"}
 
 
-def test_a_cursor_past_every_email_closes_the_round():
+def test_a_cursor_of_the_older_shape_reads_every_email_as_new():
     server = FakeBookIt({})
     pages = list(adapter(server).read({"after": "zz@x.co"}, context("a@x.co")))
-    assert server.requests == [] and [p.cursor for p in pages] == [{"after": None}]
+    assert server.emails == ["a@x.co"] and pages[-1].cursor == {"read": {"a@x.co": int(NOW.timestamp())}}
 
 
 def test_an_answer_that_is_not_an_array_never_sweeps():
@@ -137,7 +141,7 @@ def test_a_4xx_for_one_email_skips_it_without_a_sweep_and_goes_on():
     server = FakeBookIt({"a@x.co": httpx.Response(404, json={"error": "Prospect not found"}),
                          "b@x.co": [flat("m1", "b@x.co")]})
     a_page, b_page = adapter(server).read(None, context("a@x.co", "b@x.co"))
-    assert a_page.sweep is None and a_page.cursor == {"after": "a@x.co"}
+    assert a_page.sweep is None and "a@x.co" in a_page.cursor["read"]
     assert b_page.sweep.seen == {"m1"}
 
 
@@ -148,7 +152,7 @@ def test_a_failed_read_raises_and_never_sweeps_that_email():
         for page in adapter(server).read(None, context("a@x.co", "b@x.co", "c@x.co")):
             pages.append(page)
     assert [p.sweep.scope for p in pages] == ["a@x.co"]
-    assert pages[-1].cursor == {"after": "a@x.co"}  # the round resumes at b
+    assert pages[-1].cursor == {"read": {"a@x.co": int(NOW.timestamp())}}  # b and c stay due
     assert "c@x.co" not in server.emails
 
 
@@ -169,7 +173,8 @@ def test_requests_are_paced_at_requests_per_second():
 
 def test_no_emails_no_requests():
     server = FakeBookIt({})
-    assert list(adapter(server).read(None, context())) == []
+    [page] = list(adapter(server).read(None, context()))
+    assert server.requests == [] and page.records == [] and page.watch.count == 0
 
 
 # -- normalise ----------------------------------------------------------------------------------

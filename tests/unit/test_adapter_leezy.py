@@ -91,16 +91,16 @@ def read_all(a: LeezyAdapter, cursor=None, now=NOW):
 # -- paging over HTTP ---------------------------------------------------------------------------
 
 
-def test_first_read_has_no_since_and_sends_bearer_limit_offset():
+def test_first_read_has_no_since_and_pages_on_by_key():
     server = FakeLeezy([resource("m1", T0), resource("m2", T0 + timedelta(seconds=1)), resource("m3", T0)])
     pages, ids = read_all(adapter(server))
-    assert sorted(ids) == ["m1", "m2", "m3"]
+    assert sorted(set(ids)) == ["m1", "m2", "m3"]
     first = server.requests[0]
     assert first.url.path == "/api/v1/meetings"
     assert first.headers["Authorization"] == "Bearer lzy_at_x"
     assert dict(first.url.params) == {"limit": "2", "offset": "0"}
-    assert dict(server.requests[1].url.params) == {"limit": "2", "offset": "2"}
-    assert len(pages) == 2
+    # Re-anchored on the newest key read (whole seconds on the wire, so its second is re-read).
+    assert dict(server.requests[1].url.params) == {"limit": "2", "offset": "0", "since": iso(T0 - timedelta(seconds=1))}
 
 
 def test_default_page_size_is_the_documented_maximum():
@@ -109,14 +109,14 @@ def test_default_page_size_is_the_documented_maximum():
     assert server.requests[0].url.params["limit"] == "100"
 
 
-def test_undisturbed_read_advances_since_to_the_newest_updated_at():
+def test_a_read_advances_since_to_the_newest_updated_at():
     newest = T0 + timedelta(minutes=3)
     server = FakeLeezy([resource("a", T0), resource("b", newest), resource("c", T0 + timedelta(minutes=1))])
     pages, _ = read_all(adapter(server))
-    assert pages[-1].cursor == {"since": iso(newest), "offset": 0, "high": None, "resumed": False}
-    # Intermediate pages keep the old since (None) so a crash never skips.
+    assert pages[-1].cursor == {"since": iso(newest), "offset": 0}
+    # Intermediate pages keep the old since (None) and say where the read stands.
     assert pages[0].cursor["since"] is None
-    assert pages[0].cursor["offset"] == 2 and pages[0].cursor["high"] == iso(T0 + timedelta(minutes=1))
+    assert pages[0].cursor["position"] == iso(T0 + timedelta(minutes=1)) and pages[0].cursor["offset"] == 0
 
 
 def test_records_sharing_the_watermark_timestamp_are_reread_not_skipped():
@@ -137,26 +137,21 @@ def test_overlap_is_floored_to_whole_seconds():
     assert state.params(100, 1.0)["since"] == "2026-03-01T10:00:04Z"
 
 
-def test_a_record_moving_mid_read_disturbs_the_read_which_keeps_since():
+def test_a_record_moving_mid_read_skips_nothing_and_the_watermark_still_advances():
     since = T0 - timedelta(hours=1)
     records = [resource(f"r{i}", T0 + timedelta(seconds=i)) for i in range(5)]
 
     def move_r0(server: FakeLeezy, n: int) -> None:
-        if n == 1:  # after page 1: r0 is updated and jumps to the end; r2 slides onto page 1
-            server.touch("r0", T0 + timedelta(minutes=10))
+        if n == 1:  # after page 1: r0 is updated and jumps to the end (offset paging would skip r2)
+            server.touch("r0", NOW - timedelta(minutes=10))
 
     server = FakeLeezy(records, between_pages=move_r0)
-    pages, ids = read_all(adapter(server), {"since": iso(since), "offset": 0, "high": None, "resumed": False})
-    assert "r2" not in ids  # offset paging skipped it ...
-    assert ids.count("r0") == 2  # ... and the repeat gave the disturbance away
-    assert pages[-1].cursor["since"] == iso(since)  # so the watermark stays for a re-read
-    # The next poll from that cursor reads the skipped record.
-    server.between_pages = None
-    _, again = read_all(adapter(server), pages[-1].cursor)
-    assert "r2" in again
+    pages, ids = read_all(adapter(server), {"since": iso(since), "offset": 0})
+    assert {"r1", "r2", "r3", "r4"} <= set(ids) and ids[-1] == "r0"
+    assert pages[-1].cursor["since"] == iso(NOW - timedelta(minutes=10))
 
 
-def test_total_changing_between_pages_disturbs_the_read():
+def test_a_record_created_during_the_read_does_not_hold_the_watermark():
     since = T0 - timedelta(hours=1)
 
     def insert(server: FakeLeezy, n: int) -> None:
@@ -164,30 +159,52 @@ def test_total_changing_between_pages_disturbs_the_read():
             server.records["new"] = resource("new", T0 + timedelta(hours=2))
 
     server = FakeLeezy([resource(f"r{i}", T0 + timedelta(seconds=i)) for i in range(4)], between_pages=insert)
-    pages, _ = read_all(adapter(server), {"since": iso(since), "offset": 0})
-    assert pages[-1].cursor["since"] == iso(since)
+    pages, ids = read_all(adapter(server), {"since": iso(since), "offset": 0})
+    assert "new" in ids and pages[-1].cursor["since"] == iso(T0 + timedelta(hours=2))
 
 
-def test_a_resumed_read_continues_at_its_offset_and_does_not_advance_since():
+def test_a_record_deleted_during_the_read_skips_nothing():
+    since = T0 - timedelta(hours=1)
+
+    def delete(server: FakeLeezy, n: int) -> None:
+        if n == 1:
+            del server.records["r0"]
+
+    server = FakeLeezy([resource(f"r{i}", T0 + timedelta(seconds=i)) for i in range(4)], between_pages=delete)
+    pages, ids = read_all(adapter(server), {"since": iso(since), "offset": 0})
+    assert {"r0", "r1", "r2", "r3"} == set(ids)
+    assert pages[-1].cursor["since"] == iso(T0 + timedelta(seconds=3))
+
+
+def test_a_resumed_read_continues_at_its_position():
     since = T0 - timedelta(hours=1)
     server = FakeLeezy([resource(f"r{i}", T0 + timedelta(seconds=i)) for i in range(5)])
     reader = adapter(server).read({"since": iso(since), "offset": 0}, ReadContext(now=NOW))
-    saved = next(reader).cursor  # the worker stores page 1, then crashes
+    saved = next(reader).cursor  # the worker stores page 1, then crashes (or the read is deferred)
     reader.close()
-    assert saved == {"since": iso(since), "offset": 2, "high": iso(T0 + timedelta(seconds=1)), "resumed": False}
+    assert saved["position"] == iso(T0 + timedelta(seconds=1)) and saved["started"] == iso(NOW)
     server.requests.clear()
-    pages, ids = read_all(adapter(server), saved)
+    pages, ids = read_all(adapter(server), saved, now=NOW + timedelta(minutes=5))
+    assert ids == ["r2", "r3", "r4"]  # r1, read before the crash, is asked again but not handed on twice
+    assert server.requests[0].url.params["since"] == iso(T0)
+    assert pages[-1].cursor == {"since": iso(T0 + timedelta(seconds=4)), "offset": 0}
+
+
+def test_a_cursor_of_the_older_shape_resumed_mid_read_keeps_since():
+    since = T0 - timedelta(hours=1)
+    server = FakeLeezy([resource(f"r{i}", T0 + timedelta(seconds=i)) for i in range(5)])
+    old = {"since": iso(since), "offset": 2, "high": iso(T0 + timedelta(seconds=1)), "resumed": False}
+    pages, ids = read_all(adapter(server), old)
     assert ids == ["r2", "r3", "r4"]
-    assert server.requests[0].url.params["offset"] == "2"
-    assert all(p.cursor["resumed"] for p in pages[:-1])
-    assert pages[-1].cursor == {"since": iso(since), "offset": 0, "high": None, "resumed": False}
+    assert pages[-1].cursor == {"since": iso(since), "offset": 0}
 
 
 def test_a_server_that_ignores_offset_ends_the_read_disturbed_instead_of_looping():
-    server = FakeLeezy([resource(f"r{i}", T0 + timedelta(seconds=i)) for i in range(5)], ignore_offset=True)
+    # All in one second: keys give no progress, so the read pages by offset, which is ignored.
+    server = FakeLeezy([resource(f"r{i}", T0) for i in range(5)], ignore_offset=True)
     pages, _ = read_all(adapter(server), {"since": iso(T0 - timedelta(hours=1)), "offset": 0})
-    assert len(server.requests) == 2
-    assert pages[-1].cursor["since"] == iso(T0 - timedelta(hours=1))
+    assert len(server.requests) == 3
+    assert pages[-1].cursor["since"] == iso(T0)  # re-read from T0 - overlap: r2..r4 come again
 
 
 def test_since_never_advances_past_the_reads_start_less_the_skew_allowance():
@@ -197,28 +214,10 @@ def test_since_never_advances_past_the_reads_start_less_the_skew_allowance():
     assert pages[-1].cursor["since"] == iso(NOW - CLOCK_SKEW_ALLOWANCE)
 
 
-def test_two_records_moving_together_hide_the_repeat_but_the_next_poll_reads_them():
-    # Found by the property below: r0 and r3 are touched before the last page; r0 lands behind
-    # the offset (never re-read, no duplicate, total unchanged), so the read looks clean.
-    records = [resource(f"r{i}", T0 + timedelta(seconds=i)) for i in range(4)]
-
-    def touch_two(server: FakeLeezy, n: int) -> None:
-        if n == 3:
-            server.touch("r0", NOW + timedelta(seconds=1))
-            server.touch("r3", NOW + timedelta(seconds=2))
-
-    server = FakeLeezy(records, between_pages=touch_two)
-    first, ids = read_all(adapter(server, page_size=1), {"since": iso(T0 - timedelta(hours=1)), "offset": 0})
-    assert ids == ["r0", "r1", "r2", "r3"]
-    server.between_pages = None
-    _, again = read_all(adapter(server, page_size=1), first[-1].cursor)
-    assert "r0" in again
-
-
 def test_an_empty_read_keeps_since_and_yields_one_page():
     server = FakeLeezy([])
     pages, ids = read_all(adapter(server), {"since": iso(T0), "offset": 0})
-    assert ids == [] and len(pages) == 1
+    assert ids == [] and len(pages) == 1  # one page: nothing to prove, no census
     assert pages[0].cursor["since"] == iso(T0)
 
 
@@ -231,14 +230,16 @@ def test_an_unusable_cursor_falls_back_to_a_full_read():
 def test_offsets_advance_by_records_received_when_the_server_caps_the_page():
     state = ChangeRead.start(None, NOW)
     page = [resource(f"r{i}", T0) for i in range(50)]
-    done = state.take(page, {"total": 120, "has_more": True}, page_size=100)
-    assert not done and state.params(100, 1.0)["offset"] == 50
+    assert not state.take(page, {"total": 120, "has_more": True}, page_size=100)
+    assert state.params(100, 1.0)["offset"] == 0 and state.position == T0  # keyed: re-anchored
+    assert not state.take(page, {"total": 120, "has_more": True}, page_size=100)  # no progress
+    assert state.mode == "offset" and state.params(100, 1.0)["offset"] == 50
 
 
 def test_has_more_false_before_reaching_total_is_a_disturbance():
     state = ChangeRead.start(None, NOW)
     assert state.take([resource("a", T0)], {"total": 3, "has_more": False}, page_size=100)
-    assert state.disturbed and state.cursor(True)["since"] is None
+    assert state.disturbed and state.cursor(True)["since"] == iso(T0)  # only what was read is proved
 
 
 def test_base_url_given_with_the_api_prefix_is_not_doubled():

@@ -1,7 +1,7 @@
 """polling at volume: per-connection poll state
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0010
 
 `poll_states`: one row per polled connection holding its back-off (failures in a row, the
 earliest next read, a persisted Retry-After), the last error, counters of skipped ticks and
