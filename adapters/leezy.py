@@ -237,11 +237,13 @@ class ChangeRead:
             self.position = newest  # re-anchor: the next page starts after what was read
             self.offset = 0
             second = newest.replace(microsecond=0)
-            self.recent = {rid: stamp for rid, stamp in self.recent.items() if _cursor_time(stamp) >= second}
+            kept = {rid: (stamp, _cursor_time(stamp)) for rid, stamp in self.recent.items()}
+            self.recent = {rid: stamp for rid, (stamp, at) in kept.items() if at is not None and at >= second}
             for resource in data:
                 rid, at = _id_and_updated(resource)
-                if rid is not None and at is not None and at >= second:
-                    self.recent[rid] = _wire_time(at)
+                wire = _wire_time(at) if at is not None else None
+                if rid is not None and at is not None and wire is not None and at >= second:
+                    self.recent[rid] = wire
         else:
             # No progress by key (a page of one second's records) or out of order: go on by offset
             # under this `since`; `position` stays what the keyed part proved.
