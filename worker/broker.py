@@ -30,6 +30,16 @@ def make_broker(url: str) -> dramatiq.Broker:
     return broker
 
 
+def waiting_messages(broker: dramatiq.Broker, queue_name: str) -> int | None:
+    """Messages in `queue_name` not yet taken by a worker (ready or delayed), where the broker can
+    say cheaply: the in-process queue, or the length of a Redis list; None otherwise."""
+    if isinstance(broker, StubBroker):
+        return sum(q.qsize() for name, q in broker.queues.items() if name.split(".")[0] == queue_name)
+    if isinstance(broker, RedisBroker):
+        return int(broker.client.llen(f"{broker.namespace}:{queue_name}"))
+    return None
+
+
 def start_worker(broker: dramatiq.Broker, threads: int) -> dramatiq.Worker:
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=250)
     worker.start()

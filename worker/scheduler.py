@@ -15,13 +15,19 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bookingsync.adapters.base import Capability
-from bookingsync.worker import leases, metrics, retention
+from bookingsync.worker import broker, leases, metrics, retention
+from bookingsync.worker.actors import QUEUE
 from bookingsync.worker.relay import Senders, relay_once
 from bookingsync.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 LEADER_LEASE = "scheduler-leader"
 MAX_BATCHES_PER_TICK = 50
+# While this many messages wait in the broker, the relay claims nothing: the workers are behind,
+# and a lease that runs out meanwhile would be sent again beside its first message, so a backlog
+# would grow in the broker (in `run`, in memory) by a copy every lease period. The work waits in
+# the database instead. Far above a healthy queue (the in-flight caps give at most 150 messages).
+MAX_WAITING_MESSAGES = 200
 
 
 class Scheduler:
@@ -80,6 +86,13 @@ class Scheduler:
         if not self.leading.is_set():
             return
         cfg = self.rt.config.scheduler
+        try:
+            waiting = broker.waiting_messages(self.actors.broker, QUEUE)
+        except Exception:  # the broker does not answer: the sends below would fail the same way
+            log.exception("could not read the broker's queue length")
+            return
+        if waiting is not None and waiting >= MAX_WAITING_MESSAGES:
+            return
         senders = Senders(publish=self.actors.publish.send, deliver=self.actors.deliver.send,
                           ingest=self.actors.ingest.send)
         try:
