@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -28,6 +28,7 @@ MAX_BATCHES_PER_TICK = 50
 # would grow in the broker (in `run`, in memory) by a copy every lease period. The work waits in
 # the database instead. Far above a healthy queue (the in-flight caps give at most 150 messages).
 MAX_WAITING_MESSAGES = 200
+FIRST_PRUNE_AFTER_SECONDS = 60.0  # retention's first run after start (then every retention.interval_seconds)
 
 
 class Scheduler:
@@ -48,8 +49,12 @@ class Scheduler:
         self._aps.add_job(self.relay, "interval", seconds=cfg.relay_interval_seconds, id="relay",
                           max_instances=1, coalesce=True, misfire_grace_time=None)
         if self.rt.config.retention.enabled:
-            self._aps.add_job(self.prune, "interval", seconds=self.rt.config.retention.interval_seconds, id="prune",
-                              max_instances=1, coalesce=True, misfire_grace_time=None)
+            # First soon after start, not one interval later: a process restarted more often than
+            # the interval (a deploy a day, an hourly interval raised to a day) must still prune.
+            every = self.rt.config.retention.interval_seconds
+            self._aps.add_job(self.prune, "interval", seconds=every, id="prune", max_instances=1, coalesce=True,
+                              misfire_grace_time=None,
+                              next_run_time=now + timedelta(seconds=min(every, FIRST_PRUNE_AFTER_SECONDS)))
         for conn in self.rt.config.connections:
             if not conn.enabled:
                 continue
