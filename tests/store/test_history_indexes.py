@@ -52,6 +52,18 @@ def test_clearing_receipt_bodies_reads_only_receipts_that_still_have_one(engine:
         assert conn.execute(text("SELECT count(*) FROM webhook_receipts WHERE body <> ''")).scalar_one() == 0
 
 
+def test_postgres_autovacuum_visits_the_work_tables_early(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        return  # SQLite has no autovacuum: retention's incremental vacuum gives the pages back
+    with engine.connect() as conn:
+        options = dict(conn.exec_driver_sql(
+            "SELECT relname, array_to_string(reloptions, ',') FROM pg_class "
+            "WHERE relname IN ('events', 'deliveries', 'webhook_receipts') "
+            "AND relnamespace = current_schema()::regnamespace").all())
+    assert set(options) == {"events", "deliveries", "webhook_receipts"}
+    assert all("autovacuum_vacuum_scale_factor=0.02" in value for value in options.values())
+
+
 def auto_vacuum(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.exec_driver_sql("PRAGMA auto_vacuum").scalar_one())
