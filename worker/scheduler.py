@@ -23,10 +23,11 @@ from bookingsync.worker.runtime import Runtime
 log = logging.getLogger(__name__)
 LEADER_LEASE = "scheduler-leader"
 MAX_BATCHES_PER_TICK = 50
-# While this many messages wait in the broker, the relay claims nothing: the workers are behind,
-# and a lease that runs out meanwhile would be sent again beside its first message, so a backlog
-# would grow in the broker (in `run`, in memory) by a copy every lease period. The work waits in
-# the database instead. Far above a healthy queue (the in-flight caps give at most 150 messages).
+# While this many messages wait in the broker the workers are behind, and a lease that runs out
+# most likely belongs to a message still in the queue: the relay then sends ready rows only (each
+# row once) and leaves lapsed ones in the database, instead of adding a copy of every lapsed lease
+# each lease period (a backlog that grew in the broker, in `run` in memory, without end). Far
+# above a healthy queue (the in-flight caps give at most 150 messages).
 MAX_WAITING_MESSAGES = 200
 FIRST_PRUNE_AFTER_SECONDS = 60.0  # retention's first run after start (then every retention.interval_seconds)
 
@@ -96,15 +97,15 @@ class Scheduler:
         except Exception:  # the broker does not answer: the sends below would fail the same way
             log.exception("could not read the broker's queue length")
             return
-        if waiting is not None and waiting >= MAX_WAITING_MESSAGES:
-            return
+        backed_up = waiting is not None and waiting >= MAX_WAITING_MESSAGES
         senders = Senders(publish=self.actors.publish.send, deliver=self.actors.deliver.send,
                           ingest=self.actors.ingest.send)
         try:
             # Keep claiming while batches come back full, so a burst of due timers drains in one tick.
             for _ in range(MAX_BATCHES_PER_TICK):
                 claimed = relay_once(self.rt.engine, self.rt.clock.now(), senders, lease_seconds=cfg.lease_seconds,
-                                     limit=cfg.batch_size, max_in_flight=cfg.max_in_flight)
+                                     limit=cfg.batch_size, max_in_flight=cfg.max_in_flight,
+                                     reclaim_lapsed=not backed_up)
                 metrics.relayed(len(claimed.events), len(claimed.deliveries), len(claimed.receipts))
                 if max(len(claimed.events), len(claimed.deliveries), len(claimed.receipts)) < cfg.batch_size:
                     break
