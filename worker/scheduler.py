@@ -92,12 +92,9 @@ class Scheduler:
         if not self.leading.is_set():
             return
         cfg = self.rt.config.scheduler
-        try:
-            waiting = broker.waiting_messages(self.actors.broker, QUEUE)
-        except Exception:  # the broker does not answer: the sends below would fail the same way
-            log.exception("could not read the broker's queue length")
+        backed_up = self.backed_up()
+        if backed_up is None:
             return
-        backed_up = waiting is not None and waiting >= MAX_WAITING_MESSAGES
         senders = Senders(publish=self.actors.publish.send, deliver=self.actors.deliver.send,
                           ingest=self.actors.ingest.send)
         try:
@@ -121,6 +118,19 @@ class Scheduler:
         except Exception:
             log.exception("retention failed; the next run retries")
 
+    def backed_up(self) -> bool | None:
+        """Whether MAX_WAITING_MESSAGES or more wait in the broker; None when it does not answer
+        (a send would fail the same way)."""
+        try:
+            waiting = broker.waiting_messages(self.actors.broker, QUEUE)
+        except Exception:
+            log.exception("could not read the broker's queue length")
+            return None
+        return waiting is not None and waiting >= MAX_WAITING_MESSAGES
+
     def poll(self, connection_id: str) -> None:
-        if self.leading.is_set():
+        # A tick while the workers are behind would queue a second read of the same connection
+        # beside the first, every interval: skipped; the next tick after the queue drains reads
+        # everything since the saved cursor.
+        if self.leading.is_set() and self.backed_up() is False:
             self.actors.poll.send(connection_id)
