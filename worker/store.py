@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 
 from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord
 from bookingsync.models.tables import CursorRow, EventRow, LinkRow, MeetingRow
-from bookingsync.worker import intent_store, intents
+from bookingsync.worker import intent_store, intents, metrics
 from bookingsync.worker.lifecycle import TIMER_TYPES, Backfill, EventIntent, MeetingState, decide
 from bookingsync.worker.payloads import intent_details, meeting_json
 
@@ -115,6 +115,11 @@ def _write_plan(session: Session, row: MeetingRow, old: MeetingState | None, new
                 backfill: Backfill = Backfill.UPCOMING) -> tuple[str, ...]:
     """Store what `decide` says. `links` is given for a brand-new meeting (no events exist yet)."""
     plan = decide(old, new, now, grace, backfill)
+    if plan.skipped:
+        # Late first sight beyond the late window: history, but never silently (README, Events).
+        metrics.late_timers_skipped(plan.skipped)
+        log.info("meeting %s was first seen %s after its end (%s), beyond the late window of %s: %s not sent",
+                 row.id, now - new.end, new.end.isoformat(), grace, " and ".join(t.value for t in plan.skipped))
     _write_meeting(row, plan.state, now)
     if plan.cancel_timers:
         session.exec(update(EventRow)
@@ -128,6 +133,9 @@ def _write_plan(session: Session, row: MeetingRow, old: MeetingState | None, new
             snapshot = meeting_json(row, links if links is not None else links_of(session, [row.id])[row.id])
         add_events(session, row.id, plan.events, now, snapshot, fresh=links is not None)
     return tuple(intent.type.value for intent in plan.events)
+
+
+write_plan = _write_plan  # for worker/conflicts.py: the policy's merges are stored the same way
 
 
 def add_events(session: Session, meeting_id: str, intents: tuple[EventIntent, ...], now: datetime,
@@ -148,7 +156,9 @@ def add_events(session: Session, meeting_id: str, intents: tuple[EventIntent, ..
             {"event_id": new_id("evt"), "meeting_id": meeting_id, "type": intent.type.value, "dedupe_key": key,
              "generation": intent.generation, "set_for": intent.set_for, "occurred_at": intent.occurred_at,
              "due_at": intent.due_at, "status": "pending", "attempts": 0, "created_at": now,
-             "payload": None if intent.is_timer else {"meeting": snapshot, **intent_details(intent)}}
+             # A timer carries only its details (`late_by`); the relay snapshots the meeting when it fires.
+             "payload": (intent_details(intent) or None) if intent.is_timer
+             else {"meeting": snapshot, **intent_details(intent)}}
             for key, intent in wanted.items()])
 
 
@@ -160,7 +170,29 @@ def observe(link: LinkRow, record: SourceRecord, raw: Any, now: datetime) -> Non
     link.source_updated_at = record.source_updated_at
     link.start, link.end = record.meeting.start, record.meeting.end
     link.missing = record.meeting.status is MeetingStatus.CANCELLED
+    link.observed = record.meeting.model_dump(mode="json")  # what a later read is compared with (issue 16)
     link.last_seen_at = now
+
+
+def link_peer(session: Session, match: Match, *, connection: str, provider: str, record: SourceRecord, raw: Any,
+              now: datetime) -> LinkRow:
+    """Issue 16: join a record an identity rule matched to its meeting, as a peer link (the same
+    meeting booked at another provider). Nothing about the meeting changes and no event is made:
+    the next event of the meeting lists the link. The audit trail says by which rule."""
+    from bookingsync.worker import identity
+
+    link = LinkRow(meeting_id=match.meeting_id, connection=connection, provider=provider,
+                   external_id=record.external_id, content_hash=record.meeting.content_hash(), raw=raw,
+                   scope=record.scope, source_updated_at=record.source_updated_at, start=record.meeting.start,
+                   end=record.meeting.end, missing=record.meeting.status is MeetingStatus.CANCELLED,
+                   first_seen_at=now, last_seen_at=now, rule=match.rule,
+                   observed=record.meeting.model_dump(mode="json"))
+    session.add(link)
+    identity.audit(session, meeting_id=match.meeting_id, action="linked", actor="identity", now=now,
+                   connection=connection, external_id=record.external_id, rule=match.rule)
+    log.info("%s %s is meeting %s, booked there too (linked by %s)", connection, record.external_id,
+             match.meeting_id, match.rule)
+    return link
 
 
 def link_echo(session: Session, match: Match, *, connection: str, provider: str, record: SourceRecord, raw: Any,
@@ -182,7 +214,7 @@ def link_echo(session: Session, match: Match, *, connection: str, provider: str,
     if link is None:
         link = LinkRow(meeting_id=match.meeting_id, connection=connection, provider=provider,
                        external_id=record.external_id, content_hash="", first_seen_at=now, last_seen_at=now,
-                       mirrored=True)
+                       mirrored=True, rule=match.rule)
         session.add(link)
     observe(link, record, raw, now)
     row = intent_store.get(session, intent.id) if intent.id is not None else None
@@ -216,26 +248,35 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
         link.scope = record.scope or link.scope
         return Applied(meeting_id=link.meeting_id, changed=False)
 
-    # Issue 15: our own bookings at a route target (echoes) update what we observe there, only.
-    if link is not None and link.mirrored:
-        observe(link, record, raw, now)
-        return Applied(meeting_id=link.meeting_id, changed=False)
+    if link is not None:
+        # Issue 16: a mirror, a peer or a stale record goes by the conflict policy; the origin applies.
+        from bookingsync.worker import conflicts
+
+        decided = conflicts.on_read(session, link, record, raw, now, grace, backfill)
+        if decided is not None:
+            return decided
     if link is None and match is not None and match.intent is not None:
         link = link_echo(session, match, connection=connection, provider=provider, record=record, raw=raw, now=now)
+        if known is not None:
+            known[record.external_id] = link
+        return Applied(meeting_id=match.meeting_id, changed=False)
+    if link is None and match is not None and match.supersedes is None:
+        link = link_peer(session, match, connection=connection, provider=provider, record=record, raw=raw, now=now)
         if known is not None:
             known[record.external_id] = link
         return Applied(meeting_id=match.meeting_id, changed=False)
 
     predecessor = None
     links: list[LinkRow] | None = None  # given only for a brand-new meeting
-    if link is None and record.supersedes:
-        predecessor = _locked_link(session, connection, record.supersedes, known)
+    supersedes = record.supersedes or (match.supersedes if match is not None else None)
+    if link is None and supersedes:
+        predecessor = _locked_link(session, connection, supersedes, known)
     if link is None and predecessor is not None and predecessor.mirrored:
         # Issue 15: our own move at a target made as a new booking, read before its write matched.
         predecessor.content_hash = SUPERSEDED_HASH
         link = LinkRow(meeting_id=predecessor.meeting_id, connection=connection, provider=provider,
                        external_id=record.external_id, content_hash="", first_seen_at=now, last_seen_at=now,
-                       mirrored=True)
+                       mirrored=True, rule=match.rule if match is not None else "successor")
         session.add(link)
         observe(link, record, raw, now)
         if known is not None:
@@ -247,7 +288,8 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
         old = state_of(row)
         predecessor.content_hash, predecessor.missing = SUPERSEDED_HASH, True
         link = LinkRow(meeting_id=row.id, connection=connection, provider=provider, external_id=record.external_id,
-                       content_hash=content_hash, first_seen_at=now, last_seen_at=now, mirrored=predecessor.mirrored)
+                       content_hash=content_hash, first_seen_at=now, last_seen_at=now, mirrored=predecessor.mirrored,
+                       rule=match.rule if match is not None else "successor")
         session.add(link)
     elif link is None:
         # hosts given outright: a default_factory costs pydantic a signature inspection per row.
@@ -258,7 +300,7 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
         session.flush()  # the meeting row must exist before its link points at it
         old = None
         link = LinkRow(meeting_id=row.id, connection=connection, provider=provider, external_id=record.external_id,
-                       content_hash=content_hash, first_seen_at=now, last_seen_at=now)
+                       content_hash=content_hash, first_seen_at=now, last_seen_at=now, rule="origin")
         session.add(link)
         links = [link]
     else:
@@ -273,6 +315,8 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
     link.last_seen_at = now
     if known is not None:
         known[record.external_id] = link
+    if record.source_updated_at is not None:
+        row.source_updated_at = record.source_updated_at  # what the conflict policy compares (issue 16)
     events = _write_plan(session, row, old, record.meeting, now, grace, links, backfill)
     return Applied(meeting_id=row.id, changed=True, events=events)
 
@@ -304,7 +348,7 @@ def record_mirror(session: Session, *, meeting_id: str, connection: str, provide
     if link is None:
         link = LinkRow(meeting_id=meeting_id, connection=connection, provider=provider,
                        external_id=record.external_id, content_hash="", first_seen_at=now, last_seen_at=now,
-                       mirrored=True)
+                       mirrored=True, rule="route")
         session.add(link)
     elif link.meeting_id != meeting_id:
         # Only a record ingested before bookingsync knew it wrote there (no intent) can get here.

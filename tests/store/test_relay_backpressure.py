@@ -19,7 +19,7 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import Engine
 
 from bookingsync.worker import broker as brokers
-from bookingsync.worker.actors import QUEUE, declare
+from bookingsync.worker.actors import QUEUE, declare, poll_queue
 from bookingsync.worker.clock import ManualClock
 from bookingsync.worker.config import parse_config
 from bookingsync.worker.runtime import Runtime
@@ -36,7 +36,8 @@ def test_no_worker_consuming_the_queue_stays_bounded_while_leases_lapse(engine: 
                        environ={})
     rt = Runtime(config=cfg, engine=engine, clock=clock, actors=declare(stub))
     scheduler = Scheduler(rt)
-    scheduler.leading.set()
+    scheduler.lead()
+    assert scheduler._acting()
     sizes = []
     for _ in range(12):  # nobody consumes: every tick the leases have run out again
         scheduler.relay()
@@ -54,26 +55,32 @@ def test_no_worker_consuming_the_queue_stays_bounded_while_leases_lapse(engine: 
     clock.advance(seconds=31)
     scheduler.relay()
     assert brokers.waiting_messages(stub, QUEUE) == sizes[-1] + 5
-    # A poll tick would queue a second read beside the first while the workers are behind: skipped.
-    scheduler.poll("leezy-main")
-    assert brokers.waiting_messages(stub, QUEUE) == sizes[-1] + 5
+    scheduler.stop()
     rt.close()
 
 
-def test_poll_ticks_are_sent_while_the_queue_is_short(engine: Engine, clock: ManualClock) -> None:
+def test_poll_ticks_wait_while_the_polls_queue_is_backed_up(engine: Engine, clock: ManualClock) -> None:
+    """A tick while the poll threads are behind would queue another read beside the waiting ones."""
     stub = StubBroker()
     rt = Runtime(config=parse_config({}, environ={}), engine=engine, clock=clock, actors=declare(stub))
     scheduler = Scheduler(rt)
-    scheduler.leading.set()
+    scheduler.lead()
+    assert scheduler._acting()
     scheduler.poll("leezy-main")
-    assert brokers.waiting_messages(stub, QUEUE) == 1
+    assert brokers.waiting_messages(stub, poll_queue()) == 1
+    for _ in range(MAX_WAITING_MESSAGES):
+        rt.actors.poll.send("leezy-main")
+    scheduler.poll("leezy-main")
+    assert brokers.waiting_messages(stub, poll_queue()) == MAX_WAITING_MESSAGES + 1
+    scheduler.stop()
+    rt.close()
 
 
 def test_waiting_messages_reads_the_in_process_queue_and_its_delay_queue() -> None:
     stub = StubBroker()
     actors = declare(stub)
-    actors.poll.send("a")
-    actors.poll.send_with_options(args=("b",), delay=60_000)
+    actors.publish.send(["evt_a"])
+    actors.publish.send_with_options(args=(["evt_b"],), delay=60_000)
     assert brokers.waiting_messages(stub, QUEUE) == 2
     assert brokers.waiting_messages(stub, "elsewhere") == 0
 

@@ -1,7 +1,7 @@
 """history: indexes so that work per change does not grow with what is stored
 
 Revision ID: 0013
-Revises: 0007
+Revises: 0008
 
 `meetings.end` serves LeanData's watch list (attendees of meetings ending after a time, read
 at every poll) and retention's ended meetings. A partial index over webhook receipts that still
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0013'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
