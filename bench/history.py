@@ -23,11 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import Timer, analyze, backends_of, database, parse_args  # noqa: E402
-from scrape import add_history  # noqa: E402
+from common import Timer, analyze, backends_of, database, parse_args
+from scrape import add_history
 
-from bookingsync.worker.clock import ManualClock  # noqa: E402
-from tests.store.churn import Churn, Subscriber  # noqa: E402
+from bookingsync.worker.clock import ManualClock
+from tests.store.churn import Churn, Subscriber
 
 
 def measure(backend: str, n: int, args, subscriber: Subscriber) -> dict[str, float]:

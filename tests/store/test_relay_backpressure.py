@@ -8,7 +8,6 @@ and the work per tick grew without end (events leased 29 times over, deliveries 
 
 from __future__ import annotations
 
-from datetime import timedelta
 
 import uuid
 
