@@ -76,7 +76,7 @@ class _Heartbeat:
         while not self._stop.wait(self._seconds / HEARTBEATS_PER_LEASE):
             try:
                 held = leases.acquire(self._rt.engine, self._name, self._token, self._rt.clock.now(), self._seconds)
-            except Exception:
+            except Exception:  # a database blip: the next beat tries again
                 log.warning("could not renew %s", self._name, exc_info=True)
                 continue
             if not held:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, bindparam, delete, exists, select, text, update
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ColumnElement, Executable
 from sqlmodel import Session, col
 
 from bookingsync.models.columns import UTCDateTime
@@ -65,8 +65,8 @@ RESOLVED_QUARANTINE = ("replayed", "superseded")
 MAX_BATCHES_PER_RUN = 1000
 
 
-def _ids(session: Session, query: object) -> list:
-    return list(session.execute(query).scalars())  # type: ignore[call-overload]
+def _ids(session: Session, query: Executable) -> list:
+    return list(session.execute(query).scalars())
 
 
 def _receipt_bodies(session: Session, cutoff: datetime, limit: int) -> int:

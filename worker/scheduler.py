@@ -180,7 +180,7 @@ class Scheduler:
 
     def repair(self) -> None:
         """Issue 16, by the leader only: a batch of each route's backfill, then the drift sweep."""
-        if not self.leading.is_set():
+        if not self._acting():
             return
         from bookingsync.worker import backfill, drift
 
