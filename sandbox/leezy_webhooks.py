@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from bookingsync.sandbox.background import BackgroundPoster
+from bookingsync.sandbox.ring import ATTEMPTS_KEPT, Ring
 
 SIGNATURE_PRODUCTION = "production"
 SIGNATURE_STAGING = "staging"
@@ -122,7 +123,7 @@ class WebhookSender(BackgroundPoster[tuple[DeliveryAttempt, bytes]]):
 
     def __init__(self, on_result: Callable[[DeliveryAttempt], None] | None = None) -> None:
         super().__init__("leezy-webhooks", DELIVERY_TIMEOUT_SECONDS)
-        self._attempts: list[DeliveryAttempt] = []
+        self._attempts: Ring[DeliveryAttempt] = Ring(ATTEMPTS_KEPT)  # the newest only
         self._on_result = on_result
 
     def send(self, subscription_id: str, target_url: str, event: Mapping[str, Any],
@@ -139,15 +140,13 @@ class WebhookSender(BackgroundPoster[tuple[DeliveryAttempt, bytes]]):
         self.submit((attempt, delivery.body))
 
     def attempts(self) -> list[DeliveryAttempt]:
-        with self._lock:
-            return list(self._attempts)
+        return self._attempts.items()
 
     def handle(self, client: httpx.Client, item: tuple[DeliveryAttempt, bytes]) -> None:
         attempt, body = item
         result = self.post(client, attempt.target_url, body, attempt.headers)
         attempt.status_code, attempt.response_body, attempt.error = (result.status_code, result.response_body,
                                                                      result.error)
-        with self._lock:
-            self._attempts.append(attempt)
+        self._attempts.append(attempt)
         if self._on_result is not None:
             self._on_result(attempt)

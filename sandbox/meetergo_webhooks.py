@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from bookingsync.sandbox.background import BackgroundPoster
+from bookingsync.sandbox.ring import ATTEMPTS_KEPT, Ring
 
 SHAPE_FLAT = "flat"
 SHAPE_LEGACY = "legacy"
@@ -99,21 +100,19 @@ class WebhookSender(BackgroundPoster[DeliveryAttempt]):
 
     def __init__(self, on_result: Callable[[DeliveryAttempt], None] | None = None) -> None:
         super().__init__("meetergo-webhooks", DELIVERY_TIMEOUT_SECONDS)
-        self._attempts: list[DeliveryAttempt] = []
+        self._attempts: Ring[DeliveryAttempt] = Ring(ATTEMPTS_KEPT)  # the newest only
         self._on_result = on_result
 
     def send(self, attempt: DeliveryAttempt) -> None:
         self.submit(attempt)
 
     def attempts(self) -> list[DeliveryAttempt]:
-        with self._lock:
-            return list(self._attempts)
+        return self._attempts.items()
 
     def handle(self, client: httpx.Client, attempt: DeliveryAttempt) -> None:
         result = self.post(client, attempt.target_url, attempt.body.encode(), attempt.headers)
         attempt.status_code, attempt.response_body, attempt.error = (result.status_code, result.response_body,
                                                                      result.error)
-        with self._lock:
-            self._attempts.append(attempt)
+        self._attempts.append(attempt)
         if self._on_result is not None:
             self._on_result(attempt)

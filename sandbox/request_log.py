@@ -1,17 +1,19 @@
 """What each simulator was asked, so tests can assert what a client really sent.
 
 Only provider endpoints are recorded; the control API under ``/_sandbox/`` is not, so a test
-reading the log sees the client's traffic alone.
+reading the log sees the client's traffic alone. The log is a ring (`sandbox/ring.py`): it keeps
+the newest `REQUESTS_KEPT` requests, so a simulator that runs for days stays the same size.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from fastapi import FastAPI, Request, Response
+
+from bookingsync.sandbox.ring import REQUESTS_KEPT, Ring
 
 # Enough to check auth, content negotiation and client identity without storing bodies.
 RECORDED_HEADERS = ("authorization", "x-api-key", "accept", "content-type", "user-agent")
@@ -36,21 +38,23 @@ class RecordedRequest:
 
 
 class RequestLog:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: list[RecordedRequest] = []
+    """The newest `capacity` requests, oldest first; `dropped` counts those that fell off."""
+
+    def __init__(self, capacity: int = REQUESTS_KEPT) -> None:
+        self._ring: Ring[RecordedRequest] = Ring(capacity)
+
+    @property
+    def dropped(self) -> int:
+        return self._ring.dropped
 
     def record(self, entry: RecordedRequest) -> None:
-        with self._lock:
-            self._entries.append(entry)
+        self._ring.append(entry)
 
     def entries(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._entries)
+        return self._ring.items()
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._ring.clear()
 
 
 def install_request_log(app: FastAPI, log: RequestLog, now: Callable[[], datetime]) -> None:

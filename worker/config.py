@@ -637,6 +637,12 @@ def validate_for(cfg: Config, role: str, *, sandbox: bool = False) -> None:
         problems.append(f"broker.url: memory:// is the in-process broker of `bookingsync run`; a separate {role} "
                         "process shares nothing through it. Set broker.url = \"redis://host:6379/0\" (or an "
                         "amqp:// URL), or run everything in one process with `bookingsync run`")
+    if cfg.actors and cfg.broker.url == "memory://":
+        # Nothing outside this process can read the in-process broker: the events would pile up in
+        # its memory for as long as it runs.
+        problems.append("actors: [[actors]] hand events to your own dramatiq workers through the broker, and "
+                        "memory:// lives inside this process where no worker of yours can read them; set "
+                        "broker.url = \"redis://host:6379/0\" (or an amqp:// URL) or remove the [[actors]]")
     if sandbox:
         if cfg.connections:
             problems.append("connections: --sandbox runs the built-in simulated providers instead; remove the "

@@ -4,13 +4,16 @@ SQLite gets WAL, a busy timeout and `BEGIN IMMEDIATE` for every transaction: wri
 the lock up front instead of failing when a read snapshot goes stale under another writer. Within
 one process they queue on a lock of the engine, first come first served, so the write lock passes
 from one thread to the next at once (see `make_engine`). A new SQLite file is made with
-incremental auto_vacuum, so retention can give freed pages back (worker/retention.py).
+incremental auto_vacuum, so retention can give freed pages back (worker/retention.py); a file
+made before that is converted by `upgrade` (one full VACUUM) while it is small enough to do so
+quickly, and otherwise named in a warning with the command that converts it.
 PostgreSQL connections give up after CONNECT_TIMEOUT_SECONDS, so a database that does not
 answer is reported in seconds, not minutes.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -32,6 +35,12 @@ MIGRATIONS = Path(bookingsync.models.__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_SECONDS = 3
 _HOLDS_WRITER = "bookingsync_holds_writer"
+# A VACUUM rewrites the whole file (and needs room for a copy): done on its own at upgrade only
+# below this size, where it takes seconds; a bigger file waits for `bookingsync prune --vacuum`.
+AUTO_VACUUM_CONVERT_MAX_BYTES = 256 * 2**20
+SQLITE_INCREMENTAL = 2  # PRAGMA auto_vacuum: 0 none, 1 full, 2 incremental
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -114,6 +123,42 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(engine), revision)
+    if engine.dialect.name == "sqlite":
+        note = ensure_incremental_vacuum(engine)
+        if note:
+            log.warning("%s", note)
+
+
+def sqlite_file(engine: Engine) -> Path | None:
+    database = engine.url.database
+    return Path(database) if database and database != ":memory:" else None
+
+
+def convert_to_incremental_vacuum(engine: Engine) -> None:
+    """Switch an SQLite file to incremental auto_vacuum: the mode only takes effect through a VACUUM."""
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.executescript("PRAGMA auto_vacuum=INCREMENTAL; VACUUM;")
+
+
+def ensure_incremental_vacuum(engine: Engine, max_bytes: int = AUTO_VACUUM_CONVERT_MAX_BYTES) -> str | None:
+    """Convert an SQLite file made before incremental auto_vacuum, when it is small enough; a note
+    saying what was done or what to run, or None when there was nothing to do."""
+    path = sqlite_file(engine)
+    if path is None:
+        return None
+    with engine.connect() as conn:
+        mode = conn.exec_driver_sql("PRAGMA auto_vacuum").scalar()
+    if mode == SQLITE_INCREMENTAL:
+        return None
+    size = path.stat().st_size if path.exists() else 0
+    if size > max_bytes:
+        return (f"{path} ({size / 2**20:.0f} MiB) predates incremental auto_vacuum, so space retention frees "
+                "stays inside the file; run `bookingsync prune --vacuum` once (rewrites it, needs as much free "
+                "disk again) to let the file shrink")
+    convert_to_incremental_vacuum(engine)
+    return f"converted {path} ({size / 2**20:.1f} MiB) to incremental auto_vacuum, so retention can shrink it"
 
 
 def schema_revisions(engine: Engine) -> tuple[str | None, str]:

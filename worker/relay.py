@@ -42,10 +42,12 @@ class Claimed:
     delivery_targets: dict[int, str] = field(default_factory=dict)
 
 
-def _due(session: Session, model: Any, now: datetime, limit: int, max_in_flight: int | None) -> list[Any]:
+def _due(session: Session, model: Any, now: datetime, limit: int, max_in_flight: int | None,
+         reclaim_lapsed: bool = True) -> list[Any]:
     """Up to `limit` rows ready or with a lapsed lease, oldest due first, and never more than
     `max_in_flight` leased at once. Two index range scans on (status, due_at, id) that each stop at
-    the limit, rather than one OR that must sort every due row to find the oldest."""
+    the limit, rather than one OR that must sort every due row to find the oldest.
+    `reclaim_lapsed=False` takes ready rows only (see `claim`)."""
     table = model.__table__
     c = table.c
     if max_in_flight is not None:
@@ -54,9 +56,11 @@ def _due(session: Session, model: Any, now: datetime, limit: int, max_in_flight:
         limit = min(limit, max(0, max_in_flight - leased))
         if limit == 0:
             return []
-    lapsed = (select(model).where(col(model.status) == "leased", col(model.lease_until) < now)
-              .order_by(col(model.due_at), col(model.id)).limit(limit).with_for_update(skip_locked=True))
-    rows = list(session.exec(lapsed).all())
+    rows: list[Any] = []
+    if reclaim_lapsed:
+        lapsed = (select(model).where(col(model.status) == "leased", col(model.lease_until) < now)
+                  .order_by(col(model.due_at), col(model.id)).limit(limit).with_for_update(skip_locked=True))
+        rows = list(session.exec(lapsed).all())
     if len(rows) < limit:
         ready = (select(model).where(col(model.status) == WORK_STATUS[model], col(model.due_at) <= now)
                  .order_by(col(model.status), col(model.due_at), col(model.id)).limit(limit - len(rows))
@@ -101,16 +105,22 @@ def _prepare_events(session: Session, rows: list[EventRow], now: datetime,
 
 
 def claim(engine: Engine, now: datetime, *, lease_seconds: float, limit: int,
-          max_in_flight: int | None = None, freshness: Freshness | None = None) -> Claimed:
+          max_in_flight: int | None = None, freshness: Freshness | None = None,
+          reclaim_lapsed: bool = True) -> Claimed:
     """Claim and lease due work of every kind: at most `limit` rows of each, and (when given) no
-    more than `max_in_flight` of a kind leased at once, so a burst waits here, not in memory."""
+    more than `max_in_flight` of a kind leased at once, so a burst waits here, not in memory.
+
+    `reclaim_lapsed=False` while the broker is backed up: a lease that ran out then most likely
+    belongs to a message still waiting in the queue, and sending it again would put a second copy
+    beside it (each lease period, another), so such rows wait until the queue has drained."""
     lease = timedelta(seconds=lease_seconds)
     with transaction(engine) as session:
-        events = _prepare_events(session, _due(session, EventRow, now, limit, max_in_flight), now, freshness)
+        events = _prepare_events(session, _due(session, EventRow, now, limit, max_in_flight, reclaim_lapsed), now,
+                                 freshness)
         _lease(events, now, lease)
-        deliveries = _due(session, DeliveryRow, now, limit, max_in_flight)
+        deliveries = _due(session, DeliveryRow, now, limit, max_in_flight, reclaim_lapsed)
         _lease(deliveries, now, lease)
-        receipts = _due(session, ReceiptRow, now, limit, max_in_flight)
+        receipts = _due(session, ReceiptRow, now, limit, max_in_flight, reclaim_lapsed)
         _lease(receipts, now, lease)
         session.flush()
         return Claimed(events=[e.event_id for e in events], deliveries=[d.id for d in deliveries],
@@ -162,11 +172,11 @@ def by_target(delivery_ids: list[int], targets: dict[int, str]) -> list[list[int
 
 def relay_once(engine: Engine, now: datetime, senders: Senders, *, lease_seconds: float, limit: int,
                max_in_flight: int | None = None, message_size: int = MESSAGE_SIZE,
-               freshness: Freshness | None = None) -> Claimed:
+               freshness: Freshness | None = None, reclaim_lapsed: bool = True) -> Claimed:
     """Claim what is due and send it in messages of up to `message_size` ids; a lost message is
     sent again after its rows' lease runs out."""
     claimed = claim(engine, now, lease_seconds=lease_seconds, limit=limit, max_in_flight=max_in_flight,
-                    freshness=freshness)
+                    freshness=freshness, reclaim_lapsed=reclaim_lapsed)
     try:
         for batch in chunks(claimed.events, message_size):
             senders.publish(batch)

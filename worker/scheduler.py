@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bookingsync.adapters.base import Capability
 from bookingsync.models.tables import EventRow, ReceiptRow
-from bookingsync.worker import leases, metrics, retention
+from bookingsync.worker import broker, leases, metrics, retention
+from bookingsync.worker.actors import QUEUE, poll_queue
 from bookingsync.worker.broker_watch import BrokerWatch
 from bookingsync.worker.freshness import Freshness
 from bookingsync.worker.leadership import LEAD_CHECK_SECONDS, Leadership
@@ -34,6 +35,13 @@ from bookingsync.worker.runtime import Runtime
 log = logging.getLogger(__name__)
 LEADER_LEASE = "scheduler-leader"
 MAX_BATCHES_PER_TICK = 50
+# While this many messages wait in the broker the workers are behind, and a lease that runs out
+# most likely belongs to a message still in the queue: the relay then sends ready rows only (each
+# row once) and leaves lapsed ones in the database, instead of adding a copy of every lapsed lease
+# each lease period (a backlog that grew in the broker, in `run` in memory, without end). Far
+# above a healthy queue (the in-flight caps give at most 150 messages).
+MAX_WAITING_MESSAGES = 200
+FIRST_PRUNE_AFTER_SECONDS = 60.0  # retention's first run after start (then every retention.interval_seconds)
 
 
 class Scheduler:
@@ -58,8 +66,12 @@ class Scheduler:
         self._aps.add_job(self.relay, "interval", seconds=cfg.relay_interval_seconds, id="relay", next_run_time=now,
                           max_instances=1, coalesce=True, misfire_grace_time=None)
         if self.rt.config.retention.enabled:
-            self._aps.add_job(self.prune, "interval", seconds=self.rt.config.retention.interval_seconds, id="prune",
-                              max_instances=1, coalesce=True, misfire_grace_time=None)
+            # First soon after start, not one interval later: a process restarted more often than
+            # the interval (a deploy a day, an hourly interval raised to a day) must still prune.
+            every = self.rt.config.retention.interval_seconds
+            self._aps.add_job(self.prune, "interval", seconds=every, id="prune", max_instances=1, coalesce=True,
+                              misfire_grace_time=None,
+                              next_run_time=now + timedelta(seconds=min(every, FIRST_PRUNE_AFTER_SECONDS)))
         if self.rt.config.drift.enabled and self.rt.config.routes:
             self._aps.add_job(self.repair, "interval", seconds=self.rt.config.drift.interval_seconds, id="drift",
                               max_instances=1, coalesce=True, misfire_grace_time=None)
@@ -129,13 +141,17 @@ class Scheduler:
         if (lost := self.broker_watch.lost_messages()) is not None:
             self._lapse(lost)
         cfg = self.rt.config.scheduler
+        backed_up = self.backed_up()
+        if backed_up is None:
+            return
         senders = Senders(publish=self.actors.publish.send, deliver=self.actors.deliver.send,
                           ingest=self.actors.ingest.send)
         try:
             # Keep claiming while batches come back full, so a burst of due timers drains in one tick.
             for _ in range(MAX_BATCHES_PER_TICK):
                 claimed = relay_once(self.rt.engine, self.rt.clock.now(), senders, lease_seconds=cfg.lease_seconds,
-                                     limit=cfg.batch_size, max_in_flight=cfg.max_in_flight, freshness=self.freshness)
+                                     limit=cfg.batch_size, max_in_flight=cfg.max_in_flight, freshness=self.freshness,
+                                     reclaim_lapsed=not backed_up)
                 metrics.relayed(len(claimed.events), len(claimed.deliveries), len(claimed.receipts))
                 if max(len(claimed.events), len(claimed.deliveries), len(claimed.receipts)) < cfg.batch_size:
                     break
@@ -152,6 +168,16 @@ class Scheduler:
         except Exception:
             log.exception("retention failed; the next run retries")
 
+    def backed_up(self, queue: str = QUEUE) -> bool | None:
+        """Whether MAX_WAITING_MESSAGES or more wait in `queue`; None when the broker does not answer
+        (a send would fail the same way)."""
+        try:
+            waiting = broker.waiting_messages(self.actors.broker, queue)
+        except Exception:
+            log.exception("could not read the broker's queue length")
+            return None
+        return waiting is not None and waiting >= MAX_WAITING_MESSAGES
+
     def repair(self) -> None:
         """Issue 16, by the leader only: a batch of each route's backfill, then the drift sweep."""
         if not self._acting():
@@ -166,5 +192,8 @@ class Scheduler:
             log.exception("backfill / drift sweep failed; the next run retries")
 
     def poll(self, connection_id: str) -> None:
-        if self._acting():
+        # A tick while the workers are behind would queue a second read of the same connection
+        # beside the first, every interval: skipped; the next tick after the queue drains reads
+        # everything since the saved cursor.
+        if self._acting() and self.backed_up(poll_queue()) is False:
             self.actors.poll.send(connection_id)

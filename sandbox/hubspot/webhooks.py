@@ -40,6 +40,7 @@ from typing import Any
 import httpx
 
 from bookingsync.sandbox.background import BackgroundPoster
+from bookingsync.sandbox.ring import ATTEMPTS_KEPT, Ring
 
 # A receiver that has not answered in this long is recorded as a failed attempt.
 DELIVERY_TIMEOUT_SECONDS = 5.0
@@ -137,14 +138,13 @@ class WebhookSender(BackgroundPoster[Batch]):
         super().__init__("hubspot-webhooks", DELIVERY_TIMEOUT_SECONDS)
         self._sign = sign
         self._retry_delay = retry_delay
-        self._attempts: list[DeliveryAttempt] = []
+        self._attempts: Ring[DeliveryAttempt] = Ring(ATTEMPTS_KEPT)  # the newest only
 
     def send(self, batch: Batch) -> None:
         self.submit(batch)
 
     def attempts(self) -> list[DeliveryAttempt]:
-        with self._lock:
-            return list(self._attempts)
+        return self._attempts.items()
 
     def handle(self, client: httpx.Client, batch: Batch) -> None:
         self._deliver(client, batch)
@@ -161,8 +161,7 @@ class WebhookSender(BackgroundPoster[Batch]):
             result = self.post(client, batch.target_url, body, headers)
             attempt.status_code, attempt.response_body, attempt.error = (result.status_code, result.response_body,
                                                                          result.error)
-            with self._lock:
-                self._attempts.append(attempt)
+            self._attempts.append(attempt)
             if not attempt.succeeded and batch.retries_left > 0:
                 batch.retries_left -= 1
             elif batch.duplicates_left > 0:

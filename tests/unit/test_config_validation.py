@@ -197,6 +197,15 @@ def test_memory_broker_only_with_run(role: str) -> None:
     validate_for(parse_config({"connections": [LEEZY], "broker": {"url": "redis://cache:6379/0"}}, environ={}), role)
 
 
+def test_actors_need_a_broker_other_processes_can_read() -> None:
+    """On memory:// no worker of the user's can take the events: they would pile up in run's memory."""
+    actors = [{"actor_name": "crm_sync", "queue_name": "crm", "events": ["meeting.booked"]}]
+    message = role_error({"connections": [LEEZY], "actors": actors}, "run")
+    assert "actors: [[actors]]" in message and "memory://" in message and "redis://" in message
+    validate_for(parse_config({"connections": [LEEZY], "actors": actors, "broker": {"url": "redis://cache:6379/0"}},
+                              environ={}), "run")
+
+
 def test_subscriptions_without_connections_are_an_error_for_every_role() -> None:
     data = {"subscriptions": [sub("https://crm.example.com/h")], "broker": {"url": "redis://cache:6379/0"}}
     for role in ("run", "web", "worker", "scheduler"):

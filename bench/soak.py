@@ -1,0 +1,360 @@
+"""Soak: the service under steady churn for --minutes, its footprint sampled, slopes and projections.
+
+    .venv/bin/python bench/soak.py --minutes 60 --rate 5 [--mode sqlite|postgres|both]
+        [--meetings 2000] [--retention-minutes M] [--tracemalloc] [--out DIR]
+
+Real processes, as a user runs them (bench/services.py): the sandbox's simulators, bench/sink.py as
+a subscriber verifying every signature, and
+
+  sqlite    `bookingsync run` (SQLite file, in-process broker)
+  postgres  `bookingsync web` + `worker` + `scheduler` (PostgreSQL schema of its own + Redis
+            `BOOKINGSYNC_BENCH_REDIS_URL`, flushed before and after)
+
+One Leezy connection holds --meetings meetings, polled every --poll-seconds and also pushing its
+signed webhooks to bookingsync. A driver changes --rate meetings a second through the simulator's
+control API: 60 % reschedules (to 1–90 minutes ahead, so hasStarted/hasEnded timers keep falling
+due during the run), 25 % title edits, 15 % cancellations each replaced by a new booking, so the
+live set stays the same size while history grows.
+
+Every --sample-seconds (60) it samples each bookingsync process (RSS, CPU % of one core since
+the last sample, open descriptors, threads), the database's size on disk (SQLite: file + WAL;
+PostgreSQL: tables, indexes and TOAST of the schema) and its row counts. At the end it prints, for
+each series, the value after warm-up, the last value, the least-squares slope per hour over the
+samples after --warmup-minutes, and the 30-day projection (last + slope × 720 h); writes the
+samples as JSON and a PNG plot (matplotlib, `pip install -e '.[bench]'`) into --out.
+
+Retention runs with the shipped defaults (windows of days: a run of an hour shows the database
+growing at the rate of one day's history) unless --retention-minutes M sets every window to M
+minutes and prunes every minute, which shows within the run where the file levels off.
+
+--tracemalloc runs each process under bench/traced.py (a snapshot per sample) and prints the
+allocation sites that grew most; its RSS and CPU include tracemalloc's own cost. `--tracemalloc
+types` only counts live objects by type per sample (cheap) and prints the types that grew.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from common import database, iso
+from pipeline import start_sandbox
+from services import (
+    BIN,
+    REDIS_URL,
+    SUBSCRIBER_SECRET,
+    Proc,
+    Sink,
+    config_text,
+    database_url,
+    flush_redis,
+    free_port,
+    stop_all,
+    wait_started,
+)
+from sqlalchemy import Engine, text
+
+LEEZY_SECRET = "lzy_ws_soak_secret_0123456789"
+TABLES = ("meetings", "events", "deliveries", "webhook_receipts", "links")
+HOURS_IN_30_DAYS = 720
+
+
+def churn(leezy: str, ids: list[str], rate: float, stop: threading.Event, counts: dict[str, int]) -> None:
+    """`rate` changes a second at the simulator until `stop`; counts what it did (and what failed)."""
+    rng = random.Random(18)
+    with httpx.Client(base_url=f"{leezy}/_sandbox", timeout=30) as client:
+        began, n = time.monotonic(), 0
+        while not stop.is_set():
+            n += 1
+            delay = began + n / rate - time.monotonic()
+            if delay > 0 and stop.wait(delay):
+                break
+            index = rng.randrange(len(ids))
+            roll = rng.random()
+            try:
+                if roll < 0.60:
+                    start = datetime.now(UTC) + timedelta(minutes=rng.uniform(1, 90))
+                    response = client.post(f"/meetings/{ids[index]}/reschedule",
+                                           json={"start": iso(start), "end": iso(start + timedelta(minutes=30))})
+                    kind = "rescheduled"
+                elif roll < 0.85:
+                    response = client.patch(f"/meetings/{ids[index]}", json={"title": f"Demo call, edit {n}"})
+                    kind = "edited"
+                else:
+                    response = client.post(f"/meetings/{ids[index]}/cancel", json={"reason": "soak churn"})
+                    response.raise_for_status()
+                    ids[index] = book(client, [n])[0]
+                    kind = "replaced"
+                response.raise_for_status()
+                counts[kind] = counts.get(kind, 0) + 1
+            except httpx.HTTPError:
+                counts["failed"] = counts.get("failed", 0) + 1
+
+
+def book(client: httpx.Client, numbers: list[int]) -> list[str]:
+    base = datetime.now(UTC).replace(microsecond=0)
+    rng = random.Random(numbers[0])
+    meetings = []
+    for i in numbers:
+        start = base + timedelta(minutes=rng.uniform(5, 6 * 60))
+        meetings.append({"title": f"Demo call #{i}", "start": iso(start), "end": iso(start + timedelta(minutes=30)),
+                         "timezone": "Europe/Berlin", "attendee_email": f"prospect.{i}@example.com",
+                         "attendee_name": f"Prospect {i}"})
+    response = client.post("/meetings/bulk", json={"meetings": meetings})
+    response.raise_for_status()
+    return [item["id"] for item in response.json()["meetings"]]
+
+
+def seed(leezy: str, n: int) -> list[str]:
+    ids: list[str] = []
+    with httpx.Client(base_url=f"{leezy}/_sandbox", timeout=60) as client:
+        for first in range(0, n, 200):
+            ids += book(client, list(range(1_000_000 + first, 1_000_000 + min(n, first + 200))))
+    return ids
+
+
+class Sampler:
+    """One row per sample: per process RSS/CPU/fds/threads, the database's bytes and row counts."""
+
+    def __init__(self, procs: list[Proc], engine: Engine, db_path: Path | None) -> None:
+        self.procs = {p.name: psutil.Process(p.proc.pid) for p in procs}
+        self.engine, self.db_path = engine, db_path
+        self.cpu = {name: self._cpu(proc) for name, proc in self.procs.items()}
+        self.began = self.last = time.monotonic()
+        self.rows: list[dict[str, Any]] = []
+
+    @staticmethod
+    def _family(proc: psutil.Process) -> list[psutil.Process]:
+        return [proc, *proc.children(recursive=True)]
+
+    def _cpu(self, proc: psutil.Process) -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in self._family(proc))
+
+    def db_bytes(self) -> int:
+        if self.db_path is not None:
+            return sum(p.stat().st_size for p in self.db_path.parent.glob(self.db_path.name + "*"))
+        with self.engine.connect() as conn:
+            return int(conn.execute(text(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')")).scalar())
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {t: int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()) for t in TABLES}
+
+    def sample(self, extra: dict[str, Any]) -> dict[str, Any]:
+        now = time.monotonic()
+        row: dict[str, Any] = {"minutes": (now - self.began) / 60, **extra}
+        for name, proc in self.procs.items():
+            family = self._family(proc)
+            cpu = self._cpu(proc)
+            row[f"{name}.rss_mb"] = sum(p.memory_info().rss for p in family) / 2**20
+            row[f"{name}.cpu_pct"] = 100 * (cpu - self.cpu[name]) / max(now - self.last, 1e-9)
+            row[f"{name}.fds"] = sum(p.num_fds() for p in family)
+            row[f"{name}.threads"] = sum(p.num_threads() for p in family)
+            self.cpu[name] = cpu
+        self.last = now
+        row["db_mb"] = self.db_bytes() / 2**20
+        row.update({f"rows.{t}": n for t, n in self.counts().items()})
+        self.rows.append(row)
+        return row
+
+
+def slope_per_hour(rows: list[dict[str, Any]], key: str) -> float:
+    if len(rows) < 2:
+        return float("nan")
+    slope, _ = statistics.linear_regression([r["minutes"] / 60 for r in rows], [float(r[key]) for r in rows])
+    return slope
+
+
+def summarise(mode: str, rows: list[dict[str, Any]], warmup: float) -> list[str]:
+    steady = [r for r in rows if r["minutes"] >= warmup] or rows[-2:]
+    keys = [k for k in rows[0] if k.endswith(("rss_mb", "cpu_pct", "fds", "threads")) or k == "db_mb"
+            or k.startswith("rows.")]
+    lines = [f"{mode}: {rows[-1]['minutes']:.1f} min, {len(steady)} samples after {warmup:g} min of warm-up",
+             f"  {'series':28s}{'after warm-up':>14s}{'last':>10s}{'min..max %':>12s}{'slope/h':>10s}"
+             f"{'30 days':>11s}"]
+    for key in keys:
+        values = [float(r[key]) for r in steady]
+        slope = slope_per_hour(steady, key)
+        spread = 100 * (max(values) - min(values)) / max(statistics.fmean(values), 1e-9)
+        lines.append(f"  {key:28s}{values[0]:14.1f}{values[-1]:10.1f}{spread:11.1f}%{slope:10.2f}"
+                     f"{values[-1] + slope * HOURS_IN_30_DAYS:11.1f}")
+    return lines
+
+
+def plot(mode: str, rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    minutes = [r["minutes"] for r in rows]
+    panels = [("RSS MiB", "rss_mb"), ("CPU % of a core", "cpu_pct"), ("open fds", "fds")]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True)
+    for ax, (title, suffix) in zip(axes.flat, panels, strict=False):
+        for key in [k for k in rows[0] if k.endswith("." + suffix)]:
+            ax.plot(minutes, [r[key] for r in rows], marker=".", label=key.split(".")[0])
+        ax.set_title(title)
+        ax.legend(fontsize="small")
+    ax = axes.flat[3]
+    ax.plot(minutes, [r["db_mb"] for r in rows], marker=".", color="black", label="database MiB")
+    ax.set_title("database size MiB (and rows, right axis)")
+    twin = ax.twinx()
+    for table in TABLES:
+        twin.plot(minutes, [r[f"rows.{table}"] for r in rows], linestyle="--", label=table)
+    twin.legend(fontsize="small", loc="upper left")
+    for ax in axes[1]:
+        ax.set_xlabel("minutes")
+    fig.suptitle(f"bookingsync soak, {mode}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def retention_extra(minutes: float | None) -> str:
+    if minutes is None:
+        return ""
+    days = minutes / 1440
+    return (f"[retention]\ninterval_seconds = 60\nreceipt_bodies_days = {days}\nreceipts_days = {days}\n"
+            f"events_days = {days}\nmeetings_days = {days}\nquarantine_days = {days}\n"
+            "[events]\nconsole = false\ngrace_seconds = 60\n")
+
+
+def start(mode: str, config: Path, log_dir: Path, traced: str | None, every: float, frames: int) -> list[Proc]:
+    roles = ["run"] if mode == "sqlite" else ["scheduler", "worker", "web"]
+    procs = []
+    for role in roles:
+        argv = [str(BIN), role, "--config", str(config)]
+        if traced:
+            argv = [sys.executable, str(Path(__file__).parent / "traced.py"), "--out", str(log_dir / f"snap-{role}"),
+                    "--every", str(every), *(["--types"] if traced == "types" else ["--frames", str(frames)]), "--", role, "--config", str(config)]
+        procs.append(Proc(role, argv, log_dir))
+    return procs
+
+
+def soak(mode: str, args: argparse.Namespace, out: Path) -> None:
+    backend = "sqlite" if mode == "sqlite" else "postgres"
+    with tempfile.TemporaryDirectory(prefix="bookingsync-soak-") as tmp, database(backend) as engine:
+        log_dir = Path(tmp)
+        sandbox, leezy = start_sandbox(log_dir)
+        sink = Sink(log_dir, secret=SUBSCRIBER_SECRET)
+        procs: list[Proc] = []
+        stop = threading.Event()
+        try:
+            if backend == "postgres":
+                flush_redis()
+            port = free_port()
+            connection = f"""
+[[connections]]
+id = "leezy"
+provider = "leezy"
+base_url = "{leezy}"
+token = "lzy_at_sandbox"
+webhook_secret = "{LEEZY_SECRET}"
+poll_interval_seconds = {args.poll_seconds}
+"""
+            extra = retention_extra(args.retention_minutes)
+            text_ = config_text(db_url=database_url(engine), port=port, connections=connection,
+                                broker_url="memory://" if backend == "sqlite" else REDIS_URL,
+                                subscriptions=[("crm", sink.url)], extra=extra)
+            if "[events]" in extra:  # config_text writes its own [events]; one table may appear once
+                text_ = text_.replace("[events]\nconsole = false\n[logging]", "[logging]", 1)
+            config = log_dir / "bookingsync.toml"
+            config.write_text(text_)
+            procs = start(mode, config, log_dir, args.tracemalloc, args.sample_seconds, args.frames)
+            wait_started(procs, port)
+            httpx.post(f"{leezy}/_sandbox/webhooks", json={
+                "target_url": f"http://127.0.0.1:{port}/webhooks/leezy", "secret": LEEZY_SECRET,
+                "event_types": ["meeting.scheduled", "meeting.cancelled", "meeting.completed"]}).raise_for_status()
+            ids = seed(leezy, args.meetings)
+            db_path = Path(engine.bench_url.removeprefix("sqlite:///")) if backend == "sqlite" else None
+            sampler = Sampler(procs, engine, db_path)
+            counts: dict[str, int] = {}
+            driver = threading.Thread(target=churn, args=(leezy, ids, args.rate, stop, counts), daemon=True)
+            driver.start()
+            print(f"{mode}: {args.meetings} meetings, {args.rate:g} changes/s, poll every {args.poll_seconds:g} s, "
+                  f"{args.minutes:g} min; logs in {log_dir}", flush=True)
+            end = time.monotonic() + args.minutes * 60
+            while time.monotonic() < end:
+                time.sleep(min(args.sample_seconds, max(0.0, end - time.monotonic())))
+                for proc in procs:
+                    if proc.proc.poll() is not None:
+                        raise RuntimeError(f"{proc.name} exited\n{proc.tail()}")
+                row = sampler.sample({"changes": sum(v for k, v in counts.items() if k != "failed"),
+                                      "delivered": sink.stats()["received"]})
+                rss = " ".join(f"{p.name} {row[p.name + '.rss_mb']:.0f}MiB/{row[p.name + '.cpu_pct']:.0f}%/"
+                               f"{row[p.name + '.fds']}fd" for p in procs)
+                print(f"  {row['minutes']:6.1f} min  {rss}  db {row['db_mb']:.1f} MiB  events {row['rows.events']}  "
+                      f"changes {row['changes']}  delivered {row['delivered']}", flush=True)
+            stop.set()
+            driver.join(30)
+            rows = sampler.rows
+            warmup = args.warmup_minutes if args.warmup_minutes is not None else min(10.0, args.minutes / 4)
+            report = summarise(mode, rows, warmup)
+            report.append(f"  driver: {counts}; subscriber: {sink.stats()}")
+            print("\n".join(report), flush=True)
+            (out / f"soak-{mode}.json").write_text(json.dumps({"args": vars(args) | {"out": str(out)}, "rows": rows},
+                                                              indent=1, default=str))
+            (out / f"soak-{mode}.txt").write_text("\n".join(report) + "\n")
+            try:
+                plot(mode, rows, out / f"soak-{mode}.png")
+                print(f"  plot: {out / f'soak-{mode}.png'}")
+            except ImportError:
+                print("  (no plot: pip install -e '.[bench]' for matplotlib)")
+        finally:
+            stop.set()
+            stop_all(procs)
+            if args.tracemalloc:
+                for proc in procs:
+                    snaps = log_dir / f"snap-{proc.name}"
+                    print(f"\n== tracemalloc growth, {proc.name} ==", flush=True)
+                    subprocess.run([sys.executable, str(Path(__file__).parent / "traced.py"), "--compare", str(snaps),
+                                    "--skip", str(args.snapshot_skip)], check=False)
+            sink.stop()
+            sandbox.stop()
+            if backend == "postgres":
+                flush_redis()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--rate", type=float, default=5.0, help="meeting changes per second at the provider")
+    parser.add_argument("--mode", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--meetings", type=int, default=2000)
+    parser.add_argument("--poll-seconds", type=float, default=2.0)
+    parser.add_argument("--sample-seconds", type=float, default=60.0)
+    parser.add_argument("--warmup-minutes", type=float, default=None, help="default: a quarter of the run, ≤ 10")
+    parser.add_argument("--retention-minutes", type=float, default=None,
+                        help="every retention window this many minutes, pruned each minute (default: shipped days)")
+    parser.add_argument("--tracemalloc", nargs="?", const="trace", choices=["trace", "types"], default=None,
+                        help="trace allocations (slow), or `types`: count live objects by type (see bench/traced.py)")
+    parser.add_argument("--frames", type=int, default=4, help="tracemalloc frames per allocation")
+    parser.add_argument("--snapshot-skip", type=int, default=2, help="warm-up snapshots left out of the comparison")
+    parser.add_argument("--out", type=Path, default=None, help="where the JSON and PNG go (default: a new temp dir)")
+    args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the processes, the schema and the Redis database are cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    out = args.out or Path(tempfile.mkdtemp(prefix="bookingsync-soak-out-"))
+    out.mkdir(parents=True, exist_ok=True)
+    for mode in (["sqlite", "postgres"] if args.mode == "both" else [args.mode]):
+        soak(mode, args, out)
+    print(f"results in {out}")
+
+
+if __name__ == "__main__":
+    main()
