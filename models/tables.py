@@ -353,7 +353,7 @@ class PollStateRow(SQLModel, table=True):
 
 # LeanData's watch list reads the attendees of meetings that end after a point in time
 # (store.watched_emails) at every poll, and retention finds ended meetings: by `end`, not a scan.
-Index("ix_meetings_end", MeetingRow.__table__.c.end)
+Index("ix_meetings_end", MeetingRow.__table__.c.end)  # type: ignore[attr-defined]  # sqlmodel types __table__ only at runtime
 # Retention clears the raw bodies of processed receipts once their window is over; the rows stay
 # (their delivery ids dedupe redeliveries) for weeks more. Partial, over the rows that still have
 # a body, so each prune reads only what it will clear, not every receipt already cleared. The
@@ -361,5 +361,5 @@ Index("ix_meetings_end", MeetingRow.__table__.c.end)
 RECEIPT_HAS_BODY = "body <> ''"
 # (Migration 0013 also has PostgreSQL's autovacuum visit events, deliveries and webhook_receipts at
 # 2 % dead rows: storage parameters, which the metadata here does not describe.)
-Index("ix_receipts_body_kept", ReceiptRow.__table__.c.due_at,
+Index("ix_receipts_body_kept", ReceiptRow.__table__.c.due_at,  # type: ignore[attr-defined]
       sqlite_where=text(RECEIPT_HAS_BODY), postgresql_where=text(RECEIPT_HAS_BODY))

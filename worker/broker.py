@@ -18,7 +18,7 @@ def make_broker(url: str) -> dramatiq.Broker:
     if url == "memory://":
         stub = StubBroker()
         # Read by each consumer when it is made, so set before the worker starts.
-        stub.dead_letters_by_queue = defaultdict(lambda: deque(maxlen=STUB_DEAD_LETTERS_KEPT))  # type: ignore[assignment]
+        stub.dead_letters_by_queue = defaultdict(lambda: deque(maxlen=STUB_DEAD_LETTERS_KEPT))  # type: ignore[arg-type,return-value]
         broker: dramatiq.Broker = stub
     elif url.startswith(("amqp://", "amqps://")):
         from dramatiq.brokers.rabbitmq import RabbitmqBroker  # imports pika, needed only here
