@@ -1,9 +1,9 @@
 """Data access for meetings, links, events and cursors. The caller owns the transaction.
 
-`apply_record` is the heart of ingest: upsert the link and its meeting, let the pure lifecycle
-rules (`worker.lifecycle.decide`) say what changed, and write the events, all in the caller's
-transaction. Re-applying the same content is a no-op, so pages can be re-read and webhooks
-replayed freely.
+Ingest applies a page at a time (worker/ingest_store.py plans it with worker/ingest_plan.py and
+writes it in bulk); `apply_record` is that path for one record. Re-applying the same content is
+a no-op, so pages can be re-read and webhooks replayed freely. What is left here works on one
+link or meeting at a time: a link vanishing from a complete read (`sweep`), echoes and mirrors.
 
 A link bookingsync made as a mirror (`mirrored`) only records what the target holds: a read
 through it never changes the canonical meeting (issue 16 puts a per-route conflict policy there).
@@ -12,7 +12,6 @@ through it never changes the canonical meeting (issue 16 puts a per-route confli
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -20,25 +19,20 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
-from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord
+from bookingsync.models.meeting import Meeting, MeetingStatus, SourceRecord
 from bookingsync.models.tables import CursorRow, EventRow, LinkRow, MeetingRow
 from bookingsync.worker import intent_store, intents
+from bookingsync.worker.ingest_plan import (MISSING_HASH, SUPERSEDED_HASH, Incoming, event_row, meeting_columns,
+                                            new_id, state_of_columns)
 from bookingsync.worker.lifecycle import TIMER_TYPES, Backfill, EventIntent, MeetingState, decide
-from bookingsync.worker.payloads import intent_details, meeting_json
+from bookingsync.worker.payloads import meeting_json
 
 if TYPE_CHECKING:
     from bookingsync.worker.identity import Match
 
 log = logging.getLogger(__name__)
 
-MISSING_HASH = "missing"
-# A link replaced by a successor booking: what its provider says of it later (the old booking
-# cancelled as part of the move) no longer speaks for the meeting.
-SUPERSEDED_HASH = "superseded"
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+__all__ = ["MISSING_HASH", "SUPERSEDED_HASH", "new_id"]
 
 
 @dataclass(frozen=True)
@@ -49,33 +43,16 @@ class Applied:
 
 
 def meeting_of(row: MeetingRow) -> Meeting:
-    return Meeting(status=MeetingStatus(row.status), title=row.title, start=row.start, end=row.end,
-                   timezone=row.timezone, hosts=tuple(row.hosts or ()), conference_url=row.conference_url,
-                   attendee=Person(email=row.attendee_email, name=row.attendee_name, phone=row.attendee_phone))
+    return state_of_columns(row).meeting
 
 
 def state_of(row: MeetingRow) -> MeetingState:
-    return MeetingState(meeting=meeting_of(row), booked=row.booked, deleted=row.deleted,
-                        generation=row.generation, version=row.version)
+    return state_of_columns(row)
 
 
 def _write_meeting(row: MeetingRow, state: MeetingState, now: datetime) -> None:
-    m = state.meeting
-    row.status = m.status.value
-    row.title = m.title
-    row.start = m.start
-    row.end = m.end
-    row.timezone = m.timezone
-    row.attendee_email = m.attendee.email
-    row.attendee_name = m.attendee.name
-    row.attendee_phone = m.attendee.phone
-    row.hosts = list(m.hosts)
-    row.conference_url = m.conference_url
-    row.content_hash = m.content_hash()
-    row.booked = state.booked
-    row.deleted = state.deleted
-    row.generation = state.generation
-    row.version = state.version
+    for name, value in meeting_columns(state, row.next_sequence).items():
+        setattr(row, name, value)
     row.updated_at = now
 
 
@@ -126,17 +103,20 @@ def _write_plan(session: Session, row: MeetingRow, old: MeetingState | None, new
         snapshot = None
         if any(not intent.is_timer for intent in plan.events):
             snapshot = meeting_json(row, links if links is not None else links_of(session, [row.id])[row.id])
-        add_events(session, row.id, plan.events, now, snapshot, fresh=links is not None)
+        add_events(session, row, plan.events, now, snapshot, fresh=links is not None)
     return tuple(intent.type.value for intent in plan.events)
 
 
-def add_events(session: Session, meeting_id: str, intents: tuple[EventIntent, ...], now: datetime,
+def add_events(session: Session, row: MeetingRow, intents: tuple[EventIntent, ...], now: datetime,
                snapshot: dict[str, Any] | None, *, fresh: bool = False) -> None:
     """Insert each event once per dedupe key; a cancelled timer set again comes back to life.
 
-    Timers carry no snapshot: the relay takes one when they fire. `fresh` skips the lookup of
-    existing keys for a meeting created in this transaction. New rows go in as one bulk insert.
+    Timers carry no snapshot: the relay takes one when they fire, and numbers them then. An event
+    due now takes the meeting's next `sequence` here, under the meeting row's lock, so numbers
+    follow commit order (issue 13). `fresh` skips the lookup of existing keys for a meeting
+    created in this transaction. New rows go in as one bulk insert.
     """
+    meeting_id = row.id
     wanted = {f"{meeting_id}:{intent.type.value}:{intent.occurrence}": intent for intent in intents}
     if not fresh:
         for existing in session.exec(select(EventRow).where(col(EventRow.dedupe_key).in_(list(wanted)))):
@@ -144,12 +124,16 @@ def add_events(session: Session, meeting_id: str, intents: tuple[EventIntent, ..
             if existing.status == "cancelled":
                 existing.status, existing.due_at, existing.lease_until = "pending", intent.due_at, None
     if wanted:
-        session.execute(insert(EventRow), [
-            {"event_id": new_id("evt"), "meeting_id": meeting_id, "type": intent.type.value, "dedupe_key": key,
-             "generation": intent.generation, "set_for": intent.set_for, "occurred_at": intent.occurred_at,
-             "due_at": intent.due_at, "status": "pending", "attempts": 0, "created_at": now,
-             "payload": None if intent.is_timer else {"meeting": snapshot, **intent_details(intent)}}
-            for key, intent in wanted.items()])
+        rows = []
+        for intent in wanted.values():
+            sequence = None
+            if not intent.is_timer:
+                sequence, row.next_sequence = row.next_sequence, row.next_sequence + 1
+            event = event_row(meeting_id, intent, now, new_id("evt"), sequence)
+            if not intent.is_timer:
+                event["payload"] = {"meeting": snapshot, **event["payload"]}
+            rows.append(event)
+        session.execute(insert(EventRow), rows)
 
 
 def observe(link: LinkRow, record: SourceRecord, raw: Any, now: datetime) -> None:
@@ -201,80 +185,17 @@ def link_echo(session: Session, match: Match, *, connection: str, provider: str,
 
 
 def apply_record(session: Session, *, connection: str, provider: str, record: SourceRecord, raw: Any,
-                 now: datetime, grace: timedelta, known: dict[str, LinkRow | None] | None = None,
-                 backfill: Backfill = Backfill.UPCOMING, match: Match | None = None) -> Applied:
-    """Upsert the record's link and meeting and write the events the change makes.
+                 now: datetime, grace: timedelta, backfill: Backfill = Backfill.UPCOMING, match: Match | None = None,
+                 delivered_at: datetime | None = None) -> Applied:
+    """Apply one record as a page of one (worker/ingest_store.py): upsert its link and meeting and
+    write the events the change makes. `match` is what `identity.match_unlinked` found for it when
+    its link does not exist yet; `delivered_at` orders a webhook record without an updated_at."""
+    from bookingsync.worker.ingest_store import apply_page
 
-    `known` holds links already loaded and locked by `lock_links` for this transaction; a link
-    created here is added to it, so a second record with the same id in one page finds it.
-    `match` is what `identity.match_unlinked` found for a record whose link does not exist yet.
-    """
-    content_hash = record.meeting.content_hash()
-    link = _locked_link(session, connection, record.external_id, known)
-    if link is not None and link.content_hash in (content_hash, SUPERSEDED_HASH):
-        link.last_seen_at = now
-        link.scope = record.scope or link.scope
-        return Applied(meeting_id=link.meeting_id, changed=False)
-
-    # Issue 15: our own bookings at a route target (echoes) update what we observe there, only.
-    if link is not None and link.mirrored:
-        observe(link, record, raw, now)
-        return Applied(meeting_id=link.meeting_id, changed=False)
-    if link is None and match is not None and match.intent is not None:
-        link = link_echo(session, match, connection=connection, provider=provider, record=record, raw=raw, now=now)
-        if known is not None:
-            known[record.external_id] = link
-        return Applied(meeting_id=match.meeting_id, changed=False)
-
-    predecessor = None
-    links: list[LinkRow] | None = None  # given only for a brand-new meeting
-    if link is None and record.supersedes:
-        predecessor = _locked_link(session, connection, record.supersedes, known)
-    if link is None and predecessor is not None and predecessor.mirrored:
-        # Issue 15: our own move at a target made as a new booking, read before its write matched.
-        predecessor.content_hash = SUPERSEDED_HASH
-        link = LinkRow(meeting_id=predecessor.meeting_id, connection=connection, provider=provider,
-                       external_id=record.external_id, content_hash="", first_seen_at=now, last_seen_at=now,
-                       mirrored=True)
-        session.add(link)
-        observe(link, record, raw, now)
-        if known is not None:
-            known[record.external_id] = link
-        return Applied(meeting_id=link.meeting_id, changed=False)
-    if link is None and predecessor is not None:
-        # A move made as "book the new time, cancel the old": the meeting continues under the new id.
-        row = session.exec(select(MeetingRow).where(MeetingRow.id == predecessor.meeting_id).with_for_update()).one()
-        old = state_of(row)
-        predecessor.content_hash, predecessor.missing = SUPERSEDED_HASH, True
-        link = LinkRow(meeting_id=row.id, connection=connection, provider=provider, external_id=record.external_id,
-                       content_hash=content_hash, first_seen_at=now, last_seen_at=now, mirrored=predecessor.mirrored)
-        session.add(link)
-    elif link is None:
-        # hosts given outright: a default_factory costs pydantic a signature inspection per row.
-        row = MeetingRow(id=new_id("mtg"), status=record.meeting.status.value, start=record.meeting.start,
-                         end=record.meeting.end, hosts=list(record.meeting.hosts), content_hash=content_hash,
-                         created_at=now, updated_at=now)
-        session.add(row)
-        session.flush()  # the meeting row must exist before its link points at it
-        old = None
-        link = LinkRow(meeting_id=row.id, connection=connection, provider=provider, external_id=record.external_id,
-                       content_hash=content_hash, first_seen_at=now, last_seen_at=now)
-        session.add(link)
-        links = [link]
-    else:
-        row = session.exec(select(MeetingRow).where(MeetingRow.id == link.meeting_id).with_for_update()).one()
-        old = state_of(row)
-    link.content_hash = content_hash
-    link.raw = raw
-    link.scope = record.scope or link.scope
-    link.source_updated_at = record.source_updated_at
-    link.start, link.end = record.meeting.start, record.meeting.end
-    link.missing = False
-    link.last_seen_at = now
-    if known is not None:
-        known[record.external_id] = link
-    events = _write_plan(session, row, old, record.meeting, now, grace, links, backfill)
-    return Applied(meeting_id=row.id, changed=True, events=events)
+    [outcome] = apply_page(session, connection=connection, provider=provider,
+                           incoming=[Incoming(record=record, raw=raw, delivered_at=delivered_at)], now=now, grace=grace,
+                           backfill=backfill, matches={record.external_id: match} if match is not None else {})
+    return Applied(meeting_id=outcome.meeting_id, changed=outcome.changed, events=outcome.events)
 
 
 def origin_connection(session: Session, meeting_id: str) -> str | None:
