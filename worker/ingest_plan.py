@@ -41,8 +41,6 @@ MISSING_HASH = "missing"
 # A link replaced by a successor booking: what its provider says of it later (the old booking
 # cancelled as part of the move) no longer speaks for the meeting.
 SUPERSEDED_HASH = "superseded"
-# The link columns a record that changes nothing still writes.
-TOUCH = ("last_seen_at", "scope", "source_updated_at", "source_delivered_at", "stale_count")
 MEETING_COLUMNS = ("status", "title", "start", "end", "timezone", "attendee_email", "attendee_name",
                    "attendee_phone", "hosts", "conference_url", "content_hash", "booked", "deleted", "generation",
                    "version", "next_sequence")
@@ -64,7 +62,7 @@ class LinkState:
     source_updated_at: datetime | None = None
     source_delivered_at: datetime | None = None
     stale_count: int = 0
-    # What this page changed: None (nothing), the TOUCH columns, or everything.
+    # The columns this page wrote, and their values.
     written: set[str] = field(default_factory=set)
     values: dict[str, Any] = field(default_factory=dict)
 
@@ -241,14 +239,18 @@ class Planner:
         self.now, self.grace, self.backfill, self.new_id = now, grace, backfill, new_id
 
     def _touch(self, link: LinkState, incoming: Incoming) -> None:
+        """The record changes nothing: the link was seen now, and keeps the newest ordering key.
+        Only what differs is written, so re-reading an unchanged page updates one column a link."""
         record = incoming.record
-        link.scope = record.scope or link.scope
+        values: dict[str, Any] = {"last_seen_at": self.now}
+        if record.scope and record.scope != link.scope:
+            values["scope"] = record.scope
         if not is_older(link, incoming):
-            link.source_updated_at = record.source_updated_at or link.source_updated_at
-            link.source_delivered_at = incoming.delivered_at or link.source_delivered_at
-        link.values.update(last_seen_at=self.now, scope=link.scope, source_updated_at=link.source_updated_at,
-                           source_delivered_at=link.source_delivered_at, stale_count=link.stale_count)
-        link.written.update(TOUCH)
+            if record.source_updated_at and record.source_updated_at != link.source_updated_at:
+                values["source_updated_at"] = record.source_updated_at
+            if incoming.delivered_at and incoming.delivered_at != link.source_delivered_at:
+                values["source_delivered_at"] = incoming.delivered_at
+        self._set(link, **values)
 
     def _observe(self, link: LinkState, incoming: Incoming) -> None:
         """Everything the provider says of the booking, on the link only (a mirror, or a changed record)."""
@@ -281,7 +283,7 @@ class Planner:
         content_hash = incoming.content_hash
         link = plan.links.get(record.external_id)
         if link is not None and not link.mirrored and is_older(link, incoming):
-            link.stale_count += 1
+            self._set(link, stale_count=link.stale_count + 1)
             self._touch(link, incoming)
             return Outcome(meeting_id=link.meeting_id, changed=False, stale=True)
         if link is not None and link.content_hash in (content_hash, SUPERSEDED_HASH):

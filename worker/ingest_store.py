@@ -107,6 +107,9 @@ def _write(session: Session, plan: PagePlan, now: datetime) -> bool:
         for row in session.execute(query):
             stored_links.setdefault(row.meeting_id, []).append(row)
     events = plan.render(stored_links)
+    if not plan.new_links:  # nothing to race for: no savepoint needed
+        _write_rows(session, plan, events, dialect_insert, now)
+        return True
     try:
         with session.begin_nested():
             _write_rows(session, plan, events, dialect_insert, now)
