@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord
-from bookingsync.worker.ingest_plan import Incoming, LinkState, MeetingSlot, is_older, plan_page
+from bookingsync.worker.identity import Match
+from bookingsync.worker.ingest_plan import Incoming, LinkState, MeetingSlot, is_older, meetings_needed, plan_page
 from bookingsync.worker.lifecycle import Backfill
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -158,3 +159,27 @@ def test_any_arrival_order_only_moves_forward(arrivals: list[tuple[int, bool]], 
     numbered = [e for e in s.events if e["sequence"] is not None]
     assert [e["sequence"] for e in numbered] == list(range(1, len(numbered) + 1))
     assert not numbered or numbered[0]["type"] == "meeting.booked"
+
+
+def test_a_match_without_intent_links_the_record_to_the_known_meeting() -> None:
+    s = Store()
+    s.apply(Incoming(record(1), raw={}))
+    [meeting_id] = s.meetings
+    same = record(1, external_id="elsewhere-7")
+    matches = {"elsewhere-7": Match(meeting_id=meeting_id, rule="attendee+start")}
+    incoming = [Incoming(same, raw={})]
+    assert meetings_needed(incoming, s.links, matches) == {meeting_id}
+    plan = plan_page(incoming, links=s.links, meetings=s.meetings, matches=matches, connection="other",
+                     provider="leandata", now=T0, grace=GRACE, backfill=Backfill.UPCOMING, new_id=s.new_id)
+    # One meeting, a second link, no second booked.
+    assert plan.outcomes[0].meeting_id == meeting_id and plan.outcomes[0].events == ()
+    assert [link.meeting_id for link in plan.new_links] == [meeting_id] and plan.new_meetings == []
+
+
+def test_a_page_that_changes_nothing_needs_no_meeting() -> None:
+    s = Store()
+    s.apply(Incoming(record(1), raw={}), Incoming(record(1, external_id="m2"), raw={}))
+    assert meetings_needed([Incoming(record(1), raw={}), Incoming(record(1, external_id="m2"), raw={})],
+                           s.links, {}) == set()
+    moved = record(2, start_hours=30)
+    assert meetings_needed([Incoming(moved, raw={})], s.links, {}) == {s.links["m1"].meeting_id}
