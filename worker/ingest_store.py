@@ -40,6 +40,7 @@ MEETINGS, LINKS, EVENTS = MeetingRow.__table__, LinkRow.__table__, EventRow.__ta
 # A page that loses the first-sight race for one link is planned again; losing it three times in a
 # row would take three concurrent writers creating the same booking, and is reported as an error.
 FIRST_SIGHT_ATTEMPTS = 3
+# LinkState's fields, in order.
 _LINK_COLUMNS = ("id", "meeting_id", "connection", "provider", "external_id", "content_hash", "scope", "mirrored",
                  "missing", "source_updated_at", "source_delivered_at", "stale_count")
 
@@ -62,7 +63,7 @@ def load_links(session: Session, connection: str, external_ids: set[str]) -> dic
     query = (select(*(LINKS.c[name] for name in _LINK_COLUMNS))
              .where(LINKS.c.connection == connection, LINKS.c.external_id.in_(sorted(external_ids)))
              .order_by(LINKS.c.id).with_for_update())
-    return {row.external_id: LinkState(**row._mapping) for row in session.execute(query)}
+    return {row.external_id: LinkState(*row) for row in session.execute(query)}  # columns in field order
 
 
 def load_meetings(session: Session, meeting_ids: set[str]) -> dict[str, MeetingSlot]:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from bookingsync.models.meeting import Meeting, MeetingStatus, SourceRecord
@@ -64,20 +65,14 @@ def links_of(session: Session, meeting_ids: list[str]) -> dict[str, list[LinkRow
     return out
 
 
-def _locked_link(session: Session, connection: str, external_id: str,
-                 known: dict[str, LinkRow | None] | None = None) -> LinkRow | None:
-    if known is not None and external_id in known:
-        return known[external_id]
+def _locked_link(session: Session, connection: str, external_id: str) -> LinkRow | None:
     query = select(LinkRow).where(LinkRow.connection == connection, LinkRow.external_id == external_id)
     return session.exec(query.with_for_update()).first()
 
 
 def lock_links(session: Session, connection: str, external_ids: set[str]) -> dict[str, LinkRow | None]:
-    """Load (and lock) the links of a whole page in one query; absent ids map to None.
-
-    `apply_record(known=…)` then skips its per-record lookup, which is most of the cost of
-    re-reading a page that did not change.
-    """
+    """Load (and lock) links of `connection` in one query, as ORM rows; absent ids map to None.
+    (Ingest reads a page's links as plain rows: worker/ingest_store.load_links.)"""
     found: dict[str, LinkRow | None] = dict.fromkeys(external_ids)
     if external_ids:
         query = select(LinkRow).where(LinkRow.connection == connection,
@@ -272,12 +267,16 @@ def get_cursor(session: Session, connection: str) -> dict[str, Any] | None:
 
 
 def save_cursor(session: Session, connection: str, value: dict[str, Any], now: datetime) -> None:
-    row = session.get(CursorRow, connection)
-    if row is None:
-        session.add(CursorRow(connection=connection, value=value, updated_at=now))
-    else:
-        row.value = value
-        row.updated_at = now
+    """One upsert (the cursor is written with every page, so one statement, not a read and a write)."""
+    table = CursorRow.__table__
+    dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = dialect_insert(table).values(connection=connection, value=value, updated_at=now)
+    session.execute(stmt.on_conflict_do_update(index_elements=[table.c.connection],
+                                               set_={"value": stmt.excluded.value,
+                                                     "updated_at": stmt.excluded.updated_at}))
+    loaded = session.identity_map.get(session.identity_key(CursorRow, connection))
+    if loaded is not None:  # a CursorRow read earlier in this session is now out of date
+        session.expire(loaded)
 
 
 def watched_emails(session: Session, since: datetime) -> frozenset[str]:

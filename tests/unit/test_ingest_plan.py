@@ -183,3 +183,11 @@ def test_a_page_that_changes_nothing_needs_no_meeting() -> None:
                            s.links, {}) == set()
     moved = record(2, start_hours=30)
     assert meetings_needed([Incoming(moved, raw={})], s.links, {}) == {s.links["m1"].meeting_id}
+
+
+def test_links_are_loaded_in_the_order_of_link_state_fields() -> None:
+    from dataclasses import fields
+
+    from bookingsync.worker.ingest_store import _LINK_COLUMNS
+
+    assert tuple(f.name for f in fields(LinkState))[:len(_LINK_COLUMNS)] == _LINK_COLUMNS
