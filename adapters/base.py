@@ -20,14 +20,16 @@ scheduler. The worker drives it:
   Adapters that can be asked (`FIND_BOOKING`) fill `find_booking(request)`, which finds the
   booking a lost answer would have named (by the reference planted, or attendee and slot).
 
-The rest of the code asks an adapter what it can do (`capabilities`), never its provider's name.
+The rest of the code asks an adapter what it can do (`capabilities`), never its provider's name,
+and what a booking there can hold (`shape`, a `BookingShape`), so the planner compares a meeting
+with its mirror at the precision the target keeps instead of re-booking what it cannot store.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
@@ -43,6 +45,54 @@ class Capability(StrEnum):
     RESCHEDULE = "reschedule"
     CANCEL = "cancel"
     FIND_BOOKING = "find_booking"  # a booking whose answer was lost can be found again
+
+
+# JavaScript's Date, and so most JSON APIs: milliseconds.
+MILLISECOND = timedelta(milliseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class BookingShape:
+    """What one booking at a target can hold, declared by its adapter (`Adapter.shape`).
+
+    `resolution`: the finest step its times keep (a start is kept floored to it);
+    `durations`: the lengths it allows (None: any); `zero_length`: whether a booking may end
+    where it starts. A meeting the shape cannot hold is refused with `cannot_hold`'s sentence,
+    never approximated.
+    """
+
+    resolution: timedelta = MILLISECOND
+    durations: frozenset[timedelta] | None = None
+    zero_length: bool = True
+
+    def held(self, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+        """The start and end a booking of start–end keeps there: both floored to the resolution."""
+        return self._floor(start), self._floor(end)
+
+    def _floor(self, value: datetime) -> datetime:
+        return value - (value.astimezone(UTC) - _EPOCH) % self.resolution
+
+    def cannot_hold(self, start: datetime, end: datetime) -> str | None:
+        """Why a booking of start–end cannot be made there (a sentence), or None when it can."""
+        first, last = self.held(start, end)
+        length = last - first
+        if length <= timedelta(0) and not self.zero_length:
+            detail = "starts and ends at the same instant" if end == start else (
+                f"lasts {(end - start).total_seconds():g} s, nothing at its resolution of {_span(self.resolution)}")
+            return f"the meeting {detail}, and a booking there must have a length"
+        if self.durations is not None and length not in self.durations:
+            allowed = ", ".join(_span(d) for d in sorted(self.durations))
+            return (f"the meeting lasts {_span(length)} (at a resolution of {_span(self.resolution)}), and a booking "
+                    f"there may only last {allowed}; it is not booked with another length")
+        return None
+
+
+def _span(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    if seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
 
 
 @dataclass(frozen=True)
@@ -64,10 +114,28 @@ class Sweep:
 
 
 @dataclass(frozen=True)
+class WatchHint:
+    """What the store knows of a watched email's meetings: how urgent re-reading it is."""
+
+    next_start: datetime | None = None  # the soonest start of its meetings still to come
+    changed_at: datetime | None = None  # when one of its meetings last changed in the store
+
+
+@dataclass(frozen=True)
+class WatchSummary:
+    """A watch-list schedule as `bookingsync status` shows it."""
+
+    count: int
+    staleness_seconds: float  # every email is read at least this often
+    next_due_at: datetime | None
+
+
+@dataclass(frozen=True)
 class Page:
     records: list[RawRecord]
     cursor: dict[str, Any]
     sweep: Sweep | None = None
+    watch: WatchSummary | None = None  # adapters reading a watch list say how it stands
 
 
 @dataclass(frozen=True)
@@ -75,6 +143,10 @@ class ReadContext:
     now: datetime
     # Attendee emails the worker wants read (configured ones plus upcoming and recent meetings').
     watch_emails: frozenset[str] = frozenset()
+    # Per watched email, what the store knows (emails missing here have no hint).
+    watch_hints: Mapping[str, WatchHint] = field(default_factory=dict)
+    # The connection's poll interval: a watch-list schedule spreads its reads over it.
+    interval_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -105,6 +177,8 @@ class BookingRequest:
 class Adapter(Protocol):
     provider: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]]
+    # Writers declare it (the planner reads it with BookingShape() as the default).
+    # shape: BookingShape
 
     def read(self, cursor: dict[str, Any] | None, context: ReadContext) -> Iterator[Page]: ...
 

@@ -14,8 +14,15 @@ and get a 2xx response back or one of our `ProviderError`s (models/errors.py).
     429 + Retry-After <= max_wait  wait Retry-After (seconds or HTTP date)  RateLimited
     429 + Retry-After >  max_wait  raise at once so the caller reschedules  RateLimited
     429 without Retry-After        exponential backoff with jitter          RateLimited
+    429 inside pacing.deferring    raise at once (a poll: the connection's  RateLimited
+                                   back-off schedules the next read)
     5xx                            backoff, retry                           ProviderUnavailable
     timeout, connection error      backoff, retry                           ProviderUnavailable
+
+Pacing: requests wait for a slot of the account's shared `Pacer` (adapters/pacing.py), so every
+thread and, with a distributed backend, every process stays within the provider's rate together.
+A 429 pushes the account's next slot back by its Retry-After (or the backoff), for every caller.
+Inside `pacing.deferring(max_wait)` a slot further away raises `PaceDeferred` instead of sleeping.
 
 Every error carries the provider's own message as parsed by the adapter's `error_message`.
 
@@ -39,6 +46,7 @@ from typing import Any
 
 import httpx
 
+from bookingsync.adapters import pacing
 from bookingsync.models.errors import (
     AnswerLost,
     ProviderAuthError,
@@ -106,6 +114,9 @@ class ProviderHttp:
         headers: Mapping[str, str],
         error_message: Callable[[httpx.Response], str],
         timeout: float = DEFAULT_TIMEOUT,
+        # Called with every answer's `Date` header and our clock when it came: the provider's
+        # clock skew is measured from it (adapters/skew.py, `SkewEstimate.observe_date`).
+        observe_date: Callable[[str | None, datetime], None] | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -116,19 +127,28 @@ class ProviderHttp:
         backoff_base: float = DEFAULT_BACKOFF_BASE,
         backoff_max: float = DEFAULT_BACKOFF_MAX,
         max_wait: float = DEFAULT_MAX_WAIT,
+        pacer: pacing.Pacer | None = None,
     ) -> None:
         self.provider = provider
         self._error_message = error_message
         self._max_retries = max(0, max_retries)
         self._sleep = sleep
         self._rng = rng
-        self._min_interval = max(0.0, min_interval)
-        self._monotonic = monotonic
         self._wall_clock = wall_clock
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._max_wait = max_wait
-        self._last_sent: float | None = None
+        self._slept = 0.0
+        if pacer is None and min_interval > 0:
+            if sleep is time.sleep and monotonic is time.monotonic:
+                pacer = pacing.shared(pacing.account_key(provider, base_url, headers), min_interval)
+            elif monotonic is time.monotonic:
+                # An injected sleep simulates time (tests record pacing instead of waiting): the
+                # pacer's clock moves by what was "slept", and it is this client's own.
+                pacer = pacing.LocalPacer(min_interval, clock=lambda: time.monotonic() + self._slept)
+            else:
+                pacer = pacing.LocalPacer(min_interval, clock=monotonic)
+        self._pacer = pacer
         self._client = httpx.Client(
             base_url=base_url,
             headers=dict(headers),
@@ -136,6 +156,7 @@ class ProviderHttp:
             transport=transport,
             follow_redirects=False,
         )
+        self._observe_date = observe_date
 
     def close(self) -> None:
         self._client.close()
@@ -168,6 +189,8 @@ class ProviderHttp:
                 # Not a passing fault (unsupported scheme, bad URL, undecodable body): no retry.
                 raise ProviderUnavailable(self.provider, _describe(exc, method, path)) from exc
 
+            if self._observe_date is not None:
+                self._observe_date(response.headers.get("Date"), self._wall_clock())
             status = response.status_code
             if 200 <= status < 300:
                 return response
@@ -175,11 +198,16 @@ class ProviderHttp:
                 retry_after = parse_retry_after(
                     response.headers.get("Retry-After"), reference=self._reference_time(response)
                 )
+                pause = retry_after if retry_after is not None else self._backoff(attempt)
+                if self._pacer is not None:
+                    self._pacer.defer(pause)  # the account is refused, not just this thread
+                if pacing.deferring_wait() is not None:
+                    raise RateLimited(self.provider, self._message(response), retry_after=retry_after)
                 if retry_after is not None and retry_after > self._max_wait:
                     raise RateLimited(self.provider, self._message(response), retry_after=retry_after)
                 if attempt >= self._max_retries:
                     raise RateLimited(self.provider, self._message(response), retry_after=retry_after)
-                self._wait(retry_after if retry_after is not None else self._backoff(attempt), "HTTP 429")
+                self._wait(pause, "HTTP 429")
                 attempt += 1
                 continue
             if status >= 500:
@@ -225,15 +253,24 @@ class ProviderHttp:
 
     def _wait(self, seconds: float, why: str) -> None:
         log.info("%s: %s; retrying in %.2fs", self.provider, why, seconds)
+        self._nap(seconds)
+
+    def _nap(self, seconds: float) -> None:
         if seconds > 0:
             self._sleep(seconds)
+            self._slept += seconds
 
     def _pace(self) -> None:
-        if self._min_interval > 0 and self._last_sent is not None:
-            remaining = self._min_interval - (self._monotonic() - self._last_sent)
-            if remaining > 0:
-                self._sleep(remaining)
-        self._last_sent = self._monotonic()
+        if self._pacer is None:
+            return
+        bound = pacing.deferring_wait()
+        slot = self._pacer.reserve(self._max_wait if bound is None else bound)
+        if not slot.claimed:
+            if bound is not None:
+                raise pacing.PaceDeferred(slot.wait)
+            raise RateLimited(self.provider, f"our pacing of this account allows the next request in "
+                                             f"{slot.wait:.0f}s", status=None, retry_after=slot.wait)
+        self._nap(slot.wait)
 
     def _reference_time(self, response: httpx.Response) -> datetime:
         # An HTTP-date Retry-After is relative to the server's clock; its Date header avoids skew.

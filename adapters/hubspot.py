@@ -1,10 +1,13 @@
 """HubSpot: CRM meetings read by polling, webhooks verified, bookings made through a meeting link.
 
-Follows shared/providers/hubspot/: crm-meetings-2026-03.openapi.json (`GET
-/crm/objects/2026-03/meetings`), scheduler-meetings-2026-03.openapi.json (booking info,
-availability page, `POST …/meeting-links/book`), webhooks-2026-03.openapi.json (event types),
-validating-requests.md (v3 signature, in hubspot_signature.py), docs-excerpts.md and
-seed-hubspot-scheduler-book.md. Ambiguities, and the reading taken:
+Follows HubSpot's developer documentation: the CRM Meetings API 2026-03 OpenAPI reference (`GET
+/crm/objects/2026-03/meetings`, https://developers.hubspot.com/docs/api/crm/meetings), the
+Scheduler Meetings API 2026-03 reference (booking info, availability page, `POST
+…/meeting-links/book`, https://developers.hubspot.com/docs/api-reference/2026-03/scheduler/guide),
+the Webhooks API 2026-03 reference (event types), "Validating requests from HubSpot" (v3
+signature, in hubspot_signature.py, https://developers.hubspot.com/docs/api/webhooks/validating-requests),
+the error handling and usage guidelines pages (https://developers.hubspot.com/docs/api/usage-details).
+Ambiguities, and the reading taken:
 
 * Reading. Every poll is a full pass: the list of live meetings (`archived=false`) and then the
   list of archived ones (`archived=true`), each paged with `limit` and `paging.next.after`. The
@@ -105,6 +108,7 @@ from pydantic import ValidationError
 from bookingsync.adapters.base import BookingRequest, Capability, Page, RawRecord, ReadContext, WebhookDelivery
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.adapters.hubspot_signature import verify_v3
+from bookingsync.adapters.wall_time import DATE_ONLY, date_only
 from bookingsync.models.errors import (
     AnswerLost,
     ConfigError,
@@ -125,7 +129,7 @@ DEFAULT_BASE_URL = "https://api.hubapi.com"
 MEETINGS_PATH = "/crm/objects/2026-03/meetings"
 BOOK_PATH = "/scheduler/2026-03/meetings/meeting-links/book"
 MAX_PAGE_SIZE = 100  # the CRM list's customary maximum; the OpenAPI names only the default (10)
-# docs-excerpts: a burst limit of 100 calls per 10 seconds per app and portal.
+# HubSpot's API usage guidelines: a burst limit of 100 calls per 10 seconds per app and portal.
 DEFAULT_REQUESTS_PER_SECOND = 10.0
 MEETING_OBJECT_TYPE = "0-47"
 PROPERTIES = (
@@ -175,6 +179,8 @@ def _time(value: Any, what: str, record_id: str) -> datetime | None:
         if millis < EARLIEST_MS:
             raise NormaliseError(f"the HubSpot meeting {record_id}'s {what} {text} is not epoch milliseconds")
         return datetime.fromtimestamp(millis / 1000, UTC)
+    if date_only(text):
+        raise NormaliseError(f"the HubSpot meeting {record_id}'s {what} {text!r} {DATE_ONLY}")
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:

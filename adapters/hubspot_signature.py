@@ -1,4 +1,7 @@
-"""HubSpot's v3 webhook signature (`X-HubSpot-Signature-v3`), as validating-requests.md describes it.
+"""HubSpot's v3 webhook signature (`X-HubSpot-Signature-v3`), as HubSpot describes it.
+
+HubSpot, "Validating requests from HubSpot":
+https://developers.hubspot.com/docs/api/webhooks/validating-requests
 
     source    = requestMethod + requestUri + requestBody + X-HubSpot-Request-Timestamp   (UTF-8)
     signature = base64(HMAC-SHA256(app client secret, source))
@@ -29,9 +32,9 @@ from bookingsync.models.errors import WebhookUnauthorized
 
 SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
 TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
-# validating-requests.md: "Reject the request if the timestamp is older than 5 minutes."
+# HubSpot's validating-requests page: "Reject the request if the timestamp is older than 5 minutes."
 SIGNATURE_TOLERANCE = timedelta(minutes=5)
-# The table in validating-requests.md, keyed by the upper-case hex of the escape.
+# The table in HubSpot's validating-requests page, keyed by the upper-case hex of the escape.
 DECODED_ESCAPES: dict[str, str] = {
     "3A": ":", "2F": "/", "3F": "?", "40": "@", "21": "!", "24": "$",
     "27": "'", "28": "(", "29": ")", "2A": "*", "2C": ",", "3B": ";",

@@ -1,9 +1,9 @@
 """LeanData BookIt: meetings read per watched prospect email (no change feed, no webhooks).
 
-Follows shared/providers/leandata/: bookit-openapi.yml (`GET /v1/meetings`, `GET
-/v1/meeting/:meetingId`), the postman collection, leandata-manage-a-meeting.md,
-leandata-authentication.yml, leandata-problem-types.yml and leandata-rate-limits.yml.
-Ambiguities, and the reading taken:
+Follows LeanData's published documents: the BookIt API OpenAPI file and Postman collection
+(`GET /v1/meetings`, `GET /v1/meeting/:meetingId`; https://bookit-api.leandata.com/) and LeanData's
+guides on managing a meeting, authentication, problem types and rate limits
+(https://docs.leandata.com). Ambiguities, and the reading taken:
 
 * Record shape. The OpenAPI response table describes `{bookIt: {status}, calendarEvent: {id,
   title, status, scheduledTime: {start_time, end_time}, organizer: {email}, attendees[]}}`; the

@@ -1,8 +1,8 @@
 """LeanData BookIt, the write half's pure pieces: booking settings, availability answers, slots,
 form fields and request bodies. No HTTP here; `leandata.LeanDataAdapter` drives the calls.
 
-Readings of shared/providers/leandata/ (bookit-openapi.yml, leandata-book-a-meeting.md,
-leandata-manage-a-meeting.md, leandata-problem-types.yml) taken here:
+Readings of LeanData's BookIt API OpenAPI file (https://bookit-api.leandata.com/) and its guides
+on booking and managing a meeting and on problem types (https://docs.leandata.com) taken here:
 
 * Availability answers come in two shapes. `fetch-availability` (linkId / token / meetingId)
   answers `{meeting, pageInfo, availability, userIdToInfoMap[, calendarEvent]}` at the top level;

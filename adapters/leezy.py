@@ -1,8 +1,9 @@
 """Leezy.ai: chatbot-booked meetings, read by polling and by signed webhooks (read-only provider).
 
-Follows shared/providers/leezy/: the Meetings API page (staging.leezy.ai/docs/api/meetings),
-the API overview (envelope, errors, limits), and the webhook pages of production leezy.ai and
-staging. Ambiguities, and the reading taken:
+Follows Leezy.ai's API documentation: the Meetings API page
+(https://staging.leezy.ai/docs/api/meetings), the API overview (envelope, errors, limits;
+https://staging.leezy.ai/docs/api/overview), and the webhook pages of production
+(https://leezy.ai/docs/api/webhooks) and staging (https://staging.leezy.ai/docs/webhooks/security). Ambiguities, and the reading taken:
 
 * Base URL. The docs give `https://app.leezy.ai/api/v1`; the connection names the host. A
   base_url that already ends in `/api/v1` is accepted and not doubled.
@@ -21,6 +22,9 @@ staging. Ambiguities, and the reading taken:
   read can land behind our offset without any symptom (two records moving together hide each
   other's repeat), yet its new `updated_at` is after the read began, so the next poll sees it.
   It also keeps a provider clock running ahead from pushing the watermark into the future.
+  The allowance is counted from our clock while `updated_at` is Leezy's, so it is widened by
+  Leezy's measured lag (adapters/skew.py: every answer's `Date` header, else the newest
+  `updated_at`): with Leezy two minutes behind, the cap is `now - 2 min - 30 s`.
   Residual risk, not detectable with offset paging of unknown order: a record deleted and another
   created during one read (total unchanged) can hide a skip of an older record. Under constant
   churn the watermark may stay put for a while: that costs re-reads, never records.
@@ -63,8 +67,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 from pydantic import ValidationError
 
+from bookingsync.adapters import skew
 from bookingsync.adapters.base import Capability, Page, RawRecord, ReadContext, WebhookDelivery
 from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.adapters.wall_time import DATE_ONLY, date_only
 from bookingsync.models.errors import (
     ConfigError,
     NormaliseError,
@@ -123,6 +129,8 @@ class ChangeRead:
     total: int | None = None
     seen: set[str] = field(default_factory=set)
     disturbed: bool = False
+    # How far back from our clock `since` is capped: the allowance, widened by Leezy's measured lag.
+    margin: timedelta = CLOCK_SKEW_ALLOWANCE
 
     @classmethod
     def start(cls, cursor: Mapping[str, Any] | None, now: datetime) -> ChangeRead:
@@ -193,7 +201,7 @@ class ChangeRead:
                     "high": _wire_time(self.high), "resumed": self.resumed}
         since = self.since
         if not self.disturbed and not self.resumed and self.high is not None:
-            candidate = min(self.high, self.now - CLOCK_SKEW_ALLOWANCE)
+            candidate = min(self.high, self.now - self.margin)
             since = candidate if since is None else max(since, candidate)
         return {"since": _wire_time(since), "offset": 0, "high": None, "resumed": False}
 
@@ -243,6 +251,8 @@ def _time(attributes: Mapping[str, Any], name: str, *, required: bool) -> dateti
         return None
     if not isinstance(value, str):
         raise NormaliseError(f"the Leezy meeting's {name} {value!r} is not an ISO 8601 time")
+    if date_only(value):
+        raise NormaliseError(f"the Leezy meeting's {name} {value!r} {DATE_ONLY}")
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError as exc:
@@ -448,6 +458,7 @@ class LeezyAdapter:
         self._page_size = page_size
         self._overlap = overlap_seconds
         host = base_url.rstrip("/").removesuffix("/api/v1")
+        self._skew = skew.for_connection(connection_id)
         self._http = ProviderHttp(
             provider=PROVIDER,
             base_url=host,
@@ -457,6 +468,7 @@ class LeezyAdapter:
             transport=transport,
             sleep=sleep,
             min_interval=60.0 / requests_per_minute,
+            observe_date=self._skew.observe_date,
         )
 
     def read(self, cursor: dict[str, Any] | None, context: ReadContext) -> Iterator[Page]:
@@ -466,6 +478,8 @@ class LeezyAdapter:
             data, meta = _envelope(response_json(PROVIDER, response))
             done = state.take(data, meta, self._page_size)
             records = [RawRecord(payload=item, external_id=_id_and_updated(item)[0]) for item in data]
+            self._skew.observe_newest(state.high, context.now)
+            state.margin = self._skew.margin(CLOCK_SKEW_ALLOWANCE)
             yield Page(records=records, cursor=state.cursor(done))
             if done:
                 if state.disturbed:

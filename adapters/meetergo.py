@@ -1,8 +1,9 @@
 """Meetergo v4: appointments read by polling and by URL-token webhooks; bookings made and cancelled.
 
-Follows shared/providers/meetergo/ only: docs-excerpts.md (API overview, rate limiting, error
-handling, troubleshooting, bookings, rescheduling, paginated appointments, webhooks overview,
-events and management) and seed-meetergo-v4-booking.md (the `POST /v4/booking` reference).
+Follows meetergo's developer documentation only (https://developer.meetergo.com/): the API
+overview, rate limiting, error handling, troubleshooting, bookings, rescheduling, paginated
+appointments, webhooks overview, events and management pages, and the `POST /v4/booking`
+reference (https://developer.meetergo.com/api-reference/bookings/create-booking).
 Ambiguities, and the reading taken:
 
 * Base URL. The docs give `https://api.meetergo.com/v4`; the connection names the host. A
@@ -53,7 +54,18 @@ Ambiguities, and the reading taken:
   `meetingType` where a record has it, else recovered from the record's own title by removing
   the ` - <attendee name>` suffix. A booking with a custom title keeps that title from the
   listing and the type's name from a webhook: the one case the two can still disagree.
-* Times: "All API times are in UTC by default", so a time without an offset is read as UTC.
+* Times: "All API times are in UTC by default", so a time without an offset is read as UTC. A
+  date without a time (an all-day value) is quarantined with that reason, never read as
+  midnight UTC and 24 hours long.
+* Shape of a booking (`shape`): whole minutes ("duration: Duration in minutes"; the slot grid is
+  in minutes), never without a length, and, when `durations` is configured, only the meeting
+  type's default and allowed durations ("must match either the default duration or one of the
+  allowed durations configured for the meeting type"). The meeting type itself cannot be read
+  (no documented endpoint), so `durations` is configuration. The start is sent floored to the
+  minute and the duration is the minutes between the floored start and the floored end, so the
+  booking read back equals the meeting at that resolution and the planner sees it in step. A
+  meeting it cannot hold (a length not allowed, no length) is refused before any call, with
+  the reason; never rounded to a length the meeting does not have.
 * Status. Cancelled when `isCancelled` is true or `cancel` holds any of actionAt/actionSource/
   actionBy/reason; that wins over everything. A `status` (undocumented on appointments; the
   provisional-booking listing documents pending|confirmed|expired|declined_by_host) is read only
@@ -79,9 +91,9 @@ Ambiguities, and the reading taken:
 * Delivery id: none is documented, and "webhooks may be delivered more than once". We use
   `sha256:` + the SHA-256 of the body's canonical JSON (sorted keys, no whitespace), so a
   redelivery dedupes even if re-serialised; two deliveries differing in any field do not.
-* Booking (`POST /v4/booking`). We send meetingTypeId, start (UTC, `Z`), duration in minutes
-  (so the booking ends where the meeting does; a duration the meeting type does not allow is
-  meetergo's 400), hostIds or queueId (one, from config), icsTitle from the meeting's title, and
+* Booking (`POST /v4/booking`). We send meetingTypeId, start (UTC, `Z`, floored to the minute),
+  duration in minutes (see Shape; without `durations` configured, a duration the meeting type
+  does not allow is meetergo's 400), hostIds or queueId (one, from config), icsTitle from the meeting's title, and
   attendee {email, fullname (the name, else the email's local part), phone, timezone,
   receiveReminders false (the source already reminds), notes {bookingsyncReference: reference}}
   — `notes` is a required free-form object and the only documented place to keep our reference.
@@ -127,7 +139,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, quote, urlsplit
@@ -136,8 +148,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 from pydantic import ValidationError
 
+from bookingsync.adapters import skew
 from bookingsync.adapters.base import (
     BookingRequest,
+    BookingShape,
     Capability,
     Page,
     RawRecord,
@@ -146,6 +160,7 @@ from bookingsync.adapters.base import (
     WebhookDelivery,
 )
 from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.adapters.wall_time import DATE_ONLY, date_only
 from bookingsync.models.errors import (
     AnswerLost,
     ConfigError,
@@ -337,6 +352,8 @@ def _text(value: Any) -> str | None:
 def parse_time(value: Any, what: str) -> datetime:
     if not isinstance(value, str) or not value.strip():
         raise NormaliseError(f"the meetergo appointment's {what} {value!r} is not an ISO 8601 time")
+    if date_only(value):
+        raise NormaliseError(f"the meetergo appointment's {what} {value!r} {DATE_ONLY}")
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError as exc:
@@ -541,13 +558,25 @@ def parse_delivery(body: bytes) -> WebhookDelivery:
 # -- booking: pure ------------------------------------------------------------------------------
 
 
+# Bookings are made in whole minutes ("duration: Duration in minutes"), on a minute grid, and
+# never without a length; `durations` (the meeting type's default and allowed ones) narrows it.
+SHAPE = BookingShape(resolution=timedelta(minutes=1), zero_length=False)
+
+
 def wire_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def booking_body(request: BookingRequest, *, meeting_type_id: str, host_ids: Sequence[str],
-                 queue_id: str | None, rescheduled_from: str | None = None) -> dict[str, Any]:
+                 queue_id: str | None, rescheduled_from: str | None = None,
+                 shape: BookingShape = SHAPE) -> dict[str, Any]:
+    """The `POST /v4/booking` body: the meeting's times as meetergo keeps them (whole minutes), or
+    ProviderRejected when it cannot hold them (a length the meeting type does not allow, none)."""
     meeting = request.meeting
+    why = shape.cannot_hold(meeting.start, meeting.end)
+    if why is not None:
+        raise ProviderRejected(PROVIDER, f"meeting type {meeting_type_id} cannot hold this meeting: {why}")
+    start, end = shape.held(meeting.start, meeting.end)
     email = meeting.attendee.email
     if not email:
         raise ProviderRejected(PROVIDER, "the meeting has no attendee email, which meetergo requires to book")
@@ -563,8 +592,8 @@ def booking_body(request: BookingRequest, *, meeting_type_id: str, host_ids: Seq
         attendee["timezone"] = meeting.timezone
     body: dict[str, Any] = {
         "meetingTypeId": meeting_type_id,
-        "start": wire_time(meeting.start),
-        "duration": max(1, math.ceil((meeting.end - meeting.start).total_seconds() / 60)),
+        "start": wire_time(start),
+        "duration": round((end - start) / timedelta(minutes=1)),
         "attendee": attendee,
     }
     if queue_id:
@@ -644,6 +673,7 @@ class MeetergoAdapter:
         host_ids: Sequence[str] = (),
         queue_id: str | None = None,
         page_size: int = MAX_PAGE_SIZE,
+        durations: Sequence[int] | None = None,
         requests_per_minute: float = DEFAULT_REQUESTS_PER_MINUTE,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -678,6 +708,10 @@ class MeetergoAdapter:
             raise ConfigError(f"{where}: booking with meeting_type_id needs host_ids or queue_id; add one")
         if (hosts or queue_id) and not meeting_type_id:
             raise ConfigError(f"{where}: host_ids and queue_id are for booking; add meeting_type_id too")
+        if durations is not None and (isinstance(durations, (str, bytes)) or not durations or any(
+                isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in durations)):
+            raise ConfigError(f"{where}: durations must list the meeting type's default and allowed durations in "
+                              f"whole minutes (e.g. [30, 60]), not {durations!r}")
         if webhook_secret is not None and not webhook_secret.strip():
             raise ConfigError(f"{where}: webhook_secret is blank; remove it or set the token the webhook URL carries")
         self.connection_id = connection_id
@@ -686,6 +720,9 @@ class MeetergoAdapter:
         self._host_ids = tuple(hosts)
         self._queue_id = queue_id
         self._page_size = page_size
+        # What a booking here can hold: whole minutes, a length, and the configured durations.
+        self.shape = SHAPE if durations is None else replace(
+            SHAPE, durations=frozenset(timedelta(minutes=d) for d in durations))
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if user_id is not None:
             headers[USER_HEADER] = user_id
@@ -697,6 +734,7 @@ class MeetergoAdapter:
             timeout=timeout,
             transport=transport,
             sleep=sleep,
+            observe_date=skew.for_connection(connection_id).observe_date,  # clock skew: a metric, a warning
             min_interval=60.0 / requests_per_minute,
             backoff_base=BACKOFF_BASE,
             max_retries=MAX_RETRIES,
@@ -710,7 +748,7 @@ class MeetergoAdapter:
             items, total = listing(response_json(PROVIDER, self._list_page(state)))
             ids = [record_id(item) for item in items]
             done = state.take(ids, total)
-            records = [RawRecord(payload=item, external_id=rid, scope=SWEEP_SCOPE) for item, rid in zip(items, ids)]
+            records = [RawRecord(payload=item, external_id=rid, scope=SWEEP_SCOPE) for item, rid in zip(items, ids, strict=True)]
             sweep = None
             if done and state.complete():
                 sweep = Sweep(scope=SWEEP_SCOPE, window_start=context.now, seen=frozenset(state.seen))
@@ -772,7 +810,8 @@ class MeetergoAdapter:
                 if record.reference == request.reference:
                     return record
                 m, wanted = record.meeting, request.meeting
-                if (record.reference is None and m.active and (m.start, m.end) == (wanted.start, wanted.end)
+                if (record.reference is None and m.active
+                        and self.shape.held(m.start, m.end) == self.shape.held(wanted.start, wanted.end)
                         and m.attendee.email == wanted.attendee.email):
                     by_slot.append(record)
             if done:
@@ -805,7 +844,7 @@ class MeetergoAdapter:
             raise ConfigError(f"connection {self.connection_id!r} cannot book: set meeting_type_id and host_ids "
                               "or queue_id")
         body = booking_body(request, meeting_type_id=self._meeting_type_id, host_ids=self._host_ids,
-                            queue_id=self._queue_id, rescheduled_from=rescheduled_from)
+                            queue_id=self._queue_id, rescheduled_from=rescheduled_from, shape=self.shape)
         try:
             response = self._http.request("POST", BOOKING_PATH, json=body)
         except ProviderRejected as exc:
@@ -834,7 +873,9 @@ class MeetergoAdapter:
         except (ProviderError, NormaliseError) as exc:
             log.warning("meetergo %s: booked %s but could not read it back (%s); linking what we asked for",
                         self.connection_id, appointment_id, exc)
-            meeting = request.meeting.model_copy(update={"status": MeetingStatus.SCHEDULED})
+            start, end = self.shape.held(request.meeting.start, request.meeting.end)
+            meeting = request.meeting.model_copy(update={"status": MeetingStatus.SCHEDULED, "start": start,
+                                                         "end": end})
             return SourceRecord(external_id=appointment_id, meeting=meeting, reference=request.reference)
 
     def close(self) -> None:

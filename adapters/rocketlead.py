@@ -1,9 +1,9 @@
 """RocketLead: a write-only target. Finds the exact slot, books it, and deletes bookings.
 
-Follows shared/providers/rocketlead/: docs-excerpts.md (Connect API overview, Authentication &
-scopes, Bookings, Availability, Lookups, Race conditions & idempotency, Workflows, Automation
-triggers) and seed-rocketlead-calendar-bookings.md (the whole Bookings page, with the complete
-booking response). Ambiguities, and the reading taken:
+Follows RocketLead's developer documentation (https://docs.rocketlead.io/developers/connect-api/):
+Connect API overview, Authentication & scopes, Bookings (the whole page, with the complete
+booking response), Availability, Lookups, Race conditions & idempotency, Workflows, Automation
+triggers. Ambiguities, and the reading taken:
 
 * Nothing is read. The docs document no list or get endpoint for bookings and no webhooks to
   third parties (the automation triggers run flows inside RocketLead; ingress webhooks are
@@ -55,11 +55,21 @@ booking response). Ambiguities, and the reading taken:
   time, since RocketLead rejects every such token with 401.
 * Errors come as `{statusCode, message}`; `message` may also be a list of strings (the usual
   shape of validation errors behind such an envelope); they are joined with "; ".
-* Timezone. "Calendars carry IANA tzdata": the calendar is looked up once
-  (`GET /connect/calendar/{id}`, documented only as an object) and its zone taken from
-  `timezone`, `timeZone` or `tz` when that is a valid IANA name; else the meeting's timezone is
-  None. The lookup is decoration: when it fails, booking goes on without it. The zone is also
-  used to read a time written without an offset; without a zone such a time is refused.
+* Timezone. "Calendars carry IANA tzdata — read this for any local-time math": the calendar is
+  looked up (`GET /connect/calendar/{id}`, documented only as an object) before any slot is read,
+  and its zone taken from `timezone`, `timeZone` or `tz` when that is a valid IANA name. The
+  answer is cached for the adapter's life. The zone is required, not decoration: a lookup that
+  fails for now (5xx, timeout) is ProviderUnavailable, so the write is retried later; a 404 is
+  the calendar's absence (ProviderNotFound); a calendar without a usable zone is logged and its
+  slots are read only where they carry an offset.
+* Wall times. A slot or booking time written without an offset is a local time in the calendar
+  zone, read by the zone's rules (adapters/wall_time.py): in a fold (clocks going back) it names
+  two instants, in a gap none. Slots are matched by instant, never by string. Two slots listed
+  with the same local times in a fold are the first and the second hour, in the order listed
+  (the answer is ordered by time); a reading before the availability `start` we asked from is
+  not a slot we were offered. A slot still ambiguous after that is not booked (SlotUnavailable
+  saying why), and a time in a gap is no slot at all. The booking's own times are read with the
+  instants of the slot we chose, so the mirror records exactly the hour that was booked.
 * Status. A booking is `scheduled`; one with a `deletedAt` (in the response schema although
   deletes are hard) is `cancelled`. `createdAt` is its `source_updated_at` (bookings are never
   updated). The attendee is read, best effort, from `tableEntryData` through the
@@ -75,6 +85,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -83,8 +94,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 from pydantic import ValidationError
 
-from bookingsync.adapters.base import BookingRequest, Capability, Page, RawRecord, ReadContext, WebhookDelivery
+from bookingsync.adapters import skew
+from bookingsync.adapters.base import (
+    BookingRequest,
+    BookingShape,
+    Capability,
+    Page,
+    RawRecord,
+    ReadContext,
+    WebhookDelivery,
+)
 from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.adapters.wall_time import readings
 from bookingsync.models.errors import (
     AnswerLost,
     ConfigError,
@@ -94,6 +115,7 @@ from bookingsync.models.errors import (
     ProviderNotFound,
     ProviderRejected,
     ProviderUnavailable,
+    RateLimited,
     SlotUnavailable,
     WebhookMalformed,
 )
@@ -127,22 +149,37 @@ def wire_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def parse_time(value: Any, zone: str | None = None) -> datetime | None:
-    """An ISO 8601 string as an aware UTC datetime; a time without offset is read in `zone`.
-
-    None when the value is not a time, or has no offset and no zone is known.
-    """
+def _parsed(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value.strip():
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        return datetime.fromisoformat(value.strip())
     except ValueError:
         return None
-    if parsed.tzinfo is None:
-        if zone is None:
-            return None
-        parsed = parsed.replace(tzinfo=ZoneInfo(zone))
-    return parsed.astimezone(UTC)
+
+
+def instants(value: Any, zone: str | None) -> tuple[datetime, ...]:
+    """Every UTC instant an ISO 8601 time names: one with an offset; a local time without one is
+    read by `zone`'s rules (two readings in a fold, none in a gap, none without a zone)."""
+    parsed = _parsed(value)
+    if parsed is None:
+        return ()
+    if parsed.tzinfo is not None:
+        return (parsed.astimezone(UTC),)
+    return readings(parsed, ZoneInfo(zone)) if zone else ()
+
+
+def parse_time(value: Any, zone: str | None = None, *, prefer: datetime | None = None) -> datetime | None:
+    """One aware UTC instant for an ISO 8601 time; a time without offset is read in `zone`.
+
+    None when the value is not a time, has no offset and no zone is known, names a local time
+    the zone skips (a gap), or names a repeated local time (a fold) and `prefer` is not one of
+    its readings: two readings are never settled by guessing.
+    """
+    found = instants(value, zone)
+    if prefer is not None and prefer in found:
+        return prefer
+    return found[0] if len(found) == 1 else None
 
 
 def valid_zone(value: Any) -> str | None:
@@ -171,14 +208,84 @@ def availability_slots(body: Any) -> list[Any] | None:
     return body if isinstance(body, list) else None
 
 
-def find_slot(slots: list[Any], start: datetime, end: datetime, *, resource_id: str | None,
-              appointment_type_id: str, zone: str | None) -> tuple[dict[str, Any] | None, bool]:
-    """The first bookable slot at exactly start–end, and whether one existed there but was full."""
-    full = False
-    for slot in slots:
-        if not isinstance(slot, dict):
+@dataclass(frozen=True)
+class SlotTimes:
+    """One availability slot with the instants its times name (`start`/`end` None: unreadable)."""
+
+    slot: dict[str, Any]
+    start: datetime | None
+    end: datetime | None
+    ambiguous: bool = False  # a local time in a fold that nothing in the answer settles
+
+
+def _settle(keys: list[tuple[Any, ...]], every: list[tuple[datetime, ...]], allowed: list[tuple[datetime, ...]],
+            narrowed: list[tuple[datetime, ...]]) -> list[datetime | None]:
+    """One instant per listed time, or None where it stays open (see `slot_times`).
+
+    `every`: each time's readings; `allowed`: those it may have; `narrowed`: those left by the
+    availability window, used only where repetition settles nothing.
+    """
+    out: list[datetime | None] = [None] * len(keys)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key, []).append(index)
+    for indices in groups.values():
+        options = every[indices[0]]
+        if len(options) > 1 and len(indices) == len(options) and all(
+                options[k] in allowed[i] for k, i in enumerate(indices)):
+            for k, i in enumerate(indices):
+                out[i] = options[k]
             continue
-        if (parse_time(slot.get("startDateTime"), zone), parse_time(slot.get("endDateTime"), zone)) != (start, end):
+        guesses = {i: narrowed[i][0] for i in indices if len(narrowed[i]) == 1}
+        for i, instant in guesses.items():
+            # Two listings of one local time read as one instant: the window did not settle it.
+            if len(options) == 1 or list(guesses.values()).count(instant) == 1:
+                out[i] = instant
+    return out
+
+
+def slot_times(slots: list[Any], zone: str | None, earliest: datetime | None = None) -> list[SlotTimes]:
+    """Read every slot's times by the calendar zone's rules, folds settled where the answer allows.
+
+    A slot written with an offset names one instant. A local time in a fold names two; they are
+    settled, in this order, by (1) the availability window: a start before `earliest` (the
+    `start` we asked from) is not a slot we were offered, and an end is after its start;
+    (2) repetition: when the answer lists the same local time of one resource and appointment
+    type exactly as many times as it has readings, the k-th listing is the k-th reading (the
+    answer is ordered by time: the slot of the first 02:00 comes before that of the second).
+    Anything still open stays ambiguous: such a slot is never booked, since booking the wrong one
+    of two hours is exactly the failure this prevents.
+    """
+    listed = [slot for slot in slots if isinstance(slot, dict)]
+    keys = [(slot.get("resourceId"), slot.get("appointmentTypeId")) for slot in listed]
+    every = [instants(slot.get("startDateTime"), zone) for slot in listed]
+    window = [tuple(t for t in options if earliest is None or t >= earliest) or options for options in every]
+    starts = _settle([(*key, slot.get("startDateTime")) for key, slot in zip(keys, listed, strict=True)],
+                     every, every, window)
+    every = [instants(slot.get("endDateTime"), zone) for slot in listed]
+    after = [tuple(t for t in options if start is not None and t > start) for options, start in
+             zip(every, starts, strict=True)]
+    ends = _settle([(*key, slot.get("endDateTime")) for key, slot in zip(keys, listed, strict=True)],
+                   every, after, after)
+    out = []
+    for slot, start, end, options in zip(listed, starts, ends, every, strict=True):
+        open_fold = (start is None and len(instants(slot.get("startDateTime"), zone)) > 1) or (
+            end is None and len(options) > 1)
+        out.append(SlotTimes(slot, start, end, ambiguous=open_fold) if start and end
+                   else SlotTimes(slot, None, None, ambiguous=open_fold))
+    return out
+
+
+def find_slot(slots: list[Any], start: datetime, end: datetime, *, resource_id: str | None,
+              appointment_type_id: str, zone: str | None, earliest: datetime | None = None
+              ) -> tuple[dict[str, Any] | None, bool]:
+    """The first bookable slot whose instants are exactly start–end, and whether one was there
+    but full. Matched by instant, never by the string: `2026-10-25T02:00:00` in Europe/Berlin is
+    two slots an hour apart."""
+    full = False
+    for read in slot_times(slots, zone, earliest):
+        slot = read.slot
+        if (read.start, read.end) != (start, end):
             continue
         if resource_id is not None and slot.get("resourceId") not in (None, resource_id):
             continue
@@ -188,6 +295,12 @@ def find_slot(slots: list[Any], start: datetime, end: datetime, *, resource_id: 
             return slot, full
         full = True
     return None, full
+
+
+def ambiguous_slots(slots: list[Any], start: datetime, zone: str | None, earliest: datetime | None = None) -> bool:
+    """Whether a slot that may be at `start` could not be told apart from its twin in a fold."""
+    return any(read.ambiguous and start in instants(read.slot.get("startDateTime"), zone)
+               for read in slot_times(slots, zone, earliest))
 
 
 def booking_name(meeting: Meeting, reference: str | None = None) -> str | None:
@@ -273,16 +386,21 @@ def _attendee(payload: Mapping[str, Any]) -> Person:
     found: dict[str, str] = {}
     for field_id, spec in schema.items():
         kind = spec.get("specialType") if isinstance(spec, dict) else None
-        if isinstance(kind, str) and field_id in values:
-            # The primary field of a type wins over another field of the same type.
-            if kind not in found or spec.get("primaryOfSpecialType") is True:
-                found[kind] = values[field_id]
+        # The primary field of a type wins over another field of the same type.
+        if isinstance(kind, str) and field_id in values and (
+                kind not in found or spec.get("primaryOfSpecialType") is True):
+            found[kind] = values[field_id]
     name = found.get("name") or " ".join(p for p in (found.get("firstName"), found.get("lastName")) if p) or None
     return Person(email=_email(found.get("email")), name=name, phone=found.get("phone"))
 
 
-def normalise_booking(payload: Any, timezone: str | None = None) -> SourceRecord:
-    """A RocketLead booking object as a canonical `SourceRecord`; `timezone` is the calendar's."""
+def normalise_booking(payload: Any, timezone: str | None = None, *,
+                      at: tuple[datetime, datetime] | None = None) -> SourceRecord:
+    """A RocketLead booking object as a canonical `SourceRecord`; `timezone` is the calendar's.
+
+    `at` is the (start, end) the booking was made for: it settles a local time in a fold (the
+    slot we chose), and nothing else. Without it such a time is refused, never guessed.
+    """
     payload = booking_object(payload)
     if not isinstance(payload, dict):
         raise NormaliseError(f"a RocketLead booking must be a JSON object, not {type(payload).__name__}")
@@ -291,13 +409,16 @@ def normalise_booking(payload: Any, timezone: str | None = None) -> SourceRecord
         raise NormaliseError("the RocketLead booking has no id (neither id, _id nor bookingId)")
     zone = valid_zone(timezone)
     times = {}
-    for key in ("startDateTime", "endDateTime"):
-        times[key] = parse_time(payload.get(key), zone)
+    for index, key in enumerate(("startDateTime", "endDateTime")):
+        times[key] = parse_time(payload.get(key), zone, prefer=at[index] if at else None)
         if times[key] is None:
-            raise NormaliseError(
-                f"the RocketLead booking {external_id} has {key} {payload.get(key)!r}, which is not an "
-                "ISO 8601 time with an offset (and no calendar timezone is known to read it in)"
-            )
+            found = instants(payload.get(key), zone)
+            why = ("a local time that occurs twice in " + str(zone) + " (clocks go back then), and nothing says "
+                   "which" if len(found) > 1 else
+                   "a local time that does not exist in " + str(zone) + " (clocks go forward then)" if zone and
+                   _parsed(payload.get(key)) is not None else
+                   "not an ISO 8601 time with an offset (and no calendar timezone is known to read it in)")
+            raise NormaliseError(f"the RocketLead booking {external_id} has {key} {payload.get(key)!r}, which is {why}")
     deleted = payload.get("deletedAt")
     title, reference = name_reference(payload.get("name"))
     try:
@@ -337,6 +458,8 @@ def is_slot_race(exc: ProviderRejected) -> bool:
 class RocketLeadAdapter:
     provider: ClassVar[str] = PROVIDER
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CREATE, Capability.CANCEL})
+    # Times as JavaScript writes them (milliseconds); a booking fills a slot, which has a length.
+    shape: ClassVar[BookingShape] = BookingShape(zero_length=False)
 
     def __init__(
         self,
@@ -395,6 +518,7 @@ class RocketLeadAdapter:
             timeout=timeout,
             transport=transport,
             sleep=sleep,
+            observe_date=skew.for_connection(connection_id).observe_date,  # clock skew: a metric, a warning
         )
 
     # -- the Adapter half: nothing to read ----------------------------------------------------
@@ -419,7 +543,7 @@ class RocketLeadAdapter:
     def create(self, request: BookingRequest) -> SourceRecord:
         """Book the meeting's exact slot; SlotUnavailable when there is none or races run out."""
         meeting = request.meeting
-        zone = self._calendar_zone()
+        zone = self._calendar_zone()  # before any slot is read: wall times need the zone's rules
         entry_id = self._entries.get(meeting.attendee.email) if meeting.attendee.email else None
         name = booking_name(meeting, request.reference)
         attempts = 1 + self._max_slot_retries
@@ -435,7 +559,7 @@ class RocketLeadAdapter:
                 log.info("rocketlead %s: slot %s was taken before our booking (attempt %d of %d); refetching",
                          self.connection_id, body["startDateTime"], attempt, attempts)
                 continue
-            return self._booked(response, body, zone)
+            return self._booked(response, body, zone, (meeting.start, meeting.end))
         raise SlotUnavailable(
             PROVIDER,
             f"the slot {wire_time(meeting.start)} to {wire_time(meeting.end)} on calendar {self._calendar_id} was "
@@ -485,9 +609,12 @@ class RocketLeadAdapter:
             raise ProviderUnavailable(PROVIDER, f"GET {AVAILABILITY_PATH} answered without a data array of slots",
                                       status=response.status_code)
         slot, full = find_slot(slots, start, end, resource_id=self._resource_id,
-                               appointment_type_id=self._appointment_type_id, zone=zone)
+                               appointment_type_id=self._appointment_type_id, zone=zone, earliest=start)
         if slot is None:
             why = "is full" if full else "is not offered"
+            if not full and ambiguous_slots(slots, start, zone, earliest=start):
+                why = (f"is offered only as a local time that occurs twice in {zone} (clocks go back then) and "
+                       "the answer does not say which of the two hours it is, so it is not booked")
             raise SlotUnavailable(
                 PROVIDER,
                 f"the slot {wire_time(start)} to {wire_time(end)} {why} on calendar {self._calendar_id} for "
@@ -497,7 +624,8 @@ class RocketLeadAdapter:
             )
         return slot
 
-    def _booked(self, response: httpx.Response, sent: Mapping[str, Any], zone: str | None) -> SourceRecord:
+    def _booked(self, response: httpx.Response, sent: Mapping[str, Any], zone: str | None,
+                at: tuple[datetime, datetime]) -> SourceRecord:
         try:
             booking = booking_object(response_json(PROVIDER, response))
         except ProviderUnavailable as exc:
@@ -514,25 +642,38 @@ class RocketLeadAdapter:
         # What we sent fills what the answer leaves out; the answer wins where it speaks.
         merged = {**sent, **(booking if isinstance(booking, dict) else {})}
         try:
-            return normalise_booking(merged, zone)
+            return normalise_booking(merged, zone, at=at)
         except NormaliseError as exc:
             # The booking exists: losing its id to an odd answer would book it twice on retry.
             log.warning("rocketlead %s: booking %s answered oddly (%s); recording it as sent",
                         self.connection_id, external_id, exc)
-            return normalise_booking({**sent, "id": external_id}, zone)
+            return normalise_booking({**sent, "id": external_id}, zone, at=at)
 
     def _calendar_zone(self) -> str | None:
-        """The calendar's IANA zone, looked up once; a failed lookup only costs the decoration."""
+        """The calendar's IANA zone, looked up once and cached ("read this for any local-time math").
+
+        Required before any slot is read: a lookup that fails for now (5xx, timeout, 429) raises
+        ProviderUnavailable, so the write is retried later like any passing trouble, instead of
+        slots being misread or called "not offered". A calendar that answers without a usable
+        zone is cached as None: its slots are then read only where they carry an offset.
+        """
         if self._zone_known:
             return self._zone
         path = f"{CALENDAR_PATH}{quote(self._calendar_id, safe='')}"
         try:
-            response = self._http.request("GET", path)
-            self._zone = calendar_zone(response_json(PROVIDER, response))
-            self._zone_known = True
-        except (ProviderNotFound, ProviderRejected) as exc:
-            log.warning("rocketlead %s: no timezone for calendar %s (%s)", self.connection_id, self._calendar_id, exc)
-            self._zone_known = True
-        except ProviderError as exc:  # passing trouble, or a token the next call will name: try again later
-            log.warning("rocketlead %s: calendar lookup failed for now (%s)", self.connection_id, exc)
+            response = self._call("GET", path, "reading the calendar's timezone")
+        except (ProviderNotFound, ProviderAuthError, RateLimited):
+            raise
+        except ProviderRejected as exc:
+            raise ProviderRejected(PROVIDER, f"calendar {self._calendar_id} could not be read for its timezone "
+                                             f"({exc.message}); check calendar_id", status=exc.status) from exc
+        except ProviderError as exc:
+            raise ProviderUnavailable(PROVIDER, f"the timezone of calendar {self._calendar_id} is needed to read "
+                                                f"slot times and could not be looked up for now ({exc}); retried "
+                                                "later", status=exc.status) from exc
+        zone = calendar_zone(response_json(PROVIDER, response))
+        if zone is None:
+            log.warning("rocketlead %s: calendar %s names no valid IANA timezone; slots written without an "
+                        "offset cannot be read and will not be booked", self.connection_id, self._calendar_id)
+        self._zone, self._zone_known = zone, True
         return self._zone

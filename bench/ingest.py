@@ -78,21 +78,26 @@ class Rows:
     def __init__(self, adapter: LeezyAdapter, first: list[RawRecord], moved: list[RawRecord], now: datetime) -> None:
         self.meetings, self.links, self.fresh_events = [], [], []
         self.moved_meetings, self.moved_links, self.moved_events = [], [], []
-        for i, (raw, raw2) in enumerate(zip(first, moved, strict=True)):
+        for raw, raw2 in zip(first, moved, strict=True):
             mid = f"raw_{raw.external_id}"
             rec, rec2 = adapter.normalise(raw), adapter.normalise(raw2)
-            meeting = self._meeting(mid, rec.meeting, now, version=1, next_sequence=2)
+            meeting = {**self._meeting(mid, rec.meeting, now, version=1, next_sequence=2),
+                       "source_updated_at": rec.source_updated_at}
             self.meetings.append(meeting)
             self.moved_meetings.append({**self._meeting(mid, rec2.meeting, now, version=2, next_sequence=3),
-                                        "b_id": mid})
+                                        "source_updated_at": rec2.source_updated_at, "b_id": mid})
             link = {"meeting_id": mid, "connection": CONNECTION, "provider": "leezy", "external_id": mid,
                     "scope": None, "content_hash": meeting["content_hash"], "raw": raw.payload,
                     "source_updated_at": rec.source_updated_at, "start": rec.meeting.start, "end": rec.meeting.end,
-                    "missing": False, "mirrored": False, "first_seen_at": now, "last_seen_at": now}
+                    "missing": False, "mirrored": False, "first_seen_at": now, "last_seen_at": now,
+                    "source_delivered_at": None, "stale_count": 0, "rule": "origin",
+                    "observed": rec.meeting.model_dump(mode="json")}
             self.links.append(link)
             self.moved_links.append({"b_id": mid, "content_hash": rec2.meeting.content_hash(), "raw": raw2.payload,
                                      "source_updated_at": rec2.source_updated_at, "start": rec2.meeting.start,
-                                     "end": rec2.meeting.end, "last_seen_at": now})
+                                     "end": rec2.meeting.end, "last_seen_at": now, "scope": None, "missing": False,
+                                     "source_delivered_at": None, "stale_count": 0,
+                                     "observed": rec2.meeting.model_dump(mode="json")})
             snapshot = self._snapshot(meeting)
             self.fresh_events += self._events(mid, "meeting.booked", "once", rec.meeting, now, snapshot, 1)
             self.moved_events += self._events(mid, "meeting.rescheduled", "v2", rec2.meeting, now,

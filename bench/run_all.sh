@@ -22,3 +22,5 @@ echo
 $PY bench/burst.py
 echo
 $PY bench/mirror.py
+echo
+$PY bench/precision.py

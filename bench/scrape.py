@@ -26,12 +26,12 @@ from sqlalchemy import Engine, func, insert, select, update
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import (CHUNK, analyze, backends_of, database, insert_timers, parse_args,  # noqa: E402
+from common import (CHUNK, analyze, backends_of, database, insert_timers, parse_args,
                     serial_hex, spread)
 
-from bookingsync.models.tables import DeliveryRow, EventRow, ReceiptRow  # noqa: E402
-from bookingsync.worker.clock import ManualClock  # noqa: E402
-from bookingsync.worker.metrics import StoreCollector  # noqa: E402
+from bookingsync.models.tables import DeliveryRow, EventRow, ReceiptRow
+from bookingsync.worker.clock import ManualClock
+from bookingsync.worker.metrics import StoreCollector
 
 LIVE = 500
 REPEAT = 15
@@ -102,7 +102,7 @@ def main() -> None:
                     add_history(engine, size - have, now)
                     have = size
                     analyze(engine)
-                new = median_seconds(lambda: list(collector.collect()))
+                new = median_seconds(lambda c=collector: list(c.collect()))
                 old = median_seconds(lambda: old_scrape(engine))
                 floor_new, floor_old = floor_new or new, floor_old or old
                 print(f"{backend:<8} history {size:>9,} rows/table   collector {new * 1000:8.2f} ms "

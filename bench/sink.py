@@ -68,7 +68,7 @@ def make_handler(record: Record, status: int, secret: str | None, hang: float) -
             if body:
                 self.wfile.write(body)
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             if hang:
                 time.sleep(hang)
@@ -83,7 +83,7 @@ def make_handler(record: Record, status: int, secret: str | None, hang: float) -
             record.add(self.headers.get("webhook-id") or "", external_id_of(body) if secret else None)
             self._reply(status)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             with record.lock:
                 if self.path.startswith("/_stats"):
                     out: dict[str, Any] = {"received": len(record.items), "distinct": len(record.seen),
@@ -92,14 +92,14 @@ def make_handler(record: Record, status: int, secret: str | None, hang: float) -
                     out = {"items": list(record.items)}
             self._reply(200, json.dumps(out).encode())
 
-        def do_DELETE(self) -> None:  # noqa: N802
+        def do_DELETE(self) -> None:
             with record.lock:
                 record.items.clear()
                 record.seen.clear()
                 record.duplicates = record.rejected = 0
             self._reply(204)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     return Handler

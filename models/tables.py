@@ -15,6 +15,20 @@ from sqlmodel import Field, SQLModel
 
 from bookingsync.models.columns import UTCDateTime
 
+# Constraint and index names, on every backend: the names PostgreSQL gives unnamed constraints
+# (and SQLAlchemy's `ix_` default for indexes), so that the constraints of revisions 0001-0007,
+# created unnamed, already carry these names there and nothing needs renaming. From now on every
+# constraint has a known name on SQLite too, which a later migration needs to drop or alter it
+# (SQLite's batch mode finds constraints by name). Constraints named explicitly keep their names.
+# Set before any table is defined: names are given as constraints attach to their tables.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "%(table_name)s_%(column_0_name)s_key",
+    "ck": "%(table_name)s_%(constraint_name)s_check",
+    "fk": "%(table_name)s_%(column_0_name)s_fkey",
+    "pk": "%(table_name)s_pkey",
+}
+
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -43,6 +57,9 @@ class MeetingRow(SQLModel, table=True):
     generation: int = 0  # bumps when a deleted meeting comes back to life
     version: int = 0  # bumps on every stored change
     next_sequence: int = 1  # the `sequence` the next published event of this meeting gets
+    # The provider's own stamp of the change the meeting's content last took (issue 16): a read
+    # older than this never overwrites it, and with a bidirectional route the newer end wins.
+    source_updated_at: datetime | None = _time(nullable=True)
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
@@ -72,6 +89,13 @@ class LinkRow(SQLModel, table=True):
     end: datetime | None = _time(nullable=True)
     missing: bool = False  # gone from a complete read of its scope, or cancelled there by us
     mirrored: bool = False  # created by bookingsync through a route, not seen first at this provider
+    # How this link joined its meeting (issue 16): `origin` (it made the meeting), an identity rule
+    # (`answer`, `reference`, `open-intent`, `attendee-start`, `double-opt-in`), `route` (our
+    # write's answer), `successor` (a move made as a new booking), `hand` (`meetings link`).
+    rule: str | None = Field(default=None, max_length=40)
+    # The canonical form of what this provider last said (a peer or a mirror): what a later read
+    # is compared with, so that only the fields changed there count as a change there.
+    observed: Any = Field(default=None, sa_column=Column(JSON))
     first_seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     last_seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
@@ -259,4 +283,71 @@ class IntentRow(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text))
     calling_until: datetime | None = _time(nullable=True)
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+# -- issue 16: one meeting across providers -------------------------------------------------------
+
+# Identity rules look candidates up by attendee and start for a whole page at once.
+Index("ix_meetings_attendee_start", MeetingRow.__table__.c.attendee_email, MeetingRow.__table__.c.start)
+
+
+class AuditRow(SQLModel, table=True):
+    """What happened to a meeting's identity and mirrors, and who did it: a link made by a rule or
+    by hand, a link split off, an ambiguous match, a conflict at a target. Kept with the meeting
+    (retention removes them together); `connection`/`external_id` name the record concerned."""
+
+    __tablename__ = "meeting_audit"
+    __table_args__ = (Index("ix_meeting_audit_meeting", "meeting_id", "id"),
+                      Index("ix_meeting_audit_record", "connection", "external_id"))
+
+    id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
+    meeting_id: str = Field(max_length=40)
+    action: str = Field(max_length=40)  # linked | unlinked | ambiguous | sync_conflict | converged | backfilled
+    actor: str = Field(max_length=100)  # `identity`, `policy`, `drift`, `backfill`, or `cli:<user>`
+    connection: str | None = Field(default=None, max_length=100)
+    external_id: str | None = Field(default=None, max_length=255)
+    detail: Any = Field(default=None, sa_column=Column(JSON))
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class RouteSyncRow(SQLModel, table=True):
+    """How far `bookingsync routes sync` (or the scheduler's backfill) got for one route target:
+    the position in (start, id) order of the last meeting handed to it, so a run resumes there."""
+
+    __tablename__ = "route_syncs"
+
+    target: str = Field(primary_key=True, max_length=100)
+    sources: str = Field(sa_column=Column(Text, nullable=False))  # the route's sources, sorted, comma-joined
+    after_start: datetime | None = _time(nullable=True)
+    after_id: str | None = Field(default=None, max_length=40)
+    done: int = 0
+    started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    finished_at: datetime | None = _time(nullable=True)
+
+
+# --- issue 12: polling at volume ---------------------------------------------------------------
+
+
+class PollStateRow(SQLModel, table=True):
+    """What a connection's polls remember across ticks and restarts (worker/poll_state.py).
+
+    The back-off belongs to the connection: `failures` in a row lengthen the wait before the
+    next read, `not_before` holds it (a Retry-After included) so a restart honours it. The
+    watch columns summarise a watch-list schedule (LeanData) for `bookingsync status`.
+    """
+
+    __tablename__ = "poll_states"
+
+    connection: str = Field(primary_key=True, max_length=100)
+    failures: int = 0
+    not_before: datetime | None = _time(nullable=True)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    last_error_at: datetime | None = _time(nullable=True)
+    last_read_at: datetime | None = _time(nullable=True)  # the last read that finished
+    skipped_ticks: int = 0  # ticks that found a read of the connection still running
+    deferred_pages: int = 0  # pages rescheduled to when the provider's rate allowed them
+    watch_count: int | None = None
+    watch_staleness_seconds: float | None = None
+    watch_next_due_at: datetime | None = _time(nullable=True)
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

@@ -1,8 +1,9 @@
 """HubSpot simulator: CRM meetings, the scheduler booking API and app webhooks, in memory.
 
-Written only from ``providers/hubspot/``: ``crm-meetings-2026-03.openapi.json``,
-``scheduler-meetings-2026-03.openapi.json``, ``webhooks-2026-03.openapi.json``,
-``validating-requests.md``, ``docs-excerpts.md`` and ``seed-hubspot-scheduler-book.md``. Every
+Written only from HubSpot's developer documentation: the CRM Meetings, Scheduler Meetings and
+Webhooks 2026-03 OpenAPI references (https://developers.hubspot.com/docs/api-reference),
+"Validating requests from HubSpot" (https://developers.hubspot.com/docs/api/webhooks/validating-requests)
+and the error handling and usage pages. Every
 response body conforms to the schema those OpenAPI files give for it (the error envelope is the
 ``Error`` schema of the ``default`` response). Deliveries live in `hubspot_webhooks`, the control
 API in `hubspot_control`.
@@ -109,6 +110,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from bookingsync.sandbox.answer_faults import install_answer_faults
+from bookingsync.sandbox.clock import aware, utc_now
 from bookingsync.sandbox.errors import SandboxError, UnknownMeetingError
 from bookingsync.sandbox.faults import Fault, FaultQueue
 from bookingsync.sandbox.hubspot_webhooks import (
@@ -174,14 +176,6 @@ RATE_LIMIT_MAX = 100
 RATE_LIMIT_INTERVAL_MS = 10_000
 DAILY_LIMIT = 250_000
 SOURCE_UI, SOURCE_API, SOURCE_BOOKING = "CRM_UI", "API", "MEETINGS"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def format_time(value: datetime) -> str:

@@ -1,6 +1,8 @@
 """HubSpot webhook deliveries: event batches, the v1 and v3 signatures, and a background sender.
 
-Follows ``providers/hubspot/validating-requests.md`` and ``docs-excerpts.md``:
+Follows HubSpot's "Validating requests from HubSpot"
+(https://developers.hubspot.com/docs/api/webhooks/validating-requests) and the v3 signature
+changelog (https://developers.hubspot.com/changelog/introducing-version-3-of-webhook-signatures):
 
 * A delivery is a POST of a JSON **array** of events (the page's example body is an array). Each
   event carries ``eventId``, ``subscriptionId``, ``portalId``, ``appId``, ``occurredAt`` (epoch
@@ -42,7 +44,7 @@ from bookingsync.sandbox.background import BackgroundPoster
 # A receiver that has not answered in this long is recorded as a failed attempt.
 DELIVERY_TIMEOUT_SECONDS = 5.0
 
-# The table in validating-requests.md: encoded sequences a v3 verifier decodes in the URI.
+# The table in HubSpot's validating-requests page: encoded sequences a v3 verifier decodes in the URI.
 V3_DECODED = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",
               "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}
 

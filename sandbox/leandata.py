@@ -1,8 +1,8 @@
 """LeanData BookIt simulator: retrieve, reschedule and cancel meetings, in memory.
 
-Written only from ``providers/leandata/``: ``bookit-openapi.yml`` (the response tables),
-``leandata-manage-a-meeting.md``, ``leandata-book-a-meeting.md``, ``leandata-problem-types.yml``,
-``leandata-rate-limits.yml`` and ``leandata-authentication.yml``. Booking (availability, create,
+Written only from LeanData's published documents: the BookIt API OpenAPI file (the response
+tables; https://bookit-api.leandata.com/) and LeanData's guides on managing and booking a meeting,
+problem types, rate limits and authentication (https://docs.leandata.com). Booking (availability, create,
 round robin) lives in `leandata_booking`; the control API in `leandata_control`.
 
 Provider surface (``create_app``):
@@ -59,6 +59,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from bookingsync.sandbox.answer_faults import install_answer_faults
+from bookingsync.sandbox.clock import utc_now
 from bookingsync.sandbox.errors import UnknownMeetingError
 from bookingsync.sandbox.faults import Fault, FaultQueue
 from bookingsync.sandbox.request_log import CONTROL_PREFIX, RequestLog, install_request_log
@@ -77,10 +78,6 @@ DEFAULT_HOSTS: tuple[dict[str, str], ...] = (
      "Email": "sam.pool@sandbox-leandata.example", "TimeZoneSidKey": "Europe/Berlin",
      "ConferenceLink": "https://zoom.us/j/1000000002"},
 )
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def to_epoch_ms(value: datetime | int) -> int:

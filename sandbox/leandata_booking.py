@@ -1,6 +1,7 @@
 """LeanData BookIt booking flow: availability, ``POST /v1/meeting``, ``/v1/round-robin-meeting``.
 
-Follows ``leandata-book-a-meeting.md`` and the OpenAPI descriptions of
+Follows LeanData's guide to booking a meeting (https://docs.leandata.com) and the BookIt OpenAPI
+descriptions (https://bookit-api.leandata.com/) of
 ``/v1/scheduling/route-and-fetch-availability``, ``/v1/scheduling/fetch-availability``,
 ``/v1/meeting`` and ``/v1/round-robin-meeting``.
 

@@ -1,6 +1,8 @@
 """Leezy simulator: meetings list API, webhook subscriptions and deliveries, in memory.
 
-Written only from ``providers/leezy/docs-excerpts.md`` and ``seed-leezy-meetings.md``.
+Written only from Leezy.ai's API documentation: the Meetings API page
+(https://staging.leezy.ai/docs/api/meetings), the API overview and the webhook pages
+(https://leezy.ai/docs/api/webhooks).
 
 Provider surface (``create_app``):
 
@@ -43,15 +45,17 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from bookingsync.sandbox.answer_faults import install_answer_faults
+from bookingsync.sandbox.clock import aware, utc_now
 from bookingsync.sandbox.errors import UnknownMeetingError
 from bookingsync.sandbox.faults import Fault, FaultQueue
 from bookingsync.sandbox.leezy_webhooks import (
@@ -97,10 +101,6 @@ UPDATABLE_FIELDS = frozenset(
 )
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def format_time(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -112,11 +112,6 @@ def format_time(value: datetime | None) -> str | None:
 def parse_time(text: str) -> datetime:
     """ISO 8601; a value without an offset is taken as UTC."""
     return aware(datetime.fromisoformat(text))
-
-
-def aware(value: datetime) -> datetime:
-    """Naive datetimes are read as UTC, so stored times always compare."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -219,7 +214,10 @@ class LeezyState:
         retry_after_header: bool = False,
         signature_variant: str = SIGNATURE_PRODUCTION,
     ) -> None:
-        self.now = now or utc_now
+        self._real_now = now or utc_now
+        # Leezy's own clock runs this far from the real one (negative: behind). It stamps
+        # `updated_at`, answers `since`, and is what every answer's `Date` header says.
+        self.clock_offset_seconds = 0.0
         self.organization_id = organization_id
         self.rate_limit_per_minute = rate_limit_per_minute
         self.retry_after_header = retry_after_header
@@ -237,6 +235,11 @@ class LeezyState:
         self._sender = WebhookSender(on_result=self._delivery_result)
 
     # -- credentials and rate limit ---------------------------------------------------------
+
+
+    def now(self) -> datetime:
+        """The simulated Leezy's clock: the real (or injected) one plus `clock_offset_seconds`."""
+        return self._real_now() + timedelta(seconds=self.clock_offset_seconds)
 
     def add_token(self, token: str, scopes: Iterable[str]) -> None:
         with self._lock:
@@ -553,7 +556,14 @@ def create_app(state: LeezyState) -> FastAPI:
     from bookingsync.sandbox.leezy_control import control_router
 
     app = FastAPI(title="Leezy sandbox", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.date_header = True  # the sandbox server leaves `Date` to us: it is this Leezy's clock
     install_request_log(app, state.requests, state.now)
+
+    @app.middleware("http")
+    async def date_header(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        response.headers["Date"] = format_datetime(state.now().astimezone(UTC), usegmt=True)
+        return response
     install_answer_faults(app, state.faults)
     app.include_router(control_router(state))
 

@@ -36,6 +36,8 @@ ISO 8601 (``Z`` or an offset; none means UTC). Meetings come back as the list AP
                                             "succeeded"}]}``
 ``GET|PUT /_sandbox/settings``              ``{"signature_variant": "production" | "staging",
                                             "next_webhook_secret", "timestamp_offset_seconds",
+                                            "clock_offset_seconds" (Leezy's clock, `Date`
+                                            and `updated_at`, this far from real time),
                                             "rate_limit_per_minute", "retry_after_header"}``; PUT
                                             changes only the keys it names
 ``POST   /_sandbox/tokens``                 ``{"token", "scopes": [...]}`` → 201
@@ -112,6 +114,7 @@ class SettingsBody(ControlBody):
     signature_variant: str | None = None
     next_webhook_secret: str | None = None
     timestamp_offset_seconds: int | None = None
+    clock_offset_seconds: float | None = None
     rate_limit_per_minute: int | None = None
     retry_after_header: bool | None = None
 
@@ -156,6 +159,7 @@ def control_router(state: LeezyState) -> APIRouter:
             "signature_variant": state.signature_variant,
             "next_webhook_secret": state.next_webhook_secret,
             "timestamp_offset_seconds": state.timestamp_offset_seconds,
+            "clock_offset_seconds": state.clock_offset_seconds,
             "rate_limit_per_minute": state.rate_limit_per_minute,
             "retry_after_header": state.retry_after_header,
         }
@@ -231,8 +235,9 @@ def control_router(state: LeezyState) -> APIRouter:
         if "signature_variant" in chosen and chosen["signature_variant"] not in SIGNATURE_VARIANTS:
             return JSONResponse({"error": f"signature_variant must be one of "
                                           f"{', '.join(SIGNATURE_VARIANTS)}."}, 400)
-        if chosen.get("timestamp_offset_seconds", 0) is None:
-            chosen["timestamp_offset_seconds"] = 0
+        for key in ("timestamp_offset_seconds", "clock_offset_seconds"):
+            if chosen.get(key, 0) is None:
+                chosen[key] = 0
         if chosen.get("retry_after_header", False) is None:
             chosen["retry_after_header"] = False
         for key, value in chosen.items():

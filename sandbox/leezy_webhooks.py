@@ -1,6 +1,7 @@
 """Leezy webhook deliveries: the envelope, the signature, and a background sender.
 
-Follows ``providers/leezy/docs-excerpts.md``:
+Follows Leezy.ai's webhook pages (https://leezy.ai/docs/api/webhooks,
+https://staging.leezy.ai/docs/webhooks/overview, https://staging.leezy.ai/docs/webhooks/security):
 
 * Envelope (staging webhooks overview): ``{"id": "evt_…", "type", "created_at",
   "organization_id", "chatbot_id", "data"}``. No ``meeting.*`` example of ``data`` exists in any

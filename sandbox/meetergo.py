@@ -1,7 +1,8 @@
 """meetergo v4 simulator: bookings, appointments, provisional bookings and webhooks, in memory.
 
-Written only from ``providers/meetergo/docs-excerpts.md`` and ``seed-meetergo-v4-booking.md``
-(the API reference page of ``POST /v4/booking``). Booking and availability live in
+Written only from meetergo's developer documentation (https://developer.meetergo.com/) and the
+API reference page of ``POST /v4/booking``
+(https://developer.meetergo.com/api-reference/bookings/create-booking). Booking and availability live in
 `meetergo_booking`, the control API in `meetergo_control`, deliveries in `meetergo_webhooks`.
 
 Provider surface (``create_app``), base ``/v4`` except the webhook management routes:
@@ -97,6 +98,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from bookingsync.sandbox.answer_faults import install_answer_faults
+from bookingsync.sandbox.clock import aware, utc_now
 from bookingsync.sandbox.errors import SandboxError, UnknownMeetingError
 from bookingsync.sandbox.faults import Fault, FaultQueue
 from bookingsync.sandbox.meetergo_webhooks import (
@@ -150,15 +152,6 @@ BOOKING_TYPE_STYLES = {
 PROVISIONAL_STATUSES = ("pending", "confirmed", "expired", "declined_by_host")
 MALFORMED_VARIANTS = ("bad_start", "missing_meeting_info")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(value: datetime) -> datetime:
-    """Naive datetimes are read as UTC, so stored times always compare."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def parse_time(text: str) -> datetime:
@@ -756,11 +749,9 @@ class MeetergoState:
             start = aware(start)
             length = duration or int((old.end - old.start).total_seconds() // 60)
             finish = aware(end) if end else start + timedelta(minutes=length)
-            if check_availability:
-                if not self.is_bookable_time(mt, start, length) or any(
-                        self.host_busy(h, start, finish, ignore_appointment=old.id)
-                        for h in old.host_ids):
-                    raise MeetergoRefusal(400, SLOT_TAKEN)
+            if check_availability and (not self.is_bookable_time(mt, start, length) or any(
+                    self.host_busy(h, start, finish, ignore_appointment=old.id) for h in old.host_ids)):
+                raise MeetergoRefusal(400, SLOT_TAKEN)
             stamp = self.now()
             if new_id:
                 appt = self._new_appointment(mt, start, finish, old.host_ids, old.attendees,

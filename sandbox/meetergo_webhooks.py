@@ -1,6 +1,7 @@
 """meetergo webhook deliveries: the payload shapes and a background sender.
 
-Follows ``providers/meetergo/docs-excerpts.md`` ("Webhooks overview", "Webhook events"):
+Follows meetergo's "Webhooks overview" and "Webhook events" pages
+(https://developer.meetergo.com/developer-docs/webhooks/overview):
 
 * Shape `SHAPE_FLAT` (the default, the current docs): "All webhook payloads include a
   webhookType field identifying the event, with the rest of the event-specific data at the top

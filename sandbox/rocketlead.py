@@ -1,7 +1,7 @@
 """RocketLead Connect API simulator: lookups, availability, book and hard-delete, in memory.
 
-Written only from ``providers/rocketlead/docs-excerpts.md`` and
-``seed-rocketlead-calendar-bookings.md`` (the bookings page, whose response schema there runs to
+Written only from RocketLead's developer documentation
+(https://docs.rocketlead.io/developers/connect-api/), the Bookings page above all (its response schema runs to
 the end: ``id``, ``name``, ``createdAt``, ``startDateTime``, ``endDateTime`` ... are documented
 fields, not guesses). The control API lives in `rocketlead_control`.
 
@@ -36,6 +36,12 @@ Ambiguities, and how they are resolved:
   coming in (``start``/``end``, ``startDateTime``/``endDateTime``) must be ISO 8601 date-times
   *with* an offset; a naive or date-only value is a 400 (the strict reading: a naive time is
   ambiguous against the calendar's zone).
+* ``wall_times`` (a setting, off by default): the other reading of "calendars carry IANA tzdata
+  — read this for any local-time math". Slot and booking times go out as local wall times of
+  the calendar's zone without an offset (``2027-10-31T02:00:00.000``; the repeated hour of an
+  autumn change appears twice, in time order), and a booking may send them back that way: a
+  local time in a fold is the reading whose slot its ``resourceSlotId`` names, and without
+  one (or for a time in a gap) the booking is a 400.
 * Availability: candidate starts lie on a grid of ``stepLength`` minutes (default
   ``state.step_minutes``, 30) counted from local midnight in the calendar's zone on the day of
   ``start``; a slot is ``bookingLength`` long and must fit inside ``[start, end]``. Slots starting
@@ -101,6 +107,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bookingsync.sandbox.answer_faults import install_answer_faults
+from bookingsync.sandbox.clock import utc_now
 from bookingsync.sandbox.errors import SandboxError, UnknownMeetingError
 from bookingsync.sandbox.faults import Fault, FaultQueue
 from bookingsync.sandbox.request_log import CONTROL_PREFIX, RequestLog, install_request_log
@@ -145,14 +152,29 @@ SCHEMA_FIELDS: dict[str, dict[str, Any]] = {
 SLOT_NAMESPACE = uuid.UUID("6b1f0e2a-8d4c-4c3e-9a7b-2e5d1f0c9b84")
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def format_time(value: datetime) -> str:
     """As JavaScript's ``Date.prototype.toISOString``: UTC, milliseconds, ``Z``."""
     value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def format_wall(value: datetime, zone: str) -> str:
+    """A local wall time in `zone`, no offset, milliseconds: how a calendar UI writes a slot."""
+    local = value.astimezone(ZoneInfo(zone))
+    return local.strftime("%Y-%m-%dT%H:%M:%S.") + f"{local.microsecond // 1000:03d}"
+
+
+def wall_readings(text: str, zone: str) -> list[datetime]:
+    """The UTC instants a local time without offset names in `zone`: two in a fold, none in a gap."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is not None or "T" not in text.upper():
+        raise ValueError(f"{text!r} is not a local date-time")
+    found: list[datetime] = []
+    for fold in (0, 1):
+        instant = value.replace(tzinfo=ZoneInfo(zone), fold=fold).astimezone(UTC)
+        if instant.astimezone(ZoneInfo(zone)).replace(tzinfo=None) == value and instant not in found:
+            found.append(instant)
+    return found
 
 
 def parse_time(text: str) -> datetime:
@@ -285,13 +307,13 @@ class Slot:
     def available(self) -> bool:
         return self.current_bookings < self.resource.max_parallel_bookings
 
-    def wire(self) -> dict[str, Any]:
+    def wire(self, fmt: Callable[[datetime], str] = format_time) -> dict[str, Any]:
         return {
             "resourceId": self.resource.id, "resourceName": self.resource.name,
             "resourceColor": self.resource.color,
             "resourceSlotId": slot_id(self.resource.id, self.start, self.end),
             "appointmentTypeId": self.appointment_type_id,
-            "startDateTime": format_time(self.start), "endDateTime": format_time(self.end),
+            "startDateTime": fmt(self.start), "endDateTime": fmt(self.end),
             "maxParallelBookings": self.resource.max_parallel_bookings,
             "currentBookings": self.current_bookings, "available": self.available,
         }
@@ -350,6 +372,9 @@ class RocketLeadState:
         self.now = now or utc_now
         self.step_minutes = step_minutes
         self.include_unavailable_filters = include_unavailable_filters
+        # Write slot and booking times as local wall times of the calendar's zone, without an
+        # offset (the repeated hour of an autumn change is listed twice), and accept them back.
+        self.wall_times = False
         self.faults = FaultQueue()
         self.requests = RequestLog()
         self._lock = threading.RLock()
@@ -703,6 +728,13 @@ class RocketLeadState:
         with self._lock:
             return sorted(self._bookings.values(), key=lambda b: (b.start, b.created_at, b.id))
 
+    def time_format(self, calendar_id: str = DEFAULT_CALENDAR_ID) -> Callable[[datetime], str]:
+        """How times go out: UTC with Z, or (`wall_times`) the calendar's local wall time."""
+        if not self.wall_times:
+            return format_time
+        zone = self.calendar(calendar_id).timezone
+        return lambda value: format_wall(value, zone)
+
     def wire(self, booking: Booking) -> dict[str, Any]:
         """The booking object as the bookings page's response schema names it."""
         data: dict[str, Any] = {"organizationId": ORGANIZATION_ID,
@@ -720,9 +752,10 @@ class RocketLeadState:
                  "resourceSlotId": booking.resource_slot_id, "id": booking.id}
         if booking.name is not None:
             data["name"] = booking.name
+        fmt = self.time_format(booking.calendar_id) if booking.calendar_id in self._catalog.calendars else format_time
         data |= {"createdAt": format_time(booking.created_at),
-                 "endDateTime": format_time(booking.end),
-                 "startDateTime": format_time(booking.start)}
+                 "endDateTime": fmt(booking.end),
+                 "startDateTime": fmt(booking.start)}
         if lead is not None:
             state = next(s for s in LEAD_STATES if s["id"] == lead.lead_state_id)
             data |= {"leadStateColor": state["color"], "leadStateName": state["name"]}
@@ -801,6 +834,42 @@ def _time_param(value: Any, name: str) -> datetime:
         return parse_time(value)
     except ValueError:
         raise invalid(f"{name} must be an ISO-8601 date-time with a UTC offset") from None
+
+
+def _wall_pair(state: RocketLeadState, body: dict[str, Any]) -> tuple[datetime, datetime]:
+    """Booking times in wall-time mode: a local time in a fold is the reading whose slot the
+    body's ``resourceSlotId`` names; without one it is refused as ambiguous."""
+    for name in ("startDateTime", "endDateTime"):
+        if not isinstance(body[name], str):
+            raise invalid(f"{name} must be an ISO-8601 string")
+    calendar_id, resource_id = body["calendarId"], body.get("resourceId")
+    wanted = body.get("resourceSlotId")
+    try:
+        zone = state.calendar(calendar_id).timezone
+    except UnknownRecordError:
+        raise Refused(envelope(404, "Calendar not found")) from None
+    try:
+        starts = [parse_time(body["startDateTime"])] if _has_offset(body["startDateTime"]) else \
+            wall_readings(body["startDateTime"], zone)
+        ends = [parse_time(body["endDateTime"])] if _has_offset(body["endDateTime"]) else \
+            wall_readings(body["endDateTime"], zone)
+    except ValueError:
+        raise invalid("startDateTime and endDateTime must be ISO-8601 date-times") from None
+    pairs = [(a, b) for a in starts for b in ends if b > a]
+    if wanted and isinstance(resource_id, str):
+        named = [p for p in pairs if slot_id(resource_id, *p) == wanted]
+        pairs = named or pairs
+    if len(pairs) != 1:
+        raise invalid("startDateTime names a local time that does not exist or occurs twice in the calendar's "
+                      "timezone; send an offset or the slot's resourceSlotId")
+    return pairs[0]
+
+
+def _has_offset(text: str) -> bool:
+    try:
+        return datetime.fromisoformat(text).tzinfo is not None
+    except ValueError:
+        return False
 
 
 def _required(source: Any, names: Iterable[str]) -> None:
@@ -916,7 +985,7 @@ def create_app(state: RocketLeadState) -> FastAPI:
             return envelope(404, exc.message)
         if include == "false" and state.include_unavailable_filters:
             slots = [s for s in slots if s.available]
-        data = [s.wire() for s in slots]
+        data = [s.wire(state.time_format(params["calendarId"])) for s in slots]
         for mutation in state.faults.take_after_page(request.method, request.url.path, 0):
             assert mutation.action is not None  # Fault refuses a mutate without one
             mutation.action()
@@ -946,8 +1015,11 @@ def create_app(state: RocketLeadState) -> FastAPI:
                      "scheduleTypeId", "scheduleTypeSlotId", "resourceSlotId", "name"):
             if body.get(name) is not None and not isinstance(body[name], str):
                 raise invalid(f"{name} must be a string")
-        start = _time_param(body["startDateTime"], "startDateTime")
-        end = _time_param(body["endDateTime"], "endDateTime")
+        if state.wall_times and isinstance(body["calendarId"], str):
+            start, end = _wall_pair(state, body)
+        else:
+            start = _time_param(body["startDateTime"], "startDateTime")
+            end = _time_param(body["endDateTime"], "endDateTime")
         if end <= start:
             raise invalid("endDateTime must be after startDateTime")
         entry, table_entry = body.get("entryId") or None, body.get("tableEntryId") or None

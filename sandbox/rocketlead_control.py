@@ -102,6 +102,7 @@ class SettingsBody(ControlBody):
     buffer_after: int | None = None
     max_parallel_bookings: int | None = None
     include_unavailable_filters: bool | None = None
+    wall_times: bool | None = None
 
 
 class ResourceBody(ControlBody):
@@ -172,7 +173,8 @@ def control_router(state: RocketLeadState) -> APIRouter:
                 "buffer_after": atype.buffer_after,
                 "max_parallel_bookings": {r.id: r.max_parallel_bookings
                                           for r in state.resources()},
-                "include_unavailable_filters": state.include_unavailable_filters}
+                "include_unavailable_filters": state.include_unavailable_filters,
+                "wall_times": state.wall_times}
 
     def races() -> dict[str, Any]:
         return {"races": [r.public() for r in state.races()]}
@@ -227,6 +229,8 @@ def control_router(state: RocketLeadState) -> APIRouter:
                 state.set_capacity(body.max_parallel_bookings)
             if body.include_unavailable_filters is not None:
                 state.include_unavailable_filters = body.include_unavailable_filters
+            if body.wall_times is not None:
+                state.wall_times = body.wall_times
 
         return guarded(change) or JSONResponse(settings())
 

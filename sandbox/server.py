@@ -35,8 +35,10 @@ class ServedApp:
         self.host, self.port = self._socket.getsockname()[:2]
         # No websockets and no lifespan: the simulators need neither, and skipping them avoids
         # importing optional libraries whose deprecation warnings would fail strict test runs.
+        # An app that writes its own `Date` (a simulated provider clock) gets no second one from uvicorn.
         config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none",
-                                http="h11", timeout_graceful_shutdown=1)
+                                http="h11", timeout_graceful_shutdown=1,
+                                date_header=not getattr(getattr(app, "state", None), "date_header", False))
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run,
                                         kwargs={"sockets": [self._socket]},

@@ -1,5 +1,11 @@
 """The dramatiq actors. Messages carry batches of ids only; the database rows decide whether there is work.
 
+Two queues, each consumed by threads of its own (worker/broker.py `start_workers`): QUEUE for
+the pipeline (publish, deliver, ingest) and `poll_queue()` for polls. A poll may wait for a
+provider's allowance or read thousands of pages; on its own queue it can never hold a thread
+that a delivery or an ingest needs, and a rate-limited read reschedules itself rather than
+sleep (worker/poll.py), so one slow connection does not hold the poll threads either.
+
 Actors are declared on the broker a process chose (`declare`), not at import time, so the same
 code runs on the in-process broker of `bookingsync run` and on Redis.
 """
@@ -21,6 +27,14 @@ log = logging.getLogger(__name__)
 QUEUE = "bookingsync"
 # The database lease is the real retry mechanism; broker retries only smooth over blips.
 ACTOR_OPTIONS: dict[str, Any] = {"max_retries": 3, "min_backoff": 500, "max_backoff": 5000, "time_limit": 120_000}
+# A read that is not rate-limited runs in one message however many pages it has (a first read of
+# a large account): give it longer than the pipeline's actors. Its lease is heartbeated meanwhile.
+POLL_TIME_LIMIT_MS = 900_000
+
+
+def poll_queue() -> str:
+    """The polls' queue, named after QUEUE (so a test that renames QUEUE renames both)."""
+    return f"{QUEUE}-polls"
 
 
 def _ids(batch: Any) -> list[Any]:
@@ -63,8 +77,9 @@ def _ingest(receipt_ids: list[int]) -> None:
         ingest.ingest_receipt(rt, receipt_id)
 
 
-def _poll(connection_id: str) -> None:
-    poll.poll(current(), connection_id)
+def _poll(connection_id: str, read: str | None = None) -> None:
+    # `read`: the token of a read that rescheduled its next page (worker/poll.py).
+    poll.poll(current(), connection_id, read, defer=True)
 
 
 @dataclass(frozen=True)
@@ -86,5 +101,7 @@ def declare(broker: dramatiq.Broker) -> Actors:
     def make(fn: Any, name: str) -> dramatiq.Actor:
         return dramatiq.actor(fn, broker=broker, actor_name=f"bookingsync.{name}", queue_name=QUEUE, **ACTOR_OPTIONS)
 
+    polls = dramatiq.actor(_poll, broker=broker, actor_name="bookingsync.poll", queue_name=poll_queue(),
+                           **{**ACTOR_OPTIONS, "time_limit": POLL_TIME_LIMIT_MS})
     return Actors(broker=broker, publish=make(_publish, "publish"), deliver=make(_deliver, "deliver"),
-                  ingest=make(_ingest, "ingest"), poll=make(_poll, "poll"))
+                  ingest=make(_ingest, "ingest"), poll=polls)

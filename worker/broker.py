@@ -20,7 +20,39 @@ def make_broker(url: str) -> dramatiq.Broker:
     return broker
 
 
-def start_worker(broker: dramatiq.Broker, threads: int) -> dramatiq.Worker:
-    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=250)
+def use_shared_pacing(url: str) -> None:
+    """With a Redis broker, pace provider requests through it across every process (see README)."""
+    from bookingsync.adapters import pacing
+
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from bookingsync.worker.pacing_redis import redis_backend
+
+        pacing.use_backend(redis_backend(url))
+    else:  # the in-process broker or RabbitMQ: each process paces on its own
+        pacing.use_backend(None)
+
+
+def start_worker(broker: dramatiq.Broker, threads: int, queues: set[str] | None = None) -> dramatiq.Worker:
+    worker = dramatiq.Worker(broker, queues=queues, worker_threads=threads, worker_timeout=250)
     worker.start()
     return worker
+
+
+class Workers:
+    """The pipeline's threads and the polls' threads of one process, started and stopped together."""
+
+    def __init__(self, broker: dramatiq.Broker, threads: int, poll_threads: int) -> None:
+        from bookingsync.worker.actors import QUEUE, poll_queue
+
+        # Each pool consumes only its own queue: a poll waiting on a provider never holds a
+        # thread a delivery needs, and a burst of deliveries never delays a poll tick.
+        self.pipeline = start_worker(broker, threads, {QUEUE})
+        self.polls = start_worker(broker, poll_threads, {poll_queue()})
+
+    def stop(self) -> None:
+        self.polls.stop()
+        self.pipeline.stop()
+
+
+def start_workers(broker: dramatiq.Broker, threads: int, poll_threads: int) -> Workers:
+    return Workers(broker, threads, poll_threads)

@@ -154,10 +154,11 @@ def boot(cfg: Config, role: str, *, migrate: bool | None = None, engine: Any = N
 
 def _with_actors(rt: Runtime) -> Any:
     from bookingsync.worker.actors import declare
-    from bookingsync.worker.broker import make_broker
+    from bookingsync.worker.broker import make_broker, use_shared_pacing
     from bookingsync.worker.metrics import Messages
 
     broker = make_broker(rt.config.broker.url)
+    use_shared_pacing(rt.config.broker.url)
     broker.add_middleware(logs.BindContext())
     broker.add_middleware(Messages())
     rt.actors = declare(broker)
@@ -221,11 +222,11 @@ def run(config: ConfigOption = None,
         cfg, demo = attach_sandbox(cfg, out, sock.getsockname()[1])
     rt = boot(cfg, "run")
 
-    from bookingsync.worker.broker import start_worker
+    from bookingsync.worker.broker import start_workers
     from bookingsync.worker.scheduler import Scheduler
 
     actors = _with_actors(rt)
-    worker = start_worker(actors.broker, cfg.worker.threads)
+    worker = start_workers(actors.broker, cfg.worker.threads, cfg.worker.poll_threads)
     scheduler = Scheduler(rt)
     scheduler.start()
     host, port = sock.getsockname()[:2]
@@ -266,7 +267,7 @@ def worker(config: ConfigOption = None,
            threads: Annotated[int | None, typer.Option(help="worker threads (default worker.threads)")] = None,
            health_port: HealthPort = None) -> None:
     """A dramatiq worker: publishes events, sends deliveries, ingests webhooks, polls."""
-    from bookingsync.worker.broker import start_worker
+    from bookingsync.worker.broker import start_workers
 
     cfg = _load(config)
     _check(cfg, "worker")
@@ -277,7 +278,7 @@ def worker(config: ConfigOption = None,
     probe = probes.ProbeServer(sock, engine, cfg.broker.url, SystemClock()).start()
     rt = boot(cfg, "worker", engine=engine)
     actors = _with_actors(rt)
-    running = start_worker(actors.broker, threads or cfg.worker.threads)
+    running = start_workers(actors.broker, threads or cfg.worker.threads, cfg.worker.poll_threads)
     out.print(f"worker {rt.holder} consuming ({_where(rt)}); health and metrics on {probe.url}", markup=False)
     _wait_for_signal()
     running.stop()
@@ -404,7 +405,11 @@ def config_check(config: ConfigOption = None,
                                                                "(default: every role the broker allows)")] = None,
                  sandbox: Annotated[bool, typer.Option("--sandbox", help="check as `run --sandbox`")] = False
                  ) -> None:
-    """Validate the configuration exactly as the processes do, and print what it resolves to (no secrets)."""
+    """Validate the configuration as the processes do for each role, then print a summary.
+
+    The summary: the roles it is good for, the database and broker URLs (passwords hidden), each
+    connection and subscription, and retention. An error names the file and key; exit 2.
+    """
     cfg = _load(config)
     if role is not None and role not in ("run", "web", "worker", "scheduler"):
         _fail(f"--role {role!r} is not a role; use run, web, worker or scheduler", 2)
@@ -662,6 +667,12 @@ def mirrors_resolve(reference: str, config: ConfigOption = None,
     finally:
         rt.close()
     out.print(message, markup=False)
+
+
+# Issue 16: `meetings show | link | unlink`, `routes sync` (worker/cli_identity.py).
+from bookingsync.worker.cli_identity import register as _register_identity  # noqa: E402
+
+_register_identity(meetings_app, app)
 
 
 def main() -> None:

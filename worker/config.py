@@ -165,11 +165,19 @@ class SchedulerConfig(_Strict):
 
 
 class EventsConfig(_Strict):
-    # A timer whose moment passed longer ago than this when it is set is history, not news.
-    grace_seconds: float = Field(default=300.0, ge=0)
+    # Late first sight: timers of a meeting first seen (or moved) after its start still fire, marked
+    # `late_by`, until this long after the meeting's end; beyond it they are counted and skipped.
+    late_window_seconds: float = Field(default=86400.0, ge=0)
+    # The old name of the same cut-off (it was 5 minutes); the larger of the two is used.
+    grace_seconds: float = Field(default=0.0, ge=0)
     console: bool = True  # print each published event
     # `upcoming`: a meeting first seen when it is already over is stored, not announced; `all`: announced.
     backfill: Backfill = Backfill.UPCOMING
+    # A hasStarted fires at once only if its meeting's sources were read at most this long before
+    # its start; otherwise a re-read is asked for and it waits up to freshness_wait_seconds for it
+    # (then fires anyway). freshness_wait_seconds = 0 turns the check off (worker/freshness.py).
+    freshness_max_age_seconds: float = Field(default=5.0, gt=0)
+    freshness_wait_seconds: float = Field(default=5.0, ge=0, le=300)
 
 
 class DeliveryConfig(_Strict):
@@ -189,6 +197,8 @@ class DeliveryConfig(_Strict):
 
 class WorkerConfig(_Strict):
     threads: int = Field(default=4, ge=1)
+    # Threads that run polls, on a queue of their own: reads never take a pipeline thread.
+    poll_threads: int = Field(default=2, ge=1)
     # /healthz, /readyz and /metrics of a `bookingsync worker` (on server.host); 0: any free port.
     health_port: int = Field(default=0, ge=0, le=65535)
 
@@ -221,6 +231,30 @@ class MirroringConfig(_Strict):
     # How long one write may be in flight before its answer counts as lost (and a worker that
     # died mid-call is replaced): above the adapters' worst case of timeouts and retries.
     lease_seconds: float = Field(default=120.0, gt=0)
+
+
+class IdentityConfig(_Strict):
+    """How a record from a connection not yet linked is matched to a meeting (worker/identity.py)."""
+
+    # The rules after our own planted reference, in order. `attendee-start`: the same normalised
+    # attendee email and the same start (within the tolerance), hosts overlapping where both name
+    # them. An empty list links only by our reference: every other record is a meeting of its own.
+    rules: tuple[Literal["attendee-start"], ...] = ("attendee-start",)
+    # How far apart two starts may be and still be the same meeting (0: exactly the same instant).
+    start_tolerance_seconds: float = Field(default=0.0, ge=0, le=86400)
+    # Two records naming hosts must share at least one of them (a record naming none never blocks).
+    require_host_overlap: bool = True
+
+
+class DriftConfig(_Strict):
+    """The sweep that re-reads live mirrors and converges them (worker/drift.py)."""
+
+    enabled: bool = True
+    interval_seconds: float = Field(default=900.0, gt=0)
+    # Mirrors checked per sweep: reads at a target are spent on this at most, so polls keep the rest
+    # of the target's rate limit.
+    batch_size: int = Field(default=50, ge=1)
+    # Only mirrors of meetings ending after now: history is not repaired.
 
 
 class ConnectionConfig(_Strict):
@@ -371,6 +405,10 @@ class ApiKeyConfig(_Strict):
 class RouteConfig(_Strict):
     sources: tuple[str, ...]
     targets: tuple[str, ...]
+    # false (default): the sources are authoritative; a change made at a target is reported
+    # (`meeting.sync_conflict`) and undone. true: a change at either end flows to the other, the
+    # newest `source_updated_at` winning (worker/policy.py); the sources must then be bookable too.
+    bidirectional: bool = False
 
 
 class Config(_Strict):
@@ -386,6 +424,8 @@ class Config(_Strict):
     logging: LoggingConfig = LoggingConfig()
     retention: RetentionConfig = RetentionConfig()
     mirroring: MirroringConfig = MirroringConfig()
+    identity: IdentityConfig = IdentityConfig()
+    drift: DriftConfig = DriftConfig()
     connections: tuple[ConnectionConfig, ...] = ()
     subscriptions: tuple[SubscriptionConfig, ...] = ()
     actors: tuple[ActorTargetConfig, ...] = ()
@@ -421,14 +461,17 @@ class Config(_Strict):
                     if ref not in known:
                         raise ValueError(f"routes[{index}].{side}[{position}]: names connection {ref!r}, "
                                          "which is not configured")
-            for position, ref in enumerate(route.targets):
-                # A route books into its targets: one that cannot create (read-only, or not set up
-                # to book) would only collect dead letters.
-                target = known[ref]
-                problem = booking_problem(target.provider, target.adapter_settings())
-                if problem is not None:
-                    raise ValueError(f"routes[{index}].targets[{position}]: connection {ref!r} cannot be a route "
-                                     f"target: {problem}")
+            ends = [("targets", route.targets)] + ([("sources", route.sources)] if route.bidirectional else [])
+            for side, refs in ends:
+                for position, ref in enumerate(refs):
+                    # A route books into its targets (and, both ways, its sources): one that cannot
+                    # create (read-only, or not set up to book) would only collect dead letters.
+                    target = known[ref]
+                    problem = booking_problem(target.provider, target.adapter_settings())
+                    if problem is not None:
+                        why = "" if side == "targets" else " (bidirectional = true books into the sources too)"
+                        raise ValueError(f"routes[{index}].{side}[{position}]: connection {ref!r} cannot be a route "
+                                         f"target{why}: {problem}")
         lookback = max((c.lookback_days for c in self.connections if "lookback_days" in c.model_fields_set), default=0)
         if self.retention.meetings_days <= lookback:
             raise ValueError(f"retention.meetings_days: {self.retention.meetings_days:g} must be longer than the "

@@ -54,7 +54,7 @@ class DemoSubscriber:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 size = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(min(size, MAX_BODY_BYTES))
                 headers = {k.lower(): v for k, v in self.headers.items()}

@@ -138,7 +138,7 @@ def guarded_transport(*, resolver: Resolver | None = None, limits: httpx.Limits 
     transport = httpx.HTTPTransport(limits=limits or httpx.Limits())
     # httpx builds its connection pool without a way to pass a network backend; the pool
     # hands this attribute to every connection it opens, and it holds none yet.
-    transport._pool._network_backend = _GuardedBackend(resolver)  # type: ignore[attr-defined]  # noqa: SLF001
+    transport._pool._network_backend = _GuardedBackend(resolver)
     return transport
 
 

@@ -10,22 +10,79 @@ Rules, in order (the first that gives exactly one meeting wins; two meetings is 
                   answered (or held as unknown), for exactly this start and end, and the same
                   attendee where the record names one
 
-Issue 16 adds its identity rules (the same attendee and start, overlapping hosts) after these.
-`choose` is pure; `match_unlinked` fetches the candidate intents for a page in one query.
+Then, for a record none of these matched, the configured rules (`[identity] rules`, issue 16):
+
+    attendee-start  a meeting with the same normalised attendee email and the same start (within
+                    `start_tolerance_seconds`, default 0), whose hosts overlap the record's where
+                    both name hosts; not cancelled, and with no live link at this connection
+                    already (one booking at a provider is one link)
+    double-opt-in   the same, but the meeting is still provisional (`pending`) through a link at
+                    this very connection and the record is active: the confirmed appointment of a
+                    double opt-in (Meetergo) continues the provisional booking, which it supersedes
+
+Two or more meetings for one record link nothing: the record becomes a meeting of its own, and
+the ambiguity is logged (WARNING), counted (`bookingsync_identity_matches_total{rule="ambiguous"}`)
+and kept in each candidate's audit trail, where `bookingsync meetings show` lists it.
+
+`choose` and `choose_by_rules` are pure; `match_unlinked` fetches the candidate intents for a
+page in one query and the candidate meetings (with their links at the connection) in two more,
+whatever the page's size: ingest calls it once per page, so it must not cost a query per record.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from bookingsync.models.meeting import SourceRecord
-from bookingsync.worker import intent_store
+from bookingsync.models.meeting import ACTIVE_STATUSES, MeetingStatus, SourceRecord
+from bookingsync.models.tables import AuditRow, LinkRow, MeetingRow
+from bookingsync.worker import intent_store, metrics
+from bookingsync.worker.config import Config, IdentityConfig
 from bookingsync.worker.intents import Intent, State, Step
 
+log = logging.getLogger(__name__)
+
 ANSWER, REFERENCE, OPEN_INTENT = "answer", "reference", "open-intent"
+ATTENDEE_START, DOUBLE_OPT_IN = "attendee-start", "double-opt-in"
+AMBIGUOUS = "ambiguous"
+# Link rules that are not identity rules (how else a link joins its meeting): see LinkRow.rule.
+ORIGIN, ROUTE, SUCCESSOR, HAND = "origin", "route", "successor", "hand"
+# Links made by these are our own bookings at a route target.
+ECHO_RULES = frozenset({ANSWER, REFERENCE, OPEN_INTENT, ROUTE})
+# What `store.SUPERSEDED_HASH` marks: a link replaced by a successor, no longer the meeting's booking there.
+_SUPERSEDED = "superseded"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The configured identity rules (`[identity]`), as `choose_by_rules` needs them."""
+
+    attendee_start: bool = True
+    tolerance: timedelta = timedelta(0)
+    host_overlap: bool = True
+
+    @classmethod
+    def of(cls, cfg: IdentityConfig) -> Rules:
+        return cls(attendee_start="attendee-start" in cfg.rules, tolerance=timedelta(seconds=cfg.start_tolerance_seconds),
+                   host_overlap=cfg.require_host_overlap)
+
+
+# Ingest calls `match_unlinked(session, connection, records)` once per page, with no config in
+# reach: the process's runtime sets the rules here when it is made (`configure`), tests too.
+_rules = Rules()
+
+
+def configure(cfg: Config) -> None:
+    global _rules
+    _rules = Rules.of(cfg.identity)
+
+
+def configured() -> Rules:
+    return _rules
 
 
 @dataclass(frozen=True)
@@ -37,6 +94,29 @@ class Match:
     meeting_id: str
     rule: str
     intent: Intent | None = None
+    # double-opt-in: the provisional booking's id at this connection, which the record supersedes.
+    supersedes: str | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A canonical meeting as the identity rules see it: its attendee, start, hosts, and its live
+    links' ids at the connection the record comes from (a meeting has one booking per provider)."""
+
+    meeting_id: str
+    attendee_email: str | None
+    start: datetime
+    hosts: tuple[str, ...]
+    status: str
+    here: tuple[str, ...] = ()  # live links at the record's connection
+
+
+@dataclass(frozen=True)
+class Ambiguity:
+    """Two or more meetings matched one record: nothing is linked."""
+
+    rule: str
+    meeting_ids: tuple[str, ...] = field(default=())
 
 
 def _one(record: SourceRecord, rule: str, hits: list[Intent]) -> Match | None:
@@ -70,20 +150,114 @@ def choose(record: SourceRecord, candidates: Sequence[Intent]) -> Match | None:
     return _one(record, OPEN_INTENT, slot) if slot else None
 
 
-def match_unlinked(session: Session, connection: str, records: Sequence[SourceRecord]) -> dict[str, Match]:
-    """Matches for records of `connection` whose (connection, external_id) is not linked yet,
-    keyed by external id. Records without a match are left out (they are new meetings)."""
-    if not records or not intent_store.has_any(session, connection):
-        return {}
-    rows = intent_store.candidates(session, connection, ids={r.external_id for r in records},
-                                   references={r.reference for r in records if r.reference},
-                                   starts={r.meeting.start for r in records})
+def _hosts_overlap(a: Sequence[str], b: Sequence[str]) -> bool:
+    return not a or not b or bool(set(a) & set(b))
+
+
+def choose_by_rules(record: SourceRecord, candidates: Sequence[Candidate], rules: Rules) -> Match | Ambiguity | None:
+    """The meeting `record` is, by the configured rules; an Ambiguity when two or more are; None
+    when none is (or the record names no attendee: no rule can match it then)."""
+    m = record.meeting
+    email = m.attendee.email
+    if not rules.attendee_start or email is None:
+        return None
+    same = [c for c in candidates if c.attendee_email == email and abs(c.start - m.start) <= rules.tolerance
+            and c.status != MeetingStatus.CANCELLED.value
+            and (not rules.host_overlap or _hosts_overlap(c.hosts, m.hosts))]
+    joinable: list[tuple[Candidate, str, str | None]] = []
+    for c in same:
+        if not c.here:
+            joinable.append((c, ATTENDEE_START, None))
+        elif c.status == MeetingStatus.PENDING.value and m.status in ACTIVE_STATUSES and len(c.here) == 1:
+            joinable.append((c, DOUBLE_OPT_IN, c.here[0]))
+    if not joinable:
+        return None
+    if len(joinable) > 1:
+        return Ambiguity(rule=joinable[0][1], meeting_ids=tuple(sorted(c.meeting_id for c, _, _ in joinable)))
+    c, rule, supersedes = joinable[0]
+    return Match(meeting_id=c.meeting_id, rule=rule, supersedes=supersedes)
+
+
+def candidates_for(session: Session, connection: str, records: Sequence[SourceRecord],
+                   tolerance: timedelta) -> list[Candidate]:
+    """The meetings the rules could match any of `records` to: two indexed queries for the page.
+
+    The range on `start` (from the earliest to the latest start of the page, widened by the
+    tolerance) with `attendee_email IN (…)` rides the (attendee_email, start) index.
+    """
+    emails = sorted({r.meeting.attendee.email for r in records if r.meeting.attendee.email})
+    if not emails:
+        return []
+    starts = [r.meeting.start for r in records if r.meeting.attendee.email]
+    query = select(MeetingRow.id, MeetingRow.attendee_email, MeetingRow.start, MeetingRow.hosts, MeetingRow.status)
+    if tolerance:
+        query = query.where(col(MeetingRow.attendee_email).in_(emails), col(MeetingRow.start) >= min(starts) - tolerance,
+                            col(MeetingRow.start) <= max(starts) + tolerance)
+    else:
+        query = query.where(col(MeetingRow.attendee_email).in_(emails), col(MeetingRow.start).in_(sorted(set(starts))))
+    rows = list(session.exec(query))
     if not rows:
+        return []
+    here: dict[str, list[str]] = {}
+    links = select(LinkRow.meeting_id, LinkRow.external_id).where(
+        col(LinkRow.meeting_id).in_(sorted({row[0] for row in rows})), LinkRow.connection == connection,
+        col(LinkRow.missing).is_(False), LinkRow.content_hash != _SUPERSEDED)
+    for meeting_id, external_id in session.exec(links):
+        here.setdefault(meeting_id, []).append(external_id)
+    return [Candidate(meeting_id=mid, attendee_email=email, start=start, hosts=tuple(hosts or ()), status=status,
+                      here=tuple(sorted(here.get(mid, ())))) for mid, email, start, hosts, status in rows]
+
+
+def audit(session: Session, *, meeting_id: str, action: str, actor: str, now: datetime, connection: str | None = None,
+          external_id: str | None = None, **detail: object) -> None:
+    """One entry in a meeting's audit trail (`meetings show` lists them)."""
+    session.add(AuditRow(meeting_id=meeting_id, action=action, actor=actor, connection=connection,
+                         external_id=external_id, detail=detail or None, at=now))
+
+
+def _ambiguous(session: Session, connection: str, record: SourceRecord, found: Ambiguity, now: datetime) -> None:
+    log.warning("%s %s matches %d meetings by %s (%s): linking none; it is a meeting of its own. Join it by hand "
+                "with `bookingsync meetings link`", connection, record.external_id, len(found.meeting_ids),
+                found.rule, ", ".join(found.meeting_ids))
+    metrics.IDENTITY.labels(connection, AMBIGUOUS).inc()
+    for meeting_id in found.meeting_ids:
+        audit(session, meeting_id=meeting_id, action=AMBIGUOUS, actor="identity", now=now, connection=connection,
+              external_id=record.external_id, rule=found.rule, candidates=list(found.meeting_ids))
+
+
+def match_unlinked(session: Session, connection: str, records: Sequence[SourceRecord], *,
+                   rules: Rules | None = None, now: datetime | None = None) -> dict[str, Match]:
+    """Matches for records of `connection` whose (connection, external_id) is not linked yet,
+    keyed by external id. Records without a match are left out (they are new meetings).
+
+    `rules` defaults to the process's configured ones; `now` stamps the audit of an ambiguity
+    (default: the newest `source_updated_at` of the page, else the wall clock is not read: the
+    ambiguity is stamped with the record's start)."""
+    if not records:
         return {}
-    intents = [intent_store.value(row) for row in rows]
+    rules = rules or _rules
     out: dict[str, Match] = {}
-    for record in records:
-        match = choose(record, intents)
-        if match is not None:
-            out[record.external_id] = match
+    if intent_store.has_any(session, connection):
+        rows = intent_store.candidates(session, connection, ids={r.external_id for r in records},
+                                       references={r.reference for r in records if r.reference},
+                                       starts={r.meeting.start for r in records})
+        intents = [intent_store.value(row) for row in rows]
+        for record in records if intents else ():
+            match = choose(record, intents)
+            if match is not None:
+                out[record.external_id] = match
+    rest = [r for r in records if r.external_id not in out]
+    if not rest or not rules.attendee_start:
+        return out
+    by_email: dict[str | None, list[Candidate]] = {}
+    for candidate in candidates_for(session, connection, rest, rules.tolerance):
+        by_email.setdefault(candidate.attendee_email, []).append(candidate)
+    for record in rest if by_email else ():
+        found = choose_by_rules(record, by_email.get(record.meeting.attendee.email, ()), rules)
+        if isinstance(found, Ambiguity):
+            stamp = now or record.source_updated_at or record.meeting.start
+            _ambiguous(session, connection, record, found, stamp)
+        elif found is not None:
+            out[record.external_id] = found
+            metrics.IDENTITY.labels(connection, found.rule).inc()
     return out

@@ -62,6 +62,7 @@ class LinkState:
     source_updated_at: datetime | None = None
     source_delivered_at: datetime | None = None
     stale_count: int = 0
+    rule: str | None = None  # the identity rule that made the link (issue 16); None reads as "origin"
     # The columns this page wrote, and their values.
     written: set[str] = field(default_factory=set)
     values: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +79,7 @@ class MeetingSlot:
     changed: bool = False
     created_at: datetime | None = None
     content_hash: str | None = None  # of state.meeting, when known without hashing it again
+    source_updated_at: datetime | None = None  # the newest provider stamp applied (conflicts.on_read compares it)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ class PagePlan:
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
     events_of: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # meeting id -> its rows above
     cancel_stored_timers: set[str] = field(default_factory=set)
+    # Late first sights beyond the late window: (meeting id, its end, the timers not set), reported by the store.
+    skipped: list[tuple[str, datetime, tuple[Any, ...]]] = field(default_factory=list)
 
     @property
     def new_meetings(self) -> list[MeetingSlot]:
@@ -227,7 +231,8 @@ def event_row(meeting_id: str, intent: EventIntent, now: datetime, event_id: str
             "dedupe_key": f"{meeting_id}:{intent.type.value}:{intent.occurrence}", "generation": intent.generation,
             "set_for": intent.set_for, "occurred_at": intent.occurred_at, "due_at": intent.due_at,
             "status": "pending", "attempts": 0, "sequence": sequence, "created_at": now,
-            "payload": None if intent.is_timer else intent_details(intent)}
+            # A timer carries only its details (`late_by`); the relay snapshots the meeting when it fires.
+            "payload": (intent_details(intent) or None) if intent.is_timer else intent_details(intent)}
 
 
 class Planner:
@@ -261,13 +266,14 @@ class Planner:
         link.values.update(content_hash=link.content_hash, raw=incoming.raw, scope=link.scope,
                            source_updated_at=link.source_updated_at, source_delivered_at=link.source_delivered_at,
                            start=record.meeting.start, end=record.meeting.end, stale_count=link.stale_count,
-                           last_seen_at=self.now)
+                           # what a later read is compared with (issue 16's conflict policy)
+                           observed=record.meeting.model_dump(mode="json"), last_seen_at=self.now)
         link.written.update(link.values)
 
-    def _new_link(self, meeting_id: str, record: SourceRecord, *, mirrored: bool) -> LinkState:
+    def _new_link(self, meeting_id: str, record: SourceRecord, *, mirrored: bool, rule: str) -> LinkState:
         link = LinkState(id=None, meeting_id=meeting_id, connection=self.connection, provider=self.provider,
-                         external_id=record.external_id, content_hash="", mirrored=mirrored)
-        link.values.update(first_seen_at=self.now, missing=False, mirrored=mirrored)
+                         external_id=record.external_id, content_hash="", mirrored=mirrored, rule=rule)
+        link.values.update(first_seen_at=self.now, missing=False, mirrored=mirrored, rule=rule)
         self.plan.links[record.external_id] = link
         return link
 
@@ -299,7 +305,8 @@ class Planner:
         if predecessor is not None and predecessor.mirrored:
             # Issue 15: our own move at a target made as a new booking, read before its write matched.
             self._set(predecessor, content_hash=SUPERSEDED_HASH)
-            link = self._new_link(predecessor.meeting_id, record, mirrored=True)
+            link = self._new_link(predecessor.meeting_id, record, mirrored=True,
+                                  rule=match.rule if match is not None else "successor")
             self._observe(link, incoming)
             self._set(link, missing=record.meeting.status is MeetingStatus.CANCELLED)
             return Outcome(meeting_id=link.meeting_id, changed=False)
@@ -307,19 +314,22 @@ class Planner:
             # A move made as "book the new time, cancel the old": the meeting continues under the new id.
             self._set(predecessor, content_hash=SUPERSEDED_HASH, missing=True)
             slot = plan.meetings[predecessor.meeting_id]
-            link = self._new_link(slot.id, record, mirrored=predecessor.mirrored)
+            link = self._new_link(slot.id, record, mirrored=predecessor.mirrored,
+                                  rule=match.rule if match is not None else "successor")
         elif link is None and match is not None and match.meeting_id in plan.meetings:
             # Issue 16: the same real-world meeting, already known through another provider.
             slot = plan.meetings[match.meeting_id]
-            link = self._new_link(slot.id, record, mirrored=False)
+            link = self._new_link(slot.id, record, mirrored=False, rule=match.rule)
         elif link is None:
             slot = MeetingSlot(id=self.new_id("mtg"), state=None, created=True, created_at=self.now)
             plan.meetings[slot.id] = slot
-            link = self._new_link(slot.id, record, mirrored=False)
+            link = self._new_link(slot.id, record, mirrored=False, rule="origin")
         else:
             slot = plan.meetings[link.meeting_id]  # see meetings_needed
         self._observe(link, incoming)
         self._set(link, missing=False)
+        if record.source_updated_at is not None:
+            slot.source_updated_at = record.source_updated_at  # what the conflict policy compares (issue 16)
         return self._decide(slot, record.meeting, incoming.content_hash)
 
     def _decide(self, slot: MeetingSlot, new: Meeting, content_hash: str) -> Outcome:
@@ -327,6 +337,8 @@ class Planner:
         slot.state = decided.state
         slot.content_hash = content_hash if decided.state.meeting is new else None
         slot.changed = True
+        if decided.skipped:
+            self.plan.skipped.append((slot.id, new.end, decided.skipped))
         events = self.plan.events
         if decided.cancel_timers:
             if not slot.created:

@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from bookingsync.models.tables import EventRow, LinkRow, MeetingRow
-from bookingsync.worker import identity
+from bookingsync.worker import identity, metrics
 from bookingsync.worker.ingest_plan import (MEETING_COLUMNS, Incoming, LinkState, MeetingSlot, Outcome, PagePlan,
                                             meeting_columns, meetings_needed, new_id, plan_page,
                                             state_of_columns)
@@ -42,7 +42,7 @@ MEETINGS, LINKS, EVENTS = MeetingRow.__table__, LinkRow.__table__, EventRow.__ta
 FIRST_SIGHT_ATTEMPTS = 3
 # LinkState's fields, in order.
 _LINK_COLUMNS = ("id", "meeting_id", "connection", "provider", "external_id", "content_hash", "scope", "mirrored",
-                 "missing", "source_updated_at", "source_delivered_at", "stale_count")
+                 "missing", "source_updated_at", "source_delivered_at", "stale_count", "rule")
 
 
 class FirstSightContended(RuntimeError):
@@ -71,7 +71,7 @@ def load_meetings(session: Session, meeting_ids: set[str]) -> dict[str, MeetingS
         return {}
     query = select(MEETINGS).where(MEETINGS.c.id.in_(sorted(meeting_ids))).order_by(MEETINGS.c.id).with_for_update()
     return {row.id: MeetingSlot(id=row.id, state=state_of_columns(row), next_sequence=row.next_sequence,
-                                created_at=row.created_at)
+                                created_at=row.created_at, source_updated_at=row.source_updated_at)
             for row in session.execute(query)}
 
 
@@ -95,6 +95,51 @@ def _link_echoes(session: Session, incoming: Sequence[Incoming], matches: dict[s
     if done:
         session.flush()
     return done
+
+
+def _per_record(incoming: Sequence[Incoming], links: dict[str, LinkState], matches: dict[str, Match],
+                connection: str, skip: set[int]) -> set[int]:
+    """Positions of the records issue 16 speaks for, which go through `store.apply_one`: a read of
+    a link that is not a plain origin (a mirror, a peer) or on a bidirectional route, where
+    `conflicts.on_read` decides; an identity match without an intent (a peer link, or a
+    double-opt-in successor). Decided per external id, so one booking's records stay in order."""
+    from bookingsync.worker import conflicts
+
+    both = conflicts.on_bidirectional_route(connection)
+    ids: set[str] = set()
+    for item in incoming:
+        eid = item.record.external_id
+        link = links.get(eid)
+        if link is not None:
+            if link.mirrored or link.rule in conflicts.PEER_RULES or both:
+                ids.add(eid)
+        elif (match := matches.get(eid)) is not None and match.intent is None:
+            ids.add(eid)
+    return {position for position, item in enumerate(incoming)
+            if position not in skip and item.record.external_id in ids}
+
+
+def _apply_per_record(session: Session, incoming: Sequence[Incoming], positions: set[int], matches: dict[str, Match],
+                      *, connection: str, provider: str, now: datetime, grace: timedelta,
+                      backfill: Backfill) -> dict[int, Outcome]:
+    from bookingsync.worker import store
+
+    chosen = [incoming[position] for position in sorted(positions)]
+    ids = {item.record.external_id for item in chosen} | {item.record.supersedes for item in chosen
+                                                          if item.record.supersedes}
+    ids |= {m.supersedes for eid, m in matches.items() if m.supersedes and eid in ids}
+    known = store.lock_links(session, connection, ids)
+    out: dict[int, Outcome] = {}
+    for position in sorted(positions):
+        item = incoming[position]
+        eid = item.record.external_id
+        applied = store.apply_one(session, connection=connection, provider=provider, record=item.record, raw=item.raw,
+                                  now=now, grace=grace, known=known, backfill=backfill,
+                                  match=matches.get(eid) if known.get(eid) is None else None,
+                                  delivered_at=item.delivered_at)
+        out[position] = Outcome(meeting_id=applied.meeting_id, changed=applied.changed, events=applied.events)
+    session.flush()
+    return out
 
 
 def _write(session: Session, plan: PagePlan, now: datetime) -> bool:
@@ -125,7 +170,8 @@ def _write_rows(session: Session, plan: PagePlan, events: list[dict[str, Any]], 
     if plan.new_meetings:
         session.execute(insert(MEETINGS), [
             {"id": slot.id, **meeting_columns(slot.state, slot.next_sequence, slot.content_hash), "created_at": now,
-             "updated_at": now} for slot in plan.new_meetings if slot.state is not None])
+             "updated_at": now, "source_updated_at": slot.source_updated_at}
+            for slot in plan.new_meetings if slot.state is not None])
     if new_links:
         stmt = (dialect_insert(LINKS).on_conflict_do_nothing(index_elements=["connection", "external_id"])
                 .returning(LINKS.c.external_id))
@@ -136,9 +182,10 @@ def _write_rows(session: Session, plan: PagePlan, events: list[dict[str, Any]], 
             raise _LostFirstSight
     if plan.changed_meetings:
         stmt = update(MEETINGS).where(MEETINGS.c.id == bindparam("b_id")).values(
-            {name: bindparam(name) for name in (*MEETING_COLUMNS, "updated_at")})
+            {name: bindparam(name) for name in (*MEETING_COLUMNS, "updated_at", "source_updated_at")})
         session.execute(stmt, [{"b_id": slot.id, **meeting_columns(slot.state, slot.next_sequence, slot.content_hash),
-                                "updated_at": now} for slot in plan.changed_meetings if slot.state is not None])
+                                "updated_at": now, "source_updated_at": slot.source_updated_at}
+                               for slot in plan.changed_meetings if slot.state is not None])
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for link in plan.links.values():
         if link.id is not None and link.written:
@@ -189,10 +236,15 @@ def apply_page(session: Session, *, connection: str, provider: str, incoming: Se
     for position in echoed:
         item = incoming[position]
         outcomes[position] = Outcome(meeting_id=matches[item.record.external_id].meeting_id, changed=False)
-    rest = [item for position, item in enumerate(incoming) if position not in echoed]
     others = {eid: m for eid, m in matches.items() if m.intent is None}
+    one_by_one = _per_record(incoming, links, others, connection, echoed)
+    if one_by_one:
+        outcomes.update(_apply_per_record(session, incoming, one_by_one, others, connection=connection,
+                                          provider=provider, now=now, grace=grace, backfill=backfill))
+    apart = echoed | one_by_one
+    rest = [item for position, item in enumerate(incoming) if position not in apart]
     for attempt in range(FIRST_SIGHT_ATTEMPTS):
-        if echoed or attempt:
+        if apart or attempt:
             links = load_links(session, connection, wanted)
         meetings = load_meetings(session, meetings_needed(rest, links, others))
         plan = plan_page(rest, links=links, meetings=meetings, matches=others, connection=connection,
@@ -203,9 +255,14 @@ def apply_page(session: Session, *, connection: str, provider: str, incoming: Se
     else:
         raise FirstSightContended(f"{connection}: other writers created this page's new bookings first "
                                   f"{FIRST_SIGHT_ATTEMPTS} times in a row; the page will be retried")
-    if echoed:
-        # link_echo's ORM objects may be older than what the bulk statements wrote.
+    if apart:
+        # link_echo's and apply_one's ORM objects may be older than what the bulk statements wrote.
         session.expire_all()
+    for meeting_id, end, skipped in plan.skipped:
+        # Late first sight beyond the late window: history, but never silently (README, Events).
+        metrics.late_timers_skipped(skipped)
+        log.info("meeting %s was first seen %s after its end (%s), beyond the late window of %s: %s not sent",
+                 meeting_id, now - end, end.isoformat(), grace, " and ".join(t.value for t in skipped))
     if plan.stale:
         log.info("%s: %d older snapshot(s) ignored (a newer one was already applied)", connection, plan.stale)
     rest_outcomes = iter(plan.outcomes)

@@ -24,8 +24,10 @@ def holder_id(role: str) -> str:
     return f"{role}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def acquire(engine: Engine, name: str, holder: str, now: datetime, seconds: float) -> bool:
-    """Take or renew `name` for `seconds`; False when someone else holds it."""
+def acquire(engine: Engine, name: str, holder: str, now: datetime, seconds: float, *, force: bool = False) -> bool:
+    """Take or renew `name` for `seconds`; False when someone else holds it. `force` takes it from
+    a holder whose lease has not run out: only for one who knows that holder is gone (it holds
+    the leader lock that holder had, worker/leadership.py)."""
     until = now + timedelta(seconds=seconds)
     try:
         with transaction(engine) as session:
@@ -33,7 +35,7 @@ def acquire(engine: Engine, name: str, holder: str, now: datetime, seconds: floa
             if row is None:
                 session.add(LeaseRow(name=name, holder=holder, until=until))
                 return True
-            if row.holder == holder or row.until <= now:
+            if force or row.holder == holder or row.until <= now:
                 row.holder = holder
                 row.until = until
                 return True

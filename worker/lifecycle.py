@@ -5,8 +5,14 @@ The rules (DESIGN.md, Events):
 * `booked` once per meeting, ever, when it is first seen active (scheduled or confirmed);
   a provisional (`pending`) booking is not booked until it is confirmed.
 * `hasStarted` / `hasEnded` are timers due at the start / end, set when the meeting is booked
-  and moved by `rescheduled`. A timer already past by more than the grace window when it is set
-  (a backfilled meeting) is not set at all, so history does not fire as news.
+  and moved by `rescheduled`.
+* Late first sight. A meeting first seen (or moved) after its start gets `hasStarted` at once,
+  once, carrying `late_by` (how long after the start it was set); one seen after its end gets
+  both, each marked. A poll stall, a rate-limit pause or a prospect added to LeanData's watch
+  list late must not leave a CRM waiting for a `hasStarted` that never comes. The limit is the
+  late window (`window`: `events.late_window_seconds`, 24 h by default): a meeting that ended
+  longer ago than that is history, and its timers are skipped and reported in `Plan.skipped`
+  (the store counts and logs them), never silently.
 * `deleted` when a booked meeting is cancelled or vanishes at its source; it cancels the pending
   timers. A meeting whose end has passed stays ended: a later cancellation changes nothing.
 * `updated` for any other change of a booked meeting, including a deleted meeting that comes
@@ -16,7 +22,7 @@ The rules (DESIGN.md, Events):
   `updated`. A cancellation after the end that we keep as `completed` is our reading, not the
   provider's word, and stays silent.
 * Backfill (`events.backfill`): with `upcoming` (the default) a meeting first seen when it is
-  already over (its end before now minus the grace window) is stored but not announced: no
+  already over (its end before now minus the late window) is stored but not announced: no
   `booked`, no timers, and nothing later while it stays over. If it is moved into the future it
   is announced then, as `booked`. With `all` every active meeting is announced once.
 
@@ -48,6 +54,10 @@ class EventType(StrEnum):
     UPDATED = "meeting.updated"
     COMPLETED = "meeting.completed"
     NO_SHOW = "meeting.noShow"
+    # Issue 16: not lifecycle changes but what happened to the meeting's identity and mirrors.
+    SYNC_CONFLICT = "meeting.sync_conflict"  # a change at a target the route's policy did not take
+    LINKED = "meeting.linked"  # a person joined a provider's booking to this meeting
+    UNLINKED = "meeting.unlinked"  # a person split a provider's booking off this meeting
 
 
 class Backfill(StrEnum):
@@ -106,6 +116,7 @@ class EventIntent:
     set_for: datetime | None = None  # timers: the start/end this timer belongs to
     previous: tuple[datetime, datetime] | None = None  # rescheduled: (start, end) before the move
     changes: tuple[Change, ...] = ()  # rescheduled, updated, completed, noShow: what differs
+    late_by: timedelta | None = None  # timers set after their moment: by how much (late first sight)
 
     @property
     def is_timer(self) -> bool:
@@ -117,16 +128,25 @@ class Plan:
     state: MeetingState
     events: tuple[EventIntent, ...] = ()
     cancel_timers: bool = False  # cancel every pending timer of the meeting before adding `events`
+    # Timers not set because the meeting ended longer ago than the late window: counted and logged.
+    skipped: tuple[EventType, ...] = ()
 
 
-def _timers(meeting: Meeting, generation: int, now: datetime, grace: timedelta) -> list[EventIntent]:
+def _timers(meeting: Meeting, generation: int, now: datetime, window: timedelta) -> list[EventIntent]:
+    """The meeting's `hasStarted` and `hasEnded`; those already past are due now, marked `late_by`."""
+    if _over(meeting, now, window):
+        return []  # history: see `_skipped`
     intents = []
     for kind, at in ((EventType.HAS_STARTED, meeting.start), (EventType.HAS_ENDED, meeting.end)):
-        if at < now - grace:
-            continue  # backfill: too old to be news
         intents.append(EventIntent(type=kind, occurrence=f"g{generation}:{at.isoformat()}", occurred_at=at,
-                                   due_at=max(at, now), generation=generation, set_for=at))
+                                   due_at=max(at, now), generation=generation, set_for=at,
+                                   late_by=now - at if at < now else None))
     return intents
+
+
+def _skipped(meeting: Meeting, now: datetime, window: timedelta) -> tuple[EventType, ...]:
+    """The timers `_timers` leaves out of a meeting that ended longer ago than the late window."""
+    return (EventType.HAS_STARTED, EventType.HAS_ENDED) if _over(meeting, now, window) else ()
 
 
 def _now_event(kind: EventType, occurrence: str, now: datetime, generation: int, *,
@@ -135,9 +155,9 @@ def _now_event(kind: EventType, occurrence: str, now: datetime, generation: int,
                        previous=previous, changes=changes)
 
 
-def _over(meeting: Meeting, now: datetime, grace: timedelta) -> bool:
-    """Ended before the grace window: history, not news (the same cut-off as a backfilled timer)."""
-    return meeting.end < now - grace
+def _over(meeting: Meeting, now: datetime, window: timedelta) -> bool:
+    """Ended before the late window: history, not news (the same cut-off for `booked` and timers)."""
+    return meeting.end < now - window
 
 
 def _announces(new: Meeting, now: datetime, grace: timedelta, backfill: Backfill) -> bool:
@@ -150,13 +170,16 @@ def _ended(state: MeetingState, now: datetime) -> bool:
 
 def decide(old: MeetingState | None, new: Meeting, now: datetime, grace: timedelta,
            backfill: Backfill = Backfill.UPCOMING) -> Plan:
-    """The stored state and the events that follow from `new` arriving at `now`."""
+    """The stored state and the events that follow from `new` arriving at `now`.
+
+    `grace` is the late window: timers set up to this long after a meeting's end still fire.
+    """
     if old is None:
         if _announces(new, now, grace, backfill):
             state = MeetingState(meeting=new, booked=True, version=1)
             events = [_now_event(EventType.BOOKED, "once", now, 0), *_timers(new, 0, now, grace)]
-            return Plan(state=state, events=tuple(events))
-        return Plan(state=MeetingState(meeting=new, version=1))
+            return Plan(state=state, events=tuple(events), skipped=_skipped(new, now, grace))
+        return Plan(state=MeetingState(meeting=new, version=1), skipped=_skipped(new, now, grace) if new.active else ())
 
     if new == old.meeting:
         return Plan(state=old)
@@ -178,7 +201,7 @@ def decide(old: MeetingState | None, new: Meeting, now: datetime, grace: timedel
             state = replace(old, meeting=new, booked=True, version=version)
             events = [_now_event(EventType.BOOKED, "once", now, old.generation),
                       *_timers(new, old.generation, now, grace)]
-            return Plan(state=state, events=tuple(events))
+            return Plan(state=state, events=tuple(events), skipped=_skipped(new, now, grace))
         return Plan(state=replace(old, meeting=new, version=version))
 
     if old.deleted:
@@ -189,11 +212,11 @@ def decide(old: MeetingState | None, new: Meeting, now: datetime, grace: timedel
         state = replace(old, meeting=new, deleted=False, generation=generation, version=version)
         events = [_now_event(EventType.UPDATED, f"v{version}", now, generation, changes=diff(old.meeting, new)),
                   *_timers(new, generation, now, grace)]
-        return Plan(state=state, events=tuple(events), cancel_timers=True)
+        return Plan(state=state, events=tuple(events), cancel_timers=True, skipped=_skipped(new, now, grace))
 
     state = replace(old, meeting=new, version=version)
     changes = diff(old.meeting, new)
-    events: list[EventIntent] = []
+    events = []
     outcome = OUTCOME_EVENTS.get(new.status) if new.status is not old.meeting.status else None
     if outcome is not None:
         # Once per generation: a provider flipping back and forth does not announce it twice.
@@ -202,7 +225,7 @@ def decide(old: MeetingState | None, new: Meeting, now: datetime, grace: timedel
         moved = _now_event(EventType.RESCHEDULED, f"v{version}", now, old.generation,
                            previous=(old.meeting.start, old.meeting.end), changes=changes)
         return Plan(state=state, events=(moved, *events, *_timers(new, old.generation, now, grace)),
-                    cancel_timers=True)
+                    cancel_timers=True, skipped=_skipped(new, now, grace))
     if not events:
         events.append(_now_event(EventType.UPDATED, f"v{version}", now, old.generation, changes=changes))
     return Plan(state=state, events=tuple(events))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import Engine, and_, case, func, select
 from sqlalchemy.sql import Select
 
+from bookingsync.adapters import skew
 from bookingsync.models.tables import (CursorRow, DeliveryRow, EventRow, IntentRow, LeaseRow, QuarantineRow,
                                        ReceiptRow, SubscriptionStateRow)
 from bookingsync.worker.clock import Clock
@@ -63,6 +64,9 @@ POLL_RECORDS = Counter("bookingsync_poll_records_total", "Provider records read 
 TIMER_LATENESS = Histogram("bookingsync_timer_lateness_seconds", "How long after its due time a timer event "
                            "(hasStarted, hasEnded) was published", ["type"], buckets=LATENESS_BUCKETS,
                            registry=REGISTRY)
+LATE_SKIPPED = Counter("bookingsync_late_timers_skipped_total", "hasStarted/hasEnded not sent because the meeting "
+                       "was first seen longer after its end than events.late_window_seconds", ["type"],
+                       registry=REGISTRY)
 PUBLISHED = Counter("bookingsync_events_published_total", "Events published, by type", ["type"], registry=REGISTRY)
 RELAYED = Counter("bookingsync_relay_claimed_total", "Rows the relay claimed and handed to the broker, by table",
                   ["table"], registry=REGISTRY)
@@ -70,6 +74,14 @@ LEADING = Gauge("bookingsync_scheduler_leading", "1 while this process leads the
                 registry=REGISTRY)
 RETENTION = Counter("bookingsync_retention_removed_total", "Rows removed (or bodies cleared) by retention, by policy",
                     ["policy"], registry=REGISTRY)
+IDENTITY = Counter("bookingsync_identity_matches_total", "Records of a connection not yet linked that an identity "
+                   "rule joined to an existing meeting, by connection and rule (`ambiguous`: two or more "
+                   "meetings matched, nothing linked)", ["connection", "rule"], registry=REGISTRY)
+SYNC_CONFLICTS = Counter("bookingsync_sync_conflicts_total", "Changes read at a route target that the conflict "
+                         "policy did not take (reported as meeting.sync_conflict and converged back), by connection",
+                         ["connection"], registry=REGISTRY)
+DRIFT = Counter("bookingsync_drift_checks_total", "Mirrors re-read by the drift sweep, by target and outcome "
+                "(in_step, repaired, unreadable, error)", ["connection", "outcome"], registry=REGISTRY)
 MESSAGES = Counter("dramatiq_messages_total", "Messages processed", ["queue_name", "actor_name"], registry=REGISTRY)
 MESSAGE_ERRORS = Counter("dramatiq_message_errors_total", "Messages whose actor raised", ["queue_name", "actor_name"],
                          registry=REGISTRY)
@@ -93,6 +105,11 @@ def published(event_type: str, due_at: datetime, now: datetime, *, timer: bool) 
     PUBLISHED.labels(event_type).inc()
     if timer:
         TIMER_LATENESS.labels(event_type).observe(max(0.0, (now - due_at).total_seconds()))
+
+
+def late_timers_skipped(types: Iterable[Any]) -> None:
+    for kind in types:
+        LATE_SKIPPED.labels(str(kind)).inc()
 
 
 def relayed(events: int, deliveries: int, receipts: int) -> None:
@@ -120,7 +137,7 @@ def timed_poll(fn: F) -> F:
             POLL_RECORDS.labels(connection_id).inc(result.records)
             POLLS.labels(connection_id, "error" if result.error else "ok").inc()
         elif result.error is None:
-            POLLS.labels(connection_id, "busy").inc()
+            POLLS.labels(connection_id, getattr(result, "skipped", None) or "busy").inc()
         return result
 
     return wrapper  # type: ignore[return-value]
@@ -180,6 +197,21 @@ def _state(table: str, status: str, due: bool) -> str:
     if status == WAITING[table]:
         return "due" if due else ("scheduled" if table == "events" else "waiting")
     return status
+
+
+class SkewCollector:
+    """Each connection's measured provider clock skew (adapters/skew.py), read at scrape time."""
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("bookingsync_provider_clock_skew_seconds", "The provider's clock minus ours, "
+                                   "estimated from its answers' Date headers (positive: it runs ahead)",
+                                   labels=["connection"])
+        for connection, offset in sorted(skew.estimates().items()):
+            family.add_metric([connection], offset.total_seconds())
+        yield family
+
+
+REGISTRY.register(SkewCollector())  # type: ignore[arg-type]
 
 
 class StoreCollector:
@@ -253,4 +285,4 @@ class StoreCollector:
 
 def exposition(engine: Engine, clock: Clock) -> bytes:
     """The text a `/metrics` scrape answers: this process's metrics, then the store's."""
-    return generate_latest(REGISTRY) + generate_latest(StoreCollector(engine, clock))  # type: ignore[arg-type]
+    return generate_latest(REGISTRY) + generate_latest(StoreCollector(engine, clock))

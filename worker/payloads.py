@@ -1,19 +1,32 @@
-"""The JSON a consumer receives: the canonical meeting and the Standard Webhooks body around it."""
+"""The JSON a consumer receives: the canonical meeting and the Standard Webhooks body around it.
+
+Every time in an event is written one way: UTC, milliseconds, `Z` (`2027-10-31T00:30:00.000Z`),
+so a consumer parses one format and two events compare as strings. `late_by` (a timer set after
+its moment: a meeting first seen late) is a number of seconds, to the millisecond.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from bookingsync.models.tables import EventRow, LinkRow, MeetingRow
 from bookingsync.worker.lifecycle import EventIntent
 
 # What an event says beside the meeting, kept in its outbox row until the body is built.
-DETAIL_KEYS = ("previous", "changes")
+DETAIL_KEYS = ("previous", "changes", "conflict", "link", "late_by")
 
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def event_time(value: datetime | None) -> str | None:
+    """The one format of times in events: UTC, milliseconds, `Z` (JavaScript's toISOString)."""
+    if value is None:
+        return None
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 def meeting_json(row: MeetingRow, links: list[LinkRow]) -> dict[str, Any]:
@@ -21,8 +34,8 @@ def meeting_json(row: MeetingRow, links: list[LinkRow]) -> dict[str, Any]:
         "id": row.id,
         "status": row.status,
         "title": row.title,
-        "start": iso(row.start),
-        "end": iso(row.end),
+        "start": event_time(row.start),
+        "end": event_time(row.end),
         "timezone": row.timezone,
         "attendee": {"email": row.attendee_email, "name": row.attendee_name, "phone": row.attendee_phone},
         "hosts": list(row.hosts or []),
@@ -34,7 +47,7 @@ def meeting_json(row: MeetingRow, links: list[LinkRow]) -> dict[str, Any]:
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
-        return iso(value)
+        return event_time(value)
     if isinstance(value, tuple):
         return list(value)
     return value
@@ -44,10 +57,12 @@ def intent_details(intent: EventIntent) -> dict[str, Any]:
     """`previous` {start, end} of a move and `changes` {field: {old, new}}, as JSON."""
     details: dict[str, Any] = {}
     if intent.previous is not None:
-        details["previous"] = {"start": iso(intent.previous[0]), "end": iso(intent.previous[1])}
+        details["previous"] = {"start": event_time(intent.previous[0]), "end": event_time(intent.previous[1])}
     if intent.changes:
         details["changes"] = {change.field: {"old": _json_value(change.old), "new": _json_value(change.new)}
                               for change in intent.changes}
+    if intent.late_by is not None:
+        details["late_by"] = round(intent.late_by.total_seconds(), 3)
     return details
 
 
@@ -56,9 +71,9 @@ def event_body(event: EventRow, meeting: dict[str, Any]) -> dict[str, Any]:
     data = {
         "event_id": event.event_id,
         "sequence": event.sequence,
-        "occurred_at": iso(event.occurred_at),
+        "occurred_at": event_time(event.occurred_at),
         "meeting": meeting,
     }
     stored = event.payload or {}
     data.update({key: stored[key] for key in DETAIL_KEYS if key in stored})
-    return {"type": event.type, "timestamp": iso(event.occurred_at), "data": data}
+    return {"type": event.type, "timestamp": event_time(event.occurred_at), "data": data}

@@ -110,7 +110,7 @@ class ProbeServer:
         self.engine, self.broker_url, self.clock, self.extra = engine, broker_url, clock, extra
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/healthz":
                     self._send(200, "application/json", json.dumps({"status": "ok", **outer._extra()}).encode())

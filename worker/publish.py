@@ -20,7 +20,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
 from bookingsync.models.tables import DeliveryRow, EventRow
-from bookingsync.worker import feed, logs, metrics, reconcile, store
+from bookingsync.worker import feed, metrics, reconcile, store
 from bookingsync.worker.lifecycle import TIMER_TYPES
 from bookingsync.worker.db import transaction
 from bookingsync.worker.delivery import disabled_subscriptions

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from bookingsync.adapters.base import BookingRequest, Capability
+from bookingsync.adapters.base import BookingRequest, Capability, Finder, Writer
 from bookingsync.models.errors import (
     AnswerLost,
     ProviderError,
@@ -40,7 +40,7 @@ from bookingsync.models.errors import (
 )
 from bookingsync.models.meeting import SourceRecord
 from bookingsync.models.tables import MeetingRow
-from bookingsync.worker import intent_store, intents, leases, store
+from bookingsync.worker import intent_store, intents, leases, precision, store
 from bookingsync.worker.config import Config
 from bookingsync.worker.db import transaction
 from bookingsync.worker.intents import Do, Intent, Limits, Mirror, Write
@@ -49,7 +49,10 @@ from bookingsync.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 ROUTE_PREFIX = intent_store.ROUTE_PREFIX
-MIRRORED_EVENTS = frozenset({EventType.BOOKED, EventType.RESCHEDULED, EventType.DELETED, EventType.UPDATED})
+# A sync conflict (a change at a target the policy did not take, worker/conflicts.py) is routed
+# too: converging every target of the meeting puts the changed one back.
+MIRRORED_EVENTS = frozenset({EventType.BOOKED, EventType.RESCHEDULED, EventType.DELETED, EventType.UPDATED,
+                             EventType.SYNC_CONFLICT})
 # Steps one delivery may take: a move as create + cancel, a lookup after a lost answer, a stale
 # booking cancelled first. More means something is off; the delivery comes back later.
 MAX_STEPS = 6
@@ -65,8 +68,15 @@ def targets_for(cfg: Config, origin: str | None, event_type: str) -> list[str]:
         return []
     out: list[str] = []
     for route in cfg.routes:
+        ends: tuple[str, ...] = ()
         if origin in route.sources:
-            out += [f"{ROUTE_PREFIX}{t}" for t in route.targets if t != origin and f"{ROUTE_PREFIX}{t}" not in out]
+            ends = route.targets
+        if route.bidirectional and (origin in route.sources or origin in route.targets):
+            # Both ways: every end, the origin included (a change merged from a target reaches it).
+            ends = route.sources + route.targets
+        elif origin in route.sources:
+            ends = tuple(t for t in route.targets if t != origin)
+        out += [f"{ROUTE_PREFIX}{t}" for t in ends if f"{ROUTE_PREFIX}{t}" not in out]
     return out
 
 
@@ -120,7 +130,11 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
         if row is None:
             return Outcome("dead", f"meeting {meeting_id} does not exist")
         link = store.link_for(session, meeting_id, target)
+        if link is not None and not link.mirrored and link.content_hash == row.content_hash:
+            return Outcome("succeeded", ", ".join(done) if done else "the meeting's own source: in step")
         mirror = Mirror(link.external_id, link.start, link.end, link.missing) if link else None
+        shape = precision.shape_of(adapter)  # compared at the precision the target keeps
+        mirror = precision.as_planned(shape, mirror, row.start, row.end)
         rows = intent_store.for_target(session, meeting_id, target)
         history = [intent_store.value(r) for r in rows]
         action = intents.plan(live=row.booked and not row.deleted, start=row.start, end=row.end, now=now,
@@ -133,6 +147,17 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
         by_ref = {r.reference: r for r in rows}
         if nxt.do is Do.NOTHING:
             return Outcome("succeeded", ", ".join(done) if done else "already in step")
+        cannot = precision.refusal(shape, row.start, row.end, target) if nxt.do is Do.WRITE and \
+            nxt.write is not Write.CANCEL else None
+        if cannot is not None:  # refused visibly (`mirrors list`), never approximated
+            if not any(i.state is intents.State.FAILED and i.reason == cannot
+                       and (i.start, i.end) == (row.start, row.end) for i in history):
+                intent_store.add(session, Intent(reference=new_reference(), action=nxt.write or Write.CREATE,
+                                                 start=row.start, end=row.end, subject=nxt.subject,
+                                                 state=intents.State.FAILED, reason=cannot), meeting_id=meeting_id,
+                                 connection=target, now=now)
+            log.warning("mirror of meeting %s at %s: %s", meeting_id, target, cannot)
+            return Outcome("dead", _after(done, cannot))
         if nxt.do is Do.WAIT:
             return Outcome("retry", nxt.reason, retry_after=WAIT_SECONDS)
         if nxt.do in (Do.HOLD, Do.REFUSE):
@@ -202,7 +227,7 @@ def _after(done: list[str], reason: str) -> str:
     return f"{', '.join(done)} done; then {reason}" if done else reason
 
 
-def _write(rt: Runtime, adapter: Any, meeting_id: str, target: str, provider: str, call: _Call,
+def _write(rt: Runtime, adapter: Writer, meeting_id: str, target: str, provider: str, call: _Call,
            done: list[str]) -> Outcome | None:
     intent, request = call.intent, call.request
     what = f"{intent.action} at {target}"
@@ -254,7 +279,7 @@ def _write(rt: Runtime, adapter: Any, meeting_id: str, target: str, provider: st
     return None
 
 
-def _lookup(rt: Runtime, adapter: Any, meeting_id: str, target: str, provider: str, call: _Call,
+def _lookup(rt: Runtime, adapter: Finder, meeting_id: str, target: str, provider: str, call: _Call,
             done: list[str]) -> Outcome | None:
     intent = call.intent
     try:

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
 
 from bookingsync.models.tables import DeliveryRow, EventRow, MeetingRow, ReceiptRow
 from bookingsync.worker.db import transaction
+from bookingsync.worker.freshness import Freshness
 from bookingsync.worker.lifecycle import TIMER_TYPES, EventType, timer_is_current
 from bookingsync.worker.payloads import event_body, meeting_json
 from bookingsync.worker.store import links_of, state_of
@@ -73,8 +74,10 @@ def _lease(rows: list[Any], now: datetime, lease: timedelta) -> None:
         row.attempts += 1
 
 
-def _prepare_events(session: Session, rows: list[EventRow], now: datetime) -> list[EventRow]:
-    """Drop stale timers, number the rest per meeting in due order, freeze their bodies."""
+def _prepare_events(session: Session, rows: list[EventRow], now: datetime,
+                    freshness: Freshness | None = None) -> list[EventRow]:
+    """Drop stale timers, hold a `hasStarted` whose meeting was not read lately (worker/freshness.py),
+    number the rest per meeting in due order, freeze their bodies."""
     meeting_ids = sorted({row.meeting_id for row in rows})
     meetings = {m.id: m for m in session.exec(select(MeetingRow).where(col(MeetingRow.id).in_(meeting_ids))
                                               .order_by(col(MeetingRow.id)).with_for_update())}
@@ -88,6 +91,8 @@ def _prepare_events(session: Session, rows: list[EventRow], now: datetime) -> li
                 row.status = "dropped"
                 row.lease_until = None
                 continue
+            if freshness is not None and freshness.hold(session, row, links[meeting.id], now):
+                continue  # left leased for a moment; re-checked when that lease runs out
             if row.sequence is None:  # an event due now was numbered when it was committed (issue 13)
                 row.sequence = meeting.next_sequence
                 meeting.next_sequence += 1
@@ -98,12 +103,12 @@ def _prepare_events(session: Session, rows: list[EventRow], now: datetime) -> li
 
 
 def claim(engine: Engine, now: datetime, *, lease_seconds: float, limit: int,
-          max_in_flight: int | None = None) -> Claimed:
+          max_in_flight: int | None = None, freshness: Freshness | None = None) -> Claimed:
     """Claim and lease due work of every kind: at most `limit` rows of each, and (when given) no
     more than `max_in_flight` of a kind leased at once, so a burst waits here, not in memory."""
     lease = timedelta(seconds=lease_seconds)
     with transaction(engine) as session:
-        events = _prepare_events(session, _due(session, EventRow, now, limit, max_in_flight), now)
+        events = _prepare_events(session, _due(session, EventRow, now, limit, max_in_flight), now, freshness)
         _lease(events, now, lease)
         deliveries = _due(session, DeliveryRow, now, limit, max_in_flight)
         _lease(deliveries, now, lease)
@@ -113,6 +118,26 @@ def claim(engine: Engine, now: datetime, *, lease_seconds: float, limit: int,
         return Claimed(events=[e.event_id for e in events], deliveries=[d.id for d in deliveries],
                        receipts=[r.id for r in receipts],
                        delivery_targets={d.id: d.subscription_id for d in deliveries})
+
+
+def lapse_leases(engine: Engine, now: datetime, ids: Claimed | None = None) -> int:
+    """End the leases of leased rows now (all of them, or those of `ids`), so the next claim hands
+    them out again: for work whose broker message is known lost (the broker went down with a
+    process, lost its data, or a send failed). A worker still holding one of them finishes
+    harmlessly: every stage acts only on rows still leased, and publishing twice is a no-op."""
+    count = 0
+    with transaction(engine) as session:
+        for model, chosen in ((EventRow, None if ids is None else ids.events),
+                              (DeliveryRow, None if ids is None else ids.deliveries),
+                              (ReceiptRow, None if ids is None else ids.receipts)):
+            if chosen is not None and not chosen:
+                continue
+            key = col(model.event_id) if model is EventRow else col(model.id)
+            query = update(model).where(col(model.status) == "leased", col(model.lease_until) > now)
+            if chosen is not None:
+                query = query.where(key.in_(chosen))
+            count += session.execute(query.values(lease_until=now)).rowcount or 0
+    return count
 
 
 @dataclass(frozen=True)
@@ -137,15 +162,26 @@ def by_target(delivery_ids: list[int], targets: dict[int, str]) -> list[list[int
 
 
 def relay_once(engine: Engine, now: datetime, senders: Senders, *, lease_seconds: float, limit: int,
-               max_in_flight: int | None = None, message_size: int = MESSAGE_SIZE) -> Claimed:
+               max_in_flight: int | None = None, message_size: int = MESSAGE_SIZE,
+               freshness: Freshness | None = None) -> Claimed:
     """Claim what is due and send it in messages of up to `message_size` ids; a lost message is
     sent again after its rows' lease runs out."""
-    claimed = claim(engine, now, lease_seconds=lease_seconds, limit=limit, max_in_flight=max_in_flight)
-    for batch in chunks(claimed.events, message_size):
-        senders.publish(batch)
-    for group in by_target(claimed.deliveries, claimed.delivery_targets):
-        for batch in chunks(group, message_size):
-            senders.deliver(batch)
-    for batch in chunks(claimed.receipts, message_size):
-        senders.ingest(batch)
+    claimed = claim(engine, now, lease_seconds=lease_seconds, limit=limit, max_in_flight=max_in_flight,
+                    freshness=freshness)
+    try:
+        for batch in chunks(claimed.events, message_size):
+            senders.publish(batch)
+        for group in by_target(claimed.deliveries, claimed.delivery_targets):
+            for batch in chunks(group, message_size):
+                senders.deliver(batch)
+        for batch in chunks(claimed.receipts, message_size):
+            senders.ingest(batch)
+    except Exception:
+        # The broker refused (down, restarting): what was claimed goes back in line now rather
+        # than when its lease runs out. Rows already sent may go twice; every stage tolerates that.
+        try:
+            lapse_leases(engine, now, claimed)
+        except Exception:  # noqa: BLE001 - the database is down too: the leases run out instead
+            pass
+        raise
     return claimed

@@ -32,10 +32,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, exists, select, update
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ColumnElement, Executable
 from sqlmodel import Session, col
 
-from bookingsync.models.tables import DeliveryRow, EventRow, IntentRow, LinkRow, MeetingRow, QuarantineRow, ReceiptRow
+from bookingsync.models.tables import (
+    AuditRow,
+    DeliveryRow,
+    EventRow,
+    IntentRow,
+    LinkRow,
+    MeetingRow,
+    QuarantineRow,
+    ReceiptRow,
+)
 from bookingsync.worker import metrics
 from bookingsync.worker.config import Config
 from bookingsync.worker.db import transaction
@@ -53,8 +62,8 @@ RESOLVED_QUARANTINE = ("replayed", "superseded")
 MAX_BATCHES_PER_RUN = 1000
 
 
-def _ids(session: Session, query: object) -> list:
-    return list(session.execute(query).scalars())  # type: ignore[call-overload]
+def _ids(session: Session, query: Executable) -> list:
+    return list(session.execute(query).scalars())
 
 
 def _receipt_bodies(session: Session, cutoff: datetime, limit: int) -> int:
@@ -115,6 +124,7 @@ def _meetings(session: Session, cutoff: datetime, limit: int) -> int:
         session.execute(delete(EventRow).where(col(EventRow.meeting_id).in_(ids)))
         session.execute(delete(LinkRow).where(col(LinkRow.meeting_id).in_(ids)))
         session.execute(delete(IntentRow).where(col(IntentRow.meeting_id).in_(ids)))
+        session.execute(delete(AuditRow).where(col(AuditRow.meeting_id).in_(ids)))
         session.execute(delete(MeetingRow).where(col(MeetingRow.id).in_(ids)))
     return len(ids)
 

@@ -50,10 +50,17 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.holder = self.holder or holder_id(self.role)
+        # Ingest's identity rules and conflict policy read these per page, without a config in reach.
+        from bookingsync.worker import conflicts, identity
+
+        identity.configure(self.config)
+        conflicts.configure(self.config)
 
     @property
     def grace(self) -> timedelta:
-        return timedelta(seconds=self.config.events.grace_seconds)
+        """The late window (README, Events): timers fire, marked, until this long after a meeting's end."""
+        events = self.config.events
+        return timedelta(seconds=max(events.late_window_seconds, events.grace_seconds))
 
     def adapter(self, connection_id: str) -> Adapter:
         with self._lock:

@@ -1,9 +1,15 @@
 """The scheduler: poll ticks per connection, the relay tick and retention, run by one leader at a time.
 
 Every scheduler process runs the same APScheduler jobs in memory (its job store is never
-shared); a database lease decides which one acts. The others renew their claim attempt every
-few seconds and take over when the leader's lease runs out. Timers are not APScheduler jobs:
-they are event rows, and the relay tick publishes them when due.
+shared); the leader lock and lease (worker/leadership.py) decide which one acts. The others try
+the lock every LEAD_CHECK_SECONDS and lead as soon as the leader's process or database session
+is gone. Timers are not APScheduler jobs: they are event rows, and the relay tick publishes them
+when due.
+
+A new leader on the in-process broker (`memory://`, `bookingsync run`) is a restarted process:
+whatever the previous one had leased went down with its broker, so it puts those rows back in
+line at once instead of waiting out their leases (`relay.lapse_leases`). On Redis a watcher
+(worker/broker_watch.py) does the same when the broker lost its messages.
 """
 
 from __future__ import annotations
@@ -15,8 +21,11 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bookingsync.adapters.base import Capability
-from bookingsync.worker import leases, metrics, retention
-from bookingsync.worker.relay import Senders, relay_once
+from bookingsync.worker import metrics, retention
+from bookingsync.worker.broker_watch import BrokerWatch
+from bookingsync.worker.freshness import Freshness
+from bookingsync.worker.leadership import LEAD_CHECK_SECONDS, Leadership
+from bookingsync.worker.relay import Senders, lapse_leases, relay_once
 from bookingsync.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -31,18 +40,25 @@ class Scheduler:
         self.rt = rt
         self.actors = rt.actors
         self.leading = threading.Event()
+        self.leadership = Leadership(rt.engine, LEADER_LEASE, rt.holder, rt.config.scheduler.leader_lease_seconds,
+                                     rt.clock.now)
+        self.broker_watch = BrokerWatch(rt.config.broker.url)
+        self.freshness = Freshness(rt, send_poll=self.actors.poll.send)
         self._aps = BackgroundScheduler(timezone=UTC)
 
     def start(self) -> None:
         cfg = self.rt.config.scheduler
         self.lead()  # decide at once, so the first poll ticks below are not wasted on a follower
         now = datetime.now(UTC)
-        self._aps.add_job(self.lead, "interval", seconds=max(cfg.leader_lease_seconds / 3, 0.5), id="lead",
-                          next_run_time=now, max_instances=1, coalesce=True)
-        self._aps.add_job(self.relay, "interval", seconds=cfg.relay_interval_seconds, id="relay",
+        self._aps.add_job(self.lead, "interval", seconds=LEAD_CHECK_SECONDS, id="lead",
+                          max_instances=1, coalesce=True, misfire_grace_time=None)
+        self._aps.add_job(self.relay, "interval", seconds=cfg.relay_interval_seconds, id="relay", next_run_time=now,
                           max_instances=1, coalesce=True, misfire_grace_time=None)
         if self.rt.config.retention.enabled:
             self._aps.add_job(self.prune, "interval", seconds=self.rt.config.retention.interval_seconds, id="prune",
+                              max_instances=1, coalesce=True, misfire_grace_time=None)
+        if self.rt.config.drift.enabled and self.rt.config.routes:
+            self._aps.add_job(self.repair, "interval", seconds=self.rt.config.drift.interval_seconds, id="drift",
                               max_instances=1, coalesce=True, misfire_grace_time=None)
         for conn in self.rt.config.connections:
             if not conn.enabled:
@@ -57,28 +73,41 @@ class Scheduler:
     def stop(self) -> None:
         if self._aps.running:
             self._aps.shutdown(wait=True)
-        if self.leading.is_set():
-            leases.release(self.rt.engine, LEADER_LEASE, self.rt.holder)
-            self.leading.clear()
+        self.leadership.release()
+        self.leading.clear()
+        self.broker_watch.close()
+        self.freshness.close()
 
     def lead(self) -> None:
-        try:
-            held = leases.acquire(self.rt.engine, LEADER_LEASE, self.rt.holder, self.rt.clock.now(),
-                                  self.rt.config.scheduler.leader_lease_seconds)
-        except Exception:
-            log.exception("could not renew the scheduler lease")
-            held = False
+        held = self.leadership.tick()
         if held and not self.leading.is_set():
             log.info("scheduler %s is now the leader", self.rt.holder)
+            if self.rt.config.broker.url == "memory://":
+                self._lapse("the previous process's in-process broker went down with it")
             self.leading.set()
         elif not held and self.leading.is_set():
             log.warning("scheduler %s lost the lead", self.rt.holder)
             self.leading.clear()
         metrics.leading(self.leading.is_set())
 
-    def relay(self) -> None:
-        if not self.leading.is_set():
+    def _acting(self) -> bool:
+        """Leading, and the lease was renewed within its length (a hung renewal stops the acting too)."""
+        return self.leading.is_set() and self.leadership.leading
+
+    def _lapse(self, why: str) -> None:
+        try:
+            lapsed = lapse_leases(self.rt.engine, self.rt.clock.now())
+        except Exception:
+            log.exception("could not hand out leased work again (%s); its leases run out instead", why)
             return
+        if lapsed:
+            log.warning("handing out %d leased row(s) again: %s", lapsed, why)
+
+    def relay(self) -> None:
+        if not self._acting():
+            return
+        if (lost := self.broker_watch.lost_messages()) is not None:
+            self._lapse(lost)
         cfg = self.rt.config.scheduler
         senders = Senders(publish=self.actors.publish.send, deliver=self.actors.deliver.send,
                           ingest=self.actors.ingest.send)
@@ -86,22 +115,36 @@ class Scheduler:
             # Keep claiming while batches come back full, so a burst of due timers drains in one tick.
             for _ in range(MAX_BATCHES_PER_TICK):
                 claimed = relay_once(self.rt.engine, self.rt.clock.now(), senders, lease_seconds=cfg.lease_seconds,
-                                     limit=cfg.batch_size, max_in_flight=cfg.max_in_flight)
+                                     limit=cfg.batch_size, max_in_flight=cfg.max_in_flight, freshness=self.freshness)
                 metrics.relayed(len(claimed.events), len(claimed.deliveries), len(claimed.receipts))
                 if max(len(claimed.events), len(claimed.deliveries), len(claimed.receipts)) < cfg.batch_size:
                     break
+            self.freshness.prefetch(self.rt.clock.now())
         except Exception:
             log.exception("relay tick failed; the next tick retries")
 
     def prune(self) -> None:
         """Retention (worker/retention.py), by the leader only."""
-        if not self.leading.is_set():
+        if not self._acting():
             return
         try:
             retention.prune(self.rt.engine, self.rt.config, self.rt.clock.now())
         except Exception:
             log.exception("retention failed; the next run retries")
 
+    def repair(self) -> None:
+        """Issue 16, by the leader only: a batch of each route's backfill, then the drift sweep."""
+        if not self.leading.is_set():
+            return
+        from bookingsync.worker import backfill, drift
+
+        try:
+            for target, sources in backfill.routes_by_target(self.rt).items():
+                backfill.sync_target(self.rt, target, sources, limit=self.rt.config.drift.batch_size, again=False)
+            drift.sweep(self.rt)
+        except Exception:
+            log.exception("backfill / drift sweep failed; the next run retries")
+
     def poll(self, connection_id: str) -> None:
-        if self.leading.is_set():
+        if self._acting():
             self.actors.poll.send(connection_id)

@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 
 from bookingsync.models.meeting import Meeting, MeetingStatus, SourceRecord
 from bookingsync.models.tables import CursorRow, EventRow, LinkRow, MeetingRow
-from bookingsync.worker import intent_store, intents
+from bookingsync.worker import intent_store, intents, metrics
 from bookingsync.worker.ingest_plan import (MISSING_HASH, SUPERSEDED_HASH, Incoming, event_row, meeting_columns,
                                             new_id, state_of_columns)
 from bookingsync.worker.lifecycle import TIMER_TYPES, Backfill, EventIntent, MeetingState, decide
@@ -70,6 +70,23 @@ def _locked_link(session: Session, connection: str, external_id: str) -> LinkRow
     return session.exec(query.with_for_update()).first()
 
 
+def _known_link(session: Session, connection: str, external_id: str,
+                known: dict[str, LinkRow | None] | None) -> LinkRow | None:
+    if known is not None and external_id in known:
+        return known[external_id]
+    return _locked_link(session, connection, external_id)
+
+
+def _older(link: LinkRow, record: SourceRecord, delivered_at: datetime | None) -> bool:
+    """worker/ingest_plan.is_older for an ORM link: an older snapshot than the one applied."""
+    new = record.source_updated_at
+    if new is not None and link.source_updated_at is not None:
+        return new < link.source_updated_at
+    if new is None and delivered_at is not None and link.source_delivered_at is not None:
+        return delivered_at < link.source_delivered_at
+    return False
+
+
 def lock_links(session: Session, connection: str, external_ids: set[str]) -> dict[str, LinkRow | None]:
     """Load (and lock) links of `connection` in one query, as ORM rows; absent ids map to None.
     (Ingest reads a page's links as plain rows: worker/ingest_store.load_links.)"""
@@ -87,6 +104,11 @@ def _write_plan(session: Session, row: MeetingRow, old: MeetingState | None, new
                 backfill: Backfill = Backfill.UPCOMING) -> tuple[str, ...]:
     """Store what `decide` says. `links` is given for a brand-new meeting (no events exist yet)."""
     plan = decide(old, new, now, grace, backfill)
+    if plan.skipped:
+        # Late first sight beyond the late window: history, but never silently (README, Events).
+        metrics.late_timers_skipped(plan.skipped)
+        log.info("meeting %s was first seen %s after its end (%s), beyond the late window of %s: %s not sent",
+                 row.id, now - new.end, new.end.isoformat(), grace, " and ".join(t.value for t in plan.skipped))
     _write_meeting(row, plan.state, now)
     if plan.cancel_timers:
         session.exec(update(EventRow)
@@ -100,6 +122,9 @@ def _write_plan(session: Session, row: MeetingRow, old: MeetingState | None, new
             snapshot = meeting_json(row, links if links is not None else links_of(session, [row.id])[row.id])
         add_events(session, row, plan.events, now, snapshot, fresh=links is not None)
     return tuple(intent.type.value for intent in plan.events)
+
+
+write_plan = _write_plan  # for worker/conflicts.py and worker/links.py: merges and splits are stored the same way
 
 
 def add_events(session: Session, row: MeetingRow, intents: tuple[EventIntent, ...], now: datetime,
@@ -139,7 +164,29 @@ def observe(link: LinkRow, record: SourceRecord, raw: Any, now: datetime) -> Non
     link.source_updated_at = record.source_updated_at
     link.start, link.end = record.meeting.start, record.meeting.end
     link.missing = record.meeting.status is MeetingStatus.CANCELLED
+    link.observed = record.meeting.model_dump(mode="json")  # what a later read is compared with (issue 16)
     link.last_seen_at = now
+
+
+def link_peer(session: Session, match: Match, *, connection: str, provider: str, record: SourceRecord, raw: Any,
+              now: datetime) -> LinkRow:
+    """Issue 16: join a record an identity rule matched to its meeting, as a peer link (the same
+    meeting booked at another provider). Nothing about the meeting changes and no event is made:
+    the next event of the meeting lists the link. The audit trail says by which rule."""
+    from bookingsync.worker import identity
+
+    link = LinkRow(meeting_id=match.meeting_id, connection=connection, provider=provider,
+                   external_id=record.external_id, content_hash=record.meeting.content_hash(), raw=raw,
+                   scope=record.scope, source_updated_at=record.source_updated_at, start=record.meeting.start,
+                   end=record.meeting.end, missing=record.meeting.status is MeetingStatus.CANCELLED,
+                   first_seen_at=now, last_seen_at=now, rule=match.rule,
+                   observed=record.meeting.model_dump(mode="json"))
+    session.add(link)
+    identity.audit(session, meeting_id=match.meeting_id, action="linked", actor="identity", now=now,
+                   connection=connection, external_id=record.external_id, rule=match.rule)
+    log.info("%s %s is meeting %s, booked there too (linked by %s)", connection, record.external_id,
+             match.meeting_id, match.rule)
+    return link
 
 
 def link_echo(session: Session, match: Match, *, connection: str, provider: str, record: SourceRecord, raw: Any,
@@ -161,7 +208,7 @@ def link_echo(session: Session, match: Match, *, connection: str, provider: str,
     if link is None:
         link = LinkRow(meeting_id=match.meeting_id, connection=connection, provider=provider,
                        external_id=record.external_id, content_hash="", first_seen_at=now, last_seen_at=now,
-                       mirrored=True)
+                       mirrored=True, rule=match.rule)
         session.add(link)
     observe(link, record, raw, now)
     row = intent_store.get(session, intent.id) if intent.id is not None else None
@@ -193,6 +240,107 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
     return Applied(meeting_id=outcome.meeting_id, changed=outcome.changed, events=outcome.events)
 
 
+def apply_one(session: Session, *, connection: str, provider: str, record: SourceRecord, raw: Any,
+              now: datetime, grace: timedelta, known: dict[str, LinkRow | None] | None = None,
+              backfill: Backfill = Backfill.UPCOMING, match: Match | None = None,
+              delivered_at: datetime | None = None) -> Applied:
+    """The per-record path, for the records issue 16 speaks for (worker/ingest_store.py routes
+    them here): a read of a mirror, a peer, or a link on a bidirectional route goes by the conflict
+    policy (`conflicts.on_read`), an identity match without an intent becomes a peer link, a
+    double-opt-in match supersedes the provisional booking. Upsert the record's link and meeting and
+    write the events the change makes, with the ordering keys the bulk path keeps.
+
+    `known` holds links already loaded and locked by `lock_links` for this transaction; a link
+    created here is added to it, so a second record with the same id in one page finds it.
+    `match` is what `identity.match_unlinked` found for a record whose link does not exist yet.
+    """
+    content_hash = record.meeting.content_hash()
+    link = _known_link(session, connection, record.external_id, known)
+    if link is not None and not link.mirrored and _older(link, record, delivered_at):
+        # Never backwards (issue 13): the same rule and count as worker/ingest_plan.is_older.
+        link.stale_count = (link.stale_count or 0) + 1
+        link.last_seen_at = now
+        return Applied(meeting_id=link.meeting_id, changed=False)
+    if link is not None and link.content_hash in (content_hash, SUPERSEDED_HASH):
+        link.last_seen_at = now
+        link.scope = record.scope or link.scope
+        return Applied(meeting_id=link.meeting_id, changed=False)
+
+    if link is not None:
+        # Issue 16: a mirror, a peer or a stale record goes by the conflict policy; the origin applies.
+        from bookingsync.worker import conflicts
+
+        decided = conflicts.on_read(session, link, record, raw, now, grace, backfill)
+        if decided is not None:
+            return decided
+    if link is None and match is not None and match.intent is not None:
+        link = link_echo(session, match, connection=connection, provider=provider, record=record, raw=raw, now=now)
+        if known is not None:
+            known[record.external_id] = link
+        return Applied(meeting_id=match.meeting_id, changed=False)
+    if link is None and match is not None and match.supersedes is None:
+        link = link_peer(session, match, connection=connection, provider=provider, record=record, raw=raw, now=now)
+        if known is not None:
+            known[record.external_id] = link
+        return Applied(meeting_id=match.meeting_id, changed=False)
+
+    predecessor = None
+    links: list[LinkRow] | None = None  # given only for a brand-new meeting
+    supersedes = record.supersedes or (match.supersedes if match is not None else None)
+    if link is None and supersedes:
+        predecessor = _known_link(session, connection, supersedes, known)
+    if link is None and predecessor is not None and predecessor.mirrored:
+        # Issue 15: our own move at a target made as a new booking, read before its write matched.
+        predecessor.content_hash = SUPERSEDED_HASH
+        link = LinkRow(meeting_id=predecessor.meeting_id, connection=connection, provider=provider,
+                       external_id=record.external_id, content_hash="", first_seen_at=now, last_seen_at=now,
+                       mirrored=True, rule=match.rule if match is not None else "successor")
+        session.add(link)
+        observe(link, record, raw, now)
+        if known is not None:
+            known[record.external_id] = link
+        return Applied(meeting_id=link.meeting_id, changed=False)
+    if link is None and predecessor is not None:
+        # A move made as "book the new time, cancel the old": the meeting continues under the new id.
+        row = session.exec(select(MeetingRow).where(MeetingRow.id == predecessor.meeting_id).with_for_update()).one()
+        old = state_of(row)
+        predecessor.content_hash, predecessor.missing = SUPERSEDED_HASH, True
+        link = LinkRow(meeting_id=row.id, connection=connection, provider=provider, external_id=record.external_id,
+                       content_hash=content_hash, first_seen_at=now, last_seen_at=now, mirrored=predecessor.mirrored,
+                       rule=match.rule if match is not None else "successor")
+        session.add(link)
+    elif link is None:
+        # hosts given outright: a default_factory costs pydantic a signature inspection per row.
+        row = MeetingRow(id=new_id("mtg"), status=record.meeting.status.value, start=record.meeting.start,
+                         end=record.meeting.end, hosts=list(record.meeting.hosts), content_hash=content_hash,
+                         created_at=now, updated_at=now)
+        session.add(row)
+        session.flush()  # the meeting row must exist before its link points at it
+        old = None
+        link = LinkRow(meeting_id=row.id, connection=connection, provider=provider, external_id=record.external_id,
+                       content_hash=content_hash, first_seen_at=now, last_seen_at=now, rule="origin")
+        session.add(link)
+        links = [link]
+    else:
+        row = session.exec(select(MeetingRow).where(MeetingRow.id == link.meeting_id).with_for_update()).one()
+        old = state_of(row)
+    link.content_hash = content_hash
+    link.raw = raw
+    link.scope = record.scope or link.scope
+    link.source_updated_at = record.source_updated_at
+    link.source_delivered_at = delivered_at
+    link.start, link.end = record.meeting.start, record.meeting.end
+    link.missing = False
+    link.observed = record.meeting.model_dump(mode="json")  # what a later read is compared with (issue 16)
+    link.last_seen_at = now
+    if known is not None:
+        known[record.external_id] = link
+    if record.source_updated_at is not None:
+        row.source_updated_at = record.source_updated_at  # what the conflict policy compares (issue 16)
+    events = _write_plan(session, row, old, record.meeting, now, grace, links, backfill)
+    return Applied(meeting_id=row.id, changed=True, events=events)
+
+
 def origin_connection(session: Session, meeting_id: str) -> str | None:
     """Where the meeting was first seen (not a mirror bookingsync made)."""
     query = (select(LinkRow.connection).where(LinkRow.meeting_id == meeting_id, col(LinkRow.mirrored).is_(False))
@@ -220,7 +368,7 @@ def record_mirror(session: Session, *, meeting_id: str, connection: str, provide
     if link is None:
         link = LinkRow(meeting_id=meeting_id, connection=connection, provider=provider,
                        external_id=record.external_id, content_hash="", first_seen_at=now, last_seen_at=now,
-                       mirrored=True)
+                       mirrored=True, rule="route")
         session.add(link)
     elif link.meeting_id != meeting_id:
         # Only a record ingested before bookingsync knew it wrote there (no intent) can get here.

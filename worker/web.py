@@ -19,18 +19,20 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from bookingsync.adapters.base import Capability
 from bookingsync.models.errors import WebhookError, WebhookTooLarge
-from bookingsync.models.tables import ReceiptRow
 from bookingsync.worker import metrics, probes
 from bookingsync.worker.api import mount as mount_api
 from bookingsync.worker.receipts import receipt
 from bookingsync.worker.runtime import Runtime
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from bookingsync.sandbox.faults import Fault
 from bookingsync.sandbox.server import RunningSandbox, start_sandbox
 from bookingsync.worker.clock import SystemClock
 from bookingsync.worker.config import parse_config
+from bookingsync.worker import poll_state
 from bookingsync.worker.poll import poll
 from bookingsync.worker.reports import quarantine_table
 from bookingsync.worker.runtime import Runtime
@@ -49,6 +50,11 @@ def rt(sandbox: RunningSandbox, engine: Engine) -> Iterator[Runtime]:
     runtime = Runtime(config=config, engine=engine, clock=SystemClock(), adapter_overrides={"sleep": sleeps.append})
     yield runtime
     runtime.close()
+
+
+def end_backoff(engine: Engine, connection: str) -> None:
+    """What waiting out a failed read's back-off would do (the connection may be read again)."""
+    poll_state.update(engine, connection, datetime.now(UTC), lambda row: setattr(row, "not_before", None))
 
 
 def soon(hours: float = 1) -> datetime:
@@ -142,6 +148,9 @@ def test_a_500_outlasting_the_retries_resumes_at_the_stored_page(sandbox, rt, en
     assert failed.pages == 1 and len(rows(engine, MeetingRow)) == 100
     assert cursor(engine, LEEZY)["offset"] == 100
 
+    # The failure holds the connection back (worker/poll_state.py); the next tick after it resumes.
+    assert poll(rt, LEEZY).skipped == "backing_off"
+    end_backoff(engine, LEEZY)
     resumed = poll(rt, LEEZY)
     assert resumed.error is None and resumed.records == 50
     links = rows(engine, LinkRow)
@@ -183,6 +192,7 @@ def test_leandata_failed_read_deletes_nothing(sandbox, rt, engine):
     assert [m.status for m in rows(engine, MeetingRow)] == ["scheduled"]
 
     sandbox.leandata.faults.clear()
+    end_backoff(engine, LEANDATA)
     assert poll(rt, LEANDATA).events == ["meeting.deleted"]  # only deferred to a complete read
 
 

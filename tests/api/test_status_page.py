@@ -55,7 +55,7 @@ def page_app(tmp_path: Path) -> Iterator[Served]:
     engine.dispose()
 
 
-def sign_in(driver, url: str, key: str) -> None:  # noqa: ANN001 - a selenium WebDriver
+def sign_in(driver, url: str, key: str) -> None:
     from selenium.webdriver.common.by import By
 
     driver.get(url + "/")
@@ -64,7 +64,7 @@ def sign_in(driver, url: str, key: str) -> None:  # noqa: ANN001 - a selenium We
 
 
 def test_the_page_shows_connections_refreshes_itself_and_replays_a_dead_letter(
-        browser, page_app: Served, tmp_path: Path) -> None:  # noqa: ANN001
+        browser, page_app: Served, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import WebDriverWait
@@ -104,7 +104,7 @@ def test_the_page_shows_connections_refreshes_itself_and_replays_a_dead_letter(
     assert "No dead letters." in driver.page_source
 
 
-def test_a_read_key_sees_the_page_without_buttons(browser, page_app: Served) -> None:  # noqa: ANN001
+def test_a_read_key_sees_the_page_without_buttons(browser, page_app: Served) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import WebDriverWait

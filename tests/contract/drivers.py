@@ -329,7 +329,7 @@ class LeezyDriver(Driver):
         assert self.state.flush_deliveries(5.0)
         [attempt] = [a for a in self.state.deliveries()
                      if json.loads(a.body)["data"]["id"] == external_id]
-        return Delivery(dict(attempt.headers), attempt.body.encode(), f"https://bookingsync.example/webhooks/lz",
+        return Delivery(dict(attempt.headers), attempt.body.encode(), "https://bookingsync.example/webhooks/lz",
                         external_id=external_id)
 
     def signed_webhook(self) -> Delivery:

@@ -1,9 +1,11 @@
 """Every LeanData and HubSpot exchange, checked against the providers' published OpenAPI files.
 
 `ValidatingTransport` wraps a real `httpx.HTTPTransport`. Each request an adapter sends and each
-response the simulator returns is validated with openapi-core against the files in
-`/work/shared/providers/` (LeanData: `leandata/bookit-openapi.yml`; HubSpot: the three
-`hubspot/*.openapi.json`), so neither the adapter nor the simulator can drift into a private
+response the simulator returns is validated with openapi-core against the providers' published files, found through
+`tests/provider_docs.py` (the `BOOKINGSYNC_PROVIDER_DOCS` setting; LeanData's BookIt OpenAPI
+file, https://developer.leandata.com/, as `leandata/bookit-openapi.yml`; HubSpot's three 2026-03
+OpenAPI files, https://developers.hubspot.com/docs/api-reference, as `hubspot/*.openapi.json`).
+Without them the tests that use this module skip with that reason, and fail under `CI=true`, so neither the adapter nor the simulator can drift into a private
 dialect. Problems are collected in `violations` (the suite asserts there are none) rather than
 raised, so the adapter under test sees exactly what the simulator said.
 
@@ -48,9 +50,8 @@ from openapi_core.datatypes import RequestParameters
 from openapi_schema_validator import OAS30Validator
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
-PROVIDERS = Path("/work/shared/providers")
-LEANDATA_SPEC = PROVIDERS / "leandata" / "bookit-openapi.yml"
-HUBSPOT_SPECS = tuple(sorted((PROVIDERS / "hubspot").glob("*.openapi.json")))
+from tests.provider_docs import provider_doc, provider_docs
+
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -58,7 +59,7 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
 def _leandata_dict() -> dict[str, Any]:
-    spec = copy.deepcopy(yaml.safe_load(LEANDATA_SPEC.read_text()))
+    spec = copy.deepcopy(yaml.safe_load(provider_doc("leandata", "bookit-openapi.yml").read_text()))
     paths: dict[str, Any] = {}
     for path, item in spec["paths"].items():
         names = re.findall(r":(\w+)", path)
@@ -139,7 +140,8 @@ def leandata_specs() -> tuple[Spec, ...]:
 
 @cache
 def hubspot_specs() -> tuple[Spec, ...]:
-    return tuple(Spec(f"hubspot/{p.name}", _hubspot_dict(p)) for p in HUBSPOT_SPECS)
+    return tuple(Spec(f"hubspot/{p.name}", _hubspot_dict(p))
+                 for p in provider_docs("hubspot", "*.openapi.json"))
 
 
 # -- openapi-core's request/response protocols over httpx -------------------------------------

@@ -28,16 +28,6 @@ def need(driver: Driver, *capabilities: Capability, what: str) -> None:
         pytest.skip(f"{driver.name} cannot {what}: its capabilities lack {names} (it has {have})")
 
 
-# Real bugs this suite found; each is xfail(strict=True) for its provider only, so a fix shows.
-KNOWN_BUGS: dict[tuple[str, str], str] = {}  # none open: Meetergo attendees and RocketLead lead data are fixed
-
-
-def known_bug(request: pytest.FixtureRequest, driver: Driver) -> None:
-    reason = KNOWN_BUGS.get((request.node.originalname, driver.name))
-    if reason is not None:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 def newest(driver: Driver, pages_in_order: list[list], external_id: str) -> RawRecord:
     found = [r for pages in pages_in_order for r in records(pages) if r.external_id == external_id]
     assert found, f"{external_id} was never read"
@@ -83,8 +73,7 @@ def test_normalise_round_trips(driver):
         assert again.meeting.content_hash() == first.meeting.content_hash()
 
 
-def test_normalised_attendee_is_the_seeded_one(driver, request):
-    known_bug(request, driver)
+def test_normalised_attendee_is_the_seeded_one(driver):
     seeded = driver.seed(3)
     adapter = driver.adapter()
     for raw in read_seeded(driver, adapter, seeded):

@@ -69,7 +69,7 @@ class HookServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
                 with server._lock:
@@ -82,7 +82,7 @@ class HookServer:
                 self.end_headers()
                 self.wfile.write(reply.body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence the access log
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -167,7 +167,7 @@ def apply(rt: Runtime, rec: SourceRecord) -> store.Applied:
                                   raw={"id": rec.external_id}, now=rt.clock.now(), grace=GRACE)
 
 
-def claim_now(rt: Runtime):  # noqa: ANN201 - relay.Claimed
+def claim_now(rt: Runtime):
     return claim(rt.engine, rt.clock.now(), lease_seconds=LEASE, limit=100)
 
 

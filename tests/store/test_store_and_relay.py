@@ -220,3 +220,35 @@ def test_a_successor_booking_continues_the_meeting_and_the_old_one_falls_silent(
         links = {link.external_id: link for link in session.exec(select(LinkRow))}
         assert links["appt-1"].missing and links["appt-2"].meeting_id == first.meeting_id
         assert session.get(MeetingRow, first.meeting_id).status == "scheduled"
+
+
+def test_a_meeting_first_seen_late_fires_has_started_at_once_with_late_by(engine: Engine, clock: ManualClock) -> None:
+    window = timedelta(hours=24)
+    with transaction(engine) as session:
+        store.apply_record(session, connection="leezy-main", provider="leezy",
+                           record=record(clock, start_min=-10, minutes=30), raw={}, now=clock.now(), grace=window)
+    claimed = claim(engine, clock.now(), lease_seconds=3600, limit=100)
+    rows = {e.event_id: e for e in events(engine)}
+    bodies = [rows[i].payload for i in claimed.events]
+    assert [b["type"] for b in bodies] == ["meeting.booked", "meeting.hasStarted"]  # hasEnded is 20 min away
+    started = bodies[1]["data"]
+    assert started["late_by"] == 600.0 and started["occurred_at"] == started["meeting"]["start"]
+    # One format for every time in an event: UTC, milliseconds, Z.
+    meeting = started["meeting"]
+    for text in (bodies[1]["timestamp"], started["occurred_at"], meeting["start"], meeting["end"]):
+        assert len(text) == 24 and text.endswith("Z") and text[19] == "."
+    assert "late_by" not in bodies[0]["data"]
+
+
+def test_a_meeting_first_seen_beyond_the_late_window_is_counted_not_announced(engine: Engine,
+                                                                             clock: ManualClock) -> None:
+    from bookingsync.worker import metrics
+    before = metrics.REGISTRY.get_sample_value("bookingsync_late_timers_skipped_total",
+                                               {"type": "meeting.hasStarted"}) or 0.0
+    with transaction(engine) as session:
+        store.apply_record(session, connection="leezy-main", provider="leezy",
+                           record=record(clock, start_min=-26 * 60, minutes=30), raw={}, now=clock.now(),
+                           grace=timedelta(hours=24))
+    assert events(engine) == []
+    after = metrics.REGISTRY.get_sample_value("bookingsync_late_timers_skipped_total", {"type": "meeting.hasStarted"})
+    assert after == before + 1

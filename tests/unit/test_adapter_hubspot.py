@@ -64,7 +64,7 @@ def crm(mid: str, *, outcome: str | None = "SCHEDULED", archived: bool = False, 
 
 
 def sign(uri_as_signed: str, body: bytes, timestamp: str, method: str = "POST", secret: str = SECRET) -> str:
-    """Written out from validating-requests.md, independent of the adapter's code."""
+    """Written out from HubSpot's "Validating requests" page, independent of the adapter's code."""
     source = (method + uri_as_signed).encode("utf-8") + body + timestamp.encode("utf-8")
     return base64.b64encode(hmac.new(secret.encode("utf-8"), source, hashlib.sha256).digest()).decode()
 
@@ -163,7 +163,7 @@ def test_v1_and_v2_signatures_alone_are_not_accepted():
                         method="POST", url=HOOK)
 
 
-# The table of validating-requests.md, written out again here.
+# The table of HubSpot's "Validating requests" page, written out again here.
 DECODED = [("%3A", ":"), ("%2F", "/"), ("%3F", "?"), ("%40", "@"), ("%21", "!"), ("%24", "$"), ("%27", "'"),
            ("%28", "("), ("%29", ")"), ("%2A", "*"), ("%2C", ","), ("%3B", ";")]
 
@@ -488,7 +488,7 @@ def test_base_url_defaults_to_hubapi():
 
 # -- booking ------------------------------------------------------------------------------------
 
-# ExternalMeetingBooking.required in scheduler-meetings-2026-03.openapi.json.
+# ExternalMeetingBooking.required in HubSpot's Scheduler Meetings 2026-03 OpenAPI file.
 BOOKING_REQUIRED = {"duration", "email", "firstName", "formFields", "lastName", "legalConsentResponses",
                     "likelyAvailableUserIds", "slug", "startTime"}
 BOOKING_PROPERTIES = BOOKING_REQUIRED | {"locale", "timezone"}

@@ -1,7 +1,8 @@
 """LeanData BookIt writes: create by either endpoint, form fields, races, lost answers, reschedule, cancel.
 
-The fake speaks the bodies of shared/providers/leandata/ (bookit-openapi.yml request tables and
-examples, leandata-book-a-meeting.md, leandata-manage-a-meeting.md, leandata-problem-types.yml).
+The fake speaks the bodies of LeanData's BookIt API OpenAPI file (request tables and examples;
+https://bookit-api.leandata.com/) and its guides to booking and managing a meeting and problem types
+(https://docs.leandata.com).
 """
 
 from __future__ import annotations

@@ -249,15 +249,102 @@ def test_the_name_keeps_our_reference_apart_from_the_title():
 
 
 def test_a_calendar_without_a_usable_zone_leaves_the_timezone_unset_and_is_looked_up_once():
-    server = FakeRocketLead(calendar=httpx.Response(404, json={"statusCode": 404, "message": "Not found"}))
+    server = FakeRocketLead(calendar={"id": "cal-1", "timezone": "Mars/Olympus"})
     a = adapter(server)
     assert a.create(request()).meeting.timezone is None
     a.create(request())
-    assert len(server.sent("GET", "/connect/calendar/")) == 1
-    bad = FakeRocketLead(calendar={"data": {"timeZone": "Mars/Olympus"}})
-    assert adapter(bad).create(request()).meeting.timezone is None
+    assert len(server.sent("GET", "/connect/calendar/")) == 1  # the answer is cached
     wrapped = FakeRocketLead(calendar={"data": {"timeZone": "America/New_York"}})
     assert adapter(wrapped).create(request()).meeting.timezone == "America/New_York"
+
+
+def test_a_calendar_lookup_that_fails_for_now_is_a_retried_failure_not_a_refusal():
+    """The zone is required before any wall time is read: a 5xx must not turn into "not offered"."""
+    server = FakeRocketLead(calendar=httpx.Response(503, json={"statusCode": 503, "message": "Unavailable"}),
+                            slots=[availability(slot("rs-1", start="2026-03-10T16:00:00", end="2026-03-10T16:30:00"))])
+    a = adapter(server)
+    with pytest.raises(ProviderUnavailable, match="timezone of calendar cal-1 .* retried later") as caught:
+        a.create(request())
+    assert not isinstance(caught.value, SlotUnavailable)
+    assert server.sent("GET", "/connect/availability/") == [] and server.sent("POST") == []
+    server.calendar = {"id": "cal-1", "timezone": "Europe/Berlin"}  # the calendar answers again
+    record = a.create(request())
+    assert (record.meeting.start, record.meeting.end, record.meeting.timezone) == (START, END, "Europe/Berlin")
+    lookups = len(server.sent("GET", "/connect/calendar/"))
+    a.create(request())
+    assert len(server.sent("GET", "/connect/calendar/")) == lookups  # found once, then cached
+
+
+def test_a_missing_calendar_is_not_found():
+    from bookingsync.models.errors import ProviderNotFound
+
+    server = FakeRocketLead(calendar=httpx.Response(404, json={"statusCode": 404, "message": "Calendar not found"}))
+    with pytest.raises(ProviderNotFound):
+        adapter(server).create(request())
+    assert server.sent("POST") == []
+
+
+# -- clocks going back and forward (Europe/Berlin, 2026-10-25: 03:00 CEST -> 02:00 CET) -------------
+
+FIRST_TWO = datetime(2026, 10, 25, 0, 0, tzinfo=UTC)  # 02:00 CEST, the first 02:00
+SECOND_TWO = datetime(2026, 10, 25, 1, 0, tzinfo=UTC)  # 02:00 CET, the second 02:00
+
+
+def fold_slots(*, first: bool = True, second: bool = True) -> dict:
+    """Slots written as local wall times, ordered by time, as a calendar in Berlin would list them."""
+    listed = []
+    if first:
+        listed += [slot("rs-first", start="2026-10-25T02:00:00", end="2026-10-25T02:30:00"),
+                   slot("rs-first-b", start="2026-10-25T02:30:00", end="2026-10-25T02:00:00")]
+    if second:
+        listed += [slot("rs-second", start="2026-10-25T02:00:00", end="2026-10-25T02:30:00")]
+    return availability(*listed)
+
+
+@pytest.mark.parametrize("start, expected", [(FIRST_TWO, "rs-first"), (SECOND_TWO, "rs-second")])
+def test_a_local_time_in_the_fold_books_the_slot_whose_instant_is_the_meetings(start, expected):
+    server = FakeRocketLead(slots=[fold_slots()])
+    record = adapter(server).create(request(start=start, end=start + timedelta(minutes=30)))
+    assert server.bodies[-1]["resourceSlotId"] == expected
+    # The mirror records the hour that was booked, not the first reading of "02:00".
+    assert (record.meeting.start, record.meeting.end) == (start, start + timedelta(minutes=30))
+
+
+def test_the_second_hour_alone_in_the_answer_is_settled_by_the_availability_window():
+    server = FakeRocketLead(slots=[fold_slots(first=False)])
+    adapter(server).create(request(start=SECOND_TWO, end=SECOND_TWO + timedelta(minutes=30)))
+    assert server.bodies[-1]["resourceSlotId"] == "rs-second"
+
+
+def test_a_fold_slot_nothing_settles_is_not_booked():
+    # One listing of "02:00" while the meeting is the first 02:00: it may be either hour.
+    server = FakeRocketLead(slots=[fold_slots(second=False)])
+    server.slots = [availability(slot("rs-one", start="2026-10-25T02:00:00", end="2026-10-25T02:30:00"),
+                                 slot("rs-one", start="2026-10-25T02:00:00", end="2026-10-25T02:30:00",
+                                      resource="res-2"))]
+    with pytest.raises(SlotUnavailable, match="occurs twice in Europe/Berlin"):
+        adapter(server, resource_id="res-1").create(request(start=FIRST_TWO, end=FIRST_TWO + timedelta(minutes=30)))
+    assert server.sent("POST") == []
+
+
+def test_a_local_time_in_the_gap_is_no_slot():
+    # 2026-03-29: Berlin skips 02:00-03:00. A slot listed at 02:30 local names no instant.
+    start = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)  # 01:30 CET
+    gap = availability(slot("rs-gap", start="2026-03-29T02:30:00", end="2026-03-29T03:00:00"))
+    with pytest.raises(SlotUnavailable, match="is not offered"):
+        adapter(FakeRocketLead(slots=[gap])).create(request(start=start, end=start + timedelta(minutes=30)))
+
+
+def test_normalise_refuses_a_fold_time_it_cannot_settle_and_a_gap_time():
+    with pytest.raises(NormaliseError, match="occurs twice"):
+        normalise_booking(booking(startDateTime="2026-10-25T02:00:00", endDateTime="2026-10-25T02:30:00"),
+                          timezone="Europe/Berlin")
+    with pytest.raises(NormaliseError, match="does not exist"):
+        normalise_booking(booking(startDateTime="2026-03-29T02:30:00", endDateTime="2026-03-29T03:30:00"),
+                          timezone="Europe/Berlin")
+    settled = normalise_booking(booking(startDateTime="2026-10-25T02:00:00", endDateTime="2026-10-25T02:30:00"),
+                                timezone="Europe/Berlin", at=(SECOND_TWO, SECOND_TWO + timedelta(minutes=30)))
+    assert settled.meeting.start == SECOND_TWO
 
 
 # -- HTTP policy and errors ----------------------------------------------------------------------

@@ -157,7 +157,7 @@ def test_env_override_with_a_numeric_looking_token_stays_a_string(tmp_path: Path
 
 
 def test_env_reference_is_resolved(tmp_path: Path) -> None:
-    path = write(tmp_path, LEEZY.replace('"lz_live_7f3a9c2e51"', '"env:LEEZY_TOKEN"') + f"""
+    path = write(tmp_path, LEEZY.replace('"lz_live_7f3a9c2e51"', '"env:LEEZY_TOKEN"') + """
 [[subscriptions]]
 id = "crm"
 url = "https://crm.example.com/hook"

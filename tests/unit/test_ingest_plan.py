@@ -101,7 +101,7 @@ def test_one_page_naming_a_booking_twice_applies_both_in_order() -> None:
         ("meeting.booked", 1), ("meeting.rescheduled", 2)]
     booked = next(e for e in s.events if e["type"] == "meeting.booked")
     # The snapshot is the meeting as it was when booked, with its link.
-    assert booked["payload"]["meeting"]["start"] == "2026-03-03T09:00:00Z"
+    assert booked["payload"]["meeting"]["start"] == "2026-03-03T09:00:00.000Z"
     assert booked["payload"]["meeting"]["links"] == [{"connection": "c", "provider": "leezy", "external_id": "m1"}]
 
 

@@ -29,8 +29,11 @@ def sent(action: Write = Write.CREATE, **changes) -> Intent:
     return intents.begin(intent(action, **changes), NOW, LEASE)
 
 
+DEFAULT_LIMITS = Limits()
+
+
 def decide(action: Action, history: list[Intent], mirror: Mirror | None = None, *, now: datetime = NOW,
-           can_find: bool = True, can_cancel: bool = True, limits: Limits = Limits()) -> intents.Next:
+           can_find: bool = True, can_cancel: bool = True, limits: Limits = DEFAULT_LIMITS) -> intents.Next:
     return intents.decide(action, start=START, end=END, mirror=mirror, intents=history, now=now, limits=limits,
                           can_find=can_find, can_cancel=can_cancel, target="tgt")
 

@@ -66,14 +66,16 @@ def test_ended_meeting_stays_ended_when_cancelled_afterwards() -> None:
     assert plan.state.meeting.status is MeetingStatus.COMPLETED
 
 
-def test_backfill_all_announces_a_meeting_already_over_without_stale_timers() -> None:
+def test_backfill_all_announces_a_meeting_over_beyond_the_late_window_without_timers() -> None:
     plan = decide(None, meeting(start_min=-60, minutes=30), T0, GRACE, Backfill.ALL)
     assert types(plan.events) == ["meeting.booked"] and plan.state.booked
+    assert plan.skipped == (EventType.HAS_STARTED, EventType.HAS_ENDED)
 
 
 def test_backfill_upcoming_stores_a_meeting_already_over_silently() -> None:
     plan = decide(None, meeting(start_min=-60, minutes=30), T0, GRACE)  # upcoming is the default
     assert plan.events == () and not plan.state.booked
+    assert plan.skipped == (EventType.HAS_STARTED, EventType.HAS_ENDED)  # counted and logged by the store
     # Still over: a change says nothing either, and a cancellation deletes nothing that was never announced.
     renamed = decide(plan.state, meeting(start_min=-60, minutes=30, title="Renamed"), T0, GRACE)
     assert renamed.events == () and renamed.state.meeting.title == "Renamed"
@@ -81,17 +83,44 @@ def test_backfill_upcoming_stores_a_meeting_already_over_silently() -> None:
     # Moved into the future, it is news: booked, with its timers.
     moved = decide(renamed.state, meeting(start_min=60), T0, GRACE)
     assert types(moved.events) == ["meeting.booked", "meeting.hasStarted", "meeting.hasEnded"]
+    assert all(e.late_by is None for e in moved.events)
 
 
-def test_backfill_upcoming_still_announces_a_meeting_that_ended_inside_the_grace_window() -> None:
+def test_first_seen_after_its_end_inside_the_late_window_gets_both_timers_marked() -> None:
     plan = decide(None, meeting(start_min=-10, minutes=8), T0, GRACE)
-    assert types(plan.events) == ["meeting.booked", "meeting.hasEnded"]
-
-
-def test_backfill_inside_grace_fires_due_now() -> None:
-    plan = decide(None, meeting(start_min=-2, minutes=30), T0, GRACE)
     assert types(plan.events) == ["meeting.booked", "meeting.hasStarted", "meeting.hasEnded"]
-    assert plan.events[1].due_at == T0 and plan.events[1].occurred_at == T0 - timedelta(minutes=2)
+    started, ended = plan.events[1:]
+    assert (started.due_at, ended.due_at) == (T0, T0)
+    assert (started.late_by, ended.late_by) == (timedelta(minutes=10), timedelta(minutes=2))
+    assert (started.occurred_at, ended.occurred_at) == (T0 - timedelta(minutes=10), T0 - timedelta(minutes=2))
+    assert plan.skipped == ()
+
+
+def test_first_seen_ten_minutes_after_its_start_gets_has_started_at_once_marked() -> None:
+    late = timedelta(hours=24)
+    plan = decide(None, meeting(start_min=-10, minutes=30), T0, late)
+    assert types(plan.events) == ["meeting.booked", "meeting.hasStarted", "meeting.hasEnded"]
+    started, ended = plan.events[1:]
+    assert started.due_at == T0 and started.late_by == timedelta(minutes=10)
+    assert ended.due_at == T0 + timedelta(minutes=20) and ended.late_by is None
+    # The same snapshot read again changes nothing: hasStarted is set once.
+    assert decide(plan.state, meeting(start_min=-10, minutes=30), T0 + timedelta(minutes=1), late).events == ()
+
+
+def test_the_late_window_is_counted_from_the_meetings_end() -> None:
+    window = timedelta(hours=24)
+    inside = decide(None, meeting(start_min=-(24 * 60 + 30), minutes=60), T0, window)  # ended 23 h 30 min ago
+    assert types(inside.events) == ["meeting.booked", "meeting.hasStarted", "meeting.hasEnded"]
+    assert inside.events[1].late_by == timedelta(hours=24, minutes=30)
+    beyond = decide(None, meeting(start_min=-(25 * 60), minutes=30), T0, window)  # ended 24 h 30 min ago
+    assert beyond.events == () and beyond.skipped == (EventType.HAS_STARTED, EventType.HAS_ENDED)
+
+
+def test_a_meeting_moved_into_the_past_fires_its_timers_marked() -> None:
+    booked = decide(None, meeting(), T0, GRACE).state
+    plan = decide(booked, meeting(start_min=-3, minutes=60), T0, GRACE)
+    assert types(plan.events) == ["meeting.rescheduled", "meeting.hasStarted", "meeting.hasEnded"]
+    assert plan.events[1].late_by == timedelta(minutes=3) and plan.events[2].late_by is None
 
 
 def test_title_change_is_updated_without_touching_timers() -> None:
@@ -275,3 +304,12 @@ def test_lifecycle_properties_hold_for_any_history(history: list[tuple[int, Meet
     for kind in (EventType.COMPLETED, EventType.NO_SHOW):
         generations = [e.generation for e in sim.emitted if e.type is kind]
         assert len(generations) == len(set(generations)), f"{kind} twice in one generation"
+
+
+def test_a_zero_length_meeting_gets_has_started_before_has_ended_as_two_occurrences() -> None:
+    plan = decide(None, meeting(start_min=30, minutes=0), T0, GRACE)
+    assert types(plan.events) == ["meeting.booked", "meeting.hasStarted", "meeting.hasEnded"]
+    started, ended = plan.events[1:]
+    # The same instant, but two dedupe keys; the store inserts (and the relay claims) them in this order.
+    assert started.due_at == ended.due_at and started.occurrence == ended.occurrence
+    assert started.type is not ended.type

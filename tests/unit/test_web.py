@@ -138,7 +138,7 @@ def test_hubspot_v3_notice_queues_a_poll(setup) -> None:
                "Content-Type": "application/json"}
     response = client.post("/webhooks/hs", content=body, headers=headers)
     assert response.status_code == 202 and response.json()["status"] == "notified"
-    messages = [json.loads(m) for m in broker.queues["bookingsync"].queue]
+    messages = [json.loads(m) for m in broker.queues["bookingsync-polls"].queue]
     assert [(m["actor_name"], m["args"]) for m in messages] == [("bookingsync.poll", ["hs"])]
     tampered = dict(headers, **{"X-HubSpot-Signature-v3": base64.b64encode(b"x" * 32).decode()})
     assert client.post("/webhooks/hs", content=body, headers=tampered).status_code == 401
