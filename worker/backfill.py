@@ -42,7 +42,7 @@ class Progress:
     finished: bool = False
 
 
-def _upcoming(sources: tuple[str, ...], now: datetime):  # type: ignore[no-untyped-def]
+def _upcoming(sources: tuple[str, ...], now: datetime):
     """Live, upcoming meetings first seen at one of `sources` (not peers or mirrors there)."""
     origin = (select(LinkRow.meeting_id).where(col(LinkRow.connection).in_(sources), col(LinkRow.mirrored).is_(False),
                                                ~col(LinkRow.rule).in_(sorted(PEER_RULES)) | col(LinkRow.rule).is_(None)))
@@ -111,7 +111,7 @@ def sync_target(rt: Runtime, target: str, sources: tuple[str, ...], *, limit: in
     return progress
 
 
-def _after(position: tuple[datetime | None, str | None]) -> tuple:  # type: ignore[type-arg]
+def _after(position: tuple[datetime | None, str | None]) -> tuple:
     start, meeting_id = position
     if start is None or meeting_id is None:
         return ()

@@ -32,7 +32,15 @@ def use_shared_pacing(url: str) -> None:
         pacing.use_backend(None)
 
 
+# dramatiq restarts a consumer that lost its broker after 3 s (`dramatiq_restart_delay`); a Redis
+# back from a restart should be consumed from within a second (issue 13: lost messages cost seconds).
+CONSUMER_RESTART_DELAY_SECONDS = 0.5
+
+
 def start_worker(broker: dramatiq.Broker, threads: int, queues: set[str] | None = None) -> dramatiq.Worker:
+    import dramatiq.worker
+
+    dramatiq.worker.CONSUMER_RESTART_DELAY_SECS = CONSUMER_RESTART_DELAY_SECONDS
     worker = dramatiq.Worker(broker, queues=queues, worker_threads=threads, worker_timeout=250)
     worker.start()
     return worker

@@ -28,12 +28,17 @@ log = logging.getLogger(__name__)
 PEER_RULES = frozenset({identity.ATTENDEE_START, identity.HAND})
 # Pairs of connections a bidirectional route joins (set by the runtime, like identity's rules).
 _both_ways: frozenset[frozenset[str]] = frozenset()
+# A read of a target that disagrees with our own write made less than this ago may have been
+# taken before the write landed (a poll page in flight, a late webhook; Meetergo's carry no
+# stamp to tell): it is observed, not reported. The drift sweep reads the mirror again later.
+_settle = timedelta(seconds=120)
 
 
 def configure(cfg: Config) -> None:
-    global _both_ways
+    global _both_ways, _settle
     _both_ways = frozenset(frozenset((s, t)) for r in cfg.routes if r.bidirectional for s in r.sources
                            for t in r.targets if s != t)
+    _settle = timedelta(seconds=cfg.mirroring.lease_seconds)
 
 
 def bidirectional(a: str, b: str | None) -> bool:
@@ -62,13 +67,16 @@ def _before(link: LinkRow) -> Meeting | None:
         return None
 
 
-def _ours(session: Session, link: LinkRow, record: SourceRecord) -> bool:
-    """Whether the record is what our newest write to this end asked for (our own echo)."""
+def _ours(session: Session, link: LinkRow, record: SourceRecord, now: datetime) -> bool:
+    """Whether the record is what our newest write to this end asked for (our own echo), or may
+    predate that write (it settled less than `_settle` ago)."""
     query = (select(IntentRow).where(IntentRow.meeting_id == link.meeting_id, IntentRow.connection == link.connection)
              .order_by(col(IntentRow.id).desc()).limit(1))
     last = session.exec(query).first()
     if last is None:
         return False
+    if last.updated_at > now - _settle:
+        return True
     if record.meeting.status is MeetingStatus.CANCELLED:
         return last.action == "cancel"
     return (last.start, last.end) == (record.meeting.start, record.meeting.end)
@@ -92,10 +100,11 @@ def on_read(session: Session, link: LinkRow, record: SourceRecord, raw: Any, now
         return None
     row = session.exec(select(MeetingRow).where(MeetingRow.id == link.meeting_id).with_for_update()).one()
     meeting = store.meeting_of(row)
-    edits = policy.edits(_before(link), record.meeting, meeting)
+    fields = policy.MIRRORED if role is Role.MIRROR else policy.COMPARED
+    edits = policy.edits(_before(link), record.meeting, meeting, fields)
     read = policy.Read(role=role, stamp=stamp, link_stamp=link.source_updated_at, meeting_stamp=row.source_updated_at,
                        edits=edits, bidirectional=both,
-                       ours=bool(edits) and role is Role.MIRROR and _ours(session, link, record))
+                       ours=bool(edits) and role is Role.MIRROR and _ours(session, link, record, now))
     verdict = policy.decide(read)
     if verdict is Verdict.APPLY:
         return None

@@ -16,9 +16,11 @@ Then, for a record none of these matched, the configured rules (`[identity] rule
                     `start_tolerance_seconds`, default 0), whose hosts overlap the record's where
                     both name hosts; not cancelled, and with no live link at this connection
                     already (one booking at a provider is one link)
-    double-opt-in   the same, but the meeting is still provisional (`pending`) through a link at
-                    this very connection and the record is active: the confirmed appointment of a
-                    double opt-in (Meetergo) continues the provisional booking, which it supersedes
+    double-opt-in   the same, but the meeting's one live link at this very connection is provisional
+                    (`pending`: the meeting itself, or our mirror there as last read or answered)
+                    and the record is active: the confirmed appointment of a double opt-in
+                    (Meetergo) continues the provisional booking, which it supersedes (for a mirror,
+                    our write's intent follows it to the appointment)
 
 Two or more meetings for one record link nothing: the record becomes a meeting of its own, and
 the ambiguity is logged (WARNING), counted (`bookingsync_identity_matches_total{rule="ambiguous"}`)
@@ -109,6 +111,9 @@ class Candidate:
     hosts: tuple[str, ...]
     status: str
     here: tuple[str, ...] = ()  # live links at the record's connection
+    # Those links are all provisional there (`pending`: a double opt-in awaiting confirmation),
+    # as the provider said of them when last read or answered.
+    here_pending: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,7 +173,8 @@ def choose_by_rules(record: SourceRecord, candidates: Sequence[Candidate], rules
     for c in same:
         if not c.here:
             joinable.append((c, ATTENDEE_START, None))
-        elif c.status == MeetingStatus.PENDING.value and m.status in ACTIVE_STATUSES and len(c.here) == 1:
+        elif (c.status == MeetingStatus.PENDING.value or c.here_pending) and m.status in ACTIVE_STATUSES \
+                and len(c.here) == 1:
             joinable.append((c, DOUBLE_OPT_IN, c.here[0]))
     if not joinable:
         return None
@@ -199,13 +205,17 @@ def candidates_for(session: Session, connection: str, records: Sequence[SourceRe
     if not rows:
         return []
     here: dict[str, list[str]] = {}
-    links = select(LinkRow.meeting_id, LinkRow.external_id).where(
+    pending: dict[str, bool] = {}
+    links = select(LinkRow.meeting_id, LinkRow.external_id, LinkRow.observed).where(
         col(LinkRow.meeting_id).in_(sorted({row[0] for row in rows})), LinkRow.connection == connection,
         col(LinkRow.missing).is_(False), LinkRow.content_hash != _SUPERSEDED)
-    for meeting_id, external_id in session.exec(links):
+    for meeting_id, external_id, observed in session.exec(links):
         here.setdefault(meeting_id, []).append(external_id)
+        provisional = isinstance(observed, dict) and observed.get("status") == MeetingStatus.PENDING.value
+        pending[meeting_id] = pending.get(meeting_id, True) and provisional
     return [Candidate(meeting_id=mid, attendee_email=email, start=start, hosts=tuple(hosts or ()), status=status,
-                      here=tuple(sorted(here.get(mid, ())))) for mid, email, start, hosts, status in rows]
+                      here=tuple(sorted(here.get(mid, ()))), here_pending=pending.get(mid, False))
+            for mid, email, start, hosts, status in rows]
 
 
 def audit(session: Session, *, meeting_id: str, action: str, actor: str, now: datetime, connection: str | None = None,

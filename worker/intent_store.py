@@ -88,6 +88,18 @@ def candidates(session: Session, connection: str, *, ids: Collection[str], refer
     return list(session.exec(query))
 
 
+def follow(session: Session, meeting_id: str, connection: str, old_id: str, new_id: str, now: datetime) -> int:
+    """Our writes that named booking `old_id` (a provisional booking) now name `new_id` (the
+    appointment its confirmation made), keeping the old id as the alias."""
+    query = select(IntentRow).where(IntentRow.meeting_id == meeting_id, IntentRow.connection == connection,
+                                    IntentRow.external_id == old_id)
+    rows = list(session.exec(query.with_for_update()))
+    for row in rows:
+        row.external_id, row.alias, row.updated_at = new_id, old_id, now
+        row.reason = f"{old_id} was provisional; confirmed as {new_id}" + (f" ({row.reason})" if row.reason else "")
+    return len(rows)
+
+
 def requeue_dead_deliveries(session: Session, meeting_id: str, connection: str, now: datetime) -> int:
     """Put the dead route deliveries of one mirror back in line: what held or halted it is resolved
     (a person lifted a halt, or an echo showed what a lost answer made)."""

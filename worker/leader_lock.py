@@ -49,6 +49,7 @@ class PostgresLock:
     def __init__(self, engine: Engine, name: str) -> None:
         self.engine, self.name = engine, name
         self.holding = False
+        self.failed = False  # the database failed under this lock since the flag was last cleared
         self._conn: Connection | None = None
 
     def _drop_connection(self) -> None:
@@ -73,6 +74,7 @@ class PostgresLock:
             self.holding = bool(got)
             return self.holding
         except Exception as exc:  # noqa: BLE001 - any failure of the lock's session means the lock is gone
+            self.failed = True
             if self.holding:
                 log.warning("the leader lock's database session failed (%s); the lock is lost", exc)
             self.holding = False

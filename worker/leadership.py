@@ -48,6 +48,12 @@ class Leadership:
         self._leading = False
         self._valid_until = 0.0
         self._last_lease_try = float("-inf")
+        # The database failed (lease or lock) since this process last led: work handed out meanwhile
+        # may have failed in the workers and been given up, so a new lead hands leased work out again.
+        self.database_failed = False
+        # The lead came with a freshly taken lock: the previous leader is gone (or never was), and
+        # what it claimed but may not have sent is handed out again.
+        self.took_lock = False
 
     @property
     def leading(self) -> bool:
@@ -62,6 +68,7 @@ class Leadership:
             held = leases.acquire(self.engine, self.name, self.holder, self._now(), self.lease_seconds, force=force)
         except Exception as exc:  # noqa: BLE001 - a database outage is a state to wait out, not a crash
             log.warning("could not take or renew the %s lease: %s", self.name, exc)
+            self.database_failed = True
             return None
         if held:
             self._valid_until = started + self.lease_seconds
@@ -75,9 +82,13 @@ class Leadership:
         except Exception:
             log.exception("the %s lock could not be tried", self.name)
             has_lock = False
+        if getattr(self.lock, "failed", False):
+            self.lock.failed = False  # type: ignore[attr-defined]
+            self.database_failed = True
         lease_due = self._monotonic() - self._last_lease_try >= self.lease_seconds / 3
         if has_lock and not had_lock:
             self._leading = bool(self._lease(force=True))
+            self.took_lock = self._leading
             if not self._leading:
                 self.lock.release()  # the database is down: keep nobody out meanwhile
         elif had_lock and not has_lock:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bookingsync.models.tables import LeaseRow
 from bookingsync.worker.db import transaction
@@ -49,3 +49,17 @@ def release(engine: Engine, name: str, holder: str) -> None:
         row = session.exec(select(LeaseRow).where(LeaseRow.name == name).with_for_update()).first()
         if row is not None and row.holder == holder:
             session.delete(row)
+
+
+def release_others(engine: Engine, prefix: str, holder: str) -> int:
+    """Drop every lease named `prefix…` held by another process (a holder that is not `holder` nor
+    starts with it: a poll's read token is `<holder>:read:<nonce>`): for a restarted embedded
+    process, whose predecessor (the only other process on its database) is known dead."""
+    with transaction(engine) as session:
+        rows = session.exec(select(LeaseRow).where(col(LeaseRow.name).startswith(prefix),
+                                                   LeaseRow.holder != holder,
+                                                   ~col(LeaseRow.holder).startswith(f"{holder}:"))
+                            .with_for_update()).all()
+        for row in rows:
+            session.delete(row)
+        return len(rows)

@@ -211,7 +211,7 @@ class SkewCollector:
         yield family
 
 
-REGISTRY.register(SkewCollector())  # type: ignore[arg-type]
+REGISTRY.register(SkewCollector())
 
 
 class StoreCollector:

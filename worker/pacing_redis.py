@@ -83,7 +83,7 @@ class RedisPacer:
             self._call(0.0, seconds)
 
 
-def redis_backend(url: str):  # noqa: ANN201 - a pacing.Backend
+def redis_backend(url: str):
     """A `pacing.Backend` over the Redis at `url` (one client, its own small connection pool)."""
     client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
 

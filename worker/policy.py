@@ -24,7 +24,8 @@ of each may do (pure; worker/conflicts.py does the I/O):
     otherwise observed.
 
 Compared fields: status (as cancelled / active / other: `scheduled` and `confirmed` are one
-thing), start, end, title, attendee email and name, hosts.
+thing), start, end, title, attendee email and name, hosts — at a mirror only status, start and
+end (`MIRRORED`: what a target can be written with).
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ class Verdict(StrEnum):
 
 
 COMPARED = ("status", "start", "end", "title", "attendee.email", "attendee.name", "hosts")
+# What a mirror is compared on: what a target can be written with. No target's documented create,
+# move or cancel takes a new title, attendee or host for an existing booking, and targets show
+# their own (Meetergo's title is the meeting type's name, and its webhook and listing disagree on
+# it): comparing those at a mirror would report conflicts nothing can converge.
+MIRRORED = ("status", "start", "end")
 
 
 def view(meeting: Meeting) -> dict[str, Any]:
@@ -62,13 +68,14 @@ def view(meeting: Meeting) -> dict[str, Any]:
             "attendee.email": meeting.attendee.email, "attendee.name": meeting.attendee.name, "hosts": meeting.hosts}
 
 
-def edits(before: Meeting | None, after: Meeting, meeting: Meeting) -> tuple[str, ...]:
+def edits(before: Meeting | None, after: Meeting, meeting: Meeting,
+          fields: tuple[str, ...] = COMPARED) -> tuple[str, ...]:
     """Fields changed at an end (from `before`, its last read, to `after`) that differ from the
     meeting. Nothing when we never read it before: joining is not a change."""
     if before is None:
         return ()
     was, now, held = view(before), view(after), view(meeting)
-    return tuple(name for name in COMPARED if was[name] != now[name] and now[name] != held[name])
+    return tuple(name for name in fields if was[name] != now[name] and now[name] != held[name])
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ class _Heartbeat:
         while not self._stop.wait(self._seconds / HEARTBEATS_PER_LEASE):
             try:
                 held = leases.acquire(self._rt.engine, self._name, self._token, self._rt.clock.now(), self._seconds)
-            except Exception:  # noqa: BLE001 - a database blip: the next beat tries again
+            except Exception:  # a database blip: the next beat tries again
                 log.warning("could not renew %s", self._name, exc_info=True)
                 continue
             if not held:
@@ -137,16 +137,16 @@ def poll(rt: Runtime, connection_id: str, read: str | None = None, *, defer: boo
         result.error = str(exc)
         log.warning("poll of %s stopped after %d page(s): %s", connection_id, result.pages, exc)
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-        failed_at = rt.clock.now()
+        failed_at, reason = rt.clock.now(), str(exc)
         poll_state.update(rt.engine, connection_id, failed_at, lambda row: poll_state.failed(
-            row, failed_at, str(exc), interval=conn.poll_interval_seconds, retry_after=retry_after))
+            row, failed_at, reason, interval=conn.poll_interval_seconds, retry_after=retry_after))
     finally:
         if not keep_lease:
             leases.release(rt.engine, lease_name, token)
     return result
 
 
-def _read(rt: Runtime, connection_id: str, conn, adapter, heartbeat: _Heartbeat, result: PollResult) -> None:  # noqa: ANN001
+def _read(rt: Runtime, connection_id: str, conn, adapter, heartbeat: _Heartbeat, result: PollResult) -> None:
     now = rt.clock.now()
     with transaction(rt.engine) as session:
         cursor = store.get_cursor(session, connection_id)
@@ -183,9 +183,9 @@ def _reschedule(rt: Runtime, connection_id: str, token: str, seconds: float, lea
     return True
 
 
-def _count_skip(row) -> None:  # noqa: ANN001
+def _count_skip(row) -> None:
     row.skipped_ticks += 1
 
 
-def _count_deferral(row) -> None:  # noqa: ANN001
+def _count_deferral(row) -> None:
     row.deferred_pages += 1

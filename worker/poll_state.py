@@ -46,7 +46,7 @@ def _row(session: Session, connection: str, now: datetime) -> PollStateRow:
     return row
 
 
-def update(engine, connection: str, now: datetime, change: Callable[[PollStateRow], None]) -> None:  # noqa: ANN001
+def update(engine, connection: str, now: datetime, change: Callable[[PollStateRow], None]) -> None:
     """Apply `change` to the connection's row in a transaction of its own (made on first use)."""
     for attempt in range(2):
         try:

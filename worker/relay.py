@@ -120,9 +120,10 @@ def claim(engine: Engine, now: datetime, *, lease_seconds: float, limit: int,
                        delivery_targets={d.id: d.subscription_id for d in deliveries})
 
 
-def lapse_leases(engine: Engine, now: datetime, ids: Claimed | None = None) -> int:
-    """End the leases of leased rows now (all of them, or those of `ids`), so the next claim hands
-    them out again: for work whose broker message is known lost (the broker went down with a
+def lapse_leases(engine: Engine, now: datetime, ids: Claimed | None = None,
+                 tables: tuple[type, ...] | None = None) -> int:
+    """End the leases of leased rows now (all of them, those of `ids`, or those of `tables`), so the
+    next claim hands them out again: for work whose broker message is known lost (the broker went down with a
     process, lost its data, or a send failed). A worker still holding one of them finishes
     harmlessly: every stage acts only on rows still leased, and publishing twice is a no-op."""
     count = 0
@@ -130,7 +131,7 @@ def lapse_leases(engine: Engine, now: datetime, ids: Claimed | None = None) -> i
         for model, chosen in ((EventRow, None if ids is None else ids.events),
                               (DeliveryRow, None if ids is None else ids.deliveries),
                               (ReceiptRow, None if ids is None else ids.receipts)):
-            if chosen is not None and not chosen:
+            if (chosen is not None and not chosen) or (tables is not None and model not in tables):
                 continue
             key = col(model.event_id) if model is EventRow else col(model.id)
             query = update(model).where(col(model.status) == "leased", col(model.lease_until) > now)

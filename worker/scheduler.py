@@ -8,8 +8,10 @@ when due.
 
 A new leader on the in-process broker (`memory://`, `bookingsync run`) is a restarted process:
 whatever the previous one had leased went down with its broker, so it puts those rows back in
-line at once instead of waiting out their leases (`relay.lapse_leases`). On Redis a watcher
-(worker/broker_watch.py) does the same when the broker lost its messages.
+line at once instead of waiting out their leases (`relay.lapse_leases`). So does a leader taking
+the lead after the database was unreachable (the workers gave up on the messages they could not
+store meanwhile), and, on Redis, a watcher (worker/broker_watch.py) when the broker lost its
+messages.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bookingsync.adapters.base import Capability
-from bookingsync.worker import metrics, retention
+from bookingsync.models.tables import EventRow, ReceiptRow
+from bookingsync.worker import leases, metrics, retention
 from bookingsync.worker.broker_watch import BrokerWatch
 from bookingsync.worker.freshness import Freshness
 from bookingsync.worker.leadership import LEAD_CHECK_SECONDS, Leadership
@@ -84,6 +87,15 @@ class Scheduler:
             log.info("scheduler %s is now the leader", self.rt.holder)
             if self.rt.config.broker.url == "memory://":
                 self._lapse("the previous process's in-process broker went down with it")
+                self._release_polls()
+            elif self.leadership.database_failed:
+                self._lapse("the database was unreachable: work handed out before may have failed in the workers")
+            elif self.leadership.took_lock:
+                # A leader killed between committing a claim and sending it leaves rows no message
+                # carries. Publishing and ingesting twice are no-ops, so events and receipts go
+                # again; deliveries (a second POST) wait for their lease instead.
+                self._lapse("a new leader took over", tables=(EventRow, ReceiptRow))
+            self.leadership.database_failed = self.leadership.took_lock = False
             self.leading.set()
         elif not held and self.leading.is_set():
             log.warning("scheduler %s lost the lead", self.rt.holder)
@@ -94,9 +106,17 @@ class Scheduler:
         """Leading, and the lease was renewed within its length (a hung renewal stops the acting too)."""
         return self.leading.is_set() and self.leadership.leading
 
-    def _lapse(self, why: str) -> None:
+    def _release_polls(self) -> None:
+        """On the in-process broker the previous holder of a connection's poll lease was the
+        previous process, now dead: its leases would hold the first polls back for a lease length."""
         try:
-            lapsed = lapse_leases(self.rt.engine, self.rt.clock.now())
+            leases.release_others(self.rt.engine, "poll:", self.rt.holder)
+        except Exception:
+            log.exception("could not release the previous process's poll leases; they run out instead")
+
+    def _lapse(self, why: str, tables: tuple[type, ...] | None = None) -> None:
+        try:
+            lapsed = lapse_leases(self.rt.engine, self.rt.clock.now(), tables=tables)
         except Exception:
             log.exception("could not hand out leased work again (%s); its leases run out instead", why)
             return
@@ -134,7 +154,7 @@ class Scheduler:
 
     def repair(self) -> None:
         """Issue 16, by the leader only: a batch of each route's backfill, then the drift sweep."""
-        if not self.leading.is_set():
+        if not self._acting():
             return
         from bookingsync.worker import backfill, drift
 

@@ -297,6 +297,9 @@ def apply_one(session: Session, *, connection: str, provider: str, record: Sourc
                        mirrored=True, rule=match.rule if match is not None else "successor")
         session.add(link)
         observe(link, record, raw, now)
+        if match is not None and match.supersedes:
+            # Issue 16: our provisional booking was confirmed as this appointment; our write now names it.
+            intent_store.follow(session, predecessor.meeting_id, connection, match.supersedes, record.external_id, now)
         if known is not None:
             known[record.external_id] = link
         return Applied(meeting_id=link.meeting_id, changed=False)
@@ -375,7 +378,9 @@ def record_mirror(session: Session, *, meeting_id: str, connection: str, provide
         log.warning("%s %s was linked to meeting %s but is the booking bookingsync made for meeting %s; moving the "
                     "link to %s", connection, record.external_id, link.meeting_id, meeting_id, meeting_id)
         link.meeting_id = meeting_id
-    link.mirrored = True
+        link.mirrored = True
+    # Issue 16: a booking of the meeting's own source (or a peer) that a bidirectional route moved
+    # stays what it is: only bookings we made are mirrors.
     observe(link, record, raw, now)
     if replaces and replaces != record.external_id:
         old = _locked_link(session, connection, replaces)

@@ -87,6 +87,7 @@ class Proc:
 class Received:
     headers: dict[str, str]
     body: dict[str, Any]
+    at: float = field(default_factory=time.time)  # when it arrived (wall clock, seconds)
 
 
 @dataclass
@@ -146,6 +147,14 @@ class Subscriber:
             if any(link["external_id"] == external_id for link in links):
                 seen.setdefault(item.headers["webhook-id"], item.body)
         return sorted(seen.values(), key=lambda body: body["data"]["sequence"])
+
+    def arrival(self, external_id: str, event_type: str) -> float | None:
+        """When the first delivery of `event_type` for the meeting linked to `external_id` arrived."""
+        with self.lock:
+            items = list(self.received)
+        return min((item.at for item in items if item.body["type"] == event_type
+                    and any(link["external_id"] == external_id for link in item.body["data"]["meeting"]["links"])),
+                   default=None)
 
     def types_for(self, external_id: str) -> list[str]:
         return [body["type"] for body in self.events_for(external_id)]

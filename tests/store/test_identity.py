@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from bookingsync.adapters.base import Capability, RawRecord
-from bookingsync.models.meeting import Meeting, SourceRecord
+from bookingsync.models.meeting import Meeting, MeetingStatus, SourceRecord
 from bookingsync.models.tables import AuditRow, EventRow, IntentRow, LinkRow, MeetingRow
 from bookingsync.worker import delivery, identity, ingest, links
 from bookingsync.worker.clock import ManualClock
@@ -200,6 +200,7 @@ def test_a_change_at_a_one_way_target_is_reported_and_converged_back(engine: Eng
     w = World(engine, routes=[{"sources": ["lz"], "targets": ["tgt"]}])
     _mirrored(w)
     [booking] = w.target.live()
+    w.clock.advance(seconds=120)  # a read right after our write may predate it: not a conflict then
     booking.start, booking.end = START + timedelta(hours=2), START + timedelta(hours=2, minutes=30)  # by hand
     w.poll_target()
     [meeting] = w.rows(MeetingRow)
@@ -213,6 +214,7 @@ def test_a_change_at_a_one_way_target_is_reported_and_converged_back(engine: Eng
     assert [e.type for e in w.events()].count("meeting.sync_conflict") == 1
     assert [a.action for a in w.rows(AuditRow)] == ["sync_conflict"]
     # Cancelled by hand at the target: booked again there, the meeting lives on.
+    w.clock.advance(seconds=120)
     booking.cancelled = True
     w.poll_target()
     w.run()
@@ -229,6 +231,7 @@ def test_bidirectional_the_newer_end_wins_and_reaches_the_other(engine: Engine) 
     w.read("ld", record("D1", stamp=T0))
     w.run()
     [booking] = w.target.live()
+    w.clock.advance(seconds=120)
     # The target's own stamp comes with its records (FakeTarget has none: stamp them here).
     later = START + timedelta(hours=4)
     payload = w.target.payload(booking) | {"start": later.isoformat(),
@@ -316,6 +319,7 @@ def test_the_drift_sweep_repairs_a_booking_deleted_and_one_moved_by_hand(engine:
     w.read("lz", record("L1"), record("L2", START + timedelta(hours=5), email="bob@acme.com"))
     w.run()
     assert sorted(b.id for b in w.target.live()) == ["b1", "b2"]
+    w.clock.advance(seconds=120)
     w.target.gone.add("b1")  # deleted by hand, no webhook
     w.target.bookings["b2"].start += timedelta(hours=1)  # moved by hand
     w.target.bookings["b2"].end += timedelta(hours=1)
@@ -325,3 +329,41 @@ def test_the_drift_sweep_repairs_a_booking_deleted_and_one_moved_by_hand(engine:
     assert [e.type for e in w.events()].count("meeting.sync_conflict") == 2
     assert drift.sweep(w.rt) == {"in_step": 2}  # the new booking (b3) and the moved-back b2
     assert len(w.rows(MeetingRow)) == 2
+
+
+class DoubleOptInTarget(FakeTarget):
+    """Books provisionally (Meetergo's double opt-in answer) until the attendee confirms."""
+
+    def create(self, request: Any) -> SourceRecord:
+        made = super().create(request)
+        booking = self.bookings.pop(made.external_id)
+        booking.id = f"provisional:{booking.id}"
+        self.bookings[booking.id] = booking
+        return made.model_copy(update={"external_id": booking.id,
+                                       "meeting": made.meeting.model_copy(update={"status": MeetingStatus.PENDING})})
+
+    def confirm(self, provisional: str) -> dict[str, Any]:
+        """The appointment the confirmation makes: a new id, no reference of ours (a webhook)."""
+        old = self.bookings.pop(provisional)
+        appointment = Booking(f"appt-{provisional}", old.reference, old.start, old.end, old.email, None)
+        self.bookings[appointment.id] = appointment
+        return self.payload(appointment) | {"reference": None}
+
+
+def test_a_mirror_booked_by_double_opt_in_follows_its_confirmed_appointment(engine: Engine) -> None:
+    w = World(engine, routes=[{"sources": ["lz"], "targets": ["tgt"]}])
+    w.target = DoubleOptInTarget(capabilities=MOVABLE)
+    w.rt._adapters["tgt"] = w.target  # type: ignore[assignment]
+    w.read("lz", record("L1"))
+    w.run()
+    [provisional] = list(w.target.bookings)
+    assert provisional.startswith("provisional:")
+    w.read("tgt", w.target.confirm(provisional), adapter=w.target)
+    assert len(w.rows(MeetingRow)) == 1 and [e.type for e in w.events()] == ["meeting.booked"]
+    by_id = {link.external_id: link for link in w.rows(LinkRow)}
+    assert by_id[f"appt-{provisional}"].rule == "double-opt-in" and by_id[provisional].content_hash == "superseded"
+    [create] = w.rows(IntentRow)
+    assert (create.external_id, create.alias) == (f"appt-{provisional}", provisional)
+    w.read("lz", record("L1", status="cancelled"))
+    w.run()
+    assert w.target.live() == [] and [i.action for i in w.rows(IntentRow)] == ["create", "cancel"]

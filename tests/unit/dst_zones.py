@@ -47,7 +47,7 @@ def dst_changes() -> dict[str, tuple[datetime, ...]]:
             continue
         try:
             changes = _changes(key)
-        except Exception:  # a key the tz database lists but cannot load here
+        except Exception:  # noqa: BLE001 - a key the tz database lists but cannot load here
             continue
         if changes:
             out[key] = changes

@@ -27,12 +27,12 @@ _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
-    # Plain ADD COLUMN / CREATE INDEX (no batch table rebuild): SQLite would otherwise drop and
-    # recreate `meetings`, which the foreign keys of links, events and intents forbid.
-    op.add_column('links', sa.Column('rule', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True))
-    op.add_column('links', sa.Column('observed', sa.JSON(), nullable=True))
-    op.add_column('meetings', sa.Column('source_updated_at', UTCDateTime(timezone=True), nullable=True))
-    op.create_index('ix_meetings_attendee_start', 'meetings', ['attendee_email', 'start'], unique=False)
+    with op.batch_alter_table('links', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('rule', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True))
+        batch_op.add_column(sa.Column('observed', sa.JSON(), nullable=True))
+    with op.batch_alter_table('meetings', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('source_updated_at', UTCDateTime(timezone=True), nullable=True))
+        batch_op.create_index('ix_meetings_attendee_start', ['attendee_email', 'start'], unique=False)
     op.create_table(
         'meeting_audit',
         sa.Column('id', _ID, primary_key=True, autoincrement=True),
@@ -63,8 +63,8 @@ def downgrade() -> None:
     op.drop_index('ix_meeting_audit_record', table_name='meeting_audit')
     op.drop_index('ix_meeting_audit_meeting', table_name='meeting_audit')
     op.drop_table('meeting_audit')
+    # Plain DROP COLUMN (SQLite 3.35+ and PostgreSQL), not batch mode: batch mode rebuilds the
+    # table, and dropping the old `meetings` fails while links and events still reference it.
     op.drop_index('ix_meetings_attendee_start', table_name='meetings')
-    # ALTER TABLE … DROP COLUMN (SQLite 3.35+), not a batch rebuild: see upgrade().
-    op.drop_column('meetings', 'source_updated_at')
-    op.drop_column('links', 'observed')
-    op.drop_column('links', 'rule')
+    for table, column in (('meetings', 'source_updated_at'), ('links', 'observed'), ('links', 'rule')):
+        op.execute(f'ALTER TABLE {table} DROP COLUMN {column}')

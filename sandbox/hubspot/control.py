@@ -66,7 +66,9 @@ from fastapi.responses import JSONResponse, Response
 
 from bookingsync.sandbox.control import ControlBody, common_router, guarded
 from bookingsync.sandbox.errors import SandboxError
-from bookingsync.sandbox.hubspot import (
+from bookingsync.sandbox.request_log import CONTROL_PREFIX
+
+from .state import (
     DEFAULT_SUBSCRIBED_PROPERTIES,
     MEETINGS_PATH,
     HubSpotApiError,
@@ -74,7 +76,6 @@ from bookingsync.sandbox.hubspot import (
     MeetingLink,
     parse_time,
 )
-from bookingsync.sandbox.request_log import CONTROL_PREFIX
 
 Stamp = str | int
 
