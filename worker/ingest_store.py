@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MEETINGS, LINKS, EVENTS = MeetingRow.__table__, LinkRow.__table__, EventRow.__table__
+MEETINGS, LINKS, EVENTS = MeetingRow.__table__, LinkRow.__table__, EventRow.__table__  # type: ignore[attr-defined]
 # A page that loses the first-sight race for one link is planned again; losing it three times in a
 # row would take three concurrent writers creating the same booking, and is reported as an error.
 FIRST_SIGHT_ATTEMPTS = 3

@@ -1,7 +1,9 @@
 """Data access for meetings, links, events and cursors. The caller owns the transaction.
 
 Ingest applies a page at a time (worker/ingest_store.py plans it with worker/ingest_plan.py and
-writes it in bulk); `apply_record` is that path for one record. Re-applying the same content is
+writes it in bulk); `apply_record` is that path for one record. The records issue 16's conflict
+policy and identity rules speak for (reads of mirrors, peers and bidirectional origins, matches
+without an intent) go through `apply_one`, one at a time. Re-applying the same content is
 a no-op, so pages can be re-read and webhooks replayed freely. What is left here works on one
 link or meeting at a time: a link vanishing from a complete read (`sweep`), echoes and mirrors.
 
@@ -421,7 +423,7 @@ def get_cursor(session: Session, connection: str) -> dict[str, Any] | None:
 
 def save_cursor(session: Session, connection: str, value: dict[str, Any], now: datetime) -> None:
     """One upsert (the cursor is written with every page, so one statement, not a read and a write)."""
-    table = CursorRow.__table__
+    table = CursorRow.__table__  # type: ignore[attr-defined]
     dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = dialect_insert(table).values(connection=connection, value=value, updated_at=now)
     session.execute(stmt.on_conflict_do_update(index_elements=[table.c.connection],
