@@ -79,7 +79,11 @@ class LinkRow(SQLModel, table=True):
     scope: str | None = Field(default=None, max_length=320)
     content_hash: str = Field(max_length=64)
     raw: Any = Field(default=None, sa_column=Column(JSON))
+    # The provider's ordering key of the snapshot applied: its own updated_at, or (a webhook record
+    # without one) the delivery's receipt time. An older snapshot is counted and ignored (issue 13).
     source_updated_at: datetime | None = _time(nullable=True)
+    source_delivered_at: datetime | None = _time(nullable=True)
+    stale_count: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     # When this provider has the meeting: what mirroring compares against the canonical times.
     start: datetime | None = _time(nullable=True)
     end: datetime | None = _time(nullable=True)

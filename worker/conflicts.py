@@ -45,6 +45,11 @@ def bidirectional(a: str, b: str | None) -> bool:
     return b is not None and frozenset((a, b)) in _both_ways
 
 
+def on_bidirectional_route(connection: str) -> bool:
+    """Whether a bidirectional route joins `connection` to another: its origin reads go by the policy too."""
+    return any(connection in pair for pair in _both_ways)
+
+
 def role_of(link: LinkRow) -> Role:
     if link.mirrored:
         return Role.MIRROR

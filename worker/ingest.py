@@ -2,7 +2,8 @@
 
 A record that cannot be normalised is quarantined with its reason and the rest goes on; the
 page's cursor is saved in the same transaction as its records, so it never passes one that
-was not stored (a quarantined record counts as stored: it is kept, visibly).
+was not stored (a quarantined record counts as stored: it is kept, visibly). The records that
+pass are applied as one page (worker/ingest_store.py: one load, pure decisions, bulk writes).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from bookingsync.models.errors import NormaliseError
 from bookingsync.models.tables import QuarantineRow, ReceiptRow
 from bookingsync.worker import identity, quarantine, store
 from bookingsync.worker.db import transaction
+from bookingsync.worker.ingest_plan import Incoming
+from bookingsync.worker.ingest_store import apply_page as apply_incoming
 from bookingsync.worker.lifecycle import Backfill
 from bookingsync.worker.runtime import Runtime
 
@@ -30,15 +33,17 @@ class IngestResult:
     changed: int = 0
     quarantined: int = 0
     swept: int = 0
+    stale: int = 0  # older snapshots than the ones applied: counted on their links and ignored
     events: list[str] = field(default_factory=list)
 
 
 def ingest_records(session: Session, adapter: Adapter, connection: str, raws: list[RawRecord], *, source: str,
                    now: datetime, grace: timedelta, result: IngestResult, open_quarantine: bool = True,
-                   backfill: Backfill = Backfill.UPCOMING) -> None:
+                   backfill: Backfill = Backfill.UPCOMING, delivered_at: datetime | None = None) -> None:
     """Normalise every record (quarantining the ones that fail), then apply them, successors of a
     moved booking first, so the old booking's cancellation in the same read reads as the move it
-    was. `open_quarantine=False` (no open items on the connection) skips retiring quarantine items."""
+    was. `open_quarantine=False` (no open items on the connection) skips retiring quarantine items.
+    `delivered_at` (a webhook's receipt time) orders records that carry no updated_at."""
     normalised = []
     for raw in raws:
         try:
@@ -52,21 +57,18 @@ def ingest_records(session: Session, adapter: Adapter, connection: str, raws: li
         quarantine.add(session, connection=connection, record=raw, reason=reason, source=source, now=now)
         result.quarantined += 1
         log.warning("quarantined a %s record from %s (%s): %s", adapter.provider, connection, source, reason)
-    wanted = {record.external_id for record, _ in normalised}
-    wanted |= {record.supersedes for record, _ in normalised if record.supersedes}
-    known = store.lock_links(session, connection, wanted)
-    # Issue 15: a record no link knows yet may be the echo of a booking a route made here.
-    matches = identity.match_unlinked(session, connection,
-                                      [record for record, _ in normalised if known.get(record.external_id) is None])
-    for record, raw in sorted(normalised, key=lambda pair: pair[0].supersedes is None):
-        applied = store.apply_record(session, connection=connection, provider=adapter.provider, record=record,
-                                     raw=raw.payload, now=now, grace=grace, known=known, backfill=backfill,
-                                     match=matches.get(record.external_id))
-        if applied.changed and open_quarantine:
+    ordered = sorted(normalised, key=lambda pair: pair[0].supersedes is None)
+    outcomes = apply_incoming(session, connection=connection, provider=adapter.provider,
+                              incoming=[Incoming(record=record, raw=raw.payload, delivered_at=delivered_at)
+                                        for record, raw in ordered],
+                              now=now, grace=grace, backfill=backfill)
+    for (record, _), outcome in zip(ordered, outcomes, strict=True):
+        if outcome.changed and open_quarantine:
             quarantine.supersede(session, connection=connection, external_id=record.external_id, now=now)
         result.applied += 1
-        result.changed += int(applied.changed)
-        result.events.extend(applied.events)
+        result.changed += int(outcome.changed)
+        result.stale += int(outcome.stale)
+        result.events.extend(outcome.events)
 
 
 def apply_page(rt: Runtime, connection: str, adapter: Adapter, page: Page) -> IngestResult:
@@ -102,7 +104,7 @@ def ingest_receipt(rt: Runtime, receipt_id: int) -> IngestResult | None:
         raws = [RawRecord(payload=item.get("payload"), external_id=item.get("external_id"), scope=item.get("scope"))
                 for item in receipt.records or []]
         ingest_records(session, adapter, receipt.connection, raws, source="webhook", now=now, grace=rt.grace,
-                       result=result, backfill=rt.config.events.backfill)
+                       result=result, backfill=rt.config.events.backfill, delivered_at=receipt.received_at)
         receipt.status = "done"
         receipt.processed_at = now
         receipt.lease_until = None

@@ -45,7 +45,9 @@ def note_event(session: Session, row: MeetingRow, kind: EventType, occurrence: s
     session.execute(insert(EventRow), [{
         "event_id": store.new_id("evt"), "meeting_id": row.id, "type": kind.value, "dedupe_key": key,
         "generation": row.generation, "set_for": None, "occurred_at": now, "due_at": now, "status": "pending",
-        "attempts": 0, "created_at": now, "payload": {"meeting": snapshot, **details}}])
+        "attempts": 0, "created_at": now, "payload": {"meeting": snapshot, **details},
+        "sequence": row.next_sequence}])  # numbered at commit, like every event due now (issue 13)
+    row.next_sequence += 1
     return True
 
 

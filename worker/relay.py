@@ -6,7 +6,8 @@ lost the message or a worker died) with `FOR UPDATE SKIP LOCKED` on PostgreSQL; 
 transaction's write lock makes the claim exclusive. A claimed row is leased, so a second relay
 skips it, and re-claimed only when the lease runs out before the row is marked done.
 
-Events also get their per-meeting `sequence` here, in due order, and timers are re-checked:
+Timers get their per-meeting `sequence` here, when they fire (an event due now got its number in
+the transaction that wrote it, so numbers follow commit order), and timers are re-checked:
 one whose meeting moved, was deleted or came back in a new generation is dropped, not sent.
 """
 
@@ -96,8 +97,9 @@ def _prepare_events(session: Session, rows: list[EventRow], now: datetime,
                 continue
             if freshness is not None and freshness.hold(session, row, links[meeting.id], now):
                 continue  # left leased for a moment; re-checked when that lease runs out
-            row.sequence = meeting.next_sequence
-            meeting.next_sequence += 1
+            if row.sequence is None:  # an event due now was numbered when it was committed (issue 13)
+                row.sequence = meeting.next_sequence
+                meeting.next_sequence += 1
             snapshot = (row.payload or {}).get("meeting") or meeting_json(meeting, links[meeting.id])
             row.payload = event_body(row, snapshot)
         ready.append(row)

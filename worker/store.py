@@ -1,9 +1,11 @@
 """Data access for meetings, links, events and cursors. The caller owns the transaction.
 
-`apply_record` is the heart of ingest: upsert the link and its meeting, let the pure lifecycle
-rules (`worker.lifecycle.decide`) say what changed, and write the events, all in the caller's
-transaction. Re-applying the same content is a no-op, so pages can be re-read and webhooks
-replayed freely.
+Ingest applies a page at a time (worker/ingest_store.py plans it with worker/ingest_plan.py and
+writes it in bulk); `apply_record` is that path for one record. The records issue 16's conflict
+policy and identity rules speak for (reads of mirrors, peers and bidirectional origins, matches
+without an intent) go through `apply_one`, one at a time. Re-applying the same content is
+a no-op, so pages can be re-read and webhooks replayed freely. What is left here works on one
+link or meeting at a time: a link vanishing from a complete read (`sweep`), echoes and mirrors.
 
 A link bookingsync made as a mirror (`mirrored`) only records what the target holds: a read
 through it never changes the canonical meeting (issue 16 puts a per-route conflict policy there).
@@ -12,33 +14,28 @@ through it never changes the canonical meeting (issue 16 puts a per-route confli
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord
+from bookingsync.models.meeting import Meeting, MeetingStatus, SourceRecord
 from bookingsync.models.tables import CursorRow, EventRow, LinkRow, MeetingRow
 from bookingsync.worker import intent_store, intents, metrics
+from bookingsync.worker.ingest_plan import (MISSING_HASH, SUPERSEDED_HASH, Incoming, event_row, meeting_columns,
+                                            new_id, state_of_columns)
 from bookingsync.worker.lifecycle import TIMER_TYPES, Backfill, EventIntent, MeetingState, decide
-from bookingsync.worker.payloads import intent_details, meeting_json
+from bookingsync.worker.payloads import meeting_json
 
 if TYPE_CHECKING:
     from bookingsync.worker.identity import Match
 
 log = logging.getLogger(__name__)
 
-MISSING_HASH = "missing"
-# A link replaced by a successor booking: what its provider says of it later (the old booking
-# cancelled as part of the move) no longer speaks for the meeting.
-SUPERSEDED_HASH = "superseded"
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+__all__ = ["MISSING_HASH", "SUPERSEDED_HASH", "new_id"]
 
 
 @dataclass(frozen=True)
@@ -49,33 +46,16 @@ class Applied:
 
 
 def meeting_of(row: MeetingRow) -> Meeting:
-    return Meeting(status=MeetingStatus(row.status), title=row.title, start=row.start, end=row.end,
-                   timezone=row.timezone, hosts=tuple(row.hosts or ()), conference_url=row.conference_url,
-                   attendee=Person(email=row.attendee_email, name=row.attendee_name, phone=row.attendee_phone))
+    return state_of_columns(row).meeting
 
 
 def state_of(row: MeetingRow) -> MeetingState:
-    return MeetingState(meeting=meeting_of(row), booked=row.booked, deleted=row.deleted,
-                        generation=row.generation, version=row.version)
+    return state_of_columns(row)
 
 
 def _write_meeting(row: MeetingRow, state: MeetingState, now: datetime) -> None:
-    m = state.meeting
-    row.status = m.status.value
-    row.title = m.title
-    row.start = m.start
-    row.end = m.end
-    row.timezone = m.timezone
-    row.attendee_email = m.attendee.email
-    row.attendee_name = m.attendee.name
-    row.attendee_phone = m.attendee.phone
-    row.hosts = list(m.hosts)
-    row.conference_url = m.conference_url
-    row.content_hash = m.content_hash()
-    row.booked = state.booked
-    row.deleted = state.deleted
-    row.generation = state.generation
-    row.version = state.version
+    for name, value in meeting_columns(state, row.next_sequence).items():
+        setattr(row, name, value)
     row.updated_at = now
 
 
@@ -87,20 +67,31 @@ def links_of(session: Session, meeting_ids: list[str]) -> dict[str, list[LinkRow
     return out
 
 
-def _locked_link(session: Session, connection: str, external_id: str,
-                 known: dict[str, LinkRow | None] | None = None) -> LinkRow | None:
-    if known is not None and external_id in known:
-        return known[external_id]
+def _locked_link(session: Session, connection: str, external_id: str) -> LinkRow | None:
     query = select(LinkRow).where(LinkRow.connection == connection, LinkRow.external_id == external_id)
     return session.exec(query.with_for_update()).first()
 
 
-def lock_links(session: Session, connection: str, external_ids: set[str]) -> dict[str, LinkRow | None]:
-    """Load (and lock) the links of a whole page in one query; absent ids map to None.
+def _known_link(session: Session, connection: str, external_id: str,
+                known: dict[str, LinkRow | None] | None) -> LinkRow | None:
+    if known is not None and external_id in known:
+        return known[external_id]
+    return _locked_link(session, connection, external_id)
 
-    `apply_record(known=…)` then skips its per-record lookup, which is most of the cost of
-    re-reading a page that did not change.
-    """
+
+def _older(link: LinkRow, record: SourceRecord, delivered_at: datetime | None) -> bool:
+    """worker/ingest_plan.is_older for an ORM link: an older snapshot than the one applied."""
+    new = record.source_updated_at
+    if new is not None and link.source_updated_at is not None:
+        return new < link.source_updated_at
+    if new is None and delivered_at is not None and link.source_delivered_at is not None:
+        return delivered_at < link.source_delivered_at
+    return False
+
+
+def lock_links(session: Session, connection: str, external_ids: set[str]) -> dict[str, LinkRow | None]:
+    """Load (and lock) links of `connection` in one query, as ORM rows; absent ids map to None.
+    (Ingest reads a page's links as plain rows: worker/ingest_store.load_links.)"""
     found: dict[str, LinkRow | None] = dict.fromkeys(external_ids)
     if external_ids:
         query = select(LinkRow).where(LinkRow.connection == connection,
@@ -131,20 +122,23 @@ def _write_plan(session: Session, row: MeetingRow, old: MeetingState | None, new
         snapshot = None
         if any(not intent.is_timer for intent in plan.events):
             snapshot = meeting_json(row, links if links is not None else links_of(session, [row.id])[row.id])
-        add_events(session, row.id, plan.events, now, snapshot, fresh=links is not None)
+        add_events(session, row, plan.events, now, snapshot, fresh=links is not None)
     return tuple(intent.type.value for intent in plan.events)
 
 
-write_plan = _write_plan  # for worker/conflicts.py: the policy's merges are stored the same way
+write_plan = _write_plan  # for worker/conflicts.py and worker/links.py: merges and splits are stored the same way
 
 
-def add_events(session: Session, meeting_id: str, intents: tuple[EventIntent, ...], now: datetime,
+def add_events(session: Session, row: MeetingRow, intents: tuple[EventIntent, ...], now: datetime,
                snapshot: dict[str, Any] | None, *, fresh: bool = False) -> None:
     """Insert each event once per dedupe key; a cancelled timer set again comes back to life.
 
-    Timers carry no snapshot: the relay takes one when they fire. `fresh` skips the lookup of
-    existing keys for a meeting created in this transaction. New rows go in as one bulk insert.
+    Timers carry no snapshot: the relay takes one when they fire, and numbers them then. An event
+    due now takes the meeting's next `sequence` here, under the meeting row's lock, so numbers
+    follow commit order (issue 13). `fresh` skips the lookup of existing keys for a meeting
+    created in this transaction. New rows go in as one bulk insert.
     """
+    meeting_id = row.id
     wanted = {f"{meeting_id}:{intent.type.value}:{intent.occurrence}": intent for intent in intents}
     if not fresh:
         for existing in session.exec(select(EventRow).where(col(EventRow.dedupe_key).in_(list(wanted)))):
@@ -152,14 +146,16 @@ def add_events(session: Session, meeting_id: str, intents: tuple[EventIntent, ..
             if existing.status == "cancelled":
                 existing.status, existing.due_at, existing.lease_until = "pending", intent.due_at, None
     if wanted:
-        session.execute(insert(EventRow), [
-            {"event_id": new_id("evt"), "meeting_id": meeting_id, "type": intent.type.value, "dedupe_key": key,
-             "generation": intent.generation, "set_for": intent.set_for, "occurred_at": intent.occurred_at,
-             "due_at": intent.due_at, "status": "pending", "attempts": 0, "created_at": now,
-             # A timer carries only its details (`late_by`); the relay snapshots the meeting when it fires.
-             "payload": (intent_details(intent) or None) if intent.is_timer
-             else {"meeting": snapshot, **intent_details(intent)}}
-            for key, intent in wanted.items()])
+        rows = []
+        for intent in wanted.values():
+            sequence = None
+            if not intent.is_timer:
+                sequence, row.next_sequence = row.next_sequence, row.next_sequence + 1
+            event = event_row(meeting_id, intent, now, new_id("evt"), sequence)
+            if not intent.is_timer:
+                event["payload"] = {"meeting": snapshot, **event["payload"]}
+            rows.append(event)
+        session.execute(insert(EventRow), rows)
 
 
 def observe(link: LinkRow, record: SourceRecord, raw: Any, now: datetime) -> None:
@@ -233,16 +229,40 @@ def link_echo(session: Session, match: Match, *, connection: str, provider: str,
 
 
 def apply_record(session: Session, *, connection: str, provider: str, record: SourceRecord, raw: Any,
-                 now: datetime, grace: timedelta, known: dict[str, LinkRow | None] | None = None,
-                 backfill: Backfill = Backfill.UPCOMING, match: Match | None = None) -> Applied:
-    """Upsert the record's link and meeting and write the events the change makes.
+                 now: datetime, grace: timedelta, backfill: Backfill = Backfill.UPCOMING, match: Match | None = None,
+                 delivered_at: datetime | None = None) -> Applied:
+    """Apply one record as a page of one (worker/ingest_store.py): upsert its link and meeting and
+    write the events the change makes. `match` is what `identity.match_unlinked` found for it when
+    its link does not exist yet; `delivered_at` orders a webhook record without an updated_at."""
+    from bookingsync.worker.ingest_store import apply_page
+
+    [outcome] = apply_page(session, connection=connection, provider=provider,
+                           incoming=[Incoming(record=record, raw=raw, delivered_at=delivered_at)], now=now, grace=grace,
+                           backfill=backfill, matches={record.external_id: match} if match is not None else {})
+    return Applied(meeting_id=outcome.meeting_id, changed=outcome.changed, events=outcome.events)
+
+
+def apply_one(session: Session, *, connection: str, provider: str, record: SourceRecord, raw: Any,
+              now: datetime, grace: timedelta, known: dict[str, LinkRow | None] | None = None,
+              backfill: Backfill = Backfill.UPCOMING, match: Match | None = None,
+              delivered_at: datetime | None = None) -> Applied:
+    """The per-record path, for the records issue 16 speaks for (worker/ingest_store.py routes
+    them here): a read of a mirror, a peer, or a link on a bidirectional route goes by the conflict
+    policy (`conflicts.on_read`), an identity match without an intent becomes a peer link, a
+    double-opt-in match supersedes the provisional booking. Upsert the record's link and meeting and
+    write the events the change makes, with the ordering keys the bulk path keeps.
 
     `known` holds links already loaded and locked by `lock_links` for this transaction; a link
     created here is added to it, so a second record with the same id in one page finds it.
     `match` is what `identity.match_unlinked` found for a record whose link does not exist yet.
     """
     content_hash = record.meeting.content_hash()
-    link = _locked_link(session, connection, record.external_id, known)
+    link = _known_link(session, connection, record.external_id, known)
+    if link is not None and not link.mirrored and _older(link, record, delivered_at):
+        # Never backwards (issue 13): the same rule and count as worker/ingest_plan.is_older.
+        link.stale_count = (link.stale_count or 0) + 1
+        link.last_seen_at = now
+        return Applied(meeting_id=link.meeting_id, changed=False)
     if link is not None and link.content_hash in (content_hash, SUPERSEDED_HASH):
         link.last_seen_at = now
         link.scope = record.scope or link.scope
@@ -270,7 +290,7 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
     links: list[LinkRow] | None = None  # given only for a brand-new meeting
     supersedes = record.supersedes or (match.supersedes if match is not None else None)
     if link is None and supersedes:
-        predecessor = _locked_link(session, connection, supersedes, known)
+        predecessor = _known_link(session, connection, supersedes, known)
     if link is None and predecessor is not None and predecessor.mirrored:
         # Issue 15: our own move at a target made as a new booking, read before its write matched.
         predecessor.content_hash = SUPERSEDED_HASH
@@ -313,8 +333,10 @@ def apply_record(session: Session, *, connection: str, provider: str, record: So
     link.raw = raw
     link.scope = record.scope or link.scope
     link.source_updated_at = record.source_updated_at
+    link.source_delivered_at = delivered_at
     link.start, link.end = record.meeting.start, record.meeting.end
     link.missing = False
+    link.observed = record.meeting.model_dump(mode="json")  # what a later read is compared with (issue 16)
     link.last_seen_at = now
     if known is not None:
         known[record.external_id] = link
@@ -400,12 +422,16 @@ def get_cursor(session: Session, connection: str) -> dict[str, Any] | None:
 
 
 def save_cursor(session: Session, connection: str, value: dict[str, Any], now: datetime) -> None:
-    row = session.get(CursorRow, connection)
-    if row is None:
-        session.add(CursorRow(connection=connection, value=value, updated_at=now))
-    else:
-        row.value = value
-        row.updated_at = now
+    """One upsert (the cursor is written with every page, so one statement, not a read and a write)."""
+    table = CursorRow.__table__  # type: ignore[attr-defined]
+    dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = dialect_insert(table).values(connection=connection, value=value, updated_at=now)
+    session.execute(stmt.on_conflict_do_update(index_elements=[table.c.connection],
+                                               set_={"value": stmt.excluded.value,
+                                                     "updated_at": stmt.excluded.updated_at}))
+    loaded = session.identity_map.get(session.identity_key(CursorRow, connection))
+    if loaded is not None:  # a CursorRow read earlier in this session is now out of date
+        session.expire(loaded)
 
 
 def watched_emails(session: Session, since: datetime) -> frozenset[str]:
