@@ -363,7 +363,7 @@ Index("ix_meetings_end", MeetingRow.__table__.c.end)  # type: ignore[attr-define
 # a body, so each prune reads only what it will clear, not every receipt already cleared. The
 # predicate is written the same way in retention's query, as SQLite needs to use the index.
 RECEIPT_HAS_BODY = "body <> ''"
-# (Migration 0013 also has PostgreSQL's autovacuum visit events, deliveries and webhook_receipts at
+# (Migration 0010 also has PostgreSQL's autovacuum visit events, deliveries and webhook_receipts at
 # 2 % dead rows: storage parameters, which the metadata here does not describe.)
 Index("ix_receipts_body_kept", ReceiptRow.__table__.c.due_at,  # type: ignore[attr-defined]
       sqlite_where=text(RECEIPT_HAS_BODY), postgresql_where=text(RECEIPT_HAS_BODY))

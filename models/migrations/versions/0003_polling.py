@@ -3,8 +3,9 @@
 Revision ID: 0003
 Revises: 0002
 
-Reserved in the chain so that work on separate branches can fill it without renumbering;
-empty until that work lands.
+Intentionally empty. The slot was reserved for polling at volume (issue 12) while that work was on a branch,
+and databases have since been stamped past it, so filling it now would never run on them; the
+work landed as 0009_poll_states instead. Kept so that the chain, and every stamped database, stays valid.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Revision ID: 0005
 Revises: 0004
 
-Reserved in the chain so that work on separate branches can fill it without renumbering;
-empty until that work lands.
+Intentionally empty. The slot was reserved for ingest ordering keys (issues 6 and 13) while that work was on a branch,
+and databases have since been stamped past it, so filling it now would never run on them; the
+work landed as 0011_ordering_keys instead. Kept so that the chain, and every stamped database, stays valid.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """polling at volume: per-connection poll state
 
-Revision ID: 0008
-Revises: 0010
+Revision ID: 0009
+Revises: 0008
 
 `poll_states`: one row per polled connection holding its back-off (failures in a row, the
 earliest next read, a persisted Retry-After), the last error, counters of skipped ticks and
@@ -15,8 +15,8 @@ from alembic import op
 
 from bookingsync.models.columns import UTCDateTime
 
-revision = '0008'
-down_revision = '0010'
+revision = '0009'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

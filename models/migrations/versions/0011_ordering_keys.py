@@ -1,7 +1,7 @@
 """ordering keys: never apply a snapshot older than the one a link holds (issue 13)
 
-Revision ID: 0009
-Revises: 0007
+Revision ID: 0011
+Revises: 0010
 
 `links.source_updated_at` (the provider's own updated_at) already exists. A webhook record that
 carries no updated_at is ordered by its delivery's receipt time, kept in `source_delivered_at`;
@@ -15,8 +15,8 @@ from alembic import op
 
 from bookingsync.models.columns import UTCDateTime
 
-revision = '0009'
-down_revision = '0008'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 

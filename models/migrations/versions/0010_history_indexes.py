@@ -1,7 +1,7 @@
 """history: indexes so that work per change does not grow with what is stored
 
-Revision ID: 0013
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 
 `meetings.end` serves LeanData's watch list (attendees of meetings ending after a time, read
 at every poll) and retention's ended meetings. A partial index over webhook receipts that still
@@ -19,8 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0013'
-down_revision = '0008'
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 

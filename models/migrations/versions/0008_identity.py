@@ -1,6 +1,6 @@
 """identity: how each link was linked, meeting audit, stamps for the conflict policy, route syncs
 
-Revision ID: 0010
+Revision ID: 0008
 Revises: 0007
 
 Issue 16. `links.rule` and `links.observed` say how a link joined its meeting and what its
@@ -18,7 +18,7 @@ from alembic import op
 
 from bookingsync.models.columns import UTCDateTime
 
-revision = '0010'
+revision = '0008'
 down_revision = '0007'
 branch_labels = None
 depends_on = None
