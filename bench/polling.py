@@ -51,7 +51,7 @@ class Sink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server hook
+            def do_POST(self) -> None:  # the http.server hook
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 if body.get("type") == "meeting.booked":
                     for link in body["data"]["meeting"]["links"]:

@@ -258,7 +258,7 @@ def _published(engine, event_ids: list[str]) -> dict[str, datetime | None]:
         for i in range(0, len(event_ids), 1000):
             rows = conn.execute(text("SELECT event_id, published_at FROM events WHERE event_id = ANY(:ids)"),
                                 {"ids": event_ids[i:i + 1000]}).all()
-            found.update({event_id: at for event_id, at in rows})
+            found.update(dict(rows))
     return found
 
 
