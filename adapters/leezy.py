@@ -177,7 +177,9 @@ class ChangeRead:
         return cls(since=since, now=started or now, margin=margin, position=position if started else since,
                    offset=offset, mode=mode if keyset else "offset", keyset=keyset, high=high,
                    resumed=started is None or bool(cursor.get("resumed")),
-                   disturbed=bool(cursor.get("disturbed", False)),
+                   # Resumed by offset: the ids seen before the gap are not in the cursor, so a move
+                   # in the gap (shifting an unread record below the offset) cannot be noticed.
+                   disturbed=bool(cursor.get("disturbed", False)) or mode == "offset",
                    recent={str(k): str(v) for k, v in (cursor.get("recent") or {}).items()})
 
     def params(self, page_size: int, overlap_seconds: float) -> dict[str, str | int]:
@@ -237,13 +239,13 @@ class ChangeRead:
             self.position = newest  # re-anchor: the next page starts after what was read
             self.offset = 0
             second = newest.replace(microsecond=0)
-            kept = {rid: (stamp, _cursor_time(stamp)) for rid, stamp in self.recent.items()}
-            self.recent = {rid: stamp for rid, (stamp, at) in kept.items() if at is not None and at >= second}
+            self.recent = {rid: stamp for rid, stamp in self.recent.items()
+                           if (kept := _cursor_time(stamp)) is not None and kept >= second}
             for resource in data:
                 rid, at = _id_and_updated(resource)
-                wire = _wire_time(at) if at is not None else None
-                if rid is not None and at is not None and wire is not None and at >= second:
-                    self.recent[rid] = wire
+                wired = _wire_time(at)
+                if rid is not None and at is not None and wired is not None and at >= second:
+                    self.recent[rid] = wired
         else:
             # No progress by key (a page of one second's records) or out of order: go on by offset
             # under this `since`; `position` stays what the keyed part proved.

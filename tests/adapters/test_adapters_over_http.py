@@ -72,8 +72,18 @@ def wire(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")  # the adapter's cursor format
 
 
+def asked(sandbox: RunningSandbox) -> list[tuple[int, str | None]]:
+    """(offset, since) of every GET /meetings the simulator received, retries included."""
+    return [(int(dict(e.query)["offset"]), dict(e.query).get("since"))
+            for e in sandbox.leezy.requests.entries() if e.path == MEETINGS_PATH]
+
+
 def offsets_asked(sandbox: RunningSandbox) -> list[int]:
-    return [int(dict(e.query)["offset"]) for e in sandbox.leezy.requests.entries() if e.path == MEETINGS_PATH]
+    return [offset for offset, _ in asked(sandbox)]
+
+
+def at(seconds: int) -> str:
+    return wire(T0 + timedelta(seconds=seconds))
 
 
 # -- Leezy: paging --------------------------------------------------------------------------------
@@ -84,13 +94,16 @@ def test_leezy_pages_to_the_end_and_advances_the_cursor(sandbox):
     adapter = leezy(sandbox)
     pages = read_all(adapter)
 
-    assert [len(p.records) for p in pages] == [100, 100, 50]
+    # Keyed paging (adapters/leezy.py ChangeRead): offset 0, `since` re-anchored on the newest
+    # updated_at read, floored to its second, so that second comes back and the record already
+    # handed on is dropped: 100, then 99 and 51 new ones.
+    assert [len(p.records) for p in pages] == [100, 99, 51]
     normalised = {adapter.normalise(r).external_id for p in pages for r in p.records}
     assert sorted(ids(pages)) == sorted(normalised) == sorted(booked)  # each exactly once
-    assert [p.cursor["offset"] for p in pages] == [100, 200, 0]
-    assert pages[0].cursor["since"] is None  # mid-read pages keep the old watermark
-    assert pages[-1].cursor == {"since": wire(T0 + timedelta(seconds=249)), "offset": 0, "high": None,
-                                "resumed": False}
+    assert asked(sandbox) == [(0, None), (0, at(98)), (0, at(197))]
+    assert [p.cursor["position"] for p in pages[:-1]] == [at(99), at(198)]
+    assert all(p.cursor["since"] is None for p in pages[:-1])  # mid-read pages keep the old watermark
+    assert pages[-1].cursor == {"since": at(249), "offset": 0}
 
 
 def test_leezy_ties_at_the_page_boundary_are_re_read_never_skipped(sandbox):
@@ -116,9 +129,33 @@ def test_leezy_ties_at_the_page_boundary_are_re_read_never_skipped(sandbox):
 def test_leezy_resuming_mid_read_keeps_the_old_watermark(sandbox):
     booked, adapter = seed(sandbox, 150), leezy(sandbox)
     first_page = next(adapter.read(None, ReadContext(now=NOW)))
+    assert first_page.cursor["since"] is None and first_page.cursor["position"] == at(99)
     rest = read_all(adapter, first_page.cursor)
-    assert sorted(ids([first_page]) + ids(rest)) == sorted(booked)
-    assert rest[-1].cursor["since"] is None  # a resumed read cannot vouch for pages it did not see
+    assert sorted(ids([first_page]) + ids(rest)) == sorted(booked)  # each exactly once across the resume
+    # The saved position is proof the resumed read can keep: a page's records and cursor are stored
+    # in one transaction (worker/ingest.py), and a keyed read leaves nothing unread below it.
+    assert asked(sandbox)[1:] == [(0, at(98))]  # re-anchored on the saved position, not a full read
+    assert rest[-1].cursor == {"since": at(149), "offset": 0}
+
+
+def test_leezy_resuming_mid_read_by_offset_keeps_the_proven_watermark(sandbox):
+    # 250 records in one second: more than a page, so the read goes on by offset under a fixed
+    # `since`. Across a resume, the ids seen before are not in the cursor, so a move in the gap
+    # (which shifts an unread record below the offset) cannot be noticed: since must stay at what
+    # the keyed part proved, and the next read takes the shifted record.
+    tie = T0 + timedelta(minutes=10)
+    booked, adapter = seed(sandbox, 250, updated_at=tie), leezy(sandbox)
+    reading = adapter.read(None, ReadContext(now=NOW))
+    before = [next(reading) for _ in range(3)]
+    reading.close()
+    assert before[-1].cursor["mode"] == "offset" and before[-1].cursor["offset"] == 200
+    listed = sorted(booked)  # the simulator orders ties by id
+    sandbox.leezy.update(listed[0], title="Moved", updated_at=tie + timedelta(minutes=1))
+    rest = read_all(adapter, before[-1].cursor)
+    shifted = listed[200]  # now at list position 199, below the resumed offset
+    assert shifted not in ids(before) + ids(rest)
+    assert rest[-1].cursor == {"since": wire(tie), "offset": 0}  # not past the unread record
+    assert shifted in ids(read_all(adapter, rest[-1].cursor))
 
 
 @pytest.mark.parametrize("retry_after", [7, None])
@@ -128,8 +165,8 @@ def test_leezy_429_mid_read_waits_and_completes(sandbox, retry_after):
     sleeps = Sleeps()
     pages = read_all(leezy(sandbox, sleeps))
 
-    assert sorted(ids(pages)) == sorted(booked)
-    assert offsets_asked(sandbox) == [0, 100, 100, 200]
+    assert sorted(ids(pages)) == sorted(booked)  # each exactly once
+    assert asked(sandbox) == [(0, None), (0, at(98)), (0, at(98)), (0, at(197))]  # the 429 asked again
     if retry_after is None:
         assert len(sleeps) == 1 and 0.25 <= sleeps[0] <= 0.5  # first backoff step, with jitter
     else:
@@ -141,8 +178,9 @@ def test_leezy_5xx_then_success(sandbox):
     sandbox.leezy.after_page(0, lambda: sandbox.leezy.add_fault(Fault(kind="500", times=2)))
     sleeps = Sleeps()
     pages = read_all(leezy(sandbox, sleeps))
-    assert sorted(ids(pages)) == sorted(booked)
-    assert offsets_asked(sandbox) == [0, 100, 100, 100]
+    assert sorted(ids(pages)) == sorted(booked)  # each exactly once
+    assert asked(sandbox) == [(0, None), (0, at(98)), (0, at(98)), (0, at(98))]  # 2 x 500, then success
+    assert pages[-1].cursor == {"since": at(149), "offset": 0}
     assert len(sleeps) == 2 and 0.25 <= sleeps[0] <= 0.5 and 0.5 <= sleeps[1] <= 1.0
 
 
@@ -159,19 +197,18 @@ def test_leezy_record_updated_while_paging_is_not_lost(sandbox):
     booked = seed(sandbox, 250)
     old = {"since": wire(T0 - timedelta(minutes=1)), "offset": 0, "high": None, "resumed": False}
     moved_at = T0 + timedelta(minutes=30)
-    # After page one is computed, its first record moves to the end: the rest shift left by one.
+    # After page one is computed, its first record moves to the end: the rest shift left by one,
+    # which made offset 100 skip a record. The keyed read asks by value, so nothing can be skipped.
     sandbox.leezy.after_page(0, lambda: sandbox.leezy.update(booked[0], title="Moved", updated_at=moved_at))
     adapter = leezy(sandbox)
 
-    disturbed = read_all(adapter, old)
-    assert set(booked) - set(ids(disturbed)), "the sandbox should make offset paging skip one"
-    assert disturbed[-1].cursor["since"] == old["since"]  # not advanced: the window is read again
-
-    healed = read_all(adapter, disturbed[-1].cursor)
-    assert set(ids(disturbed)) | set(ids(healed)) == set(booked)
-    titles = {r.external_id: adapter.normalise(r).meeting.title for r in healed[-1].records}
-    assert titles[booked[0]] == "Moved"
-    assert healed[-1].cursor["since"] == wire(moved_at)
+    pages = read_all(adapter, old)
+    assert set(ids(pages)) == set(booked)  # nothing lost to the shift
+    assert sorted(ids(pages)) == sorted(booked + [booked[0]])  # the moved one twice, all else once
+    titles = [adapter.normalise(r).meeting.title for p in pages for r in p.records if r.external_id == booked[0]]
+    assert titles == ["Demo 0", "Moved"]  # its new version is read later in the same read
+    assert [offset for offset, _ in asked(sandbox)] == [0, 0, 0]
+    assert pages[-1].cursor == {"since": wire(moved_at), "offset": 0}  # advanced: everything was read
 
 
 def test_leezy_malformed_record_fails_alone(sandbox):
@@ -222,7 +259,10 @@ def test_leandata_reads_each_watched_email_and_sweeps_complete_reads(sandbox):
     adapter = leandata(sandbox, watch_emails=["a@example.com"])
     pages = read_all(adapter, watch_emails=frozenset({"B@Example.com"}))
 
-    assert [p.cursor for p in pages] == [{"after": "a@example.com"}, {"after": None}]
+    # The cursor is each email's last read (epoch seconds), saved with each email's page.
+    read_at = int(NOW.timestamp())
+    assert [p.cursor for p in pages] == [{"read": {"a@example.com": read_at}},
+                                         {"read": {"a@example.com": read_at, "b@example.com": read_at}}]
     assert [p.sweep.scope for p in pages] == ["a@example.com", "b@example.com"]
     assert [p.sweep.seen for p in pages] == [frozenset(a), frozenset(b)]
     assert {r.scope for r in pages[0].records} == {"a@example.com"}
@@ -249,7 +289,7 @@ def test_leandata_failed_email_gets_no_sweep(sandbox):
         pages.extend(adapter.read(None, ReadContext(now=NOW)))
     assert caught.value.status == 500 and "Internal server error" in caught.value.message
     assert [p.sweep.scope for p in pages] == ["a@example.com"]  # nothing at all for b
-    assert pages[0].cursor == {"after": "a@example.com"}  # the next round resumes at b
+    assert pages[0].cursor == {"read": {"a@example.com": int(NOW.timestamp())}}  # b: never read, so due first
 
 
 def test_leandata_wrong_api_key_is_an_auth_error_with_the_gateway_message(sandbox):

@@ -45,8 +45,9 @@ def rt(sandbox: RunningSandbox, engine: Engine) -> Iterator[Runtime]:
         {"id": LEEZY, "provider": "leezy", "base_url": sandbox.leezy_url, "token": sandbox.leezy_token},
         {"id": LEANDATA, "provider": "leandata", "base_url": sandbox.leandata_url,
          "api_key": sandbox.leandata_api_key, "watch_emails": [PROSPECT],
-         # A watched email is due again one interval after its read: here every poll reads it.
-         "poll_interval_seconds": 0.01},
+         # A watched email is due again one interval after its read: here every poll reads it. The
+         # rate must allow one read per interval too, or the schedule spaces reads at 1/rate.
+         "poll_interval_seconds": 0.01, "requests_per_second": 1000},
     ]}, environ={})
     sleeps: list[float] = []  # pacing and backoff are recorded, not slept
     runtime = Runtime(config=config, engine=engine, clock=SystemClock(), adapter_overrides={"sleep": sleeps.append})
