@@ -19,10 +19,11 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 # The gates CI runs before the tests: ruff's lint rules, mypy over models/adapters/worker against
-# its baseline (.ci/typecheck.py), and the layer contract (worker -> adapters -> models).
-# TODO(format): once the tree has been through `make format`, add `format-check` here.
+# its baseline (.ci/typecheck.py), the layer contract (worker -> adapters -> models), and the
+# formatting (`make format` fixes it).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) .ci/typecheck.py
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_layers.py tests/unit/test_packaging.py
 

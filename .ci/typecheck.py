@@ -23,9 +23,20 @@ ERROR = re.compile(r"^(?P<path>[^:]+):\d+(?::\d+)?: error: (?P<message>.*?)\s+\[
 
 
 def current() -> tuple[Counter[str], str]:
-    done = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary", "--no-pretty",
-                           "--show-error-codes", "--hide-error-context"],
-                          cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--no-error-summary",
+            "--no-pretty",
+            "--show-error-codes",
+            "--hide-error-context",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     found: Counter[str] = Counter()
     for line in done.stdout.splitlines():
         match = ERROR.match(line)
@@ -53,8 +64,10 @@ def main() -> int:
         print(f"FIXED {entry}   (delete this line from .ci/mypy-baseline.txt)")
     if new:
         print("\nmypy's own output:\n" + output)
-    print(f"typecheck: {sum(found.values())} errors, baseline {sum(baseline.values())}, "
-          f"{sum(new.values())} new, {sum(gone.values())} fixed but still listed")
+    print(
+        f"typecheck: {sum(found.values())} errors, baseline {sum(baseline.values())}, "
+        f"{sum(new.values())} new, {sum(gone.values())} fixed but still listed"
+    )
     return 1 if new or gone else 0
 
 

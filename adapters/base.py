@@ -78,13 +78,20 @@ class BookingShape:
         first, last = self.held(start, end)
         length = last - first
         if length <= timedelta(0) and not self.zero_length:
-            detail = "starts and ends at the same instant" if end == start else (
-                f"lasts {(end - start).total_seconds():g} s, nothing at its resolution of {_span(self.resolution)}")
+            detail = (
+                "starts and ends at the same instant"
+                if end == start
+                else (
+                    f"lasts {(end - start).total_seconds():g} s, nothing at its resolution of {_span(self.resolution)}"
+                )
+            )
             return f"the meeting {detail}, and a booking there must have a length"
         if self.durations is not None and length not in self.durations:
             allowed = ", ".join(_span(d) for d in sorted(self.durations))
-            return (f"the meeting lasts {_span(length)} (at a resolution of {_span(self.resolution)}), and a booking "
-                    f"there may only last {allowed}; it is not booked with another length")
+            return (
+                f"the meeting lasts {_span(length)} (at a resolution of {_span(self.resolution)}), and a booking "
+                f"there may only last {allowed}; it is not booked with another length"
+            )
         return None
 
 
@@ -184,8 +191,9 @@ class Adapter(Protocol):
 
     def normalise(self, record: RawRecord) -> SourceRecord: ...
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime, *,
-                      method: str = "POST", url: str = "") -> WebhookDelivery: ...
+    def parse_webhook(
+        self, headers: Mapping[str, str], body: bytes, now: datetime, *, method: str = "POST", url: str = ""
+    ) -> WebhookDelivery: ...
 
     def close(self) -> None: ...
 

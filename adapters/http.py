@@ -231,7 +231,8 @@ class ProviderHttp:
         if 300 <= status < 400:
             where = response.headers.get("Location", "elsewhere")
             return ProviderRejected(
-                self.provider, f"answered with a redirect to {where}; check the connection's base_url",
+                self.provider,
+                f"answered with a redirect to {where}; check the connection's base_url",
                 status=status,
             )
         return ProviderRejected(self.provider, self._message(response), status=status)
@@ -268,8 +269,12 @@ class ProviderHttp:
         if not slot.claimed:
             if bound is not None:
                 raise pacing.PaceDeferred(slot.wait)
-            raise RateLimited(self.provider, f"our pacing of this account allows the next request in "
-                                             f"{slot.wait:.0f}s", status=None, retry_after=slot.wait)
+            raise RateLimited(
+                self.provider,
+                f"our pacing of this account allows the next request in {slot.wait:.0f}s",
+                status=None,
+                retry_after=slot.wait,
+            )
         self._nap(slot.wait)
 
     def _reference_time(self, response: httpx.Response) -> datetime:
@@ -298,6 +303,7 @@ def response_json(provider: str, response: httpx.Response) -> Any:
     except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are both ValueErrors
         snippet = response.text[:80].strip()
         raise ProviderUnavailable(
-            provider, f"answered HTTP {response.status_code} with a body that is not JSON ({snippet!r})",
+            provider,
+            f"answered HTTP {response.status_code} with a body that is not JSON ({snippet!r})",
             status=response.status_code,
         ) from exc

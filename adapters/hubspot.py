@@ -105,7 +105,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 from pydantic import ValidationError
 
-from bookingsync.adapters.base import BookingRequest, Capability, Page, RawRecord, ReadContext, WebhookDelivery
+from bookingsync.adapters.base import (
+    BookingRequest,
+    Capability,
+    Page,
+    RawRecord,
+    ReadContext,
+    WebhookDelivery,
+)
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.adapters.hubspot_signature import verify_v3
 from bookingsync.adapters.wall_time import DATE_ONLY, date_only
@@ -133,8 +140,14 @@ MAX_PAGE_SIZE = 100  # the CRM list's customary maximum; the OpenAPI names only 
 DEFAULT_REQUESTS_PER_SECOND = 10.0
 MEETING_OBJECT_TYPE = "0-47"
 PROPERTIES = (
-    "hs_meeting_title", "hs_meeting_start_time", "hs_meeting_end_time", "hs_meeting_outcome",
-    "hs_meeting_external_url", "hs_meeting_location", "hs_timestamp", "hs_lastmodifieddate",
+    "hs_meeting_title",
+    "hs_meeting_start_time",
+    "hs_meeting_end_time",
+    "hs_meeting_outcome",
+    "hs_meeting_external_url",
+    "hs_meeting_location",
+    "hs_timestamp",
+    "hs_lastmodifieddate",
     "hs_unique_id",
 )
 CONTACTS_PATH = "/crm/objects/2026-03/contacts"
@@ -157,10 +170,16 @@ OUTCOMES = {
     "CANCELLED": MeetingStatus.CANCELLED,
 }
 # Form-field names (lower case) we can fill from the canonical attendee.
-_NAME_FIELDS = {"email": "email", "firstname": "first", "lastname": "last",
-                "phone": "phone", "mobilephone": "phone"}
-_SLOT_TAKEN = re.compile(r"no longer available|not available|unavailable|already booked|taken|conflict|busy",
-                         re.IGNORECASE)
+_NAME_FIELDS = {
+    "email": "email",
+    "firstname": "first",
+    "lastname": "last",
+    "phone": "phone",
+    "mobilephone": "phone",
+}
+_SLOT_TAKEN = re.compile(
+    r"no longer available|not available|unavailable|already booked|taken|conflict|busy", re.IGNORECASE
+)
 
 
 # -- normalise: pure ----------------------------------------------------------------------------
@@ -184,7 +203,9 @@ def _time(value: Any, what: str, record_id: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise NormaliseError(f"the HubSpot meeting {record_id}'s {what} {text!r} is not an ISO 8601 time") from exc
+        raise NormaliseError(
+            f"the HubSpot meeting {record_id}'s {what} {text!r} is not an ISO 8601 time"
+        ) from exc
     if parsed.tzinfo is None:
         raise NormaliseError(f"the HubSpot meeting {record_id}'s {what} {text!r} has no UTC offset")
     return parsed.astimezone(UTC)
@@ -208,7 +229,9 @@ def _status(obj: Mapping[str, Any], properties: Mapping[str, Any], record_id: st
     status = OUTCOMES.get(key)
     if status is None:
         known = ", ".join(sorted(OUTCOMES))
-        raise NormaliseError(f"the HubSpot meeting {record_id} has outcome {raw!r}, which is not one of {known}")
+        raise NormaliseError(
+            f"the HubSpot meeting {record_id} has outcome {raw!r}, which is not one of {known}"
+        )
     return status
 
 
@@ -247,7 +270,8 @@ def normalise_crm_meeting(obj: Any) -> SourceRecord:
     start = _required_time(properties.get("hs_meeting_start_time"), "hs_meeting_start_time", record_id)
     end = _required_time(properties.get("hs_meeting_end_time"), "hs_meeting_end_time", record_id)
     updated = _time(obj.get("updatedAt"), "updatedAt", record_id) or _time(
-        properties.get("hs_lastmodifieddate"), "hs_lastmodifieddate", record_id)
+        properties.get("hs_lastmodifieddate"), "hs_lastmodifieddate", record_id
+    )
     try:
         meeting = Meeting(
             status=_status(obj, properties, record_id),
@@ -258,8 +282,12 @@ def normalise_crm_meeting(obj: Any) -> SourceRecord:
             or _http_url(properties.get("hs_meeting_location")),
         )
         event_id = _text(properties.get("hs_unique_id"))
-        return SourceRecord(external_id=record_id, meeting=meeting, source_updated_at=updated,
-                            reference=CALENDAR_EVENT_PREFIX + event_id if event_id else None)
+        return SourceRecord(
+            external_id=record_id,
+            meeting=meeting,
+            source_updated_at=updated,
+            reference=CALENDAR_EVENT_PREFIX + event_id if event_id else None,
+        )
     except ValidationError as exc:
         reasons = "; ".join(err["msg"] for err in exc.errors())
         raise NormaliseError(f"the HubSpot meeting {record_id} cannot be used: {reasons}") from exc
@@ -304,8 +332,11 @@ def normalise_booking(answer: Any, fallback: Meeting | None = None) -> SourceRec
             attendee=attendee,
             conference_url=_http_url(answer.get("webConferenceUrl")),
         )
-        return SourceRecord(external_id=CALENDAR_EVENT_PREFIX + event_id, meeting=meeting,
-                            reference=CALENDAR_EVENT_PREFIX + event_id)
+        return SourceRecord(
+            external_id=CALENDAR_EVENT_PREFIX + event_id,
+            meeting=meeting,
+            reference=CALENDAR_EVENT_PREFIX + event_id,
+        )
     except ValidationError as exc:
         reasons = "; ".join(err["msg"] for err in exc.errors())
         raise NormaliseError(f"the HubSpot {label} cannot be used: {reasons}") from exc
@@ -383,17 +414,30 @@ def booking_form(info: Any, meeting: Meeting, duration_ms: int, slug: str) -> li
     durations = [d for d in params.get("durations") or [] if isinstance(d, int) and not isinstance(d, bool)]
     if durations and duration_ms not in durations:
         offered = ", ".join(f"{d / 60000:g}" for d in sorted(durations))
-        raise ProviderRejected(PROVIDER, f"meeting link {slug!r} offers {offered} minute meetings; this one lasts "
-                                         f"{duration_ms / 60000:g} minutes")
+        raise ProviderRejected(
+            PROVIDER,
+            f"meeting link {slug!r} offers {offered} minute meetings; this one lasts "
+            f"{duration_ms / 60000:g} minutes",
+        )
     if params.get("legalConsentEnabled") is True:
-        options = params.get("legalConsentOptions") if isinstance(params.get("legalConsentOptions"), dict) else {}
+        options = (
+            params.get("legalConsentOptions") if isinstance(params.get("legalConsentOptions"), dict) else {}
+        )
         boxes = options.get("communicationConsentCheckboxes") or []
         required_box = any(isinstance(b, dict) and b.get("required") is True for b in boxes)
         if required_box or options.get("processingConsentType") == "REQUIRED_CHECKBOX":
-            raise ProviderRejected(PROVIDER, f"meeting link {slug!r} requires the attendee's legal consent, which "
-                                             "bookingsync cannot give on their behalf; use a link without it")
+            raise ProviderRejected(
+                PROVIDER,
+                f"meeting link {slug!r} requires the attendee's legal consent, which "
+                "bookingsync cannot give on their behalf; use a link without it",
+            )
     first, last = split_name(meeting.attendee.name)
-    known = {"email": meeting.attendee.email or "", "first": first, "last": last, "phone": meeting.attendee.phone or ""}
+    known = {
+        "email": meeting.attendee.email or "",
+        "first": first,
+        "last": last,
+        "phone": meeting.attendee.phone or "",
+    }
     form: list[dict[str, str]] = []
     missing: list[str] = []
     for item in params.get("formFields") or []:
@@ -406,8 +450,11 @@ def booking_form(info: Any, meeting: Meeting, duration_ms: int, slug: str) -> li
         elif item.get("isRequired") is True:
             missing.append(item["name"])
     if missing:
-        raise ProviderRejected(PROVIDER, f"meeting link {slug!r} requires the form field(s) {', '.join(missing)}, "
-                                         "which this meeting has no value for")
+        raise ProviderRejected(
+            PROVIDER,
+            f"meeting link {slug!r} requires the form field(s) {', '.join(missing)}, "
+            "which this meeting has no value for",
+        )
     return form
 
 
@@ -417,7 +464,7 @@ def find_slot(page: Any, start_ms: int, duration_ms: int) -> tuple[bool, bool, b
     link = link if isinstance(link, dict) else {}
     by_duration = link.get("linkAvailabilityByDuration")
     found = beyond = False
-    for key, entry in (by_duration.items() if isinstance(by_duration, dict) else ()):
+    for key, entry in by_duration.items() if isinstance(by_duration, dict) else ():
         if not isinstance(entry, dict):
             continue
         length = entry.get("meetingDurationMillis")
@@ -440,10 +487,15 @@ def free_users(page: Any, start_ms: int, end_ms: int) -> list[str]:
     for entry in (page.get("allUsersBusyTimes") if isinstance(page, dict) else None) or []:
         if not isinstance(entry, dict) or not isinstance(entry.get("meetingsUser"), dict):
             continue
-        user_id = _record_id(entry["meetingsUser"].get("userId")) or _record_id(entry["meetingsUser"].get("id"))
+        user_id = _record_id(entry["meetingsUser"].get("userId")) or _record_id(
+            entry["meetingsUser"].get("id")
+        )
         busy = any(
-            isinstance(b, dict) and isinstance(b.get("start"), int) and isinstance(b.get("end"), int)
-            and b["start"] < end_ms and start_ms < b["end"]
+            isinstance(b, dict)
+            and isinstance(b.get("start"), int)
+            and isinstance(b.get("end"), int)
+            and b["start"] < end_ms
+            and start_ms < b["end"]
             for b in entry.get("busyTimes") or []
         )
         if user_id and not busy:
@@ -452,8 +504,9 @@ def free_users(page: Any, start_ms: int, end_ms: int) -> list[str]:
 
 
 def _slot_taken(exc: ProviderRejected) -> bool:
-    return exc.status == 409 or (exc.status is not None and 400 <= exc.status < 500
-                                 and bool(_SLOT_TAKEN.search(exc.message)))
+    return exc.status == 409 or (
+        exc.status is not None and 400 <= exc.status < 500 and bool(_SLOT_TAKEN.search(exc.message))
+    )
 
 
 # -- webhooks: pure -----------------------------------------------------------------------------
@@ -487,8 +540,12 @@ def parse_delivery(body: bytes) -> WebhookDelivery:
         if kind.startswith("object.") and str(event.get("objectTypeId", "")) == MEETING_OBJECT_TYPE:
             handled = True
     keys = sorted(_event_key(e) for e in events)
-    delivery_id = keys[0] if len(keys) == 1 else "batch-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32]
-    return WebhookDelivery(delivery_id=delivery_id, event_type=",".join(sorted(types)), records=[], handled=handled)
+    delivery_id = (
+        keys[0] if len(keys) == 1 else "batch-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32]
+    )
+    return WebhookDelivery(
+        delivery_id=delivery_id, event_type=",".join(sorted(types)), records=[], handled=handled
+    )
 
 
 # -- the adapter: the HTTP edge -----------------------------------------------------------------
@@ -500,8 +557,11 @@ def error_message(response: httpx.Response) -> str:
     if not isinstance(body, dict):
         return ""
     message = _text(body.get("message")) or ""
-    details = [d for d in (_text(e.get("message")) for e in body.get("errors") or [] if isinstance(e, dict))
-               if d and d != message]
+    details = [
+        d
+        for d in (_text(e.get("message")) for e in body.get("errors") or [] if isinstance(e, dict))
+        if d and d != message
+    ]
     text = "; ".join([message] + details if message else details)
     tags = [t for t in (_text(body.get("category")),) if t]
     correlation = _text(body.get("correlationId"))
@@ -515,15 +575,23 @@ def error_message(response: httpx.Response) -> str:
 class HubSpotAdapter:
     provider: ClassVar[str] = PROVIDER
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.LIST_CHANGES, Capability.RECEIVE_WEBHOOKS, Capability.CREATE, Capability.RESCHEDULE,
-         Capability.CANCEL, Capability.FIND_BOOKING}
+        {
+            Capability.LIST_CHANGES,
+            Capability.RECEIVE_WEBHOOKS,
+            Capability.CREATE,
+            Capability.RESCHEDULE,
+            Capability.CANCEL,
+            Capability.FIND_BOOKING,
+        }
     )
 
     @staticmethod
     def booking_problem(settings: Mapping[str, Any]) -> str | None:
         """Why a connection with these settings cannot book, or None (see registry.booking_problem)."""
         if not settings.get("meeting_slug"):
-            return "set options.meeting_slug to the HubSpot meeting link that mirrored bookings are made through"
+            return (
+                "set options.meeting_slug to the HubSpot meeting link that mirrored bookings are made through"
+            )
         return None
 
     def __init__(
@@ -544,7 +612,9 @@ class HubSpotAdapter:
     ) -> None:
         where = f"connection {connection_id!r}"
         if not token or not token.strip():
-            raise ConfigError(f"{where}: the HubSpot token is empty; set token (e.g. token = \"env:HUBSPOT_TOKEN\")")
+            raise ConfigError(
+                f'{where}: the HubSpot token is empty; set token (e.g. token = "env:HUBSPOT_TOKEN")'
+            )
         if not base_url.startswith(("https://", "http://")):
             raise ConfigError(f"{where}: base_url {base_url!r} must start with https://")
         if not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -552,7 +622,9 @@ class HubSpotAdapter:
         if requests_per_second <= 0:
             raise ConfigError(f"{where}: requests_per_second must be more than zero")
         if meeting_slug is not None and not meeting_slug.strip():
-            raise ConfigError(f"{where}: meeting_slug is empty; set it to the meeting link's slug or leave it out")
+            raise ConfigError(
+                f"{where}: meeting_slug is empty; set it to the meeting link's slug or leave it out"
+            )
         if _zone(booking_timezone) is None:
             raise ConfigError(f"{where}: booking_timezone {booking_timezone!r} is not an IANA timezone")
         self.connection_id = connection_id
@@ -584,15 +656,23 @@ class HubSpotAdapter:
                 if not resumed:
                     raise
                 # A saved token HubSpot no longer takes must not wedge the connection for good.
-                log.warning("hubspot %s: the saved after token was refused (%s); restarting the %s list",
-                            self.connection_id, exc, position.phase)
+                log.warning(
+                    "hubspot %s: the saved after token was refused (%s); restarting the %s list",
+                    self.connection_id,
+                    exc,
+                    position.phase,
+                )
                 position = Position(position.phase)
                 resumed = False
                 continue
             resumed = False
             results = body["results"]
-            records = [RawRecord(payload=item, external_id=_record_id(item.get("id")) if isinstance(item, dict)
-                                 else None) for item in results]
+            records = [
+                RawRecord(
+                    payload=item, external_id=_record_id(item.get("id")) if isinstance(item, dict) else None
+                )
+                for item in results
+            ]
             following = position.following(next_after(body))
             yield Page(records=records, cursor=following.cursor())
             if following.phase != position.phase and position.phase == ARCHIVED:
@@ -600,8 +680,11 @@ class HubSpotAdapter:
             position = following
 
     def _list_page(self, position: Position) -> dict[str, Any]:
-        params: dict[str, Any] = {"limit": self._page_size, "properties": ",".join(PROPERTIES),
-                                  "archived": "true" if position.phase == ARCHIVED else "false"}
+        params: dict[str, Any] = {
+            "limit": self._page_size,
+            "properties": ",".join(PROPERTIES),
+            "archived": "true" if position.phase == ARCHIVED else "false",
+        }
         if position.after is not None:
             params["after"] = position.after
         body = response_json(PROVIDER, self._http.request("GET", MEETINGS_PATH, params=params))
@@ -612,8 +695,9 @@ class HubSpotAdapter:
     def normalise(self, record: RawRecord) -> SourceRecord:
         return normalise_record(record.payload)
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime, *,
-                      method: str = "POST", url: str = "") -> WebhookDelivery:
+    def parse_webhook(
+        self, headers: Mapping[str, str], body: bytes, now: datetime, *, method: str = "POST", url: str = ""
+    ) -> WebhookDelivery:
         verify_v3(headers, body, self._secret, now, method=method, url=url)
         return parse_delivery(body)
 
@@ -622,25 +706,38 @@ class HubSpotAdapter:
     def create(self, request: BookingRequest) -> SourceRecord:
         meeting = request.meeting
         if self._slug is None:
-            raise ProviderRejected(PROVIDER, f"connection {self.connection_id!r} has no meeting_slug, so it cannot "
-                                             "book; set options.meeting_slug to the meeting link to book through")
+            raise ProviderRejected(
+                PROVIDER,
+                f"connection {self.connection_id!r} has no meeting_slug, so it cannot "
+                "book; set options.meeting_slug to the meeting link to book through",
+            )
         if meeting.attendee.email is None:
-            raise ProviderRejected(PROVIDER, "the meeting has no attendee email, which a HubSpot booking needs")
+            raise ProviderRejected(
+                PROVIDER, "the meeting has no attendee email, which a HubSpot booking needs"
+            )
         slug_path = quote(self._slug, safe="")
         timezone = meeting.timezone or self._timezone
         start_ms, duration_ms = _millis(meeting.start), _millis(meeting.end) - _millis(meeting.start)
-        info = response_json(PROVIDER, self._http.request("GET", f"{BOOK_PATH}/{slug_path}",
-                                                          params={"timezone": timezone}))
+        info = response_json(
+            PROVIDER, self._http.request("GET", f"{BOOK_PATH}/{slug_path}", params={"timezone": timezone})
+        )
         form = booking_form(info, meeting, duration_ms, self._slug)
         first, last = split_name(meeting.attendee.name)
         refusal: ProviderRejected | None = None
         for _ in range(BOOKING_ATTEMPTS):
             users = self._offered(slug_path, timezone, start_ms, duration_ms)
             body = {
-                "slug": self._slug, "duration": duration_ms, "startTime": _wire_time(meeting.start),
-                "email": meeting.attendee.email, "firstName": first, "lastName": last,
-                "formFields": form, "legalConsentResponses": [], "likelyAvailableUserIds": users,
-                "timezone": timezone, "locale": self._locale,
+                "slug": self._slug,
+                "duration": duration_ms,
+                "startTime": _wire_time(meeting.start),
+                "email": meeting.attendee.email,
+                "firstName": first,
+                "lastName": last,
+                "formFields": form,
+                "legalConsentResponses": [],
+                "likelyAvailableUserIds": users,
+                "timezone": timezone,
+                "locale": self._locale,
             }
             try:
                 response = self._http.request("POST", BOOK_PATH, json=body)
@@ -651,8 +748,11 @@ class HubSpotAdapter:
                 continue
             return self._booked(response, meeting)
         assert refusal is not None
-        raise SlotUnavailable(PROVIDER, f"HubSpot refused the slot at {_wire_time(meeting.start)}: {refusal.message}",
-                              status=refusal.status)
+        raise SlotUnavailable(
+            PROVIDER,
+            f"HubSpot refused the slot at {_wire_time(meeting.start)}: {refusal.message}",
+            status=refusal.status,
+        )
 
     def _offered(self, slug_path: str, timezone: str, start_ms: int, duration_ms: int) -> list[str]:
         """The likely available user ids if the slot is offered; SlotUnavailable if it is not."""
@@ -660,32 +760,50 @@ class HubSpotAdapter:
             params: dict[str, Any] = {"timezone": timezone}
             if offset:
                 params["monthOffset"] = offset
-            page = response_json(PROVIDER, self._http.request(
-                "GET", f"{BOOK_PATH}/availability-page/{slug_path}", params=params))
+            page = response_json(
+                PROVIDER,
+                self._http.request("GET", f"{BOOK_PATH}/availability-page/{slug_path}", params=params),
+            )
             found, beyond, more = find_slot(page, start_ms, duration_ms)
             if found:
                 return free_users(page, start_ms, start_ms + duration_ms)
             if beyond or not more:
                 break
         start = datetime.fromtimestamp(start_ms / 1000, UTC)
-        raise SlotUnavailable(PROVIDER, f"meeting link {self._slug!r} does not offer {_wire_time(start)} for "
-                                        f"{duration_ms / 60000:g} minutes")
+        raise SlotUnavailable(
+            PROVIDER,
+            f"meeting link {self._slug!r} does not offer {_wire_time(start)} for "
+            f"{duration_ms / 60000:g} minutes",
+        )
 
     def _booked(self, response: httpx.Response, meeting: Meeting) -> SourceRecord:
         try:
             record = normalise_booking(response_json(PROVIDER, response), fallback=meeting)
         except (NormaliseError, ProviderUnavailable) as exc:
             # Booked, but the answer cannot be linked: the booking must be found, not made again.
-            raise AnswerLost(PROVIDER, f"HubSpot booked {_wire_time(meeting.start)} but its answer cannot be "
-                                       f"read ({exc})", status=response.status_code) from exc
+            raise AnswerLost(
+                PROVIDER,
+                f"HubSpot booked {_wire_time(meeting.start)} but its answer cannot be read ({exc})",
+                status=response.status_code,
+            ) from exc
         if (record.meeting.start, record.meeting.end) != (meeting.start, meeting.end):
-            log.warning("hubspot %s: booked %s–%s but HubSpot holds %s–%s", self.connection_id,
-                        meeting.start, meeting.end, record.meeting.start, record.meeting.end)
+            log.warning(
+                "hubspot %s: booked %s–%s but HubSpot holds %s–%s",
+                self.connection_id,
+                meeting.start,
+                meeting.end,
+                record.meeting.start,
+                record.meeting.end,
+            )
         try:
             crm = self._crm_meeting(record.external_id)
         except ProviderError as exc:
-            log.info("hubspot %s: the CRM meeting of %s cannot be read yet (%s); linking the calendar event",
-                     self.connection_id, record.external_id, exc)
+            log.info(
+                "hubspot %s: the CRM meeting of %s cannot be read yet (%s); linking the calendar event",
+                self.connection_id,
+                record.external_id,
+                exc,
+            )
             return record
         return crm or record
 
@@ -699,14 +817,18 @@ class HubSpotAdapter:
         if associations:
             params["associations"] = "contacts"
         try:
-            body = response_json(PROVIDER, self._http.request(
-                "GET", f"{MEETINGS_PATH}/{quote(external_id, safe='')}", params=params))
+            body = response_json(
+                PROVIDER,
+                self._http.request("GET", f"{MEETINGS_PATH}/{quote(external_id, safe='')}", params=params),
+            )
         except ProviderNotFound:
             return None
         try:
             return normalise_crm_meeting(body)
         except NormaliseError as exc:
-            raise ProviderUnavailable(PROVIDER, f"the CRM meeting {external_id} cannot be read: {exc}") from exc
+            raise ProviderUnavailable(
+                PROVIDER, f"the CRM meeting {external_id} cannot be read: {exc}"
+            ) from exc
 
     def _crm_id(self, external_id: str) -> str:
         """The CRM id behind a mirror link, which may still be the calendar event id."""
@@ -721,13 +843,23 @@ class HubSpotAdapter:
         """Move the CRM meeting (`PATCH`): the scheduler API documents no reschedule."""
         meeting = request.meeting
         crm_id = self._crm_id(external_id)
-        self._http.request("PATCH", f"{MEETINGS_PATH}/{quote(crm_id, safe='')}", json={"properties": {
-            "hs_meeting_start_time": _wire_time(meeting.start), "hs_meeting_end_time": _wire_time(meeting.end),
-            "hs_timestamp": _wire_time(meeting.start)}})
+        self._http.request(
+            "PATCH",
+            f"{MEETINGS_PATH}/{quote(crm_id, safe='')}",
+            json={
+                "properties": {
+                    "hs_meeting_start_time": _wire_time(meeting.start),
+                    "hs_meeting_end_time": _wire_time(meeting.end),
+                    "hs_timestamp": _wire_time(meeting.start),
+                }
+            },
+        )
         try:
             record = self._crm_meeting(crm_id)
         except ProviderError as exc:
-            log.warning("hubspot %s: moved %s but could not read it back (%s)", self.connection_id, crm_id, exc)
+            log.warning(
+                "hubspot %s: moved %s but could not read it back (%s)", self.connection_id, crm_id, exc
+            )
             record = None
         if record is None:
             return SourceRecord(external_id=crm_id, meeting=meeting.model_copy(update={"attendee": Person()}))
@@ -736,44 +868,81 @@ class HubSpotAdapter:
     def cancel(self, external_id: str) -> None:
         """Mark the CRM meeting CANCELED (`PATCH`); one HubSpot no longer has (404) is gone already."""
         crm_id = self._crm_id(external_id)
-        self._http.request("PATCH", f"{MEETINGS_PATH}/{quote(crm_id, safe='')}",
-                           json={"properties": {"hs_meeting_outcome": "CANCELED"}}, idempotent=True)
+        self._http.request(
+            "PATCH",
+            f"{MEETINGS_PATH}/{quote(crm_id, safe='')}",
+            json={"properties": {"hs_meeting_outcome": "CANCELED"}},
+            idempotent=True,
+        )
 
     def find_booking(self, request: BookingRequest) -> SourceRecord | None:
         """The booking `request` made, after its answer was lost (see the module docstring)."""
         meeting = request.meeting
         if meeting.attendee.email is None:
             return None
-        body = {"filterGroups": [{"filters": [
-                    {"propertyName": "hs_meeting_start_time", "operator": "EQ", "value": str(_millis(meeting.start))},
-                    {"propertyName": "hs_unique_id", "operator": "HAS_PROPERTY"}]}],
-                "properties": list(PROPERTIES), "sorts": [], "limit": SEARCH_LIMIT, "after": ""}
-        answer = response_json(PROVIDER, self._http.request("POST", f"{MEETINGS_PATH}/search", json=body,
-                                                            idempotent=True))
+        body = {
+            "filterGroups": [
+                {
+                    "filters": [
+                        {
+                            "propertyName": "hs_meeting_start_time",
+                            "operator": "EQ",
+                            "value": str(_millis(meeting.start)),
+                        },
+                        {"propertyName": "hs_unique_id", "operator": "HAS_PROPERTY"},
+                    ]
+                }
+            ],
+            "properties": list(PROPERTIES),
+            "sorts": [],
+            "limit": SEARCH_LIMIT,
+            "after": "",
+        }
+        answer = response_json(
+            PROVIDER, self._http.request("POST", f"{MEETINGS_PATH}/search", json=body, idempotent=True)
+        )
         results = answer.get("results") if isinstance(answer, dict) else None
         if not isinstance(results, list):
-            raise ProviderUnavailable(PROVIDER, f"POST {MEETINGS_PATH}/search answered without a 'results' list")
+            raise ProviderUnavailable(
+                PROVIDER, f"POST {MEETINGS_PATH}/search answered without a 'results' list"
+            )
         for item in results:
             try:
                 record = normalise_crm_meeting(item)
             except NormaliseError:
                 continue
             m = record.meeting
-            if record.reference and m.active and (m.start, m.end) == (meeting.start, meeting.end) \
-                    and self._attendee_email(record.external_id) == meeting.attendee.email:
+            if (
+                record.reference
+                and m.active
+                and (m.start, m.end) == (meeting.start, meeting.end)
+                and self._attendee_email(record.external_id) == meeting.attendee.email
+            ):
                 return record
         return None
 
     def _attendee_email(self, crm_id: str) -> str | None:
-        body = response_json(PROVIDER, self._http.request(
-            "GET", f"{MEETINGS_PATH}/{quote(crm_id, safe='')}", params={"associations": "contacts"}))
-        contacts = ((body.get("associations") or {}).get("contacts") or {}).get("results") if isinstance(body, dict) else None
+        body = response_json(
+            PROVIDER,
+            self._http.request(
+                "GET", f"{MEETINGS_PATH}/{quote(crm_id, safe='')}", params={"associations": "contacts"}
+            ),
+        )
+        contacts = (
+            ((body.get("associations") or {}).get("contacts") or {}).get("results")
+            if isinstance(body, dict)
+            else None
+        )
         for contact in contacts if isinstance(contacts, list) else []:
             contact_id = _record_id(contact.get("id")) if isinstance(contact, dict) else None
             if contact_id is None:
                 continue
-            found = response_json(PROVIDER, self._http.request(
-                "GET", f"{CONTACTS_PATH}/{quote(contact_id, safe='')}", params={"properties": "email"}))
+            found = response_json(
+                PROVIDER,
+                self._http.request(
+                    "GET", f"{CONTACTS_PATH}/{quote(contact_id, safe='')}", params={"properties": "email"}
+                ),
+            )
             props = found.get("properties") if isinstance(found, dict) else None
             email = _text(props.get("email")) if isinstance(props, dict) else None
             if email:
@@ -782,4 +951,3 @@ class HubSpotAdapter:
 
     def close(self) -> None:
         self._http.close()
-

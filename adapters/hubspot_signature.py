@@ -36,8 +36,18 @@ TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
 SIGNATURE_TOLERANCE = timedelta(minutes=5)
 # The table in HubSpot's validating-requests page, keyed by the upper-case hex of the escape.
 DECODED_ESCAPES: dict[str, str] = {
-    "3A": ":", "2F": "/", "3F": "?", "40": "@", "21": "!", "24": "$",
-    "27": "'", "28": "(", "29": ")", "2A": "*", "2C": ",", "3B": ";",
+    "3A": ":",
+    "2F": "/",
+    "3F": "?",
+    "40": "@",
+    "21": "!",
+    "24": "$",
+    "27": "'",
+    "28": "(",
+    "29": ")",
+    "2A": "*",
+    "2C": ",",
+    "3B": ";",
 }
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 
@@ -53,32 +63,42 @@ def signature_v3(secret: str, method: str, url: str, body: bytes, timestamp: str
     return base64.b64encode(digest).decode("ascii")
 
 
-def verify_v3(headers: Mapping[str, str], body: bytes, secret: str | None, now: datetime, *,
-              method: str, url: str) -> None:
+def verify_v3(
+    headers: Mapping[str, str], body: bytes, secret: str | None, now: datetime, *, method: str, url: str
+) -> None:
     """Raise WebhookUnauthorized unless the delivery carries a fresh, matching v3 signature."""
     if not secret:
         raise WebhookUnauthorized(
             "no webhook_secret (the HubSpot app's client secret) is configured for this connection, "
-            "so no delivery can be trusted")
+            "so no delivery can be trusted"
+        )
     lower = {k.lower(): v for k, v in headers.items()}
     signature = (lower.get(SIGNATURE_HEADER.lower()) or "").strip()
     timestamp = (lower.get(TIMESTAMP_HEADER.lower()) or "").strip()
     if not signature or not timestamp:
-        raise WebhookUnauthorized(f"the delivery lacks the {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header "
-                                  "(only v3 signatures are accepted)")
+        raise WebhookUnauthorized(
+            f"the delivery lacks the {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header "
+            "(only v3 signatures are accepted)"
+        )
     if not url:
-        raise WebhookUnauthorized("the request URL is unknown, and HubSpot signs it; cannot verify the delivery")
+        raise WebhookUnauthorized(
+            "the request URL is unknown, and HubSpot signs it; cannot verify the delivery"
+        )
     try:
         if not timestamp.isdigit():
             raise ValueError(timestamp)
         sent = datetime.fromtimestamp(int(timestamp) / 1000, UTC)
     except (ValueError, OverflowError, OSError) as exc:
         raise WebhookUnauthorized(
-            f"{TIMESTAMP_HEADER} {timestamp[:20]!r} is not a Unix time in milliseconds") from exc
+            f"{TIMESTAMP_HEADER} {timestamp[:20]!r} is not a Unix time in milliseconds"
+        ) from exc
     if abs(now - sent) > SIGNATURE_TOLERANCE:
         raise WebhookUnauthorized(
-            f"{TIMESTAMP_HEADER} {timestamp} is more than 5 minutes from our clock; refusing a possible replay")
+            f"{TIMESTAMP_HEADER} {timestamp} is more than 5 minutes from our clock; refusing a possible replay"
+        )
     expected = signature_v3(secret, method, url, body, timestamp)
     if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
-        raise WebhookUnauthorized(f"{SIGNATURE_HEADER} does not match this connection's client secret "
-                                  "(check webhook_secret and, behind a proxy, server.public_url)")
+        raise WebhookUnauthorized(
+            f"{SIGNATURE_HEADER} does not match this connection's client secret "
+            "(check webhook_secret and, behind a proxy, server.public_url)"
+        )

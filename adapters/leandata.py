@@ -151,8 +151,10 @@ def record_id(payload: Any) -> str | None:
 def _status(payload: Mapping[str, Any], event: Mapping[str, Any]) -> MeetingStatus:
     said = [
         (where, value.strip().lower())
-        for where, value in (("bookIt.status", _dict(payload.get("bookIt")).get("status")),
-                             ("status", event.get("status")))
+        for where, value in (
+            ("bookIt.status", _dict(payload.get("bookIt")).get("status")),
+            ("status", event.get("status")),
+        )
         if isinstance(value, str) and value.strip()
     ]
     if not said:
@@ -161,7 +163,9 @@ def _status(payload: Mapping[str, Any], event: Mapping[str, Any]) -> MeetingStat
         return MeetingStatus.CANCELLED
     for where, value in said:
         if value not in ACTIVE:
-            raise NormaliseError(f"the LeanData meeting has {where} {value!r}, which is not canceled, scheduled, rescheduled or confirmed")
+            raise NormaliseError(
+                f"the LeanData meeting has {where} {value!r}, which is not canceled, scheduled, rescheduled or confirmed"
+            )
     return MeetingStatus.SCHEDULED
 
 
@@ -172,13 +176,19 @@ def _epoch_ms(times: Mapping[str, Any], name: str) -> datetime:
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise NormaliseError(f"the LeanData meeting's scheduledTime.{name} {value!r} is not epoch milliseconds")
+        raise NormaliseError(
+            f"the LeanData meeting's scheduledTime.{name} {value!r} is not epoch milliseconds"
+        )
     if value < EARLIEST_MS:
-        raise NormaliseError(f"the LeanData meeting's scheduledTime.{name} {value!r} is before 2000 as milliseconds; it looks like seconds")
+        raise NormaliseError(
+            f"the LeanData meeting's scheduledTime.{name} {value!r} is before 2000 as milliseconds; it looks like seconds"
+        )
     try:
         return datetime.fromtimestamp(value / 1000, UTC)
     except (OverflowError, OSError, ValueError) as exc:
-        raise NormaliseError(f"the LeanData meeting's scheduledTime.{name} {value!r} is out of range") from exc
+        raise NormaliseError(
+            f"the LeanData meeting's scheduledTime.{name} {value!r} is out of range"
+        ) from exc
 
 
 def _email(value: Any) -> str | None:
@@ -188,12 +198,18 @@ def _email(value: Any) -> str | None:
         return None
 
 
-def _people(event: Mapping[str, Any], payload: Mapping[str, Any], scope: str | None) -> tuple[Person, tuple[str, ...]]:
+def _people(
+    event: Mapping[str, Any], payload: Mapping[str, Any], scope: str | None
+) -> tuple[Person, tuple[str, ...]]:
     organizer = _email(_dict(event.get("organizer")).get("email")) or _email(payload.get("organizer_email"))
     guests = []
     attendees = event.get("attendees")
     for attendee in attendees if isinstance(attendees, list) else ():
-        if not isinstance(attendee, dict) or attendee.get("organizer") is True or attendee.get("self") is True:
+        if (
+            not isinstance(attendee, dict)
+            or attendee.get("organizer") is True
+            or attendee.get("self") is True
+        ):
             continue
         email = _email(attendee.get("email"))
         if email is None or email == organizer:
@@ -259,16 +275,24 @@ def wire_time(value: datetime) -> str:
 class LeanDataAdapter:
     provider: ClassVar[str] = PROVIDER
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.LOOKUP_BY_EMAIL, Capability.LOOKUP_BY_ID,
-         Capability.CREATE, Capability.RESCHEDULE, Capability.CANCEL, Capability.FIND_BOOKING}
+        {
+            Capability.LOOKUP_BY_EMAIL,
+            Capability.LOOKUP_BY_ID,
+            Capability.CREATE,
+            Capability.RESCHEDULE,
+            Capability.CANCEL,
+            Capability.FIND_BOOKING,
+        }
     )
 
     @staticmethod
     def booking_problem(settings: Mapping[str, Any]) -> str | None:
         """Why a connection with these settings cannot book, or None (see registry.booking_problem)."""
         if not (settings.get("link_id") or settings.get("trigger_node")):
-            return ("set options.link_id (a single-meeting-type BookIt link) or options.trigger_node (a BookIt "
-                    "prospect trigger node) to say where mirrored meetings are booked")
+            return (
+                "set options.link_id (a single-meeting-type BookIt link) or options.trigger_node (a BookIt "
+                "prospect trigger node) to say where mirrored meetings are booked"
+            )
         return None
 
     def __init__(
@@ -291,7 +315,9 @@ class LeanDataAdapter:
     ) -> None:
         where = f"connection {connection_id!r}"
         if not api_key or not api_key.strip():
-            raise ConfigError(f"{where}: the LeanData api_key is empty; set api_key (e.g. api_key = \"env:LEANDATA_API_KEY\")")
+            raise ConfigError(
+                f'{where}: the LeanData api_key is empty; set api_key (e.g. api_key = "env:LEANDATA_API_KEY")'
+            )
         if not base_url.startswith(("https://", "http://")):
             raise ConfigError(f"{where}: base_url {base_url!r} must start with https://")
         if isinstance(lookback_days, bool) or not isinstance(lookback_days, int) or lookback_days < 0:
@@ -303,12 +329,18 @@ class LeanDataAdapter:
             try:
                 email = normalise_email(value)
             except ValueError as exc:
-                raise ConfigError(f"{where}: watch_emails has {value!r}, which is not an email address") from exc
+                raise ConfigError(
+                    f"{where}: watch_emails has {value!r}, which is not an email address"
+                ) from exc
             if email:
                 emails.add(email)
         self._booking = booking.booking_settings(
-            where, link_id=link_id, trigger_node=trigger_node, routing_inputs=routing_inputs,
-            form_defaults=form_defaults, timezone=timezone,
+            where,
+            link_id=link_id,
+            trigger_node=trigger_node,
+            routing_inputs=routing_inputs,
+            form_defaults=form_defaults,
+            timezone=timezone,
         )
         self.connection_id = connection_id
         self._watch = frozenset(emails)
@@ -344,10 +376,19 @@ class LeanDataAdapter:
         """
         emails = self.emails(context)
         last = (cursor or {}).get("read")
-        last_read = {e: float(t) for e, t in last.items() if e in set(emails) and isinstance(t, (int, float))} \
-            if isinstance(last, dict) else {}
-        schedule = watch.plan(emails, last_read, context.watch_hints, context.now,
-                              interval=context.interval_seconds, rate=self._rate)
+        last_read = (
+            {e: float(t) for e, t in last.items() if e in set(emails) and isinstance(t, (int, float))}
+            if isinstance(last, dict)
+            else {}
+        )
+        schedule = watch.plan(
+            emails,
+            last_read,
+            context.watch_hints,
+            context.now,
+            interval=context.interval_seconds,
+            rate=self._rate,
+        )
         start = context.now - self._lookback
         start = start.replace(microsecond=start.microsecond // 1000 * 1000)
         if not schedule.due:
@@ -357,23 +398,37 @@ class LeanDataAdapter:
             records, sweep = self._read_email(email, start)
             last_read[email] = int(context.now.timestamp())
             last = index == len(schedule.due) - 1
-            yield Page(records=records, cursor={"read": dict(last_read)}, sweep=sweep,
-                       watch=schedule.summary if last else None)
+            yield Page(
+                records=records,
+                cursor={"read": dict(last_read)},
+                sweep=sweep,
+                watch=schedule.summary if last else None,
+            )
 
     def _read_email(self, email: str, start: datetime) -> tuple[list[RawRecord], Sweep | None]:
         try:
-            response = self._http.request("GET", "/v1/meetings", params={"prospectEmail": email, "start": wire_time(start)})
+            response = self._http.request(
+                "GET", "/v1/meetings", params={"prospectEmail": email, "start": wire_time(start)}
+            )
         except (ProviderNotFound, ProviderRejected) as exc:
-            log.warning("leandata %s: skipping %s this round without a sweep: %s", self.connection_id, email, exc)
+            log.warning(
+                "leandata %s: skipping %s this round without a sweep: %s", self.connection_id, email, exc
+            )
             return [], None
         body = response_json(PROVIDER, response)
         if not isinstance(body, list):
-            log.error("leandata %s: GET /v1/meetings for %s answered %s, not an array; no sweep",
-                      self.connection_id, email, type(body).__name__)
+            log.error(
+                "leandata %s: GET /v1/meetings for %s answered %s, not an array; no sweep",
+                self.connection_id,
+                email,
+                type(body).__name__,
+            )
             return [], None
         records = [RawRecord(payload=item, external_id=record_id(item), scope=email) for item in body]
         if any(r.external_id is None for r in records):
-            log.warning("leandata %s: a meeting of %s has no id; no sweep this round", self.connection_id, email)
+            log.warning(
+                "leandata %s: a meeting of %s has no id; no sweep this round", self.connection_id, email
+            )
             return records, None
         seen = frozenset(r.external_id for r in records if r.external_id is not None)
         # 1 ms past what we sent: the filter's inclusivity is undocumented (see module docstring).
@@ -384,14 +439,17 @@ class LeanDataAdapter:
         response = self._http.request("GET", f"/v1/meeting/{quote(meeting_id, safe='')}")
         body = response_json(PROVIDER, response)
         if not isinstance(body, dict):
-            raise ProviderUnavailable(PROVIDER, f"GET /v1/meeting/{meeting_id} answered without a meeting object")
+            raise ProviderUnavailable(
+                PROVIDER, f"GET /v1/meeting/{meeting_id} answered without a meeting object"
+            )
         return RawRecord(payload=body, external_id=record_id(body) or meeting_id)
 
     def normalise(self, record: RawRecord) -> SourceRecord:
         return normalise_meeting(record.payload, record.scope)
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime, *,
-                      method: str = "POST", url: str = "") -> WebhookDelivery:
+    def parse_webhook(
+        self, headers: Mapping[str, str], body: bytes, now: datetime, *, method: str = "POST", url: str = ""
+    ) -> WebhookDelivery:
         raise WebhookMalformed("LeanData BookIt sends no webhooks; this connection only polls")
 
     # -- writes ---------------------------------------------------------------------------------
@@ -408,13 +466,20 @@ class LeanDataAdapter:
         meeting = request.meeting
         email = meeting.attendee.email
         if not email:
-            raise ProviderRejected(PROVIDER, "the meeting has no attendee email, and BookIt books for a prospect's email")
+            raise ProviderRejected(
+                PROVIDER, "the meeting has no attendee email, and BookIt books for a prospect's email"
+            )
         start_ms, end_ms = booking.to_ms(meeting.start), booking.to_ms(meeting.end)
         when = booking.describe_slot(start_ms, end_ms)
         existing = self._find_booked(email, start_ms, end_ms)
         if existing is not None:
-            log.info("leandata %s: %s already has meeting %s at %s; not booking again",
-                     self.connection_id, email, existing.external_id, when)
+            log.info(
+                "leandata %s: %s already has meeting %s at %s; not booking again",
+                self.connection_id,
+                email,
+                existing.external_id,
+                when,
+            )
             return existing
         values = booking.attendee_values(meeting, request.reference)
         timezone = meeting.timezone or settings.timezone
@@ -425,9 +490,16 @@ class LeanDataAdapter:
             slot = availability.slot(start_ms, end_ms)
             if slot is None:
                 again = f" after {attempt - 1} race(s) with other bookings" if attempt > 1 else ""
-                raise SlotUnavailable(PROVIDER, f"{when} is not among the times BookIt offers for {email}{again}")
-            body = booking.booking_body(identity, availability, slot, timezone,
-                                        booking.user_fields(availability, values, settings.form_defaults))
+                raise SlotUnavailable(
+                    PROVIDER, f"{when} is not among the times BookIt offers for {email}{again}"
+                )
+            body = booking.booking_body(
+                identity,
+                availability,
+                slot,
+                timezone,
+                booking.user_fields(availability, values, settings.form_defaults),
+            )
             path = booking.ROUND_ROBIN_PATH if availability.round_robin else booking.MEETING_PATH
             try:
                 answer = response_json(PROVIDER, self._http.request("POST", path, json=body))
@@ -439,19 +511,27 @@ class LeanDataAdapter:
                 if booking.is_slot_taken(exc):
                     if attempt >= booking.MAX_BOOKING_ATTEMPTS:
                         raise SlotUnavailable(
-                            PROVIDER, f"{when} for {email} was taken by another booking {attempt} times between "
-                            f"availability and booking ({exc.message})", status=exc.status,
+                            PROVIDER,
+                            f"{when} for {email} was taken by another booking {attempt} times between "
+                            f"availability and booking ({exc.message})",
+                            status=exc.status,
                         ) from exc
-                    log.info("leandata %s: %s was just taken; fetching availability again (attempt %d)",
-                             self.connection_id, when, attempt)
+                    log.info(
+                        "leandata %s: %s was just taken; fetching availability again (attempt %d)",
+                        self.connection_id,
+                        when,
+                        attempt,
+                    )
                     availability = self._fetch(identity)
                     if "token" in identity and availability.token:
                         identity = {"token": availability.token}
                     continue
                 if booking.is_link_used(exc):
                     raise ProviderRejected(
-                        PROVIDER, f"the BookIt link {settings.link_id or '(routed)'} only allows one booking and has "
-                        f"already been used ({exc.message}); configure a reusable link", status=exc.status,
+                        PROVIDER,
+                        f"the BookIt link {settings.link_id or '(routed)'} only allows one booking and has "
+                        f"already been used ({exc.message}); configure a reusable link",
+                        status=exc.status,
                     ) from exc
                 raise
             return self._booked(answer, email, meeting, timezone, f"POST {path}")
@@ -473,7 +553,9 @@ class LeanDataAdapter:
                 return self._reread(external_id, scope, meeting, timezone, None)
             slot = availability.slot(start_ms, end_ms)
             if slot is None:
-                raise SlotUnavailable(PROVIDER, f"{when} is not among the times BookIt offers to move meeting {external_id} to")
+                raise SlotUnavailable(
+                    PROVIDER, f"{when} is not among the times BookIt offers to move meeting {external_id} to"
+                )
             body = {"scheduledTime": booking.scheduled_time(slot, timezone, round_robin=False)}
             try:
                 answer = response_json(PROVIDER, self._http.request("PATCH", path, json=body))
@@ -486,11 +568,18 @@ class LeanDataAdapter:
                 lost += 1
                 if lost > 1:
                     raise ProviderUnavailable(
-                        PROVIDER, f"PATCH {path} to {when} got no answer twice ({exc.message}) and the meeting is "
-                        "not at the new time; not sending it a third time", status=exc.status,
+                        PROVIDER,
+                        f"PATCH {path} to {when} got no answer twice ({exc.message}) and the meeting is "
+                        "not at the new time; not sending it a third time",
+                        status=exc.status,
                     ) from exc
-                log.warning("leandata %s: PATCH %s got no answer (%s) and the meeting is not at %s; sending again",
-                            self.connection_id, path, exc.message, when)
+                log.warning(
+                    "leandata %s: PATCH %s got no answer (%s) and the meeting is not at %s; sending again",
+                    self.connection_id,
+                    path,
+                    exc.message,
+                    when,
+                )
                 availability = self._fetch(identity)
                 continue
             except ProviderRejected as exc:
@@ -498,8 +587,10 @@ class LeanDataAdapter:
                     races += 1
                     if races >= booking.MAX_BOOKING_ATTEMPTS:
                         raise SlotUnavailable(
-                            PROVIDER, f"{when} was taken by another booking {races} times before meeting "
-                            f"{external_id} could move there ({exc.message})", status=exc.status,
+                            PROVIDER,
+                            f"{when} was taken by another booking {races} times before meeting "
+                            f"{external_id} could move there ({exc.message})",
+                            status=exc.status,
                         ) from exc
                     availability = self._fetch(identity)
                     continue
@@ -511,15 +602,21 @@ class LeanDataAdapter:
         email = request.meeting.attendee.email
         if not email:
             return None
-        return self._find_booked(email, booking.to_ms(request.meeting.start), booking.to_ms(request.meeting.end))
+        return self._find_booked(
+            email, booking.to_ms(request.meeting.start), booking.to_ms(request.meeting.end)
+        )
 
     def cancel(self, external_id: str) -> None:
         """`DELETE /v1/meeting/:id`; a meeting LeanData no longer knows (404) counts as cancelled."""
         try:
             self._http.request("DELETE", f"/v1/meeting/{quote(external_id, safe='')}")
         except ProviderNotFound as exc:
-            log.info("leandata %s: meeting %s is already gone (%s); nothing to cancel",
-                     self.connection_id, external_id, exc.message)
+            log.info(
+                "leandata %s: meeting %s is already gone (%s); nothing to cancel",
+                self.connection_id,
+                external_id,
+                exc.message,
+            )
 
     # -- write helpers --------------------------------------------------------------------------
 
@@ -528,7 +625,9 @@ class LeanDataAdapter:
         response = self._http.request("POST", booking.FETCH_PATH, json=dict(identity), idempotent=True)
         return booking.parse_availability(response_json(PROVIDER, response), f"POST {booking.FETCH_PATH}")
 
-    def _first_availability(self, values: Mapping[str, str | None]) -> tuple[booking.Availability, dict[str, str]]:
+    def _first_availability(
+        self, values: Mapping[str, str | None]
+    ) -> tuple[booking.Availability, dict[str, str]]:
         settings = self._booking
         if settings.link_id:
             identity = {"linkId": settings.link_id}
@@ -537,23 +636,33 @@ class LeanDataAdapter:
         body = booking.routing_body(settings, values, uid)
         # Not replayed: routing a prospect is a submission, not a read.
         response = self._http.request("POST", booking.ROUTE_PATH, json=body)
-        availability = booking.parse_availability(response_json(PROVIDER, response), f"POST {booking.ROUTE_PATH}")
+        availability = booking.parse_availability(
+            response_json(PROVIDER, response), f"POST {booking.ROUTE_PATH}"
+        )
         if availability.token is None:
-            raise ProviderUnavailable(PROVIDER, f"POST {booking.ROUTE_PATH} routed to a calendar but answered no routing.token to book with")
+            raise ProviderUnavailable(
+                PROVIDER,
+                f"POST {booking.ROUTE_PATH} routed to a calendar but answered no routing.token to book with",
+            )
         return availability, {"token": availability.token}
 
     def _find_booked(self, email: str, start_ms: int, end_ms: int) -> SourceRecord | None:
         """The prospect's active meeting at exactly this start and end, or None."""
         start = booking.from_ms(start_ms)
-        params = {"prospectEmail": email, "start": wire_time(start - timedelta(minutes=1)),
-                  "end": wire_time(start + timedelta(minutes=1))}
+        params = {
+            "prospectEmail": email,
+            "start": wire_time(start - timedelta(minutes=1)),
+            "end": wire_time(start + timedelta(minutes=1)),
+        }
         try:
             response = self._http.request("GET", "/v1/meetings", params=params)
         except ProviderNotFound:
             return None  # undocumented "no meetings" answer for a prospect LeanData does not know
         body = response_json(PROVIDER, response)
         if not isinstance(body, list):
-            raise ProviderUnavailable(PROVIDER, f"GET /v1/meetings for {email} answered {type(body).__name__}, not an array")
+            raise ProviderUnavailable(
+                PROVIDER, f"GET /v1/meetings for {email} answered {type(body).__name__}, not an array"
+            )
         for item in body:
             try:
                 record = normalise_meeting(item, email)
@@ -564,60 +673,90 @@ class LeanDataAdapter:
                 return record
         return None
 
-    def _after_lost_booking(self, exc: ProviderUnavailable, call: str, email: str,
-                            start_ms: int, end_ms: int) -> SourceRecord:
+    def _after_lost_booking(
+        self, exc: ProviderUnavailable, call: str, email: str, start_ms: int, end_ms: int
+    ) -> SourceRecord:
         when = booking.describe_slot(start_ms, end_ms)
-        log.warning("leandata %s: %s for %s at %s got no answer (%s); looking for the meeting before anything else",
-                    self.connection_id, call, email, when, exc.message)
+        log.warning(
+            "leandata %s: %s for %s at %s got no answer (%s); looking for the meeting before anything else",
+            self.connection_id,
+            call,
+            email,
+            when,
+            exc.message,
+        )
         try:
             found = self._find_booked(email, start_ms, end_ms)
         except ProviderError as lookup:
             raise AnswerLost(
-                PROVIDER, f"{call} for {email} at {when} got no answer ({exc.message}) and looking for the meeting "
+                PROVIDER,
+                f"{call} for {email} at {when} got no answer ({exc.message}) and looking for the meeting "
                 f"failed too ({lookup.message}); whether it was booked is unknown, and the next attempt looks again "
-                "before booking", status=exc.status,
+                "before booking",
+                status=exc.status,
             ) from exc
         if found is not None:
-            log.info("leandata %s: the booking went through as meeting %s", self.connection_id, found.external_id)
+            log.info(
+                "leandata %s: the booking went through as meeting %s", self.connection_id, found.external_id
+            )
             return found
         raise ProviderUnavailable(
-            PROVIDER, f"{call} for {email} at {when} got no answer ({exc.message}) and LeanData shows no meeting of "
+            PROVIDER,
+            f"{call} for {email} at {when} got no answer ({exc.message}) and LeanData shows no meeting of "
             f"{email} at that time, so it was not booked as far as LeanData shows; not re-sent now (BookIt has no "
-            "idempotency key) — the next attempt looks again before booking", status=exc.status,
+            "idempotency key) — the next attempt looks again before booking",
+            status=exc.status,
         ) from exc
 
     def _booked(self, answer: Any, email: str, meeting: Meeting, timezone: str, call: str) -> SourceRecord:
         answer = _dict(answer)
         meeting_id = answer.get("meetingId") or record_id(answer)
-        if not isinstance(meeting_id, (str, int)) or isinstance(meeting_id, bool) or not str(meeting_id).strip():
+        if (
+            not isinstance(meeting_id, (str, int))
+            or isinstance(meeting_id, bool)
+            or not str(meeting_id).strip()
+        ):
             start_ms, end_ms = booking.to_ms(meeting.start), booking.to_ms(meeting.end)
             found = self._find_booked(email, start_ms, end_ms)
             if found is not None:
                 return found
-            raise AnswerLost(PROVIDER, f"{call} answered 2xx without a meetingId, and the meeting cannot be found yet")
+            raise AnswerLost(
+                PROVIDER, f"{call} answered 2xx without a meetingId, and the meeting cannot be found yet"
+            )
         meeting_id = str(meeting_id).strip()
-        if isinstance(_dict(answer.get("calendarEvent")).get("scheduledTime") or answer.get("scheduledTime"), dict):
+        if isinstance(
+            _dict(answer.get("calendarEvent")).get("scheduledTime") or answer.get("scheduledTime"), dict
+        ):
             try:
                 return _with_id(normalise_meeting(answer, email), meeting_id)
             except NormaliseError:
                 pass
         organizer = answer.get("organizerEmail")
-        return self._reread(meeting_id, email, meeting, timezone, organizer if isinstance(organizer, str) else None)
+        return self._reread(
+            meeting_id, email, meeting, timezone, organizer if isinstance(organizer, str) else None
+        )
 
-    def _reread(self, meeting_id: str, scope: str | None, meeting: Meeting, timezone: str,
-                organizer: str | None) -> SourceRecord:
+    def _reread(
+        self, meeting_id: str, scope: str | None, meeting: Meeting, timezone: str, organizer: str | None
+    ) -> SourceRecord:
         """`GET /v1/meeting/:id` normalised; if that fails, the record the write implies."""
         try:
             return _with_id(normalise_meeting(self.get_meeting(meeting_id).payload, scope), meeting_id)
         except (ProviderNotFound, ProviderUnavailable, RateLimited, NormaliseError) as exc:
-            log.warning("leandata %s: re-reading meeting %s failed (%s); recording it as written",
-                        self.connection_id, meeting_id, exc)
+            log.warning(
+                "leandata %s: re-reading meeting %s failed (%s); recording it as written",
+                self.connection_id,
+                meeting_id,
+                exc,
+            )
         host = _email(organizer)
-        implied = meeting.model_copy(update={
-            "status": MeetingStatus.SCHEDULED,
-            "timezone": meeting.timezone or timezone,
-            "hosts": (host,) if host else meeting.hosts,
-        })
+        implied = meeting.model_copy(
+            update={
+                "status": MeetingStatus.SCHEDULED,
+                "timezone": meeting.timezone or timezone,
+                "hosts": (host,) if host else meeting.hosts,
+            }
+        )
         return SourceRecord(external_id=meeting_id, meeting=implied, scope=scope)
 
     def _times_of(self, meeting_id: str, lost: ProviderUnavailable, when: str) -> tuple[int, int] | None:
@@ -625,8 +764,10 @@ class LeanDataAdapter:
             payload = self.get_meeting(meeting_id).payload
         except ProviderError as exc:
             raise ProviderUnavailable(
-                PROVIDER, f"moving meeting {meeting_id} to {when} got no answer ({lost.message}) and re-reading it failed "
-                f"({exc.message}); whether it moved is unknown", status=lost.status,
+                PROVIDER,
+                f"moving meeting {meeting_id} to {when} got no answer ({lost.message}) and re-reading it failed "
+                f"({exc.message}); whether it moved is unknown",
+                status=lost.status,
             ) from lost
         event = _dict(payload.get("calendarEvent")) or payload
         times = _dict(event.get("scheduledTime"))
@@ -644,8 +785,15 @@ def _never_sent(exc: ProviderUnavailable) -> bool:
 
 def _with_id(record: SourceRecord, meeting_id: str) -> SourceRecord:
     if record.external_id != meeting_id:
-        log.warning("leandata: meeting %s reads back with id %s; keeping the id BookIt answered the write with",
-                    meeting_id, record.external_id)
-        return SourceRecord(external_id=meeting_id, meeting=record.meeting,
-                            source_updated_at=record.source_updated_at, scope=record.scope)
+        log.warning(
+            "leandata: meeting %s reads back with id %s; keeping the id BookIt answered the write with",
+            meeting_id,
+            record.external_id,
+        )
+        return SourceRecord(
+            external_id=meeting_id,
+            meeting=record.meeting,
+            source_updated_at=record.source_updated_at,
+            scope=record.scope,
+        )
     return record

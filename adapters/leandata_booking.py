@@ -72,12 +72,25 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PLACEHOLDER = re.compile(r"\{(reference|email|first_name|last_name|name|phone|title|uid)\}")
 # Form field labels (lower-case, letters and digits only) the attendee can fill, and from what.
 _DERIVED = {
-    "firstname": "first_name", "givenname": "first_name",
-    "lastname": "last_name", "surname": "last_name", "familyname": "last_name",
-    "email": "email", "emailaddress": "email", "workemail": "email", "businessemail": "email",
-    "phone": "phone", "phonenumber": "phone", "mobile": "phone", "mobilephone": "phone",
-    "mobilenumber": "phone", "telephone": "phone", "workphone": "phone",
-    "name": "name", "fullname": "name", "yourname": "name",
+    "firstname": "first_name",
+    "givenname": "first_name",
+    "lastname": "last_name",
+    "surname": "last_name",
+    "familyname": "last_name",
+    "email": "email",
+    "emailaddress": "email",
+    "workemail": "email",
+    "businessemail": "email",
+    "phone": "phone",
+    "phonenumber": "phone",
+    "mobile": "phone",
+    "mobilephone": "phone",
+    "mobilenumber": "phone",
+    "telephone": "phone",
+    "workphone": "phone",
+    "name": "name",
+    "fullname": "name",
+    "yourname": "name",
 }
 _LIST_FIELDS = frozenset({"additionalguestemails", "guestemails"})
 
@@ -106,13 +119,21 @@ class BookingSettings:
         return bool(self.link_id or self.trigger_node)
 
 
-def booking_settings(where: str, *, link_id: str | None, trigger_node: str | None,
-                     routing_inputs: Mapping[str, Any] | None, form_defaults: Mapping[str, Any] | None,
-                     timezone: str) -> BookingSettings:
+def booking_settings(
+    where: str,
+    *,
+    link_id: str | None,
+    trigger_node: str | None,
+    routing_inputs: Mapping[str, Any] | None,
+    form_defaults: Mapping[str, Any] | None,
+    timezone: str,
+) -> BookingSettings:
     """Checked booking settings; ConfigError with a sentence otherwise."""
     link = link_id.strip() if isinstance(link_id, str) else link_id
     if link is not None and (not isinstance(link, str) or not link):
-        raise ConfigError(f"{where}: link_id must be the id of a single-meeting-type BookIt link (e.g. \"Lw5mjKK\")")
+        raise ConfigError(
+            f'{where}: link_id must be the id of a single-meeting-type BookIt link (e.g. "Lw5mjKK")'
+        )
     if link and "/l/" in link:  # a whole BookIt link URL: the id is the segment after /l/
         link = link.split("/l/", 1)[1].split("/", 1)[0].split("?", 1)[0] or None
         if link is None:
@@ -121,11 +142,17 @@ def booking_settings(where: str, *, link_id: str | None, trigger_node: str | Non
     if node is not None and (not isinstance(node, str) or not node):
         raise ConfigError(f"{where}: trigger_node must be the name of a BookIt prospect trigger node")
     if link and node:
-        raise ConfigError(f"{where}: set either link_id or trigger_node, not both: they are two ways to find the meeting type")
+        raise ConfigError(
+            f"{where}: set either link_id or trigger_node, not both: they are two ways to find the meeting type"
+        )
     if routing_inputs is not None:
         if not node:
-            raise ConfigError(f"{where}: routing_inputs only applies with trigger_node; set trigger_node or remove routing_inputs")
-        if not isinstance(routing_inputs, Mapping) or not all(isinstance(k, str) and k for k in routing_inputs):
+            raise ConfigError(
+                f"{where}: routing_inputs only applies with trigger_node; set trigger_node or remove routing_inputs"
+            )
+        if not isinstance(routing_inputs, Mapping) or not all(
+            isinstance(k, str) and k for k in routing_inputs
+        ):
             raise ConfigError(f"{where}: routing_inputs must map trigger node input names to values")
     if form_defaults is not None:
         if not isinstance(form_defaults, Mapping):
@@ -133,14 +160,20 @@ def booking_settings(where: str, *, link_id: str | None, trigger_node: str | Non
         for name, value in form_defaults.items():
             if not isinstance(name, str) or not name.strip():
                 raise ConfigError(f"{where}: form_defaults has an empty field label")
-            if not isinstance(value, str) and not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
-                raise ConfigError(f"{where}: form_defaults[{name!r}] must be text (or a list of text for an array field)")
+            if not isinstance(value, str) and not (
+                isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+            ):
+                raise ConfigError(
+                    f"{where}: form_defaults[{name!r}] must be text (or a list of text for an array field)"
+                )
     if not isinstance(timezone, str) or not timezone.strip():
-        raise ConfigError(f"{where}: timezone must be an IANA timezone such as \"America/Los_Angeles\"")
+        raise ConfigError(f'{where}: timezone must be an IANA timezone such as "America/Los_Angeles"')
     try:
         ZoneInfo(timezone.strip())
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{where}: timezone {timezone!r} is not an IANA timezone (e.g. \"America/Los_Angeles\")") from None
+        raise ConfigError(
+            f'{where}: timezone {timezone!r} is not an IANA timezone (e.g. "America/Los_Angeles")'
+        ) from None
     return BookingSettings(
         link_id=link or None,
         trigger_node=node or None,
@@ -189,8 +222,13 @@ def attendee_values(meeting: Meeting, reference: str) -> dict[str, str | None]:
         first = parts[0]
         last = parts[1] if len(parts) == 2 else None
     return {
-        "reference": reference, "email": person.email, "first_name": first, "last_name": last,
-        "name": person.name, "phone": person.phone, "title": meeting.title,
+        "reference": reference,
+        "email": person.email,
+        "first_name": first,
+        "last_name": last,
+        "name": person.name,
+        "phone": person.phone,
+        "title": meeting.title,
     }
 
 
@@ -264,7 +302,9 @@ class Availability:
 def parse_availability(body: Any, what: str) -> Availability:
     """An availability answer of either shape (see the module docstring)."""
     if not isinstance(body, dict):
-        raise ProviderUnavailable(PROVIDER, f"{what} answered {type(body).__name__}, not an availability object")
+        raise ProviderUnavailable(
+            PROVIDER, f"{what} answered {type(body).__name__}, not an availability object"
+        )
     routing = _dict(body.get("routing"))
     if "routing" in body:
         kind = routing.get("responseType")
@@ -284,13 +324,15 @@ def parse_availability(body: Any, what: str) -> Availability:
     page_info = part("pageInfo")
     if not isinstance(page_info, dict):
         raise ProviderUnavailable(
-            PROVIDER, f"{what} answered no pageInfo, so pageInfo.displayAllPoolAvailability cannot tell which "
+            PROVIDER,
+            f"{what} answered no pageInfo, so pageInfo.displayAllPoolAvailability cannot tell which "
             "create endpoint to use; not guessing",
         )
     flag = page_info.get("displayAllPoolAvailability")
     if flag is not None and not isinstance(flag, bool):
         raise ProviderUnavailable(
-            PROVIDER, f"{what} answered pageInfo.displayAllPoolAvailability {flag!r}, neither true, false nor null; "
+            PROVIDER,
+            f"{what} answered pageInfo.displayAllPoolAvailability {flag!r}, neither true, false nor null; "
             "not guessing the create endpoint",
         )
     meeting = _dict(part("meeting"))
@@ -308,8 +350,12 @@ def parse_availability(body: Any, what: str) -> Availability:
             continue
         users = raw.get("users")
         ids = tuple(
-            str(index[str(u)]) for u in (users if isinstance(users, list) else ())
-            if not isinstance(u, bool) and str(u) in index and isinstance(index[str(u)], str) and index[str(u)]
+            str(index[str(u)])
+            for u in (users if isinstance(users, list) else ())
+            if not isinstance(u, bool)
+            and str(u) in index
+            and isinstance(index[str(u)], str)
+            and index[str(u)]
         )
         slots.append(Slot(start_ms=start, end_ms=end, users=ids))
     token = routing.get("token") if isinstance(routing.get("token"), str) else body.get("token")
@@ -346,14 +392,17 @@ def _present(value: Any) -> bool:
     return value is not None
 
 
-def user_fields(availability: Availability, values: Mapping[str, str | None],
-                form_defaults: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def user_fields(
+    availability: Availability, values: Mapping[str, str | None], form_defaults: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
     """`userFields` for the meeting type's form; ProviderRejected naming required fields left empty."""
     fields: list[Mapping[str, Any]] = [
         f for f in availability.form_fields if isinstance(f.get("name"), str) and f["name"].strip()
     ]
     labels = {_key(f["name"]) for f in fields}
-    fields += [{"name": n, "type": "text", "required": True} for n in STANDARD_FIELDS if _key(n) not in labels]
+    fields += [
+        {"name": n, "type": "text", "required": True} for n in STANDARD_FIELDS if _key(n) not in labels
+    ]
     answer, missing = [], []
     standard = {_key(n) for n in STANDARD_FIELDS}
     for field in fields:
@@ -397,8 +446,13 @@ def scheduled_time(slot: Slot, timezone: str, *, round_robin: bool) -> dict[str,
     return body
 
 
-def booking_body(identity: Mapping[str, str], availability: Availability, slot: Slot, timezone: str,
-                 fields: list[dict[str, Any]]) -> dict[str, Any]:
+def booking_body(
+    identity: Mapping[str, str],
+    availability: Availability,
+    slot: Slot,
+    timezone: str,
+    fields: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         **identity,
         "scheduledTime": scheduled_time(slot, timezone, round_robin=availability.round_robin),

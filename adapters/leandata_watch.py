@@ -51,8 +51,14 @@ def urgent(email: str, last_read: Mapping[str, float], hints: Mapping[str, Watch
     return hint.changed_at is not None and now - hint.changed_at <= RECENT
 
 
-def plan(emails: Sequence[str], last_read: Mapping[str, float], hints: Mapping[str, WatchHint], now: datetime,
-         interval: float, rate: float) -> Plan:
+def plan(
+    emails: Sequence[str],
+    last_read: Mapping[str, float],
+    hints: Mapping[str, WatchHint],
+    now: datetime,
+    interval: float,
+    rate: float,
+) -> Plan:
     """The emails due in this poll (at most rate x interval), most urgent first, and the summary."""
     budget = max(1, math.floor(rate * interval))
     hot = {e for e in emails if urgent(e, last_read, hints, now)}
@@ -83,4 +89,6 @@ def plan(emails: Sequence[str], last_read: Mapping[str, float], hints: Mapping[s
         worst = len(emails) / rate
     if len(hot) > budget:
         worst = max(worst, len(hot) / rate)
-    return Plan(due=chosen, summary=WatchSummary(count=len(emails), staleness_seconds=worst, next_due_at=next_due))
+    return Plan(
+        due=chosen, summary=WatchSummary(count=len(emails), staleness_seconds=worst, next_due_at=next_due)
+    )

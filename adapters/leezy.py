@@ -151,8 +151,9 @@ class ChangeRead:
     fresh: list[Any] = field(default_factory=list)  # the last page less those repeats
 
     @classmethod
-    def start(cls, cursor: Mapping[str, Any] | None, now: datetime,
-              margin: timedelta = CLOCK_SKEW_ALLOWANCE) -> ChangeRead:
+    def start(
+        cls, cursor: Mapping[str, Any] | None, now: datetime, margin: timedelta = CLOCK_SKEW_ALLOWANCE
+    ) -> ChangeRead:
         if not cursor:
             return cls(since=None, now=now, margin=margin)
         try:
@@ -172,15 +173,29 @@ class ChangeRead:
             return cls(since=None, now=now, margin=margin)
         keyset = cursor.get("keyset") is not False
         if started is None and offset == 0:  # between reads: a new one starts now
-            return cls(since=since, now=now, margin=margin, position=since, keyset=keyset,
-                       mode="key" if keyset else "offset")
-        return cls(since=since, now=started or now, margin=margin, position=position if started else since,
-                   offset=offset, mode=mode if keyset else "offset", keyset=keyset, high=high,
-                   resumed=started is None or bool(cursor.get("resumed")),
-                   # Resumed by offset: the ids seen before the gap are not in the cursor, so a move
-                   # in the gap (shifting an unread record below the offset) cannot be noticed.
-                   disturbed=bool(cursor.get("disturbed", False)) or mode == "offset",
-                   recent={str(k): str(v) for k, v in (cursor.get("recent") or {}).items()})
+            return cls(
+                since=since,
+                now=now,
+                margin=margin,
+                position=since,
+                keyset=keyset,
+                mode="key" if keyset else "offset",
+            )
+        return cls(
+            since=since,
+            now=started or now,
+            margin=margin,
+            position=position if started else since,
+            offset=offset,
+            mode=mode if keyset else "offset",
+            keyset=keyset,
+            high=high,
+            resumed=started is None or bool(cursor.get("resumed")),
+            # Resumed by offset: the ids seen before the gap are not in the cursor, so a move
+            # in the gap (shifting an unread record below the offset) cannot be noticed.
+            disturbed=bool(cursor.get("disturbed", False)) or mode == "offset",
+            recent={str(k): str(v) for k, v in (cursor.get("recent") or {}).items()},
+        )
 
     def params(self, page_size: int, overlap_seconds: float) -> dict[str, str | int]:
         params: dict[str, str | int] = {"limit": page_size, "offset": self.offset}
@@ -188,7 +203,9 @@ class ChangeRead:
             # From the watermark: the configured overlap. Within a read, re-anchored on a key we
             # just read: only what shares its second (the wire carries whole seconds).
             anchored = self.position != self.since
-            asked = self.position - (timedelta(microseconds=1) if anchored else timedelta(seconds=overlap_seconds))
+            asked = self.position - (
+                timedelta(microseconds=1) if anchored else timedelta(seconds=overlap_seconds)
+            )
             params["since"] = _wire_time(asked.replace(microsecond=0))
         return params
 
@@ -235,12 +252,20 @@ class ChangeRead:
         if not has_more and isinstance(total, int) and self.offset + len(data) < total:
             self.disturbed = True  # ended short of what the server said it had
         newest = keys[-1] if keys else None
-        if self.mode == "key" and ordered and newest is not None and (self.position is None or newest > self.position):
+        if (
+            self.mode == "key"
+            and ordered
+            and newest is not None
+            and (self.position is None or newest > self.position)
+        ):
             self.position = newest  # re-anchor: the next page starts after what was read
             self.offset = 0
             second = newest.replace(microsecond=0)
-            self.recent = {rid: stamp for rid, stamp in self.recent.items()
-                           if (kept := _cursor_time(stamp)) is not None and kept >= second}
+            self.recent = {
+                rid: stamp
+                for rid, stamp in self.recent.items()
+                if (kept := _cursor_time(stamp)) is not None and kept >= second
+            }
             for resource in data:
                 rid, at = _id_and_updated(resource)
                 wired = _wire_time(at)
@@ -258,10 +283,18 @@ class ChangeRead:
 
     def cursor(self, done: bool) -> dict[str, Any]:
         if not done:
-            return {"since": _wire_time(self.since), "position": _wire_time(self.position), "offset": self.offset,
-                    "mode": self.mode, "keyset": self.keyset, "started": _wire_time(self.now),
-                    "high": _wire_time(self.high), "resumed": self.resumed, "disturbed": self.disturbed,
-                    "recent": dict(self.recent)}
+            return {
+                "since": _wire_time(self.since),
+                "position": _wire_time(self.position),
+                "offset": self.offset,
+                "mode": self.mode,
+                "keyset": self.keyset,
+                "started": _wire_time(self.now),
+                "high": _wire_time(self.high),
+                "resumed": self.resumed,
+                "disturbed": self.disturbed,
+                "recent": dict(self.recent),
+            }
         cursor: dict[str, Any] = {"since": _wire_time(self._settled()), "offset": 0}
         if not self.keyset:
             cursor["keyset"] = False
@@ -312,7 +345,9 @@ def _id_and_updated(resource: Any) -> tuple[str | None, datetime | None]:
         return None, None
     attributes = _attributes(resource)
     record_id = resource.get("id")
-    record_id = str(record_id).strip() if isinstance(record_id, (str, int)) and str(record_id).strip() else None
+    record_id = (
+        str(record_id).strip() if isinstance(record_id, (str, int)) and str(record_id).strip() else None
+    )
     try:
         updated = _time(attributes, "updated_at", required=False)
     except NormaliseError:
@@ -343,7 +378,9 @@ def _time(attributes: Mapping[str, Any], name: str, *, required: bool) -> dateti
     except ValueError as exc:
         raise NormaliseError(f"the Leezy meeting's {name} {value!r} is not an ISO 8601 time") from exc
     if parsed.tzinfo is None:
-        raise NormaliseError(f"the Leezy meeting's {name} {value!r} has no UTC offset, so its instant is unknown")
+        raise NormaliseError(
+            f"the Leezy meeting's {name} {value!r} has no UTC offset, so its instant is unknown"
+        )
     return parsed.astimezone(UTC)
 
 
@@ -380,10 +417,15 @@ def _attendee(value: Any) -> Person:
     try:
         email = normalise_email(email) if isinstance(email, str) else None
     except ValueError as exc:
-        raise NormaliseError(f"the Leezy meeting's attendee.email {value.get('email')!r} is not an email address") from exc
+        raise NormaliseError(
+            f"the Leezy meeting's attendee.email {value.get('email')!r} is not an email address"
+        ) from exc
     name, phone = value.get("name"), value.get("phone")
-    return Person(email=email, name=name if isinstance(name, str) else None,
-                  phone=phone if isinstance(phone, str) else None)
+    return Person(
+        email=email,
+        name=name if isinstance(name, str) else None,
+        phone=phone if isinstance(phone, str) else None,
+    )
 
 
 def normalise_meeting(payload: Any) -> SourceRecord:
@@ -428,7 +470,9 @@ def verify_signature(
 ) -> None:
     """Raise WebhookUnauthorized unless the delivery is signed with `secret` within the window."""
     if not secret:
-        raise WebhookUnauthorized("no webhook_secret is configured for this Leezy connection, so no delivery can be trusted")
+        raise WebhookUnauthorized(
+            "no webhook_secret is configured for this Leezy connection, so no delivery can be trusted"
+        )
     lower = {k.lower(): v for k, v in headers.items()}
     timestamp = (lower.get("x-leezy-timestamp") or "").strip()
     signature = (lower.get("x-leezy-signature") or "").strip()
@@ -439,12 +483,16 @@ def verify_signature(
             raise ValueError(timestamp)
         sent = datetime.fromtimestamp(int(timestamp), UTC)
     except (ValueError, OverflowError, OSError) as exc:
-        raise WebhookUnauthorized(f"X-Leezy-Timestamp {timestamp[:20]!r} is not a Unix time in seconds") from exc
+        raise WebhookUnauthorized(
+            f"X-Leezy-Timestamp {timestamp[:20]!r} is not a Unix time in seconds"
+        ) from exc
     if abs(now - sent) > SIGNATURE_TOLERANCE:
-        raise WebhookUnauthorized(f"X-Leezy-Timestamp {timestamp} is more than 5 minutes from our clock; refusing a possible replay")
+        raise WebhookUnauthorized(
+            f"X-Leezy-Timestamp {timestamp} is more than 5 minutes from our clock; refusing a possible replay"
+        )
     if not signature.lower().startswith(SIGNATURE_PREFIX):
         raise WebhookUnauthorized("X-Leezy-Signature does not start with 'sha256='")
-    given = signature[len(SIGNATURE_PREFIX):].strip().lower()
+    given = signature[len(SIGNATURE_PREFIX) :].strip().lower()
     key = secret.encode()
     expected = hmac.new(key, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     if hmac.compare_digest(expected, given):
@@ -476,7 +524,8 @@ def parse_delivery(headers: Mapping[str, str], body: bytes) -> WebhookDelivery:
     payload = _with_event_status(data, HANDLED_EVENTS[event_type])
     record_id, _ = _id_and_updated(payload)
     return WebhookDelivery(
-        delivery_id=delivery_id, event_type=event_type,
+        delivery_id=delivery_id,
+        event_type=event_type,
         records=[RawRecord(payload=payload, external_id=record_id)],
     )
 
@@ -528,11 +577,15 @@ class LeezyAdapter:
         timeout: float = 15.0,
     ) -> None:
         if not token or not token.strip():
-            raise ConfigError(f"connection {connection_id!r}: the Leezy token is empty; set token (e.g. token = \"env:LEEZY_TOKEN\")")
+            raise ConfigError(
+                f'connection {connection_id!r}: the Leezy token is empty; set token (e.g. token = "env:LEEZY_TOKEN")'
+            )
         if not base_url.startswith(("https://", "http://")):
             raise ConfigError(f"connection {connection_id!r}: base_url {base_url!r} must start with https://")
         if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ConfigError(f"connection {connection_id!r}: page_size {page_size} must be between 1 and {MAX_PAGE_SIZE}")
+            raise ConfigError(
+                f"connection {connection_id!r}: page_size {page_size} must be between 1 and {MAX_PAGE_SIZE}"
+            )
         if not (math.isfinite(overlap_seconds) and overlap_seconds >= 0):
             raise ConfigError(f"connection {connection_id!r}: overlap_seconds must be zero or more")
         if requests_per_minute <= 0:
@@ -562,7 +615,9 @@ class LeezyAdapter:
     def read(self, cursor: dict[str, Any] | None, context: ReadContext) -> Iterator[Page]:
         state = ChangeRead.start(cursor, context.now, self.margin)
         while True:
-            response = self._http.request("GET", MEETINGS_PATH, params=state.params(self._page_size, self._overlap))
+            response = self._http.request(
+                "GET", MEETINGS_PATH, params=state.params(self._page_size, self._overlap)
+            )
             data, meta = _envelope(response_json(PROVIDER, response))
             done = state.take(data, meta, self._page_size)
             records = [RawRecord(payload=item, external_id=_id_and_updated(item)[0]) for item in state.fresh]
@@ -571,15 +626,19 @@ class LeezyAdapter:
             yield Page(records=records, cursor=state.cursor(done))
             if done:
                 if not state.proven:
-                    log.info("leezy %s: records moved while the read paged by offset; since advances only "
-                             "as far as the keyed part proved", self.connection_id)
+                    log.info(
+                        "leezy %s: records moved while the read paged by offset; since advances only "
+                        "as far as the keyed part proved",
+                        self.connection_id,
+                    )
                 return
 
     def normalise(self, record: RawRecord) -> SourceRecord:
         return normalise_meeting(record.payload)
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime, *,
-                      method: str = "POST", url: str = "") -> WebhookDelivery:
+    def parse_webhook(
+        self, headers: Mapping[str, str], body: bytes, now: datetime, *, method: str = "POST", url: str = ""
+    ) -> WebhookDelivery:
         verify_signature(headers, body, self._secret, now, accept_legacy=self._accept_legacy)
         return parse_delivery(headers, body)
 

@@ -276,8 +276,14 @@ class AppointmentRead:
             self.disturbed = True
         if total is not None:
             self.total = total
-        if (ids and ids == self.previous and self.page == 1 and self.first_page == 0
-                and self.start_page == 0 and None not in ids):
+        if (
+            ids
+            and ids == self.previous
+            and self.page == 1
+            and self.first_page == 0
+            and self.start_page == 0
+            and None not in ids
+        ):
             # Page 1 repeated page 0: a 1-based server reading 0 as 1. Go on from page 2.
             self.first_page, self.start_page, self.page = 1, 1, 2
             return False
@@ -303,7 +309,9 @@ class AppointmentRead:
         if self.total is not None and self._position() >= self.total:
             return True
         if self.pages >= MAX_PAGES:
-            log.warning("meetergo: stopping a read after %d pages; the server does not seem to page", self.pages)
+            log.warning(
+                "meetergo: stopping a read after %d pages; the server does not seem to page", self.pages
+            )
             self.disturbed = True
             return True
         return False
@@ -313,13 +321,22 @@ class AppointmentRead:
         return (self.start_page - self.first_page) * self.page_size + self.received
 
     def cursor(self, done: bool) -> dict[str, Any]:
-        return {"page": self.first_page if done else self.page, "first_page": self.first_page,
-                "page_size": self.page_size}
+        return {
+            "page": self.first_page if done else self.page,
+            "first_page": self.first_page,
+            "page_size": self.page_size,
+        }
 
     def complete(self) -> bool:
         """Whether this finished read saw exactly the whole listing (so it may sweep)."""
-        return (not self.resumed and not self.disturbed and not self.anonymous and not self.total_missing
-                and self.total is not None and len(self.seen) == self.total)
+        return (
+            not self.resumed
+            and not self.disturbed
+            and not self.anonymous
+            and not self.total_missing
+            and self.total is not None
+            and len(self.seen) == self.total
+        )
 
 
 def listing(body: Any) -> tuple[list[Any], int | None]:
@@ -375,9 +392,18 @@ def _first(payload: Mapping[str, Any], name: str) -> Any:
 
 
 def _duration(payload: Mapping[str, Any]) -> float | None:
-    for where in (payload, _dict(payload.get("meetingInfo")), _dict(_dict(payload.get("meetingType")).get("meetingInfo"))):
+    for where in (
+        payload,
+        _dict(payload.get("meetingInfo")),
+        _dict(_dict(payload.get("meetingType")).get("meetingInfo")),
+    ):
         value = where.get("duration")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        if (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value > 0
+        ):
             return float(value)
     return None
 
@@ -423,9 +449,14 @@ def _attendee(payload: Mapping[str, Any]) -> tuple[Person, str | None]:
     raw_email = person.get("email")
     email = _email(raw_email)
     if raw_email not in (None, "") and email is None:
-        raise NormaliseError(f"the meetergo appointment's attendee email {raw_email!r} is not an email address")
-    name = _text(person.get("fullname")) or " ".join(
-        part for part in (_text(person.get("firstname")), _text(person.get("lastname"))) if part) or None
+        raise NormaliseError(
+            f"the meetergo appointment's attendee email {raw_email!r} is not an email address"
+        )
+    name = (
+        _text(person.get("fullname"))
+        or " ".join(part for part in (_text(person.get("firstname")), _text(person.get("lastname"))) if part)
+        or None
+    )
     return Person(email=email, name=name, phone=_text(person.get("phone"))), _text(person.get("timezone"))
 
 
@@ -464,8 +495,11 @@ def _title(payload: Mapping[str, Any], attendee: str | None) -> str | None:
     named = _text(_dict(meeting_type.get("meetingInfo")).get("name")) or _text(meeting_type.get("name"))
     if named:
         return named
-    own = (_text(payload.get("title")) or _text(_dict(payload.get("meetingInfo")).get("title"))
-           or _text(_dict(payload.get("meetingInfo")).get("name")))
+    own = (
+        _text(payload.get("title"))
+        or _text(_dict(payload.get("meetingInfo")).get("title"))
+        or _text(_dict(payload.get("meetingInfo")).get("name"))
+    )
     suffix = f" - {attendee}" if attendee else None
     if own and suffix and own.endswith(suffix) and len(own) > len(suffix):
         return own[: -len(suffix)].strip() or own
@@ -478,9 +512,15 @@ def normalise_appointment(payload: Any, scope: str | None = None) -> SourceRecor
         raise NormaliseError(f"a meetergo appointment must be a JSON object, not {type(payload).__name__}")
     appointment_id = record_id(payload)
     raw_start, raw_end, duration = _first(payload, "start"), _first(payload, "end"), _duration(payload)
-    missing = [name for name, absent in (("id", appointment_id is None), ("start", raw_start in (None, "")),
-                                         ("end (or a duration)", raw_end in (None, "") and duration is None))
-               if absent]
+    missing = [
+        name
+        for name, absent in (
+            ("id", appointment_id is None),
+            ("start", raw_start in (None, "")),
+            ("end (or a duration)", raw_end in (None, "") and duration is None),
+        )
+        if absent
+    ]
     if missing:
         which = f" {appointment_id}" if appointment_id else ""
         raise NormaliseError(f"the meetergo appointment{which} has no {', '.join(missing)}")
@@ -499,15 +539,26 @@ def normalise_appointment(payload: Any, scope: str | None = None) -> SourceRecor
     attendee, zone = _attendee(payload)
     try:
         meeting = Meeting(
-            status=_status(payload), title=_title(payload, attendee.name), start=start, end=end,
-            timezone=_zone(zone or _text(payload.get("timezone"))), attendee=attendee,
-            hosts=_hosts(payload), conference_url=_conference_url(payload),
+            status=_status(payload),
+            title=_title(payload, attendee.name),
+            start=start,
+            end=end,
+            timezone=_zone(zone or _text(payload.get("timezone"))),
+            attendee=attendee,
+            hosts=_hosts(payload),
+            conference_url=_conference_url(payload),
         )
         predecessor = _text(payload.get("rescheduledFromId")) or _text(
-            _dict(payload.get("meetingInfo")).get("rescheduledFromId"))
-        return SourceRecord(external_id=appointment_id, meeting=meeting, source_updated_at=updated, scope=scope,
-                            supersedes=predecessor if predecessor != appointment_id else None,
-                            reference=planted_reference(payload))
+            _dict(payload.get("meetingInfo")).get("rescheduledFromId")
+        )
+        return SourceRecord(
+            external_id=appointment_id,
+            meeting=meeting,
+            source_updated_at=updated,
+            scope=scope,
+            supersedes=predecessor if predecessor != appointment_id else None,
+            reference=planted_reference(payload),
+        )
     except ValidationError as exc:
         reasons = "; ".join(err["msg"] for err in exc.errors())
         raise NormaliseError(f"the meetergo appointment {appointment_id} cannot be used: {reasons}") from exc
@@ -519,10 +570,14 @@ def normalise_appointment(payload: Any, scope: str | None = None) -> SourceRecor
 def verify_token(url: str, secret: str | None) -> None:
     """Raise WebhookUnauthorized unless the URL's `token` query parameter is `secret`."""
     if not secret:
-        raise WebhookUnauthorized("no webhook_secret is configured for this meetergo connection, so no delivery can be trusted")
+        raise WebhookUnauthorized(
+            "no webhook_secret is configured for this meetergo connection, so no delivery can be trusted"
+        )
     values = parse_qs(urlsplit(url).query, keep_blank_values=True).get(TOKEN_PARAM, [])
     if len(values) != 1 or not values[0]:
-        raise WebhookUnauthorized("the webhook URL carries no single ?token=; register the URL with the connection's token")
+        raise WebhookUnauthorized(
+            "the webhook URL carries no single ?token=; register the URL with the connection's token"
+        )
     if not hmac.compare_digest(values[0].encode(), secret.encode()):
         raise WebhookUnauthorized("the webhook URL's token does not match this connection's webhook_secret")
 
@@ -558,8 +613,11 @@ def parse_delivery(body: bytes) -> WebhookDelivery:
     payload = {k: v for k, v in data.items() if k != "webhookType"}
     if HANDLED_EVENTS[event_type]:
         payload["isCancelled"] = True
-    return WebhookDelivery(delivery_id=ident, event_type=event_type,
-                           records=[RawRecord(payload=payload, external_id=record_id(payload))])
+    return WebhookDelivery(
+        delivery_id=ident,
+        event_type=event_type,
+        records=[RawRecord(payload=payload, external_id=record_id(payload))],
+    )
 
 
 # -- booking: pure ------------------------------------------------------------------------------
@@ -574,9 +632,15 @@ def wire_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def booking_body(request: BookingRequest, *, meeting_type_id: str, host_ids: Sequence[str],
-                 queue_id: str | None, rescheduled_from: str | None = None,
-                 shape: BookingShape = SHAPE) -> dict[str, Any]:
+def booking_body(
+    request: BookingRequest,
+    *,
+    meeting_type_id: str,
+    host_ids: Sequence[str],
+    queue_id: str | None,
+    rescheduled_from: str | None = None,
+    shape: BookingShape = SHAPE,
+) -> dict[str, Any]:
     """The `POST /v4/booking` body: the meeting's times as meetergo keeps them (whole minutes), or
     ProviderRejected when it cannot hold them (a length the meeting type does not allow, none)."""
     meeting = request.meeting
@@ -625,8 +689,11 @@ def provisional_record(answer: Mapping[str, Any], request: BookingRequest) -> So
         log.warning("meetergo: unknown bookingType %r; treating the booking as provisional", kind)
     external_id = f"{PROVISIONAL_PREFIX}{provisional_id}" if provisional_id else appointment_id
     if external_id is None:
-        raise ProviderUnavailable(PROVIDER, f"a provisional booking answer ({kind!r}) named no id; find it by "
-                                            f"notes.bookingsyncReference={request.reference}")
+        raise ProviderUnavailable(
+            PROVIDER,
+            f"a provisional booking answer ({kind!r}) named no id; find it by "
+            f"notes.bookingsyncReference={request.reference}",
+        )
     meeting = request.meeting.model_copy(update={"status": MeetingStatus.PENDING})
     return SourceRecord(external_id=external_id, meeting=meeting)
 
@@ -648,24 +715,35 @@ def error_message(response: httpx.Response) -> str:
     if isinstance(message, list):
         message = "; ".join(str(m) for m in message)
     text = str(message or body.get("error") or "")
-    details = [f"{e.get('field')}: {e.get('message')}" if e.get("field") else str(e.get("message"))
-               for e in body.get("errors") or [] if isinstance(e, dict) and e.get("message")]
+    details = [
+        f"{e.get('field')}: {e.get('message')}" if e.get("field") else str(e.get("message"))
+        for e in body.get("errors") or []
+        if isinstance(e, dict) and e.get("message")
+    ]
     return f"{text} ({'; '.join(details)})" if details else text
 
 
 class MeetergoAdapter:
     provider: ClassVar[str] = PROVIDER
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({
-        Capability.LIST_CHANGES, Capability.LOOKUP_BY_ID, Capability.RECEIVE_WEBHOOKS,
-        Capability.CREATE, Capability.CANCEL, Capability.FIND_BOOKING,
-    })
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.LIST_CHANGES,
+            Capability.LOOKUP_BY_ID,
+            Capability.RECEIVE_WEBHOOKS,
+            Capability.CREATE,
+            Capability.CANCEL,
+            Capability.FIND_BOOKING,
+        }
+    )
 
     @staticmethod
     def booking_problem(settings: Mapping[str, Any]) -> str | None:
         """Why a connection with these settings cannot book, or None (see registry.booking_problem)."""
         if not settings.get("meeting_type_id"):
-            return ("set options.meeting_type_id (and host_ids or queue_id) to the meetergo meeting type that "
-                    "mirrored bookings are made in")
+            return (
+                "set options.meeting_type_id (and host_ids or queue_id) to the meetergo meeting type that "
+                "mirrored bookings are made in"
+            )
         return None
 
     def __init__(
@@ -689,18 +767,28 @@ class MeetergoAdapter:
         where = f"connection {connection_id!r}"
         token = (token or "").strip()
         if not token:
-            raise ConfigError(f"{where}: the meetergo token is empty; set token (e.g. token = \"env:MEETERGO_TOKEN\")")
+            raise ConfigError(
+                f'{where}: the meetergo token is empty; set token (e.g. token = "env:MEETERGO_TOKEN")'
+            )
         if not base_url.startswith(("https://", "http://")):
             raise ConfigError(f"{where}: base_url {base_url!r} must start with https://")
         user_id = (user_id or "").strip() or None
         platform = token.startswith(PLATFORM_KEY_PREFIX)
         if platform and user_id is None:
-            raise ConfigError(f"{where}: a meetergo platform API key (ak_…) acts for a chosen user; set user_id "
-                              "to the meetergo user it acts as")
+            raise ConfigError(
+                f"{where}: a meetergo platform API key (ak_…) acts for a chosen user; set user_id "
+                "to the meetergo user it acts as"
+            )
         if not platform and user_id is not None:
-            raise ConfigError(f"{where}: a meetergo personal access token never names a user; remove user_id, "
-                              "or use a platform API key (ak_live:…)")
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ConfigError(
+                f"{where}: a meetergo personal access token never names a user; remove user_id, "
+                "or use a platform API key (ak_live:…)"
+            )
+        if (
+            isinstance(page_size, bool)
+            or not isinstance(page_size, int)
+            or not 1 <= page_size <= MAX_PAGE_SIZE
+        ):
             raise ConfigError(f"{where}: page_size {page_size} must be between 1 and {MAX_PAGE_SIZE}")
         if not (isinstance(requests_per_minute, (int, float)) and requests_per_minute > 0):
             raise ConfigError(f"{where}: requests_per_minute must be more than zero")
@@ -710,17 +798,26 @@ class MeetergoAdapter:
         queue_id = (queue_id or "").strip() or None
         meeting_type_id = (meeting_type_id or "").strip() or None
         if hosts and queue_id:
-            raise ConfigError(f"{where}: set host_ids or queue_id, not both (meetergo refuses a queue with chosen hosts)")
+            raise ConfigError(
+                f"{where}: set host_ids or queue_id, not both (meetergo refuses a queue with chosen hosts)"
+            )
         if meeting_type_id and not (hosts or queue_id):
             raise ConfigError(f"{where}: booking with meeting_type_id needs host_ids or queue_id; add one")
         if (hosts or queue_id) and not meeting_type_id:
             raise ConfigError(f"{where}: host_ids and queue_id are for booking; add meeting_type_id too")
-        if durations is not None and (isinstance(durations, (str, bytes)) or not durations or any(
-                isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in durations)):
-            raise ConfigError(f"{where}: durations must list the meeting type's default and allowed durations in "
-                              f"whole minutes (e.g. [30, 60]), not {durations!r}")
+        if durations is not None and (
+            isinstance(durations, (str, bytes))
+            or not durations
+            or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in durations)
+        ):
+            raise ConfigError(
+                f"{where}: durations must list the meeting type's default and allowed durations in "
+                f"whole minutes (e.g. [30, 60]), not {durations!r}"
+            )
         if webhook_secret is not None and not webhook_secret.strip():
-            raise ConfigError(f"{where}: webhook_secret is blank; remove it or set the token the webhook URL carries")
+            raise ConfigError(
+                f"{where}: webhook_secret is blank; remove it or set the token the webhook URL carries"
+            )
         self.connection_id = connection_id
         self._secret = webhook_secret.strip() if webhook_secret else None
         self._meeting_type_id = meeting_type_id
@@ -728,8 +825,11 @@ class MeetergoAdapter:
         self._queue_id = queue_id
         self._page_size = page_size
         # What a booking here can hold: whole minutes, a length, and the configured durations.
-        self.shape = SHAPE if durations is None else replace(
-            SHAPE, durations=frozenset(timedelta(minutes=d) for d in durations))
+        self.shape = (
+            SHAPE
+            if durations is None
+            else replace(SHAPE, durations=frozenset(timedelta(minutes=d) for d in durations))
+        )
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if user_id is not None:
             headers[USER_HEADER] = user_id
@@ -755,7 +855,10 @@ class MeetergoAdapter:
             items, total = listing(response_json(PROVIDER, self._list_page(state)))
             ids = [record_id(item) for item in items]
             done = state.take(ids, total)
-            records = [RawRecord(payload=item, external_id=rid, scope=SWEEP_SCOPE) for item, rid in zip(items, ids, strict=True)]
+            records = [
+                RawRecord(payload=item, external_id=rid, scope=SWEEP_SCOPE)
+                for item, rid in zip(items, ids, strict=True)
+            ]
             sweep = None
             if done and state.complete():
                 sweep = Sweep(scope=SWEEP_SCOPE, window_start=context.now, seen=frozenset(state.seen))
@@ -771,7 +874,9 @@ class MeetergoAdapter:
         except ProviderRejected as exc:
             if exc.status != 400 or state.page != 0 or state.first_page != 0:
                 raise
-            log.warning("meetergo %s: page 0 refused (%s); numbering pages from 1", self.connection_id, exc.message)
+            log.warning(
+                "meetergo %s: page 0 refused (%s); numbering pages from 1", self.connection_id, exc.message
+            )
             state.one_based()
             return self._http.request("GET", LIST_PATH, params=state.params())
 
@@ -782,7 +887,9 @@ class MeetergoAdapter:
         if isinstance(body, dict) and isinstance(body.get("appointment"), dict):
             body = body["appointment"]
         if not isinstance(body, dict):
-            raise ProviderUnavailable(PROVIDER, f"GET /v4/appointment/{appointment_id} answered without an appointment object")
+            raise ProviderUnavailable(
+                PROVIDER, f"GET /v4/appointment/{appointment_id} answered without an appointment object"
+            )
         return RawRecord(payload=body, external_id=record_id(body) or appointment_id)
 
     def normalise(self, record: RawRecord) -> SourceRecord:
@@ -790,8 +897,9 @@ class MeetergoAdapter:
 
     # -- webhooks ---------------------------------------------------------------------------------
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime, *,
-                      method: str = "POST", url: str = "") -> WebhookDelivery:
+    def parse_webhook(
+        self, headers: Mapping[str, str], body: bytes, now: datetime, *, method: str = "POST", url: str = ""
+    ) -> WebhookDelivery:
         verify_token(url, self._secret)
         if method.upper() != "POST":
             raise WebhookMalformed(f"meetergo delivers webhooks with POST, not {method}")
@@ -817,24 +925,33 @@ class MeetergoAdapter:
                 if record.reference == request.reference:
                     return record
                 m, wanted = record.meeting, request.meeting
-                if (record.reference is None and m.active
-                        and self.shape.held(m.start, m.end) == self.shape.held(wanted.start, wanted.end)
-                        and m.attendee.email == wanted.attendee.email):
+                if (
+                    record.reference is None
+                    and m.active
+                    and self.shape.held(m.start, m.end) == self.shape.held(wanted.start, wanted.end)
+                    and m.attendee.email == wanted.attendee.email
+                ):
                     by_slot.append(record)
             if done:
                 break
         if len(by_slot) == 1:
             return by_slot[0]
         if by_slot:
-            raise ProviderUnavailable(PROVIDER, f"{len(by_slot)} appointments of {request.meeting.attendee.email} at "
-                                                f"{wire_time(request.meeting.start)} carry no reference; cannot tell "
-                                                "which one is ours")
+            raise ProviderUnavailable(
+                PROVIDER,
+                f"{len(by_slot)} appointments of {request.meeting.attendee.email} at "
+                f"{wire_time(request.meeting.start)} carry no reference; cannot tell "
+                "which one is ours",
+            )
         return None
 
     def cancel(self, external_id: str) -> None:
         if external_id.startswith(PROVISIONAL_PREFIX):
-            raise ProviderRejected(PROVIDER, f"{external_id} is a provisional booking; meetergo documents no way "
-                                             "to cancel one (it expires unless the attendee or host confirms)")
+            raise ProviderRejected(
+                PROVIDER,
+                f"{external_id} is a provisional booking; meetergo documents no way "
+                "to cancel one (it expires unless the attendee or host confirms)",
+            )
         path = f"/v4/appointment/{quote(external_id, safe='')}"
         try:
             self._http.request("DELETE", path)
@@ -848,10 +965,17 @@ class MeetergoAdapter:
 
     def _book(self, request: BookingRequest, *, rescheduled_from: str | None) -> SourceRecord:
         if self._meeting_type_id is None:
-            raise ConfigError(f"connection {self.connection_id!r} cannot book: set meeting_type_id and host_ids "
-                              "or queue_id")
-        body = booking_body(request, meeting_type_id=self._meeting_type_id, host_ids=self._host_ids,
-                            queue_id=self._queue_id, rescheduled_from=rescheduled_from, shape=self.shape)
+            raise ConfigError(
+                f"connection {self.connection_id!r} cannot book: set meeting_type_id and host_ids or queue_id"
+            )
+        body = booking_body(
+            request,
+            meeting_type_id=self._meeting_type_id,
+            host_ids=self._host_ids,
+            queue_id=self._queue_id,
+            rescheduled_from=rescheduled_from,
+            shape=self.shape,
+        )
         try:
             response = self._http.request("POST", BOOKING_PATH, json=body)
         except ProviderRejected as exc:
@@ -861,28 +985,46 @@ class MeetergoAdapter:
         try:
             answer = response_json(PROVIDER, response)
         except ProviderUnavailable as exc:
-            raise AnswerLost(PROVIDER, f"POST {BOOKING_PATH} {exc.message}; find the booking by "
-                                       f"notes.bookingsyncReference={request.reference}") from exc
+            raise AnswerLost(
+                PROVIDER,
+                f"POST {BOOKING_PATH} {exc.message}; find the booking by "
+                f"notes.bookingsyncReference={request.reference}",
+            ) from exc
         if not isinstance(answer, dict):
-            raise AnswerLost(PROVIDER, f"POST {BOOKING_PATH} answered without an object; find the booking "
-                                       f"by notes.bookingsyncReference={request.reference}")
+            raise AnswerLost(
+                PROVIDER,
+                f"POST {BOOKING_PATH} answered without an object; find the booking "
+                f"by notes.bookingsyncReference={request.reference}",
+            )
         pending = provisional_record(answer, request)
         if pending is not None:
-            log.warning("meetergo %s: booking %s is provisional (%s) until confirmed", self.connection_id,
-                        pending.external_id, answer.get("bookingType"))
+            log.warning(
+                "meetergo %s: booking %s is provisional (%s) until confirmed",
+                self.connection_id,
+                pending.external_id,
+                answer.get("bookingType"),
+            )
             return pending
         appointment_id = record_id({"id": answer.get("appointmentId")})
         if appointment_id is None:
-            raise AnswerLost(PROVIDER, f"POST {BOOKING_PATH} answered without an appointmentId; find the "
-                                       f"booking by notes.bookingsyncReference={request.reference}")
+            raise AnswerLost(
+                PROVIDER,
+                f"POST {BOOKING_PATH} answered without an appointmentId; find the "
+                f"booking by notes.bookingsyncReference={request.reference}",
+            )
         try:
             return self.normalise(self.get_meeting(appointment_id))
         except (ProviderError, NormaliseError) as exc:
-            log.warning("meetergo %s: booked %s but could not read it back (%s); linking what we asked for",
-                        self.connection_id, appointment_id, exc)
+            log.warning(
+                "meetergo %s: booked %s but could not read it back (%s); linking what we asked for",
+                self.connection_id,
+                appointment_id,
+                exc,
+            )
             start, end = self.shape.held(request.meeting.start, request.meeting.end)
-            meeting = request.meeting.model_copy(update={"status": MeetingStatus.SCHEDULED, "start": start,
-                                                         "end": end})
+            meeting = request.meeting.model_copy(
+                update={"status": MeetingStatus.SCHEDULED, "start": start, "end": end}
+            )
             return SourceRecord(external_id=appointment_id, meeting=meeting, reference=request.reference)
 
     def close(self) -> None:

@@ -42,7 +42,9 @@ def check_settings(provider: str, settings: dict[str, Any]) -> None:
     if unknown:
         raise ConfigError(f"provider {provider!r} takes no setting {', '.join(unknown)}; remove it")
     missing = sorted(
-        name for name, p in parameters.items() if p.default is inspect.Parameter.empty and name not in settings
+        name
+        for name, p in parameters.items()
+        if p.default is inspect.Parameter.empty and name not in settings
     )
     if missing:
         raise ConfigError(f"provider {provider!r} needs the setting {', '.join(missing)}; add it")

@@ -194,7 +194,11 @@ def valid_zone(value: Any) -> str | None:
 
 def calendar_zone(body: Any) -> str | None:
     """The IANA zone of a `GET /connect/calendar/{id}` answer, if it names a valid one."""
-    if isinstance(body, dict) and isinstance(body.get("data"), dict) and not any(k in body for k in ZONE_KEYS):
+    if (
+        isinstance(body, dict)
+        and isinstance(body.get("data"), dict)
+        and not any(k in body for k in ZONE_KEYS)
+    ):
         body = body["data"]
     if not isinstance(body, dict):
         return None
@@ -218,8 +222,12 @@ class SlotTimes:
     ambiguous: bool = False  # a local time in a fold that nothing in the answer settles
 
 
-def _settle(keys: list[tuple[Any, ...]], every: list[tuple[datetime, ...]], allowed: list[tuple[datetime, ...]],
-            narrowed: list[tuple[datetime, ...]]) -> list[datetime | None]:
+def _settle(
+    keys: list[tuple[Any, ...]],
+    every: list[tuple[datetime, ...]],
+    allowed: list[tuple[datetime, ...]],
+    narrowed: list[tuple[datetime, ...]],
+) -> list[datetime | None]:
     """One instant per listed time, or None where it stays open (see `slot_times`).
 
     `every`: each time's readings; `allowed`: those it may have; `narrowed`: those left by the
@@ -231,8 +239,11 @@ def _settle(keys: list[tuple[Any, ...]], every: list[tuple[datetime, ...]], allo
         groups.setdefault(key, []).append(index)
     for indices in groups.values():
         options = every[indices[0]]
-        if len(options) > 1 and len(indices) == len(options) and all(
-                options[k] in allowed[i] for k, i in enumerate(indices)):
+        if (
+            len(options) > 1
+            and len(indices) == len(options)
+            and all(options[k] in allowed[i] for k, i in enumerate(indices))
+        ):
             for k, i in enumerate(indices):
                 out[i] = options[k]
             continue
@@ -260,25 +271,43 @@ def slot_times(slots: list[Any], zone: str | None, earliest: datetime | None = N
     keys = [(slot.get("resourceId"), slot.get("appointmentTypeId")) for slot in listed]
     every = [instants(slot.get("startDateTime"), zone) for slot in listed]
     window = [tuple(t for t in options if earliest is None or t >= earliest) or options for options in every]
-    starts = _settle([(*key, slot.get("startDateTime")) for key, slot in zip(keys, listed, strict=True)],
-                     every, every, window)
+    starts = _settle(
+        [(*key, slot.get("startDateTime")) for key, slot in zip(keys, listed, strict=True)],
+        every,
+        every,
+        window,
+    )
     every = [instants(slot.get("endDateTime"), zone) for slot in listed]
-    after = [tuple(t for t in options if start is not None and t > start) for options, start in
-             zip(every, starts, strict=True)]
-    ends = _settle([(*key, slot.get("endDateTime")) for key, slot in zip(keys, listed, strict=True)],
-                   every, after, after)
+    after = [
+        tuple(t for t in options if start is not None and t > start)
+        for options, start in zip(every, starts, strict=True)
+    ]
+    ends = _settle(
+        [(*key, slot.get("endDateTime")) for key, slot in zip(keys, listed, strict=True)], every, after, after
+    )
     out = []
     for slot, start, end, options in zip(listed, starts, ends, every, strict=True):
         open_fold = (start is None and len(instants(slot.get("startDateTime"), zone)) > 1) or (
-            end is None and len(options) > 1)
-        out.append(SlotTimes(slot, start, end, ambiguous=open_fold) if start and end
-                   else SlotTimes(slot, None, None, ambiguous=open_fold))
+            end is None and len(options) > 1
+        )
+        out.append(
+            SlotTimes(slot, start, end, ambiguous=open_fold)
+            if start and end
+            else SlotTimes(slot, None, None, ambiguous=open_fold)
+        )
     return out
 
 
-def find_slot(slots: list[Any], start: datetime, end: datetime, *, resource_id: str | None,
-              appointment_type_id: str, zone: str | None, earliest: datetime | None = None
-              ) -> tuple[dict[str, Any] | None, bool]:
+def find_slot(
+    slots: list[Any],
+    start: datetime,
+    end: datetime,
+    *,
+    resource_id: str | None,
+    appointment_type_id: str,
+    zone: str | None,
+    earliest: datetime | None = None,
+) -> tuple[dict[str, Any] | None, bool]:
     """The first bookable slot whose instants are exactly start–end, and whether one was there
     but full. Matched by instant, never by the string: `2026-10-25T02:00:00` in Europe/Berlin is
     two slots an hour apart."""
@@ -297,10 +326,14 @@ def find_slot(slots: list[Any], start: datetime, end: datetime, *, resource_id: 
     return None, full
 
 
-def ambiguous_slots(slots: list[Any], start: datetime, zone: str | None, earliest: datetime | None = None) -> bool:
+def ambiguous_slots(
+    slots: list[Any], start: datetime, zone: str | None, earliest: datetime | None = None
+) -> bool:
     """Whether a slot that may be at `start` could not be told apart from its twin in a fold."""
-    return any(read.ambiguous and start in instants(read.slot.get("startDateTime"), zone)
-               for read in slot_times(slots, zone, earliest))
+    return any(
+        read.ambiguous and start in instants(read.slot.get("startDateTime"), zone)
+        for read in slot_times(slots, zone, earliest)
+    )
 
 
 def booking_name(meeting: Meeting, reference: str | None = None) -> str | None:
@@ -318,11 +351,18 @@ def name_reference(name: Any) -> tuple[str | None, str | None]:
     found = REFERENCE_PATTERN.search(text)
     if found is None:
         return text, None
-    return text[:found.start()].strip() or None, found.group(1)
+    return text[: found.start()].strip() or None, found.group(1)
 
 
-def booking_body(slot: Mapping[str, Any], *, calendar_id: str, appointment_type_id: str,
-                 resource_id: str | None, entry_id: str | None, name: str | None) -> dict[str, Any]:
+def booking_body(
+    slot: Mapping[str, Any],
+    *,
+    calendar_id: str,
+    appointment_type_id: str,
+    resource_id: str | None,
+    entry_id: str | None,
+    name: str | None,
+) -> dict[str, Any]:
     """The modern `POST /connect/calendar_bookings/` body for `slot`, absent values omitted."""
     body = {
         "calendarId": calendar_id,
@@ -387,15 +427,21 @@ def _attendee(payload: Mapping[str, Any]) -> Person:
     for field_id, spec in schema.items():
         kind = spec.get("specialType") if isinstance(spec, dict) else None
         # The primary field of a type wins over another field of the same type.
-        if isinstance(kind, str) and field_id in values and (
-                kind not in found or spec.get("primaryOfSpecialType") is True):
+        if (
+            isinstance(kind, str)
+            and field_id in values
+            and (kind not in found or spec.get("primaryOfSpecialType") is True)
+        ):
             found[kind] = values[field_id]
-    name = found.get("name") or " ".join(p for p in (found.get("firstName"), found.get("lastName")) if p) or None
+    name = (
+        found.get("name") or " ".join(p for p in (found.get("firstName"), found.get("lastName")) if p) or None
+    )
     return Person(email=_email(found.get("email")), name=name, phone=found.get("phone"))
 
 
-def normalise_booking(payload: Any, timezone: str | None = None, *,
-                      at: tuple[datetime, datetime] | None = None) -> SourceRecord:
+def normalise_booking(
+    payload: Any, timezone: str | None = None, *, at: tuple[datetime, datetime] | None = None
+) -> SourceRecord:
     """A RocketLead booking object as a canonical `SourceRecord`; `timezone` is the calendar's.
 
     `at` is the (start, end) the booking was made for: it settles a local time in a fold (the
@@ -413,12 +459,17 @@ def normalise_booking(payload: Any, timezone: str | None = None, *,
         times[key] = parse_time(payload.get(key), zone, prefer=at[index] if at else None)
         if times[key] is None:
             found = instants(payload.get(key), zone)
-            why = ("a local time that occurs twice in " + str(zone) + " (clocks go back then), and nothing says "
-                   "which" if len(found) > 1 else
-                   "a local time that does not exist in " + str(zone) + " (clocks go forward then)" if zone and
-                   _parsed(payload.get(key)) is not None else
-                   "not an ISO 8601 time with an offset (and no calendar timezone is known to read it in)")
-            raise NormaliseError(f"the RocketLead booking {external_id} has {key} {payload.get(key)!r}, which is {why}")
+            why = (
+                "a local time that occurs twice in " + str(zone) + " (clocks go back then), and nothing says "
+                "which"
+                if len(found) > 1
+                else "a local time that does not exist in " + str(zone) + " (clocks go forward then)"
+                if zone and _parsed(payload.get(key)) is not None
+                else "not an ISO 8601 time with an offset (and no calendar timezone is known to read it in)"
+            )
+            raise NormaliseError(
+                f"the RocketLead booking {external_id} has {key} {payload.get(key)!r}, which is {why}"
+            )
     deleted = payload.get("deletedAt")
     title, reference = name_reference(payload.get("name"))
     try:
@@ -430,8 +481,12 @@ def normalise_booking(payload: Any, timezone: str | None = None, *,
             timezone=zone,
             attendee=_attendee(payload),
         )
-        return SourceRecord(external_id=external_id, meeting=meeting, reference=reference,
-                            source_updated_at=parse_time(payload.get("createdAt"), zone))
+        return SourceRecord(
+            external_id=external_id,
+            meeting=meeting,
+            reference=reference,
+            source_updated_at=parse_time(payload.get("createdAt"), zone),
+        )
     except ValidationError as exc:
         reasons = "; ".join(err["msg"] for err in exc.errors())
         raise NormaliseError(f"the RocketLead booking {external_id} cannot be used: {reasons}") from exc
@@ -479,28 +534,44 @@ class RocketLeadAdapter:
         where = f"connection {connection_id!r}"
         token = (token or "").strip()
         if not token:
-            raise ConfigError(f"{where}: the RocketLead token is empty; set token (e.g. token = \"env:ROCKETLEAD_TOKEN\")")
+            raise ConfigError(
+                f'{where}: the RocketLead token is empty; set token (e.g. token = "env:ROCKETLEAD_TOKEN")'
+            )
         if not token.startswith(TOKEN_PREFIX):
-            raise ConfigError(f"{where}: the RocketLead token must start with {TOKEN_PREFIX!r} (RocketLead "
-                              "rejects any other); copy it from RocketLead Settings → API Tokens")
+            raise ConfigError(
+                f"{where}: the RocketLead token must start with {TOKEN_PREFIX!r} (RocketLead "
+                "rejects any other); copy it from RocketLead Settings → API Tokens"
+            )
         if not base_url.startswith(("https://", "http://")):
             raise ConfigError(f"{where}: base_url {base_url!r} must start with https://")
         for key, value in (("calendar_id", calendar_id), ("appointment_type_id", appointment_type_id)):
             if not isinstance(value, str) or not value.strip():
-                raise ConfigError(f"{where}: {key} is empty; set it to the id from GET /connect/calendar/ "
-                                  "or /connect/appointment_types/")
+                raise ConfigError(
+                    f"{where}: {key} is empty; set it to the id from GET /connect/calendar/ "
+                    "or /connect/appointment_types/"
+                )
         if resource_id is not None and (not isinstance(resource_id, str) or not resource_id.strip()):
-            raise ConfigError(f"{where}: resource_id is empty; remove it or set it to an id from GET /connect/resources/")
-        if isinstance(max_slot_retries, bool) or not isinstance(max_slot_retries, int) or max_slot_retries < 0:
+            raise ConfigError(
+                f"{where}: resource_id is empty; remove it or set it to an id from GET /connect/resources/"
+            )
+        if (
+            isinstance(max_slot_retries, bool)
+            or not isinstance(max_slot_retries, int)
+            or max_slot_retries < 0
+        ):
             raise ConfigError(f"{where}: max_slot_retries must be a whole number, zero or more")
         entries: dict[str, str] = {}
         for email, entry_id in (table_entry_ids or {}).items():
             try:
                 key = normalise_email(email)
             except ValueError as exc:
-                raise ConfigError(f"{where}: table_entry_ids has {email!r}, which is not an email address") from exc
+                raise ConfigError(
+                    f"{where}: table_entry_ids has {email!r}, which is not an email address"
+                ) from exc
             if key is None or not isinstance(entry_id, str) or not entry_id.strip():
-                raise ConfigError(f"{where}: table_entry_ids needs an email and a lead id in each entry, not {email!r}")
+                raise ConfigError(
+                    f"{where}: table_entry_ids needs an email and a lead id in each entry, not {email!r}"
+                )
             entries[key] = entry_id.strip()
         self.connection_id = connection_id
         self._calendar_id = calendar_id.strip()
@@ -530,10 +601,13 @@ class RocketLeadAdapter:
     def normalise(self, record: RawRecord) -> SourceRecord:
         return normalise_booking(record.payload, self._zone)
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime, *,
-                      method: str = "POST", url: str = "") -> WebhookDelivery:
-        raise WebhookMalformed("RocketLead sends no webhooks to other services (its automation triggers run "
-                               "inside RocketLead); this connection only books and cancels")
+    def parse_webhook(
+        self, headers: Mapping[str, str], body: bytes, now: datetime, *, method: str = "POST", url: str = ""
+    ) -> WebhookDelivery:
+        raise WebhookMalformed(
+            "RocketLead sends no webhooks to other services (its automation triggers run "
+            "inside RocketLead); this connection only books and cancels"
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -549,15 +623,26 @@ class RocketLeadAdapter:
         attempts = 1 + self._max_slot_retries
         for attempt in range(1, attempts + 1):
             slot = self._exact_slot(meeting.start, meeting.end, zone)
-            body = booking_body(slot, calendar_id=self._calendar_id, appointment_type_id=self._appointment_type_id,
-                                resource_id=self._resource_id, entry_id=entry_id, name=name)
+            body = booking_body(
+                slot,
+                calendar_id=self._calendar_id,
+                appointment_type_id=self._appointment_type_id,
+                resource_id=self._resource_id,
+                entry_id=entry_id,
+                name=name,
+            )
             try:
                 response = self._call("POST", BOOKINGS_PATH, "booking a calendar slot", json=body)
             except ProviderRejected as exc:
                 if not is_slot_race(exc):
                     raise
-                log.info("rocketlead %s: slot %s was taken before our booking (attempt %d of %d); refetching",
-                         self.connection_id, body["startDateTime"], attempt, attempts)
+                log.info(
+                    "rocketlead %s: slot %s was taken before our booking (attempt %d of %d); refetching",
+                    self.connection_id,
+                    body["startDateTime"],
+                    attempt,
+                    attempts,
+                )
                 continue
             return self._booked(response, body, zone, (meeting.start, meeting.end))
         raise SlotUnavailable(
@@ -569,8 +654,10 @@ class RocketLeadAdapter:
         )
 
     def reschedule(self, external_id: str, request: BookingRequest) -> SourceRecord:
-        raise NotImplementedError("RocketLead documents no way to move a booking; book the new time with "
-                                  "create() and delete the old one with cancel()")
+        raise NotImplementedError(
+            "RocketLead documents no way to move a booking; book the new time with "
+            "create() and delete the old one with cancel()"
+        )
 
     def cancel(self, external_id: str) -> None:
         """Hard-delete the booking; one already gone (404) is what we wanted."""
@@ -578,9 +665,13 @@ class RocketLeadAdapter:
         try:
             self._call("DELETE", path, "deleting a booking")
         except ProviderNotFound as exc:
-            log.warning("rocketlead %s: booking %s is already gone (404; RocketLead also says 404 for a booking "
-                        "of another organization, so check the token if this repeats): %s",
-                        self.connection_id, external_id, exc.message)
+            log.warning(
+                "rocketlead %s: booking %s is already gone (404; RocketLead also says 404 for a booking "
+                "of another organization, so check the token if this repeats): %s",
+                self.connection_id,
+                external_id,
+                exc.message,
+            )
 
     # -- HTTP pieces ----------------------------------------------------------------------------
 
@@ -591,30 +682,50 @@ class RocketLeadAdapter:
         except ProviderAuthError as exc:
             if exc.status == 403:
                 scope = SCOPE_FOR_METHOD.get(method, "admin")
-                message = (f"the token lacks the {scope!r} scope that {what} needs ({method} {path}: "
-                           f"{exc.message}); give the token the {scope} scope in RocketLead Settings → API Tokens")
+                message = (
+                    f"the token lacks the {scope!r} scope that {what} needs ({method} {path}: "
+                    f"{exc.message}); give the token the {scope} scope in RocketLead Settings → API Tokens"
+                )
             else:
-                message = (f"RocketLead refused the token ({exc.message}); it is missing, malformed, expired or "
-                           "revoked: create a new one in RocketLead Settings → API Tokens")
+                message = (
+                    f"RocketLead refused the token ({exc.message}); it is missing, malformed, expired or "
+                    "revoked: create a new one in RocketLead Settings → API Tokens"
+                )
             raise ProviderAuthError(PROVIDER, message, status=exc.status) from exc
 
     def _exact_slot(self, start: datetime, end: datetime, zone: str | None) -> dict[str, Any]:
-        params = {"calendarId": self._calendar_id, "appointmentTypeId": self._appointment_type_id,
-                  "start": wire_time(start), "end": wire_time(end + AVAILABILITY_END_PADDING)}
+        params = {
+            "calendarId": self._calendar_id,
+            "appointmentTypeId": self._appointment_type_id,
+            "start": wire_time(start),
+            "end": wire_time(end + AVAILABILITY_END_PADDING),
+        }
         if self._resource_id:
             params["resourceId"] = self._resource_id
         response = self._call("GET", AVAILABILITY_PATH, "reading availability", params=params)
         slots = availability_slots(response_json(PROVIDER, response))
         if slots is None:
-            raise ProviderUnavailable(PROVIDER, f"GET {AVAILABILITY_PATH} answered without a data array of slots",
-                                      status=response.status_code)
-        slot, full = find_slot(slots, start, end, resource_id=self._resource_id,
-                               appointment_type_id=self._appointment_type_id, zone=zone, earliest=start)
+            raise ProviderUnavailable(
+                PROVIDER,
+                f"GET {AVAILABILITY_PATH} answered without a data array of slots",
+                status=response.status_code,
+            )
+        slot, full = find_slot(
+            slots,
+            start,
+            end,
+            resource_id=self._resource_id,
+            appointment_type_id=self._appointment_type_id,
+            zone=zone,
+            earliest=start,
+        )
         if slot is None:
             why = "is full" if full else "is not offered"
             if not full and ambiguous_slots(slots, start, zone, earliest=start):
-                why = (f"is offered only as a local time that occurs twice in {zone} (clocks go back then) and "
-                       "the answer does not say which of the two hours it is, so it is not booked")
+                why = (
+                    f"is offered only as a local time that occurs twice in {zone} (clocks go back then) and "
+                    "the answer does not say which of the two hours it is, so it is not booked"
+                )
             raise SlotUnavailable(
                 PROVIDER,
                 f"the slot {wire_time(start)} to {wire_time(end)} {why} on calendar {self._calendar_id} for "
@@ -624,13 +735,22 @@ class RocketLeadAdapter:
             )
         return slot
 
-    def _booked(self, response: httpx.Response, sent: Mapping[str, Any], zone: str | None,
-                at: tuple[datetime, datetime]) -> SourceRecord:
+    def _booked(
+        self,
+        response: httpx.Response,
+        sent: Mapping[str, Any],
+        zone: str | None,
+        at: tuple[datetime, datetime],
+    ) -> SourceRecord:
         try:
             booking = booking_object(response_json(PROVIDER, response))
         except ProviderUnavailable as exc:
-            raise AnswerLost(PROVIDER, f"POST {BOOKINGS_PATH} {exc.message}; the booking at {sent['startDateTime']} "
-                                       "was probably made", status=response.status_code) from exc
+            raise AnswerLost(
+                PROVIDER,
+                f"POST {BOOKINGS_PATH} {exc.message}; the booking at {sent['startDateTime']} "
+                "was probably made",
+                status=response.status_code,
+            ) from exc
         external_id = booking_id(booking)
         if external_id is None:
             raise AnswerLost(
@@ -645,8 +765,12 @@ class RocketLeadAdapter:
             return normalise_booking(merged, zone, at=at)
         except NormaliseError as exc:
             # The booking exists: losing its id to an odd answer would book it twice on retry.
-            log.warning("rocketlead %s: booking %s answered oddly (%s); recording it as sent",
-                        self.connection_id, external_id, exc)
+            log.warning(
+                "rocketlead %s: booking %s answered oddly (%s); recording it as sent",
+                self.connection_id,
+                external_id,
+                exc,
+            )
             return normalise_booking({**sent, "id": external_id}, zone, at=at)
 
     def _calendar_zone(self) -> str | None:
@@ -665,15 +789,27 @@ class RocketLeadAdapter:
         except (ProviderNotFound, ProviderAuthError, RateLimited):
             raise
         except ProviderRejected as exc:
-            raise ProviderRejected(PROVIDER, f"calendar {self._calendar_id} could not be read for its timezone "
-                                             f"({exc.message}); check calendar_id", status=exc.status) from exc
+            raise ProviderRejected(
+                PROVIDER,
+                f"calendar {self._calendar_id} could not be read for its timezone "
+                f"({exc.message}); check calendar_id",
+                status=exc.status,
+            ) from exc
         except ProviderError as exc:
-            raise ProviderUnavailable(PROVIDER, f"the timezone of calendar {self._calendar_id} is needed to read "
-                                                f"slot times and could not be looked up for now ({exc}); retried "
-                                                "later", status=exc.status) from exc
+            raise ProviderUnavailable(
+                PROVIDER,
+                f"the timezone of calendar {self._calendar_id} is needed to read "
+                f"slot times and could not be looked up for now ({exc}); retried "
+                "later",
+                status=exc.status,
+            ) from exc
         zone = calendar_zone(response_json(PROVIDER, response))
         if zone is None:
-            log.warning("rocketlead %s: calendar %s names no valid IANA timezone; slots written without an "
-                        "offset cannot be read and will not be booked", self.connection_id, self._calendar_id)
+            log.warning(
+                "rocketlead %s: calendar %s names no valid IANA timezone; slots written without an "
+                "offset cannot be read and will not be booked",
+                self.connection_id,
+                self._calendar_id,
+            )
         self._zone, self._zone_known = zone, True
         return self._zone

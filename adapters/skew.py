@@ -88,10 +88,14 @@ class SkewEstimate:
         offset = self.offset
         beyond = abs(offset) > self.warn_beyond
         if beyond and not self._warned:
-            log.warning("%s: the provider's clock is %.1f s %s ours (beyond %.0f s); cursor margins are widened by "
-                        "its lag, but check the provider's or this host's time (NTP)", self.connection_id,
-                        abs(offset.total_seconds()), "ahead of" if offset > timedelta(0) else "behind",
-                        self.warn_beyond.total_seconds())
+            log.warning(
+                "%s: the provider's clock is %.1f s %s ours (beyond %.0f s); cursor margins are widened by "
+                "its lag, but check the provider's or this host's time (NTP)",
+                self.connection_id,
+                abs(offset.total_seconds()),
+                "ahead of" if offset > timedelta(0) else "behind",
+                self.warn_beyond.total_seconds(),
+            )
         self._warned = beyond
 
 

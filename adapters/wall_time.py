@@ -16,8 +16,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 # Why a date without a time is refused (quarantined) rather than read as midnight UTC.
-DATE_ONLY = ("is a date without a time (an all-day value); a meeting here is an instant, and midnight "
-             "UTC would be a guess that puts it on the wrong day in most zones, so it is not read")
+DATE_ONLY = (
+    "is a date without a time (an all-day value); a meeting here is an instant, and midnight "
+    "UTC would be a guess that puts it on the wrong day in most zones, so it is not read"
+)
 
 
 def date_only(value: Any) -> bool:

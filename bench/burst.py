@@ -18,8 +18,18 @@ from typing import Any
 
 from common import analyze, backends_of, database, parse_args
 from egress import insert_burst
-from services import REDIS_URL, Proc, config_text, database_url, flush_redis, free_port, start_roles, stop_all, \
-    wait_started, wait_until
+from services import (
+    REDIS_URL,
+    Proc,
+    config_text,
+    database_url,
+    flush_redis,
+    free_port,
+    start_roles,
+    stop_all,
+    wait_started,
+    wait_until,
+)
 from sqlalchemy import text
 
 
@@ -39,8 +49,14 @@ def run(backend: str, n: int, timeout: float) -> dict[str, Any]:
         if backend == "postgres":
             flush_redis()
         config = log_dir / "bookingsync.toml"
-        config.write_text(config_text(db_url=database_url(engine), port=port, subscriptions=[],
-                                      broker_url="memory://" if backend == "sqlite" else REDIS_URL))
+        config.write_text(
+            config_text(
+                db_url=database_url(engine),
+                port=port,
+                subscriptions=[],
+                broker_url="memory://" if backend == "sqlite" else REDIS_URL,
+            )
+        )
         procs = start_roles(backend, config, log_dir, workers=1, web=False)
         try:
             wait_started(procs, port)
@@ -51,7 +67,10 @@ def run(backend: str, n: int, timeout: float) -> dict[str, Any]:
 
             def published() -> bool:
                 with engine.connect() as conn:
-                    return conn.execute(text("SELECT count(*) FROM events WHERE status = 'published'")).scalar() >= n
+                    return (
+                        conn.execute(text("SELECT count(*) FROM events WHERE status = 'published'")).scalar()
+                        >= n
+                    )
 
             wait_until(published, timeout, f"{n} events published", interval=0.5)
             seconds = time.perf_counter() - began
@@ -60,17 +79,27 @@ def run(backend: str, n: int, timeout: float) -> dict[str, Any]:
             stop_all(procs)
             if backend == "postgres":
                 flush_redis()
-    print(f"  {backend:8s} {n:>8,d} due events: loaded in {loaded:5.1f} s, published in {seconds:6.1f} s "
-          f"({n / seconds:6.0f}/s); peak RSS " + ", ".join(f"{k} {v:.0f} MiB (at start {baseline[k]:.0f})"
-                                                              for k, v in peaks.items()), flush=True)
+    print(
+        f"  {backend:8s} {n:>8,d} due events: loaded in {loaded:5.1f} s, published in {seconds:6.1f} s "
+        f"({n / seconds:6.0f}/s); peak RSS "
+        + ", ".join(f"{k} {v:.0f} MiB (at start {baseline[k]:.0f})" for k, v in peaks.items()),
+        flush=True,
+    )
     return {"peak": max(peaks.values()), "rate": n / seconds}
 
 
 def main() -> None:
-    args = parse_args(__doc__, n=200_000, backends="sqlite", small=(20_000, "the small burst"),
-                      timeout=(1200.0, "give up after this many seconds"))
-    print(f"burst: {args.small:,} vs {args.n:,} events due at once, published with no subscriptions "
-          "(machine shared: figures are noisy)")
+    args = parse_args(
+        __doc__,
+        n=200_000,
+        backends="sqlite",
+        small=(20_000, "the small burst"),
+        timeout=(1200.0, "give up after this many seconds"),
+    )
+    print(
+        f"burst: {args.small:,} vs {args.n:,} events due at once, published with no subscriptions "
+        "(machine shared: figures are noisy)"
+    )
     for backend in backends_of(args):
         small, large = run(backend, args.small, args.timeout), run(backend, args.n, args.timeout)
         print(f"  {backend:8s} peak RSS ratio {args.n:,}/{args.small:,}: {large['peak'] / small['peak']:.3f}")

@@ -24,7 +24,9 @@ from sqlalchemy import Engine, insert, text
 from bookingsync.models.tables import EventRow, LinkRow, MeetingRow
 from bookingsync.worker.db import make_engine, upgrade
 
-POSTGRES_URL = os.environ.get("BOOKINGSYNC_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "BOOKINGSYNC_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 CHUNK = 10_000
 CONNECTION = "leezy-bench"
 _RUN = uuid.uuid4().hex[:8]
@@ -32,11 +34,17 @@ _RUN = uuid.uuid4().hex[:8]
 
 def parse_args(doc: str | None, n: int, backends: str = "both", **extra: Any) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
-    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default=backends,
-                        help=f"database(s) to run on (default: {backends})")
+    parser.add_argument(
+        "--backend",
+        choices=["sqlite", "postgres", "both"],
+        default=backends,
+        help=f"database(s) to run on (default: {backends})",
+    )
     parser.add_argument("--n", type=int, default=n, help=f"size (default: {n})")
     for name, (default, help_text) in extra.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=help_text)
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=type(default), default=default, help=help_text
+        )
     return parser.parse_args()
 
 
@@ -85,8 +93,9 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def leezy_resource(i: int, start: datetime, *, updated_at: datetime, minutes: int = 30,
-                   status: str = "scheduled") -> dict[str, Any]:
+def leezy_resource(
+    i: int, start: datetime, *, updated_at: datetime, minutes: int = 30, status: str = "scheduled"
+) -> dict[str, Any]:
     """One meeting in Leezy's documented resource shape (GET /api/v1/meetings `data[]`)."""
     return {
         "id": f"lz_{i:08d}",
@@ -110,10 +119,27 @@ def meeting_row(mid: str, start: datetime, end: datetime, now: datetime, i: int)
     building a pydantic Meeting per row would double the time to load a million timers.
     """
     email, name = f"prospect.{i}@example.com", f"Prospect {i}"
-    return {"id": mid, "status": "scheduled", "title": f"Demo call #{i}", "start": start, "end": end,
-            "timezone": "Europe/Berlin", "attendee_email": email, "attendee_name": name, "attendee_phone": None,
-            "hosts": [], "conference_url": None, "content_hash": hashlib.sha256(mid.encode()).hexdigest(), "booked": True,
-            "deleted": False, "generation": 0, "version": 1, "next_sequence": 1, "created_at": now, "updated_at": now}
+    return {
+        "id": mid,
+        "status": "scheduled",
+        "title": f"Demo call #{i}",
+        "start": start,
+        "end": end,
+        "timezone": "Europe/Berlin",
+        "attendee_email": email,
+        "attendee_name": name,
+        "attendee_phone": None,
+        "hosts": [],
+        "conference_url": None,
+        "content_hash": hashlib.sha256(mid.encode()).hexdigest(),
+        "booked": True,
+        "deleted": False,
+        "generation": 0,
+        "version": 1,
+        "next_sequence": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 _serial = itertools.count()
@@ -127,13 +153,24 @@ def serial_hex() -> str:
 
 def timer_row(mid: str, kind: str, at: datetime, now: datetime) -> dict[str, Any]:
     """A pending timer exactly as `store.add_events` writes it for a fresh booking (no payload)."""
-    return {"event_id": f"evt_{serial_hex()}", "meeting_id": mid, "type": kind,
-            "dedupe_key": f"{mid}:{kind}:g0:{at.isoformat()}", "generation": 0, "set_for": at, "occurred_at": at,
-            "due_at": at, "status": "pending", "attempts": 0, "created_at": now}
+    return {
+        "event_id": f"evt_{serial_hex()}",
+        "meeting_id": mid,
+        "type": kind,
+        "dedupe_key": f"{mid}:{kind}:g0:{at.isoformat()}",
+        "generation": 0,
+        "set_for": at,
+        "occurred_at": at,
+        "due_at": at,
+        "status": "pending",
+        "attempts": 0,
+        "created_at": now,
+    }
 
 
-def insert_timers(engine: Engine, starts: list[datetime], now: datetime, *, minutes: int = 30,
-                  tag: str = "") -> dict[str, datetime]:
+def insert_timers(
+    engine: Engine, starts: list[datetime], now: datetime, *, minutes: int = 30, tag: str = ""
+) -> dict[str, datetime]:
     """Meetings starting at `starts` (+ links), each with its hasStarted and hasEnded timers.
 
     Core executemany in chunks of CHUNK rows. Returns {event_id: due_at} of the hasStarted timers.
@@ -141,13 +178,22 @@ def insert_timers(engine: Engine, starts: list[datetime], now: datetime, *, minu
     started: dict[str, datetime] = {}
     for base in range(0, len(starts), CHUNK // 2):
         meetings, links, events = [], [], []
-        for i, start in enumerate(starts[base:base + CHUNK // 2], start=base):
+        for i, start in enumerate(starts[base : base + CHUNK // 2], start=base):
             mid = f"mtg_{tag}{serial_hex()}"
             end = start + timedelta(minutes=minutes)
             meetings.append(meeting_row(mid, start, end, now, i))
-            links.append({"meeting_id": mid, "connection": CONNECTION, "provider": "leezy", "external_id": f"{tag}{i}",
-                          "content_hash": meetings[-1]["content_hash"], "missing": False,
-                          "first_seen_at": now, "last_seen_at": now})
+            links.append(
+                {
+                    "meeting_id": mid,
+                    "connection": CONNECTION,
+                    "provider": "leezy",
+                    "external_id": f"{tag}{i}",
+                    "content_hash": meetings[-1]["content_hash"],
+                    "missing": False,
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                }
+            )
             first = timer_row(mid, "meeting.hasStarted", start, now)
             started[first["event_id"]] = start
             events += [first, timer_row(mid, "meeting.hasEnded", end, now)]

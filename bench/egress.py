@@ -51,11 +51,18 @@ LEAD_SECONDS = 3.0  # from "every process is up" to the instant the burst falls 
 
 def snapshot(mid: str, row: dict[str, Any], external_id: str) -> dict[str, Any]:
     """The meeting as `payloads.meeting_json` renders it into a booked event."""
-    return {"id": mid, "status": row["status"], "title": row["title"], "start": iso(row["start"]),
-            "end": iso(row["end"]), "timezone": row["timezone"],
-            "attendee": {"email": row["attendee_email"], "name": row["attendee_name"], "phone": None},
-            "hosts": [], "conference_url": None,
-            "links": [{"connection": "idle", "provider": "leezy", "external_id": external_id}]}
+    return {
+        "id": mid,
+        "status": row["status"],
+        "title": row["title"],
+        "start": iso(row["start"]),
+        "end": iso(row["end"]),
+        "timezone": row["timezone"],
+        "attendee": {"email": row["attendee_email"], "name": row["attendee_name"], "phone": None},
+        "hosts": [],
+        "conference_url": None,
+        "links": [{"connection": "idle", "provider": "leezy", "external_id": external_id}],
+    }
 
 
 def insert_burst(engine: Engine, n: int, due: datetime) -> list[str]:
@@ -69,15 +76,36 @@ def insert_burst(engine: Engine, n: int, due: datetime) -> list[str]:
             start = now + timedelta(days=1, minutes=i)
             row = meeting_row(mid, start, start + timedelta(minutes=30), now, i)
             meetings.append(row)
-            links.append({"meeting_id": mid, "connection": "idle", "provider": "leezy", "external_id": f"ext_{i}",
-                          "content_hash": row["content_hash"], "missing": False, "first_seen_at": now,
-                          "last_seen_at": now})
+            links.append(
+                {
+                    "meeting_id": mid,
+                    "connection": "idle",
+                    "provider": "leezy",
+                    "external_id": f"ext_{i}",
+                    "content_hash": row["content_hash"],
+                    "missing": False,
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                }
+            )
             event_id = f"evt_{serial_hex()}"
             event_ids.append(event_id)
-            events.append({"event_id": event_id, "meeting_id": mid, "type": "meeting.booked",
-                           "dedupe_key": f"{mid}:meeting.booked:g0", "generation": 0, "set_for": None,
-                           "occurred_at": now, "due_at": due, "status": "pending", "attempts": 0, "created_at": now,
-                           "payload": {"meeting": snapshot(mid, row, f"ext_{i}")}})
+            events.append(
+                {
+                    "event_id": event_id,
+                    "meeting_id": mid,
+                    "type": "meeting.booked",
+                    "dedupe_key": f"{mid}:meeting.booked:g0",
+                    "generation": 0,
+                    "set_for": None,
+                    "occurred_at": now,
+                    "due_at": due,
+                    "status": "pending",
+                    "attempts": 0,
+                    "created_at": now,
+                    "payload": {"meeting": snapshot(mid, row, f"ext_{i}")},
+                }
+            )
         with engine.begin() as conn:
             conn.execute(insert(MeetingRow.__table__), meetings)
             conn.execute(insert(LinkRow.__table__), links)
@@ -87,8 +115,12 @@ def insert_burst(engine: Engine, n: int, due: datetime) -> list[str]:
 
 def floor(sink: Sink, n: int, concurrency: int, body: bytes) -> float:
     """A bare httpx loop: `concurrency` threads, each with its own pooled client, n POSTs in all."""
-    headers = {"content-type": "application/json", "webhook-timestamp": str(int(time.time())),
-               "webhook-signature": "v1," + "A" * 44, "user-agent": "bench-floor"}
+    headers = {
+        "content-type": "application/json",
+        "webhook-timestamp": str(int(time.time())),
+        "webhook-signature": "v1," + "A" * 44,
+        "user-agent": "bench-floor",
+    }
     counter = iter(range(n))
     lock = threading.Lock()
     failures = []
@@ -100,7 +132,9 @@ def floor(sink: Sink, n: int, concurrency: int, body: bytes) -> float:
                     i = next(counter, None)
                 if i is None:
                     return
-                response = client.post(sink.url, content=body, headers={**headers, "webhook-id": f"floor_{i}"})
+                response = client.post(
+                    sink.url, content=body, headers={**headers, "webhook-id": f"floor_{i}"}
+                )
                 if not response.is_success:
                     failures.append(response.status_code)
 
@@ -132,8 +166,13 @@ def collect(sink: Sink, expected: list[str], since: float, timeout: float) -> di
     strangers = len(set(arrivals) - wanted)
     last = max((min(times) for webhook_id, times in arrivals.items() if webhook_id in wanted), default=since)
     seconds = max(last - since, 1e-9)
-    return {"seconds": seconds, "rate": (len(wanted) - missing) / seconds, "missing": missing,
-            "duplicates": duplicates, "strangers": strangers}
+    return {
+        "seconds": seconds,
+        "rate": (len(wanted) - missing) / seconds,
+        "missing": missing,
+        "duplicates": duplicates,
+        "strangers": strangers,
+    }
 
 
 def run(backend: str, n: int, args: Any) -> dict[str, Any]:
@@ -143,16 +182,32 @@ def run(backend: str, n: int, args: Any) -> dict[str, Any]:
         sink = Sink(log_dir)
         procs: list[Proc] = []
         try:
-            sample_body = json.dumps({"type": "meeting.booked", "timestamp": iso(datetime.now(UTC)), "data": {
-                "event_id": f"evt_{serial_hex()}", "sequence": 1, "occurred_at": iso(datetime.now(UTC)),
-                "meeting": snapshot("mtg_" + "0" * 32, meeting_row("m", datetime.now(UTC), datetime.now(UTC),
-                                                                  datetime.now(UTC), 123456), "ext_123456")}},
-                separators=(",", ":"), sort_keys=True).encode()
+            sample_body = json.dumps(
+                {
+                    "type": "meeting.booked",
+                    "timestamp": iso(datetime.now(UTC)),
+                    "data": {
+                        "event_id": f"evt_{serial_hex()}",
+                        "sequence": 1,
+                        "occurred_at": iso(datetime.now(UTC)),
+                        "meeting": snapshot(
+                            "mtg_" + "0" * 32,
+                            meeting_row("m", datetime.now(UTC), datetime.now(UTC), datetime.now(UTC), 123456),
+                            "ext_123456",
+                        ),
+                    },
+                },
+                separators=(",", ":"),
+                sort_keys=True,
+            ).encode()
             # The same concurrency: each worker process sends at most `concurrency` at once to one subscription.
             threads = args.concurrency * (1 if backend == "sqlite" else args.workers)
             out["floor"] = floor(sink, n, threads, sample_body)
-            print(f"  {backend:8s} floor   {n} POSTs, {threads} threads, {len(sample_body)} B bodies: "
-                  f"{out['floor']:7.0f}/s", flush=True)
+            print(
+                f"  {backend:8s} floor   {n} POSTs, {threads} threads, {len(sample_body)} B bodies: "
+                f"{out['floor']:7.0f}/s",
+                flush=True,
+            )
             sink.reset()
 
             port = free_port()
@@ -160,8 +215,14 @@ def run(backend: str, n: int, args: Any) -> dict[str, Any]:
             if backend == "postgres":
                 flush_redis()
             config = log_dir / "bookingsync.toml"
-            config.write_text(config_text(db_url=database_url(engine), broker_url=broker, port=port,
-                                          subscriptions=[("sink", sink.url)]))
+            config.write_text(
+                config_text(
+                    db_url=database_url(engine),
+                    broker_url=broker,
+                    port=port,
+                    subscriptions=[("sink", sink.url)],
+                )
+            )
             # The rows go in before the processes start; they fall due once everything is up.
             due = datetime.now(UTC) + timedelta(days=1)
             event_ids = insert_burst(engine, n, due)
@@ -169,29 +230,42 @@ def run(backend: str, n: int, args: Any) -> dict[str, Any]:
             wait_started(procs, port)
             t0 = time.time() + LEAD_SECONDS
             with engine.begin() as conn:
-                conn.execute(text("UPDATE events SET due_at = :due WHERE status = 'pending'"),
-                             {"due": datetime.fromtimestamp(t0, UTC)})
+                conn.execute(
+                    text("UPDATE events SET due_at = :due WHERE status = 'pending'"),
+                    {"due": datetime.fromtimestamp(t0, UTC)},
+                )
             time.sleep(max(0.0, t0 - time.time()))
             burst = collect(sink, event_ids, t0, args.timeout)
             out["burst"] = burst["rate"]
-            print(f"  {backend:8s} burst   {n} events due at once: {burst['seconds']:7.2f} s {burst['rate']:7.0f}/s "
-                  f"missing {burst['missing']} duplicates {burst['duplicates']}", flush=True)
+            print(
+                f"  {backend:8s} burst   {n} events due at once: {burst['seconds']:7.2f} s {burst['rate']:7.0f}/s "
+                f"missing {burst['missing']} duplicates {burst['duplicates']}",
+                flush=True,
+            )
             out["burst_check"] = burst
 
             sink.reset()
             with engine.begin() as conn:
-                conn.execute(text("UPDATE deliveries SET status = 'dead', attempts = 10, last_status_code = 503, "
-                                  "lease_until = NULL, finished_at = due_at"))
+                conn.execute(
+                    text(
+                        "UPDATE deliveries SET status = 'dead', attempts = 10, last_status_code = 503, "
+                        "lease_until = NULL, finished_at = due_at"
+                    )
+                )
             began = time.time()
-            replay = Proc.bookingsync("replay", ["deliveries", "replay", "--all-dead", "--config", str(config)],
-                                      log_dir)
+            replay = Proc.bookingsync(
+                "replay", ["deliveries", "replay", "--all-dead", "--config", str(config)], log_dir
+            )
             replay.proc.wait(120)
             command = time.time() - began
             result = collect(sink, event_ids, time.time(), args.timeout)
             out["replay"] = result["rate"]
             out["replay_check"] = result
-            print(f"  {backend:8s} replay  {n} dead letters (command {command:.1f} s): {result['seconds']:7.2f} s "
-                  f"{result['rate']:7.0f}/s missing {result['missing']} duplicates {result['duplicates']}", flush=True)
+            print(
+                f"  {backend:8s} replay  {n} dead letters (command {command:.1f} s): {result['seconds']:7.2f} s "
+                f"{result['rate']:7.0f}/s missing {result['missing']} duplicates {result['duplicates']}",
+                flush=True,
+            )
         finally:
             stop_all(procs)
             sink.stop()
@@ -201,17 +275,25 @@ def run(backend: str, n: int, args: Any) -> dict[str, Any]:
 
 
 def main() -> None:
-    args = parse_args(__doc__, n=2000, concurrency=(4, "the per-subscription concurrency of a worker process"),
-                      workers=(2, "bookingsync worker processes on PostgreSQL"),
-                      timeout=(300.0, "give up waiting for deliveries after this many seconds"))
+    args = parse_args(
+        __doc__,
+        n=2000,
+        concurrency=(4, "the per-subscription concurrency of a worker process"),
+        workers=(2, "bookingsync worker processes on PostgreSQL"),
+        timeout=(300.0, "give up waiting for deliveries after this many seconds"),
+    )
     print(f"egress: {args.n} events → one subscription at a local sink (machine shared: figures are noisy)")
     results = {backend: run(backend, args.n, args) for backend in backends_of(args)}
     print()
-    print(f"{'':10s}{'floor/s':>10s}{'burst/s':>10s}{'ratio':>8s}{'replay/s':>10s}{'ratio':>8s}   exactly once")
+    print(
+        f"{'':10s}{'floor/s':>10s}{'burst/s':>10s}{'ratio':>8s}{'replay/s':>10s}{'ratio':>8s}   exactly once"
+    )
     for backend, r in results.items():
         once = all(r[k]["missing"] == 0 and r[k]["duplicates"] == 0 for k in ("burst_check", "replay_check"))
-        print(f"{backend:10s}{r['floor']:10.0f}{r['burst']:10.0f}{r['burst'] / r['floor']:8.3f}"
-              f"{r['replay']:10.0f}{r['replay'] / r['floor']:8.3f}   {'yes' if once else 'NO'}")
+        print(
+            f"{backend:10s}{r['floor']:10.0f}{r['burst']:10.0f}{r['burst'] / r['floor']:8.3f}"
+            f"{r['replay']:10.0f}{r['replay'] / r['floor']:8.3f}   {'yes' if once else 'NO'}"
+        )
 
 
 if __name__ == "__main__":

@@ -31,11 +31,25 @@ def prepare(rt: Runtime, n: int) -> list[str]:
     with transaction(rt.engine) as session:
         for i in range(n):
             start = now + timedelta(days=1, minutes=i)
-            record = SourceRecord(external_id=f"bench{i}", meeting=Meeting(
-                status="scheduled", title="Bench", start=start, end=start + timedelta(minutes=30),
-                attendee={"email": f"p{i}@bench.example"}))
-            store.apply_record(session, connection="leezy-bench", provider="leezy", record=record,
-                               raw={"id": record.external_id}, now=now, grace=GRACE)
+            record = SourceRecord(
+                external_id=f"bench{i}",
+                meeting=Meeting(
+                    status="scheduled",
+                    title="Bench",
+                    start=start,
+                    end=start + timedelta(minutes=30),
+                    attendee={"email": f"p{i}@bench.example"},
+                ),
+            )
+            store.apply_record(
+                session,
+                connection="leezy-bench",
+                provider="leezy",
+                record=record,
+                raw={"id": record.external_id},
+                now=now,
+                grace=GRACE,
+            )
     return claim(rt.engine, now, lease_seconds=3600, limit=n).events
 
 
@@ -75,7 +89,9 @@ def run(backend: str, n: int, threads: int, numbered: bool) -> float:
 
 def main() -> None:
     args = parse_args(__doc__, 2000, threads=(4, "publishing threads"))
-    print(f"feed: {args.n} events published by {args.threads} threads (events/s; floor = without feed.assign)")
+    print(
+        f"feed: {args.n} events published by {args.threads} threads (events/s; floor = without feed.assign)"
+    )
     print(f"{'backend':10s}{'floor':>10s}{'with feed':>12s}{'ratio':>8s}")
     for backend in backends_of(args):
         floor = run(backend, args.n, args.threads, numbered=False)

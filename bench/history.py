@@ -52,29 +52,48 @@ def measure(backend: str, n: int, args, subscriber: Subscriber) -> dict[str, flo
             changes, published = churn.changes - changes, churn.published - published
         finally:
             churn.close()
-    result = {"cpu_per_change_ms": 1000 * cpu / changes, "cpu_per_event_ms": 1000 * cpu / max(published, 1),
-              "wall": wall, "changes": changes, "published": published}
-    print(f"  {backend:8s} {n:>9,d} stored events (loaded in {load.seconds:5.1f} s): {changes} changes, "
-          f"{published} events published in {wall:5.1f} s; CPU {result['cpu_per_change_ms']:.2f} ms/change, "
-          f"{result['cpu_per_event_ms']:.2f} ms/event", flush=True)
+    result = {
+        "cpu_per_change_ms": 1000 * cpu / changes,
+        "cpu_per_event_ms": 1000 * cpu / max(published, 1),
+        "wall": wall,
+        "changes": changes,
+        "published": published,
+    }
+    print(
+        f"  {backend:8s} {n:>9,d} stored events (loaded in {load.seconds:5.1f} s): {changes} changes, "
+        f"{published} events published in {wall:5.1f} s; CPU {result['cpu_per_change_ms']:.2f} ms/change, "
+        f"{result['cpu_per_event_ms']:.2f} ms/event",
+        flush=True,
+    )
     return result
 
 
 def main() -> None:
-    args = parse_args(__doc__, n=1_000_000, backends="sqlite",
-                      small=(10_000, "the smaller history (the floor)"),
-                      steps=(100, "measured steps"), warmup=(20, "steps before measuring"),
-                      per_step=(10, "changes per step"), live=(200, "live meetings the churn works on"))
-    print(f"history: CPU per processed change with {args.small:,d} vs {args.n:,d} stored events "
-          "(machine shared: figures are noisy, the ratio is the point)")
+    args = parse_args(
+        __doc__,
+        n=1_000_000,
+        backends="sqlite",
+        small=(10_000, "the smaller history (the floor)"),
+        steps=(100, "measured steps"),
+        warmup=(20, "steps before measuring"),
+        per_step=(10, "changes per step"),
+        live=(200, "live meetings the churn works on"),
+    )
+    print(
+        f"history: CPU per processed change with {args.small:,d} vs {args.n:,d} stored events "
+        "(machine shared: figures are noisy, the ratio is the point)"
+    )
     subscriber = Subscriber()
     try:
         for backend in backends_of(args):
             small = measure(backend, args.small, args, subscriber)
             large = measure(backend, args.n, args, subscriber)
-            print(f"  {backend:8s} ratio {args.n:,d} / {args.small:,d}: CPU per change "
-                  f"{large['cpu_per_change_ms'] / small['cpu_per_change_ms']:.2f}, per event "
-                  f"{large['cpu_per_event_ms'] / small['cpu_per_event_ms']:.2f}", flush=True)
+            print(
+                f"  {backend:8s} ratio {args.n:,d} / {args.small:,d}: CPU per change "
+                f"{large['cpu_per_change_ms'] / small['cpu_per_change_ms']:.2f}, per event "
+                f"{large['cpu_per_event_ms'] / small['cpu_per_event_ms']:.2f}",
+                flush=True,
+            )
     finally:
         subscriber.close()
 

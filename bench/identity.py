@@ -50,9 +50,20 @@ def seed(engine: Engine, n: int, base: datetime, now: datetime) -> None:
         for i in range(chunk, min(n, chunk + CHUNK)):
             mid = f"mtg_{serial_hex()}"
             meetings.append(meeting_row(mid, slot(i, base), slot(i, base) + timedelta(minutes=30), now, i))
-            links.append({"meeting_id": mid, "connection": "leezy-main", "provider": "leezy", "external_id": f"lz_{i}",
-                          "content_hash": "x", "first_seen_at": now, "last_seen_at": now, "mirrored": False,
-                          "missing": False, "rule": "origin"})
+            links.append(
+                {
+                    "meeting_id": mid,
+                    "connection": "leezy-main",
+                    "provider": "leezy",
+                    "external_id": f"lz_{i}",
+                    "content_hash": "x",
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                    "mirrored": False,
+                    "missing": False,
+                    "rule": "origin",
+                }
+            )
         with engine.begin() as conn:
             conn.execute(insert(MeetingRow), meetings)
             conn.execute(insert(LinkRow), links)
@@ -60,14 +71,19 @@ def seed(engine: Engine, n: int, base: datetime, now: datetime) -> None:
 
 
 def record(i: int, start: datetime, prefix: str) -> RawRecord:
-    meeting = Meeting(status="scheduled", title=f"LeanData demo {i}", start=start, end=start + timedelta(minutes=30),
-                      attendee={"email": f"prospect.{i}@example.com"})
+    meeting = Meeting(
+        status="scheduled",
+        title=f"LeanData demo {i}",
+        start=start,
+        end=start + timedelta(minutes=30),
+        attendee={"email": f"prospect.{i}@example.com"},
+    )
     payload = SourceRecord(external_id=f"{prefix}{i}", meeting=meeting).model_dump(mode="json")
     return RawRecord(payload=payload, external_id=f"{prefix}{i}")
 
 
 def pages(raws: list[RawRecord]) -> list[list[RawRecord]]:
-    return [raws[k:k + PAGE] for k in range(0, len(raws), PAGE)]
+    return [raws[k : k + PAGE] for k in range(0, len(raws), PAGE)]
 
 
 def match_pass(engine: Engine, raws: list[RawRecord]) -> tuple[float, int]:
@@ -84,8 +100,17 @@ def ingest_pass(engine: Engine, connection: str, raws: list[RawRecord]) -> float
     with Timer() as t:
         for page in pages(raws):
             with transaction(engine) as session:
-                ingest_records(session, Canonical(), connection, page, source="poll", now=datetime.now(UTC),
-                               grace=GRACE, result=IngestResult(), open_quarantine=False)
+                ingest_records(
+                    session,
+                    Canonical(),
+                    connection,
+                    page,
+                    source="poll",
+                    now=datetime.now(UTC),
+                    grace=GRACE,
+                    result=IngestResult(),
+                    open_quarantine=False,
+                )
     return t.seconds
 
 
@@ -96,9 +121,19 @@ def insert_pass(engine: Engine, raws: list[RawRecord], now: datetime) -> float:
             for raw in page:
                 m, mid = SourceRecord.model_validate(raw.payload).meeting, f"mtg_{serial_hex()}"
                 meetings.append(meeting_row(mid, m.start, m.end, now, 0))
-                links.append({"meeting_id": mid, "connection": "plain", "provider": "leandata",
-                              "external_id": raw.external_id, "content_hash": "x", "first_seen_at": now,
-                              "last_seen_at": now, "mirrored": False, "missing": False})
+                links.append(
+                    {
+                        "meeting_id": mid,
+                        "connection": "plain",
+                        "provider": "leandata",
+                        "external_id": raw.external_id,
+                        "content_hash": "x",
+                        "first_seen_at": now,
+                        "last_seen_at": now,
+                        "mirrored": False,
+                        "missing": False,
+                    }
+                )
             with engine.begin() as conn:
                 conn.execute(insert(MeetingRow), meetings)
                 conn.execute(insert(LinkRow), links)
@@ -126,14 +161,18 @@ def run(backend: str, n: int, sample: int) -> dict[str, Any]:
         fresh = [record(n + i, slot(i, base) + timedelta(minutes=7), "new_") for i in range(sample)]
         out["ingest fresh"] = ingest_pass(engine, "other-main", fresh)
         identity._rules = identity.Rules()
-        out["plain insert"] = insert_pass(engine, [record(i, slot(i, base), "pl_") for i in range(sample)], now)
+        out["plain insert"] = insert_pass(
+            engine, [record(i, slot(i, base), "pl_") for i in range(sample)], now
+        )
         out["_sample"] = len(hits)
     return out
 
 
 def main() -> None:
     args = parse_args(__doc__, 100_000, sample=(5000, "records matched per path (default 5000)"))
-    print(f"identity: pages of {PAGE} records against {args.n} canonical meetings, {args.sample} records per path")
+    print(
+        f"identity: pages of {PAGE} records against {args.n} canonical meetings, {args.sample} records per path"
+    )
     results = {backend: run(backend, args.n, args.sample) for backend in backends_of(args)}
     print()
     print(f"{'path':16s}" + "".join(f"{b + ' µs/rec':>18s}{'rec/s':>10s}" for b in results))
@@ -145,10 +184,12 @@ def main() -> None:
         print(f"{path:16s}{row}")
     print()
     for backend, r in results.items():
-        print(f"  {backend:8s} match/plain insert {r['match hits'] / r['plain insert']:.2f}   "
-              f"ingest hits/plain insert {r['ingest hits'] / r['plain insert']:.2f}   "
-              f"ingest hits/ingest fresh (rules off) {r['ingest hits'] / r['ingest fresh']:.2f}   "
-              f"match share of a matched ingest {r['match hits'] / r['ingest hits']:.0%}")
+        print(
+            f"  {backend:8s} match/plain insert {r['match hits'] / r['plain insert']:.2f}   "
+            f"ingest hits/plain insert {r['ingest hits'] / r['plain insert']:.2f}   "
+            f"ingest hits/ingest fresh (rules off) {r['ingest hits'] / r['ingest fresh']:.2f}   "
+            f"match share of a matched ingest {r['match hits'] / r['ingest hits']:.0%}"
+        )
 
 
 if __name__ == "__main__":

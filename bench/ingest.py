@@ -55,8 +55,17 @@ def apply_pass(engine: Engine, adapter: LeezyAdapter, raws: list[RawRecord]) -> 
             now = datetime.now(UTC)
             with transaction(engine) as session:
                 # Exactly what the poller's ingest.apply_page does with one page.
-                ingest_records(session, adapter, CONNECTION, raws[page_no:page_no + PAGE], source="poll", now=now,
-                               grace=GRACE, result=result, open_quarantine=False)
+                ingest_records(
+                    session,
+                    adapter,
+                    CONNECTION,
+                    raws[page_no : page_no + PAGE],
+                    source="poll",
+                    now=now,
+                    grace=GRACE,
+                    result=result,
+                    open_quarantine=False,
+                )
                 store.save_cursor(session, CONNECTION, {"since": None, "offset": page_no + PAGE}, now)
     return t.seconds, result
 
@@ -64,8 +73,10 @@ def apply_pass(engine: Engine, adapter: LeezyAdapter, raws: list[RawRecord]) -> 
 def _upsert(engine: Engine, table: Any, keys: list[str], keep: set[str]) -> Any:
     dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
     stmt = dialect_insert(table)
-    return stmt.on_conflict_do_update(index_elements=[table.c[k] for k in keys],
-                                      set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in keep})
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c[k] for k in keys],
+        set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in keep},
+    )
 
 
 def _iso(value: datetime) -> str:
@@ -75,77 +86,178 @@ def _iso(value: datetime) -> str:
 class Rows:
     """The rows an ingest writes for N meetings, under ids of their own (`raw_…`)."""
 
-    def __init__(self, adapter: LeezyAdapter, first: list[RawRecord], moved: list[RawRecord], now: datetime) -> None:
+    def __init__(
+        self, adapter: LeezyAdapter, first: list[RawRecord], moved: list[RawRecord], now: datetime
+    ) -> None:
         self.meetings, self.links, self.fresh_events = [], [], []
         self.moved_meetings, self.moved_links, self.moved_events = [], [], []
         for raw, raw2 in zip(first, moved, strict=True):
             mid = f"raw_{raw.external_id}"
             rec, rec2 = adapter.normalise(raw), adapter.normalise(raw2)
-            meeting = {**self._meeting(mid, rec.meeting, now, version=1, next_sequence=2),
-                       "source_updated_at": rec.source_updated_at}
+            meeting = {
+                **self._meeting(mid, rec.meeting, now, version=1, next_sequence=2),
+                "source_updated_at": rec.source_updated_at,
+            }
             self.meetings.append(meeting)
-            self.moved_meetings.append({**self._meeting(mid, rec2.meeting, now, version=2, next_sequence=3),
-                                        "source_updated_at": rec2.source_updated_at, "b_id": mid})
-            link = {"meeting_id": mid, "connection": CONNECTION, "provider": "leezy", "external_id": mid,
-                    "scope": None, "content_hash": meeting["content_hash"], "raw": raw.payload,
-                    "source_updated_at": rec.source_updated_at, "start": rec.meeting.start, "end": rec.meeting.end,
-                    "missing": False, "mirrored": False, "first_seen_at": now, "last_seen_at": now,
-                    "source_delivered_at": None, "stale_count": 0, "rule": "origin",
-                    "observed": rec.meeting.model_dump(mode="json")}
+            self.moved_meetings.append(
+                {
+                    **self._meeting(mid, rec2.meeting, now, version=2, next_sequence=3),
+                    "source_updated_at": rec2.source_updated_at,
+                    "b_id": mid,
+                }
+            )
+            link = {
+                "meeting_id": mid,
+                "connection": CONNECTION,
+                "provider": "leezy",
+                "external_id": mid,
+                "scope": None,
+                "content_hash": meeting["content_hash"],
+                "raw": raw.payload,
+                "source_updated_at": rec.source_updated_at,
+                "start": rec.meeting.start,
+                "end": rec.meeting.end,
+                "missing": False,
+                "mirrored": False,
+                "first_seen_at": now,
+                "last_seen_at": now,
+                "source_delivered_at": None,
+                "stale_count": 0,
+                "rule": "origin",
+                "observed": rec.meeting.model_dump(mode="json"),
+            }
             self.links.append(link)
-            self.moved_links.append({"b_id": mid, "content_hash": rec2.meeting.content_hash(), "raw": raw2.payload,
-                                     "source_updated_at": rec2.source_updated_at, "start": rec2.meeting.start,
-                                     "end": rec2.meeting.end, "last_seen_at": now, "scope": None, "missing": False,
-                                     "source_delivered_at": None, "stale_count": 0,
-                                     "observed": rec2.meeting.model_dump(mode="json")})
+            self.moved_links.append(
+                {
+                    "b_id": mid,
+                    "content_hash": rec2.meeting.content_hash(),
+                    "raw": raw2.payload,
+                    "source_updated_at": rec2.source_updated_at,
+                    "start": rec2.meeting.start,
+                    "end": rec2.meeting.end,
+                    "last_seen_at": now,
+                    "scope": None,
+                    "missing": False,
+                    "source_delivered_at": None,
+                    "stale_count": 0,
+                    "observed": rec2.meeting.model_dump(mode="json"),
+                }
+            )
             snapshot = self._snapshot(meeting)
             self.fresh_events += self._events(mid, "meeting.booked", "once", rec.meeting, now, snapshot, 1)
-            self.moved_events += self._events(mid, "meeting.rescheduled", "v2", rec2.meeting, now,
-                                              self._snapshot(self.moved_meetings[-1]), 2,
-                                              previous={"start": _iso(rec.meeting.start), "end": _iso(rec.meeting.end)})
+            self.moved_events += self._events(
+                mid,
+                "meeting.rescheduled",
+                "v2",
+                rec2.meeting,
+                now,
+                self._snapshot(self.moved_meetings[-1]),
+                2,
+                previous={"start": _iso(rec.meeting.start), "end": _iso(rec.meeting.end)},
+            )
 
     @staticmethod
     def _meeting(mid: str, m: Any, now: datetime, *, version: int, next_sequence: int) -> dict[str, Any]:
-        return {"id": mid, "status": m.status.value, "title": m.title, "start": m.start, "end": m.end,
-                "timezone": m.timezone, "attendee_email": m.attendee.email, "attendee_name": m.attendee.name,
-                "attendee_phone": m.attendee.phone, "hosts": list(m.hosts), "conference_url": m.conference_url,
-                "content_hash": m.content_hash(), "booked": True, "deleted": False, "generation": 0,
-                "version": version, "next_sequence": next_sequence, "created_at": now, "updated_at": now}
+        return {
+            "id": mid,
+            "status": m.status.value,
+            "title": m.title,
+            "start": m.start,
+            "end": m.end,
+            "timezone": m.timezone,
+            "attendee_email": m.attendee.email,
+            "attendee_name": m.attendee.name,
+            "attendee_phone": m.attendee.phone,
+            "hosts": list(m.hosts),
+            "conference_url": m.conference_url,
+            "content_hash": m.content_hash(),
+            "booked": True,
+            "deleted": False,
+            "generation": 0,
+            "version": version,
+            "next_sequence": next_sequence,
+            "created_at": now,
+            "updated_at": now,
+        }
 
     @staticmethod
     def _snapshot(row: dict[str, Any]) -> dict[str, Any]:
-        return {"id": row["id"], "status": row["status"], "title": row["title"], "start": _iso(row["start"]),
-                "end": _iso(row["end"]), "timezone": row["timezone"],
-                "attendee": {"email": row["attendee_email"], "name": row["attendee_name"], "phone": None},
-                "hosts": row["hosts"], "conference_url": None,
-                "links": [{"connection": CONNECTION, "provider": "leezy", "external_id": row["id"]}]}
+        return {
+            "id": row["id"],
+            "status": row["status"],
+            "title": row["title"],
+            "start": _iso(row["start"]),
+            "end": _iso(row["end"]),
+            "timezone": row["timezone"],
+            "attendee": {"email": row["attendee_email"], "name": row["attendee_name"], "phone": None},
+            "hosts": row["hosts"],
+            "conference_url": None,
+            "links": [{"connection": CONNECTION, "provider": "leezy", "external_id": row["id"]}],
+        }
 
     @staticmethod
-    def _events(mid: str, kind: str, occurrence: str, m: Any, now: datetime, snapshot: dict[str, Any],
-                sequence: int, **details: Any) -> list[dict[str, Any]]:
-        first = {"event_id": store.new_id("evt"), "meeting_id": mid, "type": kind,
-                 "dedupe_key": f"{mid}:{kind}:{occurrence}", "generation": 0, "set_for": None, "occurred_at": now,
-                 "due_at": now, "status": "pending", "attempts": 0, "sequence": sequence, "created_at": now,
-                 "payload": {"meeting": snapshot, **details}}
-        timers = [{"event_id": store.new_id("evt"), "meeting_id": mid, "type": timer,
-                   "dedupe_key": f"{mid}:{timer}:g0:{at.isoformat()}", "generation": 0, "set_for": at,
-                   "occurred_at": at, "due_at": at, "status": "pending", "attempts": 0, "sequence": None,
-                   "created_at": now, "payload": None}
-                  for timer, at in (("meeting.hasStarted", m.start), ("meeting.hasEnded", m.end))]
+    def _events(
+        mid: str,
+        kind: str,
+        occurrence: str,
+        m: Any,
+        now: datetime,
+        snapshot: dict[str, Any],
+        sequence: int,
+        **details: Any,
+    ) -> list[dict[str, Any]]:
+        first = {
+            "event_id": store.new_id("evt"),
+            "meeting_id": mid,
+            "type": kind,
+            "dedupe_key": f"{mid}:{kind}:{occurrence}",
+            "generation": 0,
+            "set_for": None,
+            "occurred_at": now,
+            "due_at": now,
+            "status": "pending",
+            "attempts": 0,
+            "sequence": sequence,
+            "created_at": now,
+            "payload": {"meeting": snapshot, **details},
+        }
+        timers = [
+            {
+                "event_id": store.new_id("evt"),
+                "meeting_id": mid,
+                "type": timer,
+                "dedupe_key": f"{mid}:{timer}:g0:{at.isoformat()}",
+                "generation": 0,
+                "set_for": at,
+                "occurred_at": at,
+                "due_at": at,
+                "status": "pending",
+                "attempts": 0,
+                "sequence": None,
+                "created_at": now,
+                "payload": None,
+            }
+            for timer, at in (("meeting.hasStarted", m.start), ("meeting.hasEnded", m.end))
+        ]
         return [first, *timers]
 
 
 def same_rows_pass(engine: Engine, rows: Rows, case: str, now: datetime) -> float:
     cursor = _upsert(engine, CursorRow.__table__, ["connection"], {"connection"})
     links, meetings, events = LinkRow.__table__, MeetingRow.__table__, EventRow.__table__
-    touch = update(links).where(links.c.id == bindparam("b_id")).values(last_seen_at=bindparam("last_seen_at"))
+    touch = (
+        update(links).where(links.c.id == bindparam("b_id")).values(last_seen_at=bindparam("last_seen_at"))
+    )
     moved_meeting = update(meetings).where(meetings.c.id == bindparam("b_id"))
     moved_link = update(links).where(links.c.id == bindparam("b_id"))
     moved_links: list[dict[str, Any]] = []
     if case != "fresh":  # the ids the fresh pass gave the links, read outside the clock
         with engine.connect() as conn:
-            link_ids = dict(conn.execute(select(links.c.external_id, links.c.id)
-                                         .where(links.c.external_id.like("raw_%"))).all())
+            link_ids = dict(
+                conn.execute(
+                    select(links.c.external_id, links.c.id).where(links.c.external_id.like("raw_%"))
+                ).all()
+            )
         moved_links = [{**link, "b_id": link_ids[link["b_id"]]} for link in rows.moved_links]
     with Timer() as t:
         for page_no in range(0, len(rows.meetings), PAGE):
@@ -154,19 +266,28 @@ def same_rows_pass(engine: Engine, rows: Rows, case: str, now: datetime) -> floa
                 if case == "fresh":
                     conn.execute(insert(meetings), rows.meetings[page])
                     conn.execute(insert(links), rows.links[page])
-                    conn.execute(insert(events), rows.fresh_events[page_no * 3:(page_no + PAGE) * 3])
+                    conn.execute(insert(events), rows.fresh_events[page_no * 3 : (page_no + PAGE) * 3])
                 elif case == "no-op":
-                    conn.execute(touch, [{"b_id": link["b_id"], "last_seen_at": now} for link in moved_links[page]])
+                    conn.execute(
+                        touch, [{"b_id": link["b_id"], "last_seen_at": now} for link in moved_links[page]]
+                    )
                 else:
                     conn.execute(moved_meeting, rows.moved_meetings[page])
                     conn.execute(moved_link, moved_links[page])
                     ids = [m["id"] for m in rows.meetings[page]]
-                    conn.execute(update(events).where(events.c.meeting_id.in_(ids),
-                                                      events.c.type.in_(["meeting.hasStarted", "meeting.hasEnded"]),
-                                                      events.c.status.in_(["pending", "leased"]))
-                                 .values(status="cancelled"))
-                    conn.execute(insert(events), rows.moved_events[page_no * 3:(page_no + PAGE) * 3])
-                conn.execute(cursor, [{"connection": "raw", "value": {"offset": page_no + PAGE}, "updated_at": now}])
+                    conn.execute(
+                        update(events)
+                        .where(
+                            events.c.meeting_id.in_(ids),
+                            events.c.type.in_(["meeting.hasStarted", "meeting.hasEnded"]),
+                            events.c.status.in_(["pending", "leased"]),
+                        )
+                        .values(status="cancelled")
+                    )
+                    conn.execute(insert(events), rows.moved_events[page_no * 3 : (page_no + PAGE) * 3])
+                conn.execute(
+                    cursor, [{"connection": "raw", "value": {"offset": page_no + PAGE}, "updated_at": now}]
+                )
     return t.seconds
 
 
@@ -175,7 +296,7 @@ def meeting_only_pass(engine: Engine, rows: list[dict[str, Any]]) -> float:
     with Timer() as t:
         for page_no in range(0, len(rows), PAGE):
             with engine.begin() as conn:
-                conn.execute(stmt, rows[page_no:page_no + PAGE])
+                conn.execute(stmt, rows[page_no : page_no + PAGE])
     return t.seconds
 
 
@@ -193,14 +314,22 @@ def run(backend: str, n: int) -> dict[str, dict[str, float]]:
     with database(backend) as engine:
         for case, raws, expect in (("fresh", first, 3), ("no-op", first, 0), ("reschedule", moved, 3)):
             seconds, result = apply_pass(engine, adapter, raws)
-            assert result.applied == n and len(result.events) == expect * n, (case, result.applied, len(result.events))
+            assert result.applied == n and len(result.events) == expect * n, (
+                case,
+                result.applied,
+                len(result.events),
+            )
             out[case] = {"ingest": n / seconds}
-            print(f"  {backend:8s} ingest {case:10s} {n:6d} meetings {seconds:7.2f} s {n / seconds:9.0f} meetings/s"
-                  f"  ({len(result.events)} events, {result.changed} changed)")
+            print(
+                f"  {backend:8s} ingest {case:10s} {n:6d} meetings {seconds:7.2f} s {n / seconds:9.0f} meetings/s"
+                f"  ({len(result.events)} events, {result.changed} changed)"
+            )
         for case in CASES:
             seconds = same_rows_pass(engine, rows, case, now)
             out[case]["same-rows"] = n / seconds
-            print(f"  {backend:8s} same-rows {case:10s} {n:6d} meetings {seconds:7.2f} s {n / seconds:9.0f} meetings/s")
+            print(
+                f"  {backend:8s} same-rows {case:10s} {n:6d} meetings {seconds:7.2f} s {n / seconds:9.0f} meetings/s"
+            )
         seconds = meeting_only_pass(engine, only)
         out["fresh"]["meeting-only"] = n / seconds
         seconds = meeting_only_pass(engine, only)
@@ -214,12 +343,16 @@ def main() -> None:
     print(f"ingest: {args.n} Leezy meetings, pages of {PAGE}, one transaction per page")
     results = {backend: run(backend, args.n) for backend in backends_of(args)}
     print()
-    print(f"{'backend':9s}{'case':12s}{'ingest':>10s}{'meeting-only':>14s}{'ratio':>8s}{'same-rows':>11s}{'ratio':>8s}"
-          "   (meetings/s)")
+    print(
+        f"{'backend':9s}{'case':12s}{'ingest':>10s}{'meeting-only':>14s}{'ratio':>8s}{'same-rows':>11s}{'ratio':>8s}"
+        "   (meetings/s)"
+    )
     for backend, cases in results.items():
         for case, r in cases.items():
-            print(f"{backend:9s}{case:12s}{r['ingest']:10.0f}{r['meeting-only']:14.0f}"
-                  f"{r['ingest'] / r['meeting-only']:8.3f}{r['same-rows']:11.0f}{r['ingest'] / r['same-rows']:8.3f}")
+            print(
+                f"{backend:9s}{case:12s}{r['ingest']:10.0f}{r['meeting-only']:14.0f}"
+                f"{r['ingest'] / r['meeting-only']:8.3f}{r['same-rows']:11.0f}{r['ingest'] / r['same-rows']:8.3f}"
+            )
 
 
 if __name__ == "__main__":

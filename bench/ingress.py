@@ -53,8 +53,16 @@ def floor_app() -> Any:
             more = message.get("more_body", False)
         delivery = dict(scope["headers"]).get(b"x-leezy-delivery", b"").decode()
         body = json.dumps({"status": "accepted", "delivery_id": delivery}).encode()
-        await send({"type": "http.response.start", "status": 202,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 202,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     return app
@@ -64,8 +72,9 @@ def serve_floor(port: int) -> None:
     import uvicorn
 
     # The settings `bookingsync web` gives uvicorn (worker/cli.py: _serve), nothing else.
-    uvicorn.Server(uvicorn.Config(floor_app(), host="127.0.0.1", port=port, log_level="warning",
-                                  access_log=False)).run()
+    uvicorn.Server(
+        uvicorn.Config(floor_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    ).run()
 
 
 def write_requests(path: Path, n: int, run: str) -> None:
@@ -76,26 +85,68 @@ def write_requests(path: Path, n: int, run: str) -> None:
     with path.open("w") as out:
         for i in range(n):
             start = now.replace(microsecond=0) + timedelta(days=1, minutes=15 * i)
-            body = json.dumps({"id": f"evt_{run}_{i}", "type": "meeting.scheduled", "created_at": iso(now),
-                               "organization_id": "org_bench", "chatbot_id": "chatbot_bench", "data": {
-                                   "id": f"meeting_{run}_{i}", "type": "meeting", "attributes": {
-                                       "title": f"Demo call #{i}", "start_time": iso(start),
-                                       "end_time": iso(start + timedelta(minutes=30)), "timezone": "Europe/Berlin",
-                                       "attendee": {"name": f"Prospect {i}", "email": f"prospect.{i}@example.com",
-                                                    "phone": None},
-                                       "status": "scheduled", "meeting_url": None, "cancelled_at": None,
-                                       "created_at": iso(now), "updated_at": iso(now)}}},
-                              separators=(",", ":"))
+            body = json.dumps(
+                {
+                    "id": f"evt_{run}_{i}",
+                    "type": "meeting.scheduled",
+                    "created_at": iso(now),
+                    "organization_id": "org_bench",
+                    "chatbot_id": "chatbot_bench",
+                    "data": {
+                        "id": f"meeting_{run}_{i}",
+                        "type": "meeting",
+                        "attributes": {
+                            "title": f"Demo call #{i}",
+                            "start_time": iso(start),
+                            "end_time": iso(start + timedelta(minutes=30)),
+                            "timezone": "Europe/Berlin",
+                            "attendee": {
+                                "name": f"Prospect {i}",
+                                "email": f"prospect.{i}@example.com",
+                                "phone": None,
+                            },
+                            "status": "scheduled",
+                            "meeting_url": None,
+                            "cancelled_at": None,
+                            "created_at": iso(now),
+                            "updated_at": iso(now),
+                        },
+                    },
+                },
+                separators=(",", ":"),
+            )
             signature = hmac.new(key, f"{ts}.".encode() + body.encode(), hashlib.sha256).hexdigest()
             out.write(f"del_{run}_{i}\t{ts}\tsha256={signature}\t{body}\n")
 
 
 def wrk(port: int, path: str, requests: Path, args: Any, out: Path) -> dict[str, Any]:
-    env = {**os.environ, "WRK_REQUESTS": str(requests), "WRK_PATH": path, "WRK_OUT": str(out),
-           "WRK_THREADS": str(WRK_THREADS)}
-    subprocess.run(["wrk", "-t", str(WRK_THREADS), "-c", str(args.connections), "-d", f"{args.seconds}s",
-                    "--timeout", "10s", "-s", str(BENCH / "ingress.lua"), f"http://127.0.0.1:{port}"],
-                   env=env, check=True, capture_output=True, text=True)
+    env = {
+        **os.environ,
+        "WRK_REQUESTS": str(requests),
+        "WRK_PATH": path,
+        "WRK_OUT": str(out),
+        "WRK_THREADS": str(WRK_THREADS),
+    }
+    subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(WRK_THREADS),
+            "-c",
+            str(args.connections),
+            "-d",
+            f"{args.seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(BENCH / "ingress.lua"),
+            f"http://127.0.0.1:{port}",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     statuses: Counter[int] = Counter()
     ok: list[str] = []
     totals: dict[str, int] = {}
@@ -109,8 +160,14 @@ def wrk(port: int, path: str, requests: Path, args: Any, out: Path) -> dict[str,
             totals[key] = int(value)
     seconds = totals["duration_us"] / 1e6
     two = sum(n for s, n in statuses.items() if 200 <= s < 300)
-    return {"rate": totals["requests"] / seconds, "ok_rate": two / seconds, "statuses": dict(statuses),
-            "errors": totals["errors"], "ok_ids": ok, "requests": totals["requests"]}
+    return {
+        "rate": totals["requests"] / seconds,
+        "ok_rate": two / seconds,
+        "statuses": dict(statuses),
+        "errors": totals["errors"],
+        "ok_ids": ok,
+        "requests": totals["requests"],
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -131,9 +188,10 @@ def stored(engine: Engine, ids: list[str]) -> set[str]:
     found: set[str] = set()
     with engine.connect() as conn:
         for base in range(0, len(ids), 5000):
-            chunk = ids[base:base + 5000]
-            query = select(ReceiptRow.delivery_id).where(ReceiptRow.connection == "leezy",
-                                                         ReceiptRow.delivery_id.in_(chunk))
+            chunk = ids[base : base + 5000]
+            query = select(ReceiptRow.delivery_id).where(
+                ReceiptRow.connection == "leezy", ReceiptRow.delivery_id.in_(chunk)
+            )
             found.update(conn.execute(query).scalars())
     return found
 
@@ -141,9 +199,11 @@ def stored(engine: Engine, ids: list[str]) -> set[str]:
 def describe(result: dict[str, Any]) -> str:
     five = sum(n for s, n in result["statuses"].items() if s >= 500)
     other = sum(n for s, n in result["statuses"].items() if not 200 <= s < 300 and s < 500)
-    return (f"{result['rate']:7.0f} req/s, server CPU {result['cpu_us']:5.0f} µs/request ({result['requests']} requests: "
-            + ", ".join(f"{s}×{n}" for s, n in sorted(result["statuses"].items()))
-            + f"; 5xx {five}, other non-2xx {other}, socket errors {result['errors']})")
+    return (
+        f"{result['rate']:7.0f} req/s, server CPU {result['cpu_us']:5.0f} µs/request ({result['requests']} requests: "
+        + ", ".join(f"{s}×{n}" for s, n in sorted(result["statuses"].items()))
+        + f"; 5xx {five}, other non-2xx {other}, socket errors {result['errors']})"
+    )
 
 
 def run_floor(args: Any, log_dir: Path) -> dict[str, Any]:
@@ -181,8 +241,15 @@ token = "lzy_at_bench"
 webhook_secret = "{SECRET}"
 """
         config = log_dir / f"{backend}.toml"
-        config.write_text(config_text(db_url=database_url(engine), broker_url=broker, port=port, subscriptions=[],
-                                      connections=connection))
+        config.write_text(
+            config_text(
+                db_url=database_url(engine),
+                broker_url=broker,
+                port=port,
+                subscriptions=[],
+                connections=connection,
+            )
+        )
         run = uuid.uuid4().hex[:8]
         requests = log_dir / f"{backend}-requests.tsv"
         write_requests(requests, args.requests, run)
@@ -206,10 +273,17 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--floor-app":
         serve_floor(int(sys.argv[2]))
         return
-    args = parse_args(__doc__, n=0, connections=(32, "wrk connections"), seconds=(10, "wrk duration"),
-                      requests=(60_000, "distinct pre-signed deliveries per run (more than a run sends)"))
-    print(f"ingress: wrk -t{WRK_THREADS} -c{args.connections} -d{args.seconds}s, every request a distinct signed "
-          "Leezy delivery (machine shared: figures are noisy)")
+    args = parse_args(
+        __doc__,
+        n=0,
+        connections=(32, "wrk connections"),
+        seconds=(10, "wrk duration"),
+        requests=(60_000, "distinct pre-signed deliveries per run (more than a run sends)"),
+    )
+    print(
+        f"ingress: wrk -t{WRK_THREADS} -c{args.connections} -d{args.seconds}s, every request a distinct signed "
+        "Leezy delivery (machine shared: figures are noisy)"
+    )
     rows = []
     with tempfile.TemporaryDirectory(prefix="bookingsync-ingress-") as tmp:
         log_dir = Path(tmp)
@@ -218,16 +292,23 @@ def main() -> None:
         for backend in backends_of(args):
             result = run_bookingsync(backend, args, log_dir)
             print(f"  bookingsync web {backend:10s} {describe(result)}", flush=True)
-            print(f"  {'':26s} 2xx'd deliveries in the store: {result['stored']} of {len(result['ok_ids'])}"
-                  f" (missing {result['lost']})", flush=True)
+            print(
+                f"  {'':26s} 2xx'd deliveries in the store: {result['stored']} of {len(result['ok_ids'])}"
+                f" (missing {result['lost']})",
+                flush=True,
+            )
             rows.append((backend, result))
     print()
-    print(f"{'':12s}{'req/s':>9s}{'floor':>9s}{'ratio':>8s}{'5xx':>6s}{'lost':>6s}"
-          f"{'CPU µs/req':>12s}{'floor':>8s}{'ratio':>8s}")
+    print(
+        f"{'':12s}{'req/s':>9s}{'floor':>9s}{'ratio':>8s}{'5xx':>6s}{'lost':>6s}"
+        f"{'CPU µs/req':>12s}{'floor':>8s}{'ratio':>8s}"
+    )
     for backend, r in rows:
         five = sum(n for s, n in r["statuses"].items() if s >= 500)
-        print(f"{backend:12s}{r['rate']:9.0f}{floor['rate']:9.0f}{r['rate'] / floor['rate']:8.3f}{five:6d}{r['lost']:6d}"
-              f"{r['cpu_us']:12.0f}{floor['cpu_us']:8.0f}{floor['cpu_us'] / r['cpu_us']:8.3f}")
+        print(
+            f"{backend:12s}{r['rate']:9.0f}{floor['rate']:9.0f}{r['rate'] / floor['rate']:8.3f}{five:6d}{r['lost']:6d}"
+            f"{r['cpu_us']:12.0f}{floor['cpu_us']:8.0f}{floor['cpu_us'] / r['cpu_us']:8.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -57,42 +57,76 @@ def slots(count: int, skip: int = 0) -> list[datetime]:
         if day.weekday() < 5:
             out += [day + timedelta(minutes=30 * k) for k in range(46)]
         day += timedelta(days=1)
-    return out[skip:skip + count]
+    return out[skip : skip + count]
 
 
 def source_record(i: int, start: datetime, *, cancelled: bool = False) -> SourceRecord:
-    return SourceRecord(external_id=f"lz_{i:06d}", meeting=Meeting(
-        status="cancelled" if cancelled else "scheduled", title=f"Demo call #{i}", start=start,
-        end=start + timedelta(minutes=30), timezone="Europe/Berlin",
-        attendee={"email": f"prospect.{i}@example.com", "name": f"Prospect {i}"}))
+    return SourceRecord(
+        external_id=f"lz_{i:06d}",
+        meeting=Meeting(
+            status="cancelled" if cancelled else "scheduled",
+            title=f"Demo call #{i}",
+            start=start,
+            end=start + timedelta(minutes=30),
+            timezone="Europe/Berlin",
+            attendee={"email": f"prospect.{i}@example.com", "name": f"Prospect {i}"},
+        ),
+    )
 
 
 class Bench:
     def __init__(self, engine: Engine, state: meetergo.MeetergoState, sim_url: str) -> None:
-        cfg = parse_config({
-            "allow_private_targets": True,  # the simulator is on loopback
-            "connections": [
-                {"id": "leezy", "provider": "leezy", "base_url": "http://127.0.0.1:9", "token": "lzy_at_bench"},
-                {"id": "meetergo", "provider": "meetergo", "base_url": sim_url, "token": meetergo.DEFAULT_TOKEN,
-                 "webhook_secret": WEBHOOK_TOKEN,
-                 "options": {"meeting_type_id": TYPE_ID, "host_ids": [meetergo.DEFAULT_USER_ID],
-                             "requests_per_minute": REQUESTS_PER_MINUTE}}],
-            "routes": [{"sources": ["leezy"], "targets": ["meetergo"]}],
-            "events": {"console": False},
-            "delivery": {"max_attempts": 50, "min_backoff_seconds": 0.1, "max_backoff_seconds": 1}}, environ={})
+        cfg = parse_config(
+            {
+                "allow_private_targets": True,  # the simulator is on loopback
+                "connections": [
+                    {
+                        "id": "leezy",
+                        "provider": "leezy",
+                        "base_url": "http://127.0.0.1:9",
+                        "token": "lzy_at_bench",
+                    },
+                    {
+                        "id": "meetergo",
+                        "provider": "meetergo",
+                        "base_url": sim_url,
+                        "token": meetergo.DEFAULT_TOKEN,
+                        "webhook_secret": WEBHOOK_TOKEN,
+                        "options": {
+                            "meeting_type_id": TYPE_ID,
+                            "host_ids": [meetergo.DEFAULT_USER_ID],
+                            "requests_per_minute": REQUESTS_PER_MINUTE,
+                        },
+                    },
+                ],
+                "routes": [{"sources": ["leezy"], "targets": ["meetergo"]}],
+                "events": {"console": False},
+                "delivery": {"max_attempts": 50, "min_backoff_seconds": 0.1, "max_backoff_seconds": 1},
+            },
+            environ={},
+        )
         self.rt = Runtime(config=cfg, engine=engine)
         self.state = state
         self.web = serve_app(create_app(self.rt))
-        state.add_webhook(f"{self.web.url}/webhooks/meetergo?token={WEBHOOK_TOKEN}",
-                          ["booking_created", "booking_cancelled", "booking_rescheduled"])
+        state.add_webhook(
+            f"{self.web.url}/webhooks/meetergo?token={WEBHOOK_TOKEN}",
+            ["booking_created", "booking_cancelled", "booking_rescheduled"],
+        )
 
     def apply(self, records: list[SourceRecord]) -> None:
         now = datetime.now(UTC)
         for first in range(0, len(records), BATCH):
             with transaction(self.rt.engine) as session:
-                for rec in records[first:first + BATCH]:
-                    store.apply_record(session, connection="leezy", provider="leezy", record=rec,
-                                       raw={"id": rec.external_id}, now=now, grace=GRACE)
+                for rec in records[first : first + BATCH]:
+                    store.apply_record(
+                        session,
+                        connection="leezy",
+                        provider="leezy",
+                        record=rec,
+                        raw={"id": rec.external_id},
+                        now=now,
+                        grace=GRACE,
+                    )
 
     def ingest_echoes(self) -> int:
         with transaction(self.rt.engine) as session:
@@ -136,9 +170,14 @@ def writes(state: meetergo.MeetergoState) -> dict[str, int]:
 
 
 def bare_rate(sim_url: str, count: int, skip: int) -> float:
-    adapter = MeetergoAdapter(connection_id="bare", base_url=sim_url, token=meetergo.DEFAULT_TOKEN,
-                              meeting_type_id=TYPE_ID, host_ids=[meetergo.DEFAULT_USER_ID],
-                              requests_per_minute=REQUESTS_PER_MINUTE)
+    adapter = MeetergoAdapter(
+        connection_id="bare",
+        base_url=sim_url,
+        token=meetergo.DEFAULT_TOKEN,
+        meeting_type_id=TYPE_ID,
+        host_ids=[meetergo.DEFAULT_USER_ID],
+        requests_per_minute=REQUESTS_PER_MINUTE,
+    )
     try:
         with Timer() as t:
             for i, start in enumerate(slots(count, skip)):
@@ -151,9 +190,18 @@ def bare_rate(sim_url: str, count: int, skip: int) -> float:
 
 def run(backend: str, n: int, moves: int, cancels: int, bare: int) -> None:
     state = meetergo.MeetergoState()
-    state.add_meeting_type(meetergo.MeetergoMeetingType(TYPE_ID, "bench-all-day", "Bench (all day)", 30,
-                                                        timezone="UTC", day_start_hour=0, day_end_hour=23,
-                                                        min_notice_minutes=0))
+    state.add_meeting_type(
+        meetergo.MeetergoMeetingType(
+            TYPE_ID,
+            "bench-all-day",
+            "Bench (all day)",
+            30,
+            timezone="UTC",
+            day_start_hour=0,
+            day_end_hour=23,
+            min_notice_minutes=0,
+        )
+    )
     sim = serve_app(meetergo.create_app(state))
     try:
         with database(backend) as engine:
@@ -166,21 +214,40 @@ def run(backend: str, n: int, moves: int, cancels: int, bare: int) -> None:
                 mirror = n / booked.seconds
                 later = slots(moves, skip=n)
                 bench.apply([source_record(i, later[i]) for i in range(moves)])
-                bench.apply([source_record(i, starts[i], cancelled=True) for i in range(moves, moves + cancels)])
+                bench.apply(
+                    [source_record(i, starts[i], cancelled=True) for i in range(moves, moves + cancels)]
+                )
                 with Timer() as changed:
                     more, more_echoes = bench.drain()
                 echoes += more_echoes
-                raws = [raw for page in bench.rt.adapter("meetergo").read(None, ReadContext(now=datetime.now(UTC))) for raw in page.records]
+                raws = [
+                    raw
+                    for page in bench.rt.adapter("meetergo").read(None, ReadContext(now=datetime.now(UTC)))
+                    for raw in page.records
+                ]
                 with transaction(engine) as session:
                     result = ingest.IngestResult()
-                    ingest.ingest_records(session, bench.rt.adapter("meetergo"), "meetergo", raws, source="poll",
-                                          now=datetime.now(UTC), grace=GRACE, result=result)
+                    ingest.ingest_records(
+                        session,
+                        bench.rt.adapter("meetergo"),
+                        "meetergo",
+                        raws,
+                        source="poll",
+                        now=datetime.now(UTC),
+                        grace=GRACE,
+                        result=result,
+                    )
                 counts = writes(state)
                 with transaction(engine) as session:
                     meetings = session.exec(select(func.count()).select_from(MeetingRow)).one()
-                    echo_born = session.exec(select(func.count()).select_from(LinkRow).where(
-                        LinkRow.connection == "meetergo", LinkRow.mirrored == False)).one()  # noqa: E712
-                    intents = dict(session.exec(select(IntentRow.state, func.count()).group_by(IntentRow.state)).all())
+                    echo_born = session.exec(
+                        select(func.count())
+                        .select_from(LinkRow)
+                        .where(LinkRow.connection == "meetergo", LinkRow.mirrored.is_(False))
+                    ).one()
+                    intents = dict(
+                        session.exec(select(IntentRow.state, func.count()).group_by(IntentRow.state)).all()
+                    )
             finally:
                 bench.close()
         live = [a for a in state.appointments() if not a.is_cancelled]
@@ -190,22 +257,34 @@ def run(backend: str, n: int, moves: int, cancels: int, bare: int) -> None:
         state.close()
 
     expected = {"POST /v4/booking": n + moves, "DELETE /v4/appointment": moves + cancels}
-    print(f"== {backend}: {n} meetings through leezy → meetergo (echoes on), {moves} moved, {cancels} cancelled ==")
-    print(f"  mirror      {mirror:8.1f} meetings/s  ({n} in {booked.seconds:.1f}s, {delivered} route deliveries)")
+    print(
+        f"== {backend}: {n} meetings through leezy → meetergo (echoes on), {moves} moved, {cancels} cancelled =="
+    )
+    print(
+        f"  mirror      {mirror:8.1f} meetings/s  ({n} in {booked.seconds:.1f}s, {delivered} route deliveries)"
+    )
     print(f"  bare        {bare_per_second:8.1f} creates/s   (MeetergoAdapter.create alone, {bare} bookings)")
     print(f"  ratio       {mirror / bare_per_second:8.2f} mirror/bare")
     print(f"  changes     {(moves + cancels) / changed.seconds:8.1f} moves+cancels/s ({more} deliveries)")
-    print(f"  echoes      {echoes} webhook receipts ingested, {len(raws)} appointments read back by a complete poll")
+    print(
+        f"  echoes      {echoes} webhook receipts ingested, {len(raws)} appointments read back by a complete poll"
+    )
     print(f"  writes      {counts}  expected {expected}  -> {'EXACT' if counts == expected else 'MISMATCH'}")
-    print(f"  state       {meetings} canonical meetings (expected {n}), {echo_born} echo-born links, "
-          f"{len(live)} live appointments (expected {n - cancels}), intents {intents}")
+    print(
+        f"  state       {meetings} canonical meetings (expected {n}), {echo_born} echo-born links, "
+        f"{len(live)} live appointments (expected {n - cancels}), intents {intents}"
+    )
 
 
 def main() -> None:
-    args = parse_args(__doc__, 1000, backends="sqlite",
-                      moves=(100, "meetings moved after booking (default: 100)"),
-                      cancels=(100, "meetings cancelled after booking (default: 100)"),
-                      bare=(200, "bookings for the bare create rate (default: 200)"))
+    args = parse_args(
+        __doc__,
+        1000,
+        backends="sqlite",
+        moves=(100, "meetings moved after booking (default: 100)"),
+        cancels=(100, "meetings cancelled after booking (default: 100)"),
+        bare=(200, "bookings for the bare create rate (default: 200)"),
+    )
     for backend in backends_of(args):
         run(backend, args.n, args.moves, args.cancels, args.bare)
 

@@ -47,7 +47,9 @@ def start_sandbox(log_dir: Path) -> tuple[Proc, str]:
     args = [item for name, port in ports.items() for item in (f"--{name}-port", str(port))]
     proc = Proc.bookingsync("sandbox", ["sandbox", *args], log_dir)
     url = f"http://127.0.0.1:{ports['leezy']}"
-    wait_until(lambda: httpx.get(f"{url}/_sandbox/requests", timeout=1).is_success, 60, f"the sandbox\n{proc.tail()}")
+    wait_until(
+        lambda: httpx.get(f"{url}/_sandbox/requests", timeout=1).is_success, 60, f"the sandbox\n{proc.tail()}"
+    )
     return proc, url
 
 
@@ -60,9 +62,16 @@ def book_all(leezy: str, n: int, batch: int = 100) -> dict[str, float]:
             meetings = []
             for i in range(first, min(n, first + batch)):
                 start = base + timedelta(minutes=15 * i)
-                meetings.append({"title": f"Demo call #{i}", "start": iso(start),
-                                 "end": iso(start + timedelta(minutes=30)), "timezone": "Europe/Berlin",
-                                 "attendee_email": f"prospect.{i}@example.com", "attendee_name": f"Prospect {i}"})
+                meetings.append(
+                    {
+                        "title": f"Demo call #{i}",
+                        "start": iso(start),
+                        "end": iso(start + timedelta(minutes=30)),
+                        "timezone": "Europe/Berlin",
+                        "attendee_email": f"prospect.{i}@example.com",
+                        "attendee_name": f"Prospect {i}",
+                    }
+                )
             response = client.post(f"{leezy}/_sandbox/meetings/bulk", json={"meetings": meetings})
             response.raise_for_status()
             at = time.time()
@@ -89,9 +98,15 @@ token = "lzy_at_sandbox"
 poll_interval_seconds = 1
 """
             config = log_dir / "bookingsync.toml"
-            config.write_text(config_text(db_url=database_url(engine), port=port, connections=connection,
-                                          broker_url="memory://" if backend == "sqlite" else REDIS_URL,
-                                          subscriptions=[("crm", sink.url)]))
+            config.write_text(
+                config_text(
+                    db_url=database_url(engine),
+                    port=port,
+                    connections=connection,
+                    broker_url="memory://" if backend == "sqlite" else REDIS_URL,
+                    subscriptions=[("crm", sink.url)],
+                )
+            )
             procs = start_roles(backend, config, log_dir, workers=args.workers, web=True)
             wait_started(procs, port)
             time.sleep(1)
@@ -99,7 +114,9 @@ poll_interval_seconds = 1
             first = min(changed.values())
             booking = max(changed.values()) - first
             try:
-                wait_until(lambda: sink.stats()["distinct"] >= n, args.timeout, "every booked event", interval=0.2)
+                wait_until(
+                    lambda: sink.stats()["distinct"] >= n, args.timeout, "every booked event", interval=0.2
+                )
             except RuntimeError as exc:
                 print(f"  ! {exc}")
             time.sleep(0.5)
@@ -110,14 +127,23 @@ poll_interval_seconds = 1
             stats = sink.stats()
             latencies = [arrivals[m] - changed[m] for m in arrivals]
             last = max(arrivals.values(), default=first)
-            result = {"rate": len(arrivals) / max(last - first, 1e-9), "p50": percentile(latencies, 50),
-                      "p99": percentile(latencies, 99), "max": max(latencies, default=float("nan")),
-                      "missing": n - len(arrivals), "duplicates": stats["duplicates"],
-                      "rejected": stats["rejected"], "booking": booking}
-            print(f"  {backend:8s} {n} meetings (created in {booking:.1f} s): {last - first:7.2f} s "
-                  f"{result['rate']:7.0f} meetings/s, change→receipt p50 {result['p50']:.2f} s p99 "
-                  f"{result['p99']:.2f} s max {result['max']:.2f} s; missing {result['missing']}, "
-                  f"duplicates {result['duplicates']}, rejected {result['rejected']}", flush=True)
+            result = {
+                "rate": len(arrivals) / max(last - first, 1e-9),
+                "p50": percentile(latencies, 50),
+                "p99": percentile(latencies, 99),
+                "max": max(latencies, default=float("nan")),
+                "missing": n - len(arrivals),
+                "duplicates": stats["duplicates"],
+                "rejected": stats["rejected"],
+                "booking": booking,
+            }
+            print(
+                f"  {backend:8s} {n} meetings (created in {booking:.1f} s): {last - first:7.2f} s "
+                f"{result['rate']:7.0f} meetings/s, change→receipt p50 {result['p50']:.2f} s p99 "
+                f"{result['p99']:.2f} s max {result['max']:.2f} s; missing {result['missing']}, "
+                f"duplicates {result['duplicates']}, rejected {result['rejected']}",
+                flush=True,
+            )
             return result
         finally:
             stop_all(procs)
@@ -128,16 +154,24 @@ poll_interval_seconds = 1
 
 
 def main() -> None:
-    args = parse_args(__doc__, n=2000, workers=(2, "bookingsync worker processes on PostgreSQL"),
-                      timeout=(600.0, "give up waiting after this many seconds"))
-    print(f"pipeline: {args.n} meetings at the Leezy simulator → meeting.booked at a verifying subscriber "
-          "(machine shared: figures are noisy)")
+    args = parse_args(
+        __doc__,
+        n=2000,
+        workers=(2, "bookingsync worker processes on PostgreSQL"),
+        timeout=(600.0, "give up waiting after this many seconds"),
+    )
+    print(
+        f"pipeline: {args.n} meetings at the Leezy simulator → meeting.booked at a verifying subscriber "
+        "(machine shared: figures are noisy)"
+    )
     results = {backend: run(backend, args.n, args) for backend in backends_of(args)}
     print()
     print(f"{'':10s}{'meetings/s':>11s}{'p50 s':>8s}{'p99 s':>8s}{'max s':>8s}{'missing':>9s}{'dupes':>7s}")
     for backend, r in results.items():
-        print(f"{backend:10s}{r['rate']:11.1f}{r['p50']:8.2f}{r['p99']:8.2f}{r['max']:8.2f}{r['missing']:9d}"
-              f"{r['duplicates']:7d}")
+        print(
+            f"{backend:10s}{r['rate']:11.1f}{r['p50']:8.2f}{r['p99']:8.2f}{r['max']:8.2f}{r['missing']:9d}"
+            f"{r['duplicates']:7d}"
+        )
 
 
 if __name__ == "__main__":

@@ -71,15 +71,22 @@ class Sink:
         self.server.shutdown()
 
 
-def start(tmp: str, sandbox: Any, sink: Sink, connection: dict[str, Any], threads: int = 4) -> tuple[Any, ...]:
-    config = parse_config({
-        "allow_private_targets": True,
-        "database": {"url": f"sqlite:///{tmp}/bench.db"},
-        "events": {"console": False},
-        "worker": {"threads": threads},
-        "connections": [connection],
-        "subscriptions": [{"id": "sink", "url": sink.url, "secret": SECRET, "events": ["meeting.booked"]}],
-    }, environ={})
+def start(
+    tmp: str, sandbox: Any, sink: Sink, connection: dict[str, Any], threads: int = 4
+) -> tuple[Any, ...]:
+    config = parse_config(
+        {
+            "allow_private_targets": True,
+            "database": {"url": f"sqlite:///{tmp}/bench.db"},
+            "events": {"console": False},
+            "worker": {"threads": threads},
+            "connections": [connection],
+            "subscriptions": [
+                {"id": "sink", "url": sink.url, "secret": SECRET, "events": ["meeting.booked"]}
+            ],
+        },
+        environ={},
+    )
     engine = make_engine(config.database.url)
     upgrade(engine)
     rt = install(Runtime(config=config, engine=engine, clock=SystemClock(), role="run"))
@@ -105,11 +112,25 @@ def ratelimited(args: argparse.Namespace) -> None:
 
     sandbox, sink = start_sandbox(), Sink()
     begin = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=3)
-    ids = [sandbox.leezy.book(f"Bench {i}", begin + timedelta(minutes=i % 600), begin + timedelta(minutes=i % 600 + 30),
-                              "UTC", f"lead{i}@example.com") for i in range(args.n)]
-    connection = {"id": "leezy-bench", "provider": "leezy", "base_url": sandbox.leezy_url, "token": sandbox.leezy_token,
-                  "poll_interval_seconds": 2, "page_size": args.page,
-                  "options": {"requests_per_minute": float(args.rpm)}}
+    ids = [
+        sandbox.leezy.book(
+            f"Bench {i}",
+            begin + timedelta(minutes=i % 600),
+            begin + timedelta(minutes=i % 600 + 30),
+            "UTC",
+            f"lead{i}@example.com",
+        )
+        for i in range(args.n)
+    ]
+    connection = {
+        "id": "leezy-bench",
+        "provider": "leezy",
+        "base_url": sandbox.leezy_url,
+        "token": sandbox.leezy_token,
+        "poll_interval_seconds": 2,
+        "page_size": args.page,
+        "options": {"requests_per_minute": float(args.rpm)},
+    }
     floor = args.n / args.page / (args.rpm / 60.0)
     with tempfile.TemporaryDirectory(prefix="bench-polling-") as tmp:
         started = time.monotonic()
@@ -127,8 +148,10 @@ def ratelimited(args: argparse.Namespace) -> None:
     print(f"  booked delivered: {len(times)}/{args.n}; first after {first:.1f} s; last after {last:.1f} s")
     print(f"  floor (pages at the allowed rate): {floor:.1f} s; ratio last/floor: {last / floor:.2f}")
     requests = [r for r in sandbox.leezy.requests.entries() if r.path == "/api/v1/meetings"]
-    print(f"  list requests: {len(requests)} ({len(requests) / (args.n / args.page):.2f} per page of the data); "
-          f"429s: {sum(r.status == 429 for r in requests)}")
+    print(
+        f"  list requests: {len(requests)} ({len(requests) / (args.n / args.page):.2f} per page of the data); "
+        f"429s: {sum(r.status == 429 for r in requests)}"
+    )
     del ids
 
 
@@ -138,10 +161,18 @@ def churn(args: argparse.Namespace) -> None:
 
     sandbox, sink = start_sandbox(), Sink()
     begin = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=3)
-    existing = [sandbox.leezy.book(f"Base {i}", begin, begin + timedelta(minutes=30), "UTC", f"base{i}@example.com")
-                for i in range(500)]
-    connection = {"id": "leezy-bench", "provider": "leezy", "base_url": sandbox.leezy_url, "token": sandbox.leezy_token,
-                  "poll_interval_seconds": 5, "options": {"requests_per_minute": 600.0}}
+    existing = [
+        sandbox.leezy.book(f"Base {i}", begin, begin + timedelta(minutes=30), "UTC", f"base{i}@example.com")
+        for i in range(500)
+    ]
+    connection = {
+        "id": "leezy-bench",
+        "provider": "leezy",
+        "base_url": sandbox.leezy_url,
+        "token": sandbox.leezy_token,
+        "poll_interval_seconds": 5,
+        "options": {"requests_per_minute": 600.0},
+    }
     created: dict[str, float] = {}
     rng = random.Random(7)
     with tempfile.TemporaryDirectory(prefix="bench-polling-") as tmp:
@@ -154,7 +185,9 @@ def churn(args: argparse.Namespace) -> None:
                 victim = rng.choice(existing)
                 shift = timedelta(minutes=rng.randint(1, 600))
                 sandbox.leezy.reschedule(victim, begin + shift, begin + shift + timedelta(minutes=30))
-            new = sandbox.leezy.book(f"New {n}", begin, begin + timedelta(minutes=30), "UTC", f"new{n}@example.com")
+            new = sandbox.leezy.book(
+                f"New {n}", begin, begin + timedelta(minutes=30), "UTC", f"new{n}@example.com"
+            )
             created[new] = time.monotonic()
             n += 1
             time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
@@ -173,13 +206,22 @@ def churn(args: argparse.Namespace) -> None:
     print(f"churn: {args.rate} changes/s for {args.seconds} s beside 500 meetings, polls every 5 s")
     for minute in range(int(args.seconds // 60) + 1):
         in_minute = [len(p) for p in polls if minute * 60 <= (p[0] - t0).total_seconds() < (minute + 1) * 60]
-        lags = [sink.booked[m] - at for m, at in created.items() if m in sink.booked
-                and minute * 60 <= at - started < (minute + 1) * 60]
-        missing = sum(1 for m, at in created.items() if m not in sink.booked and minute * 60 <= at - started < (minute + 1) * 60)
+        lags = [
+            sink.booked[m] - at
+            for m, at in created.items()
+            if m in sink.booked and minute * 60 <= at - started < (minute + 1) * 60
+        ]
+        missing = sum(
+            1
+            for m, at in created.items()
+            if m not in sink.booked and minute * 60 <= at - started < (minute + 1) * 60
+        )
         if in_minute or lags:
-            print(f"  minute {minute}: polls {len(in_minute)}, requests per poll mean {sum(in_minute) / max(1, len(in_minute)):.1f} "
-                  f"max {max(in_minute, default=0)}; new meeting to booked: mean {sum(lags) / max(1, len(lags)):.1f} s "
-                  f"max {max(lags, default=float('nan')):.1f} s; not delivered {missing}")
+            print(
+                f"  minute {minute}: polls {len(in_minute)}, requests per poll mean {sum(in_minute) / max(1, len(in_minute)):.1f} "
+                f"max {max(in_minute, default=0)}; new meeting to booked: mean {sum(lags) / max(1, len(lags)):.1f} s "
+                f"max {max(lags, default=float('nan')):.1f} s; not delivered {missing}"
+            )
     print("  floor: 1 request per poll (nothing changed); ratio shown as requests per poll above")
 
 

@@ -41,13 +41,26 @@ def weekday_slots(now: datetime, n: int) -> list[datetime]:
 def run(n: int, passes: int, exact: bool) -> tuple[int, float]:
     state = meetergo.MeetergoState()
     served = serve_app(meetergo.create_app(state))
-    adapter = MeetergoAdapter(connection_id=f"bench-{'exact' if exact else 'precise'}", base_url=served.url,
-                              token=meetergo.DEFAULT_TOKEN, meeting_type_id=meetergo.MEETING_TYPE_ID,
-                              host_ids=[meetergo.DEFAULT_USER_ID], durations=[30, 60], requests_per_minute=1e9)
+    adapter = MeetergoAdapter(
+        connection_id=f"bench-{'exact' if exact else 'precise'}",
+        base_url=served.url,
+        token=meetergo.DEFAULT_TOKEN,
+        meeting_type_id=meetergo.MEETING_TYPE_ID,
+        host_ids=[meetergo.DEFAULT_USER_ID],
+        durations=[30, 60],
+        requests_per_minute=1e9,
+    )
     starts = weekday_slots(datetime.now(UTC), n)
-    meetings = [Meeting(status="scheduled", title="Demo", start=start + timedelta(milliseconds=250),
-                        end=start + timedelta(minutes=30, seconds=30, milliseconds=250),
-                        attendee={"email": f"a{i}@acme.example"}) for i, start in enumerate(starts)]
+    meetings = [
+        Meeting(
+            status="scheduled",
+            title="Demo",
+            start=start + timedelta(milliseconds=250),
+            end=start + timedelta(minutes=30, seconds=30, milliseconds=250),
+            attendee={"email": f"a{i}@acme.example"},
+        )
+        for i, start in enumerate(starts)
+    ]
     mirrors: dict[int, Mirror] = {}
     started = time.perf_counter()
     try:
@@ -56,13 +69,22 @@ def run(n: int, passes: int, exact: bool) -> tuple[int, float]:
                 mirror = mirrors.get(i)
                 if not exact:
                     mirror = precision.as_planned(adapter.shape, mirror, meeting.start, meeting.end)
-                action = intents.plan(live=True, start=meeting.start, end=meeting.end, now=datetime.now(UTC),
-                                      mirror=mirror, capabilities=MOVABLE)
+                action = intents.plan(
+                    live=True,
+                    start=meeting.start,
+                    end=meeting.end,
+                    now=datetime.now(UTC),
+                    mirror=mirror,
+                    capabilities=MOVABLE,
+                )
                 if action is Action.NOTHING:
                     continue
                 old = mirrors.get(i)
-                record = adapter.create(BookingRequest(meeting=meeting, reference=f"bsw_{i}",
-                                                       replaces=old.external_id if old else None))
+                record = adapter.create(
+                    BookingRequest(
+                        meeting=meeting, reference=f"bsw_{i}", replaces=old.external_id if old else None
+                    )
+                )
                 if old is not None:
                     adapter.cancel(old.external_id)
                 mirrors[i] = Mirror(record.external_id, record.meeting.start, record.meeting.end, False)
@@ -81,8 +103,10 @@ def main() -> None:
     floor = args.n
     for label, exact in (("before: exact compare", True), ("after: at the target's resolution", False)):
         booked, seconds = run(args.n, args.passes, exact)
-        print(f"{label:36s} {booked:5d} bookings for {args.n} meetings in {args.passes} passes "
-              f"({seconds:.2f} s); floor {floor}; ratio {booked / floor:.2f}")
+        print(
+            f"{label:36s} {booked:5d} bookings for {args.n} meetings in {args.passes} passes "
+            f"({seconds:.2f} s); floor {floor}; ratio {booked / floor:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,7 @@ from sqlalchemy import Engine, func, insert, select, update
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import (CHUNK, analyze, backends_of, database, insert_timers, parse_args,
-                    serial_hex, spread)
+from common import CHUNK, analyze, backends_of, database, insert_timers, parse_args, serial_hex, spread
 
 from bookingsync.models.tables import DeliveryRow, EventRow, ReceiptRow
 from bookingsync.worker.clock import ManualClock
@@ -58,16 +57,41 @@ def add_history(engine: Engine, n: int, now: datetime) -> None:
     starts = spread(n // 2, now - timedelta(days=20), 86400 * 10)
     insert_timers(engine, starts, now, tag=f"h{next(_batches)}")
     with engine.begin() as conn:
-        conn.execute(update(EventRow).where(EventRow.due_at < now, EventRow.status == "pending")
-                     .values(status="published", published_at=now))
+        conn.execute(
+            update(EventRow)
+            .where(EventRow.due_at < now, EventRow.status == "pending")
+            .values(status="published", published_at=now)
+        )
     for base in range(0, n, CHUNK):
         size = min(CHUNK, n - base)
         when = now - timedelta(days=15)
-        deliveries = [{"event_id": f"evt_{serial_hex()}", "subscription_id": "crm", "status": "succeeded",
-                       "due_at": when, "attempts": 1, "created_at": when, "finished_at": when} for _ in range(size)]
-        receipts = [{"connection": "leezy-bench", "delivery_id": f"d{serial_hex()}", "event_type": "meeting.scheduled",
-                     "handled": True, "body": "{}", "records": [], "status": "done", "due_at": when,
-                     "received_at": when, "attempts": 1} for _ in range(size)]
+        deliveries = [
+            {
+                "event_id": f"evt_{serial_hex()}",
+                "subscription_id": "crm",
+                "status": "succeeded",
+                "due_at": when,
+                "attempts": 1,
+                "created_at": when,
+                "finished_at": when,
+            }
+            for _ in range(size)
+        ]
+        receipts = [
+            {
+                "connection": "leezy-bench",
+                "delivery_id": f"d{serial_hex()}",
+                "event_type": "meeting.scheduled",
+                "handled": True,
+                "body": "{}",
+                "records": [],
+                "status": "done",
+                "due_at": when,
+                "received_at": when,
+                "attempts": 1,
+            }
+            for _ in range(size)
+        ]
         with engine.begin() as conn:
             conn.execute(insert(DeliveryRow.__table__), deliveries)
             conn.execute(insert(ReceiptRow.__table__), receipts)
@@ -76,21 +100,48 @@ def add_history(engine: Engine, n: int, now: datetime) -> None:
 def live_set(engine: Engine, now: datetime) -> None:
     insert_timers(engine, spread(LIVE // 2, now + timedelta(hours=1), 86400), now, tag="l")
     with engine.begin() as conn:
-        conn.execute(insert(DeliveryRow.__table__), [
-            {"event_id": f"evt_{serial_hex()}", "subscription_id": "crm", "status": "pending", "due_at": now,
-             "attempts": 0, "created_at": now} for _ in range(20)])
-        conn.execute(insert(ReceiptRow.__table__), [
-            {"connection": "leezy-bench", "delivery_id": f"live{serial_hex()}", "event_type": "meeting.scheduled",
-             "handled": True, "body": "{}", "records": [], "status": "received", "due_at": now, "received_at": now,
-             "attempts": 0} for _ in range(20)])
+        conn.execute(
+            insert(DeliveryRow.__table__),
+            [
+                {
+                    "event_id": f"evt_{serial_hex()}",
+                    "subscription_id": "crm",
+                    "status": "pending",
+                    "due_at": now,
+                    "attempts": 0,
+                    "created_at": now,
+                }
+                for _ in range(20)
+            ],
+        )
+        conn.execute(
+            insert(ReceiptRow.__table__),
+            [
+                {
+                    "connection": "leezy-bench",
+                    "delivery_id": f"live{serial_hex()}",
+                    "event_type": "meeting.scheduled",
+                    "handled": True,
+                    "body": "{}",
+                    "records": [],
+                    "status": "received",
+                    "due_at": now,
+                    "received_at": now,
+                    "attempts": 0,
+                }
+                for _ in range(20)
+            ],
+        )
 
 
 def main() -> None:
     args = parse_args(__doc__, n=200_000, steps=(3, "history sizes measured, up to --n (geometric)"))
     now = datetime.now(UTC).replace(microsecond=0)
     sizes = [0] + [args.n // 10 ** (args.steps - 1 - i) for i in range(args.steps)]
-    print(f"scrape cost vs finished history (live set: {LIVE} timers, 20 due deliveries, 20 due receipts; "
-          f"median of {REPEAT}; shared machine: compare ratios, not absolute figures)")
+    print(
+        f"scrape cost vs finished history (live set: {LIVE} timers, 20 due deliveries, 20 due receipts; "
+        f"median of {REPEAT}; shared machine: compare ratios, not absolute figures)"
+    )
     for backend in backends_of(args):
         with database(backend) as engine:
             live_set(engine, now)
@@ -105,8 +156,10 @@ def main() -> None:
                 new = median_seconds(lambda c=collector: list(c.collect()))
                 old = median_seconds(lambda: old_scrape(engine))
                 floor_new, floor_old = floor_new or new, floor_old or old
-                print(f"{backend:<8} history {size:>9,} rows/table   collector {new * 1000:8.2f} ms "
-                      f"(x{new / floor_new:5.2f})   old GROUP BY {old * 1000:8.2f} ms (x{old / floor_old:6.2f})")
+                print(
+                    f"{backend:<8} history {size:>9,} rows/table   collector {new * 1000:8.2f} ms "
+                    f"(x{new / floor_new:5.2f})   old GROUP BY {old * 1000:8.2f} ms (x{old / floor_old:6.2f})"
+                )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,13 @@ class Proc:
         self.name = name
         self.log = log_dir / f"{name}.log"
         with self.log.open("ab") as handle:
-            self.proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            )
 
     @classmethod
     def bookingsync(cls, name: str, args: list[str], log_dir: Path) -> Proc:
@@ -77,22 +82,28 @@ class Proc:
 class Sink:
     """bench/sink.py in its own process."""
 
-    def __init__(self, log_dir: Path, *, secret: str | None = None, name: str = "sink",
-                 hang_seconds: float = 0.0) -> None:
+    def __init__(
+        self, log_dir: Path, *, secret: str | None = None, name: str = "sink", hang_seconds: float = 0.0
+    ) -> None:
         self.port = free_port()
         args = ["--port", str(self.port)] + (["--secret", secret] if secret else [])
         args += ["--hang-seconds", str(hang_seconds)] if hang_seconds else []
         self.proc = Proc.script(name, "sink.py", args, log_dir)
         self.url = f"http://127.0.0.1:{self.port}/hooks"
         self.client = httpx.Client(timeout=30)
-        wait_until(lambda: self.client.get(f"http://127.0.0.1:{self.port}/_stats").is_success, 30,
-                   f"the sink\n{self.proc.tail()}")
+        wait_until(
+            lambda: self.client.get(f"http://127.0.0.1:{self.port}/_stats").is_success,
+            30,
+            f"the sink\n{self.proc.tail()}",
+        )
 
     def stats(self) -> dict[str, int]:
         return self.client.get(f"http://127.0.0.1:{self.port}/_stats").json()
 
     def items(self) -> list[tuple[str, float, str | None]]:
-        return [tuple(item) for item in self.client.get(f"http://127.0.0.1:{self.port}/_dump").json()["items"]]
+        return [
+            tuple(item) for item in self.client.get(f"http://127.0.0.1:{self.port}/_dump").json()["items"]
+        ]
 
     def reset(self) -> None:
         self.client.delete(f"http://127.0.0.1:{self.port}/_dump")
@@ -117,8 +128,15 @@ def database_url(engine: Any) -> str:
     return engine.bench_url
 
 
-def config_text(*, db_url: str, broker_url: str, port: int, subscriptions: list[tuple[str, str]],
-                connections: str = "", extra: str = "") -> str:
+def config_text(
+    *,
+    db_url: str,
+    broker_url: str,
+    port: int,
+    subscriptions: list[tuple[str, str]],
+    connections: str = "",
+    extra: str = "",
+) -> str:
     """A bookingsync config. Without a connection `run` would start the sandbox demo, so a disabled
     placeholder connection is added unless `connections` names real ones."""
     if not connections:
@@ -130,8 +148,10 @@ base_url = "http://127.0.0.1:9"
 token = "lzy_at_bench"
 enabled = false
 """
-    subs = "".join(f'\n[[subscriptions]]\nid = "{sid}"\nurl = "{url}"\nsecret = "{SUBSCRIBER_SECRET}"\n'
-                   for sid, url in subscriptions)
+    subs = "".join(
+        f'\n[[subscriptions]]\nid = "{sid}"\nurl = "{url}"\nsecret = "{SUBSCRIBER_SECRET}"\n'
+        for sid, url in subscriptions
+    )
     return f"""
 allow_private_targets = true  # the sink and the simulators listen on loopback
 [database]
@@ -164,8 +184,11 @@ def start_roles(backend: str, config: Path, log_dir: Path, *, workers: int, web:
 
 
 def wait_ready(port: int, procs: list[Proc]) -> None:
-    wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).is_success, 60,
-               "bookingsync to answer /readyz\n" + "\n".join(p.tail() for p in procs))
+    wait_until(
+        lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).is_success,
+        60,
+        "bookingsync to answer /readyz\n" + "\n".join(p.tail() for p in procs),
+    )
 
 
 def stop_all(procs: list[Proc]) -> None:

@@ -48,7 +48,9 @@ def external_id_of(body: bytes) -> str | None:
         return None
 
 
-def make_handler(record: Record, status: int, secret: str | None, hang: float) -> type[BaseHTTPRequestHandler]:
+def make_handler(
+    record: Record, status: int, secret: str | None, hang: float
+) -> type[BaseHTTPRequestHandler]:
     verifier: Any = None
     if secret:
         from standardwebhooks.webhooks import Webhook
@@ -86,8 +88,12 @@ def make_handler(record: Record, status: int, secret: str | None, hang: float) -
         def do_GET(self) -> None:
             with record.lock:
                 if self.path.startswith("/_stats"):
-                    out: dict[str, Any] = {"received": len(record.items), "distinct": len(record.seen),
-                                           "duplicates": record.duplicates, "rejected": record.rejected}
+                    out: dict[str, Any] = {
+                        "received": len(record.items),
+                        "distinct": len(record.seen),
+                        "duplicates": record.duplicates,
+                        "rejected": record.rejected,
+                    }
                 else:
                     out = {"items": list(record.items)}
             self._reply(200, json.dumps(out).encode())
@@ -112,8 +118,9 @@ def main() -> None:
     parser.add_argument("--secret", default=None)
     parser.add_argument("--hang-seconds", type=float, default=0.0)
     args = parser.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port),
-                                 make_handler(Record(), args.status, args.secret, args.hang_seconds))
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", args.port), make_handler(Record(), args.status, args.secret, args.hang_seconds)
+    )
     server.daemon_threads = True
     server.request_queue_size = 256
     print(f"sink listening on {args.port}", flush=True)

@@ -87,8 +87,10 @@ def churn(leezy: str, ids: list[str], rate: float, stop: threading.Event, counts
             try:
                 if roll < 0.60:
                     start = datetime.now(UTC) + timedelta(minutes=rng.uniform(1, 90))
-                    response = client.post(f"/meetings/{ids[index]}/reschedule",
-                                           json={"start": iso(start), "end": iso(start + timedelta(minutes=30))})
+                    response = client.post(
+                        f"/meetings/{ids[index]}/reschedule",
+                        json={"start": iso(start), "end": iso(start + timedelta(minutes=30))},
+                    )
                     kind = "rescheduled"
                 elif roll < 0.85:
                     response = client.patch(f"/meetings/{ids[index]}", json={"title": f"Demo call, edit {n}"})
@@ -110,9 +112,16 @@ def book(client: httpx.Client, numbers: list[int]) -> list[str]:
     meetings = []
     for i in numbers:
         start = base + timedelta(minutes=rng.uniform(5, 6 * 60))
-        meetings.append({"title": f"Demo call #{i}", "start": iso(start), "end": iso(start + timedelta(minutes=30)),
-                         "timezone": "Europe/Berlin", "attendee_email": f"prospect.{i}@example.com",
-                         "attendee_name": f"Prospect {i}"})
+        meetings.append(
+            {
+                "title": f"Demo call #{i}",
+                "start": iso(start),
+                "end": iso(start + timedelta(minutes=30)),
+                "timezone": "Europe/Berlin",
+                "attendee_email": f"prospect.{i}@example.com",
+                "attendee_name": f"Prospect {i}",
+            }
+        )
     response = client.post("/meetings/bulk", json={"meetings": meetings})
     response.raise_for_status()
     return [item["id"] for item in response.json()["meetings"]]
@@ -147,9 +156,14 @@ class Sampler:
         if self.db_path is not None:
             return sum(p.stat().st_size for p in self.db_path.parent.glob(self.db_path.name + "*"))
         with self.engine.connect() as conn:
-            return int(conn.execute(text(
-                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n "
-                "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')")).scalar())
+            return int(
+                conn.execute(
+                    text(
+                        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n "
+                        "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')"
+                    )
+                ).scalar()
+            )
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
@@ -182,17 +196,24 @@ def slope_per_hour(rows: list[dict[str, Any]], key: str) -> float:
 
 def summarise(mode: str, rows: list[dict[str, Any]], warmup: float) -> list[str]:
     steady = [r for r in rows if r["minutes"] >= warmup] or rows[-2:]
-    keys = [k for k in rows[0] if k.endswith(("rss_mb", "cpu_pct", "fds", "threads")) or k == "db_mb"
-            or k.startswith("rows.")]
-    lines = [f"{mode}: {rows[-1]['minutes']:.1f} min, {len(steady)} samples after {warmup:g} min of warm-up",
-             f"  {'series':28s}{'after warm-up':>14s}{'last':>10s}{'min..max %':>12s}{'slope/h':>10s}"
-             f"{'30 days':>11s}"]
+    keys = [
+        k
+        for k in rows[0]
+        if k.endswith(("rss_mb", "cpu_pct", "fds", "threads")) or k == "db_mb" or k.startswith("rows.")
+    ]
+    lines = [
+        f"{mode}: {rows[-1]['minutes']:.1f} min, {len(steady)} samples after {warmup:g} min of warm-up",
+        f"  {'series':28s}{'after warm-up':>14s}{'last':>10s}{'min..max %':>12s}{'slope/h':>10s}"
+        f"{'30 days':>11s}",
+    ]
     for key in keys:
         values = [float(r[key]) for r in steady]
         slope = slope_per_hour(steady, key)
         spread = 100 * (max(values) - min(values)) / max(statistics.fmean(values), 1e-9)
-        lines.append(f"  {key:28s}{values[0]:14.1f}{values[-1]:10.1f}{spread:11.1f}%{slope:10.2f}"
-                     f"{values[-1] + slope * HOURS_IN_30_DAYS:11.1f}")
+        lines.append(
+            f"  {key:28s}{values[0]:14.1f}{values[-1]:10.1f}{spread:11.1f}%{slope:10.2f}"
+            f"{values[-1] + slope * HOURS_IN_30_DAYS:11.1f}"
+        )
     return lines
 
 
@@ -229,19 +250,34 @@ def retention_extra(minutes: float | None) -> str:
     if minutes is None:
         return ""
     days = minutes / 1440
-    return (f"[retention]\ninterval_seconds = 60\nreceipt_bodies_days = {days}\nreceipts_days = {days}\n"
-            f"events_days = {days}\nmeetings_days = {days}\nquarantine_days = {days}\n"
-            "[events]\nconsole = false\ngrace_seconds = 60\n")
+    return (
+        f"[retention]\ninterval_seconds = 60\nreceipt_bodies_days = {days}\nreceipts_days = {days}\n"
+        f"events_days = {days}\nmeetings_days = {days}\nquarantine_days = {days}\n"
+        "[events]\nconsole = false\ngrace_seconds = 60\n"
+    )
 
 
-def start(mode: str, config: Path, log_dir: Path, traced: str | None, every: float, frames: int) -> list[Proc]:
+def start(
+    mode: str, config: Path, log_dir: Path, traced: str | None, every: float, frames: int
+) -> list[Proc]:
     roles = ["run"] if mode == "sqlite" else ["scheduler", "worker", "web"]
     procs = []
     for role in roles:
         argv = [str(BIN), role, "--config", str(config)]
         if traced:
-            argv = [sys.executable, str(Path(__file__).parent / "traced.py"), "--out", str(log_dir / f"snap-{role}"),
-                    "--every", str(every), *(["--types"] if traced == "types" else ["--frames", str(frames)]), "--", role, "--config", str(config)]
+            argv = [
+                sys.executable,
+                str(Path(__file__).parent / "traced.py"),
+                "--out",
+                str(log_dir / f"snap-{role}"),
+                "--every",
+                str(every),
+                *(["--types"] if traced == "types" else ["--frames", str(frames)]),
+                "--",
+                role,
+                "--config",
+                str(config),
+            ]
         procs.append(Proc(role, argv, log_dir))
     return procs
 
@@ -268,38 +304,61 @@ webhook_secret = "{LEEZY_SECRET}"
 poll_interval_seconds = {args.poll_seconds}
 """
             extra = retention_extra(args.retention_minutes)
-            text_ = config_text(db_url=database_url(engine), port=port, connections=connection,
-                                broker_url="memory://" if backend == "sqlite" else REDIS_URL,
-                                subscriptions=[("crm", sink.url)], extra=extra)
+            text_ = config_text(
+                db_url=database_url(engine),
+                port=port,
+                connections=connection,
+                broker_url="memory://" if backend == "sqlite" else REDIS_URL,
+                subscriptions=[("crm", sink.url)],
+                extra=extra,
+            )
             if "[events]" in extra:  # config_text writes its own [events]; one table may appear once
                 text_ = text_.replace("[events]\nconsole = false\n[logging]", "[logging]", 1)
             config = log_dir / "bookingsync.toml"
             config.write_text(text_)
             procs = start(mode, config, log_dir, args.tracemalloc, args.sample_seconds, args.frames)
             wait_started(procs, port)
-            httpx.post(f"{leezy}/_sandbox/webhooks", json={
-                "target_url": f"http://127.0.0.1:{port}/webhooks/leezy", "secret": LEEZY_SECRET,
-                "event_types": ["meeting.scheduled", "meeting.cancelled", "meeting.completed"]}).raise_for_status()
+            httpx.post(
+                f"{leezy}/_sandbox/webhooks",
+                json={
+                    "target_url": f"http://127.0.0.1:{port}/webhooks/leezy",
+                    "secret": LEEZY_SECRET,
+                    "event_types": ["meeting.scheduled", "meeting.cancelled", "meeting.completed"],
+                },
+            ).raise_for_status()
             ids = seed(leezy, args.meetings)
             db_path = Path(engine.bench_url.removeprefix("sqlite:///")) if backend == "sqlite" else None
             sampler = Sampler(procs, engine, db_path)
             counts: dict[str, int] = {}
             driver = threading.Thread(target=churn, args=(leezy, ids, args.rate, stop, counts), daemon=True)
             driver.start()
-            print(f"{mode}: {args.meetings} meetings, {args.rate:g} changes/s, poll every {args.poll_seconds:g} s, "
-                  f"{args.minutes:g} min; logs in {log_dir}", flush=True)
+            print(
+                f"{mode}: {args.meetings} meetings, {args.rate:g} changes/s, poll every {args.poll_seconds:g} s, "
+                f"{args.minutes:g} min; logs in {log_dir}",
+                flush=True,
+            )
             end = time.monotonic() + args.minutes * 60
             while time.monotonic() < end:
                 time.sleep(min(args.sample_seconds, max(0.0, end - time.monotonic())))
                 for proc in procs:
                     if proc.proc.poll() is not None:
                         raise RuntimeError(f"{proc.name} exited\n{proc.tail()}")
-                row = sampler.sample({"changes": sum(v for k, v in counts.items() if k != "failed"),
-                                      "delivered": sink.stats()["received"]})
-                rss = " ".join(f"{p.name} {row[p.name + '.rss_mb']:.0f}MiB/{row[p.name + '.cpu_pct']:.0f}%/"
-                               f"{row[p.name + '.fds']}fd" for p in procs)
-                print(f"  {row['minutes']:6.1f} min  {rss}  db {row['db_mb']:.1f} MiB  events {row['rows.events']}  "
-                      f"changes {row['changes']}  delivered {row['delivered']}", flush=True)
+                row = sampler.sample(
+                    {
+                        "changes": sum(v for k, v in counts.items() if k != "failed"),
+                        "delivered": sink.stats()["received"],
+                    }
+                )
+                rss = " ".join(
+                    f"{p.name} {row[p.name + '.rss_mb']:.0f}MiB/{row[p.name + '.cpu_pct']:.0f}%/"
+                    f"{row[p.name + '.fds']}fd"
+                    for p in procs
+                )
+                print(
+                    f"  {row['minutes']:6.1f} min  {rss}  db {row['db_mb']:.1f} MiB  events {row['rows.events']}  "
+                    f"changes {row['changes']}  delivered {row['delivered']}",
+                    flush=True,
+                )
             stop.set()
             driver.join(30)
             rows = sampler.rows
@@ -307,8 +366,9 @@ poll_interval_seconds = {args.poll_seconds}
             report = summarise(mode, rows, warmup)
             report.append(f"  driver: {counts}; subscriber: {sink.stats()}")
             print("\n".join(report), flush=True)
-            (out / f"soak-{mode}.json").write_text(json.dumps({"args": vars(args) | {"out": str(out)}, "rows": rows},
-                                                              indent=1, default=str))
+            (out / f"soak-{mode}.json").write_text(
+                json.dumps({"args": vars(args) | {"out": str(out)}, "rows": rows}, indent=1, default=str)
+            )
             (out / f"soak-{mode}.txt").write_text("\n".join(report) + "\n")
             try:
                 plot(mode, rows, out / f"soak-{mode}.png")
@@ -322,8 +382,17 @@ poll_interval_seconds = {args.poll_seconds}
                 for proc in procs:
                     snaps = log_dir / f"snap-{proc.name}"
                     print(f"\n== tracemalloc growth, {proc.name} ==", flush=True)
-                    subprocess.run([sys.executable, str(Path(__file__).parent / "traced.py"), "--compare", str(snaps),
-                                    "--skip", str(args.snapshot_skip)], check=False)
+                    subprocess.run(
+                        [
+                            sys.executable,
+                            str(Path(__file__).parent / "traced.py"),
+                            "--compare",
+                            str(snaps),
+                            "--skip",
+                            str(args.snapshot_skip),
+                        ],
+                        check=False,
+                    )
             sink.stop()
             sandbox.stop()
             if backend == "postgres":
@@ -338,20 +407,36 @@ def main() -> None:
     parser.add_argument("--meetings", type=int, default=2000)
     parser.add_argument("--poll-seconds", type=float, default=2.0)
     parser.add_argument("--sample-seconds", type=float, default=60.0)
-    parser.add_argument("--warmup-minutes", type=float, default=None, help="default: a quarter of the run, ≤ 10")
-    parser.add_argument("--retention-minutes", type=float, default=None,
-                        help="every retention window this many minutes, pruned each minute (default: shipped days)")
-    parser.add_argument("--tracemalloc", nargs="?", const="trace", choices=["trace", "types"], default=None,
-                        help="trace allocations (slow), or `types`: count live objects by type (see bench/traced.py)")
+    parser.add_argument(
+        "--warmup-minutes", type=float, default=None, help="default: a quarter of the run, ≤ 10"
+    )
+    parser.add_argument(
+        "--retention-minutes",
+        type=float,
+        default=None,
+        help="every retention window this many minutes, pruned each minute (default: shipped days)",
+    )
+    parser.add_argument(
+        "--tracemalloc",
+        nargs="?",
+        const="trace",
+        choices=["trace", "types"],
+        default=None,
+        help="trace allocations (slow), or `types`: count live objects by type (see bench/traced.py)",
+    )
     parser.add_argument("--frames", type=int, default=4, help="tracemalloc frames per allocation")
-    parser.add_argument("--snapshot-skip", type=int, default=2, help="warm-up snapshots left out of the comparison")
-    parser.add_argument("--out", type=Path, default=None, help="where the JSON and PNG go (default: a new temp dir)")
+    parser.add_argument(
+        "--snapshot-skip", type=int, default=2, help="warm-up snapshots left out of the comparison"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where the JSON and PNG go (default: a new temp dir)"
+    )
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the processes, the schema and the Redis database are cleaned up.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     out = args.out or Path(tempfile.mkdtemp(prefix="bookingsync-soak-out-"))
     out.mkdir(parents=True, exist_ok=True)
-    for mode in (["sqlite", "postgres"] if args.mode == "both" else [args.mode]):
+    for mode in ["sqlite", "postgres"] if args.mode == "both" else [args.mode]:
         soak(mode, args, out)
     print(f"results in {out}")
 

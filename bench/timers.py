@@ -39,8 +39,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import (POSTGRES_URL, Timer, analyze, backends_of, database, insert_timers, parse_args, percentile,
-                    spread)
+from common import (
+    POSTGRES_URL,
+    Timer,
+    analyze,
+    backends_of,
+    database,
+    insert_timers,
+    parse_args,
+    percentile,
+    spread,
+)
 from sqlalchemy import text
 
 from bookingsync.worker.db import make_engine, upgrade
@@ -55,15 +64,18 @@ def populate(engine, n: int, due: int, window: float) -> tuple[dict[str, datetim
     now = datetime.now(UTC)
     backlog_meetings = max(0, (n - 2 * due) // 2)
     with Timer() as t:
-        insert_timers(engine, spread(backlog_meetings, now + timedelta(days=1), 30 * 86400, seed=1), now, tag="b")
+        insert_timers(
+            engine, spread(backlog_meetings, now + timedelta(days=1), 30 * 86400, seed=1), now, tag="b"
+        )
         start = datetime.now(UTC) + timedelta(seconds=LEAD_SECONDS)
         sample = insert_timers(engine, spread(due, start, window, seed=2), now, tag="w")
         analyze(engine)
     return sample, start, t.seconds
 
 
-def relay_loop(engine, until: datetime, sample: dict[str, datetime], *, interval: float, batch: int,
-               lease: float) -> dict[str, float]:
+def relay_loop(
+    engine, until: datetime, sample: dict[str, datetime], *, interval: float, batch: int, lease: float
+) -> dict[str, float]:
     lateness: dict[str, float] = {}
     claim_ms: list[float] = []
     ticks = batches = claimed_total = 0
@@ -89,25 +101,43 @@ def relay_loop(engine, until: datetime, sample: dict[str, datetime], *, interval
                     lateness[event_id] = (done - due_at).total_seconds() * 1000
             if len(claimed.events) < batch:
                 break
-    return {"lateness": lateness, "claim_ms": claim_ms, "ticks": ticks, "batches": batches,
-            "claimed": claimed_total}
+    return {
+        "lateness": lateness,
+        "claim_ms": claim_ms,
+        "ticks": ticks,
+        "batches": batches,
+        "claimed": claimed_total,
+    }
 
 
 def run(backend: str, args) -> dict[str, float]:
     with database(backend) as engine:
         sample, start, seconds = populate(engine, args.n, args.due, args.window)
-        print(f"  {backend:8s} populated {args.n} pending timers in {seconds:.1f} s; measuring for "
-              f"{args.window:.0f} s ...", flush=True)
+        print(
+            f"  {backend:8s} populated {args.n} pending timers in {seconds:.1f} s; measuring for "
+            f"{args.window:.0f} s ...",
+            flush=True,
+        )
         until = start + timedelta(seconds=args.window + 2)
         out = relay_loop(engine, until, sample, interval=args.interval, batch=args.batch, lease=args.lease)
     late = list(out["lateness"].values())
-    result = {"timers": len(late), "missed": len(sample) - len(late), "p50": percentile(late, 50),
-              "p99": percentile(late, 99), "max": max(late, default=float("nan")),
-              "claim p50": percentile(out["claim_ms"], 50), "claim p99": percentile(out["claim_ms"], 99),
-              "claim max": max(out["claim_ms"]), "ticks": out["ticks"], "batches": out["batches"],
-              "claimed": out["claimed"]}
-    print(f"  {backend:8s} claimed {result['timers']} of {len(sample)} sample timers ({result['missed']} not claimed), "
-          f"{result['ticks']} ticks, {result['batches']} claim calls, {result['claimed']} events claimed in all")
+    result = {
+        "timers": len(late),
+        "missed": len(sample) - len(late),
+        "p50": percentile(late, 50),
+        "p99": percentile(late, 99),
+        "max": max(late, default=float("nan")),
+        "claim p50": percentile(out["claim_ms"], 50),
+        "claim p99": percentile(out["claim_ms"], 99),
+        "claim max": max(out["claim_ms"]),
+        "ticks": out["ticks"],
+        "batches": out["batches"],
+        "claimed": out["claimed"],
+    }
+    print(
+        f"  {backend:8s} claimed {result['timers']} of {len(sample)} sample timers ({result['missed']} not claimed), "
+        f"{result['ticks']} ticks, {result['batches']} claim calls, {result['claimed']} events claimed in all"
+    )
     return result
 
 
@@ -120,29 +150,43 @@ GOALS = {"steady": 1.0, "scheduler SIGKILL + restart": 3.0, "Redis restart": 3.0
 def faults(args) -> None:
     import services
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/e2e/faults.py: the proxy and Redis
+    sys.path.insert(
+        0, str(Path(__file__).resolve().parent.parent)
+    )  # tests/e2e/faults.py: the proxy and Redis
     from tests.e2e.faults import RedisServer, TcpProxy
 
-    phases = [("steady", PHASE_SECONDS), ("scheduler SIGKILL + restart", PHASE_SECONDS),
-              ("Redis restart", PHASE_SECONDS), (f"PostgreSQL down {args.outage:g} s", args.outage + PHASE_SECONDS)]
+    phases = [
+        ("steady", PHASE_SECONDS),
+        ("scheduler SIGKILL + restart", PHASE_SECONDS),
+        ("Redis restart", PHASE_SECONDS),
+        (f"PostgreSQL down {args.outage:g} s", args.outage + PHASE_SECONDS),
+    ]
     goals = {**GOALS, phases[3][0]: args.outage + 3.0}
     sampled = int(sum(length for _, length in phases) * args.rate)
     if args.populate_only:
         with _backlog(args.schema, max(0, (args.n - 2 * sampled) // 2)):
             return
-    with tempfile.TemporaryDirectory(prefix="bookingsync-timers-") as tmp, \
-            _backlog(args.schema, max(0, (args.n - 2 * sampled) // 2)) as engine:
+    with (
+        tempfile.TemporaryDirectory(prefix="bookingsync-timers-") as tmp,
+        _backlog(args.schema, max(0, (args.n - 2 * sampled) // 2)) as engine,
+    ):
         log_dir = Path(os.environ.get("BOOKINGSYNC_BENCH_LOGS") or tmp)
         now = datetime.now(UTC)
         redis = RedisServer(log_dir).start()
         proxy = TcpProxy(("127.0.0.1", engine.url.port or 5432)).up()
-        db_url = services.database_url(engine).replace(f"@127.0.0.1:{engine.url.port or 5432}/",
-                                                       f"@127.0.0.1:{proxy.port}/")
+        db_url = services.database_url(engine).replace(
+            f"@127.0.0.1:{engine.url.port or 5432}/", f"@127.0.0.1:{proxy.port}/"
+        )
         config = log_dir / "bookingsync.toml"
-        config.write_text(services.config_text(db_url=db_url, broker_url=redis.url, port=services.free_port(),
-                                               subscriptions=[]))
+        config.write_text(
+            services.config_text(
+                db_url=db_url, broker_url=redis.url, port=services.free_port(), subscriptions=[]
+            )
+        )
         args_of = ["--config", str(config)]
-        procs = [services.Proc.bookingsync(f"scheduler-{i}", ["scheduler", *args_of], log_dir) for i in (1, 2)]
+        procs = [
+            services.Proc.bookingsync(f"scheduler-{i}", ["scheduler", *args_of], log_dir) for i in (1, 2)
+        ]
         procs.append(services.Proc.bookingsync("worker-0", ["worker", *args_of], log_dir))
         try:
             for proc in procs:
@@ -155,16 +199,26 @@ def faults(args) -> None:
             # room for a 4-character tag only (40 characters in all).
             run = random.choice("qrstuvwxyz") + uuid.uuid4().hex[:2]
             for i, (_, length) in enumerate(phases):
-                samples.append(insert_timers(engine, spread(int(length * args.rate), t0 + timedelta(seconds=offset),
-                                                            length, seed=10 + i), now, tag=f"{run}{i}"))
+                samples.append(
+                    insert_timers(
+                        engine,
+                        spread(int(length * args.rate), t0 + timedelta(seconds=offset), length, seed=10 + i),
+                        now,
+                        tag=f"{run}{i}",
+                    )
+                )
                 offset += length
-            starts = [t0 + timedelta(seconds=sum(length for _, length in phases[:i])) for i in range(len(phases))]
+            starts = [
+                t0 + timedelta(seconds=sum(length for _, length in phases[:i])) for i in range(len(phases))
+            ]
             _sleep_until(starts[1] + timedelta(seconds=FAULT_AFTER))
             pid = int(str(_leader(engine)).split(":")[1])  # holder ids are role@host:pid:nonce
             leading = next(proc for proc in procs if proc.proc.pid == pid)
             os.killpg(leading.proc.pid, 9)
             leading.proc.wait(10)
-            procs.append(services.Proc.bookingsync(f"{leading.name}-restarted", ["scheduler", *args_of], log_dir))
+            procs.append(
+                services.Proc.bookingsync(f"{leading.name}-restarted", ["scheduler", *args_of], log_dir)
+            )
             # Under load the queue is never empty; here it is, unless the worker falls behind: it is
             # paused for the second before the restart, so the restart finds messages to lose.
             worker = procs[2].proc
@@ -186,20 +240,32 @@ def faults(args) -> None:
             redis.kill()
         published = _published(engine, [event_id for sample in samples for event_id in sample])
     print()
-    print(f"{'phase':32s}{'timers':>8s}{'late':>6s}{'p50 s':>8s}{'p99 s':>8s}{'max s':>8s}{'goal p99':>10s}"
-          f"{'p99/goal':>10s}")
+    print(
+        f"{'phase':32s}{'timers':>8s}{'late':>6s}{'p50 s':>8s}{'p99 s':>8s}{'max s':>8s}{'goal p99':>10s}"
+        f"{'p99/goal':>10s}"
+    )
     for (name, _), sample in zip(phases, samples, strict=True):
-        late = [(published[e] - due).total_seconds() for e, due in sample.items() if published.get(e) is not None]
+        late = [
+            (published[e] - due).total_seconds() for e, due in sample.items() if published.get(e) is not None
+        ]
         missing = len(sample) - len(late)
         p99 = percentile(late, 99)
-        print(f"{name:32s}{len(sample):8d}{missing:6d}{percentile(late, 50):8.2f}{p99:8.2f}"
-              f"{max(late, default=float('nan')):8.2f}{goals[name]:10.1f}{p99 / goals[name]:10.2f}")
+        print(
+            f"{name:32s}{len(sample):8d}{missing:6d}{percentile(late, 50):8.2f}{p99:8.2f}"
+            f"{max(late, default=float('nan')):8.2f}{goals[name]:10.1f}{p99 / goals[name]:10.2f}"
+        )
     print(f"(late: timers not published by the end; floor: the relay tick, {0.5:.1f} s, halved on average)")
     for (name, _), sample in zip(phases, samples, strict=True):
-        worst = sorted(sample, key=lambda e: (published.get(e) or datetime.max.replace(tzinfo=UTC)) - sample[e])[-3:]
-        print(f"  {name}: latest " + ", ".join(
-            f"{e[-8:]} due {sample[e]:%H:%M:%S.%f} published {published.get(e) and f'{published[e]:%H:%M:%S.%f}'}"
-            for e in worst))
+        worst = sorted(
+            sample, key=lambda e: (published.get(e) or datetime.max.replace(tzinfo=UTC)) - sample[e]
+        )[-3:]
+        print(
+            f"  {name}: latest "
+            + ", ".join(
+                f"{e[-8:]} due {sample[e]:%H:%M:%S.%f} published {published.get(e) and f'{published[e]:%H:%M:%S.%f}'}"
+                for e in worst
+            )
+        )
 
 
 @contextlib.contextmanager
@@ -213,8 +279,12 @@ def _backlog(schema: str, meetings: int):
         return
     admin = make_engine(POSTGRES_URL)
     with admin.begin() as conn:
-        exists = conn.execute(text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :s"),
-                              {"s": schema}).first() is not None
+        exists = (
+            conn.execute(
+                text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :s"), {"s": schema}
+            ).first()
+            is not None
+        )
         if not exists:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     admin.dispose()
@@ -226,7 +296,9 @@ def _backlog(schema: str, meetings: int):
             _populate_backlog(engine, meetings)
         else:
             with engine.connect() as conn:
-                pending = conn.execute(text("SELECT count(*) FROM events WHERE status = 'pending'")).scalar_one()
+                pending = conn.execute(
+                    text("SELECT count(*) FROM events WHERE status = 'pending'")
+                ).scalar_one()
             print(f"  reusing schema {schema}: {pending} pending timers", flush=True)
         yield engine
     finally:
@@ -256,37 +328,51 @@ def _published(engine, event_ids: list[str]) -> dict[str, datetime | None]:
     found: dict[str, datetime | None] = {}
     with engine.connect() as conn:
         for i in range(0, len(event_ids), 1000):
-            rows = conn.execute(text("SELECT event_id, published_at FROM events WHERE event_id = ANY(:ids)"),
-                                {"ids": event_ids[i:i + 1000]}).all()
+            rows = conn.execute(
+                text("SELECT event_id, published_at FROM events WHERE event_id = ANY(:ids)"),
+                {"ids": event_ids[i : i + 1000]},
+            ).all()
             found.update({row[0]: row[1] for row in rows})
     return found
 
 
 def main() -> None:
-    args = parse_args(__doc__, n=100_000, due=(3000, "timers falling due during the window (claim)"),
-                      window=(60.0, "measurement window, seconds (claim)"), interval=(0.5, "relay tick, seconds (claim)"),
-                      batch=(500, "claim limit (scheduler batch_size) (claim)"),
-                      lease=(3600.0, "lease seconds (long: nothing publishes, so nothing should be re-claimed) "
-                                     "(claim)"),
-                      mode=("claim", "claim: the relay's claim loop alone; faults: real processes and faults"),
-                      rate=(10.0, "hasStarted timers falling due per second (faults)"),
-                      outage=(20.0, "seconds PostgreSQL is cut (faults)"),
-                      schema=("", "PostgreSQL schema to keep and reuse across runs (faults; default: a throwaway one)"),
-                      populate_only=(False, "only create and fill --schema, then exit (faults)"))
+    args = parse_args(
+        __doc__,
+        n=100_000,
+        due=(3000, "timers falling due during the window (claim)"),
+        window=(60.0, "measurement window, seconds (claim)"),
+        interval=(0.5, "relay tick, seconds (claim)"),
+        batch=(500, "claim limit (scheduler batch_size) (claim)"),
+        lease=(3600.0, "lease seconds (long: nothing publishes, so nothing should be re-claimed) (claim)"),
+        mode=("claim", "claim: the relay's claim loop alone; faults: real processes and faults"),
+        rate=(10.0, "hasStarted timers falling due per second (faults)"),
+        outage=(20.0, "seconds PostgreSQL is cut (faults)"),
+        schema=("", "PostgreSQL schema to keep and reuse across runs (faults; default: a throwaway one)"),
+        populate_only=(False, "only create and fill --schema, then exit (faults)"),
+    )
     if args.mode == "faults":
-        print(f"timers (faults): {args.n} pending timers on PostgreSQL, {args.rate:g} due a second, scheduler + worker "
-              f"+ own Redis, PostgreSQL through a proxy")
+        print(
+            f"timers (faults): {args.n} pending timers on PostgreSQL, {args.rate:g} due a second, scheduler + worker "
+            f"+ own Redis, PostgreSQL through a proxy"
+        )
         faults(args)
         return
-    print(f"timers: {args.n} pending timers, {args.due} due over {args.window:.0f} s, relay every {args.interval} s, "
-          f"limit {args.batch}")
+    print(
+        f"timers: {args.n} pending timers, {args.due} due over {args.window:.0f} s, relay every {args.interval} s, "
+        f"limit {args.batch}"
+    )
     results = {backend: run(backend, args) for backend in backends_of(args)}
     print()
-    print(f"{'backend':10s}{'timers':>8s}{'p50 ms':>10s}{'p99 ms':>10s}{'max ms':>10s}"
-          f"{'claim p50 ms':>14s}{'claim p99 ms':>14s}{'claim max ms':>14s}")
+    print(
+        f"{'backend':10s}{'timers':>8s}{'p50 ms':>10s}{'p99 ms':>10s}{'max ms':>10s}"
+        f"{'claim p50 ms':>14s}{'claim p99 ms':>14s}{'claim max ms':>14s}"
+    )
     for backend, r in results.items():
-        print(f"{backend:10s}{r['timers']:8d}{r['p50']:10.1f}{r['p99']:10.1f}{r['max']:10.1f}"
-              f"{r['claim p50']:14.1f}{r['claim p99']:14.1f}{r['claim max']:14.1f}")
+        print(
+            f"{backend:10s}{r['timers']:8d}{r['p50']:10.1f}{r['p99']:10.1f}{r['max']:10.1f}"
+            f"{r['claim p50']:14.1f}{r['claim p99']:14.1f}{r['claim max']:14.1f}"
+        )
 
 
 if __name__ == "__main__":

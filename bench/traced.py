@@ -23,9 +23,19 @@ import tracemalloc
 from pathlib import Path
 
 # What the roles import lazily; loaded before tracing starts (see main).
-PRELOAD = ("uvicorn", "fastapi", "dramatiq", "apscheduler.schedulers.background", "bookingsync.worker.web",
-           "bookingsync.worker.actors", "bookingsync.worker.scheduler", "bookingsync.worker.api",
-           "bookingsync.adapters.leezy", "bookingsync.worker.delivery", "bookingsync.worker.ingest")
+PRELOAD = (
+    "uvicorn",
+    "fastapi",
+    "dramatiq",
+    "apscheduler.schedulers.background",
+    "bookingsync.worker.web",
+    "bookingsync.worker.actors",
+    "bookingsync.worker.scheduler",
+    "bookingsync.worker.api",
+    "bookingsync.adapters.leezy",
+    "bookingsync.worker.delivery",
+    "bookingsync.worker.ingest",
+)
 
 
 def dump_every(out: Path, seconds: float, stop: threading.Event) -> None:
@@ -34,7 +44,11 @@ def dump_every(out: Path, seconds: float, stop: threading.Event) -> None:
         n += 1
         # Filter out tracemalloc's own bookkeeping before writing, so the file stays small.
         snapshot = tracemalloc.take_snapshot().filter_traces(
-            [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen importlib._bootstrap>")])
+            [
+                tracemalloc.Filter(False, tracemalloc.__file__),
+                tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
+            ]
+        )
         snapshot.dump(str(out / f"{n:04d}.snap"))
 
 
@@ -55,7 +69,9 @@ def compare_types(snaps: list[Path], skip: int, top: int) -> None:
     import json
 
     first, last = json.loads(snaps[skip].read_text()), json.loads(snaps[-1].read_text())
-    print(f"{snaps[skip].name} → {snaps[-1].name}: {sum(first.values())} → {sum(last.values())} objects tracked by gc")
+    print(
+        f"{snaps[skip].name} → {snaps[-1].name}: {sum(first.values())} → {sum(last.values())} objects tracked by gc"
+    )
     grown = sorted(((last.get(k, 0) - first.get(k, 0), k) for k in last), reverse=True)[:top]
     for diff, name in grown:
         if diff > 0:
@@ -71,12 +87,16 @@ def compare(directory: Path, skip: int, top: int) -> None:
     if len(snaps) < skip + 2:
         sys.exit(f"{directory}: {len(snaps)} snapshots, need at least {skip + 2} (--skip {skip})")
     first, last = tracemalloc.Snapshot.load(str(snaps[skip])), tracemalloc.Snapshot.load(str(snaps[-1]))
-    print(f"{snaps[skip].name} → {snaps[-1].name}: traced {sum(s.size for s in first.statistics('filename')) / 1e6:.1f}"
-          f" → {sum(s.size for s in last.statistics('filename')) / 1e6:.1f} MB")
+    print(
+        f"{snaps[skip].name} → {snaps[-1].name}: traced {sum(s.size for s in first.statistics('filename')) / 1e6:.1f}"
+        f" → {sum(s.size for s in last.statistics('filename')) / 1e6:.1f} MB"
+    )
     for stat in last.compare_to(first, "traceback")[:top]:
         if stat.size_diff <= 0:
             break
-        print(f"\n+{stat.size_diff / 1024:9.1f} KiB  +{stat.count_diff:7d} blocks  (now {stat.size / 1024:.1f} KiB)")
+        print(
+            f"\n+{stat.size_diff / 1024:9.1f} KiB  +{stat.count_diff:7d} blocks  (now {stat.size / 1024:.1f} KiB)"
+        )
         for line in stat.traceback.format(limit=8, most_recent_first=True):
             print("   " + line)
 
@@ -109,11 +129,14 @@ def main() -> None:
 
     stop = threading.Event()
     if args.types:
-        threading.Thread(target=count_types_every, args=(args.out, args.every, stop), daemon=True,
-                         name="gc-types").start()
+        threading.Thread(
+            target=count_types_every, args=(args.out, args.every, stop), daemon=True, name="gc-types"
+        ).start()
     else:
         tracemalloc.start(args.frames)
-        threading.Thread(target=dump_every, args=(args.out, args.every, stop), daemon=True, name="tracemalloc").start()
+        threading.Thread(
+            target=dump_every, args=(args.out, args.every, stop), daemon=True, name="tracemalloc"
+        ).start()
 
     command = args.command[1:] if args.command[0] == "--" else args.command
     sys.argv = ["bookingsync", *command]

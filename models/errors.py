@@ -81,8 +81,9 @@ class AnswerLost(ProviderUnavailable):
 
 
 class RateLimited(ProviderError):
-    def __init__(self, provider: str, message: str, *, status: int | None = 429,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, provider: str, message: str, *, status: int | None = 429, retry_after: float | None = None
+    ) -> None:
         super().__init__(provider, message, status=status)
         self.retry_after = retry_after
 

@@ -108,7 +108,9 @@ class Meeting(BaseModel):
     @model_validator(mode="after")
     def _ordered(self) -> Meeting:
         if self.end < self.start:
-            raise ValueError(f"the meeting ends ({self.end.isoformat()}) before it starts ({self.start.isoformat()})")
+            raise ValueError(
+                f"the meeting ends ({self.end.isoformat()}) before it starts ({self.start.isoformat()})"
+            )
         return self
 
     @property

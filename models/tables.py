@@ -68,8 +68,10 @@ class LinkRow(SQLModel, table=True):
     """(connection, external_id) → meeting: a provider's id is a link, never the identity."""
 
     __tablename__ = "links"
-    __table_args__ = (UniqueConstraint("connection", "external_id", name="uq_links_connection_external"),
-                      Index("ix_links_connection_scope", "connection", "scope"))
+    __table_args__ = (
+        UniqueConstraint("connection", "external_id", name="uq_links_connection_external"),
+        Index("ix_links_connection_scope", "connection", "scope"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
     meeting_id: str = Field(foreign_key="meetings.id", index=True, max_length=40)
@@ -104,8 +106,10 @@ class EventRow(SQLModel, table=True):
     """The outbox. Timers are events whose `due_at` is in the future."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_claim", "status", "due_at", "id"),
-                      Index("ix_events_meeting_status", "meeting_id", "status"))
+    __table_args__ = (
+        Index("ix_events_claim", "status", "due_at", "id"),
+        Index("ix_events_meeting_status", "meeting_id", "status"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
     event_id: str = Field(max_length=40, unique=True)
@@ -126,8 +130,9 @@ class EventRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     published_at: datetime | None = _time(nullable=True, index=True)
     # Where a published event stands in the feed: commit order, unlike `id` (see worker/feed.py).
-    feed_position: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True, unique=True,
-                                                                     index=True))
+    feed_position: int | None = Field(
+        default=None, sa_column=Column(BigInteger(), nullable=True, unique=True, index=True)
+    )
 
 
 class CursorRow(SQLModel, table=True):
@@ -142,8 +147,10 @@ class ReceiptRow(SQLModel, table=True):
     """An inbound webhook delivery, stored before it is acknowledged."""
 
     __tablename__ = "webhook_receipts"
-    __table_args__ = (UniqueConstraint("connection", "delivery_id", name="uq_receipts_connection_delivery"),
-                      Index("ix_receipts_claim", "status", "due_at", "id"))
+    __table_args__ = (
+        UniqueConstraint("connection", "delivery_id", name="uq_receipts_connection_delivery"),
+        Index("ix_receipts_claim", "status", "due_at", "id"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
     connection: str = Field(max_length=100)
@@ -167,9 +174,11 @@ class DeliveryRow(SQLModel, table=True):
     """One event to one subscription: retried with backoff, dead-lettered when exhausted."""
 
     __tablename__ = "deliveries"
-    __table_args__ = (UniqueConstraint("event_id", "subscription_id", name="uq_deliveries_event_subscription"),
-                      Index("ix_deliveries_claim", "status", "due_at", "id"),
-                      Index("ix_deliveries_subscription_status", "subscription_id", "status"))
+    __table_args__ = (
+        UniqueConstraint("event_id", "subscription_id", name="uq_deliveries_event_subscription"),
+        Index("ix_deliveries_claim", "status", "due_at", "id"),
+        Index("ix_deliveries_subscription_status", "subscription_id", "status"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
     event_id: str = Field(max_length=40, index=True)
@@ -242,7 +251,9 @@ class FeedCounterRow(SQLModel, table=True):
 # --- issue 9 (operations): indexes for retention and scrape-time metrics ----------------------
 
 # Retention removes resolved quarantine items by `resolved_at`; /metrics counts the open ones.
-Index("ix_quarantine_status_resolved", QuarantineRow.__table__.c.status, QuarantineRow.__table__.c.resolved_at)
+Index(
+    "ix_quarantine_status_resolved", QuarantineRow.__table__.c.status, QuarantineRow.__table__.c.resolved_at
+)
 
 
 # -- issue 15: safe writes to providers ----------------------------------------------------------
@@ -257,9 +268,11 @@ class IntentRow(SQLModel, table=True):
     """
 
     __tablename__ = "write_intents"
-    __table_args__ = (Index("ix_write_intents_target", "meeting_id", "connection"),
-                      Index("ix_write_intents_connection_state", "connection", "state"),
-                      Index("ix_write_intents_connection_external", "connection", "external_id"))
+    __table_args__ = (
+        Index("ix_write_intents_target", "meeting_id", "connection"),
+        Index("ix_write_intents_connection_state", "connection", "state"),
+        Index("ix_write_intents_connection_external", "connection", "external_id"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
     reference: str = Field(max_length=64, unique=True)
@@ -298,12 +311,16 @@ class AuditRow(SQLModel, table=True):
     (retention removes them together); `connection`/`external_id` name the record concerned."""
 
     __tablename__ = "meeting_audit"
-    __table_args__ = (Index("ix_meeting_audit_meeting", "meeting_id", "id"),
-                      Index("ix_meeting_audit_record", "connection", "external_id"))
+    __table_args__ = (
+        Index("ix_meeting_audit_meeting", "meeting_id", "id"),
+        Index("ix_meeting_audit_record", "connection", "external_id"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
     meeting_id: str = Field(max_length=40)
-    action: str = Field(max_length=40)  # linked | unlinked | ambiguous | sync_conflict | converged | backfilled
+    action: str = Field(
+        max_length=40
+    )  # linked | unlinked | ambiguous | sync_conflict | converged | backfilled
     actor: str = Field(max_length=100)  # `identity`, `policy`, `drift`, `backfill`, or `cli:<user>`
     connection: str | None = Field(default=None, max_length=100)
     external_id: str | None = Field(default=None, max_length=255)
@@ -365,5 +382,9 @@ Index("ix_meetings_end", MeetingRow.__table__.c.end)  # type: ignore[attr-define
 RECEIPT_HAS_BODY = "body <> ''"
 # (Migration 0010 also has PostgreSQL's autovacuum visit events, deliveries and webhook_receipts at
 # 2 % dead rows: storage parameters, which the metadata here does not describe.)
-Index("ix_receipts_body_kept", ReceiptRow.__table__.c.due_at,  # type: ignore[attr-defined]
-      sqlite_where=text(RECEIPT_HAS_BODY), postgresql_where=text(RECEIPT_HAS_BODY))
+Index(
+    "ix_receipts_body_kept",
+    ReceiptRow.__table__.c.due_at,  # type: ignore[attr-defined]
+    sqlite_where=text(RECEIPT_HAS_BODY),
+    postgresql_where=text(RECEIPT_HAS_BODY),
+)

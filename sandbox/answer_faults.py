@@ -27,8 +27,10 @@ from bookingsync.sandbox.faults import FaultQueue
 from bookingsync.sandbox.request_log import CONTROL_PREFIX
 
 Message = MutableMapping[str, Any]
-GATEWAY_TIMEOUT_PAGE = (b"<html><head><title>504 Gateway Time-out</title></head>"
-                        b"<body><center><h1>504 Gateway Time-out</h1></center></body></html>")
+GATEWAY_TIMEOUT_PAGE = (
+    b"<html><head><title>504 Gateway Time-out</title></head>"
+    b"<body><center><h1>504 Gateway Time-out</h1></center></body></html>"
+)
 
 
 class ConnectionDropped(Exception):
@@ -40,8 +42,12 @@ class AnswerFaults:
         self.app = app
         self.faults = faults
 
-    async def __call__(self, scope: Message, receive: Callable[[], Awaitable[Message]],
-                       send: Callable[[Message], Awaitable[None]]) -> None:
+    async def __call__(
+        self,
+        scope: Message,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
         if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
             await self.app(scope, receive, send)
             return
@@ -60,14 +66,22 @@ class AnswerFaults:
             for message in held:
                 await send(message)
         elif fault.kind == "lost_504":
-            await send({"type": "http.response.start", "status": 504,
-                        "headers": [(b"content-type", b"text/html"),
-                                    (b"content-length", str(len(GATEWAY_TIMEOUT_PAGE)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 504,
+                    "headers": [
+                        (b"content-type", b"text/html"),
+                        (b"content-length", str(len(GATEWAY_TIMEOUT_PAGE)).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": GATEWAY_TIMEOUT_PAGE})
         else:
             await send(next(m for m in held if m["type"] == "http.response.start"))
-            raise ConnectionDropped(f"lost_drop fault: {scope['method']} {scope['path']} was handled and its "
-                                    "answer dropped")
+            raise ConnectionDropped(
+                f"lost_drop fault: {scope['method']} {scope['path']} was handled and its answer dropped"
+            )
 
 
 def install_answer_faults(app: FastAPI, faults: FaultQueue) -> None:

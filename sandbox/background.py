@@ -67,7 +67,9 @@ class BackgroundPoster(Generic[Item]):
             response = client.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             return PostResult(error=f"{type(exc).__name__}: {exc}")
-        return PostResult(status_code=response.status_code, response_body=response.text[:RESPONSE_EXCERPT_CHARS])
+        return PostResult(
+            status_code=response.status_code, response_body=response.text[:RESPONSE_EXCERPT_CHARS]
+        )
 
     def _run(self) -> None:
         with httpx.Client(timeout=self._timeout) as client:

@@ -47,8 +47,9 @@ def guarded(change: Callable[[], Any]) -> Response | None:
     return None
 
 
-def common_router(faults: FaultQueue, requests: RequestLog, build_mutation: MutationFactory,
-                  *, listing_path: str) -> APIRouter:
+def common_router(
+    faults: FaultQueue, requests: RequestLog, build_mutation: MutationFactory, *, listing_path: str
+) -> APIRouter:
     # No prefix here: the provider's control router, which includes this one, adds it.
     router = APIRouter()
 
@@ -68,11 +69,20 @@ def common_router(faults: FaultQueue, requests: RequestLog, build_mutation: Muta
                     raise SandboxError("A mutate fault needs an action.")
                 action, description = build_mutation(body.action)
                 path = path or listing_path
-            faults.add(Fault(
-                kind=body.kind, path=path, method=body.method, times=body.times,
-                retry_after=body.retry_after, seconds=body.seconds, variant=body.variant,
-                offset=body.offset, action=action, description=description,
-            ))
+            faults.add(
+                Fault(
+                    kind=body.kind,
+                    path=path,
+                    method=body.method,
+                    times=body.times,
+                    retry_after=body.retry_after,
+                    seconds=body.seconds,
+                    variant=body.variant,
+                    offset=body.offset,
+                    action=action,
+                    description=description,
+                )
+            )
 
         return guarded(add) or JSONResponse(queued(), 201)
 

@@ -42,8 +42,9 @@ ACTION_WEIGHTS = {"book": 5, "reschedule": 2, "cancel": 2}
 
 
 class DemoDriver:
-    def __init__(self, sandbox: RunningSandbox, *, interval_seconds: float = 5.0,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self, sandbox: RunningSandbox, *, interval_seconds: float = 5.0, seed: int | None = None
+    ) -> None:
         self.sandbox = sandbox
         self.interval_seconds = interval_seconds
         self.actions: list[str] = []  # what the driver did, oldest first
@@ -102,14 +103,21 @@ class DemoDriver:
     def _leezy_change(self) -> None:
         state = self.sandbox.leezy
         now = state.now()
-        upcoming = [i for i in self._leezy_ids
-                    if state.get(i).status == "scheduled" and state.get(i).start_time > now]
+        upcoming = [
+            i for i in self._leezy_ids if state.get(i).status == "scheduled" and state.get(i).start_time > now
+        ]
         action = self._choose(upcoming)
         if action == "book":
             name, email = self._rng.choice(DEMO_ATTENDEES)
             start, end = self._times()
-            meeting_id = state.book(f"Demo call with {name}", start, end,
-                                    self._rng.choice(DEMO_TIMEZONES), email, attendee_name=name)
+            meeting_id = state.book(
+                f"Demo call with {name}",
+                start,
+                end,
+                self._rng.choice(DEMO_TIMEZONES),
+                email,
+                attendee_name=name,
+            )
             self._leezy_ids.append(meeting_id)
         elif action == "reschedule":
             meeting_id = self._rng.choice(upcoming)
@@ -123,13 +131,15 @@ class DemoDriver:
         state = self.sandbox.leandata
         now_ms = state.now_ms()
         held = {m.id: m for m in state.meetings()}
-        upcoming = [i for i in self._leandata_ids if i in held
-                    and held[i].bookit_status != "canceled" and held[i].start_ms > now_ms]
+        upcoming = [
+            i
+            for i in self._leandata_ids
+            if i in held and held[i].bookit_status != "canceled" and held[i].start_ms > now_ms
+        ]
         action = self._choose(upcoming)
         if action == "book":
             start, end = self._times()
-            meeting_id = state.book("Intro Call (demo)", start, end,
-                                    self._rng.choice(DEMO_PROSPECT_EMAILS))
+            meeting_id = state.book("Intro Call (demo)", start, end, self._rng.choice(DEMO_PROSPECT_EMAILS))
             self._leandata_ids.append(meeting_id)
         elif action == "reschedule":
             meeting_id = self._rng.choice(upcoming)
@@ -142,8 +152,11 @@ class DemoDriver:
     def _meetergo_change(self) -> None:
         """As if booked, moved or cancelled in meetergo's own pages (fires its webhooks)."""
         state = self.sandbox.meetergo
-        upcoming = [a.id for a in state.appointments()
-                    if a.id in self._meetergo_ids and a.cancel is None and a.start > state.now()]
+        upcoming = [
+            a.id
+            for a in state.appointments()
+            if a.id in self._meetergo_ids and a.cancel is None and a.start > state.now()
+        ]
         action = self._choose(upcoming)
         if action == "book":
             name, email = self._rng.choice(DEMO_ATTENDEES)
@@ -163,9 +176,14 @@ class DemoDriver:
         """As if done in HubSpot's UI (fires its signed webhooks)."""
         state = self.sandbox.hubspot
         now = state.now()
-        upcoming = [m.id for m in state.meetings() if m.id in self._hubspot_ids and not m.archived
-                    and m.properties.get("hs_meeting_outcome") != "CANCELED"
-                    and hubspot_time(m.properties["hs_meeting_start_time"]) > now]
+        upcoming = [
+            m.id
+            for m in state.meetings()
+            if m.id in self._hubspot_ids
+            and not m.archived
+            and m.properties.get("hs_meeting_outcome") != "CANCELED"
+            and hubspot_time(m.properties["hs_meeting_start_time"]) > now
+        ]
         action = self._choose(upcoming)
         if action == "book":
             name, email = self._rng.choice(DEMO_ATTENDEES)

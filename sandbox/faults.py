@@ -96,8 +96,11 @@ class FaultQueue:
         """The first fault to apply to this request before answering it, consumed."""
         with self._lock:
             for fault in self._faults:
-                if fault.kind in AFTER_ANSWER_KINDS or fault.kind == "mutate" or (
-                        fault.kind == "malformed" and not listing):
+                if (
+                    fault.kind in AFTER_ANSWER_KINDS
+                    or fault.kind == "mutate"
+                    or (fault.kind == "malformed" and not listing)
+                ):
                     continue
                 if fault.matches(method, path):
                     self._consume(fault)

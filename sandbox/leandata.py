@@ -71,12 +71,22 @@ ID_ALPHABET = "0123456789abcdefghijklmnopqrstuv"
 LIST_STATUSES = ("scheduled", "rescheduled", "canceled")
 MALFORMED_VARIANTS = ("bad_start_time", "missing_calendar_event")
 DEFAULT_HOSTS: tuple[dict[str, str], ...] = (
-    {"id": "0058c00000SandAAA", "FirstName": "Riley", "LastName": "Host",
-     "Email": "riley.host@sandbox-leandata.example", "TimeZoneSidKey": "America/Los_Angeles",
-     "ConferenceLink": "https://zoom.us/j/1000000001"},
-    {"id": "0058c00000SandBBB", "FirstName": "Sam", "LastName": "Pool",
-     "Email": "sam.pool@sandbox-leandata.example", "TimeZoneSidKey": "Europe/Berlin",
-     "ConferenceLink": "https://zoom.us/j/1000000002"},
+    {
+        "id": "0058c00000SandAAA",
+        "FirstName": "Riley",
+        "LastName": "Host",
+        "Email": "riley.host@sandbox-leandata.example",
+        "TimeZoneSidKey": "America/Los_Angeles",
+        "ConferenceLink": "https://zoom.us/j/1000000001",
+    },
+    {
+        "id": "0058c00000SandBBB",
+        "FirstName": "Sam",
+        "LastName": "Pool",
+        "Email": "sam.pool@sandbox-leandata.example",
+        "TimeZoneSidKey": "Europe/Berlin",
+        "ConferenceLink": "https://zoom.us/j/1000000002",
+    },
 )
 
 
@@ -118,10 +128,15 @@ class LeanDataMeeting:
         return "canceled" if self.bookit_status == "canceled" else "confirmed"
 
     def attendees(self) -> list[dict[str, Any]]:
-        organizer = {"email": self.organizer_email, "responseStatus": "accepted",
-                     "organizer": True, "self": True}
-        others = [{"email": e, "responseStatus": "needsAction"}
-                  for e in (self.prospect_email, *self.guest_emails)]
+        organizer = {
+            "email": self.organizer_email,
+            "responseStatus": "accepted",
+            "organizer": True,
+            "self": True,
+        }
+        others = [
+            {"email": e, "responseStatus": "needsAction"} for e in (self.prospect_email, *self.guest_emails)
+        ]
         return [organizer, *others]
 
     def scheduled_time(self) -> dict[str, int]:
@@ -129,13 +144,20 @@ class LeanDataMeeting:
 
     def wire(self, *, flat: bool = False) -> dict[str, Any]:
         if flat:
-            return {"id": self.id, "title": self.title, "status": self.calendar_status,
-                    "scheduledTime": self.scheduled_time(),
-                    "organizer_email": self.organizer_email, "attendees": self.attendees()}
+            return {
+                "id": self.id,
+                "title": self.title,
+                "status": self.calendar_status,
+                "scheduledTime": self.scheduled_time(),
+                "organizer_email": self.organizer_email,
+                "attendees": self.attendees(),
+            }
         return {
             "bookIt": {"status": self.bookit_status},
             "calendarEvent": {
-                "id": self.id, "title": self.title, "status": self.calendar_status,
+                "id": self.id,
+                "title": self.title,
+                "status": self.calendar_status,
                 "scheduledTime": self.scheduled_time(),
                 "organizer": {"email": self.organizer_email},
                 "attendees": self.attendees(),
@@ -196,21 +218,32 @@ class LeanDataState:
     ) -> str:
         with self._lock:
             meeting = LeanDataMeeting(
-                id=new_meeting_id(), title=title, start_ms=to_epoch_ms(start),
-                end_ms=to_epoch_ms(end), timezone=timezone, prospect_email=prospect_email,
+                id=new_meeting_id(),
+                title=title,
+                start_ms=to_epoch_ms(start),
+                end_ms=to_epoch_ms(end),
+                timezone=timezone,
+                prospect_email=prospect_email,
                 organizer_email=organizer_email or self.hosts[0]["Email"],
-                guest_emails=tuple(guest_emails), bookit_status=status,
+                guest_emails=tuple(guest_emails),
+                bookit_status=status,
                 host_user_id=host_user_id,
             )
             self._meetings[meeting.id] = meeting
             return meeting.id
 
-    def reschedule(self, meeting_id: str, start: datetime | int, end: datetime | int,
-                   timezone: str | None = None) -> LeanDataMeeting:
+    def reschedule(
+        self, meeting_id: str, start: datetime | int, end: datetime | int, timezone: str | None = None
+    ) -> LeanDataMeeting:
         with self._lock:
             meeting = self.get(meeting_id)
-            meeting = replace(meeting, start_ms=to_epoch_ms(start), end_ms=to_epoch_ms(end),
-                              timezone=timezone or meeting.timezone, bookit_status="rescheduled")
+            meeting = replace(
+                meeting,
+                start_ms=to_epoch_ms(start),
+                end_ms=to_epoch_ms(end),
+                timezone=timezone or meeting.timezone,
+                bookit_status="rescheduled",
+            )
             self._meetings[meeting_id] = meeting
             return meeting
 
@@ -235,13 +268,20 @@ class LeanDataState:
         with self._lock:
             return sorted(self._meetings.values(), key=lambda m: (m.start_ms, m.id))
 
-    def list_for(self, prospect_email: str, start_ms: int | None = None,
-                 end_ms: int | None = None, status: str | None = None) -> list[LeanDataMeeting]:
+    def list_for(
+        self,
+        prospect_email: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        status: str | None = None,
+    ) -> list[LeanDataMeeting]:
         lower = start_ms if start_ms is not None else self.now_ms()
         wanted = prospect_email.lower()
         return [
-            m for m in self.meetings()
-            if m.prospect_email.lower() == wanted and m.start_ms >= lower
+            m
+            for m in self.meetings()
+            if m.prospect_email.lower() == wanted
+            and m.start_ms >= lower
             and (end_ms is None or m.start_ms <= end_ms)
             and (status is None or m.bookit_status == status)
         ]
@@ -264,10 +304,12 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status)
 
 
-def gateway_error(status: int, message: str, error_type: str,
-                  headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"message": message}, status,
-                        headers={"x-amzn-ErrorType": error_type, **(headers or {})})
+def gateway_error(
+    status: int, message: str, error_type: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"message": message}, status, headers={"x-amzn-ErrorType": error_type, **(headers or {})}
+    )
 
 
 class Refused(Exception):
@@ -298,9 +340,15 @@ async def before(state: LeanDataState, request: Request, *, listing: bool = Fals
 def _malformed(state: LeanDataState, variant: str | None) -> dict[str, Any]:
     now = state.now_ms()
     record = LeanDataMeeting(
-        id=new_meeting_id(), title="Malformed record", start_ms=now, end_ms=now, timezone="UTC",
-        prospect_email="broken@example.com", organizer_email=state.hosts[0]["Email"],
-        guest_emails=(), bookit_status="scheduled",
+        id=new_meeting_id(),
+        title="Malformed record",
+        start_ms=now,
+        end_ms=now,
+        timezone="UTC",
+        prospect_email="broken@example.com",
+        organizer_email=state.hosts[0]["Email"],
+        guest_emails=(),
+        bookit_status="scheduled",
     ).wire(flat=state.flat_shape)
     if (variant or "bad_start_time") == "missing_calendar_event":
         record.pop("scheduledTime" if state.flat_shape else "calendarEvent")
@@ -327,15 +375,14 @@ def scheduled_time(body: dict[str, Any], *, need_timezone: bool) -> tuple[int, i
         raise Refused(error(400, "Validation Error: Missing required parameter: scheduledTime"))
     for name in ("start_time", "end_time", *(("timezone",) if need_timezone else ())):
         if name not in slot:
-            raise Refused(error(400, "Validation Error: Missing required parameter: "
-                                     f"scheduledTime.{name}"))
+            raise Refused(error(400, f"Validation Error: Missing required parameter: scheduledTime.{name}"))
     start, end = slot["start_time"], slot["end_time"]
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
-        raise Refused(error(400, "Validation Error: scheduledTime.start_time and end_time must "
-                                 "be epoch milliseconds."))
+        raise Refused(
+            error(400, "Validation Error: scheduledTime.start_time and end_time must be epoch milliseconds.")
+        )
     if end <= start:
-        raise Refused(error(400, "Validation Error: scheduledTime.end_time must be after "
-                                 "start_time."))
+        raise Refused(error(400, "Validation Error: scheduledTime.end_time must be after start_time."))
     timezone = slot.get("timezone")
     return start, end, timezone if isinstance(timezone, str) else None
 
@@ -345,16 +392,16 @@ def create_app(state: LeanDataState) -> FastAPI:
     from bookingsync.sandbox.leandata_booking import booking_router
     from bookingsync.sandbox.leandata_control import control_router
 
-    app = FastAPI(title="LeanData BookIt sandbox", openapi_url=None, docs_url=None,
-                  redoc_url=None)
+    app = FastAPI(title="LeanData BookIt sandbox", openapi_url=None, docs_url=None, redoc_url=None)
     install_request_log(app, state.requests, state.now)
     install_answer_faults(app, state.faults)
     app.include_router(control_router(state))
     app.include_router(booking_router(state))
 
     @app.middleware("http")
-    async def gateway_headers(request: Request,
-                              call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def gateway_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         response = await call_next(request)
         if not request.url.path.startswith(CONTROL_PREFIX):
             response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
@@ -377,12 +424,15 @@ def create_app(state: LeanDataState) -> FastAPI:
             try:
                 bounds[name] = None if raw is None else parse_time_param(raw)
             except ValueError:
-                return error(400, f"Validation Error: Invalid {name}: expected an ISO 8601 "
-                                  "string or Unix milliseconds.")
+                return error(
+                    400,
+                    f"Validation Error: Invalid {name}: expected an ISO 8601 string or Unix milliseconds.",
+                )
         status = params.get("status")
         if status is not None and status not in LIST_STATUSES:
-            return error(400, "Validation Error: Invalid status: allowed values are "
-                              f"{', '.join(LIST_STATUSES)}.")
+            return error(
+                400, f"Validation Error: Invalid status: allowed values are {', '.join(LIST_STATUSES)}."
+            )
         found = state.list_for(email, bounds["start"], bounds["end"], status)
         body = [state.wire(m) for m in found]
         for mutation in state.faults.take_after_page(request.method, request.url.path, 0):

@@ -65,8 +65,9 @@ MEETING_TYPE = {
     "internalName": "intro_call",
     "pageStyle": {"styleColor": "#2d6cdf", "logo": ""},
 }
-ALREADY_BOOKED = ("Meeting has already been booked. Please use meetingId or eventId (legacy) to "
-                  "refetch availability.")
+ALREADY_BOOKED = (
+    "Meeting has already been booked. Please use meetingId or eventId (legacy) to refetch availability."
+)
 LINK_USED = "This link only allows one booking and has already been used."
 NOT_AVAILABLE = "The selected time is no longer available."
 
@@ -75,17 +76,22 @@ def _pool(state: LeanDataState) -> list[dict[str, str]]:
     return state.hosts if state.display_all_pool_availability else state.hosts[:1]
 
 
-def _busy(state: LeanDataState, host: dict[str, str], start: int, end: int,
-          ignore: str | None = None) -> bool:
+def _busy(
+    state: LeanDataState, host: dict[str, str], start: int, end: int, ignore: str | None = None
+) -> bool:
     return any(
-        m.id != ignore and m.bookit_status != "canceled" and m.start_ms < end and start < m.end_ms
+        m.id != ignore
+        and m.bookit_status != "canceled"
+        and m.start_ms < end
+        and start < m.end_ms
         and (m.host_user_id == host["id"] or m.organizer_email == host["Email"])
         for m in state.meetings()
     )
 
 
-def _slots(state: LeanDataState, hosts: list[dict[str, str]], ignore: str | None = None
-           ) -> list[dict[str, Any]]:
+def _slots(
+    state: LeanDataState, hosts: list[dict[str, str]], ignore: str | None = None
+) -> list[dict[str, Any]]:
     step = SLOT_MINUTES * MINUTE_MS
     earliest = state.now_ms() + MIN_NOTICE_MINUTES * MINUTE_MS
     first = -(-earliest // step) * step  # next slot boundary, rounding up
@@ -98,8 +104,7 @@ def _slots(state: LeanDataState, hosts: list[dict[str, str]], ignore: str | None
     return slots
 
 
-def _scheduling(state: LeanDataState, context: dict[str, Any], ignore: str | None = None
-                ) -> dict[str, Any]:
+def _scheduling(state: LeanDataState, context: dict[str, Any], ignore: str | None = None) -> dict[str, Any]:
     hosts = _pool(state)
     prospect = context.get("prospect", {})
     return {
@@ -108,9 +113,11 @@ def _scheduling(state: LeanDataState, context: dict[str, Any], ignore: str | Non
             "displayAllPoolAvailability": state.display_all_pool_availability,
             "userIds": [] if state.display_all_pool_availability else [hosts[0]["id"]],
             "nonSFDCUserIds": [],
-            "prefillFields": {"First Name": prospect.get("FirstName", ""),
-                              "Last Name": prospect.get("LastName", ""),
-                              "Email": prospect.get("Email", "")},
+            "prefillFields": {
+                "First Name": prospect.get("FirstName", ""),
+                "Last Name": prospect.get("LastName", ""),
+                "Email": prospect.get("Email", ""),
+            },
         },
         "availability": {
             "indexToUserIdMap": {str(i): h["id"] for i, h in enumerate(hosts)},
@@ -134,13 +141,15 @@ def _user_fields(body: dict[str, Any]) -> dict[str, Any]:
 def _token_context(state: LeanDataState, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     modes = [k for k in ("token", "linkId", "params") if body.get(k)]
     if len(modes) != 1:
-        raise Refused(error(400, "Validation Error: Missing required parameter: exactly one of "
-                                 "token, linkId or params"))
+        raise Refused(
+            error(400, "Validation Error: Missing required parameter: exactly one of token, linkId or params")
+        )
     if modes[0] == "linkId":
         raise Refused(error(404, "link not found"))
     if modes[0] == "params":
-        raise Refused(error(400, "Validation Error: The sandbox cannot read legacy params; "
-                                 "book with a token."))
+        raise Refused(
+            error(400, "Validation Error: The sandbox cannot read legacy params; book with a token.")
+        )
     context = state.booking_tokens.get(body["token"])
     if context is None:
         raise Refused(error(400, "Validation Error: Invalid token"))
@@ -155,20 +164,23 @@ def _create(state: LeanDataState, body: dict[str, Any], *, round_robin: bool) ->
         if bool(state.display_all_pool_availability) != round_robin:
             pool = state.display_all_pool_availability
             right = "/v1/round-robin-meeting" if pool else "/v1/meeting"
-            raise Refused(error(400, "Validation Error: displayAllPoolAvailability is "
-                                     f"{str(state.display_all_pool_availability).lower()}; "
-                                     f"book with POST {right}."))
+            raise Refused(
+                error(
+                    400,
+                    "Validation Error: displayAllPoolAvailability is "
+                    f"{str(state.display_all_pool_availability).lower()}; "
+                    f"book with POST {right}.",
+                )
+            )
         start, end, timezone = scheduled_time(body, need_timezone=True)
         values = _user_fields(body)
         if start < state.now_ms() + MIN_NOTICE_MINUTES * MINUTE_MS:
-            raise Refused(error(400, "Validation Error: Scheduled time is before the minimum "
-                                     "booking notice"))
+            raise Refused(error(400, "Validation Error: Scheduled time is before the minimum booking notice"))
         hosts = _pool(state)
         if round_robin:
             users = body["scheduledTime"].get("users")
             if not isinstance(users, list) or not users:
-                raise Refused(error(400, "Validation Error: Missing required parameter: "
-                                         "scheduledTime.users"))
+                raise Refused(error(400, "Validation Error: Missing required parameter: scheduledTime.users"))
             by_id = {h["id"]: h for h in hosts}
             candidates = [by_id[u] for u in users if u in by_id]
         else:
@@ -180,8 +192,13 @@ def _create(state: LeanDataState, body: dict[str, Any], *, round_robin: bool) ->
         host = free[0]
         guests = values.get("Additional Guest Emails") or []
         meeting_id = state.book(
-            MEETING_TYPE["name"], start, end, values["Email"], host["Email"],
-            timezone=timezone or "UTC", host_user_id=host["id"],
+            MEETING_TYPE["name"],
+            start,
+            end,
+            values["Email"],
+            host["Email"],
+            timezone=timezone or "UTC",
+            host_user_id=host["id"],
             guest_emails=[guests] if isinstance(guests, str) else guests,
         )
         context["meeting_id"] = meeting_id
@@ -208,11 +225,16 @@ def booking_router(state: LeanDataState) -> APIRouter:
         with state.lock:
             state.booking_tokens[token] = context
             scheduling = _scheduling(state, context)
-        return JSONResponse({
-            "routing": {"responseType": "calendar", "token": token,
-                        "calendarLink": f"https://sandbox.leandata.invalid/l/{token[:8]}"},
-            "scheduling": scheduling,
-        })
+        return JSONResponse(
+            {
+                "routing": {
+                    "responseType": "calendar",
+                    "token": token,
+                    "calendarLink": f"https://sandbox.leandata.invalid/l/{token[:8]}",
+                },
+                "scheduling": scheduling,
+            }
+        )
 
     @router.post("/v1/scheduling/fetch-availability")
     async def fetch_availability(request: Request) -> Response:
@@ -220,8 +242,7 @@ def booking_router(state: LeanDataState) -> APIRouter:
         body = await json_body(request)
         modes = [k for k in ("linkId", "meetingId", "token") if body.get(k)]
         if len(modes) != 1:
-            return error(400, "Validation Error: Missing required parameter: linkId, meetingId "
-                              "or token")
+            return error(400, "Validation Error: Missing required parameter: linkId, meetingId or token")
         if modes[0] == "linkId":
             return error(404, "link not found")
         with state.lock:
@@ -236,8 +257,7 @@ def booking_router(state: LeanDataState) -> APIRouter:
                 meeting: LeanDataMeeting = state.get(body["meetingId"])
             except UnknownMeetingError:
                 return error(404, "Meeting not found")
-            answer = _scheduling(state, {"prospect": {"Email": meeting.prospect_email}},
-                                 ignore=meeting.id)
+            answer = _scheduling(state, {"prospect": {"Email": meeting.prospect_email}}, ignore=meeting.id)
             return JSONResponse({"calendarEvent": meeting.wire()["calendarEvent"], **answer})
 
     @router.post("/v1/meeting")

@@ -88,17 +88,20 @@ def _mutation(state: LeanDataState, action: dict[str, Any]) -> tuple[Callable[[]
 
 def control_router(state: LeanDataState) -> APIRouter:
     router = APIRouter(prefix=CONTROL_PREFIX)
-    router.include_router(common_router(state.faults, state.requests,
-                                        lambda action: _mutation(state, action),
-                                        listing_path=LIST_PATH))
+    router.include_router(
+        common_router(
+            state.faults, state.requests, lambda action: _mutation(state, action), listing_path=LIST_PATH
+        )
+    )
 
     def public(meeting: LeanDataMeeting) -> dict[str, Any]:
-        return {"id": meeting.id, "prospect_email": meeting.prospect_email,
-                "meeting": state.wire(meeting)}
+        return {"id": meeting.id, "prospect_email": meeting.prospect_email, "meeting": state.wire(meeting)}
 
     def settings() -> dict[str, Any]:
-        return {"flat_shape": state.flat_shape,
-                "display_all_pool_availability": state.display_all_pool_availability}
+        return {
+            "flat_shape": state.flat_shape,
+            "display_all_pool_availability": state.display_all_pool_availability,
+        }
 
     def changed(meeting_id: str, change: Callable[[], Any]) -> Response:
         return guarded(change) or JSONResponse(public(state.get(meeting_id)))
@@ -110,17 +113,27 @@ def control_router(state: LeanDataState) -> APIRouter:
     @router.post("/meetings", status_code=201)
     def book(body: BookBody) -> Response:
         booked: list[str] = []
-        refused = guarded(lambda: booked.append(state.book(
-            body.title, _ms(body.start), _ms(body.end), body.prospect_email,
-            body.organizer_email, timezone=body.timezone, guest_emails=body.guest_emails,
-            status=body.status,
-        )))
+        refused = guarded(
+            lambda: booked.append(
+                state.book(
+                    body.title,
+                    _ms(body.start),
+                    _ms(body.end),
+                    body.prospect_email,
+                    body.organizer_email,
+                    timezone=body.timezone,
+                    guest_emails=body.guest_emails,
+                    status=body.status,
+                )
+            )
+        )
         return refused or JSONResponse(public(state.get(booked[0])), 201)
 
     @router.post("/meetings/{meeting_id}/reschedule")
     def reschedule(meeting_id: str, body: RescheduleBody) -> Response:
-        return changed(meeting_id, lambda: state.reschedule(
-            meeting_id, _ms(body.start), _ms(body.end), body.timezone))
+        return changed(
+            meeting_id, lambda: state.reschedule(meeting_id, _ms(body.start), _ms(body.end), body.timezone)
+        )
 
     @router.post("/meetings/{meeting_id}/cancel")
     def cancel(meeting_id: str) -> Response:

@@ -188,8 +188,7 @@ class Subscription:
         if with_secret:
             data["secret"] = self.secret
         else:
-            data |= {"failure_count": self.failure_count,
-                     "updated_at": format_time(self.updated_at)}
+            data |= {"failure_count": self.failure_count, "updated_at": format_time(self.updated_at)}
         return data
 
 
@@ -227,15 +226,15 @@ class LeezyState:
         self.faults = FaultQueue()
         self.requests = RequestLog()
         self._lock = threading.RLock()
-        self._tokens = {t: frozenset(s) for t, s in (tokens or {
-            DEFAULT_TOKEN: (SCOPE_MEETINGS, SCOPE_WEBHOOKS)}).items()}
+        self._tokens = {
+            t: frozenset(s) for t, s in (tokens or {DEFAULT_TOKEN: (SCOPE_MEETINGS, SCOPE_WEBHOOKS)}).items()
+        }
         self._meetings: dict[str, LeezyMeeting] = {}
         self._subscriptions: dict[str, Subscription] = {}
         self._windows: dict[str, tuple[datetime, int]] = {}
         self._sender = WebhookSender(on_result=self._delivery_result)
 
     # -- credentials and rate limit ---------------------------------------------------------
-
 
     def now(self) -> datetime:
         """The simulated Leezy's clock: the real (or injected) one plus `clock_offset_seconds`."""
@@ -310,19 +309,19 @@ class LeezyState:
                 self._emit(event, meeting)
             return meeting_id
 
-    def reschedule(self, meeting_id: str, start: datetime, end: datetime,
-                   updated_at: datetime | None = None) -> None:
+    def reschedule(
+        self, meeting_id: str, start: datetime, end: datetime, updated_at: datetime | None = None
+    ) -> None:
         with self._lock:
-            meeting = self._change(meeting_id, updated_at, start_time=aware(start),
-                                   end_time=aware(end))
+            meeting = self._change(meeting_id, updated_at, start_time=aware(start), end_time=aware(end))
             self._emit("meeting.scheduled", meeting)
 
-    def cancel(self, meeting_id: str, reason: str | None = None,
-               updated_at: datetime | None = None) -> None:
+    def cancel(self, meeting_id: str, reason: str | None = None, updated_at: datetime | None = None) -> None:
         with self._lock:
             stamp = aware(updated_at or self.now())
-            meeting = self._change(meeting_id, stamp, status="cancelled", cancelled_at=stamp,
-                                   cancelled_reason=reason)
+            meeting = self._change(
+                meeting_id, stamp, status="cancelled", cancelled_at=stamp, cancelled_reason=reason
+            )
             self._emit("meeting.cancelled", meeting)
 
     def complete(self, meeting_id: str, updated_at: datetime | None = None) -> None:
@@ -334,8 +333,9 @@ class LeezyState:
         """Change any stored field; a status change to scheduled/cancelled/completed notifies."""
         unknown = set(fields) - UPDATABLE_FIELDS
         if unknown:
-            raise TypeError(f"Leezy meetings have no field(s) {sorted(unknown)}; "
-                            f"updatable: {sorted(UPDATABLE_FIELDS)}.")
+            raise TypeError(
+                f"Leezy meetings have no field(s) {sorted(unknown)}; updatable: {sorted(UPDATABLE_FIELDS)}."
+            )
         fields = {k: aware(v) if isinstance(v, datetime) else v for k, v in fields.items()}
         with self._lock:
             before = self.get(meeting_id)
@@ -355,23 +355,22 @@ class LeezyState:
         with self._lock:
             return sorted(self._meetings.values(), key=lambda m: (m.updated_at, m.id))
 
-    def list_page(self, filters: MeetingFilters, limit: int, offset: int
-                  ) -> tuple[list[dict[str, Any]], int]:
+    def list_page(self, filters: MeetingFilters, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         """One page of resources and the number of records matching `filters`."""
         with self._lock:
             now = self.now()
             matching = [
-                m for m in self.meetings()
+                m
+                for m in self.meetings()
                 if (filters.since is None or m.updated_at > filters.since)
                 and (filters.status is None or m.status == filters.status)
                 and (filters.chatbot_id is None or m.chatbot_id == filters.chatbot_id)
                 and (not filters.upcoming or m.start_time > now)
             ]
-            return [m.resource() for m in matching[offset:offset + limit]], len(matching)
+            return [m.resource() for m in matching[offset : offset + limit]], len(matching)
 
     def _change(self, meeting_id: str, updated_at: datetime | None, **fields: Any) -> LeezyMeeting:
-        meeting = replace(self.get(meeting_id), updated_at=aware(updated_at or self.now()),
-                          **fields)
+        meeting = replace(self.get(meeting_id), updated_at=aware(updated_at or self.now()), **fields)
         self._meetings[meeting_id] = meeting
         return meeting
 
@@ -386,16 +385,24 @@ class LeezyState:
 
     # -- webhooks ---------------------------------------------------------------------------
 
-    def subscribe(self, target_url: str, event_types: Iterable[str],
-                  filters: dict[str, Any] | None = None, secret: str | None = None
-                  ) -> Subscription:
+    def subscribe(
+        self,
+        target_url: str,
+        event_types: Iterable[str],
+        filters: dict[str, Any] | None = None,
+        secret: str | None = None,
+    ) -> Subscription:
         with self._lock:
             stamp = self.now()
             chosen = secret or self.next_webhook_secret or f"lzy_ws_{secrets.token_hex(16)}"
             subscription = Subscription(
-                id=f"webhook_{secrets.token_hex(6)}", target_url=target_url,
-                event_types=list(event_types), filters=dict(filters or {}), secret=chosen,
-                created_at=stamp, updated_at=stamp,
+                id=f"webhook_{secrets.token_hex(6)}",
+                target_url=target_url,
+                event_types=list(event_types),
+                filters=dict(filters or {}),
+                secret=chosen,
+                created_at=stamp,
+                updated_at=stamp,
             )
             self._subscriptions[subscription.id] = subscription
             return subscription
@@ -424,8 +431,11 @@ class LeezyState:
     def _emit(self, event_type: str, meeting: LeezyMeeting) -> None:
         stamp = self.now()
         event = new_event(
-            event_type, created_at=format_time(stamp) or "", organization_id=self.organization_id,
-            chatbot_id=meeting.chatbot_id, data=meeting.resource(),
+            event_type,
+            created_at=format_time(stamp) or "",
+            organization_id=self.organization_id,
+            chatbot_id=meeting.chatbot_id,
+            data=meeting.resource(),
         )
         for sub in self._subscriptions.values():
             wanted = sub.filters.get("chatbot_id")
@@ -434,7 +444,9 @@ class LeezyState:
             if wanted and wanted != meeting.chatbot_id:
                 continue
             delivery = build_signed_delivery(
-                sub.secret, event, timestamp=int(stamp.timestamp()) + self.timestamp_offset_seconds,
+                sub.secret,
+                event,
+                timestamp=int(stamp.timestamp()) + self.timestamp_offset_seconds,
                 variant=self.signature_variant,
             )
             self._sender.send(sub.id, sub.target_url, event, delivery)
@@ -450,8 +462,7 @@ class LeezyState:
 # -- HTTP ---------------------------------------------------------------------------------------
 
 
-def _error(status: int, code: str, description: str,
-           headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(status: int, code: str, description: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": code, "error_description": description}, status, headers=headers)
 
 
@@ -470,8 +481,9 @@ def _parse_int(params: Any, name: str, default: int, low: int, high: int | None)
         value = None
     if value is None or value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise _Refused(_error(400, "invalid_request",
-                              f"The {name} parameter must be an integer {bound}; got {raw!r}."))
+        raise _Refused(
+            _error(400, "invalid_request", f"The {name} parameter must be an integer {bound}; got {raw!r}.")
+        )
     return value
 
 
@@ -481,26 +493,43 @@ def _parse_filters(params: Any) -> MeetingFilters:
         try:
             since = parse_time(raw)
         except ValueError:
-            raise _Refused(_error(400, "invalid_request",
-                                  f"The since parameter must be an ISO 8601 timestamp; got {raw!r}."
-                                  )) from None
+            raise _Refused(
+                _error(
+                    400, "invalid_request", f"The since parameter must be an ISO 8601 timestamp; got {raw!r}."
+                )
+            ) from None
     upcoming = (params.get("upcoming") or "false").lower()
     if upcoming not in ("true", "false"):
-        raise _Refused(_error(400, "invalid_request",
-                              "The upcoming parameter must be true or false."))
-    return MeetingFilters(since=since, status=params.get("status"),
-                          chatbot_id=params.get("chatbot_id"), upcoming=upcoming == "true")
+        raise _Refused(_error(400, "invalid_request", "The upcoming parameter must be true or false."))
+    return MeetingFilters(
+        since=since,
+        status=params.get("status"),
+        chatbot_id=params.get("chatbot_id"),
+        upcoming=upcoming == "true",
+    )
 
 
 def _malformed(state: LeezyState, variant: str | None) -> dict[str, Any]:
     stamp = state.now()
     record = LeezyMeeting(
-        id=f"meeting_malformed_{secrets.token_hex(4)}", chatbot_id=DEFAULT_CHATBOT_ID,
-        conversation_id="conv_malformed", title="Malformed record", description="",
-        start_time=stamp, end_time=stamp, timezone="UTC", attendee_name=None,
-        attendee_email="broken@example.com", attendee_phone=None, status="scheduled",
-        meeting_url="", meeting_provider="custom", cancelled_at=None, cancelled_reason=None,
-        created_at=stamp, updated_at=stamp,
+        id=f"meeting_malformed_{secrets.token_hex(4)}",
+        chatbot_id=DEFAULT_CHATBOT_ID,
+        conversation_id="conv_malformed",
+        title="Malformed record",
+        description="",
+        start_time=stamp,
+        end_time=stamp,
+        timezone="UTC",
+        attendee_name=None,
+        attendee_email="broken@example.com",
+        attendee_phone=None,
+        status="scheduled",
+        meeting_url="",
+        meeting_provider="custom",
+        cancelled_at=None,
+        cancelled_reason=None,
+        created_at=stamp,
+        updated_at=stamp,
     ).resource()
     if (variant or "bad_start_time") == "missing_attendee":
         del record["attributes"]["attendee"]
@@ -523,21 +552,20 @@ def _authorize(state: LeezyState, request: Request, scope: str) -> str:
     scheme, _, token = header.partition(" ")
     scopes = state.scopes_for(token.strip()) if scheme.lower() == "bearer" else None
     if scopes is None:
-        raise _Refused(_error(401, "unauthorized",
-                              "Missing or invalid access token; "
-                              "send Authorization: Bearer <token>."))
+        raise _Refused(
+            _error(
+                401, "unauthorized", "Missing or invalid access token; send Authorization: Bearer <token>."
+            )
+        )
     if scope not in scopes:
-        raise _Refused(_error(403, "insufficient_scope",
-                              f"This access token lacks the {scope} scope."))
+        raise _Refused(_error(403, "insufficient_scope", f"This access token lacks the {scope} scope."))
     if not state.allow_request(token.strip()):
-        headers = ({"Retry-After": str(RATE_LIMIT_RETRY_AFTER_SECONDS)}
-                   if state.retry_after_header else None)
+        headers = {"Retry-After": str(RATE_LIMIT_RETRY_AFTER_SECONDS)} if state.retry_after_header else None
         raise _Refused(_error(429, "rate_limit_exceeded", RATE_LIMIT_DESCRIPTION, headers))
     return token
 
 
-async def _before(state: LeezyState, request: Request, scope: str, *, listing: bool = False
-                  ) -> Fault | None:
+async def _before(state: LeezyState, request: Request, scope: str, *, listing: bool = False) -> Fault | None:
     """Authorize, then apply an injected fault; returns a fault the listing must still honour."""
     _authorize(state, request, scope)
     fault = state.faults.take_before(request.method, request.url.path, listing=listing)
@@ -564,6 +592,7 @@ def create_app(state: LeezyState) -> FastAPI:
         response = await call_next(request)
         response.headers["Date"] = format_datetime(state.now().astimezone(UTC), usegmt=True)
         return response
+
     install_answer_faults(app, state.faults)
     app.include_router(control_router(state))
 
@@ -585,8 +614,14 @@ def create_app(state: LeezyState) -> FastAPI:
         if fault is not None and fault.kind == "malformed":
             data.append(_malformed(state, fault.variant))
             total += 1
-        meta = {"api_version": API_VERSION, "total": total, "limit": limit, "offset": offset,
-                "has_more": offset + len(data) < total, "count": len(data)}
+        meta = {
+            "api_version": API_VERSION,
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "has_more": offset + len(data) < total,
+            "count": len(data),
+        }
         return JSONResponse({"data": data, "meta": meta})
 
     @app.post("/api/v1/webhooks/subscribe")
@@ -600,15 +635,15 @@ def create_app(state: LeezyState) -> FastAPI:
         if problem:
             return _error(400, "invalid_request", problem)
         sub = state.subscribe(body["target_url"], body["event_types"], body.get("filters"))
-        return JSONResponse({"data": sub.public(with_secret=True),
-                             "meta": {"api_version": API_VERSION}}, 201)
+        return JSONResponse({"data": sub.public(with_secret=True), "meta": {"api_version": API_VERSION}}, 201)
 
     @app.get("/api/v1/webhooks")
     async def list_webhooks(request: Request) -> Response:
         await _before(state, request, SCOPE_WEBHOOKS)
         subs = [s.public() for s in state.subscriptions()]
-        return JSONResponse({"data": subs, "meta": {"api_version": API_VERSION,
-                                                    "total": len(subs), "count": len(subs)}})
+        return JSONResponse(
+            {"data": subs, "meta": {"api_version": API_VERSION, "total": len(subs), "count": len(subs)}}
+        )
 
     @app.get("/api/v1/webhooks/{subscription_id}")
     async def get_webhook(subscription_id: str, request: Request) -> Response:

@@ -125,8 +125,7 @@ class TokenBody(ControlBody):
 
 
 def _fields(raw: dict[str, Any]) -> dict[str, Any]:
-    return {k: parse_time(v) if k in TIME_FIELDS and isinstance(v, str) else v
-            for k, v in raw.items()}
+    return {k: parse_time(v) if k in TIME_FIELDS and isinstance(v, str) else v for k, v in raw.items()}
 
 
 def _mutation(state: LeezyState, action: dict[str, Any]) -> tuple[Callable[[], None], str]:
@@ -150,9 +149,11 @@ def _mutation(state: LeezyState, action: dict[str, Any]) -> tuple[Callable[[], N
 
 def control_router(state: LeezyState) -> APIRouter:
     router = APIRouter(prefix=CONTROL_PREFIX)
-    router.include_router(common_router(state.faults, state.requests,
-                                        lambda action: _mutation(state, action),
-                                        listing_path=MEETINGS_PATH))
+    router.include_router(
+        common_router(
+            state.faults, state.requests, lambda action: _mutation(state, action), listing_path=MEETINGS_PATH
+        )
+    )
 
     def settings() -> dict[str, Any]:
         return {
@@ -177,10 +178,17 @@ def control_router(state: LeezyState) -> APIRouter:
     @router.post("/meetings", status_code=201)
     def book(body: BookBody) -> dict[str, Any]:
         meeting_id = state.book(
-            body.title, body.start, body.end, body.timezone,
-            body.attendee_email, attendee_name=body.attendee_name, phone=body.phone,
-            status=body.status, chatbot_id=body.chatbot_id or DEFAULT_CHATBOT_ID,
-            updated_at=body.updated_at, description=body.description,
+            body.title,
+            body.start,
+            body.end,
+            body.timezone,
+            body.attendee_email,
+            attendee_name=body.attendee_name,
+            phone=body.phone,
+            status=body.status,
+            chatbot_id=body.chatbot_id or DEFAULT_CHATBOT_ID,
+            updated_at=body.updated_at,
+            description=body.description,
         )
         return {"id": meeting_id, "meeting": state.get(meeting_id).resource()}
 
@@ -190,29 +198,32 @@ def control_router(state: LeezyState) -> APIRouter:
 
     @router.post("/meetings/{meeting_id}/reschedule")
     def reschedule(meeting_id: str, body: RescheduleBody) -> Response:
-        return meeting_response(meeting_id, lambda: state.reschedule(
-            meeting_id, body.start, body.end, body.updated_at))
+        return meeting_response(
+            meeting_id, lambda: state.reschedule(meeting_id, body.start, body.end, body.updated_at)
+        )
 
     @router.post("/meetings/{meeting_id}/cancel")
     def cancel(meeting_id: str, body: CancelBody) -> Response:
-        return meeting_response(meeting_id, lambda: state.cancel(
-            meeting_id, body.reason, body.updated_at))
+        return meeting_response(meeting_id, lambda: state.cancel(meeting_id, body.reason, body.updated_at))
 
     @router.post("/meetings/{meeting_id}/complete")
     def complete(meeting_id: str, body: StampBody) -> Response:
-        return meeting_response(meeting_id, lambda: state.complete(
-            meeting_id, body.updated_at))
+        return meeting_response(meeting_id, lambda: state.complete(meeting_id, body.updated_at))
 
     @router.patch("/meetings/{meeting_id}")
     def update(meeting_id: str, body: dict[str, Any]) -> Response:
         stamp = body.pop("updated_at", None)
         unknown = set(body) - UPDATABLE_FIELDS
         if unknown:
-            return JSONResponse({"error": f"Unknown field(s) {sorted(unknown)}; updatable: "
-                                          f"{sorted(UPDATABLE_FIELDS)}."}, 400)
-        return meeting_response(meeting_id, lambda: state.update(
-            meeting_id, updated_at=parse_time(stamp) if stamp else None,
-            **_fields(body)))
+            return JSONResponse(
+                {"error": f"Unknown field(s) {sorted(unknown)}; updatable: {sorted(UPDATABLE_FIELDS)}."}, 400
+            )
+        return meeting_response(
+            meeting_id,
+            lambda: state.update(
+                meeting_id, updated_at=parse_time(stamp) if stamp else None, **_fields(body)
+            ),
+        )
 
     @router.post("/webhooks", status_code=201)
     def subscribe(body: WebhookBody) -> dict[str, Any]:
@@ -233,8 +244,9 @@ def control_router(state: LeezyState) -> APIRouter:
     def put_settings(body: SettingsBody) -> Response:
         chosen = body.model_dump(include=body.model_fields_set)
         if "signature_variant" in chosen and chosen["signature_variant"] not in SIGNATURE_VARIANTS:
-            return JSONResponse({"error": f"signature_variant must be one of "
-                                          f"{', '.join(SIGNATURE_VARIANTS)}."}, 400)
+            return JSONResponse(
+                {"error": f"signature_variant must be one of {', '.join(SIGNATURE_VARIANTS)}."}, 400
+            )
         for key in ("timestamp_offset_seconds", "clock_offset_seconds"):
             if chosen.get(key, 0) is None:
                 chosen[key] = 0

@@ -126,8 +126,9 @@ class WebhookSender(BackgroundPoster[tuple[DeliveryAttempt, bytes]]):
         self._attempts: Ring[DeliveryAttempt] = Ring(ATTEMPTS_KEPT)  # the newest only
         self._on_result = on_result
 
-    def send(self, subscription_id: str, target_url: str, event: Mapping[str, Any],
-             delivery: SignedDelivery) -> None:
+    def send(
+        self, subscription_id: str, target_url: str, event: Mapping[str, Any], delivery: SignedDelivery
+    ) -> None:
         attempt = DeliveryAttempt(
             delivery_id=delivery.headers["X-Leezy-Delivery"],
             subscription_id=subscription_id,
@@ -145,8 +146,11 @@ class WebhookSender(BackgroundPoster[tuple[DeliveryAttempt, bytes]]):
     def handle(self, client: httpx.Client, item: tuple[DeliveryAttempt, bytes]) -> None:
         attempt, body = item
         result = self.post(client, attempt.target_url, body, attempt.headers)
-        attempt.status_code, attempt.response_body, attempt.error = (result.status_code, result.response_body,
-                                                                     result.error)
+        attempt.status_code, attempt.response_body, attempt.error = (
+            result.status_code,
+            result.response_body,
+            result.error,
+        )
         self._attempts.append(attempt)
         if self._on_result is not None:
             self._on_result(attempt)

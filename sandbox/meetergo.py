@@ -144,10 +144,14 @@ BOOKING_TYPE_DOUBLE_OPT_IN = "doubleOptIn"
 BOOKING_TYPE_HOST_CONFIRMATION = "requireHostConfirmation"
 # The API reference's enum spelling (default) and the core-concepts guide's spelling.
 BOOKING_TYPE_STYLES = {
-    "reference": {BOOKING_TYPE_DOUBLE_OPT_IN: "doubleOptIn",
-                  BOOKING_TYPE_HOST_CONFIRMATION: "requireHostConfirmation"},
-    "guide": {BOOKING_TYPE_DOUBLE_OPT_IN: "DoubleOptIn",
-              BOOKING_TYPE_HOST_CONFIRMATION: "RequireHostConfirmation"},
+    "reference": {
+        BOOKING_TYPE_DOUBLE_OPT_IN: "doubleOptIn",
+        BOOKING_TYPE_HOST_CONFIRMATION: "requireHostConfirmation",
+    },
+    "guide": {
+        BOOKING_TYPE_DOUBLE_OPT_IN: "DoubleOptIn",
+        BOOKING_TYPE_HOST_CONFIRMATION: "RequireHostConfirmation",
+    },
 }
 PROVISIONAL_STATUSES = ("pending", "confirmed", "expired", "declined_by_host")
 MALFORMED_VARIANTS = ("bad_start", "missing_meeting_info")
@@ -177,8 +181,7 @@ def format_local(value: datetime | None, timezone: str) -> str | None:
 class MeetergoRefusal(SandboxError):
     """A request meetergo refuses; the app answers it in the documented envelope."""
 
-    def __init__(self, status: int, message: str,
-                 errors: list[dict[str, str]] | None = None) -> None:
+    def __init__(self, status: int, message: str, errors: list[dict[str, str]] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -206,10 +209,15 @@ class MeetergoUser:
     role: str = "admin"  # "admin" sees the whole company, "member" its own appointments
 
     def host(self) -> dict[str, Any]:
-        return {"id": self.id, "email": self.email, "givenName": self.given_name,
-                "familyName": self.family_name,
-                "fullName": f"{self.given_name} {self.family_name}", "slug": self.slug,
-                "picture": f"https://sandbox.meetergo.invalid/avatars/{self.slug}.jpg"}
+        return {
+            "id": self.id,
+            "email": self.email,
+            "givenName": self.given_name,
+            "familyName": self.family_name,
+            "fullName": f"{self.given_name} {self.family_name}",
+            "slug": self.slug,
+            "picture": f"https://sandbox.meetergo.invalid/avatars/{self.slug}.jpg",
+        }
 
 
 @dataclass(frozen=True)
@@ -235,36 +243,67 @@ class MeetergoMeetingType:
         return (self.duration, *self.allowed_durations)
 
     def public(self) -> dict[str, Any]:
-        return {"id": self.id, "slug": self.slug, "name": self.name, "duration": self.duration,
-                "allowedDurations": list(self.allowed_durations), "hostIds": list(self.host_ids),
-                "queueId": self.queue_id, "doubleOptIn": self.double_opt_in,
-                "requireHostConfirmation": self.requires_host_confirmation,
-                "channel": self.channel, "timezone": self.timezone,
-                "metadata": dict(self.metadata)}
+        return {
+            "id": self.id,
+            "slug": self.slug,
+            "name": self.name,
+            "duration": self.duration,
+            "allowedDurations": list(self.allowed_durations),
+            "hostIds": list(self.host_ids),
+            "queueId": self.queue_id,
+            "doubleOptIn": self.double_opt_in,
+            "requireHostConfirmation": self.requires_host_confirmation,
+            "channel": self.channel,
+            "timezone": self.timezone,
+            "metadata": dict(self.metadata),
+        }
 
 
 def default_users() -> list[MeetergoUser]:
     return [
-        MeetergoUser(DEFAULT_USER_ID, "jordan.host@sandbox-meetergo.example", "Jordan", "Host",
-                     "jordan-host"),
-        MeetergoUser(SECOND_USER_ID, "mika.pool@sandbox-meetergo.example", "Mika", "Pool",
-                     "mika-pool", role="member"),
+        MeetergoUser(
+            DEFAULT_USER_ID, "jordan.host@sandbox-meetergo.example", "Jordan", "Host", "jordan-host"
+        ),
+        MeetergoUser(
+            SECOND_USER_ID, "mika.pool@sandbox-meetergo.example", "Mika", "Pool", "mika-pool", role="member"
+        ),
     ]
 
 
 def default_meeting_types() -> list[MeetergoMeetingType]:
     return [
-        MeetergoMeetingType(MEETING_TYPE_ID, "discovery-call", "Discovery Call", 30,
-                            allowed_durations=(60,),
-                            metadata={"source": "sandbox"}),
-        MeetergoMeetingType(DOUBLE_OPT_IN_MEETING_TYPE_ID, "intro-double-opt-in",
-                            "Intro (double opt-in)", 30, double_opt_in=True),
-        MeetergoMeetingType(HOST_CONFIRMATION_MEETING_TYPE_ID, "consultation",
-                            "Consultation (host confirms)", 45, requires_host_confirmation=True,
-                            channel="google"),
-        MeetergoMeetingType(ROUND_ROBIN_MEETING_TYPE_ID, "team-demo", "Team Demo", 30,
-                            host_ids=(DEFAULT_USER_ID, SECOND_USER_ID),
-                            queue_id=ROUND_ROBIN_QUEUE_ID, channel="teamsForBusiness2"),
+        MeetergoMeetingType(
+            MEETING_TYPE_ID,
+            "discovery-call",
+            "Discovery Call",
+            30,
+            allowed_durations=(60,),
+            metadata={"source": "sandbox"},
+        ),
+        MeetergoMeetingType(
+            DOUBLE_OPT_IN_MEETING_TYPE_ID,
+            "intro-double-opt-in",
+            "Intro (double opt-in)",
+            30,
+            double_opt_in=True,
+        ),
+        MeetergoMeetingType(
+            HOST_CONFIRMATION_MEETING_TYPE_ID,
+            "consultation",
+            "Consultation (host confirms)",
+            45,
+            requires_host_confirmation=True,
+            channel="google",
+        ),
+        MeetergoMeetingType(
+            ROUND_ROBIN_MEETING_TYPE_ID,
+            "team-demo",
+            "Team Demo",
+            30,
+            host_ids=(DEFAULT_USER_ID, SECOND_USER_ID),
+            queue_id=ROUND_ROBIN_QUEUE_ID,
+            channel="teamsForBusiness2",
+        ),
     ]
 
 
@@ -293,14 +332,23 @@ class MeetergoAttendee:
         if first is None and self.fullname:
             first, _, rest = self.fullname.partition(" ")
             last = rest or None
-        return {"id": self.id, "email": self.email, "firstname": first, "lastname": last,
-                "fullname": self.name, "phone": self.phone, "timezone": self.timezone,
-                "language": self.language}
+        return {
+            "id": self.id,
+            "email": self.email,
+            "firstname": first,
+            "lastname": last,
+            "fullname": self.name,
+            "phone": self.phone,
+            "timezone": self.timezone,
+            "language": self.language,
+        }
 
     def api(self) -> dict[str, Any]:
-        return self.webhook() | {"receiveReminders": self.receive_reminders,
-                                 "notes": dict(self.notes),
-                                 "bringalongEmails": list(self.bringalong_emails)}
+        return self.webhook() | {
+            "receiveReminders": self.receive_reminders,
+            "notes": dict(self.notes),
+            "bringalongEmails": list(self.bringalong_emails),
+        }
 
 
 @dataclass(frozen=True)
@@ -311,8 +359,12 @@ class Cancellation:
     reason: str | None
 
     def public(self) -> dict[str, Any]:
-        return {"actionSource": self.action_source, "actionAt": format_utc(self.action_at),
-                "actionBy": self.action_by, "reason": self.reason}
+        return {
+            "actionSource": self.action_source,
+            "actionAt": format_utc(self.action_at),
+            "actionBy": self.action_by,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -379,9 +431,14 @@ class MeetergoWebhook:
     created_at: datetime
 
     def public(self) -> dict[str, Any]:
-        return {"id": self.id, "endpoint": self.endpoint, "description": self.description,
-                "eventTypes": list(self.event_types), "companyId": self.company_id,
-                "createdAt": format_utc(self.created_at)}
+        return {
+            "id": self.id,
+            "endpoint": self.endpoint,
+            "description": self.description,
+            "eventTypes": list(self.event_types),
+            "companyId": self.company_id,
+            "createdAt": format_utc(self.created_at),
+        }
 
 
 @dataclass(frozen=True)
@@ -466,8 +523,9 @@ class MeetergoState:
         self.requests = RequestLog()
         self._lock = threading.RLock()
         self._users = {u.id: u for u in (users if users is not None else default_users())}
-        self._meeting_types = {m.id: m for m in (meeting_types if meeting_types is not None
-                                                 else default_meeting_types())}
+        self._meeting_types = {
+            m.id: m for m in (meeting_types if meeting_types is not None else default_meeting_types())
+        }
         self._credentials: dict[str, Credential] = {}
         for token, user_id in (personal_tokens or {DEFAULT_TOKEN: DEFAULT_USER_ID}).items():
             self.add_personal_token(token, user_id)
@@ -500,7 +558,8 @@ class MeetergoState:
             raise SandboxError("Platform API keys look like ak_live:<uuid>:<secret>.")
         with self._lock:
             self._credentials[key] = Credential(
-                user_id=None, expires_at=aware(expires_at) if expires_at else None)
+                user_id=None, expires_at=aware(expires_at) if expires_at else None
+            )
         return key
 
     def credential(self, token: str) -> Credential | None:
@@ -555,28 +614,58 @@ class MeetergoState:
             self._busy.append(busy)
             return busy
 
-    def host_busy(self, host_id: str, start: datetime, end: datetime, *,
-                  ignore_appointment: str | None = None, lagging: bool = False) -> bool:
-        return self.busy_reason(host_id, start, end, ignore_appointment=ignore_appointment,
-                                lagging=lagging) is not None
+    def host_busy(
+        self,
+        host_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        ignore_appointment: str | None = None,
+        lagging: bool = False,
+    ) -> bool:
+        return (
+            self.busy_reason(host_id, start, end, ignore_appointment=ignore_appointment, lagging=lagging)
+            is not None
+        )
 
-    def busy_reason(self, host_id: str, start: datetime, end: datetime, *,
-                    ignore_appointment: str | None = None, lagging: bool = False) -> str | None:
+    def busy_reason(
+        self,
+        host_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        ignore_appointment: str | None = None,
+        lagging: bool = False,
+    ) -> str | None:
         """Why `host_id` is taken in [start, end), or None: an appointment, a pending provisional
         booking or an external busy block (`lagging` hides blocks younger than the sync lag)."""
         with self._lock:
             now = self.now()
             for appt in self._appointments.values():
-                if (appt.id != ignore_appointment and not appt.is_cancelled
-                        and host_id in appt.host_ids and appt.start < end and start < appt.end):
+                if (
+                    appt.id != ignore_appointment
+                    and not appt.is_cancelled
+                    and host_id in appt.host_ids
+                    and appt.start < end
+                    and start < appt.end
+                ):
                     return "Existing appointment"
             for prov in self._provisional.values():
-                if (prov.status_at(now) == "pending" and host_id in prov.host_ids
-                        and prov.start < end and start < prov.end):
+                if (
+                    prov.status_at(now) == "pending"
+                    and host_id in prov.host_ids
+                    and prov.start < end
+                    and start < prov.end
+                ):
                     return "Pending provisional booking"
             lag = timedelta(seconds=self.calendar_sync_lag_seconds)
-            if any(b.host_id == host_id and b.start < end and start < b.end
-                   and not (lagging and now - b.added_at < lag) for b in self._busy):
+            if any(
+                b.host_id == host_id
+                and b.start < end
+                and start < b.end
+                and not (lagging and now - b.added_at < lag)
+                for b in self._busy
+            ):
                 return "Calendar event"
             return None
 
@@ -589,20 +678,34 @@ class MeetergoState:
         day_end = local.replace(hour=mt.day_end_hour, minute=0)
         offset = (local - day_start).total_seconds() / 60
         return (
-            local >= day_start and local + timedelta(minutes=duration) <= day_end
+            local >= day_start
+            and local + timedelta(minutes=duration) <= day_end
             and offset % mt.duration == 0
             and start >= self.now() + timedelta(minutes=mt.min_notice_minutes)
         )
 
-    def available_slots(self, meeting_type_id: str, first_day: date, last_day: date, *,
-                        duration: int | None = None, ignore_appointment: str | None = None
-                        ) -> list[Slot]:
-        return self.scan_slots(meeting_type_id, first_day, last_day, duration=duration,
-                               ignore_appointment=ignore_appointment)[0]
+    def available_slots(
+        self,
+        meeting_type_id: str,
+        first_day: date,
+        last_day: date,
+        *,
+        duration: int | None = None,
+        ignore_appointment: str | None = None,
+    ) -> list[Slot]:
+        return self.scan_slots(
+            meeting_type_id, first_day, last_day, duration=duration, ignore_appointment=ignore_appointment
+        )[0]
 
-    def scan_slots(self, meeting_type_id: str, first_day: date, last_day: date, *,
-                   duration: int | None = None, ignore_appointment: str | None = None
-                   ) -> tuple[list[Slot], list[tuple[datetime, datetime, str, str]]]:
+    def scan_slots(
+        self,
+        meeting_type_id: str,
+        first_day: date,
+        last_day: date,
+        *,
+        duration: int | None = None,
+        ignore_appointment: str | None = None,
+    ) -> tuple[list[Slot], list[tuple[datetime, datetime, str, str]]]:
         """Free slots (a host or more is free) and, per host, the grid slots it is busy in with
         the reason, over the days `first_day`..`last_day` in the meeting type's zone."""
         with self._lock:
@@ -623,8 +726,9 @@ class MeetergoState:
                         continue
                     free = []
                     for host in mt.host_ids:
-                        reason = self.busy_reason(host, start, end, lagging=True,
-                                                  ignore_appointment=ignore_appointment)
+                        reason = self.busy_reason(
+                            host, start, end, lagging=True, ignore_appointment=ignore_appointment
+                        )
                         if reason is None:
                             free.append(host)
                         else:
@@ -663,7 +767,8 @@ class MeetergoState:
             length = duration or mt.duration
             if length not in mt.durations():
                 raise validation_failed(
-                    "duration", f"duration must be one of {', '.join(map(str, mt.durations()))}")
+                    "duration", f"duration must be one of {', '.join(map(str, mt.durations()))}"
+                )
             hosts = self._choose_hosts(mt, tuple(host_ids), queue_id)
             old = None
             if rescheduled_from_id is not None:
@@ -671,32 +776,53 @@ class MeetergoState:
                 if old is None:
                     raise MeetergoRefusal(404, "Appointment not found")
                 if old.is_cancelled:
-                    raise MeetergoRefusal(400, "Appointment is cancelled and cannot be "
-                                               "rescheduled")
+                    raise MeetergoRefusal(400, "Appointment is cancelled and cannot be rescheduled")
             end = start + timedelta(minutes=length)
             if not ignore_availability:
-                hosts = self._free_hosts(mt, hosts, start, length, queue_id is not None,
-                                         ignore=old.id if old else None)
+                hosts = self._free_hosts(
+                    mt, hosts, start, length, queue_id is not None, ignore=old.id if old else None
+                )
             chosen_channel = channel or mt.channel
-            kind = (BOOKING_TYPE_DOUBLE_OPT_IN if mt.double_opt_in else
-                    BOOKING_TYPE_HOST_CONFIRMATION if mt.requires_host_confirmation else None)
+            kind = (
+                BOOKING_TYPE_DOUBLE_OPT_IN
+                if mt.double_opt_in
+                else BOOKING_TYPE_HOST_CONFIRMATION
+                if mt.requires_host_confirmation
+                else None
+            )
             if kind is not None and old is None:
                 stamp = self.now()
                 prov = ProvisionalBooking(
-                    id=str(uuid.uuid4()), booking_type=kind, meeting_type_id=mt.id, start=start,
-                    end=end, host_ids=hosts, attendee=attendee, channel=chosen_channel,
-                    location=location, title=title, description=description, created_at=stamp,
-                    updated_at=stamp, expires_at=stamp + timedelta(hours=mt.provisional_ttl_hours),
+                    id=str(uuid.uuid4()),
+                    booking_type=kind,
+                    meeting_type_id=mt.id,
+                    start=start,
+                    end=end,
+                    host_ids=hosts,
+                    attendee=attendee,
+                    channel=chosen_channel,
+                    location=location,
+                    title=title,
+                    description=description,
+                    created_at=stamp,
+                    updated_at=stamp,
+                    expires_at=stamp + timedelta(hours=mt.provisional_ttl_hours),
                 )
                 self._provisional[prov.id] = prov
                 return BookingResult(provisional=prov)
-            appt = self._new_appointment(mt, start, end, hosts, (attendee,), chosen_channel,
-                                         location, title, description)
+            appt = self._new_appointment(
+                mt, start, end, hosts, (attendee,), chosen_channel, location, title, description
+            )
             if old is None:
                 self._emit(BOOKING_CREATED, appt)
                 return BookingResult(appointment=appt)
-            appt = replace(appt, rescheduled_at=appt.created_at, rescheduled_from_id=old.id,
-                           original_start=old.start, original_end=old.end)
+            appt = replace(
+                appt,
+                rescheduled_at=appt.created_at,
+                rescheduled_from_id=old.id,
+                original_start=old.start,
+                original_end=old.end,
+            )
             self._appointments[appt.id] = appt
             if self.reschedule_cancels_old:
                 self._cancel(old.id, "Rescheduled", "reschedule", acting_user_id, notify=False)
@@ -728,17 +854,26 @@ class MeetergoState:
             hosts = tuple(host_ids) or mt.host_ids[:1]
             if check_availability and any(self.host_busy(h, start, finish) for h in hosts):
                 raise MeetergoRefusal(400, SLOT_TAKEN)
-            attendee = MeetergoAttendee(email=attendee_email, fullname=attendee_name,
-                                        phone=phone, timezone=timezone)
-            appt = self._new_appointment(mt, start, finish, hosts, (attendee,),
-                                         channel or mt.channel, location, title, None)
+            attendee = MeetergoAttendee(
+                email=attendee_email, fullname=attendee_name, phone=phone, timezone=timezone
+            )
+            appt = self._new_appointment(
+                mt, start, finish, hosts, (attendee,), channel or mt.channel, location, title, None
+            )
             self._emit(BOOKING_CREATED, appt)
             return appt
 
-    def reschedule(self, appointment_id: str, start: datetime, *, duration: int | None = None,
-                   end: datetime | None = None, new_id: bool = False,
-                   check_availability: bool = False, acting_user_id: str | None = None
-                   ) -> MeetergoAppointment:
+    def reschedule(
+        self,
+        appointment_id: str,
+        start: datetime,
+        *,
+        duration: int | None = None,
+        end: datetime | None = None,
+        new_id: bool = False,
+        check_availability: bool = False,
+        acting_user_id: str | None = None,
+    ) -> MeetergoAppointment:
         """Move an appointment; `new_id` books a successor and cancels the original (the docs'
         pattern), otherwise it moves in place. Sends booking_rescheduled."""
         with self._lock:
@@ -749,31 +884,57 @@ class MeetergoState:
             start = aware(start)
             length = duration or int((old.end - old.start).total_seconds() // 60)
             finish = aware(end) if end else start + timedelta(minutes=length)
-            if check_availability and (not self.is_bookable_time(mt, start, length) or any(
-                    self.host_busy(h, start, finish, ignore_appointment=old.id) for h in old.host_ids)):
+            if check_availability and (
+                not self.is_bookable_time(mt, start, length)
+                or any(self.host_busy(h, start, finish, ignore_appointment=old.id) for h in old.host_ids)
+            ):
                 raise MeetergoRefusal(400, SLOT_TAKEN)
             stamp = self.now()
             if new_id:
-                appt = self._new_appointment(mt, start, finish, old.host_ids, old.attendees,
-                                             old.channel, old.location, old.title,
-                                             old.description)
-                appt = replace(appt, rescheduled_at=stamp, rescheduled_from_id=old.id,
-                               original_start=old.start, original_end=old.end)
+                appt = self._new_appointment(
+                    mt,
+                    start,
+                    finish,
+                    old.host_ids,
+                    old.attendees,
+                    old.channel,
+                    old.location,
+                    old.title,
+                    old.description,
+                )
+                appt = replace(
+                    appt,
+                    rescheduled_at=stamp,
+                    rescheduled_from_id=old.id,
+                    original_start=old.start,
+                    original_end=old.end,
+                )
                 self._appointments[appt.id] = appt
                 if self.reschedule_cancels_old:
-                    self._cancel(old.id, "Rescheduled", "reschedule", acting_user_id,
-                                 notify=False)
+                    self._cancel(old.id, "Rescheduled", "reschedule", acting_user_id, notify=False)
             else:
-                appt = replace(old, start=start, end=finish, updated_at=stamp,
-                               rescheduled_at=stamp, rescheduled_from_id=old.id,
-                               original_start=old.start, original_end=old.end)
+                appt = replace(
+                    old,
+                    start=start,
+                    end=finish,
+                    updated_at=stamp,
+                    rescheduled_at=stamp,
+                    rescheduled_from_id=old.id,
+                    original_start=old.start,
+                    original_end=old.end,
+                )
                 self._appointments[appt.id] = appt
             self._emit(BOOKING_RESCHEDULED, appt)
             return appt
 
-    def cancel(self, appointment_id: str, reason: str | None = None, *,
-               action_source: str = "host", action_by: str | None = None
-               ) -> MeetergoAppointment:
+    def cancel(
+        self,
+        appointment_id: str,
+        reason: str | None = None,
+        *,
+        action_source: str = "host",
+        action_by: str | None = None,
+    ) -> MeetergoAppointment:
         """Cancel; an appointment already cancelled stays as it was and notifies nobody."""
         with self._lock:
             return self._cancel(appointment_id, reason, action_source, action_by, notify=True)
@@ -783,27 +944,36 @@ class MeetergoState:
         with self._lock:
             prov = self._pending(provisional_id)
             mt = self._require_meeting_type(prov.meeting_type_id)
-            appt = self._new_appointment(mt, prov.start, prov.end, prov.host_ids,
-                                         (prov.attendee,), prov.channel, prov.location,
-                                         prov.title, prov.description)
+            appt = self._new_appointment(
+                mt,
+                prov.start,
+                prov.end,
+                prov.host_ids,
+                (prov.attendee,),
+                prov.channel,
+                prov.location,
+                prov.title,
+                prov.description,
+            )
             appt = replace(appt, provisional_booking_id=prov.id)
             self._appointments[appt.id] = appt
-            self._provisional[prov.id] = replace(prov, decided_status="confirmed",
-                                                 appointment_id=appt.id, updated_at=self.now())
+            self._provisional[prov.id] = replace(
+                prov, decided_status="confirmed", appointment_id=appt.id, updated_at=self.now()
+            )
             self._emit(BOOKING_CREATED, appt)
             return appt
 
     def decline_provisional(self, provisional_id: str) -> ProvisionalBooking:
         with self._lock:
-            prov = replace(self._pending(provisional_id), decided_status="declined_by_host",
-                           updated_at=self.now())
+            prov = replace(
+                self._pending(provisional_id), decided_status="declined_by_host", updated_at=self.now()
+            )
             self._provisional[prov.id] = prov
             return prov
 
     def expire_provisional(self, provisional_id: str) -> ProvisionalBooking:
         with self._lock:
-            prov = replace(self._pending(provisional_id), decided_status="expired",
-                           updated_at=self.now())
+            prov = replace(self._pending(provisional_id), decided_status="expired", updated_at=self.now())
             self._provisional[prov.id] = prov
             return prov
 
@@ -836,14 +1006,14 @@ class MeetergoState:
             return lambda _appt: True
         return lambda appt: user_id in appt.host_ids
 
-    def list_page(self, user_id: str, page: int, page_size: int
-                  ) -> tuple[list[dict[str, Any]], int]:
+    def list_page(self, user_id: str, page: int, page_size: int) -> tuple[list[dict[str, Any]], int]:
         """One page of appointment resources and how many the listing holds in all."""
         with self._lock:
             visible = self.visible_to(user_id)
-            matching = [a for a in self.appointments()
-                        if visible(a) and not (self.hide_cancelled and a.is_cancelled)]
-            chunk = matching[page * page_size:(page + 1) * page_size]
+            matching = [
+                a for a in self.appointments() if visible(a) and not (self.hide_cancelled and a.is_cancelled)
+            ]
+            chunk = matching[page * page_size : (page + 1) * page_size]
             return [self.appointment_resource(a) for a in chunk], len(matching)
 
     # -- wire shapes -------------------------------------------------------------------------
@@ -885,8 +1055,7 @@ class MeetergoState:
                     "meetingLink": appt.meeting_link,
                     "googleEventId": appt.google_event_id,
                     "outlookEventId": None,
-                    "calendarSyncProviders": {"google": appt.google_event_id is not None,
-                                              "outlook": False},
+                    "calendarSyncProviders": {"google": appt.google_event_id is not None, "outlook": False},
                 },
                 "cancel": appt.cancel.public() if appt.cancel else None,
                 "crmOptions": {},
@@ -896,8 +1065,7 @@ class MeetergoState:
                 "updatedAt": format_utc(appt.updated_at),
             }
 
-    def webhook_data(self, appt: MeetergoAppointment, webhook_type: str = BOOKING_CREATED
-                     ) -> dict[str, Any]:
+    def webhook_data(self, appt: MeetergoAppointment, webhook_type: str = BOOKING_CREATED) -> dict[str, Any]:
         """The event-specific fields of a booking_* webhook (without ``webhookType``)."""
         with self._lock:
             zone = self._zone(appt.meeting_type_id)
@@ -917,8 +1085,7 @@ class MeetergoState:
                 "meetingType": {
                     "id": appt.meeting_type_id,
                     "slug": mt.slug if mt else None,
-                    "meetingInfo": {"name": mt.name if mt else None,
-                                    "duration": mt.duration if mt else None},
+                    "meetingInfo": {"name": mt.name if mt else None, "duration": mt.duration if mt else None},
                     "metadata": dict(mt.metadata) if mt else {},
                 },
                 "meetingTypeId": appt.meeting_type_id,
@@ -929,9 +1096,11 @@ class MeetergoState:
             if webhook_type == BOOKING_CANCELLED:
                 data["cancel"] = appt.cancel.public() if appt.cancel else None
             if webhook_type == BOOKING_RESCHEDULED:
-                data |= {"originalStart": format_local(appt.original_start, zone),
-                         "originalEnd": format_local(appt.original_end, zone),
-                         "rescheduledFromId": appt.rescheduled_from_id}
+                data |= {
+                    "originalStart": format_local(appt.original_start, zone),
+                    "originalEnd": format_local(appt.original_end, zone),
+                    "rescheduledFromId": appt.rescheduled_from_id,
+                }
             return data
 
     def provisional_resource(self, prov: ProvisionalBooking) -> dict[str, Any]:
@@ -958,13 +1127,15 @@ class MeetergoState:
 
     # -- webhooks ----------------------------------------------------------------------------
 
-    def add_webhook(self, endpoint: str, event_types: Iterable[str],
-                    description: str | None = None) -> MeetergoWebhook:
+    def add_webhook(
+        self, endpoint: str, event_types: Iterable[str], description: str | None = None
+    ) -> MeetergoWebhook:
         types = list(event_types)
         unknown = [t for t in types if t not in EVENT_TYPES]
         if unknown:
-            raise validation_failed("eventTypes", f"Unknown event type(s): {', '.join(unknown)}; "
-                                                  f"use {', '.join(EVENT_TYPES)}")
+            raise validation_failed(
+                "eventTypes", f"Unknown event type(s): {', '.join(unknown)}; use {', '.join(EVENT_TYPES)}"
+            )
         if not types:
             raise validation_failed("eventTypes", "eventTypes should not be empty")
         if not endpoint.startswith(("http://", "https://")):
@@ -972,15 +1143,25 @@ class MeetergoState:
         with self._lock:
             if len(self._webhooks) >= MAX_WEBHOOKS:
                 raise MeetergoRefusal(406, "Limit reached")
-            hook = MeetergoWebhook(id=str(uuid.uuid4()), endpoint=endpoint,
-                                   description=description, event_types=types,
-                                   company_id=self.company_id, created_at=self.now())
+            hook = MeetergoWebhook(
+                id=str(uuid.uuid4()),
+                endpoint=endpoint,
+                description=description,
+                event_types=types,
+                company_id=self.company_id,
+                created_at=self.now(),
+            )
             self._webhooks[hook.id] = hook
             return hook
 
-    def update_webhook(self, webhook_id: str, *, endpoint: str | None = None,
-                       event_types: Iterable[str] | None = None,
-                       description: str | None = None) -> MeetergoWebhook:
+    def update_webhook(
+        self,
+        webhook_id: str,
+        *,
+        endpoint: str | None = None,
+        event_types: Iterable[str] | None = None,
+        description: str | None = None,
+    ) -> MeetergoWebhook:
         with self._lock:
             hook = self._webhooks.get(webhook_id)
             if hook is None:
@@ -989,8 +1170,9 @@ class MeetergoState:
                 types = list(event_types)
                 unknown = [t for t in types if t not in EVENT_TYPES]
                 if unknown or not types:
-                    raise validation_failed("eventTypes", f"eventTypes must be a non-empty list "
-                                                          f"of {', '.join(EVENT_TYPES)}")
+                    raise validation_failed(
+                        "eventTypes", f"eventTypes must be a non-empty list of {', '.join(EVENT_TYPES)}"
+                    )
                 hook.event_types = types
             if endpoint is not None:
                 if not endpoint.startswith(("http://", "https://")):
@@ -1012,8 +1194,7 @@ class MeetergoState:
         """Send `data` as a `webhook_type` event to every subscribed endpoint (any event type,
         e.g. ``new_employee`` or ``form_submission``)."""
         if webhook_type not in EVENT_TYPES:
-            raise SandboxError(f"Unknown webhook type {webhook_type!r}; use one of "
-                               f"{', '.join(EVENT_TYPES)}.")
+            raise SandboxError(f"Unknown webhook type {webhook_type!r}; use one of {', '.join(EVENT_TYPES)}.")
         with self._lock:
             payload = build_payload(webhook_type, data, self.payload_shape)
             attempts = []
@@ -1030,8 +1211,13 @@ class MeetergoState:
         """Send a recorded delivery's body again, as meetergo may (a duplicate)."""
         for old in self._sender.attempts():
             if old.delivery_id == delivery_id:
-                attempt = new_attempt(old.webhook_id, old.target_url, old.webhook_type,
-                                      old.payload(), redelivery_of=old.delivery_id)
+                attempt = new_attempt(
+                    old.webhook_id,
+                    old.target_url,
+                    old.webhook_type,
+                    old.payload(),
+                    redelivery_of=old.delivery_id,
+                )
                 self._sender.send(attempt)
                 return attempt
         raise SandboxError(f"No recorded delivery {delivery_id!r}; list /_sandbox/deliveries.")
@@ -1059,12 +1245,15 @@ class MeetergoState:
     def _require_meeting_type(self, meeting_type_id: str) -> MeetergoMeetingType:
         mt = self._meeting_types.get(meeting_type_id)
         if mt is None:
-            raise SandboxError(f"The sandbox has no meeting type {meeting_type_id!r}; known: "
-                               f"{', '.join(self._meeting_types)}.")
+            raise SandboxError(
+                f"The sandbox has no meeting type {meeting_type_id!r}; known: "
+                f"{', '.join(self._meeting_types)}."
+            )
         return mt
 
-    def _choose_hosts(self, mt: MeetergoMeetingType, host_ids: tuple[str, ...],
-                      queue_id: str | None) -> tuple[str, ...]:
+    def _choose_hosts(
+        self, mt: MeetergoMeetingType, host_ids: tuple[str, ...], queue_id: str | None
+    ) -> tuple[str, ...]:
         if mt.queue_id is not None:
             if queue_id is None:
                 raise validation_failed("queueId", "queueId is required for this meeting type")
@@ -1076,17 +1265,24 @@ class MeetergoState:
             raise validation_failed("hostIds", "hostIds is required for this meeting type")
         strangers = [h for h in host_ids if h not in mt.host_ids]
         if strangers:
-            raise validation_failed("hostIds", f"Host(s) {', '.join(strangers)} are not "
-                                               "assigned to this meeting type")
+            raise validation_failed(
+                "hostIds", f"Host(s) {', '.join(strangers)} are not assigned to this meeting type"
+            )
         return host_ids or mt.host_ids
 
-    def _free_hosts(self, mt: MeetergoMeetingType, hosts: tuple[str, ...], start: datetime,
-                    length: int, queue: bool, ignore: str | None) -> tuple[str, ...]:
+    def _free_hosts(
+        self,
+        mt: MeetergoMeetingType,
+        hosts: tuple[str, ...],
+        start: datetime,
+        length: int,
+        queue: bool,
+        ignore: str | None,
+    ) -> tuple[str, ...]:
         end = start + timedelta(minutes=length)
         if not self.is_bookable_time(mt, start, length):
             raise MeetergoRefusal(400, SLOT_TAKEN)
-        free = [h for h in hosts
-                if not self.host_busy(h, start, end, ignore_appointment=ignore)]
+        free = [h for h in hosts if not self.host_busy(h, start, end, ignore_appointment=ignore)]
         if not queue:
             if len(free) != len(hosts):
                 raise MeetergoRefusal(400, SLOT_TAKEN)
@@ -1098,32 +1294,54 @@ class MeetergoState:
         self._round_robin_counts[chosen] = self._round_robin_counts.get(chosen, 0) + 1
         return (chosen,)
 
-    def _new_appointment(self, mt: MeetergoMeetingType, start: datetime, end: datetime,
-                         hosts: tuple[str, ...], attendees: tuple[MeetergoAttendee, ...],
-                         channel: str, location: str | None, title: str | None,
-                         description: str | None) -> MeetergoAppointment:
+    def _new_appointment(
+        self,
+        mt: MeetergoMeetingType,
+        start: datetime,
+        end: datetime,
+        hosts: tuple[str, ...],
+        attendees: tuple[MeetergoAttendee, ...],
+        channel: str,
+        location: str | None,
+        title: str | None,
+        description: str | None,
+    ) -> MeetergoAppointment:
         stamp = self.now()
         link = _meeting_link(channel)
         appt = MeetergoAppointment(
-            id=str(uuid.uuid4()), secret=secrets.token_urlsafe(18), meeting_type_id=mt.id,
-            start=start, end=end, host_ids=hosts, attendees=attendees, channel=channel,
+            id=str(uuid.uuid4()),
+            secret=secrets.token_urlsafe(18),
+            meeting_type_id=mt.id,
+            start=start,
+            end=end,
+            host_ids=hosts,
+            attendees=attendees,
+            channel=channel,
             location=location if location is not None else (None if link else channel),
             meeting_link=link,
             title=title or (f"{mt.name} - {attendees[0].name}" if attendees else mt.name),
-            description=description, created_at=stamp, updated_at=stamp,
+            description=description,
+            created_at=stamp,
+            updated_at=stamp,
             google_event_id=secrets.token_hex(13) if channel == "google" else None,
         )
         self._appointments[appt.id] = appt
         return appt
 
-    def _cancel(self, appointment_id: str, reason: str | None, action_source: str,
-                action_by: str | None, *, notify: bool) -> MeetergoAppointment:
+    def _cancel(
+        self,
+        appointment_id: str,
+        reason: str | None,
+        action_source: str,
+        action_by: str | None,
+        *,
+        notify: bool,
+    ) -> MeetergoAppointment:
         appt = self.get(appointment_id)
         if appt.is_cancelled:
             return appt
         stamp = self.now()
-        appt = replace(appt, updated_at=stamp,
-                       cancel=Cancellation(action_source, stamp, action_by, reason))
+        appt = replace(appt, updated_at=stamp, cancel=Cancellation(action_source, stamp, action_by, reason))
         self._appointments[appt.id] = appt
         if notify:
             self._emit(BOOKING_CANCELLED, appt)
@@ -1133,8 +1351,7 @@ class MeetergoState:
         prov = self.provisional(provisional_id)
         status = prov.status_at(self.now())
         if status != "pending":
-            raise SandboxError(f"Provisional booking {provisional_id!r} is {status}, not "
-                               "pending.")
+            raise SandboxError(f"Provisional booking {provisional_id!r} is {status}, not pending.")
         return prov
 
     def _emit(self, webhook_type: str, appt: MeetergoAppointment) -> None:
@@ -1146,8 +1363,7 @@ class MeetergoState:
 
         attendees = "".join(f"ATTENDEE;CN={a.name}:mailto:{a.email}\r\n" for a in appt.attendees)
         hosts = self._hosts(appt)
-        organizer = f"ORGANIZER;CN={hosts[0]['fullName']}:mailto:{hosts[0]['email']}\r\n" \
-            if hosts else ""
+        organizer = f"ORGANIZER;CN={hosts[0]['fullName']}:mailto:{hosts[0]['email']}\r\n" if hosts else ""
         return (
             "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//meetergo//sandbox//EN\r\n"
             f"METHOD:{'CANCEL' if appt.is_cancelled else 'REQUEST'}\r\nBEGIN:VEVENT\r\n"
@@ -1172,14 +1388,28 @@ def is_platform_key(token: str) -> bool:
 
 # -- HTTP ---------------------------------------------------------------------------------------
 
-ERROR_NAMES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-               406: "Not Acceptable", 429: "Too Many Requests", 500: "Internal Server Error"}
+ERROR_NAMES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    406: "Not Acceptable",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+}
 
 
-def error(status: int, message: str, errors: list[dict[str, str]] | None = None,
-          headers: dict[str, str] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"statusCode": status, "message": message,
-                            "error": ERROR_NAMES.get(status, "Error")}
+def error(
+    status: int,
+    message: str,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "statusCode": status,
+        "message": message,
+        "error": ERROR_NAMES.get(status, "Error"),
+    }
     if errors is not None:
         body["errors"] = errors
     return JSONResponse(body, status, headers=headers)
@@ -1216,20 +1446,21 @@ def authorize(state: MeetergoState, request: Request) -> str:
     if credential.platform:
         user_id = request.headers.get(USER_ID_HEADER, "").strip()
         if not user_id:
-            raise Refused(error(400, "Missing required header 'x-meetergo-api-user-id' for API "
-                                     "key authentication"))
+            raise Refused(
+                error(400, "Missing required header 'x-meetergo-api-user-id' for API key authentication")
+            )
         if state.user(user_id) is None:
             raise Refused(error(403, "User does not belong to this company"))
     else:
         user_id = credential.user_id or DEFAULT_USER_ID
     if not state.allow_request(token):
-        raise Refused(rate_limited(RATE_LIMIT_RETRY_AFTER_SECONDS if state.retry_after_header
-                                   else None))
+        raise Refused(rate_limited(RATE_LIMIT_RETRY_AFTER_SECONDS if state.retry_after_header else None))
     return user_id
 
 
-async def before(state: MeetergoState, request: Request, *, listing: bool = False
-                 ) -> tuple[str, Fault | None]:
+async def before(
+    state: MeetergoState, request: Request, *, listing: bool = False
+) -> tuple[str, Fault | None]:
     """Authorize, then apply an injected fault; returns the acting user and a fault the
     listing must still honour."""
     user_id = authorize(state, request)
@@ -1252,38 +1483,59 @@ async def json_object(request: Request) -> dict[str, Any]:
     except ValueError:
         body = None
     if not isinstance(body, dict):
-        raise Refused(error(400, "Validation failed",
-                            [{"field": "body", "message": "The body must be a JSON object"}]))
+        raise Refused(
+            error(400, "Validation failed", [{"field": "body", "message": "The body must be a JSON object"}])
+        )
     return body
 
 
-def int_param(params: Mapping[str, str], name: str, default: int, low: int,
-              high: int | None = None) -> int:
+def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int | None = None) -> int:
     raw = params.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise Refused(error(400, "Validation failed", [
-            {"field": name, "message": f"{name} must be an integer number"}])) from None
+        raise Refused(
+            error(400, "Validation failed", [{"field": name, "message": f"{name} must be an integer number"}])
+        ) from None
     if value < low:
-        raise Refused(error(400, "Validation failed", [
-            {"field": name, "message": f"{name} must not be less than {low}"}]))
+        raise Refused(
+            error(
+                400, "Validation failed", [{"field": name, "message": f"{name} must not be less than {low}"}]
+            )
+        )
     if high is not None and value > high:
-        raise Refused(error(400, "Validation failed", [
-            {"field": name, "message": f"{name} must not be greater than {high}"}]))
+        raise Refused(
+            error(
+                400,
+                "Validation failed",
+                [{"field": name, "message": f"{name} must not be greater than {high}"}],
+            )
+        )
     return value
 
 
 def _malformed(state: MeetergoState, variant: str | None) -> dict[str, Any]:
     stamp = state.now()
-    record = state.appointment_resource(MeetergoAppointment(
-        id=str(uuid.uuid4()), secret="malformed", meeting_type_id=MEETING_TYPE_ID, start=stamp,
-        end=stamp, host_ids=(DEFAULT_USER_ID,),
-        attendees=(MeetergoAttendee(email="broken@example.com"),), channel="zoom",
-        location=None, meeting_link=None, title="Malformed record", description=None,
-        created_at=stamp, updated_at=stamp))
+    record = state.appointment_resource(
+        MeetergoAppointment(
+            id=str(uuid.uuid4()),
+            secret="malformed",
+            meeting_type_id=MEETING_TYPE_ID,
+            start=stamp,
+            end=stamp,
+            host_ids=(DEFAULT_USER_ID,),
+            attendees=(MeetergoAttendee(email="broken@example.com"),),
+            channel="zoom",
+            location=None,
+            meeting_link=None,
+            title="Malformed record",
+            description=None,
+            created_at=stamp,
+            updated_at=stamp,
+        )
+    )
     if (variant or "bad_start") == "missing_meeting_info":
         del record["meetingInfo"]
     else:
@@ -1330,8 +1582,7 @@ def create_app(state: MeetergoState) -> FastAPI:
     async def list_appointments(request: Request) -> Response:
         user_id, fault = await before(state, request, listing=True)
         page = int_param(request.query_params, "page", 0, 0)
-        page_size = int_param(request.query_params, "pageSize", DEFAULT_PAGE_SIZE, 1,
-                              MAX_PAGE_SIZE)
+        page_size = int_param(request.query_params, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
         data, total = state.list_page(user_id, page, page_size)
         for mutation in state.faults.take_after_page(request.method, request.url.path, page):
             assert mutation.action is not None  # Fault refuses a mutate without one
@@ -1346,8 +1597,11 @@ def create_app(state: MeetergoState) -> FastAPI:
         user_id, _ = await before(state, request)
         now = state.now()
         visible = state.visible_to(user_id)
-        found = [state.appointment_resource(a) for a in state.appointments()
-                 if visible(a) and not a.is_cancelled and a.start.date() == now.date()]
+        found = [
+            state.appointment_resource(a)
+            for a in state.appointments()
+            if visible(a) and not a.is_cancelled and a.start.date() == now.date()
+        ]
         return JSONResponse(found)
 
     @app.get("/v4/appointment/current")
@@ -1355,8 +1609,11 @@ def create_app(state: MeetergoState) -> FastAPI:
         user_id, _ = await before(state, request)
         now = state.now()
         visible = state.visible_to(user_id)
-        found = [state.appointment_resource(a) for a in state.appointments()
-                 if visible(a) and not a.is_cancelled and a.start <= now < a.end]
+        found = [
+            state.appointment_resource(a)
+            for a in state.appointments()
+            if visible(a) and not a.is_cancelled and a.start <= now < a.end
+        ]
         return JSONResponse(found)
 
     @app.get("/v4/appointment/{appointment_id}")
@@ -1371,8 +1628,12 @@ def create_app(state: MeetergoState) -> FastAPI:
         reason = body.get("reason", request.query_params.get("reason"))
         with state.lock:
             _visible(state, user_id, appointment_id)
-            state.cancel(appointment_id, reason if isinstance(reason, str) else None,
-                         action_source="api", action_by=user_id)
+            state.cancel(
+                appointment_id,
+                reason if isinstance(reason, str) else None,
+                action_source="api",
+                action_by=user_id,
+            )
         return Response(status_code=204)
 
     @app.post("/v4/appointment/{appointment_id}/cancel")
@@ -1382,8 +1643,12 @@ def create_app(state: MeetergoState) -> FastAPI:
         reason = body.get("reason")
         with state.lock:
             _visible(state, user_id, appointment_id)
-            appt = state.cancel(appointment_id, reason if isinstance(reason, str) else None,
-                                action_source="api", action_by=user_id)
+            appt = state.cancel(
+                appointment_id,
+                reason if isinstance(reason, str) else None,
+                action_source="api",
+                action_by=user_id,
+            )
         return JSONResponse(state.appointment_resource(appt), 201)
 
     @app.post("/v4/appointment/{appointment_id}/reschedule")
@@ -1392,14 +1657,21 @@ def create_app(state: MeetergoState) -> FastAPI:
         body = await json_object(request)
         start = parse_offset_time(body.get("start"), "start")
         duration = body.get("duration")
-        if duration is not None and (not isinstance(duration, int) or isinstance(duration, bool)
-                                     or duration <= 0):
-            raise Refused(error(400, "Validation failed", [
-                {"field": "duration", "message": "duration must be a positive number"}]))
+        if duration is not None and (
+            not isinstance(duration, int) or isinstance(duration, bool) or duration <= 0
+        ):
+            raise Refused(
+                error(
+                    400,
+                    "Validation failed",
+                    [{"field": "duration", "message": "duration must be a positive number"}],
+                )
+            )
         with state.lock:
             _visible(state, user_id, appointment_id)
-            appt = state.reschedule(appointment_id, start, duration=duration,
-                                    check_availability=True, acting_user_id=user_id)
+            appt = state.reschedule(
+                appointment_id, start, duration=duration, check_availability=True, acting_user_id=user_id
+            )
         return JSONResponse(state.appointment_resource(appt), 201)
 
     @app.post("/webhooks")
@@ -1412,8 +1684,7 @@ def create_app(state: MeetergoState) -> FastAPI:
         if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
             raise validation_failed("eventTypes", "eventTypes must be an array of strings")
         description = body.get("description")
-        hook = state.add_webhook(endpoint, types,
-                                 description if isinstance(description, str) else None)
+        hook = state.add_webhook(endpoint, types, description if isinstance(description, str) else None)
         return JSONResponse(hook.public(), 201)
 
     @app.get("/webhooks")
@@ -1428,8 +1699,9 @@ def create_app(state: MeetergoState) -> FastAPI:
         types = body.get("eventTypes")
         if types is not None and not isinstance(types, list):
             raise validation_failed("eventTypes", "eventTypes must be an array of strings")
-        hook = state.update_webhook(webhook_id, endpoint=body.get("endpoint"), event_types=types,
-                                    description=body.get("description"))
+        hook = state.update_webhook(
+            webhook_id, endpoint=body.get("endpoint"), event_types=types, description=body.get("description")
+        )
         return JSONResponse(hook.public())
 
     @app.delete("/webhooks/{webhook_id}")

@@ -68,16 +68,33 @@ from bookingsync.sandbox.meetergo import (
 
 MAX_RANGE_DAYS = 31
 MAX_BRINGALONG = 5
-CHANNELS = ("local", "local-attendee", "google", "zoom", "phone", "phone-incoming", "whatsapp",
-            "connect", "webex", "whereby", "kmeet", "jitsi", "zava", "teamsForBusiness2",
-            "custom", "resource")
+CHANNELS = (
+    "local",
+    "local-attendee",
+    "google",
+    "zoom",
+    "phone",
+    "phone-incoming",
+    "whatsapp",
+    "connect",
+    "webex",
+    "whereby",
+    "kmeet",
+    "jitsi",
+    "zava",
+    "teamsForBusiness2",
+    "custom",
+    "resource",
+)
 BOOKING_FIELDS = frozenset(
     "attendee meetingTypeId start hostIds appointmentId location queueId channel duration "
     "routingFormId ignoreAvailability attendeePendingId paymentId resourceChannelIds "
-    "oneTimeLinkId skipNotifications icsTitle icsDescription rescheduledFromId".split())
+    "oneTimeLinkId skipNotifications icsTitle icsDescription rescheduledFromId".split()
+)
 ATTENDEE_FIELDS = frozenset(
     "email receiveReminders notes firstname lastname fullname bringalongEmails phone language "
-    "timezone dataPolicyAccepted".split())
+    "timezone dataPolicyAccepted".split()
+)
 
 
 def _invalid(errors: list[dict[str, str]]) -> Refused:
@@ -104,8 +121,7 @@ def _date_param(raw: str | None, name: str) -> date:
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        raise _invalid([{"field": name, "message": f"{name} must be a date (YYYY-MM-DD)"}]
-                       ) from None
+        raise _invalid([{"field": name, "message": f"{name} must be a date (YYYY-MM-DD)"}]) from None
 
 
 def _is_str(value: Any) -> bool:
@@ -119,14 +135,14 @@ def _attendee(raw: Any, errors: list[dict[str, str]], strict: bool) -> MeetergoA
     before_count = len(errors)
     if strict:
         for name in sorted(set(raw) - ATTENDEE_FIELDS):
-            errors.append({"field": f"attendee.{name}",
-                           "message": f"property {name} should not exist"})
+            errors.append({"field": f"attendee.{name}", "message": f"property {name} should not exist"})
     email = raw.get("email")
     if not _is_str(email) or not EMAIL_PATTERN.match(email):
         errors.append({"field": "attendee.email", "message": "Invalid email format"})
     if not isinstance(raw.get("receiveReminders"), bool):
-        errors.append({"field": "attendee.receiveReminders",
-                       "message": "receiveReminders must be a boolean value"})
+        errors.append(
+            {"field": "attendee.receiveReminders", "message": "receiveReminders must be a boolean value"}
+        )
     if not isinstance(raw.get("notes"), dict):
         errors.append({"field": "attendee.notes", "message": "notes must be an object"})
     for name in ("firstname", "lastname", "fullname", "phone", "language", "timezone"):
@@ -134,30 +150,44 @@ def _attendee(raw: Any, errors: list[dict[str, str]], strict: bool) -> MeetergoA
             errors.append({"field": f"attendee.{name}", "message": f"{name} must be a string"})
     fullname, first, last = raw.get("fullname"), raw.get("firstname"), raw.get("lastname")
     if not (fullname and _is_str(fullname)) and not (first and last):
-        errors.append({"field": "attendee.fullname",
-                       "message": "fullname, or firstname and lastname, must be provided"})
+        errors.append(
+            {"field": "attendee.fullname", "message": "fullname, or firstname and lastname, must be provided"}
+        )
     timezone = raw.get("timezone")
     if _is_str(timezone):
         try:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            errors.append({"field": "attendee.timezone",
-                           "message": "timezone must be a valid IANA time zone"})
+            errors.append(
+                {"field": "attendee.timezone", "message": "timezone must be a valid IANA time zone"}
+            )
     guests = raw.get("bringalongEmails", [])
-    if not isinstance(guests, list) or not all(_is_str(g) and EMAIL_PATTERN.match(g)
-                                               for g in guests):
-        errors.append({"field": "attendee.bringalongEmails",
-                       "message": "each value in bringalongEmails must be an email"})
+    if not isinstance(guests, list) or not all(_is_str(g) and EMAIL_PATTERN.match(g) for g in guests):
+        errors.append(
+            {
+                "field": "attendee.bringalongEmails",
+                "message": "each value in bringalongEmails must be an email",
+            }
+        )
     elif len(guests) > MAX_BRINGALONG:
-        errors.append({"field": "attendee.bringalongEmails",
-                       "message": f"bringalongEmails must contain no more than {MAX_BRINGALONG} "
-                                  "elements"})
+        errors.append(
+            {
+                "field": "attendee.bringalongEmails",
+                "message": f"bringalongEmails must contain no more than {MAX_BRINGALONG} elements",
+            }
+        )
     if len(errors) > before_count:
         return None
     return MeetergoAttendee(
-        email=email, firstname=first, lastname=last, fullname=fullname, phone=raw.get("phone"),
-        timezone=timezone, language=raw.get("language") or "en",
-        receive_reminders=raw["receiveReminders"], notes=dict(raw["notes"]),
+        email=email,
+        firstname=first,
+        lastname=last,
+        fullname=fullname,
+        phone=raw.get("phone"),
+        timezone=timezone,
+        language=raw.get("language") or "en",
+        receive_reminders=raw["receiveReminders"],
+        notes=dict(raw["notes"]),
         bringalong_emails=tuple(guests),
     )
 
@@ -173,8 +203,12 @@ def _check_booking(body: dict[str, Any], strict: bool) -> tuple[MeetergoAttendee
     try:
         start = parse_offset_time(body.get("start"), "start")
     except Refused:
-        errors.append({"field": "start", "message": "start must be a valid ISO 8601 date "
-                                                    "string with a time zone offset"})
+        errors.append(
+            {
+                "field": "start",
+                "message": "start must be a valid ISO 8601 date string with a time zone offset",
+            }
+        )
     attendee = _attendee(body.get("attendee"), errors, strict)
     hosts = body.get("hostIds")
     if hosts is not None and (not isinstance(hosts, list) or not all(_is_str(h) for h in hosts)):
@@ -184,18 +218,23 @@ def _check_booking(body: dict[str, Any], strict: bool) -> tuple[MeetergoAttendee
             errors.append({"field": name, "message": f"{name} must be a string"})
     channel = body.get("channel")
     if channel is not None and channel not in CHANNELS:
-        errors.append({"field": "channel",
-                       "message": f"channel must be one of the following values: "
-                                  f"{', '.join(CHANNELS)}"})
+        errors.append(
+            {
+                "field": "channel",
+                "message": f"channel must be one of the following values: {', '.join(CHANNELS)}",
+            }
+        )
     duration = body.get("duration")
-    if duration is not None and (isinstance(duration, bool)
-                                 or not isinstance(duration, int | float) or duration <= 0):
+    if duration is not None and (
+        isinstance(duration, bool) or not isinstance(duration, int | float) or duration <= 0
+    ):
         errors.append({"field": "duration", "message": "duration must be a positive number"})
     for name, limit in (("icsTitle", 200), ("icsDescription", 2000)):
         value = body.get(name)
         if value is not None and (not _is_str(value) or len(value) > limit):
-            errors.append({"field": name, "message": f"{name} must be shorter than or equal to "
-                                                     f"{limit} characters"})
+            errors.append(
+                {"field": name, "message": f"{name} must be shorter than or equal to {limit} characters"}
+            )
     for name in ("ignoreAvailability", "skipNotifications"):
         if body.get(name) is not None and not isinstance(body[name], bool):
             errors.append({"field": name, "message": f"{name} must be a boolean value"})
@@ -214,37 +253,42 @@ def booking_router(state: MeetergoState) -> APIRouter:
         params = request.query_params
         meeting_type_id = params.get("meetingTypeId")
         if not meeting_type_id:
-            raise _invalid([{"field": "meetingTypeId",
-                             "message": "meetingTypeId should not be empty"}])
-        first, last = _date_param(params.get("start"), "start"), _date_param(params.get("end"),
-                                                                             "end")
+            raise _invalid([{"field": "meetingTypeId", "message": "meetingTypeId should not be empty"}])
+        first, last = _date_param(params.get("start"), "start"), _date_param(params.get("end"), "end")
         if last < first:
             raise _invalid([{"field": "end", "message": "end must not be before start"}])
         if (last - first).days > MAX_RANGE_DAYS:
-            raise _invalid([{"field": "end", "message": "end must be at most "
-                                                        f"{MAX_RANGE_DAYS} days after start"}])
+            raise _invalid(
+                [{"field": "end", "message": f"end must be at most {MAX_RANGE_DAYS} days after start"}]
+            )
         mt = state.meeting_type(meeting_type_id)
         if mt is None:
             return error(404, "Meeting type not found")
         duration = int_param(params, "duration", mt.duration, 1)
         if duration not in mt.durations():
-            raise _invalid([{"field": "duration", "message": "duration must be one of "
-                                                             f"{list(mt.durations())}"}])
+            raise _invalid(
+                [{"field": "duration", "message": f"duration must be one of {list(mt.durations())}"}]
+            )
         existing = params.get("existingAppointmentId")
         if existing is not None:
             try:
                 state.get(existing)
             except KeyError:
                 return error(404, "Appointment not found")
-        slots, blocked = state.scan_slots(meeting_type_id, first, last, duration=duration,
-                                          ignore_appointment=existing)
-        answer: dict[str, Any] = {"availableSlots": [
-            {"start": format_utc(s.start), "end": format_utc(s.end), "hostIds": list(s.host_ids)}
-            for s in slots]}
+        slots, blocked = state.scan_slots(
+            meeting_type_id, first, last, duration=duration, ignore_appointment=existing
+        )
+        answer: dict[str, Any] = {
+            "availableSlots": [
+                {"start": format_utc(s.start), "end": format_utc(s.end), "hostIds": list(s.host_ids)}
+                for s in slots
+            ]
+        }
         if (params.get("troubleshoot") or "").lower() == "true":
             answer["blockedSlots"] = [
-                {"start": format_utc(start), "end": format_utc(end), "hostId": host,
-                 "reason": reason} for start, end, host, reason in blocked]
+                {"start": format_utc(start), "end": format_utc(end), "hostId": host, "reason": reason}
+                for start, end, host, reason in blocked
+            ]
         return JSONResponse(answer)
 
     @router.post("/v4/booking")
@@ -254,23 +298,39 @@ def booking_router(state: MeetergoState) -> APIRouter:
         attendee, start = _check_booking(body, state.reject_unknown_fields)
         duration = body.get("duration")
         result = state.book(
-            body["meetingTypeId"], start, attendee,
-            host_ids=body.get("hostIds") or (), queue_id=body.get("queueId"),
+            body["meetingTypeId"],
+            start,
+            attendee,
+            host_ids=body.get("hostIds") or (),
+            queue_id=body.get("queueId"),
             duration=int(duration) if duration is not None else None,
-            channel=body.get("channel"), location=body.get("location"),
-            title=body.get("icsTitle"), description=body.get("icsDescription"),
+            channel=body.get("channel"),
+            location=body.get("location"),
+            title=body.get("icsTitle"),
+            description=body.get("icsDescription"),
             ignore_availability=bool(body.get("ignoreAvailability")),
-            rescheduled_from_id=body.get("rescheduledFromId"), acting_user_id=user_id,
+            rescheduled_from_id=body.get("rescheduledFromId"),
+            acting_user_id=user_id,
         )
         if result.provisional is not None:
             prov = result.provisional
-            return JSONResponse({"bookingType": state.booking_type_name(prov.booking_type),
-                                 "provisionalBookingId": prov.id,
-                                 "attendeeEmail": attendee.email}, 201)
+            return JSONResponse(
+                {
+                    "bookingType": state.booking_type_name(prov.booking_type),
+                    "provisionalBookingId": prov.id,
+                    "attendeeEmail": attendee.email,
+                },
+                201,
+            )
         assert result.appointment is not None
-        return JSONResponse({"appointmentId": result.appointment.id,
-                             "secret": result.appointment.secret,
-                             "attendeeEmail": attendee.email}, 201)
+        return JSONResponse(
+            {
+                "appointmentId": result.appointment.id,
+                "secret": result.appointment.secret,
+                "attendeeEmail": attendee.email,
+            },
+            201,
+        )
 
     @router.get(PROVISIONAL_LIST_PATH)
     async def list_provisional(request: Request) -> Response:
@@ -281,8 +341,9 @@ def booking_router(state: MeetergoState) -> APIRouter:
         status = params.get("status")
         if status is not None and status not in PROVISIONAL_STATUSES:
             allowed = ", ".join(PROVISIONAL_STATUSES)
-            raise _invalid([{"field": "status",
-                             "message": f"status must be one of the following values: {allowed}"}])
+            raise _invalid(
+                [{"field": "status", "message": f"status must be one of the following values: {allowed}"}]
+            )
         user = state.user(user_id)
         admin = user is not None and user.role == "admin"
         wanted_user = params.get("userId")
@@ -290,15 +351,16 @@ def booking_router(state: MeetergoState) -> APIRouter:
             raise MeetergoRefusal(403, "Forbidden resource")
         now = state.now()
         matching = [
-            p for p in state.provisional_bookings()
+            p
+            for p in state.provisional_bookings()
             if (admin or user_id in p.host_ids)
             and (wanted_user is None or wanted_user in p.host_ids)
             and (status is None or p.status_at(now) == status)
             and (params.get("meetingTypeId") in (None, p.meeting_type_id))
         ]
-        chunk = matching[page * page_size:(page + 1) * page_size]
-        return JSONResponse({"provisionalBookings": [state.provisional_resource(p)
-                                                     for p in chunk],
-                             "total": len(matching)})
+        chunk = matching[page * page_size : (page + 1) * page_size]
+        return JSONResponse(
+            {"provisionalBookings": [state.provisional_resource(p) for p in chunk], "total": len(matching)}
+        )
 
     return router

@@ -97,10 +97,19 @@ from bookingsync.sandbox.meetergo_webhooks import (
 )
 from bookingsync.sandbox.request_log import CONTROL_PREFIX
 
-SETTINGS = ("payload_shape", "duplicate_deliveries", "booking_type_style",
-            "reschedule_cancels_old", "hide_cancelled", "calendar_sync_lag_seconds",
-            "reject_unknown_fields", "rate_limit_enabled", "rate_limit_per_minute",
-            "rate_limit_burst", "retry_after_header")
+SETTINGS = (
+    "payload_shape",
+    "duplicate_deliveries",
+    "booking_type_style",
+    "reschedule_cancels_old",
+    "hide_cancelled",
+    "calendar_sync_lag_seconds",
+    "reject_unknown_fields",
+    "rate_limit_enabled",
+    "rate_limit_per_minute",
+    "rate_limit_burst",
+    "retry_after_header",
+)
 
 
 class BookBody(ControlBody):
@@ -213,9 +222,11 @@ def _mutation(state: MeetergoState, action: dict[str, Any]) -> tuple[Callable[[]
 
 def control_router(state: MeetergoState) -> APIRouter:
     router = APIRouter(prefix=CONTROL_PREFIX)
-    router.include_router(common_router(state.faults, state.requests,
-                                        lambda action: _mutation(state, action),
-                                        listing_path=LIST_PATH))
+    router.include_router(
+        common_router(
+            state.faults, state.requests, lambda action: _mutation(state, action), listing_path=LIST_PATH
+        )
+    )
 
     def settings() -> dict[str, Any]:
         return {name: getattr(state, name) for name in SETTINGS}
@@ -223,8 +234,9 @@ def control_router(state: MeetergoState) -> APIRouter:
     def appointment(appointment_id: str) -> dict[str, Any]:
         return state.appointment_resource(state.get(appointment_id))
 
-    def run(change: Callable[[], Any], answer: Callable[[Any], dict[str, Any]],
-            status: int = 200) -> Response:
+    def run(
+        change: Callable[[], Any], answer: Callable[[Any], dict[str, Any]], status: int = 200
+    ) -> Response:
         done: list[Any] = []
         refused = guarded(lambda: done.append(change()))
         return refused or JSONResponse(answer(done[0]), status)
@@ -235,54 +247,81 @@ def control_router(state: MeetergoState) -> APIRouter:
 
     @router.post("/appointments", status_code=201)
     def create(body: BookBody) -> Response:
-        return run(lambda: state.create_appointment(
-            body.start, body.attendee_email, meeting_type_id=body.meeting_type_id,
-            attendee_name=body.attendee_name, duration=body.duration, end=body.end,
-            host_ids=body.host_ids, phone=body.phone, timezone=body.timezone,
-            channel=body.channel, location=body.location, title=body.title,
-            check_availability=body.check_availability,
-        ), lambda appt: {"id": appt.id, "appointment": appointment(appt.id)}, 201)
+        return run(
+            lambda: state.create_appointment(
+                body.start,
+                body.attendee_email,
+                meeting_type_id=body.meeting_type_id,
+                attendee_name=body.attendee_name,
+                duration=body.duration,
+                end=body.end,
+                host_ids=body.host_ids,
+                phone=body.phone,
+                timezone=body.timezone,
+                channel=body.channel,
+                location=body.location,
+                title=body.title,
+                check_availability=body.check_availability,
+            ),
+            lambda appt: {"id": appt.id, "appointment": appointment(appt.id)},
+            201,
+        )
 
     @router.get("/appointments/{appointment_id}")
     def get_appointment(appointment_id: str) -> Response:
-        return run(lambda: state.get(appointment_id),
-                   lambda appt: {"appointment": appointment(appt.id)})
+        return run(lambda: state.get(appointment_id), lambda appt: {"appointment": appointment(appt.id)})
 
     @router.post("/appointments/{appointment_id}/reschedule")
     def reschedule(appointment_id: str, body: RescheduleBody) -> Response:
-        return run(lambda: state.reschedule(
-            appointment_id, body.start, duration=body.duration, end=body.end,
-            new_id=body.new_id, check_availability=body.check_availability,
-        ), lambda appt: {"id": appt.id, "appointment": appointment(appt.id)})
+        return run(
+            lambda: state.reschedule(
+                appointment_id,
+                body.start,
+                duration=body.duration,
+                end=body.end,
+                new_id=body.new_id,
+                check_availability=body.check_availability,
+            ),
+            lambda appt: {"id": appt.id, "appointment": appointment(appt.id)},
+        )
 
     @router.post("/appointments/{appointment_id}/cancel")
     def cancel(appointment_id: str, body: CancelBody | None = None) -> Response:
         body = body or CancelBody()
-        return run(lambda: state.cancel(appointment_id, body.reason,
-                                        action_source=body.action_source,
-                                        action_by=body.action_by),
-                   lambda appt: {"appointment": appointment(appt.id)})
+        return run(
+            lambda: state.cancel(
+                appointment_id, body.reason, action_source=body.action_source, action_by=body.action_by
+            ),
+            lambda appt: {"appointment": appointment(appt.id)},
+        )
 
     @router.get("/provisional-bookings")
     def list_provisional() -> dict[str, Any]:
-        return {"provisional_bookings": [state.provisional_resource(p)
-                                         for p in state.provisional_bookings()]}
+        return {"provisional_bookings": [state.provisional_resource(p) for p in state.provisional_bookings()]}
 
     @router.post("/provisional-bookings/{provisional_id}/confirm")
     def confirm(provisional_id: str) -> Response:
-        return run(lambda: state.confirm_provisional(provisional_id), lambda appt: {
-            "provisional_booking": state.provisional_resource(state.provisional(provisional_id)),
-            "appointment": appointment(appt.id)})
+        return run(
+            lambda: state.confirm_provisional(provisional_id),
+            lambda appt: {
+                "provisional_booking": state.provisional_resource(state.provisional(provisional_id)),
+                "appointment": appointment(appt.id),
+            },
+        )
 
     @router.post("/provisional-bookings/{provisional_id}/decline")
     def decline(provisional_id: str) -> Response:
-        return run(lambda: state.decline_provisional(provisional_id),
-                   lambda prov: {"provisional_booking": state.provisional_resource(prov)})
+        return run(
+            lambda: state.decline_provisional(provisional_id),
+            lambda prov: {"provisional_booking": state.provisional_resource(prov)},
+        )
 
     @router.post("/provisional-bookings/{provisional_id}/expire")
     def expire(provisional_id: str) -> Response:
-        return run(lambda: state.expire_provisional(provisional_id),
-                   lambda prov: {"provisional_booking": state.provisional_resource(prov)})
+        return run(
+            lambda: state.expire_provisional(provisional_id),
+            lambda prov: {"provisional_booking": state.provisional_resource(prov)},
+        )
 
     @router.get("/meeting-types")
     def list_meeting_types() -> dict[str, Any]:
@@ -291,35 +330,42 @@ def control_router(state: MeetergoState) -> APIRouter:
     @router.post("/meeting-types", status_code=201)
     def add_meeting_type(body: MeetingTypeBody) -> dict[str, Any]:
         mt = MeetergoMeetingType(
-            id=body.id, slug=body.slug or body.id, name=body.name, duration=body.duration,
-            host_ids=tuple(body.host_ids), allowed_durations=tuple(body.allowed_durations),
-            queue_id=body.queue_id, double_opt_in=body.double_opt_in,
-            requires_host_confirmation=body.requires_host_confirmation, channel=body.channel,
-            timezone=body.timezone, metadata=dict(body.metadata),
+            id=body.id,
+            slug=body.slug or body.id,
+            name=body.name,
+            duration=body.duration,
+            host_ids=tuple(body.host_ids),
+            allowed_durations=tuple(body.allowed_durations),
+            queue_id=body.queue_id,
+            double_opt_in=body.double_opt_in,
+            requires_host_confirmation=body.requires_host_confirmation,
+            channel=body.channel,
+            timezone=body.timezone,
+            metadata=dict(body.metadata),
         )
         state.add_meeting_type(mt)
         return mt.public()
 
     @router.get("/users")
     def list_users() -> dict[str, Any]:
-        return {"users": [u.host() | {"role": u.role, "timezone": u.timezone}
-                          for u in state.users()]}
+        return {"users": [u.host() | {"role": u.role, "timezone": u.timezone} for u in state.users()]}
 
     @router.post("/busy", status_code=201)
     def busy(body: BusyBody) -> dict[str, Any]:
         block = state.block(body.host_id, body.start, body.end)
-        return {"host_id": block.host_id, "start": block.start.isoformat(),
-                "end": block.end.isoformat()}
+        return {"host_id": block.host_id, "start": block.start.isoformat(), "end": block.end.isoformat()}
 
     @router.post("/tokens", status_code=201)
     def add_token(body: TokenBody) -> Response:
-        return run(lambda: state.add_personal_token(body.token, body.user_id),
-                   lambda _: {"token": body.token, "user_id": body.user_id}, 201)
+        return run(
+            lambda: state.add_personal_token(body.token, body.user_id),
+            lambda _: {"token": body.token, "user_id": body.user_id},
+            201,
+        )
 
     @router.post("/api-keys", status_code=201)
     def add_api_key(body: ApiKeyBody) -> Response:
-        return run(lambda: state.add_platform_key(body.key, body.expires_at),
-                   lambda key: {"key": key}, 201)
+        return run(lambda: state.add_platform_key(body.key, body.expires_at), lambda key: {"key": key}, 201)
 
     @router.get("/webhooks")
     def list_webhooks() -> dict[str, Any]:
@@ -327,13 +373,19 @@ def control_router(state: MeetergoState) -> APIRouter:
 
     @router.post("/webhooks", status_code=201)
     def add_webhook(body: WebhookBody) -> Response:
-        return run(lambda: state.add_webhook(body.endpoint, body.event_types, body.description),
-                   lambda hook: hook.public(), 201)
+        return run(
+            lambda: state.add_webhook(body.endpoint, body.event_types, body.description),
+            lambda hook: hook.public(),
+            201,
+        )
 
     @router.post("/webhooks/emit", status_code=201)
     def emit(body: EmitBody) -> Response:
-        return run(lambda: state.emit(body.webhook_type, body.data),
-                   lambda attempts: {"deliveries": [a.public() for a in attempts]}, 201)
+        return run(
+            lambda: state.emit(body.webhook_type, body.data),
+            lambda attempts: {"deliveries": [a.public() for a in attempts]},
+            201,
+        )
 
     @router.delete("/webhooks/{webhook_id}")
     def remove_webhook(webhook_id: str) -> Response:
@@ -357,13 +409,13 @@ def control_router(state: MeetergoState) -> APIRouter:
 
     @router.put("/settings")
     def put_settings(body: SettingsBody) -> Response:
-        chosen = {k: v for k, v in body.model_dump(include=body.model_fields_set).items()
-                  if v is not None}
+        chosen = {k: v for k, v in body.model_dump(include=body.model_fields_set).items() if v is not None}
         if chosen.get("payload_shape", PAYLOAD_SHAPES[0]) not in PAYLOAD_SHAPES:
             return JSONResponse({"error": f"payload_shape must be one of {PAYLOAD_SHAPES}."}, 400)
         if chosen.get("booking_type_style", "reference") not in BOOKING_TYPE_STYLES:
-            return JSONResponse({"error": "booking_type_style must be one of "
-                                          f"{tuple(BOOKING_TYPE_STYLES)}."}, 400)
+            return JSONResponse(
+                {"error": f"booking_type_style must be one of {tuple(BOOKING_TYPE_STYLES)}."}, 400
+            )
         with state.lock:
             for key, value in chosen.items():
                 setattr(state, key, value)

@@ -39,22 +39,18 @@ BOOKING_CANCELLED = "booking_cancelled"
 BOOKING_RESCHEDULED = "booking_rescheduled"
 NEW_EMPLOYEE = "new_employee"
 FORM_SUBMISSION = "form_submission"
-EVENT_TYPES = (BOOKING_CREATED, BOOKING_CANCELLED, BOOKING_RESCHEDULED, NEW_EMPLOYEE,
-               FORM_SUBMISSION)
+EVENT_TYPES = (BOOKING_CREATED, BOOKING_CANCELLED, BOOKING_RESCHEDULED, NEW_EMPLOYEE, FORM_SUBMISSION)
 
 USER_AGENT = "meetergo-webhooks (sandbox)"
 DELIVERY_TIMEOUT_SECONDS = 30.0  # "Request timeout: 30 seconds"
 
 
-def build_payload(webhook_type: str, data: Mapping[str, Any], shape: str = SHAPE_FLAT
-                  ) -> dict[str, Any]:
+def build_payload(webhook_type: str, data: Mapping[str, Any], shape: str = SHAPE_FLAT) -> dict[str, Any]:
     """The JSON body of one delivery of `webhook_type` carrying `data` (flat fields)."""
     if shape == SHAPE_FLAT:
-        return {"webhookType": webhook_type, **{k: v for k, v in data.items()
-                                                if k != "webhookType"}}
+        return {"webhookType": webhook_type, **{k: v for k, v in data.items() if k != "webhookType"}}
     if shape == SHAPE_LEGACY:
-        return {"event": webhook_type,
-                "data": {k: v for k, v in data.items() if k != "webhookType"}}
+        return {"event": webhook_type, "data": {k: v for k, v in data.items() if k != "webhookType"}}
     raise ValueError(f"Unknown payload shape {shape!r}; use one of {PAYLOAD_SHAPES}.")
 
 
@@ -82,8 +78,14 @@ class DeliveryAttempt:
         return asdict(self) | {"succeeded": self.succeeded}
 
 
-def new_attempt(webhook_id: str, target_url: str, webhook_type: str, payload: Mapping[str, Any],
-                *, redelivery_of: str | None = None) -> DeliveryAttempt:
+def new_attempt(
+    webhook_id: str,
+    target_url: str,
+    webhook_type: str,
+    payload: Mapping[str, Any],
+    *,
+    redelivery_of: str | None = None,
+) -> DeliveryAttempt:
     return DeliveryAttempt(
         delivery_id=f"dlv_{secrets.token_hex(8)}",
         webhook_id=webhook_id,
@@ -111,8 +113,11 @@ class WebhookSender(BackgroundPoster[DeliveryAttempt]):
 
     def handle(self, client: httpx.Client, attempt: DeliveryAttempt) -> None:
         result = self.post(client, attempt.target_url, attempt.body.encode(), attempt.headers)
-        attempt.status_code, attempt.response_body, attempt.error = (result.status_code, result.response_body,
-                                                                     result.error)
+        attempt.status_code, attempt.response_body, attempt.error = (
+            result.status_code,
+            result.response_body,
+            result.error,
+        )
         self._attempts.append(attempt)
         if self._on_result is not None:
             self._on_result(attempt)

@@ -59,9 +59,7 @@ class RequestLog:
 
 def install_request_log(app: FastAPI, log: RequestLog, now: Callable[[], datetime]) -> None:
     @app.middleware("http")
-    async def record(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    async def record(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         received_at = now()
         response = await call_next(request)
         if not request.url.path.startswith(CONTROL_PREFIX):
@@ -70,8 +68,7 @@ def install_request_log(app: FastAPI, log: RequestLog, now: Callable[[], datetim
                     method=request.method,
                     path=request.url.path,
                     query=list(request.query_params.multi_items()),
-                    headers={h: request.headers[h] for h in RECORDED_HEADERS
-                             if h in request.headers},
+                    headers={h: request.headers[h] for h in RECORDED_HEADERS if h in request.headers},
                     status=response.status_code,
                     received_at=received_at,
                 )

@@ -117,9 +117,15 @@ TOKEN_PREFIX = "rocketlead_"
 DEFAULT_TOKEN = "rocketlead_live_" + hashlib.sha256(b"bookingsync rocketlead sandbox").hexdigest()
 SCOPE_READ, SCOPE_WRITE, SCOPE_ADMIN = "read", "write", "admin"
 SCOPE_LEVELS = {SCOPE_READ: 1, SCOPE_WRITE: 2, SCOPE_ADMIN: 3}
-METHOD_SCOPES = {"GET": SCOPE_READ, "HEAD": SCOPE_READ, "OPTIONS": SCOPE_READ,
-                 "POST": SCOPE_WRITE, "PATCH": SCOPE_WRITE, "PUT": SCOPE_WRITE,
-                 "DELETE": SCOPE_ADMIN}
+METHOD_SCOPES = {
+    "GET": SCOPE_READ,
+    "HEAD": SCOPE_READ,
+    "OPTIONS": SCOPE_READ,
+    "POST": SCOPE_WRITE,
+    "PATCH": SCOPE_WRITE,
+    "PUT": SCOPE_WRITE,
+    "DELETE": SCOPE_ADMIN,
+}
 
 AVAILABILITY_PATH = "/connect/availability/"
 BOOKINGS_PATH = "/connect/calendar_bookings/"
@@ -131,8 +137,7 @@ SOURCE_API, SOURCE_FORM = "connect_api", "form_widget"
 
 ORGANIZATION_ID = "5f0c6a1e-3b7d-4c29-9e81-2a4d6b8f0c13"
 DEFAULT_CALENDAR_ID = "c2a9e6f4-1d3b-4a57-8c90-6e2f4b1a7d35"
-DEFAULT_RESOURCE_IDS = ("a7d13f52-9c4e-4b8a-b061-3f5e2c9d8a71",
-                        "b91e4c07-2f6a-4d3b-8e15-7c0a9d4f2b86")
+DEFAULT_RESOURCE_IDS = ("a7d13f52-9c4e-4b8a-b061-3f5e2c9d8a71", "b91e4c07-2f6a-4d3b-8e15-7c0a9d4f2b86")
 DEFAULT_APPOINTMENT_TYPE_ID = "e4b7c2d9-6a1f-4e38-9d52-1b8c3f7a0e64"
 DEFAULT_TABLE_ID = "f3c8a1b6-4e2d-4f79-a053-9d6b1e2c8f40"
 LEAD_STATES = (
@@ -140,14 +145,30 @@ LEAD_STATES = (
     {"id": "0a1b2c3d-0000-4000-8000-000000000002", "name": "Meeting booked", "color": "#22c55e"},
 )
 SCHEMA_FIELDS: dict[str, dict[str, Any]] = {
-    "firstName": {"friendlyName": "First name", "type": "string", "specialType": "firstName",
-                  "primaryOfSpecialType": True},
-    "lastName": {"friendlyName": "Last name", "type": "string", "specialType": "lastName",
-                 "primaryOfSpecialType": True},
-    "email": {"friendlyName": "E-mail", "type": "string", "specialType": "email",
-              "primaryOfSpecialType": True},
-    "phone": {"friendlyName": "Phone", "type": "string", "specialType": "phone",
-              "primaryOfSpecialType": True},
+    "firstName": {
+        "friendlyName": "First name",
+        "type": "string",
+        "specialType": "firstName",
+        "primaryOfSpecialType": True,
+    },
+    "lastName": {
+        "friendlyName": "Last name",
+        "type": "string",
+        "specialType": "lastName",
+        "primaryOfSpecialType": True,
+    },
+    "email": {
+        "friendlyName": "E-mail",
+        "type": "string",
+        "specialType": "email",
+        "primaryOfSpecialType": True,
+    },
+    "phone": {
+        "friendlyName": "Phone",
+        "type": "string",
+        "specialType": "phone",
+        "primaryOfSpecialType": True,
+    },
 }
 SLOT_NAMESPACE = uuid.UUID("6b1f0e2a-8d4c-4c3e-9a7b-2e5d1f0c9b84")
 
@@ -226,8 +247,13 @@ class Calendar:
     created_at: datetime
 
     def wire(self) -> dict[str, Any]:
-        return {"id": self.id, "organizationId": ORGANIZATION_ID, "name": self.name,
-                "timezone": self.timezone, "createdAt": format_time(self.created_at)}
+        return {
+            "id": self.id,
+            "organizationId": ORGANIZATION_ID,
+            "name": self.name,
+            "timezone": self.timezone,
+            "createdAt": format_time(self.created_at),
+        }
 
 
 @dataclass(frozen=True)
@@ -239,8 +265,13 @@ class Resource:
     calendar_ids: tuple[str, ...]
 
     def wire(self) -> dict[str, Any]:
-        return {"id": self.id, "organizationId": ORGANIZATION_ID, "name": self.name,
-                "color": self.color, "maxParallelBookings": self.max_parallel_bookings}
+        return {
+            "id": self.id,
+            "organizationId": ORGANIZATION_ID,
+            "name": self.name,
+            "color": self.color,
+            "maxParallelBookings": self.max_parallel_bookings,
+        }
 
 
 @dataclass(frozen=True)
@@ -254,9 +285,15 @@ class AppointmentType:
     dynamic_length: bool = False
 
     def wire(self) -> dict[str, Any]:
-        return {"id": self.id, "organizationId": ORGANIZATION_ID, "name": self.name,
-                "bookingLength": self.booking_length, "searchLength": self.search_length,
-                "bufferAfter": self.buffer_after, "dynamicLength": self.dynamic_length}
+        return {
+            "id": self.id,
+            "organizationId": ORGANIZATION_ID,
+            "name": self.name,
+            "bookingLength": self.booking_length,
+            "searchLength": self.search_length,
+            "bufferAfter": self.buffer_after,
+            "dynamicLength": self.dynamic_length,
+        }
 
 
 @dataclass(frozen=True)
@@ -269,10 +306,16 @@ class Lead:
 
     def wire(self) -> dict[str, Any]:
         stamp = format_time(self.created_at)
-        return {"tableId": self.table_id, "id": self.id, "organizationId": ORGANIZATION_ID,
-                "archived": False, "createdAt": stamp, "updatedAt": stamp,
-                "data": {k: {"value": v} for k, v in self.data.items()},
-                "leadStateId": self.lead_state_id}
+        return {
+            "tableId": self.table_id,
+            "id": self.id,
+            "organizationId": ORGANIZATION_ID,
+            "archived": False,
+            "createdAt": stamp,
+            "updatedAt": stamp,
+            "data": {k: {"value": v} for k, v in self.data.items()},
+            "leadStateId": self.lead_state_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -309,13 +352,16 @@ class Slot:
 
     def wire(self, fmt: Callable[[datetime], str] = format_time) -> dict[str, Any]:
         return {
-            "resourceId": self.resource.id, "resourceName": self.resource.name,
+            "resourceId": self.resource.id,
+            "resourceName": self.resource.name,
             "resourceColor": self.resource.color,
             "resourceSlotId": slot_id(self.resource.id, self.start, self.end),
             "appointmentTypeId": self.appointment_type_id,
-            "startDateTime": fmt(self.start), "endDateTime": fmt(self.end),
+            "startDateTime": fmt(self.start),
+            "endDateTime": fmt(self.end),
             "maxParallelBookings": self.resource.max_parallel_bookings,
-            "currentBookings": self.current_bookings, "available": self.available,
+            "currentBookings": self.current_bookings,
+            "available": self.available,
         }
 
 
@@ -328,12 +374,16 @@ class Race:
     times: int = 1
 
     def matches(self, resource_id: str, start: datetime) -> bool:
-        return ((self.start is None or self.start == start)
-                and (self.resource_id is None or self.resource_id == resource_id))
+        return (self.start is None or self.start == start) and (
+            self.resource_id is None or self.resource_id == resource_id
+        )
 
     def public(self) -> dict[str, Any]:
-        return {"start": format_time(self.start) if self.start else None,
-                "resource_id": self.resource_id, "times": self.times}
+        return {
+            "start": format_time(self.start) if self.start else None,
+            "resource_id": self.resource_id,
+            "times": self.times,
+        }
 
 
 @dataclass
@@ -384,14 +434,17 @@ class RocketLeadState:
         stamp = aware(self.now())
         self._catalog = _Catalog()
         self._catalog.calendars[DEFAULT_CALENDAR_ID] = Calendar(
-            DEFAULT_CALENDAR_ID, "Sales demos", timezone, stamp)
-        for resource_id, name, color in zip(DEFAULT_RESOURCE_IDS, ("Alex Berger", "Jamie Novak"),
-                                            ("#f97316", "#8b5cf6"), strict=True):
+            DEFAULT_CALENDAR_ID, "Sales demos", timezone, stamp
+        )
+        for resource_id, name, color in zip(
+            DEFAULT_RESOURCE_IDS, ("Alex Berger", "Jamie Novak"), ("#f97316", "#8b5cf6"), strict=True
+        ):
             self._catalog.resources[resource_id] = Resource(
-                resource_id, name, color, max_parallel_bookings, (DEFAULT_CALENDAR_ID,))
+                resource_id, name, color, max_parallel_bookings, (DEFAULT_CALENDAR_ID,)
+            )
         self._catalog.appointment_types[DEFAULT_APPOINTMENT_TYPE_ID] = AppointmentType(
-            DEFAULT_APPOINTMENT_TYPE_ID, "Intro Call", booking_length, booking_length, 0,
-            DEFAULT_RESOURCE_IDS)
+            DEFAULT_APPOINTMENT_TYPE_ID, "Intro Call", booking_length, booking_length, 0, DEFAULT_RESOURCE_IDS
+        )
         self._leads: dict[str, Lead] = {}
         self._bookings: dict[str, Booking] = {}
         self._races: list[Race] = []
@@ -402,8 +455,7 @@ class RocketLeadState:
 
     # -- tokens -----------------------------------------------------------------------------
 
-    def add_token(self, token: str, scopes: Iterable[str],
-                  expires_at: datetime | None = None) -> str:
+    def add_token(self, token: str, scopes: Iterable[str], expires_at: datetime | None = None) -> str:
         chosen = frozenset(scopes)
         if not token.startswith(TOKEN_PREFIX):
             raise SandboxError(f"RocketLead tokens start with {TOKEN_PREFIX!r}; got {token!r}.")
@@ -436,8 +488,11 @@ class RocketLeadState:
         with self._lock:
             record = self._tokens.get(token)
             now = aware(self.now())
-            if record is None or record.revoked or (
-                    record.expires_at is not None and now >= record.expires_at):
+            if (
+                record is None
+                or record.revoked
+                or (record.expires_at is not None and now >= record.expires_at)
+            ):
                 return None
             record.last_used_at = now
             return record
@@ -463,21 +518,25 @@ class RocketLeadState:
         return self._find(self._catalog.resources, "Resource", resource_id)
 
     def appointment_type(self, appointment_type_id: str) -> AppointmentType:
-        return self._find(self._catalog.appointment_types, "Appointment type",
-                          appointment_type_id)
+        return self._find(self._catalog.appointment_types, "Appointment type", appointment_type_id)
 
-    def add_resource(self, name: str, color: str = "#64748b", max_parallel_bookings: int = 1,
-                     calendar_id: str = DEFAULT_CALENDAR_ID,
-                     appointment_type_id: str = DEFAULT_APPOINTMENT_TYPE_ID) -> str:
+    def add_resource(
+        self,
+        name: str,
+        color: str = "#64748b",
+        max_parallel_bookings: int = 1,
+        calendar_id: str = DEFAULT_CALENDAR_ID,
+        appointment_type_id: str = DEFAULT_APPOINTMENT_TYPE_ID,
+    ) -> str:
         """A new resource mapped to the calendar and the appointment type."""
         with self._lock:
             self.calendar(calendar_id)
             atype = self.appointment_type(appointment_type_id)
-            resource = Resource(str(uuid.uuid4()), name, color, max_parallel_bookings,
-                                (calendar_id,))
+            resource = Resource(str(uuid.uuid4()), name, color, max_parallel_bookings, (calendar_id,))
             self._catalog.resources[resource.id] = resource
             self._catalog.appointment_types[atype.id] = replace(
-                atype, resource_ids=(*atype.resource_ids, resource.id))
+                atype, resource_ids=(*atype.resource_ids, resource.id)
+            )
             return resource.id
 
     def set_capacity(self, max_parallel_bookings: int, resource_id: str | None = None) -> None:
@@ -488,11 +547,16 @@ class RocketLeadState:
             chosen = [self.resource(resource_id)] if resource_id else self.resources()
             for resource in chosen:
                 self._catalog.resources[resource.id] = replace(
-                    resource, max_parallel_bookings=max_parallel_bookings)
+                    resource, max_parallel_bookings=max_parallel_bookings
+                )
 
-    def set_grid(self, step_minutes: int | None = None, booking_length: int | None = None,
-                 buffer_after: int | None = None,
-                 appointment_type_id: str = DEFAULT_APPOINTMENT_TYPE_ID) -> None:
+    def set_grid(
+        self,
+        step_minutes: int | None = None,
+        booking_length: int | None = None,
+        buffer_after: int | None = None,
+        appointment_type_id: str = DEFAULT_APPOINTMENT_TYPE_ID,
+    ) -> None:
         """The default availability step, and the appointment type's length and buffer."""
         for name, value in (("step_minutes", step_minutes), ("booking_length", booking_length)):
             if value is not None and value < 1:
@@ -505,22 +569,31 @@ class RocketLeadState:
                 self.step_minutes = step_minutes
             self._catalog.appointment_types[atype.id] = replace(
                 atype,
-                booking_length=booking_length if booking_length is not None
-                else atype.booking_length,
-                search_length=booking_length if booking_length is not None
-                else atype.search_length,
-                buffer_after=buffer_after if buffer_after is not None else atype.buffer_after)
+                booking_length=booking_length if booking_length is not None else atype.booking_length,
+                search_length=booking_length if booking_length is not None else atype.search_length,
+                buffer_after=buffer_after if buffer_after is not None else atype.buffer_after,
+            )
 
     # -- leads ------------------------------------------------------------------------------
 
-    def add_lead(self, email: str, first_name: str | None = None, last_name: str | None = None,
-                 phone: str | None = None, lead_state_id: str = LEAD_STATES[0]["id"]) -> str:
+    def add_lead(
+        self,
+        email: str,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        phone: str | None = None,
+        lead_state_id: str = LEAD_STATES[0]["id"],
+    ) -> str:
         if lead_state_id not in {s["id"] for s in LEAD_STATES}:
             raise SandboxError(f"Unknown lead state {lead_state_id!r}.")
         values = {"firstName": first_name, "lastName": last_name, "email": email, "phone": phone}
-        lead = Lead(str(uuid.uuid4()), DEFAULT_TABLE_ID,
-                    {k: v for k, v in values.items() if v is not None}, lead_state_id,
-                    aware(self.now()))
+        lead = Lead(
+            str(uuid.uuid4()),
+            DEFAULT_TABLE_ID,
+            {k: v for k, v in values.items() if v is not None},
+            lead_state_id,
+            aware(self.now()),
+        )
         with self._lock:
             self._leads[lead.id] = lead
         return lead.id
@@ -533,21 +606,34 @@ class RocketLeadState:
         return self._find(self._leads, "Table entry", lead_id)
 
     def tables(self) -> list[dict[str, Any]]:
-        return [{
-            "id": DEFAULT_TABLE_ID, "organizationId": ORGANIZATION_ID, "name": "Leads",
-            "leadStates": [{**s, "isDefault": i == 0} for i, s in enumerate(LEAD_STATES)],
-            "schemaFields": self._schema_fields(),
-        }]
+        return [
+            {
+                "id": DEFAULT_TABLE_ID,
+                "organizationId": ORGANIZATION_ID,
+                "name": "Leads",
+                "leadStates": [{**s, "isDefault": i == 0} for i, s in enumerate(LEAD_STATES)],
+                "schemaFields": self._schema_fields(),
+            }
+        ]
 
     def _schema_fields(self) -> dict[str, Any]:
         seen = format_time(aware(self.now()))
-        return {key: {**spec, "hidden": False, "frequency": 1, "lastSeen": seen,
-                      "isDeprecated": False} for key, spec in SCHEMA_FIELDS.items()}
+        return {
+            key: {**spec, "hidden": False, "frequency": 1, "lastSeen": seen, "isDeprecated": False}
+            for key, spec in SCHEMA_FIELDS.items()
+        }
 
     # -- availability -----------------------------------------------------------------------
 
-    def slots(self, calendar_id: str, appointment_type_id: str, start: datetime, end: datetime,
-              resource_id: str | None = None, step_minutes: int | None = None) -> list[Slot]:
+    def slots(
+        self,
+        calendar_id: str,
+        appointment_type_id: str,
+        start: datetime,
+        end: datetime,
+        resource_id: str | None = None,
+        step_minutes: int | None = None,
+    ) -> list[Slot]:
         """What ``GET /connect/availability/`` answers, full slots included."""
         start, end = aware(start), aware(end)
         with self._lock:
@@ -556,8 +642,11 @@ class RocketLeadState:
             if resource_id is not None:
                 resources = [self.resource(resource_id)]
             else:
-                resources = [r for r in self.resources()
-                             if calendar.id in r.calendar_ids and r.id in atype.resource_ids]
+                resources = [
+                    r
+                    for r in self.resources()
+                    if calendar.id in r.calendar_ids and r.id in atype.resource_ids
+                ]
             step = timedelta(minutes=step_minutes or self.step_minutes)
             length = timedelta(minutes=atype.booking_length)
             local = start.astimezone(ZoneInfo(calendar.timezone))
@@ -567,27 +656,43 @@ class RocketLeadState:
             slots = []
             while at + length <= end:
                 if at >= now:
-                    slots.extend(Slot(r, atype.id, at, at + length,
-                                      self._current(r.id, at, at + length, atype.buffer_after))
-                                 for r in resources)
+                    slots.extend(
+                        Slot(
+                            r,
+                            atype.id,
+                            at,
+                            at + length,
+                            self._current(r.id, at, at + length, atype.buffer_after),
+                        )
+                        for r in resources
+                    )
                 at += step
             return sorted(slots, key=lambda s: (s.start, s.resource.name, s.resource.id))
 
-    def _current(self, resource_id: str, start: datetime, end: datetime, buffer: int,
-                 ) -> int:
+    def _current(
+        self,
+        resource_id: str,
+        start: datetime,
+        end: datetime,
+        buffer: int,
+    ) -> int:
         count = 0
         for booking in self._bookings.values():
             if booking.resource_id != resource_id:
                 continue
             other = self._catalog.appointment_types.get(booking.appointment_type_id)
             other_buffer = timedelta(minutes=other.buffer_after if other else 0)
-            if (booking.start < end + timedelta(minutes=buffer)
-                    and start < booking.end + other_buffer):
+            if booking.start < end + timedelta(minutes=buffer) and start < booking.end + other_buffer:
                 count += 1
         return count
 
-    def current_bookings(self, resource_id: str, start: datetime, end: datetime,
-                         appointment_type_id: str = DEFAULT_APPOINTMENT_TYPE_ID) -> int:
+    def current_bookings(
+        self,
+        resource_id: str,
+        start: datetime,
+        end: datetime,
+        appointment_type_id: str = DEFAULT_APPOINTMENT_TYPE_ID,
+    ) -> int:
         with self._lock:
             atype = self.appointment_type(appointment_type_id)
             return self._current(resource_id, aware(start), aware(end), atype.buffer_after)
@@ -621,37 +726,56 @@ class RocketLeadState:
             if table_entry_id is not None:
                 self.lead(table_entry_id)
             if calendar.id not in resource.calendar_ids:
-                raise BookingValidationError(
-                    "Validation failed: resourceId is not mapped to calendarId")
+                raise BookingValidationError("Validation failed: resourceId is not mapped to calendarId")
             if resource.id not in atype.resource_ids:
                 raise BookingValidationError(
-                    "Validation failed: resourceId is not mapped to appointmentTypeId")
+                    "Validation failed: resourceId is not mapped to appointmentTypeId"
+                )
             if end - start != timedelta(minutes=atype.booking_length):
                 raise BookingValidationError(
                     "Validation failed: endDateTime must be startDateTime plus the appointment "
-                    f"type's bookingLength ({atype.booking_length} minutes)")
-            if resource_slot_id is not None and resource_slot_id != slot_id(resource.id, start,
-                                                                              end):
+                    f"type's bookingLength ({atype.booking_length} minutes)"
+                )
+            if resource_slot_id is not None and resource_slot_id != slot_id(resource.id, start, end):
                 raise BookingValidationError(
                     "Validation failed: resourceSlotId does not match resourceId, startDateTime "
-                    "and endDateTime")
+                    "and endDateTime"
+                )
             if start < aware(self.now()):
                 raise SlotUnavailableError()
             if self._take_race(resource.id, start):
                 self.fill_slot(start, resource.id, atype.id, calendar_id=calendar.id)
-            if self._current(resource.id, start, end, atype.buffer_after) >= (
-                    resource.max_parallel_bookings):
+            if self._current(resource.id, start, end, atype.buffer_after) >= (resource.max_parallel_bookings):
                 raise SlotUnavailableError()
-            return self._insert(Booking(
-                str(uuid.uuid4()), calendar.id, resource.id, atype.id, start, end,
-                aware(self.now()), name, table_entry_id, schedule_type_id,
-                schedule_type_slot_id, SOURCE_API))
+            return self._insert(
+                Booking(
+                    str(uuid.uuid4()),
+                    calendar.id,
+                    resource.id,
+                    atype.id,
+                    start,
+                    end,
+                    aware(self.now()),
+                    name,
+                    table_entry_id,
+                    schedule_type_id,
+                    schedule_type_slot_id,
+                    SOURCE_API,
+                )
+            )
 
-    def book(self, start: datetime, end: datetime | None = None, *,
-             resource_id: str = DEFAULT_RESOURCE_IDS[0],
-             appointment_type_id: str = DEFAULT_APPOINTMENT_TYPE_ID,
-             calendar_id: str = DEFAULT_CALENDAR_ID, name: str | None = None,
-             table_entry_id: str | None = None, source: str = SOURCE_FORM) -> Booking:
+    def book(
+        self,
+        start: datetime,
+        end: datetime | None = None,
+        *,
+        resource_id: str = DEFAULT_RESOURCE_IDS[0],
+        appointment_type_id: str = DEFAULT_APPOINTMENT_TYPE_ID,
+        calendar_id: str = DEFAULT_CALENDAR_ID,
+        name: str | None = None,
+        table_entry_id: str | None = None,
+        source: str = SOURCE_FORM,
+    ) -> Booking:
         """A booking made elsewhere (form widget, console): no checks, capacity may overflow."""
         start = aware(start)
         with self._lock:
@@ -663,13 +787,29 @@ class RocketLeadState:
             end = aware(end) if end else start + timedelta(minutes=atype.booking_length)
             if end <= start:
                 raise SandboxError("A booking must end after it starts.")
-            return self._insert(Booking(
-                str(uuid.uuid4()), calendar_id, resource_id, atype.id, start, end,
-                aware(self.now()), name, table_entry_id, source=source))
+            return self._insert(
+                Booking(
+                    str(uuid.uuid4()),
+                    calendar_id,
+                    resource_id,
+                    atype.id,
+                    start,
+                    end,
+                    aware(self.now()),
+                    name,
+                    table_entry_id,
+                    source=source,
+                )
+            )
 
-    def fill_slot(self, start: datetime, resource_id: str = DEFAULT_RESOURCE_IDS[0],
-                  appointment_type_id: str = DEFAULT_APPOINTMENT_TYPE_ID, *,
-                  calendar_id: str = DEFAULT_CALENDAR_ID) -> list[Booking]:
+    def fill_slot(
+        self,
+        start: datetime,
+        resource_id: str = DEFAULT_RESOURCE_IDS[0],
+        appointment_type_id: str = DEFAULT_APPOINTMENT_TYPE_ID,
+        *,
+        calendar_id: str = DEFAULT_CALENDAR_ID,
+    ) -> list[Booking]:
         """Form-widget bookings until the slot at `start` is at ``maxParallelBookings``."""
         start = aware(start)
         with self._lock:
@@ -677,13 +817,23 @@ class RocketLeadState:
             atype = self.appointment_type(appointment_type_id)
             end = start + timedelta(minutes=atype.booking_length)
             missing = resource.max_parallel_bookings - self._current(
-                resource.id, start, end, atype.buffer_after)
-            return [self.book(start, end, resource_id=resource.id, appointment_type_id=atype.id,
-                              calendar_id=calendar_id, name="Booked via form")
-                    for _ in range(max(missing, 0))]
+                resource.id, start, end, atype.buffer_after
+            )
+            return [
+                self.book(
+                    start,
+                    end,
+                    resource_id=resource.id,
+                    appointment_type_id=atype.id,
+                    calendar_id=calendar_id,
+                    name="Booked via form",
+                )
+                for _ in range(max(missing, 0))
+            ]
 
-    def race_next_booking(self, start: datetime | None = None, resource_id: str | None = None,
-                          times: int = 1) -> Race:
+    def race_next_booking(
+        self, start: datetime | None = None, resource_id: str | None = None, times: int = 1
+    ) -> Race:
         """The next `times` booking POSTs (for `start`/`resource_id`, if given) lose a race."""
         if times < 1:
             raise SandboxError("A race must apply at least once (times >= 1).")
@@ -737,25 +887,37 @@ class RocketLeadState:
 
     def wire(self, booking: Booking) -> dict[str, Any]:
         """The booking object as the bookings page's response schema names it."""
-        data: dict[str, Any] = {"organizationId": ORGANIZATION_ID,
-                                "calendarId": booking.calendar_id}
+        data: dict[str, Any] = {"organizationId": ORGANIZATION_ID, "calendarId": booking.calendar_id}
         lead = self._leads.get(booking.table_entry_id) if booking.table_entry_id else None
         if lead is not None:
-            data |= {"tableEntryId": lead.id, "tableEntryData": lead.wire()["data"],
-                     "tableId": lead.table_id, "tableSchemaFields": self._schema_fields()}
+            data |= {
+                "tableEntryId": lead.id,
+                "tableEntryData": lead.wire()["data"],
+                "tableId": lead.table_id,
+                "tableSchemaFields": self._schema_fields(),
+            }
         if booking.schedule_type_id:
             data["calendarScheduleTypeId"] = booking.schedule_type_id
         if booking.schedule_type_slot_id:
             data["calendarScheduleTypeSlotId"] = booking.schedule_type_slot_id
-        data |= {"resourceId": booking.resource_id,
-                 "appointmentTypeId": booking.appointment_type_id,
-                 "resourceSlotId": booking.resource_slot_id, "id": booking.id}
+        data |= {
+            "resourceId": booking.resource_id,
+            "appointmentTypeId": booking.appointment_type_id,
+            "resourceSlotId": booking.resource_slot_id,
+            "id": booking.id,
+        }
         if booking.name is not None:
             data["name"] = booking.name
-        fmt = self.time_format(booking.calendar_id) if booking.calendar_id in self._catalog.calendars else format_time
-        data |= {"createdAt": format_time(booking.created_at),
-                 "endDateTime": fmt(booking.end),
-                 "startDateTime": fmt(booking.start)}
+        fmt = (
+            self.time_format(booking.calendar_id)
+            if booking.calendar_id in self._catalog.calendars
+            else format_time
+        )
+        data |= {
+            "createdAt": format_time(booking.created_at),
+            "endDateTime": fmt(booking.end),
+            "startDateTime": fmt(booking.start),
+        }
         if lead is not None:
             state = next(s for s in LEAD_STATES if s["id"] == lead.lead_state_id)
             data |= {"leadStateColor": state["color"], "leadStateName": state["name"]}
@@ -799,18 +961,21 @@ def invalid(message: str) -> Refused:
 def authorize(state: RocketLeadState, request: Request) -> None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
-    record = (state.use_token(token)
-              if scheme.lower() == "bearer" and token.startswith(TOKEN_PREFIX) else None)
+    record = state.use_token(token) if scheme.lower() == "bearer" and token.startswith(TOKEN_PREFIX) else None
     if record is None:
         raise Refused(envelope(401, "Unauthorized"))
     needed = METHOD_SCOPES.get(request.method.upper(), SCOPE_ADMIN)
     if record.level < SCOPE_LEVELS[needed]:
-        raise Refused(envelope(403, f"Forbidden: this API token lacks the {needed} scope "
-                                    f"required for {request.method.upper()} requests."))
+        raise Refused(
+            envelope(
+                403,
+                f"Forbidden: this API token lacks the {needed} scope "
+                f"required for {request.method.upper()} requests.",
+            )
+        )
 
 
-async def before(state: RocketLeadState, request: Request, *, listing: bool = False
-                 ) -> Fault | None:
+async def before(state: RocketLeadState, request: Request, *, listing: bool = False) -> Fault | None:
     """Auth, then an injected fault; returns a fault the availability answer must still honour."""
     authorize(state, request)
     fault = state.faults.take_before(request.method, request.url.path, listing=listing)
@@ -849,10 +1014,16 @@ def _wall_pair(state: RocketLeadState, body: dict[str, Any]) -> tuple[datetime, 
     except UnknownRecordError:
         raise Refused(envelope(404, "Calendar not found")) from None
     try:
-        starts = [parse_time(body["startDateTime"])] if _has_offset(body["startDateTime"]) else \
-            wall_readings(body["startDateTime"], zone)
-        ends = [parse_time(body["endDateTime"])] if _has_offset(body["endDateTime"]) else \
-            wall_readings(body["endDateTime"], zone)
+        starts = (
+            [parse_time(body["startDateTime"])]
+            if _has_offset(body["startDateTime"])
+            else wall_readings(body["startDateTime"], zone)
+        )
+        ends = (
+            [parse_time(body["endDateTime"])]
+            if _has_offset(body["endDateTime"])
+            else wall_readings(body["endDateTime"], zone)
+        )
     except ValueError:
         raise invalid("startDateTime and endDateTime must be ISO-8601 date-times") from None
     pairs = [(a, b) for a in starts for b in ends if b > a]
@@ -860,8 +1031,10 @@ def _wall_pair(state: RocketLeadState, body: dict[str, Any]) -> tuple[datetime, 
         named = [p for p in pairs if slot_id(resource_id, *p) == wanted]
         pairs = named or pairs
     if len(pairs) != 1:
-        raise invalid("startDateTime names a local time that does not exist or occurs twice in the calendar's "
-                      "timezone; send an offset or the slot's resourceSlotId")
+        raise invalid(
+            "startDateTime names a local time that does not exist or occurs twice in the calendar's "
+            "timezone; send an offset or the slot's resourceSlotId"
+        )
     return pairs[0]
 
 
@@ -888,8 +1061,7 @@ def _malformed(slot: dict[str, Any], variant: str | None) -> dict[str, Any]:
     return broken
 
 
-def _lookup(state: RocketLeadState, thing: Callable[[str], Any], record_id: str
-            ) -> dict[str, Any]:
+def _lookup(state: RocketLeadState, thing: Callable[[str], Any], record_id: str) -> dict[str, Any]:
     try:
         with state.lock:
             found = thing(record_id)
@@ -902,8 +1074,7 @@ def create_app(state: RocketLeadState) -> FastAPI:
     # Imported here: the control module builds on this one's state.
     from bookingsync.sandbox.rocketlead_control import control_router
 
-    app = FastAPI(title="RocketLead Connect sandbox", openapi_url=None, docs_url=None,
-                  redoc_url=None)
+    app = FastAPI(title="RocketLead Connect sandbox", openapi_url=None, docs_url=None, redoc_url=None)
     app.router.redirect_slashes = False
     install_request_log(app, state.requests, state.now)
     install_answer_faults(app, state.faults)
@@ -923,11 +1094,12 @@ def create_app(state: RocketLeadState) -> FastAPI:
 
     def route(method: str, path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Register `path` with and without its trailing slash (Express is not strict)."""
+
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             for variant in {path, path.rstrip("/")}:
-                app.add_api_route(variant, handler,
-                                  methods=[method, "HEAD"] if method == "GET" else [method])
+                app.add_api_route(variant, handler, methods=[method, "HEAD"] if method == "GET" else [method])
             return handler
+
         return register
 
     def tables_by_id(table_id: str) -> dict[str, Any]:
@@ -939,13 +1111,20 @@ def create_app(state: RocketLeadState) -> FastAPI:
     lookups: list[tuple[str, Callable[[], list[dict[str, Any]]], Callable[[str], Any]]] = [
         ("/connect/calendar/", lambda: [c.wire() for c in state.calendars()], state.calendar),
         ("/connect/resources/", lambda: [r.wire() for r in state.resources()], state.resource),
-        ("/connect/appointment_types/", lambda: [a.wire() for a in state.appointment_types()],
-         state.appointment_type),
+        (
+            "/connect/appointment_types/",
+            lambda: [a.wire() for a in state.appointment_types()],
+            state.appointment_type,
+        ),
         ("/connect/tables/", state.tables, tables_by_id),
     ]
     for base, listing, single in lookups:
-        def add(listing: Callable[[], list[dict[str, Any]]] = listing,
-                single: Callable[[str], Any] = single, base: str = base) -> None:
+
+        def add(
+            listing: Callable[[], list[dict[str, Any]]] = listing,
+            single: Callable[[str], Any] = single,
+            base: str = base,
+        ) -> None:
             @route("GET", base)
             async def list_all(request: Request) -> Response:
                 await before(state, request)
@@ -955,6 +1134,7 @@ def create_app(state: RocketLeadState) -> FastAPI:
             async def one(record_id: str, request: Request) -> Response:
                 await before(state, request)
                 return JSONResponse(_lookup(state, single, record_id))
+
         add()
 
     @route("GET", AVAILABILITY_PATH)
@@ -974,12 +1154,19 @@ def create_app(state: RocketLeadState) -> FastAPI:
         if (raw := params.get("stepLength")) is not None:
             step = int(raw) if raw.isdigit() else 0
             if not MIN_STEP_MINUTES <= step <= MAX_STEP_MINUTES:
-                raise invalid(f"stepLength must be an integer between {MIN_STEP_MINUTES} and "
-                              f"{MAX_STEP_MINUTES}")
+                raise invalid(
+                    f"stepLength must be an integer between {MIN_STEP_MINUTES} and {MAX_STEP_MINUTES}"
+                )
         try:
             with state.lock:
-                slots = state.slots(params["calendarId"], params["appointmentTypeId"], start, end,
-                                    params.get("resourceId") or None, step)
+                slots = state.slots(
+                    params["calendarId"],
+                    params["appointmentTypeId"],
+                    start,
+                    end,
+                    params.get("resourceId") or None,
+                    step,
+                )
                 atype = state.appointment_type(params["appointmentTypeId"])
         except UnknownRecordError as exc:
             return envelope(404, exc.message)
@@ -990,14 +1177,30 @@ def create_app(state: RocketLeadState) -> FastAPI:
             assert mutation.action is not None  # Fault refuses a mutate without one
             mutation.action()
         if fault is not None and fault.kind == "malformed":
-            data.append(_malformed(data[0] if data else {
-                "resourceId": DEFAULT_RESOURCE_IDS[0], "resourceName": "Broken",
-                "resourceColor": "#000000", "appointmentTypeId": atype.id,
-                "startDateTime": format_time(start), "endDateTime": format_time(end),
-                "maxParallelBookings": 1, "currentBookings": 0, "available": True,
-            }, fault.variant))
-        meta = {"appointmentTypeName": atype.name, "defaultBookingLength": atype.booking_length,
-                "bufferAfter": atype.buffer_after, "dynamicLength": atype.dynamic_length}
+            data.append(
+                _malformed(
+                    data[0]
+                    if data
+                    else {
+                        "resourceId": DEFAULT_RESOURCE_IDS[0],
+                        "resourceName": "Broken",
+                        "resourceColor": "#000000",
+                        "appointmentTypeId": atype.id,
+                        "startDateTime": format_time(start),
+                        "endDateTime": format_time(end),
+                        "maxParallelBookings": 1,
+                        "currentBookings": 0,
+                        "available": True,
+                    },
+                    fault.variant,
+                )
+            )
+        meta = {
+            "appointmentTypeName": atype.name,
+            "defaultBookingLength": atype.booking_length,
+            "bufferAfter": atype.buffer_after,
+            "dynamicLength": atype.dynamic_length,
+        }
         return JSONResponse({"data": data, "meta": meta})
 
     @route("POST", BOOKINGS_PATH)
@@ -1009,10 +1212,18 @@ def create_app(state: RocketLeadState) -> FastAPI:
             body = None
         if not isinstance(body, dict):
             raise invalid("the request body must be a JSON object")
-        _required(body, ("calendarId", "startDateTime", "endDateTime", "resourceId",
-                         "appointmentTypeId"))
-        for name in ("calendarId", "resourceId", "appointmentTypeId", "entryId", "tableEntryId",
-                     "scheduleTypeId", "scheduleTypeSlotId", "resourceSlotId", "name"):
+        _required(body, ("calendarId", "startDateTime", "endDateTime", "resourceId", "appointmentTypeId"))
+        for name in (
+            "calendarId",
+            "resourceId",
+            "appointmentTypeId",
+            "entryId",
+            "tableEntryId",
+            "scheduleTypeId",
+            "scheduleTypeSlotId",
+            "resourceSlotId",
+            "name",
+        ):
             if body.get(name) is not None and not isinstance(body[name], str):
                 raise invalid(f"{name} must be a string")
         if state.wall_times and isinstance(body["calendarId"], str):
@@ -1027,9 +1238,13 @@ def create_app(state: RocketLeadState) -> FastAPI:
             raise invalid("entryId and tableEntryId name different table entries")
         try:
             booking = state.book_slot(
-                calendar_id=body["calendarId"], resource_id=body["resourceId"],
-                appointment_type_id=body["appointmentTypeId"], start=start, end=end,
-                name=body.get("name"), table_entry_id=entry or table_entry,
+                calendar_id=body["calendarId"],
+                resource_id=body["resourceId"],
+                appointment_type_id=body["appointmentTypeId"],
+                start=start,
+                end=end,
+                name=body.get("name"),
+                table_entry_id=entry or table_entry,
                 resource_slot_id=body.get("resourceSlotId") or None,
                 schedule_type_id=body.get("scheduleTypeId") or None,
                 schedule_type_slot_id=body.get("scheduleTypeSlotId") or None,

@@ -139,6 +139,7 @@ def _mutation(state: RocketLeadState, action: dict[str, Any]) -> tuple[Callable[
 
         def fill() -> None:
             state.fill_slot(start, resource_id)
+
         return fill, f"fill {resource_id} at {format_time(start)}"
     if op == "book":
         start = _time(action, "start")
@@ -147,6 +148,7 @@ def _mutation(state: RocketLeadState, action: dict[str, Any]) -> tuple[Callable[
 
         def book() -> None:
             state.book(start, end, resource_id=resource_id)
+
         return book, f"book {resource_id} at {format_time(start)}"
     if op == "remove":
         booking_id = action.get("id")
@@ -159,9 +161,14 @@ def _mutation(state: RocketLeadState, action: dict[str, Any]) -> tuple[Callable[
 
 def control_router(state: RocketLeadState) -> APIRouter:
     router = APIRouter(prefix=CONTROL_PREFIX)
-    router.include_router(common_router(state.faults, state.requests,
-                                        lambda action: _mutation(state, action),
-                                        listing_path=AVAILABILITY_PATH))
+    router.include_router(
+        common_router(
+            state.faults,
+            state.requests,
+            lambda action: _mutation(state, action),
+            listing_path=AVAILABILITY_PATH,
+        )
+    )
 
     def public(booking: Booking) -> dict[str, Any]:
         with state.lock:
@@ -169,12 +176,14 @@ def control_router(state: RocketLeadState) -> APIRouter:
 
     def settings() -> dict[str, Any]:
         atype = state.appointment_type(DEFAULT_APPOINTMENT_TYPE_ID)
-        return {"step_minutes": state.step_minutes, "booking_length": atype.booking_length,
-                "buffer_after": atype.buffer_after,
-                "max_parallel_bookings": {r.id: r.max_parallel_bookings
-                                          for r in state.resources()},
-                "include_unavailable_filters": state.include_unavailable_filters,
-                "wall_times": state.wall_times}
+        return {
+            "step_minutes": state.step_minutes,
+            "booking_length": atype.booking_length,
+            "buffer_after": atype.buffer_after,
+            "max_parallel_bookings": {r.id: r.max_parallel_bookings for r in state.resources()},
+            "include_unavailable_filters": state.include_unavailable_filters,
+            "wall_times": state.wall_times,
+        }
 
     def races() -> dict[str, Any]:
         return {"races": [r.public() for r in state.races()]}
@@ -186,10 +195,20 @@ def control_router(state: RocketLeadState) -> APIRouter:
     @router.post("/bookings", status_code=201)
     def add_booking(body: CompetingBookingBody) -> Response:
         made: list[Booking] = []
-        refused = guarded(lambda: made.append(state.book(
-            body.start, body.end, resource_id=body.resource_id,
-            appointment_type_id=body.appointment_type_id, calendar_id=body.calendar_id,
-            name=body.name, table_entry_id=body.table_entry_id, source=body.source)))
+        refused = guarded(
+            lambda: made.append(
+                state.book(
+                    body.start,
+                    body.end,
+                    resource_id=body.resource_id,
+                    appointment_type_id=body.appointment_type_id,
+                    calendar_id=body.calendar_id,
+                    name=body.name,
+                    table_entry_id=body.table_entry_id,
+                    source=body.source,
+                )
+            )
+        )
         return refused or JSONResponse(public(made[0]), 201)
 
     @router.delete("/bookings/{booking_id}")
@@ -199,8 +218,9 @@ def control_router(state: RocketLeadState) -> APIRouter:
     @router.post("/slots/fill", status_code=201)
     def fill(body: FillBody) -> Response:
         made: list[Booking] = []
-        refused = guarded(lambda: made.extend(state.fill_slot(
-            body.start, body.resource_id, body.appointment_type_id)))
+        refused = guarded(
+            lambda: made.extend(state.fill_slot(body.start, body.resource_id, body.appointment_type_id))
+        )
         return refused or JSONResponse({"bookings": [public(b) for b in made]}, 201)
 
     @router.get("/races")
@@ -209,8 +229,7 @@ def control_router(state: RocketLeadState) -> APIRouter:
 
     @router.post("/races", status_code=201)
     def add_race(body: RaceBody) -> Response:
-        refused = guarded(lambda: state.race_next_booking(body.start, body.resource_id,
-                                                          body.times))
+        refused = guarded(lambda: state.race_next_booking(body.start, body.resource_id, body.times))
         return refused or JSONResponse(races(), 201)
 
     @router.delete("/races", status_code=204)
@@ -241,18 +260,23 @@ def control_router(state: RocketLeadState) -> APIRouter:
 
     @router.get("/catalog")
     def catalog() -> dict[str, Any]:
-        return {"organization_id": ORGANIZATION_ID,
-                "calendars": [c.wire() for c in state.calendars()],
-                "resources": [r.wire() for r in state.resources()],
-                "appointment_types": [a.wire() for a in state.appointment_types()],
-                "tables": state.tables(),
-                "leads": [lead.wire() for lead in state.leads()]}
+        return {
+            "organization_id": ORGANIZATION_ID,
+            "calendars": [c.wire() for c in state.calendars()],
+            "resources": [r.wire() for r in state.resources()],
+            "appointment_types": [a.wire() for a in state.appointment_types()],
+            "tables": state.tables(),
+            "leads": [lead.wire() for lead in state.leads()],
+        }
 
     @router.post("/leads", status_code=201)
     def add_lead(body: LeadBody) -> Response:
         made: list[str] = []
-        refused = guarded(lambda: made.append(state.add_lead(
-            body.email, body.first_name, body.last_name, body.phone, body.lead_state_id)))
+        refused = guarded(
+            lambda: made.append(
+                state.add_lead(body.email, body.first_name, body.last_name, body.phone, body.lead_state_id)
+            )
+        )
         return refused or JSONResponse(state.lead(made[0]).wire(), 201)
 
     @router.post("/tokens", status_code=201)
@@ -265,17 +289,22 @@ def control_router(state: RocketLeadState) -> APIRouter:
             else:
                 made.append(state.add_token(body.token, body.scopes, body.expires_at))
 
-        return guarded(add) or JSONResponse({"token": made[0], "scopes": sorted(body.scopes)},
-                                            201)
+        return guarded(add) or JSONResponse({"token": made[0], "scopes": sorted(body.scopes)}, 201)
 
     @router.get("/tokens")
     def list_tokens() -> dict[str, Any]:
-        return {"tokens": [
-            {"token": token, "scopes": sorted(record.scopes),
-             "expires_at": format_time(record.expires_at) if record.expires_at else None,
-             "last_used_at": format_time(record.last_used_at) if record.last_used_at else None,
-             "revoked": record.revoked}
-            for token, record in state.token_records()]}
+        return {
+            "tokens": [
+                {
+                    "token": token,
+                    "scopes": sorted(record.scopes),
+                    "expires_at": format_time(record.expires_at) if record.expires_at else None,
+                    "last_used_at": format_time(record.last_used_at) if record.last_used_at else None,
+                    "revoked": record.revoked,
+                }
+                for token, record in state.token_records()
+            ]
+        }
 
     @router.delete("/tokens/{token}")
     def revoke_token(token: str) -> Response:

@@ -36,13 +36,22 @@ class ServedApp:
         # No websockets and no lifespan: the simulators need neither, and skipping them avoids
         # importing optional libraries whose deprecation warnings would fail strict test runs.
         # An app that writes its own `Date` (a simulated provider clock) gets no second one from uvicorn.
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none",
-                                http="h11", timeout_graceful_shutdown=1,
-                                date_header=not getattr(getattr(app, "state", None), "date_header", False))
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="off",
+            ws="none",
+            http="h11",
+            timeout_graceful_shutdown=1,
+            date_header=not getattr(getattr(app, "state", None), "date_header", False),
+        )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run,
-                                        kwargs={"sockets": [self._socket]},
-                                        name=f"sandbox-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [self._socket]},
+            name=f"sandbox-{self.port}",
+            daemon=True,
+        )
 
     @property
     def url(self) -> str:
@@ -139,10 +148,20 @@ def start_sandbox(
         "meetergo": meetergo.MeetergoState(now=now),
         "hubspot": hubspot.HubSpotState(now=now),
     }
-    modules = {"leezy": leezy, "leandata": leandata, "rocketlead": rocketlead, "meetergo": meetergo,
-               "hubspot": hubspot}
-    ports = {"leezy": leezy_port, "leandata": leandata_port, "rocketlead": rocketlead_port,
-             "meetergo": meetergo_port, "hubspot": hubspot_port}
+    modules = {
+        "leezy": leezy,
+        "leandata": leandata,
+        "rocketlead": rocketlead,
+        "meetergo": meetergo,
+        "hubspot": hubspot,
+    }
+    ports = {
+        "leezy": leezy_port,
+        "leandata": leandata_port,
+        "rocketlead": rocketlead_port,
+        "meetergo": meetergo_port,
+        "hubspot": hubspot_port,
+    }
     servers: dict[str, ServedApp] = {}
     try:
         for name, state in states.items():
@@ -176,16 +195,23 @@ def serve_forever(
     """Run the five simulators (and optionally the demo driver) until interrupted."""
     from bookingsync.sandbox.demo import DEMO_PROSPECT_EMAILS, DemoDriver
 
-    sandbox = start_sandbox(host, leezy_port, leandata_port, rocketlead_port=rocketlead_port,
-                            meetergo_port=meetergo_port, hubspot_port=hubspot_port)
-    driver = (DemoDriver(sandbox, interval_seconds=demo_interval_seconds, seed=seed)
-              if demo else None)
+    sandbox = start_sandbox(
+        host,
+        leezy_port,
+        leandata_port,
+        rocketlead_port=rocketlead_port,
+        meetergo_port=meetergo_port,
+        hubspot_port=hubspot_port,
+    )
+    driver = DemoDriver(sandbox, interval_seconds=demo_interval_seconds, seed=seed) if demo else None
     for line in sandbox.describe():
         echo(line)
     if driver is not None:
         driver.start()
-        echo(f"Demo driver booking every ~{demo_interval_seconds:g}s; LeanData prospects: "
-             f"{', '.join(DEMO_PROSPECT_EMAILS)}")
+        echo(
+            f"Demo driver booking every ~{demo_interval_seconds:g}s; LeanData prospects: "
+            f"{', '.join(DEMO_PROSPECT_EMAILS)}"
+        )
     echo("Press Ctrl+C to stop.")
     try:
         threading.Event().wait()

@@ -16,7 +16,9 @@ from sqlalchemy import Engine, text
 from bookingsync.worker.clock import ManualClock
 from bookingsync.worker.db import make_engine, upgrade
 
-POSTGRES_URL = os.environ.get("BOOKINGSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "BOOKINGSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("BOOKINGSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 RABBITMQ_URL = os.environ.get("BOOKINGSYNC_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

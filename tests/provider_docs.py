@@ -28,8 +28,10 @@ def provider_doc(provider: str, name: str) -> Path:
     """The path of one published document; skips the test (fails it under CI=true) when missing."""
     path = docs_root() / provider / name
     if not path.is_file():
-        message = (f"the provider document {provider}/{name} is not at {path}; set {SETTING} to the "
-                   f"folder that holds the providers' documents (default: {DEFAULT})")
+        message = (
+            f"the provider document {provider}/{name} is not at {path}; set {SETTING} to the "
+            f"folder that holds the providers' documents (default: {DEFAULT})"
+        )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{message}; under CI=true the documents must be there", pytrace=False)
         pytest.skip(message)

@@ -26,7 +26,12 @@ from bookingsync.worker.runtime import current
 log = logging.getLogger(__name__)
 QUEUE = "bookingsync"
 # The database lease is the real retry mechanism; broker retries only smooth over blips.
-ACTOR_OPTIONS: dict[str, Any] = {"max_retries": 3, "min_backoff": 500, "max_backoff": 5000, "time_limit": 120_000}
+ACTOR_OPTIONS: dict[str, Any] = {
+    "max_retries": 3,
+    "min_backoff": 500,
+    "max_backoff": 5000,
+    "time_limit": 120_000,
+}
 # A read that is not rate-limited runs in one message however many pages it has (a first read of
 # a large account): give it longer than the pipeline's actors. Its lease is heartbeated meanwhile.
 POLL_TIME_LIMIT_MS = 900_000
@@ -61,8 +66,10 @@ def show(rt: Any, body: dict) -> None:
     links = ", ".join(f"{link['connection']}:{link['external_id']}" for link in meeting["links"])
     line = Text()
     line.append(f"{body['type']:<20}", style="bold")
-    line.append(f" #{data['sequence']:<3} {meeting['id']} {meeting['status']:<10} {meeting['start']} "
-                f"{meeting['title'] or ''} ")
+    line.append(
+        f" #{data['sequence']:<3} {meeting['id']} {meeting['status']:<10} {meeting['start']} "
+        f"{meeting['title'] or ''} "
+    )
     line.append(links, style="dim")
     rt.console.print(line, soft_wrap=True)
 
@@ -93,15 +100,30 @@ class Actors:
     def emit(self, queue_name: str, actor_name: str, body: dict) -> None:
         """Hand an event to someone else's dramatiq actor (their workers consume the queue)."""
         self.broker.declare_queue(queue_name)
-        self.broker.enqueue(dramatiq.Message(queue_name=queue_name, actor_name=actor_name, args=(body,),
-                                             kwargs={}, options={}))
+        self.broker.enqueue(
+            dramatiq.Message(
+                queue_name=queue_name, actor_name=actor_name, args=(body,), kwargs={}, options={}
+            )
+        )
 
 
 def declare(broker: dramatiq.Broker) -> Actors:
     def make(fn: Any, name: str) -> dramatiq.Actor:
-        return dramatiq.actor(fn, broker=broker, actor_name=f"bookingsync.{name}", queue_name=QUEUE, **ACTOR_OPTIONS)
+        return dramatiq.actor(
+            fn, broker=broker, actor_name=f"bookingsync.{name}", queue_name=QUEUE, **ACTOR_OPTIONS
+        )
 
-    polls = dramatiq.actor(_poll, broker=broker, actor_name="bookingsync.poll", queue_name=poll_queue(),
-                           **{**ACTOR_OPTIONS, "time_limit": POLL_TIME_LIMIT_MS})
-    return Actors(broker=broker, publish=make(_publish, "publish"), deliver=make(_deliver, "deliver"),
-                  ingest=make(_ingest, "ingest"), poll=polls)
+    polls = dramatiq.actor(
+        _poll,
+        broker=broker,
+        actor_name="bookingsync.poll",
+        queue_name=poll_queue(),
+        **{**ACTOR_OPTIONS, "time_limit": POLL_TIME_LIMIT_MS},
+    )
+    return Actors(
+        broker=broker,
+        publish=make(_publish, "publish"),
+        deliver=make(_deliver, "deliver"),
+        ingest=make(_ingest, "ingest"),
+        poll=polls,
+    )

@@ -44,10 +44,17 @@ class Progress:
 
 def _upcoming(sources: tuple[str, ...], now: datetime):
     """Live, upcoming meetings first seen at one of `sources` (not peers or mirrors there)."""
-    origin = (select(LinkRow.meeting_id).where(col(LinkRow.connection).in_(sources), col(LinkRow.mirrored).is_(False),
-                                               ~col(LinkRow.rule).in_(sorted(PEER_RULES)) | col(LinkRow.rule).is_(None)))
-    return (col(MeetingRow.id).in_(origin), col(MeetingRow.booked).is_(True), col(MeetingRow.deleted).is_(False),
-            col(MeetingRow.end) > now)
+    origin = select(LinkRow.meeting_id).where(
+        col(LinkRow.connection).in_(sources),
+        col(LinkRow.mirrored).is_(False),
+        ~col(LinkRow.rule).in_(sorted(PEER_RULES)) | col(LinkRow.rule).is_(None),
+    )
+    return (
+        col(MeetingRow.id).in_(origin),
+        col(MeetingRow.booked).is_(True),
+        col(MeetingRow.deleted).is_(False),
+        col(MeetingRow.end) > now,
+    )
 
 
 def _position(session: Session, target: str, sources: str, now: datetime) -> RouteSyncRow:
@@ -61,9 +68,16 @@ def _position(session: Session, target: str, sources: str, now: datetime) -> Rou
     return row
 
 
-def sync_target(rt: Runtime, target: str, sources: tuple[str, ...], *, limit: int | None = None,
-                restart: bool = False, again: bool = True,
-                on_step: Callable[[Progress], None] | None = None) -> Progress:
+def sync_target(
+    rt: Runtime,
+    target: str,
+    sources: tuple[str, ...],
+    *,
+    limit: int | None = None,
+    restart: bool = False,
+    again: bool = True,
+    on_step: Callable[[Progress], None] | None = None,
+) -> Progress:
     """Converge up to `limit` meetings (all when None) of `sources` at `target`, from where the
     last run stopped (`restart`: from the beginning). A finished walk is walked again when
     `again` (a person asked); the scheduler's ticks (`again=False`) leave it finished."""
@@ -77,15 +91,31 @@ def sync_target(rt: Runtime, target: str, sources: tuple[str, ...], *, limit: in
             progress.finished = True
             return progress
         if restart or row.finished_at is not None:
-            row.after_start, row.after_id, row.done, row.started_at, row.finished_at = None, None, 0, now, None
+            row.after_start, row.after_id, row.done, row.started_at, row.finished_at = (
+                None,
+                None,
+                0,
+                now,
+                None,
+            )
         after = (row.after_start, row.after_id)
         progress.done = row.done
-        progress.total = row.done + session.exec(select(func.count()).select_from(MeetingRow).where(
-            *_upcoming(sources, now), *_after(after))).one()
+        progress.total = (
+            row.done
+            + session.exec(
+                select(func.count()).select_from(MeetingRow).where(*_upcoming(sources, now), *_after(after))
+            ).one()
+        )
     while limit is None or progress.converged + progress.failed < limit:
         with transaction(rt.engine) as session:
-            page = list(session.exec(select(MeetingRow.id, MeetingRow.start).where(*_upcoming(sources, now), *_after(after))
-                                     .order_by(col(MeetingRow.start), col(MeetingRow.id)).limit(PAGE)))
+            page = list(
+                session.exec(
+                    select(MeetingRow.id, MeetingRow.start)
+                    .where(*_upcoming(sources, now), *_after(after))
+                    .order_by(col(MeetingRow.start), col(MeetingRow.id))
+                    .limit(PAGE)
+                )
+            )
         if not page:
             with transaction(rt.engine) as session:
                 _position(session, target, key, now).finished_at = rt.clock.now()
@@ -99,8 +129,13 @@ def sync_target(rt: Runtime, target: str, sources: tuple[str, ...], *, limit: in
                 progress.converged += 1
             else:
                 progress.failed += 1  # retry or dead: the intents say why (`mirrors show`); the walk goes on
-                log.warning("backfill of meeting %s into %s: %s (%s)", meeting_id, target, outcome.status,
-                            outcome.detail)
+                log.warning(
+                    "backfill of meeting %s into %s: %s (%s)",
+                    meeting_id,
+                    target,
+                    outcome.status,
+                    outcome.detail,
+                )
             after = (start, meeting_id)
             progress.done += 1
             with transaction(rt.engine) as session:

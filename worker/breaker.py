@@ -67,7 +67,13 @@ class Breaker:
     def record(self, ok: bool, now: datetime) -> State:
         """The outcome of an admitted attempt; returns the state after it."""
         if ok:
-            self.state, self.in_a_row, self.trips, self.open_until, self.probing = State.CLOSED, 0, 0, None, False
+            self.state, self.in_a_row, self.trips, self.open_until, self.probing = (
+                State.CLOSED,
+                0,
+                0,
+                None,
+                False,
+            )
             return self.state
         self.in_a_row += 1
         if self.state is State.HALF_OPEN or (self.state is State.CLOSED and self.in_a_row >= self.failures):

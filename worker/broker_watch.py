@@ -46,8 +46,9 @@ class BrokerWatch:
         if self._client is None:
             import redis
 
-            self._client = redis.Redis.from_url(self.url, socket_timeout=TIMEOUT_SECONDS,
-                                                socket_connect_timeout=TIMEOUT_SECONDS)
+            self._client = redis.Redis.from_url(
+                self.url, socket_timeout=TIMEOUT_SECONDS, socket_connect_timeout=TIMEOUT_SECONDS
+            )
         return self._client
 
     def lost_messages(self) -> str | None:

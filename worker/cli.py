@@ -36,12 +36,19 @@ from bookingsync.worker.runtime import Runtime, install
 
 def _typer(help_text: str) -> typer.Typer:
     # rich_markup_mode=None: plain help, where a flag shows as a flag (`--dead`), not `--dead <bool>`.
-    return typer.Typer(help=help_text, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
-                       pretty_exceptions_enable=False)
+    return typer.Typer(
+        help=help_text,
+        no_args_is_help=True,
+        add_completion=False,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+    )
 
 
-app = _typer("Keeps meetings from several scheduling providers in one canonical model and emits their lifecycle "
-             "events.")
+app = _typer(
+    "Keeps meetings from several scheduling providers in one canonical model and emits their lifecycle "
+    "events."
+)
 db_app = _typer("Database schema.")
 meetings_app = _typer("Canonical meetings.")
 events_app = _typer("The event outbox.")
@@ -50,13 +57,22 @@ quarantine_app = _typer("Provider records that could not be normalised.")
 subscriptions_app = _typer("Subscriptions' state.")
 config_app = _typer("Configuration.")
 mirrors_app = _typer("Writes to route targets: every one accounted for.")
-for sub, name in ((db_app, "db"), (meetings_app, "meetings"), (events_app, "events"), (deliveries_app, "deliveries"),
-                  (quarantine_app, "quarantine"), (subscriptions_app, "subscriptions"), (config_app, "config"),
-                  (mirrors_app, "mirrors")):
+for sub, name in (
+    (db_app, "db"),
+    (meetings_app, "meetings"),
+    (events_app, "events"),
+    (deliveries_app, "deliveries"),
+    (quarantine_app, "quarantine"),
+    (subscriptions_app, "subscriptions"),
+    (config_app, "config"),
+    (mirrors_app, "mirrors"),
+):
     app.add_typer(sub, name=name)
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file (default $BOOKINGSYNC_CONFIG, "
-                                                                            "else embedded defaults)")]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML file (default $BOOKINGSYNC_CONFIG, else embedded defaults)"),
+]
 JsonFlag = Annotated[bool, typer.Option("--json", help="rows as JSON on stdout (full values, for scripts)")]
 # Piped output (logs, CI, tests) is never wrapped or cut to a terminal's width.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 10_000)
@@ -87,8 +103,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _main(show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                     help="print the version and exit")] = False) -> None:
+def _main(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
     """Keeps meetings from several scheduling providers in one canonical model and emits their lifecycle events."""
 
 
@@ -202,9 +221,16 @@ def _where(rt: Runtime) -> str:
 
 
 @app.command()
-def run(config: ConfigOption = None,
-        sandbox: Annotated[bool, typer.Option("--sandbox", help="run the built-in demo: simulated providers, a demo "
-                                                                "driver and a local subscriber")] = False) -> None:
+def run(
+    config: ConfigOption = None,
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox",
+            help="run the built-in demo: simulated providers, a demo driver and a local subscriber",
+        ),
+    ] = False,
+) -> None:
     """Everything in one process: scheduler, relay, worker threads and the HTTP server.
 
     Without any config (no --config, no $BOOKINGSYNC_CONFIG), or with --sandbox, it runs the
@@ -258,21 +284,30 @@ def web(config: ConfigOption = None) -> None:
     rt.close()
 
 
-HealthPort = Annotated[int | None, typer.Option("--health-port", help="port of /healthz, /readyz and /metrics "
-                                                                      "(default from the config; 0: any free port)")]
+HealthPort = Annotated[
+    int | None,
+    typer.Option(
+        "--health-port",
+        help="port of /healthz, /readyz and /metrics (default from the config; 0: any free port)",
+    ),
+]
 
 
 @app.command()
-def worker(config: ConfigOption = None,
-           threads: Annotated[int | None, typer.Option(help="worker threads (default worker.threads)")] = None,
-           health_port: HealthPort = None) -> None:
+def worker(
+    config: ConfigOption = None,
+    threads: Annotated[int | None, typer.Option(help="worker threads (default worker.threads)")] = None,
+    health_port: HealthPort = None,
+) -> None:
     """A dramatiq worker: publishes events, sends deliveries, ingests webhooks, polls."""
     from bookingsync.worker.broker import start_workers
 
     cfg = _load(config)
     _check(cfg, "worker")
     port = cfg.worker.health_port if health_port is None else health_port
-    sock = _listen(cfg.server.host, port, "the worker's health endpoint", "worker.health_port or --health-port")
+    sock = _listen(
+        cfg.server.host, port, "the worker's health endpoint", "worker.health_port or --health-port"
+    )
     # Served from the start: while the database or broker does not answer, /readyz says which.
     engine = make_engine(cfg.database.url)
     probe = probes.ProbeServer(sock, engine, cfg.broker.url, SystemClock()).start()
@@ -294,18 +329,26 @@ def scheduler(config: ConfigOption = None, health_port: HealthPort = None) -> No
     cfg = _load(config)
     _check(cfg, "scheduler")
     port = cfg.scheduler.health_port if health_port is None else health_port
-    sock = _listen(cfg.server.host, port, "the scheduler's health endpoint",
-                   "scheduler.health_port or --health-port")
+    sock = _listen(
+        cfg.server.host, port, "the scheduler's health endpoint", "scheduler.health_port or --health-port"
+    )
     engine = make_engine(cfg.database.url)
     started: list[Scheduler] = []
-    probe = probes.ProbeServer(sock, engine, cfg.broker.url, SystemClock(),
-                               extra=lambda: {"leading": bool(started) and started[0].leading.is_set()}).start()
+    probe = probes.ProbeServer(
+        sock,
+        engine,
+        cfg.broker.url,
+        SystemClock(),
+        extra=lambda: {"leading": bool(started) and started[0].leading.is_set()},
+    ).start()
     rt = boot(cfg, "scheduler", engine=engine)
     _with_actors(rt)
     sched = Scheduler(rt)
     started.append(sched)
     sched.start()
-    out.print(f"scheduler {rt.holder} started ({_where(rt)}); health and metrics on {probe.url}", markup=False)
+    out.print(
+        f"scheduler {rt.holder} started ({_where(rt)}); health and metrics on {probe.url}", markup=False
+    )
     _wait_for_signal()
     sched.stop()
     probe.stop()
@@ -313,21 +356,40 @@ def scheduler(config: ConfigOption = None, health_port: HealthPort = None) -> No
 
 
 @app.command()
-def sandbox(leezy_port: int = 8101, leandata_port: int = 8102, rocketlead_port: int = 8103,
-            meetergo_port: int = 8104, hubspot_port: int = 8105, host: str = "127.0.0.1",
-            demo: Annotated[bool, typer.Option("--demo", help="book, reschedule and cancel meetings over time")
-                            ] = False) -> None:
+def sandbox(
+    leezy_port: int = 8101,
+    leandata_port: int = 8102,
+    rocketlead_port: int = 8103,
+    meetergo_port: int = 8104,
+    hubspot_port: int = 8105,
+    host: str = "127.0.0.1",
+    demo: Annotated[
+        bool, typer.Option("--demo", help="book, reschedule and cancel meetings over time")
+    ] = False,
+) -> None:
     """Run the five provider simulators in the foreground and print their URLs and credentials."""
     from bookingsync.sandbox.server import serve_forever
 
-    ports = {"leezy": leezy_port, "leandata": leandata_port, "rocketlead": rocketlead_port,
-             "meetergo": meetergo_port, "hubspot": hubspot_port}
+    ports = {
+        "leezy": leezy_port,
+        "leandata": leandata_port,
+        "rocketlead": rocketlead_port,
+        "meetergo": meetergo_port,
+        "hubspot": hubspot_port,
+    }
     for name, port in ports.items():
         if port:  # 0 is any free port: nothing to check
             _listen(host, port, f"the {name} simulator", f"--{name}-port").close()
     try:
-        serve_forever(host=host, leezy_port=leezy_port, leandata_port=leandata_port, rocketlead_port=rocketlead_port,
-                      meetergo_port=meetergo_port, hubspot_port=hubspot_port, demo=demo)
+        serve_forever(
+            host=host,
+            leezy_port=leezy_port,
+            leandata_port=leandata_port,
+            rocketlead_port=rocketlead_port,
+            meetergo_port=meetergo_port,
+            hubspot_port=hubspot_port,
+            demo=demo,
+        )
     except OSError as exc:  # a port taken between the check and the start
         _fail(f"cannot start the sandbox: {exc.strerror or exc}")
 
@@ -336,13 +398,16 @@ def sandbox(leezy_port: int = 8101, leandata_port: int = 8102, rocketlead_port: 
 def db_upgrade(config: ConfigOption = None) -> None:
     """Apply the migrations up to the newest (creates the database file for SQLite)."""
     rt = boot(_load(config), "cli", migrate=True)
-    out.print(f"database {rt.engine.url.render_as_string(hide_password=True)} is at the newest schema", markup=False)
+    out.print(
+        f"database {rt.engine.url.render_as_string(hide_password=True)} is at the newest schema", markup=False
+    )
 
 
 @db_app.command("check")
-def db_check(config: ConfigOption = None,
-             wait: Annotated[float, typer.Option(help="keep checking this many seconds before failing")] = 0.0
-             ) -> None:
+def db_check(
+    config: ConfigOption = None,
+    wait: Annotated[float, typer.Option(help="keep checking this many seconds before failing")] = 0.0,
+) -> None:
     """Exit 0 when the database answers and is at the newest schema, else 1 (changes nothing).
 
     With --wait, keeps checking until then: an init container can wait for the migration job.
@@ -367,9 +432,11 @@ def _schema_problem(cfg: Config, engine: Any) -> str | None:
     shown = engine.url.render_as_string(hide_password=True)
     url = make_url(cfg.database.url)
     if url.drivername.startswith("sqlite") and not Path(url.database or "").exists():
-        return (f"no database at {Path(url.database or '').resolve()} (database.url of {cfg.source}): nothing has "
-                "run with this configuration yet; start `bookingsync run` or `bookingsync db upgrade` first, or pass "
-                "the --config the service uses")
+        return (
+            f"no database at {Path(url.database or '').resolve()} (database.url of {cfg.source}): nothing has "
+            "run with this configuration yet; start `bookingsync run` or `bookingsync db upgrade` first, or pass "
+            "the --config the service uses"
+        )
     problem = probes.database_problem(engine)
     if problem is not None:
         return f"the database at {shown} does not answer ({problem})"
@@ -377,8 +444,10 @@ def _schema_problem(cfg: Config, engine: Any) -> str | None:
     if current is None:
         return f"the database at {shown} has no bookingsync schema yet; run `bookingsync db upgrade` first"
     if current != head:
-        return (f"the database at {shown} is at schema revision {current}; this bookingsync needs {head}: run "
-                "`bookingsync db upgrade` (with the newer bookingsync if the database is ahead)")
+        return (
+            f"the database at {shown} is at schema revision {current}; this bookingsync needs {head}: run "
+            "`bookingsync db upgrade` (with the newer bookingsync if the database is ahead)"
+        )
     return None
 
 
@@ -400,11 +469,16 @@ def _json(value: Any) -> None:
 
 
 @config_app.command("check")
-def config_check(config: ConfigOption = None,
-                 role: Annotated[str | None, typer.Option(help="check for one role: run, web, worker or scheduler "
-                                                               "(default: every role the broker allows)")] = None,
-                 sandbox: Annotated[bool, typer.Option("--sandbox", help="check as `run --sandbox`")] = False
-                 ) -> None:
+def config_check(
+    config: ConfigOption = None,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            help="check for one role: run, web, worker or scheduler (default: every role the broker allows)"
+        ),
+    ] = None,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="check as `run --sandbox`")] = False,
+) -> None:
     """Validate the configuration as the processes do for each role, then print a summary.
 
     The summary: the roles it is good for, the database and broker URLs (passwords hidden), each
@@ -413,42 +487,67 @@ def config_check(config: ConfigOption = None,
     cfg = _load(config)
     if role is not None and role not in ("run", "web", "worker", "scheduler"):
         _fail(f"--role {role!r} is not a role; use run, web, worker or scheduler", 2)
-    roles = [role] if role else (["run"] if cfg.broker.url == "memory://" else ["run", "web", "worker", "scheduler"])
+    roles = (
+        [role]
+        if role
+        else (["run"] if cfg.broker.url == "memory://" else ["run", "web", "worker", "scheduler"])
+    )
     demo = sandbox or (cfg.source == "<defaults>" and not cfg.connections)
     for each in roles:
         _check(cfg, each, sandbox=demo and each == "run")
-    out.print(f"{cfg.source}: ok for {', '.join(roles)} — {len(cfg.connections)} connection(s), "
-              f"{len(cfg.subscriptions)} subscription(s)" + (" (the sandbox demo)" if demo else ""), markup=False)
+    out.print(
+        f"{cfg.source}: ok for {', '.join(roles)} — {len(cfg.connections)} connection(s), "
+        f"{len(cfg.subscriptions)} subscription(s)" + (" (the sandbox demo)" if demo else ""),
+        markup=False,
+    )
     out.print(f"  database {make_url(cfg.database.url).render_as_string(hide_password=True)}", markup=False)
     out.print(f"  broker   {redact_url(cfg.broker.url)}", markup=False)
     for conn in cfg.connections:
-        out.print(f"  connection {conn.id}: {conn.provider} at {conn.base_url}"
-                  + ("" if conn.enabled else " (disabled)"), markup=False)
+        out.print(
+            f"  connection {conn.id}: {conn.provider} at {conn.base_url}"
+            + ("" if conn.enabled else " (disabled)"),
+            markup=False,
+        )
     for sub in cfg.subscriptions:
-        out.print(f"  subscription {sub.id}: {sub.url} ({', '.join(e.value for e in sub.events)})", markup=False)
+        out.print(
+            f"  subscription {sub.id}: {sub.url} ({', '.join(e.value for e in sub.events)})", markup=False
+        )
     r = cfg.retention
-    out.print(f"  retention {'on' if r.enabled else 'OFF'}: receipt bodies {r.receipt_bodies_days:g}d, receipts "
-              f"{r.receipts_days:g}d, events {r.events_days:g}d, ended meetings {r.meetings_days:g}d, quarantine "
-              f"{r.quarantine_days:g}d", markup=False)
+    out.print(
+        f"  retention {'on' if r.enabled else 'OFF'}: receipt bodies {r.receipt_bodies_days:g}d, receipts "
+        f"{r.receipts_days:g}d, events {r.events_days:g}d, ended meetings {r.meetings_days:g}d, quarantine "
+        f"{r.quarantine_days:g}d",
+        markup=False,
+    )
 
 
 @app.command()
-def prune(config: ConfigOption = None,
-          vacuum: Annotated[bool, typer.Option("--vacuum", help="SQLite made before auto_vacuum: rewrite the file "
-                                                                "once so freed space goes back to the disk")] = False
-          ) -> None:
+def prune(
+    config: ConfigOption = None,
+    vacuum: Annotated[
+        bool,
+        typer.Option(
+            "--vacuum",
+            help="SQLite made before auto_vacuum: rewrite the file once so freed space goes back to the disk",
+        ),
+    ] = False,
+) -> None:
     """Remove what retention allows now (the scheduler also does it every retention.interval_seconds)."""
     from bookingsync.worker import retention
 
     rt = _open(config)
     if not rt.config.retention.enabled:
-        err.print("retention.enabled = false turns the scheduled job off; pruning now because you asked",
-                  markup=False)
+        err.print(
+            "retention.enabled = false turns the scheduled job off; pruning now because you asked",
+            markup=False,
+        )
     result = retention.prune(rt.engine, rt.config, rt.clock.now())
     for policy in retention.POLICIES:
         days = getattr(rt.config.retention, policy.window)
-        out.print(f"{policy.name:<15} {result.removed[policy.name]:>8}  {policy.removes}, older than {days:g} days",
-                  markup=False)
+        out.print(
+            f"{policy.name:<15} {result.removed[policy.name]:>8}  {policy.removes}, older than {days:g} days",
+            markup=False,
+        )
     if rt.engine.dialect.name == "sqlite":
         if vacuum:
             _, note = retention.sqlite_vacuum(rt.engine, convert=True)
@@ -498,11 +597,15 @@ def _show(title: str, rows: list[dict[str, Any]], columns: list[str], as_json: b
 
 
 @events_app.command("list")
-def events_list(config: ConfigOption = None, limit: Limit = 50,
-                meeting: Annotated[str | None, typer.Option(help="only this meeting (its id, or a unique start of "
-                                                                 "it)")] = None,
-                status_filter: Annotated[EventStatus | None, typer.Option("--status", help="only this status")] = None,
-                as_json: JsonFlag = False) -> None:
+def events_list(
+    config: ConfigOption = None,
+    limit: Limit = 50,
+    meeting: Annotated[
+        str | None, typer.Option(help="only this meeting (its id, or a unique start of it)")
+    ] = None,
+    status_filter: Annotated[EventStatus | None, typer.Option("--status", help="only this status")] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Events, newest first: pending timers, published, cancelled and dropped ones."""
     from bookingsync.worker import reports
 
@@ -517,9 +620,12 @@ def events_list(config: ConfigOption = None, limit: Limit = 50,
 
 
 @deliveries_app.command("list")
-def deliveries_list(config: ConfigOption = None, limit: Limit = 50,
-                    dead: Annotated[bool, typer.Option("--dead", help="only dead letters")] = False,
-                    as_json: JsonFlag = False) -> None:
+def deliveries_list(
+    config: ConfigOption = None,
+    limit: Limit = 50,
+    dead: Annotated[bool, typer.Option("--dead", help="only dead letters")] = False,
+    as_json: JsonFlag = False,
+) -> None:
     """Deliveries to subscribers; --dead for the dead letters."""
     from bookingsync.worker import reports
 
@@ -530,9 +636,11 @@ def deliveries_list(config: ConfigOption = None, limit: Limit = 50,
 
 
 @deliveries_app.command("replay")
-def deliveries_replay(config: ConfigOption = None,
-                      delivery_id: Annotated[int | None, typer.Argument(help="one delivery")] = None,
-                      all_dead: Annotated[bool, typer.Option("--all-dead", help="every dead letter")] = False) -> None:
+def deliveries_replay(
+    config: ConfigOption = None,
+    delivery_id: Annotated[int | None, typer.Argument(help="one delivery")] = None,
+    all_dead: Annotated[bool, typer.Option("--all-dead", help="every dead letter")] = False,
+) -> None:
     """Queue dead deliveries again (same webhook-id, so consumers can dedupe)."""
     from bookingsync.models.tables import DeliveryRow
     from bookingsync.worker.delivery import replay
@@ -545,7 +653,9 @@ def deliveries_replay(config: ConfigOption = None,
         row = session.get(DeliveryRow, delivery_id) if delivery_id is not None and not count else None
     if delivery_id is not None and not count:
         if row is None:
-            _fail(f"delivery {delivery_id} does not exist (`bookingsync deliveries list --dead` shows dead letters)")
+            _fail(
+                f"delivery {delivery_id} does not exist (`bookingsync deliveries list --dead` shows dead letters)"
+            )
         _fail(f"delivery {delivery_id} is {row.status}, not dead or skipped: nothing to replay")
     out.print(f"{count} deliver{'y' if count == 1 else 'ies'} queued again; a running scheduler sends them")
 
@@ -565,14 +675,19 @@ def subscriptions_enable(subscription_id: str, config: ConfigOption = None) -> N
     if not done.was_disabled:
         out.print(f"subscription {subscription_id} was not disabled")
     else:
-        out.print(f"subscription {subscription_id} enabled; {done.requeued + done.created} missed "
-                  "deliveries queued again; a running scheduler sends them")
+        out.print(
+            f"subscription {subscription_id} enabled; {done.requeued + done.created} missed "
+            "deliveries queued again; a running scheduler sends them"
+        )
 
 
 @quarantine_app.command("list")
-def quarantine_list(config: ConfigOption = None, limit: Limit = 50,
-                    connection: Annotated[str | None, typer.Option(help="only this connection")] = None,
-                    as_json: JsonFlag = False) -> None:
+def quarantine_list(
+    config: ConfigOption = None,
+    limit: Limit = 50,
+    connection: Annotated[str | None, typer.Option(help="only this connection")] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Records kept aside with the reason they could not be normalised."""
     from bookingsync.worker import reports
 
@@ -601,8 +716,11 @@ def quarantine_replay(item_id: int, config: ConfigOption = None) -> None:
 
 
 @mirrors_app.command("show")
-def mirrors_show(meeting: Annotated[str, typer.Argument(help="the meeting (its id, or a unique start of it)")],
-                 config: ConfigOption = None, as_json: JsonFlag = False) -> None:
+def mirrors_show(
+    meeting: Annotated[str, typer.Argument(help="the meeting (its id, or a unique start of it)")],
+    config: ConfigOption = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Every write made for one meeting: target, action, state, provider id, attempts, times, reason."""
     from bookingsync.worker import mirrors, reports
 
@@ -617,9 +735,17 @@ def mirrors_show(meeting: Annotated[str, typer.Argument(help="the meeting (its i
 
 
 @mirrors_app.command("list")
-def mirrors_list(config: ConfigOption = None, limit: Limit = 50, as_json: JsonFlag = False,
-                 unresolved: Annotated[bool, typer.Option("--unresolved", help="only writes a person must look at: "
-                                                          "unknown outcomes, halts, lost answers")] = False) -> None:
+def mirrors_list(
+    config: ConfigOption = None,
+    limit: Limit = 50,
+    as_json: JsonFlag = False,
+    unresolved: Annotated[
+        bool,
+        typer.Option(
+            "--unresolved", help="only writes a person must look at: unknown outcomes, halts, lost answers"
+        ),
+    ] = False,
+) -> None:
     """The newest writes to route targets; --unresolved for the ones held or halted."""
     from bookingsync.worker import mirrors
 
@@ -646,10 +772,14 @@ def mirrors_resume(meeting_id: str, target: str, config: ConfigOption = None) ->
 
 
 @mirrors_app.command("resolve")
-def mirrors_resolve(reference: str, config: ConfigOption = None,
-                    booking_id: Annotated[str | None, typer.Option(help="the booking it made, as found at the "
-                                                                   "provider")] = None,
-                    none: Annotated[bool, typer.Option("--none", help="it made no booking")] = False) -> None:
+def mirrors_resolve(
+    reference: str,
+    config: ConfigOption = None,
+    booking_id: Annotated[
+        str | None, typer.Option(help="the booking it made, as found at the provider")
+    ] = None,
+    none: Annotated[bool, typer.Option("--none", help="it made no booking")] = False,
+) -> None:
     """Say what became of a write whose outcome is unknown (after checking the provider by hand)."""
     from bookingsync.worker import mirrors
 
@@ -660,8 +790,13 @@ def mirrors_resolve(reference: str, config: ConfigOption = None,
         with transaction(rt.engine) as session:
             row = session.exec(select(IntentRow).where(IntentRow.reference == reference)).first()
             conn = rt.config.connection(row.connection) if row is not None else None
-            message = mirrors.resolve(session, reference, rt.clock.now(), booking_id=booking_id,
-                                      provider=conn.provider if conn else "")
+            message = mirrors.resolve(
+                session,
+                reference,
+                rt.clock.now(),
+                booking_id=booking_id,
+                provider=conn.provider if conn else "",
+            )
     except RequestRefused as exc:
         _fail(str(exc))
     finally:

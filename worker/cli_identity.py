@@ -17,7 +17,9 @@ from bookingsync.worker.cli import ConfigOption, JsonFlag
 from bookingsync.worker.db import transaction
 
 MeetingArg = Annotated[str, typer.Argument(help="the meeting (its id, or a unique start of it)")]
-LinkArg = Annotated[str, typer.Argument(help="the booking, as CONNECTION:EXTERNAL_ID (`meetings show` lists them)")]
+LinkArg = Annotated[
+    str, typer.Argument(help="the booking, as CONNECTION:EXTERNAL_ID (`meetings show` lists them)")
+]
 
 
 def _actor() -> str:
@@ -57,13 +59,19 @@ def register(meetings_app: typer.Typer, app: typer.Typer) -> None:
             cli._json(shown)
             return
         m = shown["meeting"]
-        cli.out.print(f"meeting {m['id']}: {m['status']} {m['start']} – {m['end']} {m['title'] or ''} "
-                      f"(attendee {m['attendee']['email'] or '-'})", markup=False)
+        cli.out.print(
+            f"meeting {m['id']}: {m['status']} {m['start']} – {m['end']} {m['title'] or ''} "
+            f"(attendee {m['attendee']['email'] or '-'})",
+            markup=False,
+        )
         cli.out.print(reports.table("links", shown["links"], links.LINK_COLUMNS))
         if shown["ambiguous"]:
-            cli.out.print(f"{len(shown['ambiguous'])} ambiguous match(es): a record matched several meetings and was "
-                          "linked to none (see the audit trail; `bookingsync meetings link` joins by hand)",
-                          style="yellow", markup=False)
+            cli.out.print(
+                f"{len(shown['ambiguous'])} ambiguous match(es): a record matched several meetings and was "
+                "linked to none (see the audit trail; `bookingsync meetings link` joins by hand)",
+                style="yellow",
+                markup=False,
+            )
         cli.out.print(reports.table("audit", shown["audit"], links.AUDIT_COLUMNS))
 
     @meetings_app.command("link")
@@ -74,8 +82,14 @@ def register(meetings_app: typer.Typer, app: typer.Typer) -> None:
         rt = cli._open(config)
         try:
             with transaction(rt.engine) as session:
-                message = links.link(session, _meeting_id(session, meeting), link, rt.clock.now(), actor=_actor(),
-                                     grace=rt.grace)
+                message = links.link(
+                    session,
+                    _meeting_id(session, meeting),
+                    link,
+                    rt.clock.now(),
+                    actor=_actor(),
+                    grace=rt.grace,
+                )
         except RequestRefused as exc:
             cli._fail(str(exc))
         finally:
@@ -90,8 +104,15 @@ def register(meetings_app: typer.Typer, app: typer.Typer) -> None:
         rt = cli._open(config)
         try:
             with transaction(rt.engine) as session:
-                message = links.unlink(session, _meeting_id(session, meeting), link, rt.clock.now(), actor=_actor(),
-                                       grace=rt.grace, backfill=rt.config.events.backfill)
+                message = links.unlink(
+                    session,
+                    _meeting_id(session, meeting),
+                    link,
+                    rt.clock.now(),
+                    actor=_actor(),
+                    grace=rt.grace,
+                    backfill=rt.config.events.backfill,
+                )
         except RequestRefused as exc:
             cli._fail(str(exc))
         finally:
@@ -99,12 +120,19 @@ def register(meetings_app: typer.Typer, app: typer.Typer) -> None:
         cli.out.print(message, markup=False)
 
     @routes_app.command("sync")
-    def routes_sync(config: ConfigOption = None,
-                    target: Annotated[str | None, typer.Option(help="only this route target")] = None,
-                    restart: Annotated[bool, typer.Option("--restart", help="walk from the first meeting again "
-                                                          "(what is in step costs no provider call)")] = False,
-                    limit: Annotated[int | None, typer.Option(help="stop after this many meetings per target "
-                                                              "(run again to resume)")] = None) -> None:
+    def routes_sync(
+        config: ConfigOption = None,
+        target: Annotated[str | None, typer.Option(help="only this route target")] = None,
+        restart: Annotated[
+            bool,
+            typer.Option(
+                "--restart", help="walk from the first meeting again (what is in step costs no provider call)"
+            ),
+        ] = False,
+        limit: Annotated[
+            int | None, typer.Option(help="stop after this many meetings per target (run again to resume)")
+        ] = None,
+    ) -> None:
         """Book the upcoming meetings a route's sources already have at its targets; resumable, exactly once."""
         from rich.progress import Progress as Bar
 
@@ -114,7 +142,10 @@ def register(meetings_app: typer.Typer, app: typer.Typer) -> None:
         targets = backfill.routes_by_target(rt)
         if target is not None:
             if target not in targets:
-                cli._fail(f"{target!r} is not the target of any route; routes have {', '.join(targets) or 'none'}", 2)
+                cli._fail(
+                    f"{target!r} is not the target of any route; routes have {', '.join(targets) or 'none'}",
+                    2,
+                )
             targets = {target: targets[target]}
         try:
             for name, sources in targets.items():
@@ -127,7 +158,10 @@ def register(meetings_app: typer.Typer, app: typer.Typer) -> None:
                     done = backfill.sync_target(rt, name, sources, limit=limit, restart=restart, on_step=step)
                     bar.update(task, completed=done.done, total=max(done.total, done.done))
                 state = "done" if done.finished else "stopped (run again to resume)"
-                cli.out.print(f"{name}: {done.done}/{done.total} meetings walked, {done.converged} in step, "
-                              f"{done.failed} not (see `bookingsync mirrors list --unresolved`); {state}", markup=False)
+                cli.out.print(
+                    f"{name}: {done.done}/{done.total} meetings walked, {done.converged} in step, "
+                    f"{done.failed} not (see `bookingsync mirrors list --unresolved`); {state}",
+                    markup=False,
+                )
         finally:
             rt.close()

@@ -31,8 +31,16 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_serializer, field_validator,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -44,14 +52,35 @@ from bookingsync.worker.lifecycle import Backfill, EventType
 
 ENV_PREFIX = "BOOKINGSYNC_"
 CONFIG_ENV = "BOOKINGSYNC_CONFIG"
-SECTIONS = ("database", "broker", "server", "scheduler", "events", "delivery", "worker", "logging", "retention",
-            "mirroring")
+SECTIONS = (
+    "database",
+    "broker",
+    "server",
+    "scheduler",
+    "events",
+    "delivery",
+    "worker",
+    "logging",
+    "retention",
+    "mirroring",
+)
 TOP_LEVEL_KEYS = ("allow_private_targets",)
 PROVIDERS = tuple(sorted(ADAPTERS))
 ROLES = ("run", "web", "worker", "scheduler")
 # Connection keys handed to the adapter when its constructor takes them (`id` as connection_id).
-COMMON_SETTINGS = ("base_url", "token", "api_key", "user_id", "webhook_secret", "accept_legacy_signature",
-                   "page_size", "overlap_seconds", "watch_emails", "lookback_days", "requests_per_second")
+COMMON_SETTINGS = (
+    "base_url",
+    "token",
+    "api_key",
+    "user_id",
+    "webhook_secret",
+    "accept_legacy_signature",
+    "page_size",
+    "overlap_seconds",
+    "watch_emails",
+    "lookback_days",
+    "requests_per_second",
+)
 MIN_API_KEY_LENGTH = 24  # an API key is a secret a person cannot guess: `openssl rand -hex 24`
 _PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "replace-me", "replaceme", "your-", "your_")
 # Adapter constructor parameters that exist for tests (fake transports, clocks): never settings.
@@ -104,14 +133,21 @@ class DatabaseConfig(_Strict):
             url = make_url(value)
         except ArgumentError:
             raise ValueError(f"{redact_url(value)!r} is not a database URL; {DATABASE_FIX}") from None
-        if url.drivername.split("+")[0] in ("postgres", "postgresql") and url.drivername != "postgresql+psycopg":
-            raise ValueError(f"{url.drivername}:// names a driver bookingsync does not ship; write the URL as "
-                             f"postgresql+psycopg://… (psycopg 3), e.g. postgresql+psycopg://user:password@host:5432/db")
+        if (
+            url.drivername.split("+")[0] in ("postgres", "postgresql")
+            and url.drivername != "postgresql+psycopg"
+        ):
+            raise ValueError(
+                f"{url.drivername}:// names a driver bookingsync does not ship; write the URL as "
+                f"postgresql+psycopg://… (psycopg 3), e.g. postgresql+psycopg://user:password@host:5432/db"
+            )
         if url.drivername not in DATABASE_DRIVERS:
             raise ValueError(f"{url.drivername}:// is not a database bookingsync supports; {DATABASE_FIX}")
         if url.drivername.startswith("sqlite") and url.database in (None, "", ":memory:"):
-            raise ValueError("an in-memory SQLite database is private to one connection and lost at exit; "
-                             "name a file: sqlite:///path/to/bookingsync.db")
+            raise ValueError(
+                "an in-memory SQLite database is private to one connection and lost at exit; "
+                "name a file: sqlite:///path/to/bookingsync.db"
+            )
         return value
 
     @field_serializer("url")
@@ -129,9 +165,11 @@ class BrokerConfig(_Strict):
             return value
         parts = urlsplit(value)
         if parts.scheme not in BROKER_SCHEMES or not parts.hostname:
-            raise ValueError(f"{redact_url(value)!r} is not a broker URL; use memory:// (in-process, `run` only), "
-                             "redis://host:6379/0 (rediss:// for TLS) or amqp://user:password@host:5672/vhost "
-                             "(RabbitMQ, amqps:// for TLS)")
+            raise ValueError(
+                f"{redact_url(value)!r} is not a broker URL; use memory:// (in-process, `run` only), "
+                "redis://host:6379/0 (rediss:// for TLS) or amqp://user:password@host:5672/vhost "
+                "(RabbitMQ, amqps:// for TLS)"
+            )
         return value
 
     @field_serializer("url")
@@ -304,20 +342,30 @@ class ConnectionConfig(_Strict):
         for name in COMMON_SETTINGS:
             if name in self.model_fields_set and name not in accepted and getattr(self, name) is not None:
                 if name in ("token", "api_key"):
-                    raise ValueError(keyed(name, f"a {self.provider} connection takes `{needed}`, not `{name}`; "
-                                                 "rename it"))
+                    raise ValueError(
+                        keyed(name, f"a {self.provider} connection takes `{needed}`, not `{name}`; rename it")
+                    )
                 raise ValueError(keyed(name, f"a {self.provider} connection takes no `{name}`; remove it"))
         adapter = ADAPTERS[self.provider]
         polls = adapter.capabilities & {Capability.LIST_CHANGES, Capability.LOOKUP_BY_EMAIL}
         if "poll_interval_seconds" in self.model_fields_set and not polls:
-            raise ValueError(keyed("poll_interval_seconds", f"{self.provider} has nothing to poll (no list or lookup "
-                                                            "endpoint); remove it"))
+            raise ValueError(
+                keyed(
+                    "poll_interval_seconds",
+                    f"{self.provider} has nothing to poll (no list or lookup endpoint); remove it",
+                )
+            )
         for name in self.options:
             if name in TEST_HOOKS:
-                raise ValueError(keyed(f"options.{name}", f"`{name}` is a test hook of the adapter, not a "
-                                                                 "setting; remove it"))
+                raise ValueError(
+                    keyed(
+                        f"options.{name}", f"`{name}` is a test hook of the adapter, not a setting; remove it"
+                    )
+                )
             if name in COMMON_SETTINGS or name in type(self).model_fields:
-                raise ValueError(keyed(f"options.{name}", f"set `{name}` on the connection itself, not under options"))
+                raise ValueError(
+                    keyed(f"options.{name}", f"set `{name}` on the connection itself, not under options")
+                )
         # The credential is whichever of `api_key` / `token` the provider's adapter takes.
         if not getattr(self, needed):
             raise ValueError(f"a {self.provider} connection needs `{needed}`")
@@ -352,8 +400,10 @@ class SubscriptionConfig(_Strict):
     @field_validator("secret")
     @classmethod
     def _secret(cls, value: SecretStr) -> SecretStr:
-        problem = ("a subscription secret is a Standard Webhooks secret: whsec_ followed by base64 of 24 to 64 bytes "
-                   "(python3 -c 'import base64, os; print(\"whsec_\" + base64.b64encode(os.urandom(32)).decode())')")
+        problem = (
+            "a subscription secret is a Standard Webhooks secret: whsec_ followed by base64 of 24 to 64 bytes "
+            "(python3 -c 'import base64, os; print(\"whsec_\" + base64.b64encode(os.urandom(32)).decode())')"
+        )
         raw = value.get_secret_value()
         if not raw.startswith("whsec_"):
             raise ValueError(problem)
@@ -390,8 +440,10 @@ class ApiKeyConfig(_Strict):
     @classmethod
     def _key(cls, value: SecretStr) -> SecretStr:
         if len(value.get_secret_value()) < MIN_API_KEY_LENGTH:
-            raise ValueError(f"an API key needs at least {MIN_API_KEY_LENGTH} characters; make one with "
-                             "`openssl rand -hex 24` and give it as env:NAME")
+            raise ValueError(
+                f"an API key needs at least {MIN_API_KEY_LENGTH} characters; make one with "
+                "`openssl rand -hex 24` and give it as env:NAME"
+            )
         return value
 
     @field_validator("scopes")
@@ -440,7 +492,9 @@ class Config(_Strict):
             if item.id in ids:
                 raise ValueError(f"api_keys[{index}].id: {item.id!r} is used twice; ids must be unique")
             if item.key.get_secret_value() in secrets:
-                raise ValueError(f"api_keys[{index}].key: the same key is given twice; give each id its own key")
+                raise ValueError(
+                    f"api_keys[{index}].key: the same key is given twice; give each id its own key"
+                )
             ids.add(item.id)
             secrets.add(item.key.get_secret_value())
         return self
@@ -459,9 +513,13 @@ class Config(_Strict):
             for side in ("sources", "targets"):
                 for position, ref in enumerate(getattr(route, side)):
                     if ref not in known:
-                        raise ValueError(f"routes[{index}].{side}[{position}]: names connection {ref!r}, "
-                                         "which is not configured")
-            ends = [("targets", route.targets)] + ([("sources", route.sources)] if route.bidirectional else [])
+                        raise ValueError(
+                            f"routes[{index}].{side}[{position}]: names connection {ref!r}, "
+                            "which is not configured"
+                        )
+            ends = [("targets", route.targets)] + (
+                [("sources", route.sources)] if route.bidirectional else []
+            )
             for side, refs in ends:
                 for position, ref in enumerate(refs):
                     # A route books into its targets (and, both ways, its sources): one that cannot
@@ -469,14 +527,22 @@ class Config(_Strict):
                     target = known[ref]
                     problem = booking_problem(target.provider, target.adapter_settings())
                     if problem is not None:
-                        why = "" if side == "targets" else " (bidirectional = true books into the sources too)"
-                        raise ValueError(f"routes[{index}].{side}[{position}]: connection {ref!r} cannot be a route "
-                                         f"target{why}: {problem}")
-        lookback = max((c.lookback_days for c in self.connections if "lookback_days" in c.model_fields_set), default=0)
+                        why = (
+                            "" if side == "targets" else " (bidirectional = true books into the sources too)"
+                        )
+                        raise ValueError(
+                            f"routes[{index}].{side}[{position}]: connection {ref!r} cannot be a route "
+                            f"target{why}: {problem}"
+                        )
+        lookback = max(
+            (c.lookback_days for c in self.connections if "lookback_days" in c.model_fields_set), default=0
+        )
         if self.retention.meetings_days <= lookback:
-            raise ValueError(f"retention.meetings_days: {self.retention.meetings_days:g} must be longer than the "
-                             f"longest lookback_days ({lookback}), or a pruned meeting read again would be new; "
-                             "raise it")
+            raise ValueError(
+                f"retention.meetings_days: {self.retention.meetings_days:g} must be longer than the "
+                f"longest lookback_days ({lookback}), or a pruned meeting read again would be new; "
+                "raise it"
+            )
         if not self.allow_private_targets:
             targets = [(f"connections[{i}].base_url", c.base_url) for i, c in enumerate(self.connections)]
             targets += [(f"subscriptions[{i}].url", s.url) for i, s in enumerate(self.subscriptions)]
@@ -512,7 +578,7 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str], origi
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
-        parts = name[len(ENV_PREFIX):].lower().split("__")
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
         if len(parts) == 1 and parts[0] in TOP_LEVEL_KEYS:
             data[parts[0]] = _env_value(raw)
             origins[parts[0]] = name
@@ -531,19 +597,26 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str], origi
             else:
                 raise ConfigError(f"{name} names {parts[0][:-1]} {parts[1]!r}, which is not configured")
         else:
-            raise ConfigError(f"{name} is not a setting: use BOOKINGSYNC_<SECTION>__<KEY> with a section of "
-                              f"{', '.join(SECTIONS)}, or BOOKINGSYNC_CONNECTIONS__<ID>__<KEY>")
+            raise ConfigError(
+                f"{name} is not a setting: use BOOKINGSYNC_<SECTION>__<KEY> with a section of "
+                f"{', '.join(SECTIONS)}, or BOOKINGSYNC_CONNECTIONS__<ID>__<KEY>"
+            )
 
 
 def _resolve_env_refs(value: Any, where: str, environ: Mapping[str, str], origins: dict[str, str]) -> Any:
     if isinstance(value, dict):
-        return {k: _resolve_env_refs(v, f"{where}.{k}" if where else k, environ, origins) for k, v in value.items()}
+        return {
+            k: _resolve_env_refs(v, f"{where}.{k}" if where else k, environ, origins)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_resolve_env_refs(v, f"{where}[{i}]", environ, origins) for i, v in enumerate(value)]
     if isinstance(value, str) and value.startswith("env:"):
         var = value[4:]
         if var not in environ:
-            raise ConfigError(f"{where} refers to env:{var}, but ${var} is not set; export it or put the value in the file")
+            raise ConfigError(
+                f"{where} refers to env:{var}, but ${var} is not set; export it or put the value in the file"
+            )
         origins[where] = var
         return environ[var]
     return value
@@ -563,7 +636,9 @@ def _refuse_placeholders(data: dict[str, Any]) -> None:
                 value = item.get(key)
                 if isinstance(value, str) and _is_placeholder(value):
                     # Shown whole: a placeholder is no secret, and seeing it helps find it.
-                    raise ConfigError(f"{group}[{i}].{key} looks like a placeholder ({value!r}); put the real secret there")
+                    raise ConfigError(
+                        f"{group}[{i}].{key} looks like a placeholder ({value!r}); put the real secret there"
+                    )
 
 
 def _problem(loc: tuple[Any, ...], message: str, origins: Mapping[str, str]) -> str:
@@ -576,7 +651,7 @@ def _problem(loc: tuple[Any, ...], message: str, origins: Mapping[str, str]) -> 
         where = _where(loc)
     else:
         where, _, message = message.partition(": ") if ": " in message else ("", "", message)
-    return (f"{where}{_origin(where, origins)}: {message}" if where else message)
+    return f"{where}{_origin(where, origins)}: {message}" if where else message
 
 
 def _origin(where: str, origins: Mapping[str, str]) -> str:
@@ -594,8 +669,9 @@ def _where(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def parse_config(data: dict[str, Any], *, source: str = "<defaults>",
-                 environ: Mapping[str, str] | None = None) -> Config:
+def parse_config(
+    data: dict[str, Any], *, source: str = "<defaults>", environ: Mapping[str, str] | None = None
+) -> Config:
     environ = os.environ if environ is None else environ
     origins: dict[str, str] = {}
     try:
@@ -607,8 +683,9 @@ def parse_config(data: dict[str, Any], *, source: str = "<defaults>",
     except ConfigError as exc:
         raise ConfigError(f"config error in {source}: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(_problem(tuple(e["loc"]), e["msg"].removeprefix("Value error, "), origins)
-                             for e in exc.errors())
+        problems = "; ".join(
+            _problem(tuple(e["loc"]), e["msg"].removeprefix("Value error, "), origins) for e in exc.errors()
+        )
         raise ConfigError(f"config error in {source}: {problems}") from None
 
 
@@ -621,7 +698,9 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
     try:
         data = tomllib.loads(file.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"config error: {file} does not exist; pass --config with the path of a TOML file") from None
+        raise ConfigError(
+            f"config error: {file} does not exist; pass --config with the path of a TOML file"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config error in {file}: not valid TOML: {exc}") from None
     return parse_config(data, source=str(file), environ=environ)
@@ -634,28 +713,40 @@ def validate_for(cfg: Config, role: str, *, sandbox: bool = False) -> None:
     """
     problems = []
     if role != "run" and cfg.broker.url == "memory://":
-        problems.append(f"broker.url: memory:// is the in-process broker of `bookingsync run`; a separate {role} "
-                        "process shares nothing through it. Set broker.url = \"redis://host:6379/0\" (or an "
-                        "amqp:// URL), or run everything in one process with `bookingsync run`")
+        problems.append(
+            f"broker.url: memory:// is the in-process broker of `bookingsync run`; a separate {role} "
+            'process shares nothing through it. Set broker.url = "redis://host:6379/0" (or an '
+            "amqp:// URL), or run everything in one process with `bookingsync run`"
+        )
     if cfg.actors and cfg.broker.url == "memory://":
         # Nothing outside this process can read the in-process broker: the events would pile up in
         # its memory for as long as it runs.
-        problems.append("actors: [[actors]] hand events to your own dramatiq workers through the broker, and "
-                        "memory:// lives inside this process where no worker of yours can read them; set "
-                        "broker.url = \"redis://host:6379/0\" (or an amqp:// URL) or remove the [[actors]]")
+        problems.append(
+            "actors: [[actors]] hand events to your own dramatiq workers through the broker, and "
+            "memory:// lives inside this process where no worker of yours can read them; set "
+            'broker.url = "redis://host:6379/0" (or an amqp:// URL) or remove the [[actors]]'
+        )
     if sandbox:
         if cfg.connections:
-            problems.append("connections: --sandbox runs the built-in simulated providers instead; remove the "
-                            "[[connections]] or drop --sandbox")
+            problems.append(
+                "connections: --sandbox runs the built-in simulated providers instead; remove the "
+                "[[connections]] or drop --sandbox"
+            )
         if cfg.subscriptions:
-            problems.append("subscriptions: --sandbox would send made-up meetings to them; remove the "
-                            "[[subscriptions]] (the demo prints what a subscriber receives) or drop --sandbox")
+            problems.append(
+                "subscriptions: --sandbox would send made-up meetings to them; remove the "
+                "[[subscriptions]] (the demo prints what a subscriber receives) or drop --sandbox"
+            )
     elif not cfg.connections and (cfg.source != "<defaults>" or role != "run"):
         if cfg.subscriptions:
-            problems.append("subscriptions: configured without any [[connections]], so nothing real would ever reach "
-                            "them; add the [[connections]] to read meetings from (see the README)")
+            problems.append(
+                "subscriptions: configured without any [[connections]], so nothing real would ever reach "
+                "them; add the [[connections]] to read meetings from (see the README)"
+            )
         else:
-            problems.append("connections: none configured; add a [[connections]] table (see the README), or run "
-                            "`bookingsync run --sandbox` (or `run` without a config) for the built-in demo")
+            problems.append(
+                "connections: none configured; add a [[connections]] table (see the README), or run "
+                "`bookingsync run --sandbox` (or `run` without a config) for the built-in demo"
+            )
     if problems:
         raise ConfigError(f"config error in {cfg.source}: " + "; ".join(problems))

@@ -36,8 +36,14 @@ _settle = timedelta(seconds=120)
 
 def configure(cfg: Config) -> None:
     global _both_ways, _settle
-    _both_ways = frozenset(frozenset((s, t)) for r in cfg.routes if r.bidirectional for s in r.sources
-                           for t in r.targets if s != t)
+    _both_ways = frozenset(
+        frozenset((s, t))
+        for r in cfg.routes
+        if r.bidirectional
+        for s in r.sources
+        for t in r.targets
+        if s != t
+    )
     _settle = timedelta(seconds=cfg.mirroring.lease_seconds)
 
 
@@ -70,8 +76,12 @@ def _before(link: LinkRow) -> Meeting | None:
 def _ours(session: Session, link: LinkRow, record: SourceRecord, now: datetime) -> bool:
     """Whether the record is what our newest write to this end asked for (our own echo), or may
     predate that write (it settled less than `_settle` ago)."""
-    query = (select(IntentRow).where(IntentRow.meeting_id == link.meeting_id, IntentRow.connection == link.connection)
-             .order_by(col(IntentRow.id).desc()).limit(1))
+    query = (
+        select(IntentRow)
+        .where(IntentRow.meeting_id == link.meeting_id, IntentRow.connection == link.connection)
+        .order_by(col(IntentRow.id).desc())
+        .limit(1)
+    )
     last = session.exec(query).first()
     if last is None:
         return False
@@ -82,35 +92,59 @@ def _ours(session: Session, link: LinkRow, record: SourceRecord, now: datetime) 
     return (last.start, last.end) == (record.meeting.start, record.meeting.end)
 
 
-def on_read(session: Session, link: LinkRow, record: SourceRecord, raw: Any, now: datetime, grace: timedelta,
-            backfill: Backfill) -> store.Applied | None:
+def on_read(
+    session: Session,
+    link: LinkRow,
+    record: SourceRecord,
+    raw: Any,
+    now: datetime,
+    grace: timedelta,
+    backfill: Backfill,
+) -> store.Applied | None:
     """What a read of an existing `link` does; None when it applies whole (the origin: the
     store goes on as before). Called by `store.apply_record` for a record whose content changed."""
     role = role_of(link)
     stamp = record.source_updated_at
     if link.source_updated_at is not None and stamp is not None and stamp < link.source_updated_at:
         link.last_seen_at = now
-        log.info("%s %s: a record stamped %s is older than the one held (%s); ignored", link.connection,
-                 link.external_id, iso(stamp), iso(link.source_updated_at))
+        log.info(
+            "%s %s: a record stamped %s is older than the one held (%s); ignored",
+            link.connection,
+            link.external_id,
+            iso(stamp),
+            iso(link.source_updated_at),
+        )
         return store.Applied(meeting_id=link.meeting_id, changed=False)
     origin = None if role is Role.ORIGIN else store.origin_connection(session, link.meeting_id)
-    both = bidirectional(link.connection, origin) if role is not Role.ORIGIN else any(
-        link.connection in pair for pair in _both_ways)
+    both = (
+        bidirectional(link.connection, origin)
+        if role is not Role.ORIGIN
+        else any(link.connection in pair for pair in _both_ways)
+    )
     if role is Role.ORIGIN and not both:
         return None
     row = session.exec(select(MeetingRow).where(MeetingRow.id == link.meeting_id).with_for_update()).one()
     meeting = store.meeting_of(row)
     fields = policy.MIRRORED if role is Role.MIRROR else policy.COMPARED
     edits = policy.edits(_before(link), record.meeting, meeting, fields)
-    read = policy.Read(role=role, stamp=stamp, link_stamp=link.source_updated_at, meeting_stamp=row.source_updated_at,
-                       edits=edits, bidirectional=both,
-                       ours=bool(edits) and role is Role.MIRROR and _ours(session, link, record, now))
+    read = policy.Read(
+        role=role,
+        stamp=stamp,
+        link_stamp=link.source_updated_at,
+        meeting_stamp=row.source_updated_at,
+        edits=edits,
+        bidirectional=both,
+        ours=bool(edits) and role is Role.MIRROR and _ours(session, link, record, now),
+    )
     verdict = policy.decide(read)
     if verdict is Verdict.APPLY:
         return None
     if verdict is Verdict.CONFLICT and role is Role.ORIGIN:
-        edits = tuple(name for name in policy.COMPARED
-                      if policy.view(record.meeting)[name] != policy.view(meeting)[name])
+        edits = tuple(
+            name
+            for name in policy.COMPARED
+            if policy.view(record.meeting)[name] != policy.view(meeting)[name]
+        )
     _observe(link, record, raw, now, mirrored=link.mirrored)
     if verdict is Verdict.OBSERVE:
         return store.Applied(meeting_id=link.meeting_id, changed=False)
@@ -118,14 +152,38 @@ def on_read(session: Session, link: LinkRow, record: SourceRecord, raw: Any, now
         merged = policy.merge(meeting, record.meeting, edits)
         events = store.write_plan(session, row, store.state_of(row), merged, now, grace, backfill=backfill)
         row.source_updated_at = stamp or row.source_updated_at
-        identity.audit(session, meeting_id=row.id, action="merged", actor="policy", now=now,
-                       connection=link.connection, external_id=link.external_id, fields=list(edits),
-                       stamp=iso(stamp), role=role.value)
-        log.info("meeting %s takes %s from %s %s (%s, newer)", row.id, ", ".join(edits), link.connection,
-                 link.external_id, role.value)
+        identity.audit(
+            session,
+            meeting_id=row.id,
+            action="merged",
+            actor="policy",
+            now=now,
+            connection=link.connection,
+            external_id=link.external_id,
+            fields=list(edits),
+            stamp=iso(stamp),
+            role=role.value,
+        )
+        log.info(
+            "meeting %s takes %s from %s %s (%s, newer)",
+            row.id,
+            ", ".join(edits),
+            link.connection,
+            link.external_id,
+            role.value,
+        )
         return store.Applied(meeting_id=row.id, changed=True, events=events)
-    report(session, row, link, record.meeting, edits, now, why="one-way route: the source is authoritative"
-           if not both else "the meeting's content is newer or equally new (the origin wins ties)")
+    report(
+        session,
+        row,
+        link,
+        record.meeting,
+        edits,
+        now,
+        why="one-way route: the source is authoritative"
+        if not both
+        else "the meeting's content is newer or equally new (the origin wins ties)",
+    )
     return store.Applied(meeting_id=row.id, changed=False, events=(EventType.SYNC_CONFLICT.value,))
 
 
@@ -143,20 +201,56 @@ def _observe(link: LinkRow, record: SourceRecord, raw: Any, now: datetime, *, mi
     link.last_seen_at = now
 
 
-def report(session: Session, row: MeetingRow, link: LinkRow, there: Meeting, fields: tuple[str, ...], now: datetime,
-           *, why: str) -> None:
+def report(
+    session: Session,
+    row: MeetingRow,
+    link: LinkRow,
+    there: Meeting,
+    fields: tuple[str, ...],
+    now: datetime,
+    *,
+    why: str,
+) -> None:
     """A change at `link` the policy did not take: event, audit, metric, WARNING. The event is
     routed to the meeting's targets (reconcile.MIRRORED_EVENTS), which converges this one back."""
     held, seen = policy.view(store.meeting_of(row)), policy.view(there)
     changes = {name: {"old": _json(held[name]), "new": _json(seen[name])} for name in fields}
-    links.note_event(session, row, EventType.SYNC_CONFLICT, f"{link.id}:{there.content_hash()[:16]}", now, {
-        "changes": changes, "conflict": {"connection": link.connection, "external_id": link.external_id,
-                                         "resolution": "converged back to the meeting", "reason": why}})
-    identity.audit(session, meeting_id=row.id, action="sync_conflict", actor="policy", now=now,
-                   connection=link.connection, external_id=link.external_id, changes=changes, reason=why)
+    links.note_event(
+        session,
+        row,
+        EventType.SYNC_CONFLICT,
+        f"{link.id}:{there.content_hash()[:16]}",
+        now,
+        {
+            "changes": changes,
+            "conflict": {
+                "connection": link.connection,
+                "external_id": link.external_id,
+                "resolution": "converged back to the meeting",
+                "reason": why,
+            },
+        },
+    )
+    identity.audit(
+        session,
+        meeting_id=row.id,
+        action="sync_conflict",
+        actor="policy",
+        now=now,
+        connection=link.connection,
+        external_id=link.external_id,
+        changes=changes,
+        reason=why,
+    )
     metrics.SYNC_CONFLICTS.labels(link.connection).inc()
-    log.warning("meeting %s: %s %s was changed there (%s) and %s; converging it back", row.id, link.connection,
-                link.external_id, ", ".join(fields), why)
+    log.warning(
+        "meeting %s: %s %s was changed there (%s) and %s; converging it back",
+        row.id,
+        link.connection,
+        link.external_id,
+        ", ".join(fields),
+        why,
+    )
 
 
 def _json(value: Any) -> Any:

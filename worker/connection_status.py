@@ -52,34 +52,59 @@ def polled_connections(rt: Runtime) -> frozenset[str]:
     return frozenset(c.id for c in rt.config.connections if rt.adapter(c.id).capabilities & READS)
 
 
-def connection_states(session: Session, cfg: Config, now: datetime, only: str | None = None,
-                      polled: frozenset[str] | None = None) -> list[ConnectionStatus]:
+def connection_states(
+    session: Session,
+    cfg: Config,
+    now: datetime,
+    only: str | None = None,
+    polled: frozenset[str] | None = None,
+) -> list[ConnectionStatus]:
     """Every configured connection (or just `only`), in config order; `polled` names the ones
     read by polling (`polled_connections`), all of them when not given."""
     connections = [c for c in cfg.connections if only is None or c.id == only]
     ids = [c.id for c in connections]
     if not ids:
         return []
-    cursors = {row.connection: row for row in session.exec(select(CursorRow).where(col(CursorRow.connection).in_(ids)))}
-    leases = {row.name: row for row in session.exec(
-        select(LeaseRow).where(col(LeaseRow.name).in_([f"poll:{i}" for i in ids])))}
+    cursors = {
+        row.connection: row
+        for row in session.exec(select(CursorRow).where(col(CursorRow.connection).in_(ids)))
+    }
+    leases = {
+        row.name: row
+        for row in session.exec(select(LeaseRow).where(col(LeaseRow.name).in_([f"poll:{i}" for i in ids])))
+    }
     receipts: dict[str, dict[str, int]] = defaultdict(dict)
     for connection, status, count in session.exec(
-            select(ReceiptRow.connection, ReceiptRow.status, func.count())
-            .where(col(ReceiptRow.connection).in_(ids))
-            .group_by(col(ReceiptRow.connection), col(ReceiptRow.status))):
+        select(ReceiptRow.connection, ReceiptRow.status, func.count())
+        .where(col(ReceiptRow.connection).in_(ids))
+        .group_by(col(ReceiptRow.connection), col(ReceiptRow.status))
+    ):
         receipts[connection][status] = count
-    last_webhook = dict(session.exec(select(ReceiptRow.connection, func.max(ReceiptRow.received_at))
-                                     .where(col(ReceiptRow.connection).in_(ids))
-                                     .group_by(col(ReceiptRow.connection))).all())
-    quarantined = dict(session.exec(select(QuarantineRow.connection, func.count())
-                                    .where(col(QuarantineRow.connection).in_(ids), QuarantineRow.status == "open")
-                                    .group_by(col(QuarantineRow.connection))).all())
-    newest_failed = (select(func.max(ReceiptRow.id)).where(col(ReceiptRow.connection).in_(ids),
-                                                           ReceiptRow.status == "failed")
-                     .group_by(col(ReceiptRow.connection)))
-    errors = {connection: error or "failed" for connection, error in session.exec(
-        select(ReceiptRow.connection, ReceiptRow.error).where(col(ReceiptRow.id).in_(newest_failed)))}
+    last_webhook = dict(
+        session.exec(
+            select(ReceiptRow.connection, func.max(ReceiptRow.received_at))
+            .where(col(ReceiptRow.connection).in_(ids))
+            .group_by(col(ReceiptRow.connection))
+        ).all()
+    )
+    quarantined = dict(
+        session.exec(
+            select(QuarantineRow.connection, func.count())
+            .where(col(QuarantineRow.connection).in_(ids), QuarantineRow.status == "open")
+            .group_by(col(QuarantineRow.connection))
+        ).all()
+    )
+    newest_failed = (
+        select(func.max(ReceiptRow.id))
+        .where(col(ReceiptRow.connection).in_(ids), ReceiptRow.status == "failed")
+        .group_by(col(ReceiptRow.connection))
+    )
+    errors = {
+        connection: error or "failed"
+        for connection, error in session.exec(
+            select(ReceiptRow.connection, ReceiptRow.error).where(col(ReceiptRow.id).in_(newest_failed))
+        )
+    }
 
     states = []
     for conn in connections:
@@ -87,13 +112,26 @@ def connection_states(session: Session, cfg: Config, now: datetime, only: str | 
         lease = leases.get(f"poll:{conn.id}")
         last_poll = cursor.updated_at if cursor is not None else None
         is_polled = polled is None or conn.id in polled
-        states.append(ConnectionStatus(
-            id=conn.id, provider=conn.provider, enabled=conn.enabled, poll_interval_seconds=conn.poll_interval_seconds,
-            polled=is_polled, cursor=cursor.value if cursor is not None else None, last_poll_at=last_poll,
-            lag_seconds=(now - last_poll).total_seconds() if last_poll is not None and is_polled else None,
-            next_poll_due_at=(last_poll + timedelta(seconds=conn.poll_interval_seconds))
-            if last_poll is not None and is_polled else None,
-            polling_now=lease.holder if lease is not None and lease.until > now else None,
-            last_webhook_at=last_webhook.get(conn.id), receipts=dict(receipts.get(conn.id, {})),
-            open_quarantine=int(quarantined.get(conn.id, 0)), last_error=errors.get(conn.id)))
+        states.append(
+            ConnectionStatus(
+                id=conn.id,
+                provider=conn.provider,
+                enabled=conn.enabled,
+                poll_interval_seconds=conn.poll_interval_seconds,
+                polled=is_polled,
+                cursor=cursor.value if cursor is not None else None,
+                last_poll_at=last_poll,
+                lag_seconds=(now - last_poll).total_seconds()
+                if last_poll is not None and is_polled
+                else None,
+                next_poll_due_at=(last_poll + timedelta(seconds=conn.poll_interval_seconds))
+                if last_poll is not None and is_polled
+                else None,
+                polling_now=lease.holder if lease is not None and lease.until > now else None,
+                last_webhook_at=last_webhook.get(conn.id),
+                receipts=dict(receipts.get(conn.id, {})),
+                open_quarantine=int(quarantined.get(conn.id, 0)),
+                last_error=errors.get(conn.id),
+            )
+        )
     return states

@@ -45,8 +45,15 @@ log = logging.getLogger(__name__)
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
-                                                  "isolation_level": None}, **kwargs)
+        engine = create_engine(
+            url,
+            connect_args={
+                "check_same_thread": False,
+                "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                "isolation_level": None,
+            },
+            **kwargs,
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -69,8 +76,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
             if not writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
-                raise sqlite3.OperationalError("database is locked: another thread of this process held the "
-                                               f"write lock for {SQLITE_BUSY_TIMEOUT_MS / 1000:.0f}s")
+                raise sqlite3.OperationalError(
+                    "database is locked: another thread of this process held the "
+                    f"write lock for {SQLITE_BUSY_TIMEOUT_MS / 1000:.0f}s"
+                )
             conn.info[_HOLDS_WRITER] = True
             try:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -98,8 +107,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **kwargs.pop("connect_args", {})}
-    return create_engine(url, pool_pre_ping=True, pool_size=kwargs.pop("pool_size", 5),
-                         max_overflow=kwargs.pop("max_overflow", 10), connect_args=connect_args, **kwargs)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=kwargs.pop("pool_size", 5),
+        max_overflow=kwargs.pop("max_overflow", 10),
+        connect_args=connect_args,
+        **kwargs,
+    )
 
 
 @contextmanager
@@ -154,9 +169,11 @@ def ensure_incremental_vacuum(engine: Engine, max_bytes: int = AUTO_VACUUM_CONVE
         return None
     size = path.stat().st_size if path.exists() else 0
     if size > max_bytes:
-        return (f"{path} ({size / 2**20:.0f} MiB) predates incremental auto_vacuum, so space retention frees "
-                "stays inside the file; run `bookingsync prune --vacuum` once (rewrites it, needs as much free "
-                "disk again) to let the file shrink")
+        return (
+            f"{path} ({size / 2**20:.0f} MiB) predates incremental auto_vacuum, so space retention frees "
+            "stays inside the file; run `bookingsync prune --vacuum` once (rewrites it, needs as much free "
+            "disk again) to let the file shrink"
+        )
     convert_to_incremental_vacuum(engine)
     return f"converted {path} ({size / 2**20:.1f} MiB) to incremental auto_vacuum, so retention can shrink it"
 

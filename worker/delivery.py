@@ -64,8 +64,13 @@ def body_bytes(payload: dict) -> bytes:
 
 def signed_headers(secret: str, event_id: str, body: bytes, now: datetime) -> dict[str, str]:
     signature = Webhook(secret).sign(event_id, now, body.decode())
-    return {"webhook-id": event_id, "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": signature,
-            "content-type": "application/json", "user-agent": USER_AGENT}
+    return {
+        "webhook-id": event_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+    }
 
 
 def retry_after_seconds(value: str | None, now: datetime) -> float | None:
@@ -87,8 +92,11 @@ def send(client: httpx.Client, url: str, headers: dict[str, str], body: bytes, n
     except httpx.HTTPError as exc:
         return Attempt(status_code=None, error=f"{type(exc).__name__}: {exc}")
     error = None if response.is_success else response.text[:500]
-    return Attempt(status_code=response.status_code, error=error,
-                   retry_after=retry_after_seconds(response.headers.get("retry-after"), now))
+    return Attempt(
+        status_code=response.status_code,
+        error=error,
+        retry_after=retry_after_seconds(response.headers.get("retry-after"), now),
+    )
 
 
 def decide(attempt: Attempt, attempts: int, cfg: DeliveryConfig, now: datetime) -> Decision:
@@ -108,7 +116,9 @@ def decide(attempt: Attempt, attempts: int, cfg: DeliveryConfig, now: datetime) 
 
 
 def disabled_subscriptions(session: Session | Connection) -> set[str]:
-    query = select(SubscriptionStateRow.subscription_id).where(col(SubscriptionStateRow.disabled_at).is_not(None))
+    query = select(SubscriptionStateRow.subscription_id).where(
+        col(SubscriptionStateRow.disabled_at).is_not(None)
+    )
     return set(session.execute(query).scalars())
 
 
@@ -149,9 +159,12 @@ def load(conn: Session | Connection, delivery_ids: list[int]) -> list[Leased]:
     if not delivery_ids:
         return []
     d, e = DeliveryRow.__table__.c, EventRow.__table__.c  # type: ignore[attr-defined]
-    query = (select(d.id, d.subscription_id, d.event_id, e.meeting_id, d.attempts, d.lease_until, e.payload)
-             .join_from(DeliveryRow.__table__, EventRow.__table__, e.event_id == d.event_id)  # type: ignore[attr-defined]
-             .where(d.id.in_(sorted(set(delivery_ids))), d.status == "leased").order_by(d.id))
+    query = (
+        select(d.id, d.subscription_id, d.event_id, e.meeting_id, d.attempts, d.lease_until, e.payload)
+        .join_from(DeliveryRow.__table__, EventRow.__table__, e.event_id == d.event_id)  # type: ignore[attr-defined]
+        .where(d.id.in_(sorted(set(delivery_ids))), d.status == "leased")
+        .order_by(d.id)
+    )
     return [Leased(*row) for row in conn.execute(query)]
 
 
@@ -163,8 +176,9 @@ def deferred(item: Leased, until: datetime) -> Outcome:
     return Outcome(item.delivery_id, "pending", due_at=until, attempts=item.attempts)
 
 
-def attempt(client: httpx.Client, subscription: SubscriptionConfig, item: Leased, cfg: DeliveryConfig,
-            clock: Clock) -> tuple[Outcome, Attempt, Decision]:
+def attempt(
+    client: httpx.Client, subscription: SubscriptionConfig, item: Leased, cfg: DeliveryConfig, clock: Clock
+) -> tuple[Outcome, Attempt, Decision]:
     """One signed POST of one delivery, and what its answer means (nothing is written here)."""
     body = body_bytes(item.payload)
     sent_at = clock.now()
@@ -175,15 +189,25 @@ def attempt(client: httpx.Client, subscription: SubscriptionConfig, item: Leased
     metrics.delivered(subscription.id, decision.status, (now - sent_at).total_seconds())
     outcome = Outcome(item.delivery_id, decision.status, status_code=answer.status_code, error=answer.error)
     if decision.status == "disabled":
-        outcome = replace(outcome, status="skipped", finished_at=now,
-                          disable=(subscription.id, f"{subscription.url} answered 410 Gone"))
+        outcome = replace(
+            outcome,
+            status="skipped",
+            finished_at=now,
+            disable=(subscription.id, f"{subscription.url} answered 410 Gone"),
+        )
     elif decision.status == "pending":
         outcome = replace(outcome, due_at=decision.due_at or now)
     else:
         outcome = replace(outcome, finished_at=now)
     if decision.status != "succeeded":
-        log.warning("delivery %s of %s to %s: %s (%s)", item.delivery_id, item.event_id, subscription.id,
-                    decision.status, answer.status_code or answer.error)
+        log.warning(
+            "delivery %s of %s to %s: %s (%s)",
+            item.delivery_id,
+            item.event_id,
+            subscription.id,
+            decision.status,
+            answer.status_code or answer.error,
+        )
     return outcome, answer, decision
 
 
@@ -191,22 +215,45 @@ def write_outcomes(conn: Connection, outcomes: Sequence[Outcome]) -> list[None]:
     """Store a batch of outcomes: one UPDATE executed for many rows, only over rows still leased."""
     table = DeliveryRow.__table__  # type: ignore[attr-defined]
     c = table.c
-    final = [{"b_id": o.delivery_id, "b_status": o.status, "b_due": o.due_at, "b_finished": o.finished_at,
-              "b_code": o.status_code, "b_error": o.error} for o in outcomes if o.attempts is None]
+    final = [
+        {
+            "b_id": o.delivery_id,
+            "b_status": o.status,
+            "b_due": o.due_at,
+            "b_finished": o.finished_at,
+            "b_code": o.status_code,
+            "b_error": o.error,
+        }
+        for o in outcomes
+        if o.attempts is None
+    ]
     if final:
-        conn.execute(update(table).where(c.id == bindparam("b_id"), c.status == "leased")
-                     .values(status=bindparam("b_status"), due_at=func.coalesce(bindparam("b_due", type_=c.due_at.type),
-                                                                                 c.due_at),
-                             finished_at=bindparam("b_finished"), last_status_code=bindparam("b_code"),
-                             last_error=bindparam("b_error"), lease_until=None)
-                     .execution_options(synchronize_session=False), final)
-    back = [{"b_id": o.delivery_id, "b_due": o.due_at, "b_attempts": o.attempts} for o in outcomes
-            if o.attempts is not None]
+        conn.execute(
+            update(table)
+            .where(c.id == bindparam("b_id"), c.status == "leased")
+            .values(
+                status=bindparam("b_status"),
+                due_at=func.coalesce(bindparam("b_due", type_=c.due_at.type), c.due_at),
+                finished_at=bindparam("b_finished"),
+                last_status_code=bindparam("b_code"),
+                last_error=bindparam("b_error"),
+                lease_until=None,
+            )
+            .execution_options(synchronize_session=False),
+            final,
+        )
+    back = [
+        {"b_id": o.delivery_id, "b_due": o.due_at, "b_attempts": o.attempts}
+        for o in outcomes
+        if o.attempts is not None
+    ]
     if back:
-        conn.execute(update(table).where(c.id == bindparam("b_id"), c.status == "leased",
-                                         c.attempts == bindparam("b_attempts"))
-                     .values(status="pending", due_at=bindparam("b_due"), lease_until=None,
-                             attempts=c.attempts - 1), back)
+        conn.execute(
+            update(table)
+            .where(c.id == bindparam("b_id"), c.status == "leased", c.attempts == bindparam("b_attempts"))
+            .values(status="pending", due_at=bindparam("b_due"), lease_until=None, attempts=c.attempts - 1),
+            back,
+        )
     for outcome in outcomes:
         if outcome.disable is not None:
             _disable(conn, *outcome.disable, outcome.finished_at or datetime.now(UTC))
@@ -215,10 +262,15 @@ def write_outcomes(conn: Connection, outcomes: Sequence[Outcome]) -> list[None]:
 
 def _disable(conn: Connection, subscription_id: str, reason: str, now: datetime) -> None:
     table = SubscriptionStateRow.__table__  # type: ignore[attr-defined]
-    changed = conn.execute(update(table).where(table.c.subscription_id == subscription_id)
-                           .values(disabled_at=now, disabled_reason=reason)).rowcount
+    changed = conn.execute(
+        update(table)
+        .where(table.c.subscription_id == subscription_id)
+        .values(disabled_at=now, disabled_reason=reason)
+    ).rowcount
     if not changed:
-        conn.execute(insert(table).values(subscription_id=subscription_id, disabled_at=now, disabled_reason=reason))
+        conn.execute(
+            insert(table).values(subscription_id=subscription_id, disabled_at=now, disabled_reason=reason)
+        )
 
 
 @dataclass
@@ -246,8 +298,9 @@ def sort_out(rt: Runtime, conn: Connection, items: list[Leased]) -> Sorted:
             continue
         disabled = disabled_subscriptions(conn) if disabled is None else disabled
         if rt.config.subscription(item.target) is None or item.target in disabled:
-            out.done.append(finished(item.delivery_id, "skipped", now,
-                                     "subscription removed from config or disabled"))
+            out.done.append(
+                finished(item.delivery_id, "skipped", now, "subscription removed from config or disabled")
+            )
             continue
         out.webhooks.setdefault(item.target, []).append(item)
     return out
@@ -269,8 +322,13 @@ def deliver(rt: Runtime, delivery_id: int) -> str | None:
         return batch.done[0].status
     if batch.routes:
         item = batch.routes[0]
-        return _mirror(rt, item.delivery_id, item.meeting_id, item.target.removeprefix(reconcile.ROUTE_PREFIX),
-                       item.attempts)
+        return _mirror(
+            rt,
+            item.delivery_id,
+            item.meeting_id,
+            item.target.removeprefix(reconcile.ROUTE_PREFIX),
+            item.attempts,
+        )
     [(subscription_id, [item])] = batch.webhooks.items()
     subscription = rt.config.subscription(subscription_id)
     assert subscription is not None
@@ -287,8 +345,13 @@ def dispatch(rt: Runtime, delivery_ids: list[int]) -> None:
         batch = sort_out(rt, conn, load(conn, delivery_ids))
         write_outcomes(conn, batch.done)
     for item in batch.routes:
-        _mirror(rt, item.delivery_id, item.meeting_id, item.target.removeprefix(reconcile.ROUTE_PREFIX),
-                item.attempts)
+        _mirror(
+            rt,
+            item.delivery_id,
+            item.meeting_id,
+            item.target.removeprefix(reconcile.ROUTE_PREFIX),
+            item.attempts,
+        )
     for subscription_id, items in batch.webhooks.items():
         subscription = rt.config.subscription(subscription_id)
         assert subscription is not None
@@ -300,8 +363,12 @@ def _mirror(rt: Runtime, delivery_id: int, meeting_id: str, target: str, attempt
     outcome = reconcile.converge(rt, meeting_id, target)
     now = rt.clock.now()
     if outcome.status == "retry":
-        decision = decide(Attempt(status_code=503, error=outcome.detail, retry_after=outcome.retry_after), attempts,
-                          rt.config.delivery, now)
+        decision = decide(
+            Attempt(status_code=503, error=outcome.detail, retry_after=outcome.retry_after),
+            attempts,
+            rt.config.delivery,
+            now,
+        )
     else:
         decision = Decision(outcome.status)
     with transaction(rt.engine) as session:
@@ -320,8 +387,9 @@ def replay(session: Session, now: datetime, *, delivery_id: int | None = None, a
     """Put dead deliveries back in line, with a fresh attempt budget."""
     query = select(DeliveryRow).where(DeliveryRow.status == "dead")
     if delivery_id is not None:
-        query = select(DeliveryRow).where(DeliveryRow.id == delivery_id,
-                                          col(DeliveryRow.status).in_(["dead", "skipped"]))
+        query = select(DeliveryRow).where(
+            DeliveryRow.id == delivery_id, col(DeliveryRow.status).in_(["dead", "skipped"])
+        )
     elif not all_dead:
         return 0
     rows = list(session.exec(query))

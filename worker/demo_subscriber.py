@@ -36,8 +36,10 @@ def line(body: dict[str, Any], webhook_id: str) -> Text:
     text = Text()
     text.append("✓ ", style="green")
     text.append(f"{body.get('type', '?'):<20}", style="bold")
-    text.append(f" #{data.get('sequence', '?'):<3} {meeting.get('id', '?')} {meeting.get('status', '?'):<10} "
-                f"{meeting.get('start', '?')} {meeting.get('title') or ''} ")
+    text.append(
+        f" #{data.get('sequence', '?'):<3} {meeting.get('id', '?')} {meeting.get('status', '?'):<10} "
+        f"{meeting.get('start', '?')} {meeting.get('title') or ''} "
+    )
     text.append(links, style="dim")
     text.append(f"  webhook-id {webhook_id}", style="dim")
     return text

@@ -40,11 +40,21 @@ log = logging.getLogger(__name__)
 
 def _due(rt: Runtime, target: str, limit: int) -> list[tuple[str, str]]:
     now = rt.clock.now()
-    query = (select(LinkRow.meeting_id, LinkRow.external_id).join(MeetingRow, col(MeetingRow.id) == col(LinkRow.meeting_id))
-             .where(LinkRow.connection == target, col(LinkRow.mirrored).is_(True), col(LinkRow.missing).is_(False),
-                    LinkRow.content_hash != store.SUPERSEDED_HASH, col(MeetingRow.booked).is_(True),
-                    col(MeetingRow.deleted).is_(False), col(MeetingRow.end) > now)
-             .order_by(col(LinkRow.last_seen_at), col(LinkRow.id)).limit(limit))
+    query = (
+        select(LinkRow.meeting_id, LinkRow.external_id)
+        .join(MeetingRow, col(MeetingRow.id) == col(LinkRow.meeting_id))
+        .where(
+            LinkRow.connection == target,
+            col(LinkRow.mirrored).is_(True),
+            col(LinkRow.missing).is_(False),
+            LinkRow.content_hash != store.SUPERSEDED_HASH,
+            col(MeetingRow.booked).is_(True),
+            col(MeetingRow.deleted).is_(False),
+            col(MeetingRow.end) > now,
+        )
+        .order_by(col(LinkRow.last_seen_at), col(LinkRow.id))
+        .limit(limit)
+    )
     with transaction(rt.engine) as session:
         return [(m, e) for m, e in session.exec(query)]
 
@@ -59,8 +69,15 @@ def _gone(rt: Runtime, target: str, meeting_id: str, external_id: str) -> None:
             return
         link.missing, link.last_seen_at = True, now
         cancelled = store.meeting_of(row).model_copy(update={"status": MeetingStatus.CANCELLED})
-        conflicts.report(session, row, link, cancelled, ("status",), now,
-                         why=f"{target} no longer has the booking (deleted there)")
+        conflicts.report(
+            session,
+            row,
+            link,
+            cancelled,
+            ("status",),
+            now,
+            why=f"{target} no longer has the booking (deleted there)",
+        )
 
 
 def check(rt: Runtime, target: str, meeting_id: str, external_id: str, adapter: Any) -> str:
@@ -73,8 +90,17 @@ def check(rt: Runtime, target: str, meeting_id: str, external_id: str, adapter: 
     else:
         result = ingest.IngestResult()
         with transaction(rt.engine) as session:
-            ingest.ingest_records(session, adapter, target, [raw], source="drift", now=rt.clock.now(), grace=rt.grace,
-                                  result=result, backfill=rt.config.events.backfill)
+            ingest.ingest_records(
+                session,
+                adapter,
+                target,
+                [raw],
+                source="drift",
+                now=rt.clock.now(),
+                grace=rt.grace,
+                result=result,
+                backfill=rt.config.events.backfill,
+            )
         outcome = "repaired" if "meeting.sync_conflict" in result.events else "in_step"
     done = reconcile.converge(rt, meeting_id, target)
     if done.status != "succeeded":
@@ -96,7 +122,9 @@ def sweep(rt: Runtime) -> Counter[str]:
             try:
                 outcome = check(rt, target, meeting_id, external_id, adapter)
             except RateLimited as exc:
-                log.info("drift sweep of %s stops at its rate limit (%s); the next sweep goes on", target, exc)
+                log.info(
+                    "drift sweep of %s stops at its rate limit (%s); the next sweep goes on", target, exc
+                )
                 metrics.DRIFT.labels(target, "rate_limited").inc()
                 break
             except ProviderError as exc:
@@ -105,4 +133,3 @@ def sweep(rt: Runtime) -> Counter[str]:
             counts[outcome] += 1
             metrics.DRIFT.labels(target, outcome).inc()
     return counts
-

@@ -55,9 +55,14 @@ def forbidden(address: str) -> str | None:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    for kind, hit in (("loopback", ip.is_loopback), ("link-local (cloud metadata lives here)", ip.is_link_local),
-                      ("private", ip.is_private), ("multicast", ip.is_multicast),
-                      ("unspecified", ip.is_unspecified), ("reserved", ip.is_reserved)):
+    for kind, hit in (
+        ("loopback", ip.is_loopback),
+        ("link-local (cloud metadata lives here)", ip.is_link_local),
+        ("private", ip.is_private),
+        ("multicast", ip.is_multicast),
+        ("unspecified", ip.is_unspecified),
+        ("reserved", ip.is_reserved),
+    ):
         if hit:
             return f"{ip} is a {kind} address"
     if not ip.is_global:
@@ -78,7 +83,9 @@ def _literal(host: str) -> str | None:
         return None
 
 
-def problem(url: str, *, resolver: Resolver | None = None, timeout: float = RESOLVE_TIMEOUT_SECONDS) -> str | None:
+def problem(
+    url: str, *, resolver: Resolver | None = None, timeout: float = RESOLVE_TIMEOUT_SECONDS
+) -> str | None:
     """Why `url` is not an allowed target, or None. An unresolvable name is not a problem here."""
     resolver = resolver or resolve
     parts = urlsplit(url)
@@ -106,8 +113,14 @@ class _GuardedBackend(httpcore.NetworkBackend):
         self._inner = httpcore.SyncBackend()
         self._resolver = resolver or (lambda host, port: resolve(host, port))
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
         try:
             addresses = self._resolver(host, port)
         except OSError as exc:
@@ -119,21 +132,25 @@ class _GuardedBackend(httpcore.NetworkBackend):
         error: Exception | None = None
         for address in addresses:
             try:
-                return self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
-                                               socket_options=socket_options)
+                return self._inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
             except httpcore.ConnectError as exc:
                 error = exc
         raise error or httpcore.ConnectError(f"{host} resolves to no address")
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
         raise PrivateTarget(f"refused to connect to the unix socket {path}; {FIX}")
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
 
 
-def guarded_transport(*, resolver: Resolver | None = None, limits: httpx.Limits | None = None) -> httpx.HTTPTransport:
+def guarded_transport(
+    *, resolver: Resolver | None = None, limits: httpx.Limits | None = None
+) -> httpx.HTTPTransport:
     """An httpx transport that connects only to public addresses, checked at connect time."""
     transport = httpx.HTTPTransport(limits=limits or httpx.Limits())
     # httpx builds its connection pool without a way to pass a network backend; the pool
@@ -142,10 +159,14 @@ def guarded_transport(*, resolver: Resolver | None = None, limits: httpx.Limits 
     return transport
 
 
-def delivery_client(*, timeout: float, allow_private: bool, limits: httpx.Limits | None = None) -> httpx.Client:
+def delivery_client(
+    *, timeout: float, allow_private: bool, limits: httpx.Limits | None = None
+) -> httpx.Client:
     """The client outbound deliveries are sent with: guarded unless private targets are allowed.
 
     `limits` bounds its connection pool (a delivery lane keeps one pool per subscription)."""
     limits = limits or httpx.Limits()
     transport = None if allow_private else guarded_transport(limits=limits)
-    return httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False, transport=transport, limits=limits)
+    return httpx.Client(
+        timeout=httpx.Timeout(timeout), follow_redirects=False, transport=transport, limits=limits
+    )

@@ -57,8 +57,12 @@ def assign(session: Session, events: Sequence[EventRow]) -> None:
     """
     if not events:
         return
-    statement = (update(FeedCounterRow).where(col(FeedCounterRow.name) == COUNTER)
-                 .values(value=col(FeedCounterRow.value) + len(events)).returning(col(FeedCounterRow.value)))
+    statement = (
+        update(FeedCounterRow)
+        .where(col(FeedCounterRow.name) == COUNTER)
+        .values(value=col(FeedCounterRow.value) + len(events))
+        .returning(col(FeedCounterRow.value))
+    )
     top = session.execute(statement).scalar_one_or_none()
     if top is None:
         raise FeedCounterMissing("the feed_counter row is missing; run `bookingsync db upgrade`")
@@ -70,8 +74,12 @@ def assign(session: Session, events: Sequence[EventRow]) -> None:
 
 def read(session: Session, after: int, limit: int) -> list[EventRow]:
     """Published events with a position after `after`, in position order, at most `limit`."""
-    query = (select(EventRow).where(col(EventRow.feed_position) > after)
-             .order_by(col(EventRow.feed_position)).limit(min(limit, MAX_PAGE)))
+    query = (
+        select(EventRow)
+        .where(col(EventRow.feed_position) > after)
+        .order_by(col(EventRow.feed_position))
+        .limit(min(limit, MAX_PAGE))
+    )
     return list(session.exec(query))
 
 

@@ -60,11 +60,14 @@ PREFETCH_SECONDS = 3.0  # re-reads for timers falling due this soon are asked fo
 REREAD_THREADS = 2
 REMEMBERED = 10_000  # re-read requests and waiting timers remembered (oldest forgotten first)
 
-FRESHNESS = Counter("bookingsync_timer_freshness_total",
-                    "hasStarted timers by how fresh their meeting was when they fired, and re-reads asked for: "
-                    "fresh (fired at once), waited (fired after a re-read landed), stale (fired when the wait ran "
-                    "out), reread_by_id / reread_by_poll (re-reads asked for), reread_failed",
-                    ["outcome"], registry=REGISTRY)
+FRESHNESS = Counter(
+    "bookingsync_timer_freshness_total",
+    "hasStarted timers by how fresh their meeting was when they fired, and re-reads asked for: "
+    "fresh (fired at once), waited (fired after a re-read landed), stale (fired when the wait ran "
+    "out), reread_by_id / reread_by_poll (re-reads asked for), reread_failed",
+    ["outcome"],
+    registry=REGISTRY,
+)
 
 
 class Verdict(StrEnum):
@@ -73,8 +76,9 @@ class Verdict(StrEnum):
     STALE = "stale"
 
 
-def verdict(read_at: Iterable[datetime | None], due_at: datetime, now: datetime, *, max_age: float,
-            wait: float) -> Verdict:
+def verdict(
+    read_at: Iterable[datetime | None], due_at: datetime, now: datetime, *, max_age: float, wait: float
+) -> Verdict:
     """Pure: fire (FRESH), wait for a re-read (WAIT), or fire on what we have (STALE)."""
     if all(at is not None and at >= due_at - timedelta(seconds=max_age) for at in read_at):
         return Verdict.FRESH
@@ -104,7 +108,9 @@ class Freshness:
         self.wait: float = events.freshness_wait_seconds
         self.send_poll = send_poll
         self._lock = threading.Lock()
-        self._asked: OrderedDict[tuple[str, str], float] = OrderedDict()  # (connection, id or "") -> monotonic
+        self._asked: OrderedDict[tuple[str, str], float] = (
+            OrderedDict()
+        )  # (connection, id or "") -> monotonic
         self._waiting: OrderedDict[str, None] = OrderedDict()  # event ids held at least once
         self._pool: ThreadPoolExecutor | None = None
 
@@ -154,15 +160,21 @@ class Freshness:
                 self._remember(self._waiting, row.event_id, None)
             row.status = "leased"
             # Back in line by the end of the wait at the latest (the claim takes leases that ended before now).
-            row.lease_until = min(now + timedelta(seconds=RECHECK_SECONDS),
-                                  row.due_at + timedelta(seconds=self.wait) - timedelta(milliseconds=1))
+            row.lease_until = min(
+                now + timedelta(seconds=RECHECK_SECONDS),
+                row.due_at + timedelta(seconds=self.wait) - timedelta(milliseconds=1),
+            )
             return True
         with self._lock:
             waited = self._waiting.pop(row.event_id, False) is None
         FRESHNESS.labels("stale" if decided is Verdict.STALE else "waited" if waited else "fresh").inc()
         if decided is Verdict.STALE:
-            log.warning("meeting %s: hasStarted fires on a read older than %gs (no re-read landed within %gs)",
-                        row.meeting_id, self.max_age, self.wait)
+            log.warning(
+                "meeting %s: hasStarted fires on a read older than %gs (no re-read landed within %gs)",
+                row.meeting_id,
+                self.max_age,
+                self.wait,
+            )
         return False
 
     # --- ahead of time ---------------------------------------------------------------------------
@@ -173,19 +185,35 @@ class Freshness:
             return
         horizon = now + timedelta(seconds=PREFETCH_SECONDS)
         with transaction(self.rt.engine) as session:
-            due = session.exec(select(EventRow.meeting_id, EventRow.due_at)
-                               .where(col(EventRow.status) == "pending", col(EventRow.due_at) > now,
-                                      col(EventRow.due_at) <= horizon, col(EventRow.type) == EventType.HAS_STARTED)
-                               .order_by(col(EventRow.status), col(EventRow.due_at)).limit(1000)).all()
+            due = session.exec(
+                select(EventRow.meeting_id, EventRow.due_at)
+                .where(
+                    col(EventRow.status) == "pending",
+                    col(EventRow.due_at) > now,
+                    col(EventRow.due_at) <= horizon,
+                    col(EventRow.type) == EventType.HAS_STARTED,
+                )
+                .order_by(col(EventRow.status), col(EventRow.due_at))
+                .limit(1000)
+            ).all()
             if not due:
                 return
             meeting_ids = sorted({meeting_id for meeting_id, _ in due})
-            live = set(session.exec(select(MeetingRow.id).where(col(MeetingRow.id).in_(meeting_ids),
-                                                                col(MeetingRow.deleted).is_(False))).all())
+            live = set(
+                session.exec(
+                    select(MeetingRow.id).where(
+                        col(MeetingRow.id).in_(meeting_ids), col(MeetingRow.deleted).is_(False)
+                    )
+                ).all()
+            )
             links = store.links_of(session, meeting_ids)
-            stale = [source for meeting_id, due_at in due if meeting_id in live
-                     for source in self.sources(session, links.get(meeting_id, []))
-                     if not _fresh(source, due_at, self.max_age)]
+            stale = [
+                source
+                for meeting_id, due_at in due
+                if meeting_id in live
+                for source in self.sources(session, links.get(meeting_id, []))
+                if not _fresh(source, due_at, self.max_age)
+            ]
         self._ask(stale)
 
     # --- the re-reads ----------------------------------------------------------------------------
@@ -200,7 +228,9 @@ class Freshness:
         """Ask once per source (by id) or connection (a poll) per wait period."""
         for source in sources:
             caps = self._readable(source.connection) or frozenset()
-            by_id = Capability.LOOKUP_BY_ID in caps and hasattr(self.rt.adapter(source.connection), "get_meeting")
+            by_id = Capability.LOOKUP_BY_ID in caps and hasattr(
+                self.rt.adapter(source.connection), "get_meeting"
+            )
             key = (source.connection, source.external_id if by_id else "")
             with self._lock:
                 asked = self._asked.get(key)
@@ -241,8 +271,17 @@ class Freshness:
                     if link is not None and not link.missing:
                         store.mark_missing(session, link, now, self.rt.grace)
                     return
-                ingest_records(session, adapter, connection, [raw], source="poll", now=now, grace=self.rt.grace,
-                               result=IngestResult(), backfill=self.rt.config.events.backfill)
+                ingest_records(
+                    session,
+                    adapter,
+                    connection,
+                    [raw],
+                    source="poll",
+                    now=now,
+                    grace=self.rt.grace,
+                    result=IngestResult(),
+                    backfill=self.rt.config.events.backfill,
+                )
         except ProviderError as exc:
             FRESHNESS.labels("reread_failed").inc()
             log.warning("re-reading %s:%s before its hasStarted failed: %s", connection, external_id, exc)

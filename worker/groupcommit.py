@@ -34,9 +34,16 @@ class Closed(RuntimeError):
 
 
 class GroupCommit(Generic[Item]):
-    def __init__(self, engine: Engine, write: Callable[[Connection, Sequence[Item]], Sequence[Any]], *,
-                 name: str, max_batch: int = DEFAULT_MAX_BATCH,
-                 after: Callable[[Sequence[Item], Sequence[Any]], None] | None = None, writers: int = 1) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        write: Callable[[Connection, Sequence[Item]], Sequence[Any]],
+        *,
+        name: str,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        after: Callable[[Sequence[Item], Sequence[Any]], None] | None = None,
+        writers: int = 1,
+    ) -> None:
         self.engine, self.write, self.name, self.max_batch, self.after = engine, write, name, max_batch, after
         self._queue: deque[tuple[Item, Waiter]] = deque()
         self._cond = threading.Condition()
@@ -44,8 +51,10 @@ class GroupCommit(Generic[Item]):
         self._idle = 0  # writers waiting for work
         # More than one writer lets a batch fill and insert while another waits for its commit's
         # fsync; only for a database that takes concurrent writers (not SQLite).
-        self._threads = [threading.Thread(target=self._run, name=f"groupcommit-{name}-{i}", daemon=True)
-                         for i in range(writers)]
+        self._threads = [
+            threading.Thread(target=self._run, name=f"groupcommit-{name}-{i}", daemon=True)
+            for i in range(writers)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -139,7 +148,9 @@ Waiter = Future[Any] | _LoopWaiter
 
 def _settle(outcomes: list[tuple[Waiter, Any, BaseException | None]]) -> None:
     """Resolve waiters: thread futures at once, loop futures with one call per loop."""
-    per_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+    per_loop: dict[
+        asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+    ] = {}
     for waiter, result, error in outcomes:
         if isinstance(waiter, _LoopWaiter):
             per_loop.setdefault(waiter.loop, []).append((waiter.future, result, error))
@@ -162,4 +173,3 @@ def _settle_on_loop(items: list[tuple[asyncio.Future[Any], Any, BaseException | 
             future.set_exception(error)
         else:
             future.set_result(result)
-

@@ -69,8 +69,11 @@ class Rules:
 
     @classmethod
     def of(cls, cfg: IdentityConfig) -> Rules:
-        return cls(attendee_start="attendee-start" in cfg.rules, tolerance=timedelta(seconds=cfg.start_tolerance_seconds),
-                   host_overlap=cfg.require_host_overlap)
+        return cls(
+            attendee_start="attendee-start" in cfg.rules,
+            tolerance=timedelta(seconds=cfg.start_tolerance_seconds),
+            host_overlap=cfg.require_host_overlap,
+        )
 
 
 # Ingest calls `match_unlinked(session, connection, records)` once per page, with no config in
@@ -133,8 +136,10 @@ def _one(record: SourceRecord, rule: str, hits: list[Intent]) -> Match | None:
 
 
 def _open(intent: Intent) -> bool:
-    sent = intent.attempts > 0 and (intent.state is State.UNKNOWN or (
-        intent.state is State.PENDING and intent.step in (Step.CALLING, Step.LOST)))
+    sent = intent.attempts > 0 and (
+        intent.state is State.UNKNOWN
+        or (intent.state is State.PENDING and intent.step in (Step.CALLING, Step.LOST))
+    )
     return intent.books and sent
 
 
@@ -150,8 +155,13 @@ def choose(record: SourceRecord, candidates: Sequence[Intent]) -> Match | None:
             return _one(record, REFERENCE, by_reference)
     m = record.meeting
     email = m.attendee.email
-    slot = [i for i in candidates if _open(i) and (i.start, i.end) == (m.start, m.end)
-            and (email is None or i.attendee_email is None or email == i.attendee_email)]
+    slot = [
+        i
+        for i in candidates
+        if _open(i)
+        and (i.start, i.end) == (m.start, m.end)
+        and (email is None or i.attendee_email is None or email == i.attendee_email)
+    ]
     return _one(record, OPEN_INTENT, slot) if slot else None
 
 
@@ -159,22 +169,32 @@ def _hosts_overlap(a: Sequence[str], b: Sequence[str]) -> bool:
     return not a or not b or bool(set(a) & set(b))
 
 
-def choose_by_rules(record: SourceRecord, candidates: Sequence[Candidate], rules: Rules) -> Match | Ambiguity | None:
+def choose_by_rules(
+    record: SourceRecord, candidates: Sequence[Candidate], rules: Rules
+) -> Match | Ambiguity | None:
     """The meeting `record` is, by the configured rules; an Ambiguity when two or more are; None
     when none is (or the record names no attendee: no rule can match it then)."""
     m = record.meeting
     email = m.attendee.email
     if not rules.attendee_start or email is None:
         return None
-    same = [c for c in candidates if c.attendee_email == email and abs(c.start - m.start) <= rules.tolerance
-            and c.status != MeetingStatus.CANCELLED.value
-            and (not rules.host_overlap or _hosts_overlap(c.hosts, m.hosts))]
+    same = [
+        c
+        for c in candidates
+        if c.attendee_email == email
+        and abs(c.start - m.start) <= rules.tolerance
+        and c.status != MeetingStatus.CANCELLED.value
+        and (not rules.host_overlap or _hosts_overlap(c.hosts, m.hosts))
+    ]
     joinable: list[tuple[Candidate, str, str | None]] = []
     for c in same:
         if not c.here:
             joinable.append((c, ATTENDEE_START, None))
-        elif (c.status == MeetingStatus.PENDING.value or c.here_pending) and m.status in ACTIVE_STATUSES \
-                and len(c.here) == 1:
+        elif (
+            (c.status == MeetingStatus.PENDING.value or c.here_pending)
+            and m.status in ACTIVE_STATUSES
+            and len(c.here) == 1
+        ):
             joinable.append((c, DOUBLE_OPT_IN, c.here[0]))
     if not joinable:
         return None
@@ -184,8 +204,9 @@ def choose_by_rules(record: SourceRecord, candidates: Sequence[Candidate], rules
     return Match(meeting_id=c.meeting_id, rule=rule, supersedes=supersedes)
 
 
-def candidates_for(session: Session, connection: str, records: Sequence[SourceRecord],
-                   tolerance: timedelta) -> list[Candidate]:
+def candidates_for(
+    session: Session, connection: str, records: Sequence[SourceRecord], tolerance: timedelta
+) -> list[Candidate]:
     """The meetings the rules could match any of `records` to: two indexed queries for the page.
 
     The range on `start` (from the earliest to the latest start of the page, widened by the
@@ -195,48 +216,108 @@ def candidates_for(session: Session, connection: str, records: Sequence[SourceRe
     if not emails:
         return []
     starts = [r.meeting.start for r in records if r.meeting.attendee.email]
-    query = select(MeetingRow.id, MeetingRow.attendee_email, MeetingRow.start, MeetingRow.hosts, MeetingRow.status)
+    query = select(
+        MeetingRow.id, MeetingRow.attendee_email, MeetingRow.start, MeetingRow.hosts, MeetingRow.status
+    )
     if tolerance:
-        query = query.where(col(MeetingRow.attendee_email).in_(emails), col(MeetingRow.start) >= min(starts) - tolerance,
-                            col(MeetingRow.start) <= max(starts) + tolerance)
+        query = query.where(
+            col(MeetingRow.attendee_email).in_(emails),
+            col(MeetingRow.start) >= min(starts) - tolerance,
+            col(MeetingRow.start) <= max(starts) + tolerance,
+        )
     else:
-        query = query.where(col(MeetingRow.attendee_email).in_(emails), col(MeetingRow.start).in_(sorted(set(starts))))
+        query = query.where(
+            col(MeetingRow.attendee_email).in_(emails), col(MeetingRow.start).in_(sorted(set(starts)))
+        )
     rows = list(session.exec(query))
     if not rows:
         return []
     here: dict[str, list[str]] = {}
     pending: dict[str, bool] = {}
     links = select(LinkRow.meeting_id, LinkRow.external_id, LinkRow.observed).where(
-        col(LinkRow.meeting_id).in_(sorted({row[0] for row in rows})), LinkRow.connection == connection,
-        col(LinkRow.missing).is_(False), LinkRow.content_hash != _SUPERSEDED)
+        col(LinkRow.meeting_id).in_(sorted({row[0] for row in rows})),
+        LinkRow.connection == connection,
+        col(LinkRow.missing).is_(False),
+        LinkRow.content_hash != _SUPERSEDED,
+    )
     for meeting_id, external_id, observed in session.exec(links):
         here.setdefault(meeting_id, []).append(external_id)
         provisional = isinstance(observed, dict) and observed.get("status") == MeetingStatus.PENDING.value
         pending[meeting_id] = pending.get(meeting_id, True) and provisional
-    return [Candidate(meeting_id=mid, attendee_email=email, start=start, hosts=tuple(hosts or ()), status=status,
-                      here=tuple(sorted(here.get(mid, ()))), here_pending=pending.get(mid, False))
-            for mid, email, start, hosts, status in rows]
+    return [
+        Candidate(
+            meeting_id=mid,
+            attendee_email=email,
+            start=start,
+            hosts=tuple(hosts or ()),
+            status=status,
+            here=tuple(sorted(here.get(mid, ()))),
+            here_pending=pending.get(mid, False),
+        )
+        for mid, email, start, hosts, status in rows
+    ]
 
 
-def audit(session: Session, *, meeting_id: str, action: str, actor: str, now: datetime, connection: str | None = None,
-          external_id: str | None = None, **detail: object) -> None:
+def audit(
+    session: Session,
+    *,
+    meeting_id: str,
+    action: str,
+    actor: str,
+    now: datetime,
+    connection: str | None = None,
+    external_id: str | None = None,
+    **detail: object,
+) -> None:
     """One entry in a meeting's audit trail (`meetings show` lists them)."""
-    session.add(AuditRow(meeting_id=meeting_id, action=action, actor=actor, connection=connection,
-                         external_id=external_id, detail=detail or None, at=now))
+    session.add(
+        AuditRow(
+            meeting_id=meeting_id,
+            action=action,
+            actor=actor,
+            connection=connection,
+            external_id=external_id,
+            detail=detail or None,
+            at=now,
+        )
+    )
 
 
-def _ambiguous(session: Session, connection: str, record: SourceRecord, found: Ambiguity, now: datetime) -> None:
-    log.warning("%s %s matches %d meetings by %s (%s): linking none; it is a meeting of its own. Join it by hand "
-                "with `bookingsync meetings link`", connection, record.external_id, len(found.meeting_ids),
-                found.rule, ", ".join(found.meeting_ids))
+def _ambiguous(
+    session: Session, connection: str, record: SourceRecord, found: Ambiguity, now: datetime
+) -> None:
+    log.warning(
+        "%s %s matches %d meetings by %s (%s): linking none; it is a meeting of its own. Join it by hand "
+        "with `bookingsync meetings link`",
+        connection,
+        record.external_id,
+        len(found.meeting_ids),
+        found.rule,
+        ", ".join(found.meeting_ids),
+    )
     metrics.IDENTITY.labels(connection, AMBIGUOUS).inc()
     for meeting_id in found.meeting_ids:
-        audit(session, meeting_id=meeting_id, action=AMBIGUOUS, actor="identity", now=now, connection=connection,
-              external_id=record.external_id, rule=found.rule, candidates=list(found.meeting_ids))
+        audit(
+            session,
+            meeting_id=meeting_id,
+            action=AMBIGUOUS,
+            actor="identity",
+            now=now,
+            connection=connection,
+            external_id=record.external_id,
+            rule=found.rule,
+            candidates=list(found.meeting_ids),
+        )
 
 
-def match_unlinked(session: Session, connection: str, records: Sequence[SourceRecord], *,
-                   rules: Rules | None = None, now: datetime | None = None) -> dict[str, Match]:
+def match_unlinked(
+    session: Session,
+    connection: str,
+    records: Sequence[SourceRecord],
+    *,
+    rules: Rules | None = None,
+    now: datetime | None = None,
+) -> dict[str, Match]:
     """Matches for records of `connection` whose (connection, external_id) is not linked yet,
     keyed by external id. Records without a match are left out (they are new meetings).
 
@@ -248,9 +329,13 @@ def match_unlinked(session: Session, connection: str, records: Sequence[SourceRe
     rules = rules or _rules
     out: dict[str, Match] = {}
     if intent_store.has_any(session, connection):
-        rows = intent_store.candidates(session, connection, ids={r.external_id for r in records},
-                                       references={r.reference for r in records if r.reference},
-                                       starts={r.meeting.start for r in records})
+        rows = intent_store.candidates(
+            session,
+            connection,
+            ids={r.external_id for r in records},
+            references={r.reference for r in records if r.reference},
+            starts={r.meeting.start for r in records},
+        )
         intents = [intent_store.value(row) for row in rows]
         for record in records if intents else ():
             match = choose(record, intents)

@@ -37,9 +37,20 @@ class IngestResult:
     events: list[str] = field(default_factory=list)
 
 
-def ingest_records(session: Session, adapter: Adapter, connection: str, raws: list[RawRecord], *, source: str,
-                   now: datetime, grace: timedelta, result: IngestResult, open_quarantine: bool = True,
-                   backfill: Backfill = Backfill.UPCOMING, delivered_at: datetime | None = None) -> None:
+def ingest_records(
+    session: Session,
+    adapter: Adapter,
+    connection: str,
+    raws: list[RawRecord],
+    *,
+    source: str,
+    now: datetime,
+    grace: timedelta,
+    result: IngestResult,
+    open_quarantine: bool = True,
+    backfill: Backfill = Backfill.UPCOMING,
+    delivered_at: datetime | None = None,
+) -> None:
     """Normalise every record (quarantining the ones that fail), then apply them, successors of a
     moved booking first, so the old booking's cancellation in the same read reads as the move it
     was. `open_quarantine=False` (no open items on the connection) skips retiring quarantine items.
@@ -58,10 +69,17 @@ def ingest_records(session: Session, adapter: Adapter, connection: str, raws: li
         result.quarantined += 1
         log.warning("quarantined a %s record from %s (%s): %s", adapter.provider, connection, source, reason)
     ordered = sorted(normalised, key=lambda pair: pair[0].supersedes is None)
-    outcomes = apply_incoming(session, connection=connection, provider=adapter.provider,
-                              incoming=[Incoming(record=record, raw=raw.payload, delivered_at=delivered_at)
-                                        for record, raw in ordered],
-                              now=now, grace=grace, backfill=backfill)
+    outcomes = apply_incoming(
+        session,
+        connection=connection,
+        provider=adapter.provider,
+        incoming=[
+            Incoming(record=record, raw=raw.payload, delivered_at=delivered_at) for record, raw in ordered
+        ],
+        now=now,
+        grace=grace,
+        backfill=backfill,
+    )
     for (record, _), outcome in zip(ordered, outcomes, strict=True):
         if outcome.changed and open_quarantine:
             quarantine.supersede(session, connection=connection, external_id=record.external_id, now=now)
@@ -75,12 +93,28 @@ def apply_page(rt: Runtime, connection: str, adapter: Adapter, page: Page) -> In
     result = IngestResult()
     now = rt.clock.now()
     with transaction(rt.engine) as session:
-        ingest_records(session, adapter, connection, page.records, source="poll", now=now, grace=rt.grace,
-                       result=result, open_quarantine=quarantine.has_open(session, connection),
-                       backfill=rt.config.events.backfill)
+        ingest_records(
+            session,
+            adapter,
+            connection,
+            page.records,
+            source="poll",
+            now=now,
+            grace=rt.grace,
+            result=result,
+            open_quarantine=quarantine.has_open(session, connection),
+            backfill=rt.config.events.backfill,
+        )
         if page.sweep is not None:
-            swept = store.sweep(session, connection=connection, scope=page.sweep.scope,
-                                window_start=page.sweep.window_start, seen=page.sweep.seen, now=now, grace=rt.grace)
+            swept = store.sweep(
+                session,
+                connection=connection,
+                scope=page.sweep.scope,
+                window_start=page.sweep.window_start,
+                seen=page.sweep.seen,
+                now=now,
+                grace=rt.grace,
+            )
             result.swept = len(swept)
             for applied in swept:
                 result.events.extend(applied.events)
@@ -93,7 +127,9 @@ def ingest_receipt(rt: Runtime, receipt_id: int) -> IngestResult | None:
     result = IngestResult()
     now = rt.clock.now()
     with transaction(rt.engine) as session:
-        receipt = session.exec(select(ReceiptRow).where(ReceiptRow.id == receipt_id).with_for_update()).first()
+        receipt = session.exec(
+            select(ReceiptRow).where(ReceiptRow.id == receipt_id).with_for_update()
+        ).first()
         if receipt is None or receipt.status != "leased":
             return None
         if rt.config.connection(receipt.connection) is None:
@@ -101,10 +137,24 @@ def ingest_receipt(rt: Runtime, receipt_id: int) -> IngestResult | None:
             receipt.error = f"connection {receipt.connection!r} is no longer configured"
             return result
         adapter = rt.adapter(receipt.connection)
-        raws = [RawRecord(payload=item.get("payload"), external_id=item.get("external_id"), scope=item.get("scope"))
-                for item in receipt.records or []]
-        ingest_records(session, adapter, receipt.connection, raws, source="webhook", now=now, grace=rt.grace,
-                       result=result, backfill=rt.config.events.backfill, delivered_at=receipt.received_at)
+        raws = [
+            RawRecord(
+                payload=item.get("payload"), external_id=item.get("external_id"), scope=item.get("scope")
+            )
+            for item in receipt.records or []
+        ]
+        ingest_records(
+            session,
+            adapter,
+            receipt.connection,
+            raws,
+            source="webhook",
+            now=now,
+            grace=rt.grace,
+            result=result,
+            backfill=rt.config.events.backfill,
+            delivered_at=receipt.received_at,
+        )
         receipt.status = "done"
         receipt.processed_at = now
         receipt.lease_until = None
@@ -129,10 +179,19 @@ def replay_quarantined(rt: Runtime, item_id: int) -> str:
         except NormaliseError as exc:
             return f"item {item_id} still cannot be normalised: {exc}"
         match = identity.match_unlinked(session, row.connection, [record]).get(record.external_id)
-        applied = store.apply_record(session, connection=row.connection, provider=adapter.provider, record=record,
-                                     raw=row.raw, now=now, grace=rt.grace, backfill=rt.config.events.backfill,
-                                     match=match)
+        applied = store.apply_record(
+            session,
+            connection=row.connection,
+            provider=adapter.provider,
+            record=record,
+            raw=row.raw,
+            now=now,
+            grace=rt.grace,
+            backfill=rt.config.events.backfill,
+            match=match,
+        )
         row.status = "replayed"
         row.resolved_at = now
         return f"item {item_id} applied to meeting {applied.meeting_id}" + (
-            f" ({', '.join(applied.events)})" if applied.events else "")
+            f" ({', '.join(applied.events)})" if applied.events else ""
+        )

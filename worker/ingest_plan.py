@@ -41,9 +41,24 @@ MISSING_HASH = "missing"
 # A link replaced by a successor booking: what its provider says of it later (the old booking
 # cancelled as part of the move) no longer speaks for the meeting.
 SUPERSEDED_HASH = "superseded"
-MEETING_COLUMNS = ("status", "title", "start", "end", "timezone", "attendee_email", "attendee_name",
-                   "attendee_phone", "hosts", "conference_url", "content_hash", "booked", "deleted", "generation",
-                   "version", "next_sequence")
+MEETING_COLUMNS = (
+    "status",
+    "title",
+    "start",
+    "end",
+    "timezone",
+    "attendee_email",
+    "attendee_name",
+    "attendee_phone",
+    "hosts",
+    "conference_url",
+    "content_hash",
+    "booked",
+    "deleted",
+    "generation",
+    "version",
+    "next_sequence",
+)
 
 
 @dataclass
@@ -79,7 +94,9 @@ class MeetingSlot:
     changed: bool = False
     created_at: datetime | None = None
     content_hash: str | None = None  # of state.meeting, when known without hashing it again
-    source_updated_at: datetime | None = None  # the newest provider stamp applied (conflicts.on_read compares it)
+    source_updated_at: datetime | None = (
+        None  # the newest provider stamp applied (conflicts.on_read compares it)
+    )
 
 
 @dataclass(frozen=True)
@@ -133,8 +150,11 @@ class PagePlan:
 
     def snapshot_meetings(self) -> set[str]:
         """Stored meetings whose events need the meeting's links (the caller loads them)."""
-        return {row["meeting_id"] for row in self.events.values()
-                if "snapshot_of" in row and not self.meetings[row["meeting_id"]].created}
+        return {
+            row["meeting_id"]
+            for row in self.events.values()
+            if "snapshot_of" in row and not self.meetings[row["meeting_id"]].created
+        }
 
     def render(self, stored_links: dict[str, list[Any]]) -> list[dict[str, Any]]:
         """The event rows, non-timer payloads built from the meeting as it was at the event and its
@@ -170,14 +190,29 @@ class MeetingView:
     conference_url: str | None
 
 
-def meeting_columns(state: MeetingState, next_sequence: int, content_hash: str | None = None) -> dict[str, Any]:
+def meeting_columns(
+    state: MeetingState, next_sequence: int, content_hash: str | None = None
+) -> dict[str, Any]:
     """The meetings row of a state (without id and times): the one mapping of state to columns."""
     m = state.meeting
-    return {"status": m.status.value, "title": m.title, "start": m.start, "end": m.end, "timezone": m.timezone,
-            "attendee_email": m.attendee.email, "attendee_name": m.attendee.name,
-            "attendee_phone": m.attendee.phone, "hosts": list(m.hosts), "conference_url": m.conference_url,
-            "content_hash": content_hash or m.content_hash(), "booked": state.booked, "deleted": state.deleted,
-            "generation": state.generation, "version": state.version, "next_sequence": next_sequence}
+    return {
+        "status": m.status.value,
+        "title": m.title,
+        "start": m.start,
+        "end": m.end,
+        "timezone": m.timezone,
+        "attendee_email": m.attendee.email,
+        "attendee_name": m.attendee.name,
+        "attendee_phone": m.attendee.phone,
+        "hosts": list(m.hosts),
+        "conference_url": m.conference_url,
+        "content_hash": content_hash or m.content_hash(),
+        "booked": state.booked,
+        "deleted": state.deleted,
+        "generation": state.generation,
+        "version": state.version,
+        "next_sequence": next_sequence,
+    }
 
 
 def state_of_columns(row: Any) -> MeetingState:
@@ -185,12 +220,26 @@ def state_of_columns(row: Any) -> MeetingState:
 
     Built without validation: the row was written from a validated Meeting (`meeting_columns`),
     and validating it again on every read was a fifth of the cost of re-reading a page."""
-    attendee = Person.model_construct(email=row.attendee_email, name=row.attendee_name, phone=row.attendee_phone)
-    meeting = Meeting.model_construct(status=MeetingStatus(row.status), title=row.title, start=row.start, end=row.end,
-                                      timezone=row.timezone, attendee=attendee, hosts=tuple(row.hosts or ()),
-                                      conference_url=row.conference_url)
-    return MeetingState(meeting=meeting, booked=row.booked, deleted=row.deleted, generation=row.generation,
-                        version=row.version)
+    attendee = Person.model_construct(
+        email=row.attendee_email, name=row.attendee_name, phone=row.attendee_phone
+    )
+    meeting = Meeting.model_construct(
+        status=MeetingStatus(row.status),
+        title=row.title,
+        start=row.start,
+        end=row.end,
+        timezone=row.timezone,
+        attendee=attendee,
+        hosts=tuple(row.hosts or ()),
+        conference_url=row.conference_url,
+    )
+    return MeetingState(
+        meeting=meeting,
+        booked=row.booked,
+        deleted=row.deleted,
+        generation=row.generation,
+        version=row.version,
+    )
 
 
 def is_older(link: LinkState, incoming: Incoming) -> bool:
@@ -203,8 +252,9 @@ def is_older(link: LinkState, incoming: Incoming) -> bool:
     return False
 
 
-def meetings_needed(incoming: Iterable[Incoming], links: dict[str, LinkState],
-                    matches: dict[str, Match]) -> set[str]:
+def meetings_needed(
+    incoming: Iterable[Incoming], links: dict[str, LinkState], matches: dict[str, Match]
+) -> set[str]:
     """The stored meetings `plan_page` will read: those of records that may change one (a record
     whose link holds the same content, or a mirror, needs none), so a page that changed nothing
     reads no meeting at all."""
@@ -224,22 +274,42 @@ def meetings_needed(incoming: Iterable[Incoming], links: dict[str, LinkState],
     return needed
 
 
-def event_row(meeting_id: str, intent: EventIntent, now: datetime, event_id: str,
-              sequence: int | None) -> dict[str, Any]:
+def event_row(
+    meeting_id: str, intent: EventIntent, now: datetime, event_id: str, sequence: int | None
+) -> dict[str, Any]:
     """An outbox row for `intent`; a non-timer's payload gets the meeting snapshot added later."""
-    return {"event_id": event_id, "meeting_id": meeting_id, "type": intent.type.value,
-            "dedupe_key": f"{meeting_id}:{intent.type.value}:{intent.occurrence}", "generation": intent.generation,
-            "set_for": intent.set_for, "occurred_at": intent.occurred_at, "due_at": intent.due_at,
-            "status": "pending", "attempts": 0, "sequence": sequence, "created_at": now,
-            # A timer carries only its details (`late_by`); the relay snapshots the meeting when it fires.
-            "payload": (intent_details(intent) or None) if intent.is_timer else intent_details(intent)}
+    return {
+        "event_id": event_id,
+        "meeting_id": meeting_id,
+        "type": intent.type.value,
+        "dedupe_key": f"{meeting_id}:{intent.type.value}:{intent.occurrence}",
+        "generation": intent.generation,
+        "set_for": intent.set_for,
+        "occurred_at": intent.occurred_at,
+        "due_at": intent.due_at,
+        "status": "pending",
+        "attempts": 0,
+        "sequence": sequence,
+        "created_at": now,
+        # A timer carries only its details (`late_by`); the relay snapshots the meeting when it fires.
+        "payload": (intent_details(intent) or None) if intent.is_timer else intent_details(intent),
+    }
 
 
 class Planner:
     """Applies a page's records to the loaded state; `plan_page` is the entry point."""
 
-    def __init__(self, plan: PagePlan, *, connection: str, provider: str, now: datetime, grace: timedelta,
-                 backfill: Backfill, new_id: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        plan: PagePlan,
+        *,
+        connection: str,
+        provider: str,
+        now: datetime,
+        grace: timedelta,
+        backfill: Backfill,
+        new_id: Callable[[str], str],
+    ) -> None:
         self.plan, self.connection, self.provider = plan, connection, provider
         self.now, self.grace, self.backfill, self.new_id = now, grace, backfill, new_id
 
@@ -263,16 +333,32 @@ class Planner:
         link.content_hash = incoming.content_hash
         link.scope = record.scope or link.scope
         link.source_updated_at, link.source_delivered_at = record.source_updated_at, incoming.delivered_at
-        link.values.update(content_hash=link.content_hash, raw=incoming.raw, scope=link.scope,
-                           source_updated_at=link.source_updated_at, source_delivered_at=link.source_delivered_at,
-                           start=record.meeting.start, end=record.meeting.end, stale_count=link.stale_count,
-                           # what a later read is compared with (issue 16's conflict policy)
-                           observed=record.meeting.model_dump(mode="json"), last_seen_at=self.now)
+        link.values.update(
+            content_hash=link.content_hash,
+            raw=incoming.raw,
+            scope=link.scope,
+            source_updated_at=link.source_updated_at,
+            source_delivered_at=link.source_delivered_at,
+            start=record.meeting.start,
+            end=record.meeting.end,
+            stale_count=link.stale_count,
+            # what a later read is compared with (issue 16's conflict policy)
+            observed=record.meeting.model_dump(mode="json"),
+            last_seen_at=self.now,
+        )
         link.written.update(link.values)
 
     def _new_link(self, meeting_id: str, record: SourceRecord, *, mirrored: bool, rule: str) -> LinkState:
-        link = LinkState(id=None, meeting_id=meeting_id, connection=self.connection, provider=self.provider,
-                         external_id=record.external_id, content_hash="", mirrored=mirrored, rule=rule)
+        link = LinkState(
+            id=None,
+            meeting_id=meeting_id,
+            connection=self.connection,
+            provider=self.provider,
+            external_id=record.external_id,
+            content_hash="",
+            mirrored=mirrored,
+            rule=rule,
+        )
         link.values.update(first_seen_at=self.now, missing=False, mirrored=mirrored, rule=rule)
         self.plan.links[record.external_id] = link
         return link
@@ -305,8 +391,12 @@ class Planner:
         if predecessor is not None and predecessor.mirrored:
             # Issue 15: our own move at a target made as a new booking, read before its write matched.
             self._set(predecessor, content_hash=SUPERSEDED_HASH)
-            link = self._new_link(predecessor.meeting_id, record, mirrored=True,
-                                  rule=match.rule if match is not None else "successor")
+            link = self._new_link(
+                predecessor.meeting_id,
+                record,
+                mirrored=True,
+                rule=match.rule if match is not None else "successor",
+            )
             self._observe(link, incoming)
             self._set(link, missing=record.meeting.status is MeetingStatus.CANCELLED)
             return Outcome(meeting_id=link.meeting_id, changed=False)
@@ -314,8 +404,12 @@ class Planner:
             # A move made as "book the new time, cancel the old": the meeting continues under the new id.
             self._set(predecessor, content_hash=SUPERSEDED_HASH, missing=True)
             slot = plan.meetings[predecessor.meeting_id]
-            link = self._new_link(slot.id, record, mirrored=predecessor.mirrored,
-                                  rule=match.rule if match is not None else "successor")
+            link = self._new_link(
+                slot.id,
+                record,
+                mirrored=predecessor.mirrored,
+                rule=match.rule if match is not None else "successor",
+            )
         elif link is None and match is not None and match.meeting_id in plan.meetings:
             # Issue 16: the same real-world meeting, already known through another provider.
             slot = plan.meetings[match.meeting_id]
@@ -367,20 +461,41 @@ class Planner:
     def _view(slot: MeetingSlot) -> MeetingView:
         assert slot.state is not None
         m = slot.state.meeting
-        return MeetingView(id=slot.id, status=m.status.value, title=m.title, start=m.start, end=m.end,
-                           timezone=m.timezone, attendee_email=m.attendee.email, attendee_name=m.attendee.name,
-                           attendee_phone=m.attendee.phone, hosts=list(m.hosts), conference_url=m.conference_url)
+        return MeetingView(
+            id=slot.id,
+            status=m.status.value,
+            title=m.title,
+            start=m.start,
+            end=m.end,
+            timezone=m.timezone,
+            attendee_email=m.attendee.email,
+            attendee_name=m.attendee.name,
+            attendee_phone=m.attendee.phone,
+            hosts=list(m.hosts),
+            conference_url=m.conference_url,
+        )
 
 
-def plan_page(incoming: Iterable[Incoming], *, links: dict[str, LinkState], meetings: dict[str, MeetingSlot],
-              matches: dict[str, Match], connection: str, provider: str, now: datetime, grace: timedelta,
-              backfill: Backfill, new_id: Callable[[str], str]) -> PagePlan:
+def plan_page(
+    incoming: Iterable[Incoming],
+    *,
+    links: dict[str, LinkState],
+    meetings: dict[str, MeetingSlot],
+    matches: dict[str, Match],
+    connection: str,
+    provider: str,
+    now: datetime,
+    grace: timedelta,
+    backfill: Backfill,
+    new_id: Callable[[str], str],
+) -> PagePlan:
     """Apply `incoming` in order to the stored `links` (by external id, this connection's, including
     superseded ones the records name) and `meetings` (by id: every meeting those links or `matches`
     name). `matches` are identity matches without an intent (echoes are linked before planning)."""
     plan = PagePlan(meetings=dict(meetings), links=dict(links))
-    planner = Planner(plan, connection=connection, provider=provider, now=now, grace=grace, backfill=backfill,
-                      new_id=new_id)
+    planner = Planner(
+        plan, connection=connection, provider=provider, now=now, grace=grace, backfill=backfill, new_id=new_id
+    )
     for item in incoming:
         plan.outcomes.append(planner.apply(item, matches.get(item.record.external_id)))
     return plan

@@ -24,9 +24,19 @@ from sqlmodel import Session
 
 from bookingsync.models.tables import EventRow, LinkRow, MeetingRow
 from bookingsync.worker import identity, metrics
-from bookingsync.worker.ingest_plan import (MEETING_COLUMNS, Incoming, LinkState, MeetingSlot, Outcome, PagePlan,
-                                            meeting_columns, meetings_needed, new_id, plan_page,
-                                            state_of_columns)
+from bookingsync.worker.ingest_plan import (
+    MEETING_COLUMNS,
+    Incoming,
+    LinkState,
+    MeetingSlot,
+    Outcome,
+    PagePlan,
+    meeting_columns,
+    meetings_needed,
+    new_id,
+    plan_page,
+    state_of_columns,
+)
 from bookingsync.worker.lifecycle import TIMER_TYPES, Backfill
 
 if TYPE_CHECKING:
@@ -41,8 +51,21 @@ MEETINGS, LINKS, EVENTS = MeetingRow.__table__, LinkRow.__table__, EventRow.__ta
 # row would take three concurrent writers creating the same booking, and is reported as an error.
 FIRST_SIGHT_ATTEMPTS = 3
 # LinkState's fields, in order.
-_LINK_COLUMNS = ("id", "meeting_id", "connection", "provider", "external_id", "content_hash", "scope", "mirrored",
-                 "missing", "source_updated_at", "source_delivered_at", "stale_count", "rule")
+_LINK_COLUMNS = (
+    "id",
+    "meeting_id",
+    "connection",
+    "provider",
+    "external_id",
+    "content_hash",
+    "scope",
+    "mirrored",
+    "missing",
+    "source_updated_at",
+    "source_delivered_at",
+    "stale_count",
+    "rule",
+)
 
 
 class FirstSightContended(RuntimeError):
@@ -60,23 +83,45 @@ def _insert(session: Session) -> Any:
 def load_links(session: Session, connection: str, external_ids: set[str]) -> dict[str, LinkState]:
     if not external_ids:
         return {}
-    query = (select(*(LINKS.c[name] for name in _LINK_COLUMNS))
-             .where(LINKS.c.connection == connection, LINKS.c.external_id.in_(sorted(external_ids)))
-             .order_by(LINKS.c.id).with_for_update())
+    query = (
+        select(*(LINKS.c[name] for name in _LINK_COLUMNS))
+        .where(LINKS.c.connection == connection, LINKS.c.external_id.in_(sorted(external_ids)))
+        .order_by(LINKS.c.id)
+        .with_for_update()
+    )
     return {row.external_id: LinkState(*row) for row in session.execute(query)}  # columns in field order
 
 
 def load_meetings(session: Session, meeting_ids: set[str]) -> dict[str, MeetingSlot]:
     if not meeting_ids:
         return {}
-    query = select(MEETINGS).where(MEETINGS.c.id.in_(sorted(meeting_ids))).order_by(MEETINGS.c.id).with_for_update()
-    return {row.id: MeetingSlot(id=row.id, state=state_of_columns(row), next_sequence=row.next_sequence,
-                                created_at=row.created_at, source_updated_at=row.source_updated_at)
-            for row in session.execute(query)}
+    query = (
+        select(MEETINGS)
+        .where(MEETINGS.c.id.in_(sorted(meeting_ids)))
+        .order_by(MEETINGS.c.id)
+        .with_for_update()
+    )
+    return {
+        row.id: MeetingSlot(
+            id=row.id,
+            state=state_of_columns(row),
+            next_sequence=row.next_sequence,
+            created_at=row.created_at,
+            source_updated_at=row.source_updated_at,
+        )
+        for row in session.execute(query)
+    }
 
 
-def _link_echoes(session: Session, incoming: Sequence[Incoming], matches: dict[str, Match], *, connection: str,
-                 provider: str, now: datetime) -> set[int]:
+def _link_echoes(
+    session: Session,
+    incoming: Sequence[Incoming],
+    matches: dict[str, Match],
+    *,
+    connection: str,
+    provider: str,
+    now: datetime,
+) -> set[int]:
     """Link records that echo a write of ours (worker/identity.py) through `store.link_echo`;
     the positions of the records so consumed (the first of each id)."""
     from bookingsync.worker.store import link_echo
@@ -89,16 +134,28 @@ def _link_echoes(session: Session, incoming: Sequence[Incoming], matches: dict[s
         if match is None or match.intent is None or eid in seen:
             continue
         seen.add(eid)
-        link_echo(session, match, connection=connection, provider=provider, record=item.record, raw=item.raw,
-                  now=now)
+        link_echo(
+            session,
+            match,
+            connection=connection,
+            provider=provider,
+            record=item.record,
+            raw=item.raw,
+            now=now,
+        )
         done.add(position)
     if done:
         session.flush()
     return done
 
 
-def _per_record(incoming: Sequence[Incoming], links: dict[str, LinkState], matches: dict[str, Match],
-                connection: str, skip: set[int]) -> set[int]:
+def _per_record(
+    incoming: Sequence[Incoming],
+    links: dict[str, LinkState],
+    matches: dict[str, Match],
+    connection: str,
+    skip: set[int],
+) -> set[int]:
     """Positions of the records issue 16 speaks for, which go through `store.apply_one`: a read of
     a link that is not a plain origin (a mirror, a peer) or on a bidirectional route, where
     `conflicts.on_read` decides; an identity match without an intent (a peer link, or a
@@ -115,28 +172,50 @@ def _per_record(incoming: Sequence[Incoming], links: dict[str, LinkState], match
                 ids.add(eid)
         elif (match := matches.get(eid)) is not None and match.intent is None:
             ids.add(eid)
-    return {position for position, item in enumerate(incoming)
-            if position not in skip and item.record.external_id in ids}
+    return {
+        position
+        for position, item in enumerate(incoming)
+        if position not in skip and item.record.external_id in ids
+    }
 
 
-def _apply_per_record(session: Session, incoming: Sequence[Incoming], positions: set[int], matches: dict[str, Match],
-                      *, connection: str, provider: str, now: datetime, grace: timedelta,
-                      backfill: Backfill) -> dict[int, Outcome]:
+def _apply_per_record(
+    session: Session,
+    incoming: Sequence[Incoming],
+    positions: set[int],
+    matches: dict[str, Match],
+    *,
+    connection: str,
+    provider: str,
+    now: datetime,
+    grace: timedelta,
+    backfill: Backfill,
+) -> dict[int, Outcome]:
     from bookingsync.worker import store
 
     chosen = [incoming[position] for position in sorted(positions)]
-    ids = {item.record.external_id for item in chosen} | {item.record.supersedes for item in chosen
-                                                          if item.record.supersedes}
+    ids = {item.record.external_id for item in chosen} | {
+        item.record.supersedes for item in chosen if item.record.supersedes
+    }
     ids |= {m.supersedes for eid, m in matches.items() if m.supersedes and eid in ids}
     known = store.lock_links(session, connection, ids)
     out: dict[int, Outcome] = {}
     for position in sorted(positions):
         item = incoming[position]
         eid = item.record.external_id
-        applied = store.apply_one(session, connection=connection, provider=provider, record=item.record, raw=item.raw,
-                                  now=now, grace=grace, known=known, backfill=backfill,
-                                  match=matches.get(eid) if known.get(eid) is None else None,
-                                  delivered_at=item.delivered_at)
+        applied = store.apply_one(
+            session,
+            connection=connection,
+            provider=provider,
+            record=item.record,
+            raw=item.raw,
+            now=now,
+            grace=grace,
+            known=known,
+            backfill=backfill,
+            match=matches.get(eid) if known.get(eid) is None else None,
+            delivered_at=item.delivered_at,
+        )
         out[position] = Outcome(meeting_id=applied.meeting_id, changed=applied.changed, events=applied.events)
     session.flush()
     return out
@@ -149,7 +228,8 @@ def _write(session: Session, plan: PagePlan, now: datetime) -> bool:
     wanted = plan.snapshot_meetings()
     if wanted:
         query = select(LINKS.c.meeting_id, LINKS.c.connection, LINKS.c.provider, LINKS.c.external_id).where(
-            LINKS.c.meeting_id.in_(sorted(wanted)))
+            LINKS.c.meeting_id.in_(sorted(wanted))
+        )
         for row in session.execute(query):
             stored_links.setdefault(row.meeting_id, []).append(row)
     events = plan.render(stored_links)
@@ -164,28 +244,63 @@ def _write(session: Session, plan: PagePlan, now: datetime) -> bool:
     return True
 
 
-def _write_rows(session: Session, plan: PagePlan, events: list[dict[str, Any]], dialect_insert: Any,
-                now: datetime) -> None:
+def _write_rows(
+    session: Session, plan: PagePlan, events: list[dict[str, Any]], dialect_insert: Any, now: datetime
+) -> None:
     new_links = sorted(plan.new_links, key=lambda link: link.external_id)  # one lock order for every writer
     if plan.new_meetings:
-        session.execute(insert(MEETINGS), [
-            {"id": slot.id, **meeting_columns(slot.state, slot.next_sequence, slot.content_hash), "created_at": now,
-             "updated_at": now, "source_updated_at": slot.source_updated_at}
-            for slot in plan.new_meetings if slot.state is not None])
+        session.execute(
+            insert(MEETINGS),
+            [
+                {
+                    "id": slot.id,
+                    **meeting_columns(slot.state, slot.next_sequence, slot.content_hash),
+                    "created_at": now,
+                    "updated_at": now,
+                    "source_updated_at": slot.source_updated_at,
+                }
+                for slot in plan.new_meetings
+                if slot.state is not None
+            ],
+        )
     if new_links:
-        stmt = (dialect_insert(LINKS).on_conflict_do_nothing(index_elements=["connection", "external_id"])
-                .returning(LINKS.c.external_id))
-        rows = [{"meeting_id": link.meeting_id, "connection": link.connection, "provider": link.provider,
-                 "external_id": link.external_id, **link.values} for link in new_links]
+        stmt = (
+            dialect_insert(LINKS)
+            .on_conflict_do_nothing(index_elements=["connection", "external_id"])
+            .returning(LINKS.c.external_id)
+        )
+        rows = [
+            {
+                "meeting_id": link.meeting_id,
+                "connection": link.connection,
+                "provider": link.provider,
+                "external_id": link.external_id,
+                **link.values,
+            }
+            for link in new_links
+        ]
         inserted = set(session.execute(stmt, rows).scalars())
         if len(inserted) < len(new_links):
             raise _LostFirstSight
     if plan.changed_meetings:
-        stmt = update(MEETINGS).where(MEETINGS.c.id == bindparam("b_id")).values(
-            {name: bindparam(name) for name in (*MEETING_COLUMNS, "updated_at", "source_updated_at")})
-        session.execute(stmt, [{"b_id": slot.id, **meeting_columns(slot.state, slot.next_sequence, slot.content_hash),
-                                "updated_at": now, "source_updated_at": slot.source_updated_at}
-                               for slot in plan.changed_meetings if slot.state is not None])
+        stmt = (
+            update(MEETINGS)
+            .where(MEETINGS.c.id == bindparam("b_id"))
+            .values({name: bindparam(name) for name in (*MEETING_COLUMNS, "updated_at", "source_updated_at")})
+        )
+        session.execute(
+            stmt,
+            [
+                {
+                    "b_id": slot.id,
+                    **meeting_columns(slot.state, slot.next_sequence, slot.content_hash),
+                    "updated_at": now,
+                    "source_updated_at": slot.source_updated_at,
+                }
+                for slot in plan.changed_meetings
+                if slot.state is not None
+            ],
+        )
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for link in plan.links.values():
         if link.id is not None and link.written:
@@ -195,10 +310,15 @@ def _write_rows(session: Session, plan: PagePlan, events: list[dict[str, Any]], 
         stmt = update(LINKS).where(LINKS.c.id == bindparam("b_id")).values({c: bindparam(c) for c in columns})
         session.execute(stmt, params)
     if plan.cancel_stored_timers:
-        session.execute(update(EVENTS).where(EVENTS.c.meeting_id.in_(sorted(plan.cancel_stored_timers)),
-                                             EVENTS.c.type.in_(sorted(t.value for t in TIMER_TYPES)),
-                                             EVENTS.c.status.in_(["pending", "leased"]))
-                        .values(status="cancelled"))
+        session.execute(
+            update(EVENTS)
+            .where(
+                EVENTS.c.meeting_id.in_(sorted(plan.cancel_stored_timers)),
+                EVENTS.c.type.in_(sorted(t.value for t in TIMER_TYPES)),
+                EVENTS.c.status.in_(["pending", "leased"]),
+            )
+            .values(status="cancelled")
+        )
     if events:
         # A key already stored stands as it is, unless it is a cancelled timer set again: then it
         # comes back to life at its new due time.
@@ -206,13 +326,22 @@ def _write_rows(session: Session, plan: PagePlan, events: list[dict[str, Any]], 
         stmt = stmt.on_conflict_do_update(
             index_elements=["dedupe_key"],
             set_={"status": stmt.excluded.status, "due_at": stmt.excluded.due_at, "lease_until": None},
-            where=EVENTS.c.status == "cancelled")
+            where=EVENTS.c.status == "cancelled",
+        )
         session.execute(stmt, events)
 
 
-def apply_page(session: Session, *, connection: str, provider: str, incoming: Sequence[Incoming], now: datetime,
-               grace: timedelta, backfill: Backfill = Backfill.UPCOMING,
-               matches: dict[str, Match] | None = None) -> list[Outcome]:
+def apply_page(
+    session: Session,
+    *,
+    connection: str,
+    provider: str,
+    incoming: Sequence[Incoming],
+    now: datetime,
+    grace: timedelta,
+    backfill: Backfill = Backfill.UPCOMING,
+    matches: dict[str, Match] | None = None,
+) -> list[Outcome]:
     """Apply a page of normalised records in the caller's transaction; one outcome per record, in order.
 
     `matches` overrides the identity look-up (a caller that made it already)."""
@@ -239,31 +368,65 @@ def apply_page(session: Session, *, connection: str, provider: str, incoming: Se
     others = {eid: m for eid, m in matches.items() if m.intent is None}
     one_by_one = _per_record(incoming, links, others, connection, echoed)
     if one_by_one:
-        outcomes.update(_apply_per_record(session, incoming, one_by_one, others, connection=connection,
-                                          provider=provider, now=now, grace=grace, backfill=backfill))
+        outcomes.update(
+            _apply_per_record(
+                session,
+                incoming,
+                one_by_one,
+                others,
+                connection=connection,
+                provider=provider,
+                now=now,
+                grace=grace,
+                backfill=backfill,
+            )
+        )
     apart = echoed | one_by_one
     rest = [item for position, item in enumerate(incoming) if position not in apart]
     for attempt in range(FIRST_SIGHT_ATTEMPTS):
         if apart or attempt:
             links = load_links(session, connection, wanted)
         meetings = load_meetings(session, meetings_needed(rest, links, others))
-        plan = plan_page(rest, links=links, meetings=meetings, matches=others, connection=connection,
-                         provider=provider, now=now, grace=grace, backfill=backfill, new_id=new_id)
+        plan = plan_page(
+            rest,
+            links=links,
+            meetings=meetings,
+            matches=others,
+            connection=connection,
+            provider=provider,
+            now=now,
+            grace=grace,
+            backfill=backfill,
+            new_id=new_id,
+        )
         if _write(session, plan, now):
             break
-        log.info("%s: another writer linked a new booking of this page first; planning the page again", connection)
+        log.info(
+            "%s: another writer linked a new booking of this page first; planning the page again", connection
+        )
     else:
-        raise FirstSightContended(f"{connection}: other writers created this page's new bookings first "
-                                  f"{FIRST_SIGHT_ATTEMPTS} times in a row; the page will be retried")
+        raise FirstSightContended(
+            f"{connection}: other writers created this page's new bookings first "
+            f"{FIRST_SIGHT_ATTEMPTS} times in a row; the page will be retried"
+        )
     if apart:
         # link_echo's and apply_one's ORM objects may be older than what the bulk statements wrote.
         session.expire_all()
     for meeting_id, end, skipped in plan.skipped:
         # Late first sight beyond the late window: history, but never silently (README, Events).
         metrics.late_timers_skipped(skipped)
-        log.info("meeting %s was first seen %s after its end (%s), beyond the late window of %s: %s not sent",
-                 meeting_id, now - end, end.isoformat(), grace, " and ".join(t.value for t in skipped))
+        log.info(
+            "meeting %s was first seen %s after its end (%s), beyond the late window of %s: %s not sent",
+            meeting_id,
+            now - end,
+            end.isoformat(),
+            grace,
+            " and ".join(t.value for t in skipped),
+        )
     if plan.stale:
         log.info("%s: %d older snapshot(s) ignored (a newer one was already applied)", connection, plan.stale)
     rest_outcomes = iter(plan.outcomes)
-    return [outcomes[position] if position in outcomes else next(rest_outcomes) for position in range(len(incoming))]
+    return [
+        outcomes[position] if position in outcomes else next(rest_outcomes)
+        for position in range(len(incoming))
+    ]

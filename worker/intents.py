@@ -87,13 +87,18 @@ class Intent:
         return self.action is not Write.CANCEL
 
     def in_flight(self, now: datetime) -> bool:
-        return (self.state is State.PENDING and self.step is Step.CALLING
-                and self.calling_until is not None and self.calling_until > now)
+        return (
+            self.state is State.PENDING
+            and self.step is Step.CALLING
+            and self.calling_until is not None
+            and self.calling_until > now
+        )
 
     def answer_missing(self, now: datetime) -> bool:
         """Sent, and its answer is not coming: lost, or its caller died mid-call."""
         return self.state is State.PENDING and (
-            self.step is Step.LOST or (self.step is Step.CALLING and not self.in_flight(now)))
+            self.step is Step.LOST or (self.step is Step.CALLING and not self.in_flight(now))
+        )
 
 
 # -- transitions ---------------------------------------------------------------------------------
@@ -101,7 +106,9 @@ class Intent:
 
 def _need(intent: Intent, states: set[State], steps: set[Step] | None, what: str) -> None:
     if intent.state not in states or (steps is not None and intent.step not in steps):
-        raise IllegalTransition(f"intent {intent.reference} cannot be {what} from {intent.state}/{intent.step}")
+        raise IllegalTransition(
+            f"intent {intent.reference} cannot be {what} from {intent.state}/{intent.step}"
+        )
 
 
 def begin(intent: Intent, now: datetime, lease: timedelta) -> Intent:
@@ -112,8 +119,15 @@ def begin(intent: Intent, now: datetime, lease: timedelta) -> Intent:
 
 def answered(intent: Intent, external_id: str, alias: str | None = None) -> Intent:
     _need(intent, {State.PENDING}, {Step.CALLING, Step.LOST}, "answered")
-    return replace(intent, state=State.DONE, step=Step.READY, external_id=external_id,
-                   alias=alias or intent.alias, calling_until=None, reason=None)
+    return replace(
+        intent,
+        state=State.DONE,
+        step=Step.READY,
+        external_id=external_id,
+        alias=alias or intent.alias,
+        calling_until=None,
+        reason=None,
+    )
 
 
 def refused(intent: Intent, reason: str) -> Intent:
@@ -135,23 +149,35 @@ def lost(intent: Intent, reason: str) -> Intent:
 def found(intent: Intent, external_id: str, alias: str | None = None) -> Intent:
     """A lookup after a lost answer found the booking: it was made."""
     _need(intent, {State.PENDING}, {Step.CALLING, Step.LOST}, "found")
-    return replace(intent, state=State.DONE, step=Step.READY, external_id=external_id,
-                   alias=alias or intent.alias, calling_until=None,
-                   reason=f"answer lost ({intent.reason}); found by lookup" if intent.reason else None)
+    return replace(
+        intent,
+        state=State.DONE,
+        step=Step.READY,
+        external_id=external_id,
+        alias=alias or intent.alias,
+        calling_until=None,
+        reason=f"answer lost ({intent.reason}); found by lookup" if intent.reason else None,
+    )
 
 
 def absent(intent: Intent) -> Intent:
     """A lookup after a lost answer found nothing: the call never took effect; send it again."""
     _need(intent, {State.PENDING}, {Step.CALLING, Step.LOST}, "found absent")
-    return replace(intent, step=Step.READY, calling_until=None,
-                   reason=f"answer lost ({intent.reason}); not found by lookup, so not made")
+    return replace(
+        intent,
+        step=Step.READY,
+        calling_until=None,
+        reason=f"answer lost ({intent.reason}); not found by lookup, so not made",
+    )
 
 
 def resend(intent: Intent) -> Intent:
     """A lost cancel or move: sending it again is harmless (cancel twice, move to one time twice)."""
     _need(intent, {State.PENDING}, {Step.CALLING, Step.LOST}, "resent")
     if intent.books and intent.action is Write.CREATE:
-        raise IllegalTransition(f"intent {intent.reference}: a create whose answer was lost is looked up, never resent")
+        raise IllegalTransition(
+            f"intent {intent.reference}: a create whose answer was lost is looked up, never resent"
+        )
     return replace(intent, step=Step.READY, calling_until=None)
 
 
@@ -170,9 +196,15 @@ def echoed(intent: Intent, external_id: str) -> Intent:
         return intent
     if intent.state is State.PENDING and intent.step is Step.CALLING:
         return replace(intent, external_id=intent.external_id or external_id)
-    return replace(intent, state=State.DONE, step=Step.READY, external_id=external_id, calling_until=None,
-                   reason=f"confirmed by a read of {external_id}"
-                          + (f" after: {intent.reason}" if intent.reason else ""))
+    return replace(
+        intent,
+        state=State.DONE,
+        step=Step.READY,
+        external_id=external_id,
+        calling_until=None,
+        reason=f"confirmed by a read of {external_id}"
+        + (f" after: {intent.reason}" if intent.reason else ""),
+    )
 
 
 def abandoned(intent: Intent, reason: str) -> Intent:
@@ -181,10 +213,18 @@ def abandoned(intent: Intent, reason: str) -> Intent:
     return replace(intent, state=State.FAILED, reason=reason)
 
 
-def halted(reference: str, action: Write, start: datetime, end: datetime, reason: str,
-           subject: str | None = None) -> Intent:
-    return Intent(reference=reference, action=action, start=start, end=end, state=State.HALTED, reason=reason,
-                  subject=subject)
+def halted(
+    reference: str, action: Write, start: datetime, end: datetime, reason: str, subject: str | None = None
+) -> Intent:
+    return Intent(
+        reference=reference,
+        action=action,
+        start=start,
+        end=end,
+        state=State.HALTED,
+        reason=reason,
+        subject=subject,
+    )
 
 
 def lifted(intent: Intent, reason: str) -> Intent:
@@ -214,8 +254,11 @@ def writes_since(intents: Sequence[Intent], since: datetime) -> int:
     """Calls that may have added or moved a booking since `since`: every attempt of a create or
     move (an answer lost and sent again counts twice), except writes the provider refused. Cancels
     never add a booking, so they do not count."""
-    return sum(i.attempts for i in intents
-               if i.books and i.state is not State.FAILED and i.created_at is not None and i.created_at > since)
+    return sum(
+        i.attempts
+        for i in intents
+        if i.books and i.state is not State.FAILED and i.created_at is not None and i.created_at > since
+    )
 
 
 # -- what the target should have ------------------------------------------------------------------
@@ -238,8 +281,15 @@ class Mirror:
     missing: bool
 
 
-def plan(*, live: bool, start: datetime, end: datetime, now: datetime, mirror: Mirror | None,
-         capabilities: frozenset[Capability]) -> Action:
+def plan(
+    *,
+    live: bool,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    mirror: Mirror | None,
+    capabilities: frozenset[Capability],
+) -> Action:
     """The one step that brings the target in line with the meeting."""
     has_mirror = mirror is not None and not mirror.missing
     if not live:
@@ -298,16 +348,28 @@ def _wants(intent: Intent, write: Write, subject: str | None, start: datetime, e
     return intent.action is write and intent.subject == subject and times
 
 
-def decide(action: Action, *, start: datetime, end: datetime, mirror: Mirror | None,
-           intents: Sequence[Intent], now: datetime, limits: Limits, can_find: bool,
-           can_cancel: bool, target: str) -> Next:
+def decide(
+    action: Action,
+    *,
+    start: datetime,
+    end: datetime,
+    mirror: Mirror | None,
+    intents: Sequence[Intent],
+    now: datetime,
+    limits: Limits,
+    can_find: bool,
+    can_cancel: bool,
+    target: str,
+) -> Next:
     """What to do next for one (meeting, target); `action` is what `plan` says the target needs."""
     halts = [i for i in intents if i.state is State.HALTED]
     if halts:
         return Next(Do.HALT, intent=halts[-1], reason=halts[-1].reason or "halted")
     busy = next((i for i in intents if i.in_flight(now)), None)
     if busy is not None:
-        return Next(Do.WAIT, intent=busy, reason=f"a {busy.action} at {target} is in flight ({busy.reference})")
+        return Next(
+            Do.WAIT, intent=busy, reason=f"a {busy.action} at {target} is in flight ({busy.reference})"
+        )
     for intent in intents:
         if intent.answer_missing(now):
             if intent.action is not Write.CREATE:
@@ -331,38 +393,67 @@ def decide(action: Action, *, start: datetime, end: datetime, mirror: Mirror | N
         if intent.state is State.PENDING and intent.step is Step.READY:
             if write is not None and _wants(intent, write, subject, start, end):
                 return Next(Do.RETRY, intent=intent)
-            return Next(Do.ABANDON, intent=intent, reason="superseded: the meeting changed before this write was made")
+            return Next(
+                Do.ABANDON, intent=intent, reason="superseded: the meeting changed before this write was made"
+            )
 
     unknown = [i for i in intents if i.state is State.UNKNOWN]
     live = live_bookings(intents)
     stale = [b for b in live if mirror is None or b != mirror.external_id or mirror.missing]
     if stale:
         if not can_cancel:
-            return Next(Do.REFUSE, reason=f"booking {stale[0]} at {target} is ours and no longer the meeting's "
-                                          f"mirror, but {target} cannot cancel bookings: cancel it there by hand")
+            return Next(
+                Do.REFUSE,
+                reason=f"booking {stale[0]} at {target} is ours and no longer the meeting's "
+                f"mirror, but {target} cannot cancel bookings: cancel it there by hand",
+            )
         return Next(Do.WRITE, write=Write.CANCEL, subject=stale[0])
     if unknown and write is not Write.CANCEL:
         held = unknown[-1]
-        return Next(Do.HOLD, intent=held, reason=(
-            f"the {held.action} at {target} sent at {held.start.isoformat()} ({held.reference}) may have made a "
-            f"booking: its answer was lost and {target} cannot be asked ({held.reason}); nothing more is written "
-            "there for this meeting until a person checks and runs `bookingsync mirrors resolve`"
-            + ("; the meeting's cancel or move cannot reach that booking" if action is not Action.CREATE else "")))
+        return Next(
+            Do.HOLD,
+            intent=held,
+            reason=(
+                f"the {held.action} at {target} sent at {held.start.isoformat()} ({held.reference}) may have made a "
+                f"booking: its answer was lost and {target} cannot be asked ({held.reason}); nothing more is written "
+                "there for this meeting until a person checks and runs `bookingsync mirrors resolve`"
+                + (
+                    "; the meeting's cancel or move cannot reach that booking"
+                    if action is not Action.CREATE
+                    else ""
+                )
+            ),
+        )
     if action is Action.UNSUPPORTED:
-        return Next(Do.REFUSE, reason=f"{target} cannot do what this meeting needs "
-                                      "(its capabilities lack the cancel or move it takes)")
+        return Next(
+            Do.REFUSE,
+            reason=f"{target} cannot do what this meeting needs "
+            "(its capabilities lack the cancel or move it takes)",
+        )
     if write is None:
         return Next(Do.NOTHING)
     if write is not Write.CANCEL:
         if write is Write.CREATE and live and not (mirror is not None and live == [mirror.external_id]):
-            return Next(Do.HALT, write=write, subject=subject,
-                        reason=f"our intents say {', '.join(live)} is live at {target}; not booking again")
+            return Next(
+                Do.HALT,
+                write=write,
+                subject=subject,
+                reason=f"our intents say {', '.join(live)} is live at {target}; not booking again",
+            )
         # A halt a person lifted starts the count afresh.
-        since = max([now - limits.window] + [i.updated_at for i in intents
-                                             if i.step is Step.LIFTED and i.updated_at is not None])
+        since = max(
+            [now - limits.window]
+            + [i.updated_at for i in intents if i.step is Step.LIFTED and i.updated_at is not None]
+        )
         if writes_since(intents, since) >= limits.max_writes:
-            return Next(Do.HALT, write=write, subject=subject, reason=(
-                f"{writes_since(intents, since)} creates or moves of this meeting at {target} within "
-                f"{limits.window}; halted before another one, in case something loops "
-                "(`bookingsync mirrors resume` lifts it)"))
+            return Next(
+                Do.HALT,
+                write=write,
+                subject=subject,
+                reason=(
+                    f"{writes_since(intents, since)} creates or moves of this meeting at {target} within "
+                    f"{limits.window}; halted before another one, in case something loops "
+                    "(`bookingsync mirrors resume` lifts it)"
+                ),
+            )
     return Next(Do.WRITE, write=write, subject=subject)

@@ -42,15 +42,26 @@ FULL_RETRY_SECONDS = 1.0  # what does not fit in a full lane is due again after 
 
 
 class Lane:
-    def __init__(self, subscription: SubscriptionConfig, cfg: DeliveryConfig, clock: Clock,
-                 record: Callable[[list[Outcome]], object], *, allow_private: bool = False) -> None:
+    def __init__(
+        self,
+        subscription: SubscriptionConfig,
+        cfg: DeliveryConfig,
+        clock: Clock,
+        record: Callable[[list[Outcome]], object],
+        *,
+        allow_private: bool = False,
+    ) -> None:
         self.subscription, self.cfg, self.clock, self.record = subscription, cfg, clock, record
         self.breaker = Breaker(cfg.breaker_failures, cfg.breaker_cooldown_seconds)
         # The same egress guard as every outbound delivery (worker/egress.py), with a pool of its own.
         self.client = egress.delivery_client(
-            timeout=cfg.timeout_seconds, allow_private=allow_private,
-            limits=httpx.Limits(max_connections=cfg.concurrency_per_subscription,
-                                max_keepalive_connections=cfg.concurrency_per_subscription))
+            timeout=cfg.timeout_seconds,
+            allow_private=allow_private,
+            limits=httpx.Limits(
+                max_connections=cfg.concurrency_per_subscription,
+                max_keepalive_connections=cfg.concurrency_per_subscription,
+            ),
+        )
         self._order: deque[int] = deque()
         self._queued: dict[int, Leased] = {}
         self._sending: set[int] = set()
@@ -86,7 +97,9 @@ class Lane:
             self.record(back)
 
     def _start_senders(self) -> None:
-        wanted = min(self.cfg.concurrency_per_subscription, self._threads + max(0, len(self._queued) - self._idle))
+        wanted = min(
+            self.cfg.concurrency_per_subscription, self._threads + max(0, len(self._queued) - self._idle)
+        )
         while self._threads < wanted:
             self._threads += 1
             threading.Thread(target=self._run, name=f"lane-{self.subscription.id}", daemon=True).start()
@@ -158,8 +171,14 @@ class Lane:
 class Lanes:
     """The lanes of one worker process, created as subscriptions first get work."""
 
-    def __init__(self, cfg: DeliveryConfig, clock: Clock, record: Callable[[list[Outcome]], object], *,
-                 allow_private: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: DeliveryConfig,
+        clock: Clock,
+        record: Callable[[list[Outcome]], object],
+        *,
+        allow_private: bool = False,
+    ) -> None:
         self.cfg, self.clock, self.record, self.allow_private = cfg, clock, record, allow_private
         self._lanes: dict[str, Lane] = {}
         self._lock = threading.Lock()
@@ -167,8 +186,9 @@ class Lanes:
     def lane(self, subscription: SubscriptionConfig) -> Lane:
         with self._lock:
             if subscription.id not in self._lanes:
-                self._lanes[subscription.id] = Lane(subscription, self.cfg, self.clock, self.record,
-                                                     allow_private=self.allow_private)
+                self._lanes[subscription.id] = Lane(
+                    subscription, self.cfg, self.clock, self.record, allow_private=self.allow_private
+                )
             return self._lanes[subscription.id]
 
     def submit(self, subscription: SubscriptionConfig, items: list[Leased]) -> None:

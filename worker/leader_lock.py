@@ -69,8 +69,12 @@ class PostgresLock:
                 self._conn.execute(text("SELECT 1")).scalar_one()  # the session lives, so the lock does
                 return True
             got = self._conn.execute(
-                text("SELECT pg_try_advisory_lock(hashtextextended(current_database() || '/' "
-                     "|| coalesce(current_schema(), '') || '/' || :name, 0))"), {"name": self.name}).scalar_one()
+                text(
+                    "SELECT pg_try_advisory_lock(hashtextextended(current_database() || '/' "
+                    "|| coalesce(current_schema(), '') || '/' || :name, 0))"
+                ),
+                {"name": self.name},
+            ).scalar_one()
             self.holding = bool(got)
             return self.holding
         except Exception as exc:  # noqa: BLE001 - any failure of the lock's session means the lock is gone

@@ -39,8 +39,16 @@ LEAD_CHECK_SECONDS = 0.5  # how often a follower tries the lock: the failover ti
 
 
 class Leadership:
-    def __init__(self, engine: Engine, name: str, holder: str, lease_seconds: float, now: Callable[[], datetime],
-                 lock: LeaderLock | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        name: str,
+        holder: str,
+        lease_seconds: float,
+        now: Callable[[], datetime],
+        lock: LeaderLock | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.engine, self.name, self.holder = engine, name, holder
         self.lease_seconds = lease_seconds
         self.lock = lock if lock is not None else for_engine(engine, name)
@@ -65,7 +73,9 @@ class Leadership:
         started = self._monotonic()
         self._last_lease_try = started
         try:
-            held = leases.acquire(self.engine, self.name, self.holder, self._now(), self.lease_seconds, force=force)
+            held = leases.acquire(
+                self.engine, self.name, self.holder, self._now(), self.lease_seconds, force=force
+            )
         except Exception as exc:  # noqa: BLE001 - a database outage is a state to wait out, not a crash
             log.warning("could not take or renew the %s lease: %s", self.name, exc)
             self.database_failed = True

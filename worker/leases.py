@@ -24,7 +24,9 @@ def holder_id(role: str) -> str:
     return f"{role}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def acquire(engine: Engine, name: str, holder: str, now: datetime, seconds: float, *, force: bool = False) -> bool:
+def acquire(
+    engine: Engine, name: str, holder: str, now: datetime, seconds: float, *, force: bool = False
+) -> bool:
     """Take or renew `name` for `seconds`; False when someone else holds it. `force` takes it from
     a holder whose lease has not run out: only for one who knows that holder is gone (it holds
     the leader lock that holder had, worker/leadership.py)."""
@@ -56,10 +58,15 @@ def release_others(engine: Engine, prefix: str, holder: str) -> int:
     starts with it: a poll's read token is `<holder>:read:<nonce>`): for a restarted embedded
     process, whose predecessor (the only other process on its database) is known dead."""
     with transaction(engine) as session:
-        rows = session.exec(select(LeaseRow).where(col(LeaseRow.name).startswith(prefix),
-                                                   LeaseRow.holder != holder,
-                                                   ~col(LeaseRow.holder).startswith(f"{holder}:"))
-                            .with_for_update()).all()
+        rows = session.exec(
+            select(LeaseRow)
+            .where(
+                col(LeaseRow.name).startswith(prefix),
+                LeaseRow.holder != holder,
+                ~col(LeaseRow.holder).startswith(f"{holder}:"),
+            )
+            .with_for_update()
+        ).all()
         for row in rows:
             session.delete(row)
         return len(rows)

@@ -82,10 +82,18 @@ class Change:
 
 
 def _fields(meeting: Meeting) -> dict[str, Any]:
-    return {"status": meeting.status.value, "title": meeting.title, "start": meeting.start, "end": meeting.end,
-            "timezone": meeting.timezone, "attendee.email": meeting.attendee.email,
-            "attendee.name": meeting.attendee.name, "attendee.phone": meeting.attendee.phone,
-            "hosts": meeting.hosts, "conference_url": meeting.conference_url}
+    return {
+        "status": meeting.status.value,
+        "title": meeting.title,
+        "start": meeting.start,
+        "end": meeting.end,
+        "timezone": meeting.timezone,
+        "attendee.email": meeting.attendee.email,
+        "attendee.name": meeting.attendee.name,
+        "attendee.phone": meeting.attendee.phone,
+        "hosts": meeting.hosts,
+        "conference_url": meeting.conference_url,
+    }
 
 
 def diff(old: Meeting, new: Meeting) -> tuple[Change, ...]:
@@ -138,9 +146,17 @@ def _timers(meeting: Meeting, generation: int, now: datetime, window: timedelta)
         return []  # history: see `_skipped`
     intents = []
     for kind, at in ((EventType.HAS_STARTED, meeting.start), (EventType.HAS_ENDED, meeting.end)):
-        intents.append(EventIntent(type=kind, occurrence=f"g{generation}:{at.isoformat()}", occurred_at=at,
-                                   due_at=max(at, now), generation=generation, set_for=at,
-                                   late_by=now - at if at < now else None))
+        intents.append(
+            EventIntent(
+                type=kind,
+                occurrence=f"g{generation}:{at.isoformat()}",
+                occurred_at=at,
+                due_at=max(at, now),
+                generation=generation,
+                set_for=at,
+                late_by=now - at if at < now else None,
+            )
+        )
     return intents
 
 
@@ -149,10 +165,24 @@ def _skipped(meeting: Meeting, now: datetime, window: timedelta) -> tuple[EventT
     return (EventType.HAS_STARTED, EventType.HAS_ENDED) if _over(meeting, now, window) else ()
 
 
-def _now_event(kind: EventType, occurrence: str, now: datetime, generation: int, *,
-               previous: tuple[datetime, datetime] | None = None, changes: tuple[Change, ...] = ()) -> EventIntent:
-    return EventIntent(type=kind, occurrence=occurrence, occurred_at=now, due_at=now, generation=generation,
-                       previous=previous, changes=changes)
+def _now_event(
+    kind: EventType,
+    occurrence: str,
+    now: datetime,
+    generation: int,
+    *,
+    previous: tuple[datetime, datetime] | None = None,
+    changes: tuple[Change, ...] = (),
+) -> EventIntent:
+    return EventIntent(
+        type=kind,
+        occurrence=occurrence,
+        occurred_at=now,
+        due_at=now,
+        generation=generation,
+        previous=previous,
+        changes=changes,
+    )
 
 
 def _over(meeting: Meeting, now: datetime, window: timedelta) -> bool:
@@ -168,8 +198,13 @@ def _ended(state: MeetingState, now: datetime) -> bool:
     return state.booked and not state.deleted and state.meeting.end <= now
 
 
-def decide(old: MeetingState | None, new: Meeting, now: datetime, grace: timedelta,
-           backfill: Backfill = Backfill.UPCOMING) -> Plan:
+def decide(
+    old: MeetingState | None,
+    new: Meeting,
+    now: datetime,
+    grace: timedelta,
+    backfill: Backfill = Backfill.UPCOMING,
+) -> Plan:
     """The stored state and the events that follow from `new` arriving at `now`.
 
     `grace` is the late window: timers set up to this long after a meeting's end still fire.
@@ -179,7 +214,10 @@ def decide(old: MeetingState | None, new: Meeting, now: datetime, grace: timedel
             state = MeetingState(meeting=new, booked=True, version=1)
             events = [_now_event(EventType.BOOKED, "once", now, 0), *_timers(new, 0, now, grace)]
             return Plan(state=state, events=tuple(events), skipped=_skipped(new, now, grace))
-        return Plan(state=MeetingState(meeting=new, version=1), skipped=_skipped(new, now, grace) if new.active else ())
+        return Plan(
+            state=MeetingState(meeting=new, version=1),
+            skipped=_skipped(new, now, grace) if new.active else (),
+        )
 
     if new == old.meeting:
         return Plan(state=old)
@@ -199,8 +237,10 @@ def decide(old: MeetingState | None, new: Meeting, now: datetime, grace: timedel
     if not old.booked:
         if _announces(new, now, grace, backfill):
             state = replace(old, meeting=new, booked=True, version=version)
-            events = [_now_event(EventType.BOOKED, "once", now, old.generation),
-                      *_timers(new, old.generation, now, grace)]
+            events = [
+                _now_event(EventType.BOOKED, "once", now, old.generation),
+                *_timers(new, old.generation, now, grace),
+            ]
             return Plan(state=state, events=tuple(events), skipped=_skipped(new, now, grace))
         return Plan(state=replace(old, meeting=new, version=version))
 
@@ -210,8 +250,10 @@ def decide(old: MeetingState | None, new: Meeting, now: datetime, grace: timedel
         # Back from the dead: a new generation with timers of its own.
         generation = old.generation + 1
         state = replace(old, meeting=new, deleted=False, generation=generation, version=version)
-        events = [_now_event(EventType.UPDATED, f"v{version}", now, generation, changes=diff(old.meeting, new)),
-                  *_timers(new, generation, now, grace)]
+        events = [
+            _now_event(EventType.UPDATED, f"v{version}", now, generation, changes=diff(old.meeting, new)),
+            *_timers(new, generation, now, grace),
+        ]
         return Plan(state=state, events=tuple(events), cancel_timers=True, skipped=_skipped(new, now, grace))
 
     state = replace(old, meeting=new, version=version)
@@ -222,10 +264,20 @@ def decide(old: MeetingState | None, new: Meeting, now: datetime, grace: timedel
         # Once per generation: a provider flipping back and forth does not announce it twice.
         events.append(_now_event(outcome, f"g{old.generation}", now, old.generation, changes=changes))
     if (new.start, new.end) != (old.meeting.start, old.meeting.end):
-        moved = _now_event(EventType.RESCHEDULED, f"v{version}", now, old.generation,
-                           previous=(old.meeting.start, old.meeting.end), changes=changes)
-        return Plan(state=state, events=(moved, *events, *_timers(new, old.generation, now, grace)),
-                    cancel_timers=True, skipped=_skipped(new, now, grace))
+        moved = _now_event(
+            EventType.RESCHEDULED,
+            f"v{version}",
+            now,
+            old.generation,
+            previous=(old.meeting.start, old.meeting.end),
+            changes=changes,
+        )
+        return Plan(
+            state=state,
+            events=(moved, *events, *_timers(new, old.generation, now, grace)),
+            cancel_timers=True,
+            skipped=_skipped(new, now, grace),
+        )
     if not events:
         events.append(_now_event(EventType.UPDATED, f"v{version}", now, old.generation, changes=changes))
     return Plan(state=state, events=tuple(events))

@@ -33,8 +33,12 @@ _context: ContextVar[dict[str, Any] | None] = ContextVar("bookingsync_log_contex
 QUIET = ("apscheduler", "httpx", "httpcore", "uvicorn.access", "alembic", "pika")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(context)s"
 # Which argument of which of our actors names what (worker/actors.py: messages carry ids only).
-ACTOR_CONTEXT = {"bookingsync.publish": "event", "bookingsync.deliver": "delivery", "bookingsync.ingest": "receipt",
-                 "bookingsync.poll": "connection"}
+ACTOR_CONTEXT = {
+    "bookingsync.publish": "event",
+    "bookingsync.deliver": "delivery",
+    "bookingsync.ingest": "receipt",
+    "bookingsync.poll": "connection",
+}
 
 
 def context() -> dict[str, Any]:
@@ -74,9 +78,12 @@ class _ContextFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00",
-                                                                                                          "Z"),
-            "level": record.levelname, "logger": record.name, "message": record.getMessage(),
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
         }
         out.update(getattr(record, "bound", {}) or {})
         if record.exc_info:
@@ -111,8 +118,14 @@ class BindContext(Middleware):
         values = {key: message.args[0]} if key and message.args else {}
         self._tokens[message.message_id] = _context.set({**values, "message": message.message_id})
 
-    def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message, *, result: Any = None,
-                              exception: BaseException | None = None) -> None:
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.Message,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
         token = self._tokens.pop(message.message_id, None)
         if token is not None:
             with contextlib.suppress(ValueError):  # set in another context: nothing of ours to undo

@@ -25,16 +25,37 @@ from bookingsync.worker import intent_store, intents, store
 from bookingsync.worker.intents import State, Step
 from bookingsync.worker.payloads import iso
 
-COLUMNS = ["intent", "meeting", "target", "action", "state", "provider id", "on", "attempts", "created", "updated",
-           "reason"]
+COLUMNS = [
+    "intent",
+    "meeting",
+    "target",
+    "action",
+    "state",
+    "provider id",
+    "on",
+    "attempts",
+    "created",
+    "updated",
+    "reason",
+]
 Row = dict[str, Any]
 
 
 def row_of(row: IntentRow) -> Row:
     state = row.state if row.state != State.PENDING or row.step == Step.READY else f"{row.state} ({row.step})"
-    return {"intent": row.reference, "meeting": row.meeting_id, "target": row.connection, "action": row.action,
-            "state": state, "provider id": row.external_id, "on": row.subject, "attempts": row.attempts,
-            "created": iso(row.created_at), "updated": iso(row.updated_at), "reason": row.reason}
+    return {
+        "intent": row.reference,
+        "meeting": row.meeting_id,
+        "target": row.connection,
+        "action": row.action,
+        "state": state,
+        "provider id": row.external_id,
+        "on": row.subject,
+        "attempts": row.attempts,
+        "created": iso(row.created_at),
+        "updated": iso(row.updated_at),
+        "reason": row.reason,
+    }
 
 
 def for_meeting(session: Session, meeting_id: str) -> list[Row]:
@@ -45,14 +66,18 @@ def for_meeting(session: Session, meeting_id: str) -> list[Row]:
 def unresolved_rows(session: Session, limit: int) -> list[IntentRow]:
     query = select(IntentRow).where(
         col(IntentRow.state).in_([State.UNKNOWN.value, State.HALTED.value])
-        | ((IntentRow.state == State.PENDING.value) & (IntentRow.step == Step.LOST.value)))
+        | ((IntentRow.state == State.PENDING.value) & (IntentRow.step == Step.LOST.value))
+    )
     return list(session.exec(query.order_by(col(IntentRow.id).desc()).limit(limit)))
 
 
 def listing(session: Session, limit: int, unresolved: bool) -> list[Row]:
     """The newest writes, or (`unresolved`) those a person must look at."""
-    rows = unresolved_rows(session, limit) if unresolved else list(
-        session.exec(select(IntentRow).order_by(col(IntentRow.id).desc()).limit(limit)))
+    rows = (
+        unresolved_rows(session, limit)
+        if unresolved
+        else list(session.exec(select(IntentRow).order_by(col(IntentRow.id).desc()).limit(limit)))
+    )
     return [row_of(row) for row in rows]
 
 
@@ -61,14 +86,21 @@ def resume(session: Session, meeting_id: str, target: str, now: datetime) -> str
     lifted = 0
     for row in intent_store.for_target(session, meeting_id, target):
         if row.state == State.HALTED:
-            intent_store.save(row, intents.lifted(intent_store.value(row), f"halt lifted by a person at {iso(now)}: "
-                                                  f"{row.reason}"), now)
+            intent_store.save(
+                row,
+                intents.lifted(
+                    intent_store.value(row), f"halt lifted by a person at {iso(now)}: {row.reason}"
+                ),
+                now,
+            )
             lifted += 1
     if not lifted:
         raise Conflict(f"the mirror of meeting {meeting_id} at {target} is not halted")
     replayed = intent_store.requeue_dead_deliveries(session, meeting_id, target, now)
-    return (f"lifted {lifted} halt(s) of meeting {meeting_id} at {target}; {replayed} dead route deliver"
-            f"{'y' if replayed == 1 else 'ies'} queued again")
+    return (
+        f"lifted {lifted} halt(s) of meeting {meeting_id} at {target}; {replayed} dead route deliver"
+        f"{'y' if replayed == 1 else 'ies'} queued again"
+    )
 
 
 def resolve(session: Session, reference: str, now: datetime, *, booking_id: str | None, provider: str) -> str:
@@ -80,18 +112,39 @@ def resolve(session: Session, reference: str, now: datetime, *, booking_id: str 
     if current.state is not State.UNKNOWN:
         raise Conflict(f"write {reference} is {current.state}, not unknown; nothing to resolve")
     if booking_id is None:
-        intent_store.save(row, replace(current, state=State.FAILED,
-                                               reason=f"made no booking (checked by a person at {iso(now)})"), now)
+        intent_store.save(
+            row,
+            replace(
+                current, state=State.FAILED, reason=f"made no booking (checked by a person at {iso(now)})"
+            ),
+            now,
+        )
         replayed = intent_store.requeue_dead_deliveries(session, row.meeting_id, row.connection, now)
         return f"write {reference} made no booking; {replayed} dead route deliveries queued again"
-    intent_store.save(row, replace(current, state=State.DONE, external_id=booking_id,
-                                           reason=f"booking {booking_id} confirmed by a person at {iso(now)}"), now)
+    intent_store.save(
+        row,
+        replace(
+            current,
+            state=State.DONE,
+            external_id=booking_id,
+            reason=f"booking {booking_id} confirmed by a person at {iso(now)}",
+        ),
+        now,
+    )
     meeting_row = session.get(MeetingRow, row.meeting_id)
     assert meeting_row is not None  # intents point at meetings (foreign key)
     meeting = store.meeting_of(meeting_row).model_copy(
-        update={"start": row.start, "end": row.end, "status": MeetingStatus.SCHEDULED})
-    store.record_mirror(session, meeting_id=row.meeting_id, connection=row.connection, provider=provider,
-                        record=SourceRecord(external_id=booking_id, meeting=meeting),
-                        raw={"confirmed_by": "bookingsync mirrors resolve"}, now=now, replaces=row.subject)
+        update={"start": row.start, "end": row.end, "status": MeetingStatus.SCHEDULED}
+    )
+    store.record_mirror(
+        session,
+        meeting_id=row.meeting_id,
+        connection=row.connection,
+        provider=provider,
+        record=SourceRecord(external_id=booking_id, meeting=meeting),
+        raw={"confirmed_by": "bookingsync mirrors resolve"},
+        now=now,
+        replaces=row.subject,
+    )
     replayed = intent_store.requeue_dead_deliveries(session, row.meeting_id, row.connection, now)
     return f"write {reference} made booking {booking_id}, now linked; {replayed} dead route deliveries queued again"

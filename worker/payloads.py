@@ -40,8 +40,10 @@ def meeting_json(row: MeetingRow, links: list[LinkRow]) -> dict[str, Any]:
         "attendee": {"email": row.attendee_email, "name": row.attendee_name, "phone": row.attendee_phone},
         "hosts": list(row.hosts or []),
         "conference_url": row.conference_url,
-        "links": [{"connection": link.connection, "provider": link.provider, "external_id": link.external_id}
-                  for link in sorted(links, key=lambda item: (item.connection, item.external_id))],
+        "links": [
+            {"connection": link.connection, "provider": link.provider, "external_id": link.external_id}
+            for link in sorted(links, key=lambda item: (item.connection, item.external_id))
+        ],
     }
 
 
@@ -59,8 +61,10 @@ def intent_details(intent: EventIntent) -> dict[str, Any]:
     if intent.previous is not None:
         details["previous"] = {"start": event_time(intent.previous[0]), "end": event_time(intent.previous[1])}
     if intent.changes:
-        details["changes"] = {change.field: {"old": _json_value(change.old), "new": _json_value(change.new)}
-                              for change in intent.changes}
+        details["changes"] = {
+            change.field: {"old": _json_value(change.old), "new": _json_value(change.new)}
+            for change in intent.changes
+        }
     if intent.late_by is not None:
         details["late_by"] = round(intent.late_by.total_seconds(), 3)
     return details

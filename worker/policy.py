@@ -64,12 +64,20 @@ def view(meeting: Meeting) -> dict[str, Any]:
     """The compared fields of a meeting, status by kind."""
     status = meeting.status
     kind = "cancelled" if status is MeetingStatus.CANCELLED else "active" if meeting.active else status.value
-    return {"status": kind, "start": meeting.start, "end": meeting.end, "title": meeting.title,
-            "attendee.email": meeting.attendee.email, "attendee.name": meeting.attendee.name, "hosts": meeting.hosts}
+    return {
+        "status": kind,
+        "start": meeting.start,
+        "end": meeting.end,
+        "title": meeting.title,
+        "attendee.email": meeting.attendee.email,
+        "attendee.name": meeting.attendee.name,
+        "hosts": meeting.hosts,
+    }
 
 
-def edits(before: Meeting | None, after: Meeting, meeting: Meeting,
-          fields: tuple[str, ...] = COMPARED) -> tuple[str, ...]:
+def edits(
+    before: Meeting | None, after: Meeting, meeting: Meeting, fields: tuple[str, ...] = COMPARED
+) -> tuple[str, ...]:
     """Fields changed at an end (from `before`, its last read, to `after`) that differ from the
     meeting. Nothing when we never read it before: joining is not a change."""
     if before is None:

@@ -75,7 +75,9 @@ class _Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self._seconds / HEARTBEATS_PER_LEASE):
             try:
-                held = leases.acquire(self._rt.engine, self._name, self._token, self._rt.clock.now(), self._seconds)
+                held = leases.acquire(
+                    self._rt.engine, self._name, self._token, self._rt.clock.now(), self._seconds
+                )
             except Exception:  # a database blip: the next beat tries again
                 log.warning("could not renew %s", self._name, exc_info=True)
                 continue
@@ -124,10 +126,14 @@ def poll(rt: Runtime, connection_id: str, read: str | None = None, *, defer: boo
     result.ran = True
     keep_lease = False
     try:
-        with _Heartbeat(rt, lease_name, token, lease_seconds) as heartbeat, \
-                (pacing.deferring(MAX_PACE_WAIT) if defer and rt.actors is not None else contextlib.nullcontext()):
+        with (
+            _Heartbeat(rt, lease_name, token, lease_seconds) as heartbeat,
+            pacing.deferring(MAX_PACE_WAIT) if defer and rt.actors is not None else contextlib.nullcontext(),
+        ):
             _read(rt, connection_id, conn, adapter, heartbeat, result)
-        poll_state.update(rt.engine, connection_id, rt.clock.now(), lambda row: poll_state.succeeded(row, rt.clock.now()))
+        poll_state.update(
+            rt.engine, connection_id, rt.clock.now(), lambda row: poll_state.succeeded(row, rt.clock.now())
+        )
     except pacing.PaceDeferred as exc:
         keep_lease = _reschedule(rt, connection_id, token, exc.seconds, lease_name, lease_seconds, result)
     except _LeaseLost:
@@ -138,8 +144,14 @@ def poll(rt: Runtime, connection_id: str, read: str | None = None, *, defer: boo
         log.warning("poll of %s stopped after %d page(s): %s", connection_id, result.pages, exc)
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
         failed_at, reason = rt.clock.now(), str(exc)
-        poll_state.update(rt.engine, connection_id, failed_at, lambda row: poll_state.failed(
-            row, failed_at, reason, interval=conn.poll_interval_seconds, retry_after=retry_after))
+        poll_state.update(
+            rt.engine,
+            connection_id,
+            failed_at,
+            lambda row: poll_state.failed(
+                row, failed_at, reason, interval=conn.poll_interval_seconds, retry_after=retry_after
+            ),
+        )
     finally:
         if not keep_lease:
             leases.release(rt.engine, lease_name, token)
@@ -153,8 +165,9 @@ def _read(rt: Runtime, connection_id: str, conn, adapter, heartbeat: _Heartbeat,
         hints = {}
         if Capability.LOOKUP_BY_EMAIL in adapter.capabilities:
             hints = watch.hints(session, now, now - timedelta(days=conn.lookback_days))
-    context = ReadContext(now=now, watch_emails=frozenset(hints), watch_hints=hints,
-                          interval_seconds=conn.poll_interval_seconds)
+    context = ReadContext(
+        now=now, watch_emails=frozenset(hints), watch_hints=hints, interval_seconds=conn.poll_interval_seconds
+    )
     summary = None
     for page in adapter.read(cursor, context):
         applied = apply_page(rt, connection_id, adapter, page)
@@ -169,8 +182,15 @@ def _read(rt: Runtime, connection_id: str, conn, adapter, heartbeat: _Heartbeat,
         poll_state.update(rt.engine, connection_id, rt.clock.now(), lambda row: watch.record(row, summary))
 
 
-def _reschedule(rt: Runtime, connection_id: str, token: str, seconds: float, lease_name: str,
-                lease_seconds: float, result: PollResult) -> bool:
+def _reschedule(
+    rt: Runtime,
+    connection_id: str,
+    token: str,
+    seconds: float,
+    lease_name: str,
+    lease_seconds: float,
+    result: PollResult,
+) -> bool:
     """Send the rest of the read for when the provider allows it; True when the lease stays held."""
     assert rt.actors is not None  # deferring is only entered with actors
     now = rt.clock.now()

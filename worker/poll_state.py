@@ -39,7 +39,9 @@ def next_delay(failures: int, interval: float, rng: Callable[[], float] = random
 
 
 def _row(session: Session, connection: str, now: datetime) -> PollStateRow:
-    row = session.exec(select(PollStateRow).where(PollStateRow.connection == connection).with_for_update()).first()
+    row = session.exec(
+        select(PollStateRow).where(PollStateRow.connection == connection).with_for_update()
+    ).first()
     if row is None:
         row = PollStateRow(connection=connection, updated_at=now)
         session.add(row)
@@ -74,8 +76,15 @@ def succeeded(row: PollStateRow, now: datetime) -> None:
     row.last_read_at = now
 
 
-def failed(row: PollStateRow, now: datetime, error: str, *, interval: float, retry_after: float | None,
-           rng: Callable[[], float] = random.random) -> None:
+def failed(
+    row: PollStateRow,
+    now: datetime,
+    error: str,
+    *,
+    interval: float,
+    retry_after: float | None,
+    rng: Callable[[], float] = random.random,
+) -> None:
     row.failures += 1
     delay = next_delay(row.failures, interval, rng)
     if retry_after is not None:
@@ -91,17 +100,24 @@ def describe(row: PollStateRow | None, now: datetime) -> str:
         return "—"
     parts = []
     if row.not_before is not None and row.not_before > now:
-        parts.append(f"backing off until {row.not_before.isoformat().replace('+00:00', 'Z')}: "
-                     f"{row.last_error or 'a failed read'}")
+        parts.append(
+            f"backing off until {row.not_before.isoformat().replace('+00:00', 'Z')}: "
+            f"{row.last_error or 'a failed read'}"
+        )
     elif row.failures:
         parts.append(f"{row.failures} failed read(s) in a row: {row.last_error or ''}".rstrip(": "))
     elif row.last_read_at is not None:
         parts.append(f"ok, last read {row.last_read_at.isoformat().replace('+00:00', 'Z')}")
     if row.watch_count is not None and row.watch_staleness_seconds is not None:
-        due = ("now" if row.watch_next_due_at is None or row.watch_next_due_at <= now
-               else f"in {int((row.watch_next_due_at - now).total_seconds() + 0.999)} s")
-        parts.append(f"{row.watch_count} emails, each read at least every "
-                     f"{int(row.watch_staleness_seconds + 0.999)} s, next due {due}")
+        due = (
+            "now"
+            if row.watch_next_due_at is None or row.watch_next_due_at <= now
+            else f"in {int((row.watch_next_due_at - now).total_seconds() + 0.999)} s"
+        )
+        parts.append(
+            f"{row.watch_count} emails, each read at least every "
+            f"{int(row.watch_staleness_seconds + 0.999)} s, next due {due}"
+        )
     if row.skipped_ticks:
         parts.append(f"{row.skipped_ticks} tick(s) skipped while a read ran")
     return "; ".join(parts) or "—"

@@ -25,8 +25,13 @@ def shape_of(adapter: Any) -> BookingShape:
     return shape if isinstance(shape, BookingShape) else DEFAULT
 
 
-def in_step(shape: BookingShape, start: datetime, end: datetime, mirror_start: datetime | None,
-            mirror_end: datetime | None) -> bool:
+def in_step(
+    shape: BookingShape,
+    start: datetime,
+    end: datetime,
+    mirror_start: datetime | None,
+    mirror_end: datetime | None,
+) -> bool:
     """Whether a mirror at mirror_start–mirror_end is the meeting start–end as the target keeps it:
     each time less than one step of the target's resolution away. Symmetric on purpose: a
     provider that rounds (HubSpot's epoch milliseconds) is in step as much as one that floors

@@ -49,8 +49,9 @@ def broker_problem(url: str) -> str | None:
         if scheme in ("redis", "rediss"):
             import redis
 
-            client = redis.Redis.from_url(url, socket_connect_timeout=CHECK_TIMEOUT_SECONDS,
-                                          socket_timeout=CHECK_TIMEOUT_SECONDS)
+            client = redis.Redis.from_url(
+                url, socket_connect_timeout=CHECK_TIMEOUT_SECONDS, socket_timeout=CHECK_TIMEOUT_SECONDS
+            )
             try:
                 client.ping()
             finally:
@@ -104,8 +105,14 @@ def bind(host: str, port: int) -> socket.socket:
 class ProbeServer:
     """/healthz, /readyz and /metrics for a process without a web app (worker, scheduler)."""
 
-    def __init__(self, sock: socket.socket, engine: Engine, broker_url: str, clock: Clock,
-                 extra: Callable[[], dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        engine: Engine,
+        broker_url: str,
+        clock: Clock,
+        extra: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         outer = self
         self.engine, self.broker_url, self.clock, self.extra = engine, broker_url, clock, extra
 
@@ -113,7 +120,9 @@ class ProbeServer:
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/healthz":
-                    self._send(200, "application/json", json.dumps({"status": "ok", **outer._extra()}).encode())
+                    self._send(
+                        200, "application/json", json.dumps({"status": "ok", **outer._extra()}).encode()
+                    )
                 elif path == "/readyz":
                     checks = readiness(outer.engine, outer.broker_url)
                     ready = all(v == "ok" for v in checks.values())

@@ -46,16 +46,21 @@ def publish_batch(rt: Runtime, event_ids: list[str]) -> list[Published]:
     lease = timedelta(seconds=rt.config.scheduler.lease_seconds)
     d = DeliveryRow.__table__.c  # type: ignore[attr-defined]
     with transaction(rt.engine) as session:
-        query = (select(EventRow).where(col(EventRow.event_id).in_(sorted(set(event_ids))),
-                                        col(EventRow.status) == "leased")
-                 .order_by(col(EventRow.id)).with_for_update(skip_locked=True))
+        query = (
+            select(EventRow)
+            .where(col(EventRow.event_id).in_(sorted(set(event_ids))), col(EventRow.status) == "leased")
+            .order_by(col(EventRow.id))
+            .with_for_update(skip_locked=True)
+        )
         events = list(session.exec(query))
         if not events:
             return []
         ids = [event.event_id for event in events]
         disabled = disabled_subscriptions(session)
-        existing = {(row[0], row[1]) for row in session.execute(sa_select(d.event_id, d.subscription_id)
-                                                                 .where(d.event_id.in_(ids)))}
+        existing = {
+            (row[0], row[1])
+            for row in session.execute(sa_select(d.event_id, d.subscription_id).where(d.event_id.in_(ids)))
+        }
         fixed = [(sub.id, sub.events) for sub in rt.config.subscriptions]
         fixed += [(target.key, target.events) for target in rt.config.actors]
         rows: list[dict[str, Any]] = []
@@ -63,16 +68,29 @@ def publish_batch(rt: Runtime, event_ids: list[str]) -> list[Published]:
             targets = fixed
             if rt.config.routes:
                 origin = store.origin_connection(session, event.meeting_id)
-                targets = fixed + [(route, (event.type,))
-                                   for route in reconcile.targets_for(rt.config, origin, event.type)]
-            rows += [{"event_id": event.event_id, "subscription_id": target_id, "status": "leased", "due_at": now,
-                      "lease_until": now + lease, "attempts": 1, "created_at": now}
-                     for target_id, wanted in targets
-                     if event.type in wanted and target_id not in disabled
-                     and (event.event_id, target_id) not in existing]
+                targets = fixed + [
+                    (route, (event.type,)) for route in reconcile.targets_for(rt.config, origin, event.type)
+                ]
+            rows += [
+                {
+                    "event_id": event.event_id,
+                    "subscription_id": target_id,
+                    "status": "leased",
+                    "due_at": now,
+                    "lease_until": now + lease,
+                    "attempts": 1,
+                    "created_at": now,
+                }
+                for target_id, wanted in targets
+                if event.type in wanted
+                and target_id not in disabled
+                and (event.event_id, target_id) not in existing
+            ]
         created: dict[str, dict[int, str]] = {event_id: {} for event_id in ids}
         if rows:
-            returned = session.execute(insert(DeliveryRow).returning(d.id, d.event_id, d.subscription_id), rows)
+            returned = session.execute(
+                insert(DeliveryRow).returning(d.id, d.event_id, d.subscription_id), rows
+            )
             for delivery_id, event_id, target_id in returned:
                 created[event_id][delivery_id] = target_id
         timers = {t.value for t in TIMER_TYPES}
@@ -81,9 +99,16 @@ def publish_batch(rt: Runtime, event_ids: list[str]) -> list[Published]:
             metrics.published(event.type, event.due_at, now, timer=event.type in timers)
         feed.assign(session, events)  # the last write: commit order from here (worker/feed.py)
         session.flush()
-        return [Published(event_id=event.event_id, type=event.type, body=event.payload,
-                          deliveries=sorted(created[event.event_id]), targets=created[event.event_id])
-                for event in events]
+        return [
+            Published(
+                event_id=event.event_id,
+                type=event.type,
+                body=event.payload,
+                deliveries=sorted(created[event.event_id]),
+                targets=created[event.event_id],
+            )
+            for event in events
+        ]
 
 
 def publish(rt: Runtime, event_id: str) -> Published | None:

@@ -18,35 +18,54 @@ def raw_hash(payload: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def add(session: Session, *, connection: str, record: RawRecord, reason: str, source: str,
-        now: datetime) -> QuarantineRow:
+def add(
+    session: Session, *, connection: str, record: RawRecord, reason: str, source: str, now: datetime
+) -> QuarantineRow:
     """Keep a bad record once: the same bytes read again only count as seen again."""
     digest = raw_hash(record.payload)
-    existing = session.exec(select(QuarantineRow).where(QuarantineRow.connection == connection,
-                                                        QuarantineRow.raw_hash == digest,
-                                                        QuarantineRow.status == "open")).first()
+    existing = session.exec(
+        select(QuarantineRow).where(
+            QuarantineRow.connection == connection,
+            QuarantineRow.raw_hash == digest,
+            QuarantineRow.status == "open",
+        )
+    ).first()
     if existing is not None:
         existing.seen_count += 1
         existing.last_seen_at = now
         existing.reason = reason
         return existing
-    row = QuarantineRow(connection=connection, external_id=record.external_id, scope=record.scope, source=source,
-                        raw=_jsonable(record.payload), raw_hash=digest, reason=reason, created_at=now,
-                        last_seen_at=now)
+    row = QuarantineRow(
+        connection=connection,
+        external_id=record.external_id,
+        scope=record.scope,
+        source=source,
+        raw=_jsonable(record.payload),
+        raw_hash=digest,
+        reason=reason,
+        created_at=now,
+        last_seen_at=now,
+    )
     session.add(row)
     return row
 
 
 def has_open(session: Session, connection: str) -> bool:
-    query = select(QuarantineRow.id).where(QuarantineRow.connection == connection, QuarantineRow.status == "open")
+    query = select(QuarantineRow.id).where(
+        QuarantineRow.connection == connection, QuarantineRow.status == "open"
+    )
     return session.exec(query.limit(1)).first() is not None
 
 
 def supersede(session: Session, *, connection: str, external_id: str, now: datetime) -> None:
     """A good version of the record arrived: its open quarantine items are history."""
-    rows = session.exec(select(QuarantineRow).where(QuarantineRow.connection == connection,
-                                                    QuarantineRow.external_id == external_id,
-                                                    QuarantineRow.status == "open"))
+    rows = session.exec(
+        select(QuarantineRow).where(
+            QuarantineRow.connection == connection,
+            QuarantineRow.external_id == external_id,
+            QuarantineRow.status == "open",
+        )
+    )
     for row in rows:
         row.status, row.resolved_at = "superseded", now
 

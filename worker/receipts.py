@@ -40,23 +40,53 @@ class Receipt:
     row: dict[str, Any]
 
 
-def receipt(connection: str, delivery: WebhookDelivery, body: bytes, now: datetime, lease_seconds: float) -> Receipt:
+def receipt(
+    connection: str, delivery: WebhookDelivery, body: bytes, now: datetime, lease_seconds: float
+) -> Receipt:
     """The row to store for a verified delivery, and what kind of receipt it is."""
-    row: dict[str, Any] = {"connection": connection, "delivery_id": delivery.delivery_id,
-                           "event_type": delivery.event_type, "body": body.decode("utf-8", "replace"),
-                           "due_at": now, "received_at": now, "lease_until": None, "attempts": 0,
-                           "processed_at": None, "handled": True, "error": None}
+    row: dict[str, Any] = {
+        "connection": connection,
+        "delivery_id": delivery.delivery_id,
+        "event_type": delivery.event_type,
+        "body": body.decode("utf-8", "replace"),
+        "due_at": now,
+        "received_at": now,
+        "lease_until": None,
+        "attempts": 0,
+        "processed_at": None,
+        "handled": True,
+        "error": None,
+    }
     if delivery.handled and not delivery.records:
-        return Receipt(connection, delivery.delivery_id, "notified",
-                       {**row, "records": [], "status": "done", "processed_at": now})
-    records = [{"payload": r.payload, "external_id": r.external_id, "scope": r.scope} for r in delivery.records]
+        return Receipt(
+            connection,
+            delivery.delivery_id,
+            "notified",
+            {**row, "records": [], "status": "done", "processed_at": now},
+        )
+    records = [
+        {"payload": r.payload, "external_id": r.external_id, "scope": r.scope} for r in delivery.records
+    ]
     if not delivery.handled or not records:
-        return Receipt(connection, delivery.delivery_id, "ignored",
-                       {**row, "records": records, "handled": False, "status": "ignored"})
+        return Receipt(
+            connection,
+            delivery.delivery_id,
+            "ignored",
+            {**row, "records": records, "handled": False, "status": "ignored"},
+        )
     # Stored leased: the writer sends it to a worker at once; the relay re-sends it if that is lost.
-    return Receipt(connection, delivery.delivery_id, "accepted",
-                   {**row, "records": records, "status": "leased", "attempts": 1,
-                    "lease_until": now + timedelta(seconds=lease_seconds)})
+    return Receipt(
+        connection,
+        delivery.delivery_id,
+        "accepted",
+        {
+            **row,
+            "records": records,
+            "status": "leased",
+            "attempts": 1,
+            "lease_until": now + timedelta(seconds=lease_seconds),
+        },
+    )
 
 
 def write_receipts(conn: Connection, items: Sequence[Receipt]) -> list[tuple[str, int | None]]:
@@ -69,10 +99,15 @@ def write_receipts(conn: Connection, items: Sequence[Receipt]) -> list[tuple[str
     if conn.dialect.name == "postgresql":
         stored = _insert_postgres(conn, rows)
     else:
-        stmt = (sqlite.insert(table).on_conflict_do_nothing(index_elements=["connection", "delivery_id"])
-                .returning(table.c.id, table.c.connection, table.c.delivery_id))
-        stored = {(connection, delivery_id): receipt_id
-                  for receipt_id, connection, delivery_id in conn.execute(stmt, rows)}
+        stmt = (
+            sqlite.insert(table)
+            .on_conflict_do_nothing(index_elements=["connection", "delivery_id"])
+            .returning(table.c.id, table.c.connection, table.c.delivery_id)
+        )
+        stored = {
+            (connection, delivery_id): receipt_id
+            for receipt_id, connection, delivery_id in conn.execute(stmt, rows)
+        }
     out: list[tuple[str, int | None]] = []
     for index, item in enumerate(items):
         key = (item.connection, item.delivery_id)
@@ -83,10 +118,25 @@ def write_receipts(conn: Connection, items: Sequence[Receipt]) -> list[tuple[str
     return out
 
 
-_COLUMNS = ("connection", "delivery_id", "event_type", "body", "records", "status", "due_at", "received_at",
-            "lease_until", "attempts", "processed_at", "handled", "error")
-_INSERT_POSTGRES = (f"INSERT INTO webhook_receipts ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
-                    "ON CONFLICT (connection, delivery_id) DO NOTHING RETURNING id, connection, delivery_id")
+_COLUMNS = (
+    "connection",
+    "delivery_id",
+    "event_type",
+    "body",
+    "records",
+    "status",
+    "due_at",
+    "received_at",
+    "lease_until",
+    "attempts",
+    "processed_at",
+    "handled",
+    "error",
+)
+_INSERT_POSTGRES = (
+    f"INSERT INTO webhook_receipts ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
+    "ON CONFLICT (connection, delivery_id) DO NOTHING RETURNING id, connection, delivery_id"
+)
 
 
 def _insert_postgres(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
@@ -95,8 +145,14 @@ def _insert_postgres(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple
     in Python on every batch."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.executemany(_INSERT_POSTGRES, [tuple(Json(v) if k == "records" else v for k, v in
-                                                    ((k, row[k]) for k in _COLUMNS)) for row in rows], returning=True)
+        cursor.executemany(
+            _INSERT_POSTGRES,
+            [
+                tuple(Json(v) if k == "records" else v for k, v in ((k, row[k]) for k in _COLUMNS))
+                for row in rows
+            ],
+            returning=True,
+        )
         stored: dict[tuple[str, str], int] = {}
         while True:
             for receipt_id, connection, delivery_id in cursor.fetchall():
@@ -120,8 +176,9 @@ def hand_over(actors: Any, items: Sequence[Receipt], results: Sequence[tuple[str
             log.exception("could not enqueue %d receipts; the relay will pick them up", len(accepted))
     # The provider said what changed but not how: read it now rather than at the next tick; the
     # periodic poll remains the durable path if this message is lost.
-    for connection in sorted({item.connection for item, (kind, _) in zip(items, results, strict=True)
-                              if kind == "notified"}):
+    for connection in sorted(
+        {item.connection for item, (kind, _) in zip(items, results, strict=True) if kind == "notified"}
+    ):
         try:
             actors.poll.send(connection)
         except Exception:

@@ -51,8 +51,9 @@ log = logging.getLogger(__name__)
 ROUTE_PREFIX = intent_store.ROUTE_PREFIX
 # A sync conflict (a change at a target the policy did not take, worker/conflicts.py) is routed
 # too: converging every target of the meeting puts the changed one back.
-MIRRORED_EVENTS = frozenset({EventType.BOOKED, EventType.RESCHEDULED, EventType.DELETED, EventType.UPDATED,
-                             EventType.SYNC_CONFLICT})
+MIRRORED_EVENTS = frozenset(
+    {EventType.BOOKED, EventType.RESCHEDULED, EventType.DELETED, EventType.UPDATED, EventType.SYNC_CONFLICT}
+)
 # Steps one delivery may take: a move as create + cancel, a lookup after a lost answer, a stale
 # booking cancelled first. More means something is off; the delivery comes back later.
 MAX_STEPS = 6
@@ -102,7 +103,9 @@ def converge(rt: Runtime, meeting_id: str, target: str) -> Outcome:
     try:
         for _ in range(MAX_STEPS):
             if not leases.acquire(rt.engine, lease_name, rt.holder, rt.clock.now(), seconds):
-                return Outcome("retry", "another worker is mirroring this meeting there", retry_after=WAIT_SECONDS)
+                return Outcome(
+                    "retry", "another worker is mirroring this meeting there", retry_after=WAIT_SECONDS
+                )
             outcome = _step(rt, meeting_id, target, conn.provider, done)
             if outcome is not None:
                 return outcome
@@ -137,25 +140,57 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
         mirror = precision.as_planned(shape, mirror, row.start, row.end)
         rows = intent_store.for_target(session, meeting_id, target)
         history = [intent_store.value(r) for r in rows]
-        action = intents.plan(live=row.booked and not row.deleted, start=row.start, end=row.end, now=now,
-                              mirror=mirror, capabilities=caps)
-        nxt = intents.decide(action, start=row.start, end=row.end, mirror=mirror, intents=history, now=now,
-                             limits=Limits(max_writes=rt.config.mirroring.max_writes_per_hour),
-                             can_find=Capability.FIND_BOOKING in caps, can_cancel=Capability.CANCEL in caps,
-                             target=target)
+        action = intents.plan(
+            live=row.booked and not row.deleted,
+            start=row.start,
+            end=row.end,
+            now=now,
+            mirror=mirror,
+            capabilities=caps,
+        )
+        nxt = intents.decide(
+            action,
+            start=row.start,
+            end=row.end,
+            mirror=mirror,
+            intents=history,
+            now=now,
+            limits=Limits(max_writes=rt.config.mirroring.max_writes_per_hour),
+            can_find=Capability.FIND_BOOKING in caps,
+            can_cancel=Capability.CANCEL in caps,
+            target=target,
+        )
         meeting = store.meeting_of(row)
         by_ref = {r.reference: r for r in rows}
         if nxt.do is Do.NOTHING:
             return Outcome("succeeded", ", ".join(done) if done else "already in step")
-        cannot = precision.refusal(shape, row.start, row.end, target) if nxt.do is Do.WRITE and \
-            nxt.write is not Write.CANCEL else None
+        cannot = (
+            precision.refusal(shape, row.start, row.end, target)
+            if nxt.do is Do.WRITE and nxt.write is not Write.CANCEL
+            else None
+        )
         if cannot is not None:  # refused visibly (`mirrors list`), never approximated
-            if not any(i.state is intents.State.FAILED and i.reason == cannot
-                       and (i.start, i.end) == (row.start, row.end) for i in history):
-                intent_store.add(session, Intent(reference=new_reference(), action=nxt.write or Write.CREATE,
-                                                 start=row.start, end=row.end, subject=nxt.subject,
-                                                 state=intents.State.FAILED, reason=cannot), meeting_id=meeting_id,
-                                 connection=target, now=now)
+            if not any(
+                i.state is intents.State.FAILED
+                and i.reason == cannot
+                and (i.start, i.end) == (row.start, row.end)
+                for i in history
+            ):
+                intent_store.add(
+                    session,
+                    Intent(
+                        reference=new_reference(),
+                        action=nxt.write or Write.CREATE,
+                        start=row.start,
+                        end=row.end,
+                        subject=nxt.subject,
+                        state=intents.State.FAILED,
+                        reason=cannot,
+                    ),
+                    meeting_id=meeting_id,
+                    connection=target,
+                    now=now,
+                )
             log.warning("mirror of meeting %s at %s: %s", meeting_id, target, cannot)
             return Outcome("dead", _after(done, cannot))
         if nxt.do is Do.WAIT:
@@ -165,41 +200,68 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
             return Outcome("dead", _after(done, nxt.reason))
         if nxt.do is Do.HALT:
             if nxt.intent is None:  # the breaker trips now: leave a visible trace
-                halted = intents.halted(new_reference(), nxt.write or Write.CREATE, row.start, row.end, nxt.reason,
-                                        subject=nxt.subject)
+                halted = intents.halted(
+                    new_reference(),
+                    nxt.write or Write.CREATE,
+                    row.start,
+                    row.end,
+                    nxt.reason,
+                    subject=nxt.subject,
+                )
                 intent_store.add(session, halted, meeting_id=meeting_id, connection=target, now=now)
                 log.warning("mirror of meeting %s at %s HALTED: %s", meeting_id, target, nxt.reason)
             return Outcome("dead", _after(done, f"halted: {nxt.reason}"))
         assert nxt.intent is not None or nxt.do is Do.WRITE
         if nxt.do is Do.UNREACHABLE:
             assert nxt.intent is not None
-            held = intents.unreachable(nxt.intent, f"{nxt.intent.reason}; {target} documents no way to find a "
-                                                   "booking, so whether it was made is unknown")
+            held = intents.unreachable(
+                nxt.intent,
+                f"{nxt.intent.reason}; {target} documents no way to find a "
+                "booking, so whether it was made is unknown",
+            )
             intent_store.save(by_ref[held.reference], held, now)
-            log.warning("meeting %s: the %s at %s (%s) may or may not have made a booking: its answer was lost "
-                        "and %s cannot be asked; holding this mirror (see `bookingsync mirrors list --unresolved`)",
-                        meeting_id, held.action, target, held.reference, target)
+            log.warning(
+                "meeting %s: the %s at %s (%s) may or may not have made a booking: its answer was lost "
+                "and %s cannot be asked; holding this mirror (see `bookingsync mirrors list --unresolved`)",
+                meeting_id,
+                held.action,
+                target,
+                held.reference,
+                target,
+            )
             return None
         if nxt.do is Do.ADOPT:
             assert nxt.intent is not None and nxt.intent.external_id is not None
             # The echo that named it linked it too (store.link_echo); the answer is not needed.
-            intent_store.save(by_ref[nxt.intent.reference], intents.found(nxt.intent, nxt.intent.external_id), now)
+            intent_store.save(
+                by_ref[nxt.intent.reference], intents.found(nxt.intent, nxt.intent.external_id), now
+            )
             done.append(f"found {nxt.intent.external_id} (by its echo)")
-            log.info("meeting %s: the create at %s whose answer was lost made %s, as its echo showed; linked, not "
-                     "booked again", meeting_id, target, nxt.intent.external_id)
+            log.info(
+                "meeting %s: the create at %s whose answer was lost made %s, as its echo showed; linked, not "
+                "booked again",
+                meeting_id,
+                target,
+                nxt.intent.external_id,
+            )
             return None
         if nxt.do is Do.RESEND:
             assert nxt.intent is not None
             intent_store.save(by_ref[nxt.intent.reference], intents.resend(nxt.intent), now)
-            return Outcome("retry", f"the {nxt.intent.action}'s answer was lost ({nxt.intent.reason}); sending it "
-                                    "again later", retry_after=WAIT_SECONDS)
+            return Outcome(
+                "retry",
+                f"the {nxt.intent.action}'s answer was lost ({nxt.intent.reason}); sending it again later",
+                retry_after=WAIT_SECONDS,
+            )
         if nxt.do is Do.ABANDON:
             assert nxt.intent is not None
             intent_store.save(by_ref[nxt.intent.reference], intents.abandoned(nxt.intent, nxt.reason), now)
             return None
         if nxt.do is Do.LOOKUP:
             assert nxt.intent is not None
-            call = _Call(by_ref[nxt.intent.reference].id or 0, nxt.intent, _request(meeting, nxt.intent), lookup=True)
+            call = _Call(
+                by_ref[nxt.intent.reference].id or 0, nxt.intent, _request(meeting, nxt.intent), lookup=True
+            )
         else:
             if nxt.do is Do.RETRY:
                 assert nxt.intent is not None
@@ -207,14 +269,23 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
                 stored = intent_store.save(by_ref[current.reference], current, now)
             else:
                 assert nxt.write is not None
-                fresh = Intent(reference=new_reference(), action=nxt.write, start=row.start, end=row.end,
-                               subject=nxt.subject, attendee_email=row.attendee_email)
+                fresh = Intent(
+                    reference=new_reference(),
+                    action=nxt.write,
+                    start=row.start,
+                    end=row.end,
+                    subject=nxt.subject,
+                    attendee_email=row.attendee_email,
+                )
                 current = intents.begin(fresh, now, lease)
                 stored = intent_store.add(session, current, meeting_id=meeting_id, connection=target, now=now)
             call = _Call(stored.id or 0, current, _request(meeting, current))
     # The intent is committed: now, and only now, the provider is called.
-    return _lookup(rt, adapter, meeting_id, target, provider, call, done) if call.lookup else \
-        _write(rt, adapter, meeting_id, target, provider, call, done)
+    return (
+        _lookup(rt, adapter, meeting_id, target, provider, call, done)
+        if call.lookup
+        else _write(rt, adapter, meeting_id, target, provider, call, done)
+    )
 
 
 def _request(meeting: Any, intent: Intent) -> BookingRequest:
@@ -227,8 +298,9 @@ def _after(done: list[str], reason: str) -> str:
     return f"{', '.join(done)} done; then {reason}" if done else reason
 
 
-def _write(rt: Runtime, adapter: Writer, meeting_id: str, target: str, provider: str, call: _Call,
-           done: list[str]) -> Outcome | None:
+def _write(
+    rt: Runtime, adapter: Writer, meeting_id: str, target: str, provider: str, call: _Call, done: list[str]
+) -> Outcome | None:
     intent, request = call.intent, call.request
     what = f"{intent.action} at {target}"
     try:
@@ -246,9 +318,15 @@ def _write(rt: Runtime, adapter: Writer, meeting_id: str, target: str, provider:
                 pass  # already gone there: what we wanted
     except AnswerLost as exc:
         _finish(rt, call, intents.lost(intent, str(exc)))
-        log.warning("meeting %s: the %s got no answer (%s); %s", meeting_id, what, exc,
-                    "looking for the booking before anything else" if intent.action is Write.CREATE
-                    else "it will be sent again")
+        log.warning(
+            "meeting %s: the %s got no answer (%s); %s",
+            meeting_id,
+            what,
+            exc,
+            "looking for the booking before anything else"
+            if intent.action is Write.CREATE
+            else "it will be sent again",
+        )
         if intent.action is Write.CREATE:
             return None
         return Outcome("retry", f"{what}: {exc}", retry_after=WAIT_SECONDS)
@@ -265,7 +343,9 @@ def _write(rt: Runtime, adapter: Writer, meeting_id: str, target: str, provider:
     except ProviderRejected as exc:  # includes SlotUnavailable: a person has to decide
         _finish(rt, call, intents.refused(intent, str(exc)))
         return Outcome("dead", _after(done, f"{what}: {exc}"))
-    except ProviderUnavailable as exc:  # nothing reached the provider's write (never sent, or a read before it)
+    except (
+        ProviderUnavailable
+    ) as exc:  # nothing reached the provider's write (never sent, or a read before it)
         _finish(rt, call, intents.deferred(intent, str(exc)))
         return Outcome("retry", f"{what}: {exc}")
     except ProviderError as exc:  # the credential or its scope (ProviderAuthError): a person has to fix it
@@ -279,8 +359,9 @@ def _write(rt: Runtime, adapter: Writer, meeting_id: str, target: str, provider:
     return None
 
 
-def _lookup(rt: Runtime, adapter: Finder, meeting_id: str, target: str, provider: str, call: _Call,
-            done: list[str]) -> Outcome | None:
+def _lookup(
+    rt: Runtime, adapter: Finder, meeting_id: str, target: str, provider: str, call: _Call, done: list[str]
+) -> Outcome | None:
     intent = call.intent
     try:
         record = adapter.find_booking(call.request)
@@ -288,20 +369,44 @@ def _lookup(rt: Runtime, adapter: Finder, meeting_id: str, target: str, provider
         return Outcome("retry", f"looking for the booking whose answer was lost at {target} failed: {exc}")
     if record is None:
         _finish(rt, call, intents.absent(intent))
-        log.info("meeting %s: the create at %s whose answer was lost (%s) made no booking; sending it again",
-                 meeting_id, target, intent.reference)
+        log.info(
+            "meeting %s: the create at %s whose answer was lost (%s) made no booking; sending it again",
+            meeting_id,
+            target,
+            intent.reference,
+        )
         return None
     alias = record.reference if record.reference != intent.reference else None
-    _finish(rt, call, intents.found(intent, record.external_id, alias), record=record, provider=provider,
-            meeting_id=meeting_id, target=target)
+    _finish(
+        rt,
+        call,
+        intents.found(intent, record.external_id, alias),
+        record=record,
+        provider=provider,
+        meeting_id=meeting_id,
+        target=target,
+    )
     done.append(f"found {record.external_id}")
-    log.info("meeting %s: the create at %s whose answer was lost made %s; linked, not booked again",
-             meeting_id, target, record.external_id)
+    log.info(
+        "meeting %s: the create at %s whose answer was lost made %s; linked, not booked again",
+        meeting_id,
+        target,
+        record.external_id,
+    )
     return None
 
 
-def _finish(rt: Runtime, call: _Call, final: Intent, *, record: SourceRecord | None = None, provider: str = "",
-            meeting_id: str = "", target: str = "", gone: str | None = None) -> None:
+def _finish(
+    rt: Runtime,
+    call: _Call,
+    final: Intent,
+    *,
+    record: SourceRecord | None = None,
+    provider: str = "",
+    meeting_id: str = "",
+    target: str = "",
+    gone: str | None = None,
+) -> None:
     """Store the outcome of a call: the intent, and the link it makes or closes, in one transaction.
 
     An echo may have linked the booking meanwhile (a unique-key conflict on PostgreSQL): the
@@ -316,27 +421,45 @@ def _finish(rt: Runtime, call: _Call, final: Intent, *, record: SourceRecord | N
                 now = rt.clock.now()
                 seen = intent_store.value(row)
                 began = call.intent
-                if (seen.state, seen.step, seen.attempts) != (began.state, began.step, began.attempts) and not (
-                        final.state is intents.State.DONE and seen.state is not intents.State.DONE):
+                if (seen.state, seen.step, seen.attempts) != (
+                    began.state,
+                    began.step,
+                    began.attempts,
+                ) and not (final.state is intents.State.DONE and seen.state is not intents.State.DONE):
                     # A call that outlived its lease: another worker has moved this write on since.
                     # Only an answer (the truth about the booking) may still overwrite that.
-                    log.info("write %s moved on while its call was out (%s/%s); keeping that", began.reference,
-                             seen.state, seen.step)
+                    log.info(
+                        "write %s moved on while its call was out (%s/%s); keeping that",
+                        began.reference,
+                        seen.state,
+                        seen.step,
+                    )
                     final = seen
                 # An echo may have named the booking while its answer was being lost.
                 if final.answer_missing(now) and seen.external_id:
                     final = intents.found(final, seen.external_id)
                 intent_store.save(row, final, now)
-                closed = final.subject if final.action is Write.CANCEL and final.state is intents.State.DONE else gone
+                closed = (
+                    final.subject
+                    if final.action is Write.CANCEL and final.state is intents.State.DONE
+                    else gone
+                )
                 if closed:
                     old = store.lock_links(session, row.connection, {closed})[closed]
                     if old is not None and old.meeting_id == row.meeting_id:
                         old.missing = True
                 if final.state is intents.State.DONE and record is not None:
                     replaces = final.subject if final.subject != record.external_id else None
-                    store.record_mirror(session, meeting_id=meeting_id, connection=target, provider=provider,
-                                        record=record, raw=record.meeting.model_dump(mode="json"), now=now,
-                                        replaces=replaces)
+                    store.record_mirror(
+                        session,
+                        meeting_id=meeting_id,
+                        connection=target,
+                        provider=provider,
+                        record=record,
+                        raw=record.meeting.model_dump(mode="json"),
+                        now=now,
+                        replaces=replaces,
+                    )
             return
         except IntegrityError:
             if attempt == STORE_ATTEMPTS:

@@ -87,23 +87,40 @@ def replay_one(session: Session, cfg: Config, delivery_id: int, now: datetime) -
     if not routed:
         _subscription(cfg, target)
         if is_disabled(session, target):
-            raise Conflict(f"subscription {target!r} is disabled; enable it first (its missed events come with it)")
+            raise Conflict(
+                f"subscription {target!r} is disabled; enable it first (its missed events come with it)"
+            )
     for name, value in _requeue(due_at=now, last_error=None).items():
         setattr(row, name, value)
     return row
 
 
-def _create_missing(session: Session, subscription: SubscriptionConfig, since: datetime, now: datetime) -> int:
+def _create_missing(
+    session: Session, subscription: SubscriptionConfig, since: datetime, now: datetime
+) -> int:
     """A pending delivery for every wanted event published since `since` that has none for it."""
-    has_row = exists().where(col(DeliveryRow.event_id) == col(EventRow.event_id),
-                             col(DeliveryRow.subscription_id) == subscription.id)
-    missing = (select(col(EventRow.event_id), literal(subscription.id), literal("pending"),
-                      literal(now, UTCDateTime()), literal(0), literal(now, UTCDateTime()))
-               .where(col(EventRow.status) == "published", col(EventRow.published_at) >= since,
-                      col(EventRow.type).in_([kind.value for kind in subscription.events]), ~has_row))
+    has_row = exists().where(
+        col(DeliveryRow.event_id) == col(EventRow.event_id),
+        col(DeliveryRow.subscription_id) == subscription.id,
+    )
+    missing = select(
+        col(EventRow.event_id),
+        literal(subscription.id),
+        literal("pending"),
+        literal(now, UTCDateTime()),
+        literal(0),
+        literal(now, UTCDateTime()),
+    ).where(
+        col(EventRow.status) == "published",
+        col(EventRow.published_at) >= since,
+        col(EventRow.type).in_([kind.value for kind in subscription.events]),
+        ~has_row,
+    )
     columns = ["event_id", "subscription_id", "status", "due_at", "attempts", "created_at"]
     # RETURNING counts on every backend (an ORM INSERT … SELECT reports no rowcount on psycopg).
-    created = session.execute(insert(DeliveryRow).from_select(columns, missing).returning(col(DeliveryRow.id)))
+    created = session.execute(
+        insert(DeliveryRow).from_select(columns, missing).returning(col(DeliveryRow.id))
+    )
     return len(created.all())
 
 
@@ -116,13 +133,18 @@ def replay_since(session: Session, cfg: Config, subscription_id: str, since: dat
     subscription = _subscription(cfg, subscription_id)
     if is_disabled(session, subscription_id):
         raise Conflict(f"subscription {subscription_id!r} is disabled; enable it first")
-    since_events = select(EventRow.event_id).where(col(EventRow.status) == "published",
-                                                   col(EventRow.published_at) >= since)
+    since_events = select(EventRow.event_id).where(
+        col(EventRow.status) == "published", col(EventRow.published_at) >= since
+    )
     requeued = session.execute(
         update(DeliveryRow)
-        .where(col(DeliveryRow.subscription_id) == subscription_id, col(DeliveryRow.status).in_(FINISHED),
-               col(DeliveryRow.event_id).in_(since_events))
-        .values(**_requeue(due_at=now, last_error=None)))
+        .where(
+            col(DeliveryRow.subscription_id) == subscription_id,
+            col(DeliveryRow.status).in_(FINISHED),
+            col(DeliveryRow.event_id).in_(since_events),
+        )
+        .values(**_requeue(due_at=now, last_error=None))
+    )
     return int(requeued.rowcount or 0) + _create_missing(session, subscription, since, now)
 
 
@@ -147,9 +169,13 @@ def enable(session: Session, cfg: Config, subscription_id: str, now: datetime) -
     since = state.disabled_at - timedelta(seconds=cfg.scheduler.lease_seconds)
     requeued = session.execute(
         update(DeliveryRow)
-        .where(col(DeliveryRow.subscription_id) == subscription_id, col(DeliveryRow.status) == "skipped",
-               col(DeliveryRow.finished_at) >= since)
-        .values(**_requeue(due_at=now, last_error=None)))
+        .where(
+            col(DeliveryRow.subscription_id) == subscription_id,
+            col(DeliveryRow.status) == "skipped",
+            col(DeliveryRow.finished_at) >= since,
+        )
+        .values(**_requeue(due_at=now, last_error=None))
+    )
     created = _create_missing(session, subscription, since, now)
     state.disabled_at, state.disabled_reason = None, None
     return Enabled(subscription_id, was_disabled=True, requeued=int(requeued.rowcount or 0), created=created)
@@ -164,13 +190,21 @@ class Backlog:
 def backlogs(session: Session) -> dict[str, Backlog]:
     """Per delivery target: rows waiting, being sent, dead or skipped, and the oldest pending."""
     counts: dict[str, dict[str, int]] = defaultdict(dict)
-    query = (select(DeliveryRow.subscription_id, DeliveryRow.status, func.count())
-             .where(col(DeliveryRow.status).in_(BACKLOG))
-             .group_by(col(DeliveryRow.subscription_id), col(DeliveryRow.status)))
+    query = (
+        select(DeliveryRow.subscription_id, DeliveryRow.status, func.count())
+        .where(col(DeliveryRow.status).in_(BACKLOG))
+        .group_by(col(DeliveryRow.subscription_id), col(DeliveryRow.status))
+    )
     for target, status, count in session.exec(query):
         counts[target][status] = count
-    oldest = dict(session.exec(select(DeliveryRow.subscription_id, func.min(DeliveryRow.due_at))
-                               .where(DeliveryRow.status == "pending")
-                               .group_by(col(DeliveryRow.subscription_id))).all())
-    return {target: Backlog(by_status=dict(by_status), oldest_due=oldest.get(target))
-            for target, by_status in counts.items()}
+    oldest = dict(
+        session.exec(
+            select(DeliveryRow.subscription_id, func.min(DeliveryRow.due_at))
+            .where(DeliveryRow.status == "pending")
+            .group_by(col(DeliveryRow.subscription_id))
+        ).all()
+    )
+    return {
+        target: Backlog(by_status=dict(by_status), oldest_due=oldest.get(target))
+        for target, by_status in counts.items()
+    }

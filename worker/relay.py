@@ -43,8 +43,14 @@ class Claimed:
     delivery_targets: dict[int, str] = field(default_factory=dict)
 
 
-def _due(session: Session, model: Any, now: datetime, limit: int, max_in_flight: int | None,
-         reclaim_lapsed: bool = True) -> list[Any]:
+def _due(
+    session: Session,
+    model: Any,
+    now: datetime,
+    limit: int,
+    max_in_flight: int | None,
+    reclaim_lapsed: bool = True,
+) -> list[Any]:
     """Up to `limit` rows ready or with a lapsed lease, oldest due first, and never more than
     `max_in_flight` leased at once. Two index range scans on (status, due_at, id) that each stop at
     the limit, rather than one OR that must sort every due row to find the oldest.
@@ -52,20 +58,30 @@ def _due(session: Session, model: Any, now: datetime, limit: int, max_in_flight:
     table = model.__table__
     c = table.c
     if max_in_flight is not None:
-        leased = session.execute(select(func.count()).select_from(table).where(c.status == "leased",
-                                                                                 c.lease_until >= now)).scalar_one()
+        leased = session.execute(
+            select(func.count()).select_from(table).where(c.status == "leased", c.lease_until >= now)
+        ).scalar_one()
         limit = min(limit, max(0, max_in_flight - leased))
         if limit == 0:
             return []
     rows: list[Any] = []
     if reclaim_lapsed:
-        lapsed = (select(model).where(col(model.status) == "leased", col(model.lease_until) < now)
-                  .order_by(col(model.due_at), col(model.id)).limit(limit).with_for_update(skip_locked=True))
+        lapsed = (
+            select(model)
+            .where(col(model.status) == "leased", col(model.lease_until) < now)
+            .order_by(col(model.due_at), col(model.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
         rows = list(session.exec(lapsed).all())
     if len(rows) < limit:
-        ready = (select(model).where(col(model.status) == WORK_STATUS[model], col(model.due_at) <= now)
-                 .order_by(col(model.status), col(model.due_at), col(model.id)).limit(limit - len(rows))
-                 .with_for_update(skip_locked=True))
+        ready = (
+            select(model)
+            .where(col(model.status) == WORK_STATUS[model], col(model.due_at) <= now)
+            .order_by(col(model.status), col(model.due_at), col(model.id))
+            .limit(limit - len(rows))
+            .with_for_update(skip_locked=True)
+        )
         rows += session.exec(ready).all()
         rows.sort(key=lambda row: (row.due_at, row.id))
     return rows
@@ -78,20 +94,30 @@ def _lease(rows: list[Any], now: datetime, lease: timedelta) -> None:
         row.attempts += 1
 
 
-def _prepare_events(session: Session, rows: list[EventRow], now: datetime,
-                    freshness: Freshness | None = None) -> list[EventRow]:
+def _prepare_events(
+    session: Session, rows: list[EventRow], now: datetime, freshness: Freshness | None = None
+) -> list[EventRow]:
     """Drop stale timers, hold a `hasStarted` whose meeting was not read lately (worker/freshness.py),
     number the rest per meeting in due order, freeze their bodies."""
     meeting_ids = sorted({row.meeting_id for row in rows})
-    meetings = {m.id: m for m in session.exec(select(MeetingRow).where(col(MeetingRow.id).in_(meeting_ids))
-                                              .order_by(col(MeetingRow.id)).with_for_update())}
+    meetings = {
+        m.id: m
+        for m in session.exec(
+            select(MeetingRow)
+            .where(col(MeetingRow.id).in_(meeting_ids))
+            .order_by(col(MeetingRow.id))
+            .with_for_update()
+        )
+    }
     links = links_of(session, meeting_ids)
     ready = []
     for row in rows:
         meeting = meetings[row.meeting_id]
         if row.payload is None or "data" not in row.payload:
             kind = EventType(row.type)
-            if kind in TIMER_TYPES and not timer_is_current(state_of(meeting), kind, row.generation, row.set_for):
+            if kind in TIMER_TYPES and not timer_is_current(
+                state_of(meeting), kind, row.generation, row.set_for
+            ):
                 row.status = "dropped"
                 row.lease_until = None
                 continue
@@ -106,9 +132,16 @@ def _prepare_events(session: Session, rows: list[EventRow], now: datetime,
     return ready
 
 
-def claim(engine: Engine, now: datetime, *, lease_seconds: float, limit: int,
-          max_in_flight: int | None = None, freshness: Freshness | None = None,
-          reclaim_lapsed: bool = True) -> Claimed:
+def claim(
+    engine: Engine,
+    now: datetime,
+    *,
+    lease_seconds: float,
+    limit: int,
+    max_in_flight: int | None = None,
+    freshness: Freshness | None = None,
+    reclaim_lapsed: bool = True,
+) -> Claimed:
     """Claim and lease due work of every kind: at most `limit` rows of each, and (when given) no
     more than `max_in_flight` of a kind leased at once, so a burst waits here, not in memory.
 
@@ -117,30 +150,37 @@ def claim(engine: Engine, now: datetime, *, lease_seconds: float, limit: int,
     beside it (each lease period, another), so such rows wait until the queue has drained."""
     lease = timedelta(seconds=lease_seconds)
     with transaction(engine) as session:
-        events = _prepare_events(session, _due(session, EventRow, now, limit, max_in_flight, reclaim_lapsed), now,
-                                 freshness)
+        events = _prepare_events(
+            session, _due(session, EventRow, now, limit, max_in_flight, reclaim_lapsed), now, freshness
+        )
         _lease(events, now, lease)
         deliveries = _due(session, DeliveryRow, now, limit, max_in_flight, reclaim_lapsed)
         _lease(deliveries, now, lease)
         receipts = _due(session, ReceiptRow, now, limit, max_in_flight, reclaim_lapsed)
         _lease(receipts, now, lease)
         session.flush()
-        return Claimed(events=[e.event_id for e in events], deliveries=[d.id for d in deliveries],
-                       receipts=[r.id for r in receipts],
-                       delivery_targets={d.id: d.subscription_id for d in deliveries})
+        return Claimed(
+            events=[e.event_id for e in events],
+            deliveries=[d.id for d in deliveries],
+            receipts=[r.id for r in receipts],
+            delivery_targets={d.id: d.subscription_id for d in deliveries},
+        )
 
 
-def lapse_leases(engine: Engine, now: datetime, ids: Claimed | None = None,
-                 tables: tuple[type, ...] | None = None) -> int:
+def lapse_leases(
+    engine: Engine, now: datetime, ids: Claimed | None = None, tables: tuple[type, ...] | None = None
+) -> int:
     """End the leases of leased rows now (all of them, those of `ids`, or those of `tables`), so the
     next claim hands them out again: for work whose broker message is known lost (the broker went down with a
     process, lost its data, or a send failed). A worker still holding one of them finishes
     harmlessly: every stage acts only on rows still leased, and publishing twice is a no-op."""
     count = 0
     with transaction(engine) as session:
-        for model, chosen in ((EventRow, None if ids is None else ids.events),
-                              (DeliveryRow, None if ids is None else ids.deliveries),
-                              (ReceiptRow, None if ids is None else ids.receipts)):
+        for model, chosen in (
+            (EventRow, None if ids is None else ids.events),
+            (DeliveryRow, None if ids is None else ids.deliveries),
+            (ReceiptRow, None if ids is None else ids.receipts),
+        ):
             if (chosen is not None and not chosen) or (tables is not None and model not in tables):
                 continue
             key = col(model.event_id) if model is EventRow else col(model.id)
@@ -161,7 +201,7 @@ class Senders:
 
 
 def chunks(items: list[Any], size: int) -> list[list[Any]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def by_target(delivery_ids: list[int], targets: dict[int, str]) -> list[list[int]]:
@@ -172,13 +212,29 @@ def by_target(delivery_ids: list[int], targets: dict[int, str]) -> list[list[int
     return list(groups.values())
 
 
-def relay_once(engine: Engine, now: datetime, senders: Senders, *, lease_seconds: float, limit: int,
-               max_in_flight: int | None = None, message_size: int = MESSAGE_SIZE,
-               freshness: Freshness | None = None, reclaim_lapsed: bool = True) -> Claimed:
+def relay_once(
+    engine: Engine,
+    now: datetime,
+    senders: Senders,
+    *,
+    lease_seconds: float,
+    limit: int,
+    max_in_flight: int | None = None,
+    message_size: int = MESSAGE_SIZE,
+    freshness: Freshness | None = None,
+    reclaim_lapsed: bool = True,
+) -> Claimed:
     """Claim what is due and send it in messages of up to `message_size` ids; a lost message is
     sent again after its rows' lease runs out."""
-    claimed = claim(engine, now, lease_seconds=lease_seconds, limit=limit, max_in_flight=max_in_flight,
-                    freshness=freshness, reclaim_lapsed=reclaim_lapsed)
+    claimed = claim(
+        engine,
+        now,
+        lease_seconds=lease_seconds,
+        limit=limit,
+        max_in_flight=max_in_flight,
+        freshness=freshness,
+        reclaim_lapsed=reclaim_lapsed,
+    )
     try:
         for batch in chunks(claimed.events, message_size):
             senders.publish(batch)

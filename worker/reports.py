@@ -14,8 +14,17 @@ from rich.text import Text
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from bookingsync.models.tables import (CursorRow, DeliveryRow, EventRow, LeaseRow, MeetingRow, PollStateRow,
-                                       QuarantineRow, ReceiptRow, SubscriptionStateRow)
+from bookingsync.models.tables import (
+    CursorRow,
+    DeliveryRow,
+    EventRow,
+    LeaseRow,
+    MeetingRow,
+    PollStateRow,
+    QuarantineRow,
+    ReceiptRow,
+    SubscriptionStateRow,
+)
 from bookingsync.worker.config import Config
 from bookingsync.worker.payloads import iso
 from bookingsync.worker.poll_state import describe as describe_polling
@@ -24,8 +33,19 @@ from bookingsync.worker.store import links_of
 
 EVENT_STATUSES = ("pending", "leased", "published", "cancelled", "dropped")
 DELIVERY_STATUSES = ("pending", "leased", "succeeded", "dead", "skipped")
-ID_COLUMNS = frozenset({"id", "event_id", "meeting", "meeting_id", "subscription", "connection", "holder", "links",
-                        "external_id"})
+ID_COLUMNS = frozenset(
+    {
+        "id",
+        "event_id",
+        "meeting",
+        "meeting_id",
+        "subscription",
+        "connection",
+        "holder",
+        "links",
+        "external_id",
+    }
+)
 
 Row = dict[str, Any]
 
@@ -92,13 +112,24 @@ def _counts(session: Session, model: Any) -> dict[str, int]:
 
 def status(session: Session, cfg: Config, now: datetime) -> dict[str, list[Row]]:
     work = []
-    for name, model in (("meetings", MeetingRow), ("events", EventRow), ("deliveries", DeliveryRow),
-                        ("webhook receipts", ReceiptRow), ("quarantine", QuarantineRow)):
+    for name, model in (
+        ("meetings", MeetingRow),
+        ("events", EventRow),
+        ("deliveries", DeliveryRow),
+        ("webhook receipts", ReceiptRow),
+        ("quarantine", QuarantineRow),
+    ):
         by_status = _counts(session, model)
-        work.append({"table": name, "by status": ", ".join(f"{k}={v}" for k, v in sorted(by_status.items())) or "—",
-                     "counts": by_status})
-    next_timer = session.exec(select(func.min(EventRow.due_at)).where(EventRow.status == "pending",
-                                                                       EventRow.due_at > now)).one()
+        work.append(
+            {
+                "table": name,
+                "by status": ", ".join(f"{k}={v}" for k, v in sorted(by_status.items())) or "—",
+                "counts": by_status,
+            }
+        )
+    next_timer = session.exec(
+        select(func.min(EventRow.due_at)).where(EventRow.status == "pending", EventRow.due_at > now)
+    ).one()
     work.append({"table": "next timer", "by status": iso(next_timer) or "—", "counts": {}})
 
     cursors = {row.connection: row for row in session.exec(select(CursorRow))}
@@ -107,24 +138,37 @@ def status(session: Session, cfg: Config, now: datetime) -> dict[str, list[Row]]
     connections = []
     for conn_id in sorted(configured.keys() | cursors.keys()):
         row, conn = cursors.get(conn_id), configured.get(conn_id)
-        connections.append({
-            "connection": conn_id,
-            "provider": conn.provider if conn else "(not in this config)",
-            "enabled": conn.enabled if conn else None,
-            "cursor": readable_cursor(row.value) if row else "—",
-            "cursor saved": f"{iso(row.updated_at)} ({_age(row.updated_at, now)})" if row else "never",
-            # Back-off ("backing off until …: 429"), the watch-list schedule, skipped ticks.
-            "polling": describe_polling(polls.get(conn_id), now),
-            "raw cursor": row.value if row else None,
-        })
+        connections.append(
+            {
+                "connection": conn_id,
+                "provider": conn.provider if conn else "(not in this config)",
+                "enabled": conn.enabled if conn else None,
+                "cursor": readable_cursor(row.value) if row else "—",
+                "cursor saved": f"{iso(row.updated_at)} ({_age(row.updated_at, now)})" if row else "never",
+                # Back-off ("backing off until …: 429"), the watch-list schedule, skipped ticks.
+                "polling": describe_polling(polls.get(conn_id), now),
+                "raw cursor": row.value if row else None,
+            }
+        )
 
-    leases = [{"name": lease.name, "holder": lease.holder,
-               "until": iso(lease.until) + (" (expired)" if lease.until <= now else "")}
-              for lease in session.exec(select(LeaseRow).order_by(col(LeaseRow.name)))]
-    disabled = [{"subscription": state.subscription_id, "disabled at": iso(state.disabled_at),
-                 "reason": state.disabled_reason or ""}
-                for state in session.exec(select(SubscriptionStateRow)
-                                          .where(col(SubscriptionStateRow.disabled_at).is_not(None)))]
+    leases = [
+        {
+            "name": lease.name,
+            "holder": lease.holder,
+            "until": iso(lease.until) + (" (expired)" if lease.until <= now else ""),
+        }
+        for lease in session.exec(select(LeaseRow).order_by(col(LeaseRow.name)))
+    ]
+    disabled = [
+        {
+            "subscription": state.subscription_id,
+            "disabled at": iso(state.disabled_at),
+            "reason": state.disabled_reason or "",
+        }
+        for state in session.exec(
+            select(SubscriptionStateRow).where(col(SubscriptionStateRow.disabled_at).is_not(None))
+        )
+    ]
     return {"work": work, "connections": connections, "leases": leases, "disabled subscriptions": disabled}
 
 
@@ -133,12 +177,20 @@ def status_tables(session: Session, cfg: Config, now: datetime) -> list[Table]:
 
 
 def report_tables(report: dict[str, list[Row]]) -> list[Table]:
-    return [table("work", report["work"], ["table", "by status"]),
-            table("connections", report["connections"], ["connection", "provider", "cursor", "cursor saved",
-                                                         "polling"]),
-            table("leases", report["leases"], ["name", "holder", "until"]),
-            table("disabled subscriptions", report["disabled subscriptions"], ["subscription", "disabled at",
-                                                                               "reason"])]
+    return [
+        table("work", report["work"], ["table", "by status"]),
+        table(
+            "connections",
+            report["connections"],
+            ["connection", "provider", "cursor", "cursor saved", "polling"],
+        ),
+        table("leases", report["leases"], ["name", "holder", "until"]),
+        table(
+            "disabled subscriptions",
+            report["disabled subscriptions"],
+            ["subscription", "disabled at", "reason"],
+        ),
+    ]
 
 
 MEETING_COLUMNS = ["id", "status", "start", "end", "title", "attendee", "links", "booked", "version"]
@@ -147,18 +199,36 @@ MEETING_COLUMNS = ["id", "status", "start", "end", "title", "attendee", "links",
 def meetings(session: Session, limit: int) -> list[Row]:
     rows = list(session.exec(select(MeetingRow).order_by(col(MeetingRow.updated_at).desc()).limit(limit)))
     links = links_of(session, [row.id for row in rows])
-    return [{"id": row.id, "status": row.status, "start": iso(row.start), "end": iso(row.end), "title": row.title,
-             "attendee": row.attendee_email,
-             "links": [f"{link.connection}:{link.external_id}" + (" (missing)" if link.missing else "")
-                       for link in links[row.id]],
-             "booked": row.booked, "version": row.version} for row in rows]
+    return [
+        {
+            "id": row.id,
+            "status": row.status,
+            "start": iso(row.start),
+            "end": iso(row.end),
+            "title": row.title,
+            "attendee": row.attendee_email,
+            "links": [
+                f"{link.connection}:{link.external_id}" + (" (missing)" if link.missing else "")
+                for link in links[row.id]
+            ],
+            "booked": row.booked,
+            "version": row.version,
+        }
+        for row in rows
+    ]
 
 
 def resolve_meeting(session: Session, prefix: str) -> str:
     """The one meeting id starting with `prefix`; AmbiguousPrefix when none or several do."""
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    found = list(session.exec(select(MeetingRow.id).where(col(MeetingRow.id).like(f"{escaped}%", escape="\\"))
-                              .order_by(col(MeetingRow.id)).limit(3)))
+    found = list(
+        session.exec(
+            select(MeetingRow.id)
+            .where(col(MeetingRow.id).like(f"{escaped}%", escape="\\"))
+            .order_by(col(MeetingRow.id))
+            .limit(3)
+        )
+    )
     if not found:
         raise AmbiguousPrefix(f"no meeting id starts with {prefix!r}")
     if len(found) > 1 and prefix not in found:
@@ -176,33 +246,78 @@ def events(session: Session, limit: int, meeting: str | None, status_filter: str
         query = query.where(EventRow.meeting_id == meeting)
     if status_filter:
         query = query.where(EventRow.status == status_filter)
-    return [{"event_id": row.event_id, "type": row.type, "meeting": row.meeting_id, "seq": row.sequence,
-             "status": row.status, "occurred_at": iso(row.occurred_at), "due_at": iso(row.due_at),
-             "published_at": iso(row.published_at)}
-            for row in session.exec(query.order_by(col(EventRow.id).desc()).limit(limit))]
+    return [
+        {
+            "event_id": row.event_id,
+            "type": row.type,
+            "meeting": row.meeting_id,
+            "seq": row.sequence,
+            "status": row.status,
+            "occurred_at": iso(row.occurred_at),
+            "due_at": iso(row.due_at),
+            "published_at": iso(row.published_at),
+        }
+        for row in session.exec(query.order_by(col(EventRow.id).desc()).limit(limit))
+    ]
 
 
-DELIVERY_COLUMNS = ["id", "event_id", "subscription", "status", "attempts", "last status", "last error", "due_at"]
+DELIVERY_COLUMNS = [
+    "id",
+    "event_id",
+    "subscription",
+    "status",
+    "attempts",
+    "last status",
+    "last error",
+    "due_at",
+]
 
 
 def deliveries(session: Session, limit: int, dead: bool) -> list[Row]:
     query = select(DeliveryRow)
     if dead:
         query = query.where(DeliveryRow.status == "dead")
-    return [{"id": row.id, "event_id": row.event_id, "subscription": row.subscription_id, "status": row.status,
-             "attempts": row.attempts, "last status": row.last_status_code, "last error": row.last_error,
-             "due_at": iso(row.due_at)}
-            for row in session.exec(query.order_by(col(DeliveryRow.id).desc()).limit(limit))]
+    return [
+        {
+            "id": row.id,
+            "event_id": row.event_id,
+            "subscription": row.subscription_id,
+            "status": row.status,
+            "attempts": row.attempts,
+            "last status": row.last_status_code,
+            "last error": row.last_error,
+            "due_at": iso(row.due_at),
+        }
+        for row in session.exec(query.order_by(col(DeliveryRow.id).desc()).limit(limit))
+    ]
 
 
-QUARANTINE_COLUMNS = ["id", "connection", "source", "external_id", "reason", "seen", "first seen", "last seen"]
+QUARANTINE_COLUMNS = [
+    "id",
+    "connection",
+    "source",
+    "external_id",
+    "reason",
+    "seen",
+    "first seen",
+    "last seen",
+]
 
 
 def quarantine(session: Session, limit: int, connection: str | None) -> list[Row]:
-    return [{"id": row.id, "connection": row.connection, "source": row.source, "external_id": row.external_id,
-             "reason": row.reason, "seen": row.seen_count, "first seen": iso(row.created_at),
-             "last seen": iso(row.last_seen_at)}
-            for row in open_items(session, connection, limit)]
+    return [
+        {
+            "id": row.id,
+            "connection": row.connection,
+            "source": row.source,
+            "external_id": row.external_id,
+            "reason": row.reason,
+            "seen": row.seen_count,
+            "first seen": iso(row.created_at),
+            "last seen": iso(row.last_seen_at),
+        }
+        for row in open_items(session, connection, limit)
+    ]
 
 
 def meetings_table(session: Session, limit: int) -> Table:
@@ -214,7 +329,9 @@ def events_table(session: Session, limit: int, meeting: str | None, status_filte
 
 
 def deliveries_table(session: Session, limit: int, dead: bool) -> Table:
-    return table("dead deliveries" if dead else "deliveries", deliveries(session, limit, dead), DELIVERY_COLUMNS)
+    return table(
+        "dead deliveries" if dead else "deliveries", deliveries(session, limit, dead), DELIVERY_COLUMNS
+    )
 
 
 def quarantine_table(session: Session, limit: int, connection: str | None) -> Table:

@@ -74,9 +74,10 @@ def _receipt_bodies(session: Session, cutoff: datetime, limit: int) -> int:
     # never walks the weeks of receipts cleared before. SQLite needs the predicate written as the
     # index has it, and without statistics would still take the claim index: INDEXED BY says which.
     hint = " INDEXED BY ix_receipts_body_kept" if session.get_bind().dialect.name == "sqlite" else ""
-    query = (text(f"SELECT id FROM webhook_receipts{hint} WHERE {RECEIPT_HAS_BODY} AND due_at < :cutoff "
-                  f"AND status IN ({', '.join(repr(s) for s in PROCESSED_RECEIPTS)}) ORDER BY due_at LIMIT :limit")
-             .bindparams(bindparam("cutoff", type_=UTCDateTime()), bindparam("limit")))
+    query = text(
+        f"SELECT id FROM webhook_receipts{hint} WHERE {RECEIPT_HAS_BODY} AND due_at < :cutoff "
+        f"AND status IN ({', '.join(repr(s) for s in PROCESSED_RECEIPTS)}) ORDER BY due_at LIMIT :limit"
+    ).bindparams(bindparam("cutoff", type_=UTCDateTime()), bindparam("limit"))
     ids = list(session.execute(query, {"cutoff": cutoff, "limit": limit}).scalars())
     if ids:
         session.execute(update(ReceiptRow).where(col(ReceiptRow.id).in_(ids)).values(body="", records=None))
@@ -84,9 +85,13 @@ def _receipt_bodies(session: Session, cutoff: datetime, limit: int) -> int:
 
 
 def _receipts(session: Session, cutoff: datetime, limit: int) -> int:
-    ids = _ids(session, select(ReceiptRow.id).where(col(ReceiptRow.status).in_(PROCESSED_RECEIPTS),
-                                                    col(ReceiptRow.due_at) < cutoff)
-               .order_by(col(ReceiptRow.due_at)).limit(limit))
+    ids = _ids(
+        session,
+        select(ReceiptRow.id)
+        .where(col(ReceiptRow.status).in_(PROCESSED_RECEIPTS), col(ReceiptRow.due_at) < cutoff)
+        .order_by(col(ReceiptRow.due_at))
+        .limit(limit),
+    )
     if ids:
         session.execute(delete(ReceiptRow).where(col(ReceiptRow.id).in_(ids)))
     return len(ids)
@@ -94,18 +99,29 @@ def _receipts(session: Session, cutoff: datetime, limit: int) -> int:
 
 def _delivery_holds(event_id: ColumnElement) -> ColumnElement:
     """An unfinished or dead delivery of the event exists."""
-    return exists().where(col(DeliveryRow.event_id) == event_id,
-                          col(DeliveryRow.status).in_(UNFINISHED_DELIVERIES))
+    return exists().where(
+        col(DeliveryRow.event_id) == event_id, col(DeliveryRow.status).in_(UNFINISHED_DELIVERIES)
+    )
 
 
 def _events(session: Session, cutoff: datetime, limit: int) -> int:
-    rows = session.execute(select(EventRow.id, EventRow.event_id)
-                           .where(col(EventRow.status).in_(FINISHED_EVENTS), col(EventRow.due_at) < cutoff,
-                                  ~_delivery_holds(col(EventRow.event_id)))
-                           .order_by(col(EventRow.due_at)).limit(limit)).all()
+    rows = session.execute(
+        select(EventRow.id, EventRow.event_id)
+        .where(
+            col(EventRow.status).in_(FINISHED_EVENTS),
+            col(EventRow.due_at) < cutoff,
+            ~_delivery_holds(col(EventRow.event_id)),
+        )
+        .order_by(col(EventRow.due_at))
+        .limit(limit)
+    ).all()
     if rows:
-        session.execute(delete(DeliveryRow).where(col(DeliveryRow.event_id).in_([r.event_id for r in rows]),
-                                                  col(DeliveryRow.status).in_(FINISHED_DELIVERIES)))
+        session.execute(
+            delete(DeliveryRow).where(
+                col(DeliveryRow.event_id).in_([r.event_id for r in rows]),
+                col(DeliveryRow.status).in_(FINISHED_DELIVERIES),
+            )
+        )
         session.execute(delete(EventRow).where(col(EventRow.id).in_([r.id for r in rows])))
     return len(rows)
 
@@ -114,18 +130,32 @@ def meeting_is_needed(meeting_id: ColumnElement) -> ColumnElement:
     """Work of the meeting still to do: a live event, a delivery not finished (or dead), or a write
     to a route target not settled (its booking may be live, or a person must look)."""
     live_event = exists().where(col(EventRow.meeting_id) == meeting_id, col(EventRow.status).in_(LIVE_EVENTS))
-    open_delivery = (select(DeliveryRow.id).join(EventRow, col(EventRow.event_id) == col(DeliveryRow.event_id))
-                     .where(col(EventRow.meeting_id) == meeting_id,
-                            col(DeliveryRow.status).in_(UNFINISHED_DELIVERIES)).exists())
-    open_write = exists().where(col(IntentRow.meeting_id) == meeting_id, col(IntentRow.state).in_(UNFINISHED_WRITES))
+    open_delivery = (
+        select(DeliveryRow.id)
+        .join(EventRow, col(EventRow.event_id) == col(DeliveryRow.event_id))
+        .where(col(EventRow.meeting_id) == meeting_id, col(DeliveryRow.status).in_(UNFINISHED_DELIVERIES))
+        .exists()
+    )
+    open_write = exists().where(
+        col(IntentRow.meeting_id) == meeting_id, col(IntentRow.state).in_(UNFINISHED_WRITES)
+    )
     return live_event | open_delivery | open_write
 
 
 def _meetings(session: Session, cutoff: datetime, limit: int) -> int:
     # `start` is indexed and never after `end`: the range narrows on it, `end` decides.
-    ids = _ids(session, select(MeetingRow.id).where(col(MeetingRow.start) < cutoff, col(MeetingRow.end) < cutoff,
-                                                    ~meeting_is_needed(col(MeetingRow.id)))
-               .order_by(col(MeetingRow.start)).limit(limit).with_for_update(skip_locked=True))
+    ids = _ids(
+        session,
+        select(MeetingRow.id)
+        .where(
+            col(MeetingRow.start) < cutoff,
+            col(MeetingRow.end) < cutoff,
+            ~meeting_is_needed(col(MeetingRow.id)),
+        )
+        .order_by(col(MeetingRow.start))
+        .limit(limit)
+        .with_for_update(skip_locked=True),
+    )
     if ids:
         event_ids = select(EventRow.event_id).where(col(EventRow.meeting_id).in_(ids))
         session.execute(delete(DeliveryRow).where(col(DeliveryRow.event_id).in_(event_ids)))
@@ -138,9 +168,13 @@ def _meetings(session: Session, cutoff: datetime, limit: int) -> int:
 
 
 def _quarantine(session: Session, cutoff: datetime, limit: int) -> int:
-    ids = _ids(session, select(QuarantineRow.id).where(col(QuarantineRow.status).in_(RESOLVED_QUARANTINE),
-                                                       col(QuarantineRow.resolved_at) < cutoff)
-               .order_by(col(QuarantineRow.id)).limit(limit))
+    ids = _ids(
+        session,
+        select(QuarantineRow.id)
+        .where(col(QuarantineRow.status).in_(RESOLVED_QUARANTINE), col(QuarantineRow.resolved_at) < cutoff)
+        .order_by(col(QuarantineRow.id))
+        .limit(limit),
+    )
     if ids:
         session.execute(delete(QuarantineRow).where(col(QuarantineRow.id).in_(ids)))
     return len(ids)
@@ -155,11 +189,22 @@ class Policy:
 
 
 POLICIES: tuple[Policy, ...] = (
-    Policy("receipt_bodies", "receipt_bodies_days", "raw bodies of processed webhook receipts", _receipt_bodies),
+    Policy(
+        "receipt_bodies", "receipt_bodies_days", "raw bodies of processed webhook receipts", _receipt_bodies
+    ),
     Policy("receipts", "receipts_days", "processed and ignored webhook receipts", _receipts),
-    Policy("events", "events_days", "published, cancelled and dropped events with their finished deliveries",
-           _events),
-    Policy("meetings", "meetings_days", "meetings ended before the window, with their links and events", _meetings),
+    Policy(
+        "events",
+        "events_days",
+        "published, cancelled and dropped events with their finished deliveries",
+        _events,
+    ),
+    Policy(
+        "meetings",
+        "meetings_days",
+        "meetings ended before the window, with their links and events",
+        _meetings,
+    ),
     Policy("quarantine", "quarantine_days", "replayed and superseded quarantine items", _quarantine),
 )
 
@@ -211,8 +256,10 @@ def sqlite_vacuum(engine: Engine, *, convert: bool = False) -> tuple[int, str | 
             raw.executescript("PRAGMA auto_vacuum=INCREMENTAL; VACUUM;")
             return 0, "converted the file to incremental auto_vacuum (one full VACUUM)"
         if mode != SQLITE_INCREMENTAL:
-            return 0, ("this SQLite file predates incremental auto_vacuum, so freed space stays inside it; run "
-                       "`bookingsync prune --vacuum` once (rewrites the file) to convert it")
+            return 0, (
+                "this SQLite file predates incremental auto_vacuum, so freed space stays inside it; run "
+                "`bookingsync prune --vacuum` once (rewrites the file) to convert it"
+            )
         before = raw.execute("PRAGMA freelist_count").fetchone()[0]
         # executescript steps the pragma to the end; a plain execute frees one page per call.
         raw.executescript("BEGIN IMMEDIATE; PRAGMA incremental_vacuum; COMMIT;")

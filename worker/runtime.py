@@ -80,8 +80,10 @@ class Runtime:
         """The client for outbound deliveries to subscribers."""
         with self._lock:
             if self._http is None:
-                self._http = egress.delivery_client(timeout=self.config.delivery.timeout_seconds,
-                                                    allow_private=self.config.allow_private_targets)
+                self._http = egress.delivery_client(
+                    timeout=self.config.delivery.timeout_seconds,
+                    allow_private=self.config.allow_private_targets,
+                )
             return self._http
 
     @property
@@ -96,8 +98,12 @@ class Runtime:
             if self._lanes is None:
                 writer: GroupCommit[Any] = GroupCommit(self.engine, write_outcomes, name="delivery outcomes")
                 self._outcomes = writer
-                self._lanes = Lanes(self.config.delivery, self.clock, writer.submit_many,
-                                    allow_private=self.config.allow_private_targets)
+                self._lanes = Lanes(
+                    self.config.delivery,
+                    self.clock,
+                    writer.submit_many,
+                    allow_private=self.config.allow_private_targets,
+                )
             return self._lanes
 
     @property
@@ -110,8 +116,13 @@ class Runtime:
             if self._receipts is None:
                 # SQLite has one writer at a time; PostgreSQL overlaps one batch's fsync with the next.
                 writers = 1 if self.engine.dialect.name == "sqlite" else RECEIPT_WRITERS
-                self._receipts = GroupCommit(self.engine, write_receipts, name="webhook receipts", writers=writers,
-                                             after=lambda items, results: hand_over(self.actors, items, results))
+                self._receipts = GroupCommit(
+                    self.engine,
+                    write_receipts,
+                    name="webhook receipts",
+                    writers=writers,
+                    after=lambda items, results: hand_over(self.actors, items, results),
+                )
             return self._receipts
 
     def close(self) -> None:

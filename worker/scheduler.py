@@ -51,8 +51,9 @@ class Scheduler:
         self.rt = rt
         self.actors = rt.actors
         self.leading = threading.Event()
-        self.leadership = Leadership(rt.engine, LEADER_LEASE, rt.holder, rt.config.scheduler.leader_lease_seconds,
-                                     rt.clock.now)
+        self.leadership = Leadership(
+            rt.engine, LEADER_LEASE, rt.holder, rt.config.scheduler.leader_lease_seconds, rt.clock.now
+        )
         self.broker_watch = BrokerWatch(rt.config.broker.url)
         self.freshness = Freshness(rt, send_poll=self.actors.poll.send)
         self._aps = BackgroundScheduler(timezone=UTC)
@@ -61,28 +62,65 @@ class Scheduler:
         cfg = self.rt.config.scheduler
         self.lead()  # decide at once, so the first poll ticks below are not wasted on a follower
         now = datetime.now(UTC)
-        self._aps.add_job(self.lead, "interval", seconds=LEAD_CHECK_SECONDS, id="lead",
-                          max_instances=1, coalesce=True, misfire_grace_time=None)
-        self._aps.add_job(self.relay, "interval", seconds=cfg.relay_interval_seconds, id="relay", next_run_time=now,
-                          max_instances=1, coalesce=True, misfire_grace_time=None)
+        self._aps.add_job(
+            self.lead,
+            "interval",
+            seconds=LEAD_CHECK_SECONDS,
+            id="lead",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        self._aps.add_job(
+            self.relay,
+            "interval",
+            seconds=cfg.relay_interval_seconds,
+            id="relay",
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
         if self.rt.config.retention.enabled:
             # First soon after start, not one interval later: a process restarted more often than
             # the interval (a deploy a day, an hourly interval raised to a day) must still prune.
             every = self.rt.config.retention.interval_seconds
-            self._aps.add_job(self.prune, "interval", seconds=every, id="prune", max_instances=1, coalesce=True,
-                              misfire_grace_time=None,
-                              next_run_time=now + timedelta(seconds=min(every, FIRST_PRUNE_AFTER_SECONDS)))
+            self._aps.add_job(
+                self.prune,
+                "interval",
+                seconds=every,
+                id="prune",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+                next_run_time=now + timedelta(seconds=min(every, FIRST_PRUNE_AFTER_SECONDS)),
+            )
         if self.rt.config.drift.enabled and self.rt.config.routes:
-            self._aps.add_job(self.repair, "interval", seconds=self.rt.config.drift.interval_seconds, id="drift",
-                              max_instances=1, coalesce=True, misfire_grace_time=None)
+            self._aps.add_job(
+                self.repair,
+                "interval",
+                seconds=self.rt.config.drift.interval_seconds,
+                id="drift",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
         for conn in self.rt.config.connections:
             if not conn.enabled:
                 continue
             adapter = self.rt.adapter(conn.id)
             if adapter.capabilities & {Capability.LIST_CHANGES, Capability.LOOKUP_BY_EMAIL}:
-                self._aps.add_job(self.poll, "interval", args=(conn.id,), seconds=conn.poll_interval_seconds,
-                                  id=f"poll:{conn.id}", next_run_time=now, max_instances=1, coalesce=True,
-                                  misfire_grace_time=None)
+                self._aps.add_job(
+                    self.poll,
+                    "interval",
+                    args=(conn.id,),
+                    seconds=conn.poll_interval_seconds,
+                    id=f"poll:{conn.id}",
+                    next_run_time=now,
+                    max_instances=1,
+                    coalesce=True,
+                    misfire_grace_time=None,
+                )
         self._aps.start()
 
     def stop(self) -> None:
@@ -101,7 +139,9 @@ class Scheduler:
                 self._lapse("the previous process's in-process broker went down with it")
                 self._release_polls()
             elif self.leadership.database_failed:
-                self._lapse("the database was unreachable: work handed out before may have failed in the workers")
+                self._lapse(
+                    "the database was unreachable: work handed out before may have failed in the workers"
+                )
             elif self.leadership.took_lock:
                 # A leader killed between committing a claim and sending it leaves rows no message
                 # carries. Publishing and ingesting twice are no-ops, so events and receipts go
@@ -144,14 +184,22 @@ class Scheduler:
         backed_up = self.backed_up()
         if backed_up is None:
             return
-        senders = Senders(publish=self.actors.publish.send, deliver=self.actors.deliver.send,
-                          ingest=self.actors.ingest.send)
+        senders = Senders(
+            publish=self.actors.publish.send, deliver=self.actors.deliver.send, ingest=self.actors.ingest.send
+        )
         try:
             # Keep claiming while batches come back full, so a burst of due timers drains in one tick.
             for _ in range(MAX_BATCHES_PER_TICK):
-                claimed = relay_once(self.rt.engine, self.rt.clock.now(), senders, lease_seconds=cfg.lease_seconds,
-                                     limit=cfg.batch_size, max_in_flight=cfg.max_in_flight, freshness=self.freshness,
-                                     reclaim_lapsed=not backed_up)
+                claimed = relay_once(
+                    self.rt.engine,
+                    self.rt.clock.now(),
+                    senders,
+                    lease_seconds=cfg.lease_seconds,
+                    limit=cfg.batch_size,
+                    max_in_flight=cfg.max_in_flight,
+                    freshness=self.freshness,
+                    reclaim_lapsed=not backed_up,
+                )
                 metrics.relayed(len(claimed.events), len(claimed.deliveries), len(claimed.receipts))
                 if max(len(claimed.events), len(claimed.deliveries), len(claimed.receipts)) < cfg.batch_size:
                     break
@@ -186,7 +234,9 @@ class Scheduler:
 
         try:
             for target, sources in backfill.routes_by_target(self.rt).items():
-                backfill.sync_target(self.rt, target, sources, limit=self.rt.config.drift.batch_size, again=False)
+                backfill.sync_target(
+                    self.rt, target, sources, limit=self.rt.config.drift.batch_size, again=False
+                )
             drift.sweep(self.rt)
         except Exception:
             log.exception("backfill / drift sweep failed; the next run retries")

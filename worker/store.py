@@ -25,8 +25,15 @@ from sqlmodel import Session, col, select
 from bookingsync.models.meeting import Meeting, MeetingStatus, SourceRecord
 from bookingsync.models.tables import CursorRow, EventRow, LinkRow, MeetingRow
 from bookingsync.worker import intent_store, intents, metrics
-from bookingsync.worker.ingest_plan import (MISSING_HASH, SUPERSEDED_HASH, Incoming, event_row, meeting_columns,
-                                            new_id, state_of_columns)
+from bookingsync.worker.ingest_plan import (
+    MISSING_HASH,
+    SUPERSEDED_HASH,
+    Incoming,
+    event_row,
+    meeting_columns,
+    new_id,
+    state_of_columns,
+)
 from bookingsync.worker.lifecycle import TIMER_TYPES, Backfill, EventIntent, MeetingState, decide
 from bookingsync.worker.payloads import meeting_json
 
@@ -72,8 +79,9 @@ def _locked_link(session: Session, connection: str, external_id: str) -> LinkRow
     return session.exec(query.with_for_update()).first()
 
 
-def _known_link(session: Session, connection: str, external_id: str,
-                known: dict[str, LinkRow | None] | None) -> LinkRow | None:
+def _known_link(
+    session: Session, connection: str, external_id: str, known: dict[str, LinkRow | None] | None
+) -> LinkRow | None:
     if known is not None and external_id in known:
         return known[external_id]
     return _locked_link(session, connection, external_id)
@@ -94,29 +102,48 @@ def lock_links(session: Session, connection: str, external_ids: set[str]) -> dic
     (Ingest reads a page's links as plain rows: worker/ingest_store.load_links.)"""
     found: dict[str, LinkRow | None] = dict.fromkeys(external_ids)
     if external_ids:
-        query = select(LinkRow).where(LinkRow.connection == connection,
-                                      col(LinkRow.external_id).in_(sorted(external_ids)))
+        query = select(LinkRow).where(
+            LinkRow.connection == connection, col(LinkRow.external_id).in_(sorted(external_ids))
+        )
         for link in session.exec(query.order_by(col(LinkRow.id)).with_for_update()):
             found[link.external_id] = link
     return found
 
 
-def _write_plan(session: Session, row: MeetingRow, old: MeetingState | None, new: Meeting, now: datetime,
-                grace: timedelta, links: list[LinkRow] | None = None,
-                backfill: Backfill = Backfill.UPCOMING) -> tuple[str, ...]:
+def _write_plan(
+    session: Session,
+    row: MeetingRow,
+    old: MeetingState | None,
+    new: Meeting,
+    now: datetime,
+    grace: timedelta,
+    links: list[LinkRow] | None = None,
+    backfill: Backfill = Backfill.UPCOMING,
+) -> tuple[str, ...]:
     """Store what `decide` says. `links` is given for a brand-new meeting (no events exist yet)."""
     plan = decide(old, new, now, grace, backfill)
     if plan.skipped:
         # Late first sight beyond the late window: history, but never silently (README, Events).
         metrics.late_timers_skipped(plan.skipped)
-        log.info("meeting %s was first seen %s after its end (%s), beyond the late window of %s: %s not sent",
-                 row.id, now - new.end, new.end.isoformat(), grace, " and ".join(t.value for t in plan.skipped))
+        log.info(
+            "meeting %s was first seen %s after its end (%s), beyond the late window of %s: %s not sent",
+            row.id,
+            now - new.end,
+            new.end.isoformat(),
+            grace,
+            " and ".join(t.value for t in plan.skipped),
+        )
     _write_meeting(row, plan.state, now)
     if plan.cancel_timers:
-        session.exec(update(EventRow)
-                     .where(col(EventRow.meeting_id) == row.id, col(EventRow.type).in_([t.value for t in TIMER_TYPES]),
-                            col(EventRow.status).in_(["pending", "leased"]))
-                     .values(status="cancelled"))
+        session.exec(
+            update(EventRow)
+            .where(
+                col(EventRow.meeting_id) == row.id,
+                col(EventRow.type).in_([t.value for t in TIMER_TYPES]),
+                col(EventRow.status).in_(["pending", "leased"]),
+            )
+            .values(status="cancelled")
+        )
     if plan.events:
         session.flush()  # the meeting row must exist before events point at it
         snapshot = None
@@ -126,11 +153,20 @@ def _write_plan(session: Session, row: MeetingRow, old: MeetingState | None, new
     return tuple(intent.type.value for intent in plan.events)
 
 
-write_plan = _write_plan  # for worker/conflicts.py and worker/links.py: merges and splits are stored the same way
+write_plan = (
+    _write_plan  # for worker/conflicts.py and worker/links.py: merges and splits are stored the same way
+)
 
 
-def add_events(session: Session, row: MeetingRow, intents: tuple[EventIntent, ...], now: datetime,
-               snapshot: dict[str, Any] | None, *, fresh: bool = False) -> None:
+def add_events(
+    session: Session,
+    row: MeetingRow,
+    intents: tuple[EventIntent, ...],
+    now: datetime,
+    snapshot: dict[str, Any] | None,
+    *,
+    fresh: bool = False,
+) -> None:
     """Insert each event once per dedupe key; a cancelled timer set again comes back to life.
 
     Timers carry no snapshot: the relay takes one when they fire, and numbers them then. An event
@@ -170,29 +206,69 @@ def observe(link: LinkRow, record: SourceRecord, raw: Any, now: datetime) -> Non
     link.last_seen_at = now
 
 
-def link_peer(session: Session, match: Match, *, connection: str, provider: str, record: SourceRecord, raw: Any,
-              now: datetime) -> LinkRow:
+def link_peer(
+    session: Session,
+    match: Match,
+    *,
+    connection: str,
+    provider: str,
+    record: SourceRecord,
+    raw: Any,
+    now: datetime,
+) -> LinkRow:
     """Issue 16: join a record an identity rule matched to its meeting, as a peer link (the same
     meeting booked at another provider). Nothing about the meeting changes and no event is made:
     the next event of the meeting lists the link. The audit trail says by which rule."""
     from bookingsync.worker import identity
 
-    link = LinkRow(meeting_id=match.meeting_id, connection=connection, provider=provider,
-                   external_id=record.external_id, content_hash=record.meeting.content_hash(), raw=raw,
-                   scope=record.scope, source_updated_at=record.source_updated_at, start=record.meeting.start,
-                   end=record.meeting.end, missing=record.meeting.status is MeetingStatus.CANCELLED,
-                   first_seen_at=now, last_seen_at=now, rule=match.rule,
-                   observed=record.meeting.model_dump(mode="json"))
+    link = LinkRow(
+        meeting_id=match.meeting_id,
+        connection=connection,
+        provider=provider,
+        external_id=record.external_id,
+        content_hash=record.meeting.content_hash(),
+        raw=raw,
+        scope=record.scope,
+        source_updated_at=record.source_updated_at,
+        start=record.meeting.start,
+        end=record.meeting.end,
+        missing=record.meeting.status is MeetingStatus.CANCELLED,
+        first_seen_at=now,
+        last_seen_at=now,
+        rule=match.rule,
+        observed=record.meeting.model_dump(mode="json"),
+    )
     session.add(link)
-    identity.audit(session, meeting_id=match.meeting_id, action="linked", actor="identity", now=now,
-                   connection=connection, external_id=record.external_id, rule=match.rule)
-    log.info("%s %s is meeting %s, booked there too (linked by %s)", connection, record.external_id,
-             match.meeting_id, match.rule)
+    identity.audit(
+        session,
+        meeting_id=match.meeting_id,
+        action="linked",
+        actor="identity",
+        now=now,
+        connection=connection,
+        external_id=record.external_id,
+        rule=match.rule,
+    )
+    log.info(
+        "%s %s is meeting %s, booked there too (linked by %s)",
+        connection,
+        record.external_id,
+        match.meeting_id,
+        match.rule,
+    )
     return link
 
 
-def link_echo(session: Session, match: Match, *, connection: str, provider: str, record: SourceRecord, raw: Any,
-              now: datetime) -> LinkRow:
+def link_echo(
+    session: Session,
+    match: Match,
+    *,
+    connection: str,
+    provider: str,
+    record: SourceRecord,
+    raw: Any,
+    now: datetime,
+) -> LinkRow:
     """Link a record that is the echo of a write of ours (see worker/identity.py) to its meeting.
 
     When the answer named the booking by another id of the same booking (HubSpot: the calendar
@@ -208,9 +284,17 @@ def link_echo(session: Session, match: Match, *, connection: str, provider: str,
         else:
             link = None
     if link is None:
-        link = LinkRow(meeting_id=match.meeting_id, connection=connection, provider=provider,
-                       external_id=record.external_id, content_hash="", first_seen_at=now, last_seen_at=now,
-                       mirrored=True, rule=match.rule)
+        link = LinkRow(
+            meeting_id=match.meeting_id,
+            connection=connection,
+            provider=provider,
+            external_id=record.external_id,
+            content_hash="",
+            first_seen_at=now,
+            last_seen_at=now,
+            mirrored=True,
+            rule=match.rule,
+        )
         session.add(link)
     observe(link, record, raw, now)
     row = intent_store.get(session, intent.id) if intent.id is not None else None
@@ -223,29 +307,62 @@ def link_echo(session: Session, match: Match, *, connection: str, provider: str,
         if changed.state is intents.State.DONE and current.state is not intents.State.DONE:
             # The echo settled what held this mirror (a lost answer): let its dead deliveries run again.
             intent_store.requeue_dead_deliveries(session, match.meeting_id, connection, now)
-    log.info("%s %s is bookingsync's own booking for meeting %s (matched by %s, intent %s)",
-             connection, record.external_id, match.meeting_id, match.rule, intent.reference)
+    log.info(
+        "%s %s is bookingsync's own booking for meeting %s (matched by %s, intent %s)",
+        connection,
+        record.external_id,
+        match.meeting_id,
+        match.rule,
+        intent.reference,
+    )
     return link
 
 
-def apply_record(session: Session, *, connection: str, provider: str, record: SourceRecord, raw: Any,
-                 now: datetime, grace: timedelta, backfill: Backfill = Backfill.UPCOMING, match: Match | None = None,
-                 delivered_at: datetime | None = None) -> Applied:
+def apply_record(
+    session: Session,
+    *,
+    connection: str,
+    provider: str,
+    record: SourceRecord,
+    raw: Any,
+    now: datetime,
+    grace: timedelta,
+    backfill: Backfill = Backfill.UPCOMING,
+    match: Match | None = None,
+    delivered_at: datetime | None = None,
+) -> Applied:
     """Apply one record as a page of one (worker/ingest_store.py): upsert its link and meeting and
     write the events the change makes. `match` is what `identity.match_unlinked` found for it when
     its link does not exist yet; `delivered_at` orders a webhook record without an updated_at."""
     from bookingsync.worker.ingest_store import apply_page
 
-    [outcome] = apply_page(session, connection=connection, provider=provider,
-                           incoming=[Incoming(record=record, raw=raw, delivered_at=delivered_at)], now=now, grace=grace,
-                           backfill=backfill, matches={record.external_id: match} if match is not None else {})
+    [outcome] = apply_page(
+        session,
+        connection=connection,
+        provider=provider,
+        incoming=[Incoming(record=record, raw=raw, delivered_at=delivered_at)],
+        now=now,
+        grace=grace,
+        backfill=backfill,
+        matches={record.external_id: match} if match is not None else {},
+    )
     return Applied(meeting_id=outcome.meeting_id, changed=outcome.changed, events=outcome.events)
 
 
-def apply_one(session: Session, *, connection: str, provider: str, record: SourceRecord, raw: Any,
-              now: datetime, grace: timedelta, known: dict[str, LinkRow | None] | None = None,
-              backfill: Backfill = Backfill.UPCOMING, match: Match | None = None,
-              delivered_at: datetime | None = None) -> Applied:
+def apply_one(
+    session: Session,
+    *,
+    connection: str,
+    provider: str,
+    record: SourceRecord,
+    raw: Any,
+    now: datetime,
+    grace: timedelta,
+    known: dict[str, LinkRow | None] | None = None,
+    backfill: Backfill = Backfill.UPCOMING,
+    match: Match | None = None,
+    delivered_at: datetime | None = None,
+) -> Applied:
     """The per-record path, for the records issue 16 speaks for (worker/ingest_store.py routes
     them here): a read of a mirror, a peer, or a link on a bidirectional route goes by the conflict
     policy (`conflicts.on_read`), an identity match without an intent becomes a peer link, a
@@ -276,12 +393,16 @@ def apply_one(session: Session, *, connection: str, provider: str, record: Sourc
         if decided is not None:
             return decided
     if link is None and match is not None and match.intent is not None:
-        link = link_echo(session, match, connection=connection, provider=provider, record=record, raw=raw, now=now)
+        link = link_echo(
+            session, match, connection=connection, provider=provider, record=record, raw=raw, now=now
+        )
         if known is not None:
             known[record.external_id] = link
         return Applied(meeting_id=match.meeting_id, changed=False)
     if link is None and match is not None and match.supersedes is None:
-        link = link_peer(session, match, connection=connection, provider=provider, record=record, raw=raw, now=now)
+        link = link_peer(
+            session, match, connection=connection, provider=provider, record=record, raw=raw, now=now
+        )
         if known is not None:
             known[record.external_id] = link
         return Applied(meeting_id=match.meeting_id, changed=False)
@@ -294,36 +415,71 @@ def apply_one(session: Session, *, connection: str, provider: str, record: Sourc
     if link is None and predecessor is not None and predecessor.mirrored:
         # Issue 15: our own move at a target made as a new booking, read before its write matched.
         predecessor.content_hash = SUPERSEDED_HASH
-        link = LinkRow(meeting_id=predecessor.meeting_id, connection=connection, provider=provider,
-                       external_id=record.external_id, content_hash="", first_seen_at=now, last_seen_at=now,
-                       mirrored=True, rule=match.rule if match is not None else "successor")
+        link = LinkRow(
+            meeting_id=predecessor.meeting_id,
+            connection=connection,
+            provider=provider,
+            external_id=record.external_id,
+            content_hash="",
+            first_seen_at=now,
+            last_seen_at=now,
+            mirrored=True,
+            rule=match.rule if match is not None else "successor",
+        )
         session.add(link)
         observe(link, record, raw, now)
         if match is not None and match.supersedes:
             # Issue 16: our provisional booking was confirmed as this appointment; our write now names it.
-            intent_store.follow(session, predecessor.meeting_id, connection, match.supersedes, record.external_id, now)
+            intent_store.follow(
+                session, predecessor.meeting_id, connection, match.supersedes, record.external_id, now
+            )
         if known is not None:
             known[record.external_id] = link
         return Applied(meeting_id=link.meeting_id, changed=False)
     if link is None and predecessor is not None:
         # A move made as "book the new time, cancel the old": the meeting continues under the new id.
-        row = session.exec(select(MeetingRow).where(MeetingRow.id == predecessor.meeting_id).with_for_update()).one()
+        row = session.exec(
+            select(MeetingRow).where(MeetingRow.id == predecessor.meeting_id).with_for_update()
+        ).one()
         old = state_of(row)
         predecessor.content_hash, predecessor.missing = SUPERSEDED_HASH, True
-        link = LinkRow(meeting_id=row.id, connection=connection, provider=provider, external_id=record.external_id,
-                       content_hash=content_hash, first_seen_at=now, last_seen_at=now, mirrored=predecessor.mirrored,
-                       rule=match.rule if match is not None else "successor")
+        link = LinkRow(
+            meeting_id=row.id,
+            connection=connection,
+            provider=provider,
+            external_id=record.external_id,
+            content_hash=content_hash,
+            first_seen_at=now,
+            last_seen_at=now,
+            mirrored=predecessor.mirrored,
+            rule=match.rule if match is not None else "successor",
+        )
         session.add(link)
     elif link is None:
         # hosts given outright: a default_factory costs pydantic a signature inspection per row.
-        row = MeetingRow(id=new_id("mtg"), status=record.meeting.status.value, start=record.meeting.start,
-                         end=record.meeting.end, hosts=list(record.meeting.hosts), content_hash=content_hash,
-                         created_at=now, updated_at=now)
+        row = MeetingRow(
+            id=new_id("mtg"),
+            status=record.meeting.status.value,
+            start=record.meeting.start,
+            end=record.meeting.end,
+            hosts=list(record.meeting.hosts),
+            content_hash=content_hash,
+            created_at=now,
+            updated_at=now,
+        )
         session.add(row)
         session.flush()  # the meeting row must exist before its link points at it
         old = None
-        link = LinkRow(meeting_id=row.id, connection=connection, provider=provider, external_id=record.external_id,
-                       content_hash=content_hash, first_seen_at=now, last_seen_at=now, rule="origin")
+        link = LinkRow(
+            meeting_id=row.id,
+            connection=connection,
+            provider=provider,
+            external_id=record.external_id,
+            content_hash=content_hash,
+            first_seen_at=now,
+            last_seen_at=now,
+            rule="origin",
+        )
         session.add(link)
         links = [link]
     else:
@@ -348,8 +504,12 @@ def apply_one(session: Session, *, connection: str, provider: str, record: Sourc
 
 def origin_connection(session: Session, meeting_id: str) -> str | None:
     """Where the meeting was first seen (not a mirror bookingsync made)."""
-    query = (select(LinkRow.connection).where(LinkRow.meeting_id == meeting_id, col(LinkRow.mirrored).is_(False))
-             .order_by(col(LinkRow.first_seen_at), col(LinkRow.id)).limit(1))
+    query = (
+        select(LinkRow.connection)
+        .where(LinkRow.meeting_id == meeting_id, col(LinkRow.mirrored).is_(False))
+        .order_by(col(LinkRow.first_seen_at), col(LinkRow.id))
+        .limit(1)
+    )
     return session.exec(query).first()
 
 
@@ -360,8 +520,17 @@ def link_for(session: Session, meeting_id: str, connection: str) -> LinkRow | No
     return next((link for link in links if link.content_hash != SUPERSEDED_HASH), links[0] if links else None)
 
 
-def record_mirror(session: Session, *, meeting_id: str, connection: str, provider: str, record: SourceRecord,
-                  raw: Any, now: datetime, replaces: str | None = None) -> LinkRow:
+def record_mirror(
+    session: Session,
+    *,
+    meeting_id: str,
+    connection: str,
+    provider: str,
+    record: SourceRecord,
+    raw: Any,
+    now: datetime,
+    replaces: str | None = None,
+) -> LinkRow:
     """Link what a target provider answered for a booking we made there to the meeting it mirrors.
 
     No events: it is the same real-world meeting. The link may exist already: an echo of the
@@ -371,14 +540,29 @@ def record_mirror(session: Session, *, meeting_id: str, connection: str, provide
     """
     link = _locked_link(session, connection, record.external_id)
     if link is None:
-        link = LinkRow(meeting_id=meeting_id, connection=connection, provider=provider,
-                       external_id=record.external_id, content_hash="", first_seen_at=now, last_seen_at=now,
-                       mirrored=True, rule="route")
+        link = LinkRow(
+            meeting_id=meeting_id,
+            connection=connection,
+            provider=provider,
+            external_id=record.external_id,
+            content_hash="",
+            first_seen_at=now,
+            last_seen_at=now,
+            mirrored=True,
+            rule="route",
+        )
         session.add(link)
     elif link.meeting_id != meeting_id:
         # Only a record ingested before bookingsync knew it wrote there (no intent) can get here.
-        log.warning("%s %s was linked to meeting %s but is the booking bookingsync made for meeting %s; moving the "
-                    "link to %s", connection, record.external_id, link.meeting_id, meeting_id, meeting_id)
+        log.warning(
+            "%s %s was linked to meeting %s but is the booking bookingsync made for meeting %s; moving the "
+            "link to %s",
+            connection,
+            record.external_id,
+            link.meeting_id,
+            meeting_id,
+            meeting_id,
+        )
         link.meeting_id = meeting_id
         link.mirrored = True
     # Issue 16: a booking of the meeting's own source (or a peer) that a bidirectional route moved
@@ -406,14 +590,32 @@ def mark_missing(session: Session, link: LinkRow, now: datetime, grace: timedelt
     return Applied(meeting_id=row.id, changed=True, events=events)
 
 
-def sweep(session: Session, *, connection: str, scope: str, window_start: datetime, seen: frozenset[str],
-          now: datetime, grace: timedelta) -> list[Applied]:
+def sweep(
+    session: Session,
+    *,
+    connection: str,
+    scope: str,
+    window_start: datetime,
+    seen: frozenset[str],
+    now: datetime,
+    grace: timedelta,
+) -> list[Applied]:
     """Mark missing every link of `scope` a complete read did not return, within its time window."""
-    query = (select(LinkRow).join(MeetingRow, col(MeetingRow.id) == col(LinkRow.meeting_id))
-             .where(LinkRow.connection == connection, LinkRow.scope == scope, col(LinkRow.missing).is_(False),
-                    col(MeetingRow.start) >= window_start))
-    return [mark_missing(session, link, now, grace)
-            for link in session.exec(query).all() if link.external_id not in seen]
+    query = (
+        select(LinkRow)
+        .join(MeetingRow, col(MeetingRow.id) == col(LinkRow.meeting_id))
+        .where(
+            LinkRow.connection == connection,
+            LinkRow.scope == scope,
+            col(LinkRow.missing).is_(False),
+            col(MeetingRow.start) >= window_start,
+        )
+    )
+    return [
+        mark_missing(session, link, now, grace)
+        for link in session.exec(query).all()
+        if link.external_id not in seen
+    ]
 
 
 def get_cursor(session: Session, connection: str) -> dict[str, Any] | None:
@@ -426,9 +628,12 @@ def save_cursor(session: Session, connection: str, value: dict[str, Any], now: d
     table = CursorRow.__table__  # type: ignore[attr-defined]
     dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = dialect_insert(table).values(connection=connection, value=value, updated_at=now)
-    session.execute(stmt.on_conflict_do_update(index_elements=[table.c.connection],
-                                               set_={"value": stmt.excluded.value,
-                                                     "updated_at": stmt.excluded.updated_at}))
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[table.c.connection],
+            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+        )
+    )
     loaded = session.identity_map.get(session.identity_key(CursorRow, connection))
     if loaded is not None:  # a CursorRow read earlier in this session is now out of date
         session.expire(loaded)

@@ -19,11 +19,16 @@ from bookingsync.models.tables import MeetingRow, PollStateRow
 def hints(session: Session, now: datetime, since: datetime) -> dict[str, WatchHint]:
     """Every watched attendee email (meetings upcoming or ended after `since`) with its hint."""
     upcoming = func.min(case((col(MeetingRow.start) >= now, col(MeetingRow.start)), else_=None))
-    query = (select(MeetingRow.attendee_email, upcoming, func.max(MeetingRow.updated_at))
-             .where(col(MeetingRow.attendee_email).is_not(None), col(MeetingRow.end) >= since)
-             .group_by(col(MeetingRow.attendee_email)))
-    return {email: WatchHint(next_start=_aware(start), changed_at=_aware(changed))
-            for email, start, changed in session.exec(query) if email}
+    query = (
+        select(MeetingRow.attendee_email, upcoming, func.max(MeetingRow.updated_at))
+        .where(col(MeetingRow.attendee_email).is_not(None), col(MeetingRow.end) >= since)
+        .group_by(col(MeetingRow.attendee_email))
+    )
+    return {
+        email: WatchHint(next_start=_aware(start), changed_at=_aware(changed))
+        for email, start, changed in session.exec(query)
+        if email
+    }
 
 
 def _aware(value: datetime | str | None) -> datetime | None:

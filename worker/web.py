@@ -70,8 +70,13 @@ async def _read_body(headers: dict[str, str], receive: Any, limit: int) -> bytes
 
 async def _answer(send: Any, status: int, content: dict[str, Any]) -> None:
     body = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -91,12 +96,16 @@ class Webhooks:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or scope["method"] != "POST" or not path.startswith(self.PREFIX) \
-                or "/" in path[len(self.PREFIX):]:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not path.startswith(self.PREFIX)
+            or "/" in path[len(self.PREFIX) :]
+        ):
             await self.app(scope, receive, send)
             return
         try:
-            status, content = await self.receive(path[len(self.PREFIX):], scope, receive)
+            status, content = await self.receive(path[len(self.PREFIX) :], scope, receive)
         except ConnectionAbortedError:
             return
         except Exception:
@@ -104,7 +113,9 @@ class Webhooks:
             status, content = 500, {"error": "internal error; nothing was stored, send it again"}
         await _answer(send, status, content)
 
-    async def receive(self, connection_id: str, scope: dict[str, Any], receive: Any) -> tuple[int, dict[str, Any]]:
+    async def receive(
+        self, connection_id: str, scope: dict[str, Any], receive: Any
+    ) -> tuple[int, dict[str, Any]]:
         rt = self.rt
         conn = rt.config.connection(connection_id)
         if conn is None or not conn.enabled:
@@ -118,8 +129,9 @@ class Webhooks:
             headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
         try:
             body = await _read_body(headers, receive, rt.config.server.max_body_bytes)
-            delivery = adapter.parse_webhook(headers, body, rt.clock.now(), method="POST",
-                                             url=_public_url(rt, scope, headers))
+            delivery = adapter.parse_webhook(
+                headers, body, rt.clock.now(), method="POST", url=_public_url(rt, scope, headers)
+            )
         except WebhookError as exc:
             self.received.labels(connection_id, str(exc.status)).inc()
             return exc.status, {"error": exc.reason}
@@ -131,7 +143,10 @@ class Webhooks:
             self.received.labels(connection_id, "unavailable").inc()
             return 503, {"error": "the delivery could not be stored; send it again"}
         self.received.labels(connection_id, outcome).inc()
-        return (200 if outcome == "duplicate" else 202), {"status": outcome, "delivery_id": delivery.delivery_id}
+        return (200 if outcome == "duplicate" else 202), {
+            "status": outcome,
+            "delivery_id": delivery.delivery_id,
+        }
 
 
 def create_app(rt: Runtime) -> Any:
@@ -148,7 +163,9 @@ def create_app(rt: Runtime) -> Any:
         """Ready when the database and the broker answer; 503 names the one that does not."""
         checks = probes.readiness(rt.engine, rt.config.broker.url)
         ready = all(value == "ok" for value in checks.values())
-        return JSONResponse({"status": "ready" if ready else "not ready", **checks}, status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", **checks}, status_code=200 if ready else 503
+        )
 
     @app.get("/metrics")
     def metrics_text() -> Response:

@@ -21,5 +21,14 @@ from .state import (
     parse_time,
 )
 
-__all__ = ["DEFAULT_APP_ID", "DEFAULT_CLIENT_SECRET", "DEFAULT_LINK_SLUG", "DEFAULT_SUBSCRIBED_PROPERTIES",
-           "DEFAULT_TOKEN", "MEETINGS_PATH", "HubSpotState", "create_app", "parse_time"]
+__all__ = [
+    "DEFAULT_APP_ID",
+    "DEFAULT_CLIENT_SECRET",
+    "DEFAULT_LINK_SLUG",
+    "DEFAULT_SUBSCRIBED_PROPERTIES",
+    "DEFAULT_TOKEN",
+    "MEETINGS_PATH",
+    "HubSpotState",
+    "create_app",
+    "parse_time",
+]

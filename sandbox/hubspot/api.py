@@ -153,9 +153,17 @@ from .state import (
     zone,
 )
 
-BOOKING_REQUIRED = {"duration": int, "email": str, "firstName": str, "formFields": list,
-                    "lastName": str, "legalConsentResponses": list,
-                    "likelyAvailableUserIds": list, "slug": str, "startTime": str}
+BOOKING_REQUIRED = {
+    "duration": int,
+    "email": str,
+    "firstName": str,
+    "formFields": list,
+    "lastName": str,
+    "legalConsentResponses": list,
+    "likelyAvailableUserIds": list,
+    "slug": str,
+    "startTime": str,
+}
 
 
 def _booking_problems(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -164,27 +172,40 @@ def _booking_problems(body: dict[str, Any]) -> list[dict[str, Any]]:
         if key not in body or body[key] is None:
             problems.append({"message": f"{key} is required.", "in": key, "code": "REQUIRED"})
         elif not isinstance(body[key], kind) or (kind is int and isinstance(body[key], bool)):
-            problems.append({"message": f"{key} must be of type {kind.__name__}.", "in": key,
-                             "code": "INVALID_TYPE"})
+            problems.append(
+                {"message": f"{key} must be of type {kind.__name__}.", "in": key, "code": "INVALID_TYPE"}
+            )
     for key in ("locale", "timezone"):
         if key in body and not isinstance(body[key], str):
             problems.append({"message": f"{key} must be a string.", "in": key})
     for item in body.get("formFields") if isinstance(body.get("formFields"), list) else []:
-        if not (isinstance(item, dict) and isinstance(item.get("name"), str)
-                and isinstance(item.get("value"), str)):
-            problems.append({"message": "Each form field needs a string name and value.",
-                             "in": "formFields"})
-    for item in (body.get("legalConsentResponses")
-                 if isinstance(body.get("legalConsentResponses"), list) else []):
-        if not (isinstance(item, dict) and isinstance(item.get("communicationTypeId"), str)
-                and isinstance(item.get("consented"), bool)):
-            problems.append({"message": "Each legal consent response needs communicationTypeId "
-                             "and consented.", "in": "legalConsentResponses"})
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("name"), str)
+            and isinstance(item.get("value"), str)
+        ):
+            problems.append({"message": "Each form field needs a string name and value.", "in": "formFields"})
+    for item in (
+        body.get("legalConsentResponses") if isinstance(body.get("legalConsentResponses"), list) else []
+    ):
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("communicationTypeId"), str)
+            and isinstance(item.get("consented"), bool)
+        ):
+            problems.append(
+                {
+                    "message": "Each legal consent response needs communicationTypeId and consented.",
+                    "in": "legalConsentResponses",
+                }
+            )
     email = body.get("email")
-    if isinstance(email, str) and ("@" not in email or email.startswith("@")
-                                   or "." not in email.rsplit("@", 1)[-1]):
-        problems.append({"message": f"{email!r} is not a valid email address.", "in": "email",
-                         "code": "INVALID_EMAIL"})
+    if isinstance(email, str) and (
+        "@" not in email or email.startswith("@") or "." not in email.rsplit("@", 1)[-1]
+    ):
+        problems.append(
+            {"message": f"{email!r} is not a valid email address.", "in": "email", "code": "INVALID_EMAIL"}
+        )
     if isinstance(body.get("timezone"), str):
         try:
             zone(body["timezone"])
@@ -193,19 +214,28 @@ def _booking_problems(body: dict[str, Any]) -> list[dict[str, Any]]:
     return problems
 
 
-def _booking_info(state: HubSpotState, link: MeetingLink, tz: str, month_offset: int = 0
-                  ) -> dict[str, Any]:
+def _booking_info(state: HubSpotState, link: MeetingLink, tz: str, month_offset: int = 0) -> dict[str, Any]:
     availability = _availability(state, link, tz, month_offset)
-    weekly = {WEEKDAYS[d]: {"start": ranges[0][0], "end": ranges[0][1]}
-              for d, ranges in sorted(link.weekly_hours.items()) if ranges}
+    weekly = {
+        WEEKDAYS[d]: {"start": ranges[0][0], "end": ranges[0][1]}
+        for d, ranges in sorted(link.weekly_hours.items())
+        if ranges
+    }
     custom: dict[str, Any] = {
         "availability": weekly,
         "durations": list(link.durations_ms),
         "formFields": [
-            {"name": n, "label": label, "type": "string", "fieldType": "text", "isCustom": False,
-             "isRequired": True, "options": []}
-            for n, label in (("firstName", "First name"), ("lastName", "Last name"),
-                             ("email", "Email"))],
+            {
+                "name": n,
+                "label": label,
+                "type": "string",
+                "fieldType": "text",
+                "isCustom": False,
+                "isRequired": True,
+                "options": [],
+            }
+            for n, label in (("firstName", "First name"), ("lastName", "Last name"), ("email", "Email"))
+        ],
         "legalConsentEnabled": False,
         "meetingBufferTime": link.buffer_ms,
         "ownerPrioritized": False,
@@ -216,12 +246,16 @@ def _booking_info(state: HubSpotState, link: MeetingLink, tz: str, month_offset:
         "language": "en",
         "guestSettings": {"canAddGuests": False, "maxGuestCount": 0},
     }
-    return {"linkId": link.id, "linkType": link.link_type, "isOffline": False,
-            "customParams": custom, **availability}
+    return {
+        "linkId": link.id,
+        "linkType": link.link_type,
+        "isOffline": False,
+        "customParams": custom,
+        **availability,
+    }
 
 
-def _availability(state: HubSpotState, link: MeetingLink, tz: str, month_offset: int
-                  ) -> dict[str, Any]:
+def _availability(state: HubSpotState, link: MeetingLink, tz: str, month_offset: int) -> dict[str, Any]:
     local_now = state.now().astimezone(zone(tz))
     months = local_now.year * 12 + local_now.month - 1 + month_offset
     first = datetime.combine(date(months // 12, months % 12 + 1, 1), time(), zone(tz))
@@ -231,17 +265,28 @@ def _availability(state: HubSpotState, link: MeetingLink, tz: str, month_offset:
     by_duration, more = {}, False
     for duration in link.durations_ms:
         slots = state.slots(link, duration, first.astimezone(UTC), after.astimezone(UTC))
-        by_duration[str(duration)] = {"meetingDurationMillis": duration, "availabilities": [
-            {"startMillisUtc": to_millis(s), "endMillisUtc": to_millis(e)} for s, e in slots]}
+        by_duration[str(duration)] = {
+            "meetingDurationMillis": duration,
+            "availabilities": [
+                {"startMillisUtc": to_millis(s), "endMillisUtc": to_millis(e)} for s, e in slots
+            ],
+        }
         more = more or bool(state.slots(link, duration, after.astimezone(UTC), horizon))
     busy = state.busy_times(link)
     users = {u.user_id: u for u in state.users_of(link)}
     return {
         "allUsersBusyTimes": [
-            {"meetingsUser": users[u].public(), "isOffline": False,
-             "busyTimes": [{"start": to_millis(s), "end": to_millis(e)}
-                           for s, e in sorted(busy[u]) if e > state.now()]}
-            for u in link.user_ids],
+            {
+                "meetingsUser": users[u].public(),
+                "isOffline": False,
+                "busyTimes": [
+                    {"start": to_millis(s), "end": to_millis(e)}
+                    for s, e in sorted(busy[u])
+                    if e > state.now()
+                ],
+            }
+            for u in link.user_ids
+        ],
         "linkAvailability": {"hasMore": more, "linkAvailabilityByDuration": by_duration},
     }
 
@@ -271,9 +316,13 @@ def create_app(state: HubSpotState) -> FastAPI:
         return _error(405, "VALIDATION_ERROR", f"{request.method} is not allowed here.")
 
     def not_found_error(kind: str, object_id: str) -> JSONResponse:
-        return _error(404, "OBJECT_NOT_FOUND", "resource not found",
-                      context={"id": [object_id]}, errors=[
-                          {"message": f"No {kind} with id {object_id} exists.", "in": "id"}])
+        return _error(
+            404,
+            "OBJECT_NOT_FOUND",
+            "resource not found",
+            context={"id": [object_id]},
+            errors=[{"message": f"No {kind} with id {object_id} exists.", "in": "id"}],
+        )
 
     # -- CRM --------------------------------------------------------------------------------
 
@@ -285,17 +334,18 @@ def create_app(state: HubSpotState) -> FastAPI:
         archived = _bool_param(params.get("archived"), "archived")
         after = params.get("after")
         if after is not None and not after.isdigit():
-            raise _validation(f"Invalid paging cursor {after!r}.",
-                              [{"message": "Invalid after.", "in": "after"}])
+            raise _validation(
+                f"Invalid paging cursor {after!r}.", [{"message": "Invalid after.", "in": "after"}]
+            )
         properties, associations = _multi(request, "properties"), _multi(request, "associations")
         every = state.meetings(archived=archived)
-        position = next((i for i, m in enumerate(every) if after is None or int(m.id) >= int(
-            after)), len(every))
-        page = every[position:position + limit]
-        following = every[position + limit:position + limit + 1]
+        position = next(
+            (i for i, m in enumerate(every) if after is None or int(m.id) >= int(after)), len(every)
+        )
+        page = every[position : position + limit]
+        following = every[position + limit : position + limit + 1]
         results = [m.resource(properties, associations) for m in page]
-        for mutation in state.faults.take_after_page(request.method, request.url.path,
-                                                     position):
+        for mutation in state.faults.take_after_page(request.method, request.url.path, position):
             assert mutation.action is not None
             mutation.action()
         if fault is not None and fault.kind == "malformed":
@@ -315,15 +365,17 @@ def create_app(state: HubSpotState) -> FastAPI:
         body = await _json_object(request)
         props = body.get("properties")
         if not isinstance(props, dict):
-            raise _validation("properties is required.", [{"message": "properties is required.",
-                                                           "in": "properties"}])
+            raise _validation(
+                "properties is required.", [{"message": "properties is required.", "in": "properties"}]
+            )
         values = {k: v for k, v in state.normalise(props).items() if v != ""}
         if "hs_timestamp" not in values and "hs_meeting_start_time" in values:
             values["hs_timestamp"] = values["hs_meeting_start_time"]  # the 2024 changelog
         if "hs_timestamp" not in values:
-            raise _validation("hs_timestamp is required (or hs_meeting_start_time).",
-                              [{"message": "hs_timestamp is required.", "in": "hs_timestamp",
-                                "code": "REQUIRED"}])
+            raise _validation(
+                "hs_timestamp is required (or hs_meeting_start_time).",
+                [{"message": "hs_timestamp is required.", "in": "hs_timestamp", "code": "REQUIRED"}],
+            )
         meeting = state.insert_meeting(values, source=SOURCE_API)
         return JSONResponse(meeting.resource(meeting.properties), 201)
 
@@ -339,8 +391,11 @@ def create_app(state: HubSpotState) -> FastAPI:
         id_property = request.query_params.get("idProperty")
         try:
             if id_property and id_property != "hs_object_id":
-                matches = [m for m in state.meetings(archived=archived)
-                           if m.properties.get(id_property) == meeting_id]
+                matches = [
+                    m
+                    for m in state.meetings(archived=archived)
+                    if m.properties.get(id_property) == meeting_id
+                ]
                 if not matches:
                     raise UnknownMeetingError(meeting_id)
                 meeting = matches[0]
@@ -350,8 +405,7 @@ def create_app(state: HubSpotState) -> FastAPI:
             return not_found_error("meeting", meeting_id)
         if meeting.archived != archived:
             return not_found_error("meeting", meeting_id)
-        return JSONResponse(meeting.resource(_multi(request, "properties"),
-                                             _multi(request, "associations")))
+        return JSONResponse(meeting.resource(_multi(request, "properties"), _multi(request, "associations")))
 
     @app.patch(MEETINGS_PATH + "/{meeting_id}")
     async def update_meeting(meeting_id: str, request: Request) -> Response:
@@ -359,8 +413,9 @@ def create_app(state: HubSpotState) -> FastAPI:
         body = await _json_object(request)
         props = body.get("properties")
         if not isinstance(props, dict):
-            raise _validation("properties is required.", [{"message": "properties is required.",
-                                                           "in": "properties"}])
+            raise _validation(
+                "properties is required.", [{"message": "properties is required.", "in": "properties"}]
+            )
         try:
             meeting = state.update_meeting(meeting_id, props, source=SOURCE_API)
         except UnknownMeetingError:
@@ -393,18 +448,19 @@ def create_app(state: HubSpotState) -> FastAPI:
         limit = _int_param(params.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         offset = _int_param(params.get("after"), "after", 0, 0, 10**9)
         kind = params.get("type")
-        if kind is not None and kind not in ("GROUP_CALENDAR", "PERSONAL_LINK",
-                                             "ROUND_ROBIN_CALENDAR"):
-            raise _validation(f"Invalid type {kind!r}.", [{"message": "Invalid type.",
-                                                           "in": "type"}])
-        found = [link for link in state.links()
-                 if (kind is None or link.link_type == kind)
-                 and (params.get("name") is None
-                      or params["name"].lower() in link.name.lower())
-                 and (params.get("organizerUserId") is None
-                      or link.organizer_user_id == params["organizerUserId"])]
-        body: dict[str, Any] = {"total": len(found), "results": [
-            link.metadata() for link in found[offset:offset + limit]]}
+        if kind is not None and kind not in ("GROUP_CALENDAR", "PERSONAL_LINK", "ROUND_ROBIN_CALENDAR"):
+            raise _validation(f"Invalid type {kind!r}.", [{"message": "Invalid type.", "in": "type"}])
+        found = [
+            link
+            for link in state.links()
+            if (kind is None or link.link_type == kind)
+            and (params.get("name") is None or params["name"].lower() in link.name.lower())
+            and (params.get("organizerUserId") is None or link.organizer_user_id == params["organizerUserId"])
+        ]
+        body: dict[str, Any] = {
+            "total": len(found),
+            "results": [link.metadata() for link in found[offset : offset + limit]],
+        }
         if offset + limit < len(found):
             body["paging"] = {"next": {"after": str(offset + limit)}}
         return JSONResponse(body)
@@ -413,8 +469,7 @@ def create_app(state: HubSpotState) -> FastAPI:
     async def availability(slug: str, request: Request) -> Response:
         await _before(state, request, SCOPE_LINKS_READ)
         tz = _tz_param(request)
-        month_offset = _int_param(request.query_params.get("monthOffset"), "monthOffset", 0,
-                                  -24, 24)
+        month_offset = _int_param(request.query_params.get("monthOffset"), "monthOffset", 0, -24, 24)
         link = state.link(slug)
         if link is None:
             return not_found_error("meeting link", slug)
@@ -439,17 +494,29 @@ def create_app(state: HubSpotState) -> FastAPI:
             try:
                 start = parse_time(body["startTime"])
             except ValueError:
-                problems.append({"message": "startTime must be an ISO 8601 date-time.",
-                                 "in": "startTime", "code": "INVALID_DATE"})
+                problems.append(
+                    {
+                        "message": "startTime must be an ISO 8601 date-time.",
+                        "in": "startTime",
+                        "code": "INVALID_DATE",
+                    }
+                )
         if problems or start is None:
-            raise _validation("Invalid input: " + "; ".join(p["message"] for p in problems),
-                              problems)
+            raise _validation("Invalid input: " + "; ".join(p["message"] for p in problems), problems)
         duration = body["duration"]
         duration_ms = duration * 60_000 if state.duration_unit == "minutes" else duration
         _meeting, answer = state.book(
-            body["slug"], start, duration_ms, body["email"], body["firstName"],
-            body["lastName"], timezone=body.get("timezone"), locale=body.get("locale"),
-            form_fields=body["formFields"], legal_consent=body["legalConsentResponses"])
+            body["slug"],
+            start,
+            duration_ms,
+            body["email"],
+            body["firstName"],
+            body["lastName"],
+            timezone=body.get("timezone"),
+            locale=body.get("locale"),
+            form_fields=body["formFields"],
+            legal_consent=body["legalConsentResponses"],
+        )
         return JSONResponse(answer | {"duration": duration})
 
     # -- webhooks management ----------------------------------------------------------------
@@ -461,8 +528,7 @@ def create_app(state: HubSpotState) -> FastAPI:
     def subscription_or_404(subscription_id: str) -> Subscription:
         sub = state.subscription(int(subscription_id)) if subscription_id.isdigit() else None
         if sub is None:
-            raise _Refused(_error(404, "OBJECT_NOT_FOUND",
-                                  f"No subscription with id {subscription_id}."))
+            raise _Refused(_error(404, "OBJECT_NOT_FOUND", f"No subscription with id {subscription_id}."))
         return sub
 
     @app.get(WEBHOOKS_PATH + "/{app_id}/subscriptions")
@@ -476,18 +542,19 @@ def create_app(state: HubSpotState) -> FastAPI:
         await _before(state, request, SCOPE_DEV_WRITE)
         check_app(app_id)
         body = await _json_object(request)
-        if not isinstance(body.get("eventType"), str) or not isinstance(body.get("active"),
-                                                                         bool):
+        if not isinstance(body.get("eventType"), str) or not isinstance(body.get("active"), bool):
             raise _validation("eventType and active are required.")
         if body.get("objectTypeId", MEETINGS_OBJECT_TYPE_ID) != MEETINGS_OBJECT_TYPE_ID:
             raise _validation("The sandbox holds meetings (objectTypeId 0-47) only.")
         try:
-            sub = state.subscribe(body["eventType"], body.get("propertyName"),
-                                  active=body["active"])
+            sub = state.subscribe(body["eventType"], body.get("propertyName"), active=body["active"])
         except SandboxError as exc:
             raise _validation(str(exc)) from None
-        return JSONResponse(sub.public(), 201, headers={
-            "Location": f"{PUBLIC_BASE_URL}{WEBHOOKS_PATH}/{app_id}/subscriptions/{sub.id}"})
+        return JSONResponse(
+            sub.public(),
+            201,
+            headers={"Location": f"{PUBLIC_BASE_URL}{WEBHOOKS_PATH}/{app_id}/subscriptions/{sub.id}"},
+        )
 
     @app.get(WEBHOOKS_PATH + "/{app_id}/subscriptions/{subscription_id}")
     async def read_subscription(app_id: str, subscription_id: str, request: Request) -> Response:
@@ -496,8 +563,7 @@ def create_app(state: HubSpotState) -> FastAPI:
         return JSONResponse(subscription_or_404(subscription_id).public())
 
     @app.patch(WEBHOOKS_PATH + "/{app_id}/subscriptions/{subscription_id}")
-    async def patch_subscription(app_id: str, subscription_id: str, request: Request
-                                 ) -> Response:
+    async def patch_subscription(app_id: str, subscription_id: str, request: Request) -> Response:
         await _before(state, request, SCOPE_DEV_WRITE)
         check_app(app_id)
         sub = subscription_or_404(subscription_id)
@@ -509,8 +575,7 @@ def create_app(state: HubSpotState) -> FastAPI:
         return JSONResponse(sub.public())
 
     @app.delete(WEBHOOKS_PATH + "/{app_id}/subscriptions/{subscription_id}")
-    async def delete_subscription(app_id: str, subscription_id: str, request: Request
-                                  ) -> Response:
+    async def delete_subscription(app_id: str, subscription_id: str, request: Request) -> Response:
         await _before(state, request, SCOPE_DEV_WRITE)
         check_app(app_id)
         state.unsubscribe(subscription_or_404(subscription_id).id)
@@ -518,8 +583,11 @@ def create_app(state: HubSpotState) -> FastAPI:
 
     def settings_body() -> dict[str, Any]:
         created = state.settings_created_at or state.now()
-        return {"targetUrl": state.webhook_target_url or "", "createdAt": format_time(created),
-                "throttling": {"maxConcurrentRequests": state.max_concurrent_requests}}
+        return {
+            "targetUrl": state.webhook_target_url or "",
+            "createdAt": format_time(created),
+            "throttling": {"maxConcurrentRequests": state.max_concurrent_requests},
+        }
 
     @app.get(WEBHOOKS_PATH + "/{app_id}/settings")
     async def get_settings(app_id: str, request: Request) -> Response:
@@ -535,12 +603,13 @@ def create_app(state: HubSpotState) -> FastAPI:
         check_app(app_id)
         body = await _json_object(request)
         throttling = body.get("throttling")
-        if (not isinstance(body.get("targetUrl"), str)
-                or not body["targetUrl"].startswith(("http://", "https://"))
-                or not isinstance(throttling, dict)
-                or not isinstance(throttling.get("maxConcurrentRequests"), int)):
-            raise _validation("targetUrl (an http(s) URL) and throttling.maxConcurrentRequests "
-                              "are required.")
+        if (
+            not isinstance(body.get("targetUrl"), str)
+            or not body["targetUrl"].startswith(("http://", "https://"))
+            or not isinstance(throttling, dict)
+            or not isinstance(throttling.get("maxConcurrentRequests"), int)
+        ):
+            raise _validation("targetUrl (an http(s) URL) and throttling.maxConcurrentRequests are required.")
         state.webhook_target_url = body["targetUrl"]
         state.max_concurrent_requests = throttling["maxConcurrentRequests"]
         state.settings_created_at = state.settings_created_at or state.now()
@@ -554,4 +623,3 @@ def create_app(state: HubSpotState) -> FastAPI:
         return Response(status_code=204)
 
     return app
-

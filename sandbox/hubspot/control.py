@@ -178,12 +178,10 @@ def _mutation(state: HubSpotState, action: dict[str, Any]) -> tuple[Callable[[],
     state.get(meeting_id)
     if op == "update":
         props = dict(action.get("properties") or {})
-        return (lambda: state.update_meeting(meeting_id, props) and None), \
-            f"update {meeting_id} {props}"
+        return (lambda: state.update_meeting(meeting_id, props) and None), f"update {meeting_id} {props}"
     if op == "reschedule":
         start, end = when(action["start"]), when(action["end"])
-        return (lambda: state.reschedule(meeting_id, start, end) and None), \
-            f"reschedule {meeting_id}"
+        return (lambda: state.reschedule(meeting_id, start, end) and None), f"reschedule {meeting_id}"
     if op == "cancel":
         return (lambda: state.cancel(meeting_id) and None), f"cancel {meeting_id}"
     if op == "archive":
@@ -193,17 +191,23 @@ def _mutation(state: HubSpotState, action: dict[str, Any]) -> tuple[Callable[[],
 
 def _link_public(link: MeetingLink) -> dict[str, Any]:
     return link.metadata() | {
-        "timezone": link.timezone, "durations_ms": link.durations_ms,
+        "timezone": link.timezone,
+        "durations_ms": link.durations_ms,
         "weekly_hours": {str(k): v for k, v in link.weekly_hours.items()},
-        "start_increment": link.start_increment, "buffer_ms": link.buffer_ms,
-        "weeks_to_advertise": link.weeks_to_advertise, "location": link.location}
+        "start_increment": link.start_increment,
+        "buffer_ms": link.buffer_ms,
+        "weeks_to_advertise": link.weeks_to_advertise,
+        "location": link.location,
+    }
 
 
 def control_router(state: HubSpotState) -> APIRouter:
     router = APIRouter(prefix=CONTROL_PREFIX)
-    router.include_router(common_router(state.faults, state.requests,
-                                        lambda action: _mutation(state, action),
-                                        listing_path=MEETINGS_PATH))
+    router.include_router(
+        common_router(
+            state.faults, state.requests, lambda action: _mutation(state, action), listing_path=MEETINGS_PATH
+        )
+    )
 
     def full(meeting_id: str) -> dict[str, Any]:
         meeting = state.get(meeting_id)
@@ -223,8 +227,12 @@ def control_router(state: HubSpotState) -> APIRouter:
         return {key: getattr(state, key) for key in SETTINGS}
 
     def webhook_config() -> dict[str, Any]:
-        return {"target_url": state.webhook_target_url, "client_secret": state.client_secret,
-                "app_id": state.app_id, "portal_id": state.portal_id}
+        return {
+            "target_url": state.webhook_target_url,
+            "client_secret": state.client_secret,
+            "app_id": state.app_id,
+            "portal_id": state.portal_id,
+        }
 
     @router.get("/meetings")
     def list_meetings() -> dict[str, Any]:
@@ -236,13 +244,23 @@ def control_router(state: HubSpotState) -> APIRouter:
 
         def run() -> None:
             try:
-                created.append(state.create_meeting(
-                    body.title, when(body.start), when(body.end), outcome=body.outcome,
-                    external_url=body.external_url, attendee_email=body.attendee_email,
-                    attendee_firstname=body.attendee_firstname,
-                    attendee_lastname=body.attendee_lastname, owner_id=body.owner_id,
-                    location=body.location, body=body.body, extra=body.properties,
-                    created_at=when(body.created_at) if body.created_at is not None else None))
+                created.append(
+                    state.create_meeting(
+                        body.title,
+                        when(body.start),
+                        when(body.end),
+                        outcome=body.outcome,
+                        external_url=body.external_url,
+                        attendee_email=body.attendee_email,
+                        attendee_firstname=body.attendee_firstname,
+                        attendee_lastname=body.attendee_lastname,
+                        owner_id=body.owner_id,
+                        location=body.location,
+                        body=body.body,
+                        extra=body.properties,
+                        created_at=when(body.created_at) if body.created_at is not None else None,
+                    )
+                )
             except HubSpotApiError as exc:
                 raise SandboxError(exc.message) from exc
 
@@ -251,13 +269,13 @@ def control_router(state: HubSpotState) -> APIRouter:
 
     @router.patch("/meetings/{meeting_id}")
     def update(meeting_id: str, body: PropertiesBody) -> Response:
-        return meeting_response(meeting_id,
-                                lambda: state.update_meeting(meeting_id, body.properties))
+        return meeting_response(meeting_id, lambda: state.update_meeting(meeting_id, body.properties))
 
     @router.post("/meetings/{meeting_id}/reschedule")
     def reschedule(meeting_id: str, body: RescheduleBody) -> Response:
-        return meeting_response(meeting_id, lambda: state.reschedule(
-            meeting_id, when(body.start), when(body.end)))
+        return meeting_response(
+            meeting_id, lambda: state.reschedule(meeting_id, when(body.start), when(body.end))
+        )
 
     @router.post("/meetings/{meeting_id}/cancel")
     def cancel(meeting_id: str) -> Response:
@@ -278,22 +296,22 @@ def control_router(state: HubSpotState) -> APIRouter:
     @router.post("/links", status_code=201)
     def add_link(body: LinkBody) -> Response:
         made: list[MeetingLink] = []
-        chosen = {k: v for k, v in body.model_dump().items()
-                  if v is not None and k not in ("slug", "name", "user_ids")}
+        chosen = {
+            k: v
+            for k, v in body.model_dump().items()
+            if v is not None and k not in ("slug", "name", "user_ids")
+        }
         users = body.user_ids or [state.links()[0].organizer_user_id]
-        refused = guarded(lambda: made.append(state.add_link(body.slug, body.name, users,
-                                                             **chosen)))
+        refused = guarded(lambda: made.append(state.add_link(body.slug, body.name, users, **chosen)))
         return refused or JSONResponse({"link": _link_public(made[0])}, 201)
 
     @router.post("/users", status_code=201)
     def add_user(body: UserBody) -> dict[str, Any]:
-        return {"user": state.add_user(body.user_id, body.email, body.first_name,
-                                       body.last_name).public()}
+        return {"user": state.add_user(body.user_id, body.email, body.first_name, body.last_name).public()}
 
     @router.post("/busy", status_code=201)
     def add_busy(body: BusyBody) -> Response:
-        refused = guarded(lambda: state.add_busy(when(body.start), when(body.end),
-                                                 body.user_id))
+        refused = guarded(lambda: state.add_busy(when(body.start), when(body.end), body.user_id))
         return refused or JSONResponse({"ok": True}, 201)
 
     @router.get("/webhooks")
@@ -316,12 +334,13 @@ def control_router(state: HubSpotState) -> APIRouter:
 
         def run() -> None:
             if body.meetings:
-                made.extend(state.subscribe_meetings(
-                    body.properties if body.properties is not None
-                    else DEFAULT_SUBSCRIBED_PROPERTIES))
+                made.extend(
+                    state.subscribe_meetings(
+                        body.properties if body.properties is not None else DEFAULT_SUBSCRIBED_PROPERTIES
+                    )
+                )
             elif body.eventType:
-                made.append(state.subscribe(body.eventType, body.propertyName,
-                                            active=body.active))
+                made.append(state.subscribe(body.eventType, body.propertyName, active=body.active))
             else:
                 raise SandboxError("Give eventType, or meetings: true.")
 

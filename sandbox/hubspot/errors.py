@@ -29,11 +29,20 @@ class _Refused(Exception):
         self.response = response
 
 
-def error_body(category: str, message: str, *, sub_category: str | None = None,
-               errors: list[dict[str, Any]] | None = None,
-               context: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"status": "error", "message": message,
-                            "correlationId": str(uuid.uuid4()), "category": category}
+def error_body(
+    category: str,
+    message: str,
+    *,
+    sub_category: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    context: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "status": "error",
+        "message": message,
+        "correlationId": str(uuid.uuid4()),
+        "category": category,
+    }
     if sub_category:
         body["subCategory"] = sub_category
     if errors:
@@ -43,24 +52,33 @@ def error_body(category: str, message: str, *, sub_category: str | None = None,
     return body
 
 
-def _error(status: int, category: str, message: str, headers: dict[str, str] | None = None,
-           **extra: Any) -> JSONResponse:
+def _error(
+    status: int, category: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     return JSONResponse(error_body(category, message, **extra), status, headers=headers)
 
 
 def _api_error(exc: HubSpotApiError) -> JSONResponse:
-    return _error(exc.status, exc.category, exc.message, sub_category=exc.sub_category,
-                  errors=exc.errors, context=exc.context)
+    return _error(
+        exc.status,
+        exc.category,
+        exc.message,
+        sub_category=exc.sub_category,
+        errors=exc.errors,
+        context=exc.context,
+    )
 
 
 def rate_limited(retry_after: int | None = None) -> JSONResponse:
     body = error_body("RATE_LIMITS", "You have reached your ten_secondly_rolling limit.")
     body |= {"errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"}
-    headers = {"X-HubSpot-RateLimit-Interval-Milliseconds": str(RATE_LIMIT_INTERVAL_MS),
-               "X-HubSpot-RateLimit-Max": str(RATE_LIMIT_MAX),
-               "X-HubSpot-RateLimit-Remaining": "0",
-               "X-HubSpot-RateLimit-Daily": str(DAILY_LIMIT),
-               "X-HubSpot-RateLimit-Daily-Remaining": str(DAILY_LIMIT - 1)}
+    headers = {
+        "X-HubSpot-RateLimit-Interval-Milliseconds": str(RATE_LIMIT_INTERVAL_MS),
+        "X-HubSpot-RateLimit-Max": str(RATE_LIMIT_MAX),
+        "X-HubSpot-RateLimit-Remaining": "0",
+        "X-HubSpot-RateLimit-Daily": str(DAILY_LIMIT),
+        "X-HubSpot-RateLimit-Daily-Remaining": str(DAILY_LIMIT - 1),
+    }
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     return JSONResponse(body, 429, headers=headers)
@@ -75,22 +93,33 @@ def _authorize(state: HubSpotState, request: Request, scopes: tuple[str, ...]) -
     token = token.strip()
     granted = state.scopes_for(token) if scheme.lower() == "bearer" and token else None
     if granted is None:
-        message = ("Authentication credentials not found. This API supports OAuth 2.0 "
-                   "authentication and you can find more details at "
-                   "https://developers.hubspot.com/docs/methods/auth/oauth-overview"
-                   if not token else "The access token provided is invalid or has expired.")
+        message = (
+            "Authentication credentials not found. This API supports OAuth 2.0 "
+            "authentication and you can find more details at "
+            "https://developers.hubspot.com/docs/methods/auth/oauth-overview"
+            if not token
+            else "The access token provided is invalid or has expired."
+        )
         raise _Refused(_error(401, "INVALID_AUTHENTICATION", message))
     if not granted.intersection(scopes):
-        raise _Refused(_error(
-            403, "MISSING_SCOPES", "This app hasn't been granted all required scopes to make "
-            "this call.", errors=[{"message": "One or more of the following scopes are required.",
-                                   "context": {"requiredGranularScopes": list(scopes)}}]))
+        raise _Refused(
+            _error(
+                403,
+                "MISSING_SCOPES",
+                "This app hasn't been granted all required scopes to make this call.",
+                errors=[
+                    {
+                        "message": "One or more of the following scopes are required.",
+                        "context": {"requiredGranularScopes": list(scopes)},
+                    }
+                ],
+            )
+        )
     if not state.allow_request(token):
         raise _Refused(rate_limited())
 
 
-async def _before(state: HubSpotState, request: Request, *scopes: str, listing: bool = False
-                  ) -> Fault | None:
+async def _before(state: HubSpotState, request: Request, *scopes: str, listing: bool = False) -> Fault | None:
     _authorize(state, request, scopes)
     fault = state.faults.take_before(request.method, request.url.path, listing=listing)
     if fault is None:
@@ -107,8 +136,7 @@ async def _before(state: HubSpotState, request: Request, *scopes: str, listing: 
 
 def _multi(request: Request, name: str) -> list[str]:
     """A form/explode array parameter: repeated and/or comma separated."""
-    return [p.strip() for raw in request.query_params.getlist(name) for p in raw.split(",")
-            if p.strip()]
+    return [p.strip() for raw in request.query_params.getlist(name) for p in raw.split(",") if p.strip()]
 
 
 def _int_param(raw: Any, name: str, default: int, low: int, high: int) -> int:
@@ -119,8 +147,10 @@ def _int_param(raw: Any, name: str, default: int, low: int, high: int) -> int:
     except (TypeError, ValueError):
         value = None
     if value is None or isinstance(raw, bool) or not low <= value <= high:
-        raise _validation(f"{name} must be an integer between {low} and {high}; got {raw!r}.",
-                          [{"message": f"Invalid {name}.", "in": name}])
+        raise _validation(
+            f"{name} must be an integer between {low} and {high}; got {raw!r}.",
+            [{"message": f"Invalid {name}.", "in": name}],
+        )
     return value
 
 
@@ -135,13 +165,16 @@ def _bool_param(raw: str | None, name: str) -> bool:
 def _tz_param(request: Request) -> str:
     name = request.query_params.get("timezone")
     if not name:
-        raise _validation("The timezone query parameter is required.",
-                          [{"message": "Missing required parameter.", "in": "timezone"}])
+        raise _validation(
+            "The timezone query parameter is required.",
+            [{"message": "Missing required parameter.", "in": "timezone"}],
+        )
     try:
         zone(name)
     except SandboxError:
-        raise _validation(f"Unknown timezone {name!r}.",
-                          [{"message": "Invalid timezone.", "in": "timezone"}]) from None
+        raise _validation(
+            f"Unknown timezone {name!r}.", [{"message": "Invalid timezone.", "in": "timezone"}]
+        ) from None
     return name
 
 
@@ -157,11 +190,10 @@ async def _json_object(request: Request) -> dict[str, Any]:
 
 def _malformed(state: HubSpotState) -> dict[str, Any]:
     stamp = state.now()
-    meeting = HubSpotMeeting("1", {"hs_meeting_title": "Malformed",
-                                   "hs_meeting_start_time": "not-a-date"}, stamp, stamp)
+    meeting = HubSpotMeeting(
+        "1", {"hs_meeting_title": "Malformed", "hs_meeting_start_time": "not-a-date"}, stamp, stamp
+    )
     return meeting.resource(["hs_meeting_title", "hs_meeting_start_time"])
 
 
 # Search ---------------------------------------------------------------------------------------
-
-

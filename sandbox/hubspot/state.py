@@ -54,16 +54,16 @@ SCOPE_LINKS_READ = "scheduler.meetings.meeting-link.read"
 SCOPE_BOOK = "meetings-write"
 SCOPE_DEV_READ = "developers-read"
 SCOPE_DEV_WRITE = "developers-write"
-ALL_SCOPES = (SCOPE_CRM_READ, SCOPE_CRM_WRITE, SCOPE_LINKS_READ, SCOPE_BOOK, SCOPE_DEV_READ,
-              SCOPE_DEV_WRITE)
+ALL_SCOPES = (SCOPE_CRM_READ, SCOPE_CRM_WRITE, SCOPE_LINKS_READ, SCOPE_BOOK, SCOPE_DEV_READ, SCOPE_DEV_WRITE)
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
 MAX_SEARCH_LIMIT = 200
 OUTCOMES = ("SCHEDULED", "COMPLETED", "RESCHEDULED", "NO_SHOW", "CANCELED")
 SYSTEM_PROPERTIES = ("hs_createdate", "hs_lastmodifieddate", "hs_object_id")
-DATE_PROPERTIES = frozenset({"hs_meeting_start_time", "hs_meeting_end_time", "hs_timestamp",
-                             "hs_createdate", "hs_lastmodifieddate"})
+DATE_PROPERTIES = frozenset(
+    {"hs_meeting_start_time", "hs_meeting_end_time", "hs_timestamp", "hs_createdate", "hs_lastmodifieddate"}
+)
 # The meeting properties the provided specs name; anything else is "doesn't exist".
 WRITABLE_PROPERTIES = frozenset(
     "hs_activity_type hs_attachment_ids hs_attendee_owner_ids hs_engagement_source "
@@ -72,13 +72,27 @@ WRITABLE_PROPERTIES = frozenset(
     "hs_meeting_location_type hs_meeting_outcome hs_meeting_start_time hs_meeting_title "
     "hs_timestamp hs_unique_id hubspot_owner_id".split()
 )
-DEFAULT_SUBSCRIBED_PROPERTIES = ("hs_meeting_title", "hs_meeting_start_time",
-                                 "hs_meeting_end_time", "hs_meeting_outcome",
-                                 "hs_meeting_external_url")
+DEFAULT_SUBSCRIBED_PROPERTIES = (
+    "hs_meeting_title",
+    "hs_meeting_start_time",
+    "hs_meeting_end_time",
+    "hs_meeting_outcome",
+    "hs_meeting_external_url",
+)
 EVENT_TYPES = ("object.creation", "object.propertyChange", "object.deletion")
 SLOT_UNAVAILABLE = "MeetingsBookingError.TIME_SLOT_UNAVAILABLE"
-INCREMENTS = {"FIVE": 5, "TEN": 10, "FIFTEEN": 15, "TWENTY": 20, "THIRTY": 30, "FORTY_FIVE": 45,
-              "SIXTY": 60, "NINETY": 90, "ONE_HUNDRED_TWENTY": 120, "MEETING_DURATION": None}
+INCREMENTS = {
+    "FIVE": 5,
+    "TEN": 10,
+    "FIFTEEN": 15,
+    "TWENTY": 20,
+    "THIRTY": 30,
+    "FORTY_FIVE": 45,
+    "SIXTY": 60,
+    "NINETY": 90,
+    "ONE_HUNDRED_TWENTY": 120,
+    "MEETING_DURATION": None,
+}
 WEEKDAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 RATE_LIMIT_MAX = 100
 RATE_LIMIT_INTERVAL_MS = 10_000
@@ -117,9 +131,16 @@ def zone(name: str) -> ZoneInfo:
 class HubSpotApiError(SandboxError):
     """A provider-side refusal; the app renders it as HubSpot's error envelope."""
 
-    def __init__(self, status: int, category: str, message: str, *,
-                 sub_category: str | None = None, errors: list[dict[str, Any]] | None = None,
-                 context: dict[str, list[str]] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        category: str,
+        message: str,
+        *,
+        sub_category: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        context: dict[str, list[str]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.category, self.message = status, category, message
         self.sub_category, self.errors, self.context = sub_category, errors, context
@@ -140,11 +161,16 @@ class HubSpotMeeting:
         return self.archived_at is not None
 
     def all_properties(self) -> dict[str, str]:
-        return {**self.properties, "hs_createdate": format_time(self.created_at),
-                "hs_lastmodifieddate": format_time(self.updated_at), "hs_object_id": self.id}
+        return {
+            **self.properties,
+            "hs_createdate": format_time(self.created_at),
+            "hs_lastmodifieddate": format_time(self.updated_at),
+            "hs_object_id": self.id,
+        }
 
-    def resource(self, properties: Iterable[str] | None = None,
-                 associations: Iterable[str] = ()) -> dict[str, Any]:
+    def resource(
+        self, properties: Iterable[str] | None = None, associations: Iterable[str] = ()
+    ) -> dict[str, Any]:
         """The ``SimplePublicObjectWithAssociations`` shape."""
         every = self.all_properties()
         wanted = set(SYSTEM_PROPERTIES) | set(properties or ())
@@ -158,8 +184,11 @@ class HubSpotMeeting:
         if self.archived_at is not None:
             data["archivedAt"] = format_time(self.archived_at)
         if "contacts" in set(associations) and self.contact_ids:
-            data["associations"] = {"contacts": {"results": [
-                {"id": c, "type": CONTACT_ASSOCIATION_TYPE} for c in self.contact_ids]}}
+            data["associations"] = {
+                "contacts": {
+                    "results": [{"id": c, "type": CONTACT_ASSOCIATION_TYPE} for c in self.contact_ids]
+                }
+            }
         return data
 
     def is_live(self) -> bool:
@@ -167,8 +196,10 @@ class HubSpotMeeting:
 
     def span(self) -> tuple[datetime, datetime] | None:
         try:
-            return (parse_time(self.properties["hs_meeting_start_time"]),
-                    parse_time(self.properties["hs_meeting_end_time"]))
+            return (
+                parse_time(self.properties["hs_meeting_start_time"]),
+                parse_time(self.properties["hs_meeting_end_time"]),
+            )
         except (KeyError, ValueError):
             return None
 
@@ -183,10 +214,20 @@ class Contact:
 
     def resource(self) -> dict[str, Any]:
         stamp = format_time(self.created_at)
-        return {"id": self.id, "properties": {
-            "email": self.email, "firstname": self.firstname, "lastname": self.lastname,
-            "hs_object_id": self.id, "createdate": stamp, "lastmodifieddate": stamp},
-            "createdAt": stamp, "updatedAt": stamp, "archived": False}
+        return {
+            "id": self.id,
+            "properties": {
+                "email": self.email,
+                "firstname": self.firstname,
+                "lastname": self.lastname,
+                "hs_object_id": self.id,
+                "createdate": stamp,
+                "lastmodifieddate": stamp,
+            },
+            "createdAt": stamp,
+            "updatedAt": stamp,
+            "archived": False,
+        }
 
 
 @dataclass
@@ -199,11 +240,18 @@ class HostUser:
     busy: list[tuple[datetime, datetime]] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
-        return {"id": f"mu-{self.user_id}", "userId": self.user_id,
-                "calendarProvider": self.calendar_provider, "isSalesStarter": False,
-                "userProfile": {"email": self.email, "firstName": self.first_name,
-                                "lastName": self.last_name,
-                                "fullName": f"{self.first_name} {self.last_name}"}}
+        return {
+            "id": f"mu-{self.user_id}",
+            "userId": self.user_id,
+            "calendarProvider": self.calendar_provider,
+            "isSalesStarter": False,
+            "userProfile": {
+                "email": self.email,
+                "firstName": self.first_name,
+                "lastName": self.last_name,
+                "fullName": f"{self.first_name} {self.last_name}",
+            },
+        }
 
 
 @dataclass
@@ -218,7 +266,8 @@ class MeetingLink:
     timezone: str = DEFAULT_TIMEZONE
     durations_ms: list[int] = field(default_factory=lambda: [30 * 60_000, 60 * 60_000])
     weekly_hours: dict[int, list[tuple[int, int]]] = field(
-        default_factory=lambda: {d: [(9 * 60, 17 * 60)] for d in range(5)})
+        default_factory=lambda: {d: [(9 * 60, 17 * 60)] for d in range(5)}
+    )
     start_increment: str = "MEETING_DURATION"
     buffer_ms: int = 0
     weeks_to_advertise: int = 2
@@ -226,12 +275,18 @@ class MeetingLink:
     default_link: bool = True
 
     def metadata(self) -> dict[str, Any]:
-        return {"id": self.id, "slug": self.slug, "name": self.name,
-                "link": f"https://meetings.hubspot.com/{self.slug}", "type": self.link_type,
-                "organizerUserId": self.organizer_user_id,
-                "userIdsOfLinkMembers": list(self.user_ids), "defaultLink": self.default_link,
-                "createdAt": format_time(self.created_at),
-                "updatedAt": format_time(self.created_at)}
+        return {
+            "id": self.id,
+            "slug": self.slug,
+            "name": self.name,
+            "link": f"https://meetings.hubspot.com/{self.slug}",
+            "type": self.link_type,
+            "organizerUserId": self.organizer_user_id,
+            "userIdsOfLinkMembers": list(self.user_ids),
+            "defaultLink": self.default_link,
+            "createdAt": format_time(self.created_at),
+            "updatedAt": format_time(self.created_at),
+        }
 
 
 @dataclass
@@ -245,9 +300,13 @@ class Subscription:
     updated_at: datetime | None = None
 
     def public(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"id": str(self.id), "eventType": self.event_type,
-                                "objectTypeId": self.object_type_id, "active": self.active,
-                                "createdAt": format_time(self.created_at)}
+        data: dict[str, Any] = {
+            "id": str(self.id),
+            "eventType": self.event_type,
+            "objectTypeId": self.object_type_id,
+            "active": self.active,
+            "createdAt": format_time(self.created_at),
+        }
         if self.property_name:
             data["propertyName"] = self.property_name
         if self.updated_at:
@@ -377,9 +436,12 @@ class HubSpotState:
             "hs_timestamp": format_time(aware(start)),
             "hs_meeting_outcome": outcome,
         }
-        for key, value in (("hs_meeting_external_url", external_url),
-                           ("hubspot_owner_id", owner_id), ("hs_meeting_location", location),
-                           ("hs_meeting_body", body)):
+        for key, value in (
+            ("hs_meeting_external_url", external_url),
+            ("hubspot_owner_id", owner_id),
+            ("hs_meeting_location", location),
+            ("hs_meeting_body", body),
+        ):
             if value is not None:
                 props[key] = value
         props |= self.normalise(extra or {})
@@ -388,26 +450,38 @@ class HubSpotState:
         with self._lock:
             contacts = []
             if attendee_email:
-                contacts.append(self.contact_for(attendee_email, attendee_firstname,
-                                                 attendee_lastname).id)
-            return self.insert_meeting(props, contacts=contacts, created_at=created_at,
-                                       source=source, link_id=link_id).id
+                contacts.append(self.contact_for(attendee_email, attendee_firstname, attendee_lastname).id)
+            return self.insert_meeting(
+                props, contacts=contacts, created_at=created_at, source=source, link_id=link_id
+            ).id
 
-    def insert_meeting(self, properties: dict[str, str], *, contacts: Iterable[str] = (),
-                       created_at: datetime | None = None, source: str = SOURCE_UI,
-                       link_id: str | None = None) -> HubSpotMeeting:
+    def insert_meeting(
+        self,
+        properties: dict[str, str],
+        *,
+        contacts: Iterable[str] = (),
+        created_at: datetime | None = None,
+        source: str = SOURCE_UI,
+        link_id: str | None = None,
+    ) -> HubSpotMeeting:
         """Store a meeting with already normalised properties; fires creation webhooks."""
         with self._lock:
             stamp = aware(created_at or self.now())
-            meeting = HubSpotMeeting(self._new_meeting_id(), dict(properties), stamp, stamp,
-                                     list(contacts), link_id=link_id)
+            meeting = HubSpotMeeting(
+                self._new_meeting_id(), dict(properties), stamp, stamp, list(contacts), link_id=link_id
+            )
             self._meetings[meeting.id] = meeting
             self._notify_creation(meeting, source)
             return meeting
 
-    def update_meeting(self, meeting_id: str, properties: dict[str, Any], *,
-                       source: str = SOURCE_UI, updated_at: datetime | None = None
-                       ) -> HubSpotMeeting:
+    def update_meeting(
+        self,
+        meeting_id: str,
+        properties: dict[str, Any],
+        *,
+        source: str = SOURCE_UI,
+        updated_at: datetime | None = None,
+    ) -> HubSpotMeeting:
         """Set (or with ``""`` clear) properties; fires a propertyChange per changed value."""
         with self._lock:
             meeting = self._live(meeting_id)
@@ -425,13 +499,19 @@ class HubSpotState:
                 self._notify_changes(meeting, changed, source)
             return meeting
 
-    def reschedule(self, meeting_id: str, start: datetime, end: datetime, *,
-                   source: str = SOURCE_UI) -> HubSpotMeeting:
-        return self.update_meeting(meeting_id, {
-            "hs_meeting_start_time": format_time(aware(start)),
-            "hs_meeting_end_time": format_time(aware(end)),
-            "hs_timestamp": format_time(aware(start)),
-            "hs_meeting_outcome": "RESCHEDULED"}, source=source)
+    def reschedule(
+        self, meeting_id: str, start: datetime, end: datetime, *, source: str = SOURCE_UI
+    ) -> HubSpotMeeting:
+        return self.update_meeting(
+            meeting_id,
+            {
+                "hs_meeting_start_time": format_time(aware(start)),
+                "hs_meeting_end_time": format_time(aware(end)),
+                "hs_timestamp": format_time(aware(start)),
+                "hs_meeting_outcome": "RESCHEDULED",
+            },
+            source=source,
+        )
 
     def cancel(self, meeting_id: str, *, source: str = SOURCE_UI) -> HubSpotMeeting:
         return self.update_meeting(meeting_id, {"hs_meeting_outcome": "CANCELED"}, source=source)
@@ -444,8 +524,7 @@ class HubSpotState:
                 return
             meeting.archived_at = self.now()
             meeting.updated_at = meeting.archived_at
-            self._notify(meeting, [{"subscriptionType": "object.deletion",
-                                    "changeFlag": "DELETED"}], source)
+            self._notify(meeting, [{"subscriptionType": "object.deletion", "changeFlag": "DELETED"}], source)
 
     def get(self, meeting_id: str) -> HubSpotMeeting:
         with self._lock:
@@ -463,8 +542,11 @@ class HubSpotState:
     def meetings(self, *, archived: bool | None = None) -> list[HubSpotMeeting]:
         """Meetings in list-API order (ascending numeric id); `archived` None means all."""
         with self._lock:
-            return [m for m in sorted(self._meetings.values(), key=lambda m: int(m.id))
-                    if archived is None or m.archived == archived]
+            return [
+                m
+                for m in sorted(self._meetings.values(), key=lambda m: int(m.id))
+                if archived is None or m.archived == archived
+            ]
 
     def normalise(self, properties: dict[str, Any]) -> dict[str, str]:
         """Validate writable properties and bring dates to the stored format."""
@@ -472,31 +554,54 @@ class HubSpotState:
         out: dict[str, str] = {}
         for key, raw in properties.items():
             if key in SYSTEM_PROPERTIES:
-                errors.append({"message": f"{key} is a read only property; its value cannot "
-                               "be set.", "code": "READ_ONLY_VALUE", "in": key})
+                errors.append(
+                    {
+                        "message": f"{key} is a read only property; its value cannot be set.",
+                        "code": "READ_ONLY_VALUE",
+                        "in": key,
+                    }
+                )
                 continue
             if key not in WRITABLE_PROPERTIES:
-                errors.append({"message": f"Property \"{key}\" does not exist",
-                               "code": "PROPERTY_DOESNT_EXIST", "in": key,
-                               "context": {"propertyName": [key]}})
+                errors.append(
+                    {
+                        "message": f'Property "{key}" does not exist',
+                        "code": "PROPERTY_DOESNT_EXIST",
+                        "in": key,
+                        "context": {"propertyName": [key]},
+                    }
+                )
                 continue
             value = "" if raw is None else str(raw)
             if value and key in DATE_PROPERTIES:
                 try:
                     value = format_time(parse_time(value))
                 except ValueError:
-                    errors.append({"message": f"{value!r} is not a valid date-time for {key}.",
-                                   "code": "INVALID_DATE", "in": key})
+                    errors.append(
+                        {
+                            "message": f"{value!r} is not a valid date-time for {key}.",
+                            "code": "INVALID_DATE",
+                            "in": key,
+                        }
+                    )
                     continue
             if value and key == "hs_meeting_outcome" and value not in OUTCOMES:
-                errors.append({"message": f"{value} was not one of the allowed options: "
-                               f"{', '.join(OUTCOMES)}", "code": "INVALID_OPTION", "in": key})
+                errors.append(
+                    {
+                        "message": f"{value} was not one of the allowed options: {', '.join(OUTCOMES)}",
+                        "code": "INVALID_OPTION",
+                        "in": key,
+                    }
+                )
                 continue
             out[key] = value
         if errors:
-            raise HubSpotApiError(400, "VALIDATION_ERROR",
-                                  "Property values were not valid: "
-                                  + "; ".join(e["message"] for e in errors), errors=errors)
+            raise HubSpotApiError(
+                400,
+                "VALIDATION_ERROR",
+                "Property values were not valid: " + "; ".join(e["message"] for e in errors),
+                errors=errors,
+            )
         return out
 
     # -- users, links and availability -------------------------------------------------------
@@ -507,8 +612,9 @@ class HubSpotState:
             self._users[user_id] = user
             return user
 
-    def add_link(self, slug: str, name: str, user_ids: list[str], *, link_id: str | None = None,
-                 **settings: Any) -> MeetingLink:
+    def add_link(
+        self, slug: str, name: str, user_ids: list[str], *, link_id: str | None = None, **settings: Any
+    ) -> MeetingLink:
         with self._lock:
             unknown = [u for u in user_ids if u not in self._users]
             if unknown or not user_ids:
@@ -517,9 +623,16 @@ class HubSpotState:
                 zone(settings["timezone"])
             if settings.get("start_increment", "MEETING_DURATION") not in INCREMENTS:
                 raise SandboxError(f"start_increment must be one of {sorted(INCREMENTS)}.")
-            link = MeetingLink(link_id or str(8_123_456 + 17 * len(self._links)), slug, name,
-                               user_ids[0], list(user_ids), self.now(),
-                               default_link=not self._links, **settings)
+            link = MeetingLink(
+                link_id or str(8_123_456 + 17 * len(self._links)),
+                slug,
+                name,
+                user_ids[0],
+                list(user_ids),
+                self.now(),
+                default_link=not self._links,
+                **settings,
+            )
             self._links[slug] = link
             return link
 
@@ -550,8 +663,9 @@ class HubSpotState:
                     out[owner].append(span)
             return out
 
-    def slots(self, link: MeetingLink, duration_ms: int, start: datetime, end: datetime
-              ) -> list[tuple[datetime, datetime]]:
+    def slots(
+        self, link: MeetingLink, duration_ms: int, start: datetime, end: datetime
+    ) -> list[tuple[datetime, datetime]]:
         """Free slots of `duration_ms` starting within [start, end) and within the horizon."""
         with self._lock:
             now = self.now()
@@ -577,12 +691,20 @@ class HubSpotState:
             return out
 
     @staticmethod
-    def _free_members(link: MeetingLink, busy: dict[str, list[tuple[datetime, datetime]]],
-                      start: datetime, end: datetime, buffer: timedelta) -> list[str]:
+    def _free_members(
+        link: MeetingLink,
+        busy: dict[str, list[tuple[datetime, datetime]]],
+        start: datetime,
+        end: datetime,
+        buffer: timedelta,
+    ) -> list[str]:
         """Members free for [start, end) with `buffer` either side; a personal or group link
         needs all of them free (else none is returned), a round robin link any one."""
-        free = [u for u in link.user_ids if not any(
-            start - buffer < b_end and b_start < end + buffer for b_start, b_end in busy[u])]
+        free = [
+            u
+            for u in link.user_ids
+            if not any(start - buffer < b_end and b_start < end + buffer for b_start, b_end in busy[u])
+        ]
         if link.link_type == "ROUND_ROBIN_CALENDAR" or len(free) == len(link.user_ids):
             return free
         return []
@@ -593,56 +715,98 @@ class HubSpotState:
 
     # -- booking ----------------------------------------------------------------------------
 
-    def book(self, slug: str, start: datetime, duration_ms: int, email: str, first_name: str,
-             last_name: str, *, timezone: str | None = None, locale: str | None = None,
-             form_fields: list[dict[str, str]] | None = None,
-             legal_consent: list[dict[str, Any]] | None = None
-             ) -> tuple[HubSpotMeeting, dict[str, Any]]:
+    def book(
+        self,
+        slug: str,
+        start: datetime,
+        duration_ms: int,
+        email: str,
+        first_name: str,
+        last_name: str,
+        *,
+        timezone: str | None = None,
+        locale: str | None = None,
+        form_fields: list[dict[str, str]] | None = None,
+        legal_consent: list[dict[str, Any]] | None = None,
+    ) -> tuple[HubSpotMeeting, dict[str, Any]]:
         """Book through a link as the public booking page does; the CRM meeting and the answer."""
         with self._lock:
             link = self._links.get(slug)
             if link is None:
-                raise HubSpotApiError(404, "OBJECT_NOT_FOUND",
-                                      f"No meeting link with slug {slug!r} was found.")
+                raise HubSpotApiError(
+                    404, "OBJECT_NOT_FOUND", f"No meeting link with slug {slug!r} was found."
+                )
             if duration_ms not in link.durations_ms:
                 raise HubSpotApiError(
-                    400, "VALIDATION_ERROR", f"Duration {duration_ms} is not offered by this "
+                    400,
+                    "VALIDATION_ERROR",
+                    f"Duration {duration_ms} is not offered by this "
                     f"link; offered: {link.durations_ms} (milliseconds).",
-                    errors=[{"message": "Invalid duration.", "in": "duration"}])
+                    errors=[{"message": "Invalid duration.", "in": "duration"}],
+                )
             start = aware(start).astimezone(UTC)
             free = self.slots(link, duration_ms, start, start + timedelta(milliseconds=1))
             if not free or free[0][0] != start:
                 raise HubSpotApiError(
-                    400, "VALIDATION_ERROR", "The requested time slot is no longer available. "
-                    "Please choose another time.", sub_category=SLOT_UNAVAILABLE,
-                    errors=[{"message": "Time slot unavailable.", "in": "startTime",
-                             "subCategory": SLOT_UNAVAILABLE}])
+                    400,
+                    "VALIDATION_ERROR",
+                    "The requested time slot is no longer available. Please choose another time.",
+                    sub_category=SLOT_UNAVAILABLE,
+                    errors=[
+                        {
+                            "message": "Time slot unavailable.",
+                            "in": "startTime",
+                            "subCategory": SLOT_UNAVAILABLE,
+                        }
+                    ],
+                )
             end = start + timedelta(milliseconds=duration_ms)
-            free = self._free_members(link, self.busy_times(link), start, end,
-                                      timedelta(milliseconds=link.buffer_ms))
-            host = self._users[link.organizer_user_id if link.organizer_user_id in free
-                               else free[0]]
+            free = self._free_members(
+                link, self.busy_times(link), start, end, timedelta(milliseconds=link.buffer_ms)
+            )
+            host = self._users[link.organizer_user_id if link.organizer_user_id in free else free[0]]
             event_id = secrets.token_hex(13)
             conference = f"https://zoom.us/j/{secrets.randbelow(10**10):010d}"
             subject = f"{first_name} {last_name} and {host.first_name} {host.last_name}"
             meeting_id = self.create_meeting(
-                subject, start, end, external_url=conference, attendee_email=email,
-                attendee_firstname=first_name, attendee_lastname=last_name,
-                owner_id=host.user_id, location=link.location, source=SOURCE_BOOKING,
-                link_id=link.id, extra={"hs_unique_id": event_id,
-                                        "hs_engagement_source": "MEETINGS_PUBLIC",
-                                        "hs_engagement_source_id": link.id},
+                subject,
+                start,
+                end,
+                external_url=conference,
+                attendee_email=email,
+                attendee_firstname=first_name,
+                attendee_lastname=last_name,
+                owner_id=host.user_id,
+                location=link.location,
+                source=SOURCE_BOOKING,
+                link_id=link.id,
+                extra={
+                    "hs_unique_id": event_id,
+                    "hs_engagement_source": "MEETINGS_PUBLIC",
+                    "hs_engagement_source_id": link.id,
+                },
             )
             meeting = self._meetings[meeting_id]
             validated = [
-                {"name": "firstName", "label": "First name", "value": first_name,
-                 "isCustom": False, "fieldType": "text"},
-                {"name": "lastName", "label": "Last name", "value": last_name,
-                 "isCustom": False, "fieldType": "text"},
-                {"name": "email", "label": "Email", "value": email, "isCustom": False,
-                 "fieldType": "text"},
-            ] + [{"name": f["name"], "label": f["name"], "value": f["value"], "isCustom": True}
-                 for f in form_fields or []]
+                {
+                    "name": "firstName",
+                    "label": "First name",
+                    "value": first_name,
+                    "isCustom": False,
+                    "fieldType": "text",
+                },
+                {
+                    "name": "lastName",
+                    "label": "Last name",
+                    "value": last_name,
+                    "isCustom": False,
+                    "fieldType": "text",
+                },
+                {"name": "email", "label": "Email", "value": email, "isCustom": False, "fieldType": "text"},
+            ] + [
+                {"name": f["name"], "label": f["name"], "value": f["value"], "isCustom": True}
+                for f in form_fields or []
+            ]
             answer: dict[str, Any] = {
                 "bookingTimezone": timezone or link.timezone,
                 "calendarEventId": event_id,
@@ -664,23 +828,34 @@ class HubSpotState:
 
     # -- webhooks ---------------------------------------------------------------------------
 
-    def subscribe(self, event_type: str, property_name: str | None = None, *,
-                  active: bool = True, object_type_id: str = MEETINGS_OBJECT_TYPE_ID
-                  ) -> Subscription:
+    def subscribe(
+        self,
+        event_type: str,
+        property_name: str | None = None,
+        *,
+        active: bool = True,
+        object_type_id: str = MEETINGS_OBJECT_TYPE_ID,
+    ) -> Subscription:
         if event_type not in EVENT_TYPES:
             raise SandboxError(f"The simulator sends only {', '.join(EVENT_TYPES)}.")
         if event_type == "object.propertyChange" and not property_name:
             raise SandboxError("An object.propertyChange subscription needs a propertyName.")
         with self._lock:
             self._next_subscription += 1 + secrets.randbelow(5)
-            sub = Subscription(self._next_subscription, event_type, self.now(),
-                               property_name if event_type == "object.propertyChange" else None,
-                               object_type_id, active)
+            sub = Subscription(
+                self._next_subscription,
+                event_type,
+                self.now(),
+                property_name if event_type == "object.propertyChange" else None,
+                object_type_id,
+                active,
+            )
             self._subscriptions[sub.id] = sub
             return sub
 
-    def subscribe_meetings(self, properties: Iterable[str] = DEFAULT_SUBSCRIBED_PROPERTIES
-                           ) -> list[Subscription]:
+    def subscribe_meetings(
+        self, properties: Iterable[str] = DEFAULT_SUBSCRIBED_PROPERTIES
+    ) -> list[Subscription]:
         """Creation, deletion and a propertyChange subscription per property."""
         subs = [self.subscribe("object.creation"), self.subscribe("object.deletion")]
         return subs + [self.subscribe("object.propertyChange", p) for p in properties]
@@ -716,8 +891,9 @@ class HubSpotState:
         if not attempts:
             raise SandboxError(f"No delivery {delivery_id!r} was recorded.")
         last = max(attempts, key=lambda a: a.attempt_number)
-        self._sender.send(Batch(delivery_id, last.target_url, json.loads(last.body),
-                                attempt_number=last.attempt_number + 1))
+        self._sender.send(
+            Batch(delivery_id, last.target_url, json.loads(last.body), attempt_number=last.attempt_number + 1)
+        )
 
     def close(self) -> None:
         self._sender.close()
@@ -727,23 +903,22 @@ class HubSpotState:
         return signed_headers(self.client_secret, url, body, timestamp)
 
     def _notify_creation(self, meeting: HubSpotMeeting, source: str) -> None:
-        events: list[dict[str, Any]] = [{"subscriptionType": "object.creation",
-                                         "changeFlag": "NEW"}]
+        events: list[dict[str, Any]] = [{"subscriptionType": "object.creation", "changeFlag": "NEW"}]
         if self.property_changes_on_creation:
             events += self._property_events(meeting.all_properties())
         self._notify(meeting, events, source)
 
-    def _notify_changes(self, meeting: HubSpotMeeting, changed: dict[str, str],
-                        source: str) -> None:
+    def _notify_changes(self, meeting: HubSpotMeeting, changed: dict[str, str], source: str) -> None:
         self._notify(meeting, self._property_events(changed), source)
 
     @staticmethod
     def _property_events(values: dict[str, str]) -> list[dict[str, Any]]:
-        return [{"subscriptionType": "object.propertyChange", "propertyName": k,
-                 "propertyValue": v} for k, v in values.items()]
+        return [
+            {"subscriptionType": "object.propertyChange", "propertyName": k, "propertyValue": v}
+            for k, v in values.items()
+        ]
 
-    def _notify(self, meeting: HubSpotMeeting, events: list[dict[str, Any]], source: str
-                ) -> None:
+    def _notify(self, meeting: HubSpotMeeting, events: list[dict[str, Any]], source: str) -> None:
         """Match `events` to active subscriptions and queue one batch."""
         if not self.webhook_target_url:
             return
@@ -751,25 +926,42 @@ class HubSpotState:
         batch = []
         for template in events:
             for sub in self.subscriptions():
-                if (not sub.active or sub.event_type != template["subscriptionType"]
-                        or sub.object_type_id != MEETINGS_OBJECT_TYPE_ID):
+                if (
+                    not sub.active
+                    or sub.event_type != template["subscriptionType"]
+                    or sub.object_type_id != MEETINGS_OBJECT_TYPE_ID
+                ):
                     continue
                 if sub.property_name and sub.property_name != template.get("propertyName"):
                     continue
                 self._next_event += 1 + secrets.randbelow(7)
-                event = {"eventId": self._next_event, "subscriptionId": sub.id,
-                         "portalId": self.portal_id, "appId": self.app_id, "occurredAt": stamp,
-                         "subscriptionType": template["subscriptionType"], "attemptNumber": 0,
-                         "objectId": int(meeting.id), "objectTypeId": MEETINGS_OBJECT_TYPE_ID,
-                         "changeSource": source, "isSensitive": False}
+                event = {
+                    "eventId": self._next_event,
+                    "subscriptionId": sub.id,
+                    "portalId": self.portal_id,
+                    "appId": self.app_id,
+                    "occurredAt": stamp,
+                    "subscriptionType": template["subscriptionType"],
+                    "attemptNumber": 0,
+                    "objectId": int(meeting.id),
+                    "objectTypeId": MEETINGS_OBJECT_TYPE_ID,
+                    "changeSource": source,
+                    "isSensitive": False,
+                }
                 if source == SOURCE_UI:
                     event["sourceId"] = "userId:7001"
                 event |= {k: v for k, v in template.items() if k != "subscriptionType"}
                 batch.append(event)
         if batch:
-            self._sender.send(Batch(new_delivery_id(), self.webhook_target_url, batch,
-                                    retries_left=self.retry_failed,
-                                    duplicates_left=self.duplicate_deliveries))
+            self._sender.send(
+                Batch(
+                    new_delivery_id(),
+                    self.webhook_target_url,
+                    batch,
+                    retries_left=self.retry_failed,
+                    duplicates_left=self.duplicate_deliveries,
+                )
+            )
 
     # -- faults -----------------------------------------------------------------------------
 
@@ -778,5 +970,3 @@ class HubSpotState:
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
-
-

@@ -46,15 +46,27 @@ from bookingsync.sandbox.ring import ATTEMPTS_KEPT, Ring
 DELIVERY_TIMEOUT_SECONDS = 5.0
 
 # The table in HubSpot's validating-requests page: encoded sequences a v3 verifier decodes in the URI.
-V3_DECODED = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",
-              "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}
+V3_DECODED = {
+    "%3A": ":",
+    "%2F": "/",
+    "%3F": "?",
+    "%40": "@",
+    "%21": "!",
+    "%24": "$",
+    "%27": "'",
+    "%28": "(",
+    "%29": ")",
+    "%2A": "*",
+    "%2C": ",",
+    "%3B": ";",
+}
 
 
 def v3_uri(url: str) -> str:
     """`url` with the sequences of the documented table decoded (either hex case)."""
     out, i = [], 0
     while i < len(url):
-        chunk = url[i:i + 3].upper()
+        chunk = url[i : i + 3].upper()
         if url[i] == "%" and chunk in V3_DECODED:
             out.append(V3_DECODED[chunk])
             i += 3
@@ -133,8 +145,9 @@ class WebhookSender(BackgroundPoster[Batch]):
     timestamp; `retry_delay` is read before each re-send.
     """
 
-    def __init__(self, sign: Callable[[str, bytes], dict[str, str]],
-                 retry_delay: Callable[[], float] = lambda: 0.0) -> None:
+    def __init__(
+        self, sign: Callable[[str, bytes], dict[str, str]], retry_delay: Callable[[], float] = lambda: 0.0
+    ) -> None:
         super().__init__("hubspot-webhooks", DELIVERY_TIMEOUT_SECONDS)
         self._sign = sign
         self._retry_delay = retry_delay
@@ -154,13 +167,19 @@ class WebhookSender(BackgroundPoster[Batch]):
             body = encode_batch(batch.at_attempt(batch.attempt_number))
             headers = self._sign(batch.target_url, body)
             attempt = DeliveryAttempt(
-                delivery_id=batch.delivery_id, attempt_number=batch.attempt_number,
-                target_url=batch.target_url, event_ids=[int(e["eventId"]) for e in batch.events],
-                headers=headers, body=body.decode(),
+                delivery_id=batch.delivery_id,
+                attempt_number=batch.attempt_number,
+                target_url=batch.target_url,
+                event_ids=[int(e["eventId"]) for e in batch.events],
+                headers=headers,
+                body=body.decode(),
             )
             result = self.post(client, batch.target_url, body, headers)
-            attempt.status_code, attempt.response_body, attempt.error = (result.status_code, result.response_body,
-                                                                         result.error)
+            attempt.status_code, attempt.response_body, attempt.error = (
+                result.status_code,
+                result.response_body,
+                result.error,
+            )
             self._attempts.append(attempt)
             if not attempt.succeeded and batch.retries_left > 0:
                 batch.retries_left -= 1

@@ -10,7 +10,12 @@ import pytest
 from bookingsync.adapters.base import Page, ReadContext
 from bookingsync.adapters.leandata import LeanDataAdapter
 from bookingsync.adapters.leezy import LeezyAdapter
-from bookingsync.models.errors import NormaliseError, ProviderAuthError, ProviderUnavailable, WebhookUnauthorized
+from bookingsync.models.errors import (
+    NormaliseError,
+    ProviderAuthError,
+    ProviderUnavailable,
+    WebhookUnauthorized,
+)
 from bookingsync.sandbox.faults import Fault
 from bookingsync.sandbox.leezy import MEETINGS_PATH
 from bookingsync.sandbox.leezy_webhooks import SIGNATURE_STAGING
@@ -41,8 +46,12 @@ def sandbox() -> Iterator[RunningSandbox]:
 
 def leezy(sandbox: RunningSandbox, sleeps: Sleeps | None = None, **kwargs) -> LeezyAdapter:
     # An unlimited pace, so every recorded sleep is a retry wait and not request pacing.
-    kwargs = {"token": sandbox.leezy_token, "requests_per_minute": 1e9,
-              "sleep": Sleeps() if sleeps is None else sleeps, **kwargs}
+    kwargs = {
+        "token": sandbox.leezy_token,
+        "requests_per_minute": 1e9,
+        "sleep": Sleeps() if sleeps is None else sleeps,
+        **kwargs,
+    }
     _open.append(LeezyAdapter(connection_id="lz", base_url=sandbox.leezy_url, **kwargs))
     return _open[-1]
 
@@ -53,11 +62,21 @@ def leandata(sandbox: RunningSandbox, **kwargs) -> LeanDataAdapter:
     return _open[-1]
 
 
-def seed(sandbox: RunningSandbox, count: int, first: int = 0, updated_at: datetime | None = None) -> list[str]:
+def seed(
+    sandbox: RunningSandbox, count: int, first: int = 0, updated_at: datetime | None = None
+) -> list[str]:
     """`count` Leezy meetings updated one second apart from T0 (or all at `updated_at`)."""
-    return [sandbox.leezy.book(f"Demo {i}", START, START + timedelta(minutes=30), "Europe/Berlin",
-                               f"p{i}@example.com", updated_at=updated_at or T0 + timedelta(seconds=i))
-            for i in range(first, first + count)]
+    return [
+        sandbox.leezy.book(
+            f"Demo {i}",
+            START,
+            START + timedelta(minutes=30),
+            "Europe/Berlin",
+            f"p{i}@example.com",
+            updated_at=updated_at or T0 + timedelta(seconds=i),
+        )
+        for i in range(first, first + count)
+    ]
 
 
 def read_all(adapter, cursor=None, **context) -> list[Page]:
@@ -74,8 +93,11 @@ def wire(value: datetime) -> str:
 
 def asked(sandbox: RunningSandbox) -> list[tuple[int, str | None]]:
     """(offset, since) of every GET /meetings the simulator received, retries included."""
-    return [(int(dict(e.query)["offset"]), dict(e.query).get("since"))
-            for e in sandbox.leezy.requests.entries() if e.path == MEETINGS_PATH]
+    return [
+        (int(dict(e.query)["offset"]), dict(e.query).get("since"))
+        for e in sandbox.leezy.requests.entries()
+        if e.path == MEETINGS_PATH
+    ]
 
 
 def offsets_asked(sandbox: RunningSandbox) -> list[int]:
@@ -205,7 +227,9 @@ def test_leezy_record_updated_while_paging_is_not_lost(sandbox):
     pages = read_all(adapter, old)
     assert set(ids(pages)) == set(booked)  # nothing lost to the shift
     assert sorted(ids(pages)) == sorted(booked + [booked[0]])  # the moved one twice, all else once
-    titles = [adapter.normalise(r).meeting.title for p in pages for r in p.records if r.external_id == booked[0]]
+    titles = [
+        adapter.normalise(r).meeting.title for p in pages for r in p.records if r.external_id == booked[0]
+    ]
     assert titles == ["Demo 0", "Moved"]  # its new version is read later in the same read
     assert [offset for offset, _ in asked(sandbox)] == [0, 0, 0]
     assert pages[-1].cursor == {"since": wire(moved_at), "offset": 0}  # advanced: everything was read
@@ -261,8 +285,10 @@ def test_leandata_reads_each_watched_email_and_sweeps_complete_reads(sandbox):
 
     # The cursor is each email's last read (epoch seconds), saved with each email's page.
     read_at = int(NOW.timestamp())
-    assert [p.cursor for p in pages] == [{"read": {"a@example.com": read_at}},
-                                         {"read": {"a@example.com": read_at, "b@example.com": read_at}}]
+    assert [p.cursor for p in pages] == [
+        {"read": {"a@example.com": read_at}},
+        {"read": {"a@example.com": read_at, "b@example.com": read_at}},
+    ]
     assert [p.sweep.scope for p in pages] == ["a@example.com", "b@example.com"]
     assert [p.sweep.seen for p in pages] == [frozenset(a), frozenset(b)]
     assert {r.scope for r in pages[0].records} == {"a@example.com"}

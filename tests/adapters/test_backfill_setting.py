@@ -28,19 +28,40 @@ def sandbox() -> Iterator[RunningSandbox]:
 
 @pytest.mark.parametrize("backfill, announced", [(None, {"upcoming"}), ("all", {"upcoming", "over"})])
 def test_a_first_read_announces_meetings_already_over_only_when_asked(
-        sandbox: RunningSandbox, engine: Engine, backfill: str | None, announced: set[str]) -> None:
+    sandbox: RunningSandbox, engine: Engine, backfill: str | None, announced: set[str]
+) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    ids = {"over": sandbox.leezy.book("Last week", now - timedelta(days=7), now - timedelta(days=7, minutes=-30),
-                                      "UTC", "old@example.com"),
-           "upcoming": sandbox.leezy.book("Tomorrow", now + timedelta(days=1), now + timedelta(days=1, minutes=30),
-                                          "UTC", "new@example.com")}
-    config = {"connections": [{"id": "leezy-main", "provider": "leezy", "base_url": sandbox.leezy_url,
-                               "token": sandbox.leezy_token}],
-              "allow_private_targets": True}  # the simulator listens on loopback
+    ids = {
+        "over": sandbox.leezy.book(
+            "Last week",
+            now - timedelta(days=7),
+            now - timedelta(days=7, minutes=-30),
+            "UTC",
+            "old@example.com",
+        ),
+        "upcoming": sandbox.leezy.book(
+            "Tomorrow", now + timedelta(days=1), now + timedelta(days=1, minutes=30), "UTC", "new@example.com"
+        ),
+    }
+    config = {
+        "connections": [
+            {
+                "id": "leezy-main",
+                "provider": "leezy",
+                "base_url": sandbox.leezy_url,
+                "token": sandbox.leezy_token,
+            }
+        ],
+        "allow_private_targets": True,
+    }  # the simulator listens on loopback
     if backfill is not None:
         config["events"] = {"backfill": backfill}
-    rt = Runtime(config=parse_config(config, environ={}), engine=engine, clock=SystemClock(),
-                 adapter_overrides={"sleep": lambda _seconds: None})
+    rt = Runtime(
+        config=parse_config(config, environ={}),
+        engine=engine,
+        clock=SystemClock(),
+        adapter_overrides={"sleep": lambda _seconds: None},
+    )
     try:
         assert poll(rt, "leezy-main").error is None
     finally:
@@ -50,5 +71,6 @@ def test_a_first_read_announces_meetings_already_over_only_when_asked(
         booked_types = {(e.meeting_id, e.type) for e in session.exec(select(EventRow))}
         stored = {row.id for row in session.exec(select(MeetingRow))}
     assert {links[ids[name]] for name in ids} <= stored  # both are stored either way
-    assert {name for name, external in ids.items() if (links[external], "meeting.booked") in booked_types} \
-        == announced
+    assert {
+        name for name, external in ids.items() if (links[external], "meeting.booked") in booked_types
+    } == announced

@@ -41,16 +41,35 @@ def sandbox() -> Iterator[RunningSandbox]:
 
 @pytest.fixture
 def rt(sandbox: RunningSandbox, engine: Engine) -> Iterator[Runtime]:
-    config = parse_config({"allow_private_targets": True, "connections": [
-        {"id": LEEZY, "provider": "leezy", "base_url": sandbox.leezy_url, "token": sandbox.leezy_token},
-        {"id": LEANDATA, "provider": "leandata", "base_url": sandbox.leandata_url,
-         "api_key": sandbox.leandata_api_key, "watch_emails": [PROSPECT],
-         # A watched email is due again one interval after its read: here every poll reads it. The
-         # rate must allow one read per interval too, or the schedule spaces reads at 1/rate.
-         "poll_interval_seconds": 0.01, "requests_per_second": 1000},
-    ]}, environ={})
+    config = parse_config(
+        {
+            "allow_private_targets": True,
+            "connections": [
+                {
+                    "id": LEEZY,
+                    "provider": "leezy",
+                    "base_url": sandbox.leezy_url,
+                    "token": sandbox.leezy_token,
+                },
+                {
+                    "id": LEANDATA,
+                    "provider": "leandata",
+                    "base_url": sandbox.leandata_url,
+                    "api_key": sandbox.leandata_api_key,
+                    "watch_emails": [PROSPECT],
+                    # A watched email is due again one interval after its read: here every poll reads it. The
+                    # rate must allow one read per interval too, or the schedule spaces reads at 1/rate.
+                    "poll_interval_seconds": 0.01,
+                    "requests_per_second": 1000,
+                },
+            ],
+        },
+        environ={},
+    )
     sleeps: list[float] = []  # pacing and backoff are recorded, not slept
-    runtime = Runtime(config=config, engine=engine, clock=SystemClock(), adapter_overrides={"sleep": sleeps.append})
+    runtime = Runtime(
+        config=config, engine=engine, clock=SystemClock(), adapter_overrides={"sleep": sleeps.append}
+    )
     yield runtime
     runtime.close()
 
@@ -66,8 +85,12 @@ def soon(hours: float = 1) -> datetime:
 
 def book_leezy(sandbox: RunningSandbox, count: int) -> list[str]:
     start = soon()
-    return [sandbox.leezy.book(f"Demo {i}", start, start + timedelta(minutes=30), "Europe/Berlin",
-                               f"lead{i}@example.com") for i in range(count)]
+    return [
+        sandbox.leezy.book(
+            f"Demo {i}", start, start + timedelta(minutes=30), "Europe/Berlin", f"lead{i}@example.com"
+        )
+        for i in range(count)
+    ]
 
 
 def book_leandata(sandbox: RunningSandbox, hours: float) -> str:
@@ -81,8 +104,11 @@ def rows(engine: Engine, model: Any) -> list[Any]:
 
 
 def meeting_of(engine: Engine, connection: str, external_id: str) -> str:
-    return next(link.meeting_id for link in rows(engine, LinkRow)
-                if (link.connection, link.external_id) == (connection, external_id))
+    return next(
+        link.meeting_id
+        for link in rows(engine, LinkRow)
+        if (link.connection, link.external_id) == (connection, external_id)
+    )
 
 
 def events_of(engine: Engine, meeting_id: str) -> list[EventRow]:
@@ -176,7 +202,12 @@ def test_leandata_meeting_removed_at_the_source_is_deleted(sandbox, rt, engine):
     result = poll(rt, LEANDATA)
     assert result.error is None and result.events == ["meeting.deleted"]
     by_type = {e.type: e.status for e in events_of(engine, gone_mid)}
-    assert by_type == {BOOKED: "pending", STARTED: "cancelled", ENDED: "cancelled", "meeting.deleted": "pending"}
+    assert by_type == {
+        BOOKED: "pending",
+        STARTED: "cancelled",
+        ENDED: "cancelled",
+        "meeting.deleted": "pending",
+    }
     assert {e.type for e in events_of(engine, kept_mid)} == {BOOKED, STARTED, ENDED}
     statuses = {m.id: m.status for m in rows(engine, MeetingRow)}
     assert statuses == {gone_mid: "cancelled", kept_mid: "scheduled"}
@@ -212,8 +243,10 @@ def test_reschedule_moves_the_timers(sandbox, rt, engine):
     assert result.error is None and Counter(result.events) == {"meeting.rescheduled": 1, STARTED: 1, ENDED: 1}
     timers = {(e.type, e.set_for): e.status for e in events_of(engine, mid) if e.type in (STARTED, ENDED)}
     assert timers == {
-        (STARTED, old.start_time): "cancelled", (ENDED, old.end_time): "cancelled",
-        (STARTED, new_start): "pending", (ENDED, new_start + timedelta(minutes=45)): "pending",
+        (STARTED, old.start_time): "cancelled",
+        (ENDED, old.end_time): "cancelled",
+        (STARTED, new_start): "pending",
+        (ENDED, new_start + timedelta(minutes=45)): "pending",
     }
     [meeting] = rows(engine, MeetingRow)
     assert (meeting.start, meeting.end) == (new_start, new_start + timedelta(minutes=45))
@@ -221,7 +254,9 @@ def test_reschedule_moves_the_timers(sandbox, rt, engine):
 
 
 def test_re_reading_a_malformed_record_does_not_quarantine_it_again(sandbox, rt, engine):
-    broken = sandbox.leandata.book("Intro", soon(), soon(1.5), PROSPECT, status="pending")  # not a BookIt status
+    broken = sandbox.leandata.book(
+        "Intro", soon(), soon(1.5), PROSPECT, status="pending"
+    )  # not a BookIt status
     for _ in range(3):
         assert poll(rt, LEANDATA).quarantined == 1
     [item] = rows(engine, QuarantineRow)

@@ -35,17 +35,31 @@ GRACE = timedelta(minutes=5)
 
 
 def config(extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"api_keys": [{"id": "reader", "key": READ_KEY, "scopes": ["read"]},
-                         {"id": "operator", "key": WRITE_KEY, "scopes": ["write"]}],
-            "connections": [{"id": "leezy-main", "provider": "leezy", "base_url": "http://127.0.0.1:9",
-                             "token": "lzy_at_test"},
-                            {"id": "rocketlead-main", "provider": "rocketlead", "base_url": "http://127.0.0.1:9",
-                             "token": "rocketlead_live_test", "options": {"calendar_id": "c1",
-                                                                          "appointment_type_id": "a1"}}],
-            # Port 9 (discard) is closed on loopback: a delivery attempt fails without leaving the machine.
-            "subscriptions": [{"id": "crm", "url": "http://127.0.0.1:9/hook", "secret": SECRET}],
-            "allow_private_targets": True,  # every target here is on loopback
-            **(extra or {})}
+    return {
+        "api_keys": [
+            {"id": "reader", "key": READ_KEY, "scopes": ["read"]},
+            {"id": "operator", "key": WRITE_KEY, "scopes": ["write"]},
+        ],
+        "connections": [
+            {
+                "id": "leezy-main",
+                "provider": "leezy",
+                "base_url": "http://127.0.0.1:9",
+                "token": "lzy_at_test",
+            },
+            {
+                "id": "rocketlead-main",
+                "provider": "rocketlead",
+                "base_url": "http://127.0.0.1:9",
+                "token": "rocketlead_live_test",
+                "options": {"calendar_id": "c1", "appointment_type_id": "a1"},
+            },
+        ],
+        # Port 9 (discard) is closed on loopback: a delivery attempt fails without leaving the machine.
+        "subscriptions": [{"id": "crm", "url": "http://127.0.0.1:9/hook", "secret": SECRET}],
+        "allow_private_targets": True,  # every target here is on loopback
+        **(extra or {}),
+    }
 
 
 @dataclass
@@ -63,16 +77,36 @@ class Served:
         return httpx.Client(base_url=self.url, headers=headers, timeout=10)
 
 
-def record(external_id: str, start: datetime, status: str = "scheduled", title: str = "Demo",
-           email: str = "lisa@acme.com") -> SourceRecord:
-    return SourceRecord(external_id=external_id, meeting=Meeting(
-        status=status, title=title, start=start, end=start + timedelta(minutes=30), attendee={"email": email}))
+def record(
+    external_id: str,
+    start: datetime,
+    status: str = "scheduled",
+    title: str = "Demo",
+    email: str = "lisa@acme.com",
+) -> SourceRecord:
+    return SourceRecord(
+        external_id=external_id,
+        meeting=Meeting(
+            status=status,
+            title=title,
+            start=start,
+            end=start + timedelta(minutes=30),
+            attendee={"email": email},
+        ),
+    )
 
 
 def apply(rt: Runtime, rec: SourceRecord, connection: str = "leezy-main") -> store.Applied:
     with transaction(rt.engine) as session:
-        return store.apply_record(session, connection=connection, provider="leezy", record=rec,
-                                  raw={"id": rec.external_id}, now=rt.clock.now(), grace=GRACE)
+        return store.apply_record(
+            session,
+            connection=connection,
+            provider="leezy",
+            record=rec,
+            raw={"id": rec.external_id},
+            now=rt.clock.now(),
+            grace=GRACE,
+        )
 
 
 def publish_due(rt: Runtime) -> list[str]:
@@ -93,9 +127,20 @@ def populate(rt: Runtime) -> None:
     with transaction(rt.engine) as session:
         first = session.exec(select(DeliveryRow).order_by(DeliveryRow.id)).first()
         assert first is not None
-        first.status, first.finished_at, first.last_status_code, first.last_error = "dead", now, 400, "refused"
-        quarantine.add(session, connection="leezy-main", record=RawRecord(payload={"id": "bad"}, external_id="bad"),
-                       reason="start_time is missing", source="poll", now=now)
+        first.status, first.finished_at, first.last_status_code, first.last_error = (
+            "dead",
+            now,
+            400,
+            "refused",
+        )
+        quarantine.add(
+            session,
+            connection="leezy-main",
+            record=RawRecord(payload={"id": "bad"}, external_id="bad"),
+            reason="start_time is missing",
+            source="poll",
+            now=now,
+        )
 
 
 @contextmanager

@@ -54,10 +54,13 @@ def test_meetings_filter_by_status_time_email_and_connection_and_page_by_cursor(
         assert len(everything["meetings"]) == 4 and everything["next_cursor"] is None
         starts = [m["start"] for m in everything["meetings"]]
         assert starts == sorted(starts)
-        assert [m["status"] for m in client.get("/v1/meetings", params={"status": "cancelled"}).json()["meetings"]] \
-            == ["cancelled"]
-        window = {"start_from": (now + timedelta(days=1, hours=12)).isoformat(),
-                  "start_to": (now + timedelta(days=3, hours=12)).isoformat()}
+        assert [
+            m["status"] for m in client.get("/v1/meetings", params={"status": "cancelled"}).json()["meetings"]
+        ] == ["cancelled"]
+        window = {
+            "start_from": (now + timedelta(days=1, hours=12)).isoformat(),
+            "start_to": (now + timedelta(days=3, hours=12)).isoformat(),
+        }
         assert len(client.get("/v1/meetings", params=window).json()["meetings"]) == 2
         by_email = client.get("/v1/meetings", params={"attendee_email": " ANA@acme.com "}).json()["meetings"]
         assert [m["links"][0]["connection"] for m in by_email] == ["hubspot-main"]
@@ -65,24 +68,31 @@ def test_meetings_filter_by_status_time_email_and_connection_and_page_by_cursor(
         # Paging: two at a time, through all four, in the same order.
         seen, cursor = [], None
         while True:
-            page = client.get("/v1/meetings", params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+            page = client.get(
+                "/v1/meetings", params={"limit": 2, **({"cursor": cursor} if cursor else {})}
+            ).json()
             seen += [m["id"] for m in page["meetings"]]
             cursor = page["next_cursor"]
             if cursor is None:
                 break
         assert seen == [m["id"] for m in everything["meetings"]]
-        assert client.get("/v1/meetings", params={"start_from": "2026-01-01T00:00:00"}).status_code == 422  # naive
+        assert (
+            client.get("/v1/meetings", params={"start_from": "2026-01-01T00:00:00"}).status_code == 422
+        )  # naive
         assert client.get("/v1/meetings", params={"status": "a", "limit": 1}).status_code == 422
         assert client.get("/v1/meetings?limit=1&limit=2").status_code == 422  # given twice
 
 
 def test_one_meeting_has_its_links_events_and_deliveries(served: Served) -> None:
     with served.client() as client:
-        [first] = [m for m in client.get("/v1/meetings").json()["meetings"] if m["links"][0]["external_id"] == "m1"]
+        [first] = [
+            m for m in client.get("/v1/meetings").json()["meetings"] if m["links"][0]["external_id"] == "m1"
+        ]
         detail = client.get(f"/v1/meetings/{first['id']}").json()
         assert detail["meeting"] == first and detail["booked"] is True and detail["version"] == 2
-        assert [(link["connection"], link["external_id"], link["missing"]) for link in detail["links"]] == \
-            [("leezy-main", "m1", False)]
+        assert [(link["connection"], link["external_id"], link["missing"]) for link in detail["links"]] == [
+            ("leezy-main", "m1", False)
+        ]
         types = [event["type"] for event in detail["events"]]
         assert types.count("meeting.booked") == 1 and "meeting.rescheduled" in types
         published = {e["event_id"] for e in detail["events"] if e["status"] == "published"}
@@ -104,7 +114,10 @@ def test_the_feed_lets_a_consumer_catch_up_and_keep_up_by_polling(served: Served
         assert [e["type"] for e in caught_up] == ["meeting.booked", "meeting.booked", "meeting.rescheduled"]
         moved = caught_up[-1]["data"]
         assert moved["previous"]["start"] != moved["meeting"]["start"]
-        assert set(moved["changes"]) == {"start", "end"} and moved["changes"]["start"]["new"] == moved["meeting"]["start"]
+        assert (
+            set(moved["changes"]) == {"start", "end"}
+            and moved["changes"]["start"]["new"] == moved["meeting"]["start"]
+        )
         # The feed item is the webhook body with its position.
         with transaction(served.rt.engine) as session:
             row = session.exec(select(EventRow).where(EventRow.event_id == moved["event_id"])).one()
@@ -112,13 +125,19 @@ def test_the_feed_lets_a_consumer_catch_up_and_keep_up_by_polling(served: Served
 
         idle = client.get("/v1/events", params={"after": cursor}).json()
         assert idle == {"events": [], "next_cursor": cursor, "has_more": False}
-        apply(served.rt, record("m2", served.clock.now() + timedelta(days=2), title="Renamed", email="max@acme.com"))
+        apply(
+            served.rt,
+            record("m2", served.clock.now() + timedelta(days=2), title="Renamed", email="max@acme.com"),
+        )
         publish_due(served.rt)
         [renamed] = client.get("/v1/events", params={"after": cursor}).json()["events"]
         assert renamed["type"] == "meeting.updated" and renamed["position"] == cursor + 1
         assert renamed["data"]["changes"] == {"title": {"old": "Demo", "new": "Renamed"}}
         one = client.get(f"/v1/events/{renamed['data']['event_id']}").json()
-        assert one["event"]["position"] == renamed["position"] and one["event"]["body"]["type"] == "meeting.updated"
+        assert (
+            one["event"]["position"] == renamed["position"]
+            and one["event"]["body"]["type"] == "meeting.updated"
+        )
         assert client.get("/v1/events/evt_nope").status_code == 404
 
 
@@ -162,10 +181,16 @@ def test_reenabling_a_subscription_sends_what_was_published_while_it_was_disable
 
 
 def test_a_new_subscription_gets_no_history_unless_it_asks_with_replay_from_a_time(served: Served) -> None:
-    late = {"id": "late", "url": "http://127.0.0.1:9/late",
-            "secret": "whsec_dGhlIG90aGVyIHN1YnNjcmlwdGlvbiBzZWNyZXQ="}
-    rt = Runtime(config=parse_config(config({"subscriptions": [config()["subscriptions"][0], late]}), environ={}),
-                 engine=served.rt.engine, clock=served.clock)
+    late = {
+        "id": "late",
+        "url": "http://127.0.0.1:9/late",
+        "secret": "whsec_dGhlIG90aGVyIHN1YnNjcmlwdGlvbiBzZWNyZXQ=",
+    }
+    rt = Runtime(
+        config=parse_config(config({"subscriptions": [config()["subscriptions"][0], late]}), environ={}),
+        engine=served.rt.engine,
+        clock=served.clock,
+    )
     app = serve_app(create_app(rt))
     try:
         with httpx.Client(base_url=app.url, headers={"authorization": f"Bearer {WRITE_KEY}"}) as client:
@@ -186,7 +211,11 @@ def test_a_new_subscription_gets_no_history_unless_it_asks_with_replay_from_a_ti
 def test_quarantine_lists_and_replays_and_says_why_not(served: Served) -> None:
     with served.client() as client:
         [item] = client.get("/v1/quarantine").json()["items"]
-        assert (item["connection"], item["reason"], item["status"]) == ("leezy-main", "start_time is missing", "open")
+        assert (item["connection"], item["reason"], item["status"]) == (
+            "leezy-main",
+            "start_time is missing",
+            "open",
+        )
         assert client.get(f"/v1/quarantine/{item['id']}").json()["raw"] == {"id": "bad"}
         still_bad = client.post(f"/v1/quarantine/{item['id']}/replay")
         assert still_bad.status_code == 409 and "still cannot be normalised" in still_bad.json()["error"]
@@ -198,12 +227,18 @@ def test_connections_show_last_poll_lag_and_who_polls(served: Served) -> None:
     rt, now = served.rt, served.clock.now()
     with transaction(rt.engine) as session:
         store.save_cursor(session, "leezy-main", {"since": "2026-03-01T00:00:00Z"}, now)
-        session.add(LeaseRow(name="poll:leezy-main", holder="worker@host:1", until=now + timedelta(seconds=60)))
+        session.add(
+            LeaseRow(name="poll:leezy-main", holder="worker@host:1", until=now + timedelta(seconds=60))
+        )
     served.clock.advance(42)
     with served.client(key=READ_KEY) as client:
         leezy, rocketlead = client.get("/v1/connections").json()
         assert leezy["id"] == "leezy-main" and leezy["provider"] == "leezy" and leezy["polled"] is True
-        assert (rocketlead["polled"], rocketlead["lag_seconds"], rocketlead["last_poll_at"]) == (False, None, None)
+        assert (rocketlead["polled"], rocketlead["lag_seconds"], rocketlead["last_poll_at"]) == (
+            False,
+            None,
+            None,
+        )
         assert leezy["cursor"] == {"since": "2026-03-01T00:00:00Z"} and leezy["lag_seconds"] == 42
         assert leezy["polling_now"] == "worker@host:1" and leezy["open_quarantine"] == 1
         assert client.get("/v1/connections/leezy-main").json() == leezy

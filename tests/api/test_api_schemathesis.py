@@ -21,8 +21,13 @@ EXAMPLES = 20  # per operation and mode: 16 operations x 2 modes x 2 backends
 
 def fuzz(operation: schemathesis.APIOperation, mode: GenerationMode) -> None:
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-              database=None)
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
     def check(case: schemathesis.Case) -> None:
         # Our real key in place of a generated one; a negative case that dropped the header on
         # purpose goes without it, and must be refused.

@@ -19,16 +19,27 @@ from tests.api.conftest import READ_KEY, WRITE_KEY, Served, serving
 from tests.conftest import service_missing
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1400,1000")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+)
 WAIT = 20  # seconds for a page to show what is expected
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[object]:
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        service_missing("Chromium", f"{CHROMIUM} and {CHROMEDRIVER} are needed: apt-get install chromium chromium-driver")
+        service_missing(
+            "Chromium", f"{CHROMIUM} and {CHROMEDRIVER} are needed: apt-get install chromium chromium-driver"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -64,7 +75,8 @@ def sign_in(driver, url: str, key: str) -> None:
 
 
 def test_the_page_shows_connections_refreshes_itself_and_replays_a_dead_letter(
-        browser, page_app: Served, tmp_path: Path) -> None:
+    browser, page_app: Served, tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import WebDriverWait
@@ -76,8 +88,9 @@ def test_the_page_shows_connections_refreshes_itself_and_replays_a_dead_letter(
     wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=connection-leezy-main]")))
 
     # The connection's state: provider, last poll 90 s ago, lag, the open quarantine item.
-    row = driver.find_element(By.CSS_SELECTOR, "[data-testid=connection-leezy-main]").find_element(By.XPATH,
-                                                                                                   "./ancestor::tr")
+    row = driver.find_element(By.CSS_SELECTOR, "[data-testid=connection-leezy-main]").find_element(
+        By.XPATH, "./ancestor::tr"
+    )
     cells = [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
     assert cells[1] == "leezy" and cells[2] == "enabled"
     assert "(90s ago)" in cells[3] and cells[4] == "90s" and cells[9] == "1"
@@ -87,8 +100,14 @@ def test_the_page_shows_connections_refreshes_itself_and_replays_a_dead_letter(
 
     # It refreshes itself: a record quarantined now appears without anyone reloading.
     with transaction(page_app.rt.engine) as session:
-        quarantine.add(session, connection="leezy-main", record=RawRecord(payload={"id": "late"}, external_id="late"),
-                       reason="end_time before start_time", source="webhook", now=page_app.clock.now())
+        quarantine.add(
+            session,
+            connection="leezy-main",
+            record=RawRecord(payload={"id": "late"}, external_id="late"),
+            reason="end_time before start_time",
+            source="webhook",
+            now=page_app.clock.now(),
+        )
     wait.until(lambda d: "end_time before start_time" in d.page_source)
 
     # The replay button puts the dead letter back in line.
@@ -111,7 +130,8 @@ def test_a_read_key_sees_the_page_without_buttons(browser, page_app: Served) -> 
 
     sign_in(browser, page_app.url, READ_KEY)
     WebDriverWait(browser, WAIT).until(
-        seen.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=connection-leezy-main]")))
+        seen.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=connection-leezy-main]"))
+    )
     assert "read only" in browser.page_source
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid^=replay-]")
     browser.find_element(By.XPATH, "//button[text()='Sign out']").click()

@@ -36,4 +36,5 @@ def driver(request: pytest.FixtureRequest, sandbox: RunningSandbox) -> Iterator[
         served = built.requests()
         assert len(served) == len(transport.exchanges), (
             f"{built.name}: the simulator answered {len(served)} requests but "
-            f"{len(transport.exchanges)} passed through the OpenAPI validator")
+            f"{len(transport.exchanges)} passed through the OpenAPI validator"
+        )

@@ -156,8 +156,13 @@ class Driver:
         raise NotImplementedError
 
     def adapter(self, **overrides: Any) -> Any:
-        kwargs = {"connection_id": f"contract-{self.name}", "base_url": self.url, "sleep": self.sleeps,
-                  **self.settings(), **overrides}
+        kwargs = {
+            "connection_id": f"contract-{self.name}",
+            "base_url": self.url,
+            "sleep": self.sleeps,
+            **self.settings(),
+            **overrides,
+        }
         if self.transport is not None:
             kwargs.setdefault("transport", self.transport)
         built = self.adapter_class(**kwargs)
@@ -234,9 +239,14 @@ class Driver:
     def booking_request(self, minutes: int = 30) -> BookingRequest:
         start = self.booking_time()
         email = self.new_email()
-        meeting = Meeting(status=MeetingStatus.SCHEDULED, title=f"Mirror {email}", start=start,
-                          end=start + timedelta(minutes=minutes), timezone="Europe/Berlin",
-                          attendee=Person(email=email, name="Ada Lovelace"))
+        meeting = Meeting(
+            status=MeetingStatus.SCHEDULED,
+            title=f"Mirror {email}",
+            start=start,
+            end=start + timedelta(minutes=minutes),
+            timezone="Europe/Berlin",
+            attendee=Person(email=email, name="Ada Lovelace"),
+        )
         return BookingRequest(meeting=meeting, reference=f"ref-{email}")
 
     def booked(self, external_id: str) -> Expected | None:
@@ -288,14 +298,18 @@ class LeezyDriver(Driver):
         self._stamp = itertools.count()
 
     def settings(self) -> dict[str, Any]:
-        return {"token": self.sandbox.leezy_token, "webhook_secret": WEBHOOK_SECRET,
-                "requests_per_minute": 1e9}
+        return {
+            "token": self.sandbox.leezy_token,
+            "webhook_secret": WEBHOOK_SECRET,
+            "requests_per_minute": 1e9,
+        }
 
     def _seed_one(self, title: str, start: datetime, end: datetime, email: str, *, tied: bool) -> str:
         # updated_at orders the list: distinct seconds, or one shared second for ties.
         stamp = NOW - timedelta(hours=1) + timedelta(seconds=0 if tied else next(self._stamp))
-        return self.state.book(title, start, end, "Europe/Berlin", email, attendee_name="Ada Lovelace",
-                               updated_at=stamp)
+        return self.state.book(
+            title, start, end, "Europe/Berlin", email, attendee_name="Ada Lovelace", updated_at=stamp
+        )
 
     def raw_record(self, external_id: str) -> RawRecord:
         return RawRecord(payload=self.state.get(external_id).resource(), external_id=external_id)
@@ -307,7 +321,9 @@ class LeezyDriver(Driver):
         def act() -> None:  # the first page's record moves to the end; a new one is booked
             self.state.reschedule(changed_id, mutation.new_start, mutation.new_start + SEED_LENGTH)
             email = self.new_email()
-            new_id = self.state.book("Contract late", SEED_START, SEED_START + SEED_LENGTH, "Europe/Berlin", email)
+            new_id = self.state.book(
+                "Contract late", SEED_START, SEED_START + SEED_LENGTH, "Europe/Berlin", email
+            )
             self.expected[new_id] = Expected(SEED_START, SEED_START + SEED_LENGTH, email)
             mutation.created.append(new_id)
 
@@ -327,10 +343,13 @@ class LeezyDriver(Driver):
 
     def _delivery_for(self, external_id: str) -> Delivery:
         assert self.state.flush_deliveries(5.0)
-        [attempt] = [a for a in self.state.deliveries()
-                     if json.loads(a.body)["data"]["id"] == external_id]
-        return Delivery(dict(attempt.headers), attempt.body.encode(), "https://bookingsync.example/webhooks/lz",
-                        external_id=external_id)
+        [attempt] = [a for a in self.state.deliveries() if json.loads(a.body)["data"]["id"] == external_id]
+        return Delivery(
+            dict(attempt.headers),
+            attempt.body.encode(),
+            "https://bookingsync.example/webhooks/lz",
+            external_id=external_id,
+        )
 
     def signed_webhook(self) -> Delivery:
         self._subscribe()
@@ -361,9 +380,12 @@ class LeanDataDriver(Driver):
     fault_path = leandata_sim.LIST_PATH
 
     def settings(self) -> dict[str, Any]:
-        return {"api_key": self.sandbox.leandata_api_key, "requests_per_second": 1e9,
-                "trigger_node": "New Webform Prospect",
-                "routing_inputs": {"Email": "{email}", "FirstName": "{first_name}", "LastName": "{last_name}"}}
+        return {
+            "api_key": self.sandbox.leandata_api_key,
+            "requests_per_second": 1e9,
+            "trigger_node": "New Webform Prospect",
+            "routing_inputs": {"Email": "{email}", "FirstName": "{first_name}", "LastName": "{last_name}"},
+        }
 
     def seed(self, count: int, *, tied: bool = False) -> list[str]:
         # Pages are per prospect email: three prospects, so the read spans several pages.
@@ -380,7 +402,9 @@ class LeanDataDriver(Driver):
 
     def raw_record(self, external_id: str) -> RawRecord:
         meeting = self.state.get(external_id)
-        return RawRecord(payload=self.state.wire(meeting), external_id=external_id, scope=meeting.prospect_email)
+        return RawRecord(
+            payload=self.state.wire(meeting), external_id=external_id, scope=meeting.prospect_email
+        )
 
     def mutate_after_first_page(self, changed_id: str) -> Mutation:
         old = self.state.get(changed_id)
@@ -389,7 +413,9 @@ class LeanDataDriver(Driver):
 
         def act() -> None:
             self.state.reschedule(changed_id, new_start, new_start + SEED_LENGTH)
-            new_id = self.state.book("Contract late", SEED_START, SEED_START + SEED_LENGTH, old.prospect_email)
+            new_id = self.state.book(
+                "Contract late", SEED_START, SEED_START + SEED_LENGTH, old.prospect_email
+            )
             self.expected[new_id] = Expected(SEED_START, SEED_START + SEED_LENGTH, old.prospect_email)
             mutation.created.append(new_id)
 
@@ -411,12 +437,19 @@ class LeanDataDriver(Driver):
             meeting = self.state.get(external_id)
         except Exception:  # noqa: BLE001 - the simulator's UnknownMeetingError
             return None
-        return Expected(datetime.fromtimestamp(meeting.start_ms / 1000, UTC),
-                        datetime.fromtimestamp(meeting.end_ms / 1000, UTC), meeting.prospect_email)
+        return Expected(
+            datetime.fromtimestamp(meeting.start_ms / 1000, UTC),
+            datetime.fromtimestamp(meeting.end_ms / 1000, UTC),
+            meeting.prospect_email,
+        )
 
     def write_rejection(self) -> WriteRejection:
-        return WriteRejection({"trigger_node": "No Such Node"}, self.booking_request(), ProviderRejected,
-                              "Invalid Node name provided")
+        return WriteRejection(
+            {"trigger_node": "No Such Node"},
+            self.booking_request(),
+            ProviderRejected,
+            "Invalid Node name provided",
+        )
 
 
 # -- RocketLead -----------------------------------------------------------------------------------
@@ -431,8 +464,11 @@ class RocketLeadDriver(Driver):
     fault_path = rocketlead_sim.AVAILABILITY_PATH
 
     def settings(self) -> dict[str, Any]:
-        return {"token": self.sandbox.rocketlead_token, "calendar_id": rocketlead_sim.DEFAULT_CALENDAR_ID,
-                "appointment_type_id": rocketlead_sim.DEFAULT_APPOINTMENT_TYPE_ID}
+        return {
+            "token": self.sandbox.rocketlead_token,
+            "calendar_id": rocketlead_sim.DEFAULT_CALENDAR_ID,
+            "appointment_type_id": rocketlead_sim.DEFAULT_APPOINTMENT_TYPE_ID,
+        }
 
     def _seed_one(self, title: str, start: datetime, end: datetime, email: str, *, tied: bool) -> str:
         lead = self.state.add_lead(email, first_name="Ada", last_name="Lovelace")
@@ -468,9 +504,14 @@ class RocketLeadDriver(Driver):
             self.state.after_availability(lambda: self.state.set_grid(booking_length=45))
             self._cleanups.append(lambda: self.state.set_grid(booking_length=30))
 
-        return WriteRejection({}, self.booking_request(), ProviderRejected,
-                              "Validation failed: endDateTime must be startDateTime plus the appointment "
-                              "type's bookingLength (45 minutes)", arrange)
+        return WriteRejection(
+            {},
+            self.booking_request(),
+            ProviderRejected,
+            "Validation failed: endDateTime must be startDateTime plus the appointment "
+            "type's bookingLength (45 minutes)",
+            arrange,
+        )
 
 
 # -- Meetergo -------------------------------------------------------------------------------------
@@ -483,17 +524,23 @@ class MeetergoDriver(Driver):
     fault_path = meetergo_sim.LIST_PATH
 
     def settings(self) -> dict[str, Any]:
-        return {"token": meetergo_sim.DEFAULT_TOKEN, "webhook_secret": WEBHOOK_SECRET,
-                "meeting_type_id": meetergo_sim.MEETING_TYPE_ID, "host_ids": [meetergo_sim.DEFAULT_USER_ID],
-                "requests_per_minute": 1e9}
+        return {
+            "token": meetergo_sim.DEFAULT_TOKEN,
+            "webhook_secret": WEBHOOK_SECRET,
+            "meeting_type_id": meetergo_sim.MEETING_TYPE_ID,
+            "host_ids": [meetergo_sim.DEFAULT_USER_ID],
+            "requests_per_minute": 1e9,
+        }
 
     def _seed_one(self, title: str, start: datetime, end: datetime, email: str, *, tied: bool) -> str:
-        return self.state.create_appointment(start, email, end=end, attendee_name="Ada Lovelace",
-                                             title=title).id
+        return self.state.create_appointment(
+            start, email, end=end, attendee_name="Ada Lovelace", title=title
+        ).id
 
     def raw_record(self, external_id: str) -> RawRecord:
-        return RawRecord(payload=self.state.appointment_resource(self.state.get(external_id)),
-                         external_id=external_id)
+        return RawRecord(
+            payload=self.state.appointment_resource(self.state.get(external_id)), external_id=external_id
+        )
 
     def mutate_after_first_page(self, changed_id: str) -> Mutation:
         old = self.state.get(changed_id)
@@ -503,8 +550,9 @@ class MeetergoDriver(Driver):
             self.state.reschedule(changed_id, mutation.new_start)
             email = self.new_email()
             new_id = self.state.create_appointment(SEED_START - timedelta(hours=1), email).id
-            self.expected[new_id] = Expected(SEED_START - timedelta(hours=1), SEED_START - timedelta(minutes=30),
-                                             email)
+            self.expected[new_id] = Expected(
+                SEED_START - timedelta(hours=1), SEED_START - timedelta(minutes=30), email
+            )
             mutation.created.append(new_id)
 
         self.state.after_page(0, act)
@@ -529,8 +577,9 @@ class MeetergoDriver(Driver):
 
     def write_rejection(self) -> WriteRejection:
         # 45 minutes is not a duration the meeting type offers (30 or 60).
-        return WriteRejection({}, self.booking_request(minutes=45), ProviderRejected,
-                              "duration must be one of 30, 60")
+        return WriteRejection(
+            {}, self.booking_request(minutes=45), ProviderRejected, "duration must be one of 30, 60"
+        )
 
     # webhooks: registered with the URL token; deliveries captured where they were sent
     def _hook_url(self, token: str) -> str:
@@ -541,10 +590,15 @@ class MeetergoDriver(Driver):
         self._cleanups.append(lambda: self.state.remove_webhook(hook.id))
         [external_id] = self.seed(1)
         assert self.state.flush_deliveries(5.0)
-        [attempt] = [a for a in self.state.deliveries()
-                     if a.webhook_id == hook.id and a.payload().get("id") == external_id]
+        [attempt] = [
+            a
+            for a in self.state.deliveries()
+            if a.webhook_id == hook.id and a.payload().get("id") == external_id
+        ]
         self._last_attempt = attempt
-        return Delivery(dict(attempt.headers), attempt.body.encode(), attempt.target_url, external_id=external_id)
+        return Delivery(
+            dict(attempt.headers), attempt.body.encode(), attempt.target_url, external_id=external_id
+        )
 
     def signed_webhook(self) -> Delivery:
         return self._delivery(self._hook_url(WEBHOOK_SECRET))
@@ -552,7 +606,9 @@ class MeetergoDriver(Driver):
     def redelivered(self, delivery: Delivery) -> Delivery:
         again = self.state.redeliver(self._last_attempt.delivery_id)
         assert self.state.flush_deliveries(5.0)
-        return Delivery(dict(again.headers), again.body.encode(), again.target_url, external_id=delivery.external_id)
+        return Delivery(
+            dict(again.headers), again.body.encode(), again.target_url, external_id=delivery.external_id
+        )
 
     def forged_webhook(self) -> Delivery:
         return self._delivery(self._hook_url("guessed-token"))
@@ -571,19 +627,23 @@ class HubSpotDriver(Driver):
     fault_path = hubspot_sim.MEETINGS_PATH
 
     def settings(self) -> dict[str, Any]:
-        return {"token": self.sandbox.hubspot_token, "webhook_secret": self.sandbox.hubspot_client_secret,
-                "meeting_slug": hubspot_sim.DEFAULT_LINK_SLUG, "requests_per_second": 1e9}
+        return {
+            "token": self.sandbox.hubspot_token,
+            "webhook_secret": self.sandbox.hubspot_client_secret,
+            "meeting_slug": hubspot_sim.DEFAULT_LINK_SLUG,
+            "requests_per_second": 1e9,
+        }
 
     def _seed_one(self, title: str, start: datetime, end: datetime, email: str, *, tied: bool) -> str:
-        return self.state.create_meeting(title, start, end, attendee_email=email,
-                                         external_url="https://meet.example.com/contract")
+        return self.state.create_meeting(
+            title, start, end, attendee_email=email, external_url="https://meet.example.com/contract"
+        )
 
     def _expected_email(self, email: str) -> str | None:
         return None  # a CRM meeting names its attendee by contact association only (adapter docstring)
 
     def raw_record(self, external_id: str) -> RawRecord:
-        return RawRecord(payload=self.state.get(external_id).resource(PROPERTIES),
-                         external_id=external_id)
+        return RawRecord(payload=self.state.get(external_id).resource(PROPERTIES), external_id=external_id)
 
     def mutate_after_first_page(self, changed_id: str) -> Mutation:
         old = self.state.get(changed_id).span()
@@ -633,8 +693,12 @@ class HubSpotDriver(Driver):
         return RawRecord(payload=meeting.resource(PROPERTIES), external_id=meeting.id)
 
     def write_rejection(self) -> WriteRejection:
-        return WriteRejection({"meeting_slug": "no-such-link"}, self.booking_request(), ProviderNotFound,
-                              "No meeting link with id no-such-link exists.")
+        return WriteRejection(
+            {"meeting_slug": "no-such-link"},
+            self.booking_request(),
+            ProviderNotFound,
+            "No meeting link with id no-such-link exists.",
+        )
 
     # webhooks: v3-signed batches from the simulator's sender, captured where they were sent
     def _target(self) -> str:
@@ -653,10 +717,16 @@ class HubSpotDriver(Driver):
 
     def _delivery_for(self, external_id: str, attempt_number: int = 0) -> Delivery:
         assert self.state.flush_deliveries(5.0)
-        [attempt] = [a for a in self.state.deliveries() if a.attempt_number == attempt_number
-                     and any(str(e["objectId"]) == external_id for e in json.loads(a.body))]
+        [attempt] = [
+            a
+            for a in self.state.deliveries()
+            if a.attempt_number == attempt_number
+            and any(str(e["objectId"]) == external_id for e in json.loads(a.body))
+        ]
         self._last_delivery_id = attempt.delivery_id
-        return Delivery(dict(attempt.headers), attempt.body.encode(), attempt.target_url, external_id=external_id)
+        return Delivery(
+            dict(attempt.headers), attempt.body.encode(), attempt.target_url, external_id=external_id
+        )
 
     def signed_webhook(self) -> Delivery:
         self._subscribe()
@@ -672,8 +742,12 @@ class HubSpotDriver(Driver):
         real = self.signed_webhook()
         body = json.loads(real.body)
         body[0]["objectId"] += 1  # another meeting, signature kept
-        return Delivery(real.headers, json.dumps(body, separators=(",", ":")).encode(), real.url,
-                        external_id=real.external_id)
+        return Delivery(
+            real.headers,
+            json.dumps(body, separators=(",", ":")).encode(),
+            real.url,
+            external_id=real.external_id,
+        )
 
     def stale_webhook(self) -> Delivery | None:
         self.state.timestamp_offset_ms = -int(STALE.total_seconds() * 1000)
@@ -681,8 +755,9 @@ class HubSpotDriver(Driver):
         return self.signed_webhook()
 
 
-DRIVERS: dict[str, type[Driver]] = {d.name: d for d in
-                                    (LeezyDriver, LeanDataDriver, RocketLeadDriver, MeetergoDriver, HubSpotDriver)}
+DRIVERS: dict[str, type[Driver]] = {
+    d.name: d for d in (LeezyDriver, LeanDataDriver, RocketLeadDriver, MeetergoDriver, HubSpotDriver)
+}
 
 
 def all_ids(pages: list[Page]) -> list[str]:

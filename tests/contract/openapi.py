@@ -69,7 +69,8 @@ def _leandata_dict() -> dict[str, Any]:
             declared = {p.get("name") for p in item.get("parameters", []) if p.get("in") == "path"}
             item["parameters"] = list(item.get("parameters", [])) + [
                 {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-                for n in names if n not in declared
+                for n in names
+                if n not in declared
             ]
         paths[templated] = item
     spec["paths"] = paths
@@ -90,8 +91,11 @@ def _hubspot_dict(path: Path) -> dict[str, Any]:
     spec = _without_empty_content(copy.deepcopy(json.loads(path.read_text())))
     schemes = spec.get("components", {}).get("securitySchemes", {})
     if "oauth2" in schemes:
-        schemes["oauth2"] = {"type": "http", "scheme": "bearer",
-                             "description": "OAuth 2 / private app access token (RFC 6750 bearer)"}
+        schemes["oauth2"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "OAuth 2 / private app access token (RFC 6750 bearer)",
+        }
     return spec
 
 
@@ -129,8 +133,10 @@ class Spec:
 
     def error_schema_errors(self, body: Any) -> list[str]:
         root = {"$ref": "#/components/schemas/Error", "components": self.dict["components"]}
-        return [f"{'/'.join(map(str, e.absolute_path)) or '<body>'}: {e.message}"
-                for e in OAS30Validator(root).iter_errors(body)]
+        return [
+            f"{'/'.join(map(str, e.absolute_path)) or '<body>'}: {e.message}"
+            for e in OAS30Validator(root).iter_errors(body)
+        ]
 
 
 @cache
@@ -140,8 +146,9 @@ def leandata_specs() -> tuple[Spec, ...]:
 
 @cache
 def hubspot_specs() -> tuple[Spec, ...]:
-    return tuple(Spec(f"hubspot/{p.name}", _hubspot_dict(p))
-                 for p in provider_docs("hubspot", "*.openapi.json"))
+    return tuple(
+        Spec(f"hubspot/{p.name}", _hubspot_dict(p)) for p in provider_docs("hubspot", "*.openapi.json")
+    )
 
 
 # -- openapi-core's request/response protocols over httpx -------------------------------------
@@ -233,16 +240,24 @@ class ValidatingTransport(httpx.BaseTransport):
         matches = [(s, s.template_for(path)) for s in self.specs]
         spec, template = next(((s, t) for s, t in matches if t is not None), (None, None))
         with self._lock:
-            self.exchanges.append(Exchange(request.method, path, response.status_code,
-                                           spec.name if spec else None, template))
+            self.exchanges.append(
+                Exchange(request.method, path, response.status_code, spec.name if spec else None, template)
+            )
         if spec is None or template is None:
-            self._violation(request, response, "unknown path: no published spec documents it "
-                                               f"(searched {', '.join(s.name for s in self.specs)})")
+            self._violation(
+                request,
+                response,
+                "unknown path: no published spec documents it "
+                f"(searched {', '.join(s.name for s in self.specs)})",
+            )
             return
         method = request.method.lower()
         if method not in spec.dict["paths"][template]:
-            self._violation(request, response, f"unknown method: {spec.name} documents "
-                                               f"{template} without {request.method}")
+            self._violation(
+                request,
+                response,
+                f"unknown method: {spec.name} documents {template} without {request.method}",
+            )
             return
         operation = Operation(template, method, spec.dict)
         ours = _Request(request, spec.server)
@@ -252,16 +267,25 @@ class ValidatingTransport(httpx.BaseTransport):
             self._violation(request, None, f"request does not match {spec.name} {template}: {_describe(exc)}")
         self._check_response(request, response, spec, operation, ours)
 
-    def _check_response(self, request: httpx.Request, response: httpx.Response, spec: Spec,
-                        operation: Operation, ours: _Request) -> None:
+    def _check_response(
+        self,
+        request: httpx.Request,
+        response: httpx.Response,
+        spec: Spec,
+        operation: Operation,
+        ours: _Request,
+    ) -> None:
         documented = operation.definition.get("responses", {})
         status = str(response.status_code)
         if status in documented or f"{status[0]}XX" in documented:
             try:
                 spec.openapi.validate_response(ours, _Response(response))
             except Exception as exc:  # noqa: BLE001
-                self._violation(request, response,
-                                f"response does not match {spec.name} {operation.template}: {_describe(exc)}")
+                self._violation(
+                    request,
+                    response,
+                    f"response does not match {spec.name} {operation.template}: {_describe(exc)}",
+                )
             return
         if "default" in documented:
             try:
@@ -274,9 +298,13 @@ class ValidatingTransport(httpx.BaseTransport):
             return
         documents_errors = any(not code.startswith("2") for code in documented)
         if response.is_success or documents_errors:
-            self._violation(request, response, f"status {status} is not documented for "
-                                               f"{request.method} {operation.template} (documented: "
-                                               f"{', '.join(documented) or 'none'})")
+            self._violation(
+                request,
+                response,
+                f"status {status} is not documented for "
+                f"{request.method} {operation.template} (documented: "
+                f"{', '.join(documented) or 'none'})",
+            )
             return
         # An error answer to an operation whose spec documents no error response at all.
         try:
@@ -284,8 +312,9 @@ class ValidatingTransport(httpx.BaseTransport):
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            self._violation(request, response, "undocumented error answer is not a JSON object: "
-                                               f"{response.text[:120]!r}")
+            self._violation(
+                request, response, f"undocumented error answer is not a JSON object: {response.text[:120]!r}"
+            )
 
 
 def for_provider(provider: str) -> ValidatingTransport | None:

@@ -43,7 +43,10 @@ def do_primary(driver: Driver, adapter) -> None:
         request = driver.booking_request()
         record = adapter.create(request)
         booked = driver.booked(record.external_id)
-        assert booked is not None and (booked.start, booked.end) == (request.meeting.start, request.meeting.end)
+        assert booked is not None and (booked.start, booked.end) == (
+            request.meeting.start,
+            request.meeting.end,
+        )
 
 
 # -- normalise ---------------------------------------------------------------------------------
@@ -207,7 +210,9 @@ def test_create_books_at_the_provider_and_round_trips(driver):
 
 
 def parse(adapter, delivery, now=NOW):
-    return adapter.parse_webhook(delivery.headers, delivery.body, now, method=delivery.method, url=delivery.url)
+    return adapter.parse_webhook(
+        delivery.headers, delivery.body, now, method=delivery.method, url=delivery.url
+    )
 
 
 def test_signed_webhook_is_accepted_and_a_redelivery_is_recognised(driver):
@@ -221,7 +226,11 @@ def test_signed_webhook_is_accepted_and_a_redelivery_is_recognised(driver):
         assert [r.external_id for r in accepted.records] == [delivery.external_id]
         meeting = adapter.normalise(accepted.records[0]).meeting
         expected = driver.expected[delivery.external_id]
-        assert (meeting.start, meeting.end, meeting.attendee.email) == (expected.start, expected.end, expected.email)
+        assert (meeting.start, meeting.end, meeting.attendee.email) == (
+            expected.start,
+            expected.end,
+            expected.email,
+        )
 
     again = parse(adapter, driver.redelivered(delivery))
     assert again.delivery_id == accepted.delivery_id  # a replay is detectable by its id
@@ -239,8 +248,10 @@ def test_stale_webhook_is_refused(driver):
     adapter = driver.adapter()
     stale = driver.stale_webhook()
     if stale is None:
-        pytest.skip(f"{driver.name} cannot refuse a stale webhook: its deliveries carry no timestamp "
-                    "or signature (only the secret token in the URL), so age is not knowable")
+        pytest.skip(
+            f"{driver.name} cannot refuse a stale webhook: its deliveries carry no timestamp "
+            "or signature (only the secret token in the URL), so age is not knowable"
+        )
     with pytest.raises(WebhookUnauthorized, match="5 minutes"):
         parse(adapter, stale)
     # The same delivery is fresh for a clock that agrees with it: only the age was refused.
@@ -252,8 +263,9 @@ def test_unsigned_delivery_is_refused(driver):
     adapter = driver.adapter()
     body = b'[{"eventId": 1, "subscriptionType": "object.creation", "objectTypeId": "0-47"}]'
     with pytest.raises(WebhookError) as caught:
-        adapter.parse_webhook({"Content-Type": "application/json"}, body, NOW,
-                              url="https://bookingsync.example/webhooks/x")
+        adapter.parse_webhook(
+            {"Content-Type": "application/json"}, body, NOW, url="https://bookingsync.example/webhooks/x"
+        )
     if Capability.RECEIVE_WEBHOOKS in driver.capabilities:
         assert isinstance(caught.value, WebhookUnauthorized)
     assert caught.value.status in (400, 401)

@@ -17,8 +17,11 @@ def sandbox_proc(tmp_path: Path) -> Iterator[dict[str, str]]:
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     try:
         for url in urls.values():
-            wait_until(lambda url=url: httpx.get(f"{url}/_sandbox/requests", timeout=1).is_success, 30,
-                       f"the sandbox at {url}\n{proc.output()}")
+            wait_until(
+                lambda url=url: httpx.get(f"{url}/_sandbox/requests", timeout=1).is_success,
+                30,
+                f"the sandbox at {url}\n{proc.output()}",
+            )
         yield urls
     finally:
         proc.stop()

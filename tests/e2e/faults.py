@@ -40,9 +40,22 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         with self.log.open("ab") as handle:
-            self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                                          "--save", "", "--appendonly", "no"], stdout=handle,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -53,7 +66,9 @@ class RedisServer:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {self.port} did not start: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"redis-server on port {self.port} did not start: {self.log.read_text()[-2000:]}"
+                )
             time.sleep(0.05)
 
     def kill(self) -> None:

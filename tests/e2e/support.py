@@ -56,8 +56,13 @@ class Proc:
 
     def start(self) -> Proc:
         with self.log.open("ab") as handle:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen([str(BIN), *self.args], stdout=handle, stderr=subprocess.STDOUT,
-                                         env=self.env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [str(BIN), *self.args],
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
         return self
 
     def alive(self) -> bool:
@@ -152,9 +157,15 @@ class Subscriber:
         """When the first delivery of `event_type` for the meeting linked to `external_id` arrived."""
         with self.lock:
             items = list(self.received)
-        return min((item.at for item in items if item.body["type"] == event_type
-                    and any(link["external_id"] == external_id for link in item.body["data"]["meeting"]["links"])),
-                   default=None)
+        return min(
+            (
+                item.at
+                for item in items
+                if item.body["type"] == event_type
+                and any(link["external_id"] == external_id for link in item.body["data"]["meeting"]["links"])
+            ),
+            default=None,
+        )
 
     def types_for(self, external_id: str) -> list[str]:
         return [body["type"] for body in self.events_for(external_id)]
@@ -182,7 +193,9 @@ class Hanging:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
 
     def stop(self) -> None:
@@ -191,14 +204,20 @@ class Hanging:
         self.server.server_close()
 
 
-def leezy_signed(secret: str, payload: dict[str, Any], *, delivery_id: str, event: str,
-                 timestamp: int | None = None) -> tuple[dict[str, str], bytes]:
+def leezy_signed(
+    secret: str, payload: dict[str, Any], *, delivery_id: str, event: str, timestamp: int | None = None
+) -> tuple[dict[str, str], bytes]:
     """A delivery signed the way Leezy's production docs describe, computed here independently."""
     body = json.dumps(payload).encode()
     ts = str(timestamp if timestamp is not None else int(time.time()))
     digest = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
-    return {"X-Leezy-Signature": f"sha256={digest}", "X-Leezy-Timestamp": ts, "X-Leezy-Event": event,
-            "X-Leezy-Delivery": delivery_id, "Content-Type": "application/json"}, body
+    return {
+        "X-Leezy-Signature": f"sha256={digest}",
+        "X-Leezy-Timestamp": ts,
+        "X-Leezy-Event": event,
+        "X-Leezy-Delivery": delivery_id,
+        "Content-Type": "application/json",
+    }, body
 
 
 def write_config(path: Path, text: str) -> Path:

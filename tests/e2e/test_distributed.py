@@ -56,16 +56,17 @@ def leader(db_url: str) -> str | None:
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
-            row = conn.execute(text("SELECT holder FROM leases WHERE name = 'scheduler-leader' AND until > now()")
-                               ).first()
+            row = conn.execute(
+                text("SELECT holder FROM leases WHERE name = 'scheduler-leader' AND until > now()")
+            ).first()
             return row[0] if row else None
     finally:
         engine.dispose()
 
 
 def test_separate_processes_survive_sigkill_without_losing_or_doubling(
-        tmp_path: Path, backing_services: tuple[str, str], sandbox_proc: dict[str, str],
-        subscriber: Subscriber) -> None:
+    tmp_path: Path, backing_services: tuple[str, str], sandbox_proc: dict[str, str], subscriber: Subscriber
+) -> None:
     db_url, broker_url = backing_services
     port = free_port()
     config = tmp_path / "bookingsync.toml"
@@ -93,7 +94,7 @@ threads = 4
 [[connections]]
 id = "leezy"
 provider = "leezy"
-base_url = "{sandbox_proc['leezy']}"
+base_url = "{sandbox_proc["leezy"]}"
 token = "lzy_at_sandbox"
 webhook_secret = "{LEEZY_SECRET}"
 poll_interval_seconds = 1
@@ -107,36 +108,66 @@ secret = "{SUBSCRIBER_SECRET}"
     migrate = Proc("migrate", ["db", "upgrade", *args], tmp_path).start()
     assert migrate.proc is not None and migrate.proc.wait(60) == 0, migrate.output()
 
-    procs = {name: Proc(name, [role, *args], tmp_path) for name, role in (
-        ("web", "web"), ("worker-a", "worker"), ("worker-b", "worker"), ("scheduler-1", "scheduler"))}
+    procs = {
+        name: Proc(name, [role, *args], tmp_path)
+        for name, role in (
+            ("web", "web"),
+            ("worker-a", "worker"),
+            ("worker-b", "worker"),
+            ("scheduler-1", "scheduler"),
+        )
+    }
     for proc in procs.values():
         proc.start()
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: httpx.get(f"{base}/readyz", timeout=1).is_success, 60, f"web\n{procs['web'].output()}")
+        wait_until(
+            lambda: httpx.get(f"{base}/readyz", timeout=1).is_success, 60, f"web\n{procs['web'].output()}"
+        )
         first_leader = wait_until(lambda: leader(db_url), 30, "a scheduler to lead")
         procs["scheduler-2"] = Proc("scheduler-2", ["scheduler", *args], tmp_path).start()
 
-        live = [book_leezy(sandbox_proc["leezy"], start_in=6 + i, minutes=0.05, email=f"p{i}@acme.example")
-                for i in range(6)]
-        doomed = [book_leezy(sandbox_proc["leezy"], start_in=20 + i, email=f"c{i}@acme.example") for i in range(2)]
-        wait_until(lambda: all("meeting.booked" in subscriber.types_for(m) for m in live + doomed), 30, "bookings")
+        live = [
+            book_leezy(sandbox_proc["leezy"], start_in=6 + i, minutes=0.05, email=f"p{i}@acme.example")
+            for i in range(6)
+        ]
+        doomed = [
+            book_leezy(sandbox_proc["leezy"], start_in=20 + i, email=f"c{i}@acme.example") for i in range(2)
+        ]
+        wait_until(
+            lambda: all("meeting.booked" in subscriber.types_for(m) for m in live + doomed), 30, "bookings"
+        )
         time.sleep(1)
         assert leader(db_url) == first_leader, "the second scheduler must wait, not take over"
 
         procs["worker-a"].kill()  # mid-run: timers fall due while it is gone
         for meeting in doomed:
-            httpx.post(f"{sandbox_proc['leezy']}/_sandbox/meetings/{meeting}/cancel", json={}).raise_for_status()
+            httpx.post(
+                f"{sandbox_proc['leezy']}/_sandbox/meetings/{meeting}/cancel", json={}
+            ).raise_for_status()
         time.sleep(3)
         procs["worker-a"] = Proc("worker-a2", ["worker", *args], tmp_path).start()
 
         # The webhook path through the web process and a worker, too.
         start = datetime.now(UTC) + timedelta(hours=3)
-        envelope = {"id": "evt_d", "type": "meeting.scheduled", "created_at": iso(datetime.now(UTC)), "data": {
-            "id": "meeting_hooked", "type": "meeting", "attributes": {
-                "title": "From webhook", "start_time": iso(start), "end_time": iso(start + timedelta(minutes=15)),
-                "timezone": "UTC", "attendee": {"email": "hook@acme.example"}, "status": "scheduled",
-                "updated_at": iso(datetime.now(UTC))}}}
+        envelope = {
+            "id": "evt_d",
+            "type": "meeting.scheduled",
+            "created_at": iso(datetime.now(UTC)),
+            "data": {
+                "id": "meeting_hooked",
+                "type": "meeting",
+                "attributes": {
+                    "title": "From webhook",
+                    "start_time": iso(start),
+                    "end_time": iso(start + timedelta(minutes=15)),
+                    "timezone": "UTC",
+                    "attendee": {"email": "hook@acme.example"},
+                    "status": "scheduled",
+                    "updated_at": iso(datetime.now(UTC)),
+                },
+            },
+        }
         headers, body = leezy_signed(LEEZY_SECRET, envelope, delivery_id="del_d", event="meeting.scheduled")
         assert httpx.post(f"{base}/webhooks/leezy", content=body, headers=headers).status_code == 202
 
@@ -146,22 +177,37 @@ secret = "{SUBSCRIBER_SECRET}"
         procs[leading].kill()
         wait_until(lambda: leader(db_url) not in (None, first_leader), 30, "the standby scheduler to lead")
 
-        wait_until(lambda: all("meeting.hasEnded" in subscriber.types_for(m) for m in live), 90,
-                   f"every hasEnded\n{procs['worker-b'].output()[-3000:]}")
+        wait_until(
+            lambda: all("meeting.hasEnded" in subscriber.types_for(m) for m in live),
+            90,
+            f"every hasEnded\n{procs['worker-b'].output()[-3000:]}",
+        )
         wait_until(lambda: all("meeting.deleted" in subscriber.types_for(m) for m in doomed), 30, "deletions")
-        wait_until(lambda: subscriber.types_for("meeting_hooked") == ["meeting.booked"], 30, "webhook booking")
+        wait_until(
+            lambda: subscriber.types_for("meeting_hooked") == ["meeting.booked"], 30, "webhook booking"
+        )
         time.sleep(2)  # let any straggling duplicate arrive before counting
 
         for meeting in live:
-            assert subscriber.types_for(meeting) == ["meeting.booked", "meeting.hasStarted", "meeting.hasEnded"]
+            assert subscriber.types_for(meeting) == [
+                "meeting.booked",
+                "meeting.hasStarted",
+                "meeting.hasEnded",
+            ]
         for meeting in doomed:
             assert subscriber.types_for(meeting) == ["meeting.booked", "meeting.deleted"]
         assert not subscriber.rejected
         engine = make_engine(db_url)
         with engine.connect() as conn:
-            stuck = conn.execute(text("SELECT count(*) FROM events WHERE status IN ('pending','leased') "
-                                      "AND due_at < now() - interval '5 seconds'")).scalar()
-            undelivered = conn.execute(text("SELECT count(*) FROM deliveries WHERE status <> 'succeeded'")).scalar()
+            stuck = conn.execute(
+                text(
+                    "SELECT count(*) FROM events WHERE status IN ('pending','leased') "
+                    "AND due_at < now() - interval '5 seconds'"
+                )
+            ).scalar()
+            undelivered = conn.execute(
+                text("SELECT count(*) FROM deliveries WHERE status <> 'succeeded'")
+            ).scalar()
         engine.dispose()
         assert stuck == 0 and undelivered == 0
     finally:

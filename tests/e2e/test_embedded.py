@@ -28,7 +28,7 @@ def service(tmp_path: Path, sandbox_proc: dict[str, str], subscriber: Subscriber
     config.write_text(f"""
 allow_private_targets = true  # the sandbox and the subscriber are on loopback
 [database]
-url = "sqlite:///{tmp_path / 'e2e.db'}"
+url = "sqlite:///{tmp_path / "e2e.db"}"
 [server]
 port = {port}
 [scheduler]
@@ -42,7 +42,7 @@ min_backoff_seconds = 0.5
 [[connections]]
 id = "leezy"
 provider = "leezy"
-base_url = "{sandbox_proc['leezy']}"
+base_url = "{sandbox_proc["leezy"]}"
 token = "lzy_at_sandbox"
 webhook_secret = "env:E2E_LEEZY_SECRET"
 poll_interval_seconds = 1
@@ -50,7 +50,7 @@ poll_interval_seconds = 1
 [[connections]]
 id = "leandata"
 provider = "leandata"
-base_url = "{sandbox_proc['leandata']}"
+base_url = "{sandbox_proc["leandata"]}"
 api_key = "ld_sandbox_api_key"
 watch_emails = ["{PROSPECT}"]
 poll_interval_seconds = 1
@@ -60,10 +60,14 @@ id = "crm"
 url = "{subscriber.url}"
 secret = "{SUBSCRIBER_SECRET}"
 """)
-    proc = Proc("run", ["run", "--config", str(config)], tmp_path, env={"E2E_LEEZY_SECRET": LEEZY_SECRET}).start()
+    proc = Proc(
+        "run", ["run", "--config", str(config)], tmp_path, env={"E2E_LEEZY_SECRET": LEEZY_SECRET}
+    ).start()
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(f"{base}/readyz", timeout=1).is_success, 60, f"bookingsync run\n{proc.output()}")
+        wait_until(
+            lambda: httpx.get(f"{base}/readyz", timeout=1).is_success, 60, f"bookingsync run\n{proc.output()}"
+        )
         yield base
     finally:
         proc.stop()
@@ -72,15 +76,24 @@ secret = "{SUBSCRIBER_SECRET}"
 
 def book_leezy(sandbox: str, start_in: float, minutes: float = 0.05, email: str = "lisa@acme.example") -> str:
     start = datetime.now(UTC) + timedelta(seconds=start_in)
-    response = httpx.post(f"{sandbox}/_sandbox/meetings", json={
-        "title": "Product demo", "start": iso(start), "end": iso(start + timedelta(minutes=minutes)),
-        "timezone": "Europe/Berlin", "attendee_email": email, "attendee_name": "Lisa"})
+    response = httpx.post(
+        f"{sandbox}/_sandbox/meetings",
+        json={
+            "title": "Product demo",
+            "start": iso(start),
+            "end": iso(start + timedelta(minutes=minutes)),
+            "timezone": "Europe/Berlin",
+            "attendee_email": email,
+            "attendee_name": "Lisa",
+        },
+    )
     response.raise_for_status()
     return response.json()["id"]
 
 
-def test_booked_started_ended_in_order_each_once(service: str, sandbox_proc: dict[str, str],
-                                                 subscriber: Subscriber) -> None:
+def test_booked_started_ended_in_order_each_once(
+    service: str, sandbox_proc: dict[str, str], subscriber: Subscriber
+) -> None:
     meeting = book_leezy(sandbox_proc["leezy"], start_in=4, minutes=0.05)
     wait_until(lambda: "meeting.hasEnded" in subscriber.types_for(meeting), 40, "hasEnded")
     assert subscriber.types_for(meeting) == ["meeting.booked", "meeting.hasStarted", "meeting.hasEnded"]
@@ -93,29 +106,49 @@ def test_booked_started_ended_in_order_each_once(service: str, sandbox_proc: dic
     assert not subscriber.rejected
 
 
-def test_cancelled_meeting_yields_deleted_and_no_started(service: str, sandbox_proc: dict[str, str],
-                                                         subscriber: Subscriber) -> None:
+def test_cancelled_meeting_yields_deleted_and_no_started(
+    service: str, sandbox_proc: dict[str, str], subscriber: Subscriber
+) -> None:
     booked_at = datetime.now(UTC)
     meeting = book_leezy(sandbox_proc["leezy"], start_in=8)
     wait_until(lambda: "meeting.booked" in subscriber.types_for(meeting), 20, "booked")
-    httpx.post(f"{sandbox_proc['leezy']}/_sandbox/meetings/{meeting}/cancel", json={"reason": "no longer needed"}
-               ).raise_for_status()
+    httpx.post(
+        f"{sandbox_proc['leezy']}/_sandbox/meetings/{meeting}/cancel", json={"reason": "no longer needed"}
+    ).raise_for_status()
     wait_until(lambda: "meeting.deleted" in subscriber.types_for(meeting), 20, "deleted")
     # Wait past the original start and end: the cancelled timers must stay silent.
     time.sleep(max(0.0, (booked_at + timedelta(seconds=12) - datetime.now(UTC)).total_seconds()))
     assert subscriber.types_for(meeting) == ["meeting.booked", "meeting.deleted"]
 
 
-def test_leezy_webhook_replayed_twice_books_once_and_forgery_is_refused(service: str,
-                                                                        subscriber: Subscriber) -> None:
+def test_leezy_webhook_replayed_twice_books_once_and_forgery_is_refused(
+    service: str, subscriber: Subscriber
+) -> None:
     start = datetime.now(UTC) + timedelta(hours=2)
-    resource = {"id": "meeting_from_webhook", "type": "meeting", "attributes": {
-        "title": "Booked by chatbot", "start_time": iso(start), "end_time": iso(start + timedelta(minutes=30)),
-        "timezone": "UTC", "attendee": {"name": "Ada", "email": "ada@acme.example", "phone": None},
-        "status": "scheduled", "meeting_url": "https://meet.example/abc", "cancelled_at": None,
-        "created_at": iso(datetime.now(UTC)), "updated_at": iso(datetime.now(UTC))}}
-    envelope = {"id": "evt_1", "type": "meeting.scheduled", "created_at": iso(datetime.now(UTC)),
-                "organization_id": "org_1", "chatbot_id": "chatbot_1", "data": resource}
+    resource = {
+        "id": "meeting_from_webhook",
+        "type": "meeting",
+        "attributes": {
+            "title": "Booked by chatbot",
+            "start_time": iso(start),
+            "end_time": iso(start + timedelta(minutes=30)),
+            "timezone": "UTC",
+            "attendee": {"name": "Ada", "email": "ada@acme.example", "phone": None},
+            "status": "scheduled",
+            "meeting_url": "https://meet.example/abc",
+            "cancelled_at": None,
+            "created_at": iso(datetime.now(UTC)),
+            "updated_at": iso(datetime.now(UTC)),
+        },
+    }
+    envelope = {
+        "id": "evt_1",
+        "type": "meeting.scheduled",
+        "created_at": iso(datetime.now(UTC)),
+        "organization_id": "org_1",
+        "chatbot_id": "chatbot_1",
+        "data": resource,
+    }
     headers, body = leezy_signed(LEEZY_SECRET, envelope, delivery_id="del_1", event="meeting.scheduled")
     first = httpx.post(f"{service}/webhooks/leezy", content=body, headers=headers)
     second = httpx.post(f"{service}/webhooks/leezy", content=body, headers=headers)
@@ -123,27 +156,45 @@ def test_leezy_webhook_replayed_twice_books_once_and_forgery_is_refused(service:
     # The same content under a new delivery id is stored but changes nothing.
     headers3, body3 = leezy_signed(LEEZY_SECRET, envelope, delivery_id="del_2", event="meeting.scheduled")
     assert httpx.post(f"{service}/webhooks/leezy", content=body3, headers=headers3).status_code == 202
-    wait_until(lambda: "meeting.booked" in subscriber.types_for("meeting_from_webhook"), 20, "booked via webhook")
-    forged, forged_body = leezy_signed("wrong-secret", envelope, delivery_id="del_3", event="meeting.scheduled")
+    wait_until(
+        lambda: "meeting.booked" in subscriber.types_for("meeting_from_webhook"), 20, "booked via webhook"
+    )
+    forged, forged_body = leezy_signed(
+        "wrong-secret", envelope, delivery_id="del_3", event="meeting.scheduled"
+    )
     refused = httpx.post(f"{service}/webhooks/leezy", content=forged_body, headers=forged)
     assert refused.status_code == 401 and refused.json()["error"]
-    stale, stale_body = leezy_signed(LEEZY_SECRET, envelope, delivery_id="del_4", event="meeting.scheduled",
-                                     timestamp=int(datetime.now(UTC).timestamp()) - 600)
+    stale, stale_body = leezy_signed(
+        LEEZY_SECRET,
+        envelope,
+        delivery_id="del_4",
+        event="meeting.scheduled",
+        timestamp=int(datetime.now(UTC).timestamp()) - 600,
+    )
     assert httpx.post(f"{service}/webhooks/leezy", content=stale_body, headers=stale).status_code == 401
-    malformed, malformed_body = leezy_signed(LEEZY_SECRET, {"nope": True}, delivery_id="del_5",
-                                             event="meeting.scheduled")
+    malformed, malformed_body = leezy_signed(
+        LEEZY_SECRET, {"nope": True}, delivery_id="del_5", event="meeting.scheduled"
+    )
     bad = httpx.post(f"{service}/webhooks/leezy", content=malformed_body, headers=malformed)
     assert bad.status_code == 400 and bad.json()["error"]
     assert httpx.post(f"{service}/webhooks/nobody", content=body, headers=headers).status_code == 404
     assert subscriber.types_for("meeting_from_webhook") == ["meeting.booked"]
 
 
-def test_leandata_meeting_booked_then_removed_is_deleted(service: str, sandbox_proc: dict[str, str],
-                                                         subscriber: Subscriber) -> None:
+def test_leandata_meeting_booked_then_removed_is_deleted(
+    service: str, sandbox_proc: dict[str, str], subscriber: Subscriber
+) -> None:
     start = datetime.now(UTC) + timedelta(hours=1)
-    response = httpx.post(f"{sandbox_proc['leandata']}/_sandbox/meetings", json={
-        "title": "Routing demo", "start": iso(start), "end": iso(start + timedelta(minutes=30)),
-        "prospect_email": PROSPECT, "organizer_email": "rep@seller.example"})
+    response = httpx.post(
+        f"{sandbox_proc['leandata']}/_sandbox/meetings",
+        json={
+            "title": "Routing demo",
+            "start": iso(start),
+            "end": iso(start + timedelta(minutes=30)),
+            "prospect_email": PROSPECT,
+            "organizer_email": "rep@seller.example",
+        },
+    )
     response.raise_for_status()
     meeting = response.json()["id"]
     wait_until(lambda: "meeting.booked" in subscriber.types_for(meeting), 20, "LeanData booked")

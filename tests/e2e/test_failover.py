@@ -46,7 +46,7 @@ def _run_config(tmp_path: Path, sandbox: dict[str, str], subscriber: Subscriber)
     config.write_text(f"""
 allow_private_targets = true  # the sandbox and the subscriber are on loopback
 [database]
-url = "sqlite:///{tmp_path / 'failover.db'}"
+url = "sqlite:///{tmp_path / "failover.db"}"
 [server]
 port = {free_port()}
 [events]
@@ -57,7 +57,7 @@ min_backoff_seconds = 0.5
 [[connections]]
 id = "leezy"
 provider = "leezy"
-base_url = "{sandbox['leezy']}"
+base_url = "{sandbox["leezy"]}"
 token = "lzy_at_sandbox"
 poll_interval_seconds = 60
 
@@ -73,8 +73,9 @@ def _sleep_until(when: float) -> None:
     time.sleep(max(0.0, when - time.time()))
 
 
-def test_run_sigkilled_and_restarted_and_a_late_cancel(tmp_path: Path, sandbox_proc: dict[str, str],
-                                                       subscriber: Subscriber) -> None:
+def test_run_sigkilled_and_restarted_and_a_late_cancel(
+    tmp_path: Path, sandbox_proc: dict[str, str], subscriber: Subscriber
+) -> None:
     leezy = sandbox_proc["leezy"]
     config = _run_config(tmp_path, sandbox_proc, subscriber)
     began = time.time()
@@ -83,15 +84,22 @@ def test_run_sigkilled_and_restarted_and_a_late_cancel(tmp_path: Path, sandbox_p
     proc = Proc("run", ["run", "--config", str(config)], tmp_path).start()
     restarted = Proc("run-restarted", ["run", "--config", str(config)], tmp_path)
     try:
-        wait_until(lambda: {"meeting.booked"} <= set(subscriber.types_for(first)) &
-                   set(subscriber.types_for(cancelled)), 22, f"both booked\n{proc.output()}")
+        wait_until(
+            lambda: (
+                {"meeting.booked"} <= set(subscriber.types_for(first)) & set(subscriber.types_for(cancelled))
+            ),
+            22,
+            f"both booked\n{proc.output()}",
+        )
         _sleep_until(began + 23)
         proc.kill()
         _sleep_until(began + 27)  # the first meeting's hasStarted is due while nothing runs
         restarted.start()
         wait_until(lambda: "listening" in restarted.output(), 30, f"the restart\n{restarted.output()}")
         up = time.time()
-        wait_until(lambda: subscriber.arrival(first, "meeting.hasStarted"), 10, "hasStarted after the restart")
+        wait_until(
+            lambda: subscriber.arrival(first, "meeting.hasStarted"), 10, "hasStarted after the restart"
+        )
         late = subscriber.arrival(first, "meeting.hasStarted") - up  # type: ignore[operator]
         assert late < 2.0, f"hasStarted came {late:.2f}s after the restarted run was up"
         assert subscriber.types_for(first)[:2] == ["meeting.booked", "meeting.hasStarted"]
@@ -99,8 +107,9 @@ def test_run_sigkilled_and_restarted_and_a_late_cancel(tmp_path: Path, sandbox_p
         # Cancelled 15 s before its start; the restarted run's next scheduled read is 60 s after its
         # first, long after the start.
         _sleep_until(began + 45)
-        httpx.post(f"{leezy}/_sandbox/meetings/{cancelled}/cancel", json={"reason": "no longer needed"}
-                   ).raise_for_status()
+        httpx.post(
+            f"{leezy}/_sandbox/meetings/{cancelled}/cancel", json={"reason": "no longer needed"}
+        ).raise_for_status()
         wait_until(lambda: "meeting.deleted" in subscriber.types_for(cancelled), 25, "deleted")
         _sleep_until(began + 65)  # past its start and its end
         assert subscriber.types_for(cancelled) == ["meeting.booked", "meeting.deleted"]
@@ -153,22 +162,32 @@ def _leader(engine: Engine) -> str | None:
 
 def _event(engine: Engine, meeting_id: str, kind: str) -> tuple[str, datetime | None]:
     with engine.connect() as conn:
-        return conn.execute(text("SELECT status, published_at FROM events WHERE meeting_id = :m AND type = :t"),
-                            {"m": meeting_id, "t": kind}).one()  # type: ignore[return-value]
+        return conn.execute(
+            text("SELECT status, published_at FROM events WHERE meeting_id = :m AND type = :t"),
+            {"m": meeting_id, "t": kind},
+        ).one()  # type: ignore[return-value]
 
 
 def test_production_scheduler_kill_redis_restart_postgres_outage(
-        tmp_path: Path, production: tuple[Engine, TcpProxy, RedisServer, Path]) -> None:
+    tmp_path: Path, production: tuple[Engine, TcpProxy, RedisServer, Path]
+) -> None:
     engine, proxy, redis, config = production
     args = ["--config", str(config)]
-    procs = {name: Proc(name, [role, *args, "--health-port", "0"], tmp_path)
-             for name, role in (("scheduler-1", "scheduler"), ("scheduler-2", "scheduler"), ("worker", "worker"))}
+    procs = {
+        name: Proc(name, [role, *args, "--health-port", "0"], tmp_path)
+        for name, role in (("scheduler-1", "scheduler"), ("scheduler-2", "scheduler"), ("worker", "worker"))
+    }
     for proc in procs.values():
         proc.start()
     try:
         for name, proc in procs.items():
-            wait_until(lambda proc=proc: not proc.alive() or "started" in proc.output() or "consuming" in proc.output(),
-                       60, f"{name}\n{proc.output()}")
+            wait_until(
+                lambda proc=proc: (
+                    not proc.alive() or "started" in proc.output() or "consuming" in proc.output()
+                ),
+                60,
+                f"{name}\n{proc.output()}",
+            )
             assert proc.alive(), proc.output()
         first = wait_until(lambda: _leader(engine), 30, "a leader")
 
@@ -177,8 +196,12 @@ def test_production_scheduler_kill_redis_restart_postgres_outage(
         dead = next(name for name, proc in procs.items() if proc.proc is not None and proc.proc.pid == pid)
         procs[dead].kill()
         killed = time.monotonic()
-        successor = wait_until(lambda: (holder := _leader(engine)) not in (None, first) and holder, 10,
-                               "the standby to lead", interval=0.05)
+        successor = wait_until(
+            lambda: (holder := _leader(engine)) not in (None, first) and holder,
+            10,
+            "the standby to lead",
+            interval=0.05,
+        )
         assert time.monotonic() - killed < 2.0, "the successor must lead within 2 s"
         assert successor.split(":")[1] != str(pid)
 
@@ -189,12 +212,18 @@ def test_production_scheduler_kill_redis_restart_postgres_outage(
         os.killpg(worker.pid, signal.SIGSTOP)
         try:
             booked = apply(engine, clock, record(clock, "lost-in-redis", start_min=60)).meeting_id
-            wait_until(lambda: _event(engine, booked, "meeting.booked")[0] == "leased", 10, "the relay to send it")
+            wait_until(
+                lambda: _event(engine, booked, "meeting.booked")[0] == "leased", 10, "the relay to send it"
+            )
             redis.restart()
         finally:
             os.killpg(worker.pid, signal.SIGCONT)
         restarted = time.monotonic()
-        wait_until(lambda: _event(engine, booked, "meeting.booked")[0] == "published", 15, "booked after Redis restart")
+        wait_until(
+            lambda: _event(engine, booked, "meeting.booked")[0] == "published",
+            15,
+            "booked after Redis restart",
+        )
         assert time.monotonic() - restarted < 8.0, "not after the 30 s lease"
 
         # 3. PostgreSQL is cut for 20 s while a timer falls due: published within 3 s of its return.
@@ -204,7 +233,11 @@ def test_production_scheduler_kill_redis_restart_postgres_outage(
         time.sleep(20)
         proxy.up()
         back = datetime.now(UTC)
-        wait_until(lambda: _event(engine, timed, "meeting.hasStarted")[1] is not None, 15, "hasStarted after the outage")
+        wait_until(
+            lambda: _event(engine, timed, "meeting.hasStarted")[1] is not None,
+            15,
+            "hasStarted after the outage",
+        )
         published_at = _event(engine, timed, "meeting.hasStarted")[1]
         assert published_at is not None and (published_at - back).total_seconds() < 3.0, (published_at, back)
     finally:

@@ -19,8 +19,10 @@ from tests.e2e.support import BIN, Proc, free_port, wait_until
 from tests.unit.test_cli import cli_env
 
 pytestmark = pytest.mark.e2e
-LEEZY = '[[connections]]\nid = "leezy-main"\nprovider = "leezy"\nbase_url = "https://app.leezy.example"\n' \
-        'token = "lz_live_7f3a9c2e51"\n'
+LEEZY = (
+    '[[connections]]\nid = "leezy-main"\nprovider = "leezy"\nbase_url = "https://app.leezy.example"\n'
+    'token = "lz_live_7f3a9c2e51"\n'
+)
 
 
 @pytest.fixture
@@ -32,17 +34,29 @@ def busy_port() -> Iterator[int]:
 
 
 def run(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN), *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        [str(BIN), *args],
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_a_busy_port_is_one_line_before_anything_starts(tmp_path: Path, busy_port: int) -> None:
     config = tmp_path / "site.toml"
-    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "bs.db"}"\n[broker]\nurl = "redis://127.0.0.1:1/0"\n'
-                      f'[server]\nport = {busy_port}\n[worker]\nhealth_port = {busy_port}\n' + LEEZY)
-    cases = [(["run", "--config", str(config)], "server.port"), (["web", "--config", str(config)], "server.port"),
-             (["worker", "--config", str(config)], "worker.health_port"),
-             (["sandbox", "--leezy-port", str(busy_port)], "--leezy-port")]
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "bs.db"}"\n[broker]\nurl = "redis://127.0.0.1:1/0"\n'
+        f"[server]\nport = {busy_port}\n[worker]\nhealth_port = {busy_port}\n" + LEEZY
+    )
+    cases = [
+        (["run", "--config", str(config)], "server.port"),
+        (["web", "--config", str(config)], "server.port"),
+        (["worker", "--config", str(config)], "worker.health_port"),
+        (["sandbox", "--leezy-port", str(busy_port)], "--leezy-port"),
+    ]
     for args, key in cases:
         started = time.monotonic()
         result = run(tmp_path, *args)
@@ -56,18 +70,27 @@ def test_a_busy_port_is_one_line_before_anything_starts(tmp_path: Path, busy_por
 def test_start_up_says_within_5s_what_does_not_answer_and_keeps_trying(tmp_path: Path) -> None:
     dead_db, dead_broker = free_port(), free_port()
     no_db = tmp_path / "no-db.toml"
-    no_db.write_text(f'[database]\nurl = "postgresql+psycopg://bs:dbs3cret@127.0.0.1:{dead_db}/bs"\n'
-                     f'[broker]\nurl = "memory://"\n[server]\nport = {free_port()}\n' + LEEZY)
+    no_db.write_text(
+        f'[database]\nurl = "postgresql+psycopg://bs:dbs3cret@127.0.0.1:{dead_db}/bs"\n'
+        f'[broker]\nurl = "memory://"\n[server]\nport = {free_port()}\n' + LEEZY
+    )
     no_broker = tmp_path / "no-broker.toml"
-    no_broker.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "bs.db"}"\n'
-                         f'[broker]\nurl = "redis://:brs3cret@127.0.0.1:{dead_broker}/0"\n'
-                         '[logging]\nformat = "json"\n' + LEEZY)
-    procs = [Proc("no-db", ["run", "--config", str(no_db)], tmp_path).start(),
-             Proc("no-broker", ["worker", "--config", str(no_broker)], tmp_path).start()]
+    no_broker.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "bs.db"}"\n'
+        f'[broker]\nurl = "redis://:brs3cret@127.0.0.1:{dead_broker}/0"\n'
+        '[logging]\nformat = "json"\n' + LEEZY
+    )
+    procs = [
+        Proc("no-db", ["run", "--config", str(no_db)], tmp_path).start(),
+        Proc("no-broker", ["worker", "--config", str(no_broker)], tmp_path).start(),
+    ]
     started = time.monotonic()
     try:
-        wait_until(lambda: "does not answer" in procs[0].output() and "does not answer" in procs[1].output(), 5,
-                   "both to say what does not answer")
+        wait_until(
+            lambda: "does not answer" in procs[0].output() and "does not answer" in procs[1].output(),
+            5,
+            "both to say what does not answer",
+        )
         assert time.monotonic() - started < 5
         time.sleep(4)  # still trying, and saying so
         for proc in procs:
@@ -98,34 +121,52 @@ def redis_url() -> Iterator[str]:
 def test_worker_and_scheduler_serve_health_readiness_and_metrics(tmp_path: Path, redis_url: str) -> None:
     worker_port, scheduler_port = free_port(), free_port()
     config = tmp_path / "site.toml"
-    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "bs.db"}"\n[broker]\nurl = "{redis_url}"\n'
-                      f'[worker]\nhealth_port = {worker_port}\n[scheduler]\nhealth_port = {scheduler_port}\n'
-                      '[logging]\nformat = "json"\n' + LEEZY.replace("https://app.leezy.example",
-                                                                     "https://app.leezy.invalid"))
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "bs.db"}"\n[broker]\nurl = "{redis_url}"\n'
+        f"[worker]\nhealth_port = {worker_port}\n[scheduler]\nhealth_port = {scheduler_port}\n"
+        '[logging]\nformat = "json"\n'
+        + LEEZY.replace("https://app.leezy.example", "https://app.leezy.invalid")
+    )
     assert run(tmp_path, "db", "upgrade", "--config", str(config)).returncode == 0
     worker = Proc("worker", ["worker", "--config", str(config)], tmp_path).start()
     scheduler = Proc("scheduler", ["scheduler", "--config", str(config)], tmp_path).start()
     try:
         for port, proc in ((worker_port, worker), (scheduler_port, scheduler)):
             base = f"http://127.0.0.1:{port}"
-            wait_until(lambda base=base: httpx.get(f"{base}/healthz", timeout=2).is_success, 60,
-                       f"{proc.name} health\n{proc.output()}")
+            wait_until(
+                lambda base=base: httpx.get(f"{base}/healthz", timeout=2).is_success,
+                60,
+                f"{proc.name} health\n{proc.output()}",
+            )
             ready = httpx.get(f"{base}/readyz", timeout=10)
-            assert ready.status_code == 200 and ready.json() == {"status": "ready", "database": "ok", "broker": "ok"}
+            assert ready.status_code == 200 and ready.json() == {
+                "status": "ready",
+                "database": "ok",
+                "broker": "ok",
+            }
             text = httpx.get(f"{base}/metrics", timeout=10).text
             assert "bookingsync_backlog{" in text and "process_resident_memory_bytes" in text
             assert httpx.get(f"{base}/nothing", timeout=2).status_code == 404
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{scheduler_port}/healthz", timeout=2).json().get("leading"),
-                   20, "the scheduler to lead")
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{scheduler_port}/healthz", timeout=2).json().get("leading"),
+            20,
+            "the scheduler to lead",
+        )
         metrics = httpx.get(f"http://127.0.0.1:{scheduler_port}/metrics", timeout=10).text
         assert "bookingsync_scheduler_leading 1.0" in metrics
         # The poll of the unresolvable provider fails: the worker counts it, and logs it as JSON.
-        wait_until(lambda: 'bookingsync_polls_total{connection="leezy-main",outcome="error"}'
-                   in httpx.get(f"http://127.0.0.1:{worker_port}/metrics", timeout=10).text, 60,
-                   f"a counted poll\n{worker.output()}")
+        wait_until(
+            lambda: (
+                'bookingsync_polls_total{connection="leezy-main",outcome="error"}'
+                in httpx.get(f"http://127.0.0.1:{worker_port}/metrics", timeout=10).text
+            ),
+            60,
+            f"a counted poll\n{worker.output()}",
+        )
         logged = [json.loads(line) for line in worker.output().splitlines() if line.startswith("{")]
-        assert any(entry.get("connection") == "leezy-main" and entry["level"] == "WARNING" for entry in logged), \
-            worker.output()
+        assert any(
+            entry.get("connection") == "leezy-main" and entry["level"] == "WARNING" for entry in logged
+        ), worker.output()
     finally:
         worker.stop()
         scheduler.stop()
@@ -135,8 +176,16 @@ def test_worker_and_scheduler_serve_health_readiness_and_metrics(tmp_path: Path,
 def test_the_demo_prints_what_a_subscriber_receives_verified(tmp_path: Path) -> None:
     port = free_port()
     # No config file: the environment only moves the port and the database file out of the way.
-    demo = Proc("demo", ["run"], tmp_path, env={**cli_env(), "BOOKINGSYNC_SERVER__PORT": str(port),
-                                                 "BOOKINGSYNC_DATABASE__URL": f"sqlite:///{tmp_path / 'demo.db'}"})
+    demo = Proc(
+        "demo",
+        ["run"],
+        tmp_path,
+        env={
+            **cli_env(),
+            "BOOKINGSYNC_SERVER__PORT": str(port),
+            "BOOKINGSYNC_DATABASE__URL": f"sqlite:///{tmp_path / 'demo.db'}",
+        },
+    )
     demo.env.pop("BOOKINGSYNC_CONFIG", None)
     demo.start()
     try:

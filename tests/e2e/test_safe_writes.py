@@ -59,31 +59,46 @@ class Service:
             return list(conn.execute(sql))
 
     def intents(self) -> list[tuple[str, str, str | None]]:
-        return [tuple(row) for row in self.query("SELECT action, state, external_id FROM write_intents ORDER BY id")]
+        return [
+            tuple(row)
+            for row in self.query("SELECT action, state, external_id FROM write_intents ORDER BY id")
+        ]
 
     def cli(self, *args: str) -> str:
-        done = subprocess.run([str(BIN), *args, "--config", str(self.config)], capture_output=True, text=True,
-                              timeout=60)
+        done = subprocess.run(
+            [str(BIN), *args, "--config", str(self.config)], capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
     def restart(self) -> None:
         self.proc = Proc("run-again", ["run", "--config", str(self.config)], self.proc.log.parent).start()
-        wait_until(lambda: httpx.get(f"{self.base}/readyz", timeout=1).is_success, 60, "bookingsync run again")
+        wait_until(
+            lambda: httpx.get(f"{self.base}/readyz", timeout=1).is_success, 60, "bookingsync run again"
+        )
 
     # -- the source --------------------------------------------------------------------------------
 
     def book(self, start: datetime, name: str, minutes: int = 30) -> str:
-        response = httpx.post(f"{self.sandbox['leezy']}/_sandbox/meetings", json={
-            "title": f"Demo with {name}", "start": iso(start), "end": iso(start + timedelta(minutes=minutes)),
-            "timezone": "Europe/Berlin", "attendee_email": f"{name.split()[0].lower()}@acme.example",
-            "attendee_name": name})
+        response = httpx.post(
+            f"{self.sandbox['leezy']}/_sandbox/meetings",
+            json={
+                "title": f"Demo with {name}",
+                "start": iso(start),
+                "end": iso(start + timedelta(minutes=minutes)),
+                "timezone": "Europe/Berlin",
+                "attendee_email": f"{name.split()[0].lower()}@acme.example",
+                "attendee_name": name,
+            },
+        )
         response.raise_for_status()
         return response.json()["id"]
 
     def move(self, meeting: str, start: datetime, minutes: int = 30) -> None:
-        httpx.post(f"{self.sandbox['leezy']}/_sandbox/meetings/{meeting}/reschedule", json={
-            "start": iso(start), "end": iso(start + timedelta(minutes=minutes))}).raise_for_status()
+        httpx.post(
+            f"{self.sandbox['leezy']}/_sandbox/meetings/{meeting}/reschedule",
+            json={"start": iso(start), "end": iso(start + timedelta(minutes=minutes))},
+        ).raise_for_status()
 
     def cancel(self, meeting: str) -> None:
         httpx.post(f"{self.sandbox['leezy']}/_sandbox/meetings/{meeting}/cancel", json={}).raise_for_status()
@@ -133,25 +148,43 @@ secret = "{subscriber_secret}"
 
 
 @pytest.fixture
-def start_service(tmp_path: Path, sandbox_proc: dict[str, str], subscriber: Subscriber
-                  ) -> Iterator[Callable[[str, str], Service]]:
+def start_service(
+    tmp_path: Path, sandbox_proc: dict[str, str], subscriber: Subscriber
+) -> Iterator[Callable[[str, str], Service]]:
     started: list[Service] = []
 
     def start(target_id: str, target: str) -> Service:
         port = free_port()
         db = tmp_path / "safe.db"
         config = tmp_path / "bookingsync.toml"
-        config.write_text(CONFIG.format(db=db, port=port, leezy=sandbox_proc["leezy"], leezy_secret=LEEZY_SECRET,
-                                        target=target, target_id=target_id, subscriber=subscriber.url,
-                                        subscriber_secret=SUBSCRIBER_SECRET))
+        config.write_text(
+            CONFIG.format(
+                db=db,
+                port=port,
+                leezy=sandbox_proc["leezy"],
+                leezy_secret=LEEZY_SECRET,
+                target=target,
+                target_id=target_id,
+                subscriber=subscriber.url,
+                subscriber_secret=SUBSCRIBER_SECRET,
+            )
+        )
         proc = Proc("run", ["run", "--config", str(config)], tmp_path).start()
         service = Service(f"http://127.0.0.1:{port}", db, config, proc, sandbox_proc, subscriber)
         started.append(service)
-        wait_until(lambda: httpx.get(f"{service.base}/readyz", timeout=1).is_success, 60,
-                   f"bookingsync run\n{proc.output()}")
-        httpx.post(f"{sandbox_proc['leezy']}/_sandbox/webhooks", json={
-            "target_url": f"{service.base}/webhooks/leezy", "secret": LEEZY_SECRET,
-            "event_types": ["meeting.scheduled", "meeting.cancelled", "meeting.completed"]}).raise_for_status()
+        wait_until(
+            lambda: httpx.get(f"{service.base}/readyz", timeout=1).is_success,
+            60,
+            f"bookingsync run\n{proc.output()}",
+        )
+        httpx.post(
+            f"{sandbox_proc['leezy']}/_sandbox/webhooks",
+            json={
+                "target_url": f"{service.base}/webhooks/leezy",
+                "secret": LEEZY_SECRET,
+                "event_types": ["meeting.scheduled", "meeting.cancelled", "meeting.completed"],
+            },
+        ).raise_for_status()
         return service
 
     yield start
@@ -199,12 +232,21 @@ def start_of(resource: dict[str, Any]) -> datetime:
 
 
 def test_meetergo_echoes_lost_answers_moves_and_a_killed_worker(start_service, sandbox_proc) -> None:
-    service = start_service("meetergo", MEETERGO.format(
-        url=sandbox_proc["meetergo"], token=meetergo.DEFAULT_TOKEN, secret=MEETERGO_TOKEN,
-        meeting_type=meetergo.MEETING_TYPE_ID, host=meetergo.DEFAULT_USER_ID))
+    service = start_service(
+        "meetergo",
+        MEETERGO.format(
+            url=sandbox_proc["meetergo"],
+            token=meetergo.DEFAULT_TOKEN,
+            secret=MEETERGO_TOKEN,
+            meeting_type=meetergo.MEETING_TYPE_ID,
+            host=meetergo.DEFAULT_USER_ID,
+        ),
+    )
     # Meetergo's webhooks point at bookingsync, as the README shows: our own bookings come back.
-    httpx.post(f"{sandbox_proc['meetergo']}/_sandbox/webhooks",
-               json={"endpoint": f"{service.base}/webhooks/meetergo?token={MEETERGO_TOKEN}"}).raise_for_status()
+    httpx.post(
+        f"{sandbox_proc['meetergo']}/_sandbox/webhooks",
+        json={"endpoint": f"{service.base}/webhooks/meetergo?token={MEETERGO_TOKEN}"},
+    ).raise_for_status()
     day = next_weekday(10)
     # 1. The echo after the answer (webhook, then poll), 2. before it (a late answer),
     # 3. a 504 after the booking was stored (found again by our reference in the notes).
@@ -215,13 +257,26 @@ def test_meetergo_echoes_lost_answers_moves_and_a_killed_worker(start_service, s
     wait_until(lambda: len(appointments(service)) == 2, 30, "the appointment answered late")
     service.fault("meetergo", kind="lost_504", path="/v4/booking", method="POST")
     lost = service.book(day + timedelta(hours=2), "Cy Lost")
-    wait_until(lambda: ("create", "done", None) not in service.intents() and len(service.intents()) == 3
-               and all(state == "done" for _, state, _ in service.intents()), 40, "three writes done")
+    wait_until(
+        lambda: (
+            ("create", "done", None) not in service.intents()
+            and len(service.intents()) == 3
+            and all(state == "done" for _, state, _ in service.intents())
+        ),
+        40,
+        "three writes done",
+    )
     assert len(appointments(service)) == 3
     # 4. A move (book the new time, cancel the old one), 5. a cancel.
     service.move(plain, day + timedelta(hours=3))
-    wait_until(lambda: sorted(start_of(a) for a in live_appointments(service))[-1] == day + timedelta(hours=3)
-               and len(live_appointments(service)) == 3, 40, "the move at meetergo")
+    wait_until(
+        lambda: (
+            sorted(start_of(a) for a in live_appointments(service))[-1] == day + timedelta(hours=3)
+            and len(live_appointments(service)) == 3
+        ),
+        40,
+        "the move at meetergo",
+    )
     service.cancel(late)
     wait_until(lambda: len(live_appointments(service)) == 2, 30, "the cancel at meetergo")
     # 6. A worker killed between meetergo storing the booking and our commit of its answer.
@@ -230,20 +285,32 @@ def test_meetergo_echoes_lost_answers_moves_and_a_killed_worker(start_service, s
     wait_until(lambda: len(appointments(service)) == 5, 30, "the booking the dying worker made")
     service.proc.kill()
     service.restart()
-    wait_until(lambda: len(service.intents()) == 7 and all(s == "done" for _, s, _ in service.intents()), 40,
-               "the killed worker's write resolved after restart")
+    wait_until(
+        lambda: len(service.intents()) == 7 and all(s == "done" for _, s, _ in service.intents()),
+        40,
+        "the killed worker's write resolved after restart",
+    )
     httpx.get(f"{sandbox_proc['meetergo']}/_sandbox/deliveries", params={"wait": "true"}, timeout=30)
     time.sleep(3)  # a few more polls re-read every appointment, ours included: nothing may change
 
     # Exactly the writes the source asked for: 4 creates + 1 move (create) = 5 bookings, 2 cancels.
     assert len(appointments(service)) == 5
     assert sorted(start_of(a) for a in live_appointments(service)) == [
-        day + timedelta(hours=2), day + timedelta(hours=3), day + timedelta(hours=4)]
+        day + timedelta(hours=2),
+        day + timedelta(hours=3),
+        day + timedelta(hours=4),
+    ]
     assert sorted(action for action, _, _ in service.intents()) == ["cancel", "cancel"] + ["create"] * 5
     assert service.meetings() == 4  # one canonical meeting per real meeting, no echo-born ones
-    assert service.query("SELECT count(*) FROM links WHERE connection = 'meetergo' AND mirrored = 0") == [(0,)]
-    types = service.subscriber.types_for(plain) + service.subscriber.types_for(late) + \
-        service.subscriber.types_for(lost) + service.subscriber.types_for(killed)
+    assert service.query("SELECT count(*) FROM links WHERE connection = 'meetergo' AND mirrored = 0") == [
+        (0,)
+    ]
+    types = (
+        service.subscriber.types_for(plain)
+        + service.subscriber.types_for(late)
+        + service.subscriber.types_for(lost)
+        + service.subscriber.types_for(killed)
+    )
     assert sorted(types) == sorted(["meeting.booked"] * 4 + ["meeting.rescheduled", "meeting.deleted"])
     titles = {item.body["data"]["meeting"]["title"] for item in service.subscriber.received}
     assert titles <= {"Demo with Ada Plain", "Demo with Bo Late", "Demo with Cy Lost", "Demo with Di Killed"}
@@ -272,37 +339,59 @@ def crm_meetings(service: Service) -> list[dict[str, Any]]:
     return control(service, "hubspot", "meetings")["meetings"]
 
 
-def test_hubspot_mirrors_come_back_as_themselves_and_move_and_cancel_by_crm(start_service, sandbox_proc) -> None:
+def test_hubspot_mirrors_come_back_as_themselves_and_move_and_cancel_by_crm(
+    start_service, sandbox_proc
+) -> None:
     hub = sandbox_proc["hubspot"]
-    httpx.post(f"{hub}/_sandbox/links", json={"slug": "e2e-any-time", "name": "Any time", "timezone": "UTC",
-                                              "weekly_hours": ALL_DAY}).raise_for_status()
-    service = start_service("hubspot", HUBSPOT.format(url=hub, token=hubspot.DEFAULT_TOKEN,
-                                                      secret=hubspot.DEFAULT_CLIENT_SECRET))
-    httpx.put(f"{hub}/_sandbox/webhooks", json={"target_url": f"{service.base}/webhooks/hubspot",
-                                                 "client_secret": hubspot.DEFAULT_CLIENT_SECRET}).raise_for_status()
+    httpx.post(
+        f"{hub}/_sandbox/links",
+        json={"slug": "e2e-any-time", "name": "Any time", "timezone": "UTC", "weekly_hours": ALL_DAY},
+    ).raise_for_status()
+    service = start_service(
+        "hubspot", HUBSPOT.format(url=hub, token=hubspot.DEFAULT_TOKEN, secret=hubspot.DEFAULT_CLIENT_SECRET)
+    )
+    httpx.put(
+        f"{hub}/_sandbox/webhooks",
+        json={
+            "target_url": f"{service.base}/webhooks/hubspot",
+            "client_secret": hubspot.DEFAULT_CLIENT_SECRET,
+        },
+    ).raise_for_status()
     httpx.post(f"{hub}/_sandbox/subscriptions", json={"meetings": True}).raise_for_status()
     day = (datetime.now(UTC) + timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
     first = service.book(day, "Eve First")
     wait_until(lambda: len(crm_meetings(service)) == 1, 30, "the first CRM meeting")
-    service.fault("hubspot", kind="lost_drop", path="/scheduler/2026-03/meetings/meeting-links/book", method="POST")
+    service.fault(
+        "hubspot", kind="lost_drop", path="/scheduler/2026-03/meetings/meeting-links/book", method="POST"
+    )
     second = service.book(day + timedelta(hours=1), "Fay Dropped")
     wait_until(lambda: [s for _, s, _ in service.intents()] == ["done", "done"], 40, "both writes done")
-    wait_until(lambda: service.query("SELECT count(*) FROM links WHERE connection = 'hubspot'") == [(2,)], 20,
-               "both CRM meetings read back")
+    wait_until(
+        lambda: service.query("SELECT count(*) FROM links WHERE connection = 'hubspot'") == [(2,)],
+        20,
+        "both CRM meetings read back",
+    )
     service.move(first, day + timedelta(hours=2))
     service.cancel(second)
 
     def settled() -> bool:
-        by_start = {m["properties"]["hs_meeting_start_time"]: m["properties"].get("hs_meeting_outcome")
-                    for m in crm_meetings(service)}
-        return by_start == {iso(day + timedelta(hours=2)).replace("Z", ".000Z"): "SCHEDULED",
-                            iso(day + timedelta(hours=1)).replace("Z", ".000Z"): "CANCELED"}
+        by_start = {
+            m["properties"]["hs_meeting_start_time"]: m["properties"].get("hs_meeting_outcome")
+            for m in crm_meetings(service)
+        }
+        return by_start == {
+            iso(day + timedelta(hours=2)).replace("Z", ".000Z"): "SCHEDULED",
+            iso(day + timedelta(hours=1)).replace("Z", ".000Z"): "CANCELED",
+        }
+
     wait_until(settled, 40, "the move and the cancel at HubSpot")
     wait_until(lambda: service.subscriber.types_for(second)[-1:] == ["meeting.deleted"], 20, "deleted")
     assert len(crm_meetings(service)) == 2 and service.meetings() == 2
     # The mirrors are linked under the CRM ids that polls and webhooks use, never as meetings of their own.
     crm_ids = {m["id"] for m in crm_meetings(service)}
-    assert {row[0] for row in service.query("SELECT external_id FROM links WHERE connection = 'hubspot'")} == crm_ids
+    assert {
+        row[0] for row in service.query("SELECT external_id FROM links WHERE connection = 'hubspot'")
+    } == crm_ids
     assert service.subscriber.types_for(first) == ["meeting.booked", "meeting.rescheduled"]
     assert service.subscriber.types_for(second) == ["meeting.booked", "meeting.deleted"]
     assert sorted(a for a, _, _ in service.intents()) == ["cancel", "create", "create", "reschedule"]
@@ -327,12 +416,20 @@ def rl_bookings(service: Service) -> list[dict[str, Any]]:
     return [item["booking"] for item in control(service, "rocketlead", "bookings")["bookings"]]
 
 
-def test_rocketlead_lost_answer_is_held_and_a_refused_cancel_never_books_a_third(start_service, sandbox_proc) -> None:
+def test_rocketlead_lost_answer_is_held_and_a_refused_cancel_never_books_a_third(
+    start_service, sandbox_proc
+) -> None:
     rl = sandbox_proc["rocketlead"]
     write_only = httpx.post(f"{rl}/_sandbox/tokens", json={"scopes": ["write"]}).json()["token"]
-    service = start_service("rocketlead", ROCKETLEAD.format(url=rl, token=write_only,
-                                                            calendar=rocketlead.DEFAULT_CALENDAR_ID,
-                                                            atype=rocketlead.DEFAULT_APPOINTMENT_TYPE_ID))
+    service = start_service(
+        "rocketlead",
+        ROCKETLEAD.format(
+            url=rl,
+            token=write_only,
+            calendar=rocketlead.DEFAULT_CALENDAR_ID,
+            atype=rocketlead.DEFAULT_APPOINTMENT_TYPE_ID,
+        ),
+    )
     day = (datetime.now(UTC) + timedelta(days=1)).replace(hour=9, minute=30, second=0, microsecond=0)
     # A 504 after RocketLead stored the booking: no way to ask, so held as unknown.
     service.fault("rocketlead", kind="lost_504", path="/connect/calendar_bookings/", method="POST")
@@ -345,23 +442,44 @@ def test_rocketlead_lost_answer_is_held_and_a_refused_cancel_never_books_a_third
     metrics = httpx.get(f"{service.base}/metrics").text
     assert 'bookingsync_mirror_writes{state="unknown"} 1.0' in metrics
     service.cancel(held)
-    wait_until(lambda: "cannot reach" in " ".join(
-        row[0] or "" for row in service.query("SELECT last_error FROM deliveries WHERE status = 'dead'")), 30,
-        "the cancel saying it cannot reach the booking")
+    wait_until(
+        lambda: (
+            "cannot reach"
+            in " ".join(
+                row[0] or ""
+                for row in service.query("SELECT last_error FROM deliveries WHERE status = 'dead'")
+            )
+        ),
+        30,
+        "the cancel saying it cannot reach the booking",
+    )
     assert len(rl_bookings(service)) == 1  # booked once, never again
 
     # A move whose cancel is refused: the token has no admin scope.
     moved = service.book(day + timedelta(hours=2), "Hal Moved")
     wait_until(lambda: len(rl_bookings(service)) == 2, 30, "the second booking")
     service.move(moved, day + timedelta(hours=3))
-    wait_until(lambda: len(rl_bookings(service)) == 3 and "admin" in " ".join(
-        row[0] or "" for row in service.query("SELECT last_error FROM deliveries WHERE status = 'dead'")), 30,
-        "the new booking, and the old one's cancel refused")
-    link = service.query("SELECT l.external_id FROM links l JOIN write_intents w ON w.meeting_id = l.meeting_id "
-                         "WHERE l.connection = 'rocketlead' AND w.action = 'cancel' AND l.content_hash != "
-                         "'superseded'")
+    wait_until(
+        lambda: (
+            len(rl_bookings(service)) == 3
+            and "admin"
+            in " ".join(
+                row[0] or ""
+                for row in service.query("SELECT last_error FROM deliveries WHERE status = 'dead'")
+            )
+        ),
+        30,
+        "the new booking, and the old one's cancel refused",
+    )
+    link = service.query(
+        "SELECT l.external_id FROM links l JOIN write_intents w ON w.meeting_id = l.meeting_id "
+        "WHERE l.connection = 'rocketlead' AND w.action = 'cancel' AND l.content_hash != "
+        "'superseded'"
+    )
     newest = max(rl_bookings(service), key=lambda b: b["startDateTime"])
-    assert newest["startDateTime"].startswith(iso(day + timedelta(hours=3))[:16]) and link[0][0] == newest["id"]
+    assert (
+        newest["startDateTime"].startswith(iso(day + timedelta(hours=3))[:16]) and link[0][0] == newest["id"]
+    )
     refused = "SELECT count(*) FROM write_intents WHERE action = 'cancel' AND state = 'failed'"
     assert service.query(refused) == [(1,)]
     service.cli("deliveries", "replay", "--all-dead")
@@ -393,20 +511,42 @@ def ld_live(service: Service) -> list[dict[str, Any]]:
     return [m for m in ld_meetings(service) if m["meeting"]["bookIt"]["status"] != "canceled"]
 
 
-def test_leandata_lost_answer_found_by_email_and_slot_then_moved_and_cancelled(start_service, sandbox_proc) -> None:
-    service = start_service("leandata", LEANDATA.format(url=sandbox_proc["leandata"],
-                                                        node=leandata_booking.TRIGGER_NODE))
+def test_leandata_lost_answer_found_by_email_and_slot_then_moved_and_cancelled(
+    start_service, sandbox_proc
+) -> None:
+    service = start_service(
+        "leandata", LEANDATA.format(url=sandbox_proc["leandata"], node=leandata_booking.TRIGGER_NODE)
+    )
     now = datetime.now(UTC)
-    slot = datetime.fromtimestamp((now.timestamp() // 1800 + 4) * 1800, UTC)  # a 30-minute boundary, 1.5-2 h out
+    slot = datetime.fromtimestamp(
+        (now.timestamp() // 1800 + 4) * 1800, UTC
+    )  # a 30-minute boundary, 1.5-2 h out
     service.fault("leandata", kind="lost_504", path="/v1/meeting", method="POST")
     meeting = service.book(slot, "Ivy Lost")
-    wait_until(lambda: service.intents() == [("create", "done", ld_meetings(service)[0]["id"])]
-               if ld_meetings(service) else False, 40, "the write found after its lost answer")
+    wait_until(
+        lambda: (
+            service.intents() == [("create", "done", ld_meetings(service)[0]["id"])]
+            if ld_meetings(service)
+            else False
+        ),
+        40,
+        "the write found after its lost answer",
+    )
     service.move(meeting, slot + timedelta(hours=1))
-    wait_until(lambda: [m["meeting"]["calendarEvent"]["scheduledTime"]["start_time"] for m in ld_live(service)]
-               == [int((slot + timedelta(hours=1)).timestamp() * 1000)], 40, "the move at LeanData")
+    wait_until(
+        lambda: (
+            [m["meeting"]["calendarEvent"]["scheduledTime"]["start_time"] for m in ld_live(service)]
+            == [int((slot + timedelta(hours=1)).timestamp() * 1000)]
+        ),
+        40,
+        "the move at LeanData",
+    )
     service.cancel(meeting)
     wait_until(lambda: ld_live(service) == [], 40, "the cancel at LeanData")
     assert len(ld_meetings(service)) == 1 and service.meetings() == 1
-    assert service.subscriber.types_for(meeting) == ["meeting.booked", "meeting.rescheduled", "meeting.deleted"]
+    assert service.subscriber.types_for(meeting) == [
+        "meeting.booked",
+        "meeting.rescheduled",
+        "meeting.deleted",
+    ]
     assert [a for a, _, _ in service.intents()] == ["create", "reschedule", "cancel"]

@@ -43,8 +43,11 @@ def arrival_lateness(subscriber: Subscriber, external_id: str, arrived: dict[str
 
 
 def test_a_hanging_subscriber_does_not_delay_a_healthy_one(
-        tmp_path: Path, backing_services: tuple[str, str], sandbox_proc: dict[str, str],  # noqa: F811
-        hanging: Hanging) -> None:
+    tmp_path: Path,
+    backing_services: tuple[str, str],  # noqa: F811 (the imported fixture)
+    sandbox_proc: dict[str, str],
+    hanging: Hanging,
+) -> None:
     db_url, broker_url = backing_services
     arrived: dict[str, float] = {}
 
@@ -86,7 +89,7 @@ threads = 4
 [[connections]]
 id = "leezy"
 provider = "leezy"
-base_url = "{sandbox_proc['leezy']}"
+base_url = "{sandbox_proc["leezy"]}"
 token = "lzy_at_sandbox"
 poll_interval_seconds = 1
 
@@ -103,19 +106,28 @@ secret = "{SUBSCRIBER_SECRET}"
     args = ["--config", str(config)]
     migrate = Proc("migrate", ["db", "upgrade", *args], tmp_path).start()
     assert migrate.proc is not None and migrate.proc.wait(60) == 0, migrate.output()
-    procs = [Proc(name, [role, *args], tmp_path).start()
-             for name, role in (("scheduler", "scheduler"), ("worker-a", "worker"), ("worker-b", "worker"))]
+    procs = [
+        Proc(name, [role, *args], tmp_path).start()
+        for name, role in (("scheduler", "scheduler"), ("worker-a", "worker"), ("worker-b", "worker"))
+    ]
     try:
         for proc in procs[1:]:
             wait_until(lambda proc=proc: "consuming" in proc.output(), 60, f"{proc.name}\n{proc.output()}")
         # 2 workers × 4 threads = 8 dramatiq threads; 12 meetings put 24 hanging deliveries in line.
-        meetings = [book_leezy(sandbox_proc["leezy"], start_in=8 + i * 0.5, minutes=5, email=f"p{i}@acme.example")
-                    for i in range(MEETINGS)]
-        wait_until(lambda: all("meeting.hasStarted" in healthy.types_for(m) for m in meetings), 40,
-                   "every hasStarted at the healthy subscriber\n" + procs[1].output()[-2000:])
+        meetings = [
+            book_leezy(sandbox_proc["leezy"], start_in=8 + i * 0.5, minutes=5, email=f"p{i}@acme.example")
+            for i in range(MEETINGS)
+        ]
+        wait_until(
+            lambda: all("meeting.hasStarted" in healthy.types_for(m) for m in meetings),
+            40,
+            "every hasStarted at the healthy subscriber\n" + procs[1].output()[-2000:],
+        )
         late = {m: arrival_lateness(healthy, m, arrived) for m in meetings}
         assert all(value is not None and value < 1.0 for value in late.values()), late
-        assert [healthy.types_for(m) for m in meetings] == [["meeting.booked", "meeting.hasStarted"]] * MEETINGS
+        assert [healthy.types_for(m) for m in meetings] == [
+            ["meeting.booked", "meeting.hasStarted"]
+        ] * MEETINGS
         assert not healthy.rejected
         assert hanging.ids  # it was tried, and held its requests
     finally:

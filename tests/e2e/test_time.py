@@ -39,8 +39,10 @@ SECOND_TWO = datetime(2027, 10, 31, 1, 0, tzinfo=UTC)  # 02:00 CET, an hour late
 
 
 def skew_metric(base: str) -> float | None:
-    found = re.search(r'bookingsync_provider_clock_skew_seconds\{connection="leezy"\} (\S+)',
-                      httpx.get(f"{base}/metrics", timeout=10).text)
+    found = re.search(
+        r'bookingsync_provider_clock_skew_seconds\{connection="leezy"\} (\S+)',
+        httpx.get(f"{base}/metrics", timeout=10).text,
+    )
     return float(found.group(1)) if found else None
 
 
@@ -48,9 +50,15 @@ def test_berlin_fold_late_first_sight_and_a_leezy_clock_behind(start_service, sa
     rl, leezy = sandbox_proc["rocketlead"], sandbox_proc["leezy"]
     httpx.put(f"{rl}/_sandbox/settings", json={"wall_times": True}).raise_for_status()
     httpx.put(f"{leezy}/_sandbox/settings", json={"clock_offset_seconds": -120}).raise_for_status()
-    service = start_service("rocketlead", ROCKETLEAD.format(url=rl, token=rocketlead.DEFAULT_TOKEN,
-                                                            calendar=rocketlead.DEFAULT_CALENDAR_ID,
-                                                            atype=rocketlead.DEFAULT_APPOINTMENT_TYPE_ID))
+    service = start_service(
+        "rocketlead",
+        ROCKETLEAD.format(
+            url=rl,
+            token=rocketlead.DEFAULT_TOKEN,
+            calendar=rocketlead.DEFAULT_CALENDAR_ID,
+            atype=rocketlead.DEFAULT_APPOINTMENT_TYPE_ID,
+        ),
+    )
     first = service.book(FIRST_TWO, "Ann First")
     second = service.book(SECOND_TWO, "Bob Second")
     late = service.book(datetime.now(UTC) - timedelta(minutes=10), "Cy Late", minutes=40)
@@ -60,8 +68,10 @@ def test_berlin_fold_late_first_sight_and_a_leezy_clock_behind(start_service, sa
     booked = rl_bookings(service)
     assert [b["startDateTime"] for b in booked] == ["2027-10-31T02:00:00.000"] * 2
     assert len({b["resourceSlotId"] for b in booked}) == 2
-    mirrors = service.query("SELECT l.start, l2.external_id FROM links l JOIN links l2 ON l2.meeting_id = "
-                            "l.meeting_id AND l2.connection = 'leezy' WHERE l.connection = 'rocketlead'")
+    mirrors = service.query(
+        "SELECT l.start, l2.external_id FROM links l JOIN links l2 ON l2.meeting_id = "
+        "l.meeting_id AND l2.connection = 'leezy' WHERE l.connection = 'rocketlead'"
+    )
     by_source = {source: datetime.fromisoformat(str(start)).replace(tzinfo=UTC) for start, source in mirrors}
     assert by_source == {first: FIRST_TWO, second: SECOND_TWO}
 
@@ -84,17 +94,27 @@ def test_berlin_fold_late_first_sight_and_a_leezy_clock_behind(start_service, sa
     assert service.subscriber.types_for(first) == ["meeting.booked"]
 
 
-def test_meetergo_type_with_allowed_durations_refuses_what_it_cannot_hold(start_service,  # noqa: F811
-                                                                           sandbox_proc) -> None:
-    target = MEETERGO.format(url=sandbox_proc["meetergo"], token=meetergo.DEFAULT_TOKEN, secret="e2e-time-token",
-                             meeting_type=meetergo.MEETING_TYPE_ID, host=meetergo.DEFAULT_USER_ID)
+def test_meetergo_type_with_allowed_durations_refuses_what_it_cannot_hold(
+    start_service,  # noqa: F811
+    sandbox_proc,
+) -> None:
+    target = MEETERGO.format(
+        url=sandbox_proc["meetergo"],
+        token=meetergo.DEFAULT_TOKEN,
+        secret="e2e-time-token",
+        meeting_type=meetergo.MEETING_TYPE_ID,
+        host=meetergo.DEFAULT_USER_ID,
+    )
     service = start_service("meetergo", target + "durations = [30, 60]\n")
     day = next_weekday(10)
     held = service.book(day + timedelta(seconds=20, milliseconds=250), "Ann Held", minutes=30)
     service.book(day + timedelta(hours=2), "Bob Odd", minutes=45)
     wait_until(lambda: len(appointments(service)) == 1, 40, "the one appointment meetergo can hold")
-    wait_until(lambda: service.query("SELECT count(*) FROM write_intents WHERE state = 'failed'")[0][0] == 1, 40,
-               "the refusal recorded")
+    wait_until(
+        lambda: service.query("SELECT count(*) FROM write_intents WHERE state = 'failed'")[0][0] == 1,
+        40,
+        "the refusal recorded",
+    )
     time.sleep(3)  # polls re-read the appointment; converges after them plan nothing
     listed = json.loads(service.cli("mirrors", "list", "--json"))
     (refused,) = [row for row in listed if row["state"] == "failed"]
@@ -103,6 +123,8 @@ def test_meetergo_type_with_allowed_durations_refuses_what_it_cannot_hold(start_
     assert start_of(only) == day  # floored to meetergo's minute, not moved
     assert len(appointments(service)) == 1 and not only.get("cancel")
     assert service.subscriber.types_for(held) == ["meeting.booked"]
-    creates = service.query("SELECT count(*) FROM write_intents WHERE connection = 'meetergo' AND action = 'create' "
-                            "AND state = 'done'")[0][0]
+    creates = service.query(
+        "SELECT count(*) FROM write_intents WHERE connection = 'meetergo' AND action = 'create' "
+        "AND state = 'done'"
+    )[0][0]
     assert creates == 1

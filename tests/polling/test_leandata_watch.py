@@ -48,13 +48,21 @@ def test_a_just_added_email_is_read_first_and_a_recent_change_soon_after():
     first = plan(emails, read, hints, NOW, interval=2.0, rate=5.0)
     assert first.due[0] == "new@x.co"
     # p050 changed a minute ago: urgent, due one interval after its last read.
-    later = plan(emails, {**read, "new@x.co": NOW.timestamp()}, hints, NOW + timedelta(seconds=1.5),
-                 interval=2.0, rate=5.0)
+    later = plan(
+        emails,
+        {**read, "new@x.co": NOW.timestamp()},
+        hints,
+        NOW + timedelta(seconds=1.5),
+        interval=2.0,
+        rate=5.0,
+    )
     assert "p050@x.co" in later.due
 
 
 def test_a_short_list_is_read_every_interval_and_says_when_next():
     emails = ["a@x.co", "b@x.co"]
-    result = plan(emails, {"a@x.co": NOW.timestamp(), "b@x.co": NOW.timestamp()}, {}, NOW, interval=10.0, rate=5.0)
+    result = plan(
+        emails, {"a@x.co": NOW.timestamp(), "b@x.co": NOW.timestamp()}, {}, NOW, interval=10.0, rate=5.0
+    )
     assert result.due == [] and result.summary.staleness_seconds == 10.0
     assert result.summary.next_due_at == NOW + timedelta(seconds=10)

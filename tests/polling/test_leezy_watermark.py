@@ -51,12 +51,21 @@ class ChurningLeezy:
 
     def resource(self, rid: str) -> dict:
         at = iso(BASE + timedelta(seconds=self.keys[rid]))
-        return {"id": rid, "type": "meeting", "attributes": {
-            "title": rid, "status": "scheduled", "start_time": "2026-04-01T10:00:00Z",
-            "end_time": "2026-04-01T10:30:00Z", "updated_at": at, "created_at": at}}
+        return {
+            "id": rid,
+            "type": "meeting",
+            "attributes": {
+                "title": rid,
+                "status": "scheduled",
+                "start_time": "2026-04-01T10:00:00Z",
+                "end_time": "2026-04-01T10:30:00Z",
+                "updated_at": at,
+                "created_at": at,
+            },
+        }
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        for kind, pick in (self.plan.pop(0) if self.plan else []):
+        for kind, pick in self.plan.pop(0) if self.plan else []:
             self.change(kind, pick)
         self.requests += 1
         query = {k: v[0] for k, v in parse_qs(urlsplit(str(request.url)).query).items()}
@@ -65,19 +74,32 @@ class ChurningLeezy:
             since = datetime.fromisoformat(query["since"].replace("Z", "+00:00"))
             rows = [rid for rid in rows if BASE + timedelta(seconds=self.keys[rid]) > since]
         limit, offset = int(query["limit"]), int(query["offset"])
-        chunk = rows[offset: offset + limit]
-        meta = {"total": len(rows), "limit": limit, "offset": offset, "has_more": offset + len(chunk) < len(rows)}
+        chunk = rows[offset : offset + limit]
+        meta = {
+            "total": len(rows),
+            "limit": limit,
+            "offset": offset,
+            "has_more": offset + len(chunk) < len(rows),
+        }
         return httpx.Response(200, json={"data": [self.resource(rid) for rid in chunk], "meta": meta})
 
 
 def make(server: ChurningLeezy, page_size: int, margin: timedelta) -> LeezyAdapter:
-    adapter = LeezyAdapter(connection_id="c", base_url="https://app.leezy.ai", token="t", page_size=page_size,
-                           transport=httpx.MockTransport(server), sleep=lambda s: None)
+    adapter = LeezyAdapter(
+        connection_id="c",
+        base_url="https://app.leezy.ai",
+        token="t",
+        page_size=page_size,
+        transport=httpx.MockTransport(server),
+        sleep=lambda s: None,
+    )
     adapter.margin = margin
     return adapter
 
 
-def poll(adapter: LeezyAdapter, server: ChurningLeezy, cursor: dict | None, store: dict[str, str]) -> dict | None:
+def poll(
+    adapter: LeezyAdapter, server: ChurningLeezy, cursor: dict | None, store: dict[str, str]
+) -> dict | None:
     for page in adapter.read(cursor, ReadContext(now=server.now())):
         for record in page.records:
             at = record.payload["attributes"]["updated_at"]
@@ -90,8 +112,11 @@ change = st.tuples(st.sampled_from(["move", "move", "create", "tick"]), st.integ
 
 
 @settings(max_examples=150, deadline=None)
-@given(count=st.integers(0, 14), page_size=st.integers(1, 4),
-       polls=st.lists(st.lists(st.lists(change, max_size=3), max_size=8), min_size=1, max_size=4))
+@given(
+    count=st.integers(0, 14),
+    page_size=st.integers(1, 4),
+    polls=st.lists(st.lists(st.lists(change, max_size=3), max_size=8), min_size=1, max_size=4),
+)
 def test_no_record_is_ever_skipped_whatever_moves_during_the_reads(count, page_size, polls):
     server = ChurningLeezy(count)
     adapter = make(server, page_size, timedelta(0))

@@ -81,9 +81,21 @@ print(json.dumps(counts))
 
 
 def config(url: str, token: str) -> Config:
-    return parse_config({"allow_private_targets": True, "connections": [
-        {"id": "leezy-main", "provider": "leezy", "base_url": url, "token": token,
-         "options": {"requests_per_minute": float(PER_MINUTE)}}]}, environ={})
+    return parse_config(
+        {
+            "allow_private_targets": True,
+            "connections": [
+                {
+                    "id": "leezy-main",
+                    "provider": "leezy",
+                    "base_url": url,
+                    "token": token,
+                    "options": {"requests_per_minute": float(PER_MINUTE)},
+                }
+            ],
+        },
+        environ={},
+    )
 
 
 @pytest.mark.redis
@@ -92,20 +104,32 @@ def test_two_threads_in_two_processes_never_read_at_once_nor_over_the_limit(tmp_
     try:
         start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
         for i in range(101):
-            sandbox.leezy.book(f"Demo {i}", start, start + timedelta(minutes=30), "UTC", f"lead{i}@example.com")
+            sandbox.leezy.book(
+                f"Demo {i}", start, start + timedelta(minutes=30), "UTC", f"lead{i}@example.com"
+            )
         db = f"sqlite:///{tmp_path / 'store.db'}"
         engine = make_engine(db)
         upgrade(engine)
         # A first read stores the meetings, so the children's reads are cheap re-reads.
-        first = Runtime(config=config(sandbox.leezy_url, sandbox.leezy_token), engine=engine, clock=SystemClock())
+        first = Runtime(
+            config=config(sandbox.leezy_url, sandbox.leezy_token), engine=engine, clock=SystemClock()
+        )
         assert poll(first, "leezy-main").records == 101
         first.close()
         engine.dispose()
         sandbox.leezy.requests.clear()
         sandbox.leezy.rate_limit_per_minute = PER_MINUTE
         args = [sandbox.leezy_url, sandbox.leezy_token, db, REDIS_URL, str(PER_MINUTE), "4"]
-        children = [subprocess.Popen([sys.executable, "-c", CHILD, *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(2)]
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", CHILD, *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+            for _ in range(2)
+        ]
         outputs = [child.communicate(timeout=120) for child in children]
         requests = [r for r in sandbox.leezy.requests.entries() if r.path == "/api/v1/meetings"]
     finally:

@@ -105,8 +105,10 @@ print(" ".join(repr(t) for t in out))
 def test_processes_share_one_rate_through_redis():
     _redis()
     key = f"test-{uuid.uuid4().hex}"
-    children = [subprocess.Popen([sys.executable, "-c", CHILD, REDIS_URL, key], stdout=subprocess.PIPE, text=True)
-                for _ in range(3)]
+    children = [
+        subprocess.Popen([sys.executable, "-c", CHILD, REDIS_URL, key], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     sent = sorted(float(t) for child in children for t in child.communicate(timeout=60)[0].split())
     assert len(sent) == 45
     # 45 slots 50 ms apart span at least 2.2 s; three unshared pacers would have taken 0.7 s.

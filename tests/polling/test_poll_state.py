@@ -22,7 +22,9 @@ def test_retry_after_holds_the_connection_at_least_that_long_and_success_clears_
     row = PollStateRow(connection="c", updated_at=NOW)
     poll_state.failed(row, NOW, "leezy: slow down (HTTP 429)", interval=10, retry_after=120, rng=lambda: 0.0)
     assert row.failures == 1 and row.not_before == NOW + timedelta(seconds=120)
-    assert poll_state.describe(row, NOW) == "backing off until 2026-03-01T12:02:00Z: leezy: slow down (HTTP 429)"
+    assert (
+        poll_state.describe(row, NOW) == "backing off until 2026-03-01T12:02:00Z: leezy: slow down (HTTP 429)"
+    )
     poll_state.failed(row, NOW, "again", interval=10, retry_after=None, rng=lambda: 0.0)
     assert row.failures == 2 and row.not_before == NOW + timedelta(seconds=10)
     poll_state.succeeded(row, NOW)
@@ -31,6 +33,12 @@ def test_retry_after_holds_the_connection_at_least_that_long_and_success_clears_
 
 
 def test_watch_summary_reads_as_a_sentence():
-    row = PollStateRow(connection="c", updated_at=NOW, watch_count=412, watch_staleness_seconds=82.4,
-                       watch_next_due_at=NOW + timedelta(seconds=3.2), last_read_at=NOW)
+    row = PollStateRow(
+        connection="c",
+        updated_at=NOW,
+        watch_count=412,
+        watch_staleness_seconds=82.4,
+        watch_next_due_at=NOW + timedelta(seconds=3.2),
+        last_read_at=NOW,
+    )
     assert "412 emails, each read at least every 83 s, next due in 4 s" in poll_state.describe(row, NOW)

@@ -30,9 +30,21 @@ LEEZY = "leezy-main"
 @pytest.fixture
 def setup(engine):
     sandbox = start_sandbox()
-    config = parse_config({"allow_private_targets": True, "connections": [
-        {"id": LEEZY, "provider": "leezy", "base_url": sandbox.leezy_url, "token": sandbox.leezy_token,
-         "poll_interval_seconds": 10}]}, environ={})
+    config = parse_config(
+        {
+            "allow_private_targets": True,
+            "connections": [
+                {
+                    "id": LEEZY,
+                    "provider": "leezy",
+                    "base_url": sandbox.leezy_url,
+                    "token": sandbox.leezy_token,
+                    "poll_interval_seconds": 10,
+                }
+            ],
+        },
+        environ={},
+    )
     rt = Runtime(config=config, engine=engine, clock=SystemClock())
     rt.actors = declare(StubBroker())  # the actor's path: reschedule rather than sleep
     yield sandbox, rt, engine
@@ -64,7 +76,11 @@ def test_retry_after_holds_the_connection_across_ticks_and_restarts(setup):
     other.close()
     assert requests(sandbox) == 1
     with Session(engine) as session:
-        [row] = [r for r in status(session, rt.config, datetime.now(UTC))["connections"] if r["connection"] == LEEZY]
+        [row] = [
+            r
+            for r in status(session, rt.config, datetime.now(UTC))["connections"]
+            if r["connection"] == LEEZY
+        ]
     assert row["polling"].startswith("backing off until ") and "429" in row["polling"]
 
 

@@ -55,8 +55,9 @@ def leezy_sandbox(clock: Clock) -> Iterator[Served]:
 def leandata_sandbox(clock: Clock) -> Iterator[Served]:
     state = leandata.LeanDataState(now=clock)
     server = serve_app(leandata.create_app(state))
-    with httpx.Client(base_url=server.url, timeout=5.0,
-                      headers={"X-Api-Key": leandata.DEFAULT_API_KEY}) as client:
+    with httpx.Client(
+        base_url=server.url, timeout=5.0, headers={"X-Api-Key": leandata.DEFAULT_API_KEY}
+    ) as client:
         yield Served(state, server.url, client)
     server.stop()
 

@@ -29,11 +29,15 @@ def test_a_504_after_the_booking_was_stored(rl: Served) -> None:  # noqa: F811
     answer = book(rl, first_slot(rl), name="Demo")
     assert answer.status_code == 504 and b"Gateway Time-out" in answer.content
     assert [b.name for b in st(rl).bookings()] == ["Demo"]  # stored all the same
-    assert book(rl, first_slot(rl, DEFAULT_RESOURCE_IDS[1]), name="Next").status_code == 201  # one fault, once
+    assert (
+        book(rl, first_slot(rl, DEFAULT_RESOURCE_IDS[1]), name="Next").status_code == 201
+    )  # one fault, once
 
 
 def test_a_connection_closed_before_the_answer_after_the_booking_was_stored(rl: Served) -> None:  # noqa: F811
-    answer = rl.client.post("/_sandbox/faults", json={"kind": "lost_drop", "path": BOOKINGS, "method": "POST"})
+    answer = rl.client.post(
+        "/_sandbox/faults", json={"kind": "lost_drop", "path": BOOKINGS, "method": "POST"}
+    )
     assert answer.status_code == 201
     with pytest.raises(httpx.RemoteProtocolError):
         book(rl, first_slot(rl), name="Demo")
@@ -51,8 +55,9 @@ def test_faults_after_the_answer_leave_other_endpoints_and_the_control_api_alone
 def mg() -> Iterator[Served]:
     state = meetergo.MeetergoState()
     server = serve_app(meetergo.create_app(state))
-    with httpx.Client(base_url=server.url, timeout=10.0,
-                      headers={"Authorization": f"Bearer {meetergo.DEFAULT_TOKEN}"}) as client:
+    with httpx.Client(
+        base_url=server.url, timeout=10.0, headers={"Authorization": f"Bearer {meetergo.DEFAULT_TOKEN}"}
+    ) as client:
         yield Served(state, server.url, client)
     server.stop()
     state.close()
@@ -65,12 +70,20 @@ def test_a_slow_answer_lets_the_booking_webhook_arrive_first(mg: Served) -> None
     assert isinstance(state, meetergo.MeetergoState)
     state.add_webhook(f"{receiver.url}/hook", ["booking_created"])
     state.add_fault(Fault(kind="slow_answer", path="/v4/booking", method="POST", seconds=1.0))
-    slot = mg.client.get("/v4/booking-availability", params={
-        "meetingTypeId": meetergo.MEETING_TYPE_ID, "start": _day(1), "end": _day(7)}).json()["availableSlots"][0]
+    slot = mg.client.get(
+        "/v4/booking-availability",
+        params={"meetingTypeId": meetergo.MEETING_TYPE_ID, "start": _day(1), "end": _day(7)},
+    ).json()["availableSlots"][0]
     sent = time.monotonic()
-    answer = mg.client.post("/v4/booking", json={
-        "meetingTypeId": meetergo.MEETING_TYPE_ID, "start": slot["start"], "hostIds": [meetergo.DEFAULT_USER_ID],
-        "attendee": {"email": "ann@buyer.com", "fullname": "Ann", "receiveReminders": False, "notes": {}}})
+    answer = mg.client.post(
+        "/v4/booking",
+        json={
+            "meetingTypeId": meetergo.MEETING_TYPE_ID,
+            "start": slot["start"],
+            "hostIds": [meetergo.DEFAULT_USER_ID],
+            "attendee": {"email": "ann@buyer.com", "fullname": "Ann", "receiveReminders": False, "notes": {}},
+        },
+    )
     answered = time.monotonic()
     receiver.stop()
     assert answer.status_code == 201 and answered - sent >= 1.0

@@ -18,8 +18,14 @@ HOUR_MS = 3_600_000
 
 def book(state: LeanDataState, hours_from_now: float, email: str = PROSPECT) -> str:
     start = START + timedelta(hours=hours_from_now)
-    return state.book("Intro Call", start, start + timedelta(minutes=30), email,
-                      "rep@example.com", guest_emails=["guest@example.com"])
+    return state.book(
+        "Intro Call",
+        start,
+        start + timedelta(minutes=30),
+        email,
+        "rep@example.com",
+        guest_emails=["guest@example.com"],
+    )
 
 
 def listing(sandbox: Served, **params: object) -> httpx.Response:
@@ -35,13 +41,16 @@ def test_listing_is_an_array_of_the_openapi_shape(leandata_sandbox: Served) -> N
     assert item == {
         "bookIt": {"status": "scheduled"},
         "calendarEvent": {
-            "id": meeting_id, "title": "Intro Call", "status": "confirmed",
-            "scheduledTime": {"start_time": NOW_MS + 2 * HOUR_MS,
-                              "end_time": NOW_MS + 2 * HOUR_MS + 30 * 60_000},
+            "id": meeting_id,
+            "title": "Intro Call",
+            "status": "confirmed",
+            "scheduledTime": {
+                "start_time": NOW_MS + 2 * HOUR_MS,
+                "end_time": NOW_MS + 2 * HOUR_MS + 30 * 60_000,
+            },
             "organizer": {"email": "rep@example.com"},
             "attendees": [
-                {"email": "rep@example.com", "responseStatus": "accepted", "organizer": True,
-                 "self": True},
+                {"email": "rep@example.com", "responseStatus": "accepted", "organizer": True, "self": True},
                 {"email": PROSPECT, "responseStatus": "needsAction"},
                 {"email": "guest@example.com", "responseStatus": "needsAction"},
             ],
@@ -52,8 +61,7 @@ def test_listing_is_an_array_of_the_openapi_shape(leandata_sandbox: Served) -> N
 def test_prospect_email_is_required(leandata_sandbox: Served) -> None:
     response = leandata_sandbox.client.get("/v1/meetings")
     assert response.status_code == 400
-    assert response.json() == {
-        "error": "Validation Error: Missing required parameter: prospectEmail"}
+    assert response.json() == {"error": "Validation Error: Missing required parameter: prospectEmail"}
 
 
 def test_default_range_starts_now_and_time_filters_take_iso_or_epoch_ms(
@@ -80,16 +88,18 @@ def test_status_filter_and_canceled_meetings_listed(leandata_sandbox: Served) ->
     state.cancel(canceled)
     everything = listing(leandata_sandbox).json()
     assert [(m["bookIt"]["status"], m["calendarEvent"]["status"]) for m in everything] == [
-        ("scheduled", "confirmed"), ("canceled", "canceled")]
-    assert [m["calendarEvent"]["id"] for m in listing(leandata_sandbox, status="scheduled").json()
-            ] == [kept]
+        ("scheduled", "confirmed"),
+        ("canceled", "canceled"),
+    ]
+    assert [m["calendarEvent"]["id"] for m in listing(leandata_sandbox, status="scheduled").json()] == [kept]
     assert listing(leandata_sandbox, status="deleted").status_code == 400
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-Api-Key": "wrong"}])
 def test_gateway_401_envelope(leandata_sandbox: Served, headers: dict[str, str]) -> None:
-    response = httpx.get(f"{leandata_sandbox.url}/v1/meetings",
-                         params={"prospectEmail": PROSPECT}, headers=headers)
+    response = httpx.get(
+        f"{leandata_sandbox.url}/v1/meetings", params={"prospectEmail": PROSPECT}, headers=headers
+    )
     assert (response.status_code, response.json()) == (401, {"message": "Unauthorized"})
     assert response.headers["x-amzn-errortype"] == "UnauthorizedException"
 
@@ -102,14 +112,23 @@ def test_single_meeting_404_patch_and_delete(leandata_sandbox: Served) -> None:
     assert (missing.status_code, missing.json()) == (404, {"error": "Meeting not found"})
 
     new_start = NOW_MS + 5 * HOUR_MS
-    patched = client.patch(f"/v1/meeting/{meeting_id}", json={"scheduledTime": {
-        "start_time": new_start, "end_time": new_start + 900_000,
-        "timezone": "America/Los_Angeles"}})
+    patched = client.patch(
+        f"/v1/meeting/{meeting_id}",
+        json={
+            "scheduledTime": {
+                "start_time": new_start,
+                "end_time": new_start + 900_000,
+                "timezone": "America/Los_Angeles",
+            }
+        },
+    )
     assert patched.json() == {"meetingId": meeting_id, "organizerEmail": "rep@example.com"}
     after = client.get(f"/v1/meeting/{meeting_id}").json()
     assert after["bookIt"]["status"] == "rescheduled"
-    assert after["calendarEvent"]["scheduledTime"] == {"start_time": new_start,
-                                                      "end_time": new_start + 900_000}
+    assert after["calendarEvent"]["scheduledTime"] == {
+        "start_time": new_start,
+        "end_time": new_start + 900_000,
+    }
     bad = client.patch(f"/v1/meeting/{meeting_id}", json={"start_time": new_start})
     assert bad.status_code == 400 and bad.json()["error"].startswith("Validation Error:")
 
@@ -128,15 +147,19 @@ def test_flat_shape_flag(leandata_sandbox: Served) -> None:
     [item] = listing(leandata_sandbox).json()
     assert set(item) == {"id", "title", "status", "scheduledTime", "organizer_email", "attendees"}
     assert (item["id"], item["status"], item["organizer_email"]) == (
-        meeting_id, "confirmed", "rep@example.com")
+        meeting_id,
+        "confirmed",
+        "rep@example.com",
+    )
     assert leandata_sandbox.client.get(f"/v1/meeting/{meeting_id}").json()["id"] == meeting_id
 
 
 def test_removed_meeting_vanishes(leandata_sandbox: Served) -> None:
     state: LeanDataState = leandata_sandbox.state  # type: ignore[assignment]
     gone, kept = book(state, 1), book(state, 2)
-    response = leandata_sandbox.client.post("/_sandbox/faults", json={
-        "kind": "mutate", "offset": 0, "action": {"op": "remove", "id": gone}})
+    response = leandata_sandbox.client.post(
+        "/_sandbox/faults", json={"kind": "mutate", "offset": 0, "action": {"op": "remove", "id": gone}}
+    )
     assert response.status_code == 201
     assert len(listing(leandata_sandbox).json()) == 2  # computed before the removal
     assert [m["calendarEvent"]["id"] for m in listing(leandata_sandbox).json()] == [kept]
@@ -161,8 +184,7 @@ def test_faults_use_the_gateway_envelope(leandata_sandbox: Served) -> None:
 @pytest.mark.parametrize("variant", ["bad_start_time", "missing_calendar_event"])
 def test_malformed_fault(leandata_sandbox: Served, variant: str) -> None:
     book(leandata_sandbox.state, 1)  # type: ignore[arg-type]
-    leandata_sandbox.client.post("/_sandbox/faults", json={"kind": "malformed",
-                                                           "variant": variant})
+    leandata_sandbox.client.post("/_sandbox/faults", json={"kind": "malformed", "variant": variant})
     good, broken = listing(leandata_sandbox).json()
     assert "calendarEvent" in good
     if variant == "bad_start_time":
@@ -174,13 +196,21 @@ def test_malformed_fault(leandata_sandbox: Served, variant: str) -> None:
 
 def test_control_api_books_reschedules_and_cancels(leandata_sandbox: Served) -> None:
     control = leandata_sandbox.client
-    created = control.post("/_sandbox/meetings", json={
-        "title": "Demo", "start": "2030-05-07T10:00:00Z", "end": NOW_MS + 23 * HOUR_MS,
-        "prospect_email": PROSPECT})
+    created = control.post(
+        "/_sandbox/meetings",
+        json={
+            "title": "Demo",
+            "start": "2030-05-07T10:00:00Z",
+            "end": NOW_MS + 23 * HOUR_MS,
+            "prospect_email": PROSPECT,
+        },
+    )
     assert created.status_code == 201
     meeting_id = created.json()["id"]
-    moved = control.post(f"/_sandbox/meetings/{meeting_id}/reschedule",
-                         json={"start": NOW_MS + 24 * HOUR_MS, "end": NOW_MS + 25 * HOUR_MS})
+    moved = control.post(
+        f"/_sandbox/meetings/{meeting_id}/reschedule",
+        json={"start": NOW_MS + 24 * HOUR_MS, "end": NOW_MS + 25 * HOUR_MS},
+    )
     assert moved.json()["meeting"]["bookIt"]["status"] == "rescheduled"
     canceled = control.post(f"/_sandbox/meetings/{meeting_id}/cancel")
     assert canceled.json()["meeting"]["calendarEvent"]["status"] == "canceled"

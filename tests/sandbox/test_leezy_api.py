@@ -14,16 +14,34 @@ from .conftest import START, Clock, Served
 
 AUTH = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
 ATTRIBUTES = {
-    "chatbot_id", "conversation_id", "title", "description", "start_time", "end_time", "timezone",
-    "attendee", "status", "meeting_url", "meeting_provider", "cancelled_at", "cancelled_reason",
-    "created_at", "updated_at",
+    "chatbot_id",
+    "conversation_id",
+    "title",
+    "description",
+    "start_time",
+    "end_time",
+    "timezone",
+    "attendee",
+    "status",
+    "meeting_url",
+    "meeting_provider",
+    "cancelled_at",
+    "cancelled_reason",
+    "created_at",
+    "updated_at",
 }
 
 
 def book(state: LeezyState, n: int = 0, **kwargs: object) -> str:
     start = START + timedelta(days=1, hours=n)
-    return state.book(f"Meeting {n}", start, start + timedelta(minutes=30), "Europe/Berlin",
-                      f"person{n}@example.com", **kwargs)  # type: ignore[arg-type]
+    return state.book(
+        f"Meeting {n}",
+        start,
+        start + timedelta(minutes=30),
+        "Europe/Berlin",
+        f"person{n}@example.com",
+        **kwargs,
+    )  # type: ignore[arg-type]
 
 
 def listing(sandbox: Served, **params: object) -> httpx.Response:
@@ -32,19 +50,32 @@ def listing(sandbox: Served, **params: object) -> httpx.Response:
 
 def test_envelope_matches_the_documented_shape(leezy_sandbox: Served) -> None:
     state: LeezyState = leezy_sandbox.state  # type: ignore[assignment]
-    meeting_id = book(state, attendee_name="Lisa Thompson", phone="+1-555-0199",
-                      updated_at=START.replace(microsecond=123456))
+    meeting_id = book(
+        state,
+        attendee_name="Lisa Thompson",
+        phone="+1-555-0199",
+        updated_at=START.replace(microsecond=123456),
+    )
     body = listing(leezy_sandbox).json()
     assert set(body) == {"data", "meta"}
-    assert body["meta"] == {"api_version": "2024-01-01", "total": 1, "limit": 20, "offset": 0,
-                            "has_more": False, "count": 1}
+    assert body["meta"] == {
+        "api_version": "2024-01-01",
+        "total": 1,
+        "limit": 20,
+        "offset": 0,
+        "has_more": False,
+        "count": 1,
+    }
     [record] = body["data"]
     assert record["id"] == meeting_id and meeting_id.startswith("meeting_")
     assert record["type"] == "meeting"
     attributes = record["attributes"]
     assert set(attributes) == ATTRIBUTES
-    assert attributes["attendee"] == {"name": "Lisa Thompson", "email": "person0@example.com",
-                                      "phone": "+1-555-0199"}
+    assert attributes["attendee"] == {
+        "name": "Lisa Thompson",
+        "email": "person0@example.com",
+        "phone": "+1-555-0199",
+    }
     assert attributes["start_time"] == "2030-05-07T12:00:00Z"
     assert attributes["updated_at"] == "2030-05-06T12:00:00.123456Z"
     assert attributes["cancelled_at"] is None and attributes["status"] == "scheduled"
@@ -53,8 +84,7 @@ def test_envelope_matches_the_documented_shape(leezy_sandbox: Served) -> None:
 def test_pages_with_limit_and_offset_in_updated_at_then_id_order(leezy_sandbox: Served) -> None:
     state: LeezyState = leezy_sandbox.state  # type: ignore[assignment]
     tie = START + timedelta(minutes=1)
-    ids = [book(state, n, updated_at=tie if n < 3 else START + timedelta(minutes=n))
-           for n in range(5)]
+    ids = [book(state, n, updated_at=tie if n < 3 else START + timedelta(minutes=n)) for n in range(5)]
     expected = sorted(ids[:3]) + ids[3:]
     seen, metas = [], []
     for offset in (0, 2, 4):
@@ -63,7 +93,10 @@ def test_pages_with_limit_and_offset_in_updated_at_then_id_order(leezy_sandbox: 
         metas.append(body["meta"])
     assert seen == expected
     assert [(m["total"], m["count"], m["has_more"], m["offset"], m["limit"]) for m in metas] == [
-        (5, 2, True, 0, 2), (5, 2, True, 2, 2), (5, 1, False, 4, 2)]
+        (5, 2, True, 0, 2),
+        (5, 2, True, 2, 2),
+        (5, 1, False, 4, 2),
+    ]
 
 
 def test_default_limit_is_twenty(leezy_sandbox: Served) -> None:
@@ -73,10 +106,20 @@ def test_default_limit_is_twenty(leezy_sandbox: Served) -> None:
     assert (meta["count"], meta["limit"], meta["total"], meta["has_more"]) == (20, 20, 25, True)
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"limit": "ten"},
-                                    {"offset": -1}, {"since": "yesterday"}, {"upcoming": "maybe"}])
-def test_invalid_parameters_answer_400_invalid_request(leezy_sandbox: Served,
-                                                       params: dict[str, object]) -> None:
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 101},
+        {"limit": "ten"},
+        {"offset": -1},
+        {"since": "yesterday"},
+        {"upcoming": "maybe"},
+    ],
+)
+def test_invalid_parameters_answer_400_invalid_request(
+    leezy_sandbox: Served, params: dict[str, object]
+) -> None:
     response = listing(leezy_sandbox, **params)
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
@@ -99,8 +142,7 @@ def test_since_is_strictly_after(leezy_sandbox: Served) -> None:
 
 def test_filters_by_status_chatbot_and_upcoming(leezy_sandbox: Served, clock: Clock) -> None:
     state: LeezyState = leezy_sandbox.state  # type: ignore[assignment]
-    past = state.book("Past", START - timedelta(hours=2), START - timedelta(hours=1), "UTC",
-                      "p@example.com")
+    past = state.book("Past", START - timedelta(hours=2), START - timedelta(hours=1), "UTC", "p@example.com")
     other = book(state, 1, chatbot_id="chatbot_other")
     cancelled = book(state, 2)
     state.cancel(cancelled, reason="no longer needed")
@@ -117,8 +159,9 @@ def test_filters_by_status_chatbot_and_upcoming(leezy_sandbox: Served, clock: Cl
     assert record["cancelled_at"] == "2030-05-06T12:00:00Z"
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Basic abc"},
-                                     {"Authorization": "Bearer not-a-token"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer not-a-token"}]
+)
 def test_missing_or_invalid_token_is_401(leezy_sandbox: Served, headers: dict[str, str]) -> None:
     response = leezy_sandbox.client.get("/api/v1/meetings", headers=headers)
     assert response.status_code == 401
@@ -127,14 +170,15 @@ def test_missing_or_invalid_token_is_401(leezy_sandbox: Served, headers: dict[st
 
 def test_token_without_meetings_scope_is_403(leezy_sandbox: Served) -> None:
     leezy_sandbox.state.add_token("lzy_at_leads", ["leads:read"])  # type: ignore[attr-defined]
-    response = leezy_sandbox.client.get("/api/v1/meetings",
-                                        headers={"Authorization": "Bearer lzy_at_leads"})
+    response = leezy_sandbox.client.get("/api/v1/meetings", headers={"Authorization": "Bearer lzy_at_leads"})
     assert response.status_code == 403
     assert response.json()["error"] == "insufficient_scope"
 
 
-RATE_LIMIT_BODY = {"error": "rate_limit_exceeded",
-                   "error_description": "Too many requests. Please retry after 60 seconds."}
+RATE_LIMIT_BODY = {
+    "error": "rate_limit_exceeded",
+    "error_description": "Too many requests. Please retry after 60 seconds.",
+}
 
 
 def test_injected_429_with_and_without_retry_after(leezy_sandbox: Served) -> None:
@@ -186,9 +230,14 @@ def test_malformed_fault_adds_one_broken_record(leezy_sandbox: Served, variant: 
 def test_update_between_pages_moves_record_to_the_end(leezy_sandbox: Served) -> None:
     state: LeezyState = leezy_sandbox.state  # type: ignore[assignment]
     a, b, c = (book(state, n, updated_at=START - timedelta(seconds=10 - n)) for n in range(3))
-    response = leezy_sandbox.client.post("/_sandbox/faults", json={
-        "kind": "mutate", "offset": 0,
-        "action": {"op": "update", "id": a, "fields": {"title": "Renamed"}}})
+    response = leezy_sandbox.client.post(
+        "/_sandbox/faults",
+        json={
+            "kind": "mutate",
+            "offset": 0,
+            "action": {"op": "update", "id": a, "fields": {"title": "Renamed"}},
+        },
+    )
     assert response.status_code == 201
     first = listing(leezy_sandbox, limit=1, offset=0).json()["data"]
     second = listing(leezy_sandbox, limit=1, offset=1).json()["data"]
@@ -209,14 +258,23 @@ def test_request_log_records_client_requests_only(leezy_sandbox: Served) -> None
 
 def test_control_api_drives_the_meeting_lifecycle(leezy_sandbox: Served) -> None:
     control = leezy_sandbox.client
-    created = control.post("/_sandbox/meetings", json={
-        "title": "Demo", "start": "2030-06-01T10:00:00Z", "end": "2030-06-01T10:30:00Z",
-        "timezone": "Europe/Berlin", "attendee_email": "x@example.com",
-        "updated_at": "2030-05-06T12:00:00.000001Z"})
+    created = control.post(
+        "/_sandbox/meetings",
+        json={
+            "title": "Demo",
+            "start": "2030-06-01T10:00:00Z",
+            "end": "2030-06-01T10:30:00Z",
+            "timezone": "Europe/Berlin",
+            "attendee_email": "x@example.com",
+            "updated_at": "2030-05-06T12:00:00.000001Z",
+        },
+    )
     assert created.status_code == 201
     meeting_id = created.json()["id"]
-    moved = control.post(f"/_sandbox/meetings/{meeting_id}/reschedule",
-                         json={"start": "2030-06-02T10:00:00Z", "end": "2030-06-02T11:00:00Z"})
+    moved = control.post(
+        f"/_sandbox/meetings/{meeting_id}/reschedule",
+        json={"start": "2030-06-02T10:00:00Z", "end": "2030-06-02T11:00:00Z"},
+    )
     assert moved.json()["meeting"]["attributes"]["end_time"] == "2030-06-02T11:00:00Z"
     patched = control.patch(f"/_sandbox/meetings/{meeting_id}", json={"status": "confirmed"})
     assert patched.json()["meeting"]["attributes"]["status"] == "confirmed"
@@ -226,8 +284,7 @@ def test_control_api_drives_the_meeting_lifecycle(leezy_sandbox: Served) -> None
     assert record["attributes"]["start_time"] == "2030-06-02T10:00:00Z"
     missing = control.post("/_sandbox/meetings/meeting_nope/cancel", json={})
     assert missing.status_code == 404 and "meeting_nope" in missing.json()["error"]
-    assert control.patch(f"/_sandbox/meetings/{meeting_id}", json={"colour": "red"}
-                         ).status_code == 400
+    assert control.patch(f"/_sandbox/meetings/{meeting_id}", json={"colour": "red"}).status_code == 400
 
 
 def test_after_page_hook_runs_once_between_pages(leezy_sandbox: Served) -> None:

@@ -11,8 +11,14 @@ from bookingsync.sandbox.ring import Ring
 
 
 def request(i: int) -> RecordedRequest:
-    return RecordedRequest(method="GET", path=f"/r/{i}", query=[], headers={}, status=200,
-                           received_at=datetime(2026, 1, 1, tzinfo=UTC))
+    return RecordedRequest(
+        method="GET",
+        path=f"/r/{i}",
+        query=[],
+        headers={},
+        status=200,
+        received_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
 
 
 def test_a_ring_keeps_the_newest_in_order_and_counts_what_fell_off() -> None:

@@ -27,12 +27,15 @@ def sandbox() -> Iterator[RunningSandbox]:
 
 
 def test_start_sandbox_serves_both_providers(sandbox: RunningSandbox) -> None:
-    leezy = httpx.get(f"{sandbox.leezy_url}/api/v1/meetings",
-                      headers={"Authorization": f"Bearer {sandbox.leezy_token}"})
+    leezy = httpx.get(
+        f"{sandbox.leezy_url}/api/v1/meetings", headers={"Authorization": f"Bearer {sandbox.leezy_token}"}
+    )
     assert leezy.status_code == 200 and leezy.json()["meta"]["total"] == 0
-    leandata = httpx.get(f"{sandbox.leandata_url}/v1/meetings",
-                         params={"prospectEmail": "a@example.com"},
-                         headers={"X-Api-Key": sandbox.leandata_api_key})
+    leandata = httpx.get(
+        f"{sandbox.leandata_url}/v1/meetings",
+        params={"prospectEmail": "a@example.com"},
+        headers={"X-Api-Key": sandbox.leandata_api_key},
+    )
     assert (leandata.status_code, leandata.json()) == (200, [])
     assert sandbox.leezy_url != sandbox.leandata_url
 
@@ -56,12 +59,21 @@ def test_demo_driver_books_and_cancels_over_time(sandbox: RunningSandbox) -> Non
         time.sleep(0.05)
     driver.stop()
     assert {"leezy book", "leezy cancel", "leandata book", "leandata cancel"} <= kinds
-    listed = httpx.get(f"{sandbox.leezy_url}/api/v1/meetings", params={"status": "cancelled"},
-                       headers={"Authorization": f"Bearer {sandbox.leezy_token}"}).json()
+    listed = httpx.get(
+        f"{sandbox.leezy_url}/api/v1/meetings",
+        params={"status": "cancelled"},
+        headers={"Authorization": f"Bearer {sandbox.leezy_token}"},
+    ).json()
     assert listed["meta"]["total"] >= 1
-    found = [m for email in DEMO_PROSPECT_EMAILS for m in httpx.get(
-        f"{sandbox.leandata_url}/v1/meetings", params={"prospectEmail": email},
-        headers={"X-Api-Key": sandbox.leandata_api_key}).json()]
+    found = [
+        m
+        for email in DEMO_PROSPECT_EMAILS
+        for m in httpx.get(
+            f"{sandbox.leandata_url}/v1/meetings",
+            params={"prospectEmail": email},
+            headers={"X-Api-Key": sandbox.leandata_api_key},
+        ).json()
+    ]
     assert found and {m["bookIt"]["status"] for m in found} & {"canceled"}
     for meeting in sandbox.leezy.meetings():
         assert 20 <= (meeting.end_time - meeting.start_time).total_seconds() <= 60
@@ -88,7 +100,12 @@ def test_sandbox_imports_nothing_from_the_service() -> None:
     offenders = []
     for path in SANDBOX_DIR.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             offenders += [f"{path.name}: {n}" for n in names if n.startswith(FORBIDDEN)]
     assert offenders == []

@@ -75,19 +75,44 @@ def iso(value: datetime) -> str:
 
 
 class Churn:
-    def __init__(self, engine: Engine, clock: ManualClock, subscriber_url: str, *, live: int = 200,
-                 per_step: int = 10, seconds_per_step: float = 2.0, retention_minutes: float = 30.0,
-                 prune_every: int = 50, seed: int = 18) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: ManualClock,
+        subscriber_url: str,
+        *,
+        live: int = 200,
+        per_step: int = 10,
+        seconds_per_step: float = 2.0,
+        retention_minutes: float = 30.0,
+        prune_every: int = 50,
+        seed: int = 18,
+    ) -> None:
         days = retention_minutes / 1440
-        self.cfg = parse_config({
-            "allow_private_targets": True,
-            "events": {"console": False, "grace_seconds": 60},
-            "retention": {"receipt_bodies_days": days, "receipts_days": days, "events_days": days,
-                          "meetings_days": days, "quarantine_days": days},
-            "connections": [{"id": CONNECTION, "provider": "leezy", "base_url": "http://127.0.0.1:9",
-                             "token": "lzy_at_churn", "enabled": False}],
-            "subscriptions": [{"id": "crm", "url": subscriber_url, "secret": SECRET}],
-        }, environ={})
+        self.cfg = parse_config(
+            {
+                "allow_private_targets": True,
+                "events": {"console": False, "grace_seconds": 60},
+                "retention": {
+                    "receipt_bodies_days": days,
+                    "receipts_days": days,
+                    "events_days": days,
+                    "meetings_days": days,
+                    "quarantine_days": days,
+                },
+                "connections": [
+                    {
+                        "id": CONNECTION,
+                        "provider": "leezy",
+                        "base_url": "http://127.0.0.1:9",
+                        "token": "lzy_at_churn",
+                        "enabled": False,
+                    }
+                ],
+                "subscriptions": [{"id": "crm", "url": subscriber_url, "secret": SECRET}],
+            },
+            environ={},
+        )
         self.engine, self.clock = engine, clock
         self.rt = Runtime(config=self.cfg, engine=engine, clock=clock, role="churn")
         self.adapter = self.rt.adapter(CONNECTION)
@@ -101,12 +126,22 @@ class Churn:
     def _new(self) -> dict[str, Any]:
         self.serial += 1
         start = self.clock.now() + timedelta(minutes=self.rng.uniform(5, 180))
-        return {"id": f"meeting_{self.serial:09d}", "type": "meeting",
-                "attributes": {"start_time": iso(start), "end_time": iso(start + timedelta(minutes=30)),
-                               "updated_at": iso(self.clock.now()), "status": "scheduled",
-                               "title": f"Demo call #{self.serial}", "timezone": "Europe/Berlin",
-                               "attendee": {"email": f"prospect.{self.serial}@example.com",
-                                            "name": f"Prospect {self.serial}"}}}
+        return {
+            "id": f"meeting_{self.serial:09d}",
+            "type": "meeting",
+            "attributes": {
+                "start_time": iso(start),
+                "end_time": iso(start + timedelta(minutes=30)),
+                "updated_at": iso(self.clock.now()),
+                "status": "scheduled",
+                "title": f"Demo call #{self.serial}",
+                "timezone": "Europe/Berlin",
+                "attendee": {
+                    "email": f"prospect.{self.serial}@example.com",
+                    "name": f"Prospect {self.serial}",
+                },
+            },
+        }
 
     def _change(self, index: int) -> list[dict[str, Any]]:
         """One change to live meeting `index`: the records that carry it."""
@@ -127,7 +162,9 @@ class Churn:
 
     def _apply(self, resources: list[dict[str, Any]]) -> None:
         records = [RawRecord(payload=r, external_id=r["id"]) for r in resources]
-        apply_page(self.rt, CONNECTION, self.adapter, Page(records=records, cursor={"since": iso(self.clock.now())}))
+        apply_page(
+            self.rt, CONNECTION, self.adapter, Page(records=records, cursor={"since": iso(self.clock.now())})
+        )
 
     def step(self) -> None:
         self.clock.advance(self.seconds_per_step)
@@ -153,8 +190,9 @@ class Churn:
         deadline = time.monotonic() + timeout
         while True:
             with self.engine.connect() as conn:
-                open_ = conn.execute(select(func.count()).select_from(DeliveryRow)
-                                     .where(DeliveryRow.status == "leased")).scalar_one()
+                open_ = conn.execute(
+                    select(func.count()).select_from(DeliveryRow).where(DeliveryRow.status == "leased")
+                ).scalar_one()
             if not open_:
                 return
             if time.monotonic() > deadline:

@@ -21,8 +21,10 @@ from tests.store.test_store_and_relay import apply, record
 
 
 def test_actor_target_receives_the_event_body_once(engine: Engine, clock: ManualClock) -> None:
-    cfg = parse_config({"actors": [{"actor_name": "crm_sync", "queue_name": "crm", "events": ["meeting.booked"]}]},
-                       environ={})
+    cfg = parse_config(
+        {"actors": [{"actor_name": "crm_sync", "queue_name": "crm", "events": ["meeting.booked"]}]},
+        environ={},
+    )
     broker = StubBroker()
     rt = Runtime(config=cfg, engine=engine, clock=clock, actors=declare(broker))
     apply(engine, clock, record(clock))

@@ -46,9 +46,14 @@ def redis_broker() -> Iterator[RedisBroker]:
 def test_flushed_broker_loses_nothing(engine: Engine, redis_broker: RedisBroker) -> None:
     subscriber = Subscriber().start()
     clock = ManualClock(datetime.now(UTC))  # real time: subscribers check webhook-timestamp
-    cfg = parse_config({"allow_private_targets": True,
-                        "subscriptions": [{"id": "crm", "url": subscriber.url, "secret": SUBSCRIBER_SECRET}],
-                        "events": {"console": False}}, environ={})
+    cfg = parse_config(
+        {
+            "allow_private_targets": True,
+            "subscriptions": [{"id": "crm", "url": subscriber.url, "secret": SUBSCRIBER_SECRET}],
+            "events": {"console": False},
+        },
+        environ={},
+    )
     rt = install(Runtime(config=cfg, engine=engine, clock=clock, actors=declare(redis_broker)))
     actors = rt.actors
     assert actors is not None
@@ -62,7 +67,9 @@ def test_flushed_broker_loses_nothing(engine: Engine, redis_broker: RedisBroker)
 
         worker = dramatiq.Worker(redis_broker, worker_threads=2, worker_timeout=100)
         worker.start()
-        assert relay_once(engine, clock.now(), senders, lease_seconds=30, limit=10).events == []  # still leased
+        assert (
+            relay_once(engine, clock.now(), senders, lease_seconds=30, limit=10).events == []
+        )  # still leased
         clock.advance(seconds=31)
         again = relay_once(engine, clock.now(), senders, lease_seconds=30, limit=10)
         assert again.events == first.events

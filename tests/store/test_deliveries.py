@@ -73,7 +73,9 @@ class HookServer:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
                 with server._lock:
-                    server.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    server.received.append(
+                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
                     reply = server.script.pop(0) if len(server.script) > 1 else server.script[0]
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
@@ -88,7 +90,9 @@ class HookServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -130,9 +134,16 @@ def wall_clock() -> ManualClock:
     return ManualClock(datetime.now(UTC).replace(microsecond=0))
 
 
-def make_runtime(engine: Engine, clock: ManualClock, subscriptions: list[dict[str, Any]],
-                 delivery_cfg: dict[str, Any] | None = None) -> Runtime:
-    data: dict[str, Any] = {"allow_private_targets": True, "subscriptions": subscriptions}  # loopback subscribers
+def make_runtime(
+    engine: Engine,
+    clock: ManualClock,
+    subscriptions: list[dict[str, Any]],
+    delivery_cfg: dict[str, Any] | None = None,
+) -> Runtime:
+    data: dict[str, Any] = {
+        "allow_private_targets": True,
+        "subscriptions": subscriptions,
+    }  # loopback subscribers
     if delivery_cfg:
         data["delivery"] = delivery_cfg
     return Runtime(config=parse_config(data, environ={}), engine=engine, clock=clock)
@@ -146,9 +157,18 @@ def runtimes() -> Iterator[list[Runtime]]:
         rt.close()
 
 
-def runtime(runtimes: list[Runtime], engine: Engine, clock: ManualClock, url: str, *,
-            delivery_cfg: dict[str, Any] | None = None, extra: list[dict[str, Any]] | None = None) -> Runtime:
-    rt = make_runtime(engine, clock, [{"id": "crm", "url": url, "secret": SECRET}, *(extra or [])], delivery_cfg)
+def runtime(
+    runtimes: list[Runtime],
+    engine: Engine,
+    clock: ManualClock,
+    url: str,
+    *,
+    delivery_cfg: dict[str, Any] | None = None,
+    extra: list[dict[str, Any]] | None = None,
+) -> Runtime:
+    rt = make_runtime(
+        engine, clock, [{"id": "crm", "url": url, "secret": SECRET}, *(extra or [])], delivery_cfg
+    )
     runtimes.append(rt)
     return rt
 
@@ -156,15 +176,29 @@ def runtime(runtimes: list[Runtime], engine: Engine, clock: ManualClock, url: st
 def record(clock: ManualClock, external_id: str = "m1", status: str = "scheduled") -> SourceRecord:
     # A day ahead: the hasStarted/hasEnded timers never come due while a test runs.
     start = clock.now() + timedelta(days=1)
-    return SourceRecord(external_id=external_id, meeting=Meeting(
-        status=status, title="Demo", start=start, end=start + timedelta(minutes=30),
-        attendee={"email": "lisa@acme.com", "name": "Lisa"}))
+    return SourceRecord(
+        external_id=external_id,
+        meeting=Meeting(
+            status=status,
+            title="Demo",
+            start=start,
+            end=start + timedelta(minutes=30),
+            attendee={"email": "lisa@acme.com", "name": "Lisa"},
+        ),
+    )
 
 
 def apply(rt: Runtime, rec: SourceRecord) -> store.Applied:
     with transaction(rt.engine) as session:
-        return store.apply_record(session, connection="leezy-main", provider="leezy", record=rec,
-                                  raw={"id": rec.external_id}, now=rt.clock.now(), grace=GRACE)
+        return store.apply_record(
+            session,
+            connection="leezy-main",
+            provider="leezy",
+            record=rec,
+            raw={"id": rec.external_id},
+            now=rt.clock.now(),
+            grace=GRACE,
+        )
 
 
 def claim_now(rt: Runtime):
@@ -209,8 +243,9 @@ def verify(received: Received, secret: str = SECRET) -> dict[str, Any]:
 # --- tests ------------------------------------------------------------------------------------
 
 
-def test_2xx_succeeds_with_signed_standard_webhook(engine: Engine, wall_clock: ManualClock, hooks: HookServer,
-                                                   runtimes: list[Runtime]) -> None:
+def test_2xx_succeeds_with_signed_standard_webhook(
+    engine: Engine, wall_clock: ManualClock, hooks: HookServer, runtimes: list[Runtime]
+) -> None:
     rt = runtime(runtimes, engine, wall_clock, hooks.url())
     hooks.answer(Reply(204))
     applied = apply(rt, record(wall_clock))
@@ -249,8 +284,9 @@ def test_2xx_succeeds_with_signed_standard_webhook(engine: Engine, wall_clock: M
     assert len(hooks.received) == 1
 
 
-def test_500_then_200_retries_with_same_id_and_body(engine: Engine, wall_clock: ManualClock, hooks: HookServer,
-                                                    runtimes: list[Runtime]) -> None:
+def test_500_then_200_retries_with_same_id_and_body(
+    engine: Engine, wall_clock: ManualClock, hooks: HookServer, runtimes: list[Runtime]
+) -> None:
     rt = runtime(runtimes, engine, wall_clock, hooks.url())
     hooks.answer(Reply(500, body=b"boom"), Reply(200))
     event_id, [delivery_id] = book(rt)
@@ -277,10 +313,16 @@ def test_500_then_200_retries_with_same_id_and_body(engine: Engine, wall_clock: 
     assert verify(a) == verify(b)
 
 
-def test_backoff_doubles_between_attempts(engine: Engine, wall_clock: ManualClock, hooks: HookServer,
-                                          runtimes: list[Runtime]) -> None:
-    rt = runtime(runtimes, engine, wall_clock, hooks.url(),
-                 delivery_cfg={"min_backoff_seconds": 3, "max_backoff_seconds": 10, "max_attempts": 10})
+def test_backoff_doubles_between_attempts(
+    engine: Engine, wall_clock: ManualClock, hooks: HookServer, runtimes: list[Runtime]
+) -> None:
+    rt = runtime(
+        runtimes,
+        engine,
+        wall_clock,
+        hooks.url(),
+        delivery_cfg={"min_backoff_seconds": 3, "max_backoff_seconds": 10, "max_attempts": 10},
+    )
     hooks.answer(502)
     _, [delivery_id] = book(rt)
     waits = []
@@ -294,8 +336,9 @@ def test_backoff_doubles_between_attempts(engine: Engine, wall_clock: ManualCloc
     assert len(hooks.received) == 4
 
 
-def test_429_retry_after_seconds_is_honoured(engine: Engine, wall_clock: ManualClock, hooks: HookServer,
-                                             runtimes: list[Runtime]) -> None:
+def test_429_retry_after_seconds_is_honoured(
+    engine: Engine, wall_clock: ManualClock, hooks: HookServer, runtimes: list[Runtime]
+) -> None:
     rt = runtime(runtimes, engine, wall_clock, hooks.url())
     hooks.answer(Reply(429, {"Retry-After": "120"}), Reply(200))
     _, [delivery_id] = book(rt)
@@ -310,8 +353,9 @@ def test_429_retry_after_seconds_is_honoured(engine: Engine, wall_clock: ManualC
     verify(hooks.received[-1])
 
 
-def test_503_retry_after_http_date_is_honoured(engine: Engine, wall_clock: ManualClock, hooks: HookServer,
-                                               runtimes: list[Runtime]) -> None:
+def test_503_retry_after_http_date_is_honoured(
+    engine: Engine, wall_clock: ManualClock, hooks: HookServer, runtimes: list[Runtime]
+) -> None:
     rt = runtime(runtimes, engine, wall_clock, hooks.url())
     when = wall_clock.now() + timedelta(seconds=90)
     hooks.answer(Reply(503, {"Retry-After": format_datetime(when, usegmt=True)}))
@@ -320,8 +364,9 @@ def test_503_retry_after_http_date_is_honoured(engine: Engine, wall_clock: Manua
     assert row(engine, delivery_id).due_at == when
 
 
-def test_410_disables_subscription_until_enabled(engine: Engine, wall_clock: ManualClock, hooks: HookServer,
-                                                 runtimes: list[Runtime]) -> None:
+def test_410_disables_subscription_until_enabled(
+    engine: Engine, wall_clock: ManualClock, hooks: HookServer, runtimes: list[Runtime]
+) -> None:
     rt = runtime(runtimes, engine, wall_clock, hooks.url())
     hooks.answer(Reply(410, body=b"gone"), Reply(200))
     _, [first] = book(rt, "m1")
@@ -372,10 +417,16 @@ def test_410_disables_subscription_until_enabled(engine: Engine, wall_clock: Man
     verify(hooks.received[-1])
 
 
-def test_410_disables_only_that_subscription(engine: Engine, wall_clock: ManualClock, hooks: HookServer,
-                                             runtimes: list[Runtime]) -> None:
-    rt = runtime(runtimes, engine, wall_clock, hooks.url(),
-                 extra=[{"id": "ops", "url": hooks.url("/ops"), "secret": OTHER_SECRET}])
+def test_410_disables_only_that_subscription(
+    engine: Engine, wall_clock: ManualClock, hooks: HookServer, runtimes: list[Runtime]
+) -> None:
+    rt = runtime(
+        runtimes,
+        engine,
+        wall_clock,
+        hooks.url(),
+        extra=[{"id": "ops", "url": hooks.url("/ops"), "secret": OTHER_SECRET}],
+    )
     hooks.answer(410, 200)
     _, deliveries = book(rt, "m1")
     assert len(deliveries) == 2
@@ -387,8 +438,9 @@ def test_410_disables_only_that_subscription(engine: Engine, wall_clock: ManualC
     assert [row(engine, d).subscription_id for d in later] == ["ops"]
 
 
-def test_400_is_dead_at_once(engine: Engine, wall_clock: ManualClock, hooks: HookServer,
-                             runtimes: list[Runtime]) -> None:
+def test_400_is_dead_at_once(
+    engine: Engine, wall_clock: ManualClock, hooks: HookServer, runtimes: list[Runtime]
+) -> None:
     rt = runtime(runtimes, engine, wall_clock, hooks.url())
     hooks.answer(Reply(400, body=b"bad body"))
     _, [delivery_id] = book(rt)
@@ -401,10 +453,16 @@ def test_400_is_dead_at_once(engine: Engine, wall_clock: ManualClock, hooks: Hoo
     assert len(hooks.received) == 1
 
 
-def test_exhausted_retries_are_dead_and_replay_all_dead_resends(engine: Engine, wall_clock: ManualClock,
-                                                               hooks: HookServer, runtimes: list[Runtime]) -> None:
-    rt = runtime(runtimes, engine, wall_clock, hooks.url(),
-                 delivery_cfg={"max_attempts": 3, "min_backoff_seconds": 1, "max_backoff_seconds": 5})
+def test_exhausted_retries_are_dead_and_replay_all_dead_resends(
+    engine: Engine, wall_clock: ManualClock, hooks: HookServer, runtimes: list[Runtime]
+) -> None:
+    rt = runtime(
+        runtimes,
+        engine,
+        wall_clock,
+        hooks.url(),
+        delivery_cfg={"max_attempts": 3, "min_backoff_seconds": 1, "max_backoff_seconds": 5},
+    )
     hooks.answer(400, 503, 503, 503)
     refused_event, [refused] = book(rt, "m1")
     flaky_event, [flaky] = book(rt, "m2")
@@ -418,8 +476,9 @@ def test_exhausted_retries_are_dead_and_replay_all_dead_resends(engine: Engine, 
     assert (exhausted.status, exhausted.attempts, exhausted.last_status_code) == ("dead", 3, 503)
     assert len(hooks.received) == 4
     with transaction(engine) as session:
-        dead = session.exec(select(DeliveryRow.id).where(DeliveryRow.status == "dead")
-                            .order_by(col(DeliveryRow.id))).all()
+        dead = session.exec(
+            select(DeliveryRow.id).where(DeliveryRow.status == "dead").order_by(col(DeliveryRow.id))
+        ).all()
     assert dead == [refused, flaky]
 
     wall_clock.advance(seconds=30)
@@ -447,8 +506,9 @@ def test_exhausted_retries_are_dead_and_replay_all_dead_resends(engine: Engine, 
     assert all(first_bodies[r.headers["webhook-id"]] == r.body for r in resent)
 
 
-def test_replay_one_delivery_by_id(engine: Engine, wall_clock: ManualClock, hooks: HookServer,
-                                   runtimes: list[Runtime]) -> None:
+def test_replay_one_delivery_by_id(
+    engine: Engine, wall_clock: ManualClock, hooks: HookServer, runtimes: list[Runtime]
+) -> None:
     rt = runtime(runtimes, engine, wall_clock, hooks.url())
     hooks.answer(422, 422, 200)
     _, [a] = book(rt, "m1")
@@ -462,7 +522,9 @@ def test_replay_one_delivery_by_id(engine: Engine, wall_clock: ManualClock, hook
     assert row(engine, a).status == "dead"
 
 
-def test_connection_refused_is_retried(engine: Engine, wall_clock: ManualClock, runtimes: list[Runtime]) -> None:
+def test_connection_refused_is_retried(
+    engine: Engine, wall_clock: ManualClock, runtimes: list[Runtime]
+) -> None:
     rt = runtime(runtimes, engine, wall_clock, f"http://127.0.0.1:{free_port()}/hook")
     _, [delivery_id] = book(rt)
     assert delivery.deliver(rt, delivery_id) == "pending"
@@ -472,8 +534,9 @@ def test_connection_refused_is_retried(engine: Engine, wall_clock: ManualClock, 
     assert refused.due_at == wall_clock.now() + timedelta(seconds=rt.config.delivery.min_backoff_seconds)
 
 
-def test_subscription_removed_from_config_is_skipped(engine: Engine, wall_clock: ManualClock, hooks: HookServer,
-                                                     runtimes: list[Runtime]) -> None:
+def test_subscription_removed_from_config_is_skipped(
+    engine: Engine, wall_clock: ManualClock, hooks: HookServer, runtimes: list[Runtime]
+) -> None:
     rt = runtime(runtimes, engine, wall_clock, hooks.url())
     _, [delivery_id] = book(rt)
     without = make_runtime(engine, wall_clock, [])
@@ -488,35 +551,42 @@ CFG = DeliveryConfig(max_attempts=5, min_backoff_seconds=2, max_backoff_seconds=
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("code", "retry_after", "attempts", "status", "wait"), [
-    (200, None, 1, "succeeded", None),
-    (201, None, 5, "succeeded", None),
-    (204, None, 1, "succeeded", None),
-    (299, None, 1, "succeeded", None),
-    (410, None, 1, "disabled", None),
-    (410, None, 5, "disabled", None),  # 410 wins over an exhausted budget
-    (400, None, 1, "dead", None),
-    (401, None, 1, "dead", None),
-    (403, None, 1, "dead", None),
-    (404, None, 1, "dead", None),
-    (422, None, 1, "dead", None),
-    (302, None, 1, "dead", None),  # only 2xx is success; redirects are not followed
-    (500, None, 1, "pending", 2),
-    (502, None, 2, "pending", 4),
-    (503, None, 3, "pending", 8),
-    (504, None, 4, "pending", 16),
-    (500, None, 5, "dead", None),  # retries exhausted
-    (429, None, 1, "pending", 2),
-    (429, 30.0, 1, "pending", 30),  # Retry-After longer than the backoff wins
-    (429, 1.0, 4, "pending", 16),  # shorter than the backoff: the backoff wins
-    (503, 1000.0, 1, "pending", 60),  # capped at max_backoff_seconds
-    (429, 30.0, 5, "dead", None),
-    (None, None, 1, "pending", 2),  # no answer: timeout, connection refused
-    (None, None, 4, "pending", 16),
-    (None, None, 5, "dead", None),
-])
-def test_decide(code: int | None, retry_after: float | None, attempts: int, status: str, wait: float | None) -> None:
-    decision = delivery.decide(delivery.Attempt(status_code=code, retry_after=retry_after), attempts, CFG, NOW)
+@pytest.mark.parametrize(
+    ("code", "retry_after", "attempts", "status", "wait"),
+    [
+        (200, None, 1, "succeeded", None),
+        (201, None, 5, "succeeded", None),
+        (204, None, 1, "succeeded", None),
+        (299, None, 1, "succeeded", None),
+        (410, None, 1, "disabled", None),
+        (410, None, 5, "disabled", None),  # 410 wins over an exhausted budget
+        (400, None, 1, "dead", None),
+        (401, None, 1, "dead", None),
+        (403, None, 1, "dead", None),
+        (404, None, 1, "dead", None),
+        (422, None, 1, "dead", None),
+        (302, None, 1, "dead", None),  # only 2xx is success; redirects are not followed
+        (500, None, 1, "pending", 2),
+        (502, None, 2, "pending", 4),
+        (503, None, 3, "pending", 8),
+        (504, None, 4, "pending", 16),
+        (500, None, 5, "dead", None),  # retries exhausted
+        (429, None, 1, "pending", 2),
+        (429, 30.0, 1, "pending", 30),  # Retry-After longer than the backoff wins
+        (429, 1.0, 4, "pending", 16),  # shorter than the backoff: the backoff wins
+        (503, 1000.0, 1, "pending", 60),  # capped at max_backoff_seconds
+        (429, 30.0, 5, "dead", None),
+        (None, None, 1, "pending", 2),  # no answer: timeout, connection refused
+        (None, None, 4, "pending", 16),
+        (None, None, 5, "dead", None),
+    ],
+)
+def test_decide(
+    code: int | None, retry_after: float | None, attempts: int, status: str, wait: float | None
+) -> None:
+    decision = delivery.decide(
+        delivery.Attempt(status_code=code, retry_after=retry_after), attempts, CFG, NOW
+    )
     assert decision.status == status
     if wait is None:
         assert decision.due_at is None
@@ -530,10 +600,20 @@ def test_decide_backoff_is_capped_for_long_runs() -> None:
     assert decision.due_at == NOW + timedelta(seconds=60)
 
 
-@pytest.mark.parametrize(("value", "seconds"), [
-    (None, None), ("", None), ("120", 120.0), ("0", 0.0), ("-5", 0.0), ("1.5", 1.5), ("soon", None),
-    ("Mon, 02 Mar 2026 09:01:00 GMT", 60.0), ("Mon, 02 Mar 2026 08:59:00 GMT", 0.0),
-])
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (None, None),
+        ("", None),
+        ("120", 120.0),
+        ("0", 0.0),
+        ("-5", 0.0),
+        ("1.5", 1.5),
+        ("soon", None),
+        ("Mon, 02 Mar 2026 09:01:00 GMT", 60.0),
+        ("Mon, 02 Mar 2026 08:59:00 GMT", 0.0),
+    ],
+)
 def test_retry_after_parsing(value: str | None, seconds: float | None) -> None:
     assert delivery.retry_after_seconds(value, NOW) == seconds
 
@@ -541,5 +621,7 @@ def test_retry_after_parsing(value: str | None, seconds: float | None) -> None:
 def test_undecodable_secret_is_refused_before_any_delivery() -> None:
     # A secret Webhook() cannot decode would fail inside every attempt; the config refuses it up front.
     with pytest.raises(ConfigError, match=r"subscriptions\[0\]\.secret"):
-        parse_config({"subscriptions": [{"id": "crm", "url": "http://127.0.0.1:9/", "secret": "whsec_abcdefghi"}]},
-                     environ={})
+        parse_config(
+            {"subscriptions": [{"id": "crm", "url": "http://127.0.0.1:9/", "secret": "whsec_abcdefghi"}]},
+            environ={},
+        )

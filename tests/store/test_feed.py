@@ -37,11 +37,25 @@ def book(engine: Engine, clock: ManualClock, count: int, prefix: str = "m") -> N
     with transaction(engine) as session:
         for index in range(count):
             start = clock.now() + timedelta(days=1, minutes=index)
-            record = SourceRecord(external_id=f"{prefix}{index}", meeting=Meeting(
-                status="scheduled", title="Demo", start=start, end=start + timedelta(minutes=30),
-                attendee={"email": f"p{index}@acme.com"}))
-            store.apply_record(session, connection="leezy-main", provider="leezy", record=record,
-                               raw={"id": record.external_id}, now=clock.now(), grace=GRACE)
+            record = SourceRecord(
+                external_id=f"{prefix}{index}",
+                meeting=Meeting(
+                    status="scheduled",
+                    title="Demo",
+                    start=start,
+                    end=start + timedelta(minutes=30),
+                    attendee={"email": f"p{index}@acme.com"},
+                ),
+            )
+            store.apply_record(
+                session,
+                connection="leezy-main",
+                provider="leezy",
+                record=record,
+                raw={"id": record.external_id},
+                now=clock.now(),
+                grace=GRACE,
+            )
 
 
 def claimed_events(engine: Engine, clock: ManualClock) -> list[str]:
@@ -54,7 +68,8 @@ def read_all(engine: Engine, after: int = 0) -> list[EventRow]:
 
 
 def test_published_events_are_numbered_without_holes_and_only_they_are_in_the_feed(
-        engine: Engine, clock: ManualClock) -> None:
+    engine: Engine, clock: ManualClock
+) -> None:
     rt = Runtime(config=parse_config({}, environ={}), engine=engine, clock=clock)
     book(engine, clock, 5)
     events = claimed_events(engine, clock)
@@ -74,8 +89,13 @@ def test_published_events_are_numbered_without_holes_and_only_they_are_in_the_fe
     assert len(read_all(engine)) == 5
 
 
-def _publish_by_hand(engine: Engine, event_id: str, stall: str | None = None, stalled: threading.Event | None = None,
-                     go_on: threading.Event | None = None) -> None:
+def _publish_by_hand(
+    engine: Engine,
+    event_id: str,
+    stall: str | None = None,
+    stalled: threading.Event | None = None,
+    go_on: threading.Event | None = None,
+) -> None:
     """What publish.py does, optionally pausing `before` or `after` the feed position is taken."""
     with transaction(engine) as session:
         event = session.exec(select(EventRow).where(EventRow.event_id == event_id).with_for_update()).one()
@@ -128,7 +148,9 @@ def test_an_earlier_row_that_commits_later_is_not_skipped(pg_engine: Engine, clo
 
 
 @pytest.mark.postgres
-def test_a_position_taken_blocks_later_positions_until_it_commits(pg_engine: Engine, clock: ManualClock) -> None:
+def test_a_position_taken_blocks_later_positions_until_it_commits(
+    pg_engine: Engine, clock: ManualClock
+) -> None:
     """A sequence (nextval) would let `second` commit position 2 while 1 is still in flight, and a
     reader at cursor 2 would then never see 1. The counter row makes `second` wait instead."""
     engine = pg_engine
@@ -151,7 +173,8 @@ def test_a_position_taken_blocks_later_positions_until_it_commits(pg_engine: Eng
 
 @pytest.mark.postgres
 def test_a_polling_reader_sees_every_event_once_while_publishers_commit_concurrently(
-        pg_engine: Engine, clock: ManualClock) -> None:
+    pg_engine: Engine, clock: ManualClock
+) -> None:
     engine = pg_engine
     book(engine, clock, 120)
     events = claimed_events(engine, clock)
@@ -168,7 +191,9 @@ def test_a_polling_reader_sees_every_event_once_while_publishers_commit_concurre
                     return
                 event_id = queue.pop()
             with transaction(engine) as session:
-                event = session.exec(select(EventRow).where(EventRow.event_id == event_id).with_for_update()).one()
+                event = session.exec(
+                    select(EventRow).where(EventRow.event_id == event_id).with_for_update()
+                ).one()
                 event.status, event.published_at = "published", event.due_at
                 time.sleep(rnd.uniform(0, 0.004))  # work before the position is taken
                 feed.assign(session, [event])
@@ -204,7 +229,9 @@ def test_a_polling_reader_sees_every_event_once_while_publishers_commit_concurre
     assert sorted(row.event_id for row in received) == sorted(events)
 
 
-def test_the_migration_numbers_events_published_before_it_in_publishing_order(engine: Engine, clock: ManualClock) -> None:
+def test_the_migration_numbers_events_published_before_it_in_publishing_order(
+    engine: Engine, clock: ManualClock
+) -> None:
     rt = Runtime(config=parse_config({}, environ={}), engine=engine, clock=clock)
     book(engine, clock, 3)
     events = claimed_events(engine, clock)
@@ -214,7 +241,9 @@ def test_the_migration_numbers_events_published_before_it_in_publishing_order(en
     command.downgrade(alembic_config(engine), "0005")  # as a database from before the feed
     upgrade(engine)
     rows = read_all(engine)
-    assert [(row.event_id, row.feed_position) for row in rows] == list(zip(reversed(events), [1, 2, 3], strict=True))
+    assert [(row.event_id, row.feed_position) for row in rows] == list(
+        zip(reversed(events), [1, 2, 3], strict=True)
+    )
     with transaction(engine) as session:
         assert feed.head(session) == 3
     book(engine, clock, 1, prefix="late")

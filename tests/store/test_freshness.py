@@ -29,13 +29,16 @@ LEEZY, LEANDATA = "leezy-main", "leandata-main"
 T = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("read_ago", "now_after", "expected"), [
-    (4.0, 0.0, Verdict.FRESH),  # read 4 s before the start: fresh enough
-    (6.0, 0.0, Verdict.WAIT),  # read 6 s before: wait for a re-read
-    (6.0, 4.9, Verdict.WAIT),
-    (6.0, 5.0, Verdict.STALE),  # the wait is over: fire on what we have
-    (None, 1.0, Verdict.WAIT),  # never read (a link without a read time)
-])
+@pytest.mark.parametrize(
+    ("read_ago", "now_after", "expected"),
+    [
+        (4.0, 0.0, Verdict.FRESH),  # read 4 s before the start: fresh enough
+        (6.0, 0.0, Verdict.WAIT),  # read 6 s before: wait for a re-read
+        (6.0, 4.9, Verdict.WAIT),
+        (6.0, 5.0, Verdict.STALE),  # the wait is over: fire on what we have
+        (None, 1.0, Verdict.WAIT),  # never read (a link without a read time)
+    ],
+)
 def test_verdict(read_ago: float | None, now_after: float, expected: Verdict) -> None:
     read_at = None if read_ago is None else T - timedelta(seconds=read_ago)
     assert verdict([read_at], T, T + timedelta(seconds=now_after), max_age=5, wait=5) is expected
@@ -56,11 +59,28 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def rt(sandbox: RunningSandbox, engine: Engine, clock: ManualClock) -> Iterator[Runtime]:
-    config = parse_config({"allow_private_targets": True, "events": {"console": False}, "connections": [
-        {"id": LEEZY, "provider": "leezy", "base_url": sandbox.leezy_url, "token": sandbox.leezy_token},
-        {"id": LEANDATA, "provider": "leandata", "base_url": sandbox.leandata_url,
-         "api_key": sandbox.leandata_api_key, "watch_emails": [PROSPECT]},
-    ]}, environ={})
+    config = parse_config(
+        {
+            "allow_private_targets": True,
+            "events": {"console": False},
+            "connections": [
+                {
+                    "id": LEEZY,
+                    "provider": "leezy",
+                    "base_url": sandbox.leezy_url,
+                    "token": sandbox.leezy_token,
+                },
+                {
+                    "id": LEANDATA,
+                    "provider": "leandata",
+                    "base_url": sandbox.leandata_url,
+                    "api_key": sandbox.leandata_api_key,
+                    "watch_emails": [PROSPECT],
+                },
+            ],
+        },
+        environ={},
+    )
     runtime = Runtime(config=config, engine=engine, clock=clock, adapter_overrides={"sleep": lambda _: None})
     yield runtime
     runtime.close()
@@ -78,7 +98,8 @@ def _count(outcome: str) -> float:
 
 
 def test_leandata_meeting_cancelled_since_the_last_read_gets_deleted_not_started(
-        rt: Runtime, sandbox: RunningSandbox, clock: ManualClock) -> None:
+    rt: Runtime, sandbox: RunningSandbox, clock: ManualClock
+) -> None:
     start = clock.now() + timedelta(minutes=30)
     external = sandbox.leandata.book("Intro", start, start + timedelta(minutes=30), PROSPECT)
     poll(rt, LEANDATA)
@@ -98,7 +119,8 @@ def test_leandata_meeting_cancelled_since_the_last_read_gets_deleted_not_started
 
 
 def test_leezy_poll_is_pulled_forward_and_the_timer_fires_when_it_lands(
-        rt: Runtime, sandbox: RunningSandbox, clock: ManualClock) -> None:
+    rt: Runtime, sandbox: RunningSandbox, clock: ManualClock
+) -> None:
     start = clock.now() + timedelta(minutes=30)
     sandbox.leezy.book("Demo", start, start + timedelta(minutes=30), "Europe/Berlin", "lead@example.com")
     poll(rt, LEEZY)
@@ -119,7 +141,8 @@ def test_leezy_poll_is_pulled_forward_and_the_timer_fires_when_it_lands(
 
 
 def test_without_a_re_read_the_timer_fires_when_the_wait_runs_out(
-        rt: Runtime, sandbox: RunningSandbox, clock: ManualClock) -> None:
+    rt: Runtime, sandbox: RunningSandbox, clock: ManualClock
+) -> None:
     start = clock.now() + timedelta(minutes=30)
     sandbox.leezy.book("Demo", start, start + timedelta(minutes=30), "Europe/Berlin", "lead@example.com")
     poll(rt, LEEZY)

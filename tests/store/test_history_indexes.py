@@ -29,25 +29,44 @@ def test_the_history_indexes_exist_with_their_predicates(engine: Engine) -> None
     assert indexes["ix_receipts_body_kept"]["column_names"] == ["due_at"]
     assert "ix_meetings_end" in {ix["name"] for ix in inspect(engine).get_indexes("meetings")}
     # store.watched_emails, read at every LeanData poll
-    assert "ix_meetings_end" in plan(engine, "SELECT attendee_email FROM meetings WHERE \"end\" >= '2026-01-01'")
+    assert "ix_meetings_end" in plan(
+        engine, "SELECT attendee_email FROM meetings WHERE \"end\" >= '2026-01-01'"
+    )
 
 
-def test_clearing_receipt_bodies_reads_only_receipts_that_still_have_one(engine: Engine,
-                                                                         clock: ManualClock) -> None:
+def test_clearing_receipt_bodies_reads_only_receipts_that_still_have_one(
+    engine: Engine, clock: ManualClock
+) -> None:
     old = clock.now() - timedelta(days=10)
-    rows = [{"connection": "leezy-main", "delivery_id": f"d{i}", "event_type": "meeting.scheduled", "handled": True,
-             "body": "" if i < 2000 else '{"x": 1}', "records": None, "status": "done", "due_at": old,
-             "received_at": old, "attempts": 1} for i in range(2010)]
+    rows = [
+        {
+            "connection": "leezy-main",
+            "delivery_id": f"d{i}",
+            "event_type": "meeting.scheduled",
+            "handled": True,
+            "body": "" if i < 2000 else '{"x": 1}',
+            "records": None,
+            "status": "done",
+            "due_at": old,
+            "received_at": old,
+            "attempts": 1,
+        }
+        for i in range(2010)
+    ]
     with engine.begin() as conn:  # weeks of receipts cleared before, ten still with their body
         conn.execute(insert(ReceiptRow.__table__), rows)
         conn.exec_driver_sql("ANALYZE webhook_receipts")
-    sql = ("SELECT id FROM webhook_receipts{hint} WHERE body <> '' AND due_at < '2030-01-01' "
-           "AND status IN ('done', 'ignored') ORDER BY due_at LIMIT 5")
+    sql = (
+        "SELECT id FROM webhook_receipts{hint} WHERE body <> '' AND due_at < '2030-01-01' "
+        "AND status IN ('done', 'ignored') ORDER BY due_at LIMIT 5"
+    )
     hint = " INDEXED BY ix_receipts_body_kept" if engine.dialect.name == "sqlite" else ""
     assert "ix_receipts_body_kept" in plan(engine, sql.format(hint=hint))
     cfg = parse_config({"retention": {"batch_size": 4}}, environ={})
     pruned = retention.prune(engine, cfg, clock.now(), vacuum=False)
-    assert pruned.removed["receipt_bodies"] == 10  # the ten with a body, in batches; the cleared ones untouched
+    assert (
+        pruned.removed["receipt_bodies"] == 10
+    )  # the ten with a body, in batches; the cleared ones untouched
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM webhook_receipts WHERE body <> ''")).scalar_one() == 0
 
@@ -56,10 +75,13 @@ def test_postgres_autovacuum_visits_the_work_tables_early(engine: Engine) -> Non
     if engine.dialect.name != "postgresql":
         return  # SQLite has no autovacuum: retention's incremental vacuum gives the pages back
     with engine.connect() as conn:
-        options = dict(conn.exec_driver_sql(
-            "SELECT relname, array_to_string(reloptions, ',') FROM pg_class "
-            "WHERE relname IN ('events', 'deliveries', 'webhook_receipts') "
-            "AND relnamespace = current_schema()::regnamespace").all())
+        options = dict(
+            conn.exec_driver_sql(
+                "SELECT relname, array_to_string(reloptions, ',') FROM pg_class "
+                "WHERE relname IN ('events', 'deliveries', 'webhook_receipts') "
+                "AND relnamespace = current_schema()::regnamespace"
+            ).all()
+        )
     assert set(options) == {"events", "deliveries", "webhook_receipts"}
     assert all("autovacuum_vacuum_scale_factor=0.02" in value for value in options.values())
 

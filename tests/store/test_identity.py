@@ -36,11 +36,27 @@ class Reader:
         return SourceRecord.model_validate(raw.payload)
 
 
-def record(external_id: str, start: datetime = START, *, email: str | None = "Lisa@Acme.com", status: str = "scheduled",
-           title: str = "Demo", hosts: tuple[str, ...] = (), stamp: datetime | None = None) -> dict[str, Any]:
-    meeting = Meeting(status=status, title=title, start=start, end=start + timedelta(minutes=30),
-                      attendee={"email": email}, hosts=hosts)
-    return SourceRecord(external_id=external_id, meeting=meeting, source_updated_at=stamp).model_dump(mode="json")
+def record(
+    external_id: str,
+    start: datetime = START,
+    *,
+    email: str | None = "Lisa@Acme.com",
+    status: str = "scheduled",
+    title: str = "Demo",
+    hosts: tuple[str, ...] = (),
+    stamp: datetime | None = None,
+) -> dict[str, Any]:
+    meeting = Meeting(
+        status=status,
+        title=title,
+        start=start,
+        end=start + timedelta(minutes=30),
+        attendee={"email": email},
+        hosts=hosts,
+    )
+    return SourceRecord(external_id=external_id, meeting=meeting, source_updated_at=stamp).model_dump(
+        mode="json"
+    )
 
 
 class World:
@@ -48,14 +64,29 @@ class World:
         self.engine = engine
         self.clock = ManualClock(T0)
         conn = {"base_url": "http://127.0.0.1:9", "token": "t"}
-        lean = {"provider": "leandata", "base_url": "http://127.0.0.1:9", "api_key": "k", "options": {"link_id": "L1"}}
-        cfg = parse_config({
-            "allow_private_targets": True,
-            "connections": [{"id": "lz", "provider": "leezy", **conn}, {"id": "hs", "provider": "leezy", **conn},
-                            {"id": "mg", "provider": "leezy", **conn}, {"id": "ld", **lean}, {"id": "tgt", **lean}],
-            "routes": routes or [], "events": {"console": False},
-            "delivery": {"max_attempts": 1000, "min_backoff_seconds": 1, "max_backoff_seconds": 5},
-            "mirroring": {"max_writes_per_hour": 20, "lease_seconds": 60}}, environ={})
+        lean = {
+            "provider": "leandata",
+            "base_url": "http://127.0.0.1:9",
+            "api_key": "k",
+            "options": {"link_id": "L1"},
+        }
+        cfg = parse_config(
+            {
+                "allow_private_targets": True,
+                "connections": [
+                    {"id": "lz", "provider": "leezy", **conn},
+                    {"id": "hs", "provider": "leezy", **conn},
+                    {"id": "mg", "provider": "leezy", **conn},
+                    {"id": "ld", **lean},
+                    {"id": "tgt", **lean},
+                ],
+                "routes": routes or [],
+                "events": {"console": False},
+                "delivery": {"max_attempts": 1000, "min_backoff_seconds": 1, "max_backoff_seconds": 5},
+                "mirroring": {"max_writes_per_hour": 20, "lease_seconds": 60},
+            },
+            environ={},
+        )
         self.rt = Runtime(config=cfg, engine=engine, clock=self.clock)
         self.target = FakeTarget(capabilities=MOVABLE)
         self.rt._adapters["tgt"] = self.target  # type: ignore[assignment]
@@ -63,11 +94,21 @@ class World:
     def read(self, connection: str, *payloads: dict[str, Any], adapter: Any = None) -> None:
         raws = [RawRecord(payload=p, external_id=p.get("external_id") or p.get("id")) for p in payloads]
         with transaction(self.engine) as session:
-            ingest.ingest_records(session, adapter or Reader(), connection, raws, source="poll",
-                                  now=self.clock.now(), grace=GRACE, result=ingest.IngestResult())
+            ingest.ingest_records(
+                session,
+                adapter or Reader(),
+                connection,
+                raws,
+                source="poll",
+                now=self.clock.now(),
+                grace=GRACE,
+                result=ingest.IngestResult(),
+            )
 
     def poll_target(self) -> None:
-        self.read("tgt", *[self.target.payload(b) for b in self.target.bookings.values()], adapter=self.target)
+        self.read(
+            "tgt", *[self.target.payload(b) for b in self.target.bookings.values()], adapter=self.target
+        )
 
     def run(self) -> None:
         for _ in range(3):
@@ -91,8 +132,11 @@ class World:
 def test_the_same_demo_at_two_providers_is_one_meeting_and_its_next_event_lists_both(engine: Engine) -> None:
     w = World(engine)
     w.read("lz", record("L1", hosts=("rep@us.com",)))
-    w.read("ld", record("D1", title="LeanData's title", hosts=("rep@us.com", "boss@us.com")),
-           record("D2", START + timedelta(hours=3)))
+    w.read(
+        "ld",
+        record("D1", title="LeanData's title", hosts=("rep@us.com", "boss@us.com")),
+        record("D2", START + timedelta(hours=3)),
+    )
     meetings = w.rows(MeetingRow)
     assert len(meetings) == 2  # D2 starts at another time: a meeting of its own
     demo = next(m for m in meetings if m.start == START)
@@ -105,16 +149,21 @@ def test_the_same_demo_at_two_providers_is_one_meeting_and_its_next_event_lists_
     moved = [e for e in w.events() if e.meeting_id == demo.id][-1]
     assert moved.type == "meeting.rescheduled"
     assert {(link["connection"], link["external_id"]) for link in moved.payload["meeting"]["links"]} == {
-        ("lz", "L1"), ("ld", "D1")}
+        ("lz", "L1"),
+        ("ld", "D1"),
+    }
     with transaction(engine) as session:
         shown = links.show(session, demo.id)
-    assert [(row["connection"], row["linked by"]) for row in shown["links"]] == [("lz", "origin"),
-                                                                                   ("ld", "attendee-start")]
+    assert [(row["connection"], row["linked by"]) for row in shown["links"]] == [
+        ("lz", "origin"),
+        ("ld", "attendee-start"),
+    ]
     assert [a["action"] for a in shown["audit"]] == ["linked"]
 
 
 def test_hosts_that_do_not_overlap_and_a_second_booking_at_one_provider_are_not_the_same_meeting(
-        engine: Engine) -> None:
+    engine: Engine,
+) -> None:
     w = World(engine)
     w.read("lz", record("L1", hosts=("rep@us.com",)))
     w.read("ld", record("D1", hosts=("other@us.com",)))
@@ -130,7 +179,9 @@ def test_two_candidates_link_nothing_and_say_so(engine: Engine, caplog: Any) -> 
     assert len(w.rows(MeetingRow)) == 1
     w2 = World(engine)
     with transaction(engine) as session:  # a second meeting at that slot, made by hand
-        links.unlink(session, w.rows(MeetingRow)[0].id, "hs:H1", w2.clock.now(), actor="cli:test", grace=GRACE)
+        links.unlink(
+            session, w.rows(MeetingRow)[0].id, "hs:H1", w2.clock.now(), actor="cli:test", grace=GRACE
+        )
     with caplog.at_level("WARNING"):
         w2.read("ld", record("D1"))
     assert "matches 2 meetings" in caplog.text
@@ -141,7 +192,8 @@ def test_two_candidates_link_nothing_and_say_so(engine: Engine, caplog: Any) -> 
     with transaction(engine) as session:
         shown = links.show(session, alone.meeting_id)
     assert len(shown["ambiguous"]) == 2 and {a["meeting"] for a in shown["ambiguous"]} == {
-        m.id for m in meetings if m.id != alone.meeting_id}
+        m.id for m in meetings if m.id != alone.meeting_id
+    }
 
 
 def test_link_and_unlink_by_hand_with_events_and_audit(engine: Engine) -> None:
@@ -153,8 +205,10 @@ def test_link_and_unlink_by_hand_with_events_and_audit(engine: Engine) -> None:
         message = links.unlink(session, meeting.id, "ld:D1", w.clock.now(), actor="cli:ops", grace=GRACE)
     assert "split off" in message
     [split] = [m for m in w.rows(MeetingRow) if m.id != meeting.id]
-    assert [(e.meeting_id, e.type) for e in w.events()][1:] == [(split.id, "meeting.booked"),
-                                                                 (meeting.id, "meeting.unlinked")]
+    assert [(e.meeting_id, e.type) for e in w.events()][1:] == [
+        (split.id, "meeting.booked"),
+        (meeting.id, "meeting.unlinked"),
+    ]
     w.clock.advance(seconds=1)
     with transaction(engine) as session:
         message = links.link(session, meeting.id, "ld:D1", w.clock.now(), actor="cli:ops", grace=GRACE)
@@ -207,7 +261,10 @@ def test_a_change_at_a_one_way_target_is_reported_and_converged_back(engine: Eng
     assert meeting.start == START  # the source is authoritative
     conflict = w.events()[-1]
     assert conflict.type == "meeting.sync_conflict"
-    assert conflict.payload["conflict"]["connection"] == "tgt" and set(conflict.payload["changes"]) == {"start", "end"}
+    assert conflict.payload["conflict"]["connection"] == "tgt" and set(conflict.payload["changes"]) == {
+        "start",
+        "end",
+    }
     w.run()
     assert [(b.start, b.cancelled) for b in w.target.bookings.values()] == [(START, False)]
     w.poll_target()  # the repair's echo is ours: no second conflict
@@ -234,8 +291,10 @@ def test_bidirectional_the_newer_end_wins_and_reaches_the_other(engine: Engine) 
     w.clock.advance(seconds=120)
     # The target's own stamp comes with its records (FakeTarget has none: stamp them here).
     later = START + timedelta(hours=4)
-    payload = w.target.payload(booking) | {"start": later.isoformat(),
-                                           "end": (later + timedelta(minutes=30)).isoformat()}
+    payload = w.target.payload(booking) | {
+        "start": later.isoformat(),
+        "end": (later + timedelta(minutes=30)).isoformat(),
+    }
     booking.start, booking.end = later, later + timedelta(minutes=30)
 
     class Stamped(FakeTarget):
@@ -273,7 +332,10 @@ def test_a_route_added_over_500_meetings_backfills_each_once_and_resumes(engine:
     if engine.dialect.name != "sqlite":
         return  # the walk is the same SQL on both; once is enough for 500 meetings
     w = World(engine)
-    w.read("lz", *[record(f"L{n}", START + timedelta(minutes=30 * n), email=f"p{n}@acme.com") for n in range(500)])
+    w.read(
+        "lz",
+        *[record(f"L{n}", START + timedelta(minutes=30 * n), email=f"p{n}@acme.com") for n in range(500)],
+    )
     w.read("lz", record("gone", START, email="x@acme.com", status="cancelled"))  # never booked: not mirrored
     routed = World(engine, routes=[{"sources": ["lz"], "targets": ["tgt"]}])
     first = backfill.sync_target(routed.rt, "tgt", ("lz",), limit=120)
@@ -339,8 +401,12 @@ class DoubleOptInTarget(FakeTarget):
         booking = self.bookings.pop(made.external_id)
         booking.id = f"provisional:{booking.id}"
         self.bookings[booking.id] = booking
-        return made.model_copy(update={"external_id": booking.id,
-                                       "meeting": made.meeting.model_copy(update={"status": MeetingStatus.PENDING})})
+        return made.model_copy(
+            update={
+                "external_id": booking.id,
+                "meeting": made.meeting.model_copy(update={"status": MeetingStatus.PENDING}),
+            }
+        )
 
     def confirm(self, provisional: str) -> dict[str, Any]:
         """The appointment the confirmation makes: a new id, no reference of ours (a webhook)."""
@@ -361,7 +427,10 @@ def test_a_mirror_booked_by_double_opt_in_follows_its_confirmed_appointment(engi
     w.read("tgt", w.target.confirm(provisional), adapter=w.target)
     assert len(w.rows(MeetingRow)) == 1 and [e.type for e in w.events()] == ["meeting.booked"]
     by_id = {link.external_id: link for link in w.rows(LinkRow)}
-    assert by_id[f"appt-{provisional}"].rule == "double-opt-in" and by_id[provisional].content_hash == "superseded"
+    assert (
+        by_id[f"appt-{provisional}"].rule == "double-opt-in"
+        and by_id[provisional].content_hash == "superseded"
+    )
     [create] = w.rows(IntentRow)
     assert (create.external_id, create.alias) == (f"appt-{provisional}", provisional)
     w.read("lz", record("L1", status="cancelled"))

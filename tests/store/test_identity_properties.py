@@ -19,18 +19,31 @@ CONNECTIONS = ("lz", "ld", "hs")
 REAL = [("ann@acme.com", START), ("bob@acme.com", START + timedelta(hours=2)), ("cy@acme.com", START)]
 
 
-@settings(max_examples=int(os.environ.get("BOOKINGSYNC_PROPERTY_EXAMPLES", "25")), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(booked_at=st.lists(st.sets(st.sampled_from(CONNECTIONS), min_size=1), min_size=1, max_size=3),
-       reads=st.lists(st.tuples(st.integers(0, 2), st.sampled_from(CONNECTIONS), st.integers(0, 2)), max_size=16))
-def test_reads_in_any_order_make_one_meeting_per_real_meeting(booked_at: list[set[str]],
-                                                             reads: list[tuple[int, str, int]]) -> None:
+@settings(
+    max_examples=int(os.environ.get("BOOKINGSYNC_PROPERTY_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    booked_at=st.lists(st.sets(st.sampled_from(CONNECTIONS), min_size=1), min_size=1, max_size=3),
+    reads=st.lists(
+        st.tuples(st.integers(0, 2), st.sampled_from(CONNECTIONS), st.integers(0, 2)), max_size=16
+    ),
+)
+def test_reads_in_any_order_make_one_meeting_per_real_meeting(
+    booked_at: list[set[str]], reads: list[tuple[int, str, int]]
+) -> None:
     w = World(fresh_engine())
 
     def payload(n: int, conn: str, version: int) -> dict:
         email, start = REAL[n]
-        return record(f"{conn}-{n}", start, email=email, title=f"{conn} v{version}",
-                      stamp=T0 + timedelta(minutes=10 * version + CONNECTIONS.index(conn)))
+        return record(
+            f"{conn}-{n}",
+            start,
+            email=email,
+            title=f"{conn} v{version}",
+            stamp=T0 + timedelta(minutes=10 * version + CONNECTIONS.index(conn)),
+        )
 
     stamps: dict[str, object] = {}
     for n, conn, version in reads:
@@ -51,6 +64,7 @@ def test_reads_in_any_order_make_one_meeting_per_real_meeting(booked_at: list[se
     for link in w.rows(LinkRow):
         by_meeting.setdefault(link.meeting_id, set()).add(link.external_id)
     assert sorted(map(sorted, by_meeting.values())) == sorted(
-        sorted(f"{c}-{n}" for c in conns) for n, conns in enumerate(booked_at))
+        sorted(f"{c}-{n}" for c in conns) for n, conns in enumerate(booked_at)
+    )
     booked = [e.meeting_id for e in w.rows(EventRow) if e.type == "meeting.booked"]
     assert sorted(booked) == sorted(m.id for m in meetings)

@@ -35,9 +35,15 @@ def iso(value: datetime) -> str:
 def leezy(now: datetime, *, start_min: float, updated_min: float, title: str = "Demo") -> RawRecord:
     """A meeting in Leezy's documented resource shape (GET /api/v1/meetings `data[]`)."""
     start = now + timedelta(minutes=start_min)
-    attributes = {"start_time": iso(start), "end_time": iso(start + timedelta(minutes=30)),
-                  "attendee": {"email": "lisa@acme.com", "name": "Lisa"}, "status": "scheduled", "title": title,
-                  "timezone": "Europe/Berlin", "updated_at": iso(now + timedelta(minutes=updated_min))}
+    attributes = {
+        "start_time": iso(start),
+        "end_time": iso(start + timedelta(minutes=30)),
+        "attendee": {"email": "lisa@acme.com", "name": "Lisa"},
+        "status": "scheduled",
+        "title": title,
+        "timezone": "Europe/Berlin",
+        "updated_at": iso(now + timedelta(minutes=updated_min)),
+    }
     return RawRecord(payload={"id": "lz_1", "type": "meeting", "attributes": attributes}, external_id="lz_1")
 
 
@@ -46,15 +52,24 @@ def stored(engine: Engine) -> dict[str, Any]:
         link = session.exec(select(LinkRow)).one()
         meeting = session.exec(select(MeetingRow)).one()
         events = session.exec(select(EventRow).order_by(col(EventRow.id))).all()
-        return {"rule": link.rule, "observed": link.observed, "link_stamp": link.source_updated_at,
-                "stale_count": link.stale_count, "meeting_stamp": meeting.source_updated_at,
-                "title": meeting.title, "version": meeting.version,
-                "events": [(e.type, e.status, e.sequence, None if e.set_for is None else e.payload) for e in events]}
+        return {
+            "rule": link.rule,
+            "observed": link.observed,
+            "link_stamp": link.source_updated_at,
+            "stale_count": link.stale_count,
+            "meeting_stamp": meeting.source_updated_at,
+            "title": meeting.title,
+            "version": meeting.version,
+            "events": [
+                (e.type, e.status, e.sequence, None if e.set_for is None else e.payload) for e in events
+            ],
+        }
 
 
 @pytest.mark.parametrize("both_ways", [False, True], ids=["bulk", "per-record"])
-def test_both_paths_store_the_same_columns(engine: Engine, clock: ManualClock, both_ways: bool,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_both_paths_store_the_same_columns(
+    engine: Engine, clock: ManualClock, both_ways: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if both_ways:
         monkeypatch.setattr(conflicts, "_both_ways", frozenset({frozenset({CONNECTION, "meetergo-main"})}))
     assert conflicts.on_bidirectional_route(CONNECTION) is both_ways
@@ -64,7 +79,9 @@ def test_both_paths_store_the_same_columns(engine: Engine, clock: ManualClock, b
     def ingest(raw: RawRecord) -> IngestResult:
         result = IngestResult()
         with transaction(engine) as session:
-            ingest_records(session, adapter, CONNECTION, [raw], source="poll", now=now, grace=GRACE, result=result)
+            ingest_records(
+                session, adapter, CONNECTION, [raw], source="poll", now=now, grace=GRACE, result=result
+            )
         return result
 
     try:
@@ -84,6 +101,8 @@ def test_both_paths_store_the_same_columns(engine: Engine, clock: ManualClock, b
     assert stale.changed == 0 and got["stale_count"] == 1  # counted on its link and ignored, on either path
     events = got["events"]
     assert [(kind, sequence) for kind, _, sequence, _ in events if sequence is not None] == [
-        ("meeting.booked", 1), ("meeting.updated", 2)]
+        ("meeting.booked", 1),
+        ("meeting.updated", 2),
+    ]
     timers = {kind: payload for kind, status, _, payload in events if kind == "meeting.hasStarted"}
     assert timers == {"meeting.hasStarted": {"late_by": 600.0}}

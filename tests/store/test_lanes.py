@@ -50,8 +50,13 @@ def rows(engine: Engine, subscription: str) -> list[DeliveryRow]:
     from bookingsync.worker.db import transaction
 
     with transaction(engine) as session:
-        return list(session.exec(select(DeliveryRow).where(DeliveryRow.subscription_id == subscription)
-                                 .order_by(col(DeliveryRow.id))))
+        return list(
+            session.exec(
+                select(DeliveryRow)
+                .where(DeliveryRow.subscription_id == subscription)
+                .order_by(col(DeliveryRow.id))
+            )
+        )
 
 
 def wait_for(check: Any, what: str, timeout: float = 15) -> None:
@@ -62,15 +67,32 @@ def wait_for(check: Any, what: str, timeout: float = 15) -> None:
         time.sleep(0.02)
 
 
-def make(runtimes_: list[Runtime], engine: Engine, clock: ManualClock, healthy: str, stuck_url: str) -> Runtime:
-    return runtime(runtimes_, engine, clock, healthy, extra=[{"id": "stuck", "url": stuck_url, "secret": OTHER_SECRET}],
-                   delivery_cfg={"timeout_seconds": 1.5, "concurrency_per_subscription": 2, "breaker_failures": 2,
-                                 "breaker_cooldown_seconds": COOLDOWN, "min_backoff_seconds": 1})
+def make(
+    runtimes_: list[Runtime], engine: Engine, clock: ManualClock, healthy: str, stuck_url: str
+) -> Runtime:
+    return runtime(
+        runtimes_,
+        engine,
+        clock,
+        healthy,
+        extra=[{"id": "stuck", "url": stuck_url, "secret": OTHER_SECRET}],
+        delivery_cfg={
+            "timeout_seconds": 1.5,
+            "concurrency_per_subscription": 2,
+            "breaker_failures": 2,
+            "breaker_cooldown_seconds": COOLDOWN,
+            "min_backoff_seconds": 1,
+        },
+    )
 
 
 def test_a_hanging_endpoint_costs_its_own_lane_and_its_breaker_parks_the_rest(
-        engine: Engine, wall_clock: ManualClock, hooks: HookServer, stuck: Hanging,  # noqa: F811
-        runtimes: list[Runtime]) -> None:  # noqa: F811
+    engine: Engine,
+    wall_clock: ManualClock,  # noqa: F811 (the imported fixture)
+    hooks: HookServer,  # noqa: F811 (the imported fixture)
+    stuck: Hanging,
+    runtimes: list[Runtime],  # noqa: F811 (the imported fixture)
+) -> None:
     rt = make(runtimes, engine, wall_clock, hooks.url(), stuck.url)
     for i in range(6):
         apply(rt, record(wall_clock, f"m{i}"))
@@ -126,9 +148,18 @@ def test_a_hanging_endpoint_costs_its_own_lane_and_its_breaker_parks_the_rest(
 
 
 def test_a_delivery_handed_out_twice_is_queued_once_and_a_full_lane_parks_the_rest(
-        engine: Engine, wall_clock: ManualClock, stuck: Hanging, runtimes: list[Runtime]) -> None:  # noqa: F811
-    rt = runtime(runtimes, engine, wall_clock, stuck.url,
-                 delivery_cfg={"timeout_seconds": 5, "concurrency_per_subscription": 1, "queue_per_subscription": 2})
+    engine: Engine,
+    wall_clock: ManualClock,  # noqa: F811 (the imported fixture)
+    stuck: Hanging,
+    runtimes: list[Runtime],  # noqa: F811 (imported fixtures)
+) -> None:
+    rt = runtime(
+        runtimes,
+        engine,
+        wall_clock,
+        stuck.url,
+        delivery_cfg={"timeout_seconds": 5, "concurrency_per_subscription": 1, "queue_per_subscription": 2},
+    )
     for i in range(5):
         apply(rt, record(wall_clock, f"m{i}"))
     ids = [d for _, deliveries in publish_due(rt) for d in deliveries]
@@ -147,8 +178,10 @@ def test_a_delivery_handed_out_twice_is_queued_once_and_a_full_lane_parks_the_re
     runtimes.remove(rt)
     by_id = {r.id: r for r in rows(engine, "crm")}
     assert by_id[ids[0]].status == "leased"
-    assert all(by_id[i].status == "pending" and by_id[i].attempts == 0 and by_id[i].due_at == wall_clock.now()
-               for i in ids[1:3])
+    assert all(
+        by_id[i].status == "pending" and by_id[i].attempts == 0 and by_id[i].due_at == wall_clock.now()
+        for i in ids[1:3]
+    )
     stuck.release.set()
     assert stuck.ids == [published_id(engine, ids[0])]  # nothing else was sent
 

@@ -30,8 +30,13 @@ def test_a_refused_send_puts_the_claimed_rows_back_at_once(engine: Engine, clock
         relay_once(engine, clock.now(), refusing, lease_seconds=30, limit=10)
     clock.advance(0.001)
     sent: list[list[str]] = []
-    again = relay_once(engine, clock.now(), Senders(publish=sent.append, deliver=sent.append, ingest=sent.append),
-                       lease_seconds=30, limit=10)
+    again = relay_once(
+        engine,
+        clock.now(),
+        Senders(publish=sent.append, deliver=sent.append, ingest=sent.append),
+        lease_seconds=30,
+        limit=10,
+    )
     assert len(again.events) == 1 and sent == [again.events], "claimed again without waiting 30 s"
 
 

@@ -40,8 +40,15 @@ def churn(tmp_path: Path) -> Iterator[Churn]:
     upgrade(engine)
     subscriber = Subscriber()
     tracemalloc.start(1)
-    workload = Churn(engine, ManualClock(datetime(2026, 3, 2, 9, tzinfo=UTC)), subscriber.url, live=100,
-                     per_step=PER_STEP, retention_minutes=20, prune_every=20)
+    workload = Churn(
+        engine,
+        ManualClock(datetime(2026, 3, 2, 9, tzinfo=UTC)),
+        subscriber.url,
+        live=100,
+        per_step=PER_STEP,
+        retention_minutes=20,
+        prune_every=20,
+    )
     try:
         yield workload
     finally:
@@ -66,9 +73,12 @@ def test_memory_retained_per_processed_change_is_bounded(churn: Churn) -> None:
     after = retained(churn)
     changes, published = churn.changes - changes, churn.published - published
     per_change = (after - before) / changes
-    print(f"retained {after - before} B over {changes} changes, {published} events: {per_change:.0f} B/change")
+    print(
+        f"retained {after - before} B over {changes} changes, {published} events: {per_change:.0f} B/change"
+    )
     # The workload really ran: changes ingested, timers and events published and delivered.
     assert changes == MEASURED_STEPS * PER_STEP and published > changes / 2
     assert per_change < BOUND_PER_CHANGE, (
         f"{after - before} bytes retained over {changes} changes ({per_change:.0f} B/change, "
-        f"bound {BOUND_PER_CHANGE}): something keeps memory per change")
+        f"bound {BOUND_PER_CHANGE}): something keeps memory per change"
+    )

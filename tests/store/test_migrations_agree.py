@@ -68,6 +68,9 @@ def test_every_constraint_is_named_by_the_convention(engine: Engine) -> None:
         present |= {(name, "ForeignKeyConstraint", f["name"]) for f in inspector.get_foreign_keys(name)}
         present |= {(name, "CheckConstraint", c["name"]) for c in inspector.get_check_constraints(name)}
         present.add((name, "PrimaryKeyConstraint", inspector.get_pk_constraint(name)["name"]))
-        present |= {(name, "Index", i["name"]) for i in inspector.get_indexes(name)
-                    if not i.get("duplicates_constraint")}
+        present |= {
+            (name, "Index", i["name"])
+            for i in inspector.get_indexes(name)
+            if not i.get("duplicates_constraint")
+        }
     assert declared == present

@@ -30,7 +30,8 @@ from tests.store.test_store_and_relay import apply, record
 class MemoryWriter:
     provider: ClassVar[str] = "leandata"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.CREATE, Capability.RESCHEDULE, Capability.CANCEL})
+        {Capability.CREATE, Capability.RESCHEDULE, Capability.CANCEL}
+    )
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
@@ -59,12 +60,24 @@ class MemoryWriter:
 
 
 def runtime(engine: Engine, clock: ManualClock) -> tuple[Runtime, MemoryWriter]:
-    cfg = parse_config({"allow_private_targets": True, "connections": [
-        {"id": "leezy-main", "provider": "leezy", "base_url": "http://127.0.0.1:9", "token": "t1"},
-        {"id": "ld", "provider": "leandata", "base_url": "http://127.0.0.1:9", "api_key": "k1",
-         "options": {"link_id": "L1"}}],
-        "routes": [{"sources": ["leezy-main"], "targets": ["ld"]}],
-        "events": {"console": False}}, environ={})
+    cfg = parse_config(
+        {
+            "allow_private_targets": True,
+            "connections": [
+                {"id": "leezy-main", "provider": "leezy", "base_url": "http://127.0.0.1:9", "token": "t1"},
+                {
+                    "id": "ld",
+                    "provider": "leandata",
+                    "base_url": "http://127.0.0.1:9",
+                    "api_key": "k1",
+                    "options": {"link_id": "L1"},
+                },
+            ],
+            "routes": [{"sources": ["leezy-main"], "targets": ["ld"]}],
+            "events": {"console": False},
+        },
+        environ={},
+    )
     rt = Runtime(config=cfg, engine=engine, clock=clock)
     writer = MemoryWriter()
     rt._adapters["ld"] = writer  # type: ignore[assignment]

@@ -19,8 +19,11 @@ from bookingsync.worker.db import transaction
 from tests.store.test_mirroring import MemoryWriter, mirror_link, run_outbox, runtime
 from tests.store.test_store_and_relay import apply
 
-SHAPE = BookingShape(resolution=timedelta(minutes=1), zero_length=False,
-                     durations=frozenset({timedelta(minutes=30), timedelta(minutes=60)}))
+SHAPE = BookingShape(
+    resolution=timedelta(minutes=1),
+    zero_length=False,
+    durations=frozenset({timedelta(minutes=30), timedelta(minutes=60)}),
+)
 
 
 class MinuteWriter(MemoryWriter):
@@ -34,13 +37,23 @@ class MinuteWriter(MemoryWriter):
             raise ProviderRejected("meetergo", why)
         record = super().create(request)
         start, end = self.shape.held(request.meeting.start, request.meeting.end)
-        return SourceRecord(external_id=record.external_id,
-                            meeting=request.meeting.model_copy(update={"start": start, "end": end}))
+        return SourceRecord(
+            external_id=record.external_id,
+            meeting=request.meeting.model_copy(update={"start": start, "end": end}),
+        )
 
 
 def source(start: datetime, length: timedelta, external_id: str = "m1") -> SourceRecord:
-    return SourceRecord(external_id=external_id, meeting=Meeting(
-        status="scheduled", title="Demo", start=start, end=start + length, attendee={"email": "ann@buyer.com"}))
+    return SourceRecord(
+        external_id=external_id,
+        meeting=Meeting(
+            status="scheduled",
+            title="Demo",
+            start=start,
+            end=start + length,
+            attendee={"email": "ann@buyer.com"},
+        ),
+    )
 
 
 def setup(engine: Engine) -> tuple:
@@ -74,8 +87,9 @@ def test_a_length_the_target_cannot_hold_is_refused_visibly_once(engine: Engine)
     with transaction(rt.engine) as session:
         rows = mirrors.listing(session, 10, unresolved=False)
     assert len(rows) == 1  # one visible refusal, not one per converge
-    assert rows[0]["state"] == "failed" and rows[0]["reason"].startswith("ld cannot hold this meeting: the meeting "
-                                                                          "lasts 45 min")
+    assert rows[0]["state"] == "failed" and rows[0]["reason"].startswith(
+        "ld cannot hold this meeting: the meeting lasts 45 min"
+    )
     # Moved to a length the meeting type allows, it is booked: the refusal blocks nothing later.
     apply(engine, clock, source(clock.now() + timedelta(hours=2), timedelta(minutes=60)))
     assert run_outbox(rt, clock) == ["succeeded"]

@@ -64,9 +64,15 @@ def test_broker_url_answers_and_a_closed_port_is_named_quickly(queue: str) -> No
 def test_events_travel_through_rabbitmq_and_a_purged_queue_loses_nothing(engine: Engine, queue: str) -> None:
     subscriber = Subscriber().start()
     clock = ManualClock(datetime.now(UTC))  # real time: the subscriber checks webhook-timestamp
-    cfg = parse_config({"allow_private_targets": True, "broker": {"url": RABBITMQ_URL},
-                        "subscriptions": [{"id": "crm", "url": subscriber.url, "secret": SUBSCRIBER_SECRET}],
-                        "events": {"console": False}}, environ={})
+    cfg = parse_config(
+        {
+            "allow_private_targets": True,
+            "broker": {"url": RABBITMQ_URL},
+            "subscriptions": [{"id": "crm", "url": subscriber.url, "secret": SUBSCRIBER_SECRET}],
+            "events": {"console": False},
+        },
+        environ={},
+    )
     broker = make_broker(cfg.broker.url)
     assert type(broker).__name__ == "RabbitmqBroker"
     rt = install(Runtime(config=cfg, engine=engine, clock=clock, actors=actors_module.declare(broker)))
@@ -89,7 +95,9 @@ def test_events_travel_through_rabbitmq_and_a_purged_queue_loses_nothing(engine:
         clock.advance(seconds=31)  # the lease runs out: the relay hands the event over again
         again = relay_once(engine, clock.now(), senders, lease_seconds=30, limit=10)
         assert again.events == first.events
-        wait_until(lambda: subscriber.types_for("via-rabbit") == ["meeting.booked"], 30, "the event via RabbitMQ")
+        wait_until(
+            lambda: subscriber.types_for("via-rabbit") == ["meeting.booked"], 30, "the event via RabbitMQ"
+        )
         assert {item.headers["webhook-id"] for item in subscriber.received} == set(first.events)
         assert not subscriber.rejected
     finally:

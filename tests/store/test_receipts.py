@@ -23,9 +23,15 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def delivery(delivery_id: str, *, records: int = 1, handled: bool = True) -> WebhookDelivery:
-    return WebhookDelivery(delivery_id=delivery_id, event_type="meeting.scheduled", handled=handled,
-                           records=[RawRecord(payload={"id": f"m-{delivery_id}-{i}"}, external_id=f"m-{delivery_id}-{i}")
-                                    for i in range(records)])
+    return WebhookDelivery(
+        delivery_id=delivery_id,
+        event_type="meeting.scheduled",
+        handled=handled,
+        records=[
+            RawRecord(payload={"id": f"m-{delivery_id}-{i}"}, external_id=f"m-{delivery_id}-{i}")
+            for i in range(records)
+        ],
+    )
 
 
 def item(delivery_id: str, **kwargs: Any) -> Receipt:
@@ -49,7 +55,9 @@ def stored_ids(engine: Engine) -> set[str]:
         return set(conn.execute(select(ReceiptRow.delivery_id)).scalars())
 
 
-def test_concurrent_callers_share_commits_and_hear_back_only_when_stored(engine: Engine, commits: list[int]) -> None:
+def test_concurrent_callers_share_commits_and_hear_back_only_when_stored(
+    engine: Engine, commits: list[int]
+) -> None:
     writer = GroupCommit(engine, write_receipts, name="test receipts")
     seen_before_answer: dict[str, bool] = {}
     lock = threading.Lock()
@@ -92,7 +100,9 @@ def test_kinds_are_stored_with_their_status(engine: Engine) -> None:
     assert [kind for kind, _ in results] == ["accepted", "ignored", "notified"]
     with engine.connect() as conn:
         rows = {r.delivery_id: r for r in conn.execute(select(ReceiptRow))}
-    assert rows["acc"].status == "leased" and rows["acc"].attempts == 1 and rows["acc"].lease_until is not None
+    assert (
+        rows["acc"].status == "leased" and rows["acc"].attempts == 1 and rows["acc"].lease_until is not None
+    )
     assert rows["acc"].records == [{"payload": {"id": "m-acc-0"}, "external_id": "m-acc-0", "scope": None}]
     assert rows["ign"].status == "ignored" and not rows["ign"].handled
     assert rows["note"].status == "done" and rows["note"].processed_at is not None
@@ -113,7 +123,9 @@ def test_a_bad_row_fails_only_its_own_caller(engine: Engine) -> None:
     while not batches:
         threading.Event().wait(0.01)
     broken = item("broken")
-    broken = Receipt(broken.connection, broken.delivery_id, broken.kind, {**broken.row, "body": None})  # NOT NULL
+    broken = Receipt(
+        broken.connection, broken.delivery_id, broken.kind, {**broken.row, "body": None}
+    )  # NOT NULL
     futures = [writer.submit(x) for x in (item("ok1"), broken, item("ok2"))]
     gate.set()
     assert held.result(10)[0] == "accepted"
@@ -141,5 +153,9 @@ def test_one_ingest_message_per_batch_and_one_poll_per_noticing_connection() -> 
         ingest, poll = Send("ingest"), Send("poll")
 
     items = [item("a"), item("b"), item("n1", records=0), item("n2", records=0), item("a")]
-    hand_over(Actors(), items, [("accepted", 1), ("accepted", 2), ("notified", 3), ("notified", 4), ("duplicate", None)])
+    hand_over(
+        Actors(),
+        items,
+        [("accepted", 1), ("accepted", 2), ("notified", 3), ("notified", 4), ("duplicate", None)],
+    )
     assert sent == [("ingest", [1, 2]), ("poll", "leezy")]

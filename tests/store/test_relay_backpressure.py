@@ -27,12 +27,15 @@ from tests.conftest import REDIS_URL
 from tests.store.test_store_and_relay import apply, record
 
 
-def test_no_worker_consuming_the_queue_stays_bounded_while_leases_lapse(engine: Engine, clock: ManualClock) -> None:
+def test_no_worker_consuming_the_queue_stays_bounded_while_leases_lapse(
+    engine: Engine, clock: ManualClock
+) -> None:
     for i in range(40):
         apply(engine, clock, record(clock, f"m{i}"))  # 40 booked events due now
     stub = StubBroker()
-    cfg = parse_config({"scheduler": {"batch_size": 1, "lease_seconds": 30}, "events": {"console": False}},
-                       environ={})
+    cfg = parse_config(
+        {"scheduler": {"batch_size": 1, "lease_seconds": 30}, "events": {"console": False}}, environ={}
+    )
     rt = Runtime(config=cfg, engine=engine, clock=clock, actors=declare(stub))
     scheduler = Scheduler(rt)
     scheduler.lead()
@@ -91,7 +94,9 @@ def test_waiting_messages_reads_the_redis_list_of_the_queue() -> None:
     try:
         redis_broker.declare_queue(queue)
         for _ in range(3):
-            redis_broker.enqueue(dramatiq.Message(queue_name=queue, actor_name="x", args=(), kwargs={}, options={}))
+            redis_broker.enqueue(
+                dramatiq.Message(queue_name=queue, actor_name="x", args=(), kwargs={}, options={})
+            )
         assert brokers.waiting_messages(redis_broker, queue) == 3
     finally:
         redis_broker.client.delete(f"dramatiq:{queue}", f"dramatiq:{queue}.msgs")

@@ -26,7 +26,9 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 def leased(engine: Engine, model: Any) -> int:
     with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(model).where(model.status == "leased")).scalar_one()
+        return conn.execute(
+            select(func.count()).select_from(model).where(model.status == "leased")
+        ).scalar_one()
 
 
 def test_in_flight_is_capped_and_a_burst_waits_in_the_database(engine: Engine, clock: ManualClock) -> None:
@@ -49,15 +51,27 @@ def test_in_flight_is_capped_and_a_burst_waits_in_the_database(engine: Engine, c
     assert len(again) == 10 and set(again) <= set(seen[40:]) | set(more)
 
 
-def test_messages_are_bounded_and_deliveries_grouped_by_subscription(engine: Engine, clock: ManualClock) -> None:
-    cfg = parse_config({"subscriptions": [{"id": "crm", "url": "http://127.0.0.1:9/a", "secret": SECRET},
-                                          {"id": "ops", "url": "http://127.0.0.1:9/b", "secret": SECRET}],
-                        "events": {"console": False}, "allow_private_targets": True}, environ={})
+def test_messages_are_bounded_and_deliveries_grouped_by_subscription(
+    engine: Engine, clock: ManualClock
+) -> None:
+    cfg = parse_config(
+        {
+            "subscriptions": [
+                {"id": "crm", "url": "http://127.0.0.1:9/a", "secret": SECRET},
+                {"id": "ops", "url": "http://127.0.0.1:9/b", "secret": SECRET},
+            ],
+            "events": {"console": False},
+            "allow_private_targets": True,
+        },
+        environ={},
+    )
     rt = Runtime(config=cfg, engine=engine, clock=clock)
     for i in range(7):
         apply(engine, clock, record(clock, f"m{i}"))
     sent: dict[str, list[list[Any]]] = {"publish": [], "deliver": [], "ingest": []}
-    senders = Senders(publish=sent["publish"].append, deliver=sent["deliver"].append, ingest=sent["ingest"].append)
+    senders = Senders(
+        publish=sent["publish"].append, deliver=sent["deliver"].append, ingest=sent["ingest"].append
+    )
     claimed = relay_once(engine, clock.now(), senders, lease_seconds=30, limit=100, message_size=3)
     assert [len(batch) for batch in sent["publish"]] == [3, 3, 1]
     assert [e for batch in sent["publish"] for e in batch] == claimed.events
@@ -67,12 +81,18 @@ def test_messages_are_bounded_and_deliveries_grouped_by_subscription(engine: Eng
     assert publish_batch(rt, claimed.events) == []  # published already: nothing twice
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(DeliveryRow)).scalar_one() == 14
-        assert conn.execute(select(func.count()).select_from(EventRow)
-                            .where(EventRow.status == "published")).scalar_one() == 7
+        assert (
+            conn.execute(
+                select(func.count()).select_from(EventRow).where(EventRow.status == "published")
+            ).scalar_one()
+            == 7
+        )
     # Leases lapse: the relay hands the deliveries out again, one subscription per message.
     with engine.begin() as conn:
         conn.execute(update(DeliveryRow).values(lease_until=clock.now()))
-    relay_once(engine, clock.now() + timedelta(seconds=1), senders, lease_seconds=30, limit=100, message_size=3)
+    relay_once(
+        engine, clock.now() + timedelta(seconds=1), senders, lease_seconds=30, limit=100, message_size=3
+    )
     targets = {d: t for p in published for d, t in p.targets.items()}
     assert sorted(len(batch) for batch in sent["deliver"]) == [1, 1, 3, 3, 3, 3]
     assert all(len({targets[d] for d in batch}) == 1 for batch in sent["deliver"])

@@ -12,7 +12,15 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import Engine, text, update
 from sqlmodel import col, select
 
-from bookingsync.models.tables import DeliveryRow, EventRow, IntentRow, LinkRow, MeetingRow, QuarantineRow, ReceiptRow
+from bookingsync.models.tables import (
+    DeliveryRow,
+    EventRow,
+    IntentRow,
+    LinkRow,
+    MeetingRow,
+    QuarantineRow,
+    ReceiptRow,
+)
 from bookingsync.worker import retention
 from bookingsync.worker.actors import declare
 from bookingsync.worker.clock import ManualClock
@@ -29,8 +37,9 @@ def config(**retention_cfg: float) -> Config:
     return parse_config({"retention": {"batch_size": 2, **retention_cfg}}, environ={})
 
 
-def meeting_with_history(engine: Engine, clock: ManualClock, external_id: str, *, start_min: float,
-                         deliveries: dict[str, str]) -> str:
+def meeting_with_history(
+    engine: Engine, clock: ManualClock, external_id: str, *, start_min: float, deliveries: dict[str, str]
+) -> str:
     """A meeting whose events are all published, each with a delivery in the status given per type."""
     meeting_id = apply(engine, clock, record(clock, external_id, start_min=start_min)).meeting_id
     with transaction(engine) as session:
@@ -39,17 +48,33 @@ def meeting_with_history(engine: Engine, clock: ManualClock, external_id: str, *
             if status is None:
                 continue  # left pending
             event.status, event.published_at = "published", event.due_at
-            session.add(DeliveryRow(event_id=event.event_id, subscription_id="crm", status=status, due_at=event.due_at,
-                                    created_at=event.due_at, attempts=1,
-                                    finished_at=None if status in ("pending", "dead") else event.due_at))
+            session.add(
+                DeliveryRow(
+                    event_id=event.event_id,
+                    subscription_id="crm",
+                    status=status,
+                    due_at=event.due_at,
+                    created_at=event.due_at,
+                    attempts=1,
+                    finished_at=None if status in ("pending", "dead") else event.due_at,
+                )
+            )
     return meeting_id
 
 
 def receipt(engine: Engine, clock: ManualClock, delivery_id: str, status: str, days_ago: float) -> int:
     when = clock.now() - timedelta(days=days_ago)
     with transaction(engine) as session:
-        row = ReceiptRow(connection="leezy-main", delivery_id=delivery_id, event_type="meeting.scheduled", body=BODY,
-                         records=[{"payload": {"id": delivery_id}}], status=status, due_at=when, received_at=when)
+        row = ReceiptRow(
+            connection="leezy-main",
+            delivery_id=delivery_id,
+            event_type="meeting.scheduled",
+            body=BODY,
+            records=[{"payload": {"id": delivery_id}}],
+            status=status,
+            due_at=when,
+            received_at=when,
+        )
         session.add(row)
         session.flush()
         assert row.id is not None
@@ -59,33 +84,61 @@ def receipt(engine: Engine, clock: ManualClock, delivery_id: str, status: str, d
 def quarantined(engine: Engine, clock: ManualClock, status: str, resolved_days_ago: float | None) -> int:
     now = clock.now()
     with transaction(engine) as session:
-        row = QuarantineRow(connection="leezy-main", source="poll", raw={"id": status}, raw_hash=f"h-{status}-{now}",
-                            reason="bad start", status=status, created_at=now - timedelta(days=400),
-                            last_seen_at=now - timedelta(days=400),
-                            resolved_at=None if resolved_days_ago is None else now - timedelta(days=resolved_days_ago))
+        row = QuarantineRow(
+            connection="leezy-main",
+            source="poll",
+            raw={"id": status},
+            raw_hash=f"h-{status}-{now}",
+            reason="bad start",
+            status=status,
+            created_at=now - timedelta(days=400),
+            last_seen_at=now - timedelta(days=400),
+            resolved_at=None if resolved_days_ago is None else now - timedelta(days=resolved_days_ago),
+        )
         session.add(row)
         session.flush()
         assert row.id is not None
         return row.id
 
 
-ALL_SUCCEEDED = {"meeting.booked": "succeeded", "meeting.hasStarted": "succeeded", "meeting.hasEnded": "succeeded"}
+ALL_SUCCEEDED = {
+    "meeting.booked": "succeeded",
+    "meeting.hasStarted": "succeeded",
+    "meeting.hasEnded": "succeeded",
+}
 
 
 def test_prune_removes_what_is_finished_and_keeps_what_is_needed(engine: Engine, clock: ManualClock) -> None:
     done = meeting_with_history(engine, clock, "done", start_min=10, deliveries=ALL_SUCCEEDED)
-    dead = meeting_with_history(engine, clock, "dead-letter", start_min=10,
-                                deliveries=ALL_SUCCEEDED | {"meeting.hasEnded": "dead"})
-    waiting = meeting_with_history(engine, clock, "timer-left", start_min=10,
-                                   deliveries={"meeting.booked": "succeeded", "meeting.hasStarted": "skipped"})
-    upcoming = meeting_with_history(engine, clock, "next-year", start_min=365 * 24 * 60,
-                                    deliveries={"meeting.booked": "succeeded"})
+    dead = meeting_with_history(
+        engine, clock, "dead-letter", start_min=10, deliveries=ALL_SUCCEEDED | {"meeting.hasEnded": "dead"}
+    )
+    waiting = meeting_with_history(
+        engine,
+        clock,
+        "timer-left",
+        start_min=10,
+        deliveries={"meeting.booked": "succeeded", "meeting.hasStarted": "skipped"},
+    )
+    upcoming = meeting_with_history(
+        engine, clock, "next-year", start_min=365 * 24 * 60, deliveries={"meeting.booked": "succeeded"}
+    )
     clock.advance(days=200)
-    receipts = {name: receipt(engine, clock, name, status, days) for name, status, days in (
-        ("old-done", "done", 200), ("mid-done", "done", 10), ("new-done", "done", 1), ("old-waiting", "received", 200),
-        ("old-failed", "failed", 200), ("old-ignored", "ignored", 40))}
-    items = {status: quarantined(engine, clock, status, days) for status, days in (
-        ("open", None), ("superseded", 40), ("replayed", 5))}
+    receipts = {
+        name: receipt(engine, clock, name, status, days)
+        for name, status, days in (
+            ("old-done", "done", 200),
+            ("mid-done", "done", 10),
+            ("new-done", "done", 1),
+            ("old-waiting", "received", 200),
+            ("old-failed", "failed", 200),
+            ("old-ignored", "ignored", 40),
+        )
+    }
+    items = {
+        status: quarantined(engine, clock, status, days)
+        for status, days in (("open", None), ("superseded", 40), ("replayed", 5))
+    }
 
     result = retention.prune(engine, config(), clock.now())
 
@@ -96,21 +149,32 @@ def test_prune_removes_what_is_finished_and_keeps_what_is_needed(engine: Engine,
         assert not list(session.exec(select(EventRow).where(EventRow.meeting_id == done)))
         # The dead letter and its event stay for replay; the rest of that meeting's history goes.
         [dead_delivery] = session.exec(select(DeliveryRow).where(DeliveryRow.status == "dead")).all()
-        assert session.exec(select(EventRow).where(EventRow.event_id == dead_delivery.event_id)).one().status \
+        assert (
+            session.exec(select(EventRow).where(EventRow.event_id == dead_delivery.event_id)).one().status
             == "published"
+        )
         # A meeting with a pending timer keeps it (and so itself).
-        assert [e.type for e in session.exec(select(EventRow).where(EventRow.meeting_id == waiting,
-                                                                    EventRow.status == "pending"))] \
-            == ["meeting.hasEnded"]
+        assert [
+            e.type
+            for e in session.exec(
+                select(EventRow).where(EventRow.meeting_id == waiting, EventRow.status == "pending")
+            )
+        ] == ["meeting.hasEnded"]
         # The upcoming meeting loses its old, delivered `booked`, keeps its timers.
-        kept = {e.type: e.status for e in session.exec(select(EventRow).where(EventRow.meeting_id == upcoming))}
+        kept = {
+            e.type: e.status for e in session.exec(select(EventRow).where(EventRow.meeting_id == upcoming))
+        }
         assert kept == {"meeting.hasStarted": "pending", "meeting.hasEnded": "pending"}
         assert session.exec(select(MeetingRow).where(MeetingRow.id == upcoming)).one().booked
 
         rows = {r.delivery_id: r for r in session.exec(select(ReceiptRow))}
         assert set(rows) == {"mid-done", "new-done", "old-waiting", "old-failed"}
         assert rows["mid-done"].body == "" and not rows["mid-done"].records
-        assert rows["new-done"].body == BODY and rows["old-waiting"].body == BODY and rows["old-failed"].body == BODY
+        assert (
+            rows["new-done"].body == BODY
+            and rows["old-waiting"].body == BODY
+            and rows["old-failed"].body == BODY
+        )
         assert rows["old-waiting"].records
 
         statuses = {q.id: q.status for q in session.exec(select(QuarantineRow))}
@@ -127,9 +191,13 @@ def test_windows_are_per_table_and_a_young_row_is_kept(engine: Engine, clock: Ma
     meeting = meeting_with_history(engine, clock, "recent", start_min=10, deliveries=ALL_SUCCEEDED)
     clock.advance(days=20)
     receipt(engine, clock, "r", "done", 20)
-    result = retention.prune(engine, config(events_days=60, receipts_days=60, receipt_bodies_days=30), clock.now())
+    result = retention.prune(
+        engine, config(events_days=60, receipts_days=60, receipt_bodies_days=30), clock.now()
+    )
     assert sum(result.removed.values()) == 0
-    result = retention.prune(engine, config(events_days=10, receipts_days=60, receipt_bodies_days=30), clock.now())
+    result = retention.prune(
+        engine, config(events_days=10, receipts_days=60, receipt_bodies_days=30), clock.now()
+    )
     assert result.removed == {"receipt_bodies": 0, "receipts": 0, "events": 3, "meetings": 0, "quarantine": 0}
     with transaction(engine) as session:
         assert session.get(MeetingRow, meeting) is not None  # ended 20 days ago: within meetings_days
@@ -149,8 +217,9 @@ def test_the_scheduler_prunes_on_its_own_while_it_leads(tmp_path: Path, clock: M
     engine = make_engine(f"sqlite:///{tmp_path / 'sched.db'}")
     upgrade(engine)
     old = receipt(engine, clock, "old", "done", 100)
-    cfg = parse_config({"retention": {"interval_seconds": 0.2}, "scheduler": {"relay_interval_seconds": 0.2}},
-                       environ={})
+    cfg = parse_config(
+        {"retention": {"interval_seconds": 0.2}, "scheduler": {"relay_interval_seconds": 0.2}}, environ={}
+    )
     rt = Runtime(config=cfg, engine=engine, clock=clock, actors=declare(StubBroker()))
     scheduler = Scheduler(rt)
     scheduler.start()
@@ -172,7 +241,9 @@ def test_a_follower_scheduler_does_not_prune(tmp_path: Path, clock: ManualClock)
     engine = make_engine(f"sqlite:///{tmp_path / 'follower.db'}")
     upgrade(engine)
     old = receipt(engine, clock, "old", "done", 100)
-    rt = Runtime(config=parse_config({}, environ={}), engine=engine, clock=clock, actors=declare(StubBroker()))
+    rt = Runtime(
+        config=parse_config({}, environ={}), engine=engine, clock=clock, actors=declare(StubBroker())
+    )
     Scheduler(rt).prune()  # never took the lead
     with transaction(engine) as session:
         assert session.get(ReceiptRow, old) is not None
@@ -192,8 +263,18 @@ def test_a_sqlite_file_stops_growing_at_steady_state(tmp_path: Path, clock: Manu
     upgrade(engine)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2  # incremental, from creation
-    cfg = parse_config({"retention": {"receipt_bodies_days": 1, "receipts_days": 3, "events_days": 3,
-                                      "meetings_days": 3, "batch_size": 500}}, environ={})
+    cfg = parse_config(
+        {
+            "retention": {
+                "receipt_bodies_days": 1,
+                "receipts_days": 3,
+                "events_days": 3,
+                "meetings_days": 3,
+                "batch_size": 500,
+            }
+        },
+        environ={},
+    )
     sizes = []
     for day in range(7):
         for i in range(40):
@@ -231,29 +312,49 @@ def test_sqlite_file_made_without_auto_vacuum_is_converted_once(tmp_path: Path, 
     engine.dispose()
 
 
-def test_prune_does_not_touch_rows_of_a_live_meeting_being_changed(engine: Engine, clock: ManualClock) -> None:
+def test_prune_does_not_touch_rows_of_a_live_meeting_being_changed(
+    engine: Engine, clock: ManualClock
+) -> None:
     """An old meeting read again (a lookback) after its window: it is re-linked, not half-deleted."""
     meeting = meeting_with_history(engine, clock, "again", start_min=10, deliveries=ALL_SUCCEEDED)
     clock.advance(days=200)
     with transaction(engine) as session:  # a new event for it is pending: the meeting is needed again
-        session.execute(update(EventRow).where(col(EventRow.meeting_id) == meeting,
-                                               col(EventRow.type) == "meeting.hasEnded").values(status="pending"))
+        session.execute(
+            update(EventRow)
+            .where(col(EventRow.meeting_id) == meeting, col(EventRow.type) == "meeting.hasEnded")
+            .values(status="pending")
+        )
     retention.prune(engine, config(), clock.now())
     with transaction(engine) as session:
         assert session.get(MeetingRow, meeting) is not None
-        assert session.execute(text("SELECT count(*) FROM links WHERE meeting_id = :m"), {"m": meeting}).scalar() == 1
+        assert (
+            session.execute(text("SELECT count(*) FROM links WHERE meeting_id = :m"), {"m": meeting}).scalar()
+            == 1
+        )
 
 
-def test_a_meeting_goes_with_its_writes_but_an_unsettled_write_keeps_it(engine: Engine, clock: ManualClock) -> None:
+def test_a_meeting_goes_with_its_writes_but_an_unsettled_write_keeps_it(
+    engine: Engine, clock: ManualClock
+) -> None:
     """Issue 15: write intents live as long as their meeting; one not settled keeps the meeting."""
     settled = meeting_with_history(engine, clock, "mirrored", start_min=10, deliveries=ALL_SUCCEEDED)
     held = meeting_with_history(engine, clock, "held", start_min=10, deliveries=ALL_SUCCEEDED)
     now = clock.now()
     with transaction(engine) as session:
         for meeting_id, state, ref in ((settled, "done", "bsw_settled"), (held, "unknown", "bsw_held")):
-            session.add(IntentRow(reference=ref, meeting_id=meeting_id, connection="rocketlead", action="create",
-                                  state=state, start=now, end=now + timedelta(minutes=30), created_at=now,
-                                  updated_at=now))
+            session.add(
+                IntentRow(
+                    reference=ref,
+                    meeting_id=meeting_id,
+                    connection="rocketlead",
+                    action="create",
+                    state=state,
+                    start=now,
+                    end=now + timedelta(minutes=30),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
     clock.advance(days=200)
     result = retention.prune(engine, config(), clock.now())
     with transaction(engine) as session:

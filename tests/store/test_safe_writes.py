@@ -108,7 +108,9 @@ def test_a_lost_answer_the_provider_cannot_be_asked_about_is_held_visibly(engine
     assert "cannot reach" in (deliveries(h)[-1].last_error or "")
     # A person finds it by hand and says so: it is linked, then cancelled like any mirror.
     with transaction(engine) as session:
-        message = mirrors.resolve(session, create.reference, h.clock.now(), booking_id="b1", provider="leandata")
+        message = mirrors.resolve(
+            session, create.reference, h.clock.now(), booking_id="b1", provider="leandata"
+        )
     assert "now linked" in message
     h.run()
     assert h.target.live() == []
@@ -137,7 +139,9 @@ def test_a_move_whose_cancel_is_refused_keeps_the_new_booking_and_never_books_a_
     h.source(START + timedelta(hours=1))
     h.run()
     [dead] = [d for d in deliveries(h) if d.status == "dead"]
-    assert "create b2 done; then cancel at tgt" in (dead.last_error or "") and "admin scope" in (dead.last_error or "")
+    assert "create b2 done; then cancel at tgt" in (dead.last_error or "") and "admin scope" in (
+        dead.last_error or ""
+    )
     mirror = store_link(engine, "tgt")
     assert mirror.external_id == "b2" and mirror.start == START + timedelta(hours=1)
     with transaction(engine) as session:
@@ -207,5 +211,8 @@ def test_mirrors_show_accounts_for_every_write(engine: Engine) -> None:
     with transaction(engine) as session:
         rows = mirrors.for_meeting(session, meeting_id)
     assert [(r["action"], r["state"], r["provider id"], r["attempts"]) for r in rows] == [
-        ("create", "done", "b1", 1), ("create", "done", "b2", 1), ("cancel", "done", "b1", 1)]
+        ("create", "done", "b1", 1),
+        ("create", "done", "b2", 1),
+        ("cancel", "done", "b1", 1),
+    ]
     assert rows[1]["on"] == "b1" and all(r["target"] == "tgt" and r["created"] for r in rows)

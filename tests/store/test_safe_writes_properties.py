@@ -47,8 +47,18 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 GRACE = timedelta(minutes=5)
 LEASE = 60.0  # mirroring.lease_seconds in the test config
 TIMERS = {"meeting.hasStarted", "meeting.hasEnded"}
-OUTCOMES = ("ok", "ok", "ok", "lost_after_store", "lost_before_store", "crash_after_store", "crash_before_store",
-            "rate_limited", "echo_then_ok", "echo_then_lost")
+OUTCOMES = (
+    "ok",
+    "ok",
+    "ok",
+    "lost_after_store",
+    "lost_before_store",
+    "crash_after_store",
+    "crash_before_store",
+    "rate_limited",
+    "echo_then_ok",
+    "echo_then_lost",
+)
 
 
 class Crash(BaseException):
@@ -82,9 +92,15 @@ class FakeTarget:
         return self.outcomes.pop(0) if self.outcomes else "ok"
 
     def payload(self, booking: Booking) -> dict[str, Any]:
-        return {"id": booking.id, "start": booking.start.isoformat(), "end": booking.end.isoformat(),
-                "email": booking.email, "cancelled": booking.cancelled, "replaces": booking.replaces,
-                "reference": booking.reference if self.shows_reference else None}
+        return {
+            "id": booking.id,
+            "start": booking.start.isoformat(),
+            "end": booking.end.isoformat(),
+            "email": booking.email,
+            "cancelled": booking.cancelled,
+            "replaces": booking.replaces,
+            "reference": booking.reference if self.shows_reference else None,
+        }
 
     def _echo(self, booking: Booking) -> None:
         self.echoes.append(self.payload(booking))
@@ -92,9 +108,16 @@ class FakeTarget:
     def normalise(self, record: RawRecord) -> SourceRecord:
         p = record.payload
         start, end = datetime.fromisoformat(p["start"]), datetime.fromisoformat(p["end"])
-        meeting = Meeting(status="cancelled" if p["cancelled"] else "scheduled", title="Target's own title",
-                          start=start, end=end, attendee={"email": p["email"]})
-        return SourceRecord(external_id=p["id"], meeting=meeting, reference=p["reference"], supersedes=p["replaces"])
+        meeting = Meeting(
+            status="cancelled" if p["cancelled"] else "scheduled",
+            title="Target's own title",
+            start=start,
+            end=end,
+            attendee={"email": p["email"]},
+        )
+        return SourceRecord(
+            external_id=p["id"], meeting=meeting, reference=p["reference"], supersedes=p["replaces"]
+        )
 
     def _made(self, booking: Booking, outcome: str) -> SourceRecord:
         self._echo(booking)
@@ -120,8 +143,14 @@ class FakeTarget:
         outcome = self._outcome()
         self._before(outcome)
         m = request.meeting
-        booking = Booking(f"b{len(self.bookings) + 1}", request.reference, m.start, m.end, m.attendee.email,
-                          request.replaces)
+        booking = Booking(
+            f"b{len(self.bookings) + 1}",
+            request.reference,
+            m.start,
+            m.end,
+            m.attendee.email,
+            request.replaces,
+        )
         self.bookings[booking.id] = booking
         return self._made(booking, outcome)
 
@@ -166,8 +195,17 @@ def fresh_engine() -> Engine:
         _ENGINE = make_engine(f"sqlite:///{Path(tempfile.mkdtemp()) / 'props.db'}")
         upgrade(_ENGINE)
     with _ENGINE.begin() as conn:
-        for table in ("deliveries", "write_intents", "events", "links", "leases", "webhook_receipts", "quarantine",
-                      "cursors", "meetings"):
+        for table in (
+            "deliveries",
+            "write_intents",
+            "events",
+            "links",
+            "leases",
+            "webhook_receipts",
+            "quarantine",
+            "cursors",
+            "meetings",
+        ):
             conn.execute(text(f"DELETE FROM {table}"))
     return _ENGINE
 
@@ -176,16 +214,26 @@ class Harness:
     def __init__(self, target: FakeTarget, engine: Engine | None = None, *, max_writes: int = 1000) -> None:
         self.engine = engine or fresh_engine()
         self.clock = ManualClock(T0)
-        cfg = parse_config({
-            "allow_private_targets": True,
-            "connections": [
-                {"id": "src", "provider": "leezy", "base_url": "http://127.0.0.1:9", "token": "t1"},
-                {"id": "tgt", "provider": "leandata", "base_url": "http://127.0.0.1:9", "api_key": "k1",
-                 "options": {"link_id": "L1"}}],
-            "routes": [{"sources": ["src"], "targets": ["tgt"]}],
-            "events": {"console": False},
-            "delivery": {"max_attempts": 1000, "min_backoff_seconds": 1, "max_backoff_seconds": 5},
-            "mirroring": {"max_writes_per_hour": max_writes, "lease_seconds": LEASE}}, environ={})
+        cfg = parse_config(
+            {
+                "allow_private_targets": True,
+                "connections": [
+                    {"id": "src", "provider": "leezy", "base_url": "http://127.0.0.1:9", "token": "t1"},
+                    {
+                        "id": "tgt",
+                        "provider": "leandata",
+                        "base_url": "http://127.0.0.1:9",
+                        "api_key": "k1",
+                        "options": {"link_id": "L1"},
+                    },
+                ],
+                "routes": [{"sources": ["src"], "targets": ["tgt"]}],
+                "events": {"console": False},
+                "delivery": {"max_attempts": 1000, "min_backoff_seconds": 1, "max_backoff_seconds": 5},
+                "mirroring": {"max_writes_per_hour": max_writes, "lease_seconds": LEASE},
+            },
+            environ={},
+        )
         self.rt = Runtime(config=cfg, engine=self.engine, clock=self.clock)
         self.target = target
         self.rt._adapters["tgt"] = target  # type: ignore[assignment]
@@ -195,12 +243,26 @@ class Harness:
     # -- the source ------------------------------------------------------------------------------
 
     def source(self, start: datetime, *, cancelled: bool = False) -> None:
-        rec = SourceRecord(external_id="s1", meeting=Meeting(
-            status="cancelled" if cancelled else "scheduled", title="Demo from the source", start=start,
-            end=start + timedelta(minutes=30), attendee={"email": "lisa@acme.com"}))
+        rec = SourceRecord(
+            external_id="s1",
+            meeting=Meeting(
+                status="cancelled" if cancelled else "scheduled",
+                title="Demo from the source",
+                start=start,
+                end=start + timedelta(minutes=30),
+                attendee={"email": "lisa@acme.com"},
+            ),
+        )
         with transaction(self.engine) as session:
-            store.apply_record(session, connection="src", provider="leezy", record=rec, raw={"id": "s1"},
-                               now=self.clock.now(), grace=GRACE)
+            store.apply_record(
+                session,
+                connection="src",
+                provider="leezy",
+                record=rec,
+                raw={"id": "s1"},
+                now=self.clock.now(),
+                grace=GRACE,
+            )
 
     # -- the target's echoes -----------------------------------------------------------------------
 
@@ -209,8 +271,16 @@ class Harness:
             return
         raws = [RawRecord(payload=p, external_id=p["id"]) for p in payloads]
         with transaction(self.engine) as session:
-            ingest.ingest_records(session, self.target, "tgt", raws, source="webhook", now=self.clock.now(),
-                                  grace=GRACE, result=ingest.IngestResult())
+            ingest.ingest_records(
+                session,
+                self.target,
+                "tgt",
+                raws,
+                source="webhook",
+                now=self.clock.now(),
+                grace=GRACE,
+                result=ingest.IngestResult(),
+            )
 
     def deliver_echoes(self, duplicate: bool = False) -> None:
         pending, self.target.echoes = self.target.echoes, []
@@ -266,16 +336,27 @@ STEP = st.one_of(
 )
 
 
-@settings(max_examples=int(os.environ.get("BOOKINGSYNC_PROPERTY_EXAMPLES", "70")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=st.lists(STEP, max_size=12), outcomes=st.lists(st.sampled_from(OUTCOMES), max_size=14),
-       can_find=st.booleans(), can_move=st.booleans(), shows_reference=st.booleans())
+@settings(
+    max_examples=int(os.environ.get("BOOKINGSYNC_PROPERTY_EXAMPLES", "70")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    steps=st.lists(STEP, max_size=12),
+    outcomes=st.lists(st.sampled_from(OUTCOMES), max_size=14),
+    can_find=st.booleans(),
+    can_move=st.booleans(),
+    shows_reference=st.booleans(),
+)
 def test_any_interleaving_keeps_one_booking_one_meeting_and_no_echo_writes(
-        steps: list[tuple[str, Any]], outcomes: list[str], can_find: bool, can_move: bool,
-        shows_reference: bool) -> None:
+    steps: list[tuple[str, Any]], outcomes: list[str], can_find: bool, can_move: bool, shows_reference: bool
+) -> None:
     caps = {Capability.CREATE, Capability.CANCEL}
     caps |= {Capability.FIND_BOOKING} if can_find else set()
     caps |= {Capability.RESCHEDULE} if can_move else set()
-    target = FakeTarget(capabilities=frozenset(caps), outcomes=list(outcomes), shows_reference=shows_reference)
+    target = FakeTarget(
+        capabilities=frozenset(caps), outcomes=list(outcomes), shows_reference=shows_reference
+    )
     h = Harness(target)
     start = T0 + timedelta(days=2)
     h.source(start)

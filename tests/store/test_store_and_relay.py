@@ -21,18 +21,43 @@ from bookingsync.worker.runtime import Runtime
 GRACE = timedelta(minutes=5)
 
 
-def record(clock: ManualClock, external_id: str = "m1", status: str = "scheduled", start_min: float = 10,
-           minutes: float = 30, title: str = "Demo", email: str = "lisa@acme.com", scope: str | None = None
-           ) -> SourceRecord:
+def record(
+    clock: ManualClock,
+    external_id: str = "m1",
+    status: str = "scheduled",
+    start_min: float = 10,
+    minutes: float = 30,
+    title: str = "Demo",
+    email: str = "lisa@acme.com",
+    scope: str | None = None,
+) -> SourceRecord:
     start = clock.now() + timedelta(minutes=start_min)
-    return SourceRecord(external_id=external_id, scope=scope, meeting=Meeting(
-        status=status, title=title, start=start, end=start + timedelta(minutes=minutes), attendee={"email": email}))
+    return SourceRecord(
+        external_id=external_id,
+        scope=scope,
+        meeting=Meeting(
+            status=status,
+            title=title,
+            start=start,
+            end=start + timedelta(minutes=minutes),
+            attendee={"email": email},
+        ),
+    )
 
 
-def apply(engine: Engine, clock: ManualClock, rec: SourceRecord, connection: str = "leezy-main") -> store.Applied:
+def apply(
+    engine: Engine, clock: ManualClock, rec: SourceRecord, connection: str = "leezy-main"
+) -> store.Applied:
     with transaction(engine) as session:
-        return store.apply_record(session, connection=connection, provider="leezy", record=rec,
-                                  raw={"id": rec.external_id}, now=clock.now(), grace=GRACE)
+        return store.apply_record(
+            session,
+            connection=connection,
+            provider="leezy",
+            record=rec,
+            raw={"id": rec.external_id},
+            now=clock.now(),
+            grace=GRACE,
+        )
 
 
 def events(engine: Engine) -> list[EventRow]:
@@ -70,7 +95,12 @@ def test_reschedule_cancels_old_timers_and_sets_new_ones(engine: Engine, clock: 
     assert moved.events == ("meeting.rescheduled", "meeting.hasStarted", "meeting.hasEnded")
     statuses = by_status(engine)
     assert statuses["cancelled"] == ["meeting.hasStarted", "meeting.hasEnded"]
-    assert statuses["pending"] == ["meeting.booked", "meeting.rescheduled", "meeting.hasStarted", "meeting.hasEnded"]
+    assert statuses["pending"] == [
+        "meeting.booked",
+        "meeting.rescheduled",
+        "meeting.hasStarted",
+        "meeting.hasEnded",
+    ]
     # Moving back to the first time revives the cancelled timers instead of duplicating them.
     apply(engine, clock, record(clock))
     timers = [e for e in events(engine) if e.type == "meeting.hasStarted"]
@@ -92,9 +122,15 @@ def test_sweep_marks_only_unseen_links_in_window_missing(engine: Engine, clock: 
     apply(engine, clock, record(clock, "old", start_min=-3000, scope="p@x.com"))
     apply(engine, clock, record(clock, "other-scope", scope="q@x.com"))
     with transaction(engine) as session:
-        swept = store.sweep(session, connection="leezy-main", scope="p@x.com",
-                            window_start=clock.now() - timedelta(days=1), seen=frozenset({"keep"}), now=clock.now(),
-                            grace=GRACE)
+        swept = store.sweep(
+            session,
+            connection="leezy-main",
+            scope="p@x.com",
+            window_start=clock.now() - timedelta(days=1),
+            seen=frozenset({"keep"}),
+            now=clock.now(),
+            grace=GRACE,
+        )
     assert [s.events for s in swept] == [("meeting.deleted",)]
     with transaction(engine) as session:
         missing = session.exec(select(LinkRow.external_id).where(col(LinkRow.missing).is_(True))).all()
@@ -131,10 +167,14 @@ def test_relay_claims_due_events_in_order_with_sequences(engine: Engine, clock: 
     assert body["type"] == "meeting.hasStarted" and body["data"]["sequence"] == 2
     assert body["data"]["occurred_at"] == body["data"]["meeting"]["start"]
     assert body["data"]["meeting"]["id"] == applied.meeting_id
-    assert body["data"]["meeting"]["links"] == [{"connection": "leezy-main", "provider": "leezy", "external_id": "m1"}]
+    assert body["data"]["meeting"]["links"] == [
+        {"connection": "leezy-main", "provider": "leezy", "external_id": "m1"}
+    ]
 
 
-def test_leased_event_is_reclaimed_after_lease_with_same_id_and_sequence(engine: Engine, clock: ManualClock) -> None:
+def test_leased_event_is_reclaimed_after_lease_with_same_id_and_sequence(
+    engine: Engine, clock: ManualClock
+) -> None:
     apply(engine, clock, record(clock))
     first = claim(engine, clock.now(), lease_seconds=30, limit=100)
     assert claim(engine, clock.now() + timedelta(seconds=10), lease_seconds=30, limit=100).events == []
@@ -191,10 +231,25 @@ def test_concurrent_claims_never_share_an_event(engine: Engine, clock: ManualClo
 
 
 def test_publish_creates_one_delivery_per_subscription_once(engine: Engine, clock: ManualClock) -> None:
-    cfg = parse_config({"allow_private_targets": True, "subscriptions": [
-        {"id": "crm", "url": "http://127.0.0.1:9/hook", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
-        {"id": "only-deleted", "url": "http://127.0.0.1:9/other", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-         "events": ["meeting.deleted"]}]}, environ={})
+    cfg = parse_config(
+        {
+            "allow_private_targets": True,
+            "subscriptions": [
+                {
+                    "id": "crm",
+                    "url": "http://127.0.0.1:9/hook",
+                    "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                },
+                {
+                    "id": "only-deleted",
+                    "url": "http://127.0.0.1:9/other",
+                    "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                    "events": ["meeting.deleted"],
+                },
+            ],
+        },
+        environ={},
+    )
     rt = Runtime(config=cfg, engine=engine, clock=clock)
     apply(engine, clock, record(clock))
     event_id = claim(engine, clock.now(), lease_seconds=30, limit=100).events[0]
@@ -206,8 +261,9 @@ def test_publish_creates_one_delivery_per_subscription_once(engine: Engine, cloc
     assert [(r.event_id, r.subscription_id, r.status) for r in rows] == [(event_id, "crm", "leased")]
 
 
-def test_a_successor_booking_continues_the_meeting_and_the_old_one_falls_silent(engine: Engine,
-                                                                                clock: ManualClock) -> None:
+def test_a_successor_booking_continues_the_meeting_and_the_old_one_falls_silent(
+    engine: Engine, clock: ManualClock
+) -> None:
     first = apply(engine, clock, record(clock, "appt-1", start_min=60))
     moved = record(clock, "appt-2", start_min=120).model_copy(update={"supersedes": "appt-1"})
     successor = apply(engine, clock, moved)
@@ -222,11 +278,20 @@ def test_a_successor_booking_continues_the_meeting_and_the_old_one_falls_silent(
         assert session.get(MeetingRow, first.meeting_id).status == "scheduled"
 
 
-def test_a_meeting_first_seen_late_fires_has_started_at_once_with_late_by(engine: Engine, clock: ManualClock) -> None:
+def test_a_meeting_first_seen_late_fires_has_started_at_once_with_late_by(
+    engine: Engine, clock: ManualClock
+) -> None:
     window = timedelta(hours=24)
     with transaction(engine) as session:
-        store.apply_record(session, connection="leezy-main", provider="leezy",
-                           record=record(clock, start_min=-10, minutes=30), raw={}, now=clock.now(), grace=window)
+        store.apply_record(
+            session,
+            connection="leezy-main",
+            provider="leezy",
+            record=record(clock, start_min=-10, minutes=30),
+            raw={},
+            now=clock.now(),
+            grace=window,
+        )
     claimed = claim(engine, clock.now(), lease_seconds=3600, limit=100)
     rows = {e.event_id: e for e in events(engine)}
     bodies = [rows[i].payload for i in claimed.events]
@@ -240,15 +305,29 @@ def test_a_meeting_first_seen_late_fires_has_started_at_once_with_late_by(engine
     assert "late_by" not in bodies[0]["data"]
 
 
-def test_a_meeting_first_seen_beyond_the_late_window_is_counted_not_announced(engine: Engine,
-                                                                             clock: ManualClock) -> None:
+def test_a_meeting_first_seen_beyond_the_late_window_is_counted_not_announced(
+    engine: Engine, clock: ManualClock
+) -> None:
     from bookingsync.worker import metrics
-    before = metrics.REGISTRY.get_sample_value("bookingsync_late_timers_skipped_total",
-                                               {"type": "meeting.hasStarted"}) or 0.0
+
+    before = (
+        metrics.REGISTRY.get_sample_value(
+            "bookingsync_late_timers_skipped_total", {"type": "meeting.hasStarted"}
+        )
+        or 0.0
+    )
     with transaction(engine) as session:
-        store.apply_record(session, connection="leezy-main", provider="leezy",
-                           record=record(clock, start_min=-26 * 60, minutes=30), raw={}, now=clock.now(),
-                           grace=timedelta(hours=24))
+        store.apply_record(
+            session,
+            connection="leezy-main",
+            provider="leezy",
+            record=record(clock, start_min=-26 * 60, minutes=30),
+            raw={},
+            now=clock.now(),
+            grace=timedelta(hours=24),
+        )
     assert events(engine) == []
-    after = metrics.REGISTRY.get_sample_value("bookingsync_late_timers_skipped_total", {"type": "meeting.hasStarted"})
+    after = metrics.REGISTRY.get_sample_value(
+        "bookingsync_late_timers_skipped_total", {"type": "meeting.hasStarted"}
+    )
     assert after == before + 1

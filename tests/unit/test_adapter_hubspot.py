@@ -42,19 +42,34 @@ def ms(value: datetime) -> int:
 def adapter(handler, **kwargs) -> HubSpotAdapter:
     kwargs.setdefault("page_size", 2)
     kwargs.setdefault("meeting_slug", SLUG)
-    return HubSpotAdapter(connection_id="hubspot-main", base_url="https://api.hubapi.com", token="pat-na1-x",
-                          webhook_secret=SECRET, transport=httpx.MockTransport(handler), sleep=lambda s: None,
-                          **kwargs)
+    return HubSpotAdapter(
+        connection_id="hubspot-main",
+        base_url="https://api.hubapi.com",
+        token="pat-na1-x",
+        webhook_secret=SECRET,
+        transport=httpx.MockTransport(handler),
+        sleep=lambda s: None,
+        **kwargs,
+    )
 
 
 def crm(mid: str, *, outcome: str | None = "SCHEDULED", archived: bool = False, **props) -> dict:
-    properties = {"hs_meeting_title": f"Demo {mid}", "hs_meeting_start_time": "2026-03-10T15:00:00Z",
-                  "hs_meeting_end_time": "2026-03-10T15:30:00.000Z", "hs_meeting_outcome": outcome,
-                  "hs_meeting_external_url": "https://meet.google.com/abc-defg-hij",
-                  "hs_timestamp": "2026-03-10T15:00:00Z"}
+    properties = {
+        "hs_meeting_title": f"Demo {mid}",
+        "hs_meeting_start_time": "2026-03-10T15:00:00Z",
+        "hs_meeting_end_time": "2026-03-10T15:30:00.000Z",
+        "hs_meeting_outcome": outcome,
+        "hs_meeting_external_url": "https://meet.google.com/abc-defg-hij",
+        "hs_timestamp": "2026-03-10T15:00:00Z",
+    }
     properties.update(props)
-    obj = {"id": mid, "properties": properties, "createdAt": "2026-03-01T10:00:00Z",
-           "updatedAt": "2026-03-01T11:00:00Z", "archived": archived}
+    obj = {
+        "id": mid,
+        "properties": properties,
+        "createdAt": "2026-03-01T10:00:00Z",
+        "updatedAt": "2026-03-01T11:00:00Z",
+        "archived": archived,
+    }
     if archived:
         obj["archivedAt"] = "2026-03-02T09:00:00Z"
     return obj
@@ -73,19 +88,41 @@ def ts(when: datetime = NOW) -> str:
     return str(ms(when))
 
 
-EVENT = {"eventId": 100, "subscriptionId": 12345, "portalId": 62515, "occurredAt": 1772452800000,
-         "subscriptionType": "object.propertyChange", "attemptNumber": 0, "objectId": 987,
-         "objectTypeId": "0-47", "propertyName": "hs_meeting_outcome", "propertyValue": "CANCELED",
-         "changeSource": "CRM", "appId": 54321}
+EVENT = {
+    "eventId": 100,
+    "subscriptionId": 12345,
+    "portalId": 62515,
+    "occurredAt": 1772452800000,
+    "subscriptionType": "object.propertyChange",
+    "attemptNumber": 0,
+    "objectId": 987,
+    "objectTypeId": "0-47",
+    "propertyName": "hs_meeting_outcome",
+    "propertyValue": "CANCELED",
+    "changeSource": "CRM",
+    "appId": 54321,
+}
 BODY = json.dumps([EVENT]).encode()
 
 
-def deliver(a: HubSpotAdapter, *, url: str = HOOK, signed_uri: str | None = None, body: bytes = BODY,
-            stamp: str | None = None, method: str = "POST", now: datetime = NOW, signature: str | None = None):
+def deliver(
+    a: HubSpotAdapter,
+    *,
+    url: str = HOOK,
+    signed_uri: str | None = None,
+    body: bytes = BODY,
+    stamp: str | None = None,
+    method: str = "POST",
+    now: datetime = NOW,
+    signature: str | None = None,
+):
     stamp = stamp or ts()
     signature = signature or sign(signed_uri or url, body, stamp, method)
-    headers = {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": stamp,
-               "Content-Type": "application/json"}
+    headers = {
+        "X-HubSpot-Signature-v3": signature,
+        "X-HubSpot-Request-Timestamp": stamp,
+        "Content-Type": "application/json",
+    }
     return a.parse_webhook(headers, body, now, method=method, url=url)
 
 
@@ -147,7 +184,9 @@ def test_missing_headers_missing_secret_and_missing_url_are_refused():
     with pytest.raises(WebhookUnauthorized, match="X-HubSpot-Signature-v3"):
         a.parse_webhook({"X-HubSpot-Request-Timestamp": ts()}, BODY, NOW, method="POST", url=HOOK)
     with pytest.raises(WebhookUnauthorized, match="X-HubSpot-Request-Timestamp"):
-        a.parse_webhook({"X-HubSpot-Signature-v3": sign(HOOK, BODY, ts())}, BODY, NOW, method="POST", url=HOOK)
+        a.parse_webhook(
+            {"X-HubSpot-Signature-v3": sign(HOOK, BODY, ts())}, BODY, NOW, method="POST", url=HOOK
+        )
     with pytest.raises(WebhookUnauthorized, match="URL"):
         deliver(a, url="", signed_uri=HOOK)
     nosecret = HubSpotAdapter(connection_id="h", token="t", transport=httpx.MockTransport(no_http))
@@ -159,13 +198,30 @@ def test_v1_and_v2_signatures_alone_are_not_accepted():
     a = adapter(no_http)
     v1 = hashlib.sha256(SECRET.encode() + BODY).hexdigest()
     with pytest.raises(WebhookUnauthorized):
-        a.parse_webhook({"X-HubSpot-Signature": v1, "X-HubSpot-Signature-Version": "v1"}, BODY, NOW,
-                        method="POST", url=HOOK)
+        a.parse_webhook(
+            {"X-HubSpot-Signature": v1, "X-HubSpot-Signature-Version": "v1"},
+            BODY,
+            NOW,
+            method="POST",
+            url=HOOK,
+        )
 
 
 # The table of HubSpot's "Validating requests" page, written out again here.
-DECODED = [("%3A", ":"), ("%2F", "/"), ("%3F", "?"), ("%40", "@"), ("%21", "!"), ("%24", "$"), ("%27", "'"),
-           ("%28", "("), ("%29", ")"), ("%2A", "*"), ("%2C", ","), ("%3B", ";")]
+DECODED = [
+    ("%3A", ":"),
+    ("%2F", "/"),
+    ("%3F", "?"),
+    ("%40", "@"),
+    ("%21", "!"),
+    ("%24", "$"),
+    ("%27", "'"),
+    ("%28", "("),
+    ("%29", ")"),
+    ("%2A", "*"),
+    ("%2C", ","),
+    ("%3B", ";"),
+]
 
 
 @pytest.mark.parametrize(("encoded", "char"), DECODED)
@@ -215,8 +271,10 @@ def test_meeting_events_are_handled_without_records_and_id_is_the_event():
 
 
 def test_batch_delivery_id_is_stable_across_retries_and_order():
-    events = [dict(EVENT, eventId=1, subscriptionType="object.creation"),
-              dict(EVENT, eventId=2, subscriptionType="object.deletion")]
+    events = [
+        dict(EVENT, eventId=1, subscriptionType="object.creation"),
+        dict(EVENT, eventId=2, subscriptionType="object.deletion"),
+    ]
     a = adapter(no_http)
     first = deliver(a, body=json.dumps(events).encode())
     retried = [dict(e, attemptNumber=1) for e in reversed(events)]
@@ -228,9 +286,18 @@ def test_batch_delivery_id_is_stable_across_retries_and_order():
 
 
 def test_other_object_types_are_not_handled():
-    contact = {"eventId": 1, "subscriptionId": 12345, "portalId": 62515, "occurredAt": 1564113600000,
-               "subscriptionType": "contact.creation", "attemptNumber": 0, "objectId": 123,
-               "changeSource": "CRM", "changeFlag": "NEW", "appId": 54321}
+    contact = {
+        "eventId": 1,
+        "subscriptionId": 12345,
+        "portalId": 62515,
+        "occurredAt": 1564113600000,
+        "subscriptionType": "contact.creation",
+        "attemptNumber": 0,
+        "objectId": 123,
+        "changeSource": "CRM",
+        "changeFlag": "NEW",
+        "appId": 54321,
+    }
     deal = dict(EVENT, objectTypeId="0-3")
     for event in (contact, deal):
         delivery = deliver(adapter(no_http), body=json.dumps([event]).encode())
@@ -242,8 +309,17 @@ def test_a_single_event_object_is_accepted():
     assert delivery.handled and delivery.delivery_id == "62515.12345.100"
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[]", b"\"text\"", b"[1]", json.dumps([{"eventId": 1}]).encode(),
-                                  json.dumps([{"subscriptionType": "object.creation"}]).encode()])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'"text"',
+        b"[1]",
+        json.dumps([{"eventId": 1}]).encode(),
+        json.dumps([{"subscriptionType": "object.creation"}]).encode(),
+    ],
+)
 def test_malformed_bodies_are_400(body):
     with pytest.raises(WebhookMalformed):
         deliver(adapter(no_http), body=body)
@@ -252,12 +328,20 @@ def test_malformed_bodies_are_400(body):
 # -- normalise ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("outcome", "status"), [
-    ("SCHEDULED", MeetingStatus.SCHEDULED), ("RESCHEDULED", MeetingStatus.SCHEDULED),
-    ("COMPLETED", MeetingStatus.COMPLETED), ("NO_SHOW", MeetingStatus.NO_SHOW), ("no show", MeetingStatus.NO_SHOW),
-    ("CANCELED", MeetingStatus.CANCELLED), ("cancelled", MeetingStatus.CANCELLED),
-    (None, MeetingStatus.SCHEDULED), ("", MeetingStatus.SCHEDULED),
-])
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [
+        ("SCHEDULED", MeetingStatus.SCHEDULED),
+        ("RESCHEDULED", MeetingStatus.SCHEDULED),
+        ("COMPLETED", MeetingStatus.COMPLETED),
+        ("NO_SHOW", MeetingStatus.NO_SHOW),
+        ("no show", MeetingStatus.NO_SHOW),
+        ("CANCELED", MeetingStatus.CANCELLED),
+        ("cancelled", MeetingStatus.CANCELLED),
+        (None, MeetingStatus.SCHEDULED),
+        ("", MeetingStatus.SCHEDULED),
+    ],
+)
 def test_outcomes_map_to_statuses(outcome, status):
     record = adapter(no_http).normalise(RawRecord(payload=crm("7", outcome=outcome)))
     assert record.meeting.status is status
@@ -288,7 +372,9 @@ def test_restored_meeting_with_a_stale_archived_at_is_live():
 
 def test_location_url_is_the_conference_url_when_no_external_url():
     payload = crm("7", hs_meeting_external_url=None, hs_meeting_location="https://zoom.us/j/9")
-    assert adapter(no_http).normalise(RawRecord(payload=payload)).meeting.conference_url == "https://zoom.us/j/9"
+    assert (
+        adapter(no_http).normalise(RawRecord(payload=payload)).meeting.conference_url == "https://zoom.us/j/9"
+    )
     payload = crm("7", hs_meeting_external_url=None, hs_meeting_location="Room 4")
     assert adapter(no_http).normalise(RawRecord(payload=payload)).meeting.conference_url is None
 
@@ -299,23 +385,28 @@ def test_epoch_millisecond_times_are_read():
     assert record.meeting.start == START
 
 
-@pytest.mark.parametrize(("payload", "reason"), [
-    (crm("7", outcome="RAINED_OFF"), "RAINED_OFF"),
-    (crm("7", hs_meeting_start_time=None), "hs_meeting_start_time"),
-    (crm("7", hs_meeting_end_time=""), "hs_meeting_end_time"),
-    (crm("7", hs_meeting_start_time="2026-03-10T15:00:00"), "offset"),
-    (crm("7", hs_meeting_start_time="1741618800"), "milliseconds"),
-    (crm("7", hs_meeting_end_time="2026-03-10T14:00:00Z"), "before it starts"),
-    ({"id": "7"}, "neither"),
-    ({"id": None, "properties": {}}, "no id"),
-])
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (crm("7", outcome="RAINED_OFF"), "RAINED_OFF"),
+        (crm("7", hs_meeting_start_time=None), "hs_meeting_start_time"),
+        (crm("7", hs_meeting_end_time=""), "hs_meeting_end_time"),
+        (crm("7", hs_meeting_start_time="2026-03-10T15:00:00"), "offset"),
+        (crm("7", hs_meeting_start_time="1741618800"), "milliseconds"),
+        (crm("7", hs_meeting_end_time="2026-03-10T14:00:00Z"), "before it starts"),
+        ({"id": "7"}, "neither"),
+        ({"id": None, "properties": {}}, "no id"),
+    ],
+)
 def test_unusable_records_name_the_reason(payload, reason):
     with pytest.raises(NormaliseError, match=reason):
         adapter(no_http).normalise(RawRecord(payload=payload))
 
 
 def test_non_http_external_url_is_not_a_conference_url():
-    record = adapter(no_http).normalise(RawRecord(payload=crm("7", hs_meeting_external_url="javascript:alert(1)")))
+    record = adapter(no_http).normalise(
+        RawRecord(payload=crm("7", hs_meeting_external_url="javascript:alert(1)"))
+    )
     assert record.meeting.conference_url is None
 
 
@@ -340,8 +431,10 @@ class FakeCrm:
         after = params.get("after")
         if after is not None:
             if not after.isdigit():
-                return httpx.Response(400, json={"message": "Invalid after", "category": "VALIDATION_ERROR",
-                                                 "correlationId": "c-1"})
+                return httpx.Response(
+                    400,
+                    json={"message": "Invalid after", "category": "VALIDATION_ERROR", "correlationId": "c-1"},
+                )
             rows = [r for r in rows if int(r["id"]) > int(after)]
         limit = int(params.get("limit", 10))
         chunk = rows[:limit]
@@ -363,14 +456,23 @@ def test_full_pass_reads_live_then_archived_with_after_and_starts_over():
     first = server.requests[0]
     assert first.headers["Authorization"] == "Bearer pat-na1-x"
     assert dict(first.url.params) == {
-        "limit": "2", "archived": "false",
+        "limit": "2",
+        "archived": "false",
         "properties": "hs_meeting_title,hs_meeting_start_time,hs_meeting_end_time,hs_meeting_outcome,"
-                      "hs_meeting_external_url,hs_meeting_location,hs_timestamp,hs_lastmodifieddate,hs_unique_id"}
+        "hs_meeting_external_url,hs_meeting_location,hs_timestamp,hs_lastmodifieddate,hs_unique_id",
+    }
     assert [(r.url.params.get("archived"), r.url.params.get("after")) for r in server.requests] == [
-        ("false", None), ("false", "2"), ("false", "4"), ("true", None)]
+        ("false", None),
+        ("false", "2"),
+        ("false", "4"),
+        ("true", None),
+    ]
     assert [p.cursor for p in pages] == [
-        {"phase": "active", "after": "2"}, {"phase": "active", "after": "4"},
-        {"phase": "archived", "after": None}, {"phase": "active", "after": None}]
+        {"phase": "active", "after": "2"},
+        {"phase": "active", "after": "4"},
+        {"phase": "archived", "after": None},
+        {"phase": "active", "after": None},
+    ]
     assert all(p.sweep is None for p in pages)  # deletions come as archived records, never from absence
     assert adapter(server).normalise(pages[-1].records[0]).meeting.status is MeetingStatus.CANCELLED
 
@@ -411,28 +513,57 @@ def test_repeated_after_token_ends_the_list_instead_of_looping():
         return httpx.Response(200, json={"results": [crm("1")], "paging": {"next": {"after": "same"}}})
 
     pages, _ = read_all(adapter(handler), {"phase": "active", "after": "same"})
-    assert [p.cursor for p in pages] == [{"phase": "archived", "after": None}, {"phase": "active", "after": None}]
+    assert [p.cursor for p in pages] == [
+        {"phase": "archived", "after": None},
+        {"phase": "active", "after": None},
+    ]
 
 
 def test_429_then_success_honours_retry_after():
     server = FakeCrm([crm("1")])
-    server.script = [httpx.Response(429, headers={"Retry-After": "2"},
-                                    json={"status": "error", "errorType": "RATE_LIMIT", "correlationId": "c-429",
-                                          "message": "You have reached your ten_secondly_rolling limit."})]
+    server.script = [
+        httpx.Response(
+            429,
+            headers={"Retry-After": "2"},
+            json={
+                "status": "error",
+                "errorType": "RATE_LIMIT",
+                "correlationId": "c-429",
+                "message": "You have reached your ten_secondly_rolling limit.",
+            },
+        )
+    ]
     slept: list[float] = []
-    a = HubSpotAdapter(connection_id="h", token="t", transport=httpx.MockTransport(server), sleep=slept.append,
-                       requests_per_second=1e9)
+    a = HubSpotAdapter(
+        connection_id="h",
+        token="t",
+        transport=httpx.MockTransport(server),
+        sleep=slept.append,
+        requests_per_second=1e9,
+    )
     _, ids = read_all(a)
     assert ids == ["1"] and 2.0 in slept
 
 
 def test_error_envelope_is_surfaced():
     server = FakeCrm([])
-    server.script = [httpx.Response(403, json={
-        "status": "error", "message": "This app hasn't been granted all required scopes to make this call.",
-        "correlationId": "aeb5f871-7f07-4993-9211-075dc63e7cbf", "category": "MISSING_SCOPES",
-        "errors": [{"message": "One or more of the following scopes are required.",
-                    "context": {"requiredGranularScopes": ["crm.objects.contacts.read"]}}]})]
+    server.script = [
+        httpx.Response(
+            403,
+            json={
+                "status": "error",
+                "message": "This app hasn't been granted all required scopes to make this call.",
+                "correlationId": "aeb5f871-7f07-4993-9211-075dc63e7cbf",
+                "category": "MISSING_SCOPES",
+                "errors": [
+                    {
+                        "message": "One or more of the following scopes are required.",
+                        "context": {"requiredGranularScopes": ["crm.objects.contacts.read"]},
+                    }
+                ],
+            },
+        )
+    ]
     with pytest.raises(ProviderAuthError) as info:
         read_all(adapter(server))
     text = str(info.value)
@@ -459,17 +590,30 @@ def test_answer_without_results_is_a_provider_fault():
 
 def test_capabilities_are_honest():
     assert HubSpotAdapter.capabilities == frozenset(
-        {Capability.LIST_CHANGES, Capability.RECEIVE_WEBHOOKS, Capability.CREATE, Capability.RESCHEDULE,
-         Capability.CANCEL, Capability.FIND_BOOKING})
+        {
+            Capability.LIST_CHANGES,
+            Capability.RECEIVE_WEBHOOKS,
+            Capability.CREATE,
+            Capability.RESCHEDULE,
+            Capability.CANCEL,
+            Capability.FIND_BOOKING,
+        }
+    )
     assert HubSpotAdapter.booking_problem({"meeting_slug": "intro"}) is None
     assert "meeting_slug" in (HubSpotAdapter.booking_problem({}) or "")
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    (dict(token=" "), "token"), (dict(base_url="api.hubapi.com"), "https"), (dict(page_size=101), "page_size"),
-    (dict(booking_timezone="Mars/Base"), "booking_timezone"), (dict(meeting_slug=" "), "meeting_slug"),
-    (dict(requests_per_second=0), "requests_per_second"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(token=" "), "token"),
+        (dict(base_url="api.hubapi.com"), "https"),
+        (dict(page_size=101), "page_size"),
+        (dict(booking_timezone="Mars/Base"), "booking_timezone"),
+        (dict(meeting_slug=" "), "meeting_slug"),
+        (dict(requests_per_second=0), "requests_per_second"),
+    ],
+)
 def test_bad_settings_are_config_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         HubSpotAdapter(**{"connection_id": "h", "token": "t", **kwargs})
@@ -489,32 +633,62 @@ def test_base_url_defaults_to_hubapi():
 # -- booking ------------------------------------------------------------------------------------
 
 # ExternalMeetingBooking.required in HubSpot's Scheduler Meetings 2026-03 OpenAPI file.
-BOOKING_REQUIRED = {"duration", "email", "firstName", "formFields", "lastName", "legalConsentResponses",
-                    "likelyAvailableUserIds", "slug", "startTime"}
+BOOKING_REQUIRED = {
+    "duration",
+    "email",
+    "firstName",
+    "formFields",
+    "lastName",
+    "legalConsentResponses",
+    "likelyAvailableUserIds",
+    "slug",
+    "startTime",
+}
 BOOKING_PROPERTIES = BOOKING_REQUIRED | {"locale", "timezone"}
 
 
 def meeting(**changes) -> Meeting:
-    base = dict(status=MeetingStatus.SCHEDULED, title="Intro", start=START, end=START + timedelta(minutes=30),
-                timezone="Europe/Berlin",
-                attendee=Person(email="Lisa.Thompson@Acme.com", name="Lisa van Thompson", phone="+1-555-0199"))
+    base = dict(
+        status=MeetingStatus.SCHEDULED,
+        title="Intro",
+        start=START,
+        end=START + timedelta(minutes=30),
+        timezone="Europe/Berlin",
+        attendee=Person(email="Lisa.Thompson@Acme.com", name="Lisa van Thompson", phone="+1-555-0199"),
+    )
     base.update(changes)
     return Meeting(**base)
 
 
 def form_field(name: str, required: bool = True) -> dict:
-    return {"name": name, "label": name, "fieldType": "text", "type": "string", "isCustom": False,
-            "isRequired": required, "options": []}
+    return {
+        "name": name,
+        "label": name,
+        "fieldType": "text",
+        "type": "string",
+        "isCustom": False,
+        "isRequired": required,
+        "options": [],
+    }
 
 
 class FakeScheduler:
-    def __init__(self, slots: dict[int, list[tuple[int, int]]] | None = None, durations=(30 * MIN, 60 * MIN)) -> None:
+    def __init__(
+        self, slots: dict[int, list[tuple[int, int]]] | None = None, durations=(30 * MIN, 60 * MIN)
+    ) -> None:
         # monthOffset -> [(startMillis, durationMillis)]
-        self.slots = {0: [(ms(START), 30 * MIN), (ms(START) + 30 * MIN, 30 * MIN), (ms(START), 60 * MIN)]} \
-            if slots is None else slots
+        self.slots = (
+            {0: [(ms(START), 30 * MIN), (ms(START) + 30 * MIN, 30 * MIN), (ms(START), 60 * MIN)]}
+            if slots is None
+            else slots
+        )
         self.durations = list(durations)
-        self.form_fields = [form_field("firstname"), form_field("lastname"), form_field("email"),
-                            form_field("phone", required=False)]
+        self.form_fields = [
+            form_field("firstname"),
+            form_field("lastname"),
+            form_field("email"),
+            form_field("phone", required=False),
+        ]
         self.consent: dict = {"legalConsentEnabled": False}
         self.post_answers: list[httpx.Response] = []
         self.requests: list[httpx.Request] = []
@@ -533,9 +707,12 @@ class FakeScheduler:
             assert {"after", "filterGroups", "limit", "properties", "sorts"} <= set(body)
             [group] = body["filterGroups"]
             start = next(f["value"] for f in group["filters"] if f["propertyName"] == "hs_meeting_start_time")
-            hits = [m for m in self.crm.values()
-                    if ms(datetime.fromisoformat(m["properties"]["hs_meeting_start_time"])) == int(start)
-                    and m["properties"].get("hs_unique_id")]
+            hits = [
+                m
+                for m in self.crm.values()
+                if ms(datetime.fromisoformat(m["properties"]["hs_meeting_start_time"])) == int(start)
+                and m["properties"].get("hs_unique_id")
+            ]
             return httpx.Response(200, json={"total": len(hits), "results": hits})
         if path.startswith("/crm/objects/2026-03/contacts/"):
             cid = path.rsplit("/", 1)[1]
@@ -553,8 +730,13 @@ class FakeScheduler:
             self.crm[key]["properties"].update(props)
         found = dict(self.crm[key])
         if request.url.params.get("associations") == "contacts":
-            found["associations"] = {"contacts": {"results": [{"id": c, "type": "meeting_event_to_contact"}
-                                                              for c in self.contacts_of.get(key, [])]}}
+            found["associations"] = {
+                "contacts": {
+                    "results": [
+                        {"id": c, "type": "meeting_event_to_contact"} for c in self.contacts_of.get(key, [])
+                    ]
+                }
+            }
         return httpx.Response(200, json=found)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -566,47 +748,101 @@ class FakeScheduler:
         base = "/scheduler/2026-03/meetings/meeting-links/book"
         if request.method == "GET" and path == f"{base}/{SLUG}":
             assert request.url.params["timezone"]
-            return httpx.Response(200, json={
-                "allUsersBusyTimes": [], "isOffline": False, "linkId": "123", "linkType": "ROUND_ROBIN_CALENDAR",
-                "customParams": {"availability": {}, "durations": self.durations, "formFields": self.form_fields,
-                                 "meetingBufferTime": 0, "ownerPrioritized": False,
-                                 "startTimeIncrementMinutes": "FIFTEEN", "weeksToAdvertise": 8, **self.consent}})
+            return httpx.Response(
+                200,
+                json={
+                    "allUsersBusyTimes": [],
+                    "isOffline": False,
+                    "linkId": "123",
+                    "linkType": "ROUND_ROBIN_CALENDAR",
+                    "customParams": {
+                        "availability": {},
+                        "durations": self.durations,
+                        "formFields": self.form_fields,
+                        "meetingBufferTime": 0,
+                        "ownerPrioritized": False,
+                        "startTimeIncrementMinutes": "FIFTEEN",
+                        "weeksToAdvertise": 8,
+                        **self.consent,
+                    },
+                },
+            )
         if request.method == "GET" and path == f"{base}/availability-page/{SLUG}":
             assert request.url.params["timezone"]
             offset = int(request.url.params.get("monthOffset", 0))
             by_duration: dict = {}
             for begin, length in self.slots.get(offset, []):
-                entry = by_duration.setdefault(str(length), {"meetingDurationMillis": length, "availabilities": []})
+                entry = by_duration.setdefault(
+                    str(length), {"meetingDurationMillis": length, "availabilities": []}
+                )
                 entry["availabilities"].append({"startMillisUtc": begin, "endMillisUtc": begin + length})
-            return httpx.Response(200, json={
-                "allUsersBusyTimes": [
-                    self._user("11", []), self._user("12", [(ms(START) - 15 * MIN, ms(START) + MIN)]),
-                    self._user("13", [(ms(START) + 30 * MIN, ms(START) + 60 * MIN)])],
-                "linkAvailability": {"hasMore": offset < max(self.slots, default=0),
-                                     "linkAvailabilityByDuration": by_duration}})
+            return httpx.Response(
+                200,
+                json={
+                    "allUsersBusyTimes": [
+                        self._user("11", []),
+                        self._user("12", [(ms(START) - 15 * MIN, ms(START) + MIN)]),
+                        self._user("13", [(ms(START) + 30 * MIN, ms(START) + 60 * MIN)]),
+                    ],
+                    "linkAvailability": {
+                        "hasMore": offset < max(self.slots, default=0),
+                        "linkAvailabilityByDuration": by_duration,
+                    },
+                },
+            )
         if request.method == "POST" and path == base:
             body = json.loads(request.content)
             self.bodies.append(body)
             if self.post_answers:
                 return self.post_answers.pop(0)
             end = datetime.fromisoformat(body["startTime"]) + timedelta(milliseconds=body["duration"])
-            return httpx.Response(200, json={
-                "bookingTimezone": body["timezone"], "calendarEventId": "ce-555", "contactId": "901",
-                "duration": body["duration"], "start": body["startTime"],
-                "end": end.isoformat().replace("+00:00", "Z"),
-                "formFields": [{"isCustom": False, "label": "Email", "name": "email", "value": body["email"]},
-                               {"isCustom": False, "label": "First name", "name": "firstname",
-                                "value": body["firstName"]}],
-                "guestEmails": [], "isOffline": False, "legalConsentResponses": [], "subject": "Intro with Alice",
-                "webConferenceUrl": "https://zoom.us/j/1"})
-        return httpx.Response(404, json={"message": f"no route {request.method} {path}", "category": "OBJECT_NOT_FOUND",
-                                         "correlationId": "c-404"})
+            return httpx.Response(
+                200,
+                json={
+                    "bookingTimezone": body["timezone"],
+                    "calendarEventId": "ce-555",
+                    "contactId": "901",
+                    "duration": body["duration"],
+                    "start": body["startTime"],
+                    "end": end.isoformat().replace("+00:00", "Z"),
+                    "formFields": [
+                        {"isCustom": False, "label": "Email", "name": "email", "value": body["email"]},
+                        {
+                            "isCustom": False,
+                            "label": "First name",
+                            "name": "firstname",
+                            "value": body["firstName"],
+                        },
+                    ],
+                    "guestEmails": [],
+                    "isOffline": False,
+                    "legalConsentResponses": [],
+                    "subject": "Intro with Alice",
+                    "webConferenceUrl": "https://zoom.us/j/1",
+                },
+            )
+        return httpx.Response(
+            404,
+            json={
+                "message": f"no route {request.method} {path}",
+                "category": "OBJECT_NOT_FOUND",
+                "correlationId": "c-404",
+            },
+        )
 
     @staticmethod
     def _user(uid: str, busy: list[tuple[int, int]]) -> dict:
-        return {"busyTimes": [{"start": s, "end": e} for s, e in busy], "isOffline": False,
-                "meetingsUser": {"calendarProvider": "GOOGLE", "id": f"mu-{uid}", "isSalesStarter": False,
-                                 "userId": uid, "userProfile": {"email": f"user{uid}@example.com"}}}
+        return {
+            "busyTimes": [{"start": s, "end": e} for s, e in busy],
+            "isOffline": False,
+            "meetingsUser": {
+                "calendarProvider": "GOOGLE",
+                "id": f"mu-{uid}",
+                "isSalesStarter": False,
+                "userId": uid,
+                "userProfile": {"email": f"user{uid}@example.com"},
+            },
+        }
 
 
 def book(server, m: Meeting | None = None, **kwargs):
@@ -620,26 +856,43 @@ def test_booking_reads_info_and_availability_then_posts_a_schema_complete_body()
         ("GET", f"/scheduler/2026-03/meetings/meeting-links/book/{SLUG}"),
         ("GET", f"/scheduler/2026-03/meetings/meeting-links/book/availability-page/{SLUG}"),
         ("POST", "/scheduler/2026-03/meetings/meeting-links/book"),
-        ("GET", "/crm/objects/2026-03/meetings/ce-555")]  # its CRM meeting, by idProperty=hs_unique_id
+        ("GET", "/crm/objects/2026-03/meetings/ce-555"),
+    ]  # its CRM meeting, by idProperty=hs_unique_id
     assert server.requests[3].url.params["idProperty"] == "hs_unique_id"
     assert server.requests[0].url.params["timezone"] == "Europe/Berlin"
     body = server.bodies[0]
     assert BOOKING_REQUIRED <= set(body) <= BOOKING_PROPERTIES
     assert body["slug"] == SLUG and body["startTime"] == "2026-03-10T15:00:00Z"
     assert isinstance(body["duration"], int) and body["duration"] == 30 * MIN  # milliseconds
-    assert (body["email"], body["firstName"], body["lastName"]) == ("lisa.thompson@acme.com", "Lisa", "van Thompson")
+    assert (body["email"], body["firstName"], body["lastName"]) == (
+        "lisa.thompson@acme.com",
+        "Lisa",
+        "van Thompson",
+    )
     assert body["timezone"] == "Europe/Berlin" and body["locale"] == "en-us"
     assert body["legalConsentResponses"] == []
-    assert all(set(f) == {"name", "value"} and all(isinstance(v, str) for v in f.values()) for f in body["formFields"])
+    assert all(
+        set(f) == {"name", "value"} and all(isinstance(v, str) for v in f.values())
+        for f in body["formFields"]
+    )
     assert {f["name"]: f["value"] for f in body["formFields"]} == {
-        "firstname": "Lisa", "lastname": "van Thompson", "email": "lisa.thompson@acme.com", "phone": "+1-555-0199"}
+        "firstname": "Lisa",
+        "lastname": "van Thompson",
+        "email": "lisa.thompson@acme.com",
+        "phone": "+1-555-0199",
+    }
     assert body["likelyAvailableUserIds"] == ["11", "13"]  # 12 is busy during the slot; 13 only after it
     assert record.external_id == "calendar-event:ce-555"  # no CRM record yet: linked by calendar event
     assert record.reference == "calendar-event:ce-555"
     assert record.meeting.status is MeetingStatus.SCHEDULED
     assert (record.meeting.start, record.meeting.end) == (START, START + timedelta(minutes=30))
-    assert record.meeting.title == "Intro with Alice" and record.meeting.conference_url == "https://zoom.us/j/1"
-    assert record.meeting.attendee.email == "lisa.thompson@acme.com" and record.meeting.timezone == "Europe/Berlin"
+    assert (
+        record.meeting.title == "Intro with Alice" and record.meeting.conference_url == "https://zoom.us/j/1"
+    )
+    assert (
+        record.meeting.attendee.email == "lisa.thompson@acme.com"
+        and record.meeting.timezone == "Europe/Berlin"
+    )
 
 
 def test_meeting_without_timezone_uses_the_configured_one():
@@ -650,7 +903,9 @@ def test_meeting_without_timezone_uses_the_configured_one():
 
 
 def test_slot_in_a_later_month_is_found_with_month_offset():
-    server = FakeScheduler(slots={0: [(ms(START) - 20 * 24 * 3600_000, 30 * MIN)], 1: [(ms(START), 30 * MIN)]})
+    server = FakeScheduler(
+        slots={0: [(ms(START) - 20 * 24 * 3600_000, 30 * MIN)], 1: [(ms(START), 30 * MIN)]}
+    )
     book(server)
     pages = [r for r in server.requests if "availability-page" in r.url.path]
     assert [r.url.params.get("monthOffset") for r in pages] == [None, "1"]
@@ -673,8 +928,16 @@ def test_duration_the_link_does_not_offer_is_rejected_before_availability():
 
 def test_conflict_rereads_availability_and_retries_while_offered():
     server = FakeScheduler()
-    server.post_answers = [httpx.Response(409, json={"message": "This time slot is no longer available",
-                                                     "category": "CONFLICT", "correlationId": "c-9"})]
+    server.post_answers = [
+        httpx.Response(
+            409,
+            json={
+                "message": "This time slot is no longer available",
+                "category": "CONFLICT",
+                "correlationId": "c-9",
+            },
+        )
+    ]
     record = book(server)
     assert len(server.bodies) == 2 and record.external_id == "calendar-event:ce-555"
     assert sum("availability-page" in r.url.path for r in server.requests) == 2
@@ -682,8 +945,14 @@ def test_conflict_rereads_availability_and_retries_while_offered():
 
 def test_repeated_conflict_raises_slot_unavailable():
     server = FakeScheduler()
-    taken = httpx.Response(400, json={"message": "The requested time is no longer available.",
-                                      "category": "VALIDATION_ERROR", "correlationId": "c-9"})
+    taken = httpx.Response(
+        400,
+        json={
+            "message": "The requested time is no longer available.",
+            "category": "VALIDATION_ERROR",
+            "correlationId": "c-9",
+        },
+    )
     server.post_answers = [taken, taken]
     with pytest.raises(SlotUnavailable, match="no longer available"):
         book(server)
@@ -707,8 +976,16 @@ def test_conflict_after_which_the_slot_is_gone_raises_slot_unavailable():
 
 def test_other_rejections_are_not_slot_races():
     server = FakeScheduler()
-    server.post_answers = [httpx.Response(400, json={"message": "Property values were not valid",
-                                                     "category": "VALIDATION_ERROR", "correlationId": "c-1"})]
+    server.post_answers = [
+        httpx.Response(
+            400,
+            json={
+                "message": "Property values were not valid",
+                "category": "VALIDATION_ERROR",
+                "correlationId": "c-1",
+            },
+        )
+    ]
     with pytest.raises(ProviderRejected, match="Property values were not valid") as info:
         book(server)
     assert not isinstance(info.value, SlotUnavailable) and len(server.bodies) == 1
@@ -724,9 +1001,15 @@ def test_server_error_on_the_post_is_not_replayed():
 
 def test_required_consent_is_refused_before_booking():
     server = FakeScheduler()
-    server.consent = {"legalConsentEnabled": True, "legalConsentOptions": {
-        "communicationConsentCheckboxes": [{"communicationTypeId": "1", "label": "Emails", "required": True}],
-        "processingConsentType": "IMPLICIT"}}
+    server.consent = {
+        "legalConsentEnabled": True,
+        "legalConsentOptions": {
+            "communicationConsentCheckboxes": [
+                {"communicationTypeId": "1", "label": "Emails", "required": True}
+            ],
+            "processingConsentType": "IMPLICIT",
+        },
+    }
     with pytest.raises(ProviderRejected, match="consent"):
         book(server)
     assert server.bodies == []
@@ -734,9 +1017,15 @@ def test_required_consent_is_refused_before_booking():
 
 def test_optional_consent_books_without_consenting():
     server = FakeScheduler()
-    server.consent = {"legalConsentEnabled": True, "legalConsentOptions": {
-        "communicationConsentCheckboxes": [{"communicationTypeId": "1", "label": "Emails", "required": False}],
-        "processingConsentType": "IMPLICIT"}}
+    server.consent = {
+        "legalConsentEnabled": True,
+        "legalConsentOptions": {
+            "communicationConsentCheckboxes": [
+                {"communicationTypeId": "1", "label": "Emails", "required": False}
+            ],
+            "processingConsentType": "IMPLICIT",
+        },
+    }
     book(server)
     assert server.bodies[0]["legalConsentResponses"] == []
 
@@ -774,7 +1063,9 @@ def test_a_5xx_on_the_booking_post_is_a_lost_answer_not_replayed():
     assert [r.method for r in server.requests].count("POST") == 1
 
 
-def booked_crm(server: FakeScheduler, mid: str = "7001", event: str = "ce-555", email: str = "lisa.thompson@acme.com"):
+def booked_crm(
+    server: FakeScheduler, mid: str = "7001", event: str = "ce-555", email: str = "lisa.thompson@acme.com"
+):
     server.crm[mid] = crm(mid, hs_unique_id=event, hs_meeting_end_time="2026-03-10T15:30:00Z")
     server.contacts_of[mid] = [f"c{mid}"]
     server.emails[f"c{mid}"] = email
@@ -802,9 +1093,16 @@ def test_move_and_cancel_patch_the_crm_meeting_found_by_its_calendar_event():
     assert moved.external_id == "7001" and moved.meeting.start == START + timedelta(hours=2)
     a.cancel("7001")
     assert server.patches == [
-        ("7001", {"hs_meeting_start_time": "2026-03-10T17:00:00Z", "hs_meeting_end_time": "2026-03-10T17:30:00Z",
-                  "hs_timestamp": "2026-03-10T17:00:00Z"}),
-        ("7001", {"hs_meeting_outcome": "CANCELED"})]
+        (
+            "7001",
+            {
+                "hs_meeting_start_time": "2026-03-10T17:00:00Z",
+                "hs_meeting_end_time": "2026-03-10T17:30:00Z",
+                "hs_timestamp": "2026-03-10T17:00:00Z",
+            },
+        ),
+        ("7001", {"hs_meeting_outcome": "CANCELED"}),
+    ]
     assert a.normalise(RawRecord(payload=server.crm["7001"])).meeting.status is MeetingStatus.CANCELLED
 
 
@@ -824,18 +1122,25 @@ def test_a_lost_booking_is_found_by_start_and_confirmed_by_its_contact():
 
 def test_booking_answer_without_end_uses_the_requested_length():
     server = FakeScheduler()
-    server.post_answers = [httpx.Response(200, json={"calendarEventId": "ce-1", "start": "2026-03-10T15:00:00Z",
-                                                     "subject": "Intro"})]
+    server.post_answers = [
+        httpx.Response(
+            200, json={"calendarEventId": "ce-1", "start": "2026-03-10T15:00:00Z", "subject": "Intro"}
+        )
+    ]
     record = book(server)
     assert record.meeting.end == START + timedelta(minutes=30)
     assert record.meeting.attendee.email == "lisa.thompson@acme.com"
 
 
 def test_booking_answer_normalises_through_normalise_too():
-    answer = {"calendarEventId": "ce-2", "start": "2026-03-10T15:00:00Z", "end": "2026-03-10T15:30:00Z",
-              "bookingTimezone": "Not/AZone", "subject": "S", "formFields": [], "guestEmails": []}
+    answer = {
+        "calendarEventId": "ce-2",
+        "start": "2026-03-10T15:00:00Z",
+        "end": "2026-03-10T15:30:00Z",
+        "bookingTimezone": "Not/AZone",
+        "subject": "S",
+        "formFields": [],
+        "guestEmails": [],
+    }
     record = adapter(no_http).normalise(RawRecord(payload=answer))
     assert record.external_id == "calendar-event:ce-2" and record.meeting.timezone is None
-
-
-

@@ -26,11 +26,15 @@ START_MS = 1_773_158_400_000  # 2026-03-10T16:00:00Z
 HOST = "rep@seller.com"
 
 
-def nested(mid: str, prospect: str, *, book_it: str | None = "scheduled", calendar: str | None = "confirmed") -> dict:
+def nested(
+    mid: str, prospect: str, *, book_it: str | None = "scheduled", calendar: str | None = "confirmed"
+) -> dict:
     return {
         "bookIt": {"status": book_it},
         "calendarEvent": {
-            "id": mid, "title": "Intro call", "status": calendar,
+            "id": mid,
+            "title": "Intro call",
+            "status": calendar,
             "scheduledTime": {"start_time": START_MS, "end_time": START_MS + 30 * 60_000},
             "organizer": {"email": HOST},
             "attendees": [
@@ -44,10 +48,15 @@ def nested(mid: str, prospect: str, *, book_it: str | None = "scheduled", calend
 
 def flat(mid: str, prospect: str, status: str = "confirmed") -> dict:
     return {
-        "id": mid, "title": "Intro call", "status": status,
+        "id": mid,
+        "title": "Intro call",
+        "status": status,
         "scheduledTime": {"start_time": START_MS, "end_time": START_MS + 30 * 60_000},
         "organizer_email": HOST,
-        "attendees": [{"email": HOST, "responseStatus": "accepted"}, {"email": prospect, "responseStatus": "accepted"}],
+        "attendees": [
+            {"email": HOST, "responseStatus": "accepted"},
+            {"email": prospect, "responseStatus": "accepted"},
+        ],
     }
 
 
@@ -77,8 +86,13 @@ class FakeBookIt:
 
 def adapter(server, **kwargs) -> LeanDataAdapter:
     kwargs.setdefault("sleep", lambda s: None)
-    return LeanDataAdapter(connection_id="ld", base_url="https://api.leandata.com", api_key="key-1",
-                           transport=httpx.MockTransport(server), **kwargs)
+    return LeanDataAdapter(
+        connection_id="ld",
+        base_url="https://api.leandata.com",
+        api_key="key-1",
+        transport=httpx.MockTransport(server),
+        **kwargs,
+    )
 
 
 def context(*emails: str) -> ReadContext:
@@ -125,7 +139,9 @@ def test_a_cursor_of_the_older_shape_reads_every_email_as_new():
 
 
 def test_an_answer_that_is_not_an_array_never_sweeps():
-    server = FakeBookIt({"a@x.co": httpx.Response(200, json={"meetings": []}), "b@x.co": [flat("m1", "b@x.co")]})
+    server = FakeBookIt(
+        {"a@x.co": httpx.Response(200, json={"meetings": []}), "b@x.co": [flat("m1", "b@x.co")]}
+    )
     a_page, b_page = adapter(server).read(None, context("a@x.co", "b@x.co"))
     assert a_page.sweep is None and a_page.records == []
     assert b_page.sweep is not None
@@ -138,15 +154,21 @@ def test_an_item_without_an_id_keeps_the_records_but_drops_the_sweep():
 
 
 def test_a_4xx_for_one_email_skips_it_without_a_sweep_and_goes_on():
-    server = FakeBookIt({"a@x.co": httpx.Response(404, json={"error": "Prospect not found"}),
-                         "b@x.co": [flat("m1", "b@x.co")]})
+    server = FakeBookIt(
+        {
+            "a@x.co": httpx.Response(404, json={"error": "Prospect not found"}),
+            "b@x.co": [flat("m1", "b@x.co")],
+        }
+    )
     a_page, b_page = adapter(server).read(None, context("a@x.co", "b@x.co"))
     assert a_page.sweep is None and "a@x.co" in a_page.cursor["read"]
     assert b_page.sweep.seen == {"m1"}
 
 
 def test_a_failed_read_raises_and_never_sweeps_that_email():
-    server = FakeBookIt({"a@x.co": [flat("m1", "a@x.co")], "b@x.co": httpx.Response(503, json={"error": "down"})})
+    server = FakeBookIt(
+        {"a@x.co": [flat("m1", "a@x.co")], "b@x.co": httpx.Response(503, json={"error": "down"})}
+    )
     pages = []
     with pytest.raises(ProviderUnavailable, match="down"):
         for page in adapter(server).read(None, context("a@x.co", "b@x.co", "c@x.co")):
@@ -166,7 +188,11 @@ def test_gateway_auth_failures_carry_the_gateway_message():
 def test_requests_are_paced_at_requests_per_second():
     sleeps: list[float] = []
     server = FakeBookIt({})
-    list(adapter(server, sleep=sleeps.append, requests_per_second=2.0).read(None, context("a@x.co", "b@x.co", "c@x.co")))
+    list(
+        adapter(server, sleep=sleeps.append, requests_per_second=2.0).read(
+            None, context("a@x.co", "b@x.co", "c@x.co")
+        )
+    )
     assert len(sleeps) == 2
     assert sleeps == pytest.approx([0.5, 0.5], abs=0.05)
 
@@ -212,12 +238,20 @@ def test_a_top_level_id_wins_over_the_calendar_event_id():
 
 @pytest.mark.parametrize(
     ("book_it", "calendar", "expected"),
-    [("canceled", "confirmed", MeetingStatus.CANCELLED), ("scheduled", "cancelled", MeetingStatus.CANCELLED),
-     ("scheduled", "canceled", MeetingStatus.CANCELLED), ("rescheduled", "confirmed", MeetingStatus.SCHEDULED),
-     (None, "confirmed", MeetingStatus.SCHEDULED), ("scheduled", None, MeetingStatus.SCHEDULED)],
+    [
+        ("canceled", "confirmed", MeetingStatus.CANCELLED),
+        ("scheduled", "cancelled", MeetingStatus.CANCELLED),
+        ("scheduled", "canceled", MeetingStatus.CANCELLED),
+        ("rescheduled", "confirmed", MeetingStatus.SCHEDULED),
+        (None, "confirmed", MeetingStatus.SCHEDULED),
+        ("scheduled", None, MeetingStatus.SCHEDULED),
+    ],
 )
 def test_status_mapping(book_it, calendar, expected):
-    assert normalise(nested("ev1", "ann@buyer.com", book_it=book_it, calendar=calendar)).meeting.status is expected
+    assert (
+        normalise(nested("ev1", "ann@buyer.com", book_it=book_it, calendar=calendar)).meeting.status
+        is expected
+    )
 
 
 def test_flat_canceled_is_cancelled():
@@ -291,7 +325,9 @@ def test_registry_builds_known_providers_and_refuses_the_rest():
     built = build_adapter("leandata", connection_id="ld", base_url="https://api.leandata.com", api_key="k")
     assert isinstance(built, LeanDataAdapter)
     built.close()
-    with pytest.raises(ConfigError, match="'calendly' is not one bookingsync knows; use one of: .*leandata, leezy"):
+    with pytest.raises(
+        ConfigError, match="'calendly' is not one bookingsync knows; use one of: .*leandata, leezy"
+    ):
         build_adapter("calendly")
     with pytest.raises(ConfigError, match="takes no setting colour"):
         build_adapter("leezy", connection_id="c", base_url="https://app.leezy.ai", token="t", colour="red")

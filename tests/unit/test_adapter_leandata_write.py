@@ -38,15 +38,28 @@ FORM = [
     {"name": "Email", "type": "text", "required": True},
     {"name": "Additional Guest Emails", "type": "textarea", "required": False},
 ]
-SLOTS = [(START_MS - 3_600_000, START_MS - 1_800_000, [0]), (START_MS, END_MS, [2, 0]), (LATER_MS, LATER_MS + 1_800_000, [1])]
+SLOTS = [
+    (START_MS - 3_600_000, START_MS - 1_800_000, [0]),
+    (START_MS, END_MS, [2, 0]),
+    (LATER_MS, LATER_MS + 1_800_000, [1]),
+]
 
 
-def meeting(*, start_ms: int = START_MS, end_ms: int = END_MS, name: str | None = "Ada Lovelace",
-            phone: str | None = "+1 555 0100", timezone: str | None = "Europe/London") -> Meeting:
+def meeting(
+    *,
+    start_ms: int = START_MS,
+    end_ms: int = END_MS,
+    name: str | None = "Ada Lovelace",
+    phone: str | None = "+1 555 0100",
+    timezone: str | None = "Europe/London",
+) -> Meeting:
     return Meeting(
-        status=MeetingStatus.SCHEDULED, title="Intro call",
-        start=START + timedelta(milliseconds=start_ms - START_MS), end=START + timedelta(milliseconds=end_ms - START_MS),
-        timezone=timezone, attendee=Person(email=PROSPECT, name=name, phone=phone),
+        status=MeetingStatus.SCHEDULED,
+        title="Intro call",
+        start=START + timedelta(milliseconds=start_ms - START_MS),
+        end=START + timedelta(milliseconds=end_ms - START_MS),
+        timezone=timezone,
+        attendee=Person(email=PROSPECT, name=name, phone=phone),
     )
 
 
@@ -57,26 +70,51 @@ def request(**kwargs) -> BookingRequest:
 def availability(*, pool: bool | None = False, slots=SLOTS, form=FORM, prefill=None, current=None) -> dict:
     """A `fetch-availability` answer: meeting, pageInfo, userIdToInfoMap, availability[, calendarEvent]."""
     body = {
-        "meeting": {"name": "Intro call", "duration": {"unit": "min", "value": 30}, "formFields": form,
-                    "description": "", "redirectURL": "", "internalName": "intro", "pageStyle": {"styleColor": "#000"}},
-        "pageInfo": {"displayAllPoolAvailability": pool, "userIds": [] if pool else [USERS["0"]],
-                     "nonSFDCUserIds": [], "prefillFields": prefill or {}},
-        "userIdToInfoMap": {uid: {"FirstName": "Rep", "LastName": k, "Email": REP, "TimeZoneSidKey": "America/Los_Angeles"}
-                            for k, uid in USERS.items()},
-        "availability": {"indexToUserIdMap": USERS,
-                         "timeSlots": [{"start_time": s, "end_time": e, "users": u} for s, e, u in slots]},
+        "meeting": {
+            "name": "Intro call",
+            "duration": {"unit": "min", "value": 30},
+            "formFields": form,
+            "description": "",
+            "redirectURL": "",
+            "internalName": "intro",
+            "pageStyle": {"styleColor": "#000"},
+        },
+        "pageInfo": {
+            "displayAllPoolAvailability": pool,
+            "userIds": [] if pool else [USERS["0"]],
+            "nonSFDCUserIds": [],
+            "prefillFields": prefill or {},
+        },
+        "userIdToInfoMap": {
+            uid: {"FirstName": "Rep", "LastName": k, "Email": REP, "TimeZoneSidKey": "America/Los_Angeles"}
+            for k, uid in USERS.items()
+        },
+        "availability": {
+            "indexToUserIdMap": USERS,
+            "timeSlots": [{"start_time": s, "end_time": e, "users": u} for s, e, u in slots],
+        },
     }
     if current is not None:
-        body["calendarEvent"] = {"id": MID, "title": "Intro call", "status": "confirmed",
-                                 "scheduledTime": {"start_time": current[0], "end_time": current[1]}}
+        body["calendarEvent"] = {
+            "id": MID,
+            "title": "Intro call",
+            "status": "confirmed",
+            "scheduledTime": {"start_time": current[0], "end_time": current[1]},
+        }
     return body
 
 
 def routed(**kwargs) -> dict:
     """A `route-and-fetch-availability` answer routed to a calendar."""
     inner = availability(**kwargs)
-    return {"routing": {"responseType": "calendar", "calendarLink": "https://x.my.leandata.com/l/abc", "token": "tok-1"},
-            "scheduling": {k: inner[k] for k in ("meeting", "pageInfo", "availability", "userIdToInfoMap")}}
+    return {
+        "routing": {
+            "responseType": "calendar",
+            "calendarLink": "https://x.my.leandata.com/l/abc",
+            "token": "tok-1",
+        },
+        "scheduling": {k: inner[k] for k in ("meeting", "pageInfo", "availability", "userIdToInfoMap")},
+    }
 
 
 def booked(mid: str = MID, start_ms: int = START_MS, end_ms: int = END_MS, status: str = "scheduled") -> dict:
@@ -84,11 +122,15 @@ def booked(mid: str = MID, start_ms: int = START_MS, end_ms: int = END_MS, statu
     return {
         "bookIt": {"status": status},
         "calendarEvent": {
-            "id": mid, "title": "Intro call", "status": "confirmed",
+            "id": mid,
+            "title": "Intro call",
+            "status": "confirmed",
             "scheduledTime": {"start_time": start_ms, "end_time": end_ms},
             "organizer": {"email": REP},
-            "attendees": [{"email": REP, "responseStatus": "accepted", "organizer": True, "self": True},
-                          {"email": PROSPECT, "responseStatus": "needsAction"}],
+            "attendees": [
+                {"email": REP, "responseStatus": "accepted", "organizer": True, "self": True},
+                {"email": PROSPECT, "responseStatus": "needsAction"},
+            ],
         },
     }
 
@@ -115,7 +157,11 @@ class FakeBookIt:
         self.requests.append(req)
         answers = self.routes.get((req.method, req.url.path))
         if answers is None:
-            return error(404, "Meeting not found") if req.url.path.startswith("/v1/meeting/") else error(404, "no route")
+            return (
+                error(404, "Meeting not found")
+                if req.url.path.startswith("/v1/meeting/")
+                else error(404, "no route")
+            )
         answer = answers.pop(0) if len(answers) > 1 else answers[0]
         if isinstance(answer, Exception):
             raise answer
@@ -136,15 +182,25 @@ class FakeBookIt:
 
 def adapter(server: FakeBookIt, **kwargs) -> LeanDataAdapter:
     kwargs.setdefault("sleep", lambda s: None)
-    return LeanDataAdapter(connection_id="ld", base_url="https://api.leandata.com", api_key="key-1",
-                           transport=httpx.MockTransport(server), requests_per_second=1000, **kwargs)
+    return LeanDataAdapter(
+        connection_id="ld",
+        base_url="https://api.leandata.com",
+        api_key="key-1",
+        transport=httpx.MockTransport(server),
+        requests_per_second=1000,
+        **kwargs,
+    )
 
 
 def link_server(*answers, created=None) -> FakeBookIt:
     server = FakeBookIt()
     server.on("POST", "/v1/scheduling/fetch-availability", *(answers or (availability(),)))
     server.on("POST", "/v1/meeting", created or {"meetingId": MID, "organizerEmail": REP})
-    server.on("POST", "/v1/round-robin-meeting", created or {"meetingId": MID, "organizerEmail": REP, "selectedUserId": USERS["2"]})
+    server.on(
+        "POST",
+        "/v1/round-robin-meeting",
+        created or {"meetingId": MID, "organizerEmail": REP, "selectedUserId": USERS["2"]},
+    )
     server.on("GET", f"/v1/meeting/{MID}", booked())
     return server
 
@@ -164,16 +220,18 @@ def test_link_booking_without_pool_availability_posts_v1_meeting(flag):
         ("GET", f"/v1/meeting/{MID}"),
     ]
     assert server.bodies("POST", "/v1/scheduling/fetch-availability") == [{"linkId": "Lw5mjKK"}]
-    assert server.bodies("POST", "/v1/meeting") == [{
-        "linkId": "Lw5mjKK",
-        "scheduledTime": {"start_time": START_MS, "end_time": END_MS, "timezone": "Europe/London"},
-        "userFields": [
-            {"name": "First Name", "type": "text", "value": "Ada"},
-            {"name": "Last Name", "type": "text", "value": "Lovelace"},
-            {"name": "Email", "type": "text", "value": PROSPECT},
-            {"name": "Additional Guest Emails", "type": "textarea", "value": []},
-        ],
-    }]
+    assert server.bodies("POST", "/v1/meeting") == [
+        {
+            "linkId": "Lw5mjKK",
+            "scheduledTime": {"start_time": START_MS, "end_time": END_MS, "timezone": "Europe/London"},
+            "userFields": [
+                {"name": "First Name", "type": "text", "value": "Ada"},
+                {"name": "Last Name", "type": "text", "value": "Lovelace"},
+                {"name": "Email", "type": "text", "value": PROSPECT},
+                {"name": "Additional Guest Emails", "type": "textarea", "value": []},
+            ],
+        }
+    ]
     assert record.external_id == MID
     assert record.scope == PROSPECT
     assert record.meeting.start == START and record.meeting.hosts == (REP,)
@@ -188,34 +246,63 @@ def test_pool_availability_books_round_robin_with_the_slots_users_in_order():
     [body] = server.bodies("POST", "/v1/round-robin-meeting")
     assert body["linkId"] == "Lw5mjKK"
     # slot users [2, 0] through indexToUserIdMap, order kept: it is the round-robin priority
-    assert body["scheduledTime"] == {"start_time": START_MS, "end_time": END_MS, "timezone": "Europe/London",
-                                     "users": [USERS["2"], USERS["0"]]}
+    assert body["scheduledTime"] == {
+        "start_time": START_MS,
+        "end_time": END_MS,
+        "timezone": "Europe/London",
+        "users": [USERS["2"], USERS["0"]],
+    }
     assert record.external_id == MID
 
 
 def test_routing_books_with_the_token_and_fills_the_prospect_inputs():
     server = FakeBookIt()
     server.on("POST", "/v1/scheduling/route-and-fetch-availability", routed(pool=True))
-    server.on("POST", "/v1/round-robin-meeting", {"meetingId": MID, "organizerEmail": REP, "selectedUserId": USERS["2"]})
+    server.on(
+        "POST",
+        "/v1/round-robin-meeting",
+        {"meetingId": MID, "organizerEmail": REP, "selectedUserId": USERS["2"]},
+    )
     server.on("GET", f"/v1/meeting/{MID}", booked())
-    ld = adapter(server, trigger_node="New Webform Prospect",
-                 routing_inputs={"Email": "{email}", "FirstName": "{first_name}", "LastName": "{last_name}",
-                                 "PhoneNumber": "{phone}", "Company": "Buyer Inc", "ld_bookit_log_id": "{uid}"})
+    ld = adapter(
+        server,
+        trigger_node="New Webform Prospect",
+        routing_inputs={
+            "Email": "{email}",
+            "FirstName": "{first_name}",
+            "LastName": "{last_name}",
+            "PhoneNumber": "{phone}",
+            "Company": "Buyer Inc",
+            "ld_bookit_log_id": "{uid}",
+        },
+    )
     ld.create(request())
 
     [route] = server.bodies("POST", "/v1/scheduling/route-and-fetch-availability")
     assert route["triggerNode"] == "New Webform Prospect"
     assert str(uuid.UUID(route["uid"])) == route["uid"]
-    assert route["prospect"] == {"Email": PROSPECT, "FirstName": "Ada", "LastName": "Lovelace",
-                                 "PhoneNumber": "+1 555 0100", "Company": "Buyer Inc", "ld_bookit_log_id": route["uid"]}
+    assert route["prospect"] == {
+        "Email": PROSPECT,
+        "FirstName": "Ada",
+        "LastName": "Lovelace",
+        "PhoneNumber": "+1 555 0100",
+        "Company": "Buyer Inc",
+        "ld_bookit_log_id": route["uid"],
+    }
     [body] = server.bodies("POST", "/v1/round-robin-meeting")
     assert body["token"] == "tok-1" and "linkId" not in body
 
 
 def test_routing_to_a_redirect_has_nothing_to_book():
     server = FakeBookIt()
-    server.on("POST", "/v1/scheduling/route-and-fetch-availability",
-              {"routing": {"responseType": "redirect", "redirect": "https://buyer.example/thanks"}, "scheduling": None})
+    server.on(
+        "POST",
+        "/v1/scheduling/route-and-fetch-availability",
+        {
+            "routing": {"responseType": "redirect", "redirect": "https://buyer.example/thanks"},
+            "scheduling": None,
+        },
+    )
     with pytest.raises(ProviderRejected, match="'redirect', not to a calendar"):
         adapter(server, trigger_node="New Webform Prospect").create(request())
     assert server.booking_posts == []
@@ -277,18 +364,26 @@ def test_form_fields_come_from_the_attendee_prefill_and_form_defaults():
         {"name": "", "type": "text", "required": False},  # undefined: left out
     ]
     server = link_server(availability(form=form, prefill={"Job Title": "CTO"}))
-    ld = adapter(server, link_id="Lw5mjKK",
-                 form_defaults={"company": "Buyer Inc", "Booked via": "bookingsync {reference}",
-                                "Additional Guest Emails": "a@buyer.com, b@buyer.com"})
+    ld = adapter(
+        server,
+        link_id="Lw5mjKK",
+        form_defaults={
+            "company": "Buyer Inc",
+            "Booked via": "bookingsync {reference}",
+            "Additional Guest Emails": "a@buyer.com, b@buyer.com",
+        },
+    )
     ld.create(request())
     [body] = server.bodies("POST", "/v1/meeting")
     assert {f["name"]: f["value"] for f in body["userFields"]} == {
-        "First Name": "Ada", "Last Name": "Lovelace", "Email": PROSPECT,
-        "Phone Number": "+1 555 0100",                         # the attendee's
-        "Company": "Buyer Inc",                                # form_defaults, label matched loosely
-        "Job Title": "CTO",                                    # pageInfo.prefillFields
-        "Booked via": "bookingsync mtg_0001",                  # our reference, for want of a field of its own
-        "Anything else?": "",                                  # optional, no value: sent empty
+        "First Name": "Ada",
+        "Last Name": "Lovelace",
+        "Email": PROSPECT,
+        "Phone Number": "+1 555 0100",  # the attendee's
+        "Company": "Buyer Inc",  # form_defaults, label matched loosely
+        "Job Title": "CTO",  # pageInfo.prefillFields
+        "Booked via": "bookingsync mtg_0001",  # our reference, for want of a field of its own
+        "Anything else?": "",  # optional, no value: sent empty
         "Additional Guest Emails": ["a@buyer.com", "b@buyer.com"],
     }
     assert [f["type"] for f in body["userFields"]][-1] == "textarea"
@@ -301,11 +396,14 @@ def test_the_standard_fields_are_sent_even_when_form_fields_omit_them():
     assert [f["name"] for f in body["userFields"]] == ["Company", "First Name", "Last Name", "Email"]
 
 
-@pytest.mark.parametrize(("form", "kwargs", "named"), [
-    (FORM + [{"name": "Company", "type": "text", "required": True}], {}, "'Company'"),
-    (FORM + [{"name": "Phone", "type": "text", "required": True}], {"phone": None}, "'Phone'"),
-    (FORM, {"name": "Ada"}, "'Last Name'"),  # no surname is invented
-])
+@pytest.mark.parametrize(
+    ("form", "kwargs", "named"),
+    [
+        (FORM + [{"name": "Company", "type": "text", "required": True}], {}, "'Company'"),
+        (FORM + [{"name": "Phone", "type": "text", "required": True}], {"phone": None}, "'Phone'"),
+        (FORM, {"name": "Ada"}, "'Last Name'"),  # no surname is invented
+    ],
+)
 def test_a_required_field_without_a_value_is_refused_before_booking(form, kwargs, named):
     server = link_server(availability(form=form))
     with pytest.raises(ProviderRejected, match=f"requires the form field {named}.*form_defaults"):
@@ -317,8 +415,10 @@ def test_form_defaults_fill_what_the_attendee_lacks():
     server = link_server()
     adapter(server, link_id="Lw5mjKK", form_defaults={"Last Name": "-"}).create(request(name="Ada"))
     [body] = server.bodies("POST", "/v1/meeting")
-    assert body["userFields"][:2] == [{"name": "First Name", "type": "text", "value": "Ada"},
-                                      {"name": "Last Name", "type": "text", "value": "-"}]
+    assert body["userFields"][:2] == [
+        {"name": "First Name", "type": "text", "value": "Ada"},
+        {"name": "Last Name", "type": "text", "value": "-"},
+    ]
 
 
 # -- slots and races ------------------------------------------------------------------------------
@@ -327,7 +427,9 @@ def test_form_defaults_fill_what_the_attendee_lacks():
 def test_a_slot_that_is_not_offered_is_slot_unavailable_naming_the_time():
     server = link_server()
     with pytest.raises(SlotUnavailable, match=r"2026-03-10T16:15:00Z–16:45:00Z is not among the times"):
-        adapter(server, link_id="Lw5mjKK").create(request(start_ms=START_MS + 900_000, end_ms=END_MS + 900_000))
+        adapter(server, link_id="Lw5mjKK").create(
+            request(start_ms=START_MS + 900_000, end_ms=END_MS + 900_000)
+        )
     assert server.booking_posts == []
 
 
@@ -360,7 +462,9 @@ def test_a_taken_slot_that_fresh_availability_no_longer_offers_is_slot_unavailab
 
 def test_a_used_one_booking_link_is_rejected_with_a_sentence():
     server = link_server()
-    server.on("POST", "/v1/meeting", error(400, "This link only allows one booking and has already been used."))
+    server.on(
+        "POST", "/v1/meeting", error(400, "This link only allows one booking and has already been used.")
+    )
     with pytest.raises(ProviderRejected, match="Lw5mjKK only allows one booking") as caught:
         adapter(server, link_id="Lw5mjKK").create(request())
     assert not isinstance(caught.value, SlotUnavailable)
@@ -369,7 +473,11 @@ def test_a_used_one_booking_link_is_rejected_with_a_sentence():
 
 def test_other_booking_errors_carry_leandatas_message():
     server = link_server()
-    server.on("POST", "/v1/meeting", error(400, "Validation Error: Scheduled time is before the minimum booking notice"))
+    server.on(
+        "POST",
+        "/v1/meeting",
+        error(400, "Validation Error: Scheduled time is before the minimum booking notice"),
+    )
     with pytest.raises(ProviderRejected, match="minimum booking notice"):
         adapter(server, link_id="Lw5mjKK").create(request())
     assert len(server.booking_posts) == 1
@@ -392,7 +500,9 @@ def test_a_lost_booking_answer_looks_the_meeting_up_and_never_posts_twice(lost):
 def test_a_lost_booking_answer_with_no_meeting_found_is_unavailable_and_not_resent():
     server = link_server()
     server.on("POST", "/v1/meeting", httpx.ReadTimeout("read timed out"))
-    with pytest.raises(ProviderUnavailable, match="shows no meeting of ada@buyer.com at that time.*not re-sent"):
+    with pytest.raises(
+        ProviderUnavailable, match="shows no meeting of ada@buyer.com at that time.*not re-sent"
+    ):
         adapter(server, link_id="Lw5mjKK").create(request())
     assert len(server.booking_posts) == 1
     assert len(server.calls("GET", "/v1/meetings")) == 2
@@ -420,7 +530,9 @@ def test_a_booking_whose_re_read_fails_is_recorded_from_the_answer():
 
 def reschedule_server(*answers) -> FakeBookIt:
     server = FakeBookIt()
-    server.on("POST", "/v1/scheduling/fetch-availability", *(answers or (availability(current=(START_MS, END_MS)),)))
+    server.on(
+        "POST", "/v1/scheduling/fetch-availability", *(answers or (availability(current=(START_MS, END_MS)),))
+    )
     server.on("PATCH", f"/v1/meeting/{MID}", {"meetingId": MID, "organizerEmail": REP})
     server.on("GET", f"/v1/meeting/{MID}", booked(MID, LATER_MS, LATER_MS + 1_800_000))
     return server
@@ -428,7 +540,9 @@ def reschedule_server(*answers) -> FakeBookIt:
 
 def test_reschedule_fetches_availability_by_meeting_id_and_patches_scheduled_time():
     server = reschedule_server()
-    record = adapter(server).reschedule(MID, request(start_ms=LATER_MS, end_ms=LATER_MS + 1_800_000, timezone=None))
+    record = adapter(server).reschedule(
+        MID, request(start_ms=LATER_MS, end_ms=LATER_MS + 1_800_000, timezone=None)
+    )
     assert server.bodies("POST", "/v1/scheduling/fetch-availability") == [{"meetingId": MID}]
     assert server.bodies("PATCH", f"/v1/meeting/{MID}") == [
         {"scheduledTime": {"start_time": LATER_MS, "end_time": LATER_MS + 1_800_000, "timezone": "UTC"}}
@@ -439,8 +553,11 @@ def test_reschedule_fetches_availability_by_meeting_id_and_patches_scheduled_tim
 def test_reschedule_uses_the_configured_timezone_when_the_meeting_has_none():
     server = reschedule_server()
     adapter(server, timezone="America/Los_Angeles").reschedule(
-        MID, request(start_ms=LATER_MS, end_ms=LATER_MS + 1_800_000, timezone=None))
-    assert server.bodies("PATCH", f"/v1/meeting/{MID}")[0]["scheduledTime"]["timezone"] == "America/Los_Angeles"
+        MID, request(start_ms=LATER_MS, end_ms=LATER_MS + 1_800_000, timezone=None)
+    )
+    assert (
+        server.bodies("PATCH", f"/v1/meeting/{MID}")[0]["scheduledTime"]["timezone"] == "America/Los_Angeles"
+    )
 
 
 def test_reschedule_to_a_time_not_offered_is_slot_unavailable_without_a_patch():
@@ -467,7 +584,12 @@ def test_a_timed_out_patch_that_went_through_is_not_sent_again():
 
 def test_a_timed_out_patch_that_did_not_apply_is_sent_once_more_after_a_re_read():
     server = reschedule_server()
-    server.on("PATCH", f"/v1/meeting/{MID}", httpx.ReadTimeout("read timed out"), {"meetingId": MID, "organizerEmail": REP})
+    server.on(
+        "PATCH",
+        f"/v1/meeting/{MID}",
+        httpx.ReadTimeout("read timed out"),
+        {"meetingId": MID, "organizerEmail": REP},
+    )
     server.on("GET", f"/v1/meeting/{MID}", booked(MID), booked(MID, LATER_MS, LATER_MS + 1_800_000))
     record = adapter(server).reschedule(MID, request(start_ms=LATER_MS, end_ms=LATER_MS + 1_800_000))
     assert [(r.method, r.url.path) for r in server.requests] == [
@@ -504,7 +626,9 @@ def test_a_reschedule_race_is_retried_then_slot_unavailable():
 def test_cancel_deletes_the_meeting():
     server = FakeBookIt().on("DELETE", f"/v1/meeting/{MID}", httpx.Response(200))
     assert adapter(server).cancel(MID) is None
-    assert [(r.method, r.url.path, r.content) for r in server.requests] == [("DELETE", f"/v1/meeting/{MID}", b"")]
+    assert [(r.method, r.url.path, r.content) for r in server.requests] == [
+        ("DELETE", f"/v1/meeting/{MID}", b"")
+    ]
 
 
 def test_cancelling_a_meeting_leandata_no_longer_knows_counts_as_done():
@@ -522,13 +646,19 @@ def test_cancel_is_replayed_after_a_server_error():
 # -- settings -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"link_id": "Lw5mjKK", "trigger_node": "New Webform Prospect"}, "either link_id or trigger_node, not both"),
-    ({"routing_inputs": {"Email": "{email}"}}, "routing_inputs only applies with trigger_node"),
-    ({"link_id": "Lw5mjKK", "timezone": "Mars/Olympus"}, "not an IANA timezone"),
-    ({"link_id": "Lw5mjKK", "form_defaults": {"Company": 5}}, r"form_defaults\['Company'\] must be text"),
-    ({"link_id": "  "}, "link_id must be"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (
+            {"link_id": "Lw5mjKK", "trigger_node": "New Webform Prospect"},
+            "either link_id or trigger_node, not both",
+        ),
+        ({"routing_inputs": {"Email": "{email}"}}, "routing_inputs only applies with trigger_node"),
+        ({"link_id": "Lw5mjKK", "timezone": "Mars/Olympus"}, "not an IANA timezone"),
+        ({"link_id": "Lw5mjKK", "form_defaults": {"Company": 5}}, r"form_defaults\['Company'\] must be text"),
+        ({"link_id": "  "}, "link_id must be"),
+    ],
+)
 def test_bad_booking_settings_are_config_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         adapter(FakeBookIt(), **kwargs)

@@ -41,11 +41,16 @@ def parse(value: str) -> datetime:
 
 def resource(rid: str, updated: datetime, **attributes) -> dict:
     base = {
-        "title": f"Demo {rid}", "start_time": "2026-03-10T15:00:00Z", "end_time": "2026-03-10T15:30:00Z",
-        "timezone": "Europe/Berlin", "status": "scheduled",
+        "title": f"Demo {rid}",
+        "start_time": "2026-03-10T15:00:00Z",
+        "end_time": "2026-03-10T15:30:00Z",
+        "timezone": "Europe/Berlin",
+        "status": "scheduled",
         "attendee": {"name": "Lisa Thompson", "email": "Lisa.Thompson@Acme.com ", "phone": "+1-555-0199"},
-        "meeting_url": "https://meet.google.com/abc-defg-hij", "cancelled_at": None,
-        "created_at": iso(T0), "updated_at": iso(updated),
+        "meeting_url": "https://meet.google.com/abc-defg-hij",
+        "cancelled_at": None,
+        "created_at": iso(T0),
+        "updated_at": iso(updated),
     }
     base.update(attributes)
     return {"id": rid, "type": "meeting", "attributes": base}
@@ -76,17 +81,28 @@ class FakeLeezy:
             since = parse(query["since"])
             rows = [r for r in rows if parse(r["attributes"]["updated_at"]) > since]
         limit, offset = int(query.get("limit", 20)), 0 if self.ignore_offset else int(query.get("offset", 0))
-        chunk = rows[offset: offset + limit]
-        meta = {"api_version": "2024-01-01", "total": len(rows), "limit": limit, "offset": offset,
-                "has_more": offset + len(chunk) < len(rows), "count": len(chunk)}
+        chunk = rows[offset : offset + limit]
+        meta = {
+            "api_version": "2024-01-01",
+            "total": len(rows),
+            "limit": limit,
+            "offset": offset,
+            "has_more": offset + len(chunk) < len(rows),
+            "count": len(chunk),
+        }
         return httpx.Response(200, json={"data": chunk, "meta": meta})
 
 
 def adapter(handler, **kwargs) -> LeezyAdapter:
     kwargs.setdefault("page_size", 2)
     return LeezyAdapter(
-        connection_id="leezy-main", base_url="https://app.leezy.ai", token="lzy_at_x",
-        webhook_secret=SECRET, transport=httpx.MockTransport(handler), sleep=lambda s: None, **kwargs,
+        connection_id="leezy-main",
+        base_url="https://app.leezy.ai",
+        token="lzy_at_x",
+        webhook_secret=SECRET,
+        transport=httpx.MockTransport(handler),
+        sleep=lambda s: None,
+        **kwargs,
     )
 
 
@@ -108,7 +124,11 @@ def test_first_read_has_no_since_and_pages_on_by_key():
     assert first.headers["Authorization"] == "Bearer lzy_at_x"
     assert dict(first.url.params) == {"limit": "2", "offset": "0"}
     # Re-anchored on the newest key read (whole seconds on the wire, so its second is re-read).
-    assert dict(server.requests[1].url.params) == {"limit": "2", "offset": "0", "since": iso(T0 - timedelta(seconds=1))}
+    assert dict(server.requests[1].url.params) == {
+        "limit": "2",
+        "offset": "0",
+        "since": iso(T0 - timedelta(seconds=1)),
+    }
 
 
 def test_default_page_size_is_the_documented_maximum():
@@ -217,7 +237,9 @@ def test_a_server_that_ignores_offset_ends_the_read_disturbed_instead_of_looping
 
 def test_since_never_advances_past_the_reads_start_less_the_skew_allowance():
     # Covers a provider clock running ahead, and updates made while the read was running.
-    server = FakeLeezy([resource("future", NOW + timedelta(hours=1)), resource("a", NOW - timedelta(seconds=5))])
+    server = FakeLeezy(
+        [resource("future", NOW + timedelta(hours=1)), resource("a", NOW - timedelta(seconds=5))]
+    )
     pages, _ = read_all(adapter(server))
     assert pages[-1].cursor["since"] == iso(NOW - CLOCK_SKEW_ALLOWANCE)
 
@@ -252,8 +274,13 @@ def test_has_more_false_before_reaching_total_is_a_disturbance():
 
 def test_base_url_given_with_the_api_prefix_is_not_doubled():
     server = FakeLeezy([])
-    a = LeezyAdapter(connection_id="c", base_url="https://app.leezy.ai/api/v1/", token="t",
-                     transport=httpx.MockTransport(server), sleep=lambda s: None)
+    a = LeezyAdapter(
+        connection_id="c",
+        base_url="https://app.leezy.ai/api/v1/",
+        token="t",
+        transport=httpx.MockTransport(server),
+        sleep=lambda s: None,
+    )
     list(a.read(None, ReadContext(now=NOW)))
     assert str(server.requests[0].url).startswith("https://app.leezy.ai/api/v1/meetings?")
 
@@ -296,15 +323,22 @@ def test_normalise_a_flat_object_gives_the_same_meeting():
 
 
 def test_times_with_offsets_become_utc():
-    record = normalise(resource("m1", T0, start_time="2026-03-10T16:00:00+01:00", end_time="2026-03-10T16:30:00+01:00"))
+    record = normalise(
+        resource("m1", T0, start_time="2026-03-10T16:00:00+01:00", end_time="2026-03-10T16:30:00+01:00")
+    )
     assert record.meeting.start == datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [("scheduled", MeetingStatus.SCHEDULED), ("confirmed", MeetingStatus.CONFIRMED),
-     ("completed", MeetingStatus.COMPLETED), ("cancelled", MeetingStatus.CANCELLED),
-     ("no_show", MeetingStatus.NO_SHOW), ("Canceled", MeetingStatus.CANCELLED)],
+    [
+        ("scheduled", MeetingStatus.SCHEDULED),
+        ("confirmed", MeetingStatus.CONFIRMED),
+        ("completed", MeetingStatus.COMPLETED),
+        ("cancelled", MeetingStatus.CANCELLED),
+        ("no_show", MeetingStatus.NO_SHOW),
+        ("Canceled", MeetingStatus.CANCELLED),
+    ],
 )
 def test_statuses(status, expected):
     assert normalise(resource("m1", T0, status=status)).meeting.status is expected
@@ -345,9 +379,14 @@ def test_bad_records_raise_normalise_error_with_a_reason(payload, reason):
 
 
 def envelope(event_type: str = "meeting.scheduled", data: dict | None = None) -> bytes:
-    body = {"id": "evt_abc123", "type": event_type, "created_at": "2026-03-02T11:59:00Z",
-            "organization_id": "org_1", "chatbot_id": "chatbot_1",
-            "data": data if data is not None else resource("m1", T0)}
+    body = {
+        "id": "evt_abc123",
+        "type": event_type,
+        "created_at": "2026-03-02T11:59:00Z",
+        "organization_id": "org_1",
+        "chatbot_id": "chatbot_1",
+        "data": data if data is not None else resource("m1", T0),
+    }
     return json.dumps(body).encode()
 
 
@@ -355,8 +394,12 @@ def signed(body: bytes, *, at: datetime = NOW, secret: str = SECRET, legacy: boo
     ts = str(int(at.timestamp()))
     message = body if legacy else ts.encode() + b"." + body
     digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-    return {"X-Leezy-Signature": f"sha256={digest}", "X-Leezy-Timestamp": ts,
-            "X-Leezy-Event": "meeting.scheduled", "X-Leezy-Delivery": "del_xyz789"}
+    return {
+        "X-Leezy-Signature": f"sha256={digest}",
+        "X-Leezy-Timestamp": ts,
+        "X-Leezy-Event": "meeting.scheduled",
+        "X-Leezy-Delivery": "del_xyz789",
+    }
 
 
 def test_a_well_signed_delivery_is_parsed():
@@ -386,8 +429,17 @@ def test_header_names_are_case_insensitive():
         lambda h, b: ({**h, "X-Leezy-Timestamp": "soon"}, b),
         lambda h, b: ({**h, "X-Leezy-Timestamp": "9" * 40}, b),
     ],
-    ids=["zero-signature", "body-changed", "wrong-secret", "timestamp-changed", "no-signature",
-         "no-timestamp", "no-prefix", "timestamp-not-a-number", "timestamp-overflow"],
+    ids=[
+        "zero-signature",
+        "body-changed",
+        "wrong-secret",
+        "timestamp-changed",
+        "no-signature",
+        "no-timestamp",
+        "no-prefix",
+        "timestamp-not-a-number",
+        "timestamp-overflow",
+    ],
 )
 def test_forged_deliveries_are_unauthorized(tamper):
     body = envelope()
@@ -423,8 +475,12 @@ def test_the_legacy_body_only_signature_needs_opting_in():
 
 
 def test_without_a_secret_every_delivery_is_refused():
-    a = LeezyAdapter(connection_id="c", base_url="https://app.leezy.ai", token="t",
-                     transport=httpx.MockTransport(FakeLeezy([])))
+    a = LeezyAdapter(
+        connection_id="c",
+        base_url="https://app.leezy.ai",
+        token="t",
+        transport=httpx.MockTransport(FakeLeezy([])),
+    )
     body = envelope()
     with pytest.raises(WebhookUnauthorized, match="webhook_secret"):
         a.parse_webhook(signed(body), body, NOW)
@@ -432,11 +488,14 @@ def test_without_a_secret_every_delivery_is_refused():
 
 @pytest.mark.parametrize(
     ("body", "reason"),
-    [(b"{not json", "not JSON"), (b"[1, 2]", "not a JSON object"),
-     (json.dumps({"id": "evt_1", "type": "meeting.scheduled"}).encode(), "'data'"),
-     (json.dumps({"id": "evt_1", "data": {}}).encode(), "'type'"),
-     (json.dumps({"type": "meeting.scheduled", "data": {}}).encode(), "'id'"),
-     (b"\xff\xfe", "not JSON")],
+    [
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (json.dumps({"id": "evt_1", "type": "meeting.scheduled"}).encode(), "'data'"),
+        (json.dumps({"id": "evt_1", "data": {}}).encode(), "'type'"),
+        (json.dumps({"type": "meeting.scheduled", "data": {}}).encode(), "'id'"),
+        (b"\xff\xfe", "not JSON"),
+    ],
 )
 def test_malformed_bodies_are_rejected_with_a_reason(body, reason):
     with pytest.raises(WebhookMalformed, match=reason) as caught:
@@ -452,11 +511,13 @@ def test_unhandled_event_types_are_acknowledged_without_records():
 
 @pytest.mark.parametrize(
     ("event_type", "data_status", "expected"),
-    [("meeting.cancelled", "scheduled", MeetingStatus.CANCELLED),
-     ("meeting.cancelled", None, MeetingStatus.CANCELLED),
-     ("meeting.completed", "confirmed", MeetingStatus.COMPLETED),
-     ("meeting.scheduled", None, MeetingStatus.SCHEDULED),
-     ("meeting.scheduled", "confirmed", MeetingStatus.CONFIRMED)],
+    [
+        ("meeting.cancelled", "scheduled", MeetingStatus.CANCELLED),
+        ("meeting.cancelled", None, MeetingStatus.CANCELLED),
+        ("meeting.completed", "confirmed", MeetingStatus.COMPLETED),
+        ("meeting.scheduled", None, MeetingStatus.SCHEDULED),
+        ("meeting.scheduled", "confirmed", MeetingStatus.CONFIRMED),
+    ],
 )
 def test_the_event_type_settles_the_status(event_type, data_status, expected):
     data = resource("m1", T0, status=data_status)
@@ -499,7 +560,10 @@ def test_two_polls_see_every_records_latest_version(count, page_size, touches, s
     server.between_pages = None
     second_pages, _ = read_all(adapter(server, page_size=page_size), first_pages[-1].cursor)
 
-    read = {(r.payload["id"], r.payload["attributes"]["updated_at"])
-            for p in first_pages + second_pages for r in p.records}
+    read = {
+        (r.payload["id"], r.payload["attributes"]["updated_at"])
+        for p in first_pages + second_pages
+        for r in p.records
+    }
     latest = {(rid, r["attributes"]["updated_at"]) for rid, r in server.records.items()}
     assert latest <= read

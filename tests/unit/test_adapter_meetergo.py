@@ -42,13 +42,29 @@ HOOK_URL = f"https://sync.example.com/webhooks/mg?token={SECRET}"
 def appointment(aid: str, **extra) -> dict:
     """The paginated-listing shape: times in meetingInfo, host in hostingInfo."""
     base = {
-        "id": aid, "secret": f"secret-{aid}", "ics": "BEGIN:VCALENDAR…",
-        "meetingInfo": {"start": "2026-03-10T16:00:00+01:00", "end": "2026-03-10T16:30:00+01:00",
-                        "channel": "zoom", "meetingLink": "https://zoom.us/j/1"},
-        "hostingInfo": {"mainHost": {"email": "Host@Seller.com"}, "meetingLink": "https://zoom.us/j/1",
-                        "googleEventId": "g1", "calendarSyncProviders": {}},
-        "attendees": [{"email": "Jane@Example.com", "firstname": "Jane", "lastname": "Doe",
-                       "timezone": "America/New_York"}],
+        "id": aid,
+        "secret": f"secret-{aid}",
+        "ics": "BEGIN:VCALENDAR…",
+        "meetingInfo": {
+            "start": "2026-03-10T16:00:00+01:00",
+            "end": "2026-03-10T16:30:00+01:00",
+            "channel": "zoom",
+            "meetingLink": "https://zoom.us/j/1",
+        },
+        "hostingInfo": {
+            "mainHost": {"email": "Host@Seller.com"},
+            "meetingLink": "https://zoom.us/j/1",
+            "googleEventId": "g1",
+            "calendarSyncProviders": {},
+        },
+        "attendees": [
+            {
+                "email": "Jane@Example.com",
+                "firstname": "Jane",
+                "lastname": "Doe",
+                "timezone": "America/New_York",
+            }
+        ],
         "cancel": None,
     }
     base.update(extra)
@@ -58,19 +74,38 @@ def appointment(aid: str, **extra) -> dict:
 def webhook_payload(aid: str = "appt-uuid-12345", kind: str = "booking_created") -> dict:
     """The documented booking_created payload."""
     return {
-        "webhookType": kind, "id": aid, "secret": "secret-token-xyz",
-        "start": "2024-01-15T09:00:00+01:00", "end": "2024-01-15T09:30:00+01:00",
-        "location": None, "isCancelled": False, "rescheduledAt": None,
+        "webhookType": kind,
+        "id": aid,
+        "secret": "secret-token-xyz",
+        "start": "2024-01-15T09:00:00+01:00",
+        "end": "2024-01-15T09:30:00+01:00",
+        "location": None,
+        "isCancelled": False,
+        "rescheduledAt": None,
         "meetingInfo": {"channel": "zoom", "meetingLink": "https://zoom.us/j/123456789"},
-        "attendees": [{"id": "att-uuid-789", "email": "customer@example.com", "firstname": "Jane",
-                       "lastname": "Doe", "fullname": "Jane Doe", "phone": "+1-555-123-4567",
-                       "timezone": "America/New_York", "language": "en"}],
+        "attendees": [
+            {
+                "id": "att-uuid-789",
+                "email": "customer@example.com",
+                "firstname": "Jane",
+                "lastname": "Doe",
+                "fullname": "Jane Doe",
+                "phone": "+1-555-123-4567",
+                "timezone": "America/New_York",
+                "language": "en",
+            }
+        ],
         "hosts": [{"id": "host-uuid-123", "email": "john@example.com", "fullName": "John Smith"}],
         "hostIds": ["host-uuid-123"],
-        "meetingType": {"id": "mt-uuid-456", "slug": "discovery-call",
-                        "meetingInfo": {"name": "Discovery Call", "duration": 30}},
-        "meetingTypeId": "mt-uuid-456", "companyId": "company-uuid-789",
-        "createdAt": "2024-01-14T15:30:00Z", "updatedAt": "2024-01-14T15:30:00Z",
+        "meetingType": {
+            "id": "mt-uuid-456",
+            "slug": "discovery-call",
+            "meetingInfo": {"name": "Discovery Call", "duration": 30},
+        },
+        "meetingTypeId": "mt-uuid-456",
+        "companyId": "company-uuid-789",
+        "createdAt": "2024-01-14T15:30:00Z",
+        "updatedAt": "2024-01-14T15:30:00Z",
     }
 
 
@@ -78,8 +113,15 @@ class FakeMeetergo:
     """The documented endpoints. `answers[(method, path)]` overrides with a Response or a list of
     Responses (served in turn); the listing is 0-based unless `one_based`."""
 
-    def __init__(self, appointments: list[dict] | None = None, *, one_based: bool = False,
-                 ignore_page: bool = False, with_total: bool = True, between_pages=None) -> None:
+    def __init__(
+        self,
+        appointments: list[dict] | None = None,
+        *,
+        one_based: bool = False,
+        ignore_page: bool = False,
+        with_total: bool = True,
+        between_pages=None,
+    ) -> None:
         self.appointments = list(appointments or [])
         self.one_based = one_based
         self.ignore_page = ignore_page
@@ -102,14 +144,22 @@ class FakeMeetergo:
             aid = request.url.path.removeprefix("/v4/appointment/")
             found = next((a for a in self.appointments if a["id"] == aid), None)
             if found is None:
-                return httpx.Response(404, json={"statusCode": 404, "message": "Appointment not found", "error": "Not Found"})
+                return httpx.Response(
+                    404, json={"statusCode": 404, "message": "Appointment not found", "error": "Not Found"}
+                )
             if request.method == "GET":
                 return httpx.Response(200, json=found)
             if request.method == "DELETE":
                 found["cancel"] = {"actionSource": "api", "actionAt": "2026-03-02T12:00:00Z"}
                 return httpx.Response(204)
-        return httpx.Response(404, json={"statusCode": 404, "message": f"Cannot {request.method} {request.url.path}",
-                                         "error": "Not Found"})
+        return httpx.Response(
+            404,
+            json={
+                "statusCode": 404,
+                "message": f"Cannot {request.method} {request.url.path}",
+                "error": "Not Found",
+            },
+        )
 
     def _page(self, request: httpx.Request) -> httpx.Response:
         if self.between_pages is not None:
@@ -118,7 +168,7 @@ class FakeMeetergo:
         size = int(request.url.params["pageSize"])
         index = 0 if self.ignore_page else page - (1 if self.one_based else 0)
         index = max(index, 0)
-        items = self.appointments[index * size:(index + 1) * size]
+        items = self.appointments[index * size : (index + 1) * size]
         body: dict = {"appointments": items}
         if self.with_total:
             body["total"] = len(self.appointments)
@@ -143,8 +193,12 @@ def adapter(server, **kwargs) -> MeetergoAdapter:
     kwargs.setdefault("sleep", Sleeps())
     kwargs.setdefault("requests_per_minute", 1e9)
     kwargs.setdefault("webhook_secret", SECRET)
-    return MeetergoAdapter(connection_id="mg", base_url="https://api.meetergo.com",
-                           transport=httpx.MockTransport(server), **kwargs)
+    return MeetergoAdapter(
+        connection_id="mg",
+        base_url="https://api.meetergo.com",
+        transport=httpx.MockTransport(server),
+        **kwargs,
+    )
 
 
 def writer(server, **kwargs) -> MeetergoAdapter:
@@ -160,9 +214,15 @@ def many(n: int) -> list[dict]:
 
 
 def request_for(title: str = "Intro call") -> BookingRequest:
-    meeting = Meeting(status=MeetingStatus.SCHEDULED, title=title, start=START, end=START + timedelta(minutes=30),
-                      timezone="Europe/Berlin", attendee=Person(email="ann@buyer.com", name="Ann Buyer"),
-                      hosts=("rep@seller.com",))
+    meeting = Meeting(
+        status=MeetingStatus.SCHEDULED,
+        title=title,
+        start=START,
+        end=START + timedelta(minutes=30),
+        timezone="Europe/Berlin",
+        attendee=Person(email="ann@buyer.com", name="Ann Buyer"),
+        hosts=("rep@seller.com",),
+    )
     return BookingRequest(meeting=meeting, reference="mtg_123")
 
 
@@ -171,9 +231,14 @@ def request_for(title: str = "Intro call") -> BookingRequest:
 
 def test_capabilities():
     assert MeetergoAdapter.provider == "meetergo"
-    assert MeetergoAdapter.capabilities == {Capability.LIST_CHANGES, Capability.LOOKUP_BY_ID,
-                                            Capability.RECEIVE_WEBHOOKS, Capability.CREATE,
-                                            Capability.CANCEL, Capability.FIND_BOOKING}
+    assert MeetergoAdapter.capabilities == {
+        Capability.LIST_CHANGES,
+        Capability.LOOKUP_BY_ID,
+        Capability.RECEIVE_WEBHOOKS,
+        Capability.CREATE,
+        Capability.CANCEL,
+        Capability.FIND_BOOKING,
+    }
     assert MeetergoAdapter.booking_problem({"meeting_type_id": "mt-1", "host_ids": ["h"]}) is None
     assert "meeting_type_id" in (MeetergoAdapter.booking_problem({}) or "")
 
@@ -189,9 +254,15 @@ def test_a_personal_token_never_sends_the_user_header():
 
 def test_a_platform_key_names_its_user_on_every_request():
     server = FakeMeetergo([appointment("a1")])
-    a = MeetergoAdapter(connection_id="mg", base_url="https://api.meetergo.com/v4/", token=PLATFORM,
-                        user_id="user-42", transport=httpx.MockTransport(server), sleep=Sleeps(),
-                        requests_per_minute=1e9)
+    a = MeetergoAdapter(
+        connection_id="mg",
+        base_url="https://api.meetergo.com/v4/",
+        token=PLATFORM,
+        user_id="user-42",
+        transport=httpx.MockTransport(server),
+        sleep=Sleeps(),
+        requests_per_minute=1e9,
+    )
     list(a.read(None, context()))
     a.get_meeting("a1")
     assert len(server.requests) == 2
@@ -201,17 +272,20 @@ def test_a_platform_key_names_its_user_on_every_request():
         assert sent.url.path.startswith("/v4/appointment/")  # a base_url ending in /v4 is not doubled
 
 
-@pytest.mark.parametrize(("kwargs", "words"), [
-    ({"token": PLATFORM}, "set user_id"),
-    ({"token": PERSONAL, "user_id": "user-42"}, "remove user_id"),
-    ({"token": "  "}, "token is empty"),
-    ({"page_size": 101}, "between 1 and 100"),
-    ({"meeting_type_id": "mt-1"}, "needs host_ids or queue_id"),
-    ({"meeting_type_id": "mt-1", "host_ids": ["h1"], "queue_id": "q1"}, "not both"),
-    ({"host_ids": ["h1"]}, "add meeting_type_id"),
-    ({"meeting_type_id": "mt-1", "host_ids": "h1"}, "not one string"),
-    ({"webhook_secret": " "}, "webhook_secret is blank"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"token": PLATFORM}, "set user_id"),
+        ({"token": PERSONAL, "user_id": "user-42"}, "remove user_id"),
+        ({"token": "  "}, "token is empty"),
+        ({"page_size": 101}, "between 1 and 100"),
+        ({"meeting_type_id": "mt-1"}, "needs host_ids or queue_id"),
+        ({"meeting_type_id": "mt-1", "host_ids": ["h1"], "queue_id": "q1"}, "not both"),
+        ({"host_ids": ["h1"]}, "add meeting_type_id"),
+        ({"meeting_type_id": "mt-1", "host_ids": "h1"}, "not one string"),
+        ({"webhook_secret": " "}, "webhook_secret is blank"),
+    ],
+)
 def test_configuration_errors_are_sentences(kwargs, words):
     kwargs = {"token": PERSONAL, **kwargs}
     with pytest.raises(ConfigError, match=words) as caught:
@@ -270,7 +344,9 @@ def test_a_one_based_server_is_detected_when_page_one_repeats_page_zero():
 
 def test_a_refused_page_zero_falls_back_to_page_one():
     server = FakeMeetergo(many(3), one_based=True)
-    refusal = httpx.Response(400, json={"statusCode": 400, "message": "page must not be less than 1", "error": "Bad Request"})
+    refusal = httpx.Response(
+        400, json={"statusCode": 400, "message": "page must not be less than 1", "error": "Bad Request"}
+    )
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.params.get("page") == "0":
@@ -301,7 +377,9 @@ def test_a_crashed_read_resumes_at_the_saved_page_without_a_sweep():
     assert pages[0].cursor["page"] == 0
 
 
-@pytest.mark.parametrize("cursor", [{"page": "x"}, {"page": -1}, {"page": 3, "page_size": 50}, {"first_page": 7}])
+@pytest.mark.parametrize(
+    "cursor", [{"page": "x"}, {"page": -1}, {"page": 3, "page_size": 50}, {"first_page": 7}]
+)
 def test_an_unusable_cursor_reads_from_the_first_page(cursor):
     server = FakeMeetergo(many(3))
     (page,) = adapter(server).read(cursor, context())
@@ -316,7 +394,9 @@ def test_an_item_without_an_id_drops_the_sweep_but_keeps_the_records():
 
 def test_429_backs_off_then_succeeds():
     server = FakeMeetergo(many(2))
-    limited = httpx.Response(429, json={"statusCode": 429, "message": "Too Many Requests", "error": "Too Many Requests"})
+    limited = httpx.Response(
+        429, json={"statusCode": 429, "message": "Too Many Requests", "error": "Too Many Requests"}
+    )
     ok = httpx.Response(200, json={"appointments": many(2), "total": 2})
     server.answers[("GET", "/v4/appointment/paginated")] = [limited, limited, ok]
     sleeps = Sleeps()
@@ -328,7 +408,8 @@ def test_429_backs_off_then_succeeds():
 def test_429_that_persists_is_rate_limited_with_meetergos_message():
     server = FakeMeetergo()
     server.answers[("GET", "/v4/appointment/paginated")] = httpx.Response(
-        429, json={"statusCode": 429, "message": "Too Many Requests", "error": "Too Many Requests"})
+        429, json={"statusCode": 429, "message": "Too Many Requests", "error": "Too Many Requests"}
+    )
     with pytest.raises(RateLimited, match="Too Many Requests"):
         list(adapter(server).read(None, context()))
     assert len(server.requests) == 6  # the first try and 5 retries, as the docs advise
@@ -336,13 +417,21 @@ def test_429_that_persists_is_rate_limited_with_meetergos_message():
 
 def test_error_envelope_details_reach_the_message():
     server = FakeMeetergo()
-    server.answers[("GET", "/v4/appointment/paginated")] = httpx.Response(400, json={
-        "statusCode": 400, "message": "Missing required header 'x-meetergo-api-user-id' for API key authentication",
-        "error": "Bad Request", "errors": [{"field": "x-meetergo-api-user-id", "message": "required"}]})
+    server.answers[("GET", "/v4/appointment/paginated")] = httpx.Response(
+        400,
+        json={
+            "statusCode": 400,
+            "message": "Missing required header 'x-meetergo-api-user-id' for API key authentication",
+            "error": "Bad Request",
+            "errors": [{"field": "x-meetergo-api-user-id", "message": "required"}],
+        },
+    )
     with pytest.raises(ProviderRejected) as caught:
         list(adapter(server).read({"page": 1, "first_page": 1, "page_size": 100}, context()))
-    assert caught.value.message == ("Missing required header 'x-meetergo-api-user-id' for API key authentication "
-                                    "(x-meetergo-api-user-id: required)")
+    assert caught.value.message == (
+        "Missing required header 'x-meetergo-api-user-id' for API key authentication "
+        "(x-meetergo-api-user-id: required)"
+    )
 
 
 def test_paging_state_is_pure_and_stops_on_a_repeat():
@@ -377,11 +466,21 @@ def test_normalise_the_documented_webhook_shape():
     assert record.source_updated_at == datetime(2024, 1, 14, 15, 30, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("extra", [
-    {"cancel": {"actionSource": "attendee", "actionAt": "2026-03-01T10:00:00Z", "actionBy": "x", "reason": "ill"}},
-    {"isCancelled": True},
-    {"status": "declined_by_host"},
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {
+            "cancel": {
+                "actionSource": "attendee",
+                "actionAt": "2026-03-01T10:00:00Z",
+                "actionBy": "x",
+                "reason": "ill",
+            }
+        },
+        {"isCancelled": True},
+        {"status": "declined_by_host"},
+    ],
+)
 def test_cancellation_markers(extra):
     assert normalise_appointment(appointment("a1", **extra)).meeting.status is MeetingStatus.CANCELLED
 
@@ -393,7 +492,9 @@ def test_an_empty_cancel_object_is_not_a_cancellation():
 
 def test_a_pending_status_is_provisional_and_an_unknown_one_is_ignored():
     assert normalise_appointment(appointment("a1", status="pending")).meeting.status is MeetingStatus.PENDING
-    assert normalise_appointment(appointment("a1", status="whatever")).meeting.status is MeetingStatus.SCHEDULED
+    assert (
+        normalise_appointment(appointment("a1", status="whatever")).meeting.status is MeetingStatus.SCHEDULED
+    )
 
 
 def test_a_time_without_offset_is_utc_and_a_missing_end_comes_from_the_duration():
@@ -409,12 +510,15 @@ def test_missing_fields_are_named():
         normalise_appointment({"id": "a1", "end": "2026-03-10T15:00:00Z"})
 
 
-@pytest.mark.parametrize(("payload", "words"), [
-    ([], "must be a JSON object"),
-    ({"id": "a1", "start": "tomorrow", "end": "2026-03-10T15:00:00Z"}, "not an ISO 8601 time"),
-    ({"id": "a1", "start": "2026-03-10T16:00:00Z", "end": "2026-03-10T15:00:00Z"}, "ends"),
-    (appointment("a1", attendees=[{"email": "not-an-address"}]), "not an email address"),
-])
+@pytest.mark.parametrize(
+    ("payload", "words"),
+    [
+        ([], "must be a JSON object"),
+        ({"id": "a1", "start": "tomorrow", "end": "2026-03-10T15:00:00Z"}, "not an ISO 8601 time"),
+        ({"id": "a1", "start": "2026-03-10T16:00:00Z", "end": "2026-03-10T15:00:00Z"}, "ends"),
+        (appointment("a1", attendees=[{"email": "not-an-address"}]), "not an email address"),
+    ],
+)
 def test_unusable_records_raise_normalise_error(payload, words):
     with pytest.raises(NormaliseError, match=words):
         normalise_appointment(payload)
@@ -436,15 +540,18 @@ def test_a_delivery_with_the_right_token_is_accepted():
     assert normalise_appointment(record.payload).meeting.status is MeetingStatus.SCHEDULED
 
 
-@pytest.mark.parametrize("url", [
-    "https://sync.example.com/webhooks/mg",
-    "https://sync.example.com/webhooks/mg?token=",
-    "https://sync.example.com/webhooks/mg?token=mg-url-token-Zq8",
-    f"https://sync.example.com/webhooks/mg?token={SECRET}x",
-    f"https://sync.example.com/webhooks/mg?token=forged&token={SECRET}",
-    f"https://sync.example.com/webhooks/mg?secret={SECRET}",
-    "",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://sync.example.com/webhooks/mg",
+        "https://sync.example.com/webhooks/mg?token=",
+        "https://sync.example.com/webhooks/mg?token=mg-url-token-Zq8",
+        f"https://sync.example.com/webhooks/mg?token={SECRET}x",
+        f"https://sync.example.com/webhooks/mg?token=forged&token={SECRET}",
+        f"https://sync.example.com/webhooks/mg?secret={SECRET}",
+        "",
+    ],
+)
 def test_a_missing_or_forged_token_is_unauthorized(url):
     with pytest.raises(WebhookUnauthorized):
         deliver(adapter(FakeMeetergo()), webhook_payload(), url=url)
@@ -486,12 +593,15 @@ def test_other_types_are_acknowledged_and_not_handled(kind):
     assert not delivery.handled and delivery.records == [] and delivery.event_type == kind
 
 
-@pytest.mark.parametrize(("body", "words"), [
-    (b"{not json", "not JSON"),
-    (b"[1, 2]", "not a JSON object"),
-    (json.dumps({"id": "a1"}).encode(), "neither 'webhookType' nor 'event'"),
-    (json.dumps({"event": "booking_created", "data": [1]}).encode(), "'data' is not a JSON object"),
-])
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (json.dumps({"id": "a1"}).encode(), "neither 'webhookType' nor 'event'"),
+        (json.dumps({"event": "booking_created", "data": [1]}).encode(), "'data' is not a JSON object"),
+    ],
+)
 def test_malformed_deliveries_say_why(body, words):
     with pytest.raises(WebhookMalformed, match=words):
         deliver(adapter(FakeMeetergo()), body)
@@ -529,10 +639,18 @@ def test_create_posts_the_documented_body_and_reads_the_appointment_back():
     body = json.loads(post.content)
     assert post.url.path == "/v4/booking"
     assert body == {
-        "meetingTypeId": "mt-1", "start": "2026-03-10T15:00:00Z", "duration": 30, "hostIds": ["host-1"],
+        "meetingTypeId": "mt-1",
+        "start": "2026-03-10T15:00:00Z",
+        "duration": 30,
+        "hostIds": ["host-1"],
         "icsTitle": "Intro call",
-        "attendee": {"email": "ann@buyer.com", "fullname": "Ann Buyer", "receiveReminders": False,
-                     "notes": {"bookingsyncReference": "mtg_123"}, "timezone": "Europe/Berlin"},
+        "attendee": {
+            "email": "ann@buyer.com",
+            "fullname": "Ann Buyer",
+            "receiveReminders": False,
+            "notes": {"bookingsyncReference": "mtg_123"},
+            "timezone": "Europe/Berlin",
+        },
     }
     assert get.method == "GET" and get.url.path == "/v4/appointment/appt-1"
     assert record.external_id == "appt-1" and record.meeting.status is MeetingStatus.SCHEDULED
@@ -569,15 +687,24 @@ def test_host_confirmation_with_only_an_appointment_id_is_pending_under_it():
 
 
 def test_a_slot_taken_meanwhile_is_slot_unavailable():
-    server = booked_server({"statusCode": 400, "message": "Slot no longer available", "error": "Bad Request"}, 400)
+    server = booked_server(
+        {"statusCode": 400, "message": "Slot no longer available", "error": "Bad Request"}, 400
+    )
     with pytest.raises(SlotUnavailable, match="Slot no longer available"):
         writer(server).create(request_for())
     assert len(server.requests) == 1
 
 
 def test_another_400_stays_a_plain_rejection():
-    server = booked_server({"statusCode": 400, "message": "Validation failed", "error": "Bad Request",
-                            "errors": [{"field": "attendee.email", "message": "Invalid email format"}]}, 400)
+    server = booked_server(
+        {
+            "statusCode": 400,
+            "message": "Validation failed",
+            "error": "Bad Request",
+            "errors": [{"field": "attendee.email", "message": "Invalid email format"}],
+        },
+        400,
+    )
     with pytest.raises(ProviderRejected) as caught:
         writer(server).create(request_for())
     assert not isinstance(caught.value, SlotUnavailable)
@@ -599,11 +726,14 @@ def test_cancel_deletes_the_appointment():
 def test_cancel_falls_back_to_the_mcp_route_when_delete_is_not_allowed():
     server = FakeMeetergo()
     server.answers[("DELETE", "/v4/appointment/appt-1")] = httpx.Response(
-        405, json={"statusCode": 405, "message": "Method Not Allowed", "error": "Method Not Allowed"})
+        405, json={"statusCode": 405, "message": "Method Not Allowed", "error": "Method Not Allowed"}
+    )
     server.answers[("POST", "/v4/appointment/appt-1/cancel")] = httpx.Response(200, json={})
     writer(server).cancel("appt-1")
     assert [(r.method, r.url.path) for r in server.requests] == [
-        ("DELETE", "/v4/appointment/appt-1"), ("POST", "/v4/appointment/appt-1/cancel")]
+        ("DELETE", "/v4/appointment/appt-1"),
+        ("POST", "/v4/appointment/appt-1/cancel"),
+    ]
 
 
 def test_cancelling_an_unknown_appointment_is_not_found():
@@ -620,19 +750,29 @@ def test_a_provisional_booking_cannot_be_cancelled():
 
 def test_a_booking_that_replaces_another_names_it_as_rescheduled_from():
     server = FakeMeetergo([appointment("old"), appointment("appt-1")])
-    server.answers[("POST", "/v4/booking")] = httpx.Response(201, json={"appointmentId": "appt-1", "secret": "s"})
+    server.answers[("POST", "/v4/booking")] = httpx.Response(
+        201, json={"appointmentId": "appt-1", "secret": "s"}
+    )
     request = BookingRequest(meeting=request_for().meeting, reference="bsw_2", replaces="old")
     record = writer(server).create(request)
-    assert [(r.method, r.url.path) for r in server.requests] == [("POST", "/v4/booking"), ("GET", "/v4/appointment/appt-1")]
-    assert json.loads(server.requests[0].content)["rescheduledFromId"] == "old"  # the old one is cancelled apart
+    assert [(r.method, r.url.path) for r in server.requests] == [
+        ("POST", "/v4/booking"),
+        ("GET", "/v4/appointment/appt-1"),
+    ]
+    assert (
+        json.loads(server.requests[0].content)["rescheduledFromId"] == "old"
+    )  # the old one is cancelled apart
     assert record.external_id == "appt-1"
 
 
-@pytest.mark.parametrize("answer", [
-    httpx.Response(504, json={"statusCode": 504, "message": "Gateway Timeout"}),
-    httpx.Response(201, json={"secret": "s"}),  # 2xx naming no appointment
-    httpx.Response(201, text="<html>ok</html>"),
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(504, json={"statusCode": 504, "message": "Gateway Timeout"}),
+        httpx.Response(201, json={"secret": "s"}),  # 2xx naming no appointment
+        httpx.Response(201, text="<html>ok</html>"),
+    ],
+)
 def test_a_booking_whose_answer_is_lost_is_answer_lost_and_not_resent(answer):
     server = FakeMeetergo()
     server.answers[("POST", "/v4/booking")] = answer
@@ -645,8 +785,12 @@ def with_notes(aid: str, reference: str | None, **extra) -> dict:
     attendee = {"email": "ann@buyer.com", "fullname": "Ann Buyer"}
     if reference is not None:
         attendee["notes"] = {"bookingsyncReference": reference}
-    return appointment(aid, meetingInfo={"start": "2026-03-10T15:00:00Z", "end": "2026-03-10T15:30:00Z",
-                                         "attendees": [attendee]}, attendees=None, **extra)
+    return appointment(
+        aid,
+        meetingInfo={"start": "2026-03-10T15:00:00Z", "end": "2026-03-10T15:30:00Z", "attendees": [attendee]},
+        attendees=None,
+        **extra,
+    )
 
 
 def test_the_reference_we_planted_is_read_back():

@@ -27,25 +27,54 @@ START = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)  # 16:00 in Berlin
 END = START + timedelta(minutes=30)
 
 
-def slot(slot_id: str, *, start: str = "2026-03-10T15:00:00.000Z", end: str = "2026-03-10T15:30:00.000Z",
-         available: bool = True, resource: str = "res-1") -> dict:
-    return {"resourceId": resource, "resourceName": "Room", "resourceColor": "#fff", "resourceSlotId": slot_id,
-            "appointmentTypeId": "apt-1", "startDateTime": start, "endDateTime": end,
-            "maxParallelBookings": 1, "currentBookings": 0 if available else 1, "available": available}
+def slot(
+    slot_id: str,
+    *,
+    start: str = "2026-03-10T15:00:00.000Z",
+    end: str = "2026-03-10T15:30:00.000Z",
+    available: bool = True,
+    resource: str = "res-1",
+) -> dict:
+    return {
+        "resourceId": resource,
+        "resourceName": "Room",
+        "resourceColor": "#fff",
+        "resourceSlotId": slot_id,
+        "appointmentTypeId": "apt-1",
+        "startDateTime": start,
+        "endDateTime": end,
+        "maxParallelBookings": 1,
+        "currentBookings": 0 if available else 1,
+        "available": available,
+    }
 
 
 def availability(*slots: dict) -> dict:
-    return {"data": list(slots), "meta": {"appointmentTypeName": "Demo", "defaultBookingLength": 30,
-                                         "bufferAfter": 0, "dynamicLength": False}}
+    return {
+        "data": list(slots),
+        "meta": {
+            "appointmentTypeName": "Demo",
+            "defaultBookingLength": 30,
+            "bufferAfter": 0,
+            "dynamicLength": False,
+        },
+    }
 
 
 def booked(body: dict, booking_id: str = "bk-1", **extra) -> dict:
-    return {"organizationId": "org-1", "id": booking_id, "createdAt": "2026-03-02T12:00:00.000Z",
-            **{k: v for k, v in body.items() if k != "entryId"},
-            **({"tableEntryId": body["entryId"]} if "entryId" in body else {}), **extra}
+    return {
+        "organizationId": "org-1",
+        "id": booking_id,
+        "createdAt": "2026-03-02T12:00:00.000Z",
+        **{k: v for k, v in body.items() if k != "entryId"},
+        **({"tableEntryId": body["entryId"]} if "entryId" in body else {}),
+        **extra,
+    }
 
 
-SLOT_TAKEN = httpx.Response(400, json={"statusCode": 400, "message": "The selected time slot is no longer available"})
+SLOT_TAKEN = httpx.Response(
+    400, json={"statusCode": 400, "message": "The selected time slot is no longer available"}
+)
 
 
 class FakeRocketLead:
@@ -95,15 +124,35 @@ class Sleeps(list):
 
 
 def adapter(server, **kwargs) -> RocketLeadAdapter:
-    kwargs = {"calendar_id": "cal-1", "appointment_type_id": "apt-1", "token": TOKEN, "sleep": Sleeps(), **kwargs}
-    return RocketLeadAdapter(connection_id="rl", base_url="https://api.rocketlead.io",
-                             transport=httpx.MockTransport(server), **kwargs)
+    kwargs = {
+        "calendar_id": "cal-1",
+        "appointment_type_id": "apt-1",
+        "token": TOKEN,
+        "sleep": Sleeps(),
+        **kwargs,
+    }
+    return RocketLeadAdapter(
+        connection_id="rl",
+        base_url="https://api.rocketlead.io",
+        transport=httpx.MockTransport(server),
+        **kwargs,
+    )
 
 
-def request(title: str | None = "Intro call", email: str | None = "Ann@Buyer.com", name: str | None = "Ann Lee",
-            start: datetime = START, end: datetime = END) -> BookingRequest:
-    meeting = Meeting(status=MeetingStatus.SCHEDULED, title=title, start=start, end=end,
-                      attendee=Person(email=email, name=name))
+def request(
+    title: str | None = "Intro call",
+    email: str | None = "Ann@Buyer.com",
+    name: str | None = "Ann Lee",
+    start: datetime = START,
+    end: datetime = END,
+) -> BookingRequest:
+    meeting = Meeting(
+        status=MeetingStatus.SCHEDULED,
+        title=title,
+        start=start,
+        end=end,
+        attendee=Person(email=email, name=name),
+    )
     return BookingRequest(meeting=meeting, reference="m-123")
 
 
@@ -111,25 +160,39 @@ def request(title: str | None = "Intro call", email: str | None = "Ann@Buyer.com
 
 
 def test_books_the_exact_slot_with_the_modern_fields_and_returns_it_normalised():
-    server = FakeRocketLead(slots=[availability(
-        slot("rs-early", start="2026-03-10T14:30:00.000Z", end="2026-03-10T15:00:00.000Z"),
-        slot("rs-1"),
-    )])
+    server = FakeRocketLead(
+        slots=[
+            availability(
+                slot("rs-early", start="2026-03-10T14:30:00.000Z", end="2026-03-10T15:00:00.000Z"),
+                slot("rs-1"),
+            )
+        ]
+    )
     a = adapter(server, resource_id="res-1", table_entry_ids={"ann@buyer.com": "lead-9"})
     record = a.create(request())
 
     calendar, slots = server.sent("GET")
     assert calendar.url.path == "/connect/calendar/cal-1"
     assert slots.url.path == "/connect/availability/"
-    assert dict(slots.url.params) == {"calendarId": "cal-1", "appointmentTypeId": "apt-1", "resourceId": "res-1",
-                                      "start": "2026-03-10T15:00:00.000Z", "end": "2026-03-10T16:30:00.000Z"}
+    assert dict(slots.url.params) == {
+        "calendarId": "cal-1",
+        "appointmentTypeId": "apt-1",
+        "resourceId": "res-1",
+        "start": "2026-03-10T15:00:00.000Z",
+        "end": "2026-03-10T16:30:00.000Z",
+    }
     (post,) = server.sent("POST")
     assert post.headers["Authorization"] == f"Bearer {TOKEN}"
     assert post.headers["Content-Type"] == "application/json"
     assert json.loads(post.content) == {
-        "calendarId": "cal-1", "appointmentTypeId": "apt-1", "resourceId": "res-1", "resourceSlotId": "rs-1",
-        "entryId": "lead-9", "name": "Intro call [bookingsync m-123]",  # our reference, for a person to see
-        "startDateTime": "2026-03-10T15:00:00.000Z", "endDateTime": "2026-03-10T15:30:00.000Z",
+        "calendarId": "cal-1",
+        "appointmentTypeId": "apt-1",
+        "resourceId": "res-1",
+        "resourceSlotId": "rs-1",
+        "entryId": "lead-9",
+        "name": "Intro call [bookingsync m-123]",  # our reference, for a person to see
+        "startDateTime": "2026-03-10T15:00:00.000Z",
+        "endDateTime": "2026-03-10T15:30:00.000Z",
     }
     assert record.external_id == "bk-1"
     assert record.meeting.status is MeetingStatus.SCHEDULED
@@ -140,21 +203,28 @@ def test_books_the_exact_slot_with_the_modern_fields_and_returns_it_normalised()
 
 
 def test_slot_times_in_another_offset_match_and_are_sent_back_unchanged():
-    berlin = slot("rs-b", start="2026-03-10T16:00:00+01:00", end="2026-03-10T16:30:00+01:00", resource="res-2")
+    berlin = slot(
+        "rs-b", start="2026-03-10T16:00:00+01:00", end="2026-03-10T16:30:00+01:00", resource="res-2"
+    )
     server = FakeRocketLead(slots=[availability(slot("rs-full", available=False), berlin)])
     a = adapter(server)  # no resource configured: the chosen slot's resource is booked
     a.create(request(title=None, email="bob@buyer.com"))
     (body,) = server.bodies
     assert body["resourceId"] == "res-2" and body["resourceSlotId"] == "rs-b"
-    assert (body["startDateTime"], body["endDateTime"]) == ("2026-03-10T16:00:00+01:00", "2026-03-10T16:30:00+01:00")
+    assert (body["startDateTime"], body["endDateTime"]) == (
+        "2026-03-10T16:00:00+01:00",
+        "2026-03-10T16:30:00+01:00",
+    )
     assert "entryId" not in body  # lead unknown: the field is omitted, not null
     assert body["name"] == "Ann Lee [bookingsync m-123]"  # no title: the attendee's name
     assert "resourceId" not in server.sent("GET", "/connect/availability/")[0].url.params
 
 
 def test_a_slot_race_refetches_and_books_a_fresh_slot_at_the_same_time():
-    server = FakeRocketLead(slots=[availability(slot("rs-1")), availability(slot("rs-2", resource="res-2"))],
-                            posts=[SLOT_TAKEN, booked])
+    server = FakeRocketLead(
+        slots=[availability(slot("rs-1")), availability(slot("rs-2", resource="res-2"))],
+        posts=[SLOT_TAKEN, booked],
+    )
     record = adapter(server).create(request())
     assert [b["resourceSlotId"] for b in server.bodies] == ["rs-1", "rs-2"]
     assert len(server.sent("GET", "/connect/availability/")) == 2
@@ -171,21 +241,27 @@ def test_a_race_lost_every_time_is_slot_unavailable_after_the_retries():
 
 
 def test_a_slot_that_fills_during_the_race_stops_at_once():
-    server = FakeRocketLead(slots=[availability(slot("rs-1")), availability(slot("rs-1", available=False))],
-                            posts=[SLOT_TAKEN])
+    server = FakeRocketLead(
+        slots=[availability(slot("rs-1")), availability(slot("rs-1", available=False))], posts=[SLOT_TAKEN]
+    )
     with pytest.raises(SlotUnavailable, match="is full"):
         adapter(server).create(request())
     assert len(server.sent("POST")) == 1
 
 
-@pytest.mark.parametrize("slots", [
-    [],
-    [slot("rs-x", start="2026-03-10T15:15:00.000Z", end="2026-03-10T15:45:00.000Z")],  # another time
-    [slot("rs-x", end="2026-03-10T16:00:00.000Z")],  # same start, longer
-    [slot("rs-x", start="2026-03-10T15:00:00", end="2026-03-10T15:30:00")],  # no offset, calendar zone unknown
-    [slot("rs-x", resource="res-other")],  # not the configured resource
-    [{**slot("rs-x"), "available": "true"}],  # only a literal true is bookable
-])
+@pytest.mark.parametrize(
+    "slots",
+    [
+        [],
+        [slot("rs-x", start="2026-03-10T15:15:00.000Z", end="2026-03-10T15:45:00.000Z")],  # another time
+        [slot("rs-x", end="2026-03-10T16:00:00.000Z")],  # same start, longer
+        [
+            slot("rs-x", start="2026-03-10T15:00:00", end="2026-03-10T15:30:00")
+        ],  # no offset, calendar zone unknown
+        [slot("rs-x", resource="res-other")],  # not the configured resource
+        [{**slot("rs-x"), "available": "true"}],  # only a literal true is bookable
+    ],
+)
 def test_no_available_slot_at_the_exact_time_is_slot_unavailable_without_booking(slots):
     server = FakeRocketLead(slots=[availability(*slots)], calendar={"id": "cal-1"})
     with pytest.raises(SlotUnavailable, match="keeps its exact time"):
@@ -194,27 +270,33 @@ def test_no_available_slot_at_the_exact_time_is_slot_unavailable_without_booking
 
 
 def test_a_time_without_offset_is_read_in_the_calendar_zone():
-    server = FakeRocketLead(slots=[availability(slot("rs-1", start="2026-03-10T16:00:00", end="2026-03-10T16:30:00"))])
+    server = FakeRocketLead(
+        slots=[availability(slot("rs-1", start="2026-03-10T16:00:00", end="2026-03-10T16:30:00"))]
+    )
     record = adapter(server).create(request())
     assert (record.meeting.start, record.meeting.end) == (START, END)
 
 
 def test_another_400_is_rejected_as_is_and_not_retried():
-    server = FakeRocketLead(posts=[httpx.Response(400, json={"statusCode": 400,
-                                                            "message": ["resourceId must be a string"]})])
+    server = FakeRocketLead(
+        posts=[httpx.Response(400, json={"statusCode": 400, "message": ["resourceId must be a string"]})]
+    )
     with pytest.raises(ProviderRejected, match="resourceId must be a string") as caught:
         adapter(server).create(request())
     assert not isinstance(caught.value, SlotUnavailable)
     assert len(server.sent("POST")) == 1
 
 
-@pytest.mark.parametrize("answer, expected", [
-    (lambda body: {"_id": "bk-2", **body}, "bk-2"),
-    (lambda body: {"bookingId": 42, **body}, "42"),
-    (lambda body: {"data": {"id": "bk-3", **body}}, "bk-3"),
-    (lambda body: {"id": "bk-4"}, "bk-4"),  # an answer without times: what we sent is recorded
-    (lambda body: {"id": "bk-5", "startDateTime": None, "endDateTime": "soon"}, "bk-5"),
-])
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        (lambda body: {"_id": "bk-2", **body}, "bk-2"),
+        (lambda body: {"bookingId": 42, **body}, "42"),
+        (lambda body: {"data": {"id": "bk-3", **body}}, "bk-3"),
+        (lambda body: {"id": "bk-4"}, "bk-4"),  # an answer without times: what we sent is recorded
+        (lambda body: {"id": "bk-5", "startDateTime": None, "endDateTime": "soon"}, "bk-5"),
+    ],
+)
 def test_the_booking_id_is_read_defensively(answer, expected):
     record = adapter(FakeRocketLead(posts=[answer])).create(request())
     assert record.external_id == expected
@@ -228,11 +310,14 @@ def test_an_answer_without_a_booking_id_is_a_lost_answer_so_it_is_not_booked_twi
     assert len(server.sent("POST")) == 1
 
 
-@pytest.mark.parametrize("answer", [
-    httpx.Response(504, json={"statusCode": 504, "message": "Gateway Timeout"}),
-    httpx.Response(500, json={"statusCode": 500, "message": "Internal server error"}),
-    httpx.Response(201, text="not json"),
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(504, json={"statusCode": 504, "message": "Gateway Timeout"}),
+        httpx.Response(500, json={"statusCode": 500, "message": "Internal server error"}),
+        httpx.Response(201, text="not json"),
+    ],
+)
 def test_a_booking_post_without_a_usable_answer_is_lost_and_never_resent(answer):
     server = FakeRocketLead(posts=[answer])
     with pytest.raises(AnswerLost):
@@ -260,8 +345,10 @@ def test_a_calendar_without_a_usable_zone_leaves_the_timezone_unset_and_is_looke
 
 def test_a_calendar_lookup_that_fails_for_now_is_a_retried_failure_not_a_refusal():
     """The zone is required before any wall time is read: a 5xx must not turn into "not offered"."""
-    server = FakeRocketLead(calendar=httpx.Response(503, json={"statusCode": 503, "message": "Unavailable"}),
-                            slots=[availability(slot("rs-1", start="2026-03-10T16:00:00", end="2026-03-10T16:30:00"))])
+    server = FakeRocketLead(
+        calendar=httpx.Response(503, json={"statusCode": 503, "message": "Unavailable"}),
+        slots=[availability(slot("rs-1", start="2026-03-10T16:00:00", end="2026-03-10T16:30:00"))],
+    )
     a = adapter(server)
     with pytest.raises(ProviderUnavailable, match="timezone of calendar cal-1 .* retried later") as caught:
         a.create(request())
@@ -269,7 +356,11 @@ def test_a_calendar_lookup_that_fails_for_now_is_a_retried_failure_not_a_refusal
     assert server.sent("GET", "/connect/availability/") == [] and server.sent("POST") == []
     server.calendar = {"id": "cal-1", "timezone": "Europe/Berlin"}  # the calendar answers again
     record = a.create(request())
-    assert (record.meeting.start, record.meeting.end, record.meeting.timezone) == (START, END, "Europe/Berlin")
+    assert (record.meeting.start, record.meeting.end, record.meeting.timezone) == (
+        START,
+        END,
+        "Europe/Berlin",
+    )
     lookups = len(server.sent("GET", "/connect/calendar/"))
     a.create(request())
     assert len(server.sent("GET", "/connect/calendar/")) == lookups  # found once, then cached
@@ -278,7 +369,9 @@ def test_a_calendar_lookup_that_fails_for_now_is_a_retried_failure_not_a_refusal
 def test_a_missing_calendar_is_not_found():
     from bookingsync.models.errors import ProviderNotFound
 
-    server = FakeRocketLead(calendar=httpx.Response(404, json={"statusCode": 404, "message": "Calendar not found"}))
+    server = FakeRocketLead(
+        calendar=httpx.Response(404, json={"statusCode": 404, "message": "Calendar not found"})
+    )
     with pytest.raises(ProviderNotFound):
         adapter(server).create(request())
     assert server.sent("POST") == []
@@ -294,8 +387,10 @@ def fold_slots(*, first: bool = True, second: bool = True) -> dict:
     """Slots written as local wall times, ordered by time, as a calendar in Berlin would list them."""
     listed = []
     if first:
-        listed += [slot("rs-first", start="2026-10-25T02:00:00", end="2026-10-25T02:30:00"),
-                   slot("rs-first-b", start="2026-10-25T02:30:00", end="2026-10-25T02:00:00")]
+        listed += [
+            slot("rs-first", start="2026-10-25T02:00:00", end="2026-10-25T02:30:00"),
+            slot("rs-first-b", start="2026-10-25T02:30:00", end="2026-10-25T02:00:00"),
+        ]
     if second:
         listed += [slot("rs-second", start="2026-10-25T02:00:00", end="2026-10-25T02:30:00")]
     return availability(*listed)
@@ -319,11 +414,16 @@ def test_the_second_hour_alone_in_the_answer_is_settled_by_the_availability_wind
 def test_a_fold_slot_nothing_settles_is_not_booked():
     # One listing of "02:00" while the meeting is the first 02:00: it may be either hour.
     server = FakeRocketLead(slots=[fold_slots(second=False)])
-    server.slots = [availability(slot("rs-one", start="2026-10-25T02:00:00", end="2026-10-25T02:30:00"),
-                                 slot("rs-one", start="2026-10-25T02:00:00", end="2026-10-25T02:30:00",
-                                      resource="res-2"))]
+    server.slots = [
+        availability(
+            slot("rs-one", start="2026-10-25T02:00:00", end="2026-10-25T02:30:00"),
+            slot("rs-one", start="2026-10-25T02:00:00", end="2026-10-25T02:30:00", resource="res-2"),
+        )
+    ]
     with pytest.raises(SlotUnavailable, match="occurs twice in Europe/Berlin"):
-        adapter(server, resource_id="res-1").create(request(start=FIRST_TWO, end=FIRST_TWO + timedelta(minutes=30)))
+        adapter(server, resource_id="res-1").create(
+            request(start=FIRST_TWO, end=FIRST_TWO + timedelta(minutes=30))
+        )
     assert server.sent("POST") == []
 
 
@@ -337,13 +437,20 @@ def test_a_local_time_in_the_gap_is_no_slot():
 
 def test_normalise_refuses_a_fold_time_it_cannot_settle_and_a_gap_time():
     with pytest.raises(NormaliseError, match="occurs twice"):
-        normalise_booking(booking(startDateTime="2026-10-25T02:00:00", endDateTime="2026-10-25T02:30:00"),
-                          timezone="Europe/Berlin")
+        normalise_booking(
+            booking(startDateTime="2026-10-25T02:00:00", endDateTime="2026-10-25T02:30:00"),
+            timezone="Europe/Berlin",
+        )
     with pytest.raises(NormaliseError, match="does not exist"):
-        normalise_booking(booking(startDateTime="2026-03-29T02:30:00", endDateTime="2026-03-29T03:30:00"),
-                          timezone="Europe/Berlin")
-    settled = normalise_booking(booking(startDateTime="2026-10-25T02:00:00", endDateTime="2026-10-25T02:30:00"),
-                                timezone="Europe/Berlin", at=(SECOND_TWO, SECOND_TWO + timedelta(minutes=30)))
+        normalise_booking(
+            booking(startDateTime="2026-03-29T02:30:00", endDateTime="2026-03-29T03:30:00"),
+            timezone="Europe/Berlin",
+        )
+    settled = normalise_booking(
+        booking(startDateTime="2026-10-25T02:00:00", endDateTime="2026-10-25T02:30:00"),
+        timezone="Europe/Berlin",
+        at=(SECOND_TWO, SECOND_TWO + timedelta(minutes=30)),
+    )
     assert settled.meeting.start == SECOND_TWO
 
 
@@ -352,13 +459,17 @@ def test_normalise_refuses_a_fold_time_it_cannot_settle_and_a_gap_time():
 
 def test_a_403_on_booking_names_the_write_scope():
     server = FakeRocketLead(posts=[httpx.Response(403, json={"statusCode": 403, "message": "Forbidden"})])
-    with pytest.raises(ProviderAuthError, match="lacks the 'write' scope that booking a calendar slot needs") as caught:
+    with pytest.raises(
+        ProviderAuthError, match="lacks the 'write' scope that booking a calendar slot needs"
+    ) as caught:
         adapter(server).create(request())
     assert caught.value.status == 403 and "Forbidden" in str(caught.value)
 
 
 def test_a_403_on_delete_names_the_admin_scope():
-    server = FakeRocketLead(deletes=[httpx.Response(403, json={"statusCode": 403, "message": "Insufficient scope"})])
+    server = FakeRocketLead(
+        deletes=[httpx.Response(403, json={"statusCode": 403, "message": "Insufficient scope"})]
+    )
     with pytest.raises(ProviderAuthError, match="lacks the 'admin' scope") as caught:
         adapter(server).cancel("bk-1")
     assert "Settings → API Tokens" in str(caught.value) and caught.value.status == 403
@@ -373,17 +484,21 @@ def test_a_401_says_the_token_is_refused():
 
 
 def test_a_5xx_on_availability_is_retried():
-    server = FakeRocketLead(slots=[httpx.Response(503, json={"statusCode": 503, "message": "busy"}),
-                                   availability(slot("rs-1"))])
+    server = FakeRocketLead(
+        slots=[httpx.Response(503, json={"statusCode": 503, "message": "busy"}), availability(slot("rs-1"))]
+    )
     sleeps = Sleeps()
     assert adapter(server, sleep=sleeps).create(request()).external_id == "bk-1"
     assert len(server.sent("GET", "/connect/availability/")) == 2 and len(sleeps) == 1
 
 
-@pytest.mark.parametrize("failure", [
-    httpx.ReadTimeout("read timed out"),
-    httpx.Response(502, json={"statusCode": 502, "message": "Bad gateway"}),
-])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.ReadTimeout("read timed out"),
+        httpx.Response(502, json={"statusCode": 502, "message": "Bad gateway"}),
+    ],
+)
 def test_a_booking_post_is_not_replayed_after_a_timeout_or_5xx(failure):
     server = FakeRocketLead(posts=[failure])
     with pytest.raises(ProviderUnavailable):
@@ -400,24 +515,36 @@ def test_cancel_deletes_the_booking():
 
 
 def test_cancel_of_a_booking_already_gone_succeeds():
-    server = FakeRocketLead(deletes=[httpx.Response(404, json={"statusCode": 404, "message": "Booking not found"})])
+    server = FakeRocketLead(
+        deletes=[httpx.Response(404, json={"statusCode": 404, "message": "Booking not found"})]
+    )
     adapter(server).cancel("bk-1")
     assert len(server.sent("DELETE")) == 1
 
 
 def test_cancel_retries_a_5xx_because_delete_is_idempotent():
-    server = FakeRocketLead(deletes=[httpx.Response(500, json={"statusCode": 500, "message": "oops"}),
-                                     httpx.Response(204)])
+    server = FakeRocketLead(
+        deletes=[httpx.Response(500, json={"statusCode": 500, "message": "oops"}), httpx.Response(204)]
+    )
     adapter(server).cancel("bk-1")
     assert len(server.sent("DELETE")) == 2
 
 
-@pytest.mark.parametrize("body, expected", [
-    ({"statusCode": 400, "message": "Validation failed: tableId is required"}, "Validation failed: tableId is required"),
-    ({"statusCode": 400, "message": ["a is bad", "b is bad"], "error": "Bad Request"}, "a is bad; b is bad"),
-    ({"statusCode": 400, "error": "Bad Request"}, "Bad Request"),
-    (["not", "an", "envelope"], ""),
-])
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (
+            {"statusCode": 400, "message": "Validation failed: tableId is required"},
+            "Validation failed: tableId is required",
+        ),
+        (
+            {"statusCode": 400, "message": ["a is bad", "b is bad"], "error": "Bad Request"},
+            "a is bad; b is bad",
+        ),
+        ({"statusCode": 400, "error": "Bad Request"}, "Bad Request"),
+        (["not", "an", "envelope"], ""),
+    ],
+)
 def test_error_message_reads_the_envelope(body, expected):
     assert error_message(httpx.Response(400, json=body)) == expected
 
@@ -435,14 +562,17 @@ def test_it_only_books_and_cancels():
         a.reschedule("bk-1", request())
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"token": "live_" + "ab" * 32}, "must start with 'rocketlead_'"),
-    ({"token": "  "}, "token is empty"),
-    ({"calendar_id": ""}, "calendar_id is empty"),
-    ({"resource_id": " "}, "resource_id is empty"),
-    ({"max_slot_retries": -1}, "max_slot_retries"),
-    ({"table_entry_ids": {"not an email": "lead-1"}}, "not an email address"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"token": "live_" + "ab" * 32}, "must start with 'rocketlead_'"),
+        ({"token": "  "}, "token is empty"),
+        ({"calendar_id": ""}, "calendar_id is empty"),
+        ({"resource_id": " "}, "resource_id is empty"),
+        ({"max_slot_retries": -1}, "max_slot_retries"),
+        ({"table_entry_ids": {"not an email": "lead-1"}}, "not an email address"),
+    ],
+)
 def test_config_errors_name_the_setting(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         adapter(FakeRocketLead(), **kwargs)
@@ -450,8 +580,14 @@ def test_config_errors_name_the_setting(kwargs, message):
 
 def test_a_base_url_ending_in_connect_is_not_doubled():
     server = FakeRocketLead()
-    a = RocketLeadAdapter(connection_id="rl", base_url="https://api.rocketlead.io/connect/", token=TOKEN,
-                          calendar_id="cal-1", appointment_type_id="apt-1", transport=httpx.MockTransport(server))
+    a = RocketLeadAdapter(
+        connection_id="rl",
+        base_url="https://api.rocketlead.io/connect/",
+        token=TOKEN,
+        calendar_id="cal-1",
+        appointment_type_id="apt-1",
+        transport=httpx.MockTransport(server),
+    )
     a.cancel("bk-1")
     assert server.sent("DELETE")[0].url.path == "/connect/calendar_bookings/bk-1"
     a.close()
@@ -461,37 +597,68 @@ def test_a_base_url_ending_in_connect_is_not_doubled():
 
 
 def booking(**fields) -> dict:
-    return {"organizationId": "org-1", "calendarId": "cal-1", "id": "bk-1", "name": " Demo ",
-            "createdAt": "2026-03-02T12:00:00Z", "startDateTime": "2026-03-10T15:00:00Z",
-            "endDateTime": "2026-03-10T15:30:00Z", **fields}
+    return {
+        "organizationId": "org-1",
+        "calendarId": "cal-1",
+        "id": "bk-1",
+        "name": " Demo ",
+        "createdAt": "2026-03-02T12:00:00Z",
+        "startDateTime": "2026-03-10T15:00:00Z",
+        "endDateTime": "2026-03-10T15:30:00Z",
+        **fields,
+    }
 
 
 def test_normalise_a_booking_through_the_adapter_uses_the_calendar_zone():
     a = adapter(FakeRocketLead())
     a.create(request())  # learns the calendar's zone
-    record = a.normalise(RawRecord(payload=booking(startDateTime="2026-03-10T16:00:00",
-                                                   endDateTime="2026-03-10T16:30:00")))
-    assert (record.meeting.start, record.meeting.end, record.meeting.timezone) == (START, END, "Europe/Berlin")
+    record = a.normalise(
+        RawRecord(payload=booking(startDateTime="2026-03-10T16:00:00", endDateTime="2026-03-10T16:30:00"))
+    )
+    assert (record.meeting.start, record.meeting.end, record.meeting.timezone) == (
+        START,
+        END,
+        "Europe/Berlin",
+    )
     assert record.meeting.title == "Demo"
 
 
 def test_normalise_reads_the_lead_through_the_schema_special_types():
-    record = normalise_booking(booking(
-        tableSchemaFields={"f1": {"friendlyName": "E-Mail", "type": "text", "specialType": "email"},
-                           "f2": {"friendlyName": "First", "type": "text", "specialType": "firstName"},
-                           "f3": {"friendlyName": "Last", "type": "text", "specialType": "lastName"},
-                           "f4": {"friendlyName": "Phone", "type": "text", "specialType": "phone"},
-                           "f5": {"friendlyName": "Work mail", "type": "text", "specialType": "email",
-                                  "primaryOfSpecialType": True}},
-        tableEntryData={"data": {"f1": "private@buyer.com", "f2": "Ann", "f3": "Lee", "f4": "+49 30 1234",
-                                 "f5": " Ann@Buyer.com "}},
-    ))
+    record = normalise_booking(
+        booking(
+            tableSchemaFields={
+                "f1": {"friendlyName": "E-Mail", "type": "text", "specialType": "email"},
+                "f2": {"friendlyName": "First", "type": "text", "specialType": "firstName"},
+                "f3": {"friendlyName": "Last", "type": "text", "specialType": "lastName"},
+                "f4": {"friendlyName": "Phone", "type": "text", "specialType": "phone"},
+                "f5": {
+                    "friendlyName": "Work mail",
+                    "type": "text",
+                    "specialType": "email",
+                    "primaryOfSpecialType": True,
+                },
+            },
+            tableEntryData={
+                "data": {
+                    "f1": "private@buyer.com",
+                    "f2": "Ann",
+                    "f3": "Lee",
+                    "f4": "+49 30 1234",
+                    "f5": " Ann@Buyer.com ",
+                }
+            },
+        )
+    )
     assert record.meeting.attendee == Person(email="ann@buyer.com", name="Ann Lee", phone="+49 30 1234")
 
 
 def test_normalise_leaves_out_an_unusable_lead_email():
-    record = normalise_booking(booking(tableSchemaFields={"f1": {"specialType": "email"}},
-                                       tableEntryData={"data": {"f1": "not-an-email"}}))
+    record = normalise_booking(
+        booking(
+            tableSchemaFields={"f1": {"specialType": "email"}},
+            tableEntryData={"data": {"f1": "not-an-email"}},
+        )
+    )
     assert record.meeting.attendee == Person()
 
 
@@ -501,14 +668,17 @@ def test_normalise_a_booking_with_deleted_at_is_cancelled():
     assert normalise_booking(booking(deletedAt=None)).meeting.status is MeetingStatus.SCHEDULED
 
 
-@pytest.mark.parametrize("payload, message", [
-    ([], "must be a JSON object"),
-    (booking(id=None), "has no id"),
-    (booking(id=""), "has no id"),
-    (booking(startDateTime="2026-03-10T16:00:00"), "not an ISO 8601 time with an offset"),
-    (booking(endDateTime="tomorrow"), "endDateTime 'tomorrow'"),
-    (booking(endDateTime="2026-03-10T14:00:00Z"), "ends .* before it starts"),
-])
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        ([], "must be a JSON object"),
+        (booking(id=None), "has no id"),
+        (booking(id=""), "has no id"),
+        (booking(startDateTime="2026-03-10T16:00:00"), "not an ISO 8601 time with an offset"),
+        (booking(endDateTime="tomorrow"), "endDateTime 'tomorrow'"),
+        (booking(endDateTime="2026-03-10T14:00:00Z"), "ends .* before it starts"),
+    ],
+)
 def test_normalise_refuses_what_it_cannot_read(payload, message):
     with pytest.raises(NormaliseError, match=message):
         normalise_booking(payload)

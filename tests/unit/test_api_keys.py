@@ -12,8 +12,17 @@ READER, WRITER = "r" * 24, "w" * 30
 
 
 def keys() -> Keys:
-    return Keys(parse_config({"api_keys": [{"id": "crm.sync", "key": READER},
-                                           {"id": "ops", "key": WRITER, "scopes": ["write"]}]}, environ={}))
+    return Keys(
+        parse_config(
+            {
+                "api_keys": [
+                    {"id": "crm.sync", "key": READER},
+                    {"id": "ops", "key": WRITER, "scopes": ["write"]},
+                ]
+            },
+            environ={},
+        )
+    )
 
 
 def test_a_key_is_found_by_its_secret_only() -> None:
@@ -43,11 +52,14 @@ def test_a_session_names_its_key_without_holding_it_and_cannot_be_forged() -> No
     assert not made.check_form_token(reader, made.session_value(reader))
 
 
-@pytest.mark.parametrize("entry, problem", [
-    ({"id": "a", "key": "short"}, "api_keys[0].key: an API key needs at least 24 characters"),
-    ({"id": "a", "key": READER, "scopes": ["admin"]}, "api_keys[0].scopes[0]"),
-    ({"id": "a", "key": READER, "scopes": []}, "give at least one scope"),
-])
+@pytest.mark.parametrize(
+    "entry, problem",
+    [
+        ({"id": "a", "key": "short"}, "api_keys[0].key: an API key needs at least 24 characters"),
+        ({"id": "a", "key": READER, "scopes": ["admin"]}, "api_keys[0].scopes[0]"),
+        ({"id": "a", "key": READER, "scopes": []}, "give at least one scope"),
+    ],
+)
 def test_config_refuses_bad_keys_naming_the_key(entry: dict, problem: str) -> None:
     with pytest.raises(ConfigError, match=problem.replace("[", r"\[").replace("]", r"\]")):
         parse_config({"api_keys": [entry]}, environ={})

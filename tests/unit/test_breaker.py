@@ -53,5 +53,5 @@ def test_failed_probe_reopens_for_twice_the_cooldown_then_caps() -> None:
         assert breaker.admit(now).probe
         assert breaker.record(False, now) is State.OPEN
     assert waits[:4] == [10, 20, 40, 80]
-    assert max(waits) == 10 * 2 ** 6  # capped
+    assert max(waits) == 10 * 2**6  # capped
     assert waits[-1] == waits[-2]

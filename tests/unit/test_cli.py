@@ -36,8 +36,15 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def bookingsync(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN), *args], cwd=cwd, env=env or cli_env(), capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [str(BIN), *args],
+        cwd=cwd,
+        env=env or cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
@@ -53,11 +60,13 @@ def files(path: Path) -> set[str]:
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "bookingsync.toml"
     # Loopback targets (nothing listens there): allowed explicitly, as a test setup must.
-    path.write_text(f'allow_private_targets = true\n[database]\nurl = "sqlite:///{tmp_path / "bs.db"}"\n\n'
-                    '[[connections]]\nid = "leezy-main"\nprovider = "leezy"\nbase_url = "http://127.0.0.1:9"\n'
-                    'token = "lz_live_7f3a9c2e51"\n\n'
-                    '[[subscriptions]]\nid = "crm"\nurl = "http://127.0.0.1:9/hook"\n'
-                    'secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n')
+    path.write_text(
+        f'allow_private_targets = true\n[database]\nurl = "sqlite:///{tmp_path / "bs.db"}"\n\n'
+        '[[connections]]\nid = "leezy-main"\nprovider = "leezy"\nbase_url = "http://127.0.0.1:9"\n'
+        'token = "lz_live_7f3a9c2e51"\n\n'
+        '[[subscriptions]]\nid = "crm"\nurl = "http://127.0.0.1:9/hook"\n'
+        'secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n'
+    )
     return path
 
 
@@ -71,9 +80,22 @@ def migrated(tmp_path: Path, config: Path) -> Path:
 # --- config errors ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [["db", "upgrade"], ["status"], ["config", "check"], ["meetings", "list"],
-                                     ["deliveries", "replay", "--all-dead"], ["run"], ["worker"], ["scheduler"]])
-def test_config_error_exits_2_names_file_and_key_and_touches_nothing(tmp_path: Path, command: list[str]) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["db", "upgrade"],
+        ["status"],
+        ["config", "check"],
+        ["meetings", "list"],
+        ["deliveries", "replay", "--all-dead"],
+        ["run"],
+        ["worker"],
+        ["scheduler"],
+    ],
+)
+def test_config_error_exits_2_names_file_and_key_and_touches_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(BAD_KEY)  # no [database]: the default sqlite:///bookingsync.db, relative to cwd
     result = bookingsync(tmp_path, *command, "--config", str(bad))
@@ -158,20 +180,68 @@ def test_db_upgrade_creates_the_schema(tmp_path: Path, config: Path) -> None:
     assert again.returncode == 0, again.stderr
 
 
-@pytest.mark.parametrize(("command", "headers"), [
-    (["status"], ["work", "table", "by status", "meetings", "events", "deliveries", "next timer", "connections",
-                  "provider", "cursor", "leases", "holder"]),
-    (["meetings", "list"], ["meetings", "id", "status", "start", "end", "title", "attendee", "links", "booked",
-                            "version"]),
-    (["events", "list"], ["events", "event_id", "type", "meeting", "seq", "status", "occurred_at", "due_at",
-                          "published_at"]),
-    (["events", "list", "--status", "pending"], ["event_id", "type"]),
-    (["deliveries", "list"], ["deliveries", "id", "event_id", "subscription", "attempts", "last status",
-                              "last error", "due_at"]),
-    (["deliveries", "list", "--dead"], ["dead deliveries", "event_id", "subscription", "attempts", "last status"]),
-    (["quarantine", "list"], ["quarantine", "id", "connection", "source", "external_id", "reason"]),
-])
-def test_reports_on_a_fresh_database(tmp_path: Path, migrated: Path, command: list[str], headers: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("command", "headers"),
+    [
+        (
+            ["status"],
+            [
+                "work",
+                "table",
+                "by status",
+                "meetings",
+                "events",
+                "deliveries",
+                "next timer",
+                "connections",
+                "provider",
+                "cursor",
+                "leases",
+                "holder",
+            ],
+        ),
+        (
+            ["meetings", "list"],
+            ["meetings", "id", "status", "start", "end", "title", "attendee", "links", "booked", "version"],
+        ),
+        (
+            ["events", "list"],
+            [
+                "events",
+                "event_id",
+                "type",
+                "meeting",
+                "seq",
+                "status",
+                "occurred_at",
+                "due_at",
+                "published_at",
+            ],
+        ),
+        (["events", "list", "--status", "pending"], ["event_id", "type"]),
+        (
+            ["deliveries", "list"],
+            [
+                "deliveries",
+                "id",
+                "event_id",
+                "subscription",
+                "attempts",
+                "last status",
+                "last error",
+                "due_at",
+            ],
+        ),
+        (
+            ["deliveries", "list", "--dead"],
+            ["dead deliveries", "event_id", "subscription", "attempts", "last status"],
+        ),
+        (["quarantine", "list"], ["quarantine", "id", "connection", "source", "external_id", "reason"]),
+    ],
+)
+def test_reports_on_a_fresh_database(
+    tmp_path: Path, migrated: Path, command: list[str], headers: list[str]
+) -> None:
     result = bookingsync(tmp_path, *command, "--config", str(migrated))
     assert result.returncode == 0, result.stdout + result.stderr
     no_traceback(result)
@@ -221,13 +291,27 @@ def add_meeting(config_dir: Path, title: str, external_id: str = "m1") -> None:
     engine = make_engine(f"sqlite:///{config_dir / 'bs.db'}")
     now = datetime.now(UTC)
     start = now + timedelta(days=1)
-    record = SourceRecord(external_id=external_id, meeting=Meeting(
-        status="scheduled", title=title, start=start, end=start + timedelta(minutes=30),
-        attendee={"email": "lisa@acme.com"}))
+    record = SourceRecord(
+        external_id=external_id,
+        meeting=Meeting(
+            status="scheduled",
+            title=title,
+            start=start,
+            end=start + timedelta(minutes=30),
+            attendee={"email": "lisa@acme.com"},
+        ),
+    )
     try:
         with transaction(engine) as session:
-            store.apply_record(session, connection="leezy-main", provider="leezy", record=record,
-                               raw={"id": external_id}, now=now, grace=timedelta(minutes=5))
+            store.apply_record(
+                session,
+                connection="leezy-main",
+                provider="leezy",
+                record=record,
+                raw={"id": external_id},
+                now=now,
+                grace=timedelta(minutes=5),
+            )
     finally:
         engine.dispose()
 

@@ -21,8 +21,16 @@ def _read(db: Path, connection: str, *payloads: dict) -> None:
     engine = make_engine(f"sqlite:///{db}")
     raws = [RawRecord(payload=p, external_id=p["external_id"]) for p in payloads]
     with transaction(engine) as session:
-        ingest.ingest_records(session, Reader(), connection, raws, source="poll", now=START - timedelta(days=1),
-                              grace=GRACE, result=ingest.IngestResult())
+        ingest.ingest_records(
+            session,
+            Reader(),
+            connection,
+            raws,
+            source="poll",
+            now=START - timedelta(days=1),
+            grace=GRACE,
+            result=ingest.IngestResult(),
+        )
     engine.dispose()
 
 
@@ -46,7 +54,9 @@ def test_show_unlink_and_link_a_meeting(tmp_path: Path, migrated: Path) -> None:
     assert bad.returncode == 1 and "CONNECTION:EXTERNAL_ID" in bad.stderr
     result = bookingsync(tmp_path, "meetings", "link", mid, "other:D1", "--config", str(migrated))
     assert result.returncode == 0 and "linked by hand" in result.stdout, result.stderr
-    shown = json.loads(bookingsync(tmp_path, "meetings", "show", mid, "--json", "--config", str(migrated)).stdout)
+    shown = json.loads(
+        bookingsync(tmp_path, "meetings", "show", mid, "--json", "--config", str(migrated)).stdout
+    )
     assert [link["linked by"] for link in shown["links"]] == ["origin", "hand"]
     # Its own trail, and what happened to the records of its links (D1's meeting of its own meanwhile).
     assert [a["action"] for a in shown["audit"]] == ["linked", "unlinked", "split", "retired", "linked"]

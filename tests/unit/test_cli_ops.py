@@ -51,6 +51,7 @@ def cli(cwd: Path, *args: str, columns: str = "200") -> Ran:
         raise result.exception
     return Ran(result.exit_code, result.stdout, result.stderr)
 
+
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 LEEZY = '[[connections]]\nid = "leezy-main"\nprovider = "leezy"\nbase_url = "{base}"\ntoken = "lz_live_7f3a9c2e51"\n'
 
@@ -64,9 +65,12 @@ def write(tmp_path: Path, text: str, name: str = "site.toml") -> Path:
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     """A migrated SQLite site with one Leezy connection and one subscription (loopback, allowed)."""
-    path = write(tmp_path, f'allow_private_targets = true\n[database]\nurl = "sqlite:///{tmp_path / "bs.db"}"\n'
-                           + LEEZY.format(base="http://127.0.0.1:9")
-                           + f'[[subscriptions]]\nid = "crm"\nurl = "http://127.0.0.1:9/hook"\nsecret = "{SECRET}"\n')
+    path = write(
+        tmp_path,
+        f'allow_private_targets = true\n[database]\nurl = "sqlite:///{tmp_path / "bs.db"}"\n'
+        + LEEZY.format(base="http://127.0.0.1:9")
+        + f'[[subscriptions]]\nid = "crm"\nurl = "http://127.0.0.1:9/hook"\nsecret = "{SECRET}"\n',
+    )
     result = cli(tmp_path, "db", "upgrade", "--config", str(path))
     assert result.returncode == 0, result.stderr
     return path
@@ -75,14 +79,22 @@ def site(tmp_path: Path) -> Path:
 # --- config check is run's validation ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "key"), [
-    (LEEZY.format(base="not a url"), "connections[0].base_url"),
-    (LEEZY.format(base="https://app.leezy.example")
-     + f'[[subscriptions]]\nid = "crm"\nurl = "http://169.254.169.254/latest/meta-data/"\nsecret = "{SECRET}"\n',
-     "subscriptions[0].url"),
-    ('[database]\nurl = "postgres://bs:pw@db/bookingsync"\n' + LEEZY.format(base="https://app.leezy.example"),
-     "database.url"),
-])
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (LEEZY.format(base="not a url"), "connections[0].base_url"),
+        (
+            LEEZY.format(base="https://app.leezy.example")
+            + f'[[subscriptions]]\nid = "crm"\nurl = "http://169.254.169.254/latest/meta-data/"\nsecret = "{SECRET}"\n',
+            "subscriptions[0].url",
+        ),
+        (
+            '[database]\nurl = "postgres://bs:pw@db/bookingsync"\n'
+            + LEEZY.format(base="https://app.leezy.example"),
+            "database.url",
+        ),
+    ],
+)
 def test_config_check_refuses_exactly_what_run_refuses(tmp_path: Path, text: str, key: str) -> None:
     path = write(tmp_path, text)
     check = cli(tmp_path, "config", "check", "--config", str(path))
@@ -100,10 +112,17 @@ def test_as_real_processes_too(tmp_path: Path) -> None:
     check = bookingsync(tmp_path, "config", "check", "--config", str(path))
     run = bookingsync(tmp_path, "run", "--config", str(path))
     assert check.returncode == run.returncode == 2 and check.stderr == run.stderr
-    assert "connections[0].base_url: http://127.0.0.1:9/ is refused: 127.0.0.1 is a loopback address" in run.stderr
+    assert (
+        "connections[0].base_url: http://127.0.0.1:9/ is refused: 127.0.0.1 is a loopback address"
+        in run.stderr
+    )
     no_traceback(run)
-    missing = bookingsync(tmp_path, "status", "--config", str(write(tmp_path, '[database]\nurl = "sqlite:///x.db"\n',
-                                                                     "other.toml")))
+    missing = bookingsync(
+        tmp_path,
+        "status",
+        "--config",
+        str(write(tmp_path, '[database]\nurl = "sqlite:///x.db"\n', "other.toml")),
+    )
     assert missing.returncode == 1 and "no database at" in missing.stderr
     assert files(tmp_path) == {"site.toml", "other.toml"}
 
@@ -120,7 +139,9 @@ def test_memory_broker_is_refused_for_separate_roles(tmp_path: Path) -> None:
 
 
 def test_subscriptions_without_connections_never_start_a_demo(tmp_path: Path) -> None:
-    path = write(tmp_path, f'[[subscriptions]]\nid = "crm"\nurl = "https://crm.example.com/h"\nsecret = "{SECRET}"\n')
+    path = write(
+        tmp_path, f'[[subscriptions]]\nid = "crm"\nurl = "https://crm.example.com/h"\nsecret = "{SECRET}"\n'
+    )
     for args in (["run"], ["run", "--sandbox"], ["config", "check"]):
         result = cli(tmp_path, *args, "--config", str(path))
         assert result.returncode == 2, (args, result.stdout, result.stderr)
@@ -131,8 +152,10 @@ def test_subscriptions_without_connections_never_start_a_demo(tmp_path: Path) ->
 # --- read-only commands never create a database ------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [["status"], ["meetings", "list"], ["events", "list"], ["prune"],
-                                     ["quarantine", "replay", "1"]])
+@pytest.mark.parametrize(
+    "command",
+    [["status"], ["meetings", "list"], ["events", "list"], ["prune"], ["quarantine", "replay", "1"]],
+)
 def test_commands_on_a_missing_database_fail_and_create_nothing(tmp_path: Path, command: list[str]) -> None:
     path = write(tmp_path, f'[database]\nurl = "sqlite:///{tmp_path / "nothing-yet.db"}"\n')
     result = cli(tmp_path, *command, "--config", str(path))
@@ -159,15 +182,20 @@ def test_reports_say_which_database_they_read(tmp_path: Path, site: Path) -> Non
 # --- failing commands exit non-zero -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("command", "code", "words"), [
-    (["quarantine", "replay", "999"], 1, "quarantine item 999 does not exist"),
-    (["subscriptions", "enable", "nosuch"], 1, "no subscription named 'nosuch'"),
-    (["events", "list", "--status", "bogus"], 2, "'bogus' is not one of"),
-    (["deliveries", "replay", "999"], 1, "delivery 999 does not exist"),
-    (["events", "list", "--meeting", "mtg_nothing"], 1, "no meeting id starts with 'mtg_nothing'"),
-    (["config", "check", "--role", "cook"], 2, "--role 'cook' is not a role"),
-])
-def test_failing_commands_exit_non_zero(tmp_path: Path, site: Path, command: list[str], code: int, words: str) -> None:
+@pytest.mark.parametrize(
+    ("command", "code", "words"),
+    [
+        (["quarantine", "replay", "999"], 1, "quarantine item 999 does not exist"),
+        (["subscriptions", "enable", "nosuch"], 1, "no subscription named 'nosuch'"),
+        (["events", "list", "--status", "bogus"], 2, "'bogus' is not one of"),
+        (["deliveries", "replay", "999"], 1, "delivery 999 does not exist"),
+        (["events", "list", "--meeting", "mtg_nothing"], 1, "no meeting id starts with 'mtg_nothing'"),
+        (["config", "check", "--role", "cook"], 2, "--role 'cook' is not a role"),
+    ],
+)
+def test_failing_commands_exit_non_zero(
+    tmp_path: Path, site: Path, command: list[str], code: int, words: str
+) -> None:
     result = cli(tmp_path, *command, "--config", str(site))
     assert result.returncode == code, result.stdout + result.stderr
     assert words in result.stderr
@@ -199,13 +227,20 @@ def test_json_output_and_full_ids_and_meeting_prefixes(tmp_path: Path, site: Pat
 
     engine = make_engine(f"sqlite:///{tmp_path / 'bs.db'}")
     with transaction(engine) as session:
-        session.add(CursorRow(connection="leezy-main", value={"since": "2026-03-02T09:00:00Z", "offset": 100},
-                              updated_at=datetime.now(UTC)))
+        session.add(
+            CursorRow(
+                connection="leezy-main",
+                value={"since": "2026-03-02T09:00:00Z", "offset": 100},
+                updated_at=datetime.now(UTC),
+            )
+        )
     engine.dispose()
     status = cli(tmp_path, "status", "--json", "--config", str(site))
     assert status.returncode == 0, status.stderr
     [connection] = json.loads(status.stdout)["connections"]
-    assert connection["provider"] == "leezy" and connection["cursor"] == "offset=100, since=2026-03-02T09:00:00Z"
+    assert (
+        connection["provider"] == "leezy" and connection["cursor"] == "offset=100, since=2026-03-02T09:00:00Z"
+    )
     assert "ago" in connection["cursor saved"]
     text = cli(tmp_path, "status", "--config", str(site))
     assert "leezy" in text.stdout and "offset=100, since=2026-03-02T09:00:00Z" in text.stdout
@@ -213,10 +248,18 @@ def test_json_output_and_full_ids_and_meeting_prefixes(tmp_path: Path, site: Pat
 
 def test_a_narrow_terminal_never_cuts_an_id() -> None:
     long_id = "mtg_" + "0123456789abcdef" * 2
-    rows = [{"id": long_id, "status": "scheduled", "title": "A rather long title " * 4, "links": ["leezy-main:m1"]}]
+    rows = [
+        {
+            "id": long_id,
+            "status": "scheduled",
+            "title": "A rather long title " * 4,
+            "links": ["leezy-main:m1"],
+        }
+    ]
     out = StringIO()
-    Console(file=out, width=60, force_terminal=False).print(reports.table("meetings", rows,
-                                                                          ["id", "status", "title", "links"]))
+    Console(file=out, width=60, force_terminal=False).print(
+        reports.table("meetings", rows, ["id", "status", "title", "links"])
+    )
     assert long_id in out.getvalue()
 
 
@@ -241,8 +284,15 @@ def test_quarantine_replay_of_an_item_that_still_fails_exits_1(tmp_path: Path, s
     engine = make_engine(f"sqlite:///{tmp_path / 'bs.db'}")
     now = datetime.now(UTC)
     with transaction(engine) as session:
-        row = QuarantineRow(connection="leezy-main", source="poll", raw={"id": "bad"}, raw_hash="h", reason="x",
-                            created_at=now, last_seen_at=now)
+        row = QuarantineRow(
+            connection="leezy-main",
+            source="poll",
+            raw={"id": "bad"},
+            raw_hash="h",
+            reason="x",
+            created_at=now,
+            last_seen_at=now,
+        )
         session.add(row)
         session.flush()
         item = row.id

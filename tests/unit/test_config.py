@@ -66,7 +66,9 @@ def test_bookingsync_config_env_names_the_file(tmp_path: Path) -> None:
 
 
 def test_full_file(tmp_path: Path) -> None:
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
 [database]
 url = "postgresql+psycopg://bs@db/bookingsync"
 [broker]
@@ -91,7 +93,8 @@ link_id = "Lw5mjKK"
 [[routes]]
 sources = ["leezy-main"]
 targets = ["leandata-main"]
-""")
+""",
+    )
     cfg = load_config(path, environ={"LEEZY_WEBHOOK_SECRET": "lz_whk_51a7f3c9"})
     assert cfg.source == str(path)
     assert cfg.database.url.startswith("postgresql+psycopg://")
@@ -101,7 +104,11 @@ targets = ["leandata-main"]
     assert leezy is not None and leezy.token.get_secret_value() == "lz_live_7f3a9c2e51"
     assert leezy.webhook_secret is not None and leezy.webhook_secret.get_secret_value() == "lz_whk_51a7f3c9"
     leandata = cfg.connection("leandata-main")
-    assert leandata is not None and leandata.api_key is not None and leandata.api_key.get_secret_value() == "ld_9c2e51a7f3"
+    assert (
+        leandata is not None
+        and leandata.api_key is not None
+        and leandata.api_key.get_secret_value() == "ld_9c2e51a7f3"
+    )
     assert leandata.watch_emails == ("lisa@acme.com",) and leandata.lookback_days == 3
     crm = cfg.subscription("crm")
     assert crm is not None and [e.value for e in crm.events] == ["meeting.booked", "meeting.deleted"]
@@ -110,25 +117,45 @@ targets = ["leandata-main"]
 
 def test_env_overrides_a_section_key(tmp_path: Path) -> None:
     path = write(tmp_path, '[database]\nurl = "sqlite:///file.db"\n')
-    cfg = load_config(path, environ={"BOOKINGSYNC_DATABASE__URL": "postgresql+psycopg://bs@db/bs",
-                                     "BOOKINGSYNC_SERVER__PORT": "9100"})
+    cfg = load_config(
+        path,
+        environ={
+            "BOOKINGSYNC_DATABASE__URL": "postgresql+psycopg://bs@db/bs",
+            "BOOKINGSYNC_SERVER__PORT": "9100",
+        },
+    )
     assert cfg.database.url == "postgresql+psycopg://bs@db/bs"
     assert cfg.server.port == 9100
 
 
 def test_env_overrides_apply_without_a_file() -> None:
-    cfg = load_config(None, environ={"BOOKINGSYNC_DATABASE__URL": "sqlite:///from-env.db",
-                                     "BOOKINGSYNC_DELIVERY__MAX_ATTEMPTS": "3"})
+    cfg = load_config(
+        None,
+        environ={
+            "BOOKINGSYNC_DATABASE__URL": "sqlite:///from-env.db",
+            "BOOKINGSYNC_DELIVERY__MAX_ATTEMPTS": "3",
+        },
+    )
     assert cfg.database.url == "sqlite:///from-env.db"
     assert cfg.delivery.max_attempts == 3
 
 
 def test_env_overrides_a_connection_key_by_id(tmp_path: Path) -> None:
     path = write(tmp_path, LEEZY)
-    cfg = load_config(path, environ={"BOOKINGSYNC_CONNECTIONS__LEEZY_MAIN__TOKEN": "lz_from_env_1c9",
-                                     "BOOKINGSYNC_CONNECTIONS__LEEZY_MAIN__POLL_INTERVAL_SECONDS": "15"})
+    cfg = load_config(
+        path,
+        environ={
+            "BOOKINGSYNC_CONNECTIONS__LEEZY_MAIN__TOKEN": "lz_from_env_1c9",
+            "BOOKINGSYNC_CONNECTIONS__LEEZY_MAIN__POLL_INTERVAL_SECONDS": "15",
+        },
+    )
     conn = cfg.connection("leezy-main")
-    assert conn is not None and conn.token is not None and conn.token.get_secret_value() == "lz_from_env_1c9" and conn.poll_interval_seconds == 15
+    assert (
+        conn is not None
+        and conn.token is not None
+        and conn.token.get_secret_value() == "lz_from_env_1c9"
+        and conn.poll_interval_seconds == 15
+    )
 
 
 def test_env_override_of_an_unconfigured_connection_is_an_error(tmp_path: Path) -> None:
@@ -145,7 +172,9 @@ def test_env_override_of_an_unknown_key_is_an_error(tmp_path: Path) -> None:
 
 def test_other_bookingsync_variables_are_not_config(tmp_path: Path) -> None:
     path = write(tmp_path, LEEZY)
-    cfg = load_config(path, environ={"BOOKINGSYNC_TEST_POSTGRES_URL": "postgresql://x", "BOOKINGSYNC_CONFIG": "/nope"})
+    cfg = load_config(
+        path, environ={"BOOKINGSYNC_TEST_POSTGRES_URL": "postgresql://x", "BOOKINGSYNC_CONFIG": "/nope"}
+    )
     assert cfg.source == str(path)
 
 
@@ -157,12 +186,16 @@ def test_env_override_with_a_numeric_looking_token_stays_a_string(tmp_path: Path
 
 
 def test_env_reference_is_resolved(tmp_path: Path) -> None:
-    path = write(tmp_path, LEEZY.replace('"lz_live_7f3a9c2e51"', '"env:LEEZY_TOKEN"') + """
+    path = write(
+        tmp_path,
+        LEEZY.replace('"lz_live_7f3a9c2e51"', '"env:LEEZY_TOKEN"')
+        + """
 [[subscriptions]]
 id = "crm"
 url = "https://crm.example.com/hook"
 secret = "env:CRM_SECRET"
-""")
+""",
+    )
     cfg = load_config(path, environ={"LEEZY_TOKEN": "lz_live_from_env", "CRM_SECRET": SECRET})
     conn, sub = cfg.connection("leezy-main"), cfg.subscription("crm")
     assert conn is not None and conn.token is not None and conn.token.get_secret_value() == "lz_live_from_env"
@@ -191,7 +224,7 @@ def test_unknown_section_is_an_error(tmp_path: Path) -> None:
 
 
 def test_unknown_key_in_a_section_is_an_error(tmp_path: Path) -> None:
-    path = write(tmp_path, '[server]\nprot = 8080\n')
+    path = write(tmp_path, "[server]\nprot = 8080\n")
     assert "server.prot" in load_error(path)
 
 
@@ -201,12 +234,15 @@ def test_wrong_provider(tmp_path: Path) -> None:
     assert "connections[0].provider" in message and "calendly" in message
 
 
-@pytest.mark.parametrize(("block", "needed"), [
-    (LEEZY.replace('token = "lz_live_7f3a9c2e51"', ""), "token"),
-    (LEANDATA.replace('api_key = "ld_9c2e51a7f3"', ""), "api_key"),
-    # A leandata connection is not satisfied by a token.
-    (LEANDATA.replace('api_key = "ld_9c2e51a7f3"', 'token = "ld_9c2e51a7f3"'), "api_key"),
-])
+@pytest.mark.parametrize(
+    ("block", "needed"),
+    [
+        (LEEZY.replace('token = "lz_live_7f3a9c2e51"', ""), "token"),
+        (LEANDATA.replace('api_key = "ld_9c2e51a7f3"', ""), "api_key"),
+        # A leandata connection is not satisfied by a token.
+        (LEANDATA.replace('api_key = "ld_9c2e51a7f3"', 'token = "ld_9c2e51a7f3"'), "api_key"),
+    ],
+)
 def test_missing_credential_per_provider(tmp_path: Path, block: str, needed: str) -> None:
     message = load_error(write(tmp_path, block))
     assert "connections[0]" in message and f"`{needed}`" in message
@@ -225,7 +261,9 @@ def test_placeholder_secret_is_refused(tmp_path: Path, value: str) -> None:
 
 
 def test_placeholder_subscription_secret_is_refused(tmp_path: Path) -> None:
-    path = write(tmp_path, '[[subscriptions]]\nid = "crm"\nurl = "https://crm.example.com/h"\nsecret = "whsec_…"\n')
+    path = write(
+        tmp_path, '[[subscriptions]]\nid = "crm"\nurl = "https://crm.example.com/h"\nsecret = "whsec_…"\n'
+    )
     message = load_error(path)
     assert "subscriptions[0].secret" in message and "placeholder" in message
 
@@ -265,54 +303,82 @@ appointment_type_id = "type-1"
 """
 
 
-@pytest.mark.parametrize(("target", "problem"), [
-    (LEEZY, "leezy is read-only"),
-    (LEANDATA, "options.link_id"),
-    ('[[connections]]\nid = "hs"\nprovider = "hubspot"\nbase_url = "https://api.hubapi.com"\ntoken = "pat-na1-1"\n',
-     "options.meeting_slug"),
-    ('[[connections]]\nid = "mg"\nprovider = "meetergo"\nbase_url = "https://api.meetergo.com"\n'
-     'token = "rgo-abc123"\n', "options.meeting_type_id"),
-])
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [
+        (LEEZY, "leezy is read-only"),
+        (LEANDATA, "options.link_id"),
+        (
+            '[[connections]]\nid = "hs"\nprovider = "hubspot"\nbase_url = "https://api.hubapi.com"\ntoken = "pat-na1-1"\n',
+            "options.meeting_slug",
+        ),
+        (
+            '[[connections]]\nid = "mg"\nprovider = "meetergo"\nbase_url = "https://api.meetergo.com"\n'
+            'token = "rgo-abc123"\n',
+            "options.meeting_type_id",
+        ),
+    ],
+)
 def test_a_route_into_a_target_that_cannot_book_is_refused(tmp_path: Path, target: str, problem: str) -> None:
     target_id = target.split('id = "', 1)[1].split('"', 1)[0]
     source = ROCKETLEAD if target_id != "rocketlead-main" else LEEZY
     source_id = "rocketlead-main" if source is ROCKETLEAD else "leezy-main"
-    path = write(tmp_path, target + source + f'[[routes]]\nsources = ["{source_id}"]\ntargets = ["{target_id}"]\n')
+    path = write(
+        tmp_path, target + source + f'[[routes]]\nsources = ["{source_id}"]\ntargets = ["{target_id}"]\n'
+    )
     message = load_error(path)
     assert "routes[0].targets[0]" in message and "cannot be a route target" in message and problem in message
 
 
 def test_a_route_into_a_target_that_books_passes(tmp_path: Path) -> None:
-    cfg = load_config(write(tmp_path, LEEZY + ROCKETLEAD + '[[routes]]\nsources = ["leezy-main"]\n'
-                                                          'targets = ["rocketlead-main"]\n'), environ={})
+    cfg = load_config(
+        write(
+            tmp_path,
+            LEEZY + ROCKETLEAD + '[[routes]]\nsources = ["leezy-main"]\ntargets = ["rocketlead-main"]\n',
+        ),
+        environ={},
+    )
     assert cfg.routes[0].targets == ("rocketlead-main",)
     assert cfg.mirroring.max_writes_per_hour == 5
 
 
-@pytest.mark.parametrize(("text", "key"), [
-    (LEEZY + LEEZY, "connections[1].id"),
-    (LEEZY + '[[routes]]\nsources = ["leezy-main"]\ntargets = ["rocketlead-main"]\n', "routes[0].targets[0]"),
-])
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (LEEZY + LEEZY, "connections[1].id"),
+        (
+            LEEZY + '[[routes]]\nsources = ["leezy-main"]\ntargets = ["rocketlead-main"]\n',
+            "routes[0].targets[0]",
+        ),
+    ],
+)
 def test_reference_errors_name_the_key(tmp_path: Path, text: str, key: str) -> None:
     assert key in load_error(write(tmp_path, text))
 
 
 @pytest.mark.parametrize("secret", ["sk_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_", "whsec_abc"])
 def test_subscription_secret_must_be_standard_webhooks(tmp_path: Path, secret: str) -> None:
-    path = write(tmp_path, f'[[subscriptions]]\nid = "crm"\nurl = "https://crm.example.com/h"\nsecret = "{secret}"\n')
+    path = write(
+        tmp_path, f'[[subscriptions]]\nid = "crm"\nurl = "https://crm.example.com/h"\nsecret = "{secret}"\n'
+    )
     message = load_error(path)
     assert "subscriptions[0].secret" in message and "whsec_" in message
 
 
 def test_subscription_secret_must_be_valid_base64(tmp_path: Path) -> None:
-    path = write(tmp_path, '[[subscriptions]]\nid = "crm"\nurl = "https://crm.example.com/h"\n'
-                           'secret = "whsec_abcdefghi"\n')
+    path = write(
+        tmp_path,
+        '[[subscriptions]]\nid = "crm"\nurl = "https://crm.example.com/h"\nsecret = "whsec_abcdefghi"\n',
+    )
     assert "subscriptions[0].secret" in load_error(path)
 
 
 def test_unknown_event_type_in_subscription(tmp_path: Path) -> None:
-    path = write(tmp_path, f'[[subscriptions]]\nid = "crm"\nurl = "https://crm.example.com/h"\n'
-                           f'secret = "{SECRET}"\nevents = ["meeting.booked", "meeting.exploded"]\n')
+    path = write(
+        tmp_path,
+        f'[[subscriptions]]\nid = "crm"\nurl = "https://crm.example.com/h"\n'
+        f'secret = "{SECRET}"\nevents = ["meeting.booked", "meeting.exploded"]\n',
+    )
     assert "subscriptions[0].events[1]" in load_error(path)
 
 

@@ -71,14 +71,16 @@ def test_a_name_rebound_to_a_private_address_after_the_check_is_refused_at_conne
 
 
 def test_a_mixed_answer_is_refused_whole() -> None:
-    client = httpx.Client(transport=egress.guarded_transport(resolver=lambda h, p: ["93.184.215.14", "10.0.0.1"]),
-                          timeout=3)
+    client = httpx.Client(
+        transport=egress.guarded_transport(resolver=lambda h, p: ["93.184.215.14", "10.0.0.1"]), timeout=3
+    )
     with pytest.raises(egress.PrivateTarget, match="10.0.0.1 is a private address"):
         client.get("http://mixed.example/")
 
 
-def test_the_connection_goes_to_the_address_that_was_checked(server: tuple[str, list[str]],
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_connection_goes_to_the_address_that_was_checked(
+    server: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The name does not resolve on this machine at all: the request can only arrive through the
     address the guard checked (loopback is let through here by patching the policy, not the guard)."""
     address, hits = server
@@ -89,16 +91,22 @@ def test_the_connection_goes_to_the_address_that_was_checked(server: tuple[str, 
     assert hits == ["/checked"]
 
 
-def test_the_delivery_path_refuses_a_private_target_and_retries_with_the_reason(tmp_path: Path,
-                                                                                server: tuple[str, list[str]],
-                                                                                monkeypatch: pytest.MonkeyPatch
-                                                                                ) -> None:
+def test_the_delivery_path_refuses_a_private_target_and_retries_with_the_reason(
+    tmp_path: Path, server: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A subscription whose name passed the config check but resolves to loopback when sending."""
     address, hits = server
     host, port = address.split(":")
     monkeypatch.setattr(egress, "resolve", lambda h, p: ["93.184.215.14"])  # what the config check sees
-    cfg = parse_config({"subscriptions": [{"id": "crm", "url": f"http://crm.rebind.example:{port}/hook",
-                                           "secret": SUBSCRIBER_SECRET}], "events": {"console": False}}, environ={})
+    cfg = parse_config(
+        {
+            "subscriptions": [
+                {"id": "crm", "url": f"http://crm.rebind.example:{port}/hook", "secret": SUBSCRIBER_SECRET}
+            ],
+            "events": {"console": False},
+        },
+        environ={},
+    )
     monkeypatch.setattr(egress, "resolve", lambda h, p: [host])  # what the name says when we connect
     engine = make_engine(f"sqlite:///{tmp_path / 'egress.db'}")
     upgrade(engine)

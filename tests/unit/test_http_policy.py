@@ -40,7 +40,9 @@ class FakeClock:
         return self.t
 
 
-def scripted(*steps: httpx.Response | Exception) -> tuple[Callable[[httpx.Request], httpx.Response], list[httpx.Request]]:
+def scripted(
+    *steps: httpx.Response | Exception,
+) -> tuple[Callable[[httpx.Request], httpx.Response], list[httpx.Request]]:
     """A handler answering each request with the next step; the last step repeats."""
     seen: list[httpx.Request] = []
 
@@ -62,9 +64,15 @@ def make(handler, clock: FakeClock | None = None, **kwargs) -> ProviderHttp:
     clock = clock or FakeClock()
     kwargs.setdefault("rng", lambda: 1.0)
     return ProviderHttp(
-        provider="acme", base_url="https://api.acme.test", headers={"X-Api-Key": "k"},
-        error_message=error_text, transport=httpx.MockTransport(handler),
-        sleep=clock.sleep, monotonic=clock.monotonic, wall_clock=lambda: NOW, **kwargs,
+        provider="acme",
+        base_url="https://api.acme.test",
+        headers={"X-Api-Key": "k"},
+        error_message=error_text,
+        transport=httpx.MockTransport(handler),
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+        wall_clock=lambda: NOW,
+        **kwargs,
     )
 
 
@@ -94,8 +102,11 @@ def test_429_without_retry_after_backs_off_exponentially_with_jitter():
 
 def test_429_with_http_date_retry_after_is_measured_against_the_servers_date():
     handler, _ = scripted(
-        httpx.Response(429, headers={"Retry-After": "Mon, 02 Mar 2026 09:00:10 GMT",
-                                     "Date": "Mon, 02 Mar 2026 09:00:00 GMT"}, json={"error": "slow"}),
+        httpx.Response(
+            429,
+            headers={"Retry-After": "Mon, 02 Mar 2026 09:00:10 GMT", "Date": "Mon, 02 Mar 2026 09:00:00 GMT"},
+            json={"error": "slow"},
+        ),
         ok(),
     )
     clock = FakeClock()
@@ -105,7 +116,8 @@ def test_429_with_http_date_retry_after_is_measured_against_the_servers_date():
 
 def test_429_with_http_date_and_no_date_header_uses_our_clock():
     handler, _ = scripted(
-        httpx.Response(429, headers={"Retry-After": "Mon, 02 Mar 2026 12:00:07 GMT"}, json={"error": "slow"}), ok()
+        httpx.Response(429, headers={"Retry-After": "Mon, 02 Mar 2026 12:00:07 GMT"}, json={"error": "slow"}),
+        ok(),
     )
     clock = FakeClock()
     make(handler, clock).request("GET", "/v1/x")
@@ -113,7 +125,9 @@ def test_429_with_http_date_and_no_date_header_uses_our_clock():
 
 
 def test_429_asking_for_longer_than_max_wait_raises_at_once_for_the_caller_to_reschedule():
-    handler, seen = scripted(httpx.Response(429, headers={"Retry-After": "3600"}, json={"error": "quota spent"}))
+    handler, seen = scripted(
+        httpx.Response(429, headers={"Retry-After": "3600"}, json={"error": "quota spent"})
+    )
     clock = FakeClock()
     with pytest.raises(RateLimited) as caught:
         make(handler, clock).request("GET", "/v1/x")
@@ -142,7 +156,9 @@ def test_429_on_post_is_retried_because_the_provider_refused_before_acting():
 
 
 def test_5xx_then_success_returns_the_success():
-    handler, seen = scripted(httpx.Response(502, text="bad gateway"), httpx.Response(503, json={"error": "x"}), ok())
+    handler, seen = scripted(
+        httpx.Response(502, text="bad gateway"), httpx.Response(503, json={"error": "x"}), ok()
+    )
     clock = FakeClock()
     assert make(handler, clock).request("GET", "/v1/x").status_code == 200
     assert clock.sleeps == [0.5, 1.0]
@@ -219,8 +235,14 @@ def test_a_non_transient_httpx_error_is_translated_without_retry():
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(401, ProviderAuthError), (403, ProviderAuthError), (404, ProviderNotFound),
-     (400, ProviderRejected), (409, ProviderRejected), (422, ProviderRejected)],
+    [
+        (401, ProviderAuthError),
+        (403, ProviderAuthError),
+        (404, ProviderNotFound),
+        (400, ProviderRejected),
+        (409, ProviderRejected),
+        (422, ProviderRejected),
+    ],
 )
 def test_4xx_is_fatal_at_once_and_carries_the_provider_message(status, error):
     handler, seen = scripted(httpx.Response(status, json={"error": "Meeting not found here"}))
@@ -278,8 +300,17 @@ def test_response_json_translates_a_non_json_body():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("5", 5.0), (" 1.5 ", 1.5), ("-3", 0.0), ("soon", None), ("nan", None), ("", None), (None, None),
-     ("Mon, 02 Mar 2026 12:01:00 GMT", 60.0), ("Mon, 02 Mar 2026 11:00:00 GMT", 0.0)],
+    [
+        ("5", 5.0),
+        (" 1.5 ", 1.5),
+        ("-3", 0.0),
+        ("soon", None),
+        ("nan", None),
+        ("", None),
+        (None, None),
+        ("Mon, 02 Mar 2026 12:01:00 GMT", 60.0),
+        ("Mon, 02 Mar 2026 11:00:00 GMT", 0.0),
+    ],
 )
 def test_parse_retry_after(value, expected):
     assert parse_retry_after(value, reference=NOW) == expected

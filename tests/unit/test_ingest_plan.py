@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 
 from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord
 from bookingsync.worker.identity import Match
-from bookingsync.worker.ingest_plan import Incoming, LinkState, MeetingSlot, is_older, meetings_needed, plan_page
+from bookingsync.worker.ingest_plan import (
+    Incoming,
+    LinkState,
+    MeetingSlot,
+    is_older,
+    meetings_needed,
+    plan_page,
+)
 from bookingsync.worker.lifecycle import Backfill
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -28,13 +35,27 @@ def ids():
     return lambda prefix: f"{prefix}_{next(counter):04d}"
 
 
-def record(version: int, *, start_hours: float = 24, status: str = "scheduled", external_id: str = "m1",
-           updated: bool = True) -> SourceRecord:
+def record(
+    version: int,
+    *,
+    start_hours: float = 24,
+    status: str = "scheduled",
+    external_id: str = "m1",
+    updated: bool = True,
+) -> SourceRecord:
     start = T0 + timedelta(hours=start_hours)
-    meeting = Meeting(status=MeetingStatus(status), title=f"Demo v{version}", start=start,
-                      end=start + timedelta(minutes=30), attendee=Person(email="p@x.com"))
-    return SourceRecord(external_id=external_id, meeting=meeting,
-                        source_updated_at=T0 + timedelta(minutes=version) if updated else None)
+    meeting = Meeting(
+        status=MeetingStatus(status),
+        title=f"Demo v{version}",
+        start=start,
+        end=start + timedelta(minutes=30),
+        attendee=Person(email="p@x.com"),
+    )
+    return SourceRecord(
+        external_id=external_id,
+        meeting=meeting,
+        source_updated_at=T0 + timedelta(minutes=version) if updated else None,
+    )
 
 
 class Store:
@@ -47,8 +68,18 @@ class Store:
         self.new_id = ids()
 
     def apply(self, *incoming: Incoming, now: datetime = T0):
-        plan = plan_page(list(incoming), links=self.links, meetings=self.meetings, matches={}, connection="c",
-                         provider="leezy", now=now, grace=GRACE, backfill=Backfill.UPCOMING, new_id=self.new_id)
+        plan = plan_page(
+            list(incoming),
+            links=self.links,
+            meetings=self.meetings,
+            matches={},
+            connection="c",
+            provider="leezy",
+            now=now,
+            grace=GRACE,
+            backfill=Backfill.UPCOMING,
+            new_id=self.new_id,
+        )
         self.events += plan.render({})
         for number, link in enumerate(plan.new_links, start=len(self.links) + 1):
             link.id = number
@@ -80,8 +111,16 @@ def test_webhook_records_without_updated_at_are_ordered_by_their_delivery() -> N
     s.apply(Incoming(record(0, start_hours=25, updated=False), raw={}, delivered_at=later))
     plan = s.apply(Incoming(record(0, start_hours=24, updated=False), raw={}, delivered_at=earlier))
     assert plan.outcomes[0].stale
-    link = LinkState(id=1, meeting_id="x", connection="c", provider="p", external_id="m1", content_hash="",
-                     source_updated_at=T0, source_delivered_at=later)
+    link = LinkState(
+        id=1,
+        meeting_id="x",
+        connection="c",
+        provider="p",
+        external_id="m1",
+        content_hash="",
+        source_updated_at=T0,
+        source_delivered_at=later,
+    )
     # Like with like: a record with an updated_at is compared by it, not by delivery time.
     assert not is_older(link, Incoming(record(1), raw={}, delivered_at=earlier))
     assert is_older(link, Incoming(record(-1), raw={}, delivered_at=later + timedelta(hours=1)))
@@ -92,33 +131,43 @@ def test_one_page_naming_a_booking_twice_applies_both_in_order() -> None:
     plan = s.apply(Incoming(record(1), raw={}), Incoming(record(2, start_hours=30), raw={}))
     assert [o.events for o in plan.outcomes] == [
         ("meeting.booked", "meeting.hasStarted", "meeting.hasEnded"),
-        ("meeting.rescheduled", "meeting.hasStarted", "meeting.hasEnded")]
+        ("meeting.rescheduled", "meeting.hasStarted", "meeting.hasEnded"),
+    ]
     assert len(s.meetings) == 1 and len(s.links) == 1
     statuses = {(e["type"], e["set_for"]): e["status"] for e in s.events}
     assert statuses[("meeting.hasStarted", T0 + timedelta(hours=24))] == "cancelled"
     assert statuses[("meeting.hasStarted", T0 + timedelta(hours=30))] == "pending"
     assert [(e["type"], e["sequence"]) for e in s.events if e["sequence"]] == [
-        ("meeting.booked", 1), ("meeting.rescheduled", 2)]
+        ("meeting.booked", 1),
+        ("meeting.rescheduled", 2),
+    ]
     booked = next(e for e in s.events if e["type"] == "meeting.booked")
     # The snapshot is the meeting as it was when booked, with its link.
     assert booked["payload"]["meeting"]["start"] == "2026-03-03T09:00:00.000Z"
-    assert booked["payload"]["meeting"]["links"] == [{"connection": "c", "provider": "leezy", "external_id": "m1"}]
+    assert booked["payload"]["meeting"]["links"] == [
+        {"connection": "c", "provider": "leezy", "external_id": "m1"}
+    ]
 
 
 def test_a_timer_moved_away_and_back_in_one_page_is_pending_again() -> None:
     s = Store()
-    s.apply(Incoming(record(1), raw={}), Incoming(record(2, start_hours=30), raw={}),
-            Incoming(record(3), raw={}))
+    s.apply(
+        Incoming(record(1), raw={}), Incoming(record(2, start_hours=30), raw={}), Incoming(record(3), raw={})
+    )
     started = [e for e in s.events if e["type"] == "meeting.hasStarted"]
-    assert {(e["set_for"], e["status"]) for e in started} == {(T0 + timedelta(hours=24), "pending"),
-                                                              (T0 + timedelta(hours=30), "cancelled")}
+    assert {(e["set_for"], e["status"]) for e in started} == {
+        (T0 + timedelta(hours=24), "pending"),
+        (T0 + timedelta(hours=30), "cancelled"),
+    }
 
 
 def test_a_successor_booking_continues_the_meeting() -> None:
     s = Store()
     s.apply(Incoming(record(1, external_id="old"), raw={}))
     moved = record(2, start_hours=30, external_id="new").model_copy(update={"supersedes": "old"})
-    plan = s.apply(Incoming(moved, raw={}), Incoming(record(3, status="cancelled", external_id="old"), raw={}))
+    plan = s.apply(
+        Incoming(moved, raw={}), Incoming(record(3, status="cancelled", external_id="old"), raw={})
+    )
     assert plan.outcomes[0].events[0] == "meeting.rescheduled"
     assert not plan.outcomes[1].changed  # the old booking's cancel is part of the move
     assert len(s.meetings) == 1 and s.links["old"].content_hash == "superseded"
@@ -135,10 +184,15 @@ def test_any_arrival_order_only_moves_forward(arrivals: list[tuple[int, bool]], 
     s = Store()
     applied: list[int] = []
     stale = 0
-    incoming = [Incoming(record(v, start_hours=24 + v, status="cancelled" if cancel and v > 1 else "scheduled"),
-                         raw={"v": v}) for v, cancel in arrivals]
+    incoming = [
+        Incoming(
+            record(v, start_hours=24 + v, status="cancelled" if cancel and v > 1 else "scheduled"),
+            raw={"v": v},
+        )
+        for v, cancel in arrivals
+    ]
     for page_no in range(0, len(incoming), page_size):
-        page = incoming[page_no:page_no + page_size]
+        page = incoming[page_no : page_no + page_size]
         plan = s.apply(*page, now=T0 + timedelta(seconds=page_no))
         for item, outcome in zip(page, plan.outcomes, strict=True):
             if outcome.changed:
@@ -169,8 +223,18 @@ def test_a_match_without_intent_links_the_record_to_the_known_meeting() -> None:
     matches = {"elsewhere-7": Match(meeting_id=meeting_id, rule="attendee+start")}
     incoming = [Incoming(same, raw={})]
     assert meetings_needed(incoming, s.links, matches) == {meeting_id}
-    plan = plan_page(incoming, links=s.links, meetings=s.meetings, matches=matches, connection="other",
-                     provider="leandata", now=T0, grace=GRACE, backfill=Backfill.UPCOMING, new_id=s.new_id)
+    plan = plan_page(
+        incoming,
+        links=s.links,
+        meetings=s.meetings,
+        matches=matches,
+        connection="other",
+        provider="leandata",
+        now=T0,
+        grace=GRACE,
+        backfill=Backfill.UPCOMING,
+        new_id=s.new_id,
+    )
     # One meeting, a second link, no second booked.
     assert plan.outcomes[0].meeting_id == meeting_id and plan.outcomes[0].events == ()
     assert [link.meeting_id for link in plan.new_links] == [meeting_id] and plan.new_meetings == []
@@ -179,8 +243,12 @@ def test_a_match_without_intent_links_the_record_to_the_known_meeting() -> None:
 def test_a_page_that_changes_nothing_needs_no_meeting() -> None:
     s = Store()
     s.apply(Incoming(record(1), raw={}), Incoming(record(1, external_id="m2"), raw={}))
-    assert meetings_needed([Incoming(record(1), raw={}), Incoming(record(1, external_id="m2"), raw={})],
-                           s.links, {}) == set()
+    assert (
+        meetings_needed(
+            [Incoming(record(1), raw={}), Incoming(record(1, external_id="m2"), raw={})], s.links, {}
+        )
+        == set()
+    )
     moved = record(2, start_hours=30)
     assert meetings_needed([Incoming(moved, raw={})], s.links, {}) == {s.links["m1"].meeting_id}
 
@@ -190,4 +258,4 @@ def test_links_are_loaded_in_the_order_of_link_state_fields() -> None:
 
     from bookingsync.worker.ingest_store import _LINK_COLUMNS
 
-    assert tuple(f.name for f in fields(LinkState))[:len(_LINK_COLUMNS)] == _LINK_COLUMNS
+    assert tuple(f.name for f in fields(LinkState))[: len(_LINK_COLUMNS)] == _LINK_COLUMNS

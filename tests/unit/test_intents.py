@@ -12,7 +12,17 @@ from hypothesis import strategies as st
 from bookingsync.models.meeting import Meeting, SourceRecord
 from bookingsync.worker import intents
 from bookingsync.worker.identity import ANSWER, OPEN_INTENT, REFERENCE, choose
-from bookingsync.worker.intents import Action, Do, IllegalTransition, Intent, Limits, Mirror, State, Step, Write
+from bookingsync.worker.intents import (
+    Action,
+    Do,
+    IllegalTransition,
+    Intent,
+    Limits,
+    Mirror,
+    State,
+    Step,
+    Write,
+)
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 START, END = NOW + timedelta(days=1), NOW + timedelta(days=1, minutes=30)
@@ -20,8 +30,16 @@ LEASE = timedelta(seconds=120)
 
 
 def intent(action: Write = Write.CREATE, **changes) -> Intent:
-    base = Intent(reference="bsw_1", action=action, start=START, end=END, attendee_email="lisa@acme.com",
-                  created_at=NOW, meeting_id="mtg_1", id=1)
+    base = Intent(
+        reference="bsw_1",
+        action=action,
+        start=START,
+        end=END,
+        attendee_email="lisa@acme.com",
+        created_at=NOW,
+        meeting_id="mtg_1",
+        id=1,
+    )
     return replace(base, **changes)
 
 
@@ -32,10 +50,28 @@ def sent(action: Write = Write.CREATE, **changes) -> Intent:
 DEFAULT_LIMITS = Limits()
 
 
-def decide(action: Action, history: list[Intent], mirror: Mirror | None = None, *, now: datetime = NOW,
-           can_find: bool = True, can_cancel: bool = True, limits: Limits = DEFAULT_LIMITS) -> intents.Next:
-    return intents.decide(action, start=START, end=END, mirror=mirror, intents=history, now=now, limits=limits,
-                          can_find=can_find, can_cancel=can_cancel, target="tgt")
+def decide(
+    action: Action,
+    history: list[Intent],
+    mirror: Mirror | None = None,
+    *,
+    now: datetime = NOW,
+    can_find: bool = True,
+    can_cancel: bool = True,
+    limits: Limits = DEFAULT_LIMITS,
+) -> intents.Next:
+    return intents.decide(
+        action,
+        start=START,
+        end=END,
+        mirror=mirror,
+        intents=history,
+        now=now,
+        limits=limits,
+        can_find=can_find,
+        can_cancel=can_cancel,
+        target="tgt",
+    )
 
 
 # -- transitions -------------------------------------------------------------------------------------
@@ -68,8 +104,11 @@ def test_a_lost_create_is_never_resent_blindly() -> None:
 def test_an_echo_proves_a_booking_whatever_we_concluded_before() -> None:
     in_flight = intents.echoed(sent(), "b1")
     assert in_flight.state is State.PENDING and in_flight.external_id == "b1"  # the answer still completes it
-    for earlier in (intents.lost(sent(), "x"), intents.unreachable(intents.lost(sent(), "x"), "no lookup"),
-                    intents.refused(sent(), "400 but it booked anyway")):
+    for earlier in (
+        intents.lost(sent(), "x"),
+        intents.unreachable(intents.lost(sent(), "x"), "no lookup"),
+        intents.refused(sent(), "400 but it booked anyway"),
+    ):
         confirmed = intents.echoed(earlier, "b1")
         assert (confirmed.state, confirmed.external_id) == (State.DONE, "b1")
     cancel = intents.refused(sent(Write.CANCEL, subject="b1"), "403")
@@ -77,11 +116,16 @@ def test_an_echo_proves_a_booking_whatever_we_concluded_before() -> None:
 
 
 TRANSITIONS = {
-    "begin": lambda i: intents.begin(i, NOW, LEASE), "answered": lambda i: intents.answered(i, "b1"),
-    "refused": lambda i: intents.refused(i, "no"), "deferred": lambda i: intents.deferred(i, "429"),
-    "lost": lambda i: intents.lost(i, "504"), "found": lambda i: intents.found(i, "b1"),
-    "absent": intents.absent, "unreachable": lambda i: intents.unreachable(i, "cannot ask"),
-    "echoed": lambda i: intents.echoed(i, "b1"), "abandoned": lambda i: intents.abandoned(i, "changed"),
+    "begin": lambda i: intents.begin(i, NOW, LEASE),
+    "answered": lambda i: intents.answered(i, "b1"),
+    "refused": lambda i: intents.refused(i, "no"),
+    "deferred": lambda i: intents.deferred(i, "429"),
+    "lost": lambda i: intents.lost(i, "504"),
+    "found": lambda i: intents.found(i, "b1"),
+    "absent": intents.absent,
+    "unreachable": lambda i: intents.unreachable(i, "cannot ask"),
+    "echoed": lambda i: intents.echoed(i, "b1"),
+    "abandoned": lambda i: intents.abandoned(i, "changed"),
 }
 
 
@@ -131,8 +175,10 @@ def test_an_unknown_outcome_holds_every_write_but_cancels_of_what_we_know() -> N
     assert decide(Action.RECREATE, [earlier, unknown], mirror).do is Do.HOLD
     cancel = decide(Action.CANCEL, [earlier, unknown], Mirror("b0", START, END, False))
     assert (cancel.do, cancel.write, cancel.subject) == (Do.WRITE, Write.CANCEL, "b0")
-    after = decide(Action.NOTHING, [earlier, unknown, intents.answered(sent(Write.CANCEL, subject="b0",
-                                                                             reference="bsw_2"), "b0")])
+    after = decide(
+        Action.NOTHING,
+        [earlier, unknown, intents.answered(sent(Write.CANCEL, subject="b0", reference="bsw_2"), "b0")],
+    )
     assert after.do is Do.HOLD and "cannot reach" in after.reason
 
 
@@ -155,8 +201,10 @@ def test_a_cancel_that_failed_is_retried_and_no_third_booking_is_made() -> None:
 
 def test_the_rate_breaker_halts_before_the_sixth_create_or_move_in_an_hour() -> None:
     history = [intents.answered(sent(reference=f"bsw_{n}"), f"b{n}") for n in range(5)]
-    history += [intents.answered(sent(Write.CANCEL, subject=f"b{n}", reference=f"bsw_c{n}"), f"b{n}")
-                for n in range(5)]
+    history += [
+        intents.answered(sent(Write.CANCEL, subject=f"b{n}", reference=f"bsw_c{n}"), f"b{n}")
+        for n in range(5)
+    ]
     nxt = decide(Action.CREATE, history)
     assert nxt.do is Do.HALT and "5 creates or moves" in nxt.reason
     assert decide(Action.CREATE, history, now=NOW + timedelta(hours=1, seconds=1)).do is Do.WRITE
@@ -174,9 +222,18 @@ def test_refused_writes_do_not_count_towards_the_breaker() -> None:
 def test_an_unsent_write_is_retried_while_wanted_and_abandoned_when_the_meeting_moved() -> None:
     ready = intents.deferred(sent(), "429")
     assert decide(Action.CREATE, [ready]).do is Do.RETRY
-    moved = intents.decide(Action.CREATE, start=START + timedelta(hours=1), end=END + timedelta(hours=1),
-                           mirror=None, intents=[ready], now=NOW, limits=Limits(), can_find=True, can_cancel=True,
-                           target="tgt")
+    moved = intents.decide(
+        Action.CREATE,
+        start=START + timedelta(hours=1),
+        end=END + timedelta(hours=1),
+        mirror=None,
+        intents=[ready],
+        now=NOW,
+        limits=Limits(),
+        can_find=True,
+        can_cancel=True,
+        target="tgt",
+    )
     assert moved.do is Do.ABANDON
 
 
@@ -189,10 +246,20 @@ def test_what_the_target_cannot_do_is_a_visible_refusal_never_nothing() -> None:
 # -- echo recognition --------------------------------------------------------------------------------
 
 
-def record(external_id: str, *, reference: str | None = None, email: str | None = "lisa@acme.com",
-           start: datetime = START) -> SourceRecord:
-    return SourceRecord(external_id=external_id, reference=reference, meeting=Meeting(
-        status="scheduled", start=start, end=start + (END - START), attendee={"email": email}))
+def record(
+    external_id: str,
+    *,
+    reference: str | None = None,
+    email: str | None = "lisa@acme.com",
+    start: datetime = START,
+) -> SourceRecord:
+    return SourceRecord(
+        external_id=external_id,
+        reference=reference,
+        meeting=Meeting(
+            status="scheduled", start=start, end=start + (END - START), attendee={"email": email}
+        ),
+    )
 
 
 def test_an_echo_is_matched_by_answer_then_reference_then_open_intent() -> None:
@@ -200,7 +267,9 @@ def test_an_echo_is_matched_by_answer_then_reference_then_open_intent() -> None:
     assert choose(record("b1"), [done]).rule == ANSWER
     assert choose(record("x", reference="bsw_1"), [done]).rule == REFERENCE
     assert choose(record("x"), [sent()]).rule == OPEN_INTENT  # before the answer
-    assert choose(record("x", email=None), [sent()]).rule == OPEN_INTENT  # a record without attendee (HubSpot CRM)
+    assert (
+        choose(record("x", email=None), [sent()]).rule == OPEN_INTENT
+    )  # a record without attendee (HubSpot CRM)
     assert choose(record("x", email="other@acme.com"), [sent()]) is None
     assert choose(record("x", start=START + timedelta(minutes=30)), [sent()]) is None
     assert choose(record("x"), [done]) is None  # answered: only its own id matches now

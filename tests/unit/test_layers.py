@@ -35,8 +35,8 @@ SANDBOX_IMPORTERS = {"bookingsync.worker.demo": "anywhere", "bookingsync.worker.
 
 @dataclass(frozen=True)
 class Import:
-    importer: str   # bookingsync.worker.cli
-    target: str     # bookingsync.sandbox.server
+    importer: str  # bookingsync.worker.cli
+    target: str  # bookingsync.sandbox.server
     line: int
     in_function: bool
 
@@ -77,8 +77,9 @@ def imports_in(source: str, importer: str, *, is_package: bool = False) -> list[
             if isinstance(child, ast.Import):
                 found.extend(Import(importer, a.name, child.lineno, inside) for a in child.names)
             elif isinstance(child, ast.ImportFrom):
-                found.extend(Import(importer, t, child.lineno, inside)
-                             for t in _resolve(child, importer, is_package))
+                found.extend(
+                    Import(importer, t, child.lineno, inside) for t in _resolve(child, importer, is_package)
+                )
             visit(child, inside)
 
     visit(tree, False)
@@ -87,8 +88,9 @@ def imports_in(source: str, importer: str, *, is_package: bool = False) -> list[
 
 @cache
 def all_imports() -> tuple[Import, ...]:
-    return tuple(i for folder in FOLDERS for path in sorted((REPO / folder).rglob("*.py"))
-                 for i in imports_of(path))
+    return tuple(
+        i for folder in FOLDERS for path in sorted((REPO / folder).rglob("*.py")) for i in imports_of(path)
+    )
 
 
 def folder_of(module: str) -> str | None:
@@ -104,34 +106,52 @@ def test_the_contract_sees_every_folder_and_their_imports():
 
 
 def test_layers_point_one_way():
-    broken = [i.where for i in all_imports()
-              if (target := folder_of(i.target)) and (source := folder_of(i.importer)) != target
-              and target not in ALLOWED[source]
-              and not (target == "sandbox" and i.importer in SANDBOX_IMPORTERS)]
+    broken = [
+        i.where
+        for i in all_imports()
+        if (target := folder_of(i.target))
+        and (source := folder_of(i.importer)) != target
+        and target not in ALLOWED[source]
+        and not (target == "sandbox" and i.importer in SANDBOX_IMPORTERS)
+    ]
     assert broken == [], "imports against worker → adapters → models (sandbox apart):\n" + "\n".join(broken)
 
 
 def test_only_the_cli_demo_reaches_the_simulators():
-    reaching = [i for i in all_imports()
-                if folder_of(i.target) == "sandbox" and folder_of(i.importer) != "sandbox"]
+    reaching = [
+        i for i in all_imports() if folder_of(i.target) == "sandbox" and folder_of(i.importer) != "sandbox"
+    ]
     assert {i.importer for i in reaching} <= set(SANDBOX_IMPORTERS)
-    eager = [i.where for i in reaching
-             if SANDBOX_IMPORTERS[i.importer] == "in a function" and not i.in_function]
+    eager = [
+        i.where for i in reaching if SANDBOX_IMPORTERS[i.importer] == "in a function" and not i.in_function
+    ]
     assert eager == [], "the CLI may load the simulators only inside the demo/sandbox commands"
-    demo_users = [i.where for i in all_imports()
-                  if i.target == "bookingsync.worker.demo" and i.importer != "bookingsync.worker.cli"]
+    demo_users = [
+        i.where
+        for i in all_imports()
+        if i.target == "bookingsync.worker.demo" and i.importer != "bookingsync.worker.cli"
+    ]
     assert demo_users == []
-    eager_demo = [i.where for i in all_imports() if i.target == "bookingsync.worker.demo" and not i.in_function]
+    eager_demo = [
+        i.where for i in all_imports() if i.target == "bookingsync.worker.demo" and not i.in_function
+    ]
     assert eager_demo == []
 
 
 def test_nothing_imports_our_folders_by_their_top_level_names():
     wrong = [i.where for i in all_imports() if i.target.split(".")[0] in FOLDERS]
-    tests = [path for path in sorted((REPO / "tests").rglob("*.py")) + sorted((REPO / "bench").rglob("*.py"))
-             for node in ast.walk(ast.parse(path.read_text()))
-             if (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
-                 and node.module.split(".")[0] in FOLDERS)
-             or (isinstance(node, ast.Import) and any(a.name.split(".")[0] in FOLDERS for a in node.names))]
+    tests = [
+        path
+        for path in sorted((REPO / "tests").rglob("*.py")) + sorted((REPO / "bench").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and node.module
+            and node.module.split(".")[0] in FOLDERS
+        )
+        or (isinstance(node, ast.Import) and any(a.name.split(".")[0] in FOLDERS for a in node.names))
+    ]
     assert wrong == [] and tests == []
 
 
@@ -140,8 +160,14 @@ def test_the_parse_sees_relative_and_hidden_imports():
     # import inside a function must both be seen, under their full names.
     hidden = imports_in("def f():\n    from ..sandbox import server\n", "bookingsync.adapters.leezy")
     assert [(i.target, i.in_function) for i in hidden] == [("bookingsync.sandbox", True)]
-    package = imports_in("from .schemas import X\nfrom .. import store\nimport bookingsync.models.tables\n",
-                         "bookingsync.worker.api", is_package=True)
+    package = imports_in(
+        "from .schemas import X\nfrom .. import store\nimport bookingsync.models.tables\n",
+        "bookingsync.worker.api",
+        is_package=True,
+    )
     assert [(i.target, i.in_function) for i in package] == [
-        ("bookingsync.worker.api.schemas", False), ("bookingsync.worker", False),
-        ("bookingsync.worker.store", False), ("bookingsync.models.tables", False)]
+        ("bookingsync.worker.api.schemas", False),
+        ("bookingsync.worker", False),
+        ("bookingsync.worker.store", False),
+        ("bookingsync.models.tables", False),
+    ]

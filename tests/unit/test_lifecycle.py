@@ -9,18 +9,36 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bookingsync.models.meeting import Meeting, MeetingStatus
-from bookingsync.worker.lifecycle import (Backfill, Change, EventIntent, EventType, MeetingState, decide, diff,
-                                          timer_is_current)
+from bookingsync.worker.lifecycle import (
+    Backfill,
+    Change,
+    EventIntent,
+    EventType,
+    MeetingState,
+    decide,
+    diff,
+    timer_is_current,
+)
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 GRACE = timedelta(minutes=5)
 
 
-def meeting(status: str = "scheduled", start_min: float = 60, minutes: float = 30, title: str = "Demo",
-            email: str = "lisa@acme.com") -> Meeting:
+def meeting(
+    status: str = "scheduled",
+    start_min: float = 60,
+    minutes: float = 30,
+    title: str = "Demo",
+    email: str = "lisa@acme.com",
+) -> Meeting:
     start = T0 + timedelta(minutes=start_min)
-    return Meeting(status=MeetingStatus(status), title=title, start=start, end=start + timedelta(minutes=minutes),
-                   attendee={"email": email})
+    return Meeting(
+        status=MeetingStatus(status),
+        title=title,
+        start=start,
+        end=start + timedelta(minutes=minutes),
+        attendee={"email": email},
+    )
 
 
 def types(plan_events: tuple[EventIntent, ...]) -> list[str]:
@@ -104,7 +122,9 @@ def test_first_seen_ten_minutes_after_its_start_gets_has_started_at_once_marked(
     assert started.due_at == T0 and started.late_by == timedelta(minutes=10)
     assert ended.due_at == T0 + timedelta(minutes=20) and ended.late_by is None
     # The same snapshot read again changes nothing: hasStarted is set once.
-    assert decide(plan.state, meeting(start_min=-10, minutes=30), T0 + timedelta(minutes=1), late).events == ()
+    assert (
+        decide(plan.state, meeting(start_min=-10, minutes=30), T0 + timedelta(minutes=1), late).events == ()
+    )
 
 
 def test_the_late_window_is_counted_from_the_meetings_end() -> None:
@@ -133,8 +153,10 @@ def test_title_change_is_updated_without_touching_timers() -> None:
 def test_updated_lists_every_changed_field_with_old_and_new() -> None:
     booked = decide(None, meeting(), T0, GRACE).state
     plan = decide(booked, meeting(title="Renamed", email="max@acme.com"), T0, GRACE)
-    assert plan.events[0].changes == (Change("title", "Demo", "Renamed"),
-                                      Change("attendee.email", "lisa@acme.com", "max@acme.com"))
+    assert plan.events[0].changes == (
+        Change("title", "Demo", "Renamed"),
+        Change("attendee.email", "lisa@acme.com", "max@acme.com"),
+    )
 
 
 def test_rescheduled_carries_the_previous_start_and_end() -> None:
@@ -221,8 +243,9 @@ class Simulation:
     def emit(self, intent: EventIntent, key: str, now: datetime, before: MeetingState | None = None) -> None:
         self.sequence += 1
         self.done.add(key)
-        self.emitted.append(Emitted(intent.type, intent.generation, now, self.sequence, key, self.state, intent,
-                                    before))
+        self.emitted.append(
+            Emitted(intent.type, intent.generation, now, self.sequence, key, self.state, intent, before)
+        )
 
     def fire_due(self, now: datetime) -> None:
         for key, intent in sorted(self.pending.items(), key=lambda item: item[1].due_at):
@@ -253,7 +276,9 @@ class Simulation:
 
 @settings(max_examples=400, deadline=None)
 @given(steps, st.sampled_from(list(Backfill)))
-def test_lifecycle_properties_hold_for_any_history(history: list[tuple[int, Meeting]], backfill: Backfill) -> None:
+def test_lifecycle_properties_hold_for_any_history(
+    history: list[tuple[int, Meeting]], backfill: Backfill
+) -> None:
     sim, now = Simulation(backfill=backfill), T0
     announced = False  # some snapshot was active and, under `upcoming`, not over when it arrived
     for minutes, snap in history:
@@ -298,7 +323,9 @@ def test_lifecycle_properties_hold_for_any_history(history: list[tuple[int, Meet
         else:
             assert intent.previous is None
         if event.type in (EventType.COMPLETED, EventType.NO_SHOW):
-            assert before is not None and after is not None and after.meeting.status is not before.meeting.status
+            assert (
+                before is not None and after is not None and after.meeting.status is not before.meeting.status
+            )
             wanted = MeetingStatus.COMPLETED if event.type is EventType.COMPLETED else MeetingStatus.NO_SHOW
             assert after.meeting.status is wanted
     for kind in (EventType.COMPLETED, EventType.NO_SHOW):

@@ -29,8 +29,15 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from bookingsync.models.meeting import Meeting, MeetingStatus
-from bookingsync.worker.lifecycle import (TIMER_TYPES, Backfill, EventIntent, EventType, MeetingState, decide,
-                                          timer_is_current)
+from bookingsync.worker.lifecycle import (
+    TIMER_TYPES,
+    Backfill,
+    EventIntent,
+    EventType,
+    MeetingState,
+    decide,
+    timer_is_current,
+)
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 EXAMPLES = int(os.environ.get("BOOKINGSYNC_PROPERTY_EXAMPLES", "300"))
@@ -44,15 +51,22 @@ snapshots = st.builds(
     st.sampled_from(["Demo", "Intro"]),
     st.sampled_from([(), ("rep@seller.com",)]),
 )
-histories = st.lists(st.tuples(st.sampled_from([0, 1, 7, 30, 120]), snapshots, st.booleans()),
-                     min_size=1, max_size=14)
+histories = st.lists(
+    st.tuples(st.sampled_from([0, 1, 7, 30, 120]), snapshots, st.booleans()), min_size=1, max_size=14
+)
 
 
 def build(snapshot: tuple, now: datetime) -> Meeting:
     status, start, minutes, title, hosts = snapshot
     begins = now + timedelta(minutes=start)
-    return Meeting(status=status, title=title, start=begins, end=begins + timedelta(minutes=minutes),
-                   attendee={"email": "lisa@acme.com"}, hosts=hosts)
+    return Meeting(
+        status=status,
+        title=title,
+        start=begins,
+        end=begins + timedelta(minutes=minutes),
+        attendee={"email": "lisa@acme.com"},
+        hosts=hosts,
+    )
 
 
 def key(intent: EventIntent) -> tuple[EventType, str]:
@@ -61,7 +75,9 @@ def key(intent: EventIntent) -> tuple[EventType, str]:
 
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(histories, st.sampled_from(list(Backfill)), st.sampled_from([0, 5, 60]))
-def test_decide_keeps_the_lifecycle_rules_for_any_history(history, backfill: Backfill, grace_minutes: int) -> None:
+def test_decide_keeps_the_lifecycle_rules_for_any_history(
+    history, backfill: Backfill, grace_minutes: int
+) -> None:
     grace = timedelta(minutes=grace_minutes)
     state: MeetingState | None = None
     now = T0
@@ -77,12 +93,16 @@ def test_decide_keeps_the_lifecycle_rules_for_any_history(history, backfill: Bac
         plan = decide(state, new, now, grace, backfill)
         assert plan == decide(state, new, now, grace, backfill), "decide is a function of its inputs"
         after = plan.state
-        note(f"step {step} at +{(now - T0).total_seconds() / 60:g} min: {new.status} {new.start:%H:%M}-{new.end:%H:%M} "
-             f"-> booked={after.booked} deleted={after.deleted} g{after.generation} v{after.version} "
-             f"{[(e.type.value, e.occurrence) for e in plan.events]} cancel={plan.cancel_timers}")
+        note(
+            f"step {step} at +{(now - T0).total_seconds() / 60:g} min: {new.status} {new.start:%H:%M}-{new.end:%H:%M} "
+            f"-> booked={after.booked} deleted={after.deleted} g{after.generation} v{after.version} "
+            f"{[(e.type.value, e.occurrence) for e in plan.events]} cancel={plan.cancel_timers}"
+        )
 
         if state is not None and new == state.meeting:
-            assert plan.events == () and not plan.cancel_timers and after == state, "a repeat asks for nothing"
+            assert plan.events == () and not plan.cancel_timers and after == state, (
+                "a repeat asks for nothing"
+            )
         elif state is None:
             assert after.version == 1
         else:
@@ -119,10 +139,15 @@ def test_decide_keeps_the_lifecycle_rules_for_any_history(history, backfill: Bac
         if not after.booked or after.deleted:
             assert pending == {}, "a timer is pending for a meeting that is not booked and alive"
         else:
-            for kind, at in ((EventType.HAS_STARTED, after.meeting.start), (EventType.HAS_ENDED, after.meeting.end)):
+            for kind, at in (
+                (EventType.HAS_STARTED, after.meeting.start),
+                (EventType.HAS_ENDED, after.meeting.end),
+            ):
                 # Only while active: a meeting kept as `completed` after a cancellation that came
                 # once it had ended takes that snapshot's times without new timers (it is over).
                 if at > now and after.meeting.active:
-                    assert any(t.type is kind and t.set_for == at and t.generation == after.generation
-                               for t in pending.values()), f"no {kind} pending for {at} (step {step})"
+                    assert any(
+                        t.type is kind and t.set_for == at and t.generation == after.generation
+                        for t in pending.values()
+                    ), f"no {kind} pending for {at} (step {step})"
         state = after

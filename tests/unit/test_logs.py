@@ -41,7 +41,11 @@ def test_json_lines_carry_the_bound_context(root_logger: None, capsys: pytest.Ca
     assert first["level"] == "WARNING" and first["logger"] == "bookingsync.worker.delivery"
     assert first["message"] == "delivery 17: dead" and first["time"].endswith("Z")
     assert {k: first[k] for k in ("connection", "delivery", "meeting", "event")} == {
-        "connection": "leezy-main", "delivery": 17, "meeting": "mtg_1", "event": "evt_1"}
+        "connection": "leezy-main",
+        "delivery": 17,
+        "meeting": "mtg_1",
+        "event": "evt_1",
+    }
     assert "RuntimeError: boom" in failed["exception"] and failed["delivery"] == 17
     assert "delivery" not in outside and "meeting" not in outside
 

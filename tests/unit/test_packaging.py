@@ -30,26 +30,32 @@ def test_the_package_tree_links_each_folder(folder):
 
 
 def test_bare_folder_names_do_not_import_from_the_repo_root():
-    script = ("import importlib\n"
-              "for name in ('models', 'adapters', 'worker', 'sandbox', 'models.tables'):\n"
-              "    try:\n"
-              "        importlib.import_module(name)\n"
-              "    except ImportError as exc:\n"
-              "        print(name, '->', exc)\n"
-              "    else:\n"
-              "        print(name, 'IMPORTED')\n"
-              "import bookingsync.models.tables\n"
-              "print('bookingsync.models.tables ok')\n")
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
-                         timeout=60, check=True).stdout
+    script = (
+        "import importlib\n"
+        "for name in ('models', 'adapters', 'worker', 'sandbox', 'models.tables'):\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ImportError as exc:\n"
+        "        print(name, '->', exc)\n"
+        "    else:\n"
+        "        print(name, 'IMPORTED')\n"
+        "import bookingsync.models.tables\n"
+        "print('bookingsync.models.tables ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
     assert "IMPORTED" not in out, out
     assert "'models' is the folder models/ of bookingsync: import it as bookingsync.models" in out
     assert "bookingsync.models.tables ok" in out
 
 
 def test_every_test_folder_is_a_package():
-    missing = [str(d.relative_to(REPO)) for d in sorted({p.parent for p in (REPO / "tests").rglob("*.py")})
-               if not (d / "__init__.py").exists()]
+    missing = [
+        str(d.relative_to(REPO))
+        for d in sorted({p.parent for p in (REPO / "tests").rglob("*.py")})
+        if not (d / "__init__.py").exists()
+    ]
     assert missing == []
 
 

@@ -27,16 +27,23 @@ from bookingsync.worker.intents import Action, Mirror, plan
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 EXAMPLES = int(os.environ.get("BOOKINGSYNC_PROPERTY_EXAMPLES", "300"))
 WRITES = (Capability.CREATE, Capability.RESCHEDULE, Capability.CANCEL)
-NEEDS = {Action.CREATE: {Capability.CREATE}, Action.RESCHEDULE: {Capability.RESCHEDULE},
-         Action.RECREATE: {Capability.CREATE, Capability.CANCEL}, Action.CANCEL: {Capability.CANCEL},
-         Action.NOTHING: set(), Action.UNSUPPORTED: set()}
+NEEDS = {
+    Action.CREATE: {Capability.CREATE},
+    Action.RESCHEDULE: {Capability.RESCHEDULE},
+    Action.RECREATE: {Capability.CREATE, Capability.CANCEL},
+    Action.CANCEL: {Capability.CANCEL},
+    Action.NOTHING: set(),
+    Action.UNSUPPORTED: set(),
+}
 
 minutes = st.sampled_from([-120, -30, -1, 0, 1, 30, 90])
 capabilities = st.frozensets(st.sampled_from(WRITES))
 times = st.tuples(minutes, st.sampled_from([0, 15, 30])).map(
-    lambda t: (NOW + timedelta(minutes=t[0]), NOW + timedelta(minutes=t[0] + t[1])))
-mirrors = st.one_of(st.none(), st.builds(lambda at, missing: Mirror("ext-1", at[0], at[1], missing),
-                                         times, st.booleans()))
+    lambda t: (NOW + timedelta(minutes=t[0]), NOW + timedelta(minutes=t[0] + t[1]))
+)
+mirrors = st.one_of(
+    st.none(), st.builds(lambda at, missing: Mirror("ext-1", at[0], at[1], missing), times, st.booleans())
+)
 
 
 def carry_out(action: Action, mirror: Mirror | None, start: datetime, end: datetime) -> Mirror | None:
@@ -75,12 +82,19 @@ def test_more_capabilities_never_make_a_step_unsupported(live, at, mirror, caps,
     wider = plan(live=live, start=start, end=end, now=NOW, mirror=mirror, capabilities=caps | more)
     if fewer is not Action.UNSUPPORTED:
         assert wider is not Action.UNSUPPORTED
-    assert (fewer is Action.NOTHING) == (wider is Action.NOTHING), "what is needed does not depend on what is possible"
+    assert (fewer is Action.NOTHING) == (wider is Action.NOTHING), (
+        "what is needed does not depend on what is possible"
+    )
 
 
-configs = st.builds(lambda attempts, low, factor: DeliveryConfig(max_attempts=attempts, min_backoff_seconds=low,
-                                                                  max_backoff_seconds=low * factor),
-                    st.integers(1, 12), st.sampled_from([0.5, 2.0, 30.0]), st.sampled_from([1, 4, 1000]))
+configs = st.builds(
+    lambda attempts, low, factor: DeliveryConfig(
+        max_attempts=attempts, min_backoff_seconds=low, max_backoff_seconds=low * factor
+    ),
+    st.integers(1, 12),
+    st.sampled_from([0.5, 2.0, 30.0]),
+    st.sampled_from([1, 4, 1000]),
+)
 statuses = st.one_of(st.none(), st.integers(100, 599))
 retry_afters = st.one_of(st.none(), st.floats(0, 10_000, allow_nan=False))
 
@@ -125,9 +139,14 @@ def test_a_failing_endpoint_is_tried_max_attempts_times_with_growing_waits(code,
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
-@given(st.one_of(st.integers(0, 100_000).map(str), st.integers(-100, -1).map(str),
-                 st.integers(-86_400, 86_400).map(lambda s: format_datetime(NOW + timedelta(seconds=s), usegmt=True)),
-                 st.text(max_size=20)))
+@given(
+    st.one_of(
+        st.integers(0, 100_000).map(str),
+        st.integers(-100, -1).map(str),
+        st.integers(-86_400, 86_400).map(lambda s: format_datetime(NOW + timedelta(seconds=s), usegmt=True)),
+        st.text(max_size=20),
+    )
+)
 def test_retry_after_is_never_negative_and_never_a_crash(value):
     seconds = retry_after_seconds(value, NOW)
     assert seconds is None or seconds >= 0

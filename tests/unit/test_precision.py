@@ -25,23 +25,35 @@ from bookingsync.worker.intents import Action, Mirror
 MOVABLE = frozenset({Capability.CREATE, Capability.CANCEL})
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
-instants = st.datetimes(min_value=datetime(2026, 1, 2), max_value=datetime(2027, 12, 31),
-                        timezones=st.just(UTC))
+instants = st.datetimes(
+    min_value=datetime(2026, 1, 2), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)
+)
 lengths = st.timedeltas(min_value=timedelta(0), max_value=timedelta(hours=3))
 
 
 def meeting_at(start: datetime, end: datetime) -> Meeting:
-    return Meeting(status=MeetingStatus.SCHEDULED, title="Demo", start=start, end=end,
-                   attendee=Person(email="ann@buyer.com", name="Ann"))
+    return Meeting(
+        status=MeetingStatus.SCHEDULED,
+        title="Demo",
+        start=start,
+        end=end,
+        attendee=Person(email="ann@buyer.com", name="Ann"),
+    )
 
 
 def meetergo_round_trip(start: datetime, end: datetime, shape: BookingShape) -> tuple[datetime, datetime]:
     """What Meetergo holds after our POST: the body's start and duration, read back as an appointment."""
-    body = booking_body(BookingRequest(meeting=meeting_at(start, end), reference="bsw_1"), meeting_type_id="mt-1",
-                        host_ids=["h"], queue_id=None, shape=shape)
+    body = booking_body(
+        BookingRequest(meeting=meeting_at(start, end), reference="bsw_1"),
+        meeting_type_id="mt-1",
+        host_ids=["h"],
+        queue_id=None,
+        shape=shape,
+    )
     held = datetime.fromisoformat(body["start"].replace("Z", "+00:00"))
-    record = normalise_appointment({"id": "a1", "start": body["start"],
-                                    "end": (held + timedelta(minutes=body["duration"])).isoformat()})
+    record = normalise_appointment(
+        {"id": "a1", "start": body["start"], "end": (held + timedelta(minutes=body["duration"])).isoformat()}
+    )
     return record.meeting.start, record.meeting.end
 
 
@@ -52,14 +64,18 @@ def rocketlead_round_trip(start: datetime, end: datetime) -> tuple[datetime, dat
     return got[0], got[1]
 
 
-def plan_after(shape: BookingShape, start: datetime, end: datetime, held: tuple[datetime, datetime]) -> Action:
+def plan_after(
+    shape: BookingShape, start: datetime, end: datetime, held: tuple[datetime, datetime]
+) -> Action:
     mirror = precision.as_planned(shape, Mirror("b-1", *held, missing=False), start, end)
     return intents.plan(live=True, start=start, end=end, now=NOW, mirror=mirror, capabilities=MOVABLE)
 
 
 @settings(max_examples=200, deadline=None)
 @given(instants, lengths)
-def test_meetergo_canonical_to_provider_to_canonical_is_a_fixed_point_and_plans_nothing(start, length) -> None:
+def test_meetergo_canonical_to_provider_to_canonical_is_a_fixed_point_and_plans_nothing(
+    start, length
+) -> None:
     end = start + length
     if MEETERGO.cannot_hold(start, end) is not None:
         with pytest.raises(ProviderRejected, match="cannot hold"):
@@ -84,7 +100,9 @@ def test_rocketlead_round_trip_is_a_fixed_point_at_milliseconds_and_plans_nothin
 
 @settings(max_examples=200, deadline=None)
 @given(instants, lengths, st.timedeltas(min_value=timedelta(minutes=-600), max_value=timedelta(minutes=600)))
-def test_after_a_move_the_next_plan_is_nothing_and_any_real_difference_is_a_move(start, length, shift) -> None:
+def test_after_a_move_the_next_plan_is_nothing_and_any_real_difference_is_a_move(
+    start, length, shift
+) -> None:
     shape = BookingShape(resolution=timedelta(minutes=1), zero_length=True)
     old = shape.held(start, start + length)
     moved = start + shift, start + shift + length
@@ -110,30 +128,47 @@ def test_a_provider_that_rounds_to_milliseconds_is_in_step_too(start, length) ->
 def test_the_issues_meeting_of_30_min_30_s_at_ten_past_a_quarter_second_is_in_step_after_booking() -> None:
     start = datetime(2026, 3, 10, 10, 0, 0, 250000, tzinfo=UTC)
     end = start + timedelta(minutes=30, seconds=30)
-    shape = BookingShape(resolution=timedelta(minutes=1), durations=frozenset({timedelta(minutes=30)}),
-                         zero_length=False)
-    body = booking_body(BookingRequest(meeting=meeting_at(start, end), reference="r"), meeting_type_id="mt",
-                        host_ids=["h"], queue_id=None, shape=shape)
+    shape = BookingShape(
+        resolution=timedelta(minutes=1), durations=frozenset({timedelta(minutes=30)}), zero_length=False
+    )
+    body = booking_body(
+        BookingRequest(meeting=meeting_at(start, end), reference="r"),
+        meeting_type_id="mt",
+        host_ids=["h"],
+        queue_id=None,
+        shape=shape,
+    )
     assert (body["start"], body["duration"]) == ("2026-03-10T10:00:00Z", 30)
     assert plan_after(shape, start, end, meetergo_round_trip(start, end, shape)) is Action.NOTHING
 
 
-@pytest.mark.parametrize("minutes, seconds, why", [
-    (45, 0, "lasts 45 min .* may only last 30 min, 60 min"),
-    (0, 0, "starts and ends at the same instant"),
-    (0, 20, "lasts 20 s, nothing at its resolution of 1 min"),
-])
+@pytest.mark.parametrize(
+    "minutes, seconds, why",
+    [
+        (45, 0, "lasts 45 min .* may only last 30 min, 60 min"),
+        (0, 0, "starts and ends at the same instant"),
+        (0, 20, "lasts 20 s, nothing at its resolution of 1 min"),
+    ],
+)
 def test_a_meeting_the_meeting_type_cannot_hold_is_refused_with_the_reason(minutes, seconds, why) -> None:
-    shape = BookingShape(resolution=timedelta(minutes=1), zero_length=False,
-                         durations=frozenset({timedelta(minutes=30), timedelta(minutes=60)}))
+    shape = BookingShape(
+        resolution=timedelta(minutes=1),
+        zero_length=False,
+        durations=frozenset({timedelta(minutes=30), timedelta(minutes=60)}),
+    )
     start = datetime(2026, 3, 10, 10, 0, 10, tzinfo=UTC)
     end = start + timedelta(minutes=minutes, seconds=seconds)
     reason = precision.refusal(shape, start, end, "meetergo-main")
     assert reason is not None and reason.startswith("meetergo-main cannot hold this meeting: ")
     assert __import__("re").search(why, reason)
     with pytest.raises(ProviderRejected, match=why):
-        booking_body(BookingRequest(meeting=meeting_at(start, end), reference="r"), meeting_type_id="mt",
-                     host_ids=["h"], queue_id=None, shape=shape)
+        booking_body(
+            BookingRequest(meeting=meeting_at(start, end), reference="r"),
+            meeting_type_id="mt",
+            host_ids=["h"],
+            queue_id=None,
+            shape=shape,
+        )
 
 
 def test_meetergo_durations_are_configuration_checked_as_sentences() -> None:
@@ -142,9 +177,15 @@ def test_meetergo_durations_are_configuration_checked_as_sentences() -> None:
     from bookingsync.adapters.meetergo import MeetergoAdapter
 
     def make(durations):
-        return MeetergoAdapter(connection_id="mg", base_url="https://api.meetergo.com", token="rgo-x",
-                               meeting_type_id="mt", host_ids=["h"], durations=durations,
-                               transport=httpx.MockTransport(lambda r: httpx.Response(500)))
+        return MeetergoAdapter(
+            connection_id="mg",
+            base_url="https://api.meetergo.com",
+            token="rgo-x",
+            meeting_type_id="mt",
+            host_ids=["h"],
+            durations=durations,
+            transport=httpx.MockTransport(lambda r: httpx.Response(500)),
+        )
 
     assert make([30, 60]).shape.durations == frozenset({timedelta(minutes=30), timedelta(minutes=60)})
     assert make(None).shape == MEETERGO

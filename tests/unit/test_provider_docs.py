@@ -28,6 +28,8 @@ def test_documents_are_found_through_the_setting(monkeypatch, tmp_path):
     (tmp_path / "hubspot" / "a.openapi.json").write_text("{}")
     monkeypatch.setenv(provider_docs.SETTING, str(tmp_path))
     assert [p.name for p in provider_docs.provider_docs("hubspot", "*.openapi.json")] == [
-        "a.openapi.json", "b.openapi.json"]
+        "a.openapi.json",
+        "b.openapi.json",
+    ]
     monkeypatch.delenv(provider_docs.SETTING)
     assert provider_docs.docs_root() == provider_docs.REPO.parent / "shared" / "providers"

@@ -26,16 +26,26 @@ def wall(instant: datetime, zone: ZoneInfo) -> str:
     return instant.astimezone(zone).replace(tzinfo=None).isoformat(timespec="milliseconds")
 
 
-def listing(zone: ZoneInfo, around: datetime, *, first: datetime, keep: list[bool], full: list[bool]) -> list[dict]:
+def listing(
+    zone: ZoneInfo, around: datetime, *, first: datetime, keep: list[bool], full: list[bool]
+) -> list[dict]:
     """Slots every 30 minutes from `first` for five hours, ordered by instant, some left out or full."""
     slots = []
     for index in range(10):
         start = first + index * LENGTH
         if not keep[index]:
             continue
-        slots.append({"resourceId": "res-1", "appointmentTypeId": "apt-1", "resourceSlotId": f"rs-{index}",
-                      "startDateTime": wall(start, zone), "endDateTime": wall(start + LENGTH, zone),
-                      "available": not full[index], TRUTH: start.isoformat()})
+        slots.append(
+            {
+                "resourceId": "res-1",
+                "appointmentTypeId": "apt-1",
+                "resourceSlotId": f"rs-{index}",
+                "startDateTime": wall(start, zone),
+                "endDateTime": wall(start + LENGTH, zone),
+                "available": not full[index],
+                TRUTH: start.isoformat(),
+            }
+        )
     return slots
 
 
@@ -58,8 +68,15 @@ def scenarios(draw: st.DrawFn) -> tuple[ZoneInfo, datetime, list[dict], bool]:
 @given(scenarios())
 def test_slot_matching_picks_exactly_the_slot_at_the_meetings_instant_or_refuses(scenario) -> None:
     zone, meeting, slots, complete = scenario
-    chosen, full = find_slot(slots, meeting, meeting + LENGTH, resource_id="res-1", appointment_type_id="apt-1",
-                             zone=zone.key, earliest=meeting)
+    chosen, full = find_slot(
+        slots,
+        meeting,
+        meeting + LENGTH,
+        resource_id="res-1",
+        appointment_type_id="apt-1",
+        zone=zone.key,
+        earliest=meeting,
+    )
     if chosen is not None:
         assert datetime.fromisoformat(chosen[TRUTH]) == meeting, "booked another instant than the meeting's"
         assert chosen["available"] is True
@@ -92,9 +109,19 @@ def test_berlin_2026_10_25_both_two_oclocks() -> None:
     zone = ZoneInfo("Europe/Berlin")
     first, second = datetime(2026, 10, 25, 0, tzinfo=UTC), datetime(2026, 10, 25, 1, tzinfo=UTC)
     slots = listing(zone, first, first=first, keep=[True] * 10, full=[False] * 10)
-    assert [s["startDateTime"] for s in slots[:4]] == ["2026-10-25T02:00:00.000", "2026-10-25T02:30:00.000"] * 2
+    assert [s["startDateTime"] for s in slots[:4]] == [
+        "2026-10-25T02:00:00.000",
+        "2026-10-25T02:30:00.000",
+    ] * 2
     for meeting in (first, second):
-        chosen, _ = find_slot(slots, meeting, meeting + LENGTH, resource_id=None, appointment_type_id="apt-1",
-                              zone="Europe/Berlin", earliest=meeting)
+        chosen, _ = find_slot(
+            slots,
+            meeting,
+            meeting + LENGTH,
+            resource_id=None,
+            appointment_type_id="apt-1",
+            zone="Europe/Berlin",
+            earliest=meeting,
+        )
         assert chosen is not None and datetime.fromisoformat(chosen[TRUTH]) == meeting
     assert readings(datetime(2026, 3, 29, 2, 30), zone) == ()  # the gap

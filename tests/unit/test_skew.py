@@ -64,15 +64,28 @@ def test_leezy_two_minutes_behind_keeps_records_changed_during_the_read_inside_t
     leezy_now = now - lag
 
     def handler(request: httpx.Request) -> httpx.Response:
-        record = {"id": "m1", "type": "meeting", "attributes": {
-            "start_time": "2027-01-05T10:00:00Z", "end_time": "2027-01-05T10:30:00Z", "status": "scheduled",
-            "updated_at": (leezy_now - timedelta(seconds=1)).isoformat()}}
+        record = {
+            "id": "m1",
+            "type": "meeting",
+            "attributes": {
+                "start_time": "2027-01-05T10:00:00Z",
+                "end_time": "2027-01-05T10:30:00Z",
+                "status": "scheduled",
+                "updated_at": (leezy_now - timedelta(seconds=1)).isoformat(),
+            },
+        }
         meta = {"total": 1, "limit": 100, "offset": 0, "has_more": False, "count": 1}
-        return httpx.Response(200, json={"data": [record], "meta": meta},
-                              headers={"Date": http_date(datetime.now(UTC) - lag)})
+        return httpx.Response(
+            200, json={"data": [record], "meta": meta}, headers={"Date": http_date(datetime.now(UTC) - lag)}
+        )
 
-    adapter = LeezyAdapter(connection_id=f"lz-{uuid.uuid4().hex[:8]}", base_url="https://app.leezy.ai",
-                           token="lzy_at_x", transport=httpx.MockTransport(handler), sleep=lambda s: None)
+    adapter = LeezyAdapter(
+        connection_id=f"lz-{uuid.uuid4().hex[:8]}",
+        base_url="https://app.leezy.ai",
+        token="lzy_at_x",
+        transport=httpx.MockTransport(handler),
+        sleep=lambda s: None,
+    )
     (page,) = list(adapter.read(None, ReadContext(now=now)))
     since = datetime.fromisoformat(page.cursor["since"].replace("Z", "+00:00"))
     # Without the measurement the cap (now - 30 s) is above every Leezy stamp and protects nothing;

@@ -33,15 +33,37 @@ HUBSPOT_SECRET = "hs-client-secret"
 def setup(tmp_path: Path) -> Iterator[tuple[httpx.Client, Runtime, StubBroker]]:
     engine = make_engine(f"sqlite:///{tmp_path / 'web.db'}")
     upgrade(engine)
-    cfg = parse_config({"allow_private_targets": True, "server": {"max_body_bytes": 4096}, "connections": [
-        {"id": "leezy", "provider": "leezy", "base_url": "http://127.0.0.1:9", "token": "t1",
-         "webhook_secret": LEEZY_SECRET},
-        {"id": "ld", "provider": "leandata", "base_url": "http://127.0.0.1:9", "api_key": "k1"},
-        {"id": "mg", "provider": "meetergo", "base_url": "http://127.0.0.1:9", "token": "rgo-abc",
-         "webhook_secret": MEETERGO_TOKEN},
-        {"id": "hs", "provider": "hubspot", "base_url": "http://127.0.0.1:9", "token": "pat-1",
-         "webhook_secret": HUBSPOT_SECRET},
-    ]}, environ={})
+    cfg = parse_config(
+        {
+            "allow_private_targets": True,
+            "server": {"max_body_bytes": 4096},
+            "connections": [
+                {
+                    "id": "leezy",
+                    "provider": "leezy",
+                    "base_url": "http://127.0.0.1:9",
+                    "token": "t1",
+                    "webhook_secret": LEEZY_SECRET,
+                },
+                {"id": "ld", "provider": "leandata", "base_url": "http://127.0.0.1:9", "api_key": "k1"},
+                {
+                    "id": "mg",
+                    "provider": "meetergo",
+                    "base_url": "http://127.0.0.1:9",
+                    "token": "rgo-abc",
+                    "webhook_secret": MEETERGO_TOKEN,
+                },
+                {
+                    "id": "hs",
+                    "provider": "hubspot",
+                    "base_url": "http://127.0.0.1:9",
+                    "token": "pat-1",
+                    "webhook_secret": HUBSPOT_SECRET,
+                },
+            ],
+        },
+        environ={},
+    )
     broker = StubBroker()
     rt = Runtime(config=cfg, engine=engine, actors=declare(broker))
     served = serve_app(create_app(rt))
@@ -53,11 +75,24 @@ def setup(tmp_path: Path) -> Iterator[tuple[httpx.Client, Runtime, StubBroker]]:
 
 
 def meeting_envelope(event: str = "meeting.scheduled") -> dict:
-    return {"id": "evt_1", "type": event, "created_at": "2026-03-01T10:00:00Z", "data": {
-        "id": "meeting_1", "type": "meeting", "attributes": {
-            "title": "Demo", "start_time": "2030-03-02T10:00:00Z", "end_time": "2030-03-02T10:30:00Z",
-            "timezone": "UTC", "attendee": {"email": "a@acme.example"}, "status": "scheduled",
-            "updated_at": "2026-03-01T10:00:00Z"}}}
+    return {
+        "id": "evt_1",
+        "type": event,
+        "created_at": "2026-03-01T10:00:00Z",
+        "data": {
+            "id": "meeting_1",
+            "type": "meeting",
+            "attributes": {
+                "title": "Demo",
+                "start_time": "2030-03-02T10:00:00Z",
+                "end_time": "2030-03-02T10:30:00Z",
+                "timezone": "UTC",
+                "attendee": {"email": "a@acme.example"},
+                "status": "scheduled",
+                "updated_at": "2026-03-01T10:00:00Z",
+            },
+        },
+    }
 
 
 def receipts(rt: Runtime) -> list[ReceiptRow]:
@@ -67,7 +102,9 @@ def receipts(rt: Runtime) -> list[ReceiptRow]:
 
 def test_signed_delivery_is_stored_once_and_queued(setup) -> None:
     client, rt, broker = setup
-    headers, body = leezy_signed(LEEZY_SECRET, meeting_envelope(), delivery_id="del_1", event="meeting.scheduled")
+    headers, body = leezy_signed(
+        LEEZY_SECRET, meeting_envelope(), delivery_id="del_1", event="meeting.scheduled"
+    )
     first = client.post("/webhooks/leezy", content=body, headers=headers)
     assert first.status_code == 202 and first.json() == {"status": "accepted", "delivery_id": "del_1"}
     again = client.post("/webhooks/leezy", content=body, headers=headers)
@@ -79,7 +116,12 @@ def test_signed_delivery_is_stored_once_and_queued(setup) -> None:
 
 def test_an_event_type_we_do_not_handle_is_acknowledged_and_recorded(setup) -> None:
     client, rt, broker = setup
-    envelope = {"id": "evt_2", "type": "lead.created", "created_at": "2026-03-01T10:00:00Z", "data": {"id": "l1"}}
+    envelope = {
+        "id": "evt_2",
+        "type": "lead.created",
+        "created_at": "2026-03-01T10:00:00Z",
+        "data": {"id": "l1"},
+    }
     headers, body = leezy_signed(LEEZY_SECRET, envelope, delivery_id="del_2", event="lead.created")
     response = client.post("/webhooks/leezy", content=body, headers=headers)
     assert response.status_code == 202 and response.json()["status"] == "ignored"
@@ -107,7 +149,9 @@ def test_unknown_connection_and_a_connection_without_webhooks_are_404(setup) -> 
 
 def test_forged_and_malformed_are_401_and_400_and_store_nothing(setup) -> None:
     client, rt, _ = setup
-    headers, body = leezy_signed("not-the-secret", meeting_envelope(), delivery_id="d", event="meeting.scheduled")
+    headers, body = leezy_signed(
+        "not-the-secret", meeting_envelope(), delivery_id="d", event="meeting.scheduled"
+    )
     assert client.post("/webhooks/leezy", content=body, headers=headers).status_code == 401
     headers, body = leezy_signed(LEEZY_SECRET, {"unexpected": 1}, delivery_id="d2", event="meeting.scheduled")
     bad = client.post("/webhooks/leezy", content=body, headers=headers)
@@ -117,8 +161,13 @@ def test_forged_and_malformed_are_401_and_400_and_store_nothing(setup) -> None:
 
 def test_meetergo_token_in_the_url(setup) -> None:
     client, _, _ = setup
-    payload = {"webhookType": "booking_created", "id": "appt-1", "start": "2030-03-02T10:00:00Z",
-               "end": "2030-03-02T10:30:00Z", "attendees": [{"email": "b@acme.example"}]}
+    payload = {
+        "webhookType": "booking_created",
+        "id": "appt-1",
+        "start": "2030-03-02T10:00:00Z",
+        "end": "2030-03-02T10:30:00Z",
+        "attendees": [{"email": "b@acme.example"}],
+    }
     body = json.dumps(payload).encode()
     assert client.post(f"/webhooks/mg?token={MEETERGO_TOKEN}", content=body).status_code == 202
     assert client.post("/webhooks/mg?token=wrong", content=body).status_code == 401
@@ -127,15 +176,34 @@ def test_meetergo_token_in_the_url(setup) -> None:
 
 def test_hubspot_v3_notice_queues_a_poll(setup) -> None:
     client, rt, broker = setup
-    body = json.dumps([{"eventId": 1, "subscriptionId": 7, "portalId": 62515, "appId": 1, "occurredAt": 1,
-                        "subscriptionType": "object.creation", "attemptNumber": 0, "objectId": 123,
-                        "objectTypeId": "0-47", "changeSource": "CRM_UI"}]).encode()
+    body = json.dumps(
+        [
+            {
+                "eventId": 1,
+                "subscriptionId": 7,
+                "portalId": 62515,
+                "appId": 1,
+                "occurredAt": 1,
+                "subscriptionType": "object.creation",
+                "attemptNumber": 0,
+                "objectId": 123,
+                "objectTypeId": "0-47",
+                "changeSource": "CRM_UI",
+            }
+        ]
+    ).encode()
     timestamp = str(int(time.time() * 1000))
     uri = f"{client.base_url}".rstrip("/") + "/webhooks/hs"
-    signature = base64.b64encode(hmac.new(HUBSPOT_SECRET.encode(), b"POST" + uri.encode() + body + timestamp.encode(),
-                                          hashlib.sha256).digest()).decode()
-    headers = {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": timestamp,
-               "Content-Type": "application/json"}
+    signature = base64.b64encode(
+        hmac.new(
+            HUBSPOT_SECRET.encode(), b"POST" + uri.encode() + body + timestamp.encode(), hashlib.sha256
+        ).digest()
+    ).decode()
+    headers = {
+        "X-HubSpot-Signature-v3": signature,
+        "X-HubSpot-Request-Timestamp": timestamp,
+        "Content-Type": "application/json",
+    }
     response = client.post("/webhooks/hs", content=body, headers=headers)
     assert response.status_code == 202 and response.json()["status"] == "notified"
     messages = [json.loads(m) for m in broker.queues["bookingsync-polls"].queue]

@@ -22,7 +22,15 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from bookingsync.models.errors import RequestRefused
-from bookingsync.worker.api import connections, deliveries, events, meetings, quarantine, status_page, subscriptions
+from bookingsync.worker.api import (
+    connections,
+    deliveries,
+    events,
+    meetings,
+    quarantine,
+    status_page,
+    subscriptions,
+)
 from bookingsync.worker.api.answers import single_values
 from bookingsync.worker.api.auth import Keys, Unauthorized
 from bookingsync.worker.api.schemas import ErrorOut
@@ -35,8 +43,11 @@ AUTH_ANSWERS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "No API key, or one that is not configured"},
     403: {"model": ErrorOut, "description": "The key lacks the scope this route needs"},
     # FastAPI's own shape for invalid parameters (declared by every route that takes any).
-    422: {"description": "A parameter is not valid (or given twice)",
-          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}}}
+    422: {
+        "description": "A parameter is not valid (or given twice)",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}},
+    },
+}
 
 
 async def _refused(_request: Request, exc: Exception) -> JSONResponse:

@@ -32,16 +32,34 @@ RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def delivery_out(row: DeliveryRow) -> dict[str, Any]:
-    return {"id": row.id, "event_id": row.event_id, "subscription_id": row.subscription_id, "status": row.status,
-            "attempts": row.attempts, "due_at": row.due_at, "last_status_code": row.last_status_code,
-            "last_error": row.last_error, "created_at": row.created_at, "finished_at": row.finished_at}
+    return {
+        "id": row.id,
+        "event_id": row.event_id,
+        "subscription_id": row.subscription_id,
+        "status": row.status,
+        "attempts": row.attempts,
+        "due_at": row.due_at,
+        "last_status_code": row.last_status_code,
+        "last_error": row.last_error,
+        "created_at": row.created_at,
+        "finished_at": row.finished_at,
+    }
 
 
 def event_out(row: EventRow) -> dict[str, Any]:
     built = row.payload if isinstance(row.payload, dict) and "data" in row.payload else None
-    return {"event_id": row.event_id, "type": row.type, "meeting_id": row.meeting_id, "status": row.status,
-            "sequence": row.sequence, "position": row.feed_position, "occurred_at": row.occurred_at,
-            "due_at": row.due_at, "published_at": row.published_at, "body": built}
+    return {
+        "event_id": row.event_id,
+        "type": row.type,
+        "meeting_id": row.meeting_id,
+        "status": row.status,
+        "sequence": row.sequence,
+        "position": row.feed_position,
+        "occurred_at": row.occurred_at,
+        "due_at": row.due_at,
+        "published_at": row.published_at,
+        "body": built,
+    }
 
 
 def feed_event(row: EventRow) -> dict[str, Any]:
@@ -49,16 +67,34 @@ def feed_event(row: EventRow) -> dict[str, Any]:
 
 
 def link_detail(link: LinkRow) -> dict[str, Any]:
-    return {"connection": link.connection, "provider": link.provider, "external_id": link.external_id,
-            "missing": link.missing, "mirrored": link.mirrored, "start": link.start, "end": link.end,
-            "first_seen_at": link.first_seen_at, "last_seen_at": link.last_seen_at}
+    return {
+        "connection": link.connection,
+        "provider": link.provider,
+        "external_id": link.external_id,
+        "missing": link.missing,
+        "mirrored": link.mirrored,
+        "start": link.start,
+        "end": link.end,
+        "first_seen_at": link.first_seen_at,
+        "last_seen_at": link.last_seen_at,
+    }
 
 
 def quarantine_out(row: QuarantineRow) -> dict[str, Any]:
-    return {"id": row.id, "connection": row.connection, "source": row.source, "external_id": row.external_id,
-            "scope": row.scope, "reason": row.reason, "status": row.status, "seen_count": row.seen_count,
-            "created_at": row.created_at, "last_seen_at": row.last_seen_at, "resolved_at": row.resolved_at,
-            "raw": row.raw}
+    return {
+        "id": row.id,
+        "connection": row.connection,
+        "source": row.source,
+        "external_id": row.external_id,
+        "scope": row.scope,
+        "reason": row.reason,
+        "status": row.status,
+        "seen_count": row.seen_count,
+        "created_at": row.created_at,
+        "last_seen_at": row.last_seen_at,
+        "resolved_at": row.resolved_at,
+        "raw": row.raw,
+    }
 
 
 def single_values(request: Request) -> None:
@@ -66,12 +102,22 @@ def single_values(request: Request) -> None:
     params = request.query_params
     repeated = sorted({name for name in params if len(params.getlist(name)) > 1})
     if repeated:
-        raise RequestValidationError([{"type": "repeated", "loc": ("query", name), "input": params.getlist(name),
-                                       "msg": f"give `{name}` once"} for name in repeated])
+        raise RequestValidationError(
+            [
+                {
+                    "type": "repeated",
+                    "loc": ("query", name),
+                    "input": params.getlist(name),
+                    "msg": f"give `{name}` once",
+                }
+                for name in repeated
+            ]
+        )
 
 
-def newest_first(session: Session, query: SelectOfScalar[Any], model: Any, before: int | None,
-                 limit: int) -> tuple[list[Any], int | None]:
+def newest_first(
+    session: Session, query: SelectOfScalar[Any], model: Any, before: int | None, limit: int
+) -> tuple[list[Any], int | None]:
     """A page of `query`'s rows by id, newest first, below `before`; and the `before` of the next page."""
     if before is not None:
         query = query.where(col(model.id) < before)

@@ -29,8 +29,11 @@ from bookingsync.worker.config import ApiKeyConfig, Config
 SESSION_COOKIE = "bookingsync_session"
 READ, WRITE = "read", "write"
 
-bearer = HTTPBearer(auto_error=False, scheme_name="apiKey",
-                    description="An API key from the config's `[[api_keys]]`, as `Authorization: Bearer <key>`.")
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    description="An API key from the config's `[[api_keys]]`, as `Authorization: Bearer <key>`.",
+)
 
 
 class Unauthorized(RequestRefused):
@@ -42,8 +45,9 @@ class Forbidden(RequestRefused):
 
 
 def _mac(key: ApiKeyConfig, purpose: str) -> str:
-    return hmac.new(key.key.get_secret_value().encode(), f"bookingsync-status-page:{purpose}".encode(),
-                    hashlib.sha256).hexdigest()
+    return hmac.new(
+        key.key.get_secret_value().encode(), f"bookingsync-status-page:{purpose}".encode(), hashlib.sha256
+    ).hexdigest()
 
 
 def allows(key: ApiKeyConfig, scope: str) -> bool:
@@ -85,7 +89,9 @@ class Keys:
 
     def bearer_key(self, credentials: HTTPAuthorizationCredentials | None) -> ApiKeyConfig:
         if not self._keys:
-            raise Unauthorized("no API keys are configured; add an [[api_keys]] entry (id, key, scopes) to the config")
+            raise Unauthorized(
+                "no API keys are configured; add an [[api_keys]] entry (id, key, scopes) to the config"
+            )
         if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
             raise Unauthorized("send an API key as `Authorization: Bearer <key>`")
         key = self.by_secret(credentials.credentials)

@@ -17,7 +17,9 @@ from bookingsync.worker.runtime import Runtime
 
 
 def routes(rt: Runtime, keys: Keys) -> APIRouter:
-    router = APIRouter(prefix="/v1/connections", tags=["connections"], dependencies=[Depends(require(keys, READ))])
+    router = APIRouter(
+        prefix="/v1/connections", tags=["connections"], dependencies=[Depends(require(keys, READ))]
+    )
 
     @router.get("", response_model=list[ConnectionOut], summary="Every configured connection's state")
     def list_connections() -> list[dict[str, Any]]:
@@ -25,12 +27,17 @@ def routes(rt: Runtime, keys: Keys) -> APIRouter:
             states = connection_states(session, rt.config, rt.clock.now(), polled=polled_connections(rt))
         return [asdict(state) for state in states]
 
-    @router.get("/{connection_id}", response_model=ConnectionOut, summary="One connection's state",
-                responses={404: {"model": ErrorOut, "description": "No such connection in the config"}})
+    @router.get(
+        "/{connection_id}",
+        response_model=ConnectionOut,
+        summary="One connection's state",
+        responses={404: {"model": ErrorOut, "description": "No such connection in the config"}},
+    )
     def get_connection(connection_id: PathText) -> dict[str, Any]:
         with transaction(rt.engine) as session:
-            states = connection_states(session, rt.config, rt.clock.now(), only=connection_id,
-                                       polled=polled_connections(rt))
+            states = connection_states(
+                session, rt.config, rt.clock.now(), only=connection_id, polled=polled_connections(rt)
+            )
         if not states:
             raise NotFound(f"no connection named {connection_id!r} is configured")
         return asdict(states[0])

@@ -23,13 +23,19 @@ DeliveryStatus = Literal["pending", "leased", "succeeded", "dead", "skipped"]
 def routes(rt: Runtime, keys: Keys) -> APIRouter:
     router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
 
-    @router.get("", response_model=DeliveryPage, summary="Deliveries, newest first",
-                dependencies=[Depends(require(keys, READ))])
-    def list_deliveries(subscription: Text | None = Query(None, description="Only this subscription (or target)"),
-                        status: DeliveryStatus | None = Query(None, description="`dead` lists the dead letters"),
-                        event_id: Text | None = None,
-                        before: int | None = Query(None, ge=1, le=MAX_ID, description="`next_before` of the last page"),
-                        limit: int = Query(50, ge=1, le=MAX_PAGE)) -> dict:
+    @router.get(
+        "",
+        response_model=DeliveryPage,
+        summary="Deliveries, newest first",
+        dependencies=[Depends(require(keys, READ))],
+    )
+    def list_deliveries(
+        subscription: Text | None = Query(None, description="Only this subscription (or target)"),
+        status: DeliveryStatus | None = Query(None, description="`dead` lists the dead letters"),
+        event_id: Text | None = None,
+        before: int | None = Query(None, ge=1, le=MAX_ID, description="`next_before` of the last page"),
+        limit: int = Query(50, ge=1, le=MAX_PAGE),
+    ) -> dict:
         query = select(DeliveryRow)
         if subscription is not None:
             query = query.where(DeliveryRow.subscription_id == subscription)
@@ -41,9 +47,13 @@ def routes(rt: Runtime, keys: Keys) -> APIRouter:
             page, next_before = newest_first(session, query, DeliveryRow, before, limit)
         return {"deliveries": [delivery_out(row) for row in page], "next_before": next_before}
 
-    @router.get("/{delivery_id}", response_model=DeliveryOut, summary="One delivery",
-                dependencies=[Depends(require(keys, READ))],
-                responses={404: {"model": ErrorOut, "description": "No such delivery"}})
+    @router.get(
+        "/{delivery_id}",
+        response_model=DeliveryOut,
+        summary="One delivery",
+        dependencies=[Depends(require(keys, READ))],
+        responses={404: {"model": ErrorOut, "description": "No such delivery"}},
+    )
     def get_delivery(delivery_id: RowId) -> dict:
         with transaction(rt.engine) as session:
             row = session.get(DeliveryRow, delivery_id)
@@ -51,12 +61,20 @@ def routes(rt: Runtime, keys: Keys) -> APIRouter:
                 raise NotFound(f"delivery {delivery_id} does not exist")
         return delivery_out(row)
 
-    @router.post("/{delivery_id}/replay", response_model=DeliveryOut, status_code=202,
-                 summary="Send a finished delivery again (same webhook-id)",
-                 dependencies=[Depends(require(keys, WRITE))],
-                 responses={404: {"model": ErrorOut, "description": "No such delivery"},
-                            409: {"model": ErrorOut, "description": "Already queued, or its subscription is "
-                                                                    "disabled or no longer configured"}})
+    @router.post(
+        "/{delivery_id}/replay",
+        response_model=DeliveryOut,
+        status_code=202,
+        summary="Send a finished delivery again (same webhook-id)",
+        dependencies=[Depends(require(keys, WRITE))],
+        responses={
+            404: {"model": ErrorOut, "description": "No such delivery"},
+            409: {
+                "model": ErrorOut,
+                "description": "Already queued, or its subscription is disabled or no longer configured",
+            },
+        },
+    )
     def replay_delivery(delivery_id: RowId) -> dict:
         with transaction(rt.engine) as session:
             row = redelivery.replay_one(session, rt.config, delivery_id, rt.clock.now())

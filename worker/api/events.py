@@ -25,23 +25,37 @@ def routes(rt: Runtime, keys: Keys) -> APIRouter:
     router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[Depends(require(keys, READ))])
 
     @router.get("", response_model=FeedPage, summary="The event feed, in commit order")
-    def read_feed(after: int = Query(0, ge=0, le=MAX_ID, description="The last position you processed (0: from the start)"),
-                  limit: int = Query(100, ge=1, le=feed.MAX_PAGE)) -> dict:
+    def read_feed(
+        after: int = Query(
+            0, ge=0, le=MAX_ID, description="The last position you processed (0: from the start)"
+        ),
+        limit: int = Query(100, ge=1, le=feed.MAX_PAGE),
+    ) -> dict:
         with transaction(rt.engine) as session:
             rows = feed.read(session, after, limit + 1)
         page = rows[:limit]
-        return {"events": [feed_event(row) for row in page],
-                "next_cursor": page[-1].feed_position if page else after, "has_more": len(rows) > limit}
+        return {
+            "events": [feed_event(row) for row in page],
+            "next_cursor": page[-1].feed_position if page else after,
+            "has_more": len(rows) > limit,
+        }
 
-    @router.get("/{event_id}", response_model=EventDetail, summary="One event, published or not, with its deliveries",
-                responses={404: {"model": ErrorOut, "description": "No such event"}})
+    @router.get(
+        "/{event_id}",
+        response_model=EventDetail,
+        summary="One event, published or not, with its deliveries",
+        responses={404: {"model": ErrorOut, "description": "No such event"}},
+    )
     def get_event(event_id: PathText) -> dict:
         with transaction(rt.engine) as session:
             row = session.exec(select(EventRow).where(EventRow.event_id == event_id)).first()
             if row is None:
                 raise NotFound(f"event {event_id!r} does not exist")
-            deliveries = list(session.exec(select(DeliveryRow).where(DeliveryRow.event_id == event_id)
-                                           .order_by(col(DeliveryRow.id))))
+            deliveries = list(
+                session.exec(
+                    select(DeliveryRow).where(DeliveryRow.event_id == event_id).order_by(col(DeliveryRow.id))
+                )
+            )
         return {"event": event_out(row), "deliveries": [delivery_out(d) for d in deliveries]}
 
     return router

@@ -42,13 +42,20 @@ def replay_item(rt: Runtime, item_id: int) -> dict:
 def routes(rt: Runtime, keys: Keys) -> APIRouter:
     router = APIRouter(prefix="/v1/quarantine", tags=["quarantine"])
 
-    @router.get("", response_model=QuarantinePage, summary="Quarantined records, newest first",
-                dependencies=[Depends(require(keys, READ))])
-    def list_quarantine(connection: Text | None = None,
-                        status: Literal["open", "replayed", "superseded"] | None = Query(
-                            "open", description="open (the default) needs attention"),
-                        before: int | None = Query(None, ge=1, le=MAX_ID),
-                        limit: int = Query(50, ge=1, le=MAX_PAGE)) -> dict:
+    @router.get(
+        "",
+        response_model=QuarantinePage,
+        summary="Quarantined records, newest first",
+        dependencies=[Depends(require(keys, READ))],
+    )
+    def list_quarantine(
+        connection: Text | None = None,
+        status: Literal["open", "replayed", "superseded"] | None = Query(
+            "open", description="open (the default) needs attention"
+        ),
+        before: int | None = Query(None, ge=1, le=MAX_ID),
+        limit: int = Query(50, ge=1, le=MAX_PAGE),
+    ) -> dict:
         query = select(QuarantineRow)
         if connection is not None:
             query = query.where(QuarantineRow.connection == connection)
@@ -58,8 +65,13 @@ def routes(rt: Runtime, keys: Keys) -> APIRouter:
             page, next_before = newest_first(session, query, QuarantineRow, before, limit)
         return {"items": [quarantine_out(row) for row in page], "next_before": next_before}
 
-    @router.get("/{item_id}", response_model=QuarantineOut, summary="One quarantined record",
-                dependencies=[Depends(require(keys, READ))], responses=NOT_FOUND)
+    @router.get(
+        "/{item_id}",
+        response_model=QuarantineOut,
+        summary="One quarantined record",
+        dependencies=[Depends(require(keys, READ))],
+        responses=NOT_FOUND,
+    )
     def get_item(item_id: RowId) -> dict:
         with transaction(rt.engine) as session:
             row = session.get(QuarantineRow, item_id)
@@ -67,10 +79,19 @@ def routes(rt: Runtime, keys: Keys) -> APIRouter:
                 raise NotFound(f"quarantine item {item_id} does not exist")
         return quarantine_out(row)
 
-    @router.post("/{item_id}/replay", response_model=QuarantineReplayOut, summary="Normalise and apply it again",
-                 dependencies=[Depends(require(keys, WRITE))],
-                 responses={**NOT_FOUND, 409: {"model": ErrorOut, "description": "Already closed, its connection is "
-                                                                                 "gone, or it still cannot be normalised"}})
+    @router.post(
+        "/{item_id}/replay",
+        response_model=QuarantineReplayOut,
+        summary="Normalise and apply it again",
+        dependencies=[Depends(require(keys, WRITE))],
+        responses={
+            **NOT_FOUND,
+            409: {
+                "model": ErrorOut,
+                "description": "Already closed, its connection is gone, or it still cannot be normalised",
+            },
+        },
+    )
     def replay(item_id: RowId) -> dict:
         return replay_item(rt, item_id)
 

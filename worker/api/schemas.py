@@ -74,7 +74,9 @@ class DeliveryOut(BaseModel):
     id: int
     event_id: str
     subscription_id: str
-    status: str = Field(description="pending → leased → succeeded; or dead, or skipped (subscription disabled)")
+    status: str = Field(
+        description="pending → leased → succeeded; or dead, or skipped (subscription disabled)"
+    )
     attempts: int
     due_at: datetime
     last_status_code: int | None
@@ -106,7 +108,9 @@ class FeedEvent(BaseModel):
 
 class FeedPage(BaseModel):
     events: list[FeedEvent]
-    next_cursor: int = Field(description="Pass as `after` for the next read; equals `after` when nothing is new.")
+    next_cursor: int = Field(
+        description="Pass as `after` for the next read; equals `after` when nothing is new."
+    )
     has_more: bool = Field(description="More events are there already: read again at once.")
 
 
@@ -117,7 +121,9 @@ class EventDetail(BaseModel):
 
 class DeliveryPage(BaseModel):
     deliveries: list[DeliveryOut]
-    next_before: int | None = Field(description="Pass as `before` for older deliveries; null on the last page.")
+    next_before: int | None = Field(
+        description="Pass as `before` for older deliveries; null on the last page."
+    )
 
 
 class SubscriptionOut(BaseModel):
@@ -134,7 +140,9 @@ class SubscriptionOut(BaseModel):
 class EnabledOut(BaseModel):
     subscription_id: str
     was_disabled: bool
-    redelivered: int = Field(description="Deliveries queued again: skipped ones and events published meanwhile.")
+    redelivered: int = Field(
+        description="Deliveries queued again: skipped ones and events published meanwhile."
+    )
 
 
 class ReplaySince(BaseModel):

@@ -78,23 +78,30 @@ def _table(headers: Iterable[str], rows: list[list[str]], empty: str) -> str:
 
 
 def _button(action: str, label: str, token: str, testid: str) -> str:
-    return (f'<form class="inline" method="post" action="{_e(action)}"><input type="hidden" name="token" '
-            f'value="{_e(token)}"><button type="submit" data-testid="{_e(testid)}">{_e(label)}</button></form>')
+    return (
+        f'<form class="inline" method="post" action="{_e(action)}"><input type="hidden" name="token" '
+        f'value="{_e(token)}"><button type="submit" data-testid="{_e(testid)}">{_e(label)}</button></form>'
+    )
 
 
 def _page(title: str, body: str, *, refresh: bool) -> str:
     meta = f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">' if refresh else ""
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}<title>{_e(title)}</title>'
-            f"<style>{STYLE}</style></head><body>{body}</body></html>")
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}<title>{_e(title)}</title>'
+        f"<style>{STYLE}</style></head><body>{body}</body></html>"
+    )
 
 
 def _sign_in(error: str | None = None) -> str:
     problem = f'<p class="bad">{_e(error)}</p>' if error else ""
-    return _page("bookingsync — sign in", f"""<h1>bookingsync</h1>{problem}
+    return _page(
+        "bookingsync — sign in",
+        f"""<h1>bookingsync</h1>{problem}
 <p>Sign in with an API key from the config's <code>[[api_keys]]</code>.</p>
 <form method="post" action="/login"><input type="password" name="key" autocomplete="current-password"
  size="50" aria-label="API key" data-testid="key"> <button type="submit" data-testid="sign-in">Sign in</button></form>""",
-                 refresh=False)
+        refresh=False,
+    )
 
 
 def _dashboard(rt: Runtime, keys: Keys, key: ApiKeyConfig, flash: str | None) -> str:
@@ -105,26 +112,50 @@ def _dashboard(rt: Runtime, keys: Keys, key: ApiKeyConfig, flash: str | None) ->
         connections = connection_states(session, rt.config, now, polled=polled_connections(rt))
         subscriptions = subscriptions_out(session, rt.config)
         timer_types = [t.value for t in TIMER_TYPES]
-        timers, next_timer = session.exec(select(func.count(), func.min(EventRow.due_at)).where(
-            EventRow.status == "pending", col(EventRow.type).in_(timer_types))).one()
-        overdue = session.exec(select(func.count()).where(EventRow.status == "pending",
-                                                          col(EventRow.due_at) <= now)).one()
-        dead = list(session.exec(select(DeliveryRow).where(DeliveryRow.status == "dead")
-                                 .order_by(col(DeliveryRow.id).desc()).limit(LISTED)))
-        quarantined = list(session.exec(select(QuarantineRow).where(QuarantineRow.status == "open")
-                                        .order_by(col(QuarantineRow.id).desc()).limit(LISTED)))
+        timers, next_timer = session.exec(
+            select(func.count(), func.min(EventRow.due_at)).where(
+                EventRow.status == "pending", col(EventRow.type).in_(timer_types)
+            )
+        ).one()
+        overdue = session.exec(
+            select(func.count()).where(EventRow.status == "pending", col(EventRow.due_at) <= now)
+        ).one()
+        dead = list(
+            session.exec(
+                select(DeliveryRow)
+                .where(DeliveryRow.status == "dead")
+                .order_by(col(DeliveryRow.id).desc())
+                .limit(LISTED)
+            )
+        )
+        quarantined = list(
+            session.exec(
+                select(QuarantineRow)
+                .where(QuarantineRow.status == "open")
+                .order_by(col(QuarantineRow.id).desc())
+                .limit(LISTED)
+            )
+        )
 
     conn_rows = []
     for c in connections:
         receipts = ", ".join(f"{k}={v}" for k, v in sorted(c.receipts.items())) or "—"
         state = '<span class="ok">enabled</span>' if c.enabled else '<span class="muted">disabled</span>'
-        conn_rows.append([f'<span data-testid="connection-{_e(c.id)}">{_e(c.id)}</span>', _e(c.provider), state,
-                          _when(c.last_poll_at, now) if c.polled else '<span class="muted">not polled</span>',
-                          _e(f"{c.lag_seconds:.0f}s") if c.lag_seconds is not None else "—",
-                          _when(c.next_poll_due_at, now) if c.next_poll_due_at else "—",
-                          _e(c.polling_now) if c.polling_now else "—", _when(c.last_webhook_at, now), _e(receipts),
-                          _e(c.open_quarantine),
-                          f'<span class="bad">{_e(c.last_error)}</span>' if c.last_error else "—"])
+        conn_rows.append(
+            [
+                f'<span data-testid="connection-{_e(c.id)}">{_e(c.id)}</span>',
+                _e(c.provider),
+                state,
+                _when(c.last_poll_at, now) if c.polled else '<span class="muted">not polled</span>',
+                _e(f"{c.lag_seconds:.0f}s") if c.lag_seconds is not None else "—",
+                _when(c.next_poll_due_at, now) if c.next_poll_due_at else "—",
+                _e(c.polling_now) if c.polling_now else "—",
+                _when(c.last_webhook_at, now),
+                _e(receipts),
+                _e(c.open_quarantine),
+                f'<span class="bad">{_e(c.last_error)}</span>' if c.last_error else "—",
+            ]
+        )
     sub_rows = []
     for s in subscriptions:
         if s["enabled"]:
@@ -132,39 +163,107 @@ def _dashboard(rt: Runtime, keys: Keys, key: ApiKeyConfig, flash: str | None) ->
         else:
             state = f'<span class="bad">disabled</span> <span class="muted">{_e(s["disabled_reason"])}</span>'
             if can_act:
-                state += " " + _button(f"/ui/subscriptions/{s['id']}/enable", "Re-enable", token, f"enable-{s['id']}")
+                state += " " + _button(
+                    f"/ui/subscriptions/{s['id']}/enable", "Re-enable", token, f"enable-{s['id']}"
+                )
         backlog = ", ".join(f"{k}={v}" for k, v in sorted(s["backlog"].items())) or "—"
-        sub_rows.append([_e(s["id"]), _e(s["url"]), state, _e(backlog), _when(s["oldest_pending_due_at"], now)
-                         if s["oldest_pending_due_at"] else "—"])
-    dead_rows = [[_e(d.id), f"<code>{_e(d.event_id)}</code>", _e(d.subscription_id), _e(d.attempts),
-                  _e(d.last_status_code or ""), _e((d.last_error or "")[:200]), _when(d.finished_at, now),
-                  _button(f"/ui/deliveries/{d.id}/replay", "Replay", token, f"replay-delivery-{d.id}")
-                  if can_act else ""] for d in dead]
-    q_rows = [[_e(q.id), _e(q.connection), _e(q.source), _e(q.external_id or ""), _e(q.reason[:300]),
-               _e(q.seen_count), _when(q.last_seen_at, now),
-               _button(f"/ui/quarantine/{q.id}/replay", "Replay", token, f"replay-quarantine-{q.id}")
-               if can_act else ""] for q in quarantined]
+        sub_rows.append(
+            [
+                _e(s["id"]),
+                _e(s["url"]),
+                state,
+                _e(backlog),
+                _when(s["oldest_pending_due_at"], now) if s["oldest_pending_due_at"] else "—",
+            ]
+        )
+    dead_rows = [
+        [
+            _e(d.id),
+            f"<code>{_e(d.event_id)}</code>",
+            _e(d.subscription_id),
+            _e(d.attempts),
+            _e(d.last_status_code or ""),
+            _e((d.last_error or "")[:200]),
+            _when(d.finished_at, now),
+            _button(f"/ui/deliveries/{d.id}/replay", "Replay", token, f"replay-delivery-{d.id}")
+            if can_act
+            else "",
+        ]
+        for d in dead
+    ]
+    q_rows = [
+        [
+            _e(q.id),
+            _e(q.connection),
+            _e(q.source),
+            _e(q.external_id or ""),
+            _e(q.reason[:300]),
+            _e(q.seen_count),
+            _when(q.last_seen_at, now),
+            _button(f"/ui/quarantine/{q.id}/replay", "Replay", token, f"replay-quarantine-{q.id}")
+            if can_act
+            else "",
+        ]
+        for q in quarantined
+    ]
 
     message = f'<div class="flash" data-testid="flash">{_e(flash)}</div>' if flash else ""
     scope = "read and write" if can_act else "read only"
     body = f"""<h1>bookingsync status</h1>
 <p class="muted">{_e(iso(now))} · refreshes every {REFRESH_SECONDS}s · signed in with key <b>{_e(key.id)}</b>
-({scope}) <form class="inline" method="post" action="/logout"><button type="submit">Sign out</button></form></p>
+({
+        scope
+    }) <form class="inline" method="post" action="/logout"><button type="submit">Sign out</button></form></p>
 {message}
 <h2>Connections</h2>
-{_table(["id", "provider", "state", "last poll", "lag", "next poll due", "polling now", "last webhook",
-         "webhook receipts", "quarantined", "last error"], conn_rows, "No connections are configured.")}
+{
+        _table(
+            [
+                "id",
+                "provider",
+                "state",
+                "last poll",
+                "lag",
+                "next poll due",
+                "polling now",
+                "last webhook",
+                "webhook receipts",
+                "quarantined",
+                "last error",
+            ],
+            conn_rows,
+            "No connections are configured.",
+        )
+    }
 <h2>Timers and outbox</h2>
-<p data-testid="timers">{_e(timers)} pending timer(s); next due {_when(next_timer, now) if next_timer else "—"};
+<p data-testid="timers">{_e(timers)} pending timer(s); next due {
+        _when(next_timer, now) if next_timer else "—"
+    };
 <span class="{"bad" if overdue else "ok"}">{_e(overdue)} event(s) due and not yet published</span></p>
 <h2>Subscriptions</h2>
-{_table(["id", "url", "state", "backlog", "oldest pending due"], sub_rows, "No subscriptions are configured.")}
+{
+        _table(
+            ["id", "url", "state", "backlog", "oldest pending due"],
+            sub_rows,
+            "No subscriptions are configured.",
+        )
+    }
 <h2>Dead letters</h2>
-{_table(["id", "event", "subscription", "attempts", "last status", "last error", "died", ""], dead_rows,
-        "No dead letters.")}
+{
+        _table(
+            ["id", "event", "subscription", "attempts", "last status", "last error", "died", ""],
+            dead_rows,
+            "No dead letters.",
+        )
+    }
 <h2>Quarantine</h2>
-{_table(["id", "connection", "source", "external id", "reason", "seen", "last seen", ""], q_rows,
-        "Nothing is quarantined.")}"""
+{
+        _table(
+            ["id", "connection", "source", "external id", "reason", "seen", "last seen", ""],
+            q_rows,
+            "Nothing is quarantined.",
+        )
+    }"""
     return _page("bookingsync status", body, refresh=True)
 
 
@@ -184,11 +283,15 @@ def routes(rt: Runtime, keys: Keys) -> APIRouter:
         if key is None:
             return HTMLResponse(_sign_in("Sign in first."), status_code=401)
         if not allows(key, WRITE):
-            return HTMLResponse(_page("forbidden", f"<p>API key {_e(key.id)} has no write scope.</p>",
-                                      refresh=False), status_code=403)
+            return HTMLResponse(
+                _page("forbidden", f"<p>API key {_e(key.id)} has no write scope.</p>", refresh=False),
+                status_code=403,
+            )
         if not keys.check_form_token(key, token):
-            return HTMLResponse(_page("forbidden", "<p>That form did not come from this page.</p>", refresh=False),
-                                status_code=403)
+            return HTMLResponse(
+                _page("forbidden", "<p>That form did not come from this page.</p>", refresh=False),
+                status_code=403,
+            )
         try:
             return _back(work())
         except RequestRefused as exc:
@@ -212,8 +315,13 @@ def routes(rt: Runtime, keys: Keys) -> APIRouter:
         if found is None:
             return HTMLResponse(_sign_in("That key is not configured."), status_code=401)
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(SESSION_COOKIE, keys.session_value(found), httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https" or public.startswith("https://"))
+        response.set_cookie(
+            SESSION_COOKIE,
+            keys.session_value(found),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https" or public.startswith("https://"),
+        )
         return response
 
     @router.post("/logout")

@@ -10,8 +10,8 @@ work landed as 0009_poll_states instead. Kept so that the chain, and every stamp
 
 from __future__ import annotations
 
-revision = '0003'
-down_revision = '0002'
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

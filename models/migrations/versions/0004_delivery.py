@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = '0004'
-down_revision = '0003'
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-CLAIM_INDEXES = (("events", "ix_events_claim"), ("deliveries", "ix_deliveries_claim"),
-                 ("webhook_receipts", "ix_receipts_claim"))
+CLAIM_INDEXES = (
+    ("events", "ix_events_claim"),
+    ("deliveries", "ix_deliveries_claim"),
+    ("webhook_receipts", "ix_receipts_claim"),
+)
 
 
 def upgrade() -> None:

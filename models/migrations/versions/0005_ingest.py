@@ -10,8 +10,8 @@ work landed as 0011_ordering_keys instead. Kept so that the chain, and every sta
 
 from __future__ import annotations
 
-revision = '0005'
-down_revision = '0004'
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = '0007'
-down_revision = '0006'
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('quarantine', schema=None) as batch_op:
-        batch_op.create_index('ix_quarantine_status_resolved', ['status', 'resolved_at'], unique=False)
+    with op.batch_alter_table("quarantine", schema=None) as batch_op:
+        batch_op.create_index("ix_quarantine_status_resolved", ["status", "resolved_at"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('quarantine', schema=None) as batch_op:
-        batch_op.drop_index('ix_quarantine_status_resolved')
+    with op.batch_alter_table("quarantine", schema=None) as batch_op:
+        batch_op.drop_index("ix_quarantine_status_resolved")

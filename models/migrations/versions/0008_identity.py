@@ -18,8 +18,8 @@ from alembic import op
 
 from bookingsync.models.columns import UTCDateTime
 
-revision = '0008'
-down_revision = '0007'
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -27,44 +27,44 @@ _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('links', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('rule', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True))
-        batch_op.add_column(sa.Column('observed', sa.JSON(), nullable=True))
-    with op.batch_alter_table('meetings', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('source_updated_at', UTCDateTime(timezone=True), nullable=True))
-        batch_op.create_index('ix_meetings_attendee_start', ['attendee_email', 'start'], unique=False)
+    with op.batch_alter_table("links", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("rule", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True))
+        batch_op.add_column(sa.Column("observed", sa.JSON(), nullable=True))
+    with op.batch_alter_table("meetings", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("source_updated_at", UTCDateTime(timezone=True), nullable=True))
+        batch_op.create_index("ix_meetings_attendee_start", ["attendee_email", "start"], unique=False)
     op.create_table(
-        'meeting_audit',
-        sa.Column('id', _ID, primary_key=True, autoincrement=True),
-        sa.Column('meeting_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
-        sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
-        sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-        sa.Column('connection', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
-        sa.Column('external_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
-        sa.Column('detail', sa.JSON(), nullable=True),
-        sa.Column('at', UTCDateTime(timezone=True), nullable=False),
+        "meeting_audit",
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("meeting_id", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column("connection", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
+        sa.Column("external_id", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+        sa.Column("detail", sa.JSON(), nullable=True),
+        sa.Column("at", UTCDateTime(timezone=True), nullable=False),
     )
-    op.create_index('ix_meeting_audit_meeting', 'meeting_audit', ['meeting_id', 'id'], unique=False)
-    op.create_index('ix_meeting_audit_record', 'meeting_audit', ['connection', 'external_id'], unique=False)
+    op.create_index("ix_meeting_audit_meeting", "meeting_audit", ["meeting_id", "id"], unique=False)
+    op.create_index("ix_meeting_audit_record", "meeting_audit", ["connection", "external_id"], unique=False)
     op.create_table(
-        'route_syncs',
-        sa.Column('target', sqlmodel.sql.sqltypes.AutoString(length=100), primary_key=True),
-        sa.Column('sources', sa.Text(), nullable=False),
-        sa.Column('after_start', UTCDateTime(timezone=True), nullable=True),
-        sa.Column('after_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True),
-        sa.Column('done', sa.Integer(), nullable=False),
-        sa.Column('started_at', UTCDateTime(timezone=True), nullable=False),
-        sa.Column('finished_at', UTCDateTime(timezone=True), nullable=True),
+        "route_syncs",
+        sa.Column("target", sqlmodel.sql.sqltypes.AutoString(length=100), primary_key=True),
+        sa.Column("sources", sa.Text(), nullable=False),
+        sa.Column("after_start", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("after_id", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True),
+        sa.Column("done", sa.Integer(), nullable=False),
+        sa.Column("started_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", UTCDateTime(timezone=True), nullable=True),
     )
 
 
 def downgrade() -> None:
-    op.drop_table('route_syncs')
-    op.drop_index('ix_meeting_audit_record', table_name='meeting_audit')
-    op.drop_index('ix_meeting_audit_meeting', table_name='meeting_audit')
-    op.drop_table('meeting_audit')
+    op.drop_table("route_syncs")
+    op.drop_index("ix_meeting_audit_record", table_name="meeting_audit")
+    op.drop_index("ix_meeting_audit_meeting", table_name="meeting_audit")
+    op.drop_table("meeting_audit")
     # Plain DROP COLUMN (SQLite 3.35+ and PostgreSQL), not batch mode: batch mode rebuilds the
     # table, and dropping the old `meetings` fails while links and events still reference it.
-    op.drop_index('ix_meetings_attendee_start', table_name='meetings')
-    for table, column in (('meetings', 'source_updated_at'), ('links', 'observed'), ('links', 'rule')):
-        op.execute(f'ALTER TABLE {table} DROP COLUMN {column}')
+    op.drop_index("ix_meetings_attendee_start", table_name="meetings")
+    for table, column in (("meetings", "source_updated_at"), ("links", "observed"), ("links", "rule")):
+        op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")

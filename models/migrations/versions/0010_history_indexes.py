@@ -19,8 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0010'
-down_revision = '0009'
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
@@ -30,11 +30,16 @@ AUTOVACUUM = {"autovacuum_vacuum_scale_factor": "0.02", "autovacuum_analyze_scal
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('meetings', schema=None) as batch_op:
-        batch_op.create_index('ix_meetings_end', ['end'], unique=False)
-    with op.batch_alter_table('webhook_receipts', schema=None) as batch_op:
-        batch_op.create_index('ix_receipts_body_kept', ['due_at'], unique=False,
-                              sqlite_where=sa.text(RECEIPT_HAS_BODY), postgresql_where=sa.text(RECEIPT_HAS_BODY))
+    with op.batch_alter_table("meetings", schema=None) as batch_op:
+        batch_op.create_index("ix_meetings_end", ["end"], unique=False)
+    with op.batch_alter_table("webhook_receipts", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_receipts_body_kept",
+            ["due_at"],
+            unique=False,
+            sqlite_where=sa.text(RECEIPT_HAS_BODY),
+            postgresql_where=sa.text(RECEIPT_HAS_BODY),
+        )
     if op.get_bind().dialect.name == "postgresql":
         options = ", ".join(f"{key} = {value}" for key, value in AUTOVACUUM.items())
         for table in WORK_TABLES:
@@ -45,7 +50,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         for table in WORK_TABLES:
             op.execute(f"ALTER TABLE {table} RESET ({', '.join(AUTOVACUUM)})")
-    with op.batch_alter_table('webhook_receipts', schema=None) as batch_op:
-        batch_op.drop_index('ix_receipts_body_kept')
-    with op.batch_alter_table('meetings', schema=None) as batch_op:
-        batch_op.drop_index('ix_meetings_end')
+    with op.batch_alter_table("webhook_receipts", schema=None) as batch_op:
+        batch_op.drop_index("ix_receipts_body_kept")
+    with op.batch_alter_table("meetings", schema=None) as batch_op:
+        batch_op.drop_index("ix_meetings_end")

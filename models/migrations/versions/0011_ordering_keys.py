@@ -15,19 +15,19 @@ from alembic import op
 
 from bookingsync.models.columns import UTCDateTime
 
-revision = '0011'
-down_revision = '0010'
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('links', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('source_delivered_at', UTCDateTime(), nullable=True))
-        batch_op.add_column(sa.Column('stale_count', sa.Integer(), nullable=False, server_default='0'))
+    with op.batch_alter_table("links", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("source_delivered_at", UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column("stale_count", sa.Integer(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('links', schema=None) as batch_op:
-        batch_op.drop_column('stale_count')
-        batch_op.drop_column('source_delivered_at')
+    with op.batch_alter_table("links", schema=None) as batch_op:
+        batch_op.drop_column("stale_count")
+        batch_op.drop_column("source_delivered_at")
