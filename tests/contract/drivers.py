@@ -387,6 +387,17 @@ class LeanDataDriver(Driver):
             "routing_inputs": {"Email": "{email}", "FirstName": "{first_name}", "LastName": "{last_name}"},
         }
 
+    def context(self) -> ReadContext:
+        # LeanData's watch list is a schedule (adapters/leandata_watch.py): an email read at `now` is
+        # due again one interval later, so a second read at the same instant reads nothing. Each
+        # read here is the next poll, one (short) interval after the last, as the service runs it.
+        self._polls = getattr(self, "_polls", 0) + 1
+        return ReadContext(
+            now=NOW + timedelta(seconds=self._polls),
+            watch_emails=frozenset(self.emails),
+            interval_seconds=1.0,
+        )
+
     def seed(self, count: int, *, tied: bool = False) -> list[str]:
         # Pages are per prospect email: three prospects, so the read spans several pages.
         ids = []
