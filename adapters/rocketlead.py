@@ -66,8 +66,10 @@ triggers. Ambiguities, and the reading taken:
   zone, read by the zone's rules (adapters/wall_time.py): in a fold (clocks going back) it names
   two instants, in a gap none. Slots are matched by instant, never by string. Two slots listed
   with the same local times in a fold are the first and the second hour, in the order listed
-  (the answer is ordered by time); a reading before the availability `start` we asked from is
-  not a slot we were offered. A slot still ambiguous after that is not booked (SlotUnavailable
+  (the answer is ordered by time). We ask availability from three hours before to three hours
+  after the meeting so both hours are listed; the documents do not say whether a server lists
+  slots outside the `start`/`end` asked, so the window itself settles nothing (defensive reading).
+  A slot still ambiguous after that is not booked (SlotUnavailable
   saying why), and a time in a gap is no slot at all. The booking's own times are read with the
   instants of the slot we chose, so the mirror records exactly the hour that was booked.
 * Status. A booking is `scheduled`; one with a `deletedAt` (in the response schema although
@@ -129,7 +131,12 @@ AVAILABILITY_PATH = "/connect/availability/"
 BOOKINGS_PATH = "/connect/calendar_bookings/"
 CALENDAR_PATH = "/connect/calendar/"
 # Room after the meeting's end in the availability query, whose bounds' semantics are undocumented.
-AVAILABILITY_END_PADDING = timedelta(hours=1)
+AVAILABILITY_END_PADDING = timedelta(hours=3)  # as the lookback: both readings of a fold near the end
+# Room before the meeting's start in the availability query. Whether a server lists slots before the
+# `start` asked is undocumented (ours does not, others may), so the window cannot tell the two hours
+# of a fold apart; asking from earlier makes the answer list both readings of a repeated local time,
+# and their order settles which is which. Three hours covers every fold in the tz database.
+AVAILABILITY_START_LOOKBACK = timedelta(hours=3)
 SLOT_TAKEN = "no longer available"  # from "The selected time slot is no longer available"
 ID_KEYS = ("id", "_id", "bookingId")
 ZONE_KEYS = ("timezone", "timeZone", "tz")
@@ -259,9 +266,8 @@ def slot_times(slots: list[Any], zone: str | None, earliest: datetime | None = N
     """Read every slot's times by the calendar zone's rules, folds settled where the answer allows.
 
     A slot written with an offset names one instant. A local time in a fold names two; they are
-    settled, in this order, by (1) the availability window: a start before `earliest` (the
-    `start` we asked from) is not a slot we were offered, and an end is after its start;
-    (2) repetition: when the answer lists the same local time of one resource and appointment
+    settled by repetition (an end is after its start; `earliest` is accepted but narrows nothing,
+    see below): when the answer lists the same local time of one resource and appointment
     type exactly as many times as it has readings, the k-th listing is the k-th reading (the
     answer is ordered by time: the slot of the first 02:00 comes before that of the second).
     Anything still open stays ambiguous: such a slot is never booked, since booking the wrong one
@@ -270,7 +276,11 @@ def slot_times(slots: list[Any], zone: str | None, earliest: datetime | None = N
     listed = [slot for slot in slots if isinstance(slot, dict)]
     keys = [(slot.get("resourceId"), slot.get("appointmentTypeId")) for slot in listed]
     every = [instants(slot.get("startDateTime"), zone) for slot in listed]
-    window = [tuple(t for t in options if earliest is None or t >= earliest) or options for options in every]
+    # `earliest` does not narrow a fold: a server may list slots from before the `start` asked (the
+    # documents do not say), and then "the reading inside the window" is the wrong hour. Only the
+    # repetition rule below settles a fold; what it cannot settle is refused as ambiguous.
+    del earliest
+    window = every
     starts = _settle(
         [(*key, slot.get("startDateTime")) for key, slot in zip(keys, listed, strict=True)],
         every,
@@ -697,7 +707,7 @@ class RocketLeadAdapter:
         params = {
             "calendarId": self._calendar_id,
             "appointmentTypeId": self._appointment_type_id,
-            "start": wire_time(start),
+            "start": wire_time(start - AVAILABILITY_START_LOOKBACK),
             "end": wire_time(end + AVAILABILITY_END_PADDING),
         }
         if self._resource_id:

@@ -178,8 +178,8 @@ def test_books_the_exact_slot_with_the_modern_fields_and_returns_it_normalised()
         "calendarId": "cal-1",
         "appointmentTypeId": "apt-1",
         "resourceId": "res-1",
-        "start": "2026-03-10T15:00:00.000Z",
-        "end": "2026-03-10T16:30:00.000Z",
+        "start": "2026-03-10T12:00:00.000Z",  # three hours early: both readings of a fold
+        "end": "2026-03-10T18:30:00.000Z",  # three hours late, the same
     }
     (post,) = server.sent("POST")
     assert post.headers["Authorization"] == f"Bearer {TOKEN}"
@@ -405,8 +405,17 @@ def test_a_local_time_in_the_fold_books_the_slot_whose_instant_is_the_meetings(s
     assert (record.meeting.start, record.meeting.end) == (start, start + timedelta(minutes=30))
 
 
-def test_the_second_hour_alone_in_the_answer_is_settled_by_the_availability_window():
+def test_the_second_hour_alone_in_the_answer_is_not_guessed_from_the_window():
+    # We ask from three hours before the meeting; a server that still lists "02:00" only once may
+    # list from wherever it likes (undocumented), so that one listing may be either hour: refused.
     server = FakeRocketLead(slots=[fold_slots(first=False)])
+    with pytest.raises(SlotUnavailable, match="occurs twice in Europe/Berlin"):
+        adapter(server).create(request(start=SECOND_TWO, end=SECOND_TWO + timedelta(minutes=30)))
+    assert server.sent("POST") == []
+
+
+def test_the_second_hour_is_booked_when_both_hours_are_listed():
+    server = FakeRocketLead(slots=[fold_slots()])
     adapter(server).create(request(start=SECOND_TWO, end=SECOND_TWO + timedelta(minutes=30)))
     assert server.bodies[-1]["resourceSlotId"] == "rs-second"
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bookingsync.adapters.rocketlead import find_slot
+from bookingsync.adapters.rocketlead import AVAILABILITY_END_PADDING, AVAILABILITY_START_LOOKBACK, find_slot
 from bookingsync.adapters.wall_time import readings
 from tests.unit.dst_zones import dst_changes, dst_zone_keys
 
@@ -29,9 +29,9 @@ def wall(instant: datetime, zone: ZoneInfo) -> str:
 def listing(
     zone: ZoneInfo, around: datetime, *, first: datetime, keep: list[bool], full: list[bool]
 ) -> list[dict]:
-    """Slots every 30 minutes from `first` for five hours, ordered by instant, some left out or full."""
+    """Slots every 30 minutes from `first`, one per `keep` flag, ordered by instant, some left out or full."""
     slots = []
-    for index in range(10):
+    for index in range(len(keep)):
         start = first + index * LENGTH
         if not keep[index]:
             continue
@@ -57,10 +57,15 @@ def scenarios(draw: st.DrawFn) -> tuple[ZoneInfo, datetime, list[dict], bool]:
     zone = ZoneInfo(key)
     meeting = change + timedelta(minutes=30 * draw(st.integers(-5, 5)))
     honours_window = draw(st.booleans())  # a server listing only slots from the `start` asked, or more
-    first = meeting if honours_window else meeting - timedelta(minutes=30 * draw(st.integers(0, 4)))
+    # The adapter asks from AVAILABILITY_START_LOOKBACK before the meeting, so a complete answer
+    # lists both readings of a repeated hour; a server may also list from earlier still.
+    asked = meeting - AVAILABILITY_START_LOOKBACK
+    first = asked if honours_window else asked - timedelta(minutes=30 * draw(st.integers(0, 4)))
+    # Whatever it starts from, an answer runs to the `end` asked: the meeting's end plus the padding.
+    count = int((meeting + LENGTH + AVAILABILITY_END_PADDING - first) / LENGTH)
     complete = draw(st.booleans())
-    keep = [True] * 10 if complete else draw(st.lists(st.booleans(), min_size=10, max_size=10))
-    full = draw(st.lists(st.booleans(), min_size=10, max_size=10))
+    keep = [True] * count if complete else draw(st.lists(st.booleans(), min_size=count, max_size=count))
+    full = draw(st.lists(st.booleans(), min_size=count, max_size=count))
     return zone, meeting, listing(zone, meeting, first=first, keep=keep, full=full), complete
 
 
@@ -75,7 +80,7 @@ def test_slot_matching_picks_exactly_the_slot_at_the_meetings_instant_or_refuses
         resource_id="res-1",
         appointment_type_id="apt-1",
         zone=zone.key,
-        earliest=meeting,
+        earliest=meeting - AVAILABILITY_START_LOOKBACK,
     )
     if chosen is not None:
         assert datetime.fromisoformat(chosen[TRUTH]) == meeting, "booked another instant than the meeting's"
