@@ -118,10 +118,14 @@ def plan(
     def order(email: str) -> tuple:
         hint = hints.get(email)
         start = hint.next_start.timestamp() if hint is not None and hint.next_start is not None else math.inf
-        return (email not in last_read, email in hot, -start if email in hot else 0.0, -due_at(email))
+        # A meeting about to start goes before a just-added email: twenty new attendees from
+        # another provider must not hold back the read that catches a last-minute cancel.
+        soon = start - at <= SOON.total_seconds()
+        return (email in hot, soon, email not in last_read, -start if email in hot else 0.0, -due_at(email))
 
     ready = [e for e in emails if due_at(e) <= at + interval * DUE_SLACK]
-    # Sorted descending by the tuple: never read, then urgent (soonest start first), then most overdue.
+    # Sorted descending by the tuple: urgent first (starting soon, then never read, then changed,
+    # soonest start first), then the most overdue.
     ready.sort(key=order, reverse=True)
     hot_ready = [e for e in ready if e in hot]
     rest_ready = [e for e in ready if e not in hot]

@@ -259,6 +259,7 @@ def watchlist(args: argparse.Namespace) -> None:
     import random
     import tempfile
 
+    from bookingsync.adapters.base import WatchHint
     from bookingsync.adapters.leandata_watch import plan
     from bookingsync.worker import store
     from bookingsync.worker.db import transaction
@@ -280,8 +281,17 @@ def watchlist(args: argparse.Namespace) -> None:
     emails = [f"prospect{i:04d}@bench.example" for i in range(args.emails)]
     floor = (args.emails + args.leezy_meetings) / args.rate  # every email read once at the rate
     # A deployment that has run a while: each email last read up to one of the schedule's own
-    # periods ago (what it promises for this list with nothing urgent), so some fall due each poll.
-    period = plan(emails, dict.fromkeys(emails, now.timestamp()), {}, now, interval, args.rate)
+    # periods ago (its promise for this list once Leezy's attendees are read and only the soon
+    # meeting is urgent), so about as many fall due each poll as the schedule reads.
+    listed = [*emails, *(f"lz{i}@bench.example" for i in range(args.leezy_meetings)), soon]
+    period = plan(
+        listed,
+        dict.fromkeys(listed, now.timestamp()),
+        {soon: WatchHint(next_start=now + timedelta(minutes=8))},
+        now,
+        interval,
+        args.rate,
+    )
     rng = random.Random(7)
     seeded = {e: now.timestamp() - rng.uniform(0, period.summary.staleness_seconds) for e in emails}
 

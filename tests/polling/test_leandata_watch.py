@@ -85,3 +85,12 @@ def test_more_urgent_emails_than_a_poll_reads_do_not_starve_the_rest():
     # 21 urgent emails share 6 reads a poll: each about every 3.5 polls; the summary says so.
     assert worst_urgent <= 4 * 2.0 and last.summary.staleness_seconds >= 21 * 2.0 / 6
     assert last.summary.staleness_seconds == 100 * 2.0  # the rest: one read a poll
+
+
+def test_a_meeting_about_to_start_goes_before_a_crowd_of_new_emails():
+    # Twenty attendees just seen at another provider (never read here) and one meeting starting
+    # in 5 minutes: the poll reads the soon one, whatever else is new.
+    emails = [*(f"new{i:02d}@x.co" for i in range(20)), "soon@x.co"]
+    hints = {"soon@x.co": WatchHint(next_start=NOW + timedelta(minutes=5))}
+    result = plan(emails, {"soon@x.co": NOW.timestamp() - 2}, hints, NOW, interval=2.0, rate=5.0)
+    assert result.due[0] == "soon@x.co" and len(result.due) == 7
