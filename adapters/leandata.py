@@ -406,16 +406,12 @@ class LeanDataAdapter:
     def read(self, cursor: dict[str, Any] | None, context: ReadContext) -> Iterator[Page]:
         """One page per prospect email that is due (leandata_watch.py decides which, in what order).
 
-        Cursor: {"read": {email: unix seconds of its last read}}, for the emails still watched.
-        Saved after every email, so a crash or a deferral goes on with what is still due.
+        Cursor: {"read": {email: unix seconds of its last read}}, for the emails still watched (an
+        older version's {"after": email} is read too: leandata_watch.last_reads). Saved after
+        every email, so a crash or a deferral goes on with what is still due.
         """
         emails = self.emails(context)
-        last = (cursor or {}).get("read")
-        last_read = (
-            {e: float(t) for e, t in last.items() if e in set(emails) and isinstance(t, (int, float))}
-            if isinstance(last, dict)
-            else {}
-        )
+        last_read = watch.last_reads(cursor, emails)  # either cursor form, see there
         schedule = watch.plan(
             emails,
             last_read,
