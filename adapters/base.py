@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
+from bookingsync.adapters.settings import AdapterSettings
 from bookingsync.models.meeting import Meeting, SourceRecord
 
 
@@ -183,6 +184,11 @@ class BookingRequest:
 
 class Adapter(Protocol):
     provider: ClassVar[str]
+    settings_model: ClassVar[type[AdapterSettings]]  # what a connection of it takes
+
+    # Settings as keywords, checked through `settings_model`; other keywords are test seams.
+    def __init__(self, *, connection_id: str, **values: Any) -> None: ...
+
     capabilities: ClassVar[frozenset[Capability]]
     # Writers declare it (the planner reads it with BookingShape() as the default).
     # shape: BookingShape

@@ -102,7 +102,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from bookingsync.adapters.base import (
     BookingRequest,
@@ -114,12 +114,12 @@ from bookingsync.adapters.base import (
 )
 from bookingsync.adapters.fields import as_text, as_zone
 from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.adapters.settings import AdapterSettings, blank
 from bookingsync.adapters.hubspot_signature import verify_v3
 from bookingsync.adapters.time_formats import epoch_ms, iso_z
 from bookingsync.adapters.wall_time import DATE_ONLY, date_only
 from bookingsync.models.errors import (
     AnswerLost,
-    ConfigError,
     ProviderError,
     NormaliseError,
     ProviderNotFound,
@@ -551,8 +551,63 @@ def error_message(response: httpx.Response) -> str:
     return f"{text} ({', '.join(tags)})" if tags else text
 
 
+class HubSpotSettings(AdapterSettings):
+    """What a HubSpot connection takes (README: Connection settings by provider)."""
+
+    base_url: str = Field(default=DEFAULT_BASE_URL, description="HubSpot's API address")
+    token: SecretStr = Field(description="a private app's access token (CRM meetings read/write, scheduler)")
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="the app's client secret, which signs webhooks (v3); without it every delivery is refused",
+    )
+    meeting_slug: str | None = Field(
+        default=None,
+        description="the meeting link mirrored bookings are made through (needed to be a route target)",
+    )
+    booking_timezone: str = Field(default="UTC", description="the IANA zone a booking is made in")
+    booking_locale: str = Field(default="en-us", description="the locale a booking is made in")
+    page_size: int = Field(
+        default=MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="CRM meetings per page (at most 100)"
+    )
+    requests_per_second: float = Field(
+        default=DEFAULT_REQUESTS_PER_SECOND,
+        gt=0,
+        description="our pace (HubSpot allows bursts of 100 per 10 s)",
+    )
+    timeout: float = Field(default=15.0, gt=0, description="seconds one request may take")
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr) -> SecretStr:
+        if blank(value):
+            raise ValueError('the HubSpot token is empty; set token (e.g. token = "env:HUBSPOT_TOKEN")')
+        return value
+
+    @field_validator("meeting_slug")
+    @classmethod
+    def _slug(cls, value: str | None) -> str | None:
+        if blank(value):
+            raise ValueError("meeting_slug is empty; set it to the meeting link's slug or leave it out")
+        return value
+
+    @field_validator("booking_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        if as_zone(value, PROVIDER) is None:
+            raise ValueError(f"booking_timezone {value!r} is not an IANA timezone")
+        return value
+
+    def booking_problem(self) -> str | None:
+        if not self.meeting_slug:
+            return (
+                "set options.meeting_slug to the HubSpot meeting link that mirrored bookings are made through"
+            )
+        return None
+
+
 class HubSpotAdapter:
     provider: ClassVar[str] = PROVIDER
+    settings_model: ClassVar[type[AdapterSettings]] = HubSpotSettings
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.LIST_CHANGES,
@@ -564,63 +619,33 @@ class HubSpotAdapter:
         }
     )
 
-    @staticmethod
-    def booking_problem(settings: Mapping[str, Any]) -> str | None:
-        """Why a connection with these settings cannot book, or None (see registry.booking_problem)."""
-        if not settings.get("meeting_slug"):
-            return (
-                "set options.meeting_slug to the HubSpot meeting link that mirrored bookings are made through"
-            )
-        return None
-
     def __init__(
         self,
         *,
         connection_id: str,
-        base_url: str = DEFAULT_BASE_URL,
-        token: str,
-        webhook_secret: str | None = None,
-        meeting_slug: str | None = None,
-        booking_timezone: str = "UTC",
-        booking_locale: str = "en-us",
-        page_size: int = MAX_PAGE_SIZE,
-        requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        timeout: float = 15.0,
+        **values: Any,
     ) -> None:
-        where = f"connection {connection_id!r}"
-        if not token or not token.strip():
-            raise ConfigError(
-                f'{where}: the HubSpot token is empty; set token (e.g. token = "env:HUBSPOT_TOKEN")'
-            )
-        if not base_url.startswith(("https://", "http://")):
-            raise ConfigError(f"{where}: base_url {base_url!r} must start with https://")
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ConfigError(f"{where}: page_size {page_size} must be between 1 and {MAX_PAGE_SIZE}")
-        if requests_per_second <= 0:
-            raise ConfigError(f"{where}: requests_per_second must be more than zero")
-        if meeting_slug is not None and not meeting_slug.strip():
-            raise ConfigError(
-                f"{where}: meeting_slug is empty; set it to the meeting link's slug or leave it out"
-            )
-        if as_zone(booking_timezone, PROVIDER) is None:
-            raise ConfigError(f"{where}: booking_timezone {booking_timezone!r} is not an IANA timezone")
+        settings = HubSpotSettings.checked(connection_id, values)
         self.connection_id = connection_id
-        self._secret = webhook_secret
-        self._slug = meeting_slug.strip() if meeting_slug else None
-        self._timezone = booking_timezone
-        self._locale = booking_locale
-        self._page_size = page_size
+        self._secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+        self._slug = settings.meeting_slug.strip() if settings.meeting_slug else None
+        self._timezone = settings.booking_timezone
+        self._locale = settings.booking_locale
+        self._page_size = settings.page_size
         self._http = ProviderHttp(
             provider=PROVIDER,
-            base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token.strip()}", "Accept": "application/json"},
+            base_url=settings.base_url.rstrip("/"),
+            headers={
+                "Authorization": f"Bearer {settings.token.get_secret_value().strip()}",
+                "Accept": "application/json",
+            },
             error_message=error_message,
-            timeout=timeout,
+            timeout=settings.timeout,
             transport=transport,
             sleep=sleep,
-            min_interval=1.0 / requests_per_second,
+            min_interval=1.0 / settings.requests_per_second,
         )
 
     # -- read ----------------------------------------------------------------------------------

@@ -94,7 +94,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import httpx
-from pydantic import ValidationError
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from bookingsync.adapters import skew
 from bookingsync.adapters.base import (
@@ -108,11 +108,11 @@ from bookingsync.adapters.base import (
 )
 from bookingsync.adapters.fields import as_email, as_text, as_zone
 from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.adapters.settings import AdapterSettings, blank
 from bookingsync.adapters.time_formats import iso_ms_z
 from bookingsync.adapters.wall_time import readings
 from bookingsync.models.errors import (
     AnswerLost,
-    ConfigError,
     NormaliseError,
     ProviderAuthError,
     ProviderError,
@@ -495,8 +495,86 @@ def is_slot_race(exc: ProviderRejected) -> bool:
 # -- the adapter: the HTTP edge -----------------------------------------------------------------
 
 
+class RocketLeadSettings(AdapterSettings):
+    """What a RocketLead connection takes (README: Connection settings by provider)."""
+
+    base_url: str = Field(
+        description="RocketLead's API address, e.g. `https://api.rocketlead.io` (a trailing `/connect` is dropped)"
+    )
+    token: SecretStr = Field(description="`rocketlead_…` API token with write scope (admin scope to cancel)")
+    calendar_id: str = Field(description="the calendar bookings are made in (`GET /connect/calendar/`)")
+    appointment_type_id: str = Field(
+        description="the appointment type of a booking (`GET /connect/appointment_types/`)"
+    )
+    resource_id: str | None = Field(
+        default=None,
+        description="the resource a booking takes (`GET /connect/resources/`); unset: the slot's own",
+    )
+    table_entry_ids: dict[str, str] = Field(
+        default_factory=dict, description="attendee email → RocketLead lead id, for bookings that name a lead"
+    )
+    max_slot_retries: int = Field(
+        default=3, description="fresh slots tried when the chosen one is taken meanwhile (0: none)"
+    )
+    timeout: float = Field(default=15.0, gt=0, description="seconds one request may take")
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value().strip()
+        if not token:
+            raise ValueError('the RocketLead token is empty; set token (e.g. token = "env:ROCKETLEAD_TOKEN")')
+        if not token.startswith(TOKEN_PREFIX):
+            raise ValueError(
+                f"the RocketLead token must start with {TOKEN_PREFIX!r} (RocketLead "
+                "rejects any other); copy it from RocketLead Settings → API Tokens"
+            )
+        return SecretStr(token)
+
+    @field_validator("calendar_id", "appointment_type_id")
+    @classmethod
+    def _id(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            raise ValueError(
+                f"{info.field_name} is empty; set it to the id from GET /connect/calendar/ "
+                "or /connect/appointment_types/"
+            )
+        return value.strip()
+
+    @field_validator("resource_id")
+    @classmethod
+    def _resource(cls, value: str | None) -> str | None:
+        if blank(value):
+            raise ValueError(
+                "resource_id is empty; remove it or set it to an id from GET /connect/resources/"
+            )
+        return value.strip() if value else None
+
+    @field_validator("max_slot_retries", mode="before")
+    @classmethod
+    def _retries(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError("max_slot_retries must be a whole number, zero or more")
+        return value
+
+    @field_validator("table_entry_ids", mode="before")
+    @classmethod
+    def _entries(cls, value: Any) -> Any:
+        entries: dict[str, str] = {}
+        for email, entry_id in (value or {}).items():
+            try:
+                key = normalise_email(email)
+            except ValueError as exc:
+                raise ValueError(f"table_entry_ids has {email!r}, which is not an email address") from exc
+            if key is None or not isinstance(entry_id, str) or not entry_id.strip():
+                raise ValueError(f"table_entry_ids needs an email and a lead id in each entry, not {email!r}")
+            entries[key] = entry_id.strip()
+        return entries
+
+
 class RocketLeadAdapter:
     provider: ClassVar[str] = PROVIDER
+    settings_model: ClassVar[type[AdapterSettings]] = RocketLeadSettings
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CREATE, Capability.CANCEL})
     # Times as JavaScript writes them (milliseconds); a booking fills a slot, which has a length.
     shape: ClassVar[BookingShape] = BookingShape(zero_length=False)
@@ -505,73 +583,28 @@ class RocketLeadAdapter:
         self,
         *,
         connection_id: str,
-        base_url: str,
-        token: str,
-        calendar_id: str,
-        appointment_type_id: str,
-        resource_id: str | None = None,
-        table_entry_ids: Mapping[str, str] | None = None,
-        max_slot_retries: int = 3,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        timeout: float = 15.0,
+        **values: Any,
     ) -> None:
-        where = f"connection {connection_id!r}"
-        token = (token or "").strip()
-        if not token:
-            raise ConfigError(
-                f'{where}: the RocketLead token is empty; set token (e.g. token = "env:ROCKETLEAD_TOKEN")'
-            )
-        if not token.startswith(TOKEN_PREFIX):
-            raise ConfigError(
-                f"{where}: the RocketLead token must start with {TOKEN_PREFIX!r} (RocketLead "
-                "rejects any other); copy it from RocketLead Settings → API Tokens"
-            )
-        if not base_url.startswith(("https://", "http://")):
-            raise ConfigError(f"{where}: base_url {base_url!r} must start with https://")
-        for key, value in (("calendar_id", calendar_id), ("appointment_type_id", appointment_type_id)):
-            if not isinstance(value, str) or not value.strip():
-                raise ConfigError(
-                    f"{where}: {key} is empty; set it to the id from GET /connect/calendar/ "
-                    "or /connect/appointment_types/"
-                )
-        if resource_id is not None and (not isinstance(resource_id, str) or not resource_id.strip()):
-            raise ConfigError(
-                f"{where}: resource_id is empty; remove it or set it to an id from GET /connect/resources/"
-            )
-        if (
-            isinstance(max_slot_retries, bool)
-            or not isinstance(max_slot_retries, int)
-            or max_slot_retries < 0
-        ):
-            raise ConfigError(f"{where}: max_slot_retries must be a whole number, zero or more")
-        entries: dict[str, str] = {}
-        for email, entry_id in (table_entry_ids or {}).items():
-            try:
-                key = normalise_email(email)
-            except ValueError as exc:
-                raise ConfigError(
-                    f"{where}: table_entry_ids has {email!r}, which is not an email address"
-                ) from exc
-            if key is None or not isinstance(entry_id, str) or not entry_id.strip():
-                raise ConfigError(
-                    f"{where}: table_entry_ids needs an email and a lead id in each entry, not {email!r}"
-                )
-            entries[key] = entry_id.strip()
+        settings = RocketLeadSettings.checked(connection_id, values)
         self.connection_id = connection_id
-        self._calendar_id = calendar_id.strip()
-        self._appointment_type_id = appointment_type_id.strip()
-        self._resource_id = resource_id.strip() if resource_id else None
-        self._entries = entries
-        self._max_slot_retries = max_slot_retries
+        self._calendar_id = settings.calendar_id
+        self._appointment_type_id = settings.appointment_type_id
+        self._resource_id = settings.resource_id
+        self._entries = settings.table_entry_ids
+        self._max_slot_retries = settings.max_slot_retries
         self._zone: str | None = None
         self._zone_known = False  # looked up for good (found, or definitely not there)
         self._http = ProviderHttp(
             provider=PROVIDER,
-            base_url=base_url.rstrip("/").removesuffix("/connect"),
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            base_url=settings.base_url.rstrip("/").removesuffix("/connect"),
+            headers={
+                "Authorization": f"Bearer {settings.token.get_secret_value()}",
+                "Accept": "application/json",
+            },
             error_message=error_message,
-            timeout=timeout,
+            timeout=settings.timeout,
             transport=transport,
             sleep=sleep,
             observe_date=skew.for_connection(connection_id).observe_date,  # clock skew: a metric, a warning

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bookingsync.adapters.base import BookingRequest, Capability, RawRecord, ReadContext
-from bookingsync.adapters.hubspot import HubSpotAdapter
+from bookingsync.adapters.hubspot import HubSpotAdapter, HubSpotSettings
 from bookingsync.models.errors import (
     AnswerLost,
     ConfigError,
@@ -599,8 +599,8 @@ def test_capabilities_are_honest():
             Capability.FIND_BOOKING,
         }
     )
-    assert HubSpotAdapter.booking_problem({"meeting_slug": "intro"}) is None
-    assert "meeting_slug" in (HubSpotAdapter.booking_problem({}) or "")
+    assert HubSpotSettings(token="t", meeting_slug="intro").booking_problem() is None
+    assert "meeting_slug" in (HubSpotSettings(token="t").booking_problem() or "")
 
 
 @pytest.mark.parametrize(

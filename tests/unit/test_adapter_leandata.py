@@ -322,14 +322,14 @@ def test_bad_settings_are_config_errors_with_sentences():
 def test_registry_builds_known_providers_and_refuses_the_rest():
     assert ADAPTERS["leezy"] is LeezyAdapter and ADAPTERS["leandata"] is LeanDataAdapter
     assert all(cls.provider == name for name, cls in ADAPTERS.items())
-    built = build_adapter("leandata", connection_id="ld", base_url="https://api.leandata.com", api_key="k")
+    built = build_adapter("leandata", "ld", {"base_url": "https://api.leandata.com", "api_key": "k"})
     assert isinstance(built, LeanDataAdapter)
     built.close()
     with pytest.raises(
         ConfigError, match="'calendly' is not one bookingsync knows; use one of: .*leandata, leezy"
     ):
-        build_adapter("calendly")
+        build_adapter("calendly", "c", {})
     with pytest.raises(ConfigError, match="takes no setting colour"):
-        build_adapter("leezy", connection_id="c", base_url="https://app.leezy.ai", token="t", colour="red")
+        build_adapter("leezy", "c", {"base_url": "https://app.leezy.ai", "token": "t", "colour": "red"})
     with pytest.raises(ConfigError, match="needs the setting token"):
-        build_adapter("leezy", connection_id="c", base_url="https://app.leezy.ai")
+        build_adapter("leezy", "c", {"base_url": "https://app.leezy.ai"})

@@ -15,6 +15,7 @@ from bookingsync.adapters.meetergo import (
     SWEEP_SCOPE,
     AppointmentRead,
     MeetergoAdapter,
+    MeetergoSettings,
     normalise_appointment,
 )
 from bookingsync.models.errors import (
@@ -239,8 +240,9 @@ def test_capabilities():
         Capability.CANCEL,
         Capability.FIND_BOOKING,
     }
-    assert MeetergoAdapter.booking_problem({"meeting_type_id": "mt-1", "host_ids": ["h"]}) is None
-    assert "meeting_type_id" in (MeetergoAdapter.booking_problem({}) or "")
+    base = {"base_url": "https://api.meetergo.com", "token": "t"}
+    assert MeetergoSettings(**base, meeting_type_id="mt-1", host_ids=("h",)).booking_problem() is None
+    assert "meeting_type_id" in (MeetergoSettings(**base).booking_problem() or "")
 
 
 def test_a_personal_token_never_sends_the_user_header():
