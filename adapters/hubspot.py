@@ -34,8 +34,13 @@ Ambiguities, and the reading taken:
 * Times: `hs_meeting_start_time`/`hs_meeting_end_time` as ISO 8601 with an offset or as epoch
   milliseconds (the CRM guide allows both for `hs_timestamp`). Either missing is a NormaliseError:
   `hs_timestamp` is the activity time, not a reliable start. A CRM meeting carries no attendee
-  email (contacts are associations, by id) and an owner id, not an email, so `attendee` and
-  `hosts` stay empty; the conference URL is `hs_meeting_external_url`, else
+  email: its contacts are associations, by id. A poll lists with `associations=contacts` and reads
+  each associated contact's email (`GET …/contacts/{id}?properties=email`, kept in a bounded
+  cache: a contact's email rarely changes, and a page of meetings often shares contacts); the
+  first contact with an email is the attendee, written into the raw record under
+  `bookingsyncAttendeeEmail` so the stored raw says where it came from. Without it the identity
+  rules (attendee + start, issue 16) could never match a HubSpot meeting to the same demo booked
+  elsewhere. The owner is an id, not an email, so `hosts` stay empty; the conference URL is `hs_meeting_external_url`, else
   `hs_meeting_location`, whichever is an http(s) URL. `archived: true` means cancelled;
   `archivedAt` counts only when `archived` is absent (a restored meeting says `archived: false`).
 * Webhooks: the body is a JSON array of events (one object is accepted too) with ids, never a
@@ -152,6 +157,10 @@ PROPERTIES = (
     "hs_unique_id",
 )
 CONTACTS_PATH = "/crm/objects/2026-03/contacts"
+# The associated contact's email, added to a listed meeting by `read` (see the module docstring).
+ATTENDEE_KEY = "bookingsyncAttendeeEmail"
+# Contact emails remembered per adapter; the oldest is forgotten past this (bounded memory).
+CONTACT_CACHE_SIZE = 10_000
 SEARCH_LIMIT = 100
 ACTIVE, ARCHIVED = "active", "archived"
 # How many months of availability pages we look through for the slot (a meeting link
@@ -243,6 +252,17 @@ def _record_id(value: Any) -> str | None:
     return str(value).strip() or None
 
 
+def _contact_ids(obj: Mapping[str, Any]) -> list[str]:
+    """The ids of a CRM object's associated contacts (`associations.contacts.results[].id`)."""
+    contacts = ((obj.get("associations") or {}).get("contacts") or {}).get("results")
+    ids = (
+        [_record_id(c.get("id")) for c in contacts if isinstance(c, dict)]
+        if isinstance(contacts, list)
+        else []
+    )
+    return [i for i in ids if i is not None]
+
+
 def normalise_crm_meeting(obj: Any) -> SourceRecord:
     """A CRM meeting object `{id, properties{…}, createdAt, updatedAt, archived}`."""
     if not isinstance(obj, dict):
@@ -266,6 +286,7 @@ def normalise_crm_meeting(obj: Any) -> SourceRecord:
             end=end,
             conference_url=_http_url(properties.get("hs_meeting_external_url"))
             or _http_url(properties.get("hs_meeting_location")),
+            attendee=Person(email=as_text(obj.get(ATTENDEE_KEY))),
         )
         event_id = as_text(properties.get("hs_unique_id"))
         return SourceRecord(
@@ -634,6 +655,7 @@ class HubSpotAdapter:
         self._timezone = settings.booking_timezone
         self._locale = settings.booking_locale
         self._page_size = settings.page_size
+        self._contacts: dict[str, str | None] = {}  # contact id → email (CONTACT_CACHE_SIZE at most)
         self._http = ProviderHttp(
             provider=PROVIDER,
             base_url=settings.base_url.rstrip("/"),
@@ -671,6 +693,7 @@ class HubSpotAdapter:
                 continue
             resumed = False
             results = body["results"]
+            self._add_attendees(results)
             records = [
                 RawRecord(
                     payload=item, external_id=_record_id(item.get("id")) if isinstance(item, dict) else None
@@ -691,6 +714,7 @@ class HubSpotAdapter:
         }
         if position.after is not None:
             params["after"] = position.after
+        params["associations"] = "contacts"
         body = response_json(PROVIDER, self._http.request("GET", MEETINGS_PATH, params=params))
         if not isinstance(body, dict) or not isinstance(body.get("results"), list):
             raise ProviderUnavailable(PROVIDER, f"GET {MEETINGS_PATH} answered without a 'results' list")
@@ -923,6 +947,38 @@ class HubSpotAdapter:
             ):
                 return record
         return None
+
+    def _add_attendees(self, results: list[Any]) -> None:
+        """Write each listed meeting's attendee (its first associated contact with an email) into
+        it under ATTENDEE_KEY. A contact that cannot be read leaves the meeting without one."""
+        for item in results:
+            if not isinstance(item, dict):
+                continue
+            for contact_id in _contact_ids(item):
+                email = self._contact_email(contact_id)
+                if email:
+                    item[ATTENDEE_KEY] = email
+                    break
+
+    def _contact_email(self, contact_id: str) -> str | None:
+        if contact_id in self._contacts:
+            return self._contacts[contact_id]
+        try:
+            found = response_json(
+                PROVIDER,
+                self._http.request(
+                    "GET", f"{CONTACTS_PATH}/{quote(contact_id, safe='')}", params={"properties": "email"}
+                ),
+            )
+        except ProviderNotFound:
+            found = None  # merged or deleted since: no attendee from it
+        props = found.get("properties") if isinstance(found, dict) else None
+        email = as_text(props.get("email")) if isinstance(props, dict) else None
+        email = email.lower() if email else None
+        if len(self._contacts) >= CONTACT_CACHE_SIZE:
+            self._contacts.pop(next(iter(self._contacts)))
+        self._contacts[contact_id] = email
+        return email
 
     def _attendee_email(self, crm_id: str) -> str | None:
         body = response_json(

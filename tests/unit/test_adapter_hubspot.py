@@ -458,6 +458,7 @@ def test_full_pass_reads_live_then_archived_with_after_and_starts_over():
     assert dict(first.url.params) == {
         "limit": "2",
         "archived": "false",
+        "associations": "contacts",
         "properties": "hs_meeting_title,hs_meeting_start_time,hs_meeting_end_time,hs_meeting_outcome,"
         "hs_meeting_external_url,hs_meeting_location,hs_timestamp,hs_lastmodifieddate,hs_unique_id",
     }
@@ -475,6 +476,56 @@ def test_full_pass_reads_live_then_archived_with_after_and_starts_over():
     ]
     assert all(p.sweep is None for p in pages)  # deletions come as archived records, never from absence
     assert adapter(server).normalise(pages[-1].records[0]).meeting.status is MeetingStatus.CANCELLED
+
+
+class CrmWithContacts(FakeCrm):
+    """The list with `associations=contacts`, and `GET …/contacts/{id}` for their emails."""
+
+    def __init__(self, active: list[dict], emails: dict[str, str]) -> None:
+        super().__init__(active)
+        self.emails = emails
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/crm/objects/2026-03/contacts/"):
+            self.requests.append(request)
+            contact = request.url.path.rsplit("/", 1)[-1]
+            if contact not in self.emails:
+                return httpx.Response(
+                    404, json={"message": "Object not found", "category": "OBJECT_NOT_FOUND"}
+                )
+            return httpx.Response(200, json={"id": contact, "properties": {"email": self.emails[contact]}})
+        return super().__call__(request)
+
+
+def _with_contacts(meeting: dict, *contacts: str) -> dict:
+    return meeting | {
+        "associations": {"contacts": {"results": [{"id": c, "type": "meeting_to_contact"} for c in contacts]}}
+    }
+
+
+def test_a_listed_meeting_has_its_associated_contact_as_attendee_read_once_per_contact():
+    """Issue 16: without the attendee a HubSpot meeting can never be matched to the same demo
+    booked elsewhere (attendee + start). Each contact is read once; one that is gone gives none."""
+    server = CrmWithContacts(
+        [
+            _with_contacts(crm("1"), "c-1"),
+            _with_contacts(crm("2"), "c-gone", "c-1"),
+            _with_contacts(crm("3"), "c-gone"),
+            crm("4"),
+        ],
+        {"c-1": "Lisa@Acme.example"},
+    )
+    a = adapter(server)
+    pages, ids = read_all(a)
+    emails = {r.external_id: a.normalise(r).meeting.attendee.email for p in pages for r in p.records}
+    assert emails == {"1": "lisa@acme.example", "2": "lisa@acme.example", "3": None, "4": None}
+    contact_reads = [r.url.path for r in server.requests if "/contacts/" in r.url.path]
+    assert contact_reads == ["/crm/objects/2026-03/contacts/c-1", "/crm/objects/2026-03/contacts/c-gone"]
+    assert all(
+        r.url.params.get("associations") == "contacts"
+        for r in server.requests
+        if r.url.path.endswith("meetings")
+    )
 
 
 def test_a_crash_resumes_at_the_saved_page():
