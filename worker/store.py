@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from functools import cache
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -711,15 +712,22 @@ def get_cursor(session: Session, connection: str) -> dict[str, Any] | None:
     return dict(row.value) if row is not None and row.value is not None else None
 
 
+@cache
+def _cursor_upsert(dialect: str) -> Any:
+    """Built once per dialect: it runs with every page."""
+    table = CursorRow.__table__  # type: ignore[attr-defined]
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.connection],
+        set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+    )
+
+
 def save_cursor(session: Session, connection: str, value: dict[str, Any], now: datetime) -> None:
     """One upsert (the cursor is written with every page, so one statement, not a read and a write)."""
-    table = CursorRow.__table__  # type: ignore[attr-defined]
-    stmt = dialect_insert(session)(table).values(connection=connection, value=value, updated_at=now)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[table.c.connection],
-            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
-        )
+    conn = session.connection()
+    conn.execute(
+        _cursor_upsert(conn.dialect.name), {"connection": connection, "value": value, "updated_at": now}
     )
     loaded = session.identity_map.get(session.identity_key(CursorRow, connection))
     if loaded is not None:  # a CursorRow read earlier in this session is now out of date
