@@ -22,12 +22,12 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from bookingsync.sandbox.background import BackgroundPoster
+from bookingsync.sandbox.background import BackgroundPoster, Outcome
 from bookingsync.sandbox.ring import ATTEMPTS_KEPT, Ring
 
 SHAPE_FLAT = "flat"
@@ -55,7 +55,7 @@ def build_payload(webhook_type: str, data: Mapping[str, Any], shape: str = SHAPE
 
 
 @dataclass
-class DeliveryAttempt:
+class DeliveryAttempt(Outcome):
     delivery_id: str
     webhook_id: str
     webhook_type: str
@@ -63,19 +63,9 @@ class DeliveryAttempt:
     headers: dict[str, str]
     body: str
     redelivery_of: str | None = None
-    status_code: int | None = None
-    response_body: str | None = None
-    error: str | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
 
     def payload(self) -> Any:
         return json.loads(self.body)
-
-    def public(self) -> dict[str, Any]:
-        return asdict(self) | {"succeeded": self.succeeded}
 
 
 def new_attempt(
@@ -112,12 +102,7 @@ class WebhookSender(BackgroundPoster[DeliveryAttempt]):
         return self._attempts.items()
 
     def handle(self, client: httpx.Client, attempt: DeliveryAttempt) -> None:
-        result = self.post(client, attempt.target_url, attempt.body.encode(), attempt.headers)
-        attempt.status_code, attempt.response_body, attempt.error = (
-            result.status_code,
-            result.response_body,
-            result.error,
-        )
+        attempt.settle(self.post(client, attempt.target_url, attempt.body.encode(), attempt.headers))
         self._attempts.append(attempt)
         if self._on_result is not None:
             self._on_result(attempt)
