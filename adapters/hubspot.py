@@ -110,6 +110,7 @@ import httpx
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from bookingsync.adapters.base import (
+    BookingShape,
     BookingRequest,
     Capability,
     Page,
@@ -629,6 +630,7 @@ class HubSpotSettings(AdapterSettings):
 class HubSpotAdapter:
     provider: ClassVar[str] = PROVIDER
     settings_model: ClassVar[type[AdapterSettings]] = HubSpotSettings
+    shape: ClassVar[BookingShape] = BookingShape()  # epoch milliseconds, any length
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.LIST_CHANGES,

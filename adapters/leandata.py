@@ -38,7 +38,8 @@ guides on managing a meeting, authentication, problem types and rate limits
   backoff if a 429 ever comes.
 * Errors come as `{"error": "..."}`, and as the API Gateway's `{"message": "Unauthorized"}` on
   auth failures; both are read.
-* No webhooks are documented, so `parse_webhook` refuses every delivery.
+* No webhooks are documented, so the adapter is no `WebhookReceiver` (the web layer refuses
+  every delivery).
 
 Writes (`create`, `reschedule`, `cancel`; pure pieces and their readings in leandata_booking.py):
 
@@ -98,13 +99,13 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from bookingsync.adapters import leandata_booking as booking
 from bookingsync.adapters import leandata_watch as watch
 from bookingsync.adapters.base import (
+    BookingShape,
     BookingRequest,
     Capability,
     Page,
     RawRecord,
     ReadContext,
     Sweep,
-    WebhookDelivery,
 )
 from bookingsync.adapters.fields import as_email, as_table
 from bookingsync.adapters.http import ProviderHttp, response_json
@@ -119,7 +120,6 @@ from bookingsync.models.errors import (
     ProviderUnavailable,
     RateLimited,
     SlotUnavailable,
-    WebhookMalformed,
 )
 from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord, normalise_email
 
@@ -356,10 +356,10 @@ class LeanDataSettings(AdapterSettings):
 class LeanDataAdapter:
     provider: ClassVar[str] = PROVIDER
     settings_model: ClassVar[type[AdapterSettings]] = LeanDataSettings
+    shape: ClassVar[BookingShape] = BookingShape()  # epoch milliseconds, any length
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.LOOKUP_BY_EMAIL,
-            Capability.LOOKUP_BY_ID,
             Capability.CREATE,
             Capability.RESCHEDULE,
             Capability.CANCEL,
@@ -477,11 +477,6 @@ class LeanDataAdapter:
 
     def normalise(self, record: RawRecord) -> SourceRecord:
         return normalise_meeting(record.payload, record.scope)
-
-    def parse_webhook(
-        self, headers: Mapping[str, str], body: bytes, now: datetime, *, method: str = "POST", url: str = ""
-    ) -> WebhookDelivery:
-        raise WebhookMalformed("LeanData BookIt sends no webhooks; this connection only polls")
 
     # -- writes ---------------------------------------------------------------------------------
 

@@ -837,7 +837,6 @@ class MeetergoAdapter:
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.LIST_CHANGES,
-            Capability.LOOKUP_BY_ID,
             Capability.RECEIVE_WEBHOOKS,
             Capability.CREATE,
             Capability.CANCEL,

@@ -7,12 +7,13 @@ triggers. Ambiguities, and the reading taken:
 
 * Nothing is read. The docs document no list or get endpoint for bookings and no webhooks to
   third parties (the automation triggers run flows inside RocketLead; ingress webhooks are
-  inbound to it). Capabilities are CREATE and CANCEL; `read()` yields no page (so nothing is
-  ever called vanished) and `parse_webhook` refuses every delivery.
+  inbound to it). Capabilities are CREATE and CANCEL: the adapter is a `Writer` only, with no
+  `read` (so nothing is ever called vanished) and no `parse_webhook` (a delivery is refused by
+  the web layer, which finds no `WebhookReceiver`).
 * No RESCHEDULE. No update endpoint is documented, so moving a booking is a new booking plus a
   hard delete. The worker's reconcile does exactly that (RECREATE: create, then cancel the old
-  one) as its own step; doing it here too would hide a half-done move inside one call.
-  `reschedule()` raises NotImplementedError. Known limit: on a resource with capacity 1, a move
+  one) as its own step; doing it here too would hide a half-done move inside one call, so it is
+  no `Mover`. Known limit: on a resource with capacity 1, a move
   that overlaps the old booking's time finds its slot full and raises SlotUnavailable.
 * Exact time. A mirrored booking must be at the meeting's exact start and end, so only an
   `available: true` slot whose startDateTime and endDateTime are the same instants as the
@@ -86,7 +87,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -101,10 +102,7 @@ from bookingsync.adapters.base import (
     BookingRequest,
     BookingShape,
     Capability,
-    Page,
     RawRecord,
-    ReadContext,
-    WebhookDelivery,
 )
 from bookingsync.adapters.fields import as_email, as_text, as_zone
 from bookingsync.adapters.http import ProviderHttp, response_json
@@ -121,7 +119,6 @@ from bookingsync.models.errors import (
     ProviderUnavailable,
     RateLimited,
     SlotUnavailable,
-    WebhookMalformed,
 )
 from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord, normalise_email
 
@@ -610,27 +607,15 @@ class RocketLeadAdapter:
             observe_date=skew.for_connection(connection_id).observe_date,  # clock skew: a metric, a warning
         )
 
-    # -- the Adapter half: nothing to read ----------------------------------------------------
-
-    def read(self, cursor: dict[str, Any] | None, context: ReadContext) -> Iterator[Page]:
-        """No list endpoint is documented: no page, and so no sweep that could call anything gone."""
-        yield from ()
+    # -- the Adapter core: no Reader, no WebhookReceiver (nothing is documented to read) ---------
 
     def normalise(self, record: RawRecord) -> SourceRecord:
         return normalise_booking(record.payload, self._zone)
 
-    def parse_webhook(
-        self, headers: Mapping[str, str], body: bytes, now: datetime, *, method: str = "POST", url: str = ""
-    ) -> WebhookDelivery:
-        raise WebhookMalformed(
-            "RocketLead sends no webhooks to other services (its automation triggers run "
-            "inside RocketLead); this connection only books and cancels"
-        )
-
     def close(self) -> None:
         self._http.close()
 
-    # -- the Writer half ------------------------------------------------------------------------
+    # -- the Writer ------------------------------------------------------------------------------
 
     def create(self, request: BookingRequest) -> SourceRecord:
         """Book the meeting's exact slot; SlotUnavailable when there is none or races run out."""
@@ -669,12 +654,6 @@ class RocketLeadAdapter:
             f"taken between availability and booking {attempts} times in a row; it is no longer free there, "
             "so book another time or free the slot in RocketLead",
             status=400,
-        )
-
-    def reschedule(self, external_id: str, request: BookingRequest) -> SourceRecord:
-        raise NotImplementedError(
-            "RocketLead documents no way to move a booking; book the new time with "
-            "create() and delete the old one with cancel()"
         )
 
     def cancel(self, external_id: str) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from bookingsync.adapters.base import BookingRequest, Capability, Finder, Writer
+from bookingsync.adapters.base import BookingRequest, Capability, Finder, Mover, Writer
 from bookingsync.models.errors import (
     AnswerLost,
     ProviderError,
@@ -124,7 +124,9 @@ class _Call:
 
 def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[str]) -> Outcome | None:
     """One decision and at most one provider call; None when there may be more to do."""
-    adapter: Any = rt.adapter(target)
+    adapter = rt.adapter(target)
+    if not isinstance(adapter, Writer):  # config refuses such targets; a changed config may not
+        return Outcome("dead", f"{target} ({provider}) cannot book: it is read-only for bookingsync")
     caps = adapter.capabilities
     now = rt.clock.now()
     lease = timedelta(seconds=rt.config.mirroring.lease_seconds)
@@ -156,7 +158,7 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
             intents=history,
             now=now,
             limits=Limits(max_writes=rt.config.mirroring.max_writes_per_hour),
-            can_find=Capability.FIND_BOOKING in caps,
+            can_find=isinstance(adapter, Finder),
             can_cancel=Capability.CANCEL in caps,
             target=target,
         )
@@ -281,11 +283,9 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
                 stored = intent_store.add(session, current, meeting_id=meeting_id, connection=target, now=now)
             call = _Call(stored.id or 0, current, _request(meeting, current))
     # The intent is committed: now, and only now, the provider is called.
-    return (
-        _lookup(rt, adapter, meeting_id, target, provider, call, done)
-        if call.lookup
-        else _write(rt, adapter, meeting_id, target, provider, call, done)
-    )
+    if call.lookup and isinstance(adapter, Finder):  # a lookup is planned only where can_find
+        return _lookup(rt, adapter, meeting_id, target, provider, call, done)
+    return _write(rt, adapter, meeting_id, target, provider, call, done)
 
 
 def _request(meeting: Any, intent: Intent) -> BookingRequest:
@@ -307,7 +307,8 @@ def _write(
         if intent.action is Write.CREATE:
             record: SourceRecord | None = adapter.create(request)
         elif intent.action is Write.RESCHEDULE:
-            assert intent.subject is not None
+            # The planner moves in place only with RESCHEDULE, which Movers declare (test_adapter_parts).
+            assert intent.subject is not None and isinstance(adapter, Mover)
             record = adapter.reschedule(intent.subject, request)
         else:
             assert intent.subject is not None

@@ -7,7 +7,16 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from bookingsync.adapters.base import Capability, RawRecord, ReadContext
+from bookingsync.adapters.base import (
+    Capability,
+    Finder,
+    Lookup,
+    Mover,
+    RawRecord,
+    ReadContext,
+    Reader,
+    WebhookReceiver,
+)
 from bookingsync.adapters.leandata import LeanDataAdapter
 from bookingsync.adapters.leezy import LeezyAdapter
 from bookingsync.adapters.registry import ADAPTERS, build_adapter
@@ -17,7 +26,6 @@ from bookingsync.models.errors import (
     ProviderAuthError,
     ProviderNotFound,
     ProviderUnavailable,
-    WebhookMalformed,
 )
 from bookingsync.models.meeting import MeetingStatus
 
@@ -304,10 +312,11 @@ def test_get_meeting_not_found_carries_leandatas_message():
     assert caught.value.message == "Meeting not found"
 
 
-def test_webhooks_are_refused():
+def test_it_polls_reads_by_id_and_writes_but_takes_no_webhooks():
+    a = adapter(FakeBookIt({}))
     assert Capability.RECEIVE_WEBHOOKS not in LeanDataAdapter.capabilities
-    with pytest.raises(WebhookMalformed, match="no webhooks"):
-        adapter(FakeBookIt({})).parse_webhook({}, b"{}", NOW)
+    assert not isinstance(a, WebhookReceiver) and not hasattr(a, "parse_webhook")
+    assert isinstance(a, Reader) and isinstance(a, Lookup) and isinstance(a, Mover) and isinstance(a, Finder)
 
 
 def test_bad_settings_are_config_errors_with_sentences():

@@ -234,7 +234,6 @@ def test_capabilities():
     assert MeetergoAdapter.provider == "meetergo"
     assert MeetergoAdapter.capabilities == {
         Capability.LIST_CHANGES,
-        Capability.LOOKUP_BY_ID,
         Capability.RECEIVE_WEBHOOKS,
         Capability.CREATE,
         Capability.CANCEL,
