@@ -55,6 +55,8 @@ def _due(
     `max_in_flight` leased at once. Two index range scans on (status, due_at, id) that each stop at
     the limit, rather than one OR that must sort every due row to find the oldest.
     `reclaim_lapsed=False` takes ready rows only (see `claim`)."""
+    if limit <= 0:
+        return []
     table = model.__table__
     c = table.c
     if max_in_flight is not None:
@@ -141,18 +143,26 @@ def claim(
     max_in_flight: int | None = None,
     freshness: Freshness | None = None,
     reclaim_lapsed: bool = True,
+    event_limit: int | None = None,
 ) -> Claimed:
-    """Claim and lease due work of every kind: at most `limit` rows of each, and (when given) no
-    more than `max_in_flight` of a kind leased at once, so a burst waits here, not in memory.
+    """Claim and lease due work of every kind: at most `limit` rows of each (`event_limit` events,
+    when given), and (when given) no more than `max_in_flight` of a kind leased at once, so a
+    burst waits here, not in memory.
 
     `reclaim_lapsed=False` while the broker is backed up: a lease that ran out then most likely
     belongs to a message still waiting in the queue, and sending it again would put a second copy
     beside it (each lease period, another), so such rows wait until the queue has drained."""
     lease = timedelta(seconds=lease_seconds)
     with transaction(engine) as session:
-        events = _prepare_events(
-            session, _due(session, EventRow, now, limit, max_in_flight, reclaim_lapsed), now, freshness
+        due_events = _due(
+            session,
+            EventRow,
+            now,
+            limit if event_limit is None else event_limit,
+            max_in_flight,
+            reclaim_lapsed,
         )
+        events = _prepare_events(session, due_events, now, freshness)
         _lease(events, now, lease)
         deliveries = _due(session, DeliveryRow, now, limit, max_in_flight, reclaim_lapsed)
         _lease(deliveries, now, lease)
@@ -224,13 +234,60 @@ def relay_once(
     freshness: Freshness | None = None,
     reclaim_lapsed: bool = True,
 ) -> Claimed:
-    """Claim what is due and send it in messages of up to `message_size` ids; a lost message is
-    sent again after its rows' lease runs out."""
+    """Claim up to `limit` due rows of each kind and send them in messages of up to `message_size`
+    ids; a lost message is sent again after its rows' lease runs out.
+
+    Events are claimed a message's worth per transaction, each message sent before the next is
+    claimed: a claim holds SQLite's write lock while it re-checks, numbers and freezes its events'
+    bodies, so a claim of a whole burst kept the publishers and the delivery outcomes waiting for
+    it (a second and more on a busy machine, issue 6), and the first message went out only once
+    the last event was claimed. Deliveries and receipts, cheap to claim, all go in the first."""
+    total = Claimed(events=[], deliveries=[], receipts=[])
+    first, taken = True, 0
+    while True:
+        step = min(limit - taken, message_size)
+        claimed = _claim_and_send(
+            engine,
+            now,
+            senders,
+            lease_seconds=lease_seconds,
+            # deliveries and receipts (cheap to claim) all in the first claim; events a message at a time
+            limit=limit if first else 0,
+            event_limit=step,
+            max_in_flight=max_in_flight,
+            message_size=message_size,
+            freshness=freshness,
+            reclaim_lapsed=reclaim_lapsed,
+        )
+        first = False
+        total.events.extend(claimed.events)
+        total.deliveries.extend(claimed.deliveries)
+        total.receipts.extend(claimed.receipts)
+        total.delivery_targets.update(claimed.delivery_targets)
+        taken += step
+        if len(claimed.events) < step or taken >= limit:
+            return total
+
+
+def _claim_and_send(
+    engine: Engine,
+    now: datetime,
+    senders: Senders,
+    *,
+    lease_seconds: float,
+    limit: int,
+    event_limit: int,
+    max_in_flight: int | None,
+    message_size: int,
+    freshness: Freshness | None,
+    reclaim_lapsed: bool,
+) -> Claimed:
     claimed = claim(
         engine,
         now,
         lease_seconds=lease_seconds,
         limit=limit,
+        event_limit=event_limit,
         max_in_flight=max_in_flight,
         freshness=freshness,
         reclaim_lapsed=reclaim_lapsed,
