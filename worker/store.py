@@ -50,6 +50,7 @@ class Applied:
     meeting_id: str
     changed: bool
     events: tuple[str, ...] = ()
+    stale: bool = False  # an older snapshot than the one applied: counted on its link and ignored
 
 
 def meeting_of(row: MeetingRow) -> Meeting:
@@ -408,7 +409,7 @@ def apply_one(
         # Never backwards (issue 13): the same rule and count as worker/ingest_plan.is_older.
         link.stale_count = (link.stale_count or 0) + 1
         link.last_seen_at = now
-        return Applied(meeting_id=link.meeting_id, changed=False)
+        return Applied(meeting_id=link.meeting_id, changed=False, stale=True)
     if link is not None and link.content_hash in (content_hash, SUPERSEDED_HASH):
         link.last_seen_at = now
         link.scope = record.scope or link.scope
