@@ -17,6 +17,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bookingsync.sandbox.background import Deliveries
 from bookingsync.sandbox.clock import aware, parse_iso, utc_now
 from bookingsync.sandbox.errors import SandboxError, UnknownMeetingError
 from bookingsync.sandbox.faults import Fault, FaultQueue
@@ -24,7 +25,6 @@ from bookingsync.sandbox.request_log import RequestLog
 
 from .webhooks import (
     Batch,
-    DeliveryAttempt,
     WebhookSender,
     new_delivery_id,
     signed_headers,
@@ -314,7 +314,7 @@ class Subscription:
         return data
 
 
-class HubSpotState:
+class HubSpotState(Deliveries):
     """Everything the simulator holds; every method is safe to call from any thread."""
 
     def __init__(
@@ -879,12 +879,6 @@ class HubSpotState:
         with self._lock:
             return self._subscriptions.pop(subscription_id, None) is not None
 
-    def deliveries(self) -> list[DeliveryAttempt]:
-        return self._sender.attempts()
-
-    def flush_deliveries(self, timeout: float = 10.0) -> bool:
-        return self._sender.flush(timeout)
-
     def resend(self, delivery_id: str) -> None:
         """Send a recorded batch again with attemptNumber one above its last attempt."""
         attempts = [a for a in self.deliveries() if a.delivery_id == delivery_id]
@@ -894,9 +888,6 @@ class HubSpotState:
         self._sender.send(
             Batch(delivery_id, last.target_url, json.loads(last.body), attempt_number=last.attempt_number + 1)
         )
-
-    def close(self) -> None:
-        self._sender.close()
 
     def _sign(self, url: str, body: bytes) -> dict[str, str]:
         timestamp = to_millis(self.now()) + self.timestamp_offset_ms

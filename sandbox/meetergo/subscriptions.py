@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from bookingsync.sandbox.background import Deliveries
 from bookingsync.sandbox.errors import SandboxError
 
 from .records import MAX_WEBHOOKS, MeetergoAppointment, MeetergoRefusal, MeetergoWebhook, validation_failed
@@ -20,7 +21,7 @@ from .webhooks import (
 )
 
 
-class Subscriptions:
+class Subscriptions(Deliveries):
     _lock: threading.RLock
     now: Callable[[], datetime]
 
@@ -118,15 +119,6 @@ class Subscriptions:
                 self._sender.send(attempt)
                 return attempt
         raise SandboxError(f"No recorded delivery {delivery_id!r}; list /_sandbox/deliveries.")
-
-    def deliveries(self) -> list[DeliveryAttempt]:
-        return self._sender.attempts()
-
-    def flush_deliveries(self, timeout: float = 10.0) -> bool:
-        return self._sender.flush(timeout)
-
-    def close(self) -> None:
-        self._sender.close()
 
     def _emit(self, webhook_type: str, appt: MeetergoAppointment) -> None:
         self.emit(webhook_type, self.webhook_data(appt, webhook_type))

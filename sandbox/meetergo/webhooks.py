@@ -27,8 +27,7 @@ from typing import Any
 
 import httpx
 
-from bookingsync.sandbox.background import BackgroundPoster, Outcome
-from bookingsync.sandbox.ring import ATTEMPTS_KEPT, Ring
+from bookingsync.sandbox.background import AttemptSender, Outcome
 
 SHAPE_FLAT = "flat"
 SHAPE_LEGACY = "legacy"
@@ -87,22 +86,14 @@ def new_attempt(
     )
 
 
-class WebhookSender(BackgroundPoster[DeliveryAttempt]):
+class WebhookSender(AttemptSender[DeliveryAttempt, DeliveryAttempt]):
     """POSTs deliveries from one daemon thread, so the change that caused them never waits."""
 
     def __init__(self, on_result: Callable[[DeliveryAttempt], None] | None = None) -> None:
-        super().__init__("meetergo-webhooks", DELIVERY_TIMEOUT_SECONDS)
-        self._attempts: Ring[DeliveryAttempt] = Ring(ATTEMPTS_KEPT)  # the newest only
-        self._on_result = on_result
+        super().__init__("meetergo-webhooks", DELIVERY_TIMEOUT_SECONDS, on_result)
 
     def send(self, attempt: DeliveryAttempt) -> None:
         self.submit(attempt)
 
-    def attempts(self) -> list[DeliveryAttempt]:
-        return self._attempts.items()
-
     def handle(self, client: httpx.Client, attempt: DeliveryAttempt) -> None:
-        attempt.settle(self.post(client, attempt.target_url, attempt.body.encode(), attempt.headers))
-        self._attempts.append(attempt)
-        if self._on_result is not None:
-            self._on_result(attempt)
+        self.attempt(client, attempt, attempt.target_url, attempt.body.encode(), attempt.headers)
