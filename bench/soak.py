@@ -18,10 +18,13 @@ live set stays the same size while history grows.
 
 Every --sample-seconds (60) it samples each bookingsync process (RSS, CPU % of one core since
 the last sample, open descriptors, threads), the database's size on disk (SQLite: file + WAL;
-PostgreSQL: tables, indexes and TOAST of the schema) and its row counts. At the end it prints, for
-each series, the value after warm-up, the last value, the least-squares slope per hour over the
-samples after --warmup-minutes, and the 30-day projection (last + slope × 720 h); writes the
-samples as JSON and a PNG plot (matplotlib, `pip install -e '.[bench]'`) into --out.
+PostgreSQL: tables, indexes and TOAST of the schema, and per table its size, dead tuples and
+autovacuum runs) and its row counts, the CPU milliseconds per change of all bookingsync processes
+together, and the machine's load average (the machine may be shared: CPU figures are noisy, memory
+and disk are what a soak is for). At the end it prints, for each series, the first value, the
+value after warm-up, the last value, the least-squares slope per hour over the samples after
+--warmup-minutes, and the 30-day projection (last + slope × 720 h); writes the samples as JSON
+and a PNG plot (matplotlib, `pip install -e '.[bench]'`) into --out.
 
 Retention runs with the shipped defaults (windows of days: a run of an hour shows the database
 growing at the rate of one day's history) unless --retention-minutes M sets every window to M
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import signal
 import statistics
@@ -165,13 +169,34 @@ class Sampler:
                 ).scalar()
             )
 
+    def pg_tables(self) -> dict[str, float]:
+        """PostgreSQL per table: MiB on disk (heap + indexes + TOAST), dead tuples, autovacuum runs.
+
+        Dead tuples that stay low while the size levels off say autovacuum keeps up with the
+        churn and retention's batched deletes (the freed space is reused, not appended to)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT relname, pg_total_relation_size(relid), n_dead_tup, autovacuum_count "
+                    "FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = ANY(:tables)"
+                ),
+                {"tables": list(TABLES)},
+            ).all()
+        out: dict[str, float] = {}
+        for name, size, dead, vacuums in rows:
+            out |= {f"pg.{name}_mb": size / 2**20, f"pg.{name}_dead": dead, f"pg.{name}_autovacuums": vacuums}
+        return out
+
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             return {t: int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()) for t in TABLES}
 
     def sample(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """`extra["changes"]`, the driver's running count, gives CPU milliseconds per change."""
         now = time.monotonic()
-        row: dict[str, Any] = {"minutes": (now - self.began) / 60, **extra}
+        # The machine is shared: its load average sits beside every sample (CPU figures are noisy).
+        row: dict[str, Any] = {"minutes": (now - self.began) / 60, "load1": os.getloadavg()[0], **extra}
+        cpu_seconds = 0.0
         for name, proc in self.procs.items():
             family = self._family(proc)
             cpu = self._cpu(proc)
@@ -179,9 +204,14 @@ class Sampler:
             row[f"{name}.cpu_pct"] = 100 * (cpu - self.cpu[name]) / max(now - self.last, 1e-9)
             row[f"{name}.fds"] = sum(p.num_fds() for p in family)
             row[f"{name}.threads"] = sum(p.num_threads() for p in family)
+            cpu_seconds += cpu - self.cpu[name]
             self.cpu[name] = cpu
         self.last = now
+        done = extra.get("changes", 0) - (self.rows[-1]["changes"] if self.rows else 0)
+        row["cpu_ms_per_change"] = 1000 * cpu_seconds / done if done > 0 else float("nan")
         row["db_mb"] = self.db_bytes() / 2**20
+        if self.db_path is None:
+            row.update(self.pg_tables())
         row.update({f"rows.{t}": n for t, n in self.counts().items()})
         self.rows.append(row)
         return row
@@ -199,20 +229,26 @@ def summarise(mode: str, rows: list[dict[str, Any]], warmup: float) -> list[str]
     keys = [
         k
         for k in rows[0]
-        if k.endswith(("rss_mb", "cpu_pct", "fds", "threads")) or k == "db_mb" or k.startswith("rows.")
+        if k.endswith(("rss_mb", "cpu_pct", "fds", "threads", "_per_change"))
+        or k in ("db_mb", "load1")
+        or k.startswith(("rows.", "pg."))
     ]
     lines = [
         f"{mode}: {rows[-1]['minutes']:.1f} min, {len(steady)} samples after {warmup:g} min of warm-up",
-        f"  {'series':28s}{'after warm-up':>14s}{'last':>10s}{'min..max %':>12s}{'slope/h':>10s}"
+        f"  {'series':30s}{'first':>9s}{'warm':>9s}{'last':>9s}{'min..max %':>12s}{'slope/h':>10s}"
         f"{'30 days':>11s}",
     ]
     for key in keys:
-        values = [float(r[key]) for r in steady]
-        slope = slope_per_hour(steady, key)
+        values = [float(r[key]) for r in steady if r[key] == r[key]]  # NaN: no change in that minute
+        if not values:
+            continue
+        slope = slope_per_hour([r for r in steady if r[key] == r[key]], key)
         spread = 100 * (max(values) - min(values)) / max(statistics.fmean(values), 1e-9)
+        # A level's projection is last + slope × 720 h; for a rate (CPU) or a running count it
+        # says where the trend would go, not a quantity that accumulates.
         lines.append(
-            f"  {key:28s}{values[0]:14.1f}{values[-1]:10.1f}{spread:11.1f}%{slope:10.2f}"
-            f"{values[-1] + slope * HOURS_IN_30_DAYS:11.1f}"
+            f"  {key:30s}{float(rows[0][key]):9.1f}{values[0]:9.1f}{values[-1]:9.1f}{spread:11.1f}%"
+            f"{slope:10.2f}{values[-1] + slope * HOURS_IN_30_DAYS:11.1f}"
         )
     return lines
 
@@ -225,20 +261,35 @@ def plot(mode: str, rows: list[dict[str, Any]], path: Path) -> None:
 
     minutes = [r["minutes"] for r in rows]
     panels = [("RSS MiB", "rss_mb"), ("CPU % of a core", "cpu_pct"), ("open fds", "fds")]
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True)
+    fig, axes = plt.subplots(3, 2, figsize=(12, 11), sharex=True)
     for ax, (title, suffix) in zip(axes.flat, panels, strict=False):
         for key in [k for k in rows[0] if k.endswith("." + suffix)]:
             ax.plot(minutes, [r[key] for r in rows], marker=".", label=key.split(".")[0])
         ax.set_title(title)
         ax.legend(fontsize="small")
     ax = axes.flat[3]
+    ax.plot(minutes, [r["cpu_ms_per_change"] for r in rows], marker=".", label="CPU ms per change")
+    ax.set_title("CPU ms per change (all processes), machine load (right)")
+    twin = ax.twinx()
+    twin.plot(minutes, [r["load1"] for r in rows], linestyle=":", color="grey", label="load 1 min")
+    twin.legend(fontsize="small", loc="upper right")
+    ax = axes.flat[5]
+    pg = [k for k in rows[0] if k.startswith("pg.") and k.endswith("_mb")]
+    for key in pg:
+        ax.plot(minutes, [r[key] for r in rows], marker=".", label=key[3:-3])
+    if pg:
+        ax.set_title("PostgreSQL MiB per table (heap + indexes + TOAST)")
+        ax.legend(fontsize="small")
+    else:
+        ax.set_visible(False)
+    ax = axes.flat[4]
     ax.plot(minutes, [r["db_mb"] for r in rows], marker=".", color="black", label="database MiB")
     ax.set_title("database size MiB (and rows, right axis)")
     twin = ax.twinx()
     for table in TABLES:
         twin.plot(minutes, [r[f"rows.{table}"] for r in rows], linestyle="--", label=table)
     twin.legend(fontsize="small", loc="upper left")
-    for ax in axes[1]:
+    for ax in axes[2]:
         ax.set_xlabel("minutes")
     fig.suptitle(f"bookingsync soak, {mode}")
     fig.tight_layout()
@@ -355,8 +406,9 @@ poll_interval_seconds = {args.poll_seconds}
                     for p in procs
                 )
                 print(
-                    f"  {row['minutes']:6.1f} min  {rss}  db {row['db_mb']:.1f} MiB  events {row['rows.events']}  "
-                    f"changes {row['changes']}  delivered {row['delivered']}",
+                    f"  {row['minutes']:6.1f} min  {rss}  {row['cpu_ms_per_change']:.1f} ms/change  "
+                    f"db {row['db_mb']:.1f} MiB  events {row['rows.events']}  changes {row['changes']}  "
+                    f"delivered {row['delivered']}  load {row['load1']:.1f}",
                     flush=True,
                 )
             stop.set()

@@ -27,8 +27,8 @@ from tests.store.churn import Churn, Subscriber
 
 # Traced from the start: tracemalloc does not see a block freed that was allocated before it
 # started, so state that turns over (caches, the workload's own live set) would read as growth.
-WARMUP_STEPS = 30  # SQLAlchemy's statement cache, the pools, the lane's threads, retention's first runs
-MEASURED_STEPS = 30
+WARMUP_STEPS = 20  # SQLAlchemy's statement cache, the pools, the lane's threads, retention's first runs
+MEASURED_STEPS = 20
 PER_STEP = 10
 # Bytes of Python memory still held per processed change after the measured run.
 BOUND_PER_CHANGE = 300
@@ -47,7 +47,7 @@ def churn(tmp_path: Path) -> Iterator[Churn]:
         live=100,
         per_step=PER_STEP,
         retention_minutes=20,
-        prune_every=20,
+        prune_every=10,
     )
     try:
         yield workload
