@@ -555,6 +555,8 @@ def error_message(response: httpx.Response) -> str:
 class HubSpotSettings(AdapterSettings):
     """What a HubSpot connection takes (README: Connection settings by provider)."""
 
+    label: ClassVar[str] = "HubSpot"
+
     base_url: str = Field(default=DEFAULT_BASE_URL, description="HubSpot's API address")
     token: SecretStr = Field(description="a private app's access token (CRM meetings read/write, scheduler)")
     webhook_secret: SecretStr | None = Field(
@@ -576,13 +578,6 @@ class HubSpotSettings(AdapterSettings):
         description="our pace (HubSpot allows bursts of 100 per 10 s)",
     )
     timeout: float = Field(default=15.0, gt=0, description="seconds one request may take")
-
-    @field_validator("token")
-    @classmethod
-    def _token(cls, value: SecretStr) -> SecretStr:
-        if blank(value):
-            raise ValueError('the HubSpot token is empty; set token (e.g. token = "env:HUBSPOT_TOKEN")')
-        return value
 
     @field_validator("meeting_slug")
     @classmethod

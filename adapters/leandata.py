@@ -263,6 +263,7 @@ def error_message(response: httpx.Response) -> str:
 class LeanDataSettings(AdapterSettings):
     """What a LeanData BookIt connection takes (README: Connection settings by provider)."""
 
+    label: ClassVar[str] = "LeanData"
     credential: ClassVar[str] = "api_key"
 
     base_url: str = Field(description="BookIt's API address, e.g. `https://api.leandata.com`")
@@ -292,15 +293,6 @@ class LeanDataSettings(AdapterSettings):
         default=None, description="booking form label → value for fields the meeting does not fill"
     )
     timezone: str = Field(default="UTC", description="the IANA zone bookings are made in")
-
-    @field_validator("api_key")
-    @classmethod
-    def _api_key(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError(
-                'the LeanData api_key is empty; set api_key (e.g. api_key = "env:LEANDATA_API_KEY")'
-            )
-        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("lookback_days", mode="before")
     @classmethod

@@ -65,13 +65,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError
 
 from bookingsync.adapters import skew
 from bookingsync.adapters.base import Capability, Page, RawRecord, ReadContext, WebhookDelivery
 from bookingsync.adapters.fields import as_zone
 from bookingsync.adapters.http import ProviderHttp, response_json
-from bookingsync.adapters.settings import AdapterSettings, blank
+from bookingsync.adapters.settings import AdapterSettings
 from bookingsync.adapters.time_formats import iso_z
 from bookingsync.adapters.wall_time import DATE_ONLY, date_only
 from bookingsync.models.errors import (
@@ -544,6 +544,8 @@ def error_message(response: httpx.Response) -> str:
 class LeezySettings(AdapterSettings):
     """What a Leezy connection takes (README: Connection settings by provider)."""
 
+    label: ClassVar[str] = "Leezy"
+
     base_url: str = Field(
         description="Leezy's address, e.g. `https://app.leezy.ai` (a trailing `/api/v1` is dropped)"
     )
@@ -572,13 +574,6 @@ class LeezySettings(AdapterSettings):
         description="our pace at Leezy (its Starter plan allows 100)",
     )
     timeout: float = Field(default=15.0, gt=0, description="seconds one request may take")
-
-    @field_validator("token")
-    @classmethod
-    def _token(cls, value: SecretStr) -> SecretStr:
-        if blank(value):
-            raise ValueError('the Leezy token is empty; set token (e.g. token = "env:LEEZY_TOKEN")')
-        return value
 
 
 class LeezyAdapter:

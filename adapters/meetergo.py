@@ -702,6 +702,8 @@ def error_message(response: httpx.Response) -> str:
 class MeetergoSettings(AdapterSettings):
     """What a meetergo connection takes (README: Connection settings by provider)."""
 
+    label: ClassVar[str] = "meetergo"
+
     base_url: str = Field(
         description="meetergo's API address, e.g. `https://api.meetergo.com` (a trailing `/v4` is dropped)"
     )
@@ -737,14 +739,6 @@ class MeetergoSettings(AdapterSettings):
         description="our pace (meetergo's standard rate is 100 per key)",
     )
     timeout: float = Field(default=15.0, gt=0, description="seconds one request may take")
-
-    @field_validator("token")
-    @classmethod
-    def _token(cls, value: SecretStr) -> SecretStr:
-        token = value.get_secret_value().strip()
-        if not token:
-            raise ValueError('the meetergo token is empty; set token (e.g. token = "env:MEETERGO_TOKEN")')
-        return SecretStr(token)
 
     @field_validator("user_id", "queue_id", "meeting_type_id")
     @classmethod

@@ -495,6 +495,8 @@ def is_slot_race(exc: ProviderRejected) -> bool:
 class RocketLeadSettings(AdapterSettings):
     """What a RocketLead connection takes (README: Connection settings by provider)."""
 
+    label: ClassVar[str] = "RocketLead"
+
     base_url: str = Field(
         description="RocketLead's API address, e.g. `https://api.rocketlead.io` (a trailing `/connect` is dropped)"
     )
@@ -518,9 +520,7 @@ class RocketLeadSettings(AdapterSettings):
     @field_validator("token")
     @classmethod
     def _token(cls, value: SecretStr) -> SecretStr:
-        token = value.get_secret_value().strip()
-        if not token:
-            raise ValueError('the RocketLead token is empty; set token (e.g. token = "env:ROCKETLEAD_TOKEN")')
+        token = value.get_secret_value()  # stripped and not blank (AdapterSettings)
         if not token.startswith(TOKEN_PREFIX):
             raise ValueError(
                 f"the RocketLead token must start with {TOKEN_PREFIX!r} (RocketLead "
