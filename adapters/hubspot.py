@@ -113,7 +113,7 @@ from bookingsync.adapters.base import (
     ReadContext,
     WebhookDelivery,
 )
-from bookingsync.adapters.fields import as_text, as_zone
+from bookingsync.adapters.fields import as_text, as_zone, unusable
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.adapters.settings import AdapterSettings, blank
 from bookingsync.adapters.hubspot_signature import verify_v3
@@ -276,8 +276,7 @@ def normalise_crm_meeting(obj: Any) -> SourceRecord:
             reference=CALENDAR_EVENT_PREFIX + event_id if event_id else None,
         )
     except ValidationError as exc:
-        reasons = "; ".join(err["msg"] for err in exc.errors())
-        raise NormaliseError(f"the HubSpot meeting {record_id} cannot be used: {reasons}") from exc
+        raise unusable(f"the HubSpot meeting {record_id}", exc) from exc
 
 
 def _form_value(fields: Any, *names: str) -> str | None:
@@ -326,8 +325,7 @@ def normalise_booking(answer: Any, fallback: Meeting | None = None) -> SourceRec
             reference=CALENDAR_EVENT_PREFIX + event_id,
         )
     except ValidationError as exc:
-        reasons = "; ".join(err["msg"] for err in exc.errors())
-        raise NormaliseError(f"the HubSpot {label} cannot be used: {reasons}") from exc
+        raise unusable(f"the HubSpot {label}", exc) from exc
 
 
 def normalise_record(payload: Any) -> SourceRecord:
@@ -635,7 +633,7 @@ class HubSpotAdapter:
             provider=PROVIDER,
             base_url=settings.base_url.rstrip("/"),
             headers={
-                "Authorization": f"Bearer {settings.token.get_secret_value().strip()}",
+                "Authorization": f"Bearer {settings.token.get_secret_value()}",
                 "Accept": "application/json",
             },
             error_message=error_message,

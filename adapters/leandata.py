@@ -107,7 +107,7 @@ from bookingsync.adapters.base import (
     ReadContext,
     Sweep,
 )
-from bookingsync.adapters.fields import as_email, as_table
+from bookingsync.adapters.fields import as_email, as_table, unusable
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.adapters.settings import AdapterSettings
 from bookingsync.adapters.time_formats import epoch_ms, from_epoch_ms, iso_ms_z
@@ -245,8 +245,7 @@ def normalise_meeting(payload: Any, scope: str | None = None) -> SourceRecord:
         )
         return SourceRecord(external_id=external_id, meeting=meeting, scope=scope)
     except ValidationError as exc:
-        reasons = "; ".join(err["msg"] for err in exc.errors())
-        raise NormaliseError(f"the LeanData meeting {external_id} cannot be used: {reasons}") from exc
+        raise unusable(f"the LeanData meeting {external_id}", exc) from exc
 
 
 # -- the adapter: the HTTP edge -----------------------------------------------------------------

@@ -165,7 +165,7 @@ from bookingsync.adapters.base import (
     Sweep,
     WebhookDelivery,
 )
-from bookingsync.adapters.fields import as_email, as_table, as_text, as_zone
+from bookingsync.adapters.fields import as_email, as_table, as_text, as_zone, unusable
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.adapters.settings import AdapterSettings, blank, keyed
 from bookingsync.adapters.time_formats import iso_seconds_z
@@ -540,8 +540,7 @@ def normalise_appointment(payload: Any, scope: str | None = None) -> SourceRecor
             reference=planted_reference(payload),
         )
     except ValidationError as exc:
-        reasons = "; ".join(err["msg"] for err in exc.errors())
-        raise NormaliseError(f"the meetergo appointment {appointment_id} cannot be used: {reasons}") from exc
+        raise unusable(f"the meetergo appointment {appointment_id}", exc) from exc
 
 
 # -- webhooks: pure -----------------------------------------------------------------------------

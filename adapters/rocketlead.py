@@ -104,7 +104,7 @@ from bookingsync.adapters.base import (
     Capability,
     RawRecord,
 )
-from bookingsync.adapters.fields import as_email, as_text, as_zone
+from bookingsync.adapters.fields import as_email, as_text, as_zone, unusable
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.adapters.settings import AdapterSettings, blank
 from bookingsync.adapters.time_formats import iso_ms_z
@@ -470,8 +470,7 @@ def normalise_booking(
             source_updated_at=parse_time(payload.get("createdAt"), zone),
         )
     except ValidationError as exc:
-        reasons = "; ".join(err["msg"] for err in exc.errors())
-        raise NormaliseError(f"the RocketLead booking {external_id} cannot be used: {reasons}") from exc
+        raise unusable(f"the RocketLead booking {external_id}", exc) from exc
 
 
 def error_message(response: httpx.Response) -> str:
