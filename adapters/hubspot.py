@@ -118,7 +118,7 @@ from bookingsync.adapters.base import (
     ReadContext,
     WebhookDelivery,
 )
-from bookingsync.adapters.fields import as_text, as_zone
+from bookingsync.adapters.fields import as_text, as_zone, unusable
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.adapters.settings import AdapterSettings, blank
 from bookingsync.adapters.hubspot_signature import verify_v3
@@ -297,8 +297,7 @@ def normalise_crm_meeting(obj: Any) -> SourceRecord:
             reference=CALENDAR_EVENT_PREFIX + event_id if event_id else None,
         )
     except ValidationError as exc:
-        reasons = "; ".join(err["msg"] for err in exc.errors())
-        raise NormaliseError(f"the HubSpot meeting {record_id} cannot be used: {reasons}") from exc
+        raise unusable(f"the HubSpot meeting {record_id}", exc) from exc
 
 
 def _form_value(fields: Any, *names: str) -> str | None:
@@ -347,8 +346,7 @@ def normalise_booking(answer: Any, fallback: Meeting | None = None) -> SourceRec
             reference=CALENDAR_EVENT_PREFIX + event_id,
         )
     except ValidationError as exc:
-        reasons = "; ".join(err["msg"] for err in exc.errors())
-        raise NormaliseError(f"the HubSpot {label} cannot be used: {reasons}") from exc
+        raise unusable(f"the HubSpot {label}", exc) from exc
 
 
 def normalise_record(payload: Any) -> SourceRecord:
@@ -576,6 +574,8 @@ def error_message(response: httpx.Response) -> str:
 class HubSpotSettings(AdapterSettings):
     """What a HubSpot connection takes (README: Connection settings by provider)."""
 
+    label: ClassVar[str] = "HubSpot"
+
     base_url: str = Field(default=DEFAULT_BASE_URL, description="HubSpot's API address")
     token: SecretStr = Field(description="a private app's access token (CRM meetings read/write, scheduler)")
     webhook_secret: SecretStr | None = Field(
@@ -597,13 +597,6 @@ class HubSpotSettings(AdapterSettings):
         description="our pace (HubSpot allows bursts of 100 per 10 s)",
     )
     timeout: float = Field(default=15.0, gt=0, description="seconds one request may take")
-
-    @field_validator("token")
-    @classmethod
-    def _token(cls, value: SecretStr) -> SecretStr:
-        if blank(value):
-            raise ValueError('the HubSpot token is empty; set token (e.g. token = "env:HUBSPOT_TOKEN")')
-        return value
 
     @field_validator("meeting_slug")
     @classmethod
@@ -662,7 +655,7 @@ class HubSpotAdapter:
             provider=PROVIDER,
             base_url=settings.base_url.rstrip("/"),
             headers={
-                "Authorization": f"Bearer {settings.token.get_secret_value().strip()}",
+                "Authorization": f"Bearer {settings.token.get_secret_value()}",
                 "Accept": "application/json",
             },
             error_message=error_message,

@@ -107,7 +107,7 @@ from bookingsync.adapters.base import (
     ReadContext,
     Sweep,
 )
-from bookingsync.adapters.fields import as_email, as_table
+from bookingsync.adapters.fields import as_email, as_table, unusable
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.adapters.settings import AdapterSettings
 from bookingsync.adapters.time_formats import epoch_ms, from_epoch_ms, iso_ms_z
@@ -245,8 +245,7 @@ def normalise_meeting(payload: Any, scope: str | None = None) -> SourceRecord:
         )
         return SourceRecord(external_id=external_id, meeting=meeting, scope=scope)
     except ValidationError as exc:
-        reasons = "; ".join(err["msg"] for err in exc.errors())
-        raise NormaliseError(f"the LeanData meeting {external_id} cannot be used: {reasons}") from exc
+        raise unusable(f"the LeanData meeting {external_id}", exc) from exc
 
 
 # -- the adapter: the HTTP edge -----------------------------------------------------------------
@@ -263,6 +262,7 @@ def error_message(response: httpx.Response) -> str:
 class LeanDataSettings(AdapterSettings):
     """What a LeanData BookIt connection takes (README: Connection settings by provider)."""
 
+    label: ClassVar[str] = "LeanData"
     credential: ClassVar[str] = "api_key"
 
     base_url: str = Field(description="BookIt's API address, e.g. `https://api.leandata.com`")
@@ -292,15 +292,6 @@ class LeanDataSettings(AdapterSettings):
         default=None, description="booking form label → value for fields the meeting does not fill"
     )
     timezone: str = Field(default="UTC", description="the IANA zone bookings are made in")
-
-    @field_validator("api_key")
-    @classmethod
-    def _api_key(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError(
-                'the LeanData api_key is empty; set api_key (e.g. api_key = "env:LEANDATA_API_KEY")'
-            )
-        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("lookback_days", mode="before")
     @classmethod

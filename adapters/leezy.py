@@ -65,13 +65,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError
 
 from bookingsync.adapters import skew
 from bookingsync.adapters.base import Capability, Page, RawRecord, ReadContext, WebhookDelivery
-from bookingsync.adapters.fields import as_zone
+from bookingsync.adapters.fields import as_zone, unusable
 from bookingsync.adapters.http import ProviderHttp, response_json
-from bookingsync.adapters.settings import AdapterSettings, blank
+from bookingsync.adapters.replay_window import check_sent_at
+from bookingsync.adapters.settings import AdapterSettings
 from bookingsync.adapters.time_formats import iso_z
 from bookingsync.adapters.wall_time import DATE_ONLY, date_only
 from bookingsync.models.errors import (
@@ -444,8 +445,7 @@ def normalise_meeting(payload: Any) -> SourceRecord:
             source_updated_at=_time(attributes, "updated_at", required=False),
         )
     except ValidationError as exc:
-        reasons = "; ".join(err["msg"] for err in exc.errors())
-        raise NormaliseError(f"the Leezy meeting {record_id} cannot be used: {reasons}") from exc
+        raise unusable(f"the Leezy meeting {record_id}", exc) from exc
 
 
 # -- webhooks: pure -----------------------------------------------------------------------------
@@ -464,18 +464,7 @@ def verify_signature(
     signature = (lower.get("x-leezy-signature") or "").strip()
     if not timestamp or not signature:
         raise WebhookUnauthorized("the delivery lacks the X-Leezy-Timestamp or X-Leezy-Signature header")
-    try:
-        if not timestamp.isdigit():
-            raise ValueError(timestamp)
-        sent = datetime.fromtimestamp(int(timestamp), UTC)
-    except (ValueError, OverflowError, OSError) as exc:
-        raise WebhookUnauthorized(
-            f"X-Leezy-Timestamp {timestamp[:20]!r} is not a Unix time in seconds"
-        ) from exc
-    if abs(now - sent) > SIGNATURE_TOLERANCE:
-        raise WebhookUnauthorized(
-            f"X-Leezy-Timestamp {timestamp} is more than 5 minutes from our clock; refusing a possible replay"
-        )
+    check_sent_at("X-Leezy-Timestamp", timestamp, now, tolerance=SIGNATURE_TOLERANCE)
     if not signature.lower().startswith(SIGNATURE_PREFIX):
         raise WebhookUnauthorized("X-Leezy-Signature does not start with 'sha256='")
     given = signature[len(SIGNATURE_PREFIX) :].strip().lower()
@@ -544,6 +533,8 @@ def error_message(response: httpx.Response) -> str:
 class LeezySettings(AdapterSettings):
     """What a Leezy connection takes (README: Connection settings by provider)."""
 
+    label: ClassVar[str] = "Leezy"
+
     base_url: str = Field(
         description="Leezy's address, e.g. `https://app.leezy.ai` (a trailing `/api/v1` is dropped)"
     )
@@ -573,13 +564,6 @@ class LeezySettings(AdapterSettings):
     )
     timeout: float = Field(default=15.0, gt=0, description="seconds one request may take")
 
-    @field_validator("token")
-    @classmethod
-    def _token(cls, value: SecretStr) -> SecretStr:
-        if blank(value):
-            raise ValueError('the Leezy token is empty; set token (e.g. token = "env:LEEZY_TOKEN")')
-        return value
-
 
 class LeezyAdapter:
     provider: ClassVar[str] = PROVIDER
@@ -607,7 +591,7 @@ class LeezyAdapter:
             provider=PROVIDER,
             base_url=settings.base_url.rstrip("/").removesuffix("/api/v1"),
             headers={
-                "Authorization": f"Bearer {settings.token.get_secret_value().strip()}",
+                "Authorization": f"Bearer {settings.token.get_secret_value()}",
                 "Accept": "application/json",
             },
             error_message=error_message,

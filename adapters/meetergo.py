@@ -165,7 +165,7 @@ from bookingsync.adapters.base import (
     Sweep,
     WebhookDelivery,
 )
-from bookingsync.adapters.fields import as_email, as_table, as_text, as_zone
+from bookingsync.adapters.fields import as_email, as_table, as_text, as_zone, unusable
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.adapters.settings import AdapterSettings, blank, keyed
 from bookingsync.adapters.time_formats import iso_seconds_z
@@ -540,8 +540,7 @@ def normalise_appointment(payload: Any, scope: str | None = None) -> SourceRecor
             reference=planted_reference(payload),
         )
     except ValidationError as exc:
-        reasons = "; ".join(err["msg"] for err in exc.errors())
-        raise NormaliseError(f"the meetergo appointment {appointment_id} cannot be used: {reasons}") from exc
+        raise unusable(f"the meetergo appointment {appointment_id}", exc) from exc
 
 
 # -- webhooks: pure -----------------------------------------------------------------------------
@@ -702,6 +701,8 @@ def error_message(response: httpx.Response) -> str:
 class MeetergoSettings(AdapterSettings):
     """What a meetergo connection takes (README: Connection settings by provider)."""
 
+    label: ClassVar[str] = "meetergo"
+
     base_url: str = Field(
         description="meetergo's API address, e.g. `https://api.meetergo.com` (a trailing `/v4` is dropped)"
     )
@@ -737,14 +738,6 @@ class MeetergoSettings(AdapterSettings):
         description="our pace (meetergo's standard rate is 100 per key)",
     )
     timeout: float = Field(default=15.0, gt=0, description="seconds one request may take")
-
-    @field_validator("token")
-    @classmethod
-    def _token(cls, value: SecretStr) -> SecretStr:
-        token = value.get_secret_value().strip()
-        if not token:
-            raise ValueError('the meetergo token is empty; set token (e.g. token = "env:MEETERGO_TOKEN")')
-        return SecretStr(token)
 
     @field_validator("user_id", "queue_id", "meeting_type_id")
     @classmethod

@@ -104,7 +104,7 @@ from bookingsync.adapters.base import (
     Capability,
     RawRecord,
 )
-from bookingsync.adapters.fields import as_email, as_text, as_zone
+from bookingsync.adapters.fields import as_email, as_text, as_zone, unusable
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.adapters.settings import AdapterSettings, blank
 from bookingsync.adapters.time_formats import iso_ms_z
@@ -470,8 +470,7 @@ def normalise_booking(
             source_updated_at=parse_time(payload.get("createdAt"), zone),
         )
     except ValidationError as exc:
-        reasons = "; ".join(err["msg"] for err in exc.errors())
-        raise NormaliseError(f"the RocketLead booking {external_id} cannot be used: {reasons}") from exc
+        raise unusable(f"the RocketLead booking {external_id}", exc) from exc
 
 
 def error_message(response: httpx.Response) -> str:
@@ -494,6 +493,8 @@ def is_slot_race(exc: ProviderRejected) -> bool:
 
 class RocketLeadSettings(AdapterSettings):
     """What a RocketLead connection takes (README: Connection settings by provider)."""
+
+    label: ClassVar[str] = "RocketLead"
 
     base_url: str = Field(
         description="RocketLead's API address, e.g. `https://api.rocketlead.io` (a trailing `/connect` is dropped)"
@@ -518,9 +519,7 @@ class RocketLeadSettings(AdapterSettings):
     @field_validator("token")
     @classmethod
     def _token(cls, value: SecretStr) -> SecretStr:
-        token = value.get_secret_value().strip()
-        if not token:
-            raise ValueError('the RocketLead token is empty; set token (e.g. token = "env:ROCKETLEAD_TOKEN")')
+        token = value.get_secret_value()  # stripped and not blank (AdapterSettings)
         if not token.startswith(TOKEN_PREFIX):
             raise ValueError(
                 f"the RocketLead token must start with {TOKEN_PREFIX!r} (RocketLead "

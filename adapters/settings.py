@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Self, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from bookingsync.models.errors import ConfigError
 
@@ -60,7 +60,9 @@ class AdapterSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # The field holding the credential (`token` or `api_key`), for the message that renames one.
+    # The provider as messages name it ("the Leezy token is empty").
+    label: ClassVar[str] = "provider"
+    # The field holding the credential (`token` or `api_key`): required, never blank, kept stripped.
     credential: ClassVar[str] = "token"
 
     base_url: str
@@ -69,6 +71,17 @@ class AdapterSettings(BaseModel):
     @classmethod
     def _base_url(cls, value: str) -> str:
         return http_url(value)
+
+    @field_validator("token", "api_key", check_fields=False)
+    @classmethod
+    def _credential(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        secret = value.get_secret_value().strip()
+        if not secret:
+            name = info.field_name or cls.credential
+            raise ValueError(
+                f'the {cls.label} {name} is empty; set {name} (e.g. {name} = "env:{cls.label.upper()}_{name.upper()}")'
+            )
+        return SecretStr(secret)
 
     @classmethod
     def checked(cls, connection_id: str, values: Mapping[str, Any]) -> Self:

@@ -329,14 +329,17 @@ class ConnectionConfig(_Strict):
             )
         model = settings_model(provider)
         problems = _misplaced(provider, model, given, options)
-        if not problems:
-            try:
-                data["settings"] = model(**given, **options)
-            except ValidationError as exc:
-                problems = [
-                    (key if key is None or key in COMMON_SETTINGS else f"options.{key}", message)
-                    for key, message in model.problems(exc)
-                ]
+        # The values of the keys it does take are checked even beside misplaced ones, so one run
+        # of `config check` names every problem of the connection.
+        values = {name: value for name, value in {**given, **options}.items() if name in model.model_fields}
+        try:
+            data["settings"] = model(**values)
+        except ValidationError as exc:
+            named = {key for key, _ in problems}
+            for key, message in model.problems(exc):
+                where = key if key is None or key in COMMON_SETTINGS else f"options.{key}"
+                if where not in named:  # a missing key is already named by _misplaced
+                    problems.append((where, message))
         if problems:
             # Raising here stops pydantic before it names unknown keys: name them too.
             problems += [

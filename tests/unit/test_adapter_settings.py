@@ -130,9 +130,12 @@ def test_config_check_names_the_connection_key_and_fix(item: dict[str, Any], key
     assert key in message and words in message, message
 
 
-def test_several_problems_of_one_connection_are_all_named() -> None:
-    message = error(connection("leezy", watch_emails=["a@b.example"], options={"colour": "blue"}))
+def test_several_problems_of_one_connection_are_all_named_in_one_run() -> None:
+    message = error(
+        connection("leezy", watch_emails=["a@b.example"], page_size=500, options={"colour": "blue"})
+    )
     assert "connections[0].watch_emails" in message and "connections[0].options.colour" in message
+    assert "connections[0].page_size: Input should be less than or equal to 100" in message
 
 
 def test_the_config_builds_the_adapter_from_the_validated_model() -> None:
