@@ -82,7 +82,7 @@ def touch_unchanged(
         {
             "connection": connection,
             "external_ids": sorted(wanted),
-            "keys": sorted({keys[position] for position in wanted.values()}),
+            "keys": sorted({key for position in wanted.values() if (key := keys[position]) is not None}),
         },
     ):
         position = wanted[external_id]
