@@ -260,6 +260,25 @@ def state_of_columns(row: Any) -> MeetingState:
     )
 
 
+def link_reading(
+    record: SourceRecord, raw: Any, now: datetime, content_hash: str | None = None
+) -> dict[str, Any]:
+    """The link columns a read of `record` sets on whichever path reads it (the bulk plan here,
+    `store.apply_one`, a peer's or a mirror's link): what the provider said, stored as received
+    and as a later read compares it (issue 16). Scope, missing and the ordering keys differ by
+    path and are set beside it."""
+    meeting = record.meeting
+    return {
+        "content_hash": content_hash or meeting.content_hash(),
+        "raw": raw,
+        "source_updated_at": record.source_updated_at,
+        "start": meeting.start,
+        "end": meeting.end,
+        "observed": meeting.model_dump(mode="json"),
+        "last_seen_at": now,
+    }
+
+
 def is_older(link: LinkState, incoming: Incoming) -> bool:
     """Whether `incoming` is an older snapshot than the one `link` holds, comparing like with like."""
     new = incoming.record.source_updated_at
@@ -352,17 +371,10 @@ class Planner:
         link.scope = record.scope or link.scope
         link.source_updated_at, link.source_delivered_at = record.source_updated_at, incoming.delivered_at
         link.values.update(
-            content_hash=link.content_hash,
-            raw=incoming.raw,
+            link_reading(record, incoming.raw, self.now, incoming.content_hash),
             scope=link.scope,
-            source_updated_at=link.source_updated_at,
             source_delivered_at=link.source_delivered_at,
-            start=record.meeting.start,
-            end=record.meeting.end,
             stale_count=link.stale_count,
-            # what a later read is compared with (issue 16's conflict policy)
-            observed=record.meeting.model_dump(mode="json"),
-            last_seen_at=self.now,
         )
         link.written.update(link.values)
 

@@ -40,7 +40,8 @@ _CANDIDATES = (
     .where(
         LINKS.c.connection == bindparam("connection"),
         LINKS.c.external_id.in_(bindparam("external_ids", expanding=True)),
-        LINKS.c.raw_hash.is_not(None),
+        # Only links whose key is one of the page's: a page that changed reads no rows here.
+        LINKS.c.raw_hash.in_(bindparam("keys", expanding=True)),
     )
     .order_by(LINKS.c.id)
     .with_for_update()
@@ -77,7 +78,12 @@ def touch_unchanged(
     conn = session.connection()  # Core statements: the ORM's execute adds nothing here but cost
     touched: dict[int, int] = {}
     for link_id, external_id, stored, mirrored, rule in conn.execute(
-        _CANDIDATES, {"connection": connection, "external_ids": sorted(wanted)}
+        _CANDIDATES,
+        {
+            "connection": connection,
+            "external_ids": sorted(wanted),
+            "keys": sorted({key for position in wanted.values() if (key := keys[position]) is not None}),
+        },
     ):
         position = wanted[external_id]
         if stored == keys[position] and not mirrored and rule not in conflicts.PEER_RULES:

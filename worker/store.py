@@ -31,6 +31,7 @@ from bookingsync.worker.ingest_plan import (
     SUPERSEDED_HASH,
     Incoming,
     event_row,
+    link_reading,
     meeting_columns,
     new_id,
     state_of_columns,
@@ -196,16 +197,43 @@ def add_events(
         session.execute(insert(EventRow), rows)
 
 
+def new_link(
+    meeting_id: str,
+    *,
+    connection: str,
+    provider: str,
+    external_id: str,
+    now: datetime,
+    rule: str,
+    mirrored: bool = False,
+    content_hash: str = "",
+) -> LinkRow:
+    """A link first seen now (added to no session): the one place a LinkRow is put together."""
+    return LinkRow(
+        meeting_id=meeting_id,
+        connection=connection,
+        provider=provider,
+        external_id=external_id,
+        content_hash=content_hash,
+        first_seen_at=now,
+        last_seen_at=now,
+        mirrored=mirrored,
+        rule=rule,
+    )
+
+
+def _read(
+    link: LinkRow, record: SourceRecord, raw: Any, now: datetime, content_hash: str | None = None
+) -> None:
+    for name, value in link_reading(record, raw, now, content_hash).items():
+        setattr(link, name, value)
+    link.scope = record.scope or link.scope
+
+
 def observe(link: LinkRow, record: SourceRecord, raw: Any, now: datetime) -> None:
     """Record what the provider says of a mirror link, and nothing else: no meeting change, no event."""
-    link.content_hash = record.meeting.content_hash()
-    link.raw = raw
-    link.scope = record.scope or link.scope
-    link.source_updated_at = record.source_updated_at
-    link.start, link.end = record.meeting.start, record.meeting.end
+    _read(link, record, raw, now)
     link.missing = record.meeting.status is MeetingStatus.CANCELLED
-    link.observed = record.meeting.model_dump(mode="json")  # what a later read is compared with (issue 16)
-    link.last_seen_at = now
 
 
 def dialect_insert(session: Session) -> Any:
@@ -242,20 +270,14 @@ def link_peer(
             connection=connection,
             provider=provider,
             external_id=record.external_id,
-            content_hash=record.meeting.content_hash(),
-            raw=raw,
+            **link_reading(record, raw, now),
             scope=record.scope,
-            source_updated_at=record.source_updated_at,
             source_delivered_at=delivered_at,
             stale_count=0,
-            start=record.meeting.start,
-            end=record.meeting.end,
             missing=record.meeting.status is MeetingStatus.CANCELLED,
             mirrored=False,
             first_seen_at=now,
-            last_seen_at=now,
             rule=match.rule,
-            observed=record.meeting.model_dump(mode="json"),
         )
         .on_conflict_do_nothing(index_elements=["connection", "external_id"])
         .returning(table.c.id)
@@ -315,16 +337,14 @@ def link_echo(
         else:
             link = None
     if link is None:
-        link = LinkRow(
-            meeting_id=match.meeting_id,
+        link = new_link(
+            match.meeting_id,
             connection=connection,
             provider=provider,
             external_id=record.external_id,
-            content_hash="",
-            first_seen_at=now,
-            last_seen_at=now,
-            mirrored=True,
+            now=now,
             rule=match.rule,
+            mirrored=True,
         )
         session.add(link)
     observe(link, record, raw, now)
@@ -504,16 +524,14 @@ def apply_one(
     if link is None and predecessor is not None and predecessor.mirrored:
         # Issue 15: our own move at a target made as a new booking, read before its write matched.
         predecessor.content_hash = SUPERSEDED_HASH
-        link = LinkRow(
-            meeting_id=predecessor.meeting_id,
+        link = new_link(
+            predecessor.meeting_id,
             connection=connection,
             provider=provider,
             external_id=record.external_id,
-            content_hash="",
-            first_seen_at=now,
-            last_seen_at=now,
-            mirrored=True,
+            now=now,
             rule=match.rule if match is not None else "successor",
+            mirrored=True,
         )
         session.add(link)
         observe(link, record, raw, now)
@@ -532,16 +550,15 @@ def apply_one(
         ).one()
         old = state_of(row)
         predecessor.content_hash, predecessor.missing = SUPERSEDED_HASH, True
-        link = LinkRow(
-            meeting_id=row.id,
+        link = new_link(
+            row.id,
             connection=connection,
             provider=provider,
             external_id=record.external_id,
-            content_hash=content_hash,
-            first_seen_at=now,
-            last_seen_at=now,
-            mirrored=predecessor.mirrored,
+            now=now,
             rule=match.rule if match is not None else "successor",
+            mirrored=predecessor.mirrored,
+            content_hash=content_hash,
         )
         session.add(link)
     elif link is None:
@@ -559,30 +576,23 @@ def apply_one(
         session.add(row)
         session.flush()  # the meeting row must exist before its link points at it
         old = None
-        link = LinkRow(
-            meeting_id=row.id,
+        link = new_link(
+            row.id,
             connection=connection,
             provider=provider,
             external_id=record.external_id,
-            content_hash=content_hash,
-            first_seen_at=now,
-            last_seen_at=now,
+            now=now,
             rule="origin",
+            content_hash=content_hash,
         )
         session.add(link)
         links = [link]
     else:
         row = session.exec(select(MeetingRow).where(MeetingRow.id == link.meeting_id).with_for_update()).one()
         old = state_of(row)
-    link.content_hash = content_hash
-    link.raw = raw
-    link.scope = record.scope or link.scope
-    link.source_updated_at = record.source_updated_at
+    _read(link, record, raw, now, content_hash)
     link.source_delivered_at = delivered_at
-    link.start, link.end = record.meeting.start, record.meeting.end
     link.missing = False
-    link.observed = record.meeting.model_dump(mode="json")  # what a later read is compared with (issue 16)
-    link.last_seen_at = now
     if known is not None:
         known[record.external_id] = link
     if record.source_updated_at is not None:
@@ -629,16 +639,14 @@ def record_mirror(
     """
     link = _locked_link(session, connection, record.external_id)
     if link is None:
-        link = LinkRow(
-            meeting_id=meeting_id,
+        link = new_link(
+            meeting_id,
             connection=connection,
             provider=provider,
             external_id=record.external_id,
-            content_hash="",
-            first_seen_at=now,
-            last_seen_at=now,
-            mirrored=True,
+            now=now,
             rule="route",
+            mirrored=True,
         )
         session.add(link)
     elif link.meeting_id != meeting_id:
