@@ -259,6 +259,7 @@ def watchlist(args: argparse.Namespace) -> None:
     import random
     import tempfile
 
+    from bookingsync.adapters.leandata_watch import plan
     from bookingsync.worker import store
     from bookingsync.worker.db import transaction
 
@@ -277,12 +278,12 @@ def watchlist(args: argparse.Namespace) -> None:
     soon = "soon@bench.example"  # a meeting starting within 10 minutes: read every interval
     sandbox.leandata.book("Soon", now + timedelta(minutes=8), now + timedelta(minutes=38), soon)
     emails = [f"prospect{i:04d}@bench.example" for i in range(args.emails)]
-    floor = (
-        args.emails + args.leezy_meetings
-    ) / args.rate  # every email read once at the rate: the staleness floor
-    # A deployment that has run for a while: each email last read up to one full round ago.
+    floor = (args.emails + args.leezy_meetings) / args.rate  # every email read once at the rate
+    # A deployment that has run a while: each email last read up to one of the schedule's own
+    # periods ago (what it promises for this list with nothing urgent), so some fall due each poll.
+    period = plan(emails, dict.fromkeys(emails, now.timestamp()), {}, now, interval, args.rate)
     rng = random.Random(7)
-    seeded = {e: now.timestamp() - rng.uniform(0, floor) for e in emails}
+    seeded = {e: now.timestamp() - rng.uniform(0, period.summary.staleness_seconds) for e in emails}
 
     def seed(config: Any, engine: Any) -> None:
         with transaction(engine) as session:
