@@ -357,7 +357,7 @@ class HubSpotState(Deliveries):
         self._next_contact = 901
         self._next_event = 1_000_000_001
         self._next_subscription = 400_001
-        self._sender = WebhookSender(self._sign, lambda: self.retry_delay_seconds)
+        self._sender: WebhookSender = WebhookSender(self._sign, lambda: self.retry_delay_seconds)
         host = self.add_user("7001", "riley.host@sandbox-hubspot.example", "Riley", "Host")
         self.add_link(DEFAULT_LINK_SLUG, "Intro call", [host.user_id], link_id=DEFAULT_LINK_ID)
 
