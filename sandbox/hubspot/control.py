@@ -68,14 +68,8 @@ from bookingsync.sandbox.control import ControlBody, common_router, guarded, sco
 from bookingsync.sandbox.errors import SandboxError
 from bookingsync.sandbox.request_log import CONTROL_PREFIX
 
-from .state import (
-    DEFAULT_SUBSCRIBED_PROPERTIES,
-    MEETINGS_PATH,
-    HubSpotApiError,
-    HubSpotState,
-    MeetingLink,
-    parse_time,
-)
+from .records import DEFAULT_SUBSCRIBED_PROPERTIES, MEETINGS_PATH, HubSpotApiError, MeetingLink, parse_time
+from .state import HubSpotState
 
 Stamp = str | int
 

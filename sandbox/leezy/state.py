@@ -71,7 +71,7 @@ class LeezyState(Deliveries):
         self._meetings: dict[str, LeezyMeeting] = {}
         self._subscriptions: dict[str, Subscription] = {}
         self._windows: dict[str, tuple[datetime, int]] = {}
-        self._sender = WebhookSender(on_result=self._delivery_result)
+        self._sender: WebhookSender = WebhookSender(on_result=self._delivery_result)
 
     # -- credentials and rate limit ---------------------------------------------------------
 

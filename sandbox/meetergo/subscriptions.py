@@ -1,15 +1,12 @@
 """Meetergo webhook subscriptions and their deliveries (sent by `webhooks`): add, update, remove,
-emit and redeliver. `Subscriptions` is mixed into `MeetergoState`, which owns the fields it reads."""
+emit and redeliver. Built on `wire` (what a delivery carries); the fields are `store`'s."""
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bookingsync.sandbox.background import Deliveries
 from bookingsync.sandbox.errors import SandboxError
 
 from .records import MAX_WEBHOOKS, MeetergoAppointment, MeetergoRefusal, MeetergoWebhook, validation_failed
@@ -19,12 +16,10 @@ from .webhooks import (
     build_payload,
     new_attempt,
 )
+from .wire import WireShapes
 
 
-class Subscriptions(Deliveries):
-    _lock: threading.RLock
-    now: Callable[[], datetime]
-
+class Subscriptions(WireShapes):
     def add_webhook(
         self, endpoint: str, event_types: Iterable[str], description: str | None = None
     ) -> MeetergoWebhook:
