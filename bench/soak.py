@@ -54,21 +54,8 @@ from typing import Any
 
 import httpx
 import psutil
-from common import database, iso
-from pipeline import start_sandbox
-from services import (
-    BIN,
-    REDIS_URL,
-    SUBSCRIBER_SECRET,
-    Proc,
-    Sink,
-    config_text,
-    database_url,
-    flush_redis,
-    free_port,
-    stop_all,
-    wait_started,
-)
+from common import Stack, database, iso, service_stack
+from services import BIN, Proc
 from sqlalchemy import Engine, text
 
 LEEZY_SECRET = "lzy_ws_soak_secret_0123456789"
@@ -297,14 +284,16 @@ def plot(mode: str, rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def retention_extra(minutes: float | None) -> str:
+def retention_extra(minutes: float | None) -> tuple[str, str]:
+    """[retention] with every window `minutes` long, pruned each minute, and the [events] line
+    that goes with it (timers re-set within a minute); nothing: the shipped defaults."""
     if minutes is None:
-        return ""
+        return "", ""
     days = minutes / 1440
     return (
         f"[retention]\ninterval_seconds = 60\nreceipt_bodies_days = {days}\nreceipts_days = {days}\n"
-        f"events_days = {days}\nmeetings_days = {days}\nquarantine_days = {days}\n"
-        "[events]\nconsole = false\ngrace_seconds = 60\n"
+        f"events_days = {days}\nmeetings_days = {days}\nquarantine_days = {days}\n",
+        "grace_seconds = 60",
     )
 
 
@@ -335,101 +324,27 @@ def start(
 
 def soak(mode: str, args: argparse.Namespace, out: Path) -> None:
     backend = "sqlite" if mode == "sqlite" else "postgres"
+    retention, events = retention_extra(args.retention_minutes)
+    stop = threading.Event()
+    procs: list[Proc] = []
     with tempfile.TemporaryDirectory(prefix="bookingsync-soak-") as tmp, database(backend) as engine:
         log_dir = Path(tmp)
-        sandbox, leezy = start_sandbox(log_dir)
-        sink = Sink(log_dir, secret=SUBSCRIBER_SECRET)
-        procs: list[Proc] = []
-        stop = threading.Event()
         try:
-            if backend == "postgres":
-                flush_redis()
-            port = free_port()
-            connection = f"""
-[[connections]]
-id = "leezy"
-provider = "leezy"
-base_url = "{leezy}"
-token = "lzy_at_sandbox"
-webhook_secret = "{LEEZY_SECRET}"
-poll_interval_seconds = {args.poll_seconds}
-"""
-            extra = retention_extra(args.retention_minutes)
-            text_ = config_text(
-                db_url=database_url(engine),
-                port=port,
-                connections=connection,
-                broker_url="memory://" if backend == "sqlite" else REDIS_URL,
-                subscriptions=[("crm", sink.url)],
-                extra=extra,
-            )
-            if "[events]" in extra:  # config_text writes its own [events]; one table may appear once
-                text_ = text_.replace("[events]\nconsole = false\n[logging]", "[logging]", 1)
-            config = log_dir / "bookingsync.toml"
-            config.write_text(text_)
-            procs = start(mode, config, log_dir, args.tracemalloc, args.sample_seconds, args.frames)
-            wait_started(procs, port)
-            httpx.post(
-                f"{leezy}/_sandbox/webhooks",
-                json={
-                    "target_url": f"http://127.0.0.1:{port}/webhooks/leezy",
-                    "secret": LEEZY_SECRET,
-                    "event_types": ["meeting.scheduled", "meeting.cancelled", "meeting.completed"],
-                },
-            ).raise_for_status()
-            ids = seed(leezy, args.meetings)
-            db_path = Path(engine.bench_url.removeprefix("sqlite:///")) if backend == "sqlite" else None
-            sampler = Sampler(procs, engine, db_path)
-            counts: dict[str, int] = {}
-            driver = threading.Thread(target=churn, args=(leezy, ids, args.rate, stop, counts), daemon=True)
-            driver.start()
-            print(
-                f"{mode}: {args.meetings} meetings, {args.rate:g} changes/s, poll every {args.poll_seconds:g} s, "
-                f"{args.minutes:g} min; logs in {log_dir}",
-                flush=True,
-            )
-            end = time.monotonic() + args.minutes * 60
-            while time.monotonic() < end:
-                time.sleep(min(args.sample_seconds, max(0.0, end - time.monotonic())))
-                for proc in procs:
-                    if proc.proc.poll() is not None:
-                        raise RuntimeError(f"{proc.name} exited\n{proc.tail()}")
-                row = sampler.sample(
-                    {
-                        "changes": sum(v for k, v in counts.items() if k != "failed"),
-                        "delivered": sink.stats()["received"],
-                    }
-                )
-                rss = " ".join(
-                    f"{p.name} {row[p.name + '.rss_mb']:.0f}MiB/{row[p.name + '.cpu_pct']:.0f}%/"
-                    f"{row[p.name + '.fds']}fd"
-                    for p in procs
-                )
-                print(
-                    f"  {row['minutes']:6.1f} min  {rss}  {row['cpu_ms_per_change']:.1f} ms/change  "
-                    f"db {row['db_mb']:.1f} MiB  events {row['rows.events']}  changes {row['changes']}  "
-                    f"delivered {row['delivered']}  load {row['load1']:.1f}",
-                    flush=True,
-                )
-            stop.set()
-            driver.join(30)
-            rows = sampler.rows
-            warmup = args.warmup_minutes if args.warmup_minutes is not None else min(10.0, args.minutes / 4)
-            report = summarise(mode, rows, warmup)
-            report.append(f"  driver: {counts}; subscriber: {sink.stats()}")
-            print("\n".join(report), flush=True)
-            (out / f"soak-{mode}.json").write_text(
-                json.dumps({"args": vars(args) | {"out": str(out)}, "rows": rows}, indent=1, default=str)
-            )
-            (out / f"soak-{mode}.txt").write_text("\n".join(report) + "\n")
-            try:
-                plot(mode, rows, out / f"soak-{mode}.png")
-                print(f"  plot: {out / f'soak-{mode}.png'}")
-            except ImportError:
-                print("  (no plot: pip install -e '.[bench]' for matplotlib)")
+            with service_stack(
+                backend,
+                engine,
+                log_dir,
+                lambda config: start(
+                    mode, config, log_dir, args.tracemalloc, args.sample_seconds, args.frames
+                ),
+                connection=f'webhook_secret = "{LEEZY_SECRET}"\npoll_interval_seconds = {args.poll_seconds}',
+                extra=retention,
+                events=events,
+            ) as stack:
+                procs = stack.procs
+                run_soak(mode, args, out, stack, engine, backend, stop, log_dir)
         finally:
             stop.set()
-            stop_all(procs)
             if args.tracemalloc:
                 for proc in procs:
                     snaps = log_dir / f"snap-{proc.name}"
@@ -445,10 +360,77 @@ poll_interval_seconds = {args.poll_seconds}
                         ],
                         check=False,
                     )
-            sink.stop()
-            sandbox.stop()
-            if backend == "postgres":
-                flush_redis()
+
+
+def run_soak(
+    mode: str,
+    args: argparse.Namespace,
+    out: Path,
+    stack: Stack,
+    engine: Engine,
+    backend: str,
+    stop: threading.Event,
+    log_dir: Path,
+) -> None:
+    """Subscribe bookingsync to the simulator's webhooks, seed, churn and sample until the end."""
+    procs, sink, leezy = stack.procs, stack.sink, stack.leezy
+    httpx.post(
+        f"{leezy}/_sandbox/webhooks",
+        json={
+            "target_url": f"http://127.0.0.1:{stack.port}/webhooks/leezy",
+            "secret": LEEZY_SECRET,
+            "event_types": ["meeting.scheduled", "meeting.cancelled", "meeting.completed"],
+        },
+    ).raise_for_status()
+    ids = seed(leezy, args.meetings)
+    db_path = Path(engine.bench_url.removeprefix("sqlite:///")) if backend == "sqlite" else None  # type: ignore[attr-defined]
+    sampler = Sampler(procs, engine, db_path)
+    counts: dict[str, int] = {}
+    driver = threading.Thread(target=churn, args=(leezy, ids, args.rate, stop, counts), daemon=True)
+    driver.start()
+    print(
+        f"{mode}: {args.meetings} meetings, {args.rate:g} changes/s, poll every {args.poll_seconds:g} s, "
+        f"{args.minutes:g} min; logs in {log_dir}",
+        flush=True,
+    )
+    end = time.monotonic() + args.minutes * 60
+    while time.monotonic() < end:
+        time.sleep(min(args.sample_seconds, max(0.0, end - time.monotonic())))
+        for proc in procs:
+            if proc.proc.poll() is not None:
+                raise RuntimeError(f"{proc.name} exited\n{proc.tail()}")
+        row = sampler.sample(
+            {
+                "changes": sum(v for k, v in counts.items() if k != "failed"),
+                "delivered": sink.stats()["received"],
+            }
+        )
+        rss = " ".join(
+            f"{p.name} {row[p.name + '.rss_mb']:.0f}MiB/{row[p.name + '.cpu_pct']:.0f}%/{row[p.name + '.fds']}fd"
+            for p in procs
+        )
+        print(
+            f"  {row['minutes']:6.1f} min  {rss}  {row['cpu_ms_per_change']:.1f} ms/change  "
+            f"db {row['db_mb']:.1f} MiB  events {row['rows.events']}  changes {row['changes']}  "
+            f"delivered {row['delivered']}  load {row['load1']:.1f}",
+            flush=True,
+        )
+    stop.set()
+    driver.join(30)
+    rows = sampler.rows
+    warmup = args.warmup_minutes if args.warmup_minutes is not None else min(10.0, args.minutes / 4)
+    report = summarise(mode, rows, warmup)
+    report.append(f"  driver: {counts}; subscriber: {sink.stats()}")
+    print("\n".join(report), flush=True)
+    (out / f"soak-{mode}.json").write_text(
+        json.dumps({"args": vars(args) | {"out": str(out)}, "rows": rows}, indent=1, default=str)
+    )
+    (out / f"soak-{mode}.txt").write_text("\n".join(report) + "\n")
+    try:
+        plot(mode, rows, out / f"soak-{mode}.png")
+        print(f"  plot: {out / f'soak-{mode}.png'}")
+    except ImportError:
+        print("  (no plot: pip install -e '.[bench]' for matplotlib)")
 
 
 def main() -> None:
