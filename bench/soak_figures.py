@@ -178,3 +178,24 @@ def plot(mode: str, rows: list[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def main() -> None:
+    """Sum up a soak's JSON again, with another warm-up (and redraw its plot)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("json", type=Path, help="soak-<mode>.json written by bench/soak.py")
+    parser.add_argument("--warmup-minutes", type=float, required=True)
+    parser.add_argument("--png", type=Path, default=None, help="redraw the plot here")
+    args = parser.parse_args()
+    rows = json.loads(args.json.read_text())["rows"]
+    mode = args.json.stem.removeprefix("soak-")
+    print("\n".join(summarise(mode, rows, args.warmup_minutes)))
+    if args.png:
+        plot(mode, rows, args.png)
+
+
+if __name__ == "__main__":
+    main()
