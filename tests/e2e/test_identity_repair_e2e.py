@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from bookingsync.sandbox import leandata_booking, meetergo
+from bookingsync.sandbox import meetergo
+from bookingsync.sandbox.leandata import booking as leandata_booking
 from tests.e2e import identity_support
 from tests.e2e.identity_support import event_types, links
 from tests.e2e.support import BIN, Subscriber, wait_until
