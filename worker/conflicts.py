@@ -106,15 +106,35 @@ def _ours(
     last = session.exec(query).first()
     if last is None:
         return False
-    if last.updated_at > now - _settle:
-        return True
+    return last.updated_at > now - _settle or _agrees(last, record, step)
+
+
+def _agrees(last: IntentRow, record: SourceRecord, step: timedelta) -> bool:
+    """Whether the record shows what our write `last` asked of this end."""
     if record.meeting.status is MeetingStatus.CANCELLED:
         return last.action == "cancel"
+    if last.action == "cancel":
+        return False
     # Our write asked for the meeting's exact times; the end keeps them at its own resolution.
     return not (
         policy.differs("start", last.start, record.meeting.start, step)
         or policy.differs("end", last.end, record.meeting.end, step)
     )
+
+
+def _predates_ours(session: Session, link: LinkRow, record: SourceRecord, step: timedelta) -> bool:
+    """Whether a record judged ours only by time (read within the settle window) contradicts our
+    newest write: then it was taken before that write landed and must not undo what the write
+    recorded on the link (a pre-cancel page read after our cancel would mark the mirror live
+    again, and the next converge would cancel it a second time)."""
+    query = (
+        select(IntentRow)
+        .where(IntentRow.meeting_id == link.meeting_id, IntentRow.connection == link.connection)
+        .order_by(col(IntentRow.id).desc())
+        .limit(1)
+    )
+    last = session.exec(query).first()
+    return last is not None and last.state == "done" and not _agrees(last, record, step)
 
 
 def on_read(
@@ -171,6 +191,15 @@ def on_read(
             for name in policy.COMPARED
             if policy.differs(name, policy.view(record.meeting)[name], policy.view(meeting)[name], step)
         )
+    if verdict is Verdict.OBSERVE and read.ours and _predates_ours(session, link, record, step):
+        link.last_seen_at = now
+        log.info(
+            "%s %s: a read that contradicts our newest write there, within its settle window; "
+            "taken before the write, so ignored",
+            link.connection,
+            link.external_id,
+        )
+        return store.Applied(meeting_id=link.meeting_id, changed=False)
     _observe(link, record, raw, now, mirrored=link.mirrored)
     if verdict is Verdict.OBSERVE:
         return store.Applied(meeting_id=link.meeting_id, changed=False)
