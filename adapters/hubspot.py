@@ -34,13 +34,16 @@ Ambiguities, and the reading taken:
 * Times: `hs_meeting_start_time`/`hs_meeting_end_time` as ISO 8601 with an offset or as epoch
   milliseconds (the CRM guide allows both for `hs_timestamp`). Either missing is a NormaliseError:
   `hs_timestamp` is the activity time, not a reliable start. A CRM meeting carries no attendee
-  email: its contacts are associations, by id. A poll lists with `associations=contacts` and reads
-  each associated contact's email (`GET …/contacts/{id}?properties=email`, kept in a bounded
-  cache: a contact's email rarely changes, and a page of meetings often shares contacts); the
-  first contact with an email is the attendee, written into the raw record under
+  email: its contacts are associations, by id, so `attendee` stays empty by default. With the
+  option `read_attendees = true` a poll lists with `associations=contacts` and reads each
+  associated contact's email (`GET …/contacts/{id}?properties=email`, kept in a bounded cache: a
+  contact's email rarely changes, and a page of meetings often shares contacts); the first
+  contact with an email is the attendee, written into the raw record under
   `bookingsyncAttendeeEmail` so the stored raw says where it came from. Without it the identity
-  rules (attendee + start, issue 16) could never match a HubSpot meeting to the same demo booked
-  elsewhere. The owner is an id, not an email, so `hosts` stay empty; the conference URL is `hs_meeting_external_url`, else
+  rules (attendee + start, issue 16) cannot match a HubSpot meeting to the same demo booked
+  elsewhere. It is an option, off by default, because the contacts read is outside the CRM
+  meetings and scheduler OpenAPI files we follow (the guide names the crm.objects.contacts.read
+  scope; the same read confirms a lost booking below). The owner is an id, not an email, so `hosts` stay empty; the conference URL is `hs_meeting_external_url`, else
   `hs_meeting_location`, whichever is an http(s) URL. `archived: true` means cancelled;
   `archivedAt` counts only when `archived` is absent (a restored meeting says `archived: false`).
 * Webhooks: the body is a JSON array of events (one object is accepted too) with ids, never a
@@ -597,6 +600,11 @@ class HubSpotSettings(AdapterSettings):
         description="our pace (HubSpot allows bursts of 100 per 10 s)",
     )
     timeout: float = Field(default=15.0, gt=0, description="seconds one request may take")
+    read_attendees: bool = Field(
+        default=False,
+        description="read each CRM meeting's contact for its email (so identity can match by attendee); "
+        "a call outside the OpenAPI files we follow, so off by default",
+    )
 
     @field_validator("meeting_slug")
     @classmethod
@@ -634,6 +642,9 @@ class HubSpotAdapter:
             Capability.FIND_BOOKING,
         }
     )
+    # Fields besides the times that the move (`reschedule`, a CRM PATCH) writes to an existing
+    # booking: worker/reconcile.py moves a mirror in step whose title differs, to push it.
+    pushes: ClassVar[frozenset[str]] = frozenset({"title"})
 
     def __init__(
         self,
@@ -650,6 +661,7 @@ class HubSpotAdapter:
         self._timezone = settings.booking_timezone
         self._locale = settings.booking_locale
         self._page_size = settings.page_size
+        self._read_attendees = settings.read_attendees
         self._contacts: dict[str, str | None] = {}  # contact id → email (CONTACT_CACHE_SIZE at most)
         self._http = ProviderHttp(
             provider=PROVIDER,
@@ -688,7 +700,8 @@ class HubSpotAdapter:
                 continue
             resumed = False
             results = body["results"]
-            self._add_attendees(results)
+            if self._read_attendees:
+                self._add_attendees(results)
             records = [
                 RawRecord(
                     payload=item, external_id=_record_id(item.get("id")) if isinstance(item, dict) else None
@@ -709,7 +722,8 @@ class HubSpotAdapter:
         }
         if position.after is not None:
             params["after"] = position.after
-        params["associations"] = "contacts"
+        if self._read_attendees:
+            params["associations"] = "contacts"
         body = response_json(PROVIDER, self._http.request("GET", MEETINGS_PATH, params=params))
         if not isinstance(body, dict) or not isinstance(body.get("results"), list):
             raise ProviderUnavailable(PROVIDER, f"GET {MEETINGS_PATH} answered without a 'results' list")
@@ -827,7 +841,30 @@ class HubSpotAdapter:
                 exc,
             )
             return record
-        return crm or record
+        return self._titled(crm, meeting) if crm is not None else record
+
+    def _titled(self, crm: SourceRecord, meeting: Meeting) -> SourceRecord:
+        """The booking carries the meeting link's subject; the meeting's own title is written onto
+        its CRM record (`PATCH hs_meeting_title`). Booked either way: a failed PATCH is logged and
+        the next converge pushes the title again (worker/reconcile.py compares it)."""
+        if not meeting.title or crm.meeting.title == meeting.title:
+            return crm
+        try:
+            self._http.request(
+                "PATCH",
+                f"{MEETINGS_PATH}/{quote(crm.external_id, safe='')}",
+                json={"properties": {"hs_meeting_title": meeting.title}},
+                idempotent=True,
+            )
+        except ProviderError as exc:
+            log.warning(
+                "hubspot %s: booked %s but could not set its title (%s)",
+                self.connection_id,
+                crm.external_id,
+                exc,
+            )
+            return crm
+        return crm.model_copy(update={"meeting": crm.meeting.model_copy(update={"title": meeting.title})})
 
     def _crm_meeting(self, external_id: str, *, associations: bool = False) -> SourceRecord | None:
         """The CRM meeting `external_id` names (a CRM id, or `calendar-event:<id>` read by
@@ -862,19 +899,19 @@ class HubSpotAdapter:
         return record.external_id
 
     def reschedule(self, external_id: str, request: BookingRequest) -> SourceRecord:
-        """Move the CRM meeting (`PATCH`): the scheduler API documents no reschedule."""
+        """Move the CRM meeting (`PATCH`): the scheduler API documents no reschedule. The same
+        PATCH carries the meeting's title (`pushes`): a title change reaches HubSpot this way."""
         meeting = request.meeting
         crm_id = self._crm_id(external_id)
+        properties = {
+            "hs_meeting_start_time": iso_z(meeting.start),
+            "hs_meeting_end_time": iso_z(meeting.end),
+            "hs_timestamp": iso_z(meeting.start),
+        }
+        if meeting.title:
+            properties["hs_meeting_title"] = meeting.title
         self._http.request(
-            "PATCH",
-            f"{MEETINGS_PATH}/{quote(crm_id, safe='')}",
-            json={
-                "properties": {
-                    "hs_meeting_start_time": iso_z(meeting.start),
-                    "hs_meeting_end_time": iso_z(meeting.end),
-                    "hs_timestamp": iso_z(meeting.start),
-                }
-            },
+            "PATCH", f"{MEETINGS_PATH}/{quote(crm_id, safe='')}", json={"properties": properties}
         )
         try:
             record = self._crm_meeting(crm_id)
@@ -940,7 +977,7 @@ class HubSpotAdapter:
                 and (m.start, m.end) == (meeting.start, meeting.end)
                 and self._attendee_email(record.external_id) == meeting.attendee.email
             ):
-                return record
+                return self._titled(record, meeting)  # ours: titled as a booking answered is
         return None
 
     def _add_attendees(self, results: list[Any]) -> None:

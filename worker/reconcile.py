@@ -140,6 +140,11 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
         mirror = Mirror(link.external_id, link.start, link.end, link.missing) if link else None
         shape = precision.shape_of(adapter)  # compared at the precision the target keeps
         mirror = precision.as_planned(shape, mirror, row.start, row.end)
+        if link is not None and link.mirrored and _retitle(adapter, mirror, row, link.observed):
+            # In step in time but not in title, at a target whose move takes the title: moved to
+            # the same times, with the title (the planner sees a mirror to move).
+            assert mirror is not None
+            mirror = Mirror(mirror.external_id, None, None, mirror.missing)
         rows = intent_store.for_target(session, meeting_id, target)
         history = [intent_store.value(r) for r in rows]
         action = intents.plan(
@@ -286,6 +291,17 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
     if call.lookup and isinstance(adapter, Finder):  # a lookup is planned only where can_find
         return _lookup(rt, adapter, meeting_id, target, provider, call, done)
     return _write(rt, adapter, meeting_id, target, provider, call, done)
+
+
+def _retitle(adapter: Any, mirror: Mirror | None, row: MeetingRow, observed: Any) -> bool:
+    """Whether a live mirror in step in time shows another title than the meeting's, at a target
+    whose move can write the title (`pushes`, README "Routes"). A target that does not keep what
+    it was sent is re-sent at most `max_writes_per_hour` times: the breaker counts these moves."""
+    if "title" not in getattr(adapter, "pushes", ()) or not row.title or not row.booked or row.deleted:
+        return False
+    if mirror is None or mirror.missing or (mirror.start, mirror.end) != (row.start, row.end):
+        return False
+    return isinstance(observed, dict) and observed.get("title") != row.title
 
 
 def _request(meeting: Any, intent: Intent) -> BookingRequest:

@@ -393,6 +393,9 @@ def _confirmed(session: Session, booked: str, appointment: LinkRow, now: datetim
         return
     old.content_hash = SUPERSEDED_HASH
     intent_store.follow(session, old.meeting_id, old.connection, booked, appointment.external_id, now)
+    # A cancel that could not reach the provisional booking (meetergo documents no such call) is a
+    # dead route delivery: put it back in line, so the appointment that now exists is cancelled.
+    intent_store.requeue_dead_deliveries(session, old.meeting_id, old.connection, now)
     log.info(
         "%s %s confirms the provisional booking %s of meeting %s",
         appointment.connection,

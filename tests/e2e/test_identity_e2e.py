@@ -90,6 +90,8 @@ token = "{token}"
 webhook_secret = "{secret}"
 poll_interval_seconds = 1
 requests_per_second = 50
+[connections.options]
+read_attendees = true
 """
 
 

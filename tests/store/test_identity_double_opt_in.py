@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from bookingsync.models.tables import IntentRow, LinkRow, MeetingRow
+from bookingsync.models.errors import ProviderRejected
+from bookingsync.models.tables import DeliveryRow, IntentRow, LinkRow, MeetingRow
 from tests.store.test_identity import MOVABLE, DoubleOptInTarget, World, record
 
 
@@ -37,3 +38,43 @@ def test_a_confirmed_appointment_that_keeps_our_reference_continues_the_provisio
     w.run()
     assert w.target.live() == [] and [i.action for i in w.rows(IntentRow)] == ["create", "cancel"]
     assert [i.subject for i in w.rows(IntentRow)][-1] == f"appt-{provisional}"
+
+
+class NoProvisionalCancel(DoubleOptInTarget):
+    """Meetergo: a provisional booking cannot be cancelled (no documented call); an appointment can."""
+
+    def cancel(self, external_id: str) -> None:
+        if external_id.startswith("provisional:"):
+            raise ProviderRejected(
+                "meetergo", f"{external_id} is a provisional booking; no way to cancel one"
+            )
+        super().cancel(external_id)
+
+
+def test_a_cancel_that_could_not_reach_the_provisional_booking_reaches_its_appointment(
+    engine: Engine,
+) -> None:
+    w = World(engine, routes=[{"sources": ["lz"], "targets": ["tgt"]}])
+    w.target = NoProvisionalCancel(capabilities=MOVABLE)
+    w.rt._adapters["tgt"] = w.target  # type: ignore[assignment]
+    w.read("lz", record("L1"))
+    w.run()
+    [provisional] = list(w.target.bookings)
+    w.read("lz", record("L1", status="cancelled"))
+    w.run()
+    [create, cancel] = w.rows(IntentRow)
+    assert (cancel.action, cancel.state) == ("cancel", "failed") and "provisional" in (cancel.reason or "")
+    assert [d.status for d in w.rows(DeliveryRow) if d.subscription_id == "route:tgt"].count("dead") == 1
+    # The attendee confirms anyway: the appointment is ours, and the meeting is cancelled.
+    appointment = w.target.confirm(provisional) | {
+        "reference": w.target.bookings[f"appt-{provisional}"].reference
+    }
+    w.read("tgt", appointment, adapter=w.target)
+    w.run()
+    assert w.target.live() == []
+    assert [(i.action, i.state, i.subject) for i in w.rows(IntentRow)][-1] == (
+        "cancel",
+        "done",
+        f"appt-{provisional}",
+    )
+    assert len(w.rows(MeetingRow)) == 1
