@@ -41,12 +41,12 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from bookingsync.adapters import pacing
+from bookingsync.adapters.http_dates import parse_http_date, parse_retry_after
 from bookingsync.models.errors import (
     AnswerLost,
     ProviderAuthError,
@@ -81,26 +81,6 @@ _RETRYABLE_TRANSPORT = (httpx.TimeoutException, httpx.NetworkError, httpx.Remote
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def parse_retry_after(value: str | None, *, reference: datetime) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), None if unusable."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # RFC 9110 dates are GMT even when the zone is spelled oddly
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - reference).total_seconds()
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN / inf from float()
-        return None
-    return max(0.0, seconds)
 
 
 class ProviderHttp:
@@ -279,15 +259,7 @@ class ProviderHttp:
 
     def _reference_time(self, response: httpx.Response) -> datetime:
         # An HTTP-date Retry-After is relative to the server's clock; its Date header avoids skew.
-        date = response.headers.get("Date")
-        if date:
-            try:
-                server_now = parsedate_to_datetime(date)
-            except (TypeError, ValueError, IndexError):
-                server_now = None
-            if server_now is not None:
-                return server_now if server_now.tzinfo else server_now.replace(tzinfo=UTC)
-        return self._wall_clock()
+        return parse_http_date(response.headers.get("Date")) or self._wall_clock()
 
 
 def _describe(exc: Exception, method: str, path: str) -> str:

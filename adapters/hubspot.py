@@ -100,7 +100,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 from pydantic import ValidationError
@@ -113,8 +112,10 @@ from bookingsync.adapters.base import (
     ReadContext,
     WebhookDelivery,
 )
+from bookingsync.adapters.fields import as_text, as_zone
 from bookingsync.adapters.http import ProviderHttp, response_json
 from bookingsync.adapters.hubspot_signature import verify_v3
+from bookingsync.adapters.time_formats import epoch_ms, iso_z
 from bookingsync.adapters.wall_time import DATE_ONLY, date_only
 from bookingsync.models.errors import (
     AnswerLost,
@@ -185,10 +186,6 @@ _SLOT_TAKEN = re.compile(
 # -- normalise: pure ----------------------------------------------------------------------------
 
 
-def _text(value: Any) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
-
-
 def _time(value: Any, what: str, record_id: str) -> datetime | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
@@ -220,7 +217,7 @@ def _required_time(value: Any, what: str, record_id: str) -> datetime:
 
 def _status(obj: Mapping[str, Any], properties: Mapping[str, Any], record_id: str) -> MeetingStatus:
     archived = obj.get("archived")
-    if archived is True or (archived is None and _text(obj.get("archivedAt"))):
+    if archived is True or (archived is None and as_text(obj.get("archivedAt"))):
         return MeetingStatus.CANCELLED  # an explicit `archived: false` (restored) beats a stale archivedAt
     raw = properties.get("hs_meeting_outcome")
     if raw is None or (isinstance(raw, str) and not raw.strip()):
@@ -236,19 +233,8 @@ def _status(obj: Mapping[str, Any], properties: Mapping[str, Any], record_id: st
 
 
 def _http_url(value: Any) -> str | None:
-    text = _text(value)
+    text = as_text(value)
     return text if text and text.lower().startswith(("https://", "http://")) else None
-
-
-def _zone(value: Any) -> str | None:
-    text = _text(value)
-    if text is None:
-        return None
-    try:
-        ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None  # decorative: an unknown zone must not cost us the meeting
-    return text
 
 
 def _record_id(value: Any) -> str | None:
@@ -275,13 +261,13 @@ def normalise_crm_meeting(obj: Any) -> SourceRecord:
     try:
         meeting = Meeting(
             status=_status(obj, properties, record_id),
-            title=_text(properties.get("hs_meeting_title")),
+            title=as_text(properties.get("hs_meeting_title")),
             start=start,
             end=end,
             conference_url=_http_url(properties.get("hs_meeting_external_url"))
             or _http_url(properties.get("hs_meeting_location")),
         )
-        event_id = _text(properties.get("hs_unique_id"))
+        event_id = as_text(properties.get("hs_unique_id"))
         return SourceRecord(
             external_id=record_id,
             meeting=meeting,
@@ -296,7 +282,7 @@ def normalise_crm_meeting(obj: Any) -> SourceRecord:
 def _form_value(fields: Any, *names: str) -> str | None:
     for field_ in fields if isinstance(fields, list) else ():
         if isinstance(field_, dict) and str(field_.get("name", "")).lower() in names:
-            value = _text(field_.get("value"))
+            value = as_text(field_.get("value"))
             if value:
                 return value
     return None
@@ -325,10 +311,11 @@ def normalise_booking(answer: Any, fallback: Meeting | None = None) -> SourceRec
     try:
         meeting = Meeting(
             status=MeetingStatus.SCHEDULED,
-            title=_text(answer.get("subject")),
+            title=as_text(answer.get("subject")),
             start=start,
             end=end,
-            timezone=_zone(answer.get("bookingTimezone")) or (fallback.timezone if fallback else None),
+            timezone=as_zone(answer.get("bookingTimezone"), PROVIDER)
+            or (fallback.timezone if fallback else None),
             attendee=attendee,
             conference_url=_http_url(answer.get("webConferenceUrl")),
         )
@@ -392,14 +379,6 @@ def next_after(body: Mapping[str, Any]) -> str | None:
 
 
 # -- booking: pure ------------------------------------------------------------------------------
-
-
-def _millis(value: datetime) -> int:
-    return round(value.timestamp() * 1000)
-
-
-def _wire_time(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def split_name(name: str | None) -> tuple[str, str]:
@@ -556,15 +535,15 @@ def error_message(response: httpx.Response) -> str:
     body = response.json()
     if not isinstance(body, dict):
         return ""
-    message = _text(body.get("message")) or ""
+    message = as_text(body.get("message")) or ""
     details = [
         d
-        for d in (_text(e.get("message")) for e in body.get("errors") or [] if isinstance(e, dict))
+        for d in (as_text(e.get("message")) for e in body.get("errors") or [] if isinstance(e, dict))
         if d and d != message
     ]
     text = "; ".join([message] + details if message else details)
-    tags = [t for t in (_text(body.get("category")),) if t]
-    correlation = _text(body.get("correlationId"))
+    tags = [t for t in (as_text(body.get("category")),) if t]
+    correlation = as_text(body.get("correlationId"))
     if correlation:
         tags.append(f"correlationId {correlation}")
     if not text:
@@ -625,7 +604,7 @@ class HubSpotAdapter:
             raise ConfigError(
                 f"{where}: meeting_slug is empty; set it to the meeting link's slug or leave it out"
             )
-        if _zone(booking_timezone) is None:
+        if as_zone(booking_timezone, PROVIDER) is None:
             raise ConfigError(f"{where}: booking_timezone {booking_timezone!r} is not an IANA timezone")
         self.connection_id = connection_id
         self._secret = webhook_secret
@@ -717,7 +696,7 @@ class HubSpotAdapter:
             )
         slug_path = quote(self._slug, safe="")
         timezone = meeting.timezone or self._timezone
-        start_ms, duration_ms = _millis(meeting.start), _millis(meeting.end) - _millis(meeting.start)
+        start_ms, duration_ms = epoch_ms(meeting.start), epoch_ms(meeting.end) - epoch_ms(meeting.start)
         info = response_json(
             PROVIDER, self._http.request("GET", f"{BOOK_PATH}/{slug_path}", params={"timezone": timezone})
         )
@@ -729,7 +708,7 @@ class HubSpotAdapter:
             body = {
                 "slug": self._slug,
                 "duration": duration_ms,
-                "startTime": _wire_time(meeting.start),
+                "startTime": iso_z(meeting.start),
                 "email": meeting.attendee.email,
                 "firstName": first,
                 "lastName": last,
@@ -750,7 +729,7 @@ class HubSpotAdapter:
         assert refusal is not None
         raise SlotUnavailable(
             PROVIDER,
-            f"HubSpot refused the slot at {_wire_time(meeting.start)}: {refusal.message}",
+            f"HubSpot refused the slot at {iso_z(meeting.start)}: {refusal.message}",
             status=refusal.status,
         )
 
@@ -772,8 +751,7 @@ class HubSpotAdapter:
         start = datetime.fromtimestamp(start_ms / 1000, UTC)
         raise SlotUnavailable(
             PROVIDER,
-            f"meeting link {self._slug!r} does not offer {_wire_time(start)} for "
-            f"{duration_ms / 60000:g} minutes",
+            f"meeting link {self._slug!r} does not offer {iso_z(start)} for {duration_ms / 60000:g} minutes",
         )
 
     def _booked(self, response: httpx.Response, meeting: Meeting) -> SourceRecord:
@@ -783,7 +761,7 @@ class HubSpotAdapter:
             # Booked, but the answer cannot be linked: the booking must be found, not made again.
             raise AnswerLost(
                 PROVIDER,
-                f"HubSpot booked {_wire_time(meeting.start)} but its answer cannot be read ({exc})",
+                f"HubSpot booked {iso_z(meeting.start)} but its answer cannot be read ({exc})",
                 status=response.status_code,
             ) from exc
         if (record.meeting.start, record.meeting.end) != (meeting.start, meeting.end):
@@ -848,9 +826,9 @@ class HubSpotAdapter:
             f"{MEETINGS_PATH}/{quote(crm_id, safe='')}",
             json={
                 "properties": {
-                    "hs_meeting_start_time": _wire_time(meeting.start),
-                    "hs_meeting_end_time": _wire_time(meeting.end),
-                    "hs_timestamp": _wire_time(meeting.start),
+                    "hs_meeting_start_time": iso_z(meeting.start),
+                    "hs_meeting_end_time": iso_z(meeting.end),
+                    "hs_timestamp": iso_z(meeting.start),
                 }
             },
         )
@@ -887,7 +865,7 @@ class HubSpotAdapter:
                         {
                             "propertyName": "hs_meeting_start_time",
                             "operator": "EQ",
-                            "value": str(_millis(meeting.start)),
+                            "value": str(epoch_ms(meeting.start)),
                         },
                         {"propertyName": "hs_unique_id", "operator": "HAS_PROPERTY"},
                     ]
@@ -944,7 +922,7 @@ class HubSpotAdapter:
                 ),
             )
             props = found.get("properties") if isinstance(found, dict) else None
-            email = _text(props.get("email")) if isinstance(props, dict) else None
+            email = as_text(props.get("email")) if isinstance(props, dict) else None
             if email:
                 return email.lower()
         return None

@@ -106,7 +106,9 @@ from bookingsync.adapters.base import (
     Sweep,
     WebhookDelivery,
 )
+from bookingsync.adapters.fields import as_email, as_table
 from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.adapters.time_formats import epoch_ms, from_epoch_ms, iso_ms_z
 from bookingsync.models.errors import (
     AnswerLost,
     ConfigError,
@@ -133,15 +135,11 @@ ACTIVE = frozenset({"scheduled", "rescheduled", "confirmed"})
 # -- normalise: pure ----------------------------------------------------------------------------
 
 
-def _dict(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def record_id(payload: Any) -> str | None:
     """The meeting id in either documented shape, or None."""
     if not isinstance(payload, dict):
         return None
-    book_it, event = _dict(payload.get("bookIt")), _dict(payload.get("calendarEvent"))
+    book_it, event = as_table(payload.get("bookIt")), as_table(payload.get("calendarEvent"))
     for candidate in (payload.get("id"), book_it.get("id"), book_it.get("meetingId"), event.get("id")):
         if isinstance(candidate, (str, int)) and not isinstance(candidate, bool) and str(candidate).strip():
             return str(candidate).strip()
@@ -152,7 +150,7 @@ def _status(payload: Mapping[str, Any], event: Mapping[str, Any]) -> MeetingStat
     said = [
         (where, value.strip().lower())
         for where, value in (
-            ("bookIt.status", _dict(payload.get("bookIt")).get("status")),
+            ("bookIt.status", as_table(payload.get("bookIt")).get("status")),
             ("status", event.get("status")),
         )
         if isinstance(value, str) and value.strip()
@@ -191,17 +189,12 @@ def _epoch_ms(times: Mapping[str, Any], name: str) -> datetime:
         ) from exc
 
 
-def _email(value: Any) -> str | None:
-    try:
-        return normalise_email(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
 def _people(
     event: Mapping[str, Any], payload: Mapping[str, Any], scope: str | None
 ) -> tuple[Person, tuple[str, ...]]:
-    organizer = _email(_dict(event.get("organizer")).get("email")) or _email(payload.get("organizer_email"))
+    organizer = as_email(as_table(event.get("organizer")).get("email")) or as_email(
+        payload.get("organizer_email")
+    )
     guests = []
     attendees = event.get("attendees")
     for attendee in attendees if isinstance(attendees, list) else ():
@@ -211,11 +204,11 @@ def _people(
             or attendee.get("self") is True
         ):
             continue
-        email = _email(attendee.get("email"))
+        email = as_email(attendee.get("email"))
         if email is None or email == organizer:
             continue
         guests.append((email, attendee))
-    wanted = _email(scope)
+    wanted = as_email(scope)
     chosen = next((g for g in guests if g[0] == wanted), guests[0] if guests else None)
     if chosen is None:
         person = Person()
@@ -234,7 +227,7 @@ def normalise_meeting(payload: Any, scope: str | None = None) -> SourceRecord:
     if external_id is None:
         raise NormaliseError("the LeanData meeting has no id (neither id nor calendarEvent.id)")
     # The nested shape keeps the calendar fields in calendarEvent; the flat one at the top.
-    event = _dict(payload.get("calendarEvent")) or payload
+    event = as_table(payload.get("calendarEvent")) or payload
     times = event.get("scheduledTime")
     if not isinstance(times, dict):
         raise NormaliseError(f"the LeanData meeting {external_id} has no scheduledTime object")
@@ -265,11 +258,6 @@ def error_message(response: httpx.Response) -> str:
     if not isinstance(body, dict):
         return ""
     return str(body.get("error") or body.get("message") or "")
-
-
-def wire_time(value: datetime) -> str:
-    """ISO 8601 with milliseconds and Z, the form the BookIt docs spell out."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 class LeanDataAdapter:
@@ -361,7 +349,7 @@ class LeanDataAdapter:
         """This round's prospects: configured and asked-for emails, normalised and sorted."""
         found = set(self._watch)
         for value in context.watch_emails:
-            email = _email(value)
+            email = as_email(value)
             if email:
                 found.add(email)
             else:
@@ -371,16 +359,12 @@ class LeanDataAdapter:
     def read(self, cursor: dict[str, Any] | None, context: ReadContext) -> Iterator[Page]:
         """One page per prospect email that is due (leandata_watch.py decides which, in what order).
 
-        Cursor: {"read": {email: unix seconds of its last read}}, for the emails still watched.
-        Saved after every email, so a crash or a deferral goes on with what is still due.
+        Cursor: {"read": {email: unix seconds of its last read}}, for the emails still watched (an
+        older version's {"after": email} is read too: leandata_watch.last_reads). Saved after
+        every email, so a crash or a deferral goes on with what is still due.
         """
         emails = self.emails(context)
-        last = (cursor or {}).get("read")
-        last_read = (
-            {e: float(t) for e, t in last.items() if e in set(emails) and isinstance(t, (int, float))}
-            if isinstance(last, dict)
-            else {}
-        )
+        last_read = watch.last_reads(cursor, emails)  # either cursor form, see there
         schedule = watch.plan(
             emails,
             last_read,
@@ -408,7 +392,7 @@ class LeanDataAdapter:
     def _read_email(self, email: str, start: datetime) -> tuple[list[RawRecord], Sweep | None]:
         try:
             response = self._http.request(
-                "GET", "/v1/meetings", params={"prospectEmail": email, "start": wire_time(start)}
+                "GET", "/v1/meetings", params={"prospectEmail": email, "start": iso_ms_z(start)}
             )
         except (ProviderNotFound, ProviderRejected) as exc:
             log.warning(
@@ -469,7 +453,7 @@ class LeanDataAdapter:
             raise ProviderRejected(
                 PROVIDER, "the meeting has no attendee email, and BookIt books for a prospect's email"
             )
-        start_ms, end_ms = booking.to_ms(meeting.start), booking.to_ms(meeting.end)
+        start_ms, end_ms = epoch_ms(meeting.start), epoch_ms(meeting.end)
         when = booking.describe_slot(start_ms, end_ms)
         existing = self._find_booked(email, start_ms, end_ms)
         if existing is not None:
@@ -539,7 +523,7 @@ class LeanDataAdapter:
     def reschedule(self, external_id: str, request: BookingRequest) -> SourceRecord:
         """Move meeting `external_id` to exactly `request.meeting`'s start and end."""
         meeting = request.meeting
-        start_ms, end_ms = booking.to_ms(meeting.start), booking.to_ms(meeting.end)
+        start_ms, end_ms = epoch_ms(meeting.start), epoch_ms(meeting.end)
         when = booking.describe_slot(start_ms, end_ms)
         timezone = meeting.timezone or self._booking.timezone
         path = f"/v1/meeting/{quote(external_id, safe='')}"
@@ -602,9 +586,7 @@ class LeanDataAdapter:
         email = request.meeting.attendee.email
         if not email:
             return None
-        return self._find_booked(
-            email, booking.to_ms(request.meeting.start), booking.to_ms(request.meeting.end)
-        )
+        return self._find_booked(email, epoch_ms(request.meeting.start), epoch_ms(request.meeting.end))
 
     def cancel(self, external_id: str) -> None:
         """`DELETE /v1/meeting/:id`; a meeting LeanData no longer knows (404) counts as cancelled."""
@@ -648,11 +630,11 @@ class LeanDataAdapter:
 
     def _find_booked(self, email: str, start_ms: int, end_ms: int) -> SourceRecord | None:
         """The prospect's active meeting at exactly this start and end, or None."""
-        start = booking.from_ms(start_ms)
+        start = from_epoch_ms(start_ms)
         params = {
             "prospectEmail": email,
-            "start": wire_time(start - timedelta(minutes=1)),
-            "end": wire_time(start + timedelta(minutes=1)),
+            "start": iso_ms_z(start - timedelta(minutes=1)),
+            "end": iso_ms_z(start + timedelta(minutes=1)),
         }
         try:
             response = self._http.request("GET", "/v1/meetings", params=params)
@@ -669,7 +651,7 @@ class LeanDataAdapter:
             except NormaliseError:
                 continue
             m = record.meeting
-            if m.active and booking.to_ms(m.start) == start_ms and booking.to_ms(m.end) == end_ms:
+            if m.active and epoch_ms(m.start) == start_ms and epoch_ms(m.end) == end_ms:
                 return record
         return None
 
@@ -709,14 +691,14 @@ class LeanDataAdapter:
         ) from exc
 
     def _booked(self, answer: Any, email: str, meeting: Meeting, timezone: str, call: str) -> SourceRecord:
-        answer = _dict(answer)
+        answer = as_table(answer)
         meeting_id = answer.get("meetingId") or record_id(answer)
         if (
             not isinstance(meeting_id, (str, int))
             or isinstance(meeting_id, bool)
             or not str(meeting_id).strip()
         ):
-            start_ms, end_ms = booking.to_ms(meeting.start), booking.to_ms(meeting.end)
+            start_ms, end_ms = epoch_ms(meeting.start), epoch_ms(meeting.end)
             found = self._find_booked(email, start_ms, end_ms)
             if found is not None:
                 return found
@@ -725,7 +707,7 @@ class LeanDataAdapter:
             )
         meeting_id = str(meeting_id).strip()
         if isinstance(
-            _dict(answer.get("calendarEvent")).get("scheduledTime") or answer.get("scheduledTime"), dict
+            as_table(answer.get("calendarEvent")).get("scheduledTime") or answer.get("scheduledTime"), dict
         ):
             try:
                 return _with_id(normalise_meeting(answer, email), meeting_id)
@@ -749,7 +731,7 @@ class LeanDataAdapter:
                 meeting_id,
                 exc,
             )
-        host = _email(organizer)
+        host = as_email(organizer)
         implied = meeting.model_copy(
             update={
                 "status": MeetingStatus.SCHEDULED,
@@ -769,8 +751,8 @@ class LeanDataAdapter:
                 f"({exc.message}); whether it moved is unknown",
                 status=lost.status,
             ) from lost
-        event = _dict(payload.get("calendarEvent")) or payload
-        times = _dict(event.get("scheduledTime"))
+        event = as_table(payload.get("calendarEvent")) or payload
+        times = as_table(event.get("scheduledTime"))
         start, end = booking.ms_value(times.get("start_time")), booking.ms_value(times.get("end_time"))
         return (start, end) if start is not None and end is not None else None
 

@@ -44,10 +44,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bookingsync.adapters.fields import as_table
+from bookingsync.adapters.time_formats import from_epoch_ms
 from bookingsync.models.errors import ConfigError, ProviderRejected, ProviderUnavailable
 from bookingsync.models.meeting import Meeting
 
@@ -68,7 +69,6 @@ DEFAULT_ROUTING_INPUTS: Mapping[str, Any] = {
     "ld_bookit_log_id": "{uid}",
 }
 STANDARD_FIELDS = ("First Name", "Last Name", "Email")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PLACEHOLDER = re.compile(r"\{(reference|email|first_name|last_name|name|phone|title|uid)\}")
 # Form field labels (lower-case, letters and digits only) the attendee can fill, and from what.
 _DERIVED = {
@@ -97,10 +97,6 @@ _LIST_FIELDS = frozenset({"additionalguestemails", "guestemails"})
 
 def _key(label: str) -> str:
     return re.sub(r"[^a-z0-9]", "", label.lower())
-
-
-def _dict(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 # -- settings -----------------------------------------------------------------------------------
@@ -186,16 +182,8 @@ def booking_settings(
 # -- times --------------------------------------------------------------------------------------
 
 
-def to_ms(value: datetime) -> int:
-    return (value.astimezone(UTC) - _EPOCH) // timedelta(milliseconds=1)
-
-
-def from_ms(value: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=value)
-
-
 def describe_slot(start_ms: int, end_ms: int) -> str:
-    start, end = from_ms(start_ms), from_ms(end_ms)
+    start, end = from_epoch_ms(start_ms), from_epoch_ms(end_ms)
     return f"{start.strftime('%Y-%m-%dT%H:%M:%SZ')}–{end.strftime('%H:%M:%SZ')}"
 
 
@@ -305,7 +293,7 @@ def parse_availability(body: Any, what: str) -> Availability:
         raise ProviderUnavailable(
             PROVIDER, f"{what} answered {type(body).__name__}, not an availability object"
         )
-    routing = _dict(body.get("routing"))
+    routing = as_table(body.get("routing"))
     if "routing" in body:
         kind = routing.get("responseType")
         if kind != "calendar":
@@ -314,7 +302,7 @@ def parse_availability(body: Any, what: str) -> Availability:
                 f"{what}: the BookIt graph routed this prospect to {kind!r}, not to a calendar, so there is "
                 "no meeting type to book; check the graph's trigger node and routing",
             )
-    scheduling = _dict(body.get("scheduling"))
+    scheduling = as_table(body.get("scheduling"))
     if "routing" in body and not scheduling:
         raise ProviderUnavailable(PROVIDER, f"{what} routed to a calendar but answered no scheduling object")
 
@@ -335,11 +323,11 @@ def parse_availability(body: Any, what: str) -> Availability:
             f"{what} answered pageInfo.displayAllPoolAvailability {flag!r}, neither true, false nor null; "
             "not guessing the create endpoint",
         )
-    meeting = _dict(part("meeting"))
+    meeting = as_table(part("meeting"))
     fields = meeting.get("formFields")
     form_fields = tuple(f for f in fields if isinstance(f, dict)) if isinstance(fields, list) else ()
-    availability = _dict(part("availability"))
-    index = {str(k): v for k, v in _dict(availability.get("indexToUserIdMap")).items()}
+    availability = as_table(part("availability"))
+    index = {str(k): v for k, v in as_table(availability.get("indexToUserIdMap")).items()}
     slots = []
     raw_slots = availability.get("timeSlots")
     for raw in raw_slots if isinstance(raw_slots, list) else ():
@@ -359,14 +347,14 @@ def parse_availability(body: Any, what: str) -> Availability:
         )
         slots.append(Slot(start_ms=start, end_ms=end, users=ids))
     token = routing.get("token") if isinstance(routing.get("token"), str) else body.get("token")
-    event = _dict(body.get("calendarEvent"))
-    times = _dict(event.get("scheduledTime"))
+    event = as_table(body.get("calendarEvent"))
+    times = as_table(event.get("scheduledTime"))
     now_start, now_end = ms_value(times.get("start_time")), ms_value(times.get("end_time"))
     return Availability(
         round_robin=flag is True,
         slots=tuple(slots),
         form_fields=form_fields,
-        prefill=_dict(page_info.get("prefillFields")),
+        prefill=as_table(page_info.get("prefillFields")),
         token=token if isinstance(token, str) and token else None,
         current=(now_start, now_end) if now_start is not None and now_end is not None else None,
     )

@@ -13,6 +13,10 @@ poll:
 
 The worst staleness of any email follows from the count and the rate, and is what `bookingsync
 status` shows ("412 emails, each read at least every 83 s, next due in 4 s"). Pure: no HTTP.
+
+The cursor holds each email's last read ({"read": {email: unix seconds}}). Versions before the
+schedule stored {"after": email | None}: a round in sorted order, `after` the last email done in the
+round under way (None: the round finished). `last_reads` reads that form too (see there).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from bookingsync.adapters.base import WatchHint, WatchSummary
 
@@ -38,6 +43,32 @@ DUE_SLACK = 0.5
 class Plan:
     due: list[str]  # the emails to read now, in order
     summary: WatchSummary
+
+
+def last_reads(cursor: Mapping[str, Any] | None, emails: Sequence[str]) -> dict[str, float]:
+    """Each still-watched email's last read, from a cursor of either form.
+
+    An old {"after": …} cursor gives no times, only where the round stood. Reading it as "nothing
+    read yet" would make every email new, so urgent, and let the whole list crowd out the emails
+    whose meetings start soon. Instead every email gets a stand-in time far in the past, in the
+    old round's order: the ones the round had not reached yet (after `after`, last read the round
+    before) oldest, then the ones it had done. All are overdue, none is new, so the schedule goes on
+    where the round stopped, at the rate, behind the truly urgent emails; each email's real time
+    replaces its stand-in when it is read, and the next saved cursor has the new form.
+    """
+    cursor = cursor or {}
+    read = cursor.get("read")
+    if isinstance(read, Mapping):
+        watched = set(emails)
+        return {e: float(t) for e, t in read.items() if e in watched and isinstance(t, (int, float))}
+    if "after" not in cursor:
+        return {}
+    after = cursor["after"]
+    in_order = sorted(emails)
+    if isinstance(after, str):
+        in_order = [e for e in in_order if e > after] + [e for e in in_order if e <= after]
+    # Seconds since the epoch 1, 2, 3…: older than any real read, ordered as the old round.
+    return {email: float(position + 1) for position, email in enumerate(in_order)}
 
 
 def urgent(email: str, last_read: Mapping[str, float], hints: Mapping[str, WatchHint], now: datetime) -> bool:

@@ -64,14 +64,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 from pydantic import ValidationError
 
 from bookingsync.adapters import skew
 from bookingsync.adapters.base import Capability, Page, RawRecord, ReadContext, WebhookDelivery
+from bookingsync.adapters.fields import as_zone
 from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.adapters.time_formats import iso_z
 from bookingsync.adapters.wall_time import DATE_ONLY, date_only
 from bookingsync.models.errors import (
     ConfigError,
@@ -334,10 +335,7 @@ def _cursor_time(value: Any) -> datetime | None:
 
 
 def _wire_time(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    text = value.astimezone(UTC).isoformat()
-    return text.replace("+00:00", "Z")
+    return None if value is None else iso_z(value)
 
 
 def _id_and_updated(resource: Any) -> tuple[str | None, datetime | None]:
@@ -397,17 +395,6 @@ def _status(attributes: Mapping[str, Any]) -> MeetingStatus:
     return status
 
 
-def _zone(value: Any) -> str | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        ZoneInfo(value.strip())
-    except (ZoneInfoNotFoundError, ValueError):
-        log.info("leezy: dropping timezone %r, not an IANA zone", value)
-        return None
-    return value.strip()
-
-
 def _attendee(value: Any) -> Person:
     if value is None:
         return Person()
@@ -448,7 +435,7 @@ def normalise_meeting(payload: Any) -> SourceRecord:
             title=title.strip() or None if isinstance(title, str) else None,
             start=start,
             end=end,
-            timezone=_zone(attributes.get("timezone")),
+            timezone=as_zone(attributes.get("timezone"), PROVIDER),
             attendee=_attendee(attributes.get("attendee")),
             conference_url=url.strip() or None if isinstance(url, str) else None,
         )

@@ -150,7 +150,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, quote, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 from pydantic import ValidationError
@@ -166,7 +165,9 @@ from bookingsync.adapters.base import (
     Sweep,
     WebhookDelivery,
 )
+from bookingsync.adapters.fields import as_email, as_table, as_text, as_zone
 from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.adapters.time_formats import iso_seconds_z
 from bookingsync.adapters.wall_time import DATE_ONLY, date_only
 from bookingsync.models.errors import (
     AnswerLost,
@@ -180,7 +181,7 @@ from bookingsync.models.errors import (
     WebhookMalformed,
     WebhookUnauthorized,
 )
-from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord, normalise_email
+from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord
 
 log = logging.getLogger(__name__)
 
@@ -365,14 +366,6 @@ def record_id(payload: Any) -> str | None:
 # -- normalise: pure ----------------------------------------------------------------------------
 
 
-def _dict(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
 def parse_time(value: Any, what: str) -> datetime:
     if not isinstance(value, str) or not value.strip():
         raise NormaliseError(f"the meetergo appointment's {what} {value!r} is not an ISO 8601 time")
@@ -388,14 +381,14 @@ def parse_time(value: Any, what: str) -> datetime:
 
 def _first(payload: Mapping[str, Any], name: str) -> Any:
     value = payload.get(name)
-    return value if value not in (None, "") else _dict(payload.get("meetingInfo")).get(name)
+    return value if value not in (None, "") else as_table(payload.get("meetingInfo")).get(name)
 
 
 def _duration(payload: Mapping[str, Any]) -> float | None:
     for where in (
         payload,
-        _dict(payload.get("meetingInfo")),
-        _dict(_dict(payload.get("meetingType")).get("meetingInfo")),
+        as_table(payload.get("meetingInfo")),
+        as_table(as_table(payload.get("meetingType")).get("meetingInfo")),
     ):
         value = where.get("duration")
         if (
@@ -420,26 +413,19 @@ def _status(payload: Mapping[str, Any]) -> MeetingStatus:
     return status or MeetingStatus.SCHEDULED
 
 
-def _email(value: Any) -> str | None:
-    try:
-        return normalise_email(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
 def _first_attendee(payload: Mapping[str, Any]) -> Any:
     # Webhook payloads carry attendees at the top level; appointment reads may nest them in
     # meetingInfo (as they do start and end): look in both.
     attendees = payload.get("attendees")
     if not isinstance(attendees, list) or not attendees:
-        attendees = _dict(payload.get("meetingInfo")).get("attendees")
+        attendees = as_table(payload.get("meetingInfo")).get("attendees")
     first = next((a for a in attendees if isinstance(a, dict)), None) if isinstance(attendees, list) else None
     return first if first is not None else payload.get("attendee")
 
 
 def planted_reference(payload: Mapping[str, Any]) -> str | None:
     """The reference bookingsync planted in the first attendee's notes when it made the booking."""
-    return _text(_dict(_dict(_first_attendee(payload)).get("notes")).get(REFERENCE_NOTE))
+    return as_text(as_table(as_table(_first_attendee(payload)).get("notes")).get(REFERENCE_NOTE))
 
 
 def _attendee(payload: Mapping[str, Any]) -> tuple[Person, str | None]:
@@ -447,43 +433,34 @@ def _attendee(payload: Mapping[str, Any]) -> tuple[Person, str | None]:
     if not isinstance(person, dict):
         return Person(), None
     raw_email = person.get("email")
-    email = _email(raw_email)
+    email = as_email(raw_email)
     if raw_email not in (None, "") and email is None:
         raise NormaliseError(
             f"the meetergo appointment's attendee email {raw_email!r} is not an email address"
         )
     name = (
-        _text(person.get("fullname"))
-        or " ".join(part for part in (_text(person.get("firstname")), _text(person.get("lastname"))) if part)
+        as_text(person.get("fullname"))
+        or " ".join(
+            part for part in (as_text(person.get("firstname")), as_text(person.get("lastname"))) if part
+        )
         or None
     )
-    return Person(email=email, name=name, phone=_text(person.get("phone"))), _text(person.get("timezone"))
+    return Person(email=email, name=name, phone=as_text(person.get("phone"))), as_text(person.get("timezone"))
 
 
 def _hosts(payload: Mapping[str, Any]) -> tuple[str, ...]:
     candidates: list[Any] = []
     hosts = payload.get("hosts")
     if isinstance(hosts, list):
-        candidates += [_dict(h).get("email") for h in hosts]
-    main = _dict(payload.get("hostingInfo")).get("mainHost")
-    candidates.append(_dict(main).get("email") if isinstance(main, dict) else main)
-    return tuple(email for email in (_email(c) for c in candidates) if email)
-
-
-def _zone(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        log.info("meetergo: dropping timezone %r, not an IANA zone", value)
-        return None
-    return value
+        candidates += [as_table(h).get("email") for h in hosts]
+    main = as_table(payload.get("hostingInfo")).get("mainHost")
+    candidates.append(as_table(main).get("email") if isinstance(main, dict) else main)
+    return tuple(email for email in (as_email(c) for c in candidates) if email)
 
 
 def _conference_url(payload: Mapping[str, Any]) -> str | None:
-    for where in (_dict(payload.get("meetingInfo")), _dict(payload.get("hostingInfo")), payload):
-        link = _text(where.get("meetingLink"))
+    for where in (as_table(payload.get("meetingInfo")), as_table(payload.get("hostingInfo")), payload):
+        link = as_text(where.get("meetingLink"))
         if link and link.startswith(("https://", "http://")):
             return link
     return None
@@ -491,14 +468,16 @@ def _conference_url(payload: Mapping[str, Any]) -> str | None:
 
 def _title(payload: Mapping[str, Any], attendee: str | None) -> str | None:
     """One rule for every shape (see the module docstring, "Titles"): the meeting type's name."""
-    meeting_type = _dict(payload.get("meetingType"))
-    named = _text(_dict(meeting_type.get("meetingInfo")).get("name")) or _text(meeting_type.get("name"))
+    meeting_type = as_table(payload.get("meetingType"))
+    named = as_text(as_table(meeting_type.get("meetingInfo")).get("name")) or as_text(
+        meeting_type.get("name")
+    )
     if named:
         return named
     own = (
-        _text(payload.get("title"))
-        or _text(_dict(payload.get("meetingInfo")).get("title"))
-        or _text(_dict(payload.get("meetingInfo")).get("name"))
+        as_text(payload.get("title"))
+        or as_text(as_table(payload.get("meetingInfo")).get("title"))
+        or as_text(as_table(payload.get("meetingInfo")).get("name"))
     )
     suffix = f" - {attendee}" if attendee else None
     if own and suffix and own.endswith(suffix) and len(own) > len(suffix):
@@ -543,13 +522,13 @@ def normalise_appointment(payload: Any, scope: str | None = None) -> SourceRecor
             title=_title(payload, attendee.name),
             start=start,
             end=end,
-            timezone=_zone(zone or _text(payload.get("timezone"))),
+            timezone=as_zone(zone or payload.get("timezone"), PROVIDER),
             attendee=attendee,
             hosts=_hosts(payload),
             conference_url=_conference_url(payload),
         )
-        predecessor = _text(payload.get("rescheduledFromId")) or _text(
-            _dict(payload.get("meetingInfo")).get("rescheduledFromId")
+        predecessor = as_text(payload.get("rescheduledFromId")) or as_text(
+            as_table(payload.get("meetingInfo")).get("rescheduledFromId")
         )
         return SourceRecord(
             external_id=appointment_id,
@@ -628,10 +607,6 @@ def parse_delivery(body: bytes) -> WebhookDelivery:
 SHAPE = BookingShape(resolution=timedelta(minutes=1), zero_length=False)
 
 
-def wire_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def booking_body(
     request: BookingRequest,
     *,
@@ -663,7 +638,7 @@ def booking_body(
         attendee["timezone"] = meeting.timezone
     body: dict[str, Any] = {
         "meetingTypeId": meeting_type_id,
-        "start": wire_time(start),
+        "start": iso_seconds_z(start),
         "duration": round((end - start) / timedelta(minutes=1)),
         "attendee": attendee,
     }
@@ -681,7 +656,7 @@ def booking_body(
 def provisional_record(answer: Mapping[str, Any], request: BookingRequest) -> SourceRecord | None:
     """A `pending` record for a double-opt-in / host-confirmation answer; None for a standard one."""
     kind = answer.get("bookingType")
-    provisional_id = _text(answer.get("provisionalBookingId"))
+    provisional_id = as_text(answer.get("provisionalBookingId"))
     appointment_id = record_id({"id": answer.get("appointmentId")})
     if kind in (None, "") and (appointment_id is not None or provisional_id is None):
         return None  # a standard booking (or an answer naming nothing, which the caller refuses)
@@ -940,7 +915,7 @@ class MeetergoAdapter:
             raise ProviderUnavailable(
                 PROVIDER,
                 f"{len(by_slot)} appointments of {request.meeting.attendee.email} at "
-                f"{wire_time(request.meeting.start)} carry no reference; cannot tell "
+                f"{iso_seconds_z(request.meeting.start)} carry no reference; cannot tell "
                 "which one is ours",
             )
         return None

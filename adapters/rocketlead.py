@@ -91,7 +91,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import httpx
 from pydantic import ValidationError
@@ -106,7 +106,9 @@ from bookingsync.adapters.base import (
     ReadContext,
     WebhookDelivery,
 )
+from bookingsync.adapters.fields import as_email, as_text, as_zone
 from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.adapters.time_formats import iso_ms_z
 from bookingsync.adapters.wall_time import readings
 from bookingsync.models.errors import (
     AnswerLost,
@@ -150,12 +152,6 @@ SCOPE_FOR_METHOD = {"GET": "read", "POST": "write", "DELETE": "admin"}
 # -- pure: times, slots, bookings ---------------------------------------------------------------
 
 
-def wire_time(value: datetime) -> str:
-    """ISO 8601 in UTC with milliseconds and Z, as JavaScript's toISOString writes it."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
 def _parsed(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value.strip():
         return None
@@ -189,16 +185,6 @@ def parse_time(value: Any, zone: str | None = None, *, prefer: datetime | None =
     return found[0] if len(found) == 1 else None
 
 
-def valid_zone(value: Any) -> str | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        ZoneInfo(value.strip())
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-    return value.strip()
-
-
 def calendar_zone(body: Any) -> str | None:
     """The IANA zone of a `GET /connect/calendar/{id}` answer, if it names a valid one."""
     if (
@@ -209,7 +195,7 @@ def calendar_zone(body: Any) -> str | None:
         body = body["data"]
     if not isinstance(body, dict):
         return None
-    return next((zone for zone in (valid_zone(body.get(k)) for k in ZONE_KEYS) if zone), None)
+    return next((zone for zone in (as_zone(body.get(k), PROVIDER) for k in ZONE_KEYS) if zone), None)
 
 
 def availability_slots(body: Any) -> list[Any] | None:
@@ -355,7 +341,7 @@ def booking_name(meeting: Meeting, reference: str | None = None) -> str | None:
 
 def name_reference(name: Any) -> tuple[str | None, str | None]:
     """A booking name split into the title and the reference bookingsync planted in it (if any)."""
-    text = _text(name)
+    text = as_text(name)
     if text is None:
         return None, None
     found = REFERENCE_PATTERN.search(text)
@@ -377,8 +363,8 @@ def booking_body(
     body = {
         "calendarId": calendar_id,
         "appointmentTypeId": appointment_type_id,
-        "resourceId": resource_id or _text(slot.get("resourceId")),
-        "resourceSlotId": _text(slot.get("resourceSlotId")),
+        "resourceId": resource_id or as_text(slot.get("resourceId")),
+        "resourceSlotId": as_text(slot.get("resourceSlotId")),
         "entryId": entry_id,
         "name": name,
         "startDateTime": slot["startDateTime"],
@@ -402,17 +388,6 @@ def booking_id(payload: Any) -> str | None:
         if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
             return str(value).strip()
     return None
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
-
-
-def _email(value: Any) -> str | None:
-    try:
-        return normalise_email(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
 
 
 def _attendee(payload: Mapping[str, Any]) -> Person:
@@ -446,7 +421,7 @@ def _attendee(payload: Mapping[str, Any]) -> Person:
     name = (
         found.get("name") or " ".join(p for p in (found.get("firstName"), found.get("lastName")) if p) or None
     )
-    return Person(email=_email(found.get("email")), name=name, phone=found.get("phone"))
+    return Person(email=as_email(found.get("email")), name=name, phone=found.get("phone"))
 
 
 def normalise_booking(
@@ -463,7 +438,7 @@ def normalise_booking(
     external_id = booking_id(payload)
     if external_id is None:
         raise NormaliseError("the RocketLead booking has no id (neither id, _id nor bookingId)")
-    zone = valid_zone(timezone)
+    zone = as_zone(timezone, PROVIDER)
     times = {}
     for index, key in enumerate(("startDateTime", "endDateTime")):
         times[key] = parse_time(payload.get(key), zone, prefer=at[index] if at else None)
@@ -657,7 +632,7 @@ class RocketLeadAdapter:
             return self._booked(response, body, zone, (meeting.start, meeting.end))
         raise SlotUnavailable(
             PROVIDER,
-            f"the slot {wire_time(meeting.start)} to {wire_time(meeting.end)} on calendar {self._calendar_id} was "
+            f"the slot {iso_ms_z(meeting.start)} to {iso_ms_z(meeting.end)} on calendar {self._calendar_id} was "
             f"taken between availability and booking {attempts} times in a row; it is no longer free there, "
             "so book another time or free the slot in RocketLead",
             status=400,
@@ -707,8 +682,8 @@ class RocketLeadAdapter:
         params = {
             "calendarId": self._calendar_id,
             "appointmentTypeId": self._appointment_type_id,
-            "start": wire_time(start - AVAILABILITY_START_LOOKBACK),
-            "end": wire_time(end + AVAILABILITY_END_PADDING),
+            "start": iso_ms_z(start - AVAILABILITY_START_LOOKBACK),
+            "end": iso_ms_z(end + AVAILABILITY_END_PADDING),
         }
         if self._resource_id:
             params["resourceId"] = self._resource_id
@@ -738,7 +713,7 @@ class RocketLeadAdapter:
                 )
             raise SlotUnavailable(
                 PROVIDER,
-                f"the slot {wire_time(start)} to {wire_time(end)} {why} on calendar {self._calendar_id} for "
+                f"the slot {iso_ms_z(start)} to {iso_ms_z(end)} {why} on calendar {self._calendar_id} for "
                 f"appointment type {self._appointment_type_id}"
                 + (f" and resource {self._resource_id}" if self._resource_id else "")
                 + "; a mirrored booking keeps its exact time, so book another time or open that slot in RocketLead",

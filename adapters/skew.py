@@ -19,8 +19,9 @@ import logging
 import statistics
 import threading
 from collections import deque
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
+
+from bookingsync.adapters.http_dates import parse_http_date
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +31,6 @@ DEFAULT_WARN_BEYOND = timedelta(seconds=60)
 
 _ESTIMATES: dict[str, SkewEstimate] = {}
 _LOCK = threading.Lock()
-
-
-def parse_http_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class SkewEstimate:

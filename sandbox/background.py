@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from dataclasses import asdict, dataclass
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -24,6 +24,32 @@ class PostResult:
     status_code: int | None = None
     response_body: str | None = None
     error: str | None = None
+
+
+@dataclass(kw_only=True)
+class Outcome:
+    """What every simulator's delivery-attempt record ends with: the receiver's answer or the error.
+
+    Keyword-only, so each provider's attempt lists its own fields first and these after.
+    """
+
+    status_code: int | None = None
+    response_body: str | None = None
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    def settle(self, result: PostResult) -> None:
+        self.status_code, self.response_body, self.error = (
+            result.status_code,
+            result.response_body,
+            result.error,
+        )
+
+    def public(self) -> dict[str, Any]:
+        return asdict(self) | {"succeeded": self.succeeded}
 
 
 class BackgroundPoster(Generic[Item]):

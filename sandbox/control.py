@@ -1,6 +1,6 @@
 """Control-API routes every simulator shares: the fault queue and the request log.
 
-Each provider's control module (`leezy_control`, `leandata_control`) adds its own meeting routes
+Each provider's control module (`leezy.control`, `leandata.control`) adds its own meeting routes
 and passes `build_mutation`, which turns a ``mutate`` fault's JSON ``action`` into a callable.
 """
 

@@ -10,14 +10,16 @@ conflict: a `meeting.sync_conflict` event (which the route fans out to the meeti
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
 
+from bookingsync.models.errors import ConfigError
 from bookingsync.models.meeting import Meeting, MeetingStatus, SourceRecord
 from bookingsync.models.tables import IntentRow, LinkRow, MeetingRow
-from bookingsync.worker import identity, links, metrics, policy, store
+from bookingsync.worker import identity, links, metrics, policy, precision, store
 from bookingsync.worker.config import Config
 from bookingsync.worker.lifecycle import Backfill, EventType
 from bookingsync.worker.payloads import event_time, iso
@@ -32,10 +34,14 @@ _both_ways: frozenset[frozenset[str]] = frozenset()
 # taken before the write landed (a poll page in flight, a late webhook; Meetergo's carry no
 # stamp to tell): it is observed, not reported. The drift sweep reads the mirror again later.
 _settle = timedelta(seconds=120)
+# The adapter of a connection (set by the runtime): its booking shape says at which resolution
+# a read of that end is compared with the meeting. None (no runtime): compared exactly.
+_adapter_of: Callable[[str], Any] | None = None
 
 
-def configure(cfg: Config) -> None:
-    global _both_ways, _settle
+def configure(cfg: Config, adapter_of: Callable[[str], Any] | None = None) -> None:
+    global _both_ways, _settle, _adapter_of
+    _adapter_of = adapter_of
     _both_ways = frozenset(
         frozenset((s, t))
         for r in cfg.routes
@@ -45,6 +51,19 @@ def configure(cfg: Config) -> None:
         if s != t
     )
     _settle = timedelta(seconds=cfg.mirroring.lease_seconds)
+
+
+def resolution(connection: str) -> timedelta:
+    """The finest step of time `connection` keeps (worker/precision.py): a target that stores
+    whole minutes shows a meeting at 10:00:20 as 10:00, which is neither a change there nor a
+    conflict."""
+    if _adapter_of is None:
+        return policy.EXACT
+    try:
+        adapter = _adapter_of(connection)
+    except (KeyError, ConfigError):  # a link of a connection no longer configured (or unbuildable)
+        return policy.EXACT
+    return precision.shape_of(adapter).resolution
 
 
 def bidirectional(a: str, b: str | None) -> bool:
@@ -73,7 +92,9 @@ def _before(link: LinkRow) -> Meeting | None:
         return None
 
 
-def _ours(session: Session, link: LinkRow, record: SourceRecord, now: datetime) -> bool:
+def _ours(
+    session: Session, link: LinkRow, record: SourceRecord, now: datetime, step: timedelta = policy.EXACT
+) -> bool:
     """Whether the record is what our newest write to this end asked for (our own echo), or may
     predate that write (it settled less than `_settle` ago)."""
     query = (
@@ -85,11 +106,35 @@ def _ours(session: Session, link: LinkRow, record: SourceRecord, now: datetime) 
     last = session.exec(query).first()
     if last is None:
         return False
-    if last.updated_at > now - _settle:
-        return True
+    return last.updated_at > now - _settle or _agrees(last, record, step)
+
+
+def _agrees(last: IntentRow, record: SourceRecord, step: timedelta) -> bool:
+    """Whether the record shows what our write `last` asked of this end."""
     if record.meeting.status is MeetingStatus.CANCELLED:
         return last.action == "cancel"
-    return (last.start, last.end) == (record.meeting.start, record.meeting.end)
+    if last.action == "cancel":
+        return False
+    # Our write asked for the meeting's exact times; the end keeps them at its own resolution.
+    return not (
+        policy.differs("start", last.start, record.meeting.start, step)
+        or policy.differs("end", last.end, record.meeting.end, step)
+    )
+
+
+def _predates_ours(session: Session, link: LinkRow, record: SourceRecord, step: timedelta) -> bool:
+    """Whether a record judged ours only by time (read within the settle window) contradicts our
+    newest write: then it was taken before that write landed and must not undo what the write
+    recorded on the link (a pre-cancel page read after our cancel would mark the mirror live
+    again, and the next converge would cancel it a second time)."""
+    query = (
+        select(IntentRow)
+        .where(IntentRow.meeting_id == link.meeting_id, IntentRow.connection == link.connection)
+        .order_by(col(IntentRow.id).desc())
+        .limit(1)
+    )
+    last = session.exec(query).first()
+    return last is not None and last.state == "done" and not _agrees(last, record, step)
 
 
 def on_read(
@@ -126,7 +171,8 @@ def on_read(
     row = session.exec(select(MeetingRow).where(MeetingRow.id == link.meeting_id).with_for_update()).one()
     meeting = store.meeting_of(row)
     fields = policy.MIRRORED if role is Role.MIRROR else policy.COMPARED
-    edits = policy.edits(_before(link), record.meeting, meeting, fields)
+    step = resolution(link.connection)
+    edits = policy.edits(_before(link), record.meeting, meeting, fields, step)
     read = policy.Read(
         role=role,
         stamp=stamp,
@@ -134,7 +180,7 @@ def on_read(
         meeting_stamp=row.source_updated_at,
         edits=edits,
         bidirectional=both,
-        ours=bool(edits) and role is Role.MIRROR and _ours(session, link, record, now),
+        ours=bool(edits) and role is Role.MIRROR and _ours(session, link, record, now, step),
     )
     verdict = policy.decide(read)
     if verdict is Verdict.APPLY:
@@ -143,8 +189,17 @@ def on_read(
         edits = tuple(
             name
             for name in policy.COMPARED
-            if policy.view(record.meeting)[name] != policy.view(meeting)[name]
+            if policy.differs(name, policy.view(record.meeting)[name], policy.view(meeting)[name], step)
         )
+    if verdict is Verdict.OBSERVE and read.ours and _predates_ours(session, link, record, step):
+        link.last_seen_at = now
+        log.info(
+            "%s %s: a read that contradicts our newest write there, within its settle window; "
+            "taken before the write, so ignored",
+            link.connection,
+            link.external_id,
+        )
+        return store.Applied(meeting_id=link.meeting_id, changed=False)
     _observe(link, record, raw, now, mirrored=link.mirrored)
     if verdict is Verdict.OBSERVE:
         return store.Applied(meeting_id=link.meeting_id, changed=False)

@@ -26,13 +26,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 
 import httpx
 from sqlalchemy import Connection, bindparam, func, insert, update
 from sqlmodel import Session, col, select
 from standardwebhooks.webhooks import Webhook
 
+from bookingsync.adapters.http_dates import parse_retry_after
 from bookingsync.models.tables import DeliveryRow, EventRow, SubscriptionStateRow
 from bookingsync.worker import metrics, reconcile
 from bookingsync.worker.clock import Clock
@@ -74,16 +74,8 @@ def signed_headers(secret: str, event_id: str, body: bytes, now: datetime) -> di
 
 
 def retry_after_seconds(value: str | None, now: datetime) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
-    except (TypeError, ValueError):
-        return None
+    """Seconds a subscriber asks us to wait (its Retry-After), parsed as the providers' are."""
+    return parse_retry_after(value, reference=now)
 
 
 def send(client: httpx.Client, url: str, headers: dict[str, str], body: bytes, now: datetime) -> Attempt:

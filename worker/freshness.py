@@ -43,16 +43,16 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from sqlmodel import Session, col, select
 
 from bookingsync.adapters.base import Capability, RawRecord
 from bookingsync.models.errors import ProviderError, ProviderNotFound
 from bookingsync.models.tables import CursorRow, EventRow, LinkRow, MeetingRow
-from bookingsync.worker import store
+from bookingsync.worker import metrics, store
 from bookingsync.worker.db import transaction
 from bookingsync.worker.lifecycle import EventType
-from bookingsync.worker.metrics import REGISTRY
+from bookingsync.worker.metrics import LATENESS_BUCKETS, REGISTRY
 
 log = logging.getLogger(__name__)
 RECHECK_SECONDS = 0.25  # how often a waiting timer is looked at again
@@ -66,6 +66,15 @@ FRESHNESS = Counter(
     "fresh (fired at once), waited (fired after a re-read landed), stale (fired when the wait ran "
     "out), reread_by_id / reread_by_poll (re-reads asked for), reread_failed",
     ["outcome"],
+    registry=REGISTRY,
+)
+
+FRESHNESS_WAIT = Histogram(
+    "bookingsync_timer_freshness_wait_seconds",
+    "How long past its due time a hasStarted was held for a re-read of its meeting before it "
+    "fired (outcome waited: the re-read landed; stale: the wait ran out)",
+    ["outcome"],
+    buckets=LATENESS_BUCKETS,
     registry=REGISTRY,
 )
 
@@ -167,7 +176,10 @@ class Freshness:
             return True
         with self._lock:
             waited = self._waiting.pop(row.event_id, False) is None
-        FRESHNESS.labels("stale" if decided is Verdict.STALE else "waited" if waited else "fresh").inc()
+        outcome = "stale" if decided is Verdict.STALE else "waited" if waited else "fresh"
+        FRESHNESS.labels(outcome).inc()
+        if outcome != "fresh":
+            FRESHNESS_WAIT.labels(outcome).observe(max(0.0, (now - row.due_at).total_seconds()))
         if decided is Verdict.STALE:
             log.warning(
                 "meeting %s: hasStarted fires on a read older than %gs (no re-read landed within %gs)",
@@ -271,6 +283,7 @@ class Freshness:
                     if link is not None and not link.missing:
                         store.mark_missing(session, link, now, self.rt.grace)
                     return
+                result = IngestResult()
                 ingest_records(
                     session,
                     adapter,
@@ -279,9 +292,10 @@ class Freshness:
                     source="poll",
                     now=now,
                     grace=self.rt.grace,
-                    result=IngestResult(),
+                    result=result,
                     backfill=self.rt.config.events.backfill,
                 )
+            metrics.stale_snapshots(connection, "poll", result.stale)
         except ProviderError as exc:
             FRESHNESS.labels("reread_failed").inc()
             log.warning("re-reading %s:%s before its hasStarted failed: %s", connection, external_id, exc)

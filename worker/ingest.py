@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 from bookingsync.adapters.base import Adapter, Page, RawRecord
 from bookingsync.models.errors import NormaliseError
 from bookingsync.models.tables import QuarantineRow, ReceiptRow
-from bookingsync.worker import identity, quarantine, store
+from bookingsync.worker import identity, metrics, quarantine, store
 from bookingsync.worker.db import transaction
 from bookingsync.worker.ingest_plan import Incoming
 from bookingsync.worker.ingest_store import apply_page as apply_incoming
@@ -119,6 +119,7 @@ def apply_page(rt: Runtime, connection: str, adapter: Adapter, page: Page) -> In
             for applied in swept:
                 result.events.extend(applied.events)
         store.save_cursor(session, connection, page.cursor, now)
+    metrics.stale_snapshots(connection, "poll", result.stale)
     return result
 
 
@@ -158,6 +159,8 @@ def ingest_receipt(rt: Runtime, receipt_id: int) -> IngestResult | None:
         receipt.status = "done"
         receipt.processed_at = now
         receipt.lease_until = None
+        connection = receipt.connection
+    metrics.stale_snapshots(connection, "webhook", result.stale)
     return result
 
 

@@ -216,7 +216,9 @@ def _apply_per_record(
             match=matches.get(eid) if known.get(eid) is None else None,
             delivered_at=item.delivered_at,
         )
-        out[position] = Outcome(meeting_id=applied.meeting_id, changed=applied.changed, events=applied.events)
+        out[position] = Outcome(
+            meeting_id=applied.meeting_id, changed=applied.changed, events=applied.events, stale=applied.stale
+        )
     session.flush()
     return out
 

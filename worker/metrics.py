@@ -5,7 +5,9 @@ Two kinds, both served at `/metrics` by every role (web, worker, scheduler, run)
 * Process metrics, counted where the work happens, through the small functions below (one call
   per site): webhook outcomes, delivery attempts and their latency per subscription, polls per
   connection (runs, errors, duration), timer lateness, events published, relay claims,
-  leadership, retention, and dramatiq's messages per actor (`Messages`, a middleware).
+  leadership, retention, older snapshots ignored (issue 13), and dramatiq's messages per actor
+  (`Messages`, a middleware). The freshness check before `hasStarted` counts its waits,
+  time-outs and re-reads in worker/freshness.py.
 * Store metrics, computed at scrape time by `StoreCollector` from indexed queries that count
   live rows only (pending, leased, dead, open: never the finished history), so a value is never
   left stale by a process that stopped updating it: the backlog by table and state, the relay
@@ -131,6 +133,14 @@ IDENTITY = Counter(
     ["connection", "rule"],
     registry=REGISTRY,
 )
+STALE_SNAPSHOTS = Counter(
+    "bookingsync_stale_snapshots_total",
+    "Provider records ignored because they were older than the snapshot already applied to their "
+    "link (its ordering key: the provider's updated_at, else the webhook's receipt time), by "
+    "connection and source (poll, webhook): a late webhook or a poll page read before a change",
+    ["connection", "source"],
+    registry=REGISTRY,
+)
 SYNC_CONFLICTS = Counter(
     "bookingsync_sync_conflicts_total",
     "Changes read at a route target that the conflict "
@@ -185,6 +195,12 @@ def published(event_type: str, due_at: datetime, now: datetime, *, timer: bool) 
 def late_timers_skipped(types: Iterable[Any]) -> None:
     for kind in types:
         LATE_SKIPPED.labels(str(kind)).inc()
+
+
+def stale_snapshots(connection: str, source: str, count: int) -> None:
+    """Called once the ingest that ignored them committed, so a page rolled back is not counted."""
+    if count:
+        STALE_SNAPSHOTS.labels(connection, source).inc(count)
 
 
 def relayed(events: int, deliveries: int, receipts: int) -> None:

@@ -25,13 +25,16 @@ of each may do (pure; worker/conflicts.py does the I/O):
 
 Compared fields: status (as cancelled / active / other: `scheduled` and `confirmed` are one
 thing), start, end, title, attendee email and name, hosts — at a mirror only status, start and
-end (`MIRRORED`: what a target can be written with).
+end (`MIRRORED`: what a target can be written with). Start and end are compared at the
+resolution of the end that was read (`resolution`: a target that keeps whole minutes holds a
+meeting at 10:00:20 as 10:00, and that is no change and no conflict), as the planner compares a
+mirror (worker/precision.py `in_step`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -75,15 +78,37 @@ def view(meeting: Meeting) -> dict[str, Any]:
     }
 
 
+TIMES = frozenset({"start", "end"})
+EXACT = timedelta(0)
+
+
+def differs(name: str, a: Any, b: Any, resolution: timedelta = EXACT) -> bool:
+    """Whether field `name` differs between two views; a time only when one step of `resolution`
+    or more apart (EXACT: any difference), so what an end cannot show is no difference there."""
+    if name in TIMES and resolution > EXACT and isinstance(a, datetime) and isinstance(b, datetime):
+        return abs(a - b) >= resolution
+    return bool(a != b)
+
+
 def edits(
-    before: Meeting | None, after: Meeting, meeting: Meeting, fields: tuple[str, ...] = COMPARED
+    before: Meeting | None,
+    after: Meeting,
+    meeting: Meeting,
+    fields: tuple[str, ...] = COMPARED,
+    resolution: timedelta = EXACT,
 ) -> tuple[str, ...]:
     """Fields changed at an end (from `before`, its last read, to `after`) that differ from the
-    meeting. Nothing when we never read it before: joining is not a change."""
+    meeting, times at the end's `resolution`. Nothing when we never read it before: joining is
+    not a change."""
     if before is None:
         return ()
     was, now, held = view(before), view(after), view(meeting)
-    return tuple(name for name in fields if was[name] != now[name] and now[name] != held[name])
+    return tuple(
+        name
+        for name in fields
+        if differs(name, was[name], now[name], resolution)
+        and differs(name, now[name], held[name], resolution)
+    )
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ class Runtime:
         from bookingsync.worker import conflicts, identity
 
         identity.configure(self.config)
-        conflicts.configure(self.config)
+        conflicts.configure(self.config, self.adapter)
 
     @property
     def grace(self) -> timedelta:

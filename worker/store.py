@@ -50,6 +50,7 @@ class Applied:
     meeting_id: str
     changed: bool
     events: tuple[str, ...] = ()
+    stale: bool = False  # an older snapshot than the one applied: counted on its link and ignored
 
 
 def meeting_of(row: MeetingRow) -> Meeting:
@@ -206,6 +207,11 @@ def observe(link: LinkRow, record: SourceRecord, raw: Any, now: datetime) -> Non
     link.last_seen_at = now
 
 
+def dialect_insert(session: Session) -> Any:
+    """The INSERT that knows ON CONFLICT, for the session's database."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
 def link_peer(
     session: Session,
     match: Match,
@@ -215,30 +221,54 @@ def link_peer(
     record: SourceRecord,
     raw: Any,
     now: datetime,
-) -> LinkRow:
+    delivered_at: datetime | None = None,
+) -> LinkRow | None:
     """Issue 16: join a record an identity rule matched to its meeting, as a peer link (the same
     meeting booked at another provider). Nothing about the meeting changes and no event is made:
-    the next event of the meeting lists the link. The audit trail says by which rule."""
+    the next event of the meeting lists the link. The audit trail says by which rule.
+
+    First sight is an upsert (issue 13): a webhook and a poll that match the same record at once
+    both get here; the link goes in with `INSERT … ON CONFLICT DO NOTHING`, which on PostgreSQL
+    waits for the other transaction and then inserts nothing. None means another writer linked the
+    record first: the caller reads the record as a read of that link, and nothing is rolled back."""
     from bookingsync.worker import identity
 
-    link = LinkRow(
-        meeting_id=match.meeting_id,
-        connection=connection,
-        provider=provider,
-        external_id=record.external_id,
-        content_hash=record.meeting.content_hash(),
-        raw=raw,
-        scope=record.scope,
-        source_updated_at=record.source_updated_at,
-        start=record.meeting.start,
-        end=record.meeting.end,
-        missing=record.meeting.status is MeetingStatus.CANCELLED,
-        first_seen_at=now,
-        last_seen_at=now,
-        rule=match.rule,
-        observed=record.meeting.model_dump(mode="json"),
+    table = LinkRow.__table__  # type: ignore[attr-defined]
+    stmt = (
+        dialect_insert(session)(table)
+        .values(
+            meeting_id=match.meeting_id,
+            connection=connection,
+            provider=provider,
+            external_id=record.external_id,
+            content_hash=record.meeting.content_hash(),
+            raw=raw,
+            scope=record.scope,
+            source_updated_at=record.source_updated_at,
+            source_delivered_at=delivered_at,
+            stale_count=0,
+            start=record.meeting.start,
+            end=record.meeting.end,
+            missing=record.meeting.status is MeetingStatus.CANCELLED,
+            mirrored=False,
+            first_seen_at=now,
+            last_seen_at=now,
+            rule=match.rule,
+            observed=record.meeting.model_dump(mode="json"),
+        )
+        .on_conflict_do_nothing(index_elements=["connection", "external_id"])
+        .returning(table.c.id)
     )
-    session.add(link)
+    link_id = session.execute(stmt).scalar()
+    if link_id is None:
+        log.info(
+            "%s %s was linked by another writer at the same moment; reading it as that link",
+            connection,
+            record.external_id,
+        )
+        return None
+    link = session.get(LinkRow, link_id)
+    assert link is not None  # inserted just now, in this transaction
     identity.audit(
         session,
         meeting_id=match.meeting_id,
@@ -379,7 +409,7 @@ def apply_one(
         # Never backwards (issue 13): the same rule and count as worker/ingest_plan.is_older.
         link.stale_count = (link.stale_count or 0) + 1
         link.last_seen_at = now
-        return Applied(meeting_id=link.meeting_id, changed=False)
+        return Applied(meeting_id=link.meeting_id, changed=False, stale=True)
     if link is not None and link.content_hash in (content_hash, SUPERSEDED_HASH):
         link.last_seen_at = now
         link.scope = record.scope or link.scope
@@ -401,8 +431,33 @@ def apply_one(
         return Applied(meeting_id=match.meeting_id, changed=False)
     if link is None and match is not None and match.supersedes is None:
         link = link_peer(
-            session, match, connection=connection, provider=provider, record=record, raw=raw, now=now
+            session,
+            match,
+            connection=connection,
+            provider=provider,
+            record=record,
+            raw=raw,
+            now=now,
+            delivered_at=delivered_at,
         )
+        if link is None:
+            # Another writer linked it first (issue 13): this record is a read of that link now.
+            winner = _locked_link(session, connection, record.external_id)
+            assert winner is not None  # the insert found it: it is committed (PostgreSQL) or ours
+            known = known if known is not None else {}
+            known[record.external_id] = winner
+            return apply_one(
+                session,
+                connection=connection,
+                provider=provider,
+                record=record,
+                raw=raw,
+                now=now,
+                grace=grace,
+                known=known,
+                backfill=backfill,
+                delivered_at=delivered_at,
+            )
         if known is not None:
             known[record.external_id] = link
         return Applied(meeting_id=match.meeting_id, changed=False)
@@ -626,8 +681,7 @@ def get_cursor(session: Session, connection: str) -> dict[str, Any] | None:
 def save_cursor(session: Session, connection: str, value: dict[str, Any], now: datetime) -> None:
     """One upsert (the cursor is written with every page, so one statement, not a read and a write)."""
     table = CursorRow.__table__  # type: ignore[attr-defined]
-    dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = dialect_insert(table).values(connection=connection, value=value, updated_at=now)
+    stmt = dialect_insert(session)(table).values(connection=connection, value=value, updated_at=now)
     session.execute(
         stmt.on_conflict_do_update(
             index_elements=[table.c.connection],

@@ -106,6 +106,7 @@ from fastapi.responses import JSONResponse, Response
 
 from bookingsync.sandbox.answer_faults import install_answer_faults
 from bookingsync.sandbox.errors import SandboxError, UnknownMeetingError
+from bookingsync.sandbox.refusal import Refused, install_refusals, run_page_mutations
 from bookingsync.sandbox.request_log import install_request_log
 
 from .control import control_router
@@ -118,7 +119,6 @@ from .errors import (
     _json_object,
     _malformed,
     _multi,
-    _Refused,
     _tz_param,
     _validation,
 )
@@ -297,9 +297,7 @@ def create_app(state: HubSpotState) -> FastAPI:
     install_answer_faults(app, state.faults)
     app.include_router(control_router(state))
 
-    @app.exception_handler(_Refused)
-    async def refused(_request: Request, exc: _Refused) -> Response:
-        return exc.response
+    install_refusals(app)
 
     @app.exception_handler(HubSpotApiError)
     async def api_error(_request: Request, exc: HubSpotApiError) -> Response:
@@ -345,9 +343,7 @@ def create_app(state: HubSpotState) -> FastAPI:
         page = every[position : position + limit]
         following = every[position + limit : position + limit + 1]
         results = [m.resource(properties, associations) for m in page]
-        for mutation in state.faults.take_after_page(request.method, request.url.path, position):
-            assert mutation.action is not None
-            mutation.action()
+        run_page_mutations(state.faults, request, position)
         if fault is not None and fault.kind == "malformed":
             results.append(_malformed(state))
         body: dict[str, Any] = {"results": results}
@@ -523,12 +519,12 @@ def create_app(state: HubSpotState) -> FastAPI:
 
     def check_app(app_id: str) -> None:
         if app_id != str(state.app_id):
-            raise _Refused(_error(404, "OBJECT_NOT_FOUND", f"No app with id {app_id}."))
+            raise Refused(_error(404, "OBJECT_NOT_FOUND", f"No app with id {app_id}."))
 
     def subscription_or_404(subscription_id: str) -> Subscription:
         sub = state.subscription(int(subscription_id)) if subscription_id.isdigit() else None
         if sub is None:
-            raise _Refused(_error(404, "OBJECT_NOT_FOUND", f"No subscription with id {subscription_id}."))
+            raise Refused(_error(404, "OBJECT_NOT_FOUND", f"No subscription with id {subscription_id}."))
         return sub
 
     @app.get(WEBHOOKS_PATH + "/{app_id}/subscriptions")

@@ -3,7 +3,6 @@ token and scope, and the query parameters every route reads the same way."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -12,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from bookingsync.sandbox.errors import SandboxError
 from bookingsync.sandbox.faults import Fault
+from bookingsync.sandbox.refusal import Refused, bearer_token, fault_before, json_object
 
 from .state import (
     DAILY_LIMIT,
@@ -22,11 +22,6 @@ from .state import (
     HubSpotState,
     zone,
 )
-
-
-class _Refused(Exception):
-    def __init__(self, response: Response) -> None:
-        self.response = response
 
 
 def error_body(
@@ -84,25 +79,25 @@ def rate_limited(retry_after: int | None = None) -> JSONResponse:
     return JSONResponse(body, 429, headers=headers)
 
 
-def _validation(message: str, errors: list[dict[str, Any]] | None = None) -> _Refused:
-    return _Refused(_error(400, "VALIDATION_ERROR", message, errors=errors))
+def _validation(message: str, errors: list[dict[str, Any]] | None = None) -> Refused:
+    return Refused(_error(400, "VALIDATION_ERROR", message, errors=errors))
 
 
 def _authorize(state: HubSpotState, request: Request, scopes: tuple[str, ...]) -> None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip()
-    granted = state.scopes_for(token) if scheme.lower() == "bearer" and token else None
-    if granted is None:
+    token = bearer_token(request)
+    granted = state.scopes_for(token) if token else None
+    if token is None or granted is None:
+        sent = request.headers.get("authorization", "").partition(" ")[2].strip()  # under any scheme
         message = (
             "Authentication credentials not found. This API supports OAuth 2.0 "
             "authentication and you can find more details at "
             "https://developers.hubspot.com/docs/methods/auth/oauth-overview"
-            if not token
+            if not sent
             else "The access token provided is invalid or has expired."
         )
-        raise _Refused(_error(401, "INVALID_AUTHENTICATION", message))
+        raise Refused(_error(401, "INVALID_AUTHENTICATION", message))
     if not granted.intersection(scopes):
-        raise _Refused(
+        raise Refused(
             _error(
                 403,
                 "MISSING_SCOPES",
@@ -116,22 +111,20 @@ def _authorize(state: HubSpotState, request: Request, scopes: tuple[str, ...]) -
             )
         )
     if not state.allow_request(token):
-        raise _Refused(rate_limited())
+        raise Refused(rate_limited())
 
 
 async def _before(state: HubSpotState, request: Request, *scopes: str, listing: bool = False) -> Fault | None:
     _authorize(state, request, scopes)
-    fault = state.faults.take_before(request.method, request.url.path, listing=listing)
-    if fault is None:
-        return None
-    if fault.kind == "delay":
-        await asyncio.sleep(fault.seconds)
-        return None
+    return await fault_before(state.faults, request, _fault_response, listing=listing)
+
+
+def _fault_response(fault: Fault) -> Response | None:
     if fault.kind == "429":
-        raise _Refused(rate_limited(fault.retry_after))
+        return rate_limited(fault.retry_after)
     if fault.kind == "500":
-        raise _Refused(_error(500, "INTERNAL_ERROR", "internal error"))
-    return fault
+        return _error(500, "INTERNAL_ERROR", "internal error")
+    return None
 
 
 def _multi(request: Request, name: str) -> list[str]:
@@ -179,13 +172,9 @@ def _tz_param(request: Request) -> str:
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise _validation("Invalid input JSON: the request body must be a JSON object.")
-    return body
+    return await json_object(
+        request, lambda: _validation("Invalid input JSON: the request body must be a JSON object.").response
+    )
 
 
 def _malformed(state: HubSpotState) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bookingsync.sandbox.clock import aware, utc_now
+from bookingsync.sandbox.clock import aware, parse_iso, utc_now
 from bookingsync.sandbox.errors import SandboxError, UnknownMeetingError
 from bookingsync.sandbox.faults import Fault, FaultQueue
 from bookingsync.sandbox.request_log import RequestLog
@@ -118,7 +118,7 @@ def parse_time(text: str) -> datetime:
     text = text.strip()
     if text.lstrip("-").isdigit():
         return from_millis(int(text))
-    return aware(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    return parse_iso(text)
 
 
 def zone(name: str) -> ZoneInfo:

@@ -34,12 +34,12 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from bookingsync.sandbox.background import BackgroundPoster
+from bookingsync.sandbox.background import BackgroundPoster, Outcome
 from bookingsync.sandbox.ring import ATTEMPTS_KEPT, Ring
 
 # A receiver that has not answered in this long is recorded as a failed attempt.
@@ -101,23 +101,13 @@ def encode_batch(events: Sequence[Mapping[str, Any]]) -> bytes:
 
 
 @dataclass
-class DeliveryAttempt:
+class DeliveryAttempt(Outcome):
     delivery_id: str  # one per batch; re-sends of the batch keep it
     attempt_number: int
     target_url: str
     event_ids: list[int]
     headers: dict[str, str]
     body: str
-    status_code: int | None = None
-    response_body: str | None = None
-    error: str | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-    def public(self) -> dict[str, Any]:
-        return asdict(self) | {"succeeded": self.succeeded}
 
 
 @dataclass
@@ -174,12 +164,7 @@ class WebhookSender(BackgroundPoster[Batch]):
                 headers=headers,
                 body=body.decode(),
             )
-            result = self.post(client, batch.target_url, body, headers)
-            attempt.status_code, attempt.response_body, attempt.error = (
-                result.status_code,
-                result.response_body,
-                result.error,
-            )
+            attempt.settle(self.post(client, batch.target_url, body, headers))
             self._attempts.append(attempt)
             if not attempt.succeeded and batch.retries_left > 0:
                 batch.retries_left -= 1

@@ -18,7 +18,7 @@ from bookingsync.models.errors import (
 )
 from bookingsync.sandbox.faults import Fault
 from bookingsync.sandbox.leezy import MEETINGS_PATH
-from bookingsync.sandbox.leezy_webhooks import SIGNATURE_STAGING
+from bookingsync.sandbox.leezy.webhooks import SIGNATURE_STAGING
 from bookingsync.sandbox.server import RunningSandbox, start_sandbox
 
 T0 = datetime(2030, 5, 6, 9, 0, tzinfo=UTC)  # updated_at of the first seeded Leezy record

@@ -42,7 +42,7 @@ from bookingsync.sandbox import leezy as leezy_sim
 from bookingsync.sandbox import meetergo as meetergo_sim
 from bookingsync.sandbox import rocketlead as rocketlead_sim
 from bookingsync.sandbox.faults import Fault
-from bookingsync.sandbox.meetergo_webhooks import BOOKING_CREATED
+from bookingsync.sandbox.meetergo.webhooks import BOOKING_CREATED
 from bookingsync.sandbox.request_log import RecordedRequest
 from bookingsync.sandbox.server import RunningSandbox
 from tests.contract import openapi

@@ -33,7 +33,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from bookingsync.sandbox import hubspot, leandata_booking, meetergo, rocketlead
+from bookingsync.sandbox import hubspot, meetergo, rocketlead
+from bookingsync.sandbox.leandata import booking as leandata_booking
 from tests.e2e.support import BIN, SUBSCRIBER_SECRET, Proc, Subscriber, free_port, wait_until
 from tests.e2e.test_embedded import LEEZY_SECRET, iso
 

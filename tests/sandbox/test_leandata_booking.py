@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bookingsync.sandbox.leandata import LeanDataState
-from bookingsync.sandbox.leandata_booking import TRIGGER_NODE
+from bookingsync.sandbox.leandata.booking import TRIGGER_NODE
 
 from .conftest import Served
 

@@ -8,7 +8,7 @@ import json
 from datetime import timedelta
 
 from bookingsync.sandbox.leezy import DEFAULT_TOKEN, LeezyState
-from bookingsync.sandbox.leezy_webhooks import build_signed_delivery
+from bookingsync.sandbox.leezy.webhooks import build_signed_delivery
 
 from .conftest import START, Receiver, Served
 

@@ -280,6 +280,32 @@ def test_a_change_at_a_one_way_target_is_reported_and_converged_back(engine: Eng
     assert [i.action for i in w.rows(IntentRow)] == ["create", "reschedule", "cancel", "create"]
 
 
+def test_a_target_page_read_before_our_cancel_or_move_landed_undoes_nothing(engine: Engine) -> None:
+    """A poll page of the target taken before our write, read after it (within the settle window),
+    must not mark the mirror as it was: that made the next converge cancel (or move) twice."""
+    w = World(engine, routes=[{"sources": ["lz"], "targets": ["tgt"]}])
+    _mirrored(w)
+    [booking] = w.target.live()
+    w.clock.advance(seconds=300)
+    before_move = w.target.payload(booking)
+    w.read("lz", record("L1", START + timedelta(hours=1), stamp=T0 + timedelta(minutes=5)))
+    w.run()
+    before_cancel = w.target.payload(booking)
+    w.read(
+        "lz", record("L1", START + timedelta(hours=1), status="cancelled", stamp=T0 + timedelta(minutes=6))
+    )
+    w.run()
+    assert w.target.live() == []
+    w.read(
+        "tgt", before_move, before_cancel, adapter=w.target
+    )  # late pages, stamped like the ones we wrote over
+    w.run()
+    [link] = [k for k in w.rows(LinkRow) if k.connection == "tgt"]
+    assert link.missing and link.start == START + timedelta(hours=1)
+    assert [i.action for i in w.rows(IntentRow)] == ["create", "reschedule", "cancel"]
+    assert "meeting.sync_conflict" not in [e.type for e in w.events()]
+
+
 def test_bidirectional_the_newer_end_wins_and_reaches_the_other(engine: Engine) -> None:
     w = World(engine, routes=[{"sources": ["ld"], "targets": ["tgt"], "bidirectional": True}])
     source = FakeTarget(capabilities=MOVABLE)

@@ -216,3 +216,47 @@ def test_merge_takes_exactly_the_fields_and_is_idempotent(fields: tuple[str, ...
         if name in ("start", "end") and ("start" in fields) != ("end" in fields):
             continue  # one end moved alone keeps the length when it would invert the meeting
         assert vm[name] == (vb[name] if name in fields else va[name])
+
+
+def _at(start: datetime, minutes: int = 30) -> Meeting:
+    return Meeting(status="scheduled", start=start, end=start + timedelta(minutes=minutes))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seconds=st.integers(min_value=1, max_value=59),
+    hand=st.sampled_from([0, 60, 3600]),
+    step=st.sampled_from([timedelta(minutes=1), timedelta(milliseconds=1)]),
+)
+def test_times_are_compared_at_the_resolution_of_the_end_that_was_read(
+    seconds: int, hand: int, step: timedelta
+) -> None:
+    """A target that keeps whole minutes holds a meeting at 09:00:ss as 09:00. Read back there after
+    any change (the answer said 09:00:ss, or a person moved it away and back), it is the meeting as
+    that target keeps it: no edit, so no conflict and no re-push. A move of a whole step or more
+    is an edit at every resolution."""
+    meeting = _at(T0 + timedelta(seconds=seconds))
+    floored = _at(T0)
+    for before in (meeting, _at(T0 + timedelta(seconds=hand + seconds))):
+        found = policy.edits(before, floored, meeting, policy.MIRRORED, step)
+        if step == timedelta(minutes=1):
+            assert found == ()
+        else:  # a millisecond target shows the seconds: 09:00 is a real move there
+            assert found == (("start", "end") if before != floored else ())
+    moved = _at(T0 + timedelta(seconds=seconds + hand + 60))
+    assert policy.edits(meeting, moved, meeting, policy.MIRRORED, step) == ("start", "end")
+
+
+def test_the_exact_comparison_is_what_a_minute_target_cannot_satisfy() -> None:
+    """The table the fix is for: the same reads, compared exactly (the old rule) and at a minute."""
+    meeting = _at(T0 + timedelta(seconds=20))
+    rows = [
+        # (last read there, this read, edits exactly, edits at a minute)
+        (meeting, _at(T0), ("start", "end"), ()),  # our answer had the seconds; the target keeps 09:00
+        (_at(T0 + timedelta(hours=1)), _at(T0), ("start", "end"), ()),  # moved by hand, then back
+        (_at(T0), _at(T0 + timedelta(hours=1)), ("start", "end"), ("start", "end")),  # a real move
+        (_at(T0), _at(T0, 31), ("end",), ()),  # 09:30:20 read as 09:31 (a rounding end): within the minute
+    ]
+    for before, read, exact, minute in rows:
+        assert policy.edits(before, read, meeting, policy.MIRRORED) == exact
+        assert policy.edits(before, read, meeting, policy.MIRRORED, timedelta(minutes=1)) == minute

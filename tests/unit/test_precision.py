@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from bookingsync.adapters.base import BookingRequest, BookingShape, Capability
 from bookingsync.adapters.meetergo import SHAPE as MEETERGO
 from bookingsync.adapters.meetergo import booking_body, normalise_appointment
-from bookingsync.adapters.rocketlead import parse_time, wire_time
+from bookingsync.adapters.rocketlead import parse_time
+from bookingsync.adapters.time_formats import iso_ms_z as wire_time
 from bookingsync.adapters.wall_time import date_only
 from bookingsync.models.errors import ConfigError, NormaliseError, ProviderRejected
 from bookingsync.models.meeting import Meeting, MeetingStatus, Person

@@ -35,8 +35,9 @@ from fastapi.responses import JSONResponse, Response
 
 from bookingsync.sandbox.control import ControlBody, common_router, guarded
 from bookingsync.sandbox.errors import SandboxError
-from bookingsync.sandbox.leandata import LIST_PATH, LeanDataMeeting, LeanDataState, parse_time_param
 from bookingsync.sandbox.request_log import CONTROL_PREFIX
+
+from .state import LIST_PATH, LeanDataMeeting, LeanDataState, parse_time_param
 
 TimeValue = int | str
 

@@ -36,15 +36,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from bookingsync.sandbox.errors import UnknownMeetingError
-from bookingsync.sandbox.leandata import (
-    LeanDataMeeting,
-    LeanDataState,
-    Refused,
-    before,
-    error,
-    json_body,
-    scheduled_time,
-)
+from bookingsync.sandbox.refusal import Refused
+
+from .errors import before, error, json_body, scheduled_time
+from .state import LeanDataMeeting, LeanDataState
 
 TRIGGER_NODE = "New Webform Prospect"
 SLOT_MINUTES = 30

@@ -72,130 +72,32 @@ Unknown ids answer 404 ``{"error": <sentence>}``; refused changes 400.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from bookingsync.sandbox.control import ControlBody, common_router, guarded
+from bookingsync.sandbox.clock import parse_iso
+from bookingsync.sandbox.control import common_router, guarded
 from bookingsync.sandbox.errors import SandboxError
-from bookingsync.sandbox.meetergo import (
-    BOOKING_TYPE_STYLES,
-    DEFAULT_USER_ID,
-    LIST_PATH,
-    MEETING_TYPE_ID,
-    MeetergoMeetingType,
-    MeetergoState,
-    parse_time,
-)
-from bookingsync.sandbox.meetergo_webhooks import (
-    BOOKING_CANCELLED,
-    BOOKING_CREATED,
-    BOOKING_RESCHEDULED,
-    PAYLOAD_SHAPES,
-)
 from bookingsync.sandbox.request_log import CONTROL_PREFIX
 
-SETTINGS = (
-    "payload_shape",
-    "duplicate_deliveries",
-    "booking_type_style",
-    "reschedule_cancels_old",
-    "hide_cancelled",
-    "calendar_sync_lag_seconds",
-    "reject_unknown_fields",
-    "rate_limit_enabled",
-    "rate_limit_per_minute",
-    "rate_limit_burst",
-    "retry_after_header",
+from .control_bodies import (
+    SETTINGS,
+    ApiKeyBody,
+    BookBody,
+    BusyBody,
+    CancelBody,
+    EmitBody,
+    MeetingTypeBody,
+    RescheduleBody,
+    SettingsBody,
+    TokenBody,
+    WebhookBody,
 )
-
-
-class BookBody(ControlBody):
-    start: datetime
-    attendee_email: str
-    attendee_name: str | None = None
-    meeting_type_id: str = MEETING_TYPE_ID
-    duration: int | None = None
-    end: datetime | None = None
-    host_ids: list[str] = []
-    phone: str | None = None
-    timezone: str | None = None
-    channel: str | None = None
-    location: str | None = None
-    title: str | None = None
-    check_availability: bool = False
-
-
-class RescheduleBody(ControlBody):
-    start: datetime
-    duration: int | None = None
-    end: datetime | None = None
-    new_id: bool = True
-    check_availability: bool = False
-
-
-class CancelBody(ControlBody):
-    reason: str | None = None
-    action_source: str = "host"
-    action_by: str | None = None
-
-
-class MeetingTypeBody(ControlBody):
-    id: str
-    name: str
-    slug: str | None = None
-    duration: int = 30
-    host_ids: list[str] = [DEFAULT_USER_ID]
-    allowed_durations: list[int] = []
-    queue_id: str | None = None
-    double_opt_in: bool = False
-    requires_host_confirmation: bool = False
-    channel: str = "zoom"
-    timezone: str = "Europe/Berlin"
-    metadata: dict[str, Any] = {}
-
-
-class BusyBody(ControlBody):
-    host_id: str
-    start: datetime
-    end: datetime
-
-
-class TokenBody(ControlBody):
-    token: str
-    user_id: str = DEFAULT_USER_ID
-
-
-class ApiKeyBody(ControlBody):
-    key: str | None = None
-    expires_at: datetime | None = None
-
-
-class WebhookBody(ControlBody):
-    endpoint: str
-    event_types: list[str] = [BOOKING_CREATED, BOOKING_CANCELLED, BOOKING_RESCHEDULED]
-    description: str | None = None
-
-
-class EmitBody(ControlBody):
-    webhook_type: str
-    data: dict[str, Any] = {}
-
-
-class SettingsBody(ControlBody):
-    payload_shape: str | None = None
-    duplicate_deliveries: bool | None = None
-    booking_type_style: str | None = None
-    reschedule_cancels_old: bool | None = None
-    hide_cancelled: bool | None = None
-    calendar_sync_lag_seconds: float | None = None
-    reject_unknown_fields: bool | None = None
-    rate_limit_enabled: bool | None = None
-    rate_limit_per_minute: int | None = None
-    rate_limit_burst: int | None = None
-    retry_after_header: bool | None = None
+from .records import BOOKING_TYPE_STYLES, LIST_PATH, MeetergoMeetingType
+from .state import MeetergoState
+from .webhooks import PAYLOAD_SHAPES
 
 
 def _mutation(state: MeetergoState, action: dict[str, Any]) -> tuple[Callable[[], None], str]:
@@ -204,7 +106,7 @@ def _mutation(state: MeetergoState, action: dict[str, Any]) -> tuple[Callable[[]
         raise SandboxError("A mutate action needs the id of the appointment to change.")
     state.get(appointment_id)  # refuse an unknown id now rather than mid-listing
     if op == "reschedule":
-        start, new_id = parse_time(action["start"]), bool(action.get("new_id", True))
+        start, new_id = parse_iso(action["start"]), bool(action.get("new_id", True))
 
         def move() -> None:
             state.reschedule(appointment_id, start, new_id=new_id)

@@ -58,7 +58,8 @@ from fastapi.responses import JSONResponse, Response
 from bookingsync.sandbox.control import ControlBody, common_router, guarded
 from bookingsync.sandbox.errors import SandboxError
 from bookingsync.sandbox.request_log import CONTROL_PREFIX
-from bookingsync.sandbox.rocketlead import (
+
+from .records import (
     AVAILABILITY_PATH,
     DEFAULT_APPOINTMENT_TYPE_ID,
     DEFAULT_CALENDAR_ID,
@@ -67,10 +68,10 @@ from bookingsync.sandbox.rocketlead import (
     ORGANIZATION_ID,
     SOURCE_FORM,
     Booking,
-    RocketLeadState,
     aware,
     format_time,
 )
+from .state import RocketLeadState
 
 
 class CompetingBookingBody(ControlBody):

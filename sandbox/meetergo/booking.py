@@ -38,7 +38,7 @@ Ambiguities, and how they are resolved:
   an allowed duration; ``queueId`` is required for a round-robin meeting type and must be
   absent otherwise, where ``hostIds`` is required. An unknown meeting type → 404 "Meeting type
   not found". ``appointmentId`` in the body is accepted and ignored (undocumented meaning);
-  ``rescheduledFromId`` (the guide's) books a successor (see `meetergo`).
+  ``rescheduledFromId`` (the guide's) books a successor (see the package's docstring).
 * ``ignoreAvailability: true`` skips the slot checks (documented for the instant booker).
 """
 
@@ -51,20 +51,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from bookingsync.sandbox.meetergo import (
+from bookingsync.sandbox.refusal import Refused
+
+from .errors import before, error, int_param, json_object
+from .records import (
     EMAIL_PATTERN,
     PROVISIONAL_LIST_PATH,
     PROVISIONAL_STATUSES,
     MeetergoAttendee,
     MeetergoRefusal,
-    MeetergoState,
-    Refused,
-    before,
-    error,
     format_utc,
-    int_param,
-    json_object,
 )
+from .state import MeetergoState
 
 MAX_RANGE_DAYS = 31
 MAX_BRINGALONG = 5

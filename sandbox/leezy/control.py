@@ -55,17 +55,14 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
+from bookingsync.sandbox.clock import parse_iso
 from bookingsync.sandbox.control import ControlBody, common_router, guarded
 from bookingsync.sandbox.errors import SandboxError
-from bookingsync.sandbox.leezy import (
-    DEFAULT_CHATBOT_ID,
-    MEETINGS_PATH,
-    UPDATABLE_FIELDS,
-    LeezyState,
-    parse_time,
-)
-from bookingsync.sandbox.leezy_webhooks import SIGNATURE_VARIANTS
 from bookingsync.sandbox.request_log import CONTROL_PREFIX
+
+from .records import DEFAULT_CHATBOT_ID, MEETINGS_PATH, UPDATABLE_FIELDS
+from .state import LeezyState
+from .webhooks import SIGNATURE_VARIANTS
 
 TIME_FIELDS = ("start_time", "end_time", "cancelled_at")
 
@@ -125,7 +122,7 @@ class TokenBody(ControlBody):
 
 
 def _fields(raw: dict[str, Any]) -> dict[str, Any]:
-    return {k: parse_time(v) if k in TIME_FIELDS and isinstance(v, str) else v for k, v in raw.items()}
+    return {k: parse_iso(v) if k in TIME_FIELDS and isinstance(v, str) else v for k, v in raw.items()}
 
 
 def _mutation(state: LeezyState, action: dict[str, Any]) -> tuple[Callable[[], None], str]:
@@ -137,7 +134,7 @@ def _mutation(state: LeezyState, action: dict[str, Any]) -> tuple[Callable[[], N
         fields = _fields(action.get("fields") or {})
         return (lambda: state.update(meeting_id, **fields)), f"update {meeting_id} {fields}"
     if op == "reschedule":
-        start, end = parse_time(action["start"]), parse_time(action["end"])
+        start, end = parse_iso(action["start"]), parse_iso(action["end"])
         return (lambda: state.reschedule(meeting_id, start, end)), f"reschedule {meeting_id}"
     if op == "cancel":
         reason = action.get("reason")
@@ -220,9 +217,7 @@ def control_router(state: LeezyState) -> APIRouter:
             )
         return meeting_response(
             meeting_id,
-            lambda: state.update(
-                meeting_id, updated_at=parse_time(stamp) if stamp else None, **_fields(body)
-            ),
+            lambda: state.update(meeting_id, updated_at=parse_iso(stamp) if stamp else None, **_fields(body)),
         )
 
     @router.post("/webhooks", status_code=201)

@@ -23,12 +23,12 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from bookingsync.sandbox.background import BackgroundPoster
+from bookingsync.sandbox.background import BackgroundPoster, Outcome
 from bookingsync.sandbox.ring import ATTEMPTS_KEPT, Ring
 
 SIGNATURE_PRODUCTION = "production"
@@ -98,7 +98,7 @@ def build_signed_delivery(
 
 
 @dataclass
-class DeliveryAttempt:
+class DeliveryAttempt(Outcome):
     delivery_id: str
     subscription_id: str
     event_id: str
@@ -106,16 +106,6 @@ class DeliveryAttempt:
     target_url: str
     headers: dict[str, str]
     body: str
-    status_code: int | None = None
-    response_body: str | None = None
-    error: str | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-    def public(self) -> dict[str, Any]:
-        return asdict(self) | {"succeeded": self.succeeded}
 
 
 class WebhookSender(BackgroundPoster[tuple[DeliveryAttempt, bytes]]):
@@ -145,12 +135,7 @@ class WebhookSender(BackgroundPoster[tuple[DeliveryAttempt, bytes]]):
 
     def handle(self, client: httpx.Client, item: tuple[DeliveryAttempt, bytes]) -> None:
         attempt, body = item
-        result = self.post(client, attempt.target_url, body, attempt.headers)
-        attempt.status_code, attempt.response_body, attempt.error = (
-            result.status_code,
-            result.response_body,
-            result.error,
-        )
+        attempt.settle(self.post(client, attempt.target_url, body, attempt.headers))
         self._attempts.append(attempt)
         if self._on_result is not None:
             self._on_result(attempt)
