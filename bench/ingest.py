@@ -15,6 +15,10 @@ before the clock starts (no normalising, no deciding):
                 links updated, the meetings' pending timers cancelled, 3 new events per meeting;
                 plus the cursor row per page
 Also `normalise only` (Leezy normalise, no database) to show where the time goes.
+
+The no-op case changes nothing, so it is run REPEAT times, ingest and same-rows alike, and the
+fastest pass of each is kept: a pass is a fifth of a second, which one burst of another process
+on a shared machine otherwise decides.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from bookingsync.worker.ingest import IngestResult, ingest_records
 PAGE = 100
 GRACE = timedelta(seconds=300)
 CASES = ("fresh", "no-op", "reschedule")
+REPEAT = 3  # passes of the no-op case (see above)
 
 
 def records(n: int, now: datetime, shift: timedelta = timedelta(0)) -> list[RawRecord]:
@@ -314,6 +319,8 @@ def run(backend: str, n: int) -> dict[str, dict[str, float]]:
     with database(backend) as engine:
         for case, raws, expect in (("fresh", first, 3), ("no-op", first, 0), ("reschedule", moved, 3)):
             seconds, result = apply_pass(engine, adapter, raws)
+            for _ in range(REPEAT - 1 if case == "no-op" else 0):
+                seconds = min(seconds, apply_pass(engine, adapter, raws)[0])
             assert result.applied == n and len(result.events) == expect * n, (
                 case,
                 result.applied,
@@ -325,7 +332,9 @@ def run(backend: str, n: int) -> dict[str, dict[str, float]]:
                 f"  ({len(result.events)} events, {result.changed} changed)"
             )
         for case in CASES:
-            seconds = same_rows_pass(engine, rows, case, now)
+            seconds = min(
+                same_rows_pass(engine, rows, case, now) for _ in range(REPEAT if case == "no-op" else 1)
+            )
             out[case]["same-rows"] = n / seconds
             print(
                 f"  {backend:8s} same-rows {case:10s} {n:6d} meetings {seconds:7.2f} s {n / seconds:9.0f} meetings/s"

@@ -1,0 +1,43 @@
+"""A new SQLite connection does not wait for another connection's write (issue 6).
+
+The pool opens connections while other threads write. Setting `auto_vacuum` on every new
+connection waited for the write lock (in SQLite's busy handler, in sleeps of up to 100 ms): a
+burst's publishers stalled for seconds opening connections. It is set only on a file that needs it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from bookingsync.worker.db import make_engine
+
+
+def test_a_new_connection_opens_while_another_holds_the_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    first = make_engine(f"sqlite:///{path}")
+    with first.begin() as conn:  # the file exists, in WAL and incremental auto_vacuum
+        conn.execute(text("CREATE TABLE t (a INTEGER)"))
+    first.dispose()
+
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    release = threading.Timer(2.0, writer.execute, args=("COMMIT",))
+    release.start()
+    try:
+        engine = make_engine(f"sqlite:///{path}")
+        began = time.monotonic()
+        with engine.connect() as conn:
+            opened = time.monotonic() - began
+            assert conn.execute(text("PRAGMA auto_vacuum")).scalar() == 2
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        engine.dispose()
+    finally:
+        release.join()
+        writer.close()
+    assert opened < 1.0, f"opening a connection waited {opened:.1f}s for another's write"
