@@ -1,4 +1,5 @@
-"""Shared helpers for the benchmarks: throwaway databases, Leezy records, bulk timer rows.
+"""Shared helpers for the benchmarks: throwaway databases, Leezy records, bulk timer rows, and the
+service stack the end-to-end benchmarks run (sandbox → bookingsync → subscriber).
 
 Not a test module and not part of the package; the benchmark scripts import it from their own
 directory (`python bench/<name>.py` puts bench/ on sys.path).
@@ -15,14 +16,29 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, insert, text
 
 from bookingsync.models.tables import EventRow, LinkRow, MeetingRow
 from bookingsync.worker.db import make_engine, upgrade
+from services import (
+    REDIS_URL,
+    SUBSCRIBER_SECRET,
+    Proc,
+    Sink,
+    config_text,
+    database_url,
+    flush_redis,
+    free_port,
+    start_sandbox,
+    stop_all,
+    wait_started,
+)
 
 POSTGRES_URL = os.environ.get(
     "BOOKINGSYNC_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -227,3 +243,62 @@ class Timer:
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.start
         self.cpu = time.process_time() - self.cpu_start
+
+
+@dataclass
+class Stack:
+    leezy: str  # the Leezy simulator's URL
+    sink: Sink
+    port: int  # bookingsync's HTTP port (run, web)
+    config: Path
+    procs: list[Proc]
+
+
+@contextlib.contextmanager
+def service_stack(
+    backend: str,
+    engine: Engine,
+    log_dir: Path,
+    start: Callable[[Path], list[Proc]],
+    *,
+    connection: str = "",
+    extra: str = "",
+    events: str = "",
+) -> Iterator[Stack]:
+    """The sandbox's simulators, bench/sink.py verifying every delivery as subscription `crm`, and
+    bookingsync on `engine` with one Leezy connection to the simulator (`connection`: more of its
+    keys), the in-process broker on SQLite, Redis on PostgreSQL. `start(config)` starts the roles;
+    ready when they say so. On the way out everything stops (and the bench Redis database is
+    flushed, as it was before)."""
+    sandbox, leezy = start_sandbox(log_dir)
+    sink = Sink(log_dir, secret=SUBSCRIBER_SECRET)
+    procs: list[Proc] = []
+    try:
+        if backend == "postgres":
+            flush_redis()
+        port = free_port()
+        connections = (
+            f'\n[[connections]]\nid = "leezy"\nprovider = "leezy"\nbase_url = "{leezy}"\n'
+            f'token = "lzy_at_sandbox"\n{connection}\n'
+        )
+        config = log_dir / "bookingsync.toml"
+        config.write_text(
+            config_text(
+                db_url=database_url(engine),
+                port=port,
+                connections=connections,
+                broker_url="memory://" if backend == "sqlite" else REDIS_URL,
+                subscriptions=[("crm", sink.url)],
+                extra=extra,
+                events=events,
+            )
+        )
+        procs = start(config)
+        wait_started(procs, port)
+        yield Stack(leezy=leezy, sink=sink, port=port, config=config, procs=procs)
+    finally:
+        stop_all(procs)
+        sink.stop()
+        sandbox.stop()
+        if backend == "postgres":
+            flush_redis()

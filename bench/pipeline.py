@@ -23,34 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import backends_of, database, iso, parse_args, percentile
-from services import (
-    REDIS_URL,
-    SUBSCRIBER_SECRET,
-    Proc,
-    Sink,
-    config_text,
-    database_url,
-    flush_redis,
-    free_port,
-    start_roles,
-    stop_all,
-    wait_started,
-    wait_until,
-)
-
-PROVIDERS = ("leezy", "leandata", "rocketlead", "meetergo", "hubspot")
-
-
-def start_sandbox(log_dir: Path) -> tuple[Proc, str]:
-    ports = {name: free_port() for name in PROVIDERS}
-    args = [item for name, port in ports.items() for item in (f"--{name}-port", str(port))]
-    proc = Proc.bookingsync("sandbox", ["sandbox", *args], log_dir)
-    url = f"http://127.0.0.1:{ports['leezy']}"
-    wait_until(
-        lambda: httpx.get(f"{url}/_sandbox/requests", timeout=1).is_success, 60, f"the sandbox\n{proc.tail()}"
-    )
-    return proc, url
+from common import backends_of, database, iso, parse_args, percentile, service_stack
+from services import start_roles, wait_until
 
 
 def book_all(leezy: str, n: int, batch: int = 100) -> dict[str, float]:
@@ -80,77 +54,54 @@ def book_all(leezy: str, n: int, batch: int = 100) -> dict[str, float]:
 
 
 def run(backend: str, n: int, args: Any) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bookingsync-pipeline-") as tmp, database(backend) as engine:
-        log_dir = Path(tmp)
-        sandbox, leezy = start_sandbox(log_dir)
-        sink = Sink(log_dir, secret=SUBSCRIBER_SECRET)
-        procs: list[Proc] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="bookingsync-pipeline-") as tmp,
+        database(backend) as engine,
+        service_stack(
+            backend,
+            engine,
+            Path(tmp),
+            lambda config: start_roles(backend, config, Path(tmp), workers=args.workers, web=True),
+            connection="poll_interval_seconds = 1",
+        ) as stack,
+    ):
+        sink = stack.sink
+        time.sleep(1)
+        changed = book_all(stack.leezy, n)
+        first = min(changed.values())
+        booking = max(changed.values()) - first
         try:
-            if backend == "postgres":
-                flush_redis()
-            port = free_port()
-            connection = f"""
-[[connections]]
-id = "leezy"
-provider = "leezy"
-base_url = "{leezy}"
-token = "lzy_at_sandbox"
-poll_interval_seconds = 1
-"""
-            config = log_dir / "bookingsync.toml"
-            config.write_text(
-                config_text(
-                    db_url=database_url(engine),
-                    port=port,
-                    connections=connection,
-                    broker_url="memory://" if backend == "sqlite" else REDIS_URL,
-                    subscriptions=[("crm", sink.url)],
-                )
+            wait_until(
+                lambda: sink.stats()["distinct"] >= n, args.timeout, "every booked event", interval=0.2
             )
-            procs = start_roles(backend, config, log_dir, workers=args.workers, web=True)
-            wait_started(procs, port)
-            time.sleep(1)
-            changed = book_all(leezy, n)
-            first = min(changed.values())
-            booking = max(changed.values()) - first
-            try:
-                wait_until(
-                    lambda: sink.stats()["distinct"] >= n, args.timeout, "every booked event", interval=0.2
-                )
-            except RuntimeError as exc:
-                print(f"  ! {exc}")
-            time.sleep(0.5)
-            arrivals: dict[str, float] = {}
-            for _, at, external_id in sink.items():
-                if external_id in changed:
-                    arrivals.setdefault(external_id, at)
-            stats = sink.stats()
-            latencies = [arrivals[m] - changed[m] for m in arrivals]
-            last = max(arrivals.values(), default=first)
-            result = {
-                "rate": len(arrivals) / max(last - first, 1e-9),
-                "p50": percentile(latencies, 50),
-                "p99": percentile(latencies, 99),
-                "max": max(latencies, default=float("nan")),
-                "missing": n - len(arrivals),
-                "duplicates": stats["duplicates"],
-                "rejected": stats["rejected"],
-                "booking": booking,
-            }
-            print(
-                f"  {backend:8s} {n} meetings (created in {booking:.1f} s): {last - first:7.2f} s "
-                f"{result['rate']:7.0f} meetings/s, change→receipt p50 {result['p50']:.2f} s p99 "
-                f"{result['p99']:.2f} s max {result['max']:.2f} s; missing {result['missing']}, "
-                f"duplicates {result['duplicates']}, rejected {result['rejected']}",
-                flush=True,
-            )
-            return result
-        finally:
-            stop_all(procs)
-            sink.stop()
-            sandbox.stop()
-            if backend == "postgres":
-                flush_redis()
+        except RuntimeError as exc:
+            print(f"  ! {exc}")
+        time.sleep(0.5)
+        arrivals: dict[str, float] = {}
+        for _, at, external_id in sink.items():
+            if external_id in changed:
+                arrivals.setdefault(external_id, at)
+        stats = sink.stats()
+        latencies = [arrivals[m] - changed[m] for m in arrivals]
+        last = max(arrivals.values(), default=first)
+        result = {
+            "rate": len(arrivals) / max(last - first, 1e-9),
+            "p50": percentile(latencies, 50),
+            "p99": percentile(latencies, 99),
+            "max": max(latencies, default=float("nan")),
+            "missing": n - len(arrivals),
+            "duplicates": stats["duplicates"],
+            "rejected": stats["rejected"],
+            "booking": booking,
+        }
+        print(
+            f"  {backend:8s} {n} meetings (created in {booking:.1f} s): {last - first:7.2f} s "
+            f"{result['rate']:7.0f} meetings/s, change→receipt p50 {result['p50']:.2f} s p99 "
+            f"{result['p99']:.2f} s max {result['max']:.2f} s; missing {result['missing']}, "
+            f"duplicates {result['duplicates']}, rejected {result['rejected']}",
+            flush=True,
+        )
+        return result
 
 
 def main() -> None:

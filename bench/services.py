@@ -3,60 +3,50 @@
 Every process gets a free port and writes its output to a log file in the run's temporary
 directory; a failed wait shows the tail of that log. Redis is `BOOKINGSYNC_BENCH_REDIS_URL`
 (default `redis://127.0.0.1:6379/13`); the benchmarks flush only that database.
+
+The process, port and wait helpers are the end-to-end tests' own (tests/e2e/support.py): the
+benchmarks import the tests' helpers, never the other way, and the package imports neither.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-REDIS_URL = os.environ.get("BOOKINGSYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 BENCH = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent / "bookingsync"
-SUBSCRIBER_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+sys.path.insert(0, str(BENCH.parent))  # `python bench/x.py` has only bench/ on the path
 
+from tests.e2e import support  # noqa: E402
+from tests.e2e.support import BIN, SUBSCRIBER_SECRET, free_port  # noqa: E402
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["BIN", "SUBSCRIBER_SECRET", "free_port"]  # re-exported for the benchmark scripts
+
+REDIS_URL = os.environ.get("BOOKINGSYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+PROVIDERS = ("leezy", "leandata", "rocketlead", "meetergo", "hubspot")
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except (httpx.TransportError, OSError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    """The tests' wait, failing with RuntimeError: a benchmark reports a timeout and may go on."""
+    try:
+        return support.wait_until(check, timeout, what, interval)
+    except AssertionError as exc:
+        raise RuntimeError(str(exc)) from None
 
 
-class Proc:
+class Proc(support.Proc):
+    """A process started at once; `argv` is its whole command (bookingsync, or a bench script)."""
+
     def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.log = log_dir / f"{name}.log"
-        with self.log.open("ab") as handle:
-            self.proc = subprocess.Popen(
-                argv,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            )
+        super().__init__(name, argv, log_dir, env)
+        self.start()
+
+    def command(self) -> list[str]:
+        return list(self.args)
 
     @classmethod
     def bookingsync(cls, name: str, args: list[str], log_dir: Path) -> Proc:
@@ -67,16 +57,7 @@ class Proc:
         return cls(name, [sys.executable, str(BENCH / script), *args], log_dir)
 
     def tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        return self.output()[-chars:]
 
 
 class Sink:
@@ -113,6 +94,18 @@ class Sink:
         self.proc.stop()
 
 
+def start_sandbox(log_dir: Path) -> tuple[Proc, str]:
+    """`bookingsync sandbox` (the providers' simulators) on free ports; the Leezy simulator's URL."""
+    ports = {name: free_port() for name in PROVIDERS}
+    args = [item for name, port in ports.items() for item in (f"--{name}-port", str(port))]
+    proc = Proc.bookingsync("sandbox", ["sandbox", *args], log_dir)
+    url = f"http://127.0.0.1:{ports['leezy']}"
+    wait_until(
+        lambda: httpx.get(f"{url}/_sandbox/requests", timeout=1).is_success, 60, f"the sandbox\n{proc.tail()}"
+    )
+    return proc, url
+
+
 def flush_redis() -> None:
     import redis
 
@@ -136,6 +129,7 @@ def config_text(
     subscriptions: list[tuple[str, str]],
     connections: str = "",
     extra: str = "",
+    events: str = "",
 ) -> str:
     """A bookingsync config. Without a connection `run` would start the sandbox demo, so a disabled
     placeholder connection is added unless `connections` names real ones."""
@@ -163,6 +157,7 @@ url = "{broker_url}"
 port = {port}
 [events]
 console = false
+{events}
 [logging]
 level = "WARNING"
 {extra}

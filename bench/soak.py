@@ -39,10 +39,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,30 +48,14 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
-import psutil
-from common import database, iso
-from pipeline import start_sandbox
-from services import (
-    BIN,
-    REDIS_URL,
-    SUBSCRIBER_SECRET,
-    Proc,
-    Sink,
-    config_text,
-    database_url,
-    flush_redis,
-    free_port,
-    stop_all,
-    wait_started,
-)
-from sqlalchemy import Engine, text
+from common import Stack, database, iso, service_stack
+from soak_figures import Sampler, plot, summarise
+from services import BIN, Proc
+from sqlalchemy import Engine
 
 LEEZY_SECRET = "lzy_ws_soak_secret_0123456789"
-TABLES = ("meetings", "events", "deliveries", "webhook_receipts", "links")
-HOURS_IN_30_DAYS = 720
 
 
 def churn(leezy: str, ids: list[str], rate: float, stop: threading.Event, counts: dict[str, int]) -> None:
@@ -139,172 +121,16 @@ def seed(leezy: str, n: int) -> list[str]:
     return ids
 
 
-class Sampler:
-    """One row per sample: per process RSS/CPU/fds/threads, the database's bytes and row counts."""
-
-    def __init__(self, procs: list[Proc], engine: Engine, db_path: Path | None) -> None:
-        self.procs = {p.name: psutil.Process(p.proc.pid) for p in procs}
-        self.engine, self.db_path = engine, db_path
-        self.cpu = {name: self._cpu(proc) for name, proc in self.procs.items()}
-        self.began = self.last = time.monotonic()
-        self.rows: list[dict[str, Any]] = []
-
-    @staticmethod
-    def _family(proc: psutil.Process) -> list[psutil.Process]:
-        return [proc, *proc.children(recursive=True)]
-
-    def _cpu(self, proc: psutil.Process) -> float:
-        return sum(sum(p.cpu_times()[:2]) for p in self._family(proc))
-
-    def db_bytes(self) -> int:
-        if self.db_path is not None:
-            return sum(p.stat().st_size for p in self.db_path.parent.glob(self.db_path.name + "*"))
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    text(
-                        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n "
-                        "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')"
-                    )
-                ).scalar()
-            )
-
-    def pg_tables(self) -> dict[str, float]:
-        """PostgreSQL per table: MiB on disk (heap + indexes + TOAST), dead tuples, autovacuum runs.
-
-        Dead tuples that stay low while the size levels off say autovacuum keeps up with the
-        churn and retention's batched deletes (the freed space is reused, not appended to)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT relname, pg_total_relation_size(relid), n_dead_tup, autovacuum_count "
-                    "FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = ANY(:tables)"
-                ),
-                {"tables": list(TABLES)},
-            ).all()
-        out: dict[str, float] = {}
-        for name, size, dead, vacuums in rows:
-            out |= {f"pg.{name}_mb": size / 2**20, f"pg.{name}_dead": dead, f"pg.{name}_autovacuums": vacuums}
-        return out
-
-    def counts(self) -> dict[str, int]:
-        with self.engine.connect() as conn:
-            return {t: int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()) for t in TABLES}
-
-    def sample(self, extra: dict[str, Any]) -> dict[str, Any]:
-        """`extra["changes"]`, the driver's running count, gives CPU milliseconds per change."""
-        now = time.monotonic()
-        # The machine is shared: its load average sits beside every sample (CPU figures are noisy).
-        row: dict[str, Any] = {"minutes": (now - self.began) / 60, "load1": os.getloadavg()[0], **extra}
-        cpu_seconds = 0.0
-        for name, proc in self.procs.items():
-            family = self._family(proc)
-            cpu = self._cpu(proc)
-            row[f"{name}.rss_mb"] = sum(p.memory_info().rss for p in family) / 2**20
-            row[f"{name}.cpu_pct"] = 100 * (cpu - self.cpu[name]) / max(now - self.last, 1e-9)
-            row[f"{name}.fds"] = sum(p.num_fds() for p in family)
-            row[f"{name}.threads"] = sum(p.num_threads() for p in family)
-            cpu_seconds += cpu - self.cpu[name]
-            self.cpu[name] = cpu
-        self.last = now
-        done = extra.get("changes", 0) - (self.rows[-1]["changes"] if self.rows else 0)
-        row["cpu_ms_per_change"] = 1000 * cpu_seconds / done if done > 0 else float("nan")
-        row["db_mb"] = self.db_bytes() / 2**20
-        if self.db_path is None:
-            row.update(self.pg_tables())
-        row.update({f"rows.{t}": n for t, n in self.counts().items()})
-        self.rows.append(row)
-        return row
-
-
-def slope_per_hour(rows: list[dict[str, Any]], key: str) -> float:
-    if len(rows) < 2:
-        return float("nan")
-    slope, _ = statistics.linear_regression([r["minutes"] / 60 for r in rows], [float(r[key]) for r in rows])
-    return slope
-
-
-def summarise(mode: str, rows: list[dict[str, Any]], warmup: float) -> list[str]:
-    steady = [r for r in rows if r["minutes"] >= warmup] or rows[-2:]
-    keys = [
-        k
-        for k in rows[0]
-        if k.endswith(("rss_mb", "cpu_pct", "fds", "threads", "_per_change"))
-        or k in ("db_mb", "load1")
-        or k.startswith(("rows.", "pg."))
-    ]
-    lines = [
-        f"{mode}: {rows[-1]['minutes']:.1f} min, {len(steady)} samples after {warmup:g} min of warm-up",
-        f"  {'series':30s}{'first':>9s}{'warm':>9s}{'last':>9s}{'min..max %':>12s}{'slope/h':>10s}"
-        f"{'30 days':>11s}",
-    ]
-    for key in keys:
-        values = [float(r[key]) for r in steady if r[key] == r[key]]  # NaN: no change in that minute
-        if not values:
-            continue
-        slope = slope_per_hour([r for r in steady if r[key] == r[key]], key)
-        spread = 100 * (max(values) - min(values)) / max(statistics.fmean(values), 1e-9)
-        # A level's projection is last + slope × 720 h; for a rate (CPU) or a running count it
-        # says where the trend would go, not a quantity that accumulates.
-        lines.append(
-            f"  {key:30s}{float(rows[0][key]):9.1f}{values[0]:9.1f}{values[-1]:9.1f}{spread:11.1f}%"
-            f"{slope:10.2f}{values[-1] + slope * HOURS_IN_30_DAYS:11.1f}"
-        )
-    return lines
-
-
-def plot(mode: str, rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    minutes = [r["minutes"] for r in rows]
-    panels = [("RSS MiB", "rss_mb"), ("CPU % of a core", "cpu_pct"), ("open fds", "fds")]
-    fig, axes = plt.subplots(3, 2, figsize=(12, 11), sharex=True)
-    for ax, (title, suffix) in zip(axes.flat, panels, strict=False):
-        for key in [k for k in rows[0] if k.endswith("." + suffix)]:
-            ax.plot(minutes, [r[key] for r in rows], marker=".", label=key.split(".")[0])
-        ax.set_title(title)
-        ax.legend(fontsize="small")
-    ax = axes.flat[3]
-    ax.plot(minutes, [r["cpu_ms_per_change"] for r in rows], marker=".", label="CPU ms per change")
-    ax.set_title("CPU ms per change (all processes), machine load (right)")
-    twin = ax.twinx()
-    twin.plot(minutes, [r["load1"] for r in rows], linestyle=":", color="grey", label="load 1 min")
-    twin.legend(fontsize="small", loc="upper right")
-    ax = axes.flat[5]
-    pg = [k for k in rows[0] if k.startswith("pg.") and k.endswith("_mb")]
-    for key in pg:
-        ax.plot(minutes, [r[key] for r in rows], marker=".", label=key[3:-3])
-    if pg:
-        ax.set_title("PostgreSQL MiB per table (heap + indexes + TOAST)")
-        ax.legend(fontsize="small")
-    else:
-        ax.set_visible(False)
-    ax = axes.flat[4]
-    ax.plot(minutes, [r["db_mb"] for r in rows], marker=".", color="black", label="database MiB")
-    ax.set_title("database size MiB (and rows, right axis)")
-    twin = ax.twinx()
-    for table in TABLES:
-        twin.plot(minutes, [r[f"rows.{table}"] for r in rows], linestyle="--", label=table)
-    twin.legend(fontsize="small", loc="upper left")
-    for ax in axes[2]:
-        ax.set_xlabel("minutes")
-    fig.suptitle(f"bookingsync soak, {mode}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def retention_extra(minutes: float | None) -> str:
+def retention_extra(minutes: float | None) -> tuple[str, str]:
+    """[retention] with every window `minutes` long, pruned each minute, and the [events] line
+    that goes with it (timers re-set within a minute); nothing: the shipped defaults."""
     if minutes is None:
-        return ""
+        return "", ""
     days = minutes / 1440
     return (
         f"[retention]\ninterval_seconds = 60\nreceipt_bodies_days = {days}\nreceipts_days = {days}\n"
-        f"events_days = {days}\nmeetings_days = {days}\nquarantine_days = {days}\n"
-        "[events]\nconsole = false\ngrace_seconds = 60\n"
+        f"events_days = {days}\nmeetings_days = {days}\nquarantine_days = {days}\n",
+        "grace_seconds = 60",
     )
 
 
@@ -335,101 +161,27 @@ def start(
 
 def soak(mode: str, args: argparse.Namespace, out: Path) -> None:
     backend = "sqlite" if mode == "sqlite" else "postgres"
+    retention, events = retention_extra(args.retention_minutes)
+    stop = threading.Event()
+    procs: list[Proc] = []
     with tempfile.TemporaryDirectory(prefix="bookingsync-soak-") as tmp, database(backend) as engine:
         log_dir = Path(tmp)
-        sandbox, leezy = start_sandbox(log_dir)
-        sink = Sink(log_dir, secret=SUBSCRIBER_SECRET)
-        procs: list[Proc] = []
-        stop = threading.Event()
         try:
-            if backend == "postgres":
-                flush_redis()
-            port = free_port()
-            connection = f"""
-[[connections]]
-id = "leezy"
-provider = "leezy"
-base_url = "{leezy}"
-token = "lzy_at_sandbox"
-webhook_secret = "{LEEZY_SECRET}"
-poll_interval_seconds = {args.poll_seconds}
-"""
-            extra = retention_extra(args.retention_minutes)
-            text_ = config_text(
-                db_url=database_url(engine),
-                port=port,
-                connections=connection,
-                broker_url="memory://" if backend == "sqlite" else REDIS_URL,
-                subscriptions=[("crm", sink.url)],
-                extra=extra,
-            )
-            if "[events]" in extra:  # config_text writes its own [events]; one table may appear once
-                text_ = text_.replace("[events]\nconsole = false\n[logging]", "[logging]", 1)
-            config = log_dir / "bookingsync.toml"
-            config.write_text(text_)
-            procs = start(mode, config, log_dir, args.tracemalloc, args.sample_seconds, args.frames)
-            wait_started(procs, port)
-            httpx.post(
-                f"{leezy}/_sandbox/webhooks",
-                json={
-                    "target_url": f"http://127.0.0.1:{port}/webhooks/leezy",
-                    "secret": LEEZY_SECRET,
-                    "event_types": ["meeting.scheduled", "meeting.cancelled", "meeting.completed"],
-                },
-            ).raise_for_status()
-            ids = seed(leezy, args.meetings)
-            db_path = Path(engine.bench_url.removeprefix("sqlite:///")) if backend == "sqlite" else None
-            sampler = Sampler(procs, engine, db_path)
-            counts: dict[str, int] = {}
-            driver = threading.Thread(target=churn, args=(leezy, ids, args.rate, stop, counts), daemon=True)
-            driver.start()
-            print(
-                f"{mode}: {args.meetings} meetings, {args.rate:g} changes/s, poll every {args.poll_seconds:g} s, "
-                f"{args.minutes:g} min; logs in {log_dir}",
-                flush=True,
-            )
-            end = time.monotonic() + args.minutes * 60
-            while time.monotonic() < end:
-                time.sleep(min(args.sample_seconds, max(0.0, end - time.monotonic())))
-                for proc in procs:
-                    if proc.proc.poll() is not None:
-                        raise RuntimeError(f"{proc.name} exited\n{proc.tail()}")
-                row = sampler.sample(
-                    {
-                        "changes": sum(v for k, v in counts.items() if k != "failed"),
-                        "delivered": sink.stats()["received"],
-                    }
-                )
-                rss = " ".join(
-                    f"{p.name} {row[p.name + '.rss_mb']:.0f}MiB/{row[p.name + '.cpu_pct']:.0f}%/"
-                    f"{row[p.name + '.fds']}fd"
-                    for p in procs
-                )
-                print(
-                    f"  {row['minutes']:6.1f} min  {rss}  {row['cpu_ms_per_change']:.1f} ms/change  "
-                    f"db {row['db_mb']:.1f} MiB  events {row['rows.events']}  changes {row['changes']}  "
-                    f"delivered {row['delivered']}  load {row['load1']:.1f}",
-                    flush=True,
-                )
-            stop.set()
-            driver.join(30)
-            rows = sampler.rows
-            warmup = args.warmup_minutes if args.warmup_minutes is not None else min(10.0, args.minutes / 4)
-            report = summarise(mode, rows, warmup)
-            report.append(f"  driver: {counts}; subscriber: {sink.stats()}")
-            print("\n".join(report), flush=True)
-            (out / f"soak-{mode}.json").write_text(
-                json.dumps({"args": vars(args) | {"out": str(out)}, "rows": rows}, indent=1, default=str)
-            )
-            (out / f"soak-{mode}.txt").write_text("\n".join(report) + "\n")
-            try:
-                plot(mode, rows, out / f"soak-{mode}.png")
-                print(f"  plot: {out / f'soak-{mode}.png'}")
-            except ImportError:
-                print("  (no plot: pip install -e '.[bench]' for matplotlib)")
+            with service_stack(
+                backend,
+                engine,
+                log_dir,
+                lambda config: start(
+                    mode, config, log_dir, args.tracemalloc, args.sample_seconds, args.frames
+                ),
+                connection=f'webhook_secret = "{LEEZY_SECRET}"\npoll_interval_seconds = {args.poll_seconds}',
+                extra=retention,
+                events=events,
+            ) as stack:
+                procs = stack.procs
+                run_soak(mode, args, out, stack, engine, backend, stop, log_dir)
         finally:
             stop.set()
-            stop_all(procs)
             if args.tracemalloc:
                 for proc in procs:
                     snaps = log_dir / f"snap-{proc.name}"
@@ -445,10 +197,77 @@ poll_interval_seconds = {args.poll_seconds}
                         ],
                         check=False,
                     )
-            sink.stop()
-            sandbox.stop()
-            if backend == "postgres":
-                flush_redis()
+
+
+def run_soak(
+    mode: str,
+    args: argparse.Namespace,
+    out: Path,
+    stack: Stack,
+    engine: Engine,
+    backend: str,
+    stop: threading.Event,
+    log_dir: Path,
+) -> None:
+    """Subscribe bookingsync to the simulator's webhooks, seed, churn and sample until the end."""
+    procs, sink, leezy = stack.procs, stack.sink, stack.leezy
+    httpx.post(
+        f"{leezy}/_sandbox/webhooks",
+        json={
+            "target_url": f"http://127.0.0.1:{stack.port}/webhooks/leezy",
+            "secret": LEEZY_SECRET,
+            "event_types": ["meeting.scheduled", "meeting.cancelled", "meeting.completed"],
+        },
+    ).raise_for_status()
+    ids = seed(leezy, args.meetings)
+    db_path = Path(engine.bench_url.removeprefix("sqlite:///")) if backend == "sqlite" else None  # type: ignore[attr-defined]
+    sampler = Sampler(procs, engine, db_path)
+    counts: dict[str, int] = {}
+    driver = threading.Thread(target=churn, args=(leezy, ids, args.rate, stop, counts), daemon=True)
+    driver.start()
+    print(
+        f"{mode}: {args.meetings} meetings, {args.rate:g} changes/s, poll every {args.poll_seconds:g} s, "
+        f"{args.minutes:g} min; logs in {log_dir}",
+        flush=True,
+    )
+    end = time.monotonic() + args.minutes * 60
+    while time.monotonic() < end:
+        time.sleep(min(args.sample_seconds, max(0.0, end - time.monotonic())))
+        for proc in procs:
+            if proc.proc.poll() is not None:
+                raise RuntimeError(f"{proc.name} exited\n{proc.tail()}")
+        row = sampler.sample(
+            {
+                "changes": sum(v for k, v in counts.items() if k != "failed"),
+                "delivered": sink.stats()["received"],
+            }
+        )
+        rss = " ".join(
+            f"{p.name} {row[p.name + '.rss_mb']:.0f}MiB/{row[p.name + '.cpu_pct']:.0f}%/{row[p.name + '.fds']}fd"
+            for p in procs
+        )
+        print(
+            f"  {row['minutes']:6.1f} min  {rss}  {row['cpu_ms_per_change']:.1f} ms/change  "
+            f"db {row['db_mb']:.1f} MiB  events {row['rows.events']}  changes {row['changes']}  "
+            f"delivered {row['delivered']}  load {row['load1']:.1f}",
+            flush=True,
+        )
+    stop.set()
+    driver.join(30)
+    rows = sampler.rows
+    warmup = args.warmup_minutes if args.warmup_minutes is not None else min(10.0, args.minutes / 4)
+    report = summarise(mode, rows, warmup)
+    report.append(f"  driver: {counts}; subscriber: {sink.stats()}")
+    print("\n".join(report), flush=True)
+    (out / f"soak-{mode}.json").write_text(
+        json.dumps({"args": vars(args) | {"out": str(out)}, "rows": rows}, indent=1, default=str)
+    )
+    (out / f"soak-{mode}.txt").write_text("\n".join(report) + "\n")
+    try:
+        plot(mode, rows, out / f"soak-{mode}.png")
+        print(f"  plot: {out / f'soak-{mode}.png'}")
+    except ImportError:
+        print("  (no plot: pip install -e '.[bench]' for matplotlib)")
 
 
 def main() -> None:

@@ -416,3 +416,11 @@ Index(
     sqlite_where=text(RECEIPT_HAS_BODY),
     postgresql_where=text(RECEIPT_HAS_BODY),
 )
+# The status of a connection (worker/connection_status.py: API and status page) reads its newest
+# receipt and counts its processed receipts of the last hour: an index range per connection,
+# whatever the weeks of receipts retention keeps (migration 0012).
+Index(
+    "ix_receipts_connection_received",
+    ReceiptRow.__table__.c.connection,  # type: ignore[attr-defined]
+    ReceiptRow.__table__.c.received_at,  # type: ignore[attr-defined]
+)

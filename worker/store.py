@@ -349,6 +349,13 @@ def link_echo(
         session.add(link)
     observe(link, record, raw, now)
     row = intent_store.get(session, intent.id) if intent.id is not None else None
+    if (
+        row is not None
+        and row.external_id
+        and row.external_id != record.external_id
+        and record.meeting.active
+    ):
+        _confirmed(session, row.external_id, link, now)
     if row is not None and row.external_id != record.external_id:
         current = intent_store.value(row)
         changed = intents.echoed(current, record.external_id)
@@ -367,6 +374,35 @@ def link_echo(
         intent.reference,
     )
     return link
+
+
+def _confirmed(session: Session, booked: str, appointment: LinkRow, now: datetime) -> None:
+    """Issue 16: an active booking that carries the reference of our write whose answer was a
+    provisional booking (`booked`, Meetergo's double opt-in, still pending as last read) is its
+    confirmed appointment: the provisional link is superseded and our write names the appointment,
+    so a later move or cancel reaches the booking that exists (the same as the `double-opt-in`
+    identity rule does for a confirmation that drops our reference)."""
+    old = _locked_link(session, appointment.connection, booked)
+    observed = old.observed if old is not None else None
+    if (
+        old is None
+        or old.meeting_id != appointment.meeting_id
+        or not isinstance(observed, dict)
+        or observed.get("status") != MeetingStatus.PENDING.value
+    ):
+        return
+    old.content_hash = SUPERSEDED_HASH
+    intent_store.follow(session, old.meeting_id, old.connection, booked, appointment.external_id, now)
+    # A cancel that could not reach the provisional booking (meetergo documents no such call) is a
+    # dead route delivery: put it back in line, so the appointment that now exists is cancelled.
+    intent_store.requeue_dead_deliveries(session, old.meeting_id, old.connection, now)
+    log.info(
+        "%s %s confirms the provisional booking %s of meeting %s",
+        appointment.connection,
+        appointment.external_id,
+        booked,
+        old.meeting_id,
+    )
 
 
 def apply_record(

@@ -54,10 +54,14 @@ class Proc:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def command(self) -> list[str]:
+        """What runs: the bookingsync CLI with `args` (bench/services.py runs scripts too)."""
+        return [str(BIN), *self.args]
+
     def start(self) -> Proc:
         with self.log.open("ab") as handle:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [str(BIN), *self.args],
+                self.command(),
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 env=self.env,

@@ -191,6 +191,9 @@ class ConnectionOut(BaseModel):
     next_poll_due_at: datetime | None
     polling_now: str | None = Field(description="The process reading it right now, if any.")
     last_webhook_at: datetime | None
-    receipts: dict[str, int] = Field(description="Webhook receipts by status.")
+    receipts: dict[str, int] = Field(
+        description="Webhook receipts by status: received, leased and failed ones whatever their age; "
+        "done and ignored ones received in the last hour."
+    )
     open_quarantine: int
     last_error: str | None

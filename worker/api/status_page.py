@@ -227,7 +227,7 @@ def _dashboard(rt: Runtime, keys: Keys, key: ApiKeyConfig, flash: str | None) ->
                 "next poll due",
                 "polling now",
                 "last webhook",
-                "webhook receipts",
+                "webhook receipts (done: last hour)",
                 "quarantined",
                 "last error",
             ],
