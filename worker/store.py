@@ -312,6 +312,23 @@ def link_peer(
     return link
 
 
+def _insert_once(session: Session, link: LinkRow) -> LinkRow:
+    """Insert a new link, or take the one another writer inserted at the same moment (issue 13:
+    an echo read by a webhook and a poll at once, or beside our write's own answer): `INSERT … ON
+    CONFLICT DO NOTHING`, then the row under lock, so neither writer's page is rolled back."""
+    table = LinkRow.__table__  # type: ignore[attr-defined]
+    values = {c.name: getattr(link, c.name) for c in table.columns if c.name != "id"}
+    stmt = (
+        dialect_insert(session)(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["connection", "external_id"])
+    )
+    session.execute(stmt)
+    stored = _locked_link(session, link.connection, link.external_id)
+    assert stored is not None  # inserted now, or committed by the writer that won
+    return stored
+
+
 def link_echo(
     session: Session,
     match: Match,
@@ -337,16 +354,27 @@ def link_echo(
         else:
             link = None
     if link is None:
-        link = new_link(
-            match.meeting_id,
-            connection=connection,
-            provider=provider,
-            external_id=record.external_id,
-            now=now,
-            rule=match.rule,
-            mirrored=True,
+        link = _insert_once(
+            session,
+            new_link(
+                match.meeting_id,
+                connection=connection,
+                provider=provider,
+                external_id=record.external_id,
+                now=now,
+                rule=match.rule,
+                mirrored=True,
+            ),
         )
-        session.add(link)
+    if link.meeting_id != match.meeting_id:  # linked meanwhile to another meeting: that link stands
+        log.warning(
+            "%s %s echoes a write for meeting %s but is linked to meeting %s; left as it is",
+            connection,
+            record.external_id,
+            match.meeting_id,
+            link.meeting_id,
+        )
+        return link
     observe(link, record, raw, now)
     row = intent_store.get(session, intent.id) if intent.id is not None else None
     if (
