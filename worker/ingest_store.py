@@ -47,9 +47,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MEETINGS, LINKS, EVENTS = MeetingRow.__table__, LinkRow.__table__, EventRow.__table__  # type: ignore[attr-defined]
-# A page that loses the first-sight race for one link is planned again; losing it three times in a
-# row would take three concurrent writers creating the same booking, and is reported as an error.
-FIRST_SIGHT_ATTEMPTS = 3
+# A page that loses the first-sight race for one link is planned again, with the winners' links
+# loaded, so each attempt makes progress. A poll page of many new bookings whose webhooks arrive one
+# by one can lose once per booking (the soak at 5 changes/s lost three in a row and logged an
+# error), so the page is planned again up to ten times before it is handed back to the broker.
+FIRST_SIGHT_ATTEMPTS = 10
 # LinkState's fields, in order.
 _LINK_COLUMNS = (
     "id",
