@@ -3,22 +3,24 @@
 An adapter knows one provider's wire format and HTTP API and nothing of our store, broker or
 scheduler. The worker drives it:
 
-* `read(cursor, context)` yields `Page`s. The worker applies each page's records and saves
-  `page.cursor` in one transaction, so a crash resumes after the last stored page and the cursor
-  never moves past a record that was not stored. A page with `sweep` set closes a *complete*
-  read of one scope: links of that scope not in `sweep.seen` have disappeared at the source.
+* `read(cursor, context)` (a `Reader`) yields `Page`s. The worker applies each page's records
+  and saves `page.cursor` in one transaction, so a crash resumes after the last stored page and
+  the cursor never moves past a record that was not stored. A page with `sweep` set closes a
+  *complete* read of one scope: links of that scope not in `sweep.seen` have disappeared at the
+  source. `get_meeting(id)` (a `Lookup`) reads one record by its id.
 * `normalise(payload)` turns one raw provider record into a `SourceRecord`, or raises
   `NormaliseError` with a reason a person can act on (the record is then quarantined).
-* `parse_webhook(headers, body, now, method=, url=)` verifies and parses an inbound delivery,
-  raising `WebhookUnauthorized` (401) or `WebhookMalformed` (400). `url` is the full URL as
-  received (HubSpot signs it; Meetergo carries its secret token in its query).
-* Adapters that can write (`CREATE`, `RESCHEDULE`, `CANCEL`) also fill `Writer`: they take a
-  `BookingRequest` (the canonical meeting to mirror) and answer with the provider's record of the
-  booking, normalised, so the store can link it. A slot taken between availability and booking
-  raises `SlotUnavailable` after the adapter's own bounded retries with fresh slots.
-  A write that left us without a usable answer raises `AnswerLost`: it may have taken effect.
-  Adapters that can be asked (`FIND_BOOKING`) fill `find_booking(request)`, which finds the
-  booking a lost answer would have named (by the reference planted, or attendee and slot).
+* `parse_webhook(headers, body, now, method=, url=)` (a `WebhookReceiver`) verifies and parses
+  an inbound delivery, raising `WebhookUnauthorized` (401) or `WebhookMalformed` (400). `url` is
+  the full URL as received (HubSpot signs it; Meetergo carries its secret token in its query).
+* Adapters that can write (`CREATE`, `CANCEL`) also fill `Writer`, and `Mover` with
+  `RESCHEDULE`: they take a `BookingRequest` (the canonical meeting to mirror) and answer with
+  the provider's record of the booking, normalised, so the store can link it. A slot taken
+  between availability and booking raises `SlotUnavailable` after the adapter's own bounded
+  retries with fresh slots. A write that left us without a usable answer raises `AnswerLost`:
+  it may have taken effect. Adapters that can be asked (`FIND_BOOKING`) fill
+  `Finder.find_booking(request)`, which finds the booking a lost answer would have named (by the
+  reference planted, or attendee and slot).
 
 The rest of the code asks an adapter what it can do (`capabilities`), never its provider's name,
 and what a booking there can hold (`shape`, a `BookingShape`), so the planner compares a meeting
@@ -31,15 +33,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from bookingsync.adapters.settings import AdapterSettings
 from bookingsync.models.meeting import Meeting, SourceRecord
 
 
 class Capability(StrEnum):
     LIST_CHANGES = "list_changes"  # poll for what changed since a cursor
     LOOKUP_BY_EMAIL = "lookup_by_email"  # poll the meetings of watched attendee emails
-    LOOKUP_BY_ID = "lookup_by_id"
     RECEIVE_WEBHOOKS = "receive_webhooks"
     CREATE = "create"
     RESCHEDULE = "reschedule"
@@ -181,34 +183,74 @@ class BookingRequest:
     replaces: str | None = None
 
 
+# -- the parts an adapter fills ----------------------------------------------------------------
+#
+# An adapter is the `Adapter` core plus the parts its provider documents: `Reader` (polls),
+# `Lookup` (one record by id), `WebhookReceiver`, `Writer` (create and cancel), `Mover`
+# (reschedule in place) and `Finder` (find a booking whose answer was lost). No adapter carries a
+# method it cannot fill. Callers ask for the part they need with isinstance (the parts are
+# runtime-checkable and hold only their own methods, so a test's fake writer is a Writer), which
+# also narrows the type; the planner still reads `capabilities`, which
+# tests/unit/test_adapter_parts.py holds to the parts each adapter fills.
+
+
 class Adapter(Protocol):
+    """What every adapter is: a provider's name, its settings model, what it can do, a normaliser."""
+
     provider: ClassVar[str]
+    settings_model: ClassVar[type[AdapterSettings]]  # what a connection of it takes
     capabilities: ClassVar[frozenset[Capability]]
-    # Writers declare it (the planner reads it with BookingShape() as the default).
-    # shape: BookingShape
+
+    # Settings as keywords, checked through `settings_model`; other keywords are test seams.
+    def __init__(self, *, connection_id: str, **values: Any) -> None: ...
+
+    def normalise(self, record: RawRecord) -> SourceRecord: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Reader(Protocol):
+    """Adapters that poll (LIST_CHANGES or LOOKUP_BY_EMAIL): pages of records from a cursor."""
 
     def read(self, cursor: dict[str, Any] | None, context: ReadContext) -> Iterator[Page]: ...
 
-    def normalise(self, record: RawRecord) -> SourceRecord: ...
+
+@runtime_checkable
+class Lookup(Protocol):
+    """Adapters that read one record by its id (drift repair, a fresh read before a timer)."""
+
+    def get_meeting(self, external_id: str) -> RawRecord: ...
+
+
+@runtime_checkable
+class WebhookReceiver(Protocol):
+    """Adapters whose provider pushes deliveries (RECEIVE_WEBHOOKS): verify and parse one."""
 
     def parse_webhook(
         self, headers: Mapping[str, str], body: bytes, now: datetime, *, method: str = "POST", url: str = ""
     ) -> WebhookDelivery: ...
 
-    def close(self) -> None: ...
 
-
+@runtime_checkable
 class Writer(Protocol):
-    """The write half, for adapters whose capabilities include CREATE / RESCHEDULE / CANCEL."""
+    """Adapters that book (CREATE and CANCEL). Each declares what a booking there can hold as
+    `shape` (worker/precision.py reads it; one without keeps milliseconds and any length)."""
 
     def create(self, request: BookingRequest) -> SourceRecord: ...
-
-    def reschedule(self, external_id: str, request: BookingRequest) -> SourceRecord: ...
 
     def cancel(self, external_id: str) -> None: ...
 
 
+@runtime_checkable
+class Mover(Writer, Protocol):
+    """Writers that move a booking in place (RESCHEDULE); the others book anew and cancel."""
+
+    def reschedule(self, external_id: str, request: BookingRequest) -> SourceRecord: ...
+
+
+@runtime_checkable
 class Finder(Protocol):
-    """For writers with FIND_BOOKING: the booking `request` made, or None if there is none."""
+    """Writers with FIND_BOOKING: the booking `request` made, or None if there is none."""
 
     def find_booking(self, request: BookingRequest) -> SourceRecord | None: ...

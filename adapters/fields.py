@@ -1,10 +1,11 @@
-"""Reading one field of a provider's JSON leniently: the value, or None when it is not usable.
+"""Reading a provider's record: each field leniently, and one sentence when the whole is unusable.
 
 A provider record is read field by field; a field of the wrong kind (a list where a table was
 meant, a blank string, an address that is not one, a zone name no IANA database knows) must not
 cost us the record, so each reader answers None (or an empty table) and the normaliser decides
 whether that field was required. Every adapter reads its payloads through these, so one record
-reads the same whichever provider sent it.
+reads the same whichever provider sent it. When the fields read do not make a valid meeting,
+`unusable` is the NormaliseError that quarantines the record with the validation's reasons.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import ValidationError
+
+from bookingsync.models.errors import NormaliseError
 from bookingsync.models.meeting import normalise_email
 
 log = logging.getLogger(__name__)
@@ -50,3 +54,9 @@ def as_zone(value: Any, provider: str) -> str | None:
         log.info("%s: dropping timezone %r, not an IANA zone", provider, name)
         return None
     return name
+
+
+def unusable(what: str, exc: ValidationError) -> NormaliseError:
+    """The error for a record (`what`: "the Leezy meeting m1") that is no valid meeting, with why."""
+    reasons = "; ".join(err["msg"] for err in exc.errors())
+    return NormaliseError(f"{what} cannot be used: {reasons}")

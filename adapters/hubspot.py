@@ -34,8 +34,16 @@ Ambiguities, and the reading taken:
 * Times: `hs_meeting_start_time`/`hs_meeting_end_time` as ISO 8601 with an offset or as epoch
   milliseconds (the CRM guide allows both for `hs_timestamp`). Either missing is a NormaliseError:
   `hs_timestamp` is the activity time, not a reliable start. A CRM meeting carries no attendee
-  email (contacts are associations, by id) and an owner id, not an email, so `attendee` and
-  `hosts` stay empty; the conference URL is `hs_meeting_external_url`, else
+  email: its contacts are associations, by id, so `attendee` stays empty by default. With the
+  option `read_attendees = true` a poll lists with `associations=contacts` and reads each
+  associated contact's email (`GET …/contacts/{id}?properties=email`, kept in a bounded cache: a
+  contact's email rarely changes, and a page of meetings often shares contacts); the first
+  contact with an email is the attendee, written into the raw record under
+  `bookingsyncAttendeeEmail` so the stored raw says where it came from. Without it the identity
+  rules (attendee + start, issue 16) cannot match a HubSpot meeting to the same demo booked
+  elsewhere. It is an option, off by default, because the contacts read is outside the CRM
+  meetings and scheduler OpenAPI files we follow (the guide names the crm.objects.contacts.read
+  scope; the same read confirms a lost booking below). The owner is an id, not an email, so `hosts` stay empty; the conference URL is `hs_meeting_external_url`, else
   `hs_meeting_location`, whichever is an http(s) URL. `archived: true` means cancelled;
   `archivedAt` counts only when `archived` is absent (a restored meeting says `archived: false`).
 * Webhooks: the body is a JSON array of events (one object is accepted too) with ids, never a
@@ -102,9 +110,10 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from bookingsync.adapters.base import (
+    BookingShape,
     BookingRequest,
     Capability,
     Page,
@@ -112,14 +121,14 @@ from bookingsync.adapters.base import (
     ReadContext,
     WebhookDelivery,
 )
-from bookingsync.adapters.fields import as_text, as_zone
+from bookingsync.adapters.fields import as_text, as_zone, unusable
 from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.adapters.settings import AdapterSettings, blank
 from bookingsync.adapters.hubspot_signature import verify_v3
 from bookingsync.adapters.time_formats import epoch_ms, iso_z
 from bookingsync.adapters.wall_time import DATE_ONLY, date_only
 from bookingsync.models.errors import (
     AnswerLost,
-    ConfigError,
     ProviderError,
     NormaliseError,
     ProviderNotFound,
@@ -152,6 +161,10 @@ PROPERTIES = (
     "hs_unique_id",
 )
 CONTACTS_PATH = "/crm/objects/2026-03/contacts"
+# The associated contact's email, added to a listed meeting by `read` (see the module docstring).
+ATTENDEE_KEY = "bookingsyncAttendeeEmail"
+# Contact emails remembered per adapter; the oldest is forgotten past this (bounded memory).
+CONTACT_CACHE_SIZE = 10_000
 SEARCH_LIMIT = 100
 ACTIVE, ARCHIVED = "active", "archived"
 # How many months of availability pages we look through for the slot (a meeting link
@@ -243,6 +256,17 @@ def _record_id(value: Any) -> str | None:
     return str(value).strip() or None
 
 
+def _contact_ids(obj: Mapping[str, Any]) -> list[str]:
+    """The ids of a CRM object's associated contacts (`associations.contacts.results[].id`)."""
+    contacts = ((obj.get("associations") or {}).get("contacts") or {}).get("results")
+    ids = (
+        [_record_id(c.get("id")) for c in contacts if isinstance(c, dict)]
+        if isinstance(contacts, list)
+        else []
+    )
+    return [i for i in ids if i is not None]
+
+
 def normalise_crm_meeting(obj: Any) -> SourceRecord:
     """A CRM meeting object `{id, properties{…}, createdAt, updatedAt, archived}`."""
     if not isinstance(obj, dict):
@@ -266,6 +290,7 @@ def normalise_crm_meeting(obj: Any) -> SourceRecord:
             end=end,
             conference_url=_http_url(properties.get("hs_meeting_external_url"))
             or _http_url(properties.get("hs_meeting_location")),
+            attendee=Person(email=as_text(obj.get(ATTENDEE_KEY))),
         )
         event_id = as_text(properties.get("hs_unique_id"))
         return SourceRecord(
@@ -275,8 +300,7 @@ def normalise_crm_meeting(obj: Any) -> SourceRecord:
             reference=CALENDAR_EVENT_PREFIX + event_id if event_id else None,
         )
     except ValidationError as exc:
-        reasons = "; ".join(err["msg"] for err in exc.errors())
-        raise NormaliseError(f"the HubSpot meeting {record_id} cannot be used: {reasons}") from exc
+        raise unusable(f"the HubSpot meeting {record_id}", exc) from exc
 
 
 def _form_value(fields: Any, *names: str) -> str | None:
@@ -325,8 +349,7 @@ def normalise_booking(answer: Any, fallback: Meeting | None = None) -> SourceRec
             reference=CALENDAR_EVENT_PREFIX + event_id,
         )
     except ValidationError as exc:
-        reasons = "; ".join(err["msg"] for err in exc.errors())
-        raise NormaliseError(f"the HubSpot {label} cannot be used: {reasons}") from exc
+        raise unusable(f"the HubSpot {label}", exc) from exc
 
 
 def normalise_record(payload: Any) -> SourceRecord:
@@ -551,8 +574,64 @@ def error_message(response: httpx.Response) -> str:
     return f"{text} ({', '.join(tags)})" if tags else text
 
 
+class HubSpotSettings(AdapterSettings):
+    """What a HubSpot connection takes (README: Connection settings by provider)."""
+
+    label: ClassVar[str] = "HubSpot"
+
+    base_url: str = Field(default=DEFAULT_BASE_URL, description="HubSpot's API address")
+    token: SecretStr = Field(description="a private app's access token (CRM meetings read/write, scheduler)")
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="the app's client secret, which signs webhooks (v3); without it every delivery is refused",
+    )
+    meeting_slug: str | None = Field(
+        default=None,
+        description="the meeting link mirrored bookings are made through (needed to be a route target)",
+    )
+    booking_timezone: str = Field(default="UTC", description="the IANA zone a booking is made in")
+    booking_locale: str = Field(default="en-us", description="the locale a booking is made in")
+    page_size: int = Field(
+        default=MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="CRM meetings per page (at most 100)"
+    )
+    requests_per_second: float = Field(
+        default=DEFAULT_REQUESTS_PER_SECOND,
+        gt=0,
+        description="our pace (HubSpot allows bursts of 100 per 10 s)",
+    )
+    timeout: float = Field(default=15.0, gt=0, description="seconds one request may take")
+    read_attendees: bool = Field(
+        default=False,
+        description="read each CRM meeting's contact for its email (so identity can match by attendee); "
+        "a call outside the OpenAPI files we follow, so off by default",
+    )
+
+    @field_validator("meeting_slug")
+    @classmethod
+    def _slug(cls, value: str | None) -> str | None:
+        if blank(value):
+            raise ValueError("meeting_slug is empty; set it to the meeting link's slug or leave it out")
+        return value
+
+    @field_validator("booking_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        if as_zone(value, PROVIDER) is None:
+            raise ValueError(f"booking_timezone {value!r} is not an IANA timezone")
+        return value
+
+    def booking_problem(self) -> str | None:
+        if not self.meeting_slug:
+            return (
+                "set options.meeting_slug to the HubSpot meeting link that mirrored bookings are made through"
+            )
+        return None
+
+
 class HubSpotAdapter:
     provider: ClassVar[str] = PROVIDER
+    settings_model: ClassVar[type[AdapterSettings]] = HubSpotSettings
+    shape: ClassVar[BookingShape] = BookingShape()  # epoch milliseconds, any length
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.LIST_CHANGES,
@@ -563,64 +642,39 @@ class HubSpotAdapter:
             Capability.FIND_BOOKING,
         }
     )
-
-    @staticmethod
-    def booking_problem(settings: Mapping[str, Any]) -> str | None:
-        """Why a connection with these settings cannot book, or None (see registry.booking_problem)."""
-        if not settings.get("meeting_slug"):
-            return (
-                "set options.meeting_slug to the HubSpot meeting link that mirrored bookings are made through"
-            )
-        return None
+    # Fields besides the times that the move (`reschedule`, a CRM PATCH) writes to an existing
+    # booking: worker/reconcile.py moves a mirror in step whose title differs, to push it.
+    pushes: ClassVar[frozenset[str]] = frozenset({"title"})
 
     def __init__(
         self,
         *,
         connection_id: str,
-        base_url: str = DEFAULT_BASE_URL,
-        token: str,
-        webhook_secret: str | None = None,
-        meeting_slug: str | None = None,
-        booking_timezone: str = "UTC",
-        booking_locale: str = "en-us",
-        page_size: int = MAX_PAGE_SIZE,
-        requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        timeout: float = 15.0,
+        **values: Any,
     ) -> None:
-        where = f"connection {connection_id!r}"
-        if not token or not token.strip():
-            raise ConfigError(
-                f'{where}: the HubSpot token is empty; set token (e.g. token = "env:HUBSPOT_TOKEN")'
-            )
-        if not base_url.startswith(("https://", "http://")):
-            raise ConfigError(f"{where}: base_url {base_url!r} must start with https://")
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ConfigError(f"{where}: page_size {page_size} must be between 1 and {MAX_PAGE_SIZE}")
-        if requests_per_second <= 0:
-            raise ConfigError(f"{where}: requests_per_second must be more than zero")
-        if meeting_slug is not None and not meeting_slug.strip():
-            raise ConfigError(
-                f"{where}: meeting_slug is empty; set it to the meeting link's slug or leave it out"
-            )
-        if as_zone(booking_timezone, PROVIDER) is None:
-            raise ConfigError(f"{where}: booking_timezone {booking_timezone!r} is not an IANA timezone")
+        settings = HubSpotSettings.checked(connection_id, values)
         self.connection_id = connection_id
-        self._secret = webhook_secret
-        self._slug = meeting_slug.strip() if meeting_slug else None
-        self._timezone = booking_timezone
-        self._locale = booking_locale
-        self._page_size = page_size
+        self._secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+        self._slug = settings.meeting_slug.strip() if settings.meeting_slug else None
+        self._timezone = settings.booking_timezone
+        self._locale = settings.booking_locale
+        self._page_size = settings.page_size
+        self._read_attendees = settings.read_attendees
+        self._contacts: dict[str, str | None] = {}  # contact id → email (CONTACT_CACHE_SIZE at most)
         self._http = ProviderHttp(
             provider=PROVIDER,
-            base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token.strip()}", "Accept": "application/json"},
+            base_url=settings.base_url.rstrip("/"),
+            headers={
+                "Authorization": f"Bearer {settings.token.get_secret_value()}",
+                "Accept": "application/json",
+            },
             error_message=error_message,
-            timeout=timeout,
+            timeout=settings.timeout,
             transport=transport,
             sleep=sleep,
-            min_interval=1.0 / requests_per_second,
+            min_interval=1.0 / settings.requests_per_second,
         )
 
     # -- read ----------------------------------------------------------------------------------
@@ -646,6 +700,8 @@ class HubSpotAdapter:
                 continue
             resumed = False
             results = body["results"]
+            if self._read_attendees:
+                self._add_attendees(results)
             records = [
                 RawRecord(
                     payload=item, external_id=_record_id(item.get("id")) if isinstance(item, dict) else None
@@ -666,6 +722,8 @@ class HubSpotAdapter:
         }
         if position.after is not None:
             params["after"] = position.after
+        if self._read_attendees:
+            params["associations"] = "contacts"
         body = response_json(PROVIDER, self._http.request("GET", MEETINGS_PATH, params=params))
         if not isinstance(body, dict) or not isinstance(body.get("results"), list):
             raise ProviderUnavailable(PROVIDER, f"GET {MEETINGS_PATH} answered without a 'results' list")
@@ -783,7 +841,30 @@ class HubSpotAdapter:
                 exc,
             )
             return record
-        return crm or record
+        return self._titled(crm, meeting) if crm is not None else record
+
+    def _titled(self, crm: SourceRecord, meeting: Meeting) -> SourceRecord:
+        """The booking carries the meeting link's subject; the meeting's own title is written onto
+        its CRM record (`PATCH hs_meeting_title`). Booked either way: a failed PATCH is logged and
+        the next converge pushes the title again (worker/reconcile.py compares it)."""
+        if not meeting.title or crm.meeting.title == meeting.title:
+            return crm
+        try:
+            self._http.request(
+                "PATCH",
+                f"{MEETINGS_PATH}/{quote(crm.external_id, safe='')}",
+                json={"properties": {"hs_meeting_title": meeting.title}},
+                idempotent=True,
+            )
+        except ProviderError as exc:
+            log.warning(
+                "hubspot %s: booked %s but could not set its title (%s)",
+                self.connection_id,
+                crm.external_id,
+                exc,
+            )
+            return crm
+        return crm.model_copy(update={"meeting": crm.meeting.model_copy(update={"title": meeting.title})})
 
     def _crm_meeting(self, external_id: str, *, associations: bool = False) -> SourceRecord | None:
         """The CRM meeting `external_id` names (a CRM id, or `calendar-event:<id>` read by
@@ -818,19 +899,19 @@ class HubSpotAdapter:
         return record.external_id
 
     def reschedule(self, external_id: str, request: BookingRequest) -> SourceRecord:
-        """Move the CRM meeting (`PATCH`): the scheduler API documents no reschedule."""
+        """Move the CRM meeting (`PATCH`): the scheduler API documents no reschedule. The same
+        PATCH carries the meeting's title (`pushes`): a title change reaches HubSpot this way."""
         meeting = request.meeting
         crm_id = self._crm_id(external_id)
+        properties = {
+            "hs_meeting_start_time": iso_z(meeting.start),
+            "hs_meeting_end_time": iso_z(meeting.end),
+            "hs_timestamp": iso_z(meeting.start),
+        }
+        if meeting.title:
+            properties["hs_meeting_title"] = meeting.title
         self._http.request(
-            "PATCH",
-            f"{MEETINGS_PATH}/{quote(crm_id, safe='')}",
-            json={
-                "properties": {
-                    "hs_meeting_start_time": iso_z(meeting.start),
-                    "hs_meeting_end_time": iso_z(meeting.end),
-                    "hs_timestamp": iso_z(meeting.start),
-                }
-            },
+            "PATCH", f"{MEETINGS_PATH}/{quote(crm_id, safe='')}", json={"properties": properties}
         )
         try:
             record = self._crm_meeting(crm_id)
@@ -896,8 +977,40 @@ class HubSpotAdapter:
                 and (m.start, m.end) == (meeting.start, meeting.end)
                 and self._attendee_email(record.external_id) == meeting.attendee.email
             ):
-                return record
+                return self._titled(record, meeting)  # ours: titled as a booking answered is
         return None
+
+    def _add_attendees(self, results: list[Any]) -> None:
+        """Write each listed meeting's attendee (its first associated contact with an email) into
+        it under ATTENDEE_KEY. A contact that cannot be read leaves the meeting without one."""
+        for item in results:
+            if not isinstance(item, dict):
+                continue
+            for contact_id in _contact_ids(item):
+                email = self._contact_email(contact_id)
+                if email:
+                    item[ATTENDEE_KEY] = email
+                    break
+
+    def _contact_email(self, contact_id: str) -> str | None:
+        if contact_id in self._contacts:
+            return self._contacts[contact_id]
+        try:
+            found = response_json(
+                PROVIDER,
+                self._http.request(
+                    "GET", f"{CONTACTS_PATH}/{quote(contact_id, safe='')}", params={"properties": "email"}
+                ),
+            )
+        except ProviderNotFound:
+            found = None  # merged or deleted since: no attendee from it
+        props = found.get("properties") if isinstance(found, dict) else None
+        email = as_text(props.get("email")) if isinstance(props, dict) else None
+        email = email.lower() if email else None
+        if len(self._contacts) >= CONTACT_CACHE_SIZE:
+            self._contacts.pop(next(iter(self._contacts)))
+        self._contacts[contact_id] = email
+        return email
 
     def _attendee_email(self, crm_id: str) -> str | None:
         body = response_json(

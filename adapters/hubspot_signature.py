@@ -26,8 +26,9 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from bookingsync.adapters.replay_window import check_sent_at
 from bookingsync.models.errors import WebhookUnauthorized
 
 SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
@@ -84,18 +85,7 @@ def verify_v3(
         raise WebhookUnauthorized(
             "the request URL is unknown, and HubSpot signs it; cannot verify the delivery"
         )
-    try:
-        if not timestamp.isdigit():
-            raise ValueError(timestamp)
-        sent = datetime.fromtimestamp(int(timestamp) / 1000, UTC)
-    except (ValueError, OverflowError, OSError) as exc:
-        raise WebhookUnauthorized(
-            f"{TIMESTAMP_HEADER} {timestamp[:20]!r} is not a Unix time in milliseconds"
-        ) from exc
-    if abs(now - sent) > SIGNATURE_TOLERANCE:
-        raise WebhookUnauthorized(
-            f"{TIMESTAMP_HEADER} {timestamp} is more than 5 minutes from our clock; refusing a possible replay"
-        )
+    check_sent_at(TIMESTAMP_HEADER, timestamp, now, tolerance=SIGNATURE_TOLERANCE, per_second=1000)
     expected = signature_v3(secret, method, url, body, timestamp)
     if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
         raise WebhookUnauthorized(

@@ -38,7 +38,8 @@ guides on managing a meeting, authentication, problem types and rate limits
   backoff if a 429 ever comes.
 * Errors come as `{"error": "..."}`, and as the API Gateway's `{"message": "Unauthorized"}` on
   auth failures; both are read.
-* No webhooks are documented, so `parse_webhook` refuses every delivery.
+* No webhooks are documented, so the adapter is no `WebhookReceiver` (the web layer refuses
+  every delivery).
 
 Writes (`create`, `reschedule`, `cancel`; pure pieces and their readings in leandata_booking.py):
 
@@ -87,31 +88,31 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from bookingsync.adapters import leandata_booking as booking
 from bookingsync.adapters import leandata_watch as watch
 from bookingsync.adapters.base import (
+    BookingShape,
     BookingRequest,
     Capability,
     Page,
     RawRecord,
     ReadContext,
     Sweep,
-    WebhookDelivery,
 )
-from bookingsync.adapters.fields import as_email, as_table
+from bookingsync.adapters.fields import as_email, as_table, unusable
 from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.adapters.settings import AdapterSettings
 from bookingsync.adapters.time_formats import epoch_ms, from_epoch_ms, iso_ms_z
 from bookingsync.models.errors import (
     AnswerLost,
-    ConfigError,
     NormaliseError,
     ProviderError,
     ProviderNotFound,
@@ -119,7 +120,6 @@ from bookingsync.models.errors import (
     ProviderUnavailable,
     RateLimited,
     SlotUnavailable,
-    WebhookMalformed,
 )
 from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord, normalise_email
 
@@ -245,8 +245,7 @@ def normalise_meeting(payload: Any, scope: str | None = None) -> SourceRecord:
         )
         return SourceRecord(external_id=external_id, meeting=meeting, scope=scope)
     except ValidationError as exc:
-        reasons = "; ".join(err["msg"] for err in exc.errors())
-        raise NormaliseError(f"the LeanData meeting {external_id} cannot be used: {reasons}") from exc
+        raise unusable(f"the LeanData meeting {external_id}", exc) from exc
 
 
 # -- the adapter: the HTTP edge -----------------------------------------------------------------
@@ -260,12 +259,98 @@ def error_message(response: httpx.Response) -> str:
     return str(body.get("error") or body.get("message") or "")
 
 
+class LeanDataSettings(AdapterSettings):
+    """What a LeanData BookIt connection takes (README: Connection settings by provider)."""
+
+    label: ClassVar[str] = "LeanData"
+    credential: ClassVar[str] = "api_key"
+
+    base_url: str = Field(description="BookIt's API address, e.g. `https://api.leandata.com`")
+    api_key: SecretStr = Field(description="the BookIt API key (sent as `X-Api-Key`)")
+    watch_emails: tuple[str, ...] = Field(
+        default=(),
+        description="prospect emails always read (beside the attendees of upcoming and recent meetings)",
+    )
+    lookback_days: int = Field(
+        default=7, description="how far back each read of a prospect's meetings starts, in whole days"
+    )
+    requests_per_second: float = Field(
+        default=5.0, description="our pace (BookIt documents no limit and sends no Retry-After)"
+    )
+    timeout: float = Field(default=15.0, gt=0, description="seconds one request may take")
+    link_id: str | None = Field(
+        default=None,
+        description="the single-meeting-type BookIt link mirrored meetings are booked through (or `trigger_node`)",
+    )
+    trigger_node: str | None = Field(
+        default=None, description="the BookIt prospect trigger node that routes a booking (or `link_id`)"
+    )
+    routing_inputs: dict[str, Any] | None = Field(
+        default=None, description="trigger node input name → value (`{email}`, `{name}`, … are filled in)"
+    )
+    form_defaults: dict[str, Any] | None = Field(
+        default=None, description="booking form label → value for fields the meeting does not fill"
+    )
+    timezone: str = Field(default="UTC", description="the IANA zone bookings are made in")
+
+    @field_validator("lookback_days", mode="before")
+    @classmethod
+    def _lookback(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError("lookback_days must be a whole number of days, zero or more")
+        return value
+
+    @field_validator("requests_per_second", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0):
+            raise ValueError("requests_per_second must be more than zero")
+        return value
+
+    @field_validator("watch_emails")
+    @classmethod
+    def _emails(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        emails: list[str] = []
+        for raw in value:
+            try:
+                email = normalise_email(raw)
+            except ValueError as exc:
+                raise ValueError(f"watch_emails has {raw!r}, which is not an email address") from exc
+            if email and email not in emails:
+                emails.append(email)
+        return tuple(emails)
+
+    @model_validator(mode="after")
+    def _booking_settings(self) -> LeanDataSettings:
+        self.booking_settings()  # raises a keyed ValueError naming the booking setting to fix
+        return self
+
+    def booking_settings(self) -> booking.BookingSettings:
+        """The booking settings, checked (a ValueError naming the key to fix)."""
+        return booking.booking_settings(
+            link_id=self.link_id,
+            trigger_node=self.trigger_node,
+            routing_inputs=self.routing_inputs,
+            form_defaults=self.form_defaults,
+            timezone=self.timezone,
+        )
+
+    def booking_problem(self) -> str | None:
+        if not (self.link_id or self.trigger_node):
+            return (
+                "set options.link_id (a single-meeting-type BookIt link) or options.trigger_node (a BookIt "
+                "prospect trigger node) to say where mirrored meetings are booked"
+            )
+        return None
+
+
 class LeanDataAdapter:
     provider: ClassVar[str] = PROVIDER
+    settings_model: ClassVar[type[AdapterSettings]] = LeanDataSettings
+    shape: ClassVar[BookingShape] = BookingShape()  # epoch milliseconds, any length
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.LOOKUP_BY_EMAIL,
-            Capability.LOOKUP_BY_ID,
             Capability.CREATE,
             Capability.RESCHEDULE,
             Capability.CANCEL,
@@ -273,76 +358,29 @@ class LeanDataAdapter:
         }
     )
 
-    @staticmethod
-    def booking_problem(settings: Mapping[str, Any]) -> str | None:
-        """Why a connection with these settings cannot book, or None (see registry.booking_problem)."""
-        if not (settings.get("link_id") or settings.get("trigger_node")):
-            return (
-                "set options.link_id (a single-meeting-type BookIt link) or options.trigger_node (a BookIt "
-                "prospect trigger node) to say where mirrored meetings are booked"
-            )
-        return None
-
     def __init__(
         self,
         *,
         connection_id: str,
-        base_url: str,
-        api_key: str,
-        watch_emails: Iterable[str] = (),
-        lookback_days: int = 7,
-        requests_per_second: float = 5.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        timeout: float = 15.0,
-        link_id: str | None = None,
-        trigger_node: str | None = None,
-        routing_inputs: Mapping[str, Any] | None = None,
-        form_defaults: Mapping[str, Any] | None = None,
-        timezone: str = "UTC",
+        **values: Any,
     ) -> None:
-        where = f"connection {connection_id!r}"
-        if not api_key or not api_key.strip():
-            raise ConfigError(
-                f'{where}: the LeanData api_key is empty; set api_key (e.g. api_key = "env:LEANDATA_API_KEY")'
-            )
-        if not base_url.startswith(("https://", "http://")):
-            raise ConfigError(f"{where}: base_url {base_url!r} must start with https://")
-        if isinstance(lookback_days, bool) or not isinstance(lookback_days, int) or lookback_days < 0:
-            raise ConfigError(f"{where}: lookback_days must be a whole number of days, zero or more")
-        if not (isinstance(requests_per_second, (int, float)) and requests_per_second > 0):
-            raise ConfigError(f"{where}: requests_per_second must be more than zero")
-        emails = set()
-        for value in watch_emails:
-            try:
-                email = normalise_email(value)
-            except ValueError as exc:
-                raise ConfigError(
-                    f"{where}: watch_emails has {value!r}, which is not an email address"
-                ) from exc
-            if email:
-                emails.add(email)
-        self._booking = booking.booking_settings(
-            where,
-            link_id=link_id,
-            trigger_node=trigger_node,
-            routing_inputs=routing_inputs,
-            form_defaults=form_defaults,
-            timezone=timezone,
-        )
+        settings = LeanDataSettings.checked(connection_id, values)
+        self._booking = settings.booking_settings()
         self.connection_id = connection_id
-        self._watch = frozenset(emails)
-        self._lookback = timedelta(days=lookback_days)
-        self._rate = float(requests_per_second)
+        self._watch = frozenset(settings.watch_emails)
+        self._lookback = timedelta(days=settings.lookback_days)
+        self._rate = float(settings.requests_per_second)
         self._http = ProviderHttp(
             provider=PROVIDER,
-            base_url=base_url.rstrip("/"),
-            headers={"X-Api-Key": api_key.strip(), "Accept": "application/json"},
+            base_url=settings.base_url.rstrip("/"),
+            headers={"X-Api-Key": settings.api_key.get_secret_value(), "Accept": "application/json"},
             error_message=error_message,
-            timeout=timeout,
+            timeout=settings.timeout,
             transport=transport,
             sleep=sleep,
-            min_interval=1.0 / requests_per_second,
+            min_interval=1.0 / settings.requests_per_second,
         )
 
     def emails(self, context: ReadContext) -> list[str]:
@@ -430,11 +468,6 @@ class LeanDataAdapter:
 
     def normalise(self, record: RawRecord) -> SourceRecord:
         return normalise_meeting(record.payload, record.scope)
-
-    def parse_webhook(
-        self, headers: Mapping[str, str], body: bytes, now: datetime, *, method: str = "POST", url: str = ""
-    ) -> WebhookDelivery:
-        raise WebhookMalformed("LeanData BookIt sends no webhooks; this connection only polls")
 
     # -- writes ---------------------------------------------------------------------------------
 

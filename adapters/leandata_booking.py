@@ -48,8 +48,9 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bookingsync.adapters.fields import as_table
+from bookingsync.adapters.settings import keyed
 from bookingsync.adapters.time_formats import from_epoch_ms
-from bookingsync.models.errors import ConfigError, ProviderRejected, ProviderUnavailable
+from bookingsync.models.errors import ProviderRejected, ProviderUnavailable
 from bookingsync.models.meeting import Meeting
 
 PROVIDER = "leandata"
@@ -116,7 +117,6 @@ class BookingSettings:
 
 
 def booking_settings(
-    where: str,
     *,
     link_id: str | None,
     trigger_node: str | None,
@@ -124,51 +124,64 @@ def booking_settings(
     form_defaults: Mapping[str, Any] | None,
     timezone: str,
 ) -> BookingSettings:
-    """Checked booking settings; ConfigError with a sentence otherwise."""
+    """Checked booking settings; a ValueError naming the key (`keyed`) and the fix otherwise."""
     link = link_id.strip() if isinstance(link_id, str) else link_id
     if link is not None and (not isinstance(link, str) or not link):
-        raise ConfigError(
-            f'{where}: link_id must be the id of a single-meeting-type BookIt link (e.g. "Lw5mjKK")'
+        raise ValueError(
+            keyed("link_id", 'link_id must be the id of a single-meeting-type BookIt link (e.g. "Lw5mjKK")')
         )
     if link and "/l/" in link:  # a whole BookIt link URL: the id is the segment after /l/
         link = link.split("/l/", 1)[1].split("/", 1)[0].split("?", 1)[0] or None
         if link is None:
-            raise ConfigError(f"{where}: link_id {link_id!r} has no id after /l/")
+            raise ValueError(keyed("link_id", f"link_id {link_id!r} has no id after /l/"))
     node = trigger_node.strip() if isinstance(trigger_node, str) else trigger_node
     if node is not None and (not isinstance(node, str) or not node):
-        raise ConfigError(f"{where}: trigger_node must be the name of a BookIt prospect trigger node")
+        raise ValueError(
+            keyed("trigger_node", "trigger_node must be the name of a BookIt prospect trigger node")
+        )
     if link and node:
-        raise ConfigError(
-            f"{where}: set either link_id or trigger_node, not both: they are two ways to find the meeting type"
+        raise ValueError(
+            keyed(
+                "trigger_node",
+                "set either link_id or trigger_node, not both: they are two ways to find the meeting type",
+            )
         )
     if routing_inputs is not None:
         if not node:
-            raise ConfigError(
-                f"{where}: routing_inputs only applies with trigger_node; set trigger_node or remove routing_inputs"
+            raise ValueError(
+                keyed(
+                    "routing_inputs",
+                    "routing_inputs only applies with trigger_node; set trigger_node or remove routing_inputs",
+                )
             )
         if not isinstance(routing_inputs, Mapping) or not all(
             isinstance(k, str) and k for k in routing_inputs
         ):
-            raise ConfigError(f"{where}: routing_inputs must map trigger node input names to values")
+            raise ValueError(
+                keyed("routing_inputs", "routing_inputs must map trigger node input names to values")
+            )
     if form_defaults is not None:
         if not isinstance(form_defaults, Mapping):
-            raise ConfigError(f"{where}: form_defaults must map form field labels to values")
+            raise ValueError(keyed("form_defaults", "form_defaults must map form field labels to values"))
         for name, value in form_defaults.items():
             if not isinstance(name, str) or not name.strip():
-                raise ConfigError(f"{where}: form_defaults has an empty field label")
+                raise ValueError(keyed("form_defaults", "form_defaults has an empty field label"))
             if not isinstance(value, str) and not (
                 isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
             ):
-                raise ConfigError(
-                    f"{where}: form_defaults[{name!r}] must be text (or a list of text for an array field)"
+                raise ValueError(
+                    keyed(
+                        "form_defaults",
+                        f"form_defaults[{name!r}] must be text (or a list of text for an array field)",
+                    )
                 )
     if not isinstance(timezone, str) or not timezone.strip():
-        raise ConfigError(f'{where}: timezone must be an IANA timezone such as "America/Los_Angeles"')
+        raise ValueError(keyed("timezone", 'timezone must be an IANA timezone such as "America/Los_Angeles"'))
     try:
         ZoneInfo(timezone.strip())
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f'{where}: timezone {timezone!r} is not an IANA timezone (e.g. "America/Los_Angeles")'
+        raise ValueError(
+            keyed("timezone", f'timezone {timezone!r} is not an IANA timezone (e.g. "America/Los_Angeles")')
         ) from None
     return BookingSettings(
         link_id=link or None,

@@ -3,13 +3,16 @@
 LeanData has no change feed: each watched email costs one request, at a rate we choose
 (`requests_per_second`). Reading the list in a fixed order every poll makes an email late in the
 order wait for all the others, and a long list outlast the interval. Instead each email has a
-target period and is read when it falls due, most urgent first, at most `rate x interval` per
-poll:
+target period and is read when it falls due, most urgent first, at most `rate x interval x
+READ_FILL` per poll (a read must end before the next tick, or that tick finds it running and is
+skipped, and an urgent email waits two intervals):
 
 * urgent, every interval: an email never read yet (just added: a new upcoming meeting
   elsewhere), one with a meeting starting within SOON, one whose meetings changed within RECENT;
 * the rest share what the urgent ones leave of the rate, spread evenly: each is read every
-  `rest / spare rate` seconds, never more often than every interval.
+  `rest / spare rate` seconds, never more often than every interval. They always keep REST_SHARE
+  of each poll: a bulk of new meetings elsewhere can make thousands of emails urgent for RECENT,
+  and without a share of their own the rest would not be read at all meanwhile.
 
 The worst staleness of any email follows from the count and the rate, and is what `bookingsync
 status` shows ("412 emails, each read at least every 83 s, next due in 4 s"). Pure: no HTTP.
@@ -37,6 +40,11 @@ RECENT = timedelta(minutes=10)
 # An email is read in a poll when it falls due before the poll's half-interval mark: ticks jitter,
 # and an urgent email must not slip to every second poll by a few milliseconds.
 DUE_SLACK = 0.5
+# The part of each poll's reads kept for the emails that are not urgent (when both kinds wait).
+REST_SHARE = 0.2
+# The part of the interval a read's requests may fill at the rate; the rest is for the round trips
+# and the pages' writes, so the read is over when the next tick comes.
+READ_FILL = 0.75
 
 
 @dataclass(frozen=True)
@@ -90,11 +98,15 @@ def plan(
     interval: float,
     rate: float,
 ) -> Plan:
-    """The emails due in this poll (at most rate x interval), most urgent first, and the summary."""
-    budget = max(1, math.floor(rate * interval))
+    """The emails due in this poll (at most rate x interval x READ_FILL), most urgent first, and
+    the summary."""
+    budget = max(1, math.floor(rate * interval * READ_FILL + 1e-9))
     hot = {e for e in emails if urgent(e, last_read, hints, now)}
     rest = len(emails) - len(hot)
-    spare = rate - min(len(hot), budget) / interval
+    # With one read per poll there is nothing to share: urgent emails come first.
+    reserve = max(1, math.floor(budget * REST_SHARE)) if rest and budget > 1 else 0
+    hot_budget = budget - reserve
+    spare = (budget - min(len(hot), hot_budget)) / interval  # reads a second left for the rest
     rest_period = interval if rest == 0 else max(interval, rest / spare) if spare > 0 else math.inf
     at = now.timestamp()
 
@@ -106,20 +118,30 @@ def plan(
     def order(email: str) -> tuple:
         hint = hints.get(email)
         start = hint.next_start.timestamp() if hint is not None and hint.next_start is not None else math.inf
-        return (email not in last_read, email in hot, -start if email in hot else 0.0, -due_at(email))
+        # A meeting about to start goes before a just-added email: twenty new attendees from
+        # another provider must not hold back the read that catches a last-minute cancel.
+        soon = start - at <= SOON.total_seconds()
+        return (email in hot, soon, email not in last_read, -start if email in hot else 0.0, -due_at(email))
 
     ready = [e for e in emails if due_at(e) <= at + interval * DUE_SLACK]
-    # Sorted descending by the tuple: never read, then urgent (soonest start first), then most overdue.
+    # Sorted descending by the tuple: urgent first (starting soon, then never read, then changed,
+    # soonest start first), then the most overdue.
     ready.sort(key=order, reverse=True)
-    chosen = ready[:budget]
+    hot_ready = [e for e in ready if e in hot]
+    rest_ready = [e for e in ready if e not in hot]
+    # Each kind may use what the other leaves; the rest never get less than the reserve.
+    take_rest = min(len(rest_ready), max(reserve, budget - len(hot_ready)))
+    chosen = hot_ready[: budget - take_rest] + rest_ready[:take_rest]
     left = [due_at(e) for e in emails if e not in set(chosen)]
     upcoming = min(left) if left else at + interval
+    if math.isinf(upcoming):  # one read a poll, taken by urgent emails: the rest wait for them
+        upcoming = at + interval
     next_due = datetime.fromtimestamp(max(upcoming, at), now.tzinfo)
     worst = rest_period if rest else float(interval)
-    if math.isinf(worst):  # more urgent emails than the rate reads per interval
-        worst = len(emails) / rate
-    if len(hot) > budget:
-        worst = max(worst, len(hot) / rate)
+    if math.isinf(worst):  # more urgent emails than a poll reads
+        worst = len(emails) * interval / budget
+    if len(hot) > hot_budget:  # the urgent ones take turns too
+        worst = max(worst, len(hot) * interval / max(1, hot_budget))
     return Plan(
         due=chosen, summary=WatchSummary(count=len(emails), staleness_seconds=worst, next_due_at=next_due)
     )

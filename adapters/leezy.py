@@ -58,7 +58,6 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -66,16 +65,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import ValidationError
+from pydantic import Field, SecretStr, ValidationError
 
 from bookingsync.adapters import skew
 from bookingsync.adapters.base import Capability, Page, RawRecord, ReadContext, WebhookDelivery
-from bookingsync.adapters.fields import as_zone
+from bookingsync.adapters.fields import as_zone, unusable
 from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.adapters.replay_window import check_sent_at
+from bookingsync.adapters.settings import AdapterSettings
 from bookingsync.adapters.time_formats import iso_z
 from bookingsync.adapters.wall_time import DATE_ONLY, date_only
 from bookingsync.models.errors import (
-    ConfigError,
     NormaliseError,
     ProviderUnavailable,
     WebhookMalformed,
@@ -445,8 +445,7 @@ def normalise_meeting(payload: Any) -> SourceRecord:
             source_updated_at=_time(attributes, "updated_at", required=False),
         )
     except ValidationError as exc:
-        reasons = "; ".join(err["msg"] for err in exc.errors())
-        raise NormaliseError(f"the Leezy meeting {record_id} cannot be used: {reasons}") from exc
+        raise unusable(f"the Leezy meeting {record_id}", exc) from exc
 
 
 # -- webhooks: pure -----------------------------------------------------------------------------
@@ -465,18 +464,7 @@ def verify_signature(
     signature = (lower.get("x-leezy-signature") or "").strip()
     if not timestamp or not signature:
         raise WebhookUnauthorized("the delivery lacks the X-Leezy-Timestamp or X-Leezy-Signature header")
-    try:
-        if not timestamp.isdigit():
-            raise ValueError(timestamp)
-        sent = datetime.fromtimestamp(int(timestamp), UTC)
-    except (ValueError, OverflowError, OSError) as exc:
-        raise WebhookUnauthorized(
-            f"X-Leezy-Timestamp {timestamp[:20]!r} is not a Unix time in seconds"
-        ) from exc
-    if abs(now - sent) > SIGNATURE_TOLERANCE:
-        raise WebhookUnauthorized(
-            f"X-Leezy-Timestamp {timestamp} is more than 5 minutes from our clock; refusing a possible replay"
-        )
+    check_sent_at("X-Leezy-Timestamp", timestamp, now, tolerance=SIGNATURE_TOLERANCE)
     if not signature.lower().startswith(SIGNATURE_PREFIX):
         raise WebhookUnauthorized("X-Leezy-Signature does not start with 'sha256='")
     given = signature[len(SIGNATURE_PREFIX) :].strip().lower()
@@ -542,8 +530,44 @@ def error_message(response: httpx.Response) -> str:
     return str(description or code or "")
 
 
+class LeezySettings(AdapterSettings):
+    """What a Leezy connection takes (README: Connection settings by provider)."""
+
+    label: ClassVar[str] = "Leezy"
+
+    base_url: str = Field(
+        description="Leezy's address, e.g. `https://app.leezy.ai` (a trailing `/api/v1` is dropped)"
+    )
+    token: SecretStr = Field(description="bearer token with `meetings:read`")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="the secret Leezy signs webhooks with; without it every delivery is refused"
+    )
+    accept_legacy_signature: bool = Field(
+        default=False, description="also accept Leezy's older signature over the body alone"
+    )
+    page_size: int = Field(
+        default=MAX_PAGE_SIZE,
+        ge=1,
+        le=MAX_PAGE_SIZE,
+        description="meetings per page (at most 100, Leezy's maximum)",
+    )
+    overlap_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="how far each read reaches back before the last one's watermark (ties at a page boundary)",
+    )
+    requests_per_minute: float = Field(
+        default=DEFAULT_REQUESTS_PER_MINUTE,
+        gt=0,
+        description="our pace at Leezy (its Starter plan allows 100)",
+    )
+    timeout: float = Field(default=15.0, gt=0, description="seconds one request may take")
+
+
 class LeezyAdapter:
     provider: ClassVar[str] = PROVIDER
+    settings_model: ClassVar[type[AdapterSettings]] = LeezySettings
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.LIST_CHANGES, Capability.RECEIVE_WEBHOOKS}
     )
@@ -552,47 +576,29 @@ class LeezyAdapter:
         self,
         *,
         connection_id: str,
-        base_url: str,
-        token: str,
-        webhook_secret: str | None = None,
-        accept_legacy_signature: bool = False,
-        page_size: int = MAX_PAGE_SIZE,
-        overlap_seconds: float = 1.0,
-        requests_per_minute: float = DEFAULT_REQUESTS_PER_MINUTE,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        timeout: float = 15.0,
+        **values: Any,
     ) -> None:
-        if not token or not token.strip():
-            raise ConfigError(
-                f'connection {connection_id!r}: the Leezy token is empty; set token (e.g. token = "env:LEEZY_TOKEN")'
-            )
-        if not base_url.startswith(("https://", "http://")):
-            raise ConfigError(f"connection {connection_id!r}: base_url {base_url!r} must start with https://")
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ConfigError(
-                f"connection {connection_id!r}: page_size {page_size} must be between 1 and {MAX_PAGE_SIZE}"
-            )
-        if not (math.isfinite(overlap_seconds) and overlap_seconds >= 0):
-            raise ConfigError(f"connection {connection_id!r}: overlap_seconds must be zero or more")
-        if requests_per_minute <= 0:
-            raise ConfigError(f"connection {connection_id!r}: requests_per_minute must be more than zero")
+        settings = LeezySettings.checked(connection_id, values)
         self.connection_id = connection_id
-        self._secret = webhook_secret
-        self._accept_legacy = accept_legacy_signature
-        self._page_size = page_size
-        self._overlap = overlap_seconds
-        host = base_url.rstrip("/").removesuffix("/api/v1")
+        self._secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+        self._accept_legacy = settings.accept_legacy_signature
+        self._page_size = settings.page_size
+        self._overlap = settings.overlap_seconds
         self._skew = skew.for_connection(connection_id)
         self._http = ProviderHttp(
             provider=PROVIDER,
-            base_url=host,
-            headers={"Authorization": f"Bearer {token.strip()}", "Accept": "application/json"},
+            base_url=settings.base_url.rstrip("/").removesuffix("/api/v1"),
+            headers={
+                "Authorization": f"Bearer {settings.token.get_secret_value()}",
+                "Accept": "application/json",
+            },
             error_message=error_message,
-            timeout=timeout,
+            timeout=settings.timeout,
             transport=transport,
             sleep=sleep,
-            min_interval=60.0 / requests_per_minute,
+            min_interval=60.0 / settings.requests_per_minute,
             observe_date=self._skew.observe_date,
         )
 

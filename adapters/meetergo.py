@@ -152,7 +152,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
-from pydantic import ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from bookingsync.adapters import skew
 from bookingsync.adapters.base import (
@@ -165,8 +165,9 @@ from bookingsync.adapters.base import (
     Sweep,
     WebhookDelivery,
 )
-from bookingsync.adapters.fields import as_email, as_table, as_text, as_zone
+from bookingsync.adapters.fields import as_email, as_table, as_text, as_zone, unusable
 from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.adapters.settings import AdapterSettings, blank, keyed
 from bookingsync.adapters.time_formats import iso_seconds_z
 from bookingsync.adapters.wall_time import DATE_ONLY, date_only
 from bookingsync.models.errors import (
@@ -539,8 +540,7 @@ def normalise_appointment(payload: Any, scope: str | None = None) -> SourceRecor
             reference=planted_reference(payload),
         )
     except ValidationError as exc:
-        reasons = "; ".join(err["msg"] for err in exc.errors())
-        raise NormaliseError(f"the meetergo appointment {appointment_id} cannot be used: {reasons}") from exc
+        raise unusable(f"the meetergo appointment {appointment_id}", exc) from exc
 
 
 # -- webhooks: pure -----------------------------------------------------------------------------
@@ -698,12 +698,138 @@ def error_message(response: httpx.Response) -> str:
     return f"{text} ({'; '.join(details)})" if details else text
 
 
+class MeetergoSettings(AdapterSettings):
+    """What a meetergo connection takes (README: Connection settings by provider)."""
+
+    label: ClassVar[str] = "meetergo"
+
+    base_url: str = Field(
+        description="meetergo's API address, e.g. `https://api.meetergo.com` (a trailing `/v4` is dropped)"
+    )
+    token: SecretStr = Field(
+        description="a personal access token, or a platform API key (`ak_…`, then with `user_id`)"
+    )
+    user_id: str | None = Field(
+        default=None,
+        description="the meetergo user a platform API key acts for (never with a personal token)",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="the secret the webhook URL carries (`?token=`); without it every delivery is refused",
+    )
+    meeting_type_id: str | None = Field(
+        default=None,
+        description="the meeting type mirrored bookings are made in (needed to be a route target)",
+    )
+    host_ids: tuple[str, ...] = Field(
+        default=(), description="the hosts a booking is made with (or `queue_id`, not both)"
+    )
+    queue_id: str | None = Field(
+        default=None, description="the queue that picks a booking's host (or `host_ids`)"
+    )
+    page_size: int = Field(default=MAX_PAGE_SIZE, description="appointments per page (1 to 100)")
+    durations: tuple[int, ...] | None = Field(
+        default=None,
+        description="the meeting type's default and allowed lengths in whole minutes, e.g. `[30, 60]` (unset: any)",
+    )
+    requests_per_minute: float = Field(
+        default=DEFAULT_REQUESTS_PER_MINUTE,
+        gt=0,
+        description="our pace (meetergo's standard rate is 100 per key)",
+    )
+    timeout: float = Field(default=15.0, gt=0, description="seconds one request may take")
+
+    @field_validator("user_id", "queue_id", "meeting_type_id")
+    @classmethod
+    def _optional_text(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
+
+    @field_validator("host_ids", mode="before")
+    @classmethod
+    def _hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("host_ids must be a list of meetergo user ids, not one string")
+        return tuple(h.strip() for h in value if isinstance(h, str) and h.strip()) if value else ()
+
+    @field_validator("page_size", mode="before")
+    @classmethod
+    def _page_size(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size {value} must be between 1 and {MAX_PAGE_SIZE}")
+        return value
+
+    @field_validator("durations", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        if value is not None and (
+            isinstance(value, (str, bytes))
+            or not value
+            or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in value)
+        ):
+            raise ValueError(
+                "durations must list the meeting type's default and allowed durations in "
+                f"whole minutes (e.g. [30, 60]), not {value!r}"
+            )
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if blank(value):
+            raise ValueError("webhook_secret is blank; remove it or set the token the webhook URL carries")
+        return value
+
+    @model_validator(mode="after")
+    def _together(self) -> MeetergoSettings:
+        platform = self.token.get_secret_value().startswith(PLATFORM_KEY_PREFIX)
+        if platform and self.user_id is None:
+            raise ValueError(
+                keyed(
+                    "user_id",
+                    "a meetergo platform API key (ak_…) acts for a chosen user; set user_id "
+                    "to the meetergo user it acts as",
+                )
+            )
+        if not platform and self.user_id is not None:
+            raise ValueError(
+                keyed(
+                    "user_id",
+                    "a meetergo personal access token never names a user; remove user_id, "
+                    "or use a platform API key (ak_live:…)",
+                )
+            )
+        if self.host_ids and self.queue_id:
+            raise ValueError(
+                keyed(
+                    "queue_id",
+                    "set host_ids or queue_id, not both (meetergo refuses a queue with chosen hosts)",
+                )
+            )
+        if self.meeting_type_id and not (self.host_ids or self.queue_id):
+            raise ValueError(
+                keyed("host_ids", "booking with meeting_type_id needs host_ids or queue_id; add one")
+            )
+        if (self.host_ids or self.queue_id) and not self.meeting_type_id:
+            raise ValueError(
+                keyed("meeting_type_id", "host_ids and queue_id are for booking; add meeting_type_id too")
+            )
+        return self
+
+    def booking_problem(self) -> str | None:
+        if not self.meeting_type_id:
+            return (
+                "set options.meeting_type_id (and host_ids or queue_id) to the meetergo meeting type that "
+                "mirrored bookings are made in"
+            )
+        return None
+
+
 class MeetergoAdapter:
     provider: ClassVar[str] = PROVIDER
+    settings_model: ClassVar[type[AdapterSettings]] = MeetergoSettings
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.LIST_CHANGES,
-            Capability.LOOKUP_BY_ID,
             Capability.RECEIVE_WEBHOOKS,
             Capability.CREATE,
             Capability.CANCEL,
@@ -711,113 +837,44 @@ class MeetergoAdapter:
         }
     )
 
-    @staticmethod
-    def booking_problem(settings: Mapping[str, Any]) -> str | None:
-        """Why a connection with these settings cannot book, or None (see registry.booking_problem)."""
-        if not settings.get("meeting_type_id"):
-            return (
-                "set options.meeting_type_id (and host_ids or queue_id) to the meetergo meeting type that "
-                "mirrored bookings are made in"
-            )
-        return None
-
     def __init__(
         self,
         *,
         connection_id: str,
-        base_url: str,
-        token: str,
-        user_id: str | None = None,
-        webhook_secret: str | None = None,
-        meeting_type_id: str | None = None,
-        host_ids: Sequence[str] = (),
-        queue_id: str | None = None,
-        page_size: int = MAX_PAGE_SIZE,
-        durations: Sequence[int] | None = None,
-        requests_per_minute: float = DEFAULT_REQUESTS_PER_MINUTE,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        timeout: float = 15.0,
+        **values: Any,
     ) -> None:
-        where = f"connection {connection_id!r}"
-        token = (token or "").strip()
-        if not token:
-            raise ConfigError(
-                f'{where}: the meetergo token is empty; set token (e.g. token = "env:MEETERGO_TOKEN")'
-            )
-        if not base_url.startswith(("https://", "http://")):
-            raise ConfigError(f"{where}: base_url {base_url!r} must start with https://")
-        user_id = (user_id or "").strip() or None
-        platform = token.startswith(PLATFORM_KEY_PREFIX)
-        if platform and user_id is None:
-            raise ConfigError(
-                f"{where}: a meetergo platform API key (ak_…) acts for a chosen user; set user_id "
-                "to the meetergo user it acts as"
-            )
-        if not platform and user_id is not None:
-            raise ConfigError(
-                f"{where}: a meetergo personal access token never names a user; remove user_id, "
-                "or use a platform API key (ak_live:…)"
-            )
-        if (
-            isinstance(page_size, bool)
-            or not isinstance(page_size, int)
-            or not 1 <= page_size <= MAX_PAGE_SIZE
-        ):
-            raise ConfigError(f"{where}: page_size {page_size} must be between 1 and {MAX_PAGE_SIZE}")
-        if not (isinstance(requests_per_minute, (int, float)) and requests_per_minute > 0):
-            raise ConfigError(f"{where}: requests_per_minute must be more than zero")
-        if isinstance(host_ids, str):
-            raise ConfigError(f"{where}: host_ids must be a list of meetergo user ids, not one string")
-        hosts = [h.strip() for h in host_ids if isinstance(h, str) and h.strip()]
-        queue_id = (queue_id or "").strip() or None
-        meeting_type_id = (meeting_type_id or "").strip() or None
-        if hosts and queue_id:
-            raise ConfigError(
-                f"{where}: set host_ids or queue_id, not both (meetergo refuses a queue with chosen hosts)"
-            )
-        if meeting_type_id and not (hosts or queue_id):
-            raise ConfigError(f"{where}: booking with meeting_type_id needs host_ids or queue_id; add one")
-        if (hosts or queue_id) and not meeting_type_id:
-            raise ConfigError(f"{where}: host_ids and queue_id are for booking; add meeting_type_id too")
-        if durations is not None and (
-            isinstance(durations, (str, bytes))
-            or not durations
-            or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in durations)
-        ):
-            raise ConfigError(
-                f"{where}: durations must list the meeting type's default and allowed durations in "
-                f"whole minutes (e.g. [30, 60]), not {durations!r}"
-            )
-        if webhook_secret is not None and not webhook_secret.strip():
-            raise ConfigError(
-                f"{where}: webhook_secret is blank; remove it or set the token the webhook URL carries"
-            )
+        settings = MeetergoSettings.checked(connection_id, values)
         self.connection_id = connection_id
-        self._secret = webhook_secret.strip() if webhook_secret else None
-        self._meeting_type_id = meeting_type_id
-        self._host_ids = tuple(hosts)
-        self._queue_id = queue_id
-        self._page_size = page_size
+        self._secret = settings.webhook_secret.get_secret_value().strip() if settings.webhook_secret else None
+        self._meeting_type_id = settings.meeting_type_id
+        self._host_ids = settings.host_ids
+        self._queue_id = settings.queue_id
+        self._page_size = settings.page_size
         # What a booking here can hold: whole minutes, a length, and the configured durations.
+        durations = settings.durations
         self.shape = (
             SHAPE
             if durations is None
             else replace(SHAPE, durations=frozenset(timedelta(minutes=d) for d in durations))
         )
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        if user_id is not None:
-            headers[USER_HEADER] = user_id
+        headers = {
+            "Authorization": f"Bearer {settings.token.get_secret_value()}",
+            "Accept": "application/json",
+        }
+        if settings.user_id is not None:
+            headers[USER_HEADER] = settings.user_id
         self._http = ProviderHttp(
             provider=PROVIDER,
-            base_url=base_url.rstrip("/").removesuffix("/v4"),
+            base_url=settings.base_url.rstrip("/").removesuffix("/v4"),
             headers=headers,
             error_message=error_message,
-            timeout=timeout,
+            timeout=settings.timeout,
             transport=transport,
             sleep=sleep,
             observe_date=skew.for_connection(connection_id).observe_date,  # clock skew: a metric, a warning
-            min_interval=60.0 / requests_per_minute,
+            min_interval=60.0 / settings.requests_per_minute,
             backoff_base=BACKOFF_BASE,
             max_retries=MAX_RETRIES,
         )

@@ -1,8 +1,8 @@
-"""Which adapter class serves which provider name, and building one from a connection's settings."""
+"""Which adapter class serves which provider name, its settings model, and building one."""
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Mapping
 from typing import Any
 
 from bookingsync.adapters.base import Adapter, Capability
@@ -11,9 +11,10 @@ from bookingsync.adapters.leandata import LeanDataAdapter
 from bookingsync.adapters.leezy import LeezyAdapter
 from bookingsync.adapters.meetergo import MeetergoAdapter
 from bookingsync.adapters.rocketlead import RocketLeadAdapter
+from bookingsync.adapters.settings import AdapterSettings
 from bookingsync.models.errors import ConfigError
 
-ADAPTERS: dict[str, type] = {
+ADAPTERS: dict[str, type[Adapter]] = {
     LeezyAdapter.provider: LeezyAdapter,
     LeanDataAdapter.provider: LeanDataAdapter,
     RocketLeadAdapter.provider: RocketLeadAdapter,
@@ -22,7 +23,8 @@ ADAPTERS: dict[str, type] = {
 }
 
 
-def _adapter_class(provider: str) -> type:
+def adapter_class(provider: str) -> type[Adapter]:
+    """The adapter class of `provider`; ConfigError naming the providers there are."""
     cls = ADAPTERS.get(provider)
     if cls is None:
         known = ", ".join(sorted(ADAPTERS))
@@ -30,41 +32,30 @@ def _adapter_class(provider: str) -> type:
     return cls
 
 
-def accepted_settings(provider: str) -> frozenset[str]:
-    """The keyword arguments the provider's adapter takes (its connection settings)."""
-    return frozenset(inspect.signature(_adapter_class(provider)).parameters)
+def settings_model(provider: str) -> type[AdapterSettings]:
+    """The pydantic model of what a connection of `provider` takes."""
+    return adapter_class(provider).settings_model
 
 
-def check_settings(provider: str, settings: dict[str, Any]) -> None:
-    """ConfigError naming an unknown provider, an unknown setting or a missing one."""
-    parameters = inspect.signature(_adapter_class(provider)).parameters
-    unknown = sorted(set(settings) - set(parameters))
-    if unknown:
-        raise ConfigError(f"provider {provider!r} takes no setting {', '.join(unknown)}; remove it")
-    missing = sorted(
-        name
-        for name, p in parameters.items()
-        if p.default is inspect.Parameter.empty and name not in settings
-    )
-    if missing:
-        raise ConfigError(f"provider {provider!r} needs the setting {', '.join(missing)}; add it")
-
-
-def booking_problem(provider: str, settings: dict[str, Any]) -> str | None:
+def booking_problem(provider: str, settings: AdapterSettings) -> str | None:
     """Why a connection of `provider` with `settings` cannot book (be a route target), or None.
 
-    Asks the adapter class: its `capabilities` must include CREATE, and an adapter whose booking
-    needs settings says what is missing through an optional `booking_problem(settings)`.
+    Asks the adapter class: its `capabilities` must include CREATE, and its settings must name
+    where a booking is made (`AdapterSettings.booking_problem`).
     """
-    cls = _adapter_class(provider)
-    if Capability.CREATE not in cls.capabilities:
+    if Capability.CREATE not in adapter_class(provider).capabilities:
         return f"{provider} is read-only for bookingsync (it documents no way to create a booking)"
-    check = getattr(cls, "booking_problem", None)
-    return check(settings) if check is not None else None
+    return settings.booking_problem()
 
 
-def build_adapter(provider: str, **settings: Any) -> Adapter:
-    """An adapter for `provider`; ConfigError naming the unknown provider or setting."""
-    # Checked here rather than left to a TypeError, so the message reads as a config sentence.
-    check_settings(provider, settings)
-    return _adapter_class(provider)(**settings)
+def build_adapter(
+    provider: str, connection_id: str, settings: AdapterSettings | Mapping[str, Any], **hooks: Any
+) -> Adapter:
+    """An adapter for `provider`; ConfigError naming the unknown provider or a bad setting.
+
+    `settings` is the provider's settings model (as the config validated it) or the plain values
+    of one; `hooks` are the constructor's test seams (`transport`, `sleep`), never settings.
+    """
+    cls = adapter_class(provider)
+    values = settings.adapter_kwargs() if isinstance(settings, AdapterSettings) else dict(settings)
+    return cls(connection_id=connection_id, **values, **hooks)

@@ -7,12 +7,13 @@ triggers. Ambiguities, and the reading taken:
 
 * Nothing is read. The docs document no list or get endpoint for bookings and no webhooks to
   third parties (the automation triggers run flows inside RocketLead; ingress webhooks are
-  inbound to it). Capabilities are CREATE and CANCEL; `read()` yields no page (so nothing is
-  ever called vanished) and `parse_webhook` refuses every delivery.
+  inbound to it). Capabilities are CREATE and CANCEL: the adapter is a `Writer` only, with no
+  `read` (so nothing is ever called vanished) and no `parse_webhook` (a delivery is refused by
+  the web layer, which finds no `WebhookReceiver`).
 * No RESCHEDULE. No update endpoint is documented, so moving a booking is a new booking plus a
   hard delete. The worker's reconcile does exactly that (RECREATE: create, then cancel the old
-  one) as its own step; doing it here too would hide a half-done move inside one call.
-  `reschedule()` raises NotImplementedError. Known limit: on a resource with capacity 1, a move
+  one) as its own step; doing it here too would hide a half-done move inside one call, so it is
+  no `Mover`. Known limit: on a resource with capacity 1, a move
   that overlaps the old booking's time finds its slot full and raises SlotUnavailable.
 * Exact time. A mirrored booking must be at the meeting's exact start and end, so only an
   `available: true` slot whose startDateTime and endDateTime are the same instants as the
@@ -86,7 +87,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -94,25 +95,22 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import httpx
-from pydantic import ValidationError
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from bookingsync.adapters import skew
 from bookingsync.adapters.base import (
     BookingRequest,
     BookingShape,
     Capability,
-    Page,
     RawRecord,
-    ReadContext,
-    WebhookDelivery,
 )
-from bookingsync.adapters.fields import as_email, as_text, as_zone
+from bookingsync.adapters.fields import as_email, as_text, as_zone, unusable
 from bookingsync.adapters.http import ProviderHttp, response_json
+from bookingsync.adapters.settings import AdapterSettings, blank
 from bookingsync.adapters.time_formats import iso_ms_z
 from bookingsync.adapters.wall_time import readings
 from bookingsync.models.errors import (
     AnswerLost,
-    ConfigError,
     NormaliseError,
     ProviderAuthError,
     ProviderError,
@@ -121,7 +119,6 @@ from bookingsync.models.errors import (
     ProviderUnavailable,
     RateLimited,
     SlotUnavailable,
-    WebhookMalformed,
 )
 from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord, normalise_email
 
@@ -473,8 +470,7 @@ def normalise_booking(
             source_updated_at=parse_time(payload.get("createdAt"), zone),
         )
     except ValidationError as exc:
-        reasons = "; ".join(err["msg"] for err in exc.errors())
-        raise NormaliseError(f"the RocketLead booking {external_id} cannot be used: {reasons}") from exc
+        raise unusable(f"the RocketLead booking {external_id}", exc) from exc
 
 
 def error_message(response: httpx.Response) -> str:
@@ -495,8 +491,86 @@ def is_slot_race(exc: ProviderRejected) -> bool:
 # -- the adapter: the HTTP edge -----------------------------------------------------------------
 
 
+class RocketLeadSettings(AdapterSettings):
+    """What a RocketLead connection takes (README: Connection settings by provider)."""
+
+    label: ClassVar[str] = "RocketLead"
+
+    base_url: str = Field(
+        description="RocketLead's API address, e.g. `https://api.rocketlead.io` (a trailing `/connect` is dropped)"
+    )
+    token: SecretStr = Field(description="`rocketlead_…` API token with write scope (admin scope to cancel)")
+    calendar_id: str = Field(description="the calendar bookings are made in (`GET /connect/calendar/`)")
+    appointment_type_id: str = Field(
+        description="the appointment type of a booking (`GET /connect/appointment_types/`)"
+    )
+    resource_id: str | None = Field(
+        default=None,
+        description="the resource a booking takes (`GET /connect/resources/`); unset: the slot's own",
+    )
+    table_entry_ids: dict[str, str] = Field(
+        default_factory=dict, description="attendee email → RocketLead lead id, for bookings that name a lead"
+    )
+    max_slot_retries: int = Field(
+        default=3, description="fresh slots tried when the chosen one is taken meanwhile (0: none)"
+    )
+    timeout: float = Field(default=15.0, gt=0, description="seconds one request may take")
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value()  # stripped and not blank (AdapterSettings)
+        if not token.startswith(TOKEN_PREFIX):
+            raise ValueError(
+                f"the RocketLead token must start with {TOKEN_PREFIX!r} (RocketLead "
+                "rejects any other); copy it from RocketLead Settings → API Tokens"
+            )
+        return SecretStr(token)
+
+    @field_validator("calendar_id", "appointment_type_id")
+    @classmethod
+    def _id(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            raise ValueError(
+                f"{info.field_name} is empty; set it to the id from GET /connect/calendar/ "
+                "or /connect/appointment_types/"
+            )
+        return value.strip()
+
+    @field_validator("resource_id")
+    @classmethod
+    def _resource(cls, value: str | None) -> str | None:
+        if blank(value):
+            raise ValueError(
+                "resource_id is empty; remove it or set it to an id from GET /connect/resources/"
+            )
+        return value.strip() if value else None
+
+    @field_validator("max_slot_retries", mode="before")
+    @classmethod
+    def _retries(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError("max_slot_retries must be a whole number, zero or more")
+        return value
+
+    @field_validator("table_entry_ids", mode="before")
+    @classmethod
+    def _entries(cls, value: Any) -> Any:
+        entries: dict[str, str] = {}
+        for email, entry_id in (value or {}).items():
+            try:
+                key = normalise_email(email)
+            except ValueError as exc:
+                raise ValueError(f"table_entry_ids has {email!r}, which is not an email address") from exc
+            if key is None or not isinstance(entry_id, str) or not entry_id.strip():
+                raise ValueError(f"table_entry_ids needs an email and a lead id in each entry, not {email!r}")
+            entries[key] = entry_id.strip()
+        return entries
+
+
 class RocketLeadAdapter:
     provider: ClassVar[str] = PROVIDER
+    settings_model: ClassVar[type[AdapterSettings]] = RocketLeadSettings
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CREATE, Capability.CANCEL})
     # Times as JavaScript writes them (milliseconds); a booking fills a slot, which has a length.
     shape: ClassVar[BookingShape] = BookingShape(zero_length=False)
@@ -505,99 +579,42 @@ class RocketLeadAdapter:
         self,
         *,
         connection_id: str,
-        base_url: str,
-        token: str,
-        calendar_id: str,
-        appointment_type_id: str,
-        resource_id: str | None = None,
-        table_entry_ids: Mapping[str, str] | None = None,
-        max_slot_retries: int = 3,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        timeout: float = 15.0,
+        **values: Any,
     ) -> None:
-        where = f"connection {connection_id!r}"
-        token = (token or "").strip()
-        if not token:
-            raise ConfigError(
-                f'{where}: the RocketLead token is empty; set token (e.g. token = "env:ROCKETLEAD_TOKEN")'
-            )
-        if not token.startswith(TOKEN_PREFIX):
-            raise ConfigError(
-                f"{where}: the RocketLead token must start with {TOKEN_PREFIX!r} (RocketLead "
-                "rejects any other); copy it from RocketLead Settings → API Tokens"
-            )
-        if not base_url.startswith(("https://", "http://")):
-            raise ConfigError(f"{where}: base_url {base_url!r} must start with https://")
-        for key, value in (("calendar_id", calendar_id), ("appointment_type_id", appointment_type_id)):
-            if not isinstance(value, str) or not value.strip():
-                raise ConfigError(
-                    f"{where}: {key} is empty; set it to the id from GET /connect/calendar/ "
-                    "or /connect/appointment_types/"
-                )
-        if resource_id is not None and (not isinstance(resource_id, str) or not resource_id.strip()):
-            raise ConfigError(
-                f"{where}: resource_id is empty; remove it or set it to an id from GET /connect/resources/"
-            )
-        if (
-            isinstance(max_slot_retries, bool)
-            or not isinstance(max_slot_retries, int)
-            or max_slot_retries < 0
-        ):
-            raise ConfigError(f"{where}: max_slot_retries must be a whole number, zero or more")
-        entries: dict[str, str] = {}
-        for email, entry_id in (table_entry_ids or {}).items():
-            try:
-                key = normalise_email(email)
-            except ValueError as exc:
-                raise ConfigError(
-                    f"{where}: table_entry_ids has {email!r}, which is not an email address"
-                ) from exc
-            if key is None or not isinstance(entry_id, str) or not entry_id.strip():
-                raise ConfigError(
-                    f"{where}: table_entry_ids needs an email and a lead id in each entry, not {email!r}"
-                )
-            entries[key] = entry_id.strip()
+        settings = RocketLeadSettings.checked(connection_id, values)
         self.connection_id = connection_id
-        self._calendar_id = calendar_id.strip()
-        self._appointment_type_id = appointment_type_id.strip()
-        self._resource_id = resource_id.strip() if resource_id else None
-        self._entries = entries
-        self._max_slot_retries = max_slot_retries
+        self._calendar_id = settings.calendar_id
+        self._appointment_type_id = settings.appointment_type_id
+        self._resource_id = settings.resource_id
+        self._entries = settings.table_entry_ids
+        self._max_slot_retries = settings.max_slot_retries
         self._zone: str | None = None
         self._zone_known = False  # looked up for good (found, or definitely not there)
         self._http = ProviderHttp(
             provider=PROVIDER,
-            base_url=base_url.rstrip("/").removesuffix("/connect"),
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            base_url=settings.base_url.rstrip("/").removesuffix("/connect"),
+            headers={
+                "Authorization": f"Bearer {settings.token.get_secret_value()}",
+                "Accept": "application/json",
+            },
             error_message=error_message,
-            timeout=timeout,
+            timeout=settings.timeout,
             transport=transport,
             sleep=sleep,
             observe_date=skew.for_connection(connection_id).observe_date,  # clock skew: a metric, a warning
         )
 
-    # -- the Adapter half: nothing to read ----------------------------------------------------
-
-    def read(self, cursor: dict[str, Any] | None, context: ReadContext) -> Iterator[Page]:
-        """No list endpoint is documented: no page, and so no sweep that could call anything gone."""
-        yield from ()
+    # -- the Adapter core: no Reader, no WebhookReceiver (nothing is documented to read) ---------
 
     def normalise(self, record: RawRecord) -> SourceRecord:
         return normalise_booking(record.payload, self._zone)
 
-    def parse_webhook(
-        self, headers: Mapping[str, str], body: bytes, now: datetime, *, method: str = "POST", url: str = ""
-    ) -> WebhookDelivery:
-        raise WebhookMalformed(
-            "RocketLead sends no webhooks to other services (its automation triggers run "
-            "inside RocketLead); this connection only books and cancels"
-        )
-
     def close(self) -> None:
         self._http.close()
 
-    # -- the Writer half ------------------------------------------------------------------------
+    # -- the Writer ------------------------------------------------------------------------------
 
     def create(self, request: BookingRequest) -> SourceRecord:
         """Book the meeting's exact slot; SlotUnavailable when there is none or races run out."""
@@ -636,12 +653,6 @@ class RocketLeadAdapter:
             f"taken between availability and booking {attempts} times in a row; it is no longer free there, "
             "so book another time or free the slot in RocketLead",
             status=400,
-        )
-
-    def reschedule(self, external_id: str, request: BookingRequest) -> SourceRecord:
-        raise NotImplementedError(
-            "RocketLead documents no way to move a booking; book the new time with "
-            "create() and delete the old one with cancel()"
         )
 
     def cancel(self, external_id: str) -> None:

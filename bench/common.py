@@ -233,12 +233,16 @@ def percentile(values: list[float], p: float) -> float:
 
 
 class Timer:
+    """Wall time (`seconds`) and this process's CPU time (`cpu`, all threads) of a block."""
+
     def __enter__(self) -> Timer:
         self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.start
+        self.cpu = time.process_time() - self.cpu_start
 
 
 @dataclass

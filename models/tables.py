@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Text, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Text, UniqueConstraint, event, inspect, text
 from sqlmodel import Field, SQLModel
 
 from bookingsync.models.columns import UTCDateTime
@@ -100,6 +100,34 @@ class LinkRow(SQLModel, table=True):
     observed: Any = Field(default=None, sa_column=Column(JSON))
     first_seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     last_seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    # The key of the raw record whose reading the link holds (worker/ingest_fingerprint.py): the
+    # same record read again is known before it is normalised. Cleared whenever the link's state
+    # changes by any other write (`_forget_raw_hash` below; Core writers: worker/ingest_store.py).
+    raw_hash: str | None = Field(default=None, max_length=64)
+
+
+# What a read of the same raw record compares or carries over: a change to any of these by any
+# ORM write makes the stored key untrustworthy. The bulk ingest writes links with Core and sets
+# `raw_hash` itself; an ORM bulk UPDATE of these columns would bypass this and must clear it too.
+_RAW_STATE = (
+    "meeting_id",
+    "content_hash",
+    "scope",
+    "source_updated_at",
+    "source_delivered_at",
+    "missing",
+    "mirrored",
+    "rule",
+)
+
+
+@event.listens_for(LinkRow, "before_update")
+def _forget_raw_hash(mapper: Any, connection: Any, link: LinkRow) -> None:
+    state = inspect(link)
+    if state.attrs.raw_hash.history.has_changes():
+        return
+    if any(state.attrs[name].history.has_changes() for name in _RAW_STATE):
+        link.raw_hash = None
 
 
 class EventRow(SQLModel, table=True):

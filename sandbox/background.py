@@ -10,9 +10,12 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import httpx
+
+from bookingsync.sandbox.ring import ATTEMPTS_KEPT, Ring
 
 Item = TypeVar("Item")
 # How much of a receiver's answer the attempt log keeps.
@@ -105,3 +108,46 @@ class BackgroundPoster(Generic[Item]):
                 finally:
                     self._queue.task_done()
             self._queue.task_done()
+
+
+Attempt = TypeVar("Attempt", bound=Outcome)
+
+
+class AttemptSender(BackgroundPoster[Item], Generic[Item, Attempt]):
+    """A poster that keeps each delivery attempt it makes (the newest `ATTEMPTS_KEPT`) and hands it
+    to `on_result`: what every simulator's `/_sandbox/deliveries` lists."""
+
+    def __init__(self, name: str, timeout: float, on_result: Callable[[Attempt], None] | None = None) -> None:
+        super().__init__(name, timeout)
+        self._attempts: Ring[Attempt] = Ring(ATTEMPTS_KEPT)
+        self._on_result = on_result
+
+    def attempts(self) -> list[Attempt]:
+        return self._attempts.items()
+
+    def attempt(
+        self, client: httpx.Client, attempt: Attempt, url: str, body: bytes, headers: dict[str, str]
+    ) -> Attempt:
+        """POST `body`, settle `attempt` with the answer, keep it and report it."""
+        attempt.settle(self.post(client, url, body, headers))
+        self._attempts.append(attempt)
+        if self._on_result is not None:
+            self._on_result(attempt)
+        return attempt
+
+
+class Deliveries:
+    """What a simulator's state offers about its webhook deliveries; mixed into the states that
+    send webhooks, each of which owns a `_sender`."""
+
+    _sender: AttemptSender[Any, Any]
+
+    def deliveries(self) -> list[Any]:
+        return self._sender.attempts()
+
+    def flush_deliveries(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued delivery was attempted; False if `timeout` ran out first."""
+        return self._sender.flush(timeout)
+
+    def close(self) -> None:
+        self._sender.close()

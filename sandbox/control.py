@@ -36,6 +36,20 @@ class FaultBody(ControlBody):
     action: dict[str, Any] | None = None
 
 
+class TokenBody(ControlBody):
+    token: str
+    scopes: list[str]
+
+
+def scoped_token_route(router: APIRouter, add_token: Callable[[str, list[str]], None]) -> None:
+    """``POST /tokens`` ``{"token", "scopes"}`` → 201, for a simulator whose tokens carry scopes."""
+
+    @router.post("/tokens", status_code=201)
+    def add_scoped_token(body: TokenBody) -> dict[str, Any]:
+        add_token(body.token, body.scopes)
+        return {"token": body.token, "scopes": sorted(body.scopes)}
+
+
 def guarded(change: Callable[[], Any]) -> Response | None:
     """Run a state change; a refusal becomes the control API's ``{"error"}`` answer."""
     try:

@@ -2,8 +2,8 @@
 
 `serve_app` runs one ASGI app with uvicorn in a daemon thread on a socket bound here, so port 0
 yields a free port whose number is known before the first request. `start_sandbox` runs the five
-simulators (Leezy, LeanData, RocketLead, Meetergo, HubSpot) together; `serve_forever` is what the
-CLI calls to keep them in the foreground.
+simulators (Leezy, LeanData, RocketLead, Meetergo, HubSpot) together; `run.serve_forever` keeps
+them in the foreground for the CLI.
 """
 
 from __future__ import annotations
@@ -177,47 +177,3 @@ def start_sandbox(
         **states,  # type: ignore[arg-type]
         _servers=tuple(servers.values()),
     )
-
-
-def serve_forever(
-    host: str = "127.0.0.1",
-    leezy_port: int = 0,
-    leandata_port: int = 0,
-    *,
-    rocketlead_port: int = 0,
-    meetergo_port: int = 0,
-    hubspot_port: int = 0,
-    demo: bool = False,
-    demo_interval_seconds: float = 5.0,
-    seed: int | None = None,
-    echo: Callable[[str], None] = print,
-) -> None:
-    """Run the five simulators (and optionally the demo driver) until interrupted."""
-    from bookingsync.sandbox.demo import DEMO_PROSPECT_EMAILS, DemoDriver
-
-    sandbox = start_sandbox(
-        host,
-        leezy_port,
-        leandata_port,
-        rocketlead_port=rocketlead_port,
-        meetergo_port=meetergo_port,
-        hubspot_port=hubspot_port,
-    )
-    driver = DemoDriver(sandbox, interval_seconds=demo_interval_seconds, seed=seed) if demo else None
-    for line in sandbox.describe():
-        echo(line)
-    if driver is not None:
-        driver.start()
-        echo(
-            f"Demo driver booking every ~{demo_interval_seconds:g}s; LeanData prospects: "
-            f"{', '.join(DEMO_PROSPECT_EMAILS)}"
-        )
-    echo("Press Ctrl+C to stop.")
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if driver is not None:
-            driver.stop()
-        sandbox.stop()

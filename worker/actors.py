@@ -32,6 +32,7 @@ ACTOR_OPTIONS: dict[str, Any] = {
     "max_backoff": 5000,
     "time_limit": 120_000,
 }
+PUBLISH_PRIORITY = 10  # dramatiq: lower runs first; the other actors keep the default 0
 # A read that is not rate-limited runs in one message however many pages it has (a first read of
 # a large account): give it longer than the pipeline's actors. Its lease is heartbeated meanwhile.
 POLL_TIME_LIMIT_MS = 900_000
@@ -108,9 +109,14 @@ class Actors:
 
 
 def declare(broker: dramatiq.Broker) -> Actors:
-    def make(fn: Any, name: str) -> dramatiq.Actor:
+    def make(fn: Any, name: str, priority: int = 0) -> dramatiq.Actor:
         return dramatiq.actor(
-            fn, broker=broker, actor_name=f"bookingsync.{name}", queue_name=QUEUE, **ACTOR_OPTIONS
+            fn,
+            broker=broker,
+            actor_name=f"bookingsync.{name}",
+            queue_name=QUEUE,
+            priority=priority,
+            **ACTOR_OPTIONS,
         )
 
     polls = dramatiq.actor(
@@ -122,7 +128,11 @@ def declare(broker: dramatiq.Broker) -> Actors:
     )
     return Actors(
         broker=broker,
-        publish=make(_publish, "publish"),
+        # Behind deliveries among the messages a worker has taken (dramatiq orders those by
+        # priority, lower first): a burst's publish messages all arrive first, and a delivery
+        # published by the first of them waited for the last (issue 6) instead of going out
+        # while the rest publish.
+        publish=make(_publish, "publish", priority=PUBLISH_PRIORITY),
         deliver=make(_deliver, "deliver"),
         ingest=make(_ingest, "ingest"),
         poll=polls,

@@ -368,7 +368,7 @@ def sandbox(
     ] = False,
 ) -> None:
     """Run the five provider simulators in the foreground and print their URLs and credentials."""
-    from bookingsync.sandbox.server import serve_forever
+    from bookingsync.sandbox.run import serve_forever
 
     ports = {
         "leezy": leezy_port,

@@ -36,6 +36,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    SerializeAsAny,
     ValidationError,
     field_serializer,
     field_validator,
@@ -45,7 +46,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bookingsync.adapters.base import Capability
-from bookingsync.adapters.registry import ADAPTERS, accepted_settings, booking_problem, check_settings
+from bookingsync.adapters.registry import ADAPTERS, booking_problem, settings_model
+from bookingsync.adapters.settings import AdapterSettings, http_url, option_rows
 from bookingsync.models.errors import ConfigError
 from bookingsync.worker import egress
 from bookingsync.worker.lifecycle import Backfill, EventType
@@ -67,7 +69,8 @@ SECTIONS = (
 TOP_LEVEL_KEYS = ("allow_private_targets",)
 PROVIDERS = tuple(sorted(ADAPTERS))
 ROLES = ("run", "web", "worker", "scheduler")
-# Connection keys handed to the adapter when its constructor takes them (`id` as connection_id).
+# Settings written on the connection itself (the rest of a provider's settings go under
+# `options`); which of them a provider takes, and what else, its settings model says.
 COMMON_SETTINGS = (
     "base_url",
     "token",
@@ -83,13 +86,16 @@ COMMON_SETTINGS = (
 )
 MIN_API_KEY_LENGTH = 24  # an API key is a secret a person cannot guess: `openssl rand -hex 24`
 _PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "replace-me", "replaceme", "your-", "your_")
-# Adapter constructor parameters that exist for tests (fake transports, clocks): never settings.
-TEST_HOOKS = frozenset({"transport", "sleep", "rng", "monotonic", "wall_clock", "connection_id"})
+# Adapter constructor keywords that are not settings: its id (the connection's) and the seams tests
+# fill (a fake transport, a sleep that does not); named so that an option spelled so is explained.
+TEST_HOOKS = frozenset({"transport", "sleep", "connection_id"})
 DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps")
 DATABASE_FIX = "use sqlite:///path/to/bookingsync.db or postgresql+psycopg://user:password@host:5432/dbname"
-# A model validator's message that starts with §key§ is about that key of the item (see _problem).
+# A model validator's message that starts with §key§ is about that key of the item (see _problem);
+# several such messages are joined by _SEP.
 _KEY = "§"
+_SEP = "\x1e"
 
 
 def keyed(key: str, message: str) -> str:
@@ -103,18 +109,6 @@ def redact_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
-
-
-def http_url(value: str) -> str:
-    """An http(s) URL with a host, else ValueError saying how to write one."""
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http(s) URL; write it as https://host/path")
-    try:
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        raise ValueError(f"{value!r} has a port that is not a number") from None
-    return value.strip()
 
 
 class _Strict(BaseModel):
@@ -296,24 +290,18 @@ class DriftConfig(_Strict):
 
 
 class ConnectionConfig(_Strict):
+    """One [[connections]] table: its id and provider, how it is polled, and its provider's settings.
+
+    The file spells the shared settings on the connection (`base_url`, `token`, …) and the rest
+    under `options`; both are validated together through the provider's settings model
+    (`LeezySettings` …, adapters/settings.py), which is what `settings` holds.
+    """
+
     id: str
     provider: str
-    base_url: str
-    token: SecretStr | None = None
-    api_key: SecretStr | None = None
-    user_id: str | None = None
-    webhook_secret: SecretStr | None = None
-    accept_legacy_signature: bool = False
     poll_interval_seconds: float = Field(default=60.0, gt=0)
-    page_size: int = Field(default=100, ge=1, le=100)
-    overlap_seconds: float = Field(default=1.0, ge=0)
-    watch_emails: tuple[str, ...] = ()
-    lookback_days: int = Field(default=7, ge=0)
-    requests_per_second: float = Field(default=5.0, gt=0)
     enabled: bool = True
-    # Provider-specific settings of the adapter (booking targets and the like); checked against
-    # what the provider's adapter takes.
-    options: dict[str, Any] = Field(default_factory=dict)
+    settings: SerializeAsAny[AdapterSettings]
 
     @field_validator("id")
     @classmethod
@@ -322,30 +310,46 @@ class ConnectionConfig(_Strict):
             raise ValueError("use lower-case letters, digits, '-' and '_' (it appears in URLs)")
         return value
 
-    @field_validator("provider")
+    @model_validator(mode="before")
     @classmethod
-    def _provider(cls, value: str) -> str:
-        if value not in PROVIDERS:
-            raise ValueError(f"unknown provider {value!r}; supported: {', '.join(PROVIDERS)}")
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str) -> str:
-        return http_url(value)
+    def _settings(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "settings" in data:
+            return data
+        data = dict(data)
+        given = {name: data.pop(name) for name in COMMON_SETTINGS if name in data}
+        options = data.pop("options", {})
+        provider = data.get("provider")
+        if provider not in PROVIDERS:
+            raise ValueError(
+                keyed("provider", f"unknown provider {provider!r}; supported: {', '.join(PROVIDERS)}")
+            )
+        if not isinstance(options, dict):
+            raise ValueError(
+                keyed("options", "options must be a table: write them under [connections.options]")
+            )
+        model = settings_model(provider)
+        problems = _misplaced(provider, model, given, options)
+        # The values of the keys it does take are checked even beside misplaced ones, so one run
+        # of `config check` names every problem of the connection.
+        values = {name: value for name, value in {**given, **options}.items() if name in model.model_fields}
+        try:
+            data["settings"] = model(**values)
+        except ValidationError as exc:
+            named = {key for key, _ in problems}
+            for key, message in model.problems(exc):
+                where = key if key is None or key in COMMON_SETTINGS else f"options.{key}"
+                if where not in named:  # a missing key is already named by _misplaced
+                    problems.append((where, message))
+        if problems:
+            # Raising here stops pydantic before it names unknown keys: name them too.
+            problems += [
+                (name, "Extra inputs are not permitted") for name in data if name not in cls.model_fields
+            ]
+            raise ValueError(_SEP.join(keyed(key, message) if key else message for key, message in problems))
+        return data
 
     @model_validator(mode="after")
-    def _credentials(self) -> ConnectionConfig:
-        accepted = accepted_settings(self.provider)
-        # A key the provider does not take would be dropped silently: say so instead.
-        needed = "api_key" if "api_key" in accepted else "token"
-        for name in COMMON_SETTINGS:
-            if name in self.model_fields_set and name not in accepted and getattr(self, name) is not None:
-                if name in ("token", "api_key"):
-                    raise ValueError(
-                        keyed(name, f"a {self.provider} connection takes `{needed}`, not `{name}`; rename it")
-                    )
-                raise ValueError(keyed(name, f"a {self.provider} connection takes no `{name}`; remove it"))
+    def _polls(self) -> ConnectionConfig:
         adapter = ADAPTERS[self.provider]
         polls = adapter.capabilities & {Capability.LIST_CHANGES, Capability.LOOKUP_BY_EMAIL}
         if "poll_interval_seconds" in self.model_fields_set and not polls:
@@ -355,35 +359,50 @@ class ConnectionConfig(_Strict):
                     f"{self.provider} has nothing to poll (no list or lookup endpoint); remove it",
                 )
             )
-        for name in self.options:
-            if name in TEST_HOOKS:
-                raise ValueError(
-                    keyed(
-                        f"options.{name}", f"`{name}` is a test hook of the adapter, not a setting; remove it"
-                    )
-                )
-            if name in COMMON_SETTINGS or name in type(self).model_fields:
-                raise ValueError(
-                    keyed(f"options.{name}", f"set `{name}` on the connection itself, not under options")
-                )
-        # The credential is whichever of `api_key` / `token` the provider's adapter takes.
-        if not getattr(self, needed):
-            raise ValueError(f"a {self.provider} connection needs `{needed}`")
-        try:
-            check_settings(self.provider, self.adapter_settings())
-        except ConfigError as exc:
-            raise ValueError(f"options: {exc}") from None
         return self
 
-    def adapter_settings(self) -> dict[str, Any]:
-        """The keyword arguments its adapter takes: the common keys it accepts plus `options`."""
-        accepted = accepted_settings(self.provider)
-        settings: dict[str, Any] = {"connection_id": self.id} if "connection_id" in accepted else {}
-        for name in COMMON_SETTINGS:
-            value = getattr(self, name)
-            if name in accepted and value is not None:
-                settings[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
-        return {**settings, **self.options}
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+    @property
+    def lookback_days(self) -> int:
+        """How many days back its reads start (LeanData's `lookback_days`; 0 for the others)."""
+        return int(getattr(self.settings, "lookback_days", 0))
+
+
+def _misplaced(
+    provider: str, model: type[AdapterSettings], given: Mapping[str, Any], options: Mapping[str, Any]
+) -> list[tuple[str | None, str]]:
+    """Keys the provider does not take, keys written in the wrong place, and missing ones."""
+    fields = model.model_fields
+    problems: list[tuple[str | None, str]] = []
+    for name in given:
+        if name in fields:
+            continue
+        if name in ("token", "api_key"):
+            problems.append(
+                (name, f"a {provider} connection takes `{model.credential}`, not `{name}`; rename it")
+            )
+        else:
+            problems.append((name, f"a {provider} connection takes no `{name}`; remove it"))
+    for name in options:
+        key = f"options.{name}"
+        if name in TEST_HOOKS:
+            problems.append((key, f"`{name}` is a test hook of the adapter, not a setting; remove it"))
+        elif name in COMMON_SETTINGS or name in ConnectionConfig.model_fields:
+            problems.append((key, f"set `{name}` on the connection itself, not under options"))
+        elif name not in fields:
+            takes = ", ".join(f for f in fields if f not in COMMON_SETTINGS) or "none"
+            problems.append(
+                (key, f"a {provider} connection takes no option `{name}` (its options: {takes}); remove it")
+            )
+    for name, info in fields.items():
+        if info.is_required() and name not in given and name not in options:
+            where = "" if name in COMMON_SETTINGS else " under [connections.options]"
+            key = name if name in COMMON_SETTINGS else f"options.{name}"
+            problems.append((key, f"a {provider} connection needs `{name}`{where}; add it"))
+    return problems
 
 
 class SubscriptionConfig(_Strict):
@@ -525,7 +544,7 @@ class Config(_Strict):
                     # A route books into its targets (and, both ways, its sources): one that cannot
                     # create (read-only, or not set up to book) would only collect dead letters.
                     target = known[ref]
-                    problem = booking_problem(target.provider, target.adapter_settings())
+                    problem = booking_problem(target.provider, target.settings)
                     if problem is not None:
                         why = (
                             "" if side == "targets" else " (bidirectional = true books into the sources too)"
@@ -535,7 +554,8 @@ class Config(_Strict):
                             f"target{why}: {problem}"
                         )
         lookback = max(
-            (c.lookback_days for c in self.connections if "lookback_days" in c.model_fields_set), default=0
+            (c.lookback_days for c in self.connections if "lookback_days" in c.settings.model_fields_set),
+            default=0,
         )
         if self.retention.meetings_days <= lookback:
             raise ValueError(
@@ -684,7 +704,9 @@ def parse_config(
         raise ConfigError(f"config error in {source}: {exc}") from None
     except ValidationError as exc:
         problems = "; ".join(
-            _problem(tuple(e["loc"]), e["msg"].removeprefix("Value error, "), origins) for e in exc.errors()
+            _problem(tuple(e["loc"]), message, origins)
+            for e in exc.errors()
+            for message in e["msg"].removeprefix("Value error, ").split(_SEP)
         )
         raise ConfigError(f"config error in {source}: {problems}") from None
 
@@ -750,3 +772,34 @@ def validate_for(cfg: Config, role: str, *, sandbox: bool = False) -> None:
             )
     if problems:
         raise ConfigError(f"config error in {cfg.source}: " + "; ".join(problems))
+
+
+OPTIONS_BEGIN = (
+    "<!-- provider settings: made from the adapters' settings models by `provider_settings_tables` -->"
+)
+OPTIONS_END = "<!-- end of provider settings -->"
+
+
+def provider_settings_tables() -> str:
+    """The README's per-provider settings tables, made from each adapter's settings model.
+
+    tests/unit/test_adapter_settings.py fails when the README's copy differs; print this and paste
+    it between the two markers to bring the README up to date.
+    """
+    parts = [OPTIONS_BEGIN]
+    for provider in PROVIDERS:
+        model = settings_model(provider)
+        written = {name: f"options.{name}" for name in model.model_fields if name not in COMMON_SETTINGS}
+        parts += [
+            "",
+            f'`provider = "{provider}"`',
+            "",
+            "| key | type | default | what |",
+            "|---|---|---|---|",
+        ]
+        parts += [
+            f"| `{key}` | {kind} | {default} | {what} |"
+            for key, kind, default, what in option_rows(model, written)
+        ]
+    parts += ["", OPTIONS_END]
+    return "\n".join(parts)

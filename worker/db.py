@@ -59,7 +59,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cursor = dbapi_conn.cursor()
             # Takes effect only on a file without tables yet (a new one); harmless on the others.
-            cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            # Set only when it differs: setting it waits for the write lock (in the busy handler's
+            # sleeps), and the pool opens connections while other threads write (issue 6: a burst's
+            # publishers stalled here for seconds). Reading it takes no lock.
+            if cursor.execute("PRAGMA auto_vacuum").fetchone()[0] != SQLITE_INCREMENTAL:
+                cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
             if ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")

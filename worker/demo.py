@@ -71,47 +71,57 @@ def attach_sandbox(cfg: Config, console: Console, port: int) -> tuple[Config, De
     sandbox.hubspot.subscribe_meetings()
     poll = SANDBOX_POLL_SECONDS
     connections = (
-        ConnectionConfig(
-            id="leezy-sandbox",
-            provider="leezy",
-            base_url=sandbox.leezy_url,
-            token=sandbox.leezy_token,
-            webhook_secret=leezy_secret,
-            poll_interval_seconds=poll,
+        ConnectionConfig.model_validate(
+            {
+                "id": "leezy-sandbox",
+                "provider": "leezy",
+                "base_url": sandbox.leezy_url,
+                "token": sandbox.leezy_token,
+                "webhook_secret": leezy_secret,
+                "poll_interval_seconds": poll,
+            }
         ),
-        ConnectionConfig(
-            id="leandata-sandbox",
-            provider="leandata",
-            base_url=sandbox.leandata_url,
-            api_key=sandbox.leandata_api_key,
-            watch_emails=DEMO_PROSPECT_EMAILS,
-            poll_interval_seconds=poll,
+        ConnectionConfig.model_validate(
+            {
+                "id": "leandata-sandbox",
+                "provider": "leandata",
+                "base_url": sandbox.leandata_url,
+                "api_key": sandbox.leandata_api_key,
+                "watch_emails": DEMO_PROSPECT_EMAILS,
+                "poll_interval_seconds": poll,
+            }
         ),
-        ConnectionConfig(
-            id="meetergo-sandbox",
-            provider="meetergo",
-            base_url=sandbox.meetergo_url,
-            token=sandbox.meetergo_token,
-            webhook_secret=meetergo_token,
-            poll_interval_seconds=poll * 4,
+        ConnectionConfig.model_validate(
+            {
+                "id": "meetergo-sandbox",
+                "provider": "meetergo",
+                "base_url": sandbox.meetergo_url,
+                "token": sandbox.meetergo_token,
+                "webhook_secret": meetergo_token,
+                "poll_interval_seconds": poll * 4,
+            }
         ),
-        ConnectionConfig(
-            id="hubspot-sandbox",
-            provider="hubspot",
-            base_url=sandbox.hubspot_url,
-            token=sandbox.hubspot_token,
-            webhook_secret=sandbox.hubspot_client_secret,
-            poll_interval_seconds=poll * 4,
+        ConnectionConfig.model_validate(
+            {
+                "id": "hubspot-sandbox",
+                "provider": "hubspot",
+                "base_url": sandbox.hubspot_url,
+                "token": sandbox.hubspot_token,
+                "webhook_secret": sandbox.hubspot_client_secret,
+                "poll_interval_seconds": poll * 4,
+            }
         ),
-        ConnectionConfig(
-            id="rocketlead-sandbox",
-            provider="rocketlead",
-            base_url=sandbox.rocketlead_url,
-            token=sandbox.rocketlead_token,
-            options={
-                "calendar_id": rocketlead.DEFAULT_CALENDAR_ID,
-                "appointment_type_id": rocketlead.DEFAULT_APPOINTMENT_TYPE_ID,
-            },
+        ConnectionConfig.model_validate(
+            {
+                "id": "rocketlead-sandbox",
+                "provider": "rocketlead",
+                "base_url": sandbox.rocketlead_url,
+                "token": sandbox.rocketlead_token,
+                "options": {
+                    "calendar_id": rocketlead.DEFAULT_CALENDAR_ID,
+                    "appointment_type_id": rocketlead.DEFAULT_APPOINTMENT_TYPE_ID,
+                },
+            }
         ),
     )
     demo_subscription = SubscriptionConfig(id="demo-subscriber", url=subscriber.url, secret=subscriber.secret)

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any
 
 from sqlmodel import col, select
 
-from bookingsync.adapters.base import RawRecord
+from bookingsync.adapters.base import Adapter, Lookup, RawRecord
 from bookingsync.models.errors import ProviderError, ProviderNotFound, RateLimited
 from bookingsync.models.meeting import MeetingStatus
 from bookingsync.models.tables import LinkRow, MeetingRow
@@ -80,8 +79,10 @@ def _gone(rt: Runtime, target: str, meeting_id: str, external_id: str) -> None:
         )
 
 
-def check(rt: Runtime, target: str, meeting_id: str, external_id: str, adapter: Any) -> str:
+def check(rt: Runtime, target: str, meeting_id: str, external_id: str, adapter: Adapter) -> str:
     """Re-read one mirror and converge it; the outcome for the metric."""
+    if not isinstance(adapter, Lookup):  # sweep passes only those; a target that cannot be re-read
+        return "unreadable"
     try:
         raw: RawRecord = adapter.get_meeting(external_id)
     except ProviderNotFound:
@@ -114,7 +115,7 @@ def sweep(rt: Runtime) -> Counter[str]:
     batch = rt.config.drift.batch_size
     for target in routes_by_target(rt):
         adapter = rt.adapter(target)
-        if not hasattr(adapter, "get_meeting"):
+        if not isinstance(adapter, Lookup):
             counts["unreadable"] += 1
             metrics.DRIFT.labels(target, "unreadable").inc()
             continue

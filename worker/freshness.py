@@ -16,7 +16,7 @@ connection that lists changes (Leezy...), the time its change cursor was last sa
 read of the changes since the cursor returns every meeting that changed, so one that was not
 returned did not change.
 
-The re-read: by id where the adapter can (LOOKUP_BY_ID, `get_meeting`: LeanData
+The re-read: by id where the adapter can (a `Lookup`, `get_meeting`: LeanData
 `GET /v1/meeting/:id`, https://developer.leandata.com/), in a small pool of this process, applied
 like a poll's record (a 404 marks the link gone, as a complete read would); else the connection's
 poll is pulled forward by sending its usual poll message now.
@@ -46,7 +46,7 @@ from typing import Any, Protocol
 from prometheus_client import Counter, Histogram
 from sqlmodel import Session, col, select
 
-from bookingsync.adapters.base import Capability, RawRecord
+from bookingsync.adapters.base import Adapter, Capability, Lookup, RawRecord
 from bookingsync.models.errors import ProviderError, ProviderNotFound
 from bookingsync.models.tables import CursorRow, EventRow, LinkRow, MeetingRow
 from bookingsync.worker import metrics, store
@@ -134,10 +134,11 @@ class Freshness:
         if conn is None or not conn.enabled:
             return None
         try:
-            caps = frozenset(self.rt.adapter(connection).capabilities)
+            adapter = self.rt.adapter(connection)
         except Exception:  # noqa: BLE001 - an adapter that cannot be built cannot be read either
             return None
-        if not caps & {Capability.LIST_CHANGES, Capability.LOOKUP_BY_EMAIL, Capability.LOOKUP_BY_ID}:
+        caps = frozenset(adapter.capabilities)
+        if not (caps & {Capability.LIST_CHANGES, Capability.LOOKUP_BY_EMAIL} or isinstance(adapter, Lookup)):
             return None
         return caps
 
@@ -239,10 +240,9 @@ class Freshness:
     def _ask(self, sources: Iterable[Source]) -> None:
         """Ask once per source (by id) or connection (a poll) per wait period."""
         for source in sources:
-            caps = self._readable(source.connection) or frozenset()
-            by_id = Capability.LOOKUP_BY_ID in caps and hasattr(
-                self.rt.adapter(source.connection), "get_meeting"
-            )
+            readable = self._readable(source.connection)
+            caps = readable or frozenset()
+            by_id = readable is not None and isinstance(self.rt.adapter(source.connection), Lookup)
             key = (source.connection, source.external_id if by_id else "")
             with self._lock:
                 asked = self._asked.get(key)
@@ -270,7 +270,9 @@ class Freshness:
         """Read one meeting by id and store it as a poll would; a 404 marks its link gone."""
         from bookingsync.worker.ingest import IngestResult, ingest_records
 
-        adapter = self.rt.adapter(connection)
+        adapter: Adapter = self.rt.adapter(connection)
+        if not isinstance(adapter, Lookup):  # _ask sends only connections that can read by id
+            return
         try:
             try:
                 raw: RawRecord | None = adapter.get_meeting(external_id)

@@ -19,8 +19,10 @@ from bookingsync.models.errors import NormaliseError
 from bookingsync.models.tables import QuarantineRow, ReceiptRow
 from bookingsync.worker import identity, metrics, quarantine, store
 from bookingsync.worker.db import transaction
+from bookingsync.worker.ingest_fingerprint import raw_key
 from bookingsync.worker.ingest_plan import Incoming
 from bookingsync.worker.ingest_store import apply_page as apply_incoming
+from bookingsync.worker.ingest_unchanged import touch_unchanged
 from bookingsync.worker.lifecycle import Backfill
 from bookingsync.worker.runtime import Runtime
 
@@ -54,11 +56,23 @@ def ingest_records(
     """Normalise every record (quarantining the ones that fail), then apply them, successors of a
     moved booking first, so the old booking's cancellation in the same read reads as the move it
     was. `open_quarantine=False` (no open items on the connection) skips retiring quarantine items.
-    `delivered_at` (a webhook's receipt time) orders records that carry no updated_at."""
+    `delivered_at` (a webhook's receipt time) orders records that carry no updated_at.
+
+    A polled record read again unchanged only has its link's `last_seen_at` set, before anything is
+    normalised (worker/ingest_unchanged.py)."""
+    keys = [raw_key(adapter.provider, raw.payload, raw.external_id, raw.scope) for raw in raws]
+    unchanged = (
+        touch_unchanged(session, connection=connection, raws=raws, keys=keys, now=now)
+        if delivered_at is None
+        else set()
+    )
+    result.applied += len(unchanged)
     normalised = []
-    for raw in raws:
+    for position, (raw, key) in enumerate(zip(raws, keys, strict=True)):
+        if position in unchanged:
+            continue
         try:
-            normalised.append((adapter.normalise(raw), raw))
+            normalised.append((adapter.normalise(raw), raw, key))
             continue
         except NormaliseError as exc:
             reason = str(exc)
@@ -68,19 +82,20 @@ def ingest_records(
         quarantine.add(session, connection=connection, record=raw, reason=reason, source=source, now=now)
         result.quarantined += 1
         log.warning("quarantined a %s record from %s (%s): %s", adapter.provider, connection, source, reason)
-    ordered = sorted(normalised, key=lambda pair: pair[0].supersedes is None)
+    ordered = sorted(normalised, key=lambda item: item[0].supersedes is None)
     outcomes = apply_incoming(
         session,
         connection=connection,
         provider=adapter.provider,
         incoming=[
-            Incoming(record=record, raw=raw.payload, delivered_at=delivered_at) for record, raw in ordered
+            Incoming(record=record, raw=raw.payload, delivered_at=delivered_at, raw_key=key)
+            for record, raw, key in ordered
         ],
         now=now,
         grace=grace,
         backfill=backfill,
     )
-    for (record, _), outcome in zip(ordered, outcomes, strict=True):
+    for (record, _, _), outcome in zip(ordered, outcomes, strict=True):
         if outcome.changed and open_quarantine:
             quarantine.supersede(session, connection=connection, external_id=record.external_id, now=now)
         result.applied += 1

@@ -78,6 +78,10 @@ class LinkState:
     source_delivered_at: datetime | None = None
     stale_count: int = 0
     rule: str | None = None  # the identity rule that made the link (issue 16); None reads as "origin"
+    raw_hash: str | None = None  # as stored (worker/ingest_fingerprint.py)
+    # The raw key of the record this page last applied through the link (None: none, or one that
+    # must not be trusted to stand for the link's state); its fingerprint is written with the link.
+    raw_key: str | None = None
     # The columns this page wrote, and their values.
     written: set[str] = field(default_factory=set)
     values: dict[str, Any] = field(default_factory=dict)
@@ -106,6 +110,7 @@ class Incoming:
     record: SourceRecord
     raw: Any
     delivered_at: datetime | None = None
+    raw_key: str | None = None  # worker/ingest_fingerprint.raw_key of the raw record
 
     @cached_property
     def content_hash(self) -> str:
@@ -147,6 +152,19 @@ class PagePlan:
     @property
     def stale(self) -> int:
         return sum(o.stale for o in self.outcomes)
+
+    def fingerprint_links(self) -> None:
+        """Give every link this page writes the `raw_hash` of the record its final state is the
+        reading of (None: none to trust), so the next read of that record is recognised before
+        normalising (worker/ingest_unchanged.py)."""
+        for link in self.links.values():
+            if link.id is not None and not link.written:
+                continue
+            wanted = link.raw_key
+            if link.id is None or wanted != link.raw_hash:
+                link.raw_hash = wanted
+                link.values["raw_hash"] = wanted
+                link.written.add("raw_hash")
 
     def snapshot_meetings(self) -> set[str]:
         """Stored meetings whose events need the meeting's links (the caller loads them)."""
@@ -242,6 +260,25 @@ def state_of_columns(row: Any) -> MeetingState:
     )
 
 
+def link_reading(
+    record: SourceRecord, raw: Any, now: datetime, content_hash: str | None = None
+) -> dict[str, Any]:
+    """The link columns a read of `record` sets on whichever path reads it (the bulk plan here,
+    `store.apply_one`, a peer's or a mirror's link): what the provider said, stored as received
+    and as a later read compares it (issue 16). Scope, missing and the ordering keys differ by
+    path and are set beside it."""
+    meeting = record.meeting
+    return {
+        "content_hash": content_hash or meeting.content_hash(),
+        "raw": raw,
+        "source_updated_at": record.source_updated_at,
+        "start": meeting.start,
+        "end": meeting.end,
+        "observed": meeting.model_dump(mode="json"),
+        "last_seen_at": now,
+    }
+
+
 def is_older(link: LinkState, incoming: Incoming) -> bool:
     """Whether `incoming` is an older snapshot than the one `link` holds, comparing like with like."""
     new = incoming.record.source_updated_at
@@ -334,17 +371,10 @@ class Planner:
         link.scope = record.scope or link.scope
         link.source_updated_at, link.source_delivered_at = record.source_updated_at, incoming.delivered_at
         link.values.update(
-            content_hash=link.content_hash,
-            raw=incoming.raw,
+            link_reading(record, incoming.raw, self.now, incoming.content_hash),
             scope=link.scope,
-            source_updated_at=link.source_updated_at,
             source_delivered_at=link.source_delivered_at,
-            start=record.meeting.start,
-            end=record.meeting.end,
             stale_count=link.stale_count,
-            # what a later read is compared with (issue 16's conflict policy)
-            observed=record.meeting.model_dump(mode="json"),
-            last_seen_at=self.now,
         )
         link.written.update(link.values)
 
@@ -377,12 +407,15 @@ class Planner:
         if link is not None and not link.mirrored and is_older(link, incoming):
             self._set(link, stale_count=link.stale_count + 1)
             self._touch(link, incoming)
+            link.raw_key = None  # the link holds a newer snapshot than this record
             return Outcome(meeting_id=link.meeting_id, changed=False, stale=True)
         if link is not None and link.content_hash in (content_hash, SUPERSEDED_HASH):
             self._touch(link, incoming)
+            link.raw_key = None if link.mirrored else incoming.raw_key
             return Outcome(meeting_id=link.meeting_id, changed=False)
         if link is not None and link.mirrored:
             # Issue 15: our own bookings at a route target update what we observe there, only.
+            link.raw_key = None  # mirrors are read by the per-record path (issue 16), never skipped
             self._observe(link, incoming)
             self._set(link, missing=record.meeting.status is MeetingStatus.CANCELLED)
             return Outcome(meeting_id=link.meeting_id, changed=False)
@@ -390,6 +423,7 @@ class Planner:
         predecessor = plan.links.get(record.supersedes) if link is None and record.supersedes else None
         if predecessor is not None and predecessor.mirrored:
             # Issue 15: our own move at a target made as a new booking, read before its write matched.
+            predecessor.raw_key = None
             self._set(predecessor, content_hash=SUPERSEDED_HASH)
             link = self._new_link(
                 predecessor.meeting_id,
@@ -402,6 +436,7 @@ class Planner:
             return Outcome(meeting_id=link.meeting_id, changed=False)
         if predecessor is not None:
             # A move made as "book the new time, cancel the old": the meeting continues under the new id.
+            predecessor.raw_key = None
             self._set(predecessor, content_hash=SUPERSEDED_HASH, missing=True)
             slot = plan.meetings[predecessor.meeting_id]
             link = self._new_link(
@@ -422,6 +457,7 @@ class Planner:
             slot = plan.meetings[link.meeting_id]  # see meetings_needed
         self._observe(link, incoming)
         self._set(link, missing=False)
+        link.raw_key = None if link.mirrored else incoming.raw_key
         if record.source_updated_at is not None:
             slot.source_updated_at = record.source_updated_at  # what the conflict policy compares (issue 16)
         return self._decide(slot, record.meeting, incoming.content_hash)

@@ -65,6 +65,7 @@ _LINK_COLUMNS = (
     "source_delivered_at",
     "stale_count",
     "rule",
+    "raw_hash",
 )
 
 
@@ -226,6 +227,7 @@ def _apply_per_record(
 def _write(session: Session, plan: PagePlan, now: datetime) -> bool:
     """Write the plan; False (nothing written) when another writer linked one of its new bookings first."""
     dialect_insert = _insert(session)
+    plan.fingerprint_links()
     stored_links: dict[str, list[Any]] = {}
     wanted = plan.snapshot_meetings()
     if wanted:

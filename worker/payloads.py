@@ -25,8 +25,11 @@ def event_time(value: datetime | None) -> str | None:
     """The one format of times in events: UTC, milliseconds, `Z` (JavaScript's toISOString)."""
     if value is None:
         return None
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    # isoformat truncates to milliseconds as toISOString does, at a fraction of strftime's cost
+    # (a page of events formats thousands of these); "+00:00" is its last six characters.
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def meeting_json(row: MeetingRow, links: list[LinkRow]) -> dict[str, Any]:

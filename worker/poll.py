@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bookingsync.adapters import pacing
-from bookingsync.adapters.base import Capability, ReadContext
+from bookingsync.adapters.base import Capability, ReadContext, Reader
 from bookingsync.models.errors import ProviderError, RateLimited
 from bookingsync.worker import leases, metrics, poll_state, store, watch
 from bookingsync.worker.db import transaction
@@ -103,7 +103,7 @@ def poll(rt: Runtime, connection_id: str, read: str | None = None, *, defer: boo
         result.error = f"connection {connection_id!r} is not configured or disabled"
         return result
     adapter = rt.adapter(connection_id)
-    if not adapter.capabilities & {Capability.LIST_CHANGES, Capability.LOOKUP_BY_EMAIL}:
+    if not isinstance(adapter, Reader):  # nothing to poll: it only books, or only receives webhooks
         return result
     lease_name, lease_seconds = f"poll:{connection_id}", rt.config.scheduler.lease_seconds
     now = rt.clock.now()

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from bookingsync.adapters.base import BookingRequest, Capability, Finder, Writer
+from bookingsync.adapters.base import BookingRequest, Capability, Finder, Mover, Writer
 from bookingsync.models.errors import (
     AnswerLost,
     ProviderError,
@@ -124,7 +124,9 @@ class _Call:
 
 def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[str]) -> Outcome | None:
     """One decision and at most one provider call; None when there may be more to do."""
-    adapter: Any = rt.adapter(target)
+    adapter = rt.adapter(target)
+    if not isinstance(adapter, Writer):  # config refuses such targets; a changed config may not
+        return Outcome("dead", f"{target} ({provider}) cannot book: it is read-only for bookingsync")
     caps = adapter.capabilities
     now = rt.clock.now()
     lease = timedelta(seconds=rt.config.mirroring.lease_seconds)
@@ -138,6 +140,11 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
         mirror = Mirror(link.external_id, link.start, link.end, link.missing) if link else None
         shape = precision.shape_of(adapter)  # compared at the precision the target keeps
         mirror = precision.as_planned(shape, mirror, row.start, row.end)
+        if link is not None and link.mirrored and _retitle(adapter, mirror, row, link.observed):
+            # In step in time but not in title, at a target whose move takes the title: moved to
+            # the same times, with the title (the planner sees a mirror to move).
+            assert mirror is not None
+            mirror = Mirror(mirror.external_id, None, None, mirror.missing)
         rows = intent_store.for_target(session, meeting_id, target)
         history = [intent_store.value(r) for r in rows]
         action = intents.plan(
@@ -156,7 +163,7 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
             intents=history,
             now=now,
             limits=Limits(max_writes=rt.config.mirroring.max_writes_per_hour),
-            can_find=Capability.FIND_BOOKING in caps,
+            can_find=isinstance(adapter, Finder),
             can_cancel=Capability.CANCEL in caps,
             target=target,
         )
@@ -281,11 +288,20 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
                 stored = intent_store.add(session, current, meeting_id=meeting_id, connection=target, now=now)
             call = _Call(stored.id or 0, current, _request(meeting, current))
     # The intent is committed: now, and only now, the provider is called.
-    return (
-        _lookup(rt, adapter, meeting_id, target, provider, call, done)
-        if call.lookup
-        else _write(rt, adapter, meeting_id, target, provider, call, done)
-    )
+    if call.lookup and isinstance(adapter, Finder):  # a lookup is planned only where can_find
+        return _lookup(rt, adapter, meeting_id, target, provider, call, done)
+    return _write(rt, adapter, meeting_id, target, provider, call, done)
+
+
+def _retitle(adapter: Any, mirror: Mirror | None, row: MeetingRow, observed: Any) -> bool:
+    """Whether a live mirror in step in time shows another title than the meeting's, at a target
+    whose move can write the title (`pushes`, README "Routes"). A target that does not keep what
+    it was sent is re-sent at most `max_writes_per_hour` times: the breaker counts these moves."""
+    if "title" not in getattr(adapter, "pushes", ()) or not row.title or not row.booked or row.deleted:
+        return False
+    if mirror is None or mirror.missing or (mirror.start, mirror.end) != (row.start, row.end):
+        return False
+    return isinstance(observed, dict) and observed.get("title") != row.title
 
 
 def _request(meeting: Any, intent: Intent) -> BookingRequest:
@@ -307,7 +323,8 @@ def _write(
         if intent.action is Write.CREATE:
             record: SourceRecord | None = adapter.create(request)
         elif intent.action is Write.RESCHEDULE:
-            assert intent.subject is not None
+            # The planner moves in place only with RESCHEDULE, which Movers declare (test_adapter_parts).
+            assert intent.subject is not None and isinstance(adapter, Mover)
             record = adapter.reschedule(intent.subject, request)
         else:
             assert intent.subject is not None

@@ -16,7 +16,7 @@ from rich.console import Console
 from sqlalchemy import Engine
 
 from bookingsync.adapters.base import Adapter
-from bookingsync.adapters.registry import accepted_settings, build_adapter
+from bookingsync.adapters.registry import build_adapter
 from bookingsync.worker import egress
 from bookingsync.worker.clock import Clock, SystemClock
 from bookingsync.worker.config import Config
@@ -68,11 +68,11 @@ class Runtime:
                 conn = self.config.connection(connection_id)
                 if conn is None:
                     raise KeyError(connection_id)
-                settings = {**conn.adapter_settings(), **self.adapter_overrides}
-                if not self.config.allow_private_targets and "transport" in accepted_settings(conn.provider):
+                hooks = dict(self.adapter_overrides)
+                if not self.config.allow_private_targets:
                     # Provider calls connect only to public addresses, checked at connect time.
-                    settings.setdefault("transport", egress.guarded_transport())
-                self._adapters[connection_id] = build_adapter(conn.provider, **settings)
+                    hooks.setdefault("transport", egress.guarded_transport())
+                self._adapters[connection_id] = build_adapter(conn.provider, conn.id, conn.settings, **hooks)
             return self._adapters[connection_id]
 
     @property

@@ -21,6 +21,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.exc import OperationalError
 
 from bookingsync.adapters.base import Capability
 from bookingsync.models.tables import EventRow, ReceiptRow
@@ -42,6 +43,10 @@ MAX_BATCHES_PER_TICK = 50
 # above a healthy queue (the in-flight caps give at most 150 messages).
 MAX_WAITING_MESSAGES = 200
 FIRST_PRUNE_AFTER_SECONDS = 60.0  # retention's first run after start (then every retention.interval_seconds)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 class Scheduler:
@@ -204,6 +209,12 @@ class Scheduler:
                 if max(len(claimed.events), len(claimed.deliveries), len(claimed.receipts)) < cfg.batch_size:
                     break
             self.freshness.prefetch(self.rt.clock.now())
+        except OperationalError as exc:
+            # The database is down or cut off (an outage, a failover): a state to wait out, said in
+            # one line per tick rather than a traceback; leadership steps down on its own meanwhile.
+            log.warning(
+                "relay tick: the database did not answer (%s); the next tick retries", _first_line(exc)
+            )
         except Exception:
             log.exception("relay tick failed; the next tick retries")
 

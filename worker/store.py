@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from functools import cache
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from bookingsync.worker.ingest_plan import (
     SUPERSEDED_HASH,
     Incoming,
     event_row,
+    link_reading,
     meeting_columns,
     new_id,
     state_of_columns,
@@ -195,16 +197,43 @@ def add_events(
         session.execute(insert(EventRow), rows)
 
 
+def new_link(
+    meeting_id: str,
+    *,
+    connection: str,
+    provider: str,
+    external_id: str,
+    now: datetime,
+    rule: str,
+    mirrored: bool = False,
+    content_hash: str = "",
+) -> LinkRow:
+    """A link first seen now (added to no session): the one place a LinkRow is put together."""
+    return LinkRow(
+        meeting_id=meeting_id,
+        connection=connection,
+        provider=provider,
+        external_id=external_id,
+        content_hash=content_hash,
+        first_seen_at=now,
+        last_seen_at=now,
+        mirrored=mirrored,
+        rule=rule,
+    )
+
+
+def _read(
+    link: LinkRow, record: SourceRecord, raw: Any, now: datetime, content_hash: str | None = None
+) -> None:
+    for name, value in link_reading(record, raw, now, content_hash).items():
+        setattr(link, name, value)
+    link.scope = record.scope or link.scope
+
+
 def observe(link: LinkRow, record: SourceRecord, raw: Any, now: datetime) -> None:
     """Record what the provider says of a mirror link, and nothing else: no meeting change, no event."""
-    link.content_hash = record.meeting.content_hash()
-    link.raw = raw
-    link.scope = record.scope or link.scope
-    link.source_updated_at = record.source_updated_at
-    link.start, link.end = record.meeting.start, record.meeting.end
+    _read(link, record, raw, now)
     link.missing = record.meeting.status is MeetingStatus.CANCELLED
-    link.observed = record.meeting.model_dump(mode="json")  # what a later read is compared with (issue 16)
-    link.last_seen_at = now
 
 
 def dialect_insert(session: Session) -> Any:
@@ -241,20 +270,14 @@ def link_peer(
             connection=connection,
             provider=provider,
             external_id=record.external_id,
-            content_hash=record.meeting.content_hash(),
-            raw=raw,
+            **link_reading(record, raw, now),
             scope=record.scope,
-            source_updated_at=record.source_updated_at,
             source_delivered_at=delivered_at,
             stale_count=0,
-            start=record.meeting.start,
-            end=record.meeting.end,
             missing=record.meeting.status is MeetingStatus.CANCELLED,
             mirrored=False,
             first_seen_at=now,
-            last_seen_at=now,
             rule=match.rule,
-            observed=record.meeting.model_dump(mode="json"),
         )
         .on_conflict_do_nothing(index_elements=["connection", "external_id"])
         .returning(table.c.id)
@@ -289,6 +312,23 @@ def link_peer(
     return link
 
 
+def _insert_once(session: Session, link: LinkRow) -> LinkRow:
+    """Insert a new link, or take the one another writer inserted at the same moment (issue 13:
+    an echo read by a webhook and a poll at once, or beside our write's own answer): `INSERT … ON
+    CONFLICT DO NOTHING`, then the row under lock, so neither writer's page is rolled back."""
+    table = LinkRow.__table__  # type: ignore[attr-defined]
+    values = {c.name: getattr(link, c.name) for c in table.columns if c.name != "id"}
+    stmt = (
+        dialect_insert(session)(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["connection", "external_id"])
+    )
+    session.execute(stmt)
+    stored = _locked_link(session, link.connection, link.external_id)
+    assert stored is not None  # inserted now, or committed by the writer that won
+    return stored
+
+
 def link_echo(
     session: Session,
     match: Match,
@@ -314,20 +354,36 @@ def link_echo(
         else:
             link = None
     if link is None:
-        link = LinkRow(
-            meeting_id=match.meeting_id,
-            connection=connection,
-            provider=provider,
-            external_id=record.external_id,
-            content_hash="",
-            first_seen_at=now,
-            last_seen_at=now,
-            mirrored=True,
-            rule=match.rule,
+        link = _insert_once(
+            session,
+            new_link(
+                match.meeting_id,
+                connection=connection,
+                provider=provider,
+                external_id=record.external_id,
+                now=now,
+                rule=match.rule,
+                mirrored=True,
+            ),
         )
-        session.add(link)
+    if link.meeting_id != match.meeting_id:  # linked meanwhile to another meeting: that link stands
+        log.warning(
+            "%s %s echoes a write for meeting %s but is linked to meeting %s; left as it is",
+            connection,
+            record.external_id,
+            match.meeting_id,
+            link.meeting_id,
+        )
+        return link
     observe(link, record, raw, now)
     row = intent_store.get(session, intent.id) if intent.id is not None else None
+    if (
+        row is not None
+        and row.external_id
+        and row.external_id != record.external_id
+        and record.meeting.active
+    ):
+        _confirmed(session, row.external_id, link, now)
     if row is not None and row.external_id != record.external_id:
         current = intent_store.value(row)
         changed = intents.echoed(current, record.external_id)
@@ -346,6 +402,35 @@ def link_echo(
         intent.reference,
     )
     return link
+
+
+def _confirmed(session: Session, booked: str, appointment: LinkRow, now: datetime) -> None:
+    """Issue 16: an active booking that carries the reference of our write whose answer was a
+    provisional booking (`booked`, Meetergo's double opt-in, still pending as last read) is its
+    confirmed appointment: the provisional link is superseded and our write names the appointment,
+    so a later move or cancel reaches the booking that exists (the same as the `double-opt-in`
+    identity rule does for a confirmation that drops our reference)."""
+    old = _locked_link(session, appointment.connection, booked)
+    observed = old.observed if old is not None else None
+    if (
+        old is None
+        or old.meeting_id != appointment.meeting_id
+        or not isinstance(observed, dict)
+        or observed.get("status") != MeetingStatus.PENDING.value
+    ):
+        return
+    old.content_hash = SUPERSEDED_HASH
+    intent_store.follow(session, old.meeting_id, old.connection, booked, appointment.external_id, now)
+    # A cancel that could not reach the provisional booking (meetergo documents no such call) is a
+    # dead route delivery: put it back in line, so the appointment that now exists is cancelled.
+    intent_store.requeue_dead_deliveries(session, old.meeting_id, old.connection, now)
+    log.info(
+        "%s %s confirms the provisional booking %s of meeting %s",
+        appointment.connection,
+        appointment.external_id,
+        booked,
+        old.meeting_id,
+    )
 
 
 def apply_record(
@@ -470,16 +555,14 @@ def apply_one(
     if link is None and predecessor is not None and predecessor.mirrored:
         # Issue 15: our own move at a target made as a new booking, read before its write matched.
         predecessor.content_hash = SUPERSEDED_HASH
-        link = LinkRow(
-            meeting_id=predecessor.meeting_id,
+        link = new_link(
+            predecessor.meeting_id,
             connection=connection,
             provider=provider,
             external_id=record.external_id,
-            content_hash="",
-            first_seen_at=now,
-            last_seen_at=now,
-            mirrored=True,
+            now=now,
             rule=match.rule if match is not None else "successor",
+            mirrored=True,
         )
         session.add(link)
         observe(link, record, raw, now)
@@ -498,16 +581,15 @@ def apply_one(
         ).one()
         old = state_of(row)
         predecessor.content_hash, predecessor.missing = SUPERSEDED_HASH, True
-        link = LinkRow(
-            meeting_id=row.id,
+        link = new_link(
+            row.id,
             connection=connection,
             provider=provider,
             external_id=record.external_id,
-            content_hash=content_hash,
-            first_seen_at=now,
-            last_seen_at=now,
-            mirrored=predecessor.mirrored,
+            now=now,
             rule=match.rule if match is not None else "successor",
+            mirrored=predecessor.mirrored,
+            content_hash=content_hash,
         )
         session.add(link)
     elif link is None:
@@ -525,30 +607,23 @@ def apply_one(
         session.add(row)
         session.flush()  # the meeting row must exist before its link points at it
         old = None
-        link = LinkRow(
-            meeting_id=row.id,
+        link = new_link(
+            row.id,
             connection=connection,
             provider=provider,
             external_id=record.external_id,
-            content_hash=content_hash,
-            first_seen_at=now,
-            last_seen_at=now,
+            now=now,
             rule="origin",
+            content_hash=content_hash,
         )
         session.add(link)
         links = [link]
     else:
         row = session.exec(select(MeetingRow).where(MeetingRow.id == link.meeting_id).with_for_update()).one()
         old = state_of(row)
-    link.content_hash = content_hash
-    link.raw = raw
-    link.scope = record.scope or link.scope
-    link.source_updated_at = record.source_updated_at
+    _read(link, record, raw, now, content_hash)
     link.source_delivered_at = delivered_at
-    link.start, link.end = record.meeting.start, record.meeting.end
     link.missing = False
-    link.observed = record.meeting.model_dump(mode="json")  # what a later read is compared with (issue 16)
-    link.last_seen_at = now
     if known is not None:
         known[record.external_id] = link
     if record.source_updated_at is not None:
@@ -595,16 +670,14 @@ def record_mirror(
     """
     link = _locked_link(session, connection, record.external_id)
     if link is None:
-        link = LinkRow(
-            meeting_id=meeting_id,
+        link = new_link(
+            meeting_id,
             connection=connection,
             provider=provider,
             external_id=record.external_id,
-            content_hash="",
-            first_seen_at=now,
-            last_seen_at=now,
-            mirrored=True,
+            now=now,
             rule="route",
+            mirrored=True,
         )
         session.add(link)
     elif link.meeting_id != meeting_id:
@@ -678,15 +751,22 @@ def get_cursor(session: Session, connection: str) -> dict[str, Any] | None:
     return dict(row.value) if row is not None and row.value is not None else None
 
 
+@cache
+def _cursor_upsert(dialect: str) -> Any:
+    """Built once per dialect: it runs with every page."""
+    table = CursorRow.__table__  # type: ignore[attr-defined]
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.connection],
+        set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+    )
+
+
 def save_cursor(session: Session, connection: str, value: dict[str, Any], now: datetime) -> None:
     """One upsert (the cursor is written with every page, so one statement, not a read and a write)."""
-    table = CursorRow.__table__  # type: ignore[attr-defined]
-    stmt = dialect_insert(session)(table).values(connection=connection, value=value, updated_at=now)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[table.c.connection],
-            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
-        )
+    conn = session.connection()
+    conn.execute(
+        _cursor_upsert(conn.dialect.name), {"connection": connection, "value": value, "updated_at": now}
     )
     loaded = session.identity_map.get(session.identity_key(CursorRow, connection))
     if loaded is not None:  # a CursorRow read earlier in this session is now out of date

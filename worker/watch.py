@@ -2,7 +2,8 @@
 reports back: the schedule's summary for `bookingsync status`.
 
 An email is watched while one of its meetings is upcoming or ended after the lookback; its hint
-is its soonest upcoming start and when one of its meetings last changed here.
+is its soonest upcoming start and when one of its meetings last changed here (after it was first
+stored).
 """
 
 from __future__ import annotations
@@ -19,8 +20,16 @@ from bookingsync.models.tables import MeetingRow, PollStateRow
 def hints(session: Session, now: datetime, since: datetime) -> dict[str, WatchHint]:
     """Every watched attendee email (meetings upcoming or ended after `since`) with its hint."""
     upcoming = func.min(case((col(MeetingRow.start) >= now, col(MeetingRow.start)), else_=None))
+    # A change is a meeting updated after it was first stored. First sight is not one: it is
+    # covered by "never read" (read once, first), and a bulk of new meetings elsewhere would
+    # otherwise make every attendee urgent for the whole RECENT window and fill LeanData's polls.
+    changed = func.max(
+        case(
+            (col(MeetingRow.updated_at) > col(MeetingRow.created_at), col(MeetingRow.updated_at)), else_=None
+        )
+    )
     query = (
-        select(MeetingRow.attendee_email, upcoming, func.max(MeetingRow.updated_at))
+        select(MeetingRow.attendee_email, upcoming, changed)
         .where(col(MeetingRow.attendee_email).is_not(None), col(MeetingRow.end) >= since)
         .group_by(col(MeetingRow.attendee_email))
     )

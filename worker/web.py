@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
-from bookingsync.adapters.base import Capability
+from bookingsync.adapters.base import WebhookReceiver
 from bookingsync.models.errors import WebhookError, WebhookTooLarge
 from bookingsync.worker import metrics, probes
 from bookingsync.worker.api import mount as mount_api
@@ -122,7 +122,7 @@ class Webhooks:
             self.received.labels("unknown", "not_found").inc()
             return 404, {"error": f"no connection named {connection_id!r} is configured"}
         adapter = rt.adapter(connection_id)
-        if Capability.RECEIVE_WEBHOOKS not in adapter.capabilities:
+        if not isinstance(adapter, WebhookReceiver):
             return 404, {"error": f"connection {connection_id!r} ({conn.provider}) does not receive webhooks"}
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:

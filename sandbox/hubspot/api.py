@@ -122,10 +122,7 @@ from .errors import (
     _tz_param,
     _validation,
 )
-from .search import (
-    _search,
-)
-from .state import (
+from .records import (
     BOOK_PATH,
     CONTACTS_PATH,
     DEFAULT_LIMIT,
@@ -144,7 +141,6 @@ from .state import (
     WEBHOOKS_PATH,
     WEEKDAYS,
     HubSpotApiError,
-    HubSpotState,
     MeetingLink,
     Subscription,
     format_time,
@@ -152,6 +148,10 @@ from .state import (
     to_millis,
     zone,
 )
+from .search import (
+    _search,
+)
+from .state import HubSpotState
 
 BOOKING_REQUIRED = {
     "duration": int,

@@ -64,18 +64,12 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from bookingsync.sandbox.control import ControlBody, common_router, guarded
+from bookingsync.sandbox.control import ControlBody, common_router, guarded, scoped_token_route
 from bookingsync.sandbox.errors import SandboxError
 from bookingsync.sandbox.request_log import CONTROL_PREFIX
 
-from .state import (
-    DEFAULT_SUBSCRIBED_PROPERTIES,
-    MEETINGS_PATH,
-    HubSpotApiError,
-    HubSpotState,
-    MeetingLink,
-    parse_time,
-)
+from .records import DEFAULT_SUBSCRIBED_PROPERTIES, MEETINGS_PATH, HubSpotApiError, MeetingLink, parse_time
+from .state import HubSpotState
 
 Stamp = str | int
 
@@ -156,11 +150,6 @@ class SettingsBody(ControlBody):
     search_requires_all_fields: bool | None = None
     property_changes_on_creation: bool | None = None
     rate_limit_per_ten_seconds: int | None = None
-
-
-class TokenBody(ControlBody):
-    token: str
-    scopes: list[str]
 
 
 SETTINGS = tuple(SettingsBody.model_fields)
@@ -378,9 +367,5 @@ def control_router(state: HubSpotState) -> APIRouter:
             setattr(state, key, value)
         return JSONResponse(settings())
 
-    @router.post("/tokens", status_code=201)
-    def add_token(body: TokenBody) -> dict[str, Any]:
-        state.add_token(body.token, body.scopes)
-        return {"token": body.token, "scopes": sorted(body.scopes)}
-
+    scoped_token_route(router, state.add_token)
     return router

@@ -13,15 +13,15 @@ from bookingsync.sandbox.errors import SandboxError
 from bookingsync.sandbox.faults import Fault
 from bookingsync.sandbox.refusal import Refused, bearer_token, fault_before, json_object
 
-from .state import (
+from .records import (
     DAILY_LIMIT,
     RATE_LIMIT_INTERVAL_MS,
     RATE_LIMIT_MAX,
     HubSpotApiError,
     HubSpotMeeting,
-    HubSpotState,
     zone,
 )
+from .state import HubSpotState
 
 
 def error_body(

@@ -8,14 +8,8 @@ from .errors import (
     _int_param,
     _validation,
 )
-from .state import (
-    DATE_PROPERTIES,
-    DEFAULT_LIMIT,
-    MAX_SEARCH_LIMIT,
-    HubSpotState,
-    parse_time,
-    to_millis,
-)
+from .records import DATE_PROPERTIES, DEFAULT_LIMIT, MAX_SEARCH_LIMIT, parse_time, to_millis
+from .state import HubSpotState
 
 
 def _comparable(name: str, value: str) -> Any:

@@ -39,8 +39,7 @@ from typing import Any
 
 import httpx
 
-from bookingsync.sandbox.background import BackgroundPoster, Outcome
-from bookingsync.sandbox.ring import ATTEMPTS_KEPT, Ring
+from bookingsync.sandbox.background import AttemptSender, Outcome
 
 # A receiver that has not answered in this long is recorded as a failed attempt.
 DELIVERY_TIMEOUT_SECONDS = 5.0
@@ -128,7 +127,7 @@ def new_delivery_id() -> str:
     return f"dlv_{secrets.token_hex(8)}"
 
 
-class WebhookSender(BackgroundPoster[Batch]):
+class WebhookSender(AttemptSender[Batch, DeliveryAttempt]):
     """POSTs batches from one daemon thread, so the change that caused them never waits.
 
     `sign` turns (url, body) into headers at send time, so every attempt carries a fresh
@@ -141,13 +140,9 @@ class WebhookSender(BackgroundPoster[Batch]):
         super().__init__("hubspot-webhooks", DELIVERY_TIMEOUT_SECONDS)
         self._sign = sign
         self._retry_delay = retry_delay
-        self._attempts: Ring[DeliveryAttempt] = Ring(ATTEMPTS_KEPT)  # the newest only
 
     def send(self, batch: Batch) -> None:
         self.submit(batch)
-
-    def attempts(self) -> list[DeliveryAttempt]:
-        return self._attempts.items()
 
     def handle(self, client: httpx.Client, batch: Batch) -> None:
         self._deliver(client, batch)
@@ -164,8 +159,7 @@ class WebhookSender(BackgroundPoster[Batch]):
                 headers=headers,
                 body=body.decode(),
             )
-            attempt.settle(self.post(client, batch.target_url, body, headers))
-            self._attempts.append(attempt)
+            self.attempt(client, attempt, batch.target_url, body, headers)
             if not attempt.succeeded and batch.retries_left > 0:
                 batch.retries_left -= 1
             elif batch.duplicates_left > 0:

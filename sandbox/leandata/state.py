@@ -137,7 +137,7 @@ class LeanDataState:
         self._lock = threading.RLock()
         self._api_keys = set(api_keys)
         self._meetings: dict[str, LeanDataMeeting] = {}
-        self.booking_tokens: dict[str, dict[str, Any]] = {}  # owned by leandata_booking
+        self.booking_tokens: dict[str, dict[str, Any]] = {}  # owned by the booking routes (`booking`)
 
     @property
     def lock(self) -> threading.RLock:

@@ -56,7 +56,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from bookingsync.sandbox.clock import parse_iso
-from bookingsync.sandbox.control import ControlBody, common_router, guarded
+from bookingsync.sandbox.control import ControlBody, common_router, guarded, scoped_token_route
 from bookingsync.sandbox.errors import SandboxError
 from bookingsync.sandbox.request_log import CONTROL_PREFIX
 
@@ -114,11 +114,6 @@ class SettingsBody(ControlBody):
     clock_offset_seconds: float | None = None
     rate_limit_per_minute: int | None = None
     retry_after_header: bool | None = None
-
-
-class TokenBody(ControlBody):
-    token: str
-    scopes: list[str]
 
 
 def _fields(raw: dict[str, Any]) -> dict[str, Any]:
@@ -251,9 +246,5 @@ def control_router(state: LeezyState) -> APIRouter:
             setattr(state, key, value)
         return JSONResponse(settings())
 
-    @router.post("/tokens", status_code=201)
-    def add_token(body: TokenBody) -> dict[str, Any]:
-        state.add_token(body.token, body.scopes)
-        return {"token": body.token, "scopes": sorted(body.scopes)}
-
+    scoped_token_route(router, state.add_token)
     return router

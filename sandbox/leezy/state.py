@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bookingsync.sandbox.background import Deliveries
 from bookingsync.sandbox.clock import aware, utc_now
 from bookingsync.sandbox.errors import UnknownMeetingError
 from bookingsync.sandbox.faults import Fault, FaultQueue
@@ -38,7 +39,7 @@ from .webhooks import (
 )
 
 
-class LeezyState:
+class LeezyState(Deliveries):
     """Everything the simulator holds; every method is safe to call from any thread."""
 
     def __init__(
@@ -70,7 +71,7 @@ class LeezyState:
         self._meetings: dict[str, LeezyMeeting] = {}
         self._subscriptions: dict[str, Subscription] = {}
         self._windows: dict[str, tuple[datetime, int]] = {}
-        self._sender = WebhookSender(on_result=self._delivery_result)
+        self._sender: WebhookSender = WebhookSender(on_result=self._delivery_result)
 
     # -- credentials and rate limit ---------------------------------------------------------
 
@@ -256,15 +257,6 @@ class LeezyState:
     def unsubscribe(self, subscription_id: str) -> bool:
         with self._lock:
             return self._subscriptions.pop(subscription_id, None) is not None
-
-    def deliveries(self) -> list[DeliveryAttempt]:
-        return self._sender.attempts()
-
-    def flush_deliveries(self, timeout: float = 10.0) -> bool:
-        return self._sender.flush(timeout)
-
-    def close(self) -> None:
-        self._sender.close()
 
     def _emit(self, event_type: str, meeting: LeezyMeeting) -> None:
         stamp = self.now()

@@ -28,8 +28,7 @@ from typing import Any
 
 import httpx
 
-from bookingsync.sandbox.background import BackgroundPoster, Outcome
-from bookingsync.sandbox.ring import ATTEMPTS_KEPT, Ring
+from bookingsync.sandbox.background import AttemptSender, Outcome
 
 SIGNATURE_PRODUCTION = "production"
 SIGNATURE_STAGING = "staging"
@@ -108,13 +107,11 @@ class DeliveryAttempt(Outcome):
     body: str
 
 
-class WebhookSender(BackgroundPoster[tuple[DeliveryAttempt, bytes]]):
+class WebhookSender(AttemptSender[tuple[DeliveryAttempt, bytes], DeliveryAttempt]):
     """POSTs deliveries from one daemon thread, so the change that caused them never waits."""
 
     def __init__(self, on_result: Callable[[DeliveryAttempt], None] | None = None) -> None:
-        super().__init__("leezy-webhooks", DELIVERY_TIMEOUT_SECONDS)
-        self._attempts: Ring[DeliveryAttempt] = Ring(ATTEMPTS_KEPT)  # the newest only
-        self._on_result = on_result
+        super().__init__("leezy-webhooks", DELIVERY_TIMEOUT_SECONDS, on_result)
 
     def send(
         self, subscription_id: str, target_url: str, event: Mapping[str, Any], delivery: SignedDelivery
@@ -130,12 +127,6 @@ class WebhookSender(BackgroundPoster[tuple[DeliveryAttempt, bytes]]):
         )
         self.submit((attempt, delivery.body))
 
-    def attempts(self) -> list[DeliveryAttempt]:
-        return self._attempts.items()
-
     def handle(self, client: httpx.Client, item: tuple[DeliveryAttempt, bytes]) -> None:
         attempt, body = item
-        attempt.settle(self.post(client, attempt.target_url, body, attempt.headers))
-        self._attempts.append(attempt)
-        if self._on_result is not None:
-            self._on_result(attempt)
+        self.attempt(client, attempt, attempt.target_url, body, attempt.headers)

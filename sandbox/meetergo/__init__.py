@@ -80,14 +80,16 @@ Ambiguities, and how they are resolved (every "guess" is not in the stored docs)
   ``bad_start`` (default): ``meetingInfo.start`` is ``"not-a-date"``; ``missing_meeting_info``:
   no ``meetingInfo``); it counts in ``total``. A ``mutate`` fault's ``offset`` is the page number.
 
-One module per concern: `records` (the wire records, constants and time formats), `state`
-(credentials, users, meeting types, settings) with its behaviour mixed in from `availability`
-(busy times, slots, host choice), `appointments` (book, reschedule, cancel, provisional bookings,
-listing), `wire` (how an appointment is written) and `subscriptions` (webhooks and deliveries,
-sent by `webhooks`); `errors` (the error envelope, authorization, request readers), `api` (the
-provider surface, `create_app`), `booking` (the booking routes) and `control` (the sandbox's own
-`/_sandbox` routes). Imports run one way: api → booking, control → errors → state → the mixins →
-records, webhooks. The names the rest of the tree uses are re-exported here.
+One module per concern: `records` (the wire records, constants and time formats); the state,
+built up one concern a class, each on what it uses: `store` (the fields, credentials, users,
+meeting types, settings), `wire` (how an appointment is written), `availability` (busy times,
+slots, host choice), `subscriptions` (webhooks, sent by `webhooks`), `appointments` (book,
+reschedule, cancel, provisional bookings, listing) and `state` (`MeetergoState`, the lot);
+`errors` (the error envelope, authorization, request readers), `api` (the provider surface,
+`create_app`), `booking` (the booking routes) and `control` (the sandbox's own `/_sandbox`
+routes, bodies in `control_bodies`). Imports run one way: api → booking, control → errors →
+state → appointments → availability, subscriptions → wire → store → records, webhooks. The
+names the rest of the tree uses are re-exported here.
 """
 
 from __future__ import annotations

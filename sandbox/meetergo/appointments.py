@@ -1,11 +1,10 @@
 """Meetergo appointments: book, create, reschedule and cancel appointments, the provisional bookings of
-double opt-in and host confirmation, and the paginated listing. `Appointments` is mixed into
-`MeetergoState`, which owns the fields it reads (appointments, provisional bookings, the lock)."""
+double opt-in and host confirmation, and the paginated listing. Built on `availability` (which
+hosts are free) and `subscriptions` (the webhooks a change sends); the fields are `store`'s."""
 
 from __future__ import annotations
 
 import secrets
-import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -15,6 +14,7 @@ from typing import Any
 from bookingsync.sandbox.clock import aware
 from bookingsync.sandbox.errors import SandboxError, UnknownMeetingError
 
+from .availability import Availability
 from .records import (
     BOOKING_TYPE_DOUBLE_OPT_IN,
     BOOKING_TYPE_HOST_CONFIRMATION,
@@ -30,6 +30,7 @@ from .records import (
     _meeting_link,
     validation_failed,
 )
+from .subscriptions import Subscriptions
 from .webhooks import (
     BOOKING_CANCELLED,
     BOOKING_CREATED,
@@ -37,10 +38,7 @@ from .webhooks import (
 )
 
 
-class Appointments:
-    _lock: threading.RLock
-    now: Callable[[], datetime]
-
+class Appointments(Availability, Subscriptions):
     def book(
         self,
         meeting_type_id: str,

@@ -1,23 +1,18 @@
 """Meetergo availability: busy blocks, the rules that make a time bookable for a meeting type,
-slot scans and host choice (round robin). `Availability` is mixed into `MeetergoState`, which owns
-the fields it reads."""
+slot scans and host choice (round robin). Built on `store`, whose fields and meeting types it reads."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bookingsync.sandbox.clock import aware
 
 from .records import SLOT_TAKEN, BusyBlock, MeetergoMeetingType, MeetergoRefusal, Slot, validation_failed
+from .store import Store
 
 
-class Availability:
-    _lock: threading.RLock
-    now: Callable[[], datetime]
-
+class Availability(Store):
     def block(self, host_id: str, start: datetime, end: datetime) -> BusyBlock:
         """A busy event in the host's external calendar (subject to ``calendar_sync_lag``)."""
         with self._lock:

@@ -1,12 +1,10 @@
 """Meetergo webhook subscriptions and their deliveries (sent by `webhooks`): add, update, remove,
-emit and redeliver. `Subscriptions` is mixed into `MeetergoState`, which owns the fields it reads."""
+emit and redeliver. Built on `wire` (what a delivery carries); the fields are `store`'s."""
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bookingsync.sandbox.errors import SandboxError
@@ -18,12 +16,10 @@ from .webhooks import (
     build_payload,
     new_attempt,
 )
+from .wire import WireShapes
 
 
-class Subscriptions:
-    _lock: threading.RLock
-    now: Callable[[], datetime]
-
+class Subscriptions(WireShapes):
     def add_webhook(
         self, endpoint: str, event_types: Iterable[str], description: str | None = None
     ) -> MeetergoWebhook:
@@ -118,15 +114,6 @@ class Subscriptions:
                 self._sender.send(attempt)
                 return attempt
         raise SandboxError(f"No recorded delivery {delivery_id!r}; list /_sandbox/deliveries.")
-
-    def deliveries(self) -> list[DeliveryAttempt]:
-        return self._sender.attempts()
-
-    def flush_deliveries(self, timeout: float = 10.0) -> bool:
-        return self._sender.flush(timeout)
-
-    def close(self) -> None:
-        self._sender.close()
 
     def _emit(self, webhook_type: str, appt: MeetergoAppointment) -> None:
         self.emit(webhook_type, self.webhook_data(appt, webhook_type))

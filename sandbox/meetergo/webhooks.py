@@ -22,13 +22,12 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from bookingsync.sandbox.background import BackgroundPoster
-from bookingsync.sandbox.ring import ATTEMPTS_KEPT, Ring
+from bookingsync.sandbox.background import AttemptSender, Outcome
 
 SHAPE_FLAT = "flat"
 SHAPE_LEGACY = "legacy"
@@ -55,7 +54,7 @@ def build_payload(webhook_type: str, data: Mapping[str, Any], shape: str = SHAPE
 
 
 @dataclass
-class DeliveryAttempt:
+class DeliveryAttempt(Outcome):
     delivery_id: str
     webhook_id: str
     webhook_type: str
@@ -63,19 +62,9 @@ class DeliveryAttempt:
     headers: dict[str, str]
     body: str
     redelivery_of: str | None = None
-    status_code: int | None = None
-    response_body: str | None = None
-    error: str | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
 
     def payload(self) -> Any:
         return json.loads(self.body)
-
-    def public(self) -> dict[str, Any]:
-        return asdict(self) | {"succeeded": self.succeeded}
 
 
 def new_attempt(
@@ -97,27 +86,14 @@ def new_attempt(
     )
 
 
-class WebhookSender(BackgroundPoster[DeliveryAttempt]):
+class WebhookSender(AttemptSender[DeliveryAttempt, DeliveryAttempt]):
     """POSTs deliveries from one daemon thread, so the change that caused them never waits."""
 
     def __init__(self, on_result: Callable[[DeliveryAttempt], None] | None = None) -> None:
-        super().__init__("meetergo-webhooks", DELIVERY_TIMEOUT_SECONDS)
-        self._attempts: Ring[DeliveryAttempt] = Ring(ATTEMPTS_KEPT)  # the newest only
-        self._on_result = on_result
+        super().__init__("meetergo-webhooks", DELIVERY_TIMEOUT_SECONDS, on_result)
 
     def send(self, attempt: DeliveryAttempt) -> None:
         self.submit(attempt)
 
-    def attempts(self) -> list[DeliveryAttempt]:
-        return self._attempts.items()
-
     def handle(self, client: httpx.Client, attempt: DeliveryAttempt) -> None:
-        result = self.post(client, attempt.target_url, attempt.body.encode(), attempt.headers)
-        attempt.status_code, attempt.response_body, attempt.error = (
-            result.status_code,
-            result.response_body,
-            result.error,
-        )
-        self._attempts.append(attempt)
-        if self._on_result is not None:
-            self._on_result(attempt)
+        self.attempt(client, attempt, attempt.target_url, attempt.body.encode(), attempt.headers)

@@ -1,15 +1,13 @@
 """How Meetergo writes an appointment: the API resource, the webhook data, the provisional
-booking resource and the ICS attachment. `WireShapes` is mixed into `MeetergoState`, which owns
-the users and meeting types it reads."""
+booking resource and the ICS attachment. Built on `store`, whose users and meeting types it reads."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from .records import BOOKING_TYPE_STYLES, MeetergoAppointment, ProvisionalBooking, format_local, format_utc
+from .store import Store
 from .webhooks import (
     BOOKING_CANCELLED,
     BOOKING_CREATED,
@@ -17,10 +15,7 @@ from .webhooks import (
 )
 
 
-class WireShapes:
-    _lock: threading.RLock
-    now: Callable[[], datetime]
-
+class WireShapes(Store):
     def _hosts(self, appt: MeetergoAppointment) -> list[dict[str, Any]]:
         return [u.host() for h in appt.host_ids if (u := self._users.get(h)) is not None]
 

@@ -88,12 +88,12 @@ Ambiguities, and how they are resolved:
   would. The flow events of the docs (booked / hasStarted / hasEnded / deleted) run inside
   RocketLead and reach no third party: the simulator does not model them.
 
-One module per concern: `records` (the wire records, constants, time formats and errors), `state`
-(tokens, catalog and leads in memory), `scheduling` (availability and bookings, mixed into the
-state), `errors` (the error envelope, authorization, request readers), `api` (the provider
-surface, `create_app`) and `control` (the sandbox's own `/_sandbox` routes). Imports run one way:
-api → control, errors → state → scheduling → records. The names the rest of the tree uses are
-re-exported here.
+One module per concern: `records` (the wire records, constants, time formats and errors), `store`
+(tokens, catalog and leads in memory), `scheduling` (availability and bookings, built on the
+store), `state` (`RocketLeadState`, the two together), `errors` (the error envelope,
+authorization, request readers), `api` (the provider surface, `create_app`) and `control` (the
+sandbox's own `/_sandbox` routes). Imports run one way: api → control, errors → state →
+scheduling → store → records. The names the rest of the tree uses are re-exported here.
 """
 
 from __future__ import annotations

@@ -1,15 +1,13 @@
 """RocketLead's availability and bookings: the slots of a calendar's grid, booking one with the
 transactional recheck, filling slots by form bookings and racing a client to a slot.
 
-`Scheduling` is mixed into `RocketLeadState`, which owns the fields it reads (the lock, the
-catalog, the bookings and races); split from the state so each file holds one concern.
+Built on `store`, whose fields (the lock, the catalog, the bookings and races) and lookups it
+reads; `state.RocketLeadState` is the two together.
 """
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -26,22 +24,13 @@ from .records import (
     Race,
     Slot,
     SlotUnavailableError,
-    _Catalog,
     aware,
     slot_id,
 )
+from .store import Store
 
 
-class Scheduling:
-    _lock: threading.RLock
-    _catalog: _Catalog
-    _bookings: dict[str, Booking]
-    _races: list[Race]
-    now: Callable[[], datetime]
-    step_minutes: int
-    include_unavailable_filters: bool
-    wall_times: bool
-
+class Scheduling(Store):
     # -- availability -----------------------------------------------------------------------
 
     def slots(
@@ -72,7 +61,7 @@ class Scheduling:
             origin = local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
             at = origin + -((origin - start) // step) * step  # first grid point >= start
             now = aware(self.now())
-            slots = []
+            slots: list[Slot] = []
             while at + length <= end:
                 if at >= now:
                     slots.extend(

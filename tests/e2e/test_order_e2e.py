@@ -1,15 +1,19 @@
 """Never backwards, end to end (issue 13): a webhook and a poll of one meeting, in both orders.
 
-Real processes: `bookingsync sandbox` (Leezy), `bookingsync run` (SQLite) reading Leezy every
-second and receiving its signed webhooks, and a subscriber that verifies every delivery. Leezy's
-webhooks reach bookingsync through a relay of this test that can hold them and let them go.
+Real processes: `bookingsync sandbox` (Leezy); bookingsync as `run` on SQLite, and as `web`,
+`worker` and `scheduler` on PostgreSQL and Redis; reading Leezy every second and receiving its
+signed webhooks; and a subscriber that verifies every delivery. Leezy's webhooks reach
+bookingsync through a relay of this test that can hold them and let them go.
 
-* Newer webhook, then an older poll snapshot: a poll's answer is held by the simulator
-  (`slow_answer`) after its listing was computed; the meeting is rescheduled meanwhile and the
-  webhook of the move is ingested; then the held page, with the meeting where it was, arrives.
-* Older webhook, then a newer poll... then the webhook: the meeting is moved twice within one
-  listing request (`mutate` faults), the two webhooks are held, the next poll reads the second
-  move; the held webhooks are let go, the first one now older than what was applied.
+* Newer webhook, then an older poll snapshot: the meeting moves right after a poll's listing was
+  computed (`mutate`) and that poll's answer is held (`slow_answer`); the webhook of the move is
+  ingested first, then the held page, with the meeting where it was, arrives.
+* Older webhook, then a newer poll... then the webhook: the meeting is moved twice after one
+  listing (`mutate` faults), the two webhooks are held, the next poll reads the second move; the
+  held webhooks are let go, the first one now older than what was applied.
+
+`delay` faults stall a poll before its listing, so that each set of faults is taken by the
+listing request meant to take it (a connection is read by one poll at a time).
 
 Either way the subscriber gets `booked` and one `rescheduled` to where the meeting is, numbered
 1 and 2, nothing that moves it back; the older snapshot is counted in `/metrics`
@@ -18,10 +22,14 @@ Either way the subscriber gets `booked` and one `rescheduled` to where the meeti
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,6 +39,7 @@ import httpx
 import pytest
 
 from tests.e2e.support import SUBSCRIBER_SECRET, Proc, Subscriber, free_port, wait_until
+from tests.e2e.test_distributed import backing_services  # noqa: F401 - a fixture, asked for by name
 from tests.e2e.test_embedded import book_leezy, iso
 
 pytestmark = pytest.mark.e2e
@@ -89,16 +98,18 @@ class WebhookRelay:
         self.server.server_close()
 
 
-@pytest.fixture
-def service(
-    tmp_path: Path, sandbox_proc: dict[str, str], subscriber: Subscriber
-) -> Iterator[tuple[str, WebhookRelay]]:
-    port = free_port()
+@dataclass
+class Deployment:
+    base: str  # where Leezy's webhooks go (run, or web)
+    metrics: str  # the /metrics of the process that ingests (run, or the worker)
+    relay: WebhookRelay
+
+
+def _config(tmp_path: Path, leezy: str, subscriber: Subscriber, port: int, storage: str) -> Path:
     config = tmp_path / "bookingsync.toml"
     config.write_text(f"""
 allow_private_targets = true  # the sandbox and the subscriber are on loopback
-[database]
-url = "sqlite:///{tmp_path / "order.db"}"
+{storage}
 [server]
 port = {port}
 [scheduler]
@@ -111,9 +122,9 @@ min_backoff_seconds = 0.5
 [[connections]]
 id = "leezy"
 provider = "leezy"
-base_url = "{sandbox_proc["leezy"]}"
+base_url = "{leezy}"
 token = "lzy_at_sandbox"
-webhook_secret = "env:E2E_LEEZY_SECRET"
+webhook_secret = "{LEEZY_SECRET}"
 poll_interval_seconds = 1
 
 [[subscriptions]]
@@ -121,6 +132,15 @@ id = "crm"
 url = "{subscriber.url}"
 secret = "{SUBSCRIBER_SECRET}"
 """)
+    return config
+
+
+@pytest.fixture(params=["run", pytest.param("roles", marks=[pytest.mark.postgres, pytest.mark.redis])])
+def service(
+    request: pytest.FixtureRequest, tmp_path: Path, sandbox_proc: dict[str, str], subscriber: Subscriber
+) -> Iterator[Deployment]:
+    """`bookingsync run` on SQLite, or web + worker + scheduler on PostgreSQL and Redis."""
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     relay = WebhookRelay(f"{base}/webhooks/leezy")
     httpx.post(
@@ -131,24 +151,53 @@ secret = "{SUBSCRIBER_SECRET}"
             "secret": LEEZY_SECRET,
         },
     ).raise_for_status()
-    proc = Proc(
-        "run", ["run", "--config", str(config)], tmp_path, env={"E2E_LEEZY_SECRET": LEEZY_SECRET}
-    ).start()
-    try:
-        wait_until(
-            lambda: httpx.get(f"{base}/readyz", timeout=1).is_success, 60, f"bookingsync run\n{proc.output()}"
-        )
-        yield base, relay
-    finally:
-        relay.stop()
-        proc.stop()
-        assert "Traceback" not in proc.output(), proc.output()
+    procs: list[Proc] = []
+    with contextlib.ExitStack() as stack:
+        stack.callback(relay.stop)
+        if request.param == "run":
+            storage = f'[database]\nurl = "sqlite:///{tmp_path / "order.db"}"'
+            config = _config(tmp_path, sandbox_proc["leezy"], subscriber, port, storage)
+            procs.append(Proc("run", ["run", "--config", str(config)], tmp_path))
+            metrics = f"{base}/metrics"
+        else:
+            db_url, broker_url = request.getfixturevalue("backing_services")
+            storage = (
+                f'[database]\nurl = "{db_url}"\nmigrate_on_start = false\n[broker]\nurl = "{broker_url}"'
+            )
+            config = _config(tmp_path, sandbox_proc["leezy"], subscriber, port, storage)
+            args = ["--config", str(config)]
+            migrate = Proc("migrate", ["db", "upgrade", *args], tmp_path).start()
+            assert migrate.proc is not None and migrate.proc.wait(60) == 0, migrate.output()
+            health = free_port()
+            procs += [
+                Proc("web", ["web", *args], tmp_path),
+                Proc("worker", ["worker", *args, "--health-port", str(health)], tmp_path),
+                Proc("scheduler", ["scheduler", *args], tmp_path),
+            ]
+            metrics = f"http://127.0.0.1:{health}/metrics"
+        for proc in procs:
+            proc.start()
+        try:
+            try:
+                wait_until(lambda: httpx.get(f"{base}/readyz", timeout=1).is_success, 60, "bookingsync")
+                wait_until(lambda: httpx.get(metrics, timeout=1).is_success, 60, "the ingesting process")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n" + "\n".join(p.output()[-2000:] for p in procs)) from None
+            yield Deployment(base=base, metrics=metrics, relay=relay)
+        finally:
+            for proc in procs:  # all asked to stop at once, then waited for
+                if proc.alive() and proc.proc is not None:
+                    os.killpg(proc.proc.pid, signal.SIGTERM)
+            for proc in procs:
+                proc.stop()
+        for proc in procs:
+            assert "Traceback" not in proc.output(), f"{proc.name}:\n{proc.output()}"
 
 
-def stale_snapshots(base: str, source: str) -> float:
+def stale_snapshots(metrics: str, source: str) -> float:
     found = re.search(
         rf'bookingsync_stale_snapshots_total\{{connection="leezy",source="{source}"\}} (\S+)',
-        httpx.get(f"{base}/metrics", timeout=10).text,
+        httpx.get(metrics, timeout=10).text,
     )
     return float(found.group(1)) if found else 0.0
 
@@ -164,6 +213,10 @@ def fault(leezy: str, **body: Any) -> None:
     httpx.post(f"{leezy}/_sandbox/faults", json=body).raise_for_status()
 
 
+def queued(leezy: str) -> list[dict[str, Any]]:
+    return httpx.get(f"{leezy}/_sandbox/faults").json()["faults"]
+
+
 def moved(start: datetime, hours: int) -> dict[str, str]:
     return {
         "start": iso(start + timedelta(hours=hours)),
@@ -176,25 +229,26 @@ def wire(value: str) -> datetime:
 
 
 def test_a_webhook_and_a_poll_of_one_meeting_in_either_order_go_forward_once(
-    service: tuple[str, WebhookRelay], sandbox_proc: dict[str, str], subscriber: Subscriber
+    service: Deployment, sandbox_proc: dict[str, str], subscriber: Subscriber
 ) -> None:
-    base, relay = service
+    metrics, relay = service.metrics, service.relay
     leezy = sandbox_proc["leezy"]
 
     # 1. The newer webhook first, then the older poll snapshot.
     first = book_leezy(leezy, start_in=3600, minutes=30)
     wait_until(lambda: subscriber.types_for(first) == ["meeting.booked"], 20, "booked")
     booked_start = wire(subscriber.events_for(first)[0]["data"]["meeting"]["start"])
+    # One listing request must take the slow answer (at its start), then list the meeting as
+    # booked (changed less than Leezy's 30 s read margin ago), then see it move: a poll stalled
+    # before its listing (`delay`) keeps the next one from starting until both faults are queued.
+    fault(leezy, kind="delay", path=LISTING, method="GET", seconds=2, times=2)
+    wait_until(lambda: [f["times"] for f in queued(leezy)] == [1], 10, "a poll stalled")
     fault(leezy, kind="slow_answer", path=LISTING, method="GET", seconds=4)
-    # Taken by the next poll as it starts; its listing (the meeting as booked: changed less than
-    # Leezy's 30 s read margin ago) is computed at once and its answer held for 4 s.
-    wait_until(lambda: not httpx.get(f"{leezy}/_sandbox/faults").json()["faults"], 10, "a held poll")
-    time.sleep(0.3)
-    httpx.post(
-        f"{leezy}/_sandbox/meetings/{first}/reschedule", json=moved(booked_start, 1)
-    ).raise_for_status()
-    wait_until(lambda: stale_snapshots(base, "poll") >= 1, 20, "the held poll page counted as older")
-    time.sleep(1.5)  # more polls and relay rounds: nothing else may follow
+    wait_until(lambda: not queued(leezy), 15, "the next poll to take the slow answer and stall")
+    action = {"op": "reschedule", "id": first, **moved(booked_start, 1)}
+    fault(leezy, kind="mutate", path=LISTING, offset=0, action=action)
+    wait_until(lambda: stale_snapshots(metrics, "poll") >= 1, 20, "the held poll page counted as older")
+    time.sleep(1)  # more polls and relay rounds: nothing else may follow
     target = iso(booked_start + timedelta(hours=1))
     assert [(s, t, wire(at)) for s, t, at in starts(subscriber, first)] == [
         (1, "meeting.booked", booked_start),
@@ -206,7 +260,9 @@ def test_a_webhook_and_a_poll_of_one_meeting_in_either_order_go_forward_once(
     wait_until(lambda: subscriber.types_for(second) == ["meeting.booked"], 20, "the second booked")
     booked_start = wire(subscriber.events_for(second)[0]["data"]["meeting"]["start"])
     relay.hold()
-    for hours in (1, 2):
+    fault(leezy, kind="delay", path=LISTING, method="GET", seconds=2)
+    wait_until(lambda: not queued(leezy), 10, "a poll stalled before its listing")
+    for hours in (1, 2):  # both run once that listing is computed: no poll between the moves
         action = {"op": "reschedule", "id": second, **moved(booked_start, hours)}
         fault(leezy, kind="mutate", path=LISTING, offset=0, action=action)
     wait_until(lambda: len(relay.kept) == 2, 20, "both moves made and their webhooks held")
@@ -214,12 +270,14 @@ def test_a_webhook_and_a_poll_of_one_meeting_in_either_order_go_forward_once(
         lambda: "meeting.rescheduled" in subscriber.types_for(second), 20, "the poll to read the second move"
     )
     assert relay.release() == [202, 202]  # stored; ingested by the worker
-    wait_until(lambda: stale_snapshots(base, "webhook") >= 1, 20, "the first move's webhook counted as older")
-    time.sleep(1.5)
+    wait_until(
+        lambda: stale_snapshots(metrics, "webhook") >= 1, 20, "the first move's webhook counted as older"
+    )
+    time.sleep(1)
     assert [(s, t, wire(at)) for s, t, at in starts(subscriber, second)] == [
         (1, "meeting.booked", booked_start),
         (2, "meeting.rescheduled", booked_start + timedelta(hours=2)),
     ]
     # The first meeting's story did not change meanwhile either; nothing was refused.
     assert [t for _, t, _ in starts(subscriber, first)] == ["meeting.booked", "meeting.rescheduled"]
-    assert stale_snapshots(base, "webhook") == 1 and not subscriber.rejected
+    assert stale_snapshots(metrics, "webhook") == 1 and not subscriber.rejected

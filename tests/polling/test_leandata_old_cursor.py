@@ -18,7 +18,7 @@ from bookingsync.sandbox.server import start_sandbox
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 EMAILS = [f"{letter}@example.com" for letter in "abcdef"]
-RATE, INTERVAL = 1.0, 2.0  # two emails per poll
+RATE, INTERVAL = 1.5, 2.0  # two emails per poll (1.5/s for three quarters of the interval)
 
 
 class Sleeps(list):  # simulated time for the adapter's own pacing: recorded, never waited
@@ -62,8 +62,8 @@ def test_an_old_cursor_goes_on_where_its_round_stopped_and_is_rewritten_in_the_n
     assert [r.scope for p in pages for r in p.records] == ["e@example.com"]
     cursor = pages[-1].cursor
     assert set(cursor) == {"read"} and cursor["read"]["e@example.com"] == int(NOW.timestamp())
-    # Not a list of new emails: none is urgent, so the worst staleness is the list at the rate,
-    # not "every email due now" (6 emails / 1 per s), and the rest keep the old round's order.
+    # Not a list of new emails: none is urgent, so the worst staleness is the list at two a poll
+    # (6 s), not "every email due now", and the rest keep the old round's order.
     assert pages[-1].watch is not None and pages[-1].watch.staleness_seconds == 6.0
     sandbox.leandata.requests.clear()
     poll(sandbox, cursor)
@@ -85,5 +85,5 @@ def test_last_reads_of_each_form():
     old = last_reads({"after": "b@x.co"}, ["c@x.co", "a@x.co", "b@x.co"])
     assert sorted(old, key=old.__getitem__) == ["c@x.co", "a@x.co", "b@x.co"]
     # Every stand-in is overdue and none counts as new (a new email would be read before all).
-    result = plan(["a@x.co", "b@x.co", "c@x.co", "n@x.co"], old, {}, NOW, interval=2.0, rate=1.0)
+    result = plan(["a@x.co", "b@x.co", "c@x.co", "n@x.co"], old, {}, NOW, interval=2.0, rate=RATE)
     assert result.due == ["n@x.co", "c@x.co"]

@@ -33,9 +33,10 @@ def test_500_emails_at_5_per_second_a_meeting_about_to_start_is_read_every_poll(
     reads, last = simulate(emails, hints, polls=120, interval=2.0, rate=5.0, read=already)
     gaps = [b - a for a, b in zip(reads[soon], reads[soon][1:], strict=False)]
     assert reads[soon] and max(gaps) <= 2 * 2.0
-    # The rest share what is left: 499 emails at 4.5/s, each about every 111 s.
+    # A poll reads 7 (5/s for three quarters of the 2 s interval), one of them the soon meeting:
+    # the other 499 emails share 3 reads a second, each about every 166 s.
     staleness = last.summary.staleness_seconds
-    assert 105 < staleness < 115 and last.summary.count == 500
+    assert 160 < staleness < 172 and last.summary.count == 500
     worst = max((b - a for r in reads.values() for a, b in zip(r, r[1:], strict=False)), default=0)
     assert worst <= staleness + 2.0
 
@@ -66,3 +67,30 @@ def test_a_short_list_is_read_every_interval_and_says_when_next():
     )
     assert result.due == [] and result.summary.staleness_seconds == 10.0
     assert result.summary.next_due_at == NOW + timedelta(seconds=10)
+
+
+def test_more_urgent_emails_than_a_poll_reads_do_not_starve_the_rest():
+    # 20 emails whose meetings were just seen elsewhere (a bulk of new Leezy meetings) and one
+    # about to start: more urgent emails than the 7 a poll reads. The rest keep their share.
+    rest = [f"p{i:03d}@x.co" for i in range(100)]
+    urgent = [f"new{i:02d}@x.co" for i in range(20)]
+    hints = {e: WatchHint(changed_at=NOW) for e in urgent}
+    hints["soon@x.co"] = WatchHint(next_start=NOW + timedelta(minutes=5))
+    emails = [*rest, *urgent, "soon@x.co"]
+    already = {e: NOW.timestamp() - (200 if e in rest else 1) for e in emails}  # the rest overdue
+    reads, last = simulate(emails, hints, polls=60, interval=2.0, rate=5.0, read=already)
+    assert sum(1 for e in rest if reads[e]) == 60  # the rest's share: one of the 7 reads a poll
+    assert max(b - a for a, b in zip(reads["soon@x.co"], reads["soon@x.co"][1:], strict=False)) <= 2.0
+    worst_urgent = max(b - a for e in urgent for a, b in zip(reads[e], reads[e][1:], strict=False))
+    # 21 urgent emails share 6 reads a poll: each about every 3.5 polls; the summary says so.
+    assert worst_urgent <= 4 * 2.0 and last.summary.staleness_seconds >= 21 * 2.0 / 6
+    assert last.summary.staleness_seconds == 100 * 2.0  # the rest: one read a poll
+
+
+def test_a_meeting_about_to_start_goes_before_a_crowd_of_new_emails():
+    # Twenty attendees just seen at another provider (never read here) and one meeting starting
+    # in 5 minutes: the poll reads the soon one, whatever else is new.
+    emails = [*(f"new{i:02d}@x.co" for i in range(20)), "soon@x.co"]
+    hints = {"soon@x.co": WatchHint(next_start=NOW + timedelta(minutes=5))}
+    result = plan(emails, {"soon@x.co": NOW.timestamp() - 2}, hints, NOW, interval=2.0, rate=5.0)
+    assert result.due[0] == "soon@x.co" and len(result.due) == 7

@@ -9,6 +9,7 @@ import pytest
 
 from bookingsync.sandbox.faults import Fault
 from bookingsync.sandbox.leezy import DEFAULT_TOKEN, LeezyState
+from bookingsync.sandbox.leezy.records import SCOPE_MEETINGS
 
 from .conftest import START, Clock, Served
 
@@ -173,6 +174,21 @@ def test_token_without_meetings_scope_is_403(leezy_sandbox: Served) -> None:
     response = leezy_sandbox.client.get("/api/v1/meetings", headers={"Authorization": "Bearer lzy_at_leads"})
     assert response.status_code == 403
     assert response.json()["error"] == "insufficient_scope"
+
+
+def test_a_token_added_over_the_control_api_carries_its_scopes(leezy_sandbox: Served) -> None:
+    control = leezy_sandbox.client
+    added = control.post("/_sandbox/tokens", json={"token": "lzy_at_new", "scopes": ["a:b", SCOPE_MEETINGS]})
+    assert (added.status_code, added.json()) == (
+        201,
+        {"token": "lzy_at_new", "scopes": ["a:b", SCOPE_MEETINGS]},
+    )
+    assert control.get("/api/v1/meetings", headers={"Authorization": "Bearer lzy_at_new"}).status_code == 200
+    control.post("/_sandbox/tokens", json={"token": "lzy_at_hooks", "scopes": ["webhooks:manage"]})
+    assert (
+        control.get("/api/v1/meetings", headers={"Authorization": "Bearer lzy_at_hooks"}).status_code == 403
+    )
+    assert control.post("/_sandbox/tokens", json={"token": "lzy_at_none"}).status_code == 422
 
 
 RATE_LIMIT_BODY = {

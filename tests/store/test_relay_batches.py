@@ -98,3 +98,20 @@ def test_messages_are_bounded_and_deliveries_grouped_by_subscription(
     assert all(len({targets[d] for d in batch}) == 1 for batch in sent["deliver"])
     assert sorted(d for batch in sent["deliver"] for d in batch) == sorted(targets)
     rt.close()
+
+
+def test_a_burst_is_claimed_and_sent_a_message_at_a_time(engine: Engine, clock: ManualClock) -> None:
+    # Each message goes out before the next message's events are claimed (issue 6): a claim of the
+    # whole burst in one transaction held SQLite's write lock for all of it, and sent nothing until
+    # the last event was numbered.
+    for i in range(7):
+        apply(engine, clock, record(clock, f"m{i}"))
+    leased_when_sent: list[int] = []
+
+    def publish(batch: list[str]) -> None:
+        leased_when_sent.append(leased(engine, EventRow))
+
+    senders = Senders(publish=publish, deliver=lambda batch: None, ingest=lambda batch: None)
+    claimed = relay_once(engine, clock.now(), senders, lease_seconds=30, limit=100, message_size=3)
+    assert len(claimed.events) == 7 == len(set(claimed.events))
+    assert leased_when_sent == [3, 6, 7]

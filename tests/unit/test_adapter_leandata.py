@@ -7,7 +7,16 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from bookingsync.adapters.base import Capability, RawRecord, ReadContext
+from bookingsync.adapters.base import (
+    Capability,
+    Finder,
+    Lookup,
+    Mover,
+    RawRecord,
+    ReadContext,
+    Reader,
+    WebhookReceiver,
+)
 from bookingsync.adapters.leandata import LeanDataAdapter
 from bookingsync.adapters.leezy import LeezyAdapter
 from bookingsync.adapters.registry import ADAPTERS, build_adapter
@@ -17,7 +26,6 @@ from bookingsync.models.errors import (
     ProviderAuthError,
     ProviderNotFound,
     ProviderUnavailable,
-    WebhookMalformed,
 )
 from bookingsync.models.meeting import MeetingStatus
 
@@ -304,10 +312,11 @@ def test_get_meeting_not_found_carries_leandatas_message():
     assert caught.value.message == "Meeting not found"
 
 
-def test_webhooks_are_refused():
+def test_it_polls_reads_by_id_and_writes_but_takes_no_webhooks():
+    a = adapter(FakeBookIt({}))
     assert Capability.RECEIVE_WEBHOOKS not in LeanDataAdapter.capabilities
-    with pytest.raises(WebhookMalformed, match="no webhooks"):
-        adapter(FakeBookIt({})).parse_webhook({}, b"{}", NOW)
+    assert not isinstance(a, WebhookReceiver) and not hasattr(a, "parse_webhook")
+    assert isinstance(a, Reader) and isinstance(a, Lookup) and isinstance(a, Mover) and isinstance(a, Finder)
 
 
 def test_bad_settings_are_config_errors_with_sentences():
@@ -322,14 +331,14 @@ def test_bad_settings_are_config_errors_with_sentences():
 def test_registry_builds_known_providers_and_refuses_the_rest():
     assert ADAPTERS["leezy"] is LeezyAdapter and ADAPTERS["leandata"] is LeanDataAdapter
     assert all(cls.provider == name for name, cls in ADAPTERS.items())
-    built = build_adapter("leandata", connection_id="ld", base_url="https://api.leandata.com", api_key="k")
+    built = build_adapter("leandata", "ld", {"base_url": "https://api.leandata.com", "api_key": "k"})
     assert isinstance(built, LeanDataAdapter)
     built.close()
     with pytest.raises(
         ConfigError, match="'calendly' is not one bookingsync knows; use one of: .*leandata, leezy"
     ):
-        build_adapter("calendly")
+        build_adapter("calendly", "c", {})
     with pytest.raises(ConfigError, match="takes no setting colour"):
-        build_adapter("leezy", connection_id="c", base_url="https://app.leezy.ai", token="t", colour="red")
+        build_adapter("leezy", "c", {"base_url": "https://app.leezy.ai", "token": "t", "colour": "red"})
     with pytest.raises(ConfigError, match="needs the setting token"):
-        build_adapter("leezy", connection_id="c", base_url="https://app.leezy.ai")
+        build_adapter("leezy", "c", {"base_url": "https://app.leezy.ai"})

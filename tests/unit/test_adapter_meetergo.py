@@ -15,6 +15,7 @@ from bookingsync.adapters.meetergo import (
     SWEEP_SCOPE,
     AppointmentRead,
     MeetergoAdapter,
+    MeetergoSettings,
     normalise_appointment,
 )
 from bookingsync.models.errors import (
@@ -233,14 +234,14 @@ def test_capabilities():
     assert MeetergoAdapter.provider == "meetergo"
     assert MeetergoAdapter.capabilities == {
         Capability.LIST_CHANGES,
-        Capability.LOOKUP_BY_ID,
         Capability.RECEIVE_WEBHOOKS,
         Capability.CREATE,
         Capability.CANCEL,
         Capability.FIND_BOOKING,
     }
-    assert MeetergoAdapter.booking_problem({"meeting_type_id": "mt-1", "host_ids": ["h"]}) is None
-    assert "meeting_type_id" in (MeetergoAdapter.booking_problem({}) or "")
+    base = {"base_url": "https://api.meetergo.com", "token": "t"}
+    assert MeetergoSettings(**base, meeting_type_id="mt-1", host_ids=("h",)).booking_problem() is None
+    assert "meeting_type_id" in (MeetergoSettings(**base).booking_problem() or "")
 
 
 def test_a_personal_token_never_sends_the_user_header():

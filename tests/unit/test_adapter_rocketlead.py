@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from bookingsync.adapters.base import BookingRequest, Capability, RawRecord, ReadContext
+from bookingsync.adapters.base import (
+    BookingRequest,
+    Capability,
+    Mover,
+    RawRecord,
+    Reader,
+    WebhookReceiver,
+    Writer,
+)
 from bookingsync.adapters.rocketlead import RocketLeadAdapter, error_message, normalise_booking
 from bookingsync.models.errors import (
     AnswerLost,
@@ -18,7 +26,6 @@ from bookingsync.models.errors import (
     ProviderRejected,
     ProviderUnavailable,
     SlotUnavailable,
-    WebhookMalformed,
 )
 from bookingsync.models.meeting import Meeting, MeetingStatus, Person
 
@@ -564,11 +571,10 @@ def test_error_message_reads_the_envelope(body, expected):
 def test_it_only_books_and_cancels():
     a = adapter(FakeRocketLead())
     assert a.capabilities == {Capability.CREATE, Capability.CANCEL}
-    assert list(a.read(None, ReadContext(now=START))) == []
-    with pytest.raises(WebhookMalformed, match="no webhooks"):
-        a.parse_webhook({}, b"{}", START)
-    with pytest.raises(NotImplementedError, match="create"):
-        a.reschedule("bk-1", request())
+    assert isinstance(a, Writer)
+    # No read, webhook or in-place move: the adapter has no such methods, not stubs that refuse.
+    assert not isinstance(a, Reader) and not isinstance(a, WebhookReceiver) and not isinstance(a, Mover)
+    assert not any(hasattr(a, name) for name in ("read", "parse_webhook", "reschedule", "find_booking"))
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bookingsync.adapters.leandata import LeanDataSettings
+from bookingsync.adapters.leezy import LeezySettings
 from bookingsync.models.errors import ConfigError
 from bookingsync.worker.config import load_config
 
@@ -101,15 +103,14 @@ targets = ["leandata-main"]
     assert cfg.broker.url == "redis://127.0.0.1:6379/0"
     assert (cfg.server.host, cfg.server.port, cfg.delivery.max_attempts) == ("0.0.0.0", 9000, 4)
     leezy = cfg.connection("leezy-main")
-    assert leezy is not None and leezy.token.get_secret_value() == "lz_live_7f3a9c2e51"
-    assert leezy.webhook_secret is not None and leezy.webhook_secret.get_secret_value() == "lz_whk_51a7f3c9"
+    assert leezy is not None and isinstance(leezy.settings, LeezySettings)
+    assert leezy.settings.token.get_secret_value() == "lz_live_7f3a9c2e51"
+    assert leezy.settings.webhook_secret is not None
+    assert leezy.settings.webhook_secret.get_secret_value() == "lz_whk_51a7f3c9"
     leandata = cfg.connection("leandata-main")
-    assert (
-        leandata is not None
-        and leandata.api_key is not None
-        and leandata.api_key.get_secret_value() == "ld_9c2e51a7f3"
-    )
-    assert leandata.watch_emails == ("lisa@acme.com",) and leandata.lookback_days == 3
+    assert leandata is not None and isinstance(leandata.settings, LeanDataSettings)
+    assert leandata.settings.api_key.get_secret_value() == "ld_9c2e51a7f3"
+    assert leandata.settings.watch_emails == ("lisa@acme.com",) and leandata.lookback_days == 3
     crm = cfg.subscription("crm")
     assert crm is not None and [e.value for e in crm.events] == ["meeting.booked", "meeting.deleted"]
     assert cfg.routes[0].sources == ("leezy-main",) and cfg.routes[0].targets == ("leandata-main",)
@@ -152,8 +153,8 @@ def test_env_overrides_a_connection_key_by_id(tmp_path: Path) -> None:
     conn = cfg.connection("leezy-main")
     assert (
         conn is not None
-        and conn.token is not None
-        and conn.token.get_secret_value() == "lz_from_env_1c9"
+        and conn.settings.token is not None
+        and conn.settings.token.get_secret_value() == "lz_from_env_1c9"
         and conn.poll_interval_seconds == 15
     )
 
@@ -182,7 +183,11 @@ def test_env_override_with_a_numeric_looking_token_stays_a_string(tmp_path: Path
     path = write(tmp_path, LEEZY)
     cfg = load_config(path, environ={"BOOKINGSYNC_CONNECTIONS__LEEZY_MAIN__TOKEN": "1234567890"})
     conn = cfg.connection("leezy-main")
-    assert conn is not None and conn.token is not None and conn.token.get_secret_value() == "1234567890"
+    assert (
+        conn is not None
+        and conn.settings.token is not None
+        and conn.settings.token.get_secret_value() == "1234567890"
+    )
 
 
 def test_env_reference_is_resolved(tmp_path: Path) -> None:
@@ -198,7 +203,11 @@ secret = "env:CRM_SECRET"
     )
     cfg = load_config(path, environ={"LEEZY_TOKEN": "lz_live_from_env", "CRM_SECRET": SECRET})
     conn, sub = cfg.connection("leezy-main"), cfg.subscription("crm")
-    assert conn is not None and conn.token is not None and conn.token.get_secret_value() == "lz_live_from_env"
+    assert (
+        conn is not None
+        and conn.settings.token is not None
+        and conn.settings.token.get_secret_value() == "lz_live_from_env"
+    )
     assert sub is not None and sub.secret.get_secret_value() == SECRET
 
 

@@ -208,7 +208,11 @@ def test_allow_private_targets_lets_them_through_from_the_file_or_the_environmen
             "test hook",
         ),
         (LEEZY | {"options": {"token": "lz_2"}}, "connections[0].options.token", "on the connection itself"),
-        (LEEZY | {"options": {"colour": "blue"}}, "connections[0]: options", "colour"),
+        (
+            LEEZY | {"options": {"colour": "blue"}},
+            "connections[0].options.colour",
+            "takes no option `colour`",
+        ),
     ],
 )
 def test_keys_the_provider_does_not_take_are_errors(connection: dict[str, Any], key: str, words: str) -> None:
@@ -255,7 +259,7 @@ def test_secrets_never_appear_in_a_repr_or_a_dump() -> None:
     for secret in secrets:
         assert secret not in shown, secret
     # …and are there for the code that needs them.
-    assert cfg.connections[0].adapter_settings()["token"] == "lz_live_7f3a9c2e51"
+    assert cfg.connections[0].settings.adapter_kwargs()["token"] == "lz_live_7f3a9c2e51"
     assert cfg.subscriptions[0].secret.get_secret_value() == SECRET
 
 

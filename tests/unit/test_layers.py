@@ -11,6 +11,8 @@ against the importing module's package, so `from ..worker import x` cannot slip 
   (which only the CLI imports), and `worker.cli` inside the functions of those commands, so
   `bookingsync worker` and `bookingsync web` never load a simulator.
 * Nobody imports our folders by their top-level names (`import models`).
+* No `sandbox` module is in an import cycle (one hidden in a function counts), and no `sandbox`
+  file is over 400 lines unless its docstring says why ("Over 400 lines for a reason: ...").
 """
 
 from __future__ import annotations
@@ -171,3 +173,130 @@ def test_the_parse_sees_relative_and_hidden_imports():
         ("bookingsync.worker.store", False),
         ("bookingsync.models.tables", False),
     ]
+
+
+# -- the simulators: no import cycles, small files ---------------------------------------------
+
+# A sandbox file longer than this says why at its top, in these words.
+MAX_LINES = 400
+LONG_FILE_REASON = f"Over {MAX_LINES} lines for a reason:"
+
+
+def module_graph(sources: dict[str, tuple[str, bool]]) -> dict[str, set[str]]:
+    """Which of `sources`' modules each imports (anywhere in the file), from {module: (source,
+    is_package)}. `from pkg import name` counts `pkg.name` too where that is a module, so
+    `from bookingsync.sandbox import leezy` is an edge to the leezy package."""
+    graph: dict[str, set[str]] = {}
+    for module, (source, is_package) in sources.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                for base in _resolve(node, module, is_package)[:1]:
+                    targets.add(base)
+                    targets.update(f"{base}.{a.name}" for a in node.names)
+        graph[module] = {t for t in targets if t in sources and t != module}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each group of modules that import one another, directly or round a loop (Tarjan's
+    strongly connected components with more than one member), sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+def too_long(files: dict[str, str]) -> list[str]:
+    """The files of {name: source} over MAX_LINES lines whose docstring gives no reason."""
+    return [
+        f"{name}: {len(source.splitlines())} lines"
+        for name, source in sorted(files.items())
+        if len(source.splitlines()) > MAX_LINES
+        and LONG_FILE_REASON not in (ast.get_docstring(ast.parse(source)) or "")
+    ]
+
+
+def sandbox_files() -> dict[Path, str]:
+    return {path: path.read_text() for path in sorted((REPO / "sandbox").rglob("*.py"))}
+
+
+def test_no_sandbox_module_is_in_an_import_cycle():
+    sources = {module_name(p): (text, p.name == "__init__.py") for p, text in sandbox_files().items()}
+    graph = module_graph(sources)
+    # The graph must see the edges it exists for: a package's api importing its control module,
+    # and the server reaching each simulator through `from bookingsync.sandbox import ...`.
+    assert "bookingsync.sandbox.meetergo.control" in graph["bookingsync.sandbox.meetergo.api"]
+    assert "bookingsync.sandbox.leezy" in graph["bookingsync.sandbox.server"]
+    cycles = import_cycles(graph)
+    assert cycles == [], "sandbox modules that import one another:\n" + "\n".join(map(str, cycles))
+
+
+def test_sandbox_files_stay_small_or_say_why():
+    files = {str(p.relative_to(REPO)): text for p, text in sandbox_files().items()}
+    assert len(files) > 40  # the packages were found
+    long = too_long(files)
+    assert long == [], f"over {MAX_LINES} lines with no '{LONG_FILE_REASON}' in the docstring:\n" + "\n".join(
+        long
+    )
+
+
+def test_the_cycle_and_size_checks_catch_what_they_are_for():
+    # The old shape: the simulator imports its control module inside create_app, and the
+    # control module imports the simulator back at the top.
+    planted = {
+        "bookingsync.sandbox.sim": (
+            "def create_app():\n    from bookingsync.sandbox.sim_control import r\n",
+            False,
+        ),
+        "bookingsync.sandbox.sim_control": ("from bookingsync.sandbox.sim import State\n", False),
+        "bookingsync.sandbox.other": ("from bookingsync.sandbox import sim\n", False),
+    }
+    assert import_cycles(module_graph(planted)) == [
+        ["bookingsync.sandbox.sim", "bookingsync.sandbox.sim_control"]
+    ]
+    # A package whose submodule imports the package back (through its __init__) is a loop too.
+    package = {
+        "bookingsync.sandbox.p": ("from .api import create_app\n", True),
+        "bookingsync.sandbox.p.api": ("from .state import S\n", False),
+        "bookingsync.sandbox.p.state": ("from bookingsync.sandbox.p import api\n", False),
+    }
+    assert import_cycles(module_graph(package)) == [
+        ["bookingsync.sandbox.p", "bookingsync.sandbox.p.api", "bookingsync.sandbox.p.state"]
+    ]
+    long_body = "x = 1\n" * MAX_LINES
+    assert too_long({"a.py": '"""A module."""\n' + long_body}) == [f"a.py: {MAX_LINES + 1} lines"]
+    assert too_long({"b.py": f'"""A module.\n\n{LONG_FILE_REASON} it is one table."""\n' + long_body}) == []
+    assert too_long({"c.py": long_body[: -len("x = 1\n")]}) == []
+    # The reason must stand at the top, in the docstring, not anywhere in the file.
+    hidden = '"""A module."""\n' + long_body + f"# {LONG_FILE_REASON} hidden at the end\n"
+    assert too_long({"d.py": hidden}) == [f"d.py: {MAX_LINES + 2} lines"]

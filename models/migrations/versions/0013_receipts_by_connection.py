@@ -1,7 +1,7 @@
 """receipts by connection: a connection's status reads a window of its receipts, not all of them
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 
 The status of a connection (API `/v1/connections`, the status page) showed its newest webhook
 receipt and counted every receipt by status: a scan of all the receipts retention keeps (30 days by
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,130 @@
+"""A record read again unchanged is only touched, and only while the link still holds its reading.
+
+The fast path (worker/ingest_unchanged.py) skips normalising a polled record whose raw key equals
+its link's `raw_hash`. These check that it is taken (no normalise, the link's `last_seen_at`
+moves, nothing else), and that whatever changed the link since (marked missing by a sweep, an ORM
+write: models/tables.py clears the key; a newer snapshot of the same content, a bulk write: it
+writes the newer record's key) sends the same bytes down the full path again, which then does
+what it always did (the booking reappears; the older snapshot counts as stale). SQLite and
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from bookingsync.adapters.base import RawRecord
+from bookingsync.adapters.leezy import LeezyAdapter
+from bookingsync.models.tables import EventRow, LinkRow, MeetingRow
+from bookingsync.worker import store
+from bookingsync.worker.clock import ManualClock
+from bookingsync.worker.db import transaction
+from bookingsync.worker.ingest import IngestResult, ingest_records
+
+GRACE = timedelta(minutes=5)
+CONNECTION = "leezy-main"
+
+
+def iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def leezy(now: datetime, *, updated_min: float) -> RawRecord:
+    start = now + timedelta(hours=2)
+    attributes = {
+        "start_time": iso(start),
+        "end_time": iso(start + timedelta(minutes=30)),
+        "attendee": {"email": "lisa@acme.com", "name": "Lisa"},
+        "status": "scheduled",
+        "title": "Demo",
+        "timezone": "Europe/Berlin",
+        "updated_at": iso(now + timedelta(minutes=updated_min)),
+    }
+    return RawRecord(payload={"id": "lz_1", "type": "meeting", "attributes": attributes}, external_id="lz_1")
+
+
+class Counting(LeezyAdapter):
+    normalised = 0
+
+    def normalise(self, record: RawRecord) -> Any:
+        self.normalised += 1
+        return super().normalise(record)
+
+
+@pytest.fixture
+def adapter() -> Iterator[Counting]:
+    adapter = Counting(connection_id=CONNECTION, base_url="https://app.leezy.ai", token="test")
+    yield adapter
+    adapter.close()
+
+
+def ingest(engine: Engine, adapter: Counting, raw: RawRecord, now: datetime) -> IngestResult:
+    result = IngestResult()
+    with transaction(engine) as session:
+        ingest_records(
+            session, adapter, CONNECTION, [raw], source="poll", now=now, grace=GRACE, result=result
+        )
+    return result
+
+
+def state(engine: Engine) -> dict[str, Any]:
+    with transaction(engine) as session:
+        link = session.exec(select(LinkRow)).one()
+        meeting = session.exec(select(MeetingRow)).one()
+        return {
+            "last_seen_at": link.last_seen_at,
+            "missing": link.missing,
+            "stale_count": link.stale_count,
+            "link_stamp": link.source_updated_at,
+            "status": meeting.status,
+            "version": meeting.version,
+            "events": [e.type for e in session.exec(select(EventRow).order_by(col(EventRow.id)))],
+        }
+
+
+def test_an_unchanged_record_is_only_touched(engine: Engine, clock: ManualClock, adapter: Counting) -> None:
+    raw = leezy(clock.now(), updated_min=-10)
+    first = ingest(engine, adapter, raw, clock.now())
+    assert (first.changed, adapter.normalised) == (1, 1)
+    before = state(engine)
+    later = clock.now() + timedelta(minutes=3)
+    again = ingest(engine, adapter, raw, later)
+    assert (again.applied, again.changed, again.events, adapter.normalised) == (1, 0, [], 1)
+    assert state(engine) == {**before, "last_seen_at": later}
+
+
+def test_a_link_marked_missing_since_reads_the_same_record_in_full(
+    engine: Engine, clock: ManualClock, adapter: Counting
+) -> None:
+    now = clock.now()
+    raw = leezy(now, updated_min=-10)
+    ingest(engine, adapter, raw, now)
+    with transaction(engine) as session:  # a complete read of the scope that did not return it
+        (link,) = session.exec(select(LinkRow)).all()
+        store.mark_missing(session, link, now + timedelta(minutes=1), GRACE)
+    assert state(engine)["missing"] is True
+    back = ingest(engine, adapter, raw, now + timedelta(minutes=2))
+    assert adapter.normalised == 2  # not taken for unchanged: the link no longer holds what it applied
+    assert back.changed == 1
+    after = state(engine)
+    assert after["missing"] is False and after["status"] == "scheduled"
+
+
+def test_an_older_snapshot_of_the_same_content_is_still_counted_stale(
+    engine: Engine, clock: ManualClock, adapter: Counting
+) -> None:
+    now = clock.now()
+    old, new = leezy(now, updated_min=-10), leezy(now, updated_min=-5)
+    ingest(engine, adapter, old, now)
+    ingest(engine, adapter, new, now + timedelta(minutes=1))  # same content, newer stamp: a touch
+    assert state(engine)["link_stamp"] == now - timedelta(minutes=5)
+    late = ingest(engine, adapter, old, now + timedelta(minutes=2))
+    assert (late.stale, adapter.normalised) == (1, 3)
+    after = state(engine)
+    assert after["stale_count"] == 1 and after["link_stamp"] == now - timedelta(minutes=5)
