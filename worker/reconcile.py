@@ -163,7 +163,7 @@ def _step(rt: Runtime, meeting_id: str, target: str, provider: str, done: list[s
             intents=history,
             now=now,
             limits=Limits(max_writes=rt.config.mirroring.max_writes_per_hour),
-            can_find=isinstance(adapter, Finder),
+            can_find=Capability.FIND_BOOKING in caps and isinstance(adapter, Finder),
             can_cancel=Capability.CANCEL in caps,
             target=target,
         )
