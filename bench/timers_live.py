@@ -243,16 +243,7 @@ def _backlog(schema: str, meetings: int):
     engine = make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
     engine.bench_url, engine.bench_schema = POSTGRES_URL, schema  # type: ignore[attr-defined]
     try:
-        if not exists:
-            upgrade(engine)
-            _populate_backlog(engine, meetings)
-        else:
-            with engine.connect() as conn:
-                pending = conn.execute(
-                    text("SELECT count(*) FROM events WHERE status = 'pending'")
-                ).scalar_one()
-            print(f"  reusing schema {schema}: {pending} pending timers", flush=True)
-            _retire_earlier_samples(engine)
+        _prepare(engine, exists, meetings, f"schema {schema}")
         yield engine
     finally:
         engine.dispose()
@@ -270,19 +261,22 @@ def _sqlite_backlog(path: str, meetings: int):
     engine = make_engine(f"sqlite:///{path}")
     engine.bench_url, engine.bench_schema = f"sqlite:///{path}", None  # type: ignore[attr-defined]
     try:
-        if not exists:
-            upgrade(engine)
-            _populate_backlog(engine, meetings)
-        else:
-            with engine.connect() as conn:
-                pending = conn.execute(
-                    text("SELECT count(*) FROM events WHERE status = 'pending'")
-                ).scalar_one()
-            print(f"  reusing {path}: {pending} pending timers", flush=True)
-            _retire_earlier_samples(engine)
+        _prepare(engine, exists, meetings, path)
         yield engine
     finally:
         engine.dispose()
+
+
+def _prepare(engine, exists: bool, meetings: int, where: str) -> None:
+    """A new backlog is migrated and populated; a kept one is counted and its samples retired."""
+    if not exists:
+        upgrade(engine)
+        _populate_backlog(engine, meetings)
+        return
+    with engine.connect() as conn:
+        pending = conn.execute(text("SELECT count(*) FROM events WHERE status = 'pending'")).scalar_one()
+    print(f"  reusing {where}: {pending} pending timers", flush=True)
+    _retire_earlier_samples(engine)
 
 
 def _retire_earlier_samples(engine) -> None:

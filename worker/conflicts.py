@@ -92,18 +92,22 @@ def _before(link: LinkRow) -> Meeting | None:
         return None
 
 
-def _ours(
-    session: Session, link: LinkRow, record: SourceRecord, now: datetime, step: timedelta = policy.EXACT
-) -> bool:
-    """Whether the record is what our newest write to this end asked for (our own echo), or may
-    predate that write (it settled less than `_settle` ago)."""
+def _last_write(session: Session, link: LinkRow) -> IntentRow | None:
+    """Our newest write to this end of the link's meeting, if any."""
     query = (
         select(IntentRow)
         .where(IntentRow.meeting_id == link.meeting_id, IntentRow.connection == link.connection)
         .order_by(col(IntentRow.id).desc())
         .limit(1)
     )
-    last = session.exec(query).first()
+    return session.exec(query).first()
+
+
+def _ours(
+    last: IntentRow | None, record: SourceRecord, now: datetime, step: timedelta = policy.EXACT
+) -> bool:
+    """Whether the record is what our newest write `last` asked of this end (our own echo), or may
+    predate that write (it settled less than `_settle` ago)."""
     if last is None:
         return False
     return last.updated_at > now - _settle or _agrees(last, record, step)
@@ -122,18 +126,11 @@ def _agrees(last: IntentRow, record: SourceRecord, step: timedelta) -> bool:
     )
 
 
-def _predates_ours(session: Session, link: LinkRow, record: SourceRecord, step: timedelta) -> bool:
+def _predates_ours(last: IntentRow | None, record: SourceRecord, step: timedelta) -> bool:
     """Whether a record judged ours only by time (read within the settle window) contradicts our
     newest write: then it was taken before that write landed and must not undo what the write
     recorded on the link (a pre-cancel page read after our cancel would mark the mirror live
     again, and the next converge would cancel it a second time)."""
-    query = (
-        select(IntentRow)
-        .where(IntentRow.meeting_id == link.meeting_id, IntentRow.connection == link.connection)
-        .order_by(col(IntentRow.id).desc())
-        .limit(1)
-    )
-    last = session.exec(query).first()
     return last is not None and last.state == "done" and not _agrees(last, record, step)
 
 
@@ -173,6 +170,7 @@ def on_read(
     fields = policy.MIRRORED if role is Role.MIRROR else policy.COMPARED
     step = resolution(link.connection)
     edits = policy.edits(_before(link), record.meeting, meeting, fields, step)
+    last = _last_write(session, link) if edits and role is Role.MIRROR else None
     read = policy.Read(
         role=role,
         stamp=stamp,
@@ -180,7 +178,7 @@ def on_read(
         meeting_stamp=row.source_updated_at,
         edits=edits,
         bidirectional=both,
-        ours=bool(edits) and role is Role.MIRROR and _ours(session, link, record, now, step),
+        ours=_ours(last, record, now, step),
     )
     verdict = policy.decide(read)
     if verdict is Verdict.APPLY:
@@ -191,7 +189,7 @@ def on_read(
             for name in policy.COMPARED
             if policy.differs(name, policy.view(record.meeting)[name], policy.view(meeting)[name], step)
         )
-    if verdict is Verdict.OBSERVE and read.ours and _predates_ours(session, link, record, step):
+    if verdict is Verdict.OBSERVE and read.ours and _predates_ours(last, record, step):
         link.last_seen_at = now
         log.info(
             "%s %s: a read that contradicts our newest write there, within its settle window; "

@@ -26,6 +26,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
@@ -198,3 +199,8 @@ def ping(engine: Engine) -> bool:
         return True
     except OperationalError:
         return False
+
+
+def insert_for(dialect: str) -> Any:
+    """The INSERT that knows ON CONFLICT, for a database dialect's name (PostgreSQL's or SQLite's)."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert

@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from bookingsync.models.tables import EventRow, LinkRow, MeetingRow
 from bookingsync.worker import identity, metrics
+from bookingsync.worker.db import insert_for
 from bookingsync.worker.ingest_plan import (
     MEETING_COLUMNS,
     Incoming,
@@ -77,10 +77,6 @@ class FirstSightContended(RuntimeError):
 
 class _LostFirstSight(Exception):
     """Rolls the page's writes back to their savepoint: another writer linked a new booking first."""
-
-
-def _insert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def load_links(session: Session, connection: str, external_ids: set[str]) -> dict[str, LinkState]:
@@ -228,7 +224,7 @@ def _apply_per_record(
 
 def _write(session: Session, plan: PagePlan, now: datetime) -> bool:
     """Write the plan; False (nothing written) when another writer linked one of its new bookings first."""
-    dialect_insert = _insert(session)
+    dialect_insert = insert_for(session.get_bind().dialect.name)
     plan.fingerprint_links()
     stored_links: dict[str, list[Any]] = {}
     wanted = plan.snapshot_meetings()

@@ -20,12 +20,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from bookingsync.models.meeting import Meeting, MeetingStatus, SourceRecord
 from bookingsync.models.tables import CursorRow, EventRow, LinkRow, MeetingRow
 from bookingsync.worker import intent_store, intents, metrics
+from bookingsync.worker.db import insert_for
 from bookingsync.worker.ingest_plan import (
     MISSING_HASH,
     SUPERSEDED_HASH,
@@ -236,9 +236,18 @@ def observe(link: LinkRow, record: SourceRecord, raw: Any, now: datetime) -> Non
     link.missing = record.meeting.status is MeetingStatus.CANCELLED
 
 
-def dialect_insert(session: Session) -> Any:
-    """The INSERT that knows ON CONFLICT, for the session's database."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+def _insert_link(session: Session, values: dict[str, Any]) -> int | None:
+    """`INSERT … ON CONFLICT DO NOTHING` of one link: its id, or None when another writer's link
+    of the same (connection, external id) is there (on PostgreSQL, after waiting for its commit)."""
+    table = LinkRow.__table__  # type: ignore[attr-defined]
+    stmt = (
+        insert_for(session.get_bind().dialect.name)(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["connection", "external_id"])
+        .returning(table.c.id)
+    )
+    link_id: int | None = session.execute(stmt).scalar()
+    return link_id
 
 
 def link_peer(
@@ -262,10 +271,9 @@ def link_peer(
     record first: the caller reads the record as a read of that link, and nothing is rolled back."""
     from bookingsync.worker import identity
 
-    table = LinkRow.__table__  # type: ignore[attr-defined]
-    stmt = (
-        dialect_insert(session)(table)
-        .values(
+    link_id = _insert_link(
+        session,
+        dict(
             meeting_id=match.meeting_id,
             connection=connection,
             provider=provider,
@@ -278,11 +286,8 @@ def link_peer(
             mirrored=False,
             first_seen_at=now,
             rule=match.rule,
-        )
-        .on_conflict_do_nothing(index_elements=["connection", "external_id"])
-        .returning(table.c.id)
+        ),
     )
-    link_id = session.execute(stmt).scalar()
     if link_id is None:
         log.info(
             "%s %s was linked by another writer at the same moment; reading it as that link",
@@ -316,14 +321,8 @@ def _insert_once(session: Session, link: LinkRow) -> LinkRow:
     """Insert a new link, or take the one another writer inserted at the same moment (issue 13:
     an echo read by a webhook and a poll at once, or beside our write's own answer): `INSERT … ON
     CONFLICT DO NOTHING`, then the row under lock, so neither writer's page is rolled back."""
-    table = LinkRow.__table__  # type: ignore[attr-defined]
-    values = {c.name: getattr(link, c.name) for c in table.columns if c.name != "id"}
-    stmt = (
-        dialect_insert(session)(table)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["connection", "external_id"])
-    )
-    session.execute(stmt)
+    columns = LinkRow.__table__.columns  # type: ignore[attr-defined]
+    _insert_link(session, {c.name: getattr(link, c.name) for c in columns if c.name != "id"})
     stored = _locked_link(session, link.connection, link.external_id)
     assert stored is not None  # inserted now, or committed by the writer that won
     return stored
@@ -755,7 +754,7 @@ def get_cursor(session: Session, connection: str) -> dict[str, Any] | None:
 def _cursor_upsert(dialect: str) -> Any:
     """Built once per dialect: it runs with every page."""
     table = CursorRow.__table__  # type: ignore[attr-defined]
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    stmt = insert_for(dialect)(table)
     return stmt.on_conflict_do_update(
         index_elements=[table.c.connection],
         set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
