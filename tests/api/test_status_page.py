@@ -136,4 +136,7 @@ def test_a_read_key_sees_the_page_without_buttons(browser, page_app: Served) -> 
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid^=replay-]")
     browser.find_element(By.XPATH, "//button[text()='Sign out']").click()
     sign_in(browser, page_app.url, "not-a-key-" + "x" * 20)
-    assert "That key is not configured." in browser.page_source
+    # The refusal is a new page: read it once the browser has it, not the form the click left.
+    refused = "That key is not configured."
+    WebDriverWait(browser, WAIT).until(lambda driver: refused in driver.page_source, f"no {refused!r} shown")
+    assert refused in browser.page_source
