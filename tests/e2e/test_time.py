@@ -68,10 +68,13 @@ def test_berlin_fold_late_first_sight_and_a_leezy_clock_behind(start_service, sa
     booked = rl_bookings(service)
     assert [b["startDateTime"] for b in booked] == ["2027-10-31T02:00:00.000"] * 2
     assert len({b["resourceSlotId"] for b in booked}) == 2
-    mirrors = service.query(
+    mirror_sql = (
         "SELECT l.start, l2.external_id FROM links l JOIN links l2 ON l2.meeting_id = "
         "l.meeting_id AND l2.connection = 'leezy' WHERE l.connection = 'rocketlead'"
     )
+    # The booking exists at RocketLead a moment before our answer to it is stored as a link.
+    wait_until(lambda: len(service.query(mirror_sql)) == 2, 30, "both mirror links stored")
+    mirrors = service.query(mirror_sql)
     by_source = {source: datetime.fromisoformat(str(start)).replace(tzinfo=UTC) for start, source in mirrors}
     assert by_source == {first: FIRST_TWO, second: SECOND_TWO}
 
