@@ -125,7 +125,20 @@ def _prepare_events(
             .with_for_update()
         )
     }
-    links = links_of(session, meeting_ids)
+    # The links only of meetings that need them: an event without its meeting's snapshot (its body
+    # lists the links), or a `hasStarted` the freshness check reads them for. A burst of events
+    # written with their snapshot (the ingest's) loads none.
+    links = links_of(
+        session,
+        sorted(
+            {
+                row.meeting_id
+                for row in rows
+                if not (row.payload or {}).get("meeting")
+                or (freshness is not None and row.type == EventType.HAS_STARTED)
+            }
+        ),
+    )
     ready = []
     for row in rows:
         meeting = meetings[row.meeting_id]
@@ -137,12 +150,12 @@ def _prepare_events(
                 row.status = "dropped"
                 row.lease_until = None
                 continue
-            if freshness is not None and freshness.hold(session, row, links[meeting.id], now):
+            if freshness is not None and freshness.hold(session, row, links.get(meeting.id, []), now):
                 continue  # left leased for a moment; re-checked when that lease runs out
             if row.sequence is None:  # an event due now was numbered when it was committed (issue 13)
                 row.sequence = meeting.next_sequence
                 meeting.next_sequence += 1
-            snapshot = (row.payload or {}).get("meeting") or meeting_json(meeting, links[meeting.id])
+            snapshot = (row.payload or {}).get("meeting") or meeting_json(meeting, links.get(meeting.id, []))
             row.payload = event_body(row, snapshot)
         ready.append(row)
     return ready
