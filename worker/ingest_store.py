@@ -279,10 +279,6 @@ def _write_rows(
             ],
         )
     if new_links:
-        # Without RETURNING, so that the rows go as one short prepared statement executed for each
-        # (psycopg's pipelined executemany) rather than one long statement to parse for every page;
-        # then one read says whether every link stored is ours (a link of another meeting: another
-        # writer linked the booking first, and ON CONFLICT DO NOTHING left its link standing).
         stmt = dialect_insert(LINKS).on_conflict_do_nothing(index_elements=["connection", "external_id"])
         rows = [
             {
@@ -294,14 +290,23 @@ def _write_rows(
             }
             for link in new_links
         ]
-        session.execute(stmt, rows)
-        ours = {link.external_id: link.meeting_id for link in new_links}
-        stored = session.execute(
-            select(LINKS.c.external_id, LINKS.c.meeting_id).where(
-                LINKS.c.connection == new_links[0].connection, among(session, LINKS.c.external_id, ours)
+        if session.get_bind().dialect.name == "postgresql":
+            # Without RETURNING, so that the rows go as one short prepared statement executed for
+            # each (psycopg's pipelined executemany) rather than one long statement psycopg parses
+            # again for every page; then one read says whether every link stored is ours (another
+            # meeting's link: another writer linked the booking first, ON CONFLICT left it standing).
+            session.execute(stmt, rows)
+            ours = {link.external_id: link.meeting_id for link in new_links}
+            stored = session.execute(
+                select(LINKS.c.external_id, LINKS.c.meeting_id).where(
+                    LINKS.c.connection == new_links[0].connection, among(session, LINKS.c.external_id, ours)
+                )
             )
-        )
-        if any(ours.get(external_id) != meeting_id for external_id, meeting_id in stored):
+            lost = any(ours.get(external_id) != meeting_id for external_id, meeting_id in stored)
+        else:
+            inserted = set(session.execute(stmt.returning(LINKS.c.external_id), rows).scalars())
+            lost = len(inserted) < len(new_links)
+        if lost:
             raise _LostFirstSight
     if plan.changed_meetings:
         stmt = (
