@@ -129,7 +129,7 @@ def retention_extra(minutes: float | None) -> tuple[str, str]:
     days = minutes / 1440
     return (
         f"[retention]\ninterval_seconds = 60\nreceipt_bodies_days = {days}\nreceipts_days = {days}\n"
-        f"events_days = {days}\nmeetings_days = {days}\nquarantine_days = {days}\n",
+        f"events_days = {days}\ncancelled_days = {days}\nmeetings_days = {days}\nquarantine_days = {days}\n",
         "grace_seconds = 60",
     )
 

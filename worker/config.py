@@ -250,6 +250,7 @@ class RetentionConfig(_Strict):
     receipt_bodies_days: float = Field(default=3.0, gt=0)
     receipts_days: float = Field(default=30.0, gt=0)
     events_days: float = Field(default=30.0, gt=0)
+    cancelled_days: float = Field(default=3.0, gt=0)
     meetings_days: float = Field(default=180.0, gt=0)
     quarantine_days: float = Field(default=30.0, gt=0)
 

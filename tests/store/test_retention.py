@@ -198,10 +198,53 @@ def test_windows_are_per_table_and_a_young_row_is_kept(engine: Engine, clock: Ma
     result = retention.prune(
         engine, config(events_days=10, receipts_days=60, receipt_bodies_days=30), clock.now()
     )
-    assert result.removed == {"receipt_bodies": 0, "receipts": 0, "events": 3, "meetings": 0, "quarantine": 0}
+    assert result.removed == {
+        "receipt_bodies": 0,
+        "receipts": 0,
+        "events": 3,
+        "cancelled_events": 0,
+        "meetings": 0,
+        "quarantine": 0,
+    }
     with transaction(engine) as session:
         assert session.get(MeetingRow, meeting) is not None  # ended 20 days ago: within meetings_days
         assert not list(session.exec(select(DeliveryRow)))
+
+
+def test_a_cancelled_timer_goes_its_window_after_cancellation_and_a_pending_one_never(
+    engine: Engine, clock: ManualClock
+) -> None:
+    # Both meetings a month ahead: their timers are due long after every window below.
+    cancelled = apply(engine, clock, record(clock, "called-off", start_min=30 * 24 * 60)).meeting_id
+    kept = apply(engine, clock, record(clock, "going-ahead", start_min=30 * 24 * 60)).meeting_id
+    with transaction(engine) as session:
+        session.execute(
+            update(EventRow)
+            .where(col(EventRow.meeting_id) == kept, col(EventRow.type) == "meeting.hasEnded")
+            .values(status="leased", lease_until=clock.now() + timedelta(days=400))
+        )
+    clock.advance(days=2)
+    apply(engine, clock, record(clock, "called-off", status="cancelled", start_min=28 * 24 * 60))
+    cfg = config(events_days=1, cancelled_days=1)
+
+    def timers(meeting_id: str) -> dict[str, str]:
+        with transaction(engine) as session:
+            rows = session.exec(select(EventRow).where(EventRow.meeting_id == meeting_id))
+            return {e.type: e.status for e in rows if e.set_for is not None}
+
+    assert timers(cancelled) == {"meeting.hasStarted": "cancelled", "meeting.hasEnded": "cancelled"}
+    first = retention.prune(engine, cfg, clock.now())  # sees them cancelled: their window starts
+    assert first.removed["cancelled_events"] == 0
+    clock.advance(hours=20)
+    assert retention.prune(engine, cfg, clock.now()).removed["cancelled_events"] == 0, "within the window"
+    assert len(timers(cancelled)) == 2
+    clock.advance(hours=5)
+    assert retention.prune(engine, cfg, clock.now()).removed["cancelled_events"] == 2
+    assert timers(cancelled) == {}, "a cancelled timer goes a window after its cancellation, not its due time"
+    # Pending and leased timers never go, whatever the windows.
+    clock.advance(days=10)
+    retention.prune(engine, cfg, clock.now())
+    assert timers(kept) == {"meeting.hasStarted": "pending", "meeting.hasEnded": "leased"}
 
 
 def test_a_large_backlog_goes_in_batches(engine: Engine, clock: ManualClock) -> None:
