@@ -7,13 +7,13 @@ that holds its window in days. What a policy never removes is part of its query:
 |------------------|------------------------------------------------------------|---------------|
 | receipt_bodies   | the raw body (and extracted records) of processed receipts | a receipt still to ingest, or failed |
 | receipts         | processed and ignored webhook receipts (their delivery ids dedupe provider redeliveries until then) | the same |
-| events           | published and dropped events with their finished deliveries (succeeded, skipped) | pending or leased events (timers included); an event with a delivery pending, leased or dead (a dead letter waits for replay) |
+| events           | published events (counted from their publishing) and dropped ones (from their due time) with their finished deliveries (succeeded, skipped) | pending or leased events (timers included); an event with a delivery pending, leased or dead (a dead letter waits for replay) |
 | cancelled_events | cancelled events (superseded timers), counted from their cancellation | the same |
 | meetings         | meetings ended before the window, with their links, events, deliveries and write intents | a meeting with a pending or leased event, an unfinished or dead delivery, or a write to a route target not finished (pending, unknown, halted) |
 | quarantine       | replayed and superseded quarantine items                   | open items |
 
-Windows are measured on indexed columns (`due_at`, `cancelled_at`, `start`, `resolved_at`), so a
-prune costs what it removes plus an index range, not a scan of everything kept.
+Windows are measured on indexed columns (`published_at`, `due_at`, `cancelled_at`, `start`,
+`resolved_at`), so a prune costs what it removes plus an index range, not a scan of everything kept.
 
 A cancelled event's window runs from its cancellation, not from its due time: a timer is set up
 to its meeting's start, weeks ahead, and under rescheduling the cancelled ones outnumbered all the
@@ -67,7 +67,6 @@ from bookingsync.worker.db import SQLITE_INCREMENTAL, transaction
 log = logging.getLogger(__name__)
 
 PROCESSED_RECEIPTS = ("done", "ignored")
-FINISHED_EVENTS = ("published", "dropped")  # cancelled ones have their own policy
 FINISHED_DELIVERIES = ("succeeded", "skipped")
 LIVE_EVENTS = ("pending", "leased")
 UNFINISHED_DELIVERIES = ("pending", "leased", "dead")  # dead letters wait for a person's replay
@@ -117,16 +116,29 @@ def _delivery_holds(event_id: ColumnElement) -> ColumnElement:
 
 
 def _events(session: Session, cutoff: datetime, limit: int) -> int:
-    rows = session.execute(
+    # A published event is measured from its publishing, the time it entered the feed: one due
+    # long ago but published late (a backlog, a held timer) still gets its whole window there.
+    published = session.execute(
         select(EventRow.id, EventRow.event_id)
         .where(
-            col(EventRow.status).in_(FINISHED_EVENTS),
+            col(EventRow.published_at) < cutoff,
+            col(EventRow.status) == "published",
+            ~_delivery_holds(col(EventRow.event_id)),
+        )
+        .order_by(col(EventRow.published_at))
+        .limit(limit)
+    ).all()
+    dropped = session.execute(
+        select(EventRow.id, EventRow.event_id)
+        .where(
+            col(EventRow.status) == "dropped",
             col(EventRow.due_at) < cutoff,
             ~_delivery_holds(col(EventRow.event_id)),
         )
         .order_by(col(EventRow.due_at))
-        .limit(limit)
+        .limit(limit - len(published))
     ).all()
+    rows = [*published, *dropped]
     _remove_events(session, rows)
     return len(rows)
 

@@ -247,6 +247,26 @@ def test_a_cancelled_timer_goes_its_window_after_cancellation_and_a_pending_one_
     assert timers(kept) == {"meeting.hasStarted": "pending", "meeting.hasEnded": "leased"}
 
 
+def test_a_published_event_gets_its_window_from_its_publishing(engine: Engine, clock: ManualClock) -> None:
+    """One due long ago but published late (a backlog) stays in the feed for the whole window."""
+    meeting = meeting_with_history(engine, clock, "late", start_min=10, deliveries=ALL_SUCCEEDED)
+    clock.advance(days=20)
+    with transaction(engine) as session:
+        session.execute(
+            update(EventRow)
+            .where(col(EventRow.meeting_id) == meeting, col(EventRow.type) == "meeting.hasEnded")
+            .values(published_at=clock.now() - timedelta(days=1))
+        )
+    result = retention.prune(engine, config(events_days=7), clock.now())
+    assert result.removed["events"] == 2
+    with transaction(engine) as session:
+        assert [e.type for e in session.exec(select(EventRow).where(EventRow.meeting_id == meeting))] == [
+            "meeting.hasEnded"
+        ]
+    clock.advance(days=6, hours=1)
+    assert retention.prune(engine, config(events_days=7), clock.now()).removed["events"] == 1
+
+
 def test_a_large_backlog_goes_in_batches(engine: Engine, clock: ManualClock) -> None:
     for i in range(7):
         receipt(engine, clock, f"r{i}", "done", 100)
