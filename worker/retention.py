@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, Row, bindparam, delete, exists, select, text, update
@@ -115,30 +116,23 @@ def _delivery_holds(event_id: ColumnElement) -> ColumnElement:
     )
 
 
+def _finished_events(session: Session, limit: int, order: Any, *where: Any) -> list[Row]:
+    """Up to `limit` events matching `where` with no delivery holding them, oldest `order` first."""
+    query = (
+        select(EventRow.id, EventRow.event_id)
+        .where(*where, ~_delivery_holds(col(EventRow.event_id)))
+        .order_by(order)
+        .limit(limit)
+    )
+    return list(session.execute(query).all())
+
+
 def _events(session: Session, cutoff: datetime, limit: int) -> int:
     # A published event is measured from its publishing, the time it entered the feed: one due
     # long ago but published late (a backlog, a held timer) still gets its whole window there.
-    published = session.execute(
-        select(EventRow.id, EventRow.event_id)
-        .where(
-            col(EventRow.published_at) < cutoff,
-            col(EventRow.status) == "published",
-            ~_delivery_holds(col(EventRow.event_id)),
-        )
-        .order_by(col(EventRow.published_at))
-        .limit(limit)
-    ).all()
-    dropped = session.execute(
-        select(EventRow.id, EventRow.event_id)
-        .where(
-            col(EventRow.status) == "dropped",
-            col(EventRow.due_at) < cutoff,
-            ~_delivery_holds(col(EventRow.event_id)),
-        )
-        .order_by(col(EventRow.due_at))
-        .limit(limit - len(published))
-    ).all()
-    rows = [*published, *dropped]
+    published_at, due_at, status = col(EventRow.published_at), col(EventRow.due_at), col(EventRow.status)
+    rows = _finished_events(session, limit, published_at, published_at < cutoff, status == "published")
+    rows += _finished_events(session, limit - len(rows), due_at, status == "dropped", due_at < cutoff)
     _remove_events(session, rows)
     return len(rows)
 
