@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -105,7 +105,7 @@ class Webhooks:
             counter = self._counters[key] = self._received.labels(connection_id, outcome)
         counter.inc()
 
-    def receives_webhooks(self, adapter: object) -> bool:
+    def receives_webhooks(self, adapter: object) -> TypeGuard[WebhookReceiver]:
         kind = type(adapter)
         known = self._receives.get(kind)
         if known is None:
