@@ -149,13 +149,24 @@ def _remove_events(session: Session, rows: Sequence[Row]) -> None:
         session.execute(delete(EventRow).where(col(EventRow.id).in_([r.id for r in rows])))
 
 
+# Both read through the partial index over cancelled rows (models/tables.py), its predicate
+# written as it has it; `{hint}` names the index for SQLite, which has no statistics to choose by.
+STAMP_SQL = f"SELECT id FROM events{{hint}} WHERE {EVENT_CANCELLED} AND cancelled_at IS NULL LIMIT :limit"
+CANCELLED_SQL = (
+    f"SELECT id, event_id FROM events{{hint}} WHERE {EVENT_CANCELLED} AND cancelled_at < :cutoff "
+    "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.event_id "
+    f"AND d.status IN ({', '.join(repr(s) for s in UNFINISHED_DELIVERIES)})) "
+    "ORDER BY cancelled_at LIMIT :limit"
+)
+
+
+def _cancelled_hint(session: Session) -> str:
+    return " INDEXED BY ix_events_cancelled" if session.get_bind().dialect.name == "sqlite" else ""
+
+
 def _stamp_cancelled(session: Session, now: datetime, limit: int) -> int:
     """Give up to `limit` cancelled events without a `cancelled_at` this prune's time: rows stamped."""
-    # Through the partial index over cancelled rows (models/tables.py), the predicate as it has it.
-    hint = " INDEXED BY ix_events_cancelled" if session.get_bind().dialect.name == "sqlite" else ""
-    query = text(
-        f"SELECT id FROM events{hint} WHERE {EVENT_CANCELLED} AND cancelled_at IS NULL LIMIT :limit"
-    ).bindparams(bindparam("limit"))
+    query = text(STAMP_SQL.format(hint=_cancelled_hint(session))).bindparams(bindparam("limit"))
     ids = list(session.execute(query, {"limit": limit}).scalars())
     if ids:
         session.execute(update(EventRow).where(col(EventRow.id).in_(ids)).values(cancelled_at=now))
@@ -163,14 +174,10 @@ def _stamp_cancelled(session: Session, now: datetime, limit: int) -> int:
 
 
 def _cancelled_events(session: Session, cutoff: datetime, limit: int) -> int:
-    hint = " INDEXED BY ix_events_cancelled" if session.get_bind().dialect.name == "sqlite" else ""
-    held = ", ".join(repr(s) for s in UNFINISHED_DELIVERIES)
-    query = text(
-        f"SELECT id, event_id FROM events{hint} WHERE {EVENT_CANCELLED} AND cancelled_at < :cutoff "
-        f"AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.event_id AND d.status IN ({held})) "
-        "ORDER BY cancelled_at LIMIT :limit"
-    ).bindparams(bindparam("cutoff", type_=UTCDateTime()), bindparam("limit"))
-    rows = session.execute(query, {"cutoff": cutoff, "limit": limit}).all()
+    query = text(CANCELLED_SQL.format(hint=_cancelled_hint(session))).bindparams(
+        bindparam("cutoff", type_=UTCDateTime()), bindparam("limit")
+    )
+    rows = list(session.execute(query, {"cutoff": cutoff, "limit": limit}).all())
     _remove_events(session, rows)
     return len(rows)
 

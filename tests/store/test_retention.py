@@ -140,7 +140,7 @@ def test_prune_removes_what_is_finished_and_keeps_what_is_needed(engine: Engine,
         for status, days in (("open", None), ("superseded", 40), ("replayed", 5))
     }
 
-    result = retention.prune(engine, config(), clock.now())
+    result = retention.prune(engine, config(receipts_days=30), clock.now())
 
     with transaction(engine) as session:
         meetings = set(session.exec(select(MeetingRow.id)))
@@ -183,7 +183,7 @@ def test_prune_removes_what_is_finished_and_keeps_what_is_needed(engine: Engine,
     assert result.removed["receipts"] == 2 and result.removed["receipt_bodies"] >= 1
     assert receipts  # ids used above through their names
 
-    again = retention.prune(engine, config(), clock.now())
+    again = retention.prune(engine, config(receipts_days=30), clock.now())
     assert sum(again.removed.values()) == 0, "a second run finds nothing more"
 
 
