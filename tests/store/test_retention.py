@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dramatiq.brokers.stub import StubBroker
-from sqlalchemy import Engine, text, update
+from sqlalchemy import Engine, bindparam, text, update
 from sqlmodel import col, select
 
+from bookingsync.models.columns import UTCDateTime
 from bookingsync.models.tables import (
     DeliveryRow,
     EventRow,
@@ -424,3 +425,42 @@ def test_a_meeting_goes_with_its_writes_but_an_unsettled_write_keeps_it(
         assert set(session.exec(select(MeetingRow.id))) == {held}
         assert [i.reference for i in session.exec(select(IntentRow))] == ["bsw_held"]
     assert result.removed["meetings"] == 1
+
+
+def test_migration_0014_dates_the_cancelled_rows_it_finds(tmp_path: Path) -> None:
+    """Their cancellation time is unknown: no later than their due time, nor than the upgrade."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(engine, "0013")
+    now = datetime.now(UTC)
+    past, future = now - timedelta(days=5), now + timedelta(days=50)
+    with transaction(engine) as session:
+        session.add(
+            MeetingRow(
+                id="m",
+                status="scheduled",
+                start=now,
+                end=now,
+                content_hash="h",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        session.flush()
+        for name, status, due in (
+            ("past", "cancelled", past),
+            ("ahead", "cancelled", future),
+            ("live", "pending", future),
+        ):
+            session.execute(
+                text(
+                    "INSERT INTO events (event_id, meeting_id, type, dedupe_key, generation, occurred_at, due_at, "
+                    "status, attempts, created_at) VALUES (:n, 'm', 'meeting.hasEnded', :n, 0, :t, :due, :s, 0, :t)"
+                ).bindparams(bindparam("t", type_=UTCDateTime()), bindparam("due", type_=UTCDateTime())),
+                {"n": name, "t": now, "due": due, "s": status},
+            )
+    upgrade(engine)
+    with transaction(engine) as session:
+        stamped = {e.event_id: e.cancelled_at for e in session.exec(select(EventRow))}
+    engine.dispose()
+    assert stamped["past"] == past and stamped["live"] is None
+    assert stamped["ahead"] is not None and now <= stamped["ahead"] < future
