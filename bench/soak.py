@@ -14,7 +14,10 @@ One Leezy connection holds --meetings meetings, polled every --poll-seconds and 
 signed webhooks to bookingsync. A driver changes --rate meetings a second through the simulator's
 control API: 60 % reschedules (to 1–90 minutes ahead, so hasStarted/hasEnded timers keep falling
 due during the run), 25 % title edits, 15 % cancellations each replaced by a new booking, so the
-live set stays the same size while history grows.
+live set stays the same size while history grows. Meetings are booked 5 minutes to
+--horizon-minutes (6 h) ahead; a cancelled meeting is kept until its end plus the window (a
+provider may list it until then), so with a short --retention-minutes the database levels off
+about horizon + 30 minutes + window after the start: `--horizon-minutes 45` shows it within 90.
 
 Every --sample-seconds (60) it samples each bookingsync process (RSS, CPU % of one core since
 the last sample, open descriptors, threads), the database's size on disk (SQLite: file + WAL;
@@ -58,8 +61,11 @@ from sqlalchemy import Engine
 LEEZY_SECRET = "lzy_ws_soak_secret_0123456789"
 
 
-def churn(leezy: str, ids: list[str], rate: float, stop: threading.Event, counts: dict[str, int]) -> None:
-    """`rate` changes a second at the simulator until `stop`; counts what it did (and what failed)."""
+def churn(
+    leezy: str, ids: list[str], rate: float, horizon: float, stop: threading.Event, counts: dict[str, int]
+) -> None:
+    """`rate` changes a second at the simulator until `stop`; counts what it did (and what failed).
+    Reschedules and new bookings go up to `horizon` minutes ahead (reschedules at most 90)."""
     rng = random.Random(18)
     with httpx.Client(base_url=f"{leezy}/_sandbox", timeout=30) as client:
         began, n = time.monotonic(), 0
@@ -72,7 +78,7 @@ def churn(leezy: str, ids: list[str], rate: float, stop: threading.Event, counts
             roll = rng.random()
             try:
                 if roll < 0.60:
-                    start = datetime.now(UTC) + timedelta(minutes=rng.uniform(1, 90))
+                    start = datetime.now(UTC) + timedelta(minutes=rng.uniform(1, min(90.0, horizon)))
                     response = client.post(
                         f"/meetings/{ids[index]}/reschedule",
                         json={"start": iso(start), "end": iso(start + timedelta(minutes=30))},
@@ -84,7 +90,7 @@ def churn(leezy: str, ids: list[str], rate: float, stop: threading.Event, counts
                 else:
                     response = client.post(f"/meetings/{ids[index]}/cancel", json={"reason": "soak churn"})
                     response.raise_for_status()
-                    ids[index] = book(client, [n])[0]
+                    ids[index] = book(client, [n], horizon)[0]
                     kind = "replaced"
                 response.raise_for_status()
                 counts[kind] = counts.get(kind, 0) + 1
@@ -92,12 +98,12 @@ def churn(leezy: str, ids: list[str], rate: float, stop: threading.Event, counts
                 counts["failed"] = counts.get("failed", 0) + 1
 
 
-def book(client: httpx.Client, numbers: list[int]) -> list[str]:
+def book(client: httpx.Client, numbers: list[int], horizon: float) -> list[str]:
     base = datetime.now(UTC).replace(microsecond=0)
     rng = random.Random(numbers[0])
     meetings = []
     for i in numbers:
-        start = base + timedelta(minutes=rng.uniform(5, 6 * 60))
+        start = base + timedelta(minutes=rng.uniform(min(5.0, horizon / 2), horizon))
         meetings.append(
             {
                 "title": f"Demo call #{i}",
@@ -113,11 +119,11 @@ def book(client: httpx.Client, numbers: list[int]) -> list[str]:
     return [item["id"] for item in response.json()["meetings"]]
 
 
-def seed(leezy: str, n: int) -> list[str]:
+def seed(leezy: str, n: int, horizon: float) -> list[str]:
     ids: list[str] = []
     with httpx.Client(base_url=f"{leezy}/_sandbox", timeout=60) as client:
         for first in range(0, n, 200):
-            ids += book(client, list(range(1_000_000 + first, 1_000_000 + min(n, first + 200))))
+            ids += book(client, list(range(1_000_000 + first, 1_000_000 + min(n, first + 200))), horizon)
     return ids
 
 
@@ -129,7 +135,7 @@ def retention_extra(minutes: float | None) -> tuple[str, str]:
     days = minutes / 1440
     return (
         f"[retention]\ninterval_seconds = 60\nreceipt_bodies_days = {days}\nreceipts_days = {days}\n"
-        f"events_days = {days}\nmeetings_days = {days}\nquarantine_days = {days}\n",
+        f"events_days = {days}\ncancelled_days = {days}\nmeetings_days = {days}\nquarantine_days = {days}\n",
         "grace_seconds = 60",
     )
 
@@ -219,11 +225,13 @@ def run_soak(
             "event_types": ["meeting.scheduled", "meeting.cancelled", "meeting.completed"],
         },
     ).raise_for_status()
-    ids = seed(leezy, args.meetings)
+    ids = seed(leezy, args.meetings, args.horizon_minutes)
     db_path = Path(engine.bench_url.removeprefix("sqlite:///")) if backend == "sqlite" else None  # type: ignore[attr-defined]
     sampler = Sampler(procs, engine, db_path)
     counts: dict[str, int] = {}
-    driver = threading.Thread(target=churn, args=(leezy, ids, args.rate, stop, counts), daemon=True)
+    driver = threading.Thread(
+        target=churn, args=(leezy, ids, args.rate, args.horizon_minutes, stop, counts), daemon=True
+    )
     driver.start()
     print(
         f"{mode}: {args.meetings} meetings, {args.rate:g} changes/s, poll every {args.poll_seconds:g} s, "
@@ -276,6 +284,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5.0, help="meeting changes per second at the provider")
     parser.add_argument("--mode", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--meetings", type=int, default=2000)
+    parser.add_argument(
+        "--horizon-minutes",
+        type=float,
+        default=360.0,
+        help="how far ahead meetings are booked (reschedules: at most 90 min); the database levels off "
+        "about horizon + 30 min + the retention window after the start",
+    )
     parser.add_argument("--poll-seconds", type=float, default=2.0)
     parser.add_argument("--sample-seconds", type=float, default=60.0)
     parser.add_argument(

@@ -157,6 +157,10 @@ class EventRow(SQLModel, table=True):
     payload: Any = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     published_at: datetime | None = _time(nullable=True, index=True)
+    # When the event was first seen cancelled (retention stamps it, worker/retention.py): the
+    # retention window of a cancelled timer runs from here, not from its due time, which can be
+    # months ahead. Only meaningful while `status` is `cancelled`.
+    cancelled_at: datetime | None = _time(nullable=True)
     # Where a published event stands in the feed: commit order, unlike `id` (see worker/feed.py).
     feed_position: int | None = Field(
         default=None, sa_column=Column(BigInteger(), nullable=True, unique=True, index=True)
@@ -423,4 +427,15 @@ Index(
     "ix_receipts_connection_received",
     ReceiptRow.__table__.c.connection,  # type: ignore[attr-defined]
     ReceiptRow.__table__.c.received_at,  # type: ignore[attr-defined]
+)
+# Cancelled events, by when they were cancelled (migration 0014): retention stamps the ones not
+# stamped yet (`cancelled_at IS NULL`) and removes those cancelled before the window, each an index
+# range over cancelled rows only, which retention keeps few. Partial, with the predicate written
+# the same way in retention's queries, as SQLite needs to use the index.
+EVENT_CANCELLED = "status = 'cancelled'"
+Index(
+    "ix_events_cancelled",
+    EventRow.__table__.c.cancelled_at,  # type: ignore[attr-defined]
+    sqlite_where=text(EVENT_CANCELLED),
+    postgresql_where=text(EVENT_CANCELLED),
 )

@@ -7,12 +7,23 @@ that holds its window in days. What a policy never removes is part of its query:
 |------------------|------------------------------------------------------------|---------------|
 | receipt_bodies   | the raw body (and extracted records) of processed receipts | a receipt still to ingest, or failed |
 | receipts         | processed and ignored webhook receipts (their delivery ids dedupe provider redeliveries until then) | the same |
-| events           | published, cancelled and dropped events with their finished deliveries (succeeded, skipped) | pending or leased events (timers included); an event with a delivery pending, leased or dead (a dead letter waits for replay) |
+| events           | published events (counted from their publishing) and dropped ones (from their due time) with their finished deliveries (succeeded, skipped) | pending or leased events (timers included); an event with a delivery pending, leased or dead (a dead letter waits for replay) |
+| cancelled_events | cancelled events (superseded timers), counted from their cancellation | the same |
 | meetings         | meetings ended before the window, with their links, events, deliveries and write intents | a meeting with a pending or leased event, an unfinished or dead delivery, or a write to a route target not finished (pending, unknown, halted) |
 | quarantine       | replayed and superseded quarantine items                   | open items |
 
-Windows are measured on indexed columns (`due_at`, `start`, `resolved_at`), so a prune costs
-what it removes plus an index range, not a scan of everything kept. Deletes go in batches of
+Windows are measured on indexed columns (`published_at`, `due_at`, `cancelled_at`, `start`,
+`resolved_at`), so a prune costs what it removes plus an index range, not a scan of everything kept.
+
+A cancelled event's window runs from its cancellation, not from its due time: a timer is set up
+to its meeting's start, weeks ahead, and under rescheduling the cancelled ones outnumbered all the
+rest while they waited for a due time plus the window (issue 18). The writers that cancel (the
+bulk ingest, the ORM store) leave `cancelled_at` empty; each prune first stamps the cancelled rows
+not stamped yet with its own time (`_stamp_cancelled`), so the window starts at most one
+`interval_seconds` after the cancellation, whichever code cancelled. A timer set again after its
+cancellation goes back to `pending` and is out of reach of this policy; if it is cancelled again
+it keeps its first stamp and can go early, which costs nothing: a cancelled timer is in no feed and
+has no delivery, and setting it again after it is gone inserts it anew, as reviving it would. Deletes go in batches of
 `retention.batch_size`, one transaction each, so locks stay short and PostgreSQL's autovacuum
 keeps up. On SQLite the freed pages are given back to the file system (incremental vacuum): the
 file stops growing at steady state. A database file made before auto_vacuum was switched on needs
@@ -28,16 +39,18 @@ as long as their meeting and go with it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, bindparam, delete, exists, select, text, update
+from sqlalchemy import Engine, Row, bindparam, delete, exists, select, text, update
 from sqlalchemy.sql import ColumnElement, Executable
 from sqlmodel import Session, col
 
 from bookingsync.models.columns import UTCDateTime
 from bookingsync.models.tables import (
+    EVENT_CANCELLED,
     RECEIPT_HAS_BODY,
     AuditRow,
     DeliveryRow,
@@ -55,7 +68,6 @@ from bookingsync.worker.db import SQLITE_INCREMENTAL, transaction
 log = logging.getLogger(__name__)
 
 PROCESSED_RECEIPTS = ("done", "ignored")
-FINISHED_EVENTS = ("published", "cancelled", "dropped")
 FINISHED_DELIVERIES = ("succeeded", "skipped")
 LIVE_EVENTS = ("pending", "leased")
 UNFINISHED_DELIVERIES = ("pending", "leased", "dead")  # dead letters wait for a person's replay
@@ -104,17 +116,29 @@ def _delivery_holds(event_id: ColumnElement) -> ColumnElement:
     )
 
 
-def _events(session: Session, cutoff: datetime, limit: int) -> int:
-    rows = session.execute(
+def _finished_events(session: Session, limit: int, order: Any, *where: Any) -> list[Row]:
+    """Up to `limit` events matching `where` with no delivery holding them, oldest `order` first."""
+    query = (
         select(EventRow.id, EventRow.event_id)
-        .where(
-            col(EventRow.status).in_(FINISHED_EVENTS),
-            col(EventRow.due_at) < cutoff,
-            ~_delivery_holds(col(EventRow.event_id)),
-        )
-        .order_by(col(EventRow.due_at))
+        .where(*where, ~_delivery_holds(col(EventRow.event_id)))
+        .order_by(order)
         .limit(limit)
-    ).all()
+    )
+    return list(session.execute(query).all())
+
+
+def _events(session: Session, cutoff: datetime, limit: int) -> int:
+    # A published event is measured from its publishing, the time it entered the feed: one due
+    # long ago but published late (a backlog, a held timer) still gets its whole window there.
+    published_at, due_at, status = col(EventRow.published_at), col(EventRow.due_at), col(EventRow.status)
+    rows = _finished_events(session, limit, published_at, published_at < cutoff, status == "published")
+    rows += _finished_events(session, limit - len(rows), due_at, status == "dropped", due_at < cutoff)
+    _remove_events(session, rows)
+    return len(rows)
+
+
+def _remove_events(session: Session, rows: Sequence[Row]) -> None:
+    """Delete events (`id`, `event_id` rows) with their finished deliveries."""
     if rows:
         session.execute(
             delete(DeliveryRow).where(
@@ -123,6 +147,38 @@ def _events(session: Session, cutoff: datetime, limit: int) -> int:
             )
         )
         session.execute(delete(EventRow).where(col(EventRow.id).in_([r.id for r in rows])))
+
+
+# Both read through the partial index over cancelled rows (models/tables.py), its predicate
+# written as it has it; `{hint}` names the index for SQLite, which has no statistics to choose by.
+STAMP_SQL = f"SELECT id FROM events{{hint}} WHERE {EVENT_CANCELLED} AND cancelled_at IS NULL LIMIT :limit"
+CANCELLED_SQL = (
+    f"SELECT id, event_id FROM events{{hint}} WHERE {EVENT_CANCELLED} AND cancelled_at < :cutoff "
+    "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.event_id "
+    f"AND d.status IN ({', '.join(repr(s) for s in UNFINISHED_DELIVERIES)})) "
+    "ORDER BY cancelled_at LIMIT :limit"
+)
+
+
+def _cancelled_hint(session: Session) -> str:
+    return " INDEXED BY ix_events_cancelled" if session.get_bind().dialect.name == "sqlite" else ""
+
+
+def _stamp_cancelled(session: Session, now: datetime, limit: int) -> int:
+    """Give up to `limit` cancelled events without a `cancelled_at` this prune's time: rows stamped."""
+    query = text(STAMP_SQL.format(hint=_cancelled_hint(session))).bindparams(bindparam("limit"))
+    ids = list(session.execute(query, {"limit": limit}).scalars())
+    if ids:
+        session.execute(update(EventRow).where(col(EventRow.id).in_(ids)).values(cancelled_at=now))
+    return len(ids)
+
+
+def _cancelled_events(session: Session, cutoff: datetime, limit: int) -> int:
+    query = text(CANCELLED_SQL.format(hint=_cancelled_hint(session))).bindparams(
+        bindparam("cutoff", type_=UTCDateTime()), bindparam("limit")
+    )
+    rows = list(session.execute(query, {"cutoff": cutoff, "limit": limit}).all())
+    _remove_events(session, rows)
     return len(rows)
 
 
@@ -196,8 +252,14 @@ POLICIES: tuple[Policy, ...] = (
     Policy(
         "events",
         "events_days",
-        "published, cancelled and dropped events with their finished deliveries",
+        "published and dropped events with their finished deliveries",
         _events,
+    ),
+    Policy(
+        "cancelled_events",
+        "cancelled_days",
+        "cancelled events (superseded timers), counted from their cancellation",
+        _cancelled_events,
     ),
     Policy(
         "meetings",
@@ -218,7 +280,7 @@ class Pruned:
 
 def cutoff(cfg: Config, policy: Policy, now: datetime) -> datetime:
     window = timedelta(days=getattr(cfg.retention, policy.window))
-    if policy.name == "events":
+    if policy.name in ("events", "cancelled_events"):
         # A timer is re-set only within the grace window; its old row must outlive that.
         window = max(window, timedelta(seconds=cfg.events.grace_seconds))
     return now - window
@@ -228,6 +290,10 @@ def prune(engine: Engine, cfg: Config, now: datetime, *, vacuum: bool = True) ->
     """Run every policy to the end (in batches), then give SQLite's free pages back."""
     result = Pruned()
     limit = cfg.retention.batch_size
+    for _ in range(MAX_BATCHES_PER_RUN):
+        with transaction(engine) as session:
+            if _stamp_cancelled(session, now, limit) < limit:
+                break
     for policy in POLICIES:
         when, total = cutoff(cfg, policy, now), 0
         for _ in range(MAX_BATCHES_PER_RUN):

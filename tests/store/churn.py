@@ -97,6 +97,7 @@ class Churn:
                     "receipt_bodies_days": days,
                     "receipts_days": days,
                     "events_days": days,
+                    "cancelled_days": days,
                     "meetings_days": days,
                     "quarantine_days": days,
                 },

@@ -115,3 +115,15 @@ def test_a_big_old_sqlite_file_is_named_with_the_command_that_converts_it(tmp_pa
     assert note is not None and "big.db" in note and "bookingsync prune --vacuum" in note
     assert auto_vacuum(engine) == 0  # left alone: a rewrite of a big file is the operator's call
     engine.dispose()
+
+
+def test_retention_finds_cancelled_events_through_their_partial_index(engine: Engine) -> None:
+    """Stamping and pruning cancelled events read an index range over cancelled rows only, not the
+    events table (weeks of published ones, the pending timers)."""
+    hint = " INDEXED BY ix_events_cancelled" if engine.dialect.name == "sqlite" else ""
+    bound = {":limit": "100", ":cutoff": "'2030-01-01'"}
+    for sql in (retention.STAMP_SQL, retention.CANCELLED_SQL):
+        query = sql.format(hint=hint)
+        for name, value in bound.items():
+            query = query.replace(name, value)
+        assert "ix_events_cancelled" in plan(engine, query), query

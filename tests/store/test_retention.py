@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dramatiq.brokers.stub import StubBroker
-from sqlalchemy import Engine, text, update
+from sqlalchemy import Engine, bindparam, text, update
 from sqlmodel import col, select
 
+from bookingsync.models.columns import UTCDateTime
 from bookingsync.models.tables import (
     DeliveryRow,
     EventRow,
@@ -140,7 +141,7 @@ def test_prune_removes_what_is_finished_and_keeps_what_is_needed(engine: Engine,
         for status, days in (("open", None), ("superseded", 40), ("replayed", 5))
     }
 
-    result = retention.prune(engine, config(), clock.now())
+    result = retention.prune(engine, config(receipts_days=30), clock.now())
 
     with transaction(engine) as session:
         meetings = set(session.exec(select(MeetingRow.id)))
@@ -183,7 +184,7 @@ def test_prune_removes_what_is_finished_and_keeps_what_is_needed(engine: Engine,
     assert result.removed["receipts"] == 2 and result.removed["receipt_bodies"] >= 1
     assert receipts  # ids used above through their names
 
-    again = retention.prune(engine, config(), clock.now())
+    again = retention.prune(engine, config(receipts_days=30), clock.now())
     assert sum(again.removed.values()) == 0, "a second run finds nothing more"
 
 
@@ -198,10 +199,73 @@ def test_windows_are_per_table_and_a_young_row_is_kept(engine: Engine, clock: Ma
     result = retention.prune(
         engine, config(events_days=10, receipts_days=60, receipt_bodies_days=30), clock.now()
     )
-    assert result.removed == {"receipt_bodies": 0, "receipts": 0, "events": 3, "meetings": 0, "quarantine": 0}
+    assert result.removed == {
+        "receipt_bodies": 0,
+        "receipts": 0,
+        "events": 3,
+        "cancelled_events": 0,
+        "meetings": 0,
+        "quarantine": 0,
+    }
     with transaction(engine) as session:
         assert session.get(MeetingRow, meeting) is not None  # ended 20 days ago: within meetings_days
         assert not list(session.exec(select(DeliveryRow)))
+
+
+def test_a_cancelled_timer_goes_its_window_after_cancellation_and_a_pending_one_never(
+    engine: Engine, clock: ManualClock
+) -> None:
+    # Both meetings a month ahead: their timers are due long after every window below.
+    cancelled = apply(engine, clock, record(clock, "called-off", start_min=30 * 24 * 60)).meeting_id
+    kept = apply(engine, clock, record(clock, "going-ahead", start_min=30 * 24 * 60)).meeting_id
+    with transaction(engine) as session:
+        session.execute(
+            update(EventRow)
+            .where(col(EventRow.meeting_id) == kept, col(EventRow.type) == "meeting.hasEnded")
+            .values(status="leased", lease_until=clock.now() + timedelta(days=400))
+        )
+    clock.advance(days=2)
+    apply(engine, clock, record(clock, "called-off", status="cancelled", start_min=28 * 24 * 60))
+    cfg = config(events_days=1, cancelled_days=1)
+
+    def timers(meeting_id: str) -> dict[str, str]:
+        with transaction(engine) as session:
+            rows = session.exec(select(EventRow).where(EventRow.meeting_id == meeting_id))
+            return {e.type: e.status for e in rows if e.set_for is not None}
+
+    assert timers(cancelled) == {"meeting.hasStarted": "cancelled", "meeting.hasEnded": "cancelled"}
+    first = retention.prune(engine, cfg, clock.now())  # sees them cancelled: their window starts
+    assert first.removed["cancelled_events"] == 0
+    clock.advance(hours=20)
+    assert retention.prune(engine, cfg, clock.now()).removed["cancelled_events"] == 0, "within the window"
+    assert len(timers(cancelled)) == 2
+    clock.advance(hours=5)
+    assert retention.prune(engine, cfg, clock.now()).removed["cancelled_events"] == 2
+    assert timers(cancelled) == {}, "a cancelled timer goes a window after its cancellation, not its due time"
+    # Pending and leased timers never go, whatever the windows.
+    clock.advance(days=10)
+    retention.prune(engine, cfg, clock.now())
+    assert timers(kept) == {"meeting.hasStarted": "pending", "meeting.hasEnded": "leased"}
+
+
+def test_a_published_event_gets_its_window_from_its_publishing(engine: Engine, clock: ManualClock) -> None:
+    """One due long ago but published late (a backlog) stays in the feed for the whole window."""
+    meeting = meeting_with_history(engine, clock, "late", start_min=10, deliveries=ALL_SUCCEEDED)
+    clock.advance(days=20)
+    with transaction(engine) as session:
+        session.execute(
+            update(EventRow)
+            .where(col(EventRow.meeting_id) == meeting, col(EventRow.type) == "meeting.hasEnded")
+            .values(published_at=clock.now() - timedelta(days=1))
+        )
+    result = retention.prune(engine, config(events_days=7), clock.now())
+    assert result.removed["events"] == 2
+    with transaction(engine) as session:
+        assert [e.type for e in session.exec(select(EventRow).where(EventRow.meeting_id == meeting))] == [
+            "meeting.hasEnded"
+        ]
+    clock.advance(days=6, hours=1)
+    assert retention.prune(engine, config(events_days=7), clock.now()).removed["events"] == 1
 
 
 def test_a_large_backlog_goes_in_batches(engine: Engine, clock: ManualClock) -> None:
@@ -361,3 +425,42 @@ def test_a_meeting_goes_with_its_writes_but_an_unsettled_write_keeps_it(
         assert set(session.exec(select(MeetingRow.id))) == {held}
         assert [i.reference for i in session.exec(select(IntentRow))] == ["bsw_held"]
     assert result.removed["meetings"] == 1
+
+
+def test_migration_0014_dates_the_cancelled_rows_it_finds(tmp_path: Path) -> None:
+    """Their cancellation time is unknown: no later than their due time, nor than the upgrade."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(engine, "0013")
+    now = datetime.now(UTC)
+    past, future = now - timedelta(days=5), now + timedelta(days=50)
+    with transaction(engine) as session:
+        session.add(
+            MeetingRow(
+                id="m",
+                status="scheduled",
+                start=now,
+                end=now,
+                content_hash="h",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        session.flush()
+        for name, status, due in (
+            ("past", "cancelled", past),
+            ("ahead", "cancelled", future),
+            ("live", "pending", future),
+        ):
+            session.execute(
+                text(
+                    "INSERT INTO events (event_id, meeting_id, type, dedupe_key, generation, occurred_at, due_at, "
+                    "status, attempts, created_at) VALUES (:n, 'm', 'meeting.hasEnded', :n, 0, :t, :due, :s, 0, :t)"
+                ).bindparams(bindparam("t", type_=UTCDateTime()), bindparam("due", type_=UTCDateTime())),
+                {"n": name, "t": now, "due": due, "s": status},
+            )
+    upgrade(engine)
+    with transaction(engine) as session:
+        stamped = {e.event_id: e.cancelled_at for e in session.exec(select(EventRow))}
+    engine.dispose()
+    assert stamped["past"] == past and stamped["live"] is None
+    assert stamped["ahead"] is not None and now <= stamped["ahead"] < future
