@@ -71,10 +71,12 @@ def floor_app() -> Any:
 def serve_floor(port: int) -> None:
     import uvicorn
 
-    # The settings `bookingsync web` gives uvicorn (worker/cli.py: _serve), nothing else.
-    uvicorn.Server(
-        uvicorn.Config(floor_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    ).run()
+    from bookingsync.worker.probes import bind
+
+    # The socket and settings `bookingsync web` gives uvicorn (worker/cli.py: _serve), nothing else.
+    uvicorn.Server(uvicorn.Config(floor_app(), log_level="warning", access_log=False)).run(
+        sockets=[bind("127.0.0.1", port)]
+    )
 
 
 def write_requests(path: Path, n: int, run: str) -> None:

@@ -7,8 +7,8 @@ future therefore never acts on (or acknowledges) anything that is not stored, ye
 concurrent callers cost one commit, not a hundred.
 
 If a batch fails, each of its items is written again on its own, so one bad item fails only its
-own caller. `after` runs in the writer thread after each committed batch (sending broker
-messages, say), outside the transaction and off the callers' threads.
+own caller. `after` runs in the writer thread after each committed batch has been answered
+(sending broker messages, say), outside the transaction and off the callers' threads.
 """
 
 from __future__ import annotations
@@ -129,12 +129,15 @@ class GroupCommit(Generic[Item]):
         self._resolve([single], results)
 
     def _resolve(self, batch: list[tuple[Item, Waiter]], results: Sequence[Any]) -> None:
+        # Callers first: what they wait for is committed. `after` (a broker round trip, say) then
+        # overlaps with their answers and with the next batch filling. Run before them, it held
+        # every caller of the batch: the web process's event loop sat idle 60 % of the time.
+        _settle([(waiter, result, None) for (_, waiter), result in zip(batch, results, strict=True)])
         if self.after is not None:
             try:
                 self.after([item for item, _ in batch], results)
             except Exception:
                 log.exception("%s: the after-commit step failed", self.name)
-        _settle([(waiter, result, None) for (_, waiter), result in zip(batch, results, strict=True)])
 
 
 @dataclass(frozen=True)

@@ -104,8 +104,20 @@ def test_kinds_are_stored_with_their_status(engine: Engine) -> None:
         rows["acc"].status == "leased" and rows["acc"].attempts == 1 and rows["acc"].lease_until is not None
     )
     assert rows["acc"].records == [{"payload": {"id": "m-acc-0"}, "external_id": "m-acc-0", "scope": None}]
+    assert rows["acc"].received_at == rows["acc"].due_at == NOW and rows["acc"].handled is True
     assert rows["ign"].status == "ignored" and not rows["ign"].handled
     assert rows["note"].status == "done" and rows["note"].processed_at is not None
+
+
+def test_callers_hear_back_before_the_after_commit_step_runs(engine: Engine) -> None:
+    """A broker round trip after the commit must not hold the answers of the batch it follows."""
+    release = threading.Event()
+    writer = GroupCommit(engine, write_receipts, name="test receipts", after=lambda *_: release.wait(10))
+    try:
+        assert writer.submit(item("answered")).result(5)[0] == "accepted"
+    finally:
+        release.set()
+        writer.close()
 
 
 def test_a_bad_row_fails_only_its_own_caller(engine: Engine) -> None:

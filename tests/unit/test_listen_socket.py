@@ -1,6 +1,6 @@
-"""The socket `web` and `run` serve on: Nagle off on every accepted connection.
+"""The sockets `web`, `run` and the sandbox serve on: Nagle off on every accepted connection.
 
-uvicorn serves the socket `probes.bind` took (so a busy port fails before anything starts), and
+uvicorn serves the socket `probes.bind` (or the sandbox's `ServedApp`) took, and
 asyncio turns Nagle off only on accepted sockets whose protocol says TCP. With Nagle on, a
 response body written after its headers waited for the client's delayed ACK: 40 ms a request on
 a keep-alive connection, which held `bookingsync web` to 46 requests/s on two connections.
@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 
+import pytest
+from fastapi import FastAPI
+
+from bookingsync.sandbox.server import ServedApp
 from bookingsync.worker import probes
 
+SOCKETS: dict[str, Callable[[], socket.socket]] = {
+    "web and run": lambda: probes.bind("127.0.0.1", 0),
+    "sandbox": lambda: ServedApp(FastAPI())._socket,
+}
 
-def test_connections_accepted_on_the_bound_socket_send_without_waiting_for_acks() -> None:
+
+@pytest.mark.parametrize("taken_by", SOCKETS)
+def test_connections_accepted_on_the_bound_socket_send_without_waiting_for_acks(taken_by: str) -> None:
     async def accepted_nodelay() -> int:
-        sock = probes.bind("127.0.0.1", 0)
+        sock = SOCKETS[taken_by]()
         seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
         class Probe(asyncio.Protocol):
