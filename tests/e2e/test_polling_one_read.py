@@ -69,6 +69,9 @@ def test_two_workers_of_two_poll_threads_read_one_connection_one_read_at_a_time(
     procs = start(tmp_path, args, {"worker-a": "worker", "worker-b": "worker", "scheduler": "scheduler"})
     engine = make_engine(db_url)
     try:
+        # Both workers up before the window opens: one still starting would take no tick in it.
+        for proc in procs[:2]:
+            wait_until(lambda proc=proc: "consuming" in proc.output(), 60, f"{proc.name}\n{proc.output()}")
         wait_until(
             lambda: httpx.get(f"{leezy}/_sandbox/requests").json()["requests"],
             60,
