@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bookingsync.models.meeting import Meeting, MeetingStatus, Person, SourceRecord
 from bookingsync.worker.lifecycle import Backfill, EventIntent, MeetingState, decide
@@ -87,6 +87,14 @@ class LinkState:
     values: dict[str, Any] = field(default_factory=dict)
 
 
+class StoredLink(NamedTuple):
+    """A stored link as a meeting snapshot names it."""
+
+    connection: str
+    provider: str
+    external_id: str
+
+
 @dataclass
 class MeetingSlot:
     """A meeting as stored (or made by this page), with the lifecycle state the rules need."""
@@ -101,6 +109,9 @@ class MeetingSlot:
     source_updated_at: datetime | None = (
         None  # the newest provider stamp applied (conflicts.on_read compares it)
     )
+    # A stored meeting's links as loaded with it (its events' snapshots list them); a page's new
+    # links are added by `PagePlan.render`.
+    stored_links: list[StoredLink] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -166,17 +177,9 @@ class PagePlan:
                 link.values["raw_hash"] = wanted
                 link.written.add("raw_hash")
 
-    def snapshot_meetings(self) -> set[str]:
-        """Stored meetings whose events need the meeting's links (the caller loads them)."""
-        return {
-            row["meeting_id"]
-            for row in self.events.values()
-            if "snapshot_of" in row and not self.meetings[row["meeting_id"]].created
-        }
-
-    def render(self, stored_links: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    def render(self) -> list[dict[str, Any]]:
         """The event rows, non-timer payloads built from the meeting as it was at the event and its
-        links (`stored_links`: meeting id -> stored links, for meetings that existed before)."""
+        links (those stored, loaded with the meeting, and this page's new ones)."""
         page_links: dict[str, list[Any]] = {}
         for link in self.links.values():
             if link.id is None:
@@ -185,7 +188,8 @@ class PagePlan:
         for row in self.events.values():
             view = row.pop("snapshot_of", None)
             if view is not None:
-                links = [*stored_links.get(row["meeting_id"], []), *page_links.get(row["meeting_id"], [])]
+                mid = row["meeting_id"]
+                links = [*self.meetings[mid].stored_links, *page_links.get(mid, [])]
                 row["payload"] = {"meeting": meeting_json(view, links), **row["payload"]}
             rows.append(row)
         return rows

@@ -15,7 +15,7 @@ winner's link) and plans again: one meeting, one link, one `booked`, no error, t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import any_, bindparam, insert, select, update
@@ -32,6 +32,7 @@ from bookingsync.worker.ingest_plan import (
     MeetingSlot,
     Outcome,
     PagePlan,
+    StoredLink,
     meeting_columns,
     meetings_needed,
     new_id,
@@ -92,37 +93,89 @@ class _LostFirstSight(Exception):
     """Rolls the page's writes back to their savepoint: another writer linked a new booking first."""
 
 
-def load_links(session: Session, connection: str, external_ids: set[str]) -> dict[str, LinkState]:
-    if not external_ids:
-        return {}
-    query = (
+# Statements a page runs every time, built once per dialect and kind (building and cache-keying
+# a statement per page cost about as much as the short ones take to run).
+_STATEMENTS: dict[tuple[Any, ...], Any] = {}
+
+
+def _one_of(dialect: str, column: Any, name: str) -> Any:
+    """`column` is one of the list bound as `name`: `IN (expanding)` on SQLite, `= ANY(array)` on
+    PostgreSQL (one parameter, a short statement psycopg caches; see `among`)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _statement(dialect: str, *key: Any) -> Any:
+    stmt = _STATEMENTS.get((dialect, *key))
+    if stmt is None:
+        stmt = _STATEMENTS[(dialect, *key)] = _BUILD[key[0]](dialect, *key[1:])
+    return stmt
+
+
+def _links_by_external_id(dialect: str) -> Any:
+    return (
         select(*(LINKS.c[name] for name in _LINK_COLUMNS))
-        .where(LINKS.c.connection == connection, among(session, LINKS.c.external_id, external_ids))
+        .where(LINKS.c.connection == bindparam("connection"), _one_of(dialect, LINKS.c.external_id, "ids"))
         .order_by(LINKS.c.id)
         .with_for_update()
     )
-    return {row.external_id: LinkState(*row) for row in session.execute(query)}  # columns in field order
+
+
+def load_links(session: Session, connection: str, external_ids: set[str]) -> dict[str, LinkState]:
+    if not external_ids:
+        return {}
+    conn = session.connection()
+    rows = conn.execute(
+        _statement(conn.dialect.name, "links"), {"connection": connection, "ids": sorted(external_ids)}
+    )
+    return {row.external_id: LinkState(*row) for row in rows}  # columns in field order
+
+
+# The columns `load_meetings` reads: what the planner needs of a stored meeting, and the
+# (connection, provider, external_id) of each of its links, which an event's meeting snapshot lists.
+_MEETING_READ = (
+    MEETINGS.c.id,
+    *(MEETINGS.c[name] for name in MEETING_COLUMNS if name != "content_hash"),
+    MEETINGS.c.source_updated_at,
+    LINKS.c.connection,
+    LINKS.c.provider,
+    LINKS.c.external_id,
+)
+
+
+def _meetings_by_id(dialect: str) -> Any:
+    """The page's meetings with their links, one row a link. The meeting rows are locked
+    (PostgreSQL: `FOR UPDATE OF meetings`); the links, of this connection or others, are not."""
+    return (
+        select(*_MEETING_READ)
+        .select_from(MEETINGS.outerjoin(LINKS, LINKS.c.meeting_id == MEETINGS.c.id))
+        .where(_one_of(dialect, MEETINGS.c.id, "ids"))
+        .order_by(MEETINGS.c.id)
+        .with_for_update(of=MEETINGS)
+    )
 
 
 def load_meetings(session: Session, meeting_ids: set[str]) -> dict[str, MeetingSlot]:
+    """The stored meetings of `meeting_ids`, locked, each with its stored links (`stored_links`,
+    which the payloads of its events list): one query for both, read as Core rows."""
     if not meeting_ids:
         return {}
-    query = (
-        select(MEETINGS)
-        .where(among(session, MEETINGS.c.id, meeting_ids))
-        .order_by(MEETINGS.c.id)
-        .with_for_update()
-    )
-    return {
-        row.id: MeetingSlot(
-            id=row.id,
-            state=state_of_columns(row),
-            next_sequence=row.next_sequence,
-            created_at=row.created_at,
-            source_updated_at=row.source_updated_at,
-        )
-        for row in session.execute(query)
-    }
+    conn = session.connection()
+    rows = conn.execute(_statement(conn.dialect.name, "meetings"), {"ids": sorted(meeting_ids)})
+    slots: dict[str, MeetingSlot] = {}
+    for row in rows:
+        slot = slots.get(row.id)
+        if slot is None:
+            slot = slots[row.id] = MeetingSlot(
+                id=row.id,
+                state=state_of_columns(row),
+                next_sequence=row.next_sequence,
+                source_updated_at=row.source_updated_at,
+            )
+        if row.external_id is not None:
+            slot.stored_links.append(StoredLink(row.connection, row.provider, row.external_id))
+    return slots
 
 
 def _link_echoes(
@@ -239,15 +292,7 @@ def _write(session: Session, plan: PagePlan, now: datetime) -> bool:
     """Write the plan; False (nothing written) when another writer linked one of its new bookings first."""
     dialect_insert = insert_for(session.get_bind().dialect.name)
     plan.fingerprint_links()
-    stored_links: dict[str, list[Any]] = {}
-    wanted = plan.snapshot_meetings()
-    if wanted:
-        query = select(LINKS.c.meeting_id, LINKS.c.connection, LINKS.c.provider, LINKS.c.external_id).where(
-            among(session, LINKS.c.meeting_id, wanted)
-        )
-        for row in session.execute(query):
-            stored_links.setdefault(row.meeting_id, []).append(row)
-    events = plan.render(stored_links)
+    events = plan.render()
     if not plan.new_links:  # nothing to race for: no savepoint needed
         _write_rows(session, plan, events, dialect_insert, now)
         return True
@@ -262,6 +307,7 @@ def _write(session: Session, plan: PagePlan, now: datetime) -> bool:
 def _write_rows(
     session: Session, plan: PagePlan, events: list[dict[str, Any]], dialect_insert: Any, now: datetime
 ) -> None:
+    dialect = session.get_bind().dialect.name
     new_links = sorted(plan.new_links, key=lambda link: link.external_id)  # one lock order for every writer
     if plan.new_meetings:
         session.execute(
@@ -309,13 +355,8 @@ def _write_rows(
         if lost:
             raise _LostFirstSight
     if plan.changed_meetings:
-        stmt = (
-            update(MEETINGS)
-            .where(MEETINGS.c.id == bindparam("b_id"))
-            .values({name: bindparam(name) for name in (*MEETING_COLUMNS, "updated_at", "source_updated_at")})
-        )
         session.execute(
-            stmt,
+            _statement(dialect, "meeting_update"),
             [
                 {
                     "b_id": slot.id,
@@ -333,28 +374,56 @@ def _write_rows(
             columns = tuple(sorted(link.written))
             groups.setdefault(columns, []).append({"b_id": link.id, **{c: link.values[c] for c in columns}})
     for columns, params in groups.items():
-        stmt = update(LINKS).where(LINKS.c.id == bindparam("b_id")).values({c: bindparam(c) for c in columns})
-        session.execute(stmt, params)
+        session.execute(_statement(dialect, "link_update", columns), params)
     if plan.cancel_stored_timers:
-        session.execute(
-            update(EVENTS)
-            .where(
-                among(session, EVENTS.c.meeting_id, plan.cancel_stored_timers),
-                EVENTS.c.type.in_(sorted(t.value for t in TIMER_TYPES)),
-                EVENTS.c.status.in_(["pending", "leased"]),
-            )
-            .values(status="cancelled")
-        )
+        session.execute(_statement(dialect, "cancel_timers"), {"ids": sorted(plan.cancel_stored_timers)})
     if events:
-        # A key already stored stands as it is, unless it is a cancelled timer set again: then it
-        # comes back to life at its new due time.
-        stmt = dialect_insert(EVENTS)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["dedupe_key"],
-            set_={"status": stmt.excluded.status, "due_at": stmt.excluded.due_at, "lease_until": None},
-            where=EVENTS.c.status == "cancelled",
+        session.execute(_statement(dialect, "events"), events)
+
+
+def _meeting_update(dialect: str) -> Any:
+    return (
+        update(MEETINGS)
+        .where(MEETINGS.c.id == bindparam("b_id"))
+        .values({name: bindparam(name) for name in (*MEETING_COLUMNS, "updated_at", "source_updated_at")})
+    )
+
+
+def _link_update(dialect: str, columns: tuple[str, ...]) -> Any:
+    return update(LINKS).where(LINKS.c.id == bindparam("b_id")).values({c: bindparam(c) for c in columns})
+
+
+def _cancel_timers(dialect: str) -> Any:
+    return (
+        update(EVENTS)
+        .where(
+            _one_of(dialect, EVENTS.c.meeting_id, "ids"),
+            EVENTS.c.type.in_(sorted(t.value for t in TIMER_TYPES)),
+            EVENTS.c.status.in_(["pending", "leased"]),
         )
-        session.execute(stmt, events)
+        .values(status="cancelled")
+    )
+
+
+def _events_insert(dialect: str) -> Any:
+    # A key already stored stands as it is, unless it is a cancelled timer set again: then it
+    # comes back to life at its new due time.
+    stmt = insert_for(dialect)(EVENTS)
+    return stmt.on_conflict_do_update(
+        index_elements=["dedupe_key"],
+        set_={"status": stmt.excluded.status, "due_at": stmt.excluded.due_at, "lease_until": None},
+        where=EVENTS.c.status == "cancelled",
+    )
+
+
+_BUILD: dict[str, Callable[..., Any]] = {
+    "links": _links_by_external_id,
+    "meetings": _meetings_by_id,
+    "meeting_update": _meeting_update,
+    "link_update": _link_update,
+    "cancel_timers": _cancel_timers,
+    "events": _events_insert,
+}
 
 
 def apply_page(
