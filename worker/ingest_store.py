@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import any_, bindparam, insert, select, update
+from sqlalchemy import any_, bindparam, insert, literal_column, null, select, update
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Session
 
@@ -307,7 +307,8 @@ def _write(session: Session, plan: PagePlan, now: datetime) -> bool:
 def _write_rows(
     session: Session, plan: PagePlan, events: list[dict[str, Any]], dialect_insert: Any, now: datetime
 ) -> None:
-    dialect = session.get_bind().dialect.name
+    conn = session.connection()  # Core statements: the ORM's execute adds nothing here but cost
+    dialect = conn.dialect.name
     new_links = sorted(plan.new_links, key=lambda link: link.external_id)  # one lock order for every writer
     if plan.new_meetings:
         session.execute(
@@ -355,7 +356,7 @@ def _write_rows(
         if lost:
             raise _LostFirstSight
     if plan.changed_meetings:
-        session.execute(
+        conn.execute(
             _statement(dialect, "meeting_update"),
             [
                 {
@@ -374,11 +375,11 @@ def _write_rows(
             columns = tuple(sorted(link.written))
             groups.setdefault(columns, []).append({"b_id": link.id, **{c: link.values[c] for c in columns}})
     for columns, params in groups.items():
-        session.execute(_statement(dialect, "link_update", columns), params)
+        conn.execute(_statement(dialect, "link_update", columns), params)
     if plan.cancel_stored_timers:
-        session.execute(_statement(dialect, "cancel_timers"), {"ids": sorted(plan.cancel_stored_timers)})
+        conn.execute(_statement(dialect, "cancel_timers"), {"ids": sorted(plan.cancel_stored_timers)})
     if events:
-        session.execute(_statement(dialect, "events"), events)
+        conn.execute(_statement(dialect, "events"), events)
 
 
 def _meeting_update(dialect: str) -> Any:
@@ -407,12 +408,13 @@ def _cancel_timers(dialect: str) -> Any:
 
 def _events_insert(dialect: str) -> Any:
     # A key already stored stands as it is, unless it is a cancelled timer set again: then it
-    # comes back to life at its new due time.
+    # comes back to life at its new due time. The constants are literals, not parameters: bound,
+    # they were two more values to process for every row of an executemany.
     stmt = insert_for(dialect)(EVENTS)
     return stmt.on_conflict_do_update(
         index_elements=["dedupe_key"],
-        set_={"status": stmt.excluded.status, "due_at": stmt.excluded.due_at, "lease_until": None},
-        where=EVENTS.c.status == "cancelled",
+        set_={"status": stmt.excluded.status, "due_at": stmt.excluded.due_at, "lease_until": null()},
+        where=EVENTS.c.status == literal_column("'cancelled'"),
     )
 
 
