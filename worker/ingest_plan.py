@@ -112,6 +112,9 @@ class MeetingSlot:
     # A stored meeting's links as loaded with it (its events' snapshots list them); a page's new
     # links are added by `PagePlan.render`.
     stored_links: list[StoredLink] = field(default_factory=list)
+    # A stored meeting's columns as loaded (`meeting_columns` and source_updated_at): the update
+    # writes only those that differ. None: unknown, every column is written.
+    stored: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,8 @@ class _LostFirstSight(Exception):
 # Statements a page runs every time, built once per dialect and kind (building and cache-keying
 # a statement per page cost about as much as the short ones take to run).
 _STATEMENTS: dict[tuple[Any, ...], Any] = {}
+_STORED_COLUMNS = (*MEETING_COLUMNS, "source_updated_at")  # what a meeting update compares with
+_UNKNOWN = object()
 
 
 def _one_of(dialect: str, column: Any, name: str) -> Any:
@@ -136,7 +138,7 @@ def load_links(session: Session, connection: str, external_ids: set[str]) -> dic
 # (connection, provider, external_id) of each of its links, which an event's meeting snapshot lists.
 _MEETING_READ = (
     MEETINGS.c.id,
-    *(MEETINGS.c[name] for name in MEETING_COLUMNS if name != "content_hash"),
+    *(MEETINGS.c[name] for name in MEETING_COLUMNS),
     MEETINGS.c.source_updated_at,
     LINKS.c.connection,
     LINKS.c.provider,
@@ -158,7 +160,8 @@ def _meetings_by_id(dialect: str) -> Any:
 
 def load_meetings(session: Session, meeting_ids: set[str]) -> dict[str, MeetingSlot]:
     """The stored meetings of `meeting_ids`, locked, each with its stored links (`stored_links`,
-    which the payloads of its events list): one query for both, read as Core rows."""
+    which the payloads of its events list) and columns (`stored`, which the update compares
+    with): one query for all, read as Core rows."""
     if not meeting_ids:
         return {}
     conn = session.connection()
@@ -172,6 +175,7 @@ def load_meetings(session: Session, meeting_ids: set[str]) -> dict[str, MeetingS
                 state=state_of_columns(row),
                 next_sequence=row.next_sequence,
                 source_updated_at=row.source_updated_at,
+                stored={name: getattr(row, name) for name in _STORED_COLUMNS},
             )
         if row.external_id is not None:
             slot.stored_links.append(StoredLink(row.connection, row.provider, row.external_id))
@@ -355,20 +359,23 @@ def _write_rows(
             lost = len(inserted) < len(new_links)
         if lost:
             raise _LostFirstSight
-    if plan.changed_meetings:
-        conn.execute(
-            _statement(dialect, "meeting_update"),
-            [
-                {
-                    "b_id": slot.id,
-                    **meeting_columns(slot.state, slot.next_sequence, slot.content_hash),
-                    "updated_at": now,
-                    "source_updated_at": slot.source_updated_at,
-                }
-                for slot in plan.changed_meetings
-                if slot.state is not None
-            ],
-        )
+    # A changed meeting's row gets the columns whose value differs from the stored one (and
+    # updated_at): a move writes its times, hash, version and sequence, not the unchanged title,
+    # attendee and hosts (JSON) again. Rows with the same columns go in one executemany.
+    meeting_groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for slot in plan.changed_meetings:
+        if slot.state is None:
+            continue
+        values = meeting_columns(slot.state, slot.next_sequence, slot.content_hash)
+        values["source_updated_at"] = slot.source_updated_at
+        if slot.stored is not None:
+            values = {
+                name: value for name, value in values.items() if slot.stored.get(name, _UNKNOWN) != value
+            }
+        values["updated_at"] = now
+        meeting_groups.setdefault(tuple(sorted(values)), []).append({"b_id": slot.id, **values})
+    for columns, params in meeting_groups.items():
+        conn.execute(_statement(dialect, "meeting_update", columns), params)
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for link in plan.links.values():
         if link.id is not None and link.written:
@@ -382,11 +389,9 @@ def _write_rows(
         conn.execute(_statement(dialect, "events"), events)
 
 
-def _meeting_update(dialect: str) -> Any:
+def _meeting_update(dialect: str, columns: tuple[str, ...]) -> Any:
     return (
-        update(MEETINGS)
-        .where(MEETINGS.c.id == bindparam("b_id"))
-        .values({name: bindparam(name) for name in (*MEETING_COLUMNS, "updated_at", "source_updated_at")})
+        update(MEETINGS).where(MEETINGS.c.id == bindparam("b_id")).values({c: bindparam(c) for c in columns})
     )
 
 
