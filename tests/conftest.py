@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import Engine, text
 
 from bookingsync.worker.clock import ManualClock
@@ -22,6 +23,11 @@ POSTGRES_URL = os.environ.get(
 REDIS_URL = os.environ.get("BOOKINGSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 RABBITMQ_URL = os.environ.get("BOOKINGSYNC_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+# Property tests check what comes out, not how fast: hypothesis' default 200 ms deadline per
+# example fails a pure function whenever a loaded machine stalls the process for a moment.
+settings.register_profile("bookingsync", deadline=None)
+settings.load_profile("bookingsync")
 
 
 def service_missing(what: str, detail: str) -> None:

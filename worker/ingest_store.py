@@ -15,10 +15,11 @@ winner's link) and plans again: one meeting, one link, one `booked`, no error, t
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import any_, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session
 
 from bookingsync.models.tables import EventRow, LinkRow, MeetingRow
@@ -71,6 +72,18 @@ _LINK_COLUMNS = (
 )
 
 
+def among(session: Session, column: Any, values: Iterable[Any]) -> Any:
+    """`column IN (values)`; on PostgreSQL `column = ANY(array)`, one parameter whatever the page
+    size. An IN list of a page's hundred ids is a statement with a hundred placeholders, which
+    psycopg does not cache (over 50 parameters) and parses again in Python for every page; the
+    array form is one short statement, cached, and prepared by the server after a few pages.
+    PostgreSQL plans both the same way (an IN list is an `= ANY` of its values)."""
+    ordered = sorted(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, ordered, type_=postgresql.ARRAY(column.type)))
+    return column.in_(ordered)
+
+
 class FirstSightContended(RuntimeError):
     """Other writers kept creating the page's new bookings first; the page is retried later."""
 
@@ -84,7 +97,7 @@ def load_links(session: Session, connection: str, external_ids: set[str]) -> dic
         return {}
     query = (
         select(*(LINKS.c[name] for name in _LINK_COLUMNS))
-        .where(LINKS.c.connection == connection, LINKS.c.external_id.in_(sorted(external_ids)))
+        .where(LINKS.c.connection == connection, among(session, LINKS.c.external_id, external_ids))
         .order_by(LINKS.c.id)
         .with_for_update()
     )
@@ -96,7 +109,7 @@ def load_meetings(session: Session, meeting_ids: set[str]) -> dict[str, MeetingS
         return {}
     query = (
         select(MEETINGS)
-        .where(MEETINGS.c.id.in_(sorted(meeting_ids)))
+        .where(among(session, MEETINGS.c.id, meeting_ids))
         .order_by(MEETINGS.c.id)
         .with_for_update()
     )
@@ -230,7 +243,7 @@ def _write(session: Session, plan: PagePlan, now: datetime) -> bool:
     wanted = plan.snapshot_meetings()
     if wanted:
         query = select(LINKS.c.meeting_id, LINKS.c.connection, LINKS.c.provider, LINKS.c.external_id).where(
-            LINKS.c.meeting_id.in_(sorted(wanted))
+            among(session, LINKS.c.meeting_id, wanted)
         )
         for row in session.execute(query):
             stored_links.setdefault(row.meeting_id, []).append(row)
@@ -266,11 +279,7 @@ def _write_rows(
             ],
         )
     if new_links:
-        stmt = (
-            dialect_insert(LINKS)
-            .on_conflict_do_nothing(index_elements=["connection", "external_id"])
-            .returning(LINKS.c.external_id)
-        )
+        stmt = dialect_insert(LINKS).on_conflict_do_nothing(index_elements=["connection", "external_id"])
         rows = [
             {
                 "meeting_id": link.meeting_id,
@@ -281,8 +290,23 @@ def _write_rows(
             }
             for link in new_links
         ]
-        inserted = set(session.execute(stmt, rows).scalars())
-        if len(inserted) < len(new_links):
+        if session.get_bind().dialect.name == "postgresql":
+            # Without RETURNING, so that the rows go as one short prepared statement executed for
+            # each (psycopg's pipelined executemany) rather than one long statement psycopg parses
+            # again for every page; then one read says whether every link stored is ours (another
+            # meeting's link: another writer linked the booking first, ON CONFLICT left it standing).
+            session.execute(stmt, rows)
+            ours = {link.external_id: link.meeting_id for link in new_links}
+            stored = session.execute(
+                select(LINKS.c.external_id, LINKS.c.meeting_id).where(
+                    LINKS.c.connection == new_links[0].connection, among(session, LINKS.c.external_id, ours)
+                )
+            )
+            lost = any(ours.get(external_id) != meeting_id for external_id, meeting_id in stored)
+        else:
+            inserted = set(session.execute(stmt.returning(LINKS.c.external_id), rows).scalars())
+            lost = len(inserted) < len(new_links)
+        if lost:
             raise _LostFirstSight
     if plan.changed_meetings:
         stmt = (
@@ -315,7 +339,7 @@ def _write_rows(
         session.execute(
             update(EVENTS)
             .where(
-                EVENTS.c.meeting_id.in_(sorted(plan.cancel_stored_timers)),
+                among(session, EVENTS.c.meeting_id, plan.cancel_stored_timers),
                 EVENTS.c.type.in_(sorted(t.value for t in TIMER_TYPES)),
                 EVENTS.c.status.in_(["pending", "leased"]),
             )

@@ -2,29 +2,48 @@
 
 Each subscription, each dramatiq actor target and each route target (mirroring) gets a delivery
 row (unique per event and subscription, so a re-published event never delivers twice under two
-ids). One transaction per batch of events: the events are locked (skipping any another worker
-holds), the delivery rows go in with one bulk insert, already leased so they can be handed to the
-broker at once, the events are marked published (one flush) and get their feed positions with
-one counter update, the transaction's last write (worker/feed.py). The relay picks up any
-delivery whose message was lost.
+ids). One transaction per batch of events, in SQLAlchemy Core (no ORM objects): the events'
+columns are read and locked in one query (skipping any another worker holds), the origin of every
+meeting of the batch in one more when routes exist, the delivery rows go in with one bulk insert,
+already leased so they can be handed to the broker at once, then the feed counter takes the
+batch's positions with one update (worker/feed.py) and the events are marked published with their
+positions in one executemany: the transaction's last writes. The relay picks up any delivery
+whose message was lost.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import insert
-from sqlalchemy import select as sa_select
-from sqlmodel import col, select
+from sqlalchemy import bindparam, insert, select, update
+from sqlmodel import Session
 
-from bookingsync.models.tables import DeliveryRow, EventRow
-from bookingsync.worker import feed, metrics, reconcile, store
-from bookingsync.worker.lifecycle import TIMER_TYPES
+from bookingsync.models.tables import DeliveryRow, EventRow, LinkRow
+from bookingsync.worker import feed, metrics, reconcile
 from bookingsync.worker.db import transaction
+from bookingsync.worker.lifecycle import TIMER_TYPES
 from bookingsync.worker.delivery import disabled_subscriptions
 from bookingsync.worker.runtime import Runtime
+
+
+EVENTS, DELIVERIES = EventRow.__table__, DeliveryRow.__table__  # type: ignore[attr-defined]
+E, D, L = EVENTS.c, DELIVERIES.c, LinkRow.__table__.c  # type: ignore[attr-defined]
+
+
+@dataclass
+class _Event:
+    """The columns of a leased event that publishing reads, and the feed position it is given."""
+
+    id: int
+    event_id: str
+    meeting_id: str
+    type: str
+    due_at: datetime
+    sequence: int | None
+    payload: Any
+    feed_position: int | None = None
 
 
 @dataclass(frozen=True)
@@ -44,30 +63,30 @@ def publish_batch(rt: Runtime, event_ids: list[str]) -> list[Published]:
         return []
     now = rt.clock.now()
     lease = timedelta(seconds=rt.config.scheduler.lease_seconds)
-    d = DeliveryRow.__table__.c  # type: ignore[attr-defined]
     with transaction(rt.engine) as session:
         query = (
-            select(EventRow)
-            .where(col(EventRow.event_id).in_(sorted(set(event_ids))), col(EventRow.status) == "leased")
-            .order_by(col(EventRow.id))
+            select(E.id, E.event_id, E.meeting_id, E.type, E.due_at, E.sequence, E.payload)
+            .where(E.event_id.in_(sorted(set(event_ids))), E.status == "leased")
+            .order_by(E.id)
             .with_for_update(skip_locked=True)
         )
-        events = list(session.exec(query))
+        events = [_Event(*row) for row in session.execute(query)]
         if not events:
             return []
         ids = [event.event_id for event in events]
         disabled = disabled_subscriptions(session)
         existing = {
             (row[0], row[1])
-            for row in session.execute(sa_select(d.event_id, d.subscription_id).where(d.event_id.in_(ids)))
+            for row in session.execute(select(D.event_id, D.subscription_id).where(D.event_id.in_(ids)))
         }
         fixed = [(sub.id, sub.events) for sub in rt.config.subscriptions]
         fixed += [(target.key, target.events) for target in rt.config.actors]
+        origins = origin_connections(session, {e.meeting_id for e in events}) if rt.config.routes else {}
         rows: list[dict[str, Any]] = []
         for event in events:
             targets = fixed
             if rt.config.routes:
-                origin = store.origin_connection(session, event.meeting_id)
+                origin = origins.get(event.meeting_id)
                 targets = fixed + [
                     (route, (event.type,)) for route in reconcile.targets_for(rt.config, origin, event.type)
                 ]
@@ -89,16 +108,23 @@ def publish_batch(rt: Runtime, event_ids: list[str]) -> list[Published]:
         created: dict[str, dict[int, str]] = {event_id: {} for event_id in ids}
         if rows:
             returned = session.execute(
-                insert(DeliveryRow).returning(d.id, d.event_id, d.subscription_id), rows
+                insert(DELIVERIES).returning(D.id, D.event_id, D.subscription_id), rows
             )
             for delivery_id, event_id, target_id in returned:
                 created[event_id][delivery_id] = target_id
         timers = {t.value for t in TIMER_TYPES}
         for event in events:
-            event.status, event.published_at, event.lease_until = "published", now, None
             metrics.published(event.type, event.due_at, now, timer=event.type in timers)
-        feed.assign(session, events)  # the last write: commit order from here (worker/feed.py)
-        session.flush()
+        # The last writes: the feed counter, then the events with their positions (worker/feed.py).
+        feed.assign(session, cast("list[Any]", events))
+        session.execute(
+            update(EVENTS)
+            .where(E.id == bindparam("b_id"))
+            .values(
+                status="published", published_at=now, lease_until=None, feed_position=bindparam("b_position")
+            ),
+            [{"b_id": event.id, "b_position": event.feed_position} for event in events],
+        )
         return [
             Published(
                 event_id=event.event_id,
@@ -109,6 +135,20 @@ def publish_batch(rt: Runtime, event_ids: list[str]) -> list[Published]:
             )
             for event in events
         ]
+
+
+def origin_connections(session: Session, meeting_ids: set[str]) -> dict[str, str]:
+    """Where each meeting was first seen (not a mirror bookingsync made), all in one query:
+    `store.origin_connection` for many meetings at once."""
+    query = (
+        select(L.meeting_id, L.connection)
+        .where(L.meeting_id.in_(sorted(meeting_ids)), L.mirrored.is_(False))
+        .order_by(L.meeting_id, L.first_seen_at, L.id)
+    )
+    out: dict[str, str] = {}
+    for meeting_id, connection in session.execute(query):
+        out.setdefault(meeting_id, connection)  # the first per meeting, as `origin_connection` takes it
+    return out
 
 
 def publish(rt: Runtime, event_id: str) -> Published | None:

@@ -14,11 +14,11 @@ one whose meeting moved, was deleted or came back in a new generation is dropped
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, func, literal_column, update
+from sqlalchemy import Engine, bindparam, func, literal_column, update
 from sqlmodel import Session, col, select
 
 from bookingsync.models.tables import DeliveryRow, EventRow, MeetingRow, ReceiptRow
@@ -26,8 +26,10 @@ from bookingsync.worker.db import transaction
 from bookingsync.worker.freshness import Freshness
 from bookingsync.worker.lifecycle import TIMER_TYPES, EventType, timer_is_current
 from bookingsync.worker.payloads import event_body, meeting_json
-from bookingsync.worker.store import links_of, state_of
+from bookingsync.worker.ingest_plan import state_of_columns
+from bookingsync.worker.store import links_of
 
+EVENTS, MEETINGS = EventRow.__table__, MeetingRow.__table__  # type: ignore[attr-defined]
 WORK_STATUS = {EventRow: "pending", DeliveryRow: "pending", ReceiptRow: "received"}
 # What share of a table's rows SQLite's planner is told are leased (see `_leased`).
 LEASED_LIKELIHOOD = 0.0001
@@ -63,11 +65,13 @@ def _due(
     limit: int,
     max_in_flight: int | None,
     reclaim_lapsed: bool = True,
+    columns: tuple[Any, ...] | None = None,
 ) -> list[Any]:
     """Up to `limit` rows ready or with a lapsed lease, oldest due first, and never more than
     `max_in_flight` leased at once. Two index range scans on (status, due_at, id) that each stop at
     the limit, rather than one OR that must sort every due row to find the oldest.
-    `reclaim_lapsed=False` takes ready rows only (see `claim`)."""
+    `reclaim_lapsed=False` takes ready rows only (see `claim`). With `columns`, Core rows of those
+    columns instead of ORM objects."""
     if limit <= 0:
         return []
     table = model.__table__
@@ -81,24 +85,23 @@ def _due(
         if limit == 0:
             return []
     rows: list[Any] = []
+    what: Any = select(*columns) if columns is not None else select(model)
     if reclaim_lapsed:
         lapsed = (
-            select(model)
-            .where(_leased(model, dialect), col(model.lease_until) < now)
+            what.where(_leased(model, dialect), col(model.lease_until) < now)
             .order_by(col(model.due_at), col(model.id))
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        rows = list(session.exec(lapsed).all())
+        rows = list(session.execute(lapsed).all() if columns is not None else session.exec(lapsed).all())
     if len(rows) < limit:
         ready = (
-            select(model)
-            .where(col(model.status) == WORK_STATUS[model], col(model.due_at) <= now)
+            what.where(col(model.status) == WORK_STATUS[model], col(model.due_at) <= now)
             .order_by(col(model.status), col(model.due_at), col(model.id))
             .limit(limit - len(rows))
             .with_for_update(skip_locked=True)
         )
-        rows += session.exec(ready).all()
+        rows += session.execute(ready).all() if columns is not None else session.exec(ready).all()
         rows.sort(key=lambda row: (row.due_at, row.id))
     return rows
 
@@ -110,41 +113,126 @@ def _lease(rows: list[Any], now: datetime, lease: timedelta) -> None:
         row.attempts += 1
 
 
+@dataclass
+class _Event:
+    """A due event as claimed (the columns the claim reads and writes), changed in place like a row."""
+
+    id: int
+    event_id: str
+    meeting_id: str
+    type: str
+    generation: int
+    set_for: datetime | None
+    occurred_at: datetime
+    due_at: datetime
+    sequence: int | None
+    payload: Any
+    status: str
+    lease_until: datetime | None
+    attempts: int
+
+
+_EVENT_COLUMNS = tuple(EVENTS.c[f.name] for f in fields(_Event))
+
+
+def _claim_events(
+    session: Session,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    max_in_flight: int | None,
+    reclaim_lapsed: bool,
+    freshness: Freshness | None,
+) -> list[_Event]:
+    """Claim due events in SQLAlchemy Core: read their columns, prepare them, then write every
+    row the preparation changed with one executemany (and the meetings' sequence counters with
+    another) instead of loading and flushing ORM objects one by one."""
+    due = [
+        _Event(*row)
+        for row in _due(session, EventRow, now, limit, max_in_flight, reclaim_lapsed, columns=_EVENT_COLUMNS)
+    ]
+    if not due:
+        return []
+    before = {e.id: (e.status, e.lease_until, e.attempts, e.sequence, e.payload) for e in due}
+    events = _prepare_events(session, due, now, freshness)
+    _lease(events, now, lease)
+    changed = [e for e in due if (e.status, e.lease_until, e.attempts, e.sequence, e.payload) != before[e.id]]
+    if changed:
+        session.execute(
+            update(EVENTS)
+            .where(EVENTS.c.id == bindparam("b_id"))
+            .values({name: bindparam(f"b_{name}") for name in _EVENT_WRITES}),
+            [{"b_id": e.id, **{f"b_{name}": getattr(e, name) for name in _EVENT_WRITES}} for e in changed],
+        )
+    return events
+
+
+_EVENT_WRITES = ("status", "lease_until", "attempts", "sequence", "payload")
+
+
 def _prepare_events(
-    session: Session, rows: list[EventRow], now: datetime, freshness: Freshness | None = None
-) -> list[EventRow]:
+    session: Session, rows: list[_Event], now: datetime, freshness: Freshness | None = None
+) -> list[_Event]:
     """Drop stale timers, hold a `hasStarted` whose meeting was not read lately (worker/freshness.py),
-    number the rest per meeting in due order, freeze their bodies."""
+    number the rest per meeting in due order, freeze their bodies; the meetings' next sequence
+    numbers are written back here."""
     meeting_ids = sorted({row.meeting_id for row in rows})
     meetings = {
         m.id: m
-        for m in session.exec(
-            select(MeetingRow)
-            .where(col(MeetingRow.id).in_(meeting_ids))
-            .order_by(col(MeetingRow.id))
-            .with_for_update()
+        for m in session.execute(
+            select(MEETINGS).where(MEETINGS.c.id.in_(meeting_ids)).order_by(MEETINGS.c.id).with_for_update()
         )
     }
-    links = links_of(session, meeting_ids)
+    next_sequence = {mid: m.next_sequence for mid, m in meetings.items()}
+    # The links only of meetings that need them: an event without its meeting's snapshot (its body
+    # lists the links), or a `hasStarted` the freshness check reads them for. A burst of events
+    # written with their snapshot (the ingest's) loads none.
+    links = links_of(
+        session,
+        sorted(
+            {
+                row.meeting_id
+                for row in rows
+                if not (row.payload or {}).get("meeting")
+                or (freshness is not None and row.type == EventType.HAS_STARTED)
+            }
+        ),
+    )
     ready = []
     for row in rows:
         meeting = meetings[row.meeting_id]
         if row.payload is None or "data" not in row.payload:
             kind = EventType(row.type)
             if kind in TIMER_TYPES and not timer_is_current(
-                state_of(meeting), kind, row.generation, row.set_for
+                state_of_columns(meeting), kind, row.generation, row.set_for
             ):
                 row.status = "dropped"
                 row.lease_until = None
                 continue
-            if freshness is not None and freshness.hold(session, row, links[meeting.id], now):
+            if freshness is not None and freshness.hold(
+                session, cast(EventRow, row), links.get(meeting.id, []), now
+            ):
                 continue  # left leased for a moment; re-checked when that lease runs out
             if row.sequence is None:  # an event due now was numbered when it was committed (issue 13)
-                row.sequence = meeting.next_sequence
-                meeting.next_sequence += 1
-            snapshot = (row.payload or {}).get("meeting") or meeting_json(meeting, links[meeting.id])
-            row.payload = event_body(row, snapshot)
+                row.sequence = next_sequence[meeting.id]
+                next_sequence[meeting.id] += 1
+            snapshot = (row.payload or {}).get("meeting") or meeting_json(
+                cast(MeetingRow, meeting), links.get(meeting.id, [])
+            )
+            row.payload = event_body(cast(EventRow, row), snapshot)
         ready.append(row)
+    numbered = [
+        {"b_id": mid, "b_next": value}
+        for mid, value in next_sequence.items()
+        if value != meetings[mid].next_sequence
+    ]
+    if numbered:
+        session.execute(
+            update(MEETINGS)
+            .where(MEETINGS.c.id == bindparam("b_id"))
+            .values(next_sequence=bindparam("b_next")),
+            numbered,
+        )
     return ready
 
 
@@ -168,16 +256,15 @@ def claim(
     beside it (each lease period, another), so such rows wait until the queue has drained."""
     lease = timedelta(seconds=lease_seconds)
     with transaction(engine) as session:
-        due_events = _due(
+        events = _claim_events(
             session,
-            EventRow,
             now,
+            lease,
             limit if event_limit is None else event_limit,
             max_in_flight,
             reclaim_lapsed,
+            freshness,
         )
-        events = _prepare_events(session, due_events, now, freshness)
-        _lease(events, now, lease)
         deliveries = _due(session, DeliveryRow, now, limit, max_in_flight, reclaim_lapsed)
         _lease(deliveries, now, lease)
         receipts = _due(session, ReceiptRow, now, limit, max_in_flight, reclaim_lapsed)

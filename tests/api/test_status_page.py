@@ -74,6 +74,20 @@ def sign_in(driver, url: str, key: str) -> None:
     driver.find_element(By.CSS_SELECTOR, "[data-testid=sign-in]").click()
 
 
+def refreshed_read(wait, read):
+    """`read(driver)` of the page as shown: the page reloads itself every few seconds, and an element
+    found on one load is stale on the next, so a read that met a reload is made again on the new page."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def attempt(driver):
+        try:
+            return read(driver)
+        except StaleElementReferenceException:
+            return None
+
+    return wait.until(attempt)
+
+
 def test_the_page_shows_connections_refreshes_itself_and_replays_a_dead_letter(
     browser, page_app: Served, tmp_path: Path
 ) -> None:
@@ -88,14 +102,20 @@ def test_the_page_shows_connections_refreshes_itself_and_replays_a_dead_letter(
     wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=connection-leezy-main]")))
 
     # The connection's state: provider, last poll 90 s ago, lag, the open quarantine item.
-    row = driver.find_element(By.CSS_SELECTOR, "[data-testid=connection-leezy-main]").find_element(
-        By.XPATH, "./ancestor::tr"
+    cells = refreshed_read(
+        wait,
+        lambda d: [
+            cell.text
+            for cell in d.find_element(By.CSS_SELECTOR, "[data-testid=connection-leezy-main]")
+            .find_element(By.XPATH, "./ancestor::tr")
+            .find_elements(By.TAG_NAME, "td")
+        ],
     )
-    cells = [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
     assert cells[1] == "leezy" and cells[2] == "enabled"
     assert "(90s ago)" in cells[3] and cells[4] == "90s" and cells[9] == "1"
     # hasStarted/hasEnded of both meetings (the moved one's old pair was cancelled).
-    assert driver.find_element(By.CSS_SELECTOR, "[data-testid=timers]").text.startswith("4 pending timer(s)")
+    timers = refreshed_read(wait, lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=timers]").text)
+    assert timers.startswith("4 pending timer(s)")
     driver.save_screenshot(str(tmp_path / "status.png"))
 
     # It refreshes itself: a record quarantined now appears without anyone reloading.
@@ -113,9 +133,16 @@ def test_the_page_shows_connections_refreshes_itself_and_replays_a_dead_letter(
     # The replay button puts the dead letter back in line.
     with transaction(page_app.rt.engine) as session:
         dead = session.exec(select(DeliveryRow).where(DeliveryRow.status == "dead")).one()
-    driver.find_element(By.CSS_SELECTOR, f"[data-testid=replay-delivery-{dead.id}]").click()
-    flash = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=flash]")))
-    assert flash.text == f"Delivery {dead.id} is queued again."
+    # Clicked on a page that may reload itself under the click: a stale button is found again.
+    refreshed_read(
+        wait,
+        lambda d: d.find_element(By.CSS_SELECTOR, f"[data-testid=replay-delivery-{dead.id}]").click() or True,
+    )
+    # The flash is on the page the replay redirects to, and only there: its next reload drops it.
+    flash = refreshed_read(
+        wait, lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "[data-testid=flash]")]
+    )
+    assert flash == [f"Delivery {dead.id} is queued again."]
     with transaction(page_app.rt.engine) as session:
         again = session.get(DeliveryRow, dead.id)
         assert again is not None and (again.status, again.attempts) == ("pending", 0)
@@ -135,6 +162,11 @@ def test_a_read_key_sees_the_page_without_buttons(browser, page_app: Served) -> 
     assert "read only" in browser.page_source
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid^=replay-]")
     browser.find_element(By.XPATH, "//button[text()='Sign out']").click()
+    # Signed out once the sign-in form is back; a page asked for before the sign-out lands could
+    # cancel it, and the next page would still be the signed-in one with no key field.
+    WebDriverWait(browser, WAIT).until(
+        seen.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=key]")), "the sign-out"
+    )
     sign_in(browser, page_app.url, "not-a-key-" + "x" * 20)
     # The refusal is a new page: read it once the browser has it, not the form the click left.
     refused = "That key is not configured."

@@ -8,40 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.support import SUBSCRIBER_SECRET, Proc, Subscriber, free_port, wait_until
-from tests.e2e.test_embedded import LEEZY_SECRET
-from tests.e2e.test_safe_writes import Service
-
-BASE = """
-allow_private_targets = true
-[database]
-url = "sqlite:///{db}"
-[server]
-port = {port}
-[scheduler]
-relay_interval_seconds = 0.2
-lease_seconds = 5
-[events]
-console = false
-[delivery]
-min_backoff_seconds = 0.5
-max_backoff_seconds = 3
-[mirroring]
-lease_seconds = 2
-{extra}
-[[connections]]
-id = "leezy"
-provider = "leezy"
-base_url = "{leezy}"
-token = "lzy_at_sandbox"
-webhook_secret = "{leezy_secret}"
-poll_interval_seconds = 1
-{blocks}
-[[subscriptions]]
-id = "crm"
-url = "{subscriber}"
-secret = "{subscriber_secret}"
-"""
+from tests.e2e.support import Proc, Subscriber, free_port, wait_until
+from tests.e2e.test_safe_writes import Service, write_run_config
 
 
 def write(
@@ -51,18 +19,7 @@ def write(
     port = free_port()
     db = tmp_path / "identity.db"
     config = tmp_path / "bookingsync.toml"
-    config.write_text(
-        BASE.format(
-            db=db,
-            port=port,
-            extra=extra,
-            leezy=sandbox["leezy"],
-            leezy_secret=LEEZY_SECRET,
-            blocks=blocks,
-            subscriber=subscriber.url,
-            subscriber_secret=SUBSCRIBER_SECRET,
-        )
-    )
+    write_run_config(config, db, port, sandbox, subscriber, blocks, mirroring_lease=2, extra=extra)
     return config, db, port
 
 

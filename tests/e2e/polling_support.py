@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import re
 import signal
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.e2e.support import Proc
+from tests.e2e.test_embedded import iso
 
 
 def production_config(path: Path, db_url: str, broker_url: str, rest: str) -> list[str]:
@@ -35,6 +36,41 @@ console = false
 min_backoff_seconds = 0.5
 {rest}""")
     return ["--config", str(path)]
+
+
+def leezy_block(leezy: str, *, threads: int, poll_threads: int, interval: float, rest: str = "") -> str:
+    """The `[worker]` section and the Leezy connection, with `rest` (more of its keys) after its
+    poll interval."""
+    return f"""
+[worker]
+threads = {threads}
+poll_threads = {poll_threads}
+
+[[connections]]
+id = "leezy"
+provider = "leezy"
+base_url = "{leezy}"
+token = "lzy_at_sandbox"
+poll_interval_seconds = {interval}
+{rest}"""
+
+
+def seed_leezy(leezy: str, first_key: datetime, begins: datetime, count: int, per_minute: int) -> None:
+    """`count` meetings at `begins`, last changed a second apart from `first_key` on (so that a read
+    pages through them in that order), and the simulator limited to `per_minute` requests."""
+    meetings = [
+        {
+            "title": f"Demo {i}",
+            "start": iso(begins),
+            "end": iso(begins + timedelta(minutes=30)),
+            "attendee_email": f"p{i}@acme.example",
+            "updated_at": iso(first_key + timedelta(seconds=i)),
+        }
+        for i in range(count)
+    ]
+    httpx.post(f"{leezy}/_sandbox/meetings/bulk", json={"meetings": meetings}, timeout=30).raise_for_status()
+    # The simulator refuses what goes over the limit (fixed one-minute windows).
+    httpx.put(f"{leezy}/_sandbox/settings", json={"rate_limit_per_minute": per_minute}).raise_for_status()
 
 
 def start(tmp_path: Path, args: list[str], roles: dict[str, str]) -> list[Proc]:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,21 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def wait_for_more_requests(simulator: str, path: str, more: int, timeout: float, what: str) -> None:
+    """Wait until the simulator at `simulator` has answered `more` requests on `path` beyond those in
+    its log now (it notes a request as it answers it). For a connection read in one request at a
+    time, with `more` >= 3: a read that began after this call was answered, and taken in by us
+    before the next one began."""
+
+    def times() -> list[datetime]:
+        log = httpx.get(f"{simulator}/_sandbox/requests", timeout=10).json()["requests"]
+        return [datetime.fromisoformat(entry["received_at"]) for entry in log if entry["path"] == path]
+
+    # Marked on the simulator's own clock, which a test may have set off ours.
+    mark = max(times(), default=datetime.min.replace(tzinfo=UTC))
+    wait_until(lambda: sum(1 for at in times() if at > mark) >= more, timeout, what)
 
 
 class Proc:

@@ -101,6 +101,21 @@ def test_a_booking_deleted_and_one_moved_by_hand_at_the_target_are_repaired_by_t
             return live == [(slot, "ann@acme.example"), (slot + timedelta(hours=1), "bob@acme.example")]
 
         wait_until(repaired, 30, "the sweep to book the deleted one again and move the other back")
+        # LeanData holds the repairs a moment before our answers to them are stored, and the
+        # conflicts are delivered on their own.
+        wait_until(
+            lambda: (
+                sorted(a for a, s, _ in service.intents() if s == "done")
+                == ["cancel", "create", "create", "create", "reschedule"]
+            ),
+            30,
+            "the repairs stored as done",
+        )
+        wait_until(
+            lambda: all("meeting.sync_conflict" in subscriber.types_for(m) for m in (kept, moved)),
+            30,
+            "both conflicts delivered",
+        )
         time.sleep(2)  # two more sweeps read both mirrors again: nothing may change
     finally:
         identity_support.stop(service)
@@ -289,6 +304,19 @@ def test_meetergo_double_opt_in_confirmed_later_and_a_provisional_cancel_that_ca
             30,
             "the provisional booking's cancel failed visibly",
         )
+        # The route delivery is marked dead after the write is stored as failed, in a transaction
+        # of its own; `deleted` reaches the subscriber by a delivery of its own.
+        wait_until(
+            lambda: (
+                service.query(
+                    "SELECT count(*) FROM deliveries WHERE subscription_id = 'route:meetergo' AND status = 'dead'"
+                )[0][0]
+                >= 1
+            ),
+            30,
+            "the cancel's route delivery dead",
+        )
+        wait_until(lambda: "meeting.deleted" in subscriber.types_for(dropped), 30, "deleted delivered")
         time.sleep(1.5)  # more polls of both providers: nothing may change
     finally:
         identity_support.stop(service)

@@ -152,8 +152,15 @@ def test_worker_and_scheduler_serve_health_readiness_and_metrics(tmp_path: Path,
             20,
             "the scheduler to lead",
         )
-        metrics = httpx.get(f"http://127.0.0.1:{scheduler_port}/metrics", timeout=10).text
-        assert "bookingsync_scheduler_leading 1.0" in metrics
+        # The gauge is set just after the flag /healthz reads (worker/scheduler.py): wait for it too.
+        wait_until(
+            lambda: (
+                "bookingsync_scheduler_leading 1.0"
+                in httpx.get(f"http://127.0.0.1:{scheduler_port}/metrics", timeout=10).text
+            ),
+            10,
+            "the leading gauge",
+        )
         # The poll of the unresolvable provider fails: the worker counts it, and logs it as JSON.
         wait_until(
             lambda: (

@@ -248,6 +248,8 @@ def test_a_webhook_and_a_poll_of_one_meeting_in_either_order_go_forward_once(
     action = {"op": "reschedule", "id": first, **moved(booked_start, 1)}
     fault(leezy, kind="mutate", path=LISTING, offset=0, action=action)
     wait_until(lambda: stale_snapshots(metrics, "poll") >= 1, 20, "the held poll page counted as older")
+    # The move's `rescheduled` is delivered on its own, whenever the relay sends it.
+    wait_until(lambda: "meeting.rescheduled" in subscriber.types_for(first), 20, "the move delivered")
     time.sleep(1)  # more polls and relay rounds: nothing else may follow
     target = iso(booked_start + timedelta(hours=1))
     assert [(s, t, wire(at)) for s, t, at in starts(subscriber, first)] == [

@@ -27,15 +27,16 @@ from sqlalchemy import text
 from bookingsync.worker.db import make_engine
 from tests.e2e.polling_support import (
     assert_no_traceback,
+    leezy_block,
     production_config,
     requests_of,
+    seed_leezy,
     start,
     stop_all,
     worker_polls,
 )
 from tests.e2e.support import wait_until
 from tests.e2e.test_distributed import backing_services  # noqa: F401  (a fixture)
-from tests.e2e.test_embedded import iso
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 
@@ -58,42 +59,19 @@ def test_two_workers_of_two_poll_threads_read_one_connection_one_read_at_a_time(
     leezy = sandbox_proc["leezy"]
     first_key = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
     begins = first_key + timedelta(hours=2)
-    meetings = [
-        {
-            "title": f"Demo {i}",
-            "start": iso(begins),
-            "end": iso(begins + timedelta(minutes=30)),
-            "attendee_email": f"p{i}@acme.example",
-            "updated_at": iso(first_key + timedelta(seconds=i)),
-        }
-        for i in range(MEETINGS)
-    ]
-    httpx.post(f"{leezy}/_sandbox/meetings/bulk", json={"meetings": meetings}).raise_for_status()
-    # The simulator refuses what goes over the documented limit (fixed one-minute windows).
-    httpx.put(
-        f"{leezy}/_sandbox/settings", json={"rate_limit_per_minute": DOCUMENTED_PER_MINUTE}
-    ).raise_for_status()
+    seed_leezy(leezy, first_key, begins, MEETINGS, DOCUMENTED_PER_MINUTE)
     args = production_config(
         tmp_path / "bookingsync.toml",
         db_url,
         broker_url,
-        f"""
-[worker]
-threads = 2
-poll_threads = 2
-
-[[connections]]
-id = "leezy"
-provider = "leezy"
-base_url = "{leezy}"
-token = "lzy_at_sandbox"
-poll_interval_seconds = 1
-page_size = {PAGE}
-""",
+        leezy_block(leezy, threads=2, poll_threads=2, interval=1, rest=f"page_size = {PAGE}\n"),
     )
     procs = start(tmp_path, args, {"worker-a": "worker", "worker-b": "worker", "scheduler": "scheduler"})
     engine = make_engine(db_url)
     try:
+        # Both workers up before the window opens: one still starting would take no tick in it.
+        for proc in procs[:2]:
+            wait_until(lambda proc=proc: "consuming" in proc.output(), 60, f"{proc.name}\n{proc.output()}")
         wait_until(
             lambda: httpx.get(f"{leezy}/_sandbox/requests").json()["requests"],
             60,

@@ -24,15 +24,17 @@ from sqlalchemy import text
 from bookingsync.worker.db import make_engine
 from tests.e2e.polling_support import (
     assert_no_traceback,
+    leezy_block,
     production_config,
     received_at,
     requests_of,
+    seed_leezy,
     start,
     stop_all,
 )
 from tests.e2e.support import SUBSCRIBER_SECRET, Subscriber, wait_until
 from tests.e2e.test_distributed import backing_services  # noqa: F401  (a fixture)
-from tests.e2e.test_embedded import book_leezy, iso
+from tests.e2e.test_embedded import book_leezy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 
@@ -74,36 +76,20 @@ def test_booked_deliveries_flow_while_a_rate_limited_read_is_still_paging(
     leezy = sandbox_proc["leezy"]
     first_key = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
     begins = first_key + timedelta(hours=4)
-    meetings = [
-        {
-            "title": f"Demo {i}",
-            "start": iso(begins),
-            "end": iso(begins + timedelta(minutes=30)),
-            "attendee_email": f"p{i}@acme.example",
-            "updated_at": iso(first_key + timedelta(seconds=i)),
-        }
-        for i in range(MEETINGS)
-    ]
-    httpx.post(f"{leezy}/_sandbox/meetings/bulk", json={"meetings": meetings}, timeout=30).raise_for_status()
-    httpx.put(f"{leezy}/_sandbox/settings", json={"rate_limit_per_minute": PER_MINUTE}).raise_for_status()
+    seed_leezy(leezy, first_key, begins, MEETINGS, PER_MINUTE)
     args = production_config(
         tmp_path / "bookingsync.toml",
         db_url,
         broker_url,
-        f"""
-[worker]
-threads = 1  # one pipeline thread: a read that held it would hold every delivery
-poll_threads = 1
-
-[[connections]]
-id = "leezy"
-provider = "leezy"
-base_url = "{leezy}"
-token = "lzy_at_sandbox"
-poll_interval_seconds = 2
-page_size = {PAGE}
-options = {{ requests_per_minute = {PER_MINUTE} }}
-{subscription(subscriber)}""",
+        # One pipeline thread: a read that held it would hold every delivery.
+        leezy_block(
+            leezy,
+            threads=1,
+            poll_threads=1,
+            interval=2,
+            rest=f"page_size = {PAGE}\noptions = {{ requests_per_minute = {PER_MINUTE} }}\n",
+        )
+        + subscription(subscriber),
     )
     procs = start(tmp_path, args, {"worker": "worker", "scheduler": "scheduler"})
     try:
@@ -152,6 +138,7 @@ options = {{ requests_per_minute = {PER_MINUTE} }}
 
 
 WATCHED, LEANDATA_RATE, INTERVAL = 300, 5.0, 2.0
+BOOKED_WITHIN = 8
 
 
 def test_a_slow_leandata_of_hundreds_of_emails_leaves_leezy_its_interval_and_its_cancel_in_time(
@@ -171,18 +158,8 @@ def test_a_slow_leandata_of_hundreds_of_emails_leaves_leezy_its_interval_and_its
         tmp_path / "bookingsync.toml",
         db_url,
         broker_url,
-        f"""
-[worker]
-threads = 2
-poll_threads = 2
-
-[[connections]]
-id = "leezy"
-provider = "leezy"
-base_url = "{leezy}"
-token = "lzy_at_sandbox"
-poll_interval_seconds = {INTERVAL}
-
+        leezy_block(leezy, threads=2, poll_threads=2, interval=INTERVAL)
+        + f"""
 [[connections]]
 id = "leandata"
 provider = "leandata"
@@ -196,9 +173,13 @@ watch_emails = [{emails}]
     procs = start(tmp_path, args, {"worker": "worker", "scheduler": "scheduler"})
     try:
         wait_until(lambda: requests_of(leandata, LEANDATA_LIST), 60, f"LeanData read\n{procs[0].output()}")
-        meeting = book_leezy(leezy, start_in=18, minutes=5, email="late@acme.example")
-        begins = time.time() + 18
-        wait_until(lambda: subscriber.arrival(meeting, "meeting.booked"), 5, "booked before the cancel")
+        # `booked` must be in before the cancel, 15 s before the start: a Leezy read every 2 s,
+        # then the relay and the delivery, on a loaded machine, get up to BOOKED_WITHIN seconds.
+        meeting = book_leezy(leezy, start_in=BOOKED_WITHIN + 16, minutes=5, email="late@acme.example")
+        begins = time.time() + BOOKED_WITHIN + 16
+        wait_until(
+            lambda: subscriber.arrival(meeting, "meeting.booked"), BOOKED_WITHIN, "booked before the cancel"
+        )
         time.sleep(max(0.0, begins - 15 - time.time()))
         httpx.post(f"{leezy}/_sandbox/meetings/{meeting}/cancel", json={}).raise_for_status()
         cancelled_at = time.time()

@@ -9,11 +9,9 @@ endpoint costs its own lane (worker/lanes.py) and, once its breaker opens, nothi
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -34,11 +32,14 @@ def hanging() -> Iterator[Hanging]:
     endpoint.stop()
 
 
-def arrival_lateness(subscriber: Subscriber, external_id: str, arrived: dict[str, float]) -> float | None:
+def arrival_lateness(subscriber: Subscriber, external_id: str) -> float | None:
+    """How long after the meeting's start its `hasStarted` first arrived (noted as it was taken in,
+    with the event: never one without the other)."""
+    arrived = subscriber.arrival(external_id, "meeting.hasStarted")
     for body in subscriber.events_for(external_id):
-        if body["type"] == "meeting.hasStarted":
+        if body["type"] == "meeting.hasStarted" and arrived is not None:
             started = datetime.fromisoformat(body["data"]["occurred_at"].replace("Z", "+00:00")).timestamp()
-            return arrived[body["data"]["event_id"]] - started
+            return arrived - started
     return None
 
 
@@ -49,23 +50,7 @@ def test_a_hanging_subscriber_does_not_delay_a_healthy_one(
     hanging: Hanging,
 ) -> None:
     db_url, broker_url = backing_services
-    arrived: dict[str, float] = {}
-
-    class Timed(Subscriber):
-        def start(self) -> Subscriber:  # note each event's first arrival as it comes
-            started = super().start()
-            assert self.server is not None
-            handler = self.server.RequestHandlerClass
-            original = handler.do_POST  # type: ignore[attr-defined]
-
-            def do_post(request: Any) -> None:
-                original(request)
-                arrived.setdefault(request.headers.get("webhook-id", ""), time.time())
-
-            handler.do_POST = do_post  # type: ignore[attr-defined]
-            return started
-
-    healthy = Timed().start()
+    healthy = Subscriber().start()
     config = tmp_path / "bookingsync.toml"
     config.write_text(f"""
 allow_private_targets = true  # the subscribers listen on loopback
@@ -123,7 +108,7 @@ secret = "{SUBSCRIBER_SECRET}"
             40,
             "every hasStarted at the healthy subscriber\n" + procs[1].output()[-2000:],
         )
-        late = {m: arrival_lateness(healthy, m, arrived) for m in meetings}
+        late = {m: arrival_lateness(healthy, m) for m in meetings}
         assert all(value is not None and value < 1.0 for value in late.values()), late
         assert [healthy.types_for(m) for m in meetings] == [
             ["meeting.booked", "meeting.hasStarted"]

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from bookingsync.sandbox import meetergo, rocketlead
-from tests.e2e.support import wait_until
+from tests.e2e.support import wait_for_more_requests, wait_until
 from tests.e2e.test_safe_writes import (  # noqa: F401 - start_service is a fixture
     MEETERGO,
     ROCKETLEAD,
@@ -79,7 +78,13 @@ def test_berlin_fold_late_first_sight_and_a_leezy_clock_behind(start_service, sa
     assert by_source == {first: FIRST_TWO, second: SECOND_TWO}
 
     # First seen ten minutes after its start: hasStarted at once, marked.
-    wait_until(lambda: "meeting.hasStarted" in service.subscriber.types_for(late), 30, "the late hasStarted")
+    # Its `booked` and `hasStarted` are written at once and sent side by side (a subscription has
+    # several senders): either may arrive first.
+    wait_until(
+        lambda: {"meeting.booked", "meeting.hasStarted"} <= set(service.subscriber.types_for(late)),
+        30,
+        "the late booked and hasStarted",
+    )
     assert service.subscriber.types_for(late) == ["meeting.booked", "meeting.hasStarted"]
     started = service.subscriber.events_for(late)[1]["data"]
     assert 595 <= started["late_by"] <= 700
@@ -88,11 +93,22 @@ def test_berlin_fold_late_first_sight_and_a_leezy_clock_behind(start_service, sa
     # Leezy two minutes behind: measured from its Date headers, and the cursor keeps the margin.
     wait_until(lambda: (skew_metric(service.base) or 0) < -100, 30, "the measured skew")
     assert -125 <= (skew_metric(service.base) or 0) <= -115
-    time.sleep(2)  # a poll or two more, with the estimate in place
+    # Reads that began with the estimate in place, one of them answered and taken in.
+    wait_for_more_requests(leezy, "/api/v1/meetings", 3, 30, "Leezy reads with the estimate in place")
     (cursor,) = service.query("SELECT value FROM cursors WHERE connection = 'leezy'")[0]
     since = datetime.fromisoformat(json.loads(cursor)["since"].replace("Z", "+00:00"))
-    assert since <= datetime.now(UTC) - timedelta(seconds=120 + 30)
+    # Judged on Leezy's own clock, against the start of its newest read (the one that saved the
+    # cursor or a later one), not against our clock some moment after that read: `Date` has whole
+    # seconds and each sample is centred on its second, so the measured lag may fall short of the
+    # true one by up to half a second, never more (adapters/skew.py).
+    reads = [
+        datetime.fromisoformat(entry["received_at"])
+        for entry in httpx.get(f"{leezy}/_sandbox/requests", timeout=10).json()["requests"]
+        if entry["path"] == "/api/v1/meetings"
+    ]
+    assert since <= max(reads) - timedelta(seconds=30 - 0.5), (since, max(reads))
     # Nothing was booked twice and nothing more happened to the fold meetings.
+    wait_until(lambda: "meeting.booked" in service.subscriber.types_for(first), 30, "the first's booked")
     assert len(rl_bookings(service)) == 2
     assert service.subscriber.types_for(first) == ["meeting.booked"]
 
@@ -118,7 +134,16 @@ def test_meetergo_type_with_allowed_durations_refuses_what_it_cannot_hold(
         40,
         "the refusal recorded",
     )
-    time.sleep(3)  # polls re-read the appointment; converges after them plan nothing
+    # The appointment exists at meetergo a moment before our answer to it is stored as done.
+    done_creates = (
+        "SELECT count(*) FROM write_intents WHERE connection = 'meetergo' AND action = 'create' "
+        "AND state = 'done'"
+    )
+    wait_until(lambda: service.query(done_creates)[0][0] >= 1, 30, "the create stored as done")
+    wait_until(lambda: "meeting.booked" in service.subscriber.types_for(held), 30, "the held one's booked")
+    # Polls re-read the appointment; converges after them plan nothing.
+    poll = "/v4/appointment/paginated"
+    wait_for_more_requests(sandbox_proc["meetergo"], poll, 3, 30, "meetergo polls after the writes")
     listed = json.loads(service.cli("mirrors", "list", "--json"))
     (refused,) = [row for row in listed if row["state"] == "failed"]
     assert refused["reason"].startswith("meetergo cannot hold this meeting: the meeting lasts 45 min")
@@ -126,8 +151,4 @@ def test_meetergo_type_with_allowed_durations_refuses_what_it_cannot_hold(
     assert start_of(only) == day  # floored to meetergo's minute, not moved
     assert len(appointments(service)) == 1 and not only.get("cancel")
     assert service.subscriber.types_for(held) == ["meeting.booked"]
-    creates = service.query(
-        "SELECT count(*) FROM write_intents WHERE connection = 'meetergo' AND action = 'create' "
-        "AND state = 'done'"
-    )[0][0]
-    assert creates == 1
+    assert service.query(done_creates)[0][0] == 1
