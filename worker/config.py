@@ -247,7 +247,7 @@ class RetentionConfig(_Strict):
     enabled: bool = True
     interval_seconds: float = Field(default=3600.0, gt=0)
     batch_size: int = Field(default=1000, ge=1)
-    # The defaults keep a service at 5 changes/s about 17 GB (README, "Retention: what it keeps").
+    # The defaults keep a service at 5 changes/s about 22 GB (README, "Retention: what it keeps").
     receipt_bodies_days: float = Field(default=3.0, gt=0)  # a weekend of raw bodies to debug with
     receipts_days: float = Field(default=7.0, gt=0)  # dedupes provider redeliveries (hours to days)
     events_days: float = Field(default=7.0, gt=0)  # the feed's reach back: consumers read within it
