@@ -58,7 +58,8 @@ from sqlalchemy import Engine, insert, text
 from bookingsync.models.tables import EventRow, LinkRow, MeetingRow
 
 LEAD_SECONDS = 3.0  # from "every process is up" to the instant the burst falls due
-# BENCH_PYSPY=<dir>: sample every bookingsync process with py-spy (idle threads too) for
+# BENCH_PYSPY=<dir>: sample every bookingsync process with py-spy (idle threads too with
+# BENCH_PYSPY_IDLE=1; on a busy machine a thread waiting for a CPU counts as idle) for
 # BENCH_PYSPY_SECONDS from the burst's due instant, into <dir>/<process>.txt (collapsed stacks).
 PYSPY_DIR = os.environ.get("BENCH_PYSPY")
 PYSPY_SECONDS = int(os.environ.get("BENCH_PYSPY_SECONDS", "4"))
@@ -75,7 +76,7 @@ def profile(procs: list[Proc]) -> list[subprocess.Popen[bytes]]:
             [
                 spy,
                 "record",
-                "--idle",
+                *(["--idle"] if os.environ.get("BENCH_PYSPY_IDLE") else []),
                 "--threads",
                 "--nonblocking",
                 "--format",
@@ -341,6 +342,7 @@ def run(backend: str, n: int, args: Any) -> dict[str, Any]:
             spies = profile(procs)
             pids = [p.proc.pid for p in procs if p.proc is not None]
             cpu_before = cpu_seconds(pids)
+            each_before = {p.name: cpu_seconds([p.proc.pid]) for p in procs if p.proc is not None}
             sched_before = sched(pids)
             sink_before = cpu_seconds([sink.proc.proc.pid])
             burst = collect(sink, event_ids, t0, args.timeout)
@@ -351,7 +353,13 @@ def run(backend: str, n: int, args: Any) -> dict[str, Any]:
                 flush=True,
             )
             print(
-                f"           CPU during the burst (s): bookingsync {cpu_seconds(pids) - cpu_before:.2f}"
+                f"           CPU during the burst (s): bookingsync {cpu_seconds(pids) - cpu_before:.2f} ("
+                + ", ".join(
+                    f"{p.name} {cpu_seconds([p.proc.pid]) - each_before[p.name]:.2f}"
+                    for p in procs
+                    if p.proc is not None
+                )
+                + ")"
                 f" sink {cpu_seconds([sink.proc.proc.pid]) - sink_before:.2f}",
                 flush=True,
             )

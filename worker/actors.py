@@ -78,7 +78,7 @@ def show(rt: Any, body: dict) -> None:
 def _hand_over(rt: Any, delivery_ids: list[int], target: str) -> None:
     """Deliveries just published, leased to this process: a subscription's go straight to its
     lane here (`delivery.dispatch` returns at once; the lane's threads send them), the others
-    (routes, actor targets) in a deliver message.
+    (routes, actor targets, or when the lane is backed up) in a deliver message.
 
     Through the broker, a burst's deliveries queued in Redis behind the burst's own publish
     messages (FIFO, and each worker's prefetch full of publishes) and behind the consumers' idle
@@ -88,7 +88,12 @@ def _hand_over(rt: Any, delivery_ids: list[int], target: str) -> None:
     this process dies before they are sent, the lease runs out and the relay hands them out again.
     """
     assert rt.actors is not None
-    if rt.config.subscription(target) is not None:
+    subscription = rt.config.subscription(target)
+    # Unless this process's lane still holds a message's worth unsent: then another worker (its
+    # own lane, its own connections) may take them sooner. Without this, the worker whose consumer
+    # happened to take most of a burst's publish messages sent most of its deliveries too, through
+    # one lane of `concurrency_per_subscription`, while the other worker's lane stood idle.
+    if subscription is not None and rt.lanes.lane(subscription).queued < MESSAGE_SIZE:
         try:
             delivery.dispatch(rt, delivery_ids)
             return

@@ -1,5 +1,6 @@
 """The publish actor hands a subscription's new deliveries to this process's lane itself; only
-deliveries it cannot send there (a user's actor target, or a failed hand-over) travel as messages.
+deliveries it cannot send there (a user's actor target, a lane already a message's worth behind,
+or a failed hand-over) travel as messages.
 
 Through the broker, a burst's deliveries waited in Redis behind the burst's own publish messages
 (issue 6); the rows are leased either way, so a process that dies before sending them loses nothing.
@@ -22,7 +23,8 @@ from bookingsync.worker.actors import QUEUE, declare
 from bookingsync.worker.clock import ManualClock
 from bookingsync.worker.config import parse_config
 from bookingsync.worker.db import transaction
-from bookingsync.worker.relay import claim
+from bookingsync.worker.lanes import Lane
+from bookingsync.worker.relay import MESSAGE_SIZE, claim
 from bookingsync.worker.runtime import Runtime
 from tests.store.test_deliveries import SECRET
 from tests.store.test_store_and_relay import apply, record
@@ -46,7 +48,9 @@ def rt(engine: Engine, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> I
 
 def deliveries(engine: Engine) -> dict[str, int]:
     with transaction(engine) as session:
-        return {row.subscription_id: row.id for row in session.exec(select(DeliveryRow)) if row.id is not None}
+        return {
+            row.subscription_id: row.id for row in session.exec(select(DeliveryRow)) if row.id is not None
+        }
 
 
 def deliver_messages(rt: Runtime) -> list[list[int]]:
@@ -88,4 +92,16 @@ def test_a_failed_hand_over_sends_a_message_instead(
     monkeypatch.setattr(delivery, "dispatch", broken)
     publish_due(rt, clock)
     ids = deliveries(rt.engine)
+    assert sorted(deliver_messages(rt)) == sorted([[ids["crm"]], [ids["actor:crm:crm_sync"]]])
+
+
+def test_a_backed_up_lane_leaves_the_deliveries_to_another_worker(
+    rt: Runtime, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handed: list[list[int]] = []
+    monkeypatch.setattr(delivery, "dispatch", lambda _rt, ids: handed.append(list(ids)))
+    monkeypatch.setattr(Lane, "queued", property(lambda _lane: MESSAGE_SIZE))  # a message's worth unsent
+    publish_due(rt, clock)
+    ids = deliveries(rt.engine)
+    assert handed == []
     assert sorted(deliver_messages(rt)) == sorted([[ids["crm"]], [ids["actor:crm:crm_sync"]]])
