@@ -55,7 +55,7 @@ def _publish(event_ids: list[str]) -> None:
         targets = {delivery_id: target for item in published for delivery_id, target in item.targets.items()}
         for batch in by_target(sorted(targets), targets):
             for ids in chunks(batch, MESSAGE_SIZE):
-                _hand_over(rt, ids, targets[ids[0]])
+                rt.actors.deliver.send(ids)
     if rt.config.events.console:
         for item in published:
             show(rt, item.body)
@@ -73,35 +73,6 @@ def show(rt: Any, body: dict) -> None:
     )
     line.append(links, style="dim")
     rt.console.print(line, soft_wrap=True)
-
-
-def _hand_over(rt: Any, delivery_ids: list[int], target: str) -> None:
-    """Deliveries just published, leased to this process: a subscription's go straight to its
-    lane here (`delivery.dispatch` returns at once; the lane's threads send them), the others
-    (routes, actor targets, or when the lane is backed up) in a deliver message.
-
-    Through the broker, a burst's deliveries queued in Redis behind the burst's own publish
-    messages (FIFO, and each worker's prefetch full of publishes) and behind the consumers' idle
-    backoff: on PostgreSQL + Redis, half a second to two seconds between a delivery's publishing
-    and its POST, the deliveries going out after the publishing rather than beside it (issue 6).
-    Nothing is lost by skipping the message: the rows are leased like a sent message's, and if
-    this process dies before they are sent, the lease runs out and the relay hands them out again.
-    """
-    assert rt.actors is not None
-    subscription = rt.config.subscription(target)
-    # Unless this process's lane still holds a message's worth unsent: then another worker (its
-    # own lane, its own connections) may take them sooner. Without this, the worker whose consumer
-    # happened to take most of a burst's publish messages sent most of its deliveries too, through
-    # one lane of `concurrency_per_subscription`, while the other worker's lane stood idle.
-    if subscription is not None and rt.lanes.lane(subscription).queued < MESSAGE_SIZE:
-        try:
-            delivery.dispatch(rt, delivery_ids)
-            return
-        except Exception:
-            log.exception(
-                "could not hand %d deliveries to their lane; sending them as a message", len(delivery_ids)
-            )
-    rt.actors.deliver.send(delivery_ids)
 
 
 def _deliver(delivery_ids: list[int]) -> None:

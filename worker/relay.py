@@ -342,20 +342,11 @@ def relay_once(
     claimed: a claim holds SQLite's write lock while it re-checks, numbers and freezes its events'
     bodies, so a claim of a whole burst kept the publishers and the delivery outcomes waiting for
     it (a second and more on a busy machine, issue 6), and the first message went out only once
-    the last event was claimed. Deliveries and receipts, cheap to claim, all go in the first.
-
-    On PostgreSQL (row locks, no database-wide write lock) the claims after the first grow, twice
-    the last each time up to `limit`, still sent in messages of `message_size`: the first message
-    goes out as soon, and a 2,000-event burst takes 5 claims instead of 20. Claimed one message at
-    a time, the relay's one thread, waiting on a round trip per statement on a busy machine, was
-    what the publishing waited for: the burst's last event published 3.1-4.2 s after it fell due,
-    2.5 s with growing claims (bench/egress.py, issue 6)."""
+    the last event was claimed. Deliveries and receipts, cheap to claim, all go in the first."""
     total = Claimed(events=[], deliveries=[], receipts=[])
-    first, taken, size = True, 0, message_size
+    first, taken = True, 0
     while True:
-        step = min(limit - taken, size)
-        if engine.dialect.name != "sqlite":
-            size = min(limit, size * 2)  # see the docstring: PostgreSQL's claims grow
+        step = min(limit - taken, message_size)
         claimed = _claim_and_send(
             engine,
             now,
