@@ -53,9 +53,9 @@ from services import (
     wait_started,
     wait_until,
 )
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, insert, select, text
 
-from bookingsync.models.tables import EventRow, LinkRow, MeetingRow
+from bookingsync.models.tables import DeliveryRow, EventRow, LinkRow, MeetingRow
 
 LEAD_SECONDS = 3.0  # from "every process is up" to the instant the burst falls due
 # BENCH_PYSPY=<dir>: sample every bookingsync process with py-spy (idle threads too with
@@ -267,9 +267,11 @@ def timeline(engine: Engine, sink: Sink, t0: float) -> str:
         return " / ".join(f"{t - t0:5.2f}" for t in picks)
 
     with engine.connect() as conn:
+        events = EventRow.__table__.c  # typed columns: SQLite hands back text for a raw query
         when = {
             row[0]: row[1].timestamp()
-            for row in conn.execute(text("SELECT event_id, published_at FROM events"))
+            for row in conn.execute(select(events.event_id, events.published_at))
+            if row[1] is not None
         }
     arrived = {webhook_id: at for webhook_id, at, _ in sink.items()}
     lag = [at - when[w] + t0 for w, at in arrived.items() if w in when]
@@ -392,7 +394,8 @@ def run(backend: str, n: int, args: Any) -> dict[str, Any]:
             # command's exit: on a busy machine the workers sent every delivery before the
             # command's process had exited, and the rate came out as 2000 in 0 s.
             with engine.connect() as conn:
-                replayed = conn.execute(text("SELECT max(due_at) FROM deliveries")).scalar_one()
+                deliveries = DeliveryRow.__table__.c
+                replayed = max(conn.execute(select(deliveries.due_at)).scalars())
             result = collect(sink, event_ids, replayed.timestamp(), args.timeout)
             out["replay"] = result["rate"]
             out["replay_check"] = result
