@@ -11,10 +11,15 @@ answers 204 at once, counts every webhook-id):
            instant a few seconds after the processes are up; time from that instant to the last
            delivery's arrival at the sink
   replay   those N deliveries turned into dead letters, then `bookingsync deliveries replay
-           --all-dead`; time from the command's exit to the last arrival
+           --all-dead`; time from the command's commit (its `now`, every row's due_at) to the
+           last arrival
 
 Every event must arrive exactly once by webhook-id (the bench counts missing and duplicates).
-Figures are deliveries/s and the ratio to the floor measured in the same run. The floor is measured
+Figures are deliveries/s and the ratio to the floor measured in the same run. Beside the burst:
+when its events were published and its deliveries arrived (quantiles, seconds after the due
+instant, and each delivery's lag from its publishing), the CPU the bookingsync processes used, and
+how long their threads waited runnable for a CPU (/proc schedstat): on a shared 2-core machine
+that wait, not any sleep of ours, is where most of a burst's time goes (issue 6). The floor is measured
 twice, before the burst and after the replay, and the ratios use the mean of the two: on a shared
 machine the load moves in the minute between them, and one floor measured in a quiet moment (or a
 busy one) made the same code's ratio swing by half.
@@ -23,6 +28,9 @@ busy one) made the same code's ratio swing by half.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -45,11 +53,49 @@ from services import (
     wait_started,
     wait_until,
 )
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, insert, select, text
 
-from bookingsync.models.tables import EventRow, LinkRow, MeetingRow
+from bookingsync.models.tables import DeliveryRow, EventRow, LinkRow, MeetingRow
 
 LEAD_SECONDS = 3.0  # from "every process is up" to the instant the burst falls due
+# BENCH_PYSPY=<dir>: sample every bookingsync process with py-spy (idle threads too with
+# BENCH_PYSPY_IDLE=1; on a busy machine a thread waiting for a CPU counts as idle) for
+# BENCH_PYSPY_SECONDS from the burst's due instant, into <dir>/<process>.txt (collapsed stacks).
+PYSPY_DIR = os.environ.get("BENCH_PYSPY")
+PYSPY_SECONDS = int(os.environ.get("BENCH_PYSPY_SECONDS", "4"))
+
+
+def profile(procs: list[Proc]) -> list[subprocess.Popen[bytes]]:
+    """py-spy record on each process (see PYSPY_DIR); started at the due instant."""
+    if not PYSPY_DIR:
+        return []
+    Path(PYSPY_DIR).mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                *(["--idle"] if os.environ.get("BENCH_PYSPY_IDLE") else []),
+                "--threads",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "--duration",
+                str(PYSPY_SECONDS),
+                "-p",
+                str(p.proc.pid),
+                "-o",
+                f"{PYSPY_DIR}/{p.name}.txt",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(f"{PYSPY_DIR}/{p.name}.err", "wb"),
+        )
+        for p in procs
+        if p.proc is not None
+    ]
 
 
 def snapshot(mid: str, row: dict[str, Any], external_id: str) -> dict[str, Any]:
@@ -142,12 +188,18 @@ def floor(sink: Sink, n: int, concurrency: int, body: bytes) -> float:
                     failures.append(response.status_code)
 
     threads = [threading.Thread(target=loop) for _ in range(concurrency)]
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
+    sink_cpu = cpu_seconds([sink.proc.proc.pid])
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     seconds = time.perf_counter() - began
+    print(
+        f"           floor CPU (s): client {time.process_time() - cpu:.2f} sink {cpu_seconds([sink.proc.proc.pid]) - sink_cpu:.2f}"
+        f" in {seconds:.2f} s",
+        flush=True,
+    )
     assert not failures and sink.stats()["distinct"] == n, (failures[:5], sink.stats())
     return n / seconds
 
@@ -176,6 +228,57 @@ def collect(sink: Sink, expected: list[str], since: float, timeout: float) -> di
         "duplicates": duplicates,
         "strangers": strangers,
     }
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes `pids` used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def sched(pids: list[int]) -> tuple[float, float]:
+    """Seconds the processes' threads ran on a CPU, and waited runnable for one (/proc schedstat)."""
+    ran = waited = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                fields = (task / "schedstat").read_text().split()
+            except OSError:
+                continue
+            ran, waited = ran + int(fields[0]), waited + int(fields[1])
+    return ran / 1e9, waited / 1e9
+
+
+def timeline(engine: Engine, sink: Sink, t0: float) -> str:
+    """When the burst's events were published, and its deliveries arrived, in seconds after the due
+    instant (first / 10 % / median / 90 % / last): where a slow burst spends its time."""
+
+    def marks(times: list[float]) -> str:
+        times = sorted(times)
+        if not times:
+            return "-"
+        picks = [times[0], *(times[int(q * (len(times) - 1))] for q in (0.1, 0.5, 0.9)), times[-1]]
+        return " / ".join(f"{t - t0:5.2f}" for t in picks)
+
+    with engine.connect() as conn:
+        events = EventRow.__table__.c  # typed columns: SQLite hands back text for a raw query
+        when = {
+            row[0]: row[1].timestamp()
+            for row in conn.execute(select(events.event_id, events.published_at))
+            if row[1] is not None
+        }
+    arrived = {webhook_id: at for webhook_id, at, _ in sink.items()}
+    lag = [at - when[w] + t0 for w, at in arrived.items() if w in when]
+    return (
+        f"           published {marks(list(when.values()))}   arrived {marks(list(arrived.values()))}"
+        f"   lag {marks(lag)}   (s after due: first/10%/50%/90%/last)"
+    )
 
 
 def run(backend: str, n: int, args: Any) -> dict[str, Any]:
@@ -238,7 +341,32 @@ def run(backend: str, n: int, args: Any) -> dict[str, Any]:
                     {"due": datetime.fromtimestamp(t0, UTC)},
                 )
             time.sleep(max(0.0, t0 - time.time()))
+            spies = profile(procs)
+            pids = [p.proc.pid for p in procs if p.proc is not None]
+            cpu_before = cpu_seconds(pids)
+            each_before = {p.name: cpu_seconds([p.proc.pid]) for p in procs if p.proc is not None}
+            sched_before = sched(pids)
+            sink_before = cpu_seconds([sink.proc.proc.pid])
             burst = collect(sink, event_ids, t0, args.timeout)
+            sched_after = sched(pids)
+            print(
+                f"           threads ran {sched_after[0] - sched_before[0]:.2f} s, waited for a CPU"
+                f" {sched_after[1] - sched_before[1]:.2f} s",
+                flush=True,
+            )
+            print(
+                f"           CPU during the burst (s): bookingsync {cpu_seconds(pids) - cpu_before:.2f} ("
+                + ", ".join(
+                    f"{p.name} {cpu_seconds([p.proc.pid]) - each_before[p.name]:.2f}"
+                    for p in procs
+                    if p.proc is not None
+                )
+                + ")"
+                f" sink {cpu_seconds([sink.proc.proc.pid]) - sink_before:.2f}",
+                flush=True,
+            )
+            for spy in spies:
+                spy.wait()
             out["burst"] = burst["rate"]
             print(
                 f"  {backend:8s} burst   {n} events due at once: {burst['seconds']:7.2f} s {burst['rate']:7.0f}/s "
@@ -246,6 +374,7 @@ def run(backend: str, n: int, args: Any) -> dict[str, Any]:
                 flush=True,
             )
             out["burst_check"] = burst
+            print(timeline(engine, sink, t0), flush=True)
 
             sink.reset()
             with engine.begin() as conn:
@@ -261,7 +390,13 @@ def run(backend: str, n: int, args: Any) -> dict[str, Any]:
             )
             replay.proc.wait(120)
             command = time.time() - began
-            result = collect(sink, event_ids, time.time(), args.timeout)
+            # From the replay's commit (the `now` it wrote as every row's due_at), not from the
+            # command's exit: on a busy machine the workers sent every delivery before the
+            # command's process had exited, and the rate came out as 2000 in 0 s.
+            with engine.connect() as conn:
+                deliveries = DeliveryRow.__table__.c
+                replayed = max(conn.execute(select(deliveries.due_at)).scalars())
+            result = collect(sink, event_ids, replayed.timestamp(), args.timeout)
             out["replay"] = result["rate"]
             out["replay_check"] = result
             print(
