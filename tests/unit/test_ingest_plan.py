@@ -80,7 +80,7 @@ class Store:
             backfill=Backfill.UPCOMING,
             new_id=self.new_id,
         )
-        self.events += plan.render({})
+        self.events += plan.render()
         for number, link in enumerate(plan.new_links, start=len(self.links) + 1):
             link.id = number
         for link in plan.links.values():
