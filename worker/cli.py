@@ -515,7 +515,8 @@ def config_check(
     r = cfg.retention
     out.print(
         f"  retention {'on' if r.enabled else 'OFF'}: receipt bodies {r.receipt_bodies_days:g}d, receipts "
-        f"{r.receipts_days:g}d, events {r.events_days:g}d, ended meetings {r.meetings_days:g}d, quarantine "
+        f"{r.receipts_days:g}d, events {r.events_days:g}d, cancelled timers {r.cancelled_days:g}d, "
+        f"ended meetings {r.meetings_days:g}d, quarantine "
         f"{r.quarantine_days:g}d",
         markup=False,
     )
