@@ -384,7 +384,9 @@ def _write_rows(
     for columns, params in groups.items():
         conn.execute(_statement(dialect, "link_update", columns), params)
     if plan.cancel_stored_timers:
-        conn.execute(_statement(dialect, "cancel_timers"), {"ids": sorted(plan.cancel_stored_timers)})
+        conn.execute(
+            _statement(dialect, "cancel_timers"), {"ids": sorted(plan.cancel_stored_timers), "now": now}
+        )
     if events:
         conn.execute(_statement(dialect, "events"), events)
 
@@ -407,7 +409,8 @@ def _cancel_timers(dialect: str) -> Any:
             EVENTS.c.type.in_(sorted(t.value for t in TIMER_TYPES)),
             EVENTS.c.status.in_(["pending", "leased"]),
         )
-        .values(status="cancelled")
+        # Stamped here, its retention window starts now (worker/retention.py stamps any it finds without).
+        .values(status="cancelled", cancelled_at=bindparam("now"))
     )
 
 
@@ -418,7 +421,12 @@ def _events_insert(dialect: str) -> Any:
     stmt = insert_for(dialect)(EVENTS)
     return stmt.on_conflict_do_update(
         index_elements=["dedupe_key"],
-        set_={"status": stmt.excluded.status, "due_at": stmt.excluded.due_at, "lease_until": null()},
+        set_={
+            "status": stmt.excluded.status,
+            "due_at": stmt.excluded.due_at,
+            "lease_until": null(),
+            "cancelled_at": null(),
+        },
         where=EVENTS.c.status == literal_column("'cancelled'"),
     )
 

@@ -17,13 +17,13 @@ Windows are measured on indexed columns (`published_at`, `due_at`, `cancelled_at
 
 A cancelled event's window runs from its cancellation, not from its due time: a timer is set up
 to its meeting's start, weeks ahead, and under rescheduling the cancelled ones outnumbered all the
-rest while they waited for a due time plus the window (issue 18). The writers that cancel (the
-bulk ingest, the ORM store) leave `cancelled_at` empty; each prune first stamps the cancelled rows
-not stamped yet with its own time (`_stamp_cancelled`), so the window starts at most one
-`interval_seconds` after the cancellation, whichever code cancelled. A timer set again after its
-cancellation goes back to `pending` and is out of reach of this policy; if it is cancelled again
-it keeps its first stamp and can go early, which costs nothing: a cancelled timer is in no feed and
-has no delivery, and setting it again after it is gone inserts it anew, as reviving it would. Deletes go in batches of
+rest while they waited for a due time plus the window (issue 18). The writers that cancel timers
+(the bulk ingest, the ORM store) stamp `cancelled_at` as they cancel, and clear it when a timer is
+set again; each prune first stamps any cancelled row still without one (rows from before
+migration 0014's backfill ran, or a writer that does not stamp) with its own time
+(`_stamp_cancelled`), so the window starts at most one `interval_seconds` after the cancellation,
+whichever code cancelled. A cancelled timer is in no feed and has no delivery, and setting one
+again after it is gone inserts it anew, as reviving it would. Deletes go in batches of
 `retention.batch_size`, one transaction each, so locks stay short and PostgreSQL's autovacuum
 keeps up. On SQLite the freed pages are given back to the file system (incremental vacuum): the
 file stops growing at steady state. A database file made before auto_vacuum was switched on needs

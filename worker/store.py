@@ -145,7 +145,7 @@ def _write_plan(
                 col(EventRow.type).in_([t.value for t in TIMER_TYPES]),
                 col(EventRow.status).in_(["pending", "leased"]),
             )
-            .values(status="cancelled")
+            .values(status="cancelled", cancelled_at=now)  # its retention window starts now
         )
     if plan.events:
         session.flush()  # the meeting row must exist before events point at it
@@ -184,6 +184,7 @@ def add_events(
             intent = wanted.pop(existing.dedupe_key)
             if existing.status == "cancelled":
                 existing.status, existing.due_at, existing.lease_until = "pending", intent.due_at, None
+                existing.cancelled_at = None
     if wanted:
         rows = []
         for intent in wanted.values():

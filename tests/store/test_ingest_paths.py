@@ -106,3 +106,54 @@ def test_both_paths_store_the_same_columns(
     ]
     timers = {kind: payload for kind, status, _, payload in events if kind == "meeting.hasStarted"}
     assert timers == {"meeting.hasStarted": {"late_by": 600.0}}
+
+
+@pytest.mark.parametrize("both_ways", [False, True], ids=["bulk", "per-record"])
+def test_both_paths_stamp_the_timers_they_cancel(
+    engine: Engine, clock: ManualClock, both_ways: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window retention gives a cancelled timer starts at the cancellation (worker/retention.py)."""
+    if both_ways:
+        monkeypatch.setattr(conflicts, "_both_ways", frozenset({frozenset({CONNECTION, "meetergo-main"})}))
+    adapter = LeezyAdapter(connection_id=CONNECTION, base_url="https://app.leezy.ai", token="test")
+    start = clock.now() + timedelta(days=30)
+
+    def ingest(status: str, updated_min: float) -> None:
+        raw = leezy(start - timedelta(days=30), start_min=30 * 24 * 60, updated_min=updated_min)
+        raw.payload["attributes"]["status"] = status
+        with transaction(engine) as session:
+            ingest_records(
+                session,
+                adapter,
+                CONNECTION,
+                [raw],
+                source="poll",
+                now=clock.now(),
+                grace=GRACE,
+                result=IngestResult(),
+            )
+
+    def timers() -> list[tuple[str, str, datetime | None]]:
+        with transaction(engine) as session:
+            rows = session.exec(select(EventRow).where(col(EventRow.set_for).is_not(None)))
+            return sorted((e.type, e.status, e.cancelled_at) for e in rows)
+
+    try:
+        ingest("scheduled", updated_min=1)
+        clock.advance(minutes=10)
+        ingest("cancelled", updated_min=11)
+        cancelled_at = clock.now()
+        assert timers() == [
+            ("meeting.hasEnded", "cancelled", cancelled_at),
+            ("meeting.hasStarted", "cancelled", cancelled_at),
+        ]
+        clock.advance(minutes=10)
+        ingest("scheduled", updated_min=21)  # booked again: new timers, the cancelled ones keep their stamp
+    finally:
+        adapter.close()
+    assert timers() == [
+        ("meeting.hasEnded", "cancelled", cancelled_at),
+        ("meeting.hasEnded", "pending", None),
+        ("meeting.hasStarted", "cancelled", cancelled_at),
+        ("meeting.hasStarted", "pending", None),
+    ]
