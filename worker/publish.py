@@ -18,10 +18,9 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlmodel import Session
 
-from bookingsync.models.tables import DeliveryRow, EventRow, LinkRow
-from bookingsync.worker import feed, metrics, reconcile
+from bookingsync.models.tables import DeliveryRow, EventRow
+from bookingsync.worker import feed, metrics, reconcile, store
 from bookingsync.worker.db import transaction
 from bookingsync.worker.lifecycle import TIMER_TYPES
 from bookingsync.worker.delivery import disabled_subscriptions
@@ -29,7 +28,7 @@ from bookingsync.worker.runtime import Runtime
 
 
 EVENTS, DELIVERIES = EventRow.__table__, DeliveryRow.__table__  # type: ignore[attr-defined]
-E, D, L = EVENTS.c, DELIVERIES.c, LinkRow.__table__.c  # type: ignore[attr-defined]
+E, D = EVENTS.c, DELIVERIES.c
 
 
 @dataclass
@@ -81,7 +80,9 @@ def publish_batch(rt: Runtime, event_ids: list[str]) -> list[Published]:
         }
         fixed = [(sub.id, sub.events) for sub in rt.config.subscriptions]
         fixed += [(target.key, target.events) for target in rt.config.actors]
-        origins = origin_connections(session, {e.meeting_id for e in events}) if rt.config.routes else {}
+        origins = (
+            store.origin_connections(session, {e.meeting_id for e in events}) if rt.config.routes else {}
+        )
         rows: list[dict[str, Any]] = []
         for event in events:
             targets = fixed
@@ -135,20 +136,6 @@ def publish_batch(rt: Runtime, event_ids: list[str]) -> list[Published]:
             )
             for event in events
         ]
-
-
-def origin_connections(session: Session, meeting_ids: set[str]) -> dict[str, str]:
-    """Where each meeting was first seen (not a mirror bookingsync made), all in one query:
-    `store.origin_connection` for many meetings at once."""
-    query = (
-        select(L.meeting_id, L.connection)
-        .where(L.meeting_id.in_(sorted(meeting_ids)), L.mirrored.is_(False))
-        .order_by(L.meeting_id, L.first_seen_at, L.id)
-    )
-    out: dict[str, str] = {}
-    for meeting_id, connection in session.execute(query):
-        out.setdefault(meeting_id, connection)  # the first per meeting, as `origin_connection` takes it
-    return out
 
 
 def publish(rt: Runtime, event_id: str) -> Published | None:

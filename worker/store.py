@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from bookingsync.models.meeting import Meeting, MeetingStatus, SourceRecord
@@ -634,13 +635,21 @@ def apply_one(
 
 def origin_connection(session: Session, meeting_id: str) -> str | None:
     """Where the meeting was first seen (not a mirror bookingsync made)."""
+    return origin_connections(session, {meeting_id}).get(meeting_id)
+
+
+def origin_connections(session: Session, meeting_ids: set[str]) -> dict[str, str]:
+    """`origin_connection` for many meetings in one query (a publish batch's)."""
+    links = LinkRow.__table__.c  # type: ignore[attr-defined]
     query = (
-        select(LinkRow.connection)
-        .where(LinkRow.meeting_id == meeting_id, col(LinkRow.mirrored).is_(False))
-        .order_by(col(LinkRow.first_seen_at), col(LinkRow.id))
-        .limit(1)
+        sa_select(links.meeting_id, links.connection)
+        .where(links.meeting_id.in_(sorted(meeting_ids)), links.mirrored.is_(False))
+        .order_by(links.meeting_id, links.first_seen_at, links.id)
     )
-    return session.exec(query).first()
+    out: dict[str, str] = {}
+    for meeting_id, connection in session.execute(query):
+        out.setdefault(meeting_id, connection)  # the first seen per meeting
+    return out
 
 
 def link_for(session: Session, meeting_id: str, connection: str) -> LinkRow | None:
