@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -141,13 +142,19 @@ def retention_extra(minutes: float | None) -> tuple[str, str]:
 
 
 def start(
-    mode: str, config: Path, log_dir: Path, traced: str | None, every: float, frames: int
+    mode: str,
+    config: Path,
+    log_dir: Path,
+    traced: str | None,
+    every: float,
+    frames: int,
+    trace_roles: set[str] | None = None,
 ) -> list[Proc]:
     roles = ["run"] if mode == "sqlite" else ["scheduler", "worker", "web"]
     procs = []
     for role in roles:
         argv = [str(BIN), role, "--config", str(config)]
-        if traced:
+        if traced and (trace_roles is None or role in trace_roles):
             argv = [
                 sys.executable,
                 str(Path(__file__).parent / "traced.py"),
@@ -178,7 +185,13 @@ def soak(mode: str, args: argparse.Namespace, out: Path) -> None:
                 engine,
                 log_dir,
                 lambda config: start(
-                    mode, config, log_dir, args.tracemalloc, args.sample_seconds, args.frames
+                    mode,
+                    config,
+                    log_dir,
+                    args.tracemalloc,
+                    args.sample_seconds,
+                    args.frames,
+                    set(args.trace_roles.split(",")) if args.trace_roles else None,
                 ),
                 connection=f'webhook_secret = "{LEEZY_SECRET}"\npoll_interval_seconds = {args.poll_seconds}',
                 extra=retention,
@@ -191,6 +204,10 @@ def soak(mode: str, args: argparse.Namespace, out: Path) -> None:
             if args.tracemalloc:
                 for proc in procs:
                     snaps = log_dir / f"snap-{proc.name}"
+                    if not snaps.exists():
+                        continue
+                    # Kept beside the figures: the temp dir goes, a later --compare may be wanted.
+                    shutil.copytree(snaps, out / f"snap-{mode}-{proc.name}", dirs_exist_ok=True)
                     print(f"\n== tracemalloc growth, {proc.name} ==", flush=True)
                     subprocess.run(
                         [
@@ -309,6 +326,11 @@ def main() -> None:
         choices=["trace", "types"],
         default=None,
         help="trace allocations (slow), or `types`: count live objects by type (see bench/traced.py)",
+    )
+    parser.add_argument(
+        "--trace-roles",
+        default=None,
+        help="with --tracemalloc: only these roles, comma-separated (e.g. scheduler); default all",
     )
     parser.add_argument("--frames", type=int, default=4, help="tracemalloc frames per allocation")
     parser.add_argument(
