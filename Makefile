@@ -20,8 +20,9 @@ test: $(STAMP)
 
 # The gates CI runs before the tests: ruff's lint rules, mypy over models/adapters/worker against
 # its baseline (.ci/typecheck.py), the layer contract (worker -> adapters -> models), and the
-# formatting (`make format` fixes it).
+# formatting (`make format` fixes it); first, that no merge-conflict marker was committed.
 lint: $(STAMP)
+	@if git grep -n -I -E '^(<<<<<<<|>>>>>>>)( |$$)' -- . ; then echo 'lint: merge-conflict markers above' >&2; exit 1; fi
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) .ci/typecheck.py
