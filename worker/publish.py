@@ -34,8 +34,8 @@ EVENTS, DELIVERIES = EventRow.__table__, DeliveryRow.__table__  # type: ignore[a
 E, D = EVENTS.c, DELIVERIES.c
 _RETURNED = (D.id, D.event_id, D.subscription_id)
 # On PostgreSQL the batch's deliveries go in as two arrays, one statement text for every batch
-# size (a multi-row VALUES is a text per row count: see worker/sql_lists.py); the other columns
-# are the same for every row of a batch.
+# size (a multi-row VALUES … RETURNING is a text per row count, each kept prepared: see
+# worker/sql_lists.py); the other columns are the same for every row of a batch.
 _INSERT_ARRAYS = (
     insert(DELIVERIES)
     .from_select(
@@ -179,4 +179,11 @@ def _insert(session: Session, rows: list[dict[str, Any]], now: datetime, lease_u
                 "created_at": now,
             },
         )
-    return session.execute(insert(DELIVERIES).returning(*_RETURNED), rows)
+    # SQLite: one single-row INSERT for every row (the driver's executemany, one text), then their
+    # ids in one read; a multi-row VALUES … RETURNING would be a text per row count.
+    session.execute(insert(DELIVERIES), rows)
+    wanted = {(row["event_id"], row["subscription_id"]) for row in rows}
+    stored = session.execute(
+        select(*_RETURNED).where(among(session, D.event_id, {event_id for event_id, _ in wanted}))
+    )
+    return [row for row in stored if (row[1], row[2]) in wanted]
