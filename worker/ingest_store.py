@@ -100,7 +100,7 @@ _STORED_COLUMNS = (*MEETING_COLUMNS, "source_updated_at")  # what a meeting upda
 _UNKNOWN = object()
 
 
-def _one_of(dialect: str, column: Any, name: str) -> Any:
+def one_of(dialect: str, column: Any, name: str) -> Any:
     """`column` is one of the list bound as `name`: `IN (expanding)` on SQLite, `= ANY(array)` on
     PostgreSQL (one parameter, a short statement psycopg caches; see `among`)."""
     if dialect == "postgresql":
@@ -118,7 +118,7 @@ def _statement(dialect: str, *key: Any) -> Any:
 def _links_by_external_id(dialect: str) -> Any:
     return (
         select(*(LINKS.c[name] for name in _LINK_COLUMNS))
-        .where(LINKS.c.connection == bindparam("connection"), _one_of(dialect, LINKS.c.external_id, "ids"))
+        .where(LINKS.c.connection == bindparam("connection"), one_of(dialect, LINKS.c.external_id, "ids"))
         .order_by(LINKS.c.id)
         .with_for_update()
     )
@@ -152,7 +152,7 @@ def _meetings_by_id(dialect: str) -> Any:
     return (
         select(*_MEETING_READ)
         .select_from(MEETINGS.outerjoin(LINKS, LINKS.c.meeting_id == MEETINGS.c.id))
-        .where(_one_of(dialect, MEETINGS.c.id, "ids"))
+        .where(one_of(dialect, MEETINGS.c.id, "ids"))
         .order_by(MEETINGS.c.id)
         .with_for_update(of=MEETINGS)
     )
@@ -405,7 +405,7 @@ def _cancel_timers(dialect: str) -> Any:
     return (
         update(EVENTS)
         .where(
-            _one_of(dialect, EVENTS.c.meeting_id, "ids"),
+            one_of(dialect, EVENTS.c.meeting_id, "ids"),
             EVENTS.c.type.in_(sorted(t.value for t in TIMER_TYPES)),
             EVENTS.c.status.in_(["pending", "leased"]),
         )
