@@ -134,12 +134,12 @@ def load_links(session: Session, connection: str, external_ids: set[str]) -> dic
     return {row.external_id: LinkState(*row) for row in rows}  # columns in field order
 
 
-# The columns `load_meetings` reads: what the planner needs of a stored meeting, and the
+# The columns `load_meetings` reads (`_STORED_COLUMNS` right after the id, which it reads by
+# position): what the planner needs of a stored meeting, and the
 # (connection, provider, external_id) of each of its links, which an event's meeting snapshot lists.
 _MEETING_READ = (
     MEETINGS.c.id,
-    *(MEETINGS.c[name] for name in MEETING_COLUMNS),
-    MEETINGS.c.source_updated_at,
+    *(MEETINGS.c[name] for name in _STORED_COLUMNS),
     LINKS.c.connection,
     LINKS.c.provider,
     LINKS.c.external_id,
@@ -175,7 +175,7 @@ def load_meetings(session: Session, meeting_ids: set[str]) -> dict[str, MeetingS
                 state=state_of_columns(row),
                 next_sequence=row.next_sequence,
                 source_updated_at=row.source_updated_at,
-                stored={name: getattr(row, name) for name in _STORED_COLUMNS},
+                stored=dict(zip(_STORED_COLUMNS, row[1 : 1 + len(_STORED_COLUMNS)], strict=True)),
             )
         if row.external_id is not None:
             slot.stored_links.append(StoredLink(row.connection, row.provider, row.external_id))
