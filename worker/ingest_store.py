@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import any_, bindparam, insert, literal_column, null, select, update
+from sqlalchemy import JSON, any_, bindparam, func, insert, literal_column, null, select, update
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Session
 
@@ -101,11 +101,21 @@ _UNKNOWN = object()
 
 
 def one_of(dialect: str, column: Any, name: str) -> Any:
-    """`column` is one of the list bound as `name`: `IN (expanding)` on SQLite, `= ANY(array)` on
-    PostgreSQL (one parameter, a short statement psycopg caches; see `among`)."""
+    """`column` is one of the list bound as `name`, in one parameter whatever the page size:
+    `= ANY(array)` on PostgreSQL (a short statement psycopg caches; see `among`), `IN (SELECT value
+    FROM json_each(list as JSON))` on SQLite, which searches the column's index for each value as
+    an IN list does. An expanding IN list was rendered into the statement again for every page:
+    a tenth of the work of a page read again unchanged."""
     if dialect == "postgresql":
         return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
-    return column.in_(bindparam(name, expanding=True))
+    values = func.json_each(bindparam(name, type_=JSON())).table_valued("value")
+    return column.in_(select(values.c.value).scalar_subquery())
+
+
+def constants(values: Iterable[str]) -> list[Any]:
+    """Fixed strings (our own names, never input) written into a statement built once, rather than
+    bound as an expanding list that is rendered again on every execution."""
+    return [literal_column("'" + value.replace("'", "''") + "'") for value in sorted(values)]
 
 
 def _statement(dialect: str, *key: Any) -> Any:
@@ -406,8 +416,8 @@ def _cancel_timers(dialect: str) -> Any:
         update(EVENTS)
         .where(
             one_of(dialect, EVENTS.c.meeting_id, "ids"),
-            EVENTS.c.type.in_(sorted(t.value for t in TIMER_TYPES)),
-            EVENTS.c.status.in_(["pending", "leased"]),
+            EVENTS.c.type.in_(constants(t.value for t in TIMER_TYPES)),
+            EVENTS.c.status.in_(constants(["pending", "leased"])),
         )
         # Stamped here, its retention window starts now (worker/retention.py stamps any it finds without).
         .values(status="cancelled", cancelled_at=bindparam("now"))

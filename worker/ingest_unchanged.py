@@ -28,12 +28,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, false, literal_column, or_, select, update
+from sqlalchemy import bindparam, false, or_, select, update
 from sqlmodel import Session
 
 from bookingsync.adapters.base import RawRecord
 from bookingsync.models.tables import LinkRow
-from bookingsync.worker.ingest_store import one_of
+from bookingsync.worker.ingest_store import constants, one_of
 
 LINKS = LinkRow.__table__  # type: ignore[attr-defined]
 # Built once per dialect: on a page that changed nothing this statement is most of the work, and
@@ -57,7 +57,7 @@ def _touch_statement(dialect: str) -> Any:
                 # The rules are constants, written into the statement rather than bound on every call.
                 or_(
                     LINKS.c.rule.is_(None),
-                    LINKS.c.rule.not_in([literal_column(f"'{r}'") for r in sorted(PEER_RULES)]),
+                    LINKS.c.rule.not_in(constants(PEER_RULES)),
                 ),
             )
             .order_by(LINKS.c.id)
