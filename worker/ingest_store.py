@@ -40,6 +40,7 @@ from bookingsync.worker.ingest_plan import (
     state_of_columns,
 )
 from bookingsync.worker.lifecycle import TIMER_TYPES, Backfill
+from bookingsync.worker.sql_lists import among
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
@@ -73,18 +74,6 @@ _LINK_COLUMNS = (
 )
 
 
-def among(session: Session, column: Any, values: Iterable[Any]) -> Any:
-    """`column IN (values)`; on PostgreSQL `column = ANY(array)`, one parameter whatever the page
-    size. An IN list of a page's hundred ids is a statement with a hundred placeholders, which
-    psycopg does not cache (over 50 parameters) and parses again in Python for every page; the
-    array form is one short statement, cached, and prepared by the server after a few pages.
-    PostgreSQL plans both the same way (an IN list is an `= ANY` of its values)."""
-    ordered = sorted(values)
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, ordered, type_=postgresql.ARRAY(column.type)))
-    return column.in_(ordered)
-
-
 class FirstSightContended(RuntimeError):
     """Other writers kept creating the page's new bookings first; the page is retried later."""
 
@@ -102,10 +91,10 @@ _UNKNOWN = object()
 
 def one_of(dialect: str, column: Any, name: str) -> Any:
     """`column` is one of the list bound as `name`, in one parameter whatever the page size:
-    `= ANY(array)` on PostgreSQL (a short statement psycopg caches; see `among`), `IN (SELECT value
-    FROM json_each(list as JSON))` on SQLite, which searches the column's index for each value as
-    an IN list does. An expanding IN list was rendered into the statement again for every page:
-    a tenth of the work of a page read again unchanged."""
+    `= ANY(array)` on PostgreSQL (a short statement psycopg caches; see worker/sql_lists.py),
+    `IN (SELECT value FROM json_each(list as JSON))` on SQLite, which searches the column's index
+    for each value as an IN list does. An expanding IN list was rendered into the statement again
+    for every page: a tenth of the work of a page read again unchanged."""
     if dialect == "postgresql":
         return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
     values = func.json_each(bindparam(name, type_=JSON())).table_valued("value")
