@@ -87,6 +87,14 @@ class LinkState:
     values: dict[str, Any] = field(default_factory=dict)
 
 
+# The columns a link is loaded with (LinkState's) that a page may write: an update leaves out those
+# it would set to the value they hold. The others (the raw record, its reading, last_seen_at) are
+# not loaded, so they are written whenever set.
+_COMPARED = frozenset(
+    {"content_hash", "scope", "missing", "source_updated_at", "source_delivered_at", "stale_count"}
+)
+
+
 class StoredLink(NamedTuple):
     """A stored link as a meeting snapshot names it."""
 
@@ -198,9 +206,9 @@ class PagePlan:
         return rows
 
 
-@dataclass(frozen=True)
-class MeetingView:
-    """The meeting's columns at one moment, read by `payloads.meeting_json` like a row."""
+class MeetingView(NamedTuple):
+    """The meeting's columns at one moment, read by `payloads.meeting_json` like a row (a tuple:
+    one is made for every event that carries a snapshot, and a frozen dataclass cost three times as much)."""
 
     id: str
     status: str
@@ -318,15 +326,25 @@ def meetings_needed(
     return needed
 
 
+def dedupe_key(meeting_id: str, intent: EventIntent) -> str:
+    return f"{meeting_id}:{intent.type.value}:{intent.occurrence}"
+
+
 def event_row(
-    meeting_id: str, intent: EventIntent, now: datetime, event_id: str, sequence: int | None
+    meeting_id: str,
+    intent: EventIntent,
+    now: datetime,
+    event_id: str,
+    sequence: int | None,
+    key: str | None = None,
 ) -> dict[str, Any]:
-    """An outbox row for `intent`; a non-timer's payload gets the meeting snapshot added later."""
+    """An outbox row for `intent` (`key`: its `dedupe_key`, when the caller has it); a non-timer's
+    payload gets the meeting snapshot added later."""
     return {
         "event_id": event_id,
         "meeting_id": meeting_id,
         "type": intent.type.value,
-        "dedupe_key": f"{meeting_id}:{intent.type.value}:{intent.occurrence}",
+        "dedupe_key": key or dedupe_key(meeting_id, intent),
         "generation": intent.generation,
         "set_for": intent.set_for,
         "occurred_at": intent.occurred_at,
@@ -374,16 +392,13 @@ class Planner:
     def _observe(self, link: LinkState, incoming: Incoming) -> None:
         """Everything the provider says of the booking, on the link only (a mirror, or a changed record)."""
         record = incoming.record
-        link.content_hash = incoming.content_hash
-        link.scope = record.scope or link.scope
-        link.source_updated_at, link.source_delivered_at = record.source_updated_at, incoming.delivered_at
-        link.values.update(
-            link_reading(record, incoming.raw, self.now, incoming.content_hash),
-            scope=link.scope,
-            source_delivered_at=link.source_delivered_at,
+        self._set(
+            link,
+            **link_reading(record, incoming.raw, self.now, incoming.content_hash),
+            scope=record.scope or link.scope,
+            source_delivered_at=incoming.delivered_at,
             stale_count=link.stale_count,
         )
-        link.written.update(link.values)
 
     def _new_link(self, meeting_id: str, record: SourceRecord, *, mirrored: bool, rule: str) -> LinkState:
         link = LinkState(
@@ -401,10 +416,16 @@ class Planner:
         return link
 
     def _set(self, link: LinkState, **values: Any) -> None:
+        """Give `link` these column values. A stored link's update writes only the columns whose
+        value differs from the one it holds (a move rewrites its times and reading, not its scope,
+        counters and flags); a new link is inserted with every column."""
+        stored = link.id is not None
         for name, value in values.items():
+            if stored and name in _COMPARED and name not in link.written and getattr(link, name) == value:
+                continue
             setattr(link, name, value)
-        link.values.update(values)
-        link.written.update(values)
+            link.values[name] = value
+            link.written.add(name)
 
     def apply(self, incoming: Incoming, match: Match | None) -> Outcome:
         record = incoming.record
@@ -484,17 +505,18 @@ class Planner:
                 if row["set_for"] is not None and row["status"] == "pending":
                     row["status"] = "cancelled"
         for intent in decided.events:
-            key = f"{slot.id}:{intent.type.value}:{intent.occurrence}"
+            key = dedupe_key(slot.id, intent)
             if key in events:
                 # A cancelled timer set again comes back to life; anything else stands as it is.
                 if events[key]["status"] == "cancelled":
                     events[key].update(status="pending", due_at=intent.due_at)
                 continue
+            timer = intent.is_timer
             sequence = None
-            if not intent.is_timer:
+            if not timer:
                 sequence, slot.next_sequence = slot.next_sequence, slot.next_sequence + 1
-            row = event_row(slot.id, intent, self.now, self.new_id("evt"), sequence)
-            if not intent.is_timer:
+            row = event_row(slot.id, intent, self.now, self.new_id("evt"), sequence, key)
+            if not timer:
                 row["snapshot_of"] = self._view(slot)
             events[key] = row
             self.plan.events_of.setdefault(slot.id, []).append(row)

@@ -5,8 +5,15 @@ calendar), and the full path (normalise, hash, load, plan) spent most of its tim
 nothing happened. Here a page's records are first compared with their links' `raw_hash` (the
 key of the raw record whose reading the link holds, worker/ingest_fingerprint.py): a record
 whose key matches would only have its link's `last_seen_at` set by the full path
-(`Planner._touch` with nothing to change), so that is all that is done, in one UPDATE for the
-page. Everything else takes the full path, unchanged.
+(`Planner._touch` with nothing to change), so that is all that is done. Everything else takes
+the full path, unchanged.
+
+The comparison and the touch are one statement, `UPDATE … WHERE raw_hash IN (the page's keys)
+… RETURNING raw_hash`: a page that changed nothing costs one round trip, and the database
+compares under the row's lock, so a link another writer changed meanwhile is not touched. On
+PostgreSQL the rows are locked first in id order (the order every other ingest locks links in),
+so two writers never wait on each other in opposite orders. A key names its raw record (the raw
+external id is part of it), so a returned key says which record of the page was unchanged.
 
 Only what the bulk path would merely touch is skipped: records read by a poll (a webhook
 record's receipt time is an ordering key of its own), whose raw external id appears once in the
@@ -19,38 +26,50 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, false, or_, select, update
 from sqlmodel import Session
 
 from bookingsync.adapters.base import RawRecord
 from bookingsync.models.tables import LinkRow
+from bookingsync.worker.ingest_store import constants, one_of
 
 LINKS = LinkRow.__table__  # type: ignore[attr-defined]
-# Built once: on a page that changed nothing these two statements are most of the work, and
+# Built once per dialect: on a page that changed nothing this statement is most of the work, and
 # building and keying a statement per call cost as much as running it.
-_CANDIDATES = (
-    select(
-        LINKS.c.id,
-        LINKS.c.external_id,
-        LINKS.c.raw_hash,
-        LINKS.c.mirrored,
-        LINKS.c.rule,
-    )
-    .where(
-        LINKS.c.connection == bindparam("connection"),
-        LINKS.c.external_id.in_(bindparam("external_ids", expanding=True)),
-        # Only links whose key is one of the page's: a page that changed reads no rows here.
-        LINKS.c.raw_hash.in_(bindparam("keys", expanding=True)),
-    )
-    .order_by(LINKS.c.id)
-    .with_for_update()
-)
-_TOUCH = (
-    update(LINKS)
-    .where(LINKS.c.id.in_(bindparam("ids", expanding=True)))
-    .values(last_seen_at=bindparam("now"))
-)
+_TOUCH: dict[str, Any] = {}
+
+
+def _touch_statement(dialect: str) -> Any:
+    from bookingsync.worker.conflicts import PEER_RULES
+
+    stmt = _TOUCH.get(dialect)
+    if stmt is None:
+        unchanged = (
+            select(LINKS.c.id)
+            .where(
+                LINKS.c.connection == bindparam("b_connection"),
+                one_of(dialect, LINKS.c.external_id, "external_ids"),
+                # Only links whose key is one of the page's: a page that changed matches no rows.
+                one_of(dialect, LINKS.c.raw_hash, "keys"),
+                LINKS.c.mirrored == false(),
+                # The rules are constants, written into the statement rather than bound on every call.
+                or_(
+                    LINKS.c.rule.is_(None),
+                    LINKS.c.rule.not_in(constants(PEER_RULES)),
+                ),
+            )
+            .order_by(LINKS.c.id)
+            .with_for_update()
+        )
+        stmt = _TOUCH[dialect] = (
+            update(LINKS)
+            .where(LINKS.c.id.in_(unchanged.scalar_subquery()))
+            .values(last_seen_at=bindparam("now"))
+            .returning(LINKS.c.raw_hash)
+        )
+    return stmt
 
 
 def touch_unchanged(
@@ -68,26 +87,23 @@ def touch_unchanged(
     if conflicts.on_bidirectional_route(connection):
         return set()
     repeated = Counter(raw.external_id for raw in raws)
-    wanted = {
-        raw.external_id: position
-        for position, (raw, key) in enumerate(zip(raws, keys, strict=True))
-        if key is not None and raw.external_id is not None and repeated[raw.external_id] == 1
-    }
+    # key -> position; a key embeds its record's raw external id, so keys of distinct ids differ
+    wanted: dict[str, int] = {}
+    external_ids: list[str] = []
+    for position, (raw, key) in enumerate(zip(raws, keys, strict=True)):
+        if key is not None and raw.external_id is not None and repeated[raw.external_id] == 1:
+            wanted[key] = position
+            external_ids.append(raw.external_id)
     if not wanted:
         return set()
     conn = session.connection()  # Core statements: the ORM's execute adds nothing here but cost
-    touched: dict[int, int] = {}
-    for link_id, external_id, stored, mirrored, rule in conn.execute(
-        _CANDIDATES,
+    touched = conn.execute(
+        _touch_statement(conn.dialect.name),
         {
-            "connection": connection,
-            "external_ids": sorted(wanted),
-            "keys": sorted({key for position in wanted.values() if (key := keys[position]) is not None}),
+            "b_connection": connection,
+            "external_ids": sorted(external_ids),
+            "keys": sorted(wanted),
+            "now": now,
         },
-    ):
-        position = wanted[external_id]
-        if stored == keys[position] and not mirrored and rule not in conflicts.PEER_RULES:
-            touched[link_id] = position
-    if touched:
-        conn.execute(_TOUCH, {"ids": sorted(touched), "now": now})
-    return set(touched.values())
+    ).scalars()
+    return {wanted[key] for key in touched}

@@ -8,6 +8,7 @@ planned, `booked` first.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from datetime import UTC, datetime, timedelta
 
@@ -103,6 +104,38 @@ def test_an_older_snapshot_is_counted_and_ignored_an_equal_or_unordered_one_appl
     # No key on the record: nothing to order by, so it applies (and the stored key stays the newest).
     plan = s.apply(Incoming(record(0, start_hours=26, updated=False), raw={}))
     assert plan.outcomes[0].changed and plan.outcomes[0].events[0] == "meeting.rescheduled"
+
+
+def test_a_moved_booking_rewrites_its_links_reading_not_the_columns_that_did_not_change() -> None:
+    s = Store()
+    s.apply(Incoming(record(1, start_hours=24), raw={"v": 1}))
+
+    def written(incoming: Incoming) -> tuple[set[str], dict]:
+        plan = plan_page(  # on a copy: the planner changes the states it is given
+            [incoming],
+            links=copy.deepcopy(s.links),
+            meetings=copy.deepcopy(s.meetings),
+            matches={},
+            connection="c",
+            provider="leezy",
+            now=T0,
+            grace=GRACE,
+            backfill=Backfill.UPCOMING,
+            new_id=s.new_id,
+        )
+        assert plan.outcomes[0].events[0] == "meeting.rescheduled"
+        link = plan.links["m1"]
+        return set(link.written), dict(link.values)
+
+    columns, values = written(Incoming(record(2, start_hours=25), raw={"v": 2}))
+    # What the provider said now, and when: written. Scope, counters and flags it left as they were: not.
+    assert {"content_hash", "raw", "start", "end", "observed", "source_updated_at", "last_seen_at"} <= columns
+    assert columns.isdisjoint({"scope", "missing", "stale_count", "source_delivered_at"})
+    assert values["raw"] == {"v": 2} and values["start"] == T0 + timedelta(hours=25)
+    # A column that does change is written, the others still not.
+    columns, values = written(Incoming(record(2, start_hours=25), raw={}, delivered_at=T0))
+    assert values["source_delivered_at"] == T0
+    assert columns.isdisjoint({"scope", "missing", "stale_count"})
 
 
 def test_webhook_records_without_updated_at_are_ordered_by_their_delivery() -> None:
