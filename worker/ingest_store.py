@@ -15,11 +15,10 @@ winner's link) and plans again: one meeting, one link, one `booked`, no error, t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, any_, bindparam, func, insert, literal_column, null, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import bindparam, insert, literal_column, null, select, update
 from sqlmodel import Session
 
 from bookingsync.models.tables import EventRow, LinkRow, MeetingRow
@@ -40,7 +39,7 @@ from bookingsync.worker.ingest_plan import (
     state_of_columns,
 )
 from bookingsync.worker.lifecycle import TIMER_TYPES, Backfill
-from bookingsync.worker.sql_lists import among
+from bookingsync.worker.sql_lists import among, constants, one_of
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
@@ -87,24 +86,6 @@ class _LostFirstSight(Exception):
 _STATEMENTS: dict[tuple[Any, ...], Any] = {}
 _STORED_COLUMNS = (*MEETING_COLUMNS, "source_updated_at")  # what a meeting update compares with
 _UNKNOWN = object()
-
-
-def one_of(dialect: str, column: Any, name: str) -> Any:
-    """`column` is one of the list bound as `name`, in one parameter whatever the page size:
-    `= ANY(array)` on PostgreSQL (a short statement psycopg caches; see worker/sql_lists.py),
-    `IN (SELECT value FROM json_each(list as JSON))` on SQLite, which searches the column's index
-    for each value as an IN list does. An expanding IN list was rendered into the statement again
-    for every page: a tenth of the work of a page read again unchanged."""
-    if dialect == "postgresql":
-        return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
-    values = func.json_each(bindparam(name, type_=JSON())).table_valued("value")
-    return column.in_(select(values.c.value).scalar_subquery())
-
-
-def constants(values: Iterable[str]) -> list[Any]:
-    """Fixed strings (our own names, never input) written into a statement built once, rather than
-    bound as an expanding list that is rendered again on every execution."""
-    return [literal_column("'" + value.replace("'", "''") + "'") for value in sorted(values)]
 
 
 def _statement(dialect: str, *key: Any) -> Any:

@@ -33,7 +33,7 @@ from sqlmodel import Session
 
 from bookingsync.adapters.base import RawRecord
 from bookingsync.models.tables import LinkRow
-from bookingsync.worker.ingest_store import constants, one_of
+from bookingsync.worker.sql_lists import constants, one_of
 
 LINKS = LinkRow.__table__  # type: ignore[attr-defined]
 # Built once per dialect: on a page that changed nothing this statement is most of the work, and
