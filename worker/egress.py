@@ -159,14 +159,20 @@ def guarded_transport(
     return transport
 
 
+def delivery_transport(*, allow_private: bool, limits: httpx.Limits | None = None) -> httpx.BaseTransport:
+    """The transport outbound deliveries are sent through (worker/delivery.py `send`): guarded
+    unless private targets are allowed. `limits` bounds its connection pool (a delivery lane keeps
+    one pool per subscription)."""
+    limits = limits or httpx.Limits()
+    return httpx.HTTPTransport(limits=limits) if allow_private else guarded_transport(limits=limits)
+
+
 def delivery_client(
     *, timeout: float, allow_private: bool, limits: httpx.Limits | None = None
 ) -> httpx.Client:
-    """The client outbound deliveries are sent with: guarded unless private targets are allowed.
-
-    `limits` bounds its connection pool (a delivery lane keeps one pool per subscription)."""
-    limits = limits or httpx.Limits()
-    transport = None if allow_private else guarded_transport(limits=limits)
+    """A client over `delivery_transport`, for code that wants an `httpx.Client`."""
     return httpx.Client(
-        timeout=httpx.Timeout(timeout), follow_redirects=False, transport=transport, limits=limits
+        timeout=httpx.Timeout(timeout),
+        follow_redirects=False,
+        transport=delivery_transport(allow_private=allow_private, limits=limits),
     )

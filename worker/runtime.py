@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 
 RECEIPT_WRITERS = 3  # concurrent receipt transactions on a database that takes concurrent writers
+# Outcomes arrive one per POST and nobody waits on their commit: gathering them for this long
+# writes a burst's in a few dozen transactions instead of one or two each (issue 6).
+OUTCOME_LINGER_SECONDS = 0.05
 
 
 @dataclass
@@ -43,7 +46,7 @@ class Runtime:
     holder: str = ""
     _adapters: dict[str, Adapter] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _http: httpx.Client | None = None
+    _http: httpx.BaseTransport | None = None
     _lanes: Lanes | None = None
     _outcomes: GroupCommit[Any] | None = None
     _receipts: GroupCommit[Any] | None = None
@@ -76,14 +79,11 @@ class Runtime:
             return self._adapters[connection_id]
 
     @property
-    def http(self) -> httpx.Client:
-        """The client for outbound deliveries to subscribers."""
+    def http(self) -> httpx.BaseTransport:
+        """The transport for outbound deliveries made outside a lane (`delivery.deliver`)."""
         with self._lock:
             if self._http is None:
-                self._http = egress.delivery_client(
-                    timeout=self.config.delivery.timeout_seconds,
-                    allow_private=self.config.allow_private_targets,
-                )
+                self._http = egress.delivery_transport(allow_private=self.config.allow_private_targets)
             return self._http
 
     @property
@@ -96,7 +96,12 @@ class Runtime:
 
         with self._lock:
             if self._lanes is None:
-                writer: GroupCommit[Any] = GroupCommit(self.engine, write_outcomes, name="delivery outcomes")
+                writer: GroupCommit[Any] = GroupCommit(
+                    self.engine,
+                    write_outcomes,
+                    name="delivery outcomes",
+                    linger_seconds=OUTCOME_LINGER_SECONDS,
+                )
                 self._outcomes = writer
                 self._lanes = Lanes(
                     self.config.delivery,
