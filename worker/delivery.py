@@ -27,9 +27,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
-from sqlalchemy import Connection, bindparam, func, insert, update
+from sqlalchemy import Connection, CursorResult, bindparam, func, insert, update
 from sqlmodel import Session, col, select
 from standardwebhooks.webhooks import Webhook
 
@@ -407,15 +408,20 @@ def _mirror(rt: Runtime, delivery_id: int, meeting_id: str, target: str, attempt
 
 
 def replay(session: Session, now: datetime, *, delivery_id: int | None = None, all_dead: bool = False) -> int:
-    """Put dead deliveries back in line, with a fresh attempt budget."""
-    query = select(DeliveryRow).where(DeliveryRow.status == "dead")
+    """Put dead deliveries back in line, with a fresh attempt budget: one UPDATE, however many.
+
+    Loading every dead letter as an ORM object and flushing each held the write lock (SQLite) for
+    as long as a few thousand rows took to load, while the relay waited to send them (issue 6)."""
     if delivery_id is not None:
-        query = select(DeliveryRow).where(
-            DeliveryRow.id == delivery_id, col(DeliveryRow.status).in_(["dead", "skipped"])
-        )
-    elif not all_dead:
+        which = [col(DeliveryRow.id) == delivery_id, col(DeliveryRow.status).in_(["dead", "skipped"])]
+    elif all_dead:
+        which = [col(DeliveryRow.status) == "dead"]
+    else:
         return 0
-    rows = list(session.exec(query))
-    for row in rows:
-        row.status, row.due_at, row.attempts, row.finished_at, row.lease_until = "pending", now, 0, None, None
-    return len(rows)
+    queued: CursorResult[Any] = session.execute(  # type: ignore[assignment]  # an UPDATE's result
+        update(DeliveryRow)
+        .where(*which)
+        .values(status="pending", due_at=now, attempts=0, finished_at=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(queued.rowcount or 0)
