@@ -31,7 +31,7 @@ from bookingsync.worker import logs, probes
 from bookingsync.worker.clock import SystemClock
 from bookingsync.worker.config import Config, load_config, redact_url, validate_for
 from bookingsync.worker.db import make_engine, schema_revisions, transaction, upgrade
-from bookingsync.worker.runtime import Runtime, install
+from bookingsync.worker.runtime import Runtime, freeze_start_up, install
 
 
 def _typer(help_text: str) -> typer.Typer:
@@ -185,6 +185,7 @@ def _with_actors(rt: Runtime) -> Any:
 
 
 def _wait_for_signal() -> None:
+    freeze_start_up()  # everything is started: see runtime.freeze_start_up
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -212,6 +213,7 @@ def _serve(rt: Runtime, sock: Any) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _stop)
+    freeze_start_up()  # the app is built and every other part started: see runtime.freeze_start_up
     server.run(sockets=[sock])
 
 

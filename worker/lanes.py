@@ -3,7 +3,7 @@
 A worker's dramatiq threads never wait on a subscriber. `delivery.dispatch` hands a lane the
 batch of deliveries a message carried and returns; the lane's sender threads (at most
 `delivery.concurrency_per_subscription`, started on demand, gone when idle) POST them through the
-lane's own pooled client and hand each outcome to a group-commit writer that stores many in one
+lane's own pooled connections and hand each outcome to a group-commit writer that stores many in one
 transaction. So an endpoint that hangs for its whole timeout ties up its own lane's threads and
 connections, nobody else's: the other subscriptions, publishing, ingest and polls go on.
 
@@ -54,8 +54,7 @@ class Lane:
         self.subscription, self.cfg, self.clock, self.record = subscription, cfg, clock, record
         self.breaker = Breaker(cfg.breaker_failures, cfg.breaker_cooldown_seconds)
         # The same egress guard as every outbound delivery (worker/egress.py), with a pool of its own.
-        self.client = egress.delivery_client(
-            timeout=cfg.timeout_seconds,
+        self.transport = egress.delivery_transport(
             allow_private=allow_private,
             limits=httpx.Limits(
                 max_connections=cfg.concurrency_per_subscription,
@@ -119,7 +118,7 @@ class Lane:
                 if self._closed:
                     self._threads -= 1
                     if self._threads == 0:
-                        self.client.close()  # the last sender out closes the pool
+                        self.transport.close()  # the last sender out closes the pool
                     return None
                 item = self._queued.pop(self._order.popleft())
                 now = self.clock.now()
@@ -139,7 +138,7 @@ class Lane:
     def _run(self) -> None:
         while (item := self._next()) is not None:
             try:
-                outcome, answer, _ = attempt(self.client, self.subscription, item, self.cfg, self.clock)
+                outcome, answer, _ = attempt(self.transport, self.subscription, item, self.cfg, self.clock)
             except Exception:  # a bug here must not kill the lane; the lease brings the delivery back
                 log.exception("delivery %s to %s failed unexpectedly", item.delivery_id, self.subscription.id)
                 with self._cond:
@@ -164,7 +163,7 @@ class Lane:
             self._order.clear()
             self._cond.notify_all()
             if self._threads == 0:
-                self.client.close()
+                self.transport.close()
         return back
 
 

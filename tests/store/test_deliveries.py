@@ -284,6 +284,20 @@ def test_2xx_succeeds_with_signed_standard_webhook(
     assert len(hooks.received) == 1
 
 
+def test_a_delivery_carries_nothing_a_previous_answer_set(
+    engine: Engine, wall_clock: ManualClock, hooks: HookServer, runtimes: list[Runtime]
+) -> None:
+    """Deliveries go straight through the transport (worker/delivery.py `send`), not an httpx
+    Client: no cookie jar replays what one answer set into the next signed request."""
+    rt = runtime(runtimes, engine, wall_clock, hooks.url())
+    hooks.answer(Reply(204, headers={"set-cookie": "session=abc; Path=/"}))
+    first = book(rt, "m1")[1][0]
+    second = book(rt, "m2")[1][0]
+    assert delivery.deliver(rt, first) == "succeeded"
+    assert delivery.deliver(rt, second) == "succeeded"
+    assert [("cookie" in got.headers) for got in hooks.received] == [False, False]
+
+
 def test_500_then_200_retries_with_same_id_and_body(
     engine: Engine, wall_clock: ManualClock, hooks: HookServer, runtimes: list[Runtime]
 ) -> None:

@@ -7,6 +7,7 @@ duplicates are told apart inside a batch and across batches, and one bad row fai
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -171,3 +172,25 @@ def test_one_ingest_message_per_batch_and_one_poll_per_noticing_connection() -> 
         [("accepted", 1), ("accepted", 2), ("notified", 3), ("notified", 4), ("duplicate", None)],
     )
     assert sent == [("ingest", [1, 2]), ("poll", "leezy")]
+
+
+def test_a_lingering_writer_gathers_items_that_arrive_one_by_one(engine: Engine) -> None:
+    """The delivery outcomes' writer (worker/runtime.py) lingers: items that come one at a time,
+    one per POST, share a transaction instead of taking one each."""
+    batches: list[int] = []
+
+    def write(conn: Any, items: Any) -> list[None]:
+        batches.append(len(items))
+        return [None] * len(items)
+
+    writer = GroupCommit(engine, write, name="test lingering", linger_seconds=1.0)
+    try:
+        futures = []
+        for _ in range(3):
+            futures.append(writer.submit(object()))
+            time.sleep(0.1)  # long enough for a writer that does not linger to have written it alone
+        for future in futures:
+            future.result(10)
+    finally:
+        writer.close()
+    assert batches == [3]

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 
@@ -126,3 +127,31 @@ def test_the_delivery_path_refuses_a_private_target_and_retries_with_the_reason(
     finally:
         rt.close()
         engine.dispose()
+
+
+class Wire(httpcore.NetworkStream):
+    """A connection that records each send and answers one scripted response."""
+
+    def __init__(self) -> None:
+        self.sends: list[bytes] = []
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.sends.append(buffer)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n"
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_delivery_request_leaves_in_one_write() -> None:
+    """Head and body in one send (egress.OneWrite), not httpcore's two."""
+    wire = Wire()
+    connection = httpcore.HTTP11Connection(
+        httpcore.Origin(b"http", b"crm.example", 80), egress.OneWrite(wire)
+    )
+    response = connection.request("POST", "http://crm.example/hook", content=b'{"type":"meeting.booked"}')
+    assert response.status == 204
+    [sent] = wire.sends
+    assert sent.startswith(b"POST /hook HTTP/1.1\r\n") and sent.endswith(b'\r\n\r\n{"type":"meeting.booked"}')
