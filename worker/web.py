@@ -101,6 +101,9 @@ class Webhooks:
         # against a runtime-checkable Protocol walks the protocol's members; labels() takes a lock.
         self._receives: dict[type, bool] = {}
         self._counters: dict[tuple[str, str], Any] = {}
+        # Configured, enabled connections that receive webhooks, by id (the config does not change
+        # while the process runs); an unknown id is looked up every time, never remembered.
+        self._receivers: dict[str, WebhookReceiver] = {}
 
     def count(self, connection_id: str, outcome: str) -> None:
         key = (connection_id, outcome)
@@ -139,16 +142,22 @@ class Webhooks:
         self, connection_id: str, scope: dict[str, Any], receive: Any
     ) -> tuple[int, dict[str, Any]]:
         rt = self.rt
-        conn = rt.config.connection(connection_id)
-        if conn is None or not conn.enabled:
-            self.count("unknown", "not_found")
-            return 404, {"error": f"no connection named {connection_id!r} is configured"}
-        adapter = rt.adapter(connection_id)
-        if not self.receives_webhooks(adapter):
-            return 404, {"error": f"connection {connection_id!r} ({conn.provider}) does not receive webhooks"}
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        adapter = self._receivers.get(connection_id)
+        if adapter is None:
+            conn = rt.config.connection(connection_id)
+            if conn is None or not conn.enabled:
+                self.count("unknown", "not_found")
+                return 404, {"error": f"no connection named {connection_id!r} is configured"}
+            found = rt.adapter(connection_id)
+            if not self.receives_webhooks(found):
+                return 404, {
+                    "error": f"connection {connection_id!r} ({conn.provider}) does not receive webhooks"
+                }
+            adapter = self._receivers[connection_id] = found
+        # The first of a repeated header wins (hence reversed): a later copy cannot override it.
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])
+        }
         try:
             body = await _read_body(headers, receive, rt.config.server.max_body_bytes)
             now = rt.clock.now()
