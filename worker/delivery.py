@@ -39,6 +39,7 @@ from bookingsync.worker.clock import Clock
 from bookingsync.worker.config import DeliveryConfig, SubscriptionConfig
 from bookingsync.worker.db import transaction
 from bookingsync.worker.runtime import Runtime
+from bookingsync.worker.sql_lists import among
 
 log = logging.getLogger(__name__)
 USER_AGENT = "bookingsync-webhooks/0.1"
@@ -154,7 +155,7 @@ def load(conn: Session | Connection, delivery_ids: list[int]) -> list[Leased]:
     query = (
         select(d.id, d.subscription_id, d.event_id, e.meeting_id, d.attempts, d.lease_until, e.payload)
         .join_from(DeliveryRow.__table__, EventRow.__table__, e.event_id == d.event_id)  # type: ignore[attr-defined]
-        .where(d.id.in_(sorted(set(delivery_ids))), d.status == "leased")
+        .where(among(conn, d.id, set(delivery_ids)), d.status == "leased")
         .order_by(d.id)
     )
     return [Leased(*row) for row in conn.execute(query)]

@@ -53,6 +53,7 @@ from bookingsync.worker import metrics, store
 from bookingsync.worker.db import transaction
 from bookingsync.worker.lifecycle import EventType
 from bookingsync.worker.metrics import LATENESS_BUCKETS, REGISTRY
+from bookingsync.worker.sql_lists import among
 
 log = logging.getLogger(__name__)
 RECHECK_SECONDS = 0.25  # how often a waiting timer is looked at again
@@ -215,7 +216,7 @@ class Freshness:
             live = set(
                 session.exec(
                     select(MeetingRow.id).where(
-                        col(MeetingRow.id).in_(meeting_ids), col(MeetingRow.deleted).is_(False)
+                        among(session, col(MeetingRow.id), meeting_ids), col(MeetingRow.deleted).is_(False)
                     )
                 ).all()
             )

@@ -15,7 +15,7 @@ winner's link) and plans again: one meeting, one link, one `booked`, no error, t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import any_, bindparam, insert, literal_column, null, select, update
@@ -40,6 +40,7 @@ from bookingsync.worker.ingest_plan import (
     state_of_columns,
 )
 from bookingsync.worker.lifecycle import TIMER_TYPES, Backfill
+from bookingsync.worker.sql_lists import among
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
@@ -73,18 +74,6 @@ _LINK_COLUMNS = (
 )
 
 
-def among(session: Session, column: Any, values: Iterable[Any]) -> Any:
-    """`column IN (values)`; on PostgreSQL `column = ANY(array)`, one parameter whatever the page
-    size. An IN list of a page's hundred ids is a statement with a hundred placeholders, which
-    psycopg does not cache (over 50 parameters) and parses again in Python for every page; the
-    array form is one short statement, cached, and prepared by the server after a few pages.
-    PostgreSQL plans both the same way (an IN list is an `= ANY` of its values)."""
-    ordered = sorted(values)
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, ordered, type_=postgresql.ARRAY(column.type)))
-    return column.in_(ordered)
-
-
 class FirstSightContended(RuntimeError):
     """Other writers kept creating the page's new bookings first; the page is retried later."""
 
@@ -102,7 +91,7 @@ _UNKNOWN = object()
 
 def _one_of(dialect: str, column: Any, name: str) -> Any:
     """`column` is one of the list bound as `name`: `IN (expanding)` on SQLite, `= ANY(array)` on
-    PostgreSQL (one parameter, a short statement psycopg caches; see `among`)."""
+    PostgreSQL (one parameter, a short statement psycopg caches; see worker/sql_lists.py)."""
     if dialect == "postgresql":
         return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
     return column.in_(bindparam(name, expanding=True))

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, literal, select, update
+from sqlalchemy.dialects import postgresql
+from sqlmodel import Session
 
 from bookingsync.models.tables import DeliveryRow, EventRow
 from bookingsync.worker import feed, metrics, reconcile, store
@@ -25,10 +27,31 @@ from bookingsync.worker.db import transaction
 from bookingsync.worker.lifecycle import TIMER_TYPES
 from bookingsync.worker.delivery import disabled_subscriptions
 from bookingsync.worker.runtime import Runtime
+from bookingsync.worker.sql_lists import among, dialect_of
 
 
 EVENTS, DELIVERIES = EventRow.__table__, DeliveryRow.__table__  # type: ignore[attr-defined]
 E, D = EVENTS.c, DELIVERIES.c
+_RETURNED = (D.id, D.event_id, D.subscription_id)
+# On PostgreSQL the batch's deliveries go in as two arrays, one statement text for every batch
+# size (a multi-row VALUES … RETURNING is a text per row count, each kept prepared: see
+# worker/sql_lists.py); the other columns are the same for every row of a batch.
+_INSERT_ARRAYS = (
+    insert(DELIVERIES)
+    .from_select(
+        ["event_id", "subscription_id", "status", "due_at", "lease_until", "attempts", "created_at"],
+        select(
+            func.unnest(bindparam("event_ids", type_=postgresql.ARRAY(D.event_id.type))),
+            func.unnest(bindparam("subscription_ids", type_=postgresql.ARRAY(D.subscription_id.type))),
+            literal("leased"),
+            bindparam("due_at", type_=D.due_at.type),
+            bindparam("lease_until", type_=D.lease_until.type),
+            literal(1),
+            bindparam("created_at", type_=D.created_at.type),
+        ),
+    )
+    .returning(*_RETURNED)
+)
 
 
 @dataclass
@@ -65,7 +88,7 @@ def publish_batch(rt: Runtime, event_ids: list[str]) -> list[Published]:
     with transaction(rt.engine) as session:
         query = (
             select(E.id, E.event_id, E.meeting_id, E.type, E.due_at, E.sequence, E.payload)
-            .where(E.event_id.in_(sorted(set(event_ids))), E.status == "leased")
+            .where(among(session, E.event_id, set(event_ids)), E.status == "leased")
             .order_by(E.id)
             .with_for_update(skip_locked=True)
         )
@@ -76,7 +99,9 @@ def publish_batch(rt: Runtime, event_ids: list[str]) -> list[Published]:
         disabled = disabled_subscriptions(session)
         existing = {
             (row[0], row[1])
-            for row in session.execute(select(D.event_id, D.subscription_id).where(D.event_id.in_(ids)))
+            for row in session.execute(
+                select(D.event_id, D.subscription_id).where(among(session, D.event_id, ids))
+            )
         }
         fixed = [(sub.id, sub.events) for sub in rt.config.subscriptions]
         fixed += [(target.key, target.events) for target in rt.config.actors]
@@ -108,10 +133,7 @@ def publish_batch(rt: Runtime, event_ids: list[str]) -> list[Published]:
             ]
         created: dict[str, dict[int, str]] = {event_id: {} for event_id in ids}
         if rows:
-            returned = session.execute(
-                insert(DELIVERIES).returning(D.id, D.event_id, D.subscription_id), rows
-            )
-            for delivery_id, event_id, target_id in returned:
+            for delivery_id, event_id, target_id in _insert(session, rows, now, now + lease):
                 created[event_id][delivery_id] = target_id
         timers = {t.value for t in TIMER_TYPES}
         for event in events:
@@ -142,3 +164,26 @@ def publish(rt: Runtime, event_id: str) -> Published | None:
     """Publish one event; None when it is not ours to publish."""
     published = publish_batch(rt, [event_id])
     return published[0] if published else None
+
+
+def _insert(session: Session, rows: list[dict[str, Any]], now: datetime, lease_until: datetime) -> Any:
+    """The delivery rows, leased until `lease_until`; their (id, event id, subscription id)."""
+    if dialect_of(session) == "postgresql":
+        return session.execute(
+            _INSERT_ARRAYS,
+            {
+                "event_ids": [row["event_id"] for row in rows],
+                "subscription_ids": [row["subscription_id"] for row in rows],
+                "due_at": now,
+                "lease_until": lease_until,
+                "created_at": now,
+            },
+        )
+    # SQLite: one single-row INSERT for every row (the driver's executemany, one text), then their
+    # ids in one read; a multi-row VALUES … RETURNING would be a text per row count.
+    session.execute(insert(DELIVERIES), rows)
+    wanted = {(row["event_id"], row["subscription_id"]) for row in rows}
+    stored = session.execute(
+        select(*_RETURNED).where(among(session, D.event_id, {event_id for event_id, _ in wanted}))
+    )
+    return [row for row in stored if (row[1], row[2]) in wanted]

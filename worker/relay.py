@@ -28,6 +28,7 @@ from bookingsync.worker.lifecycle import TIMER_TYPES, EventType, timer_is_curren
 from bookingsync.worker.payloads import event_body, meeting_json
 from bookingsync.worker.ingest_plan import state_of_columns
 from bookingsync.worker.store import links_of
+from bookingsync.worker.sql_lists import among
 
 EVENTS, MEETINGS = EventRow.__table__, MeetingRow.__table__  # type: ignore[attr-defined]
 WORK_STATUS = {EventRow: "pending", DeliveryRow: "pending", ReceiptRow: "received"}
@@ -180,7 +181,10 @@ def _prepare_events(
     meetings = {
         m.id: m
         for m in session.execute(
-            select(MEETINGS).where(MEETINGS.c.id.in_(meeting_ids)).order_by(MEETINGS.c.id).with_for_update()
+            select(MEETINGS)
+            .where(among(session, MEETINGS.c.id, meeting_ids))
+            .order_by(MEETINGS.c.id)
+            .with_for_update()
         )
     }
     next_sequence = {mid: m.next_sequence for mid, m in meetings.items()}
@@ -297,7 +301,7 @@ def lapse_leases(
             key = col(model.event_id) if model is EventRow else col(model.id)
             query = update(model).where(_leased(model, engine.dialect.name), col(model.lease_until) > now)
             if chosen is not None:
-                query = query.where(key.in_(chosen))
+                query = query.where(among(session, key, chosen))
             count += session.execute(query.values(lease_until=now)).rowcount or 0
     return count
 

@@ -64,6 +64,7 @@ from bookingsync.models.tables import (
 from bookingsync.worker import metrics
 from bookingsync.worker.config import Config
 from bookingsync.worker.db import SQLITE_INCREMENTAL, transaction
+from bookingsync.worker.sql_lists import among
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,9 @@ def _receipt_bodies(session: Session, cutoff: datetime, limit: int) -> int:
     ).bindparams(bindparam("cutoff", type_=UTCDateTime()), bindparam("limit"))
     ids = list(session.execute(query, {"cutoff": cutoff, "limit": limit}).scalars())
     if ids:
-        session.execute(update(ReceiptRow).where(col(ReceiptRow.id).in_(ids)).values(body="", records=None))
+        session.execute(
+            update(ReceiptRow).where(among(session, col(ReceiptRow.id), ids)).values(body="", records=None)
+        )
     return len(ids)
 
 
@@ -105,7 +108,7 @@ def _receipts(session: Session, cutoff: datetime, limit: int) -> int:
         .limit(limit),
     )
     if ids:
-        session.execute(delete(ReceiptRow).where(col(ReceiptRow.id).in_(ids)))
+        session.execute(delete(ReceiptRow).where(among(session, col(ReceiptRow.id), ids)))
     return len(ids)
 
 
@@ -142,11 +145,11 @@ def _remove_events(session: Session, rows: Sequence[Row]) -> None:
     if rows:
         session.execute(
             delete(DeliveryRow).where(
-                col(DeliveryRow.event_id).in_([r.event_id for r in rows]),
+                among(session, col(DeliveryRow.event_id), [r.event_id for r in rows]),
                 col(DeliveryRow.status).in_(FINISHED_DELIVERIES),
             )
         )
-        session.execute(delete(EventRow).where(col(EventRow.id).in_([r.id for r in rows])))
+        session.execute(delete(EventRow).where(among(session, col(EventRow.id), [r.id for r in rows])))
 
 
 # Both read through the partial index over cancelled rows (models/tables.py), its predicate
@@ -169,7 +172,9 @@ def _stamp_cancelled(session: Session, now: datetime, limit: int) -> int:
     query = text(STAMP_SQL.format(hint=_cancelled_hint(session))).bindparams(bindparam("limit"))
     ids = list(session.execute(query, {"limit": limit}).scalars())
     if ids:
-        session.execute(update(EventRow).where(col(EventRow.id).in_(ids)).values(cancelled_at=now))
+        session.execute(
+            update(EventRow).where(among(session, col(EventRow.id), ids)).values(cancelled_at=now)
+        )
     return len(ids)
 
 
@@ -213,13 +218,13 @@ def _meetings(session: Session, cutoff: datetime, limit: int) -> int:
         .with_for_update(skip_locked=True),
     )
     if ids:
-        event_ids = select(EventRow.event_id).where(col(EventRow.meeting_id).in_(ids))
+        event_ids = select(EventRow.event_id).where(among(session, col(EventRow.meeting_id), ids))
         session.execute(delete(DeliveryRow).where(col(DeliveryRow.event_id).in_(event_ids)))
-        session.execute(delete(EventRow).where(col(EventRow.meeting_id).in_(ids)))
-        session.execute(delete(LinkRow).where(col(LinkRow.meeting_id).in_(ids)))
-        session.execute(delete(IntentRow).where(col(IntentRow.meeting_id).in_(ids)))
-        session.execute(delete(AuditRow).where(col(AuditRow.meeting_id).in_(ids)))
-        session.execute(delete(MeetingRow).where(col(MeetingRow.id).in_(ids)))
+        session.execute(delete(EventRow).where(among(session, col(EventRow.meeting_id), ids)))
+        session.execute(delete(LinkRow).where(among(session, col(LinkRow.meeting_id), ids)))
+        session.execute(delete(IntentRow).where(among(session, col(IntentRow.meeting_id), ids)))
+        session.execute(delete(AuditRow).where(among(session, col(AuditRow.meeting_id), ids)))
+        session.execute(delete(MeetingRow).where(among(session, col(MeetingRow.id), ids)))
     return len(ids)
 
 
@@ -232,7 +237,7 @@ def _quarantine(session: Session, cutoff: datetime, limit: int) -> int:
         .limit(limit),
     )
     if ids:
-        session.execute(delete(QuarantineRow).where(col(QuarantineRow.id).in_(ids)))
+        session.execute(delete(QuarantineRow).where(among(session, col(QuarantineRow.id), ids)))
     return len(ids)
 
 

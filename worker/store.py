@@ -39,6 +39,7 @@ from bookingsync.worker.ingest_plan import (
 )
 from bookingsync.worker.lifecycle import TIMER_TYPES, Backfill, EventIntent, MeetingState, decide
 from bookingsync.worker.payloads import meeting_json
+from bookingsync.worker.sql_lists import among
 
 if TYPE_CHECKING:
     from bookingsync.worker.identity import Match
@@ -73,7 +74,7 @@ def _write_meeting(row: MeetingRow, state: MeetingState, now: datetime) -> None:
 def links_of(session: Session, meeting_ids: list[str]) -> dict[str, list[LinkRow]]:
     out: dict[str, list[LinkRow]] = {mid: [] for mid in meeting_ids}
     if meeting_ids:
-        for link in session.exec(select(LinkRow).where(col(LinkRow.meeting_id).in_(meeting_ids))):
+        for link in session.exec(select(LinkRow).where(among(session, col(LinkRow.meeting_id), meeting_ids))):
             out[link.meeting_id].append(link)
     return out
 
@@ -107,7 +108,7 @@ def lock_links(session: Session, connection: str, external_ids: set[str]) -> dic
     found: dict[str, LinkRow | None] = dict.fromkeys(external_ids)
     if external_ids:
         query = select(LinkRow).where(
-            LinkRow.connection == connection, col(LinkRow.external_id).in_(sorted(external_ids))
+            LinkRow.connection == connection, among(session, col(LinkRow.external_id), external_ids)
         )
         for link in session.exec(query.order_by(col(LinkRow.id)).with_for_update()):
             found[link.external_id] = link
@@ -643,7 +644,7 @@ def origin_connections(session: Session, meeting_ids: set[str]) -> dict[str, str
     links = LinkRow.__table__.c  # type: ignore[attr-defined]
     query = (
         sa_select(links.meeting_id, links.connection)
-        .where(links.meeting_id.in_(sorted(meeting_ids)), links.mirrored.is_(False))
+        .where(among(session, links.meeting_id, meeting_ids), links.mirrored.is_(False))
         .order_by(links.meeting_id, links.first_seen_at, links.id)
     )
     out: dict[str, str] = {}
