@@ -95,6 +95,15 @@ def test_duplicates_inside_a_batch_and_across_batches(engine: Engine) -> None:
         assert conn.execute(select(func.count()).select_from(ReceiptRow)).scalar_one() == 3
 
 
+def test_a_batch_of_many_statements_stores_every_row_once(engine: Engine) -> None:
+    """37 items, 30 distinct: more than one insert statement on PostgreSQL (32, 4, 1 rows)."""
+    with engine.begin() as conn:
+        results = write_receipts(conn, [item(f"d{i % 30}") for i in range(37)])
+    assert [outcome for outcome, _ in results] == ["accepted"] * 30 + ["duplicate"] * 7
+    assert len({receipt_id for _, receipt_id in results[:30]}) == 30
+    assert stored_ids(engine) == {f"d{i}" for i in range(30)}
+
+
 def test_kinds_are_stored_with_their_status(engine: Engine) -> None:
     with engine.begin() as conn:
         results = write_receipts(conn, [item("acc"), item("ign", handled=False), item("note", records=0)])
