@@ -129,27 +129,30 @@ _COLUMNS = (
     "handled",
     "error",
 )
-# SQLite takes up to 32,766 parameters a statement; 13 columns a row leaves room for 2,000 rows.
-_SQLITE_ROWS = 2000
+# SQLite takes up to 32,766 parameters a statement; 13 columns a row leaves room for 2,520 rows.
+_SQLITE_ROWS = 2048
 
 
 def _insert_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
-    """One multi-row `INSERT … RETURNING` on the driver's cursor, with the columns' own bind
+    """Multi-row `INSERT … RETURNING`s on the driver's cursor, with the columns' own bind
     processors (stored exactly as SQLAlchemy stores them). SQLAlchemy's insertmanyvalues,
     re-processing every parameter through its execution context, cost 69 µs of CPU a row
-    against 44 µs this way (batches of 32)."""
+    against 44 µs this way (batches of 32). Statements of power-of-two sizes (`pieces`): the
+    driver keeps each connection's last 128 statements compiled, and a text per batch size would
+    fill that with programs of hundreds of parameters (worker/sql_lists.py)."""
     processors = _sqlite_processors(conn)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     stored: dict[tuple[str, str], int] = {}
     try:
-        for base in range(0, len(rows), _SQLITE_ROWS):
-            chunk = rows[base : base + _SQLITE_ROWS]
+        base = 0
+        for size in pieces(len(rows), _SQLITE_ROWS):
             params: list[Any] = []
-            for row in chunk:
+            for row in rows[base : base + size]:
                 for name, process in processors:
                     value = row[name]
                     params.append(value if process is None or value is None else process(value))
-            cursor.execute(_insert_sqlite_sql(len(chunk)), params)
+            base += size
+            cursor.execute(_insert_sqlite_sql(size), params)
             for receipt_id, connection, delivery_id in cursor.fetchall():
                 stored[(connection, delivery_id)] = receipt_id
     finally:
@@ -157,7 +160,18 @@ def _insert_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[s
     return stored
 
 
-@functools.lru_cache(maxsize=64)  # batch sizes repeat; the text of 2,000 rows is 60 KB
+def pieces(total: int, cap: int) -> list[int]:
+    """`total` rows as statements of power-of-two sizes up to `cap` (a power of two), largest
+    first: 21 -> 16, 4, 1. A dozen statement texts at most, whatever the batch sizes."""
+    sizes = []
+    while total > 0:
+        size = min(cap, 1 << (total.bit_length() - 1))
+        sizes.append(size)
+        total -= size
+    return sizes
+
+
+@functools.lru_cache(maxsize=16)  # powers of two only; the text of 2,048 rows is 60 KB
 def _insert_sqlite_sql(rows: int) -> str:
     return _insert_sql(",".join(["(" + ",".join("?" * len(_COLUMNS)) + ")"] * rows))
 
@@ -201,16 +215,14 @@ def _insert_postgres(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple
     cursor): psycopg's executemany cost 43 µs of CPU a row, a statement with `%s` placeholders as
     much (psycopg parses a long query in Python on every call), this 24 µs (batches of 20).
 
-    A batch goes in as statements of power-of-two sizes (21 rows: 16, 4, 1), so there are a dozen
-    statement texts at most: psycopg prepares each on the server after a few uses, and one text
-    per batch size would leave up to its 100 prepared statements of hundreds of parameters in
-    every connection."""
+    Statements of power-of-two sizes (`pieces`): psycopg prepares each text on the server after a
+    few uses, and one text per batch size would leave up to its 100 prepared statements of
+    hundreds of parameters in every connection."""
     cursor = psycopg.RawCursor(conn.connection.driver_connection)  # type: ignore[arg-type]
     stored: dict[tuple[str, str], int] = {}
     try:
         base = 0
-        while base < len(rows):
-            size = min(_POSTGRES_ROWS, 1 << ((len(rows) - base).bit_length() - 1))
+        for size in pieces(len(rows), _POSTGRES_ROWS):
             params: list[Any] = []
             for row in rows[base : base + size]:
                 params.extend(Json(row[k]) if k == "records" else row[k] for k in _COLUMNS)

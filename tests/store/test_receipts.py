@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from bookingsync.adapters.base import RawRecord, WebhookDelivery
 from bookingsync.models.tables import ReceiptRow
+from bookingsync.worker import receipts
 from bookingsync.worker.groupcommit import Closed, GroupCommit
 from bookingsync.worker.receipts import MESSAGE_SIZE, HandOver, Receipt, hand_over, receipt, write_receipts
 
@@ -96,12 +97,34 @@ def test_duplicates_inside_a_batch_and_across_batches(engine: Engine) -> None:
 
 
 def test_a_batch_of_many_statements_stores_every_row_once(engine: Engine) -> None:
-    """37 items, 30 distinct: more than one insert statement on PostgreSQL (32, 4, 1 rows)."""
+    """37 items, 30 distinct: more than one insert statement (16, 8, 4 and 2 rows)."""
     with engine.begin() as conn:
         results = write_receipts(conn, [item(f"d{i % 30}") for i in range(37)])
     assert [outcome for outcome, _ in results] == ["accepted"] * 30 + ["duplicate"] * 7
     assert len({receipt_id for _, receipt_id in results[:30]}) == 30
     assert stored_ids(engine) == {f"d{i}" for i in range(30)}
+
+
+def test_batches_of_every_size_insert_with_a_few_statement_texts(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both drivers keep statements compiled or prepared by text (worker/sql_lists.py): batches of
+    1 to 40 receipts go in as statements of power-of-two sizes, six texts, not forty."""
+    name = "_insert_postgres_sql" if engine.dialect.name == "postgresql" else "_insert_sqlite_sql"
+    built = getattr(receipts, name)
+    sizes: list[int] = []
+
+    def recording(rows: int) -> str:
+        sizes.append(rows)
+        return built(rows)
+
+    monkeypatch.setattr(receipts, name, recording)
+    for n in range(1, 41):
+        with engine.begin() as conn:
+            results = write_receipts(conn, [item(f"b{n}-{i}") for i in range(n)])
+        assert [outcome for outcome, _ in results] == ["accepted"] * n
+    assert len(stored_ids(engine)) == sum(range(1, 41))
+    assert set(sizes) == {1, 2, 4, 8, 16, 32}
 
 
 def test_kinds_are_stored_with_their_status(engine: Engine) -> None:
