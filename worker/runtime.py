@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from bookingsync.worker.actors import Actors
     from bookingsync.worker.groupcommit import GroupCommit
     from bookingsync.worker.lanes import Lanes
+    from bookingsync.worker.receipts import HandOver
 
 
 RECEIPT_WRITERS = 3  # concurrent receipt transactions on a database that takes concurrent writers
@@ -51,6 +52,7 @@ class Runtime:
     _lanes: Lanes | None = None
     _outcomes: GroupCommit[Any] | None = None
     _receipts: GroupCommit[Any] | None = None
+    _hand_over: HandOver | None = None
 
     def __post_init__(self) -> None:
         self.holder = self.holder or holder_id(self.role)
@@ -116,24 +118,27 @@ class Runtime:
     def receipts(self) -> GroupCommit[Any]:
         """The writer that stores inbound webhook receipts in groups (worker/receipts.py)."""
         from bookingsync.worker.groupcommit import GroupCommit
-        from bookingsync.worker.receipts import hand_over, write_receipts
+        from bookingsync.worker.receipts import HandOver, write_receipts
 
         with self._lock:
             if self._receipts is None:
                 # SQLite has one writer at a time; PostgreSQL overlaps one batch's fsync with the next.
                 writers = 1 if self.engine.dialect.name == "sqlite" else RECEIPT_WRITERS
+                self._hand_over = HandOver(lambda: self.actors)
                 self._receipts = GroupCommit(
                     self.engine,
                     write_receipts,
                     name="webhook receipts",
                     writers=writers,
-                    after=lambda items, results: hand_over(self.actors, items, results),
+                    after=self._hand_over,
                 )
             return self._receipts
 
     def close(self) -> None:
         if self._receipts is not None:
             self._receipts.close()
+        if self._hand_over is not None:  # after the writer, whose last batches it sends
+            self._hand_over.close()
         if self._lanes is not None:
             self._lanes.close()
         if self._outcomes is not None:

@@ -68,8 +68,12 @@ async def _read_body(headers: dict[str, str], receive: Any, limit: int) -> bytes
     return b"".join(chunks)
 
 
+# Built once: json.dumps with options builds an encoder per call, a tenth of the answer's CPU.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 async def _answer(send: Any, status: int, content: dict[str, Any]) -> None:
-    body = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+    body = _encode(content).encode()
     await send(
         {
             "type": "http.response.start",
@@ -97,6 +101,9 @@ class Webhooks:
         # against a runtime-checkable Protocol walks the protocol's members; labels() takes a lock.
         self._receives: dict[type, bool] = {}
         self._counters: dict[tuple[str, str], Any] = {}
+        # Configured, enabled connections that receive webhooks, by id (the config does not change
+        # while the process runs); an unknown id is looked up every time, never remembered.
+        self._receivers: dict[str, WebhookReceiver] = {}
 
     def count(self, connection_id: str, outcome: str) -> None:
         key = (connection_id, outcome)
@@ -135,25 +142,32 @@ class Webhooks:
         self, connection_id: str, scope: dict[str, Any], receive: Any
     ) -> tuple[int, dict[str, Any]]:
         rt = self.rt
-        conn = rt.config.connection(connection_id)
-        if conn is None or not conn.enabled:
-            self.count("unknown", "not_found")
-            return 404, {"error": f"no connection named {connection_id!r} is configured"}
-        adapter = rt.adapter(connection_id)
-        if not self.receives_webhooks(adapter):
-            return 404, {"error": f"connection {connection_id!r} ({conn.provider}) does not receive webhooks"}
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        adapter = self._receivers.get(connection_id)
+        if adapter is None:
+            conn = rt.config.connection(connection_id)
+            if conn is None or not conn.enabled:
+                self.count("unknown", "not_found")
+                return 404, {"error": f"no connection named {connection_id!r} is configured"}
+            found = rt.adapter(connection_id)
+            if not self.receives_webhooks(found):
+                return 404, {
+                    "error": f"connection {connection_id!r} ({conn.provider}) does not receive webhooks"
+                }
+            adapter = self._receivers[connection_id] = found
+        # The first of a repeated header wins (hence reversed): a later copy cannot override it.
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])
+        }
         try:
             body = await _read_body(headers, receive, rt.config.server.max_body_bytes)
+            now = rt.clock.now()
             delivery = adapter.parse_webhook(
-                headers, body, rt.clock.now(), method="POST", url=_public_url(rt, scope, headers)
+                headers, body, now, method="POST", url=_public_url(rt, scope, headers)
             )
         except WebhookError as exc:
             self.count(connection_id, str(exc.status))
             return exc.status, {"error": exc.reason}
-        item = receipt(connection_id, delivery, body, rt.clock.now(), rt.config.scheduler.lease_seconds)
+        item = receipt(connection_id, delivery, body, now, rt.config.scheduler.lease_seconds)
         try:
             outcome, _ = await self.writer.submit_async(item)
         except Exception:

@@ -9,16 +9,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, select, text
+from sqlmodel import Session
 
 from bookingsync.adapters.base import RawRecord, WebhookDelivery
 from bookingsync.models.tables import ReceiptRow
+from bookingsync.worker import receipts
 from bookingsync.worker.groupcommit import Closed, GroupCommit
-from bookingsync.worker.receipts import Receipt, hand_over, receipt, write_receipts
+from bookingsync.worker.receipts import MESSAGE_SIZE, HandOver, Receipt, hand_over, receipt, write_receipts
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -95,6 +97,37 @@ def test_duplicates_inside_a_batch_and_across_batches(engine: Engine) -> None:
         assert conn.execute(select(func.count()).select_from(ReceiptRow)).scalar_one() == 3
 
 
+def test_a_batch_of_many_statements_stores_every_row_once(engine: Engine) -> None:
+    """37 items, 30 distinct: more than one insert statement (16, 8, 4 and 2 rows)."""
+    with engine.begin() as conn:
+        results = write_receipts(conn, [item(f"d{i % 30}") for i in range(37)])
+    assert [outcome for outcome, _ in results] == ["accepted"] * 30 + ["duplicate"] * 7
+    assert len({receipt_id for _, receipt_id in results[:30]}) == 30
+    assert stored_ids(engine) == {f"d{i}" for i in range(30)}
+
+
+def test_batches_of_every_size_insert_with_a_few_statement_texts(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both drivers keep statements compiled or prepared by text (worker/sql_lists.py): batches of
+    1 to 40 receipts go in as statements of power-of-two sizes, six texts, not forty."""
+    name = "_insert_postgres_sql" if engine.dialect.name == "postgresql" else "_insert_sqlite_sql"
+    built = getattr(receipts, name)
+    sizes: list[int] = []
+
+    def recording(rows: int) -> str:
+        sizes.append(rows)
+        return built(rows)
+
+    monkeypatch.setattr(receipts, name, recording)
+    for n in range(1, 41):
+        with engine.begin() as conn:
+            results = write_receipts(conn, [item(f"b{n}-{i}") for i in range(n)])
+        assert [outcome for outcome, _ in results] == ["accepted"] * n
+    assert len(stored_ids(engine)) == sum(range(1, 41))
+    assert set(sizes) == {1, 2, 4, 8, 16, 32}
+
+
 def test_kinds_are_stored_with_their_status(engine: Engine) -> None:
     with engine.begin() as conn:
         results = write_receipts(conn, [item("acc"), item("ign", handled=False), item("note", records=0)])
@@ -152,26 +185,83 @@ def test_a_bad_row_fails_only_its_own_caller(engine: Engine) -> None:
         writer.submit(item("late")).result(1)
 
 
+class Sent:
+    """Actors whose sends are recorded, as (actor, argument)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+        self.ingest, self.poll = self._actor("ingest"), self._actor("poll")
+
+    def _actor(self, name: str) -> Any:
+        sent = self.sent
+
+        class Actor:
+            def send(self, arg: Any) -> None:
+                sent.append((name, arg))
+
+        return Actor()
+
+
 def test_one_ingest_message_per_batch_and_one_poll_per_noticing_connection() -> None:
-    sent: list[tuple[str, Any]] = []
-
-    class Send:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def send(self, arg: Any) -> None:
-            sent.append((self.name, arg))
-
-    class Actors:
-        ingest, poll = Send("ingest"), Send("poll")
-
+    actors = Sent()
     items = [item("a"), item("b"), item("n1", records=0), item("n2", records=0), item("a")]
     hand_over(
-        Actors(),
+        actors,
         items,
         [("accepted", 1), ("accepted", 2), ("notified", 3), ("notified", 4), ("duplicate", None)],
     )
-    assert sent == [("ingest", [1, 2]), ("poll", "leezy")]
+    assert actors.sent == [("ingest", [1, 2]), ("poll", "leezy")]
+
+
+def test_batches_committed_while_the_hand_over_lingers_share_messages_and_close_sends_them() -> None:
+    actors = Sent()
+    handover = HandOver(lambda: actors, linger=60)
+    handover([item("a"), item("n1", records=0)], [("accepted", 1), ("notified", 2)])
+    handover(
+        [item("b"), item("a"), item("n2", records=0)], [("accepted", 3), ("duplicate", None), ("notified", 4)]
+    )
+    many = [item(f"m{i}") for i in range(MESSAGE_SIZE)]
+    handover(many, [("accepted", 10 + i) for i in range(len(many))])
+    assert actors.sent == []  # still gathering
+    handover.close()
+    ids = [1, 3, *range(10, 10 + MESSAGE_SIZE)]
+    assert actors.sent == [
+        ("ingest", ids[:MESSAGE_SIZE]),
+        ("ingest", ids[MESSAGE_SIZE:]),
+        ("poll", "leezy"),  # one poll for the connection's two notices
+    ]
+
+
+@pytest.mark.parametrize("kind", ["accepted", "notified"])
+def test_every_column_is_stored_as_an_orm_insert_stores_it(engine: Engine, kind: str) -> None:
+    """write_receipts binds values itself (the ORM costs too much on the hot path): a row it writes
+    reads back exactly as the ORM's insert of the same row, times included (not UTC on the way in,
+    no microseconds)."""
+    at = datetime(2026, 3, 2, 10, 0, tzinfo=timezone(timedelta(hours=1)))
+    records = [RawRecord(payload={"id": "m1", "title": "Café 10:00", "n": 1.5}, external_id="m1")] * (
+        kind == "accepted"
+    )
+    body = '{"title": "Café 10:00"}'.encode()
+
+    def made(delivery_id: str) -> Receipt:
+        sent = WebhookDelivery(delivery_id=delivery_id, event_type="meeting.scheduled", records=records)
+        return receipt("leezy", sent, body, at, 30.5)
+
+    with engine.begin() as conn:
+        assert write_receipts(conn, [made("fast")])[0][0] == kind
+    with Session(engine) as session:
+        session.add(ReceiptRow(**made("orm").row))
+        session.commit()
+    names = [c.name for c in ReceiptRow.__table__.columns if c.name not in ("id", "delivery_id")]  # type: ignore[attr-defined]
+    columns = ", ".join(f"CAST({name} AS TEXT)" for name in names)
+    with engine.connect() as conn:
+        fast, orm = (
+            conn.execute(
+                text(f"SELECT {columns} FROM webhook_receipts WHERE delivery_id = :d"), {"d": d}
+            ).one()
+            for d in ("fast", "orm")
+        )
+    assert fast == orm
 
 
 def test_a_lingering_writer_gathers_items_that_arrive_one_by_one(engine: Engine) -> None:

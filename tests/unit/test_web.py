@@ -111,6 +111,7 @@ def test_signed_delivery_is_stored_once_and_queued(setup) -> None:
     assert again.status_code == 200 and again.json()["status"] == "duplicate"
     [row] = receipts(rt)
     assert row.status == "leased" and row.records and row.records[0]["payload"]["id"] == "meeting_1"
+    rt.close()  # the hand-over sends what the writer committed, then stops
     assert len(broker.queues["bookingsync"].queue) == 1  # one ingest message, not two
 
 
@@ -206,7 +207,8 @@ def test_hubspot_v3_notice_queues_a_poll(setup) -> None:
     }
     response = client.post("/webhooks/hs", content=body, headers=headers)
     assert response.status_code == 202 and response.json()["status"] == "notified"
-    messages = [json.loads(m) for m in broker.queues["bookingsync-polls"].queue]
-    assert [(m["actor_name"], m["args"]) for m in messages] == [("bookingsync.poll", ["hs"])]
     tampered = dict(headers, **{"X-HubSpot-Signature-v3": base64.b64encode(b"x" * 32).decode()})
     assert client.post("/webhooks/hs", content=body, headers=tampered).status_code == 401
+    rt.close()  # the hand-over sends what the writer committed, then stops
+    messages = [json.loads(m) for m in broker.queues["bookingsync-polls"].queue]
+    assert [(m["actor_name"], m["args"]) for m in messages] == [("bookingsync.poll", ["hs"])]
