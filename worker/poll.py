@@ -31,6 +31,7 @@ from bookingsync.models.errors import ProviderError, RateLimited
 from bookingsync.worker import leases, metrics, poll_state, store, watch
 from bookingsync.worker.db import transaction
 from bookingsync.worker.ingest import apply_page
+from bookingsync.worker.ingest_store import FirstSightContended
 from bookingsync.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,12 @@ def poll(rt: Runtime, connection_id: str, read: str | None = None, *, defer: boo
     except _LeaseLost:
         result.error = "the read's lease was taken over (the read stalled past it); stopped"
         log.warning("poll of %s stopped after %d page(s): %s", connection_id, result.pages, result.error)
+    except FirstSightContended as exc:
+        # Our own writers (webhooks of the same bookings, arriving in a flood beside the read) kept
+        # linking the page's new bookings first. Nothing of the page was stored and the cursor stands
+        # before it: the next tick reads it again. A warning, not a failed message's traceback.
+        result.error = str(exc)
+        log.warning("poll of %s stopped after %d page(s): %s", connection_id, result.pages, exc)
     except ProviderError as exc:
         result.error = str(exc)
         log.warning("poll of %s stopped after %d page(s): %s", connection_id, result.pages, exc)

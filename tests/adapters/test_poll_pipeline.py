@@ -22,7 +22,9 @@ from bookingsync.sandbox.faults import Fault
 from bookingsync.sandbox.server import RunningSandbox, start_sandbox
 from bookingsync.worker.clock import SystemClock
 from bookingsync.worker.config import parse_config
-from bookingsync.worker import poll_state
+from bookingsync.worker import ingest, poll_state
+from bookingsync.worker.ingest_store import FirstSightContended
+from bookingsync.worker.ingest_store import apply_page as apply_incoming
 from bookingsync.worker.poll import poll
 from bookingsync.worker.reports import quarantine_table
 from bookingsync.worker.runtime import Runtime
@@ -191,6 +193,34 @@ def test_a_500_outlasting_the_retries_resumes_at_the_stored_page(sandbox, rt, en
 
     again = poll(rt, LEEZY)  # within the skew margin everything is read again: nothing new comes of it
     assert again.error is None and again.records >= 150 and again.events == []
+
+
+def test_a_page_whose_new_bookings_other_writers_keep_linking_first_is_read_again_next_tick(
+    sandbox, rt, engine, monkeypatch, caplog
+):
+    """Ingest gives a page up after losing its first sights FIRST_SIGHT_ATTEMPTS times in a row (a
+    flood of webhooks of the same bookings): the poll stops with a warning, not an exception out of
+    the actor, and the next tick reads the page again from the stored cursor."""
+    external = book_leezy(sandbox, 150)
+    calls = []
+
+    def contended_second_page(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise FirstSightContended("leezy: other writers created this page's new bookings first")
+        return apply_incoming(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "apply_incoming", contended_second_page)
+    with caplog.at_level("WARNING", logger="bookingsync.worker.poll"):
+        stopped = poll(rt, LEEZY)
+    assert stopped.error is not None and "first" in stopped.error
+    assert any("stopped after 1 page" in r.getMessage() for r in caplog.records)
+    assert len(rows(engine, MeetingRow)) == 100
+
+    resumed = poll(rt, LEEZY)  # not a provider failure: no back-off
+    assert resumed.error is None
+    assert sorted(link.external_id for link in rows(engine, LinkRow)) == sorted(external)
+    assert Counter(e.type for e in rows(engine, EventRow))[BOOKED] == 150
 
 
 def test_leandata_meeting_removed_at_the_source_is_deleted(sandbox, rt, engine):
