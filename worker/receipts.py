@@ -33,7 +33,7 @@ from bookingsync.adapters.base import WebhookDelivery
 from bookingsync.models.columns import UTCDateTime
 from bookingsync.models.tables import ReceiptRow
 
-from .relay import MESSAGE_SIZE
+from bookingsync.worker.relay import MESSAGE_SIZE
 
 log = logging.getLogger(__name__)
 # How long the hand-over gathers committed batches into one broker message (HandOver).
