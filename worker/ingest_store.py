@@ -317,16 +317,27 @@ def _write_rows(
         }
         for link in new_links
     ]
-    if (
-        dialect == "postgresql"
-        and new_links
-        and _uniform(new_meetings)
-        and _uniform(link_rows)
-        and _uniform(events)
-    ):
-        # The updates first: the timers they cancel are the stored ones, never this page's events.
-        _write_updates(conn, dialect, plan, now)
-        if _insert_arrays(conn, new_meetings, link_rows, events) < len(new_links):
+    if dialect == "postgresql" and _uniform(new_meetings) and _uniform(link_rows) and _uniform(events):
+        meeting_groups, link_groups = _update_groups(plan, now)
+        if len(meeting_groups) > 1 or len(link_groups) > 1:
+            # Updates of several shapes go as they are, so the texts of the one statement below
+            # stay few (one per shape of each part, not per combination of shapes).
+            _run_updates(conn, dialect, meeting_groups, link_groups)
+            meeting_groups = link_groups = {}
+        # The stored timers are cancelled before this page's events go in (a timer set again
+        # comes back to life in the insert; in one statement the two would not see each other).
+        _cancel_stored_timers(conn, dialect, plan, now)
+        if not (new_meetings or link_rows or events or meeting_groups or link_groups):
+            return
+        inserted = _write_arrays(
+            conn,
+            new_meetings,
+            link_rows,
+            events,
+            next(iter(meeting_groups.values()), []),
+            next(iter(link_groups.values()), []),
+        )
+        if inserted < len(new_links):
             raise _LostFirstSight
         return
     if new_meetings:
@@ -349,46 +360,54 @@ def _uniform(rows: list[dict[str, Any]]) -> bool:
     return all(row.keys() == first for row in rows)
 
 
-def _insert_arrays(
-    conn: Any, meetings: list[dict[str, Any]], links: list[dict[str, Any]], events: list[dict[str, Any]]
+def _write_arrays(
+    conn: Any,
+    meetings: list[dict[str, Any]],
+    links: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    meeting_updates: list[dict[str, Any]],
+    link_updates: list[dict[str, Any]],
 ) -> int:
-    """PostgreSQL: the page's new meetings, new links and events in one statement, each column one
-    parameter (`INSERT … SELECT unnest(…)`), the links with `ON CONFLICT DO NOTHING`; how many links
-    went in (fewer than given: another writer linked one of the bookings first).
+    """PostgreSQL: the page's new meetings, new links, events and updated meetings and links (one
+    shape each) in one statement, each column one parameter (`INSERT … SELECT unnest(…)`, `UPDATE
+    … FROM (SELECT unnest(…))`), the links with `ON CONFLICT DO NOTHING`; how many new links went
+    in (fewer than given: another writer linked one of the bookings first).
 
-    One round trip where an executemany a table, a read-back of the links and their savepoint's
-    release were five; one statement text for every page size (issue 18: a column's values bind as
-    one parameter). The rows reference each other (a link and an event their meeting): PostgreSQL
-    checks the foreign keys at the end of the statement, once all of its rows are in.
+    One round trip where an executemany a table, a read-back of the new links and their
+    savepoint's release were up to six; one statement text for every page size (issue 18: a
+    column's values bind as one parameter). The rows reference each other (a link and an event
+    their meeting): PostgreSQL checks the foreign keys at the end of the statement, once all of
+    its rows are in.
 
     The arrays go in binary (`%(name)b`): in text, psycopg quotes every element and PostgreSQL
     parses it back (300 timestamps: 1.2 ms as text, 0.2 ms binary). A JSON column goes as one JSON
     document of its values (`json_array_elements`): a `json[]` in text escaped every quote of every
     value (300 payloads: 4.4 ms, against 0.2 ms as one document). Values go through the columns'
     own bind processors, as SQLAlchemy's executemany sends them (JSON: the same serializer)."""
-    key = (
-        tuple(meetings[0]) if meetings else (),
-        tuple(links[0]),
-        tuple(events[0]) if events else (),
-    )
-    sql, parameters = _statement("postgresql", "insert_arrays", *key)
+    parts = {"m": meetings, "l": links, "e": events, "mu": meeting_updates, "lu": link_updates}
+    key = tuple(tuple(rows[0]) if rows else () for rows in parts.values())
+    sql, parameters = _statement("postgresql", "arrays", *key)
     params: dict[str, Any] = {}
-    tables = {"m": meetings, "l": links, "e": events}
-    for name, table, column, process, as_json in parameters:
-        values = [row[column] for row in tables[table]]
+    for name, part, column, process, as_json in parameters:
+        values = [row[column] for row in parts[part]]
         if as_json:
             params[name] = process(values)  # one JSON document: the list of the column's values
         elif process is not None:
             params[name] = [None if value is None else process(value) for value in values]
         else:
             params[name] = values
-    return len(conn.exec_driver_sql(sql, params).all())
+    rows = conn.exec_driver_sql(sql, params).all()
+    return len(rows) if links else 0
 
 
-def _write_updates(conn: Any, dialect: str, plan: PagePlan, now: datetime) -> None:
-    # A changed meeting's row gets the columns whose value differs from the stored one (and
-    # updated_at): a move writes its times, hash, version and sequence, not the unchanged title,
-    # attendee and hosts (JSON) again. Rows with the same columns go in one executemany.
+def _update_groups(
+    plan: PagePlan, now: datetime
+) -> tuple[dict[tuple[str, ...], list[dict[str, Any]]], dict[tuple[str, ...], list[dict[str, Any]]]]:
+    """The changed meetings' and stored links' rows to update, grouped by the columns they set.
+
+    A changed meeting's row gets the columns whose value differs from the stored one (and
+    updated_at): a move writes its times, hash, version and sequence, not the unchanged title,
+    attendee and hosts (JSON) again. Rows with the same columns go in one statement."""
     meeting_groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for slot in plan.changed_meetings:
         if slot.state is None:
@@ -401,19 +420,38 @@ def _write_updates(conn: Any, dialect: str, plan: PagePlan, now: datetime) -> No
             }
         values["updated_at"] = now
         meeting_groups.setdefault(tuple(sorted(values)), []).append({"b_id": slot.id, **values})
-    for columns, params in meeting_groups.items():
-        conn.execute(_statement(dialect, "meeting_update", columns), params)
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    link_groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for link in plan.links.values():
         if link.id is not None and link.written:
             columns = tuple(sorted(link.written))
-            groups.setdefault(columns, []).append({"b_id": link.id, **{c: link.values[c] for c in columns}})
-    for columns, params in groups.items():
+            link_groups.setdefault(columns, []).append(
+                {"b_id": link.id, **{c: link.values[c] for c in columns}}
+            )
+    return meeting_groups, link_groups
+
+
+def _run_updates(
+    conn: Any,
+    dialect: str,
+    meeting_groups: dict[tuple[str, ...], list[dict[str, Any]]],
+    link_groups: dict[tuple[str, ...], list[dict[str, Any]]],
+) -> None:
+    for columns, params in meeting_groups.items():
+        conn.execute(_statement(dialect, "meeting_update", columns), params)
+    for columns, params in link_groups.items():
         conn.execute(_statement(dialect, "link_update", columns), params)
+
+
+def _cancel_stored_timers(conn: Any, dialect: str, plan: PagePlan, now: datetime) -> None:
     if plan.cancel_stored_timers:
         conn.execute(
             _statement(dialect, "cancel_timers"), {"ids": sorted(plan.cancel_stored_timers), "now": now}
         )
+
+
+def _write_updates(conn: Any, dialect: str, plan: PagePlan, now: datetime) -> None:
+    _run_updates(conn, dialect, *_update_groups(plan, now))
+    _cancel_stored_timers(conn, dialect, plan, now)
 
 
 def _meeting_update(dialect: str, columns: tuple[str, ...]) -> Any:
@@ -440,54 +478,85 @@ def _cancel_timers(dialect: str) -> Any:
 
 
 def _unnest(table: Any, prefix: str, columns: tuple[str, ...]) -> Any:
+    """One row a position of the arrays `prefix_<column>` (`b_id`: the id of the row to update)."""
     return select(
         *(
-            func.json_array_elements(bindparam(prefix + c, type_=JSON()))
-            if isinstance(table.c[c].type, JSON)
-            else func.unnest(bindparam(prefix + c, type_=postgresql.ARRAY(table.c[c].type, dimensions=1)))
+            func.json_array_elements(bindparam(f"{prefix}_{c}", type_=JSON())).label(c)
+            if c != "b_id" and isinstance(table.c[c].type, JSON)
+            else func.unnest(
+                bindparam(
+                    f"{prefix}_{c}",
+                    type_=postgresql.ARRAY(table.c["id" if c == "b_id" else c].type, dimensions=1),
+                )
+            ).label(c)
             for c in columns
         )
     )
 
 
-def _insert_arrays_statement(
-    dialect: str, meetings: tuple[str, ...], links: tuple[str, ...], events: tuple[str, ...]
+def _arrays_statement(
+    dialect: str,
+    meetings: tuple[str, ...],
+    links: tuple[str, ...],
+    events: tuple[str, ...],
+    meeting_updates: tuple[str, ...],
+    link_updates: tuple[str, ...],
 ) -> tuple[str, list[tuple[str, str, str, Any, bool]]]:
     """The statement's text (binary placeholders) and, for each parameter, where its values come
-    from (table, column) and how they are processed."""
-    new_links = (
-        postgresql.insert(LINKS)
-        .from_select(links, _unnest(LINKS, "l_", links), include_defaults=False)
-        .on_conflict_do_nothing(index_elements=["connection", "external_id"])
-        .returning(LINKS.c.external_id)
-        .cte("new_links")
-    )
-    others = []
+    from (part, column) and how they are processed."""
+    ctes = []
+    for name, table, columns in (("mu", MEETINGS, meeting_updates), ("lu", LINKS, link_updates)):
+        if columns:
+            rows = _unnest(table, name, columns).subquery(f"{name}_rows")
+            ctes.append(
+                update(table)
+                .where(table.c.id == rows.c.b_id)
+                .values({c: rows.c[c] for c in columns if c != "b_id"})
+                .cte(f"{name}_updated")
+            )
     if meetings:
-        others.append(
+        ctes.append(
             insert(MEETINGS)
-            .from_select(meetings, _unnest(MEETINGS, "m_", meetings), include_defaults=False)
+            .from_select(meetings, _unnest(MEETINGS, "m", meetings), include_defaults=False)
             .cte("new_meetings")
         )
     if events:
         stmt = postgresql.insert(EVENTS)
-        others.append(
-            stmt.from_select(events, _unnest(EVENTS, "e_", events), include_defaults=False)
+        ctes.append(
+            stmt.from_select(events, _unnest(EVENTS, "e", events), include_defaults=False)
             .on_conflict_do_update(**_EVENT_CONFLICT(stmt))
             .cte("new_events")
         )
+    if links:
+        new_links = (
+            postgresql.insert(LINKS)
+            .from_select(links, _unnest(LINKS, "l", links), include_defaults=False)
+            .on_conflict_do_nothing(index_elements=["connection", "external_id"])
+            .returning(LINKS.c.external_id)
+            .cte("new_links")
+        )
+        main = select(new_links.c.external_id)
+    else:
+        main = select(literal_column("1"))
     pg = postgresql.psycopg.dialect()
-    sql = str(select(new_links.c.external_id).add_cte(*others).compile(dialect=pg))
+    sql = str(main.add_cte(*ctes).compile(dialect=pg))
     parameters = []
-    for prefix, table, columns in (("m", MEETINGS, meetings), ("l", LINKS, links), ("e", EVENTS, events)):
+    for part, table, columns in (
+        ("m", MEETINGS, meetings),
+        ("l", LINKS, links),
+        ("e", EVENTS, events),
+        ("mu", MEETINGS, meeting_updates),
+        ("lu", LINKS, link_updates),
+    ):
         for c in columns:
-            name = f"{prefix}_{c}"
+            name = f"{part}_{c}"
             if f"%({name})s" not in sql:
                 raise AssertionError(f"{name} is not a parameter of {sql}")
             sql = sql.replace(f"%({name})s", f"%({name})b")
-            as_json = isinstance(table.c[c].type, JSON)
-            process = (JSON() if as_json else table.c[c].type)._cached_bind_processor(pg)
-            parameters.append((name, prefix, c, process, as_json))
+            as_json = c != "b_id" and isinstance(table.c[c].type, JSON)
+            column_type = table.c["id" if c == "b_id" else c].type
+            process = (JSON() if as_json else column_type)._cached_bind_processor(pg)
+            parameters.append((name, part, c, process, as_json))
     return sql, parameters
 
 
@@ -519,7 +588,7 @@ _BUILD: dict[str, Callable[..., Any]] = {
     "link_update": _link_update,
     "cancel_timers": _cancel_timers,
     "events": _events_insert,
-    "insert_arrays": _insert_arrays_statement,
+    "arrays": _arrays_statement,
 }
 
 
