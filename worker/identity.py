@@ -26,8 +26,9 @@ Two or more meetings for one record link nothing: the record becomes a meeting o
 the ambiguity is logged (WARNING), counted (`bookingsync_identity_matches_total{rule="ambiguous"}`)
 and kept in each candidate's audit trail, where `bookingsync meetings show` lists it.
 
-`choose` and `choose_by_rules` are pure; `match_unlinked` fetches the candidate intents for a
-page in one query and the candidate meetings (with their links at the connection) in two more,
+`choose` and `choose_by_rules` are pure; `match_unlinked` asks, in one query, whether any intent
+exists at the connection and which meetings the rules could match; then, only when there are
+some, the candidate intents and the candidate meetings' links at the connection, one query each,
 whatever the page's size: ingest calls it once per page, so it must not cost a query per record.
 """
 
@@ -37,14 +38,17 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import and_, literal
 from sqlmodel import Session, col, select
 
 from bookingsync.models.meeting import ACTIVE_STATUSES, MeetingStatus, SourceRecord
-from bookingsync.models.tables import AuditRow, LinkRow, MeetingRow
+from bookingsync.models.tables import AuditRow, IntentRow, LinkRow, MeetingRow
 from bookingsync.worker import intent_store, metrics
 from bookingsync.worker.config import Config, IdentityConfig
 from bookingsync.worker.intents import Intent, State, Step
+from bookingsync.worker.sql_lists import among
 
 log = logging.getLogger(__name__)
 
@@ -204,38 +208,52 @@ def choose_by_rules(
     return Match(meeting_id=c.meeting_id, rule=rule, supersedes=supersedes)
 
 
-def candidates_for(
-    session: Session, connection: str, records: Sequence[SourceRecord], tolerance: timedelta
-) -> list[Candidate]:
-    """The meetings the rules could match any of `records` to: two indexed queries for the page.
+def _look_up(
+    session: Session,
+    connection: str,
+    records: Sequence[SourceRecord],
+    tolerance: timedelta | None,
+) -> tuple[bool, list[Any]]:
+    """Whether bookingsync ever wrote to `connection` (then intents may match), and the meetings the
+    rules could match any of `records` to (`tolerance` None: no rule asks): one indexed query for
+    both, whatever the page's size, a column's values bound as one list (worker/sql_lists.py).
 
-    The range on `start` (from the earliest to the latest start of the page, widened by the
-    tolerance) with `attendee_email IN (…)` rides the (attendee_email, start) index.
-    """
+    Ingest asks this for every page with a new booking, where it is one round trip of the page's
+    few: the two were two queries. The meetings come from the range on `start` (from the earliest
+    to the latest start of the page, widened by the tolerance), with the attendee
+    among the page's, which rides the (attendee_email, start) index; beside a one-row table, so
+    the answer has a row (the intents' flag) when no meeting matches."""
+    wrote = select(IntentRow.id).where(IntentRow.connection == connection).limit(1).exists().label("wrote")
     emails = sorted({r.meeting.attendee.email for r in records if r.meeting.attendee.email})
-    if not emails:
-        return []
+    if tolerance is None or not emails:
+        return bool(session.connection().execute(select(wrote)).scalar()), []
     starts = [r.meeting.start for r in records if r.meeting.attendee.email]
+    meetings = MeetingRow.__table__  # type: ignore[attr-defined]
+    # The range, even without a tolerance: `choose_by_rules` compares each start, and a range binds
+    # two times on either database (a list of times has no one-parameter form on SQLite).
+    when = and_(meetings.c.start >= min(starts) - tolerance, meetings.c.start <= max(starts) + tolerance)
+    one = select(literal(1).label("one")).subquery("one")
     query = select(
-        MeetingRow.id, MeetingRow.attendee_email, MeetingRow.start, MeetingRow.hosts, MeetingRow.status
-    )
-    if tolerance:
-        query = query.where(
-            col(MeetingRow.attendee_email).in_(emails),
-            col(MeetingRow.start) >= min(starts) - tolerance,
-            col(MeetingRow.start) <= max(starts) + tolerance,
-        )
-    else:
-        query = query.where(
-            col(MeetingRow.attendee_email).in_(emails), col(MeetingRow.start).in_(sorted(set(starts)))
-        )
-    rows = list(session.exec(query))
+        wrote,
+        meetings.c.id,
+        meetings.c.attendee_email,
+        meetings.c.start,
+        meetings.c.hosts,
+        meetings.c.status,
+    ).select_from(one.outerjoin(meetings, and_(among(session, meetings.c.attendee_email, emails), when)))
+    rows = session.connection().execute(query).all()
+    return bool(rows[0].wrote), [tuple(row[1:]) for row in rows if row.id is not None]
+
+
+def _candidates(session: Session, connection: str, rows: list[Any]) -> list[Candidate]:
+    """The candidate meetings of `rows` (id, attendee_email, start, hosts, status), with their live
+    links at `connection`: one more query, only when there are some."""
     if not rows:
         return []
     here: dict[str, list[str]] = {}
     pending: dict[str, bool] = {}
     links = select(LinkRow.meeting_id, LinkRow.external_id, LinkRow.observed).where(
-        col(LinkRow.meeting_id).in_(sorted({row[0] for row in rows})),
+        among(session, LinkRow.meeting_id, {row[0] for row in rows}),
         LinkRow.connection == connection,
         col(LinkRow.missing).is_(False),
         LinkRow.content_hash != _SUPERSEDED,
@@ -328,7 +346,12 @@ def match_unlinked(
         return {}
     rules = rules or _rules
     out: dict[str, Match] = {}
-    if intent_store.has_any(session, connection):
+    # The candidate meetings of every record, before the intents took some: a record the intents
+    # match is not looked for among them (the rules below take the rest only).
+    wrote, meeting_rows = _look_up(
+        session, connection, records, rules.tolerance if rules.attendee_start else None
+    )
+    if wrote:
         rows = intent_store.candidates(
             session,
             connection,
@@ -345,7 +368,7 @@ def match_unlinked(
     if not rest or not rules.attendee_start:
         return out
     by_email: dict[str | None, list[Candidate]] = {}
-    for candidate in candidates_for(session, connection, rest, rules.tolerance):
+    for candidate in _candidates(session, connection, meeting_rows):
         by_email.setdefault(candidate.attendee_email, []).append(candidate)
     for record in rest if by_email else ():
         found = choose_by_rules(record, by_email.get(record.meeting.attendee.email, ()), rules)
