@@ -22,7 +22,7 @@ from bookingsync.worker.db import transaction
 from bookingsync.worker.ingest_fingerprint import raw_key
 from bookingsync.worker.ingest_plan import Incoming
 from bookingsync.worker.ingest_store import apply_page as apply_incoming
-from bookingsync.worker.ingest_unchanged import touch_unchanged
+from bookingsync.worker.ingest_unchanged import Loaded, touch_unchanged
 from bookingsync.worker.lifecycle import Backfill
 from bookingsync.worker.runtime import Runtime
 
@@ -61,8 +61,9 @@ def ingest_records(
     A polled record read again unchanged only has its link's `last_seen_at` set, before anything is
     normalised (worker/ingest_unchanged.py)."""
     keys = [raw_key(adapter.provider, raw.payload, raw.external_id, raw.scope) for raw in raws]
+    loaded = Loaded()  # the page's other links, when the touch could read them (PostgreSQL)
     unchanged = (
-        touch_unchanged(session, connection=connection, raws=raws, keys=keys, now=now)
+        touch_unchanged(session, connection=connection, raws=raws, keys=keys, now=now, loaded=loaded)
         if delivered_at is None
         else set()
     )
@@ -94,6 +95,7 @@ def ingest_records(
         now=now,
         grace=grace,
         backfill=backfill,
+        loaded=loaded,
     )
     for (record, _, _), outcome in zip(ordered, outcomes, strict=True):
         if outcome.changed and open_quarantine:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
     from bookingsync.worker.identity import Match
+    from bookingsync.worker.ingest_unchanged import Loaded
 
 log = logging.getLogger(__name__)
 
@@ -602,15 +603,21 @@ def apply_page(
     grace: timedelta,
     backfill: Backfill = Backfill.UPCOMING,
     matches: dict[str, Match] | None = None,
+    loaded: Loaded | None = None,
 ) -> list[Outcome]:
     """Apply a page of normalised records in the caller's transaction; one outcome per record, in order.
 
-    `matches` overrides the identity look-up (a caller that made it already)."""
+    `matches` overrides the identity look-up (a caller that made it already); `loaded`, the page's
+    links as the touch of its unchanged records read them (worker/ingest_unchanged.py), spares
+    reading them again when they are all the page needs."""
     if not incoming:
         return []
     records = [item.record for item in incoming]
     wanted = {r.external_id for r in records} | {r.supersedes for r in records if r.supersedes}
-    links = load_links(session, connection, wanted)
+    if loaded is not None and wanted <= loaded.ids:
+        links = {eid: link for eid, link in loaded.links.items() if eid in wanted}
+    else:
+        links = load_links(session, connection, wanted)
     if matches is None:
         unlinked: dict[str, Any] = {}
         for r in records:

@@ -25,20 +25,90 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, false, or_, select, update
+from sqlalchemy import bindparam, case, false, func, null, or_, select, true, update
 from sqlmodel import Session
 
 from bookingsync.adapters.base import RawRecord
 from bookingsync.models.tables import LinkRow
+from bookingsync.worker.ingest_plan import LinkState
 from bookingsync.worker.sql_lists import constants, one_of
 
 LINKS = LinkRow.__table__  # type: ignore[attr-defined]
 # Built once per dialect: on a page that changed nothing this statement is most of the work, and
 # building and keying a statement per call cost as much as running it.
 _TOUCH: dict[str, Any] = {}
+
+
+# LinkState's fields, in order: what the page's plan reads of a stored link.
+LINK_COLUMNS = (
+    "id",
+    "meeting_id",
+    "connection",
+    "provider",
+    "external_id",
+    "content_hash",
+    "scope",
+    "mirrored",
+    "missing",
+    "source_updated_at",
+    "source_delivered_at",
+    "stale_count",
+    "rule",
+    "raw_hash",
+)
+
+
+@dataclass
+class Loaded:
+    """The stored links of the page's external ids `ids` that were not touched (PostgreSQL reads
+    them in the touch's statement), as `ingest_store.load_links` gives them: an id of `ids` that is
+    not in `links` has no link."""
+
+    ids: set[str] = field(default_factory=set)
+    links: dict[str, LinkState] = field(default_factory=dict)
+
+
+def _touch_and_load_statement() -> Any:
+    """PostgreSQL: the touch, and the page's other links read, in one statement. Every link of the
+    page's ids is locked (in id order, as every ingest locks links); the unchanged ones are touched
+    and come back as their key alone, the others with the columns the plan reads, so a page that
+    changed something does not read its links again (one round trip fewer), and a page that changed
+    nothing reads no more than before."""
+    from bookingsync.worker.conflicts import PEER_RULES
+
+    stmt = _TOUCH.get("postgresql+load")
+    if stmt is None:
+        same = (
+            func.coalesce(one_of("postgresql", LINKS.c.raw_hash, "keys"), false())
+            & (LINKS.c.mirrored == false())
+            & or_(LINKS.c.rule.is_(None), LINKS.c.rule.not_in(constants(PEER_RULES)))
+        )
+        page = (
+            select(*(LINKS.c[name] for name in LINK_COLUMNS), same.label("same"))
+            .where(
+                LINKS.c.connection == bindparam("b_connection"),
+                one_of("postgresql", LINKS.c.external_id, "external_ids"),
+            )
+            .order_by(LINKS.c.id)
+            .with_for_update()
+            .cte("page")
+        )
+        touched = (
+            update(LINKS)
+            .where(LINKS.c.id == page.c.id, page.c.same == true())
+            .values(last_seen_at=bindparam("now"))
+            .cte("touched")
+        )
+        stmt = _TOUCH["postgresql+load"] = select(
+            page.c.same,
+            page.c.raw_hash,
+            *(case((page.c.same == true(), null()), else_=page.c[name]).label(name) for name in LINK_COLUMNS),
+        ).add_cte(touched)
+    return stmt
 
 
 def _touch_statement(dialect: str) -> Any:
@@ -79,9 +149,11 @@ def touch_unchanged(
     raws: Sequence[RawRecord],
     keys: Sequence[str | None],
     now: datetime,
+    loaded: Loaded | None = None,
 ) -> set[int]:
     """Set `last_seen_at` on the links of the records (`keys`: their raw keys) read again unchanged;
-    the positions of those records, which the caller does not apply again."""
+    the positions of those records, which the caller does not apply again. On PostgreSQL, `loaded`
+    gets the page's other stored links, read in the same statement."""
     from bookingsync.worker import conflicts
 
     if conflicts.on_bidirectional_route(connection):
@@ -97,6 +169,28 @@ def touch_unchanged(
     if not wanted:
         return set()
     conn = session.connection()  # Core statements: the ORM's execute adds nothing here but cost
+    if loaded is not None and conn.dialect.name == "postgresql":
+        unchanged: set[int] = set()
+        rows = conn.execute(
+            _touch_and_load_statement(),
+            {
+                "b_connection": connection,
+                "external_ids": sorted(external_ids),
+                "keys": sorted(wanted),
+                "now": now,
+            },
+        )
+        touched_ids: set[str] = set()
+        for row in rows:
+            if row[0]:
+                position = wanted[row[1]]
+                unchanged.add(position)
+                touched_ids.add(raws[position].external_id)  # type: ignore[arg-type]
+            else:
+                link = LinkState(*row[2:])
+                loaded.links[link.external_id] = link
+        loaded.ids = set(external_ids) - touched_ids
+        return unchanged
     touched = conn.execute(
         _touch_statement(conn.dialect.name),
         {
