@@ -283,6 +283,17 @@ def _write(session: Session, plan: PagePlan, now: datetime) -> bool:
     if not plan.new_links:  # nothing to race for: no savepoint needed
         _write_rows(session, plan, events, dialect_insert, now)
         return True
+    if session.get_bind().dialect.name == "postgresql":
+        # The savepoint is left to end with the transaction: its RELEASE was one more round trip
+        # of a page's few. A lost race rolls back to it; planned again, the page takes a new one.
+        conn = session.connection()
+        conn.exec_driver_sql("SAVEPOINT ingest_page")
+        try:
+            _write_rows(session, plan, events, dialect_insert, now)
+        except _LostFirstSight:
+            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT ingest_page")
+            return False
+        return True
     try:
         with session.begin_nested():
             _write_rows(session, plan, events, dialect_insert, now)
