@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, literal
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from bookingsync.models.meeting import ACTIVE_STATUSES, MeetingStatus, SourceRecord
@@ -255,23 +256,23 @@ def _statement(dialect: str, with_meetings: bool) -> Any:
         return stmt
     intents = IntentRow.__table__  # type: ignore[attr-defined]
     wrote = (
-        select(intents.c.id)
+        sa_select(intents.c.id)
         .where(intents.c.connection == bindparam("connection"))
         .limit(1)
         .exists()
         .label("wrote")
     )
     if not with_meetings:
-        stmt = select(wrote)
+        stmt = sa_select(wrote)
     else:
         meetings = MeetingRow.__table__  # type: ignore[attr-defined]
-        one = select(literal(1).label("one")).subquery("one")
+        one = sa_select(literal(1).label("one")).subquery("one")
         near = and_(
             one_of(dialect, meetings.c.attendee_email, "emails"),
             meetings.c.start >= bindparam("earliest", type_=meetings.c.start.type),
             meetings.c.start <= bindparam("latest", type_=meetings.c.start.type),
         )
-        stmt = select(
+        stmt = sa_select(
             wrote,
             meetings.c.id,
             meetings.c.attendee_email,

@@ -356,8 +356,8 @@ def _write_rows(
         conn.execute(insert(MEETINGS), new_meetings)
     if new_links:
         stmt = dialect_insert(LINKS).on_conflict_do_nothing(index_elements=["connection", "external_id"])
-        inserted = set(conn.execute(stmt.returning(LINKS.c.external_id), link_rows).scalars())
-        if len(inserted) < len(new_links):
+        stored = set(conn.execute(stmt.returning(LINKS.c.external_id), link_rows).scalars())
+        if len(stored) < len(new_links):
             raise _LostFirstSight
     _write_updates(conn, dialect, plan, now)
     if events:
