@@ -356,8 +356,9 @@ def _write_rows(
         conn.execute(insert(MEETINGS), new_meetings)
     if new_links:
         stmt = dialect_insert(LINKS).on_conflict_do_nothing(index_elements=["connection", "external_id"])
-        stored = set(conn.execute(stmt.returning(LINKS.c.external_id), link_rows).scalars())
-        if len(stored) < len(new_links):
+        # Without RETURNING: an executemany with RETURNING goes as multi-row VALUES, a statement
+        # text per page size (issue 18); the driver counts the rows the executemany inserted.
+        if conn.execute(stmt, link_rows).rowcount < len(new_links):
             raise _LostFirstSight
     _write_updates(conn, dialect, plan, now)
     if events:
