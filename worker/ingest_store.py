@@ -277,11 +277,10 @@ def _apply_per_record(
 
 def _write(session: Session, plan: PagePlan, now: datetime) -> bool:
     """Write the plan; False (nothing written) when another writer linked one of its new bookings first."""
-    dialect_insert = insert_for(session.get_bind().dialect.name)
     plan.fingerprint_links()
     events = plan.render()
     if not plan.new_links:  # nothing to race for: no savepoint needed
-        _write_rows(session, plan, events, dialect_insert, now)
+        _write_rows(session, plan, events, now)
         return True
     if session.get_bind().dialect.name == "postgresql":
         # The savepoint is left to end with the transaction: its RELEASE was one more round trip
@@ -289,22 +288,20 @@ def _write(session: Session, plan: PagePlan, now: datetime) -> bool:
         conn = session.connection()
         conn.exec_driver_sql("SAVEPOINT ingest_page")
         try:
-            _write_rows(session, plan, events, dialect_insert, now)
+            _write_rows(session, plan, events, now)
         except _LostFirstSight:
             conn.exec_driver_sql("ROLLBACK TO SAVEPOINT ingest_page")
             return False
         return True
     try:
         with session.begin_nested():
-            _write_rows(session, plan, events, dialect_insert, now)
+            _write_rows(session, plan, events, now)
     except _LostFirstSight:
         return False
     return True
 
 
-def _write_rows(
-    session: Session, plan: PagePlan, events: list[dict[str, Any]], dialect_insert: Any, now: datetime
-) -> None:
+def _write_rows(session: Session, plan: PagePlan, events: list[dict[str, Any]], now: datetime) -> None:
     conn = session.connection()  # Core statements: the ORM's execute adds nothing here but cost
     dialect = conn.dialect.name
     new_links = sorted(plan.new_links, key=lambda link: link.external_id)  # one lock order for every writer
@@ -353,16 +350,69 @@ def _write_rows(
             raise _LostFirstSight
         return
     if new_meetings:
-        conn.execute(insert(MEETINGS), new_meetings)
-    if new_links:
-        stmt = dialect_insert(LINKS).on_conflict_do_nothing(index_elements=["connection", "external_id"])
-        # Without RETURNING: an executemany with RETURNING goes as multi-row VALUES, a statement
-        # text per page size (issue 18); the driver counts the rows the executemany inserted.
-        if conn.execute(stmt, link_rows).rowcount < len(new_links):
-            raise _LostFirstSight
+        _executemany(conn, _statement(dialect, "new_meetings"), new_meetings)
+    # Without RETURNING: an executemany with RETURNING goes as multi-row VALUES, a statement text
+    # per page size (issue 18); the driver counts the rows the executemany inserted.
+    if new_links and _executemany(conn, _statement(dialect, "new_links"), link_rows) < len(new_links):
+        raise _LostFirstSight
     _write_updates(conn, dialect, plan, now)
     if events:
-        conn.execute(_statement(dialect, "events"), events)
+        _executemany(conn, _statement(dialect, "events"), events)
+
+
+def _executemany(conn: Any, stmt: Any, rows: list[dict[str, Any]]) -> int:
+    """`conn.execute(stmt, rows)`; the rows it wrote. On SQLite, on the driver's cursor with the
+    columns' own bind processors but UTC times formatted at once (`receipts.sqlite_time`), as
+    `receipts._insert_sqlite` does: SQLAlchemy's executemany processed every time twice (the
+    type's step, then the dialect's formatting), a seventh of a page of new bookings."""
+    if conn.dialect.name != "sqlite" or not _uniform(rows):
+        return int(conn.execute(stmt, rows).rowcount)
+    sql, names, processors = _sqlite_executemany(conn, stmt, tuple(rows[0]))
+    params = [
+        tuple(
+            value if process is None or (value is None and not json) else process(value)
+            for value, (process, json) in zip((row[name] for name in names), processors, strict=True)
+        )
+        for row in rows
+    ]
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.executemany(sql, params)
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
+_SQLITE_TEXTS: dict[tuple[int, tuple[str, ...]], tuple[str, list[str], list[tuple[Any, bool]]]] = {}
+
+
+def _sqlite_executemany(
+    conn: Any, stmt: Any, keys: tuple[str, ...]
+) -> tuple[str, list[str], list[tuple[Any, bool]]]:
+    """The SQLite text of `stmt` for rows with `keys`, its parameters' names in order and their
+    bind processors; compiled once per statement and keys."""
+    from bookingsync.models.columns import UTCDateTime
+    from bookingsync.worker.receipts import sqlite_time
+
+    found = _SQLITE_TEXTS.get((id(stmt), keys))
+    if found is None:
+        compiled = stmt.compile(dialect=conn.dialect, column_keys=list(keys))
+        names = list(compiled.positiontup)
+        missing = [name for name in names if name not in keys]
+        if missing:
+            raise ValueError(f"rows lack {missing} for {compiled.string}")
+        # (processor, whether it takes None too: JSON stores None as JSON null, as SQLAlchemy does)
+        processors = [
+            (sqlite_time, False)
+            if isinstance(compiled.binds[name].type, UTCDateTime)
+            else (
+                compiled.binds[name].type._cached_bind_processor(conn.dialect),
+                isinstance(compiled.binds[name].type, JSON),
+            )
+            for name in names
+        ]
+        found = _SQLITE_TEXTS[(id(stmt), keys)] = (compiled.string, names, processors)
+    return found
 
 
 def _uniform(rows: list[dict[str, Any]]) -> bool:
@@ -450,9 +500,9 @@ def _run_updates(
     link_groups: dict[tuple[str, ...], list[dict[str, Any]]],
 ) -> None:
     for columns, params in meeting_groups.items():
-        conn.execute(_statement(dialect, "meeting_update", columns), params)
+        _executemany(conn, _statement(dialect, "meeting_update", columns), params)
     for columns, params in link_groups.items():
-        conn.execute(_statement(dialect, "link_update", columns), params)
+        _executemany(conn, _statement(dialect, "link_update", columns), params)
 
 
 def _cancel_stored_timers(conn: Any, dialect: str, plan: PagePlan, now: datetime) -> None:
@@ -594,7 +644,17 @@ def _EVENT_CONFLICT(stmt: Any) -> dict[str, Any]:  # noqa: N802
     }
 
 
+def _new_meetings(dialect: str) -> Any:
+    return insert(MEETINGS)
+
+
+def _new_links(dialect: str) -> Any:
+    return insert_for(dialect)(LINKS).on_conflict_do_nothing(index_elements=["connection", "external_id"])
+
+
 _BUILD: dict[str, Callable[..., Any]] = {
+    "new_meetings": _new_meetings,
+    "new_links": _new_links,
     "links": _links_by_external_id,
     "meetings": _meetings_by_id,
     "meeting_update": _meeting_update,
