@@ -368,13 +368,15 @@ def _executemany(conn: Any, stmt: Any, rows: list[dict[str, Any]]) -> int:
     if conn.dialect.name != "sqlite" or not _uniform(rows):
         return int(conn.execute(stmt, rows).rowcount)
     sql, names, processors = _sqlite_executemany(conn, stmt, tuple(rows[0]))
-    params = [
-        tuple(
-            value if process is None or (value is None and not json) else process(value)
-            for value, (process, json) in zip((row[name] for name in names), processors, strict=True)
-        )
-        for row in rows
-    ]
+    columns = []  # column by column: one comprehension a column, not a generator a row
+    for name, (process, json) in zip(names, processors, strict=True):
+        values = [row[name] for row in rows]
+        if process is not None:
+            values = (
+                [process(v) for v in values] if json else [v if v is None else process(v) for v in values]
+            )
+        columns.append(values)
+    params = list(zip(*columns, strict=True))
     cursor = conn.connection.driver_connection.cursor()
     try:
         cursor.executemany(sql, params)
