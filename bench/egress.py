@@ -403,13 +403,16 @@ def run(backend: str, n: int, args: Any) -> dict[str, Any]:
             result = collect(sink, event_ids, 0.0, args.timeout)
             with engine.connect() as conn:
                 deliveries = DeliveryRow.__table__.c
-                replayed = min(conn.execute(select(deliveries.due_at)).scalars()).timestamp()
+                due = [when.timestamp() for when in conn.execute(select(deliveries.due_at)).scalars()]
+            replayed = min(due)
             result = collect(sink, event_ids, replayed, 0.0)
+            result["deferred"] = sum(1 for when in due if when > replayed)
             out["replay"] = result["rate"]
             out["replay_check"] = result
             print(
                 f"  {backend:8s} replay  {n} dead letters (command {command:.1f} s): {result['seconds']:7.2f} s "
-                f"{result['rate']:7.0f}/s missing {result['missing']} duplicates {result['duplicates']}",
+                f"{result['rate']:7.0f}/s missing {result['missing']} duplicates {result['duplicates']}"
+                f" deferred {result['deferred']} (a full lane sent them back for a moment)",
                 flush=True,
             )
             print(timeline(engine, sink, replayed, published=False), flush=True)
