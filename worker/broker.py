@@ -77,6 +77,10 @@ def start_worker(
 
     dramatiq.worker.CONSUMER_RESTART_DELAY_SECS = CONSUMER_RESTART_DELAY_SECONDS
     worker = dramatiq.Worker(broker, queues=queues, worker_threads=threads, worker_timeout=idle_poll_ms)
+    # As many messages taken as threads to run them, not dramatiq's twice as many: a burst's
+    # messages were shared out unevenly (one PostgreSQL worker used twice the other's CPU while
+    # the other's lane idled, issue 6); the rest wait in the queue for whichever worker is free.
+    worker.queue_prefetch = threads
     worker.start()
     return worker
 
