@@ -48,7 +48,7 @@ FIRST_PRUNE_AFTER_SECONDS = 60.0  # retention's first run after start (then ever
 # fell due since its last tick, and sleeps until the soonest one it knows of: a burst of timers due
 # at one instant, or a replay of dead letters, goes out then, not up to a tick later (issue 6: the
 # 0.5 s tick was a fifth of a 2,000-event burst). Lapsed leases and receipts wait for the tick.
-RELAY_PROBE_SECONDS = 0.1
+RELAY_PROBE_SECONDS = 0.2
 
 
 def _first_line(exc: BaseException) -> str:
