@@ -61,9 +61,10 @@ CONSUMER_RESTART_DELAY_SECONDS = 0.5
 # worker's timeout (dramatiq's `worker_timeout`, also how long an idle worker thread waits).
 # The pipeline's: a burst's first message waited up to a whole back-off in the queue, and a worker
 # still backing off left the burst's deliveries to the other one (issue 6: 0.4-1.1 s from the due
-# instant to the first delivery, one worker using 3-4 times the other's CPU). An idle worker
-# polls Redis about 25 times a second per queue for it. The polls' queue can wait.
-PIPELINE_IDLE_POLL_MS = 50
+# instant to the first delivery, one worker using 3-4 times the other's CPU). Each poll costs an
+# idle worker about 0.5 ms of CPU: 50 ms tripled an idle worker's CPU (10 -> 33 ms a second),
+# 100 ms about doubles it. The polls' queue can wait.
+PIPELINE_IDLE_POLL_MS = 100
 POLLS_IDLE_POLL_MS = 250
 
 
