@@ -57,11 +57,31 @@ def use_shared_pacing(url: str) -> None:
 CONSUMER_RESTART_DELAY_SECONDS = 0.5
 
 
-def start_worker(broker: dramatiq.Broker, threads: int, queues: set[str] | None = None) -> dramatiq.Worker:
+# An idle Redis consumer polls its queue again after a back-off that doubles from 5 ms up to the
+# worker's timeout (dramatiq's `worker_timeout`, also how long an idle worker thread waits).
+# The pipeline's: a burst's first message waited up to a whole back-off in the queue, and a worker
+# still backing off left the burst's deliveries to the other one (issue 6: 0.4-1.1 s from the due
+# instant to the first delivery, one worker using 3-4 times the other's CPU). Each poll costs an
+# idle worker about 0.5 ms of CPU: 50 ms tripled an idle worker's CPU (10 -> 33 ms a second),
+# 100 ms about doubles it. The polls' queue can wait.
+PIPELINE_IDLE_POLL_MS = 100
+POLLS_IDLE_POLL_MS = 250
+
+
+def start_worker(
+    broker: dramatiq.Broker,
+    threads: int,
+    queues: set[str] | None = None,
+    idle_poll_ms: int = POLLS_IDLE_POLL_MS,
+) -> dramatiq.Worker:
     import dramatiq.worker
 
     dramatiq.worker.CONSUMER_RESTART_DELAY_SECS = CONSUMER_RESTART_DELAY_SECONDS
-    worker = dramatiq.Worker(broker, queues=queues, worker_threads=threads, worker_timeout=250)
+    worker = dramatiq.Worker(broker, queues=queues, worker_threads=threads, worker_timeout=idle_poll_ms)
+    # As many messages taken as threads to run them, not dramatiq's twice as many: a burst's
+    # messages were shared out unevenly (one PostgreSQL worker used twice the other's CPU while
+    # the other's lane idled, issue 6); the rest wait in the queue for whichever worker is free.
+    worker.queue_prefetch = threads
     worker.start()
     return worker
 
@@ -74,8 +94,8 @@ class Workers:
 
         # Each pool consumes only its own queue: a poll waiting on a provider never holds a
         # thread a delivery needs, and a burst of deliveries never delays a poll tick.
-        self.pipeline = start_worker(broker, threads, {QUEUE})
-        self.polls = start_worker(broker, poll_threads, {poll_queue()})
+        self.pipeline = start_worker(broker, threads, {QUEUE}, PIPELINE_IDLE_POLL_MS)
+        self.polls = start_worker(broker, poll_threads, {poll_queue()}, POLLS_IDLE_POLL_MS)
 
     def stop(self) -> None:
         self.polls.stop()

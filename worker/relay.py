@@ -282,6 +282,30 @@ def claim(
         )
 
 
+def _soonest_due_statement() -> Any:
+    after = bindparam("after", type_=EVENTS.c.due_at.type)
+    return select(
+        *(
+            select(func.min(col(model.due_at)))
+            .where(col(model.status) == WORK_STATUS[model], col(model.due_at) > after)
+            .scalar_subquery()
+            for model in (EventRow, DeliveryRow)
+        )
+    )
+
+
+_SOONEST_DUE = _soonest_due_statement()  # built once: building it cost as much as running it
+
+
+def soonest_due(engine: Engine, after: datetime) -> datetime | None:
+    """The soonest `due_at` after `after` among pending events and deliveries (one look into each
+    table's (status, due_at) index, in one statement); None when there is none. The scheduler
+    sleeps until then instead of a whole relay interval (worker/scheduler.py)."""
+    with engine.connect() as conn:
+        found = conn.execute(_SOONEST_DUE, {"after": after}).one()
+    return min((when for when in found if when is not None), default=None)
+
+
 def lapse_leases(
     engine: Engine, now: datetime, ids: Claimed | None = None, tables: tuple[type, ...] | None = None
 ) -> int:

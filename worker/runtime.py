@@ -34,6 +34,7 @@ RECEIPT_WRITERS = 3  # concurrent receipt transactions on a database that takes 
 # Outcomes arrive one per POST and nobody waits on their commit: gathering them for this long
 # writes a burst's in a few dozen transactions instead of one or two each (issue 6).
 OUTCOME_LINGER_SECONDS = 0.05
+DELIVERING_ROLES = ("run", "worker")  # the roles whose dramatiq workers deliver through lanes
 
 
 @dataclass
@@ -155,6 +156,11 @@ _current: Runtime | None = None
 def install(runtime: Runtime) -> Runtime:
     global _current
     _current = runtime
+    if runtime.role in DELIVERING_ROLES:
+        # Each lane's connection pool makes a TLS context (20-60 ms of CPU): at start, not in the
+        # middle of a burst's first deliveries (issue 6).
+        for subscription in runtime.config.subscriptions:
+            runtime.lanes.lane(subscription)
     freeze_start_up()
     return runtime
 

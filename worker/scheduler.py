@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -30,7 +31,7 @@ from bookingsync.worker.actors import QUEUE, poll_queue
 from bookingsync.worker.broker_watch import BrokerWatch
 from bookingsync.worker.freshness import Freshness
 from bookingsync.worker.leadership import LEAD_CHECK_SECONDS, Leadership
-from bookingsync.worker.relay import Senders, lapse_leases, relay_once
+from bookingsync.worker.relay import Senders, lapse_leases, relay_once, soonest_due
 from bookingsync.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,11 @@ MAX_BATCHES_PER_TICK = 50
 # above a healthy queue (the in-flight caps give at most 150 messages).
 MAX_WAITING_MESSAGES = 200
 FIRST_PRUNE_AFTER_SECONDS = 60.0  # retention's first run after start (then every retention.interval_seconds)
+# Between relay ticks the relay looks this often (one cheap query) for events and deliveries that
+# fell due since its last tick, and sleeps until the soonest one it knows of: a burst of timers due
+# at one instant, or a replay of dead letters, goes out then, not up to a tick later (issue 6: the
+# 0.5 s tick was a fifth of a 2,000-event burst). Lapsed leases and receipts wait for the tick.
+RELAY_PROBE_SECONDS = 0.2
 
 
 def _first_line(exc: BaseException) -> str:
@@ -62,9 +68,10 @@ class Scheduler:
         self.broker_watch = BrokerWatch(rt.config.broker.url)
         self.freshness = Freshness(rt, send_poll=self.actors.poll.send)
         self._aps = BackgroundScheduler(timezone=UTC)
+        self._stopping = threading.Event()
+        self._relay_thread: threading.Thread | None = None
 
     def start(self) -> None:
-        cfg = self.rt.config.scheduler
         self.lead()  # decide at once, so the first poll ticks below are not wasted on a follower
         now = datetime.now(UTC)
         self._aps.add_job(
@@ -76,16 +83,8 @@ class Scheduler:
             coalesce=True,
             misfire_grace_time=None,
         )
-        self._aps.add_job(
-            self.relay,
-            "interval",
-            seconds=cfg.relay_interval_seconds,
-            id="relay",
-            next_run_time=now,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-        )
+        self._relay_thread = threading.Thread(target=self._relay_loop, name="relay", daemon=True)
+        self._relay_thread.start()
         if self.rt.config.retention.enabled:
             # First soon after start, not one interval later: a process restarted more often than
             # the interval (a deploy a day, an hourly interval raised to a day) must still prune.
@@ -129,6 +128,9 @@ class Scheduler:
         self._aps.start()
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._relay_thread is not None:
+            self._relay_thread.join()
         if self._aps.running:
             self._aps.shutdown(wait=True)
         self.leadership.release()
@@ -217,6 +219,43 @@ class Scheduler:
             )
         except Exception:
             log.exception("relay tick failed; the next tick retries")
+
+    def _relay_loop(self) -> None:
+        """A relay tick every `relay_interval_seconds`, and one as soon as work falls due between
+        ticks (`until_due`)."""
+        interval = self.rt.config.scheduler.relay_interval_seconds
+        while not self._stopping.is_set():
+            since, started = self.rt.clock.now(), time.monotonic()
+            self.relay()
+            while (wait := self.until_due(since, started + interval - time.monotonic())) > 0:
+                if self._stopping.wait(wait):
+                    return
+            if started + RELAY_PROBE_SECONDS > time.monotonic() and self._stopping.wait(
+                started + RELAY_PROBE_SECONDS - time.monotonic()
+            ):
+                return  # never two ticks within a look's length (see `until_due`)
+
+    def until_due(self, since: datetime, left: float) -> float:
+        """Seconds to sleep before the next relay tick: at most `left` (the next regular tick) and
+        RELAY_PROBE_SECONDS (the next look); 0 when an event or delivery is due that fell due after
+        `since`, the last tick's instant, less a look's length (work committed with a `due_at`
+        taken just before that tick, as `deliveries replay` writes it, was not visible to it).
+
+        Rows the last tick left although due (the in-flight caps, a backed-up broker) may so bring
+        one more tick, a look's length after the last (`_relay_loop`), and then wait for the
+        regular one."""
+        if left <= 0:
+            return 0.0
+        wait = min(left, RELAY_PROBE_SECONDS)
+        if not self._acting():
+            return wait
+        try:
+            soonest = soonest_due(self.rt.engine, since - timedelta(seconds=RELAY_PROBE_SECONDS))
+        except Exception:  # noqa: BLE001 - the database is down: the tick says so, once per tick
+            return wait
+        if soonest is None:
+            return wait
+        return max(0.0, min(wait, (soonest - self.rt.clock.now()).total_seconds()))
 
     def prune(self) -> None:
         """Retention (worker/retention.py), by the leader only."""

@@ -101,3 +101,26 @@ def test_waiting_messages_reads_the_redis_list_of_the_queue() -> None:
     finally:
         redis_broker.client.delete(f"dramatiq:{queue}", f"dramatiq:{queue}.msgs")
         redis_broker.close()
+
+
+def test_the_pipeline_consumers_look_at_an_idle_queue_sooner_than_the_polls_and_take_a_message_per_thread() -> (
+    None
+):
+    """An idle Redis consumer backs off up to its worker's timeout before it looks again: a burst's
+    first messages waited that long, and a worker still backing off left them to the other one
+    (issue 6). The pipeline's consumers look again within PIPELINE_IDLE_POLL_MS."""
+    stub = StubBroker()
+    declare(stub)
+    workers = brokers.start_workers(stub, threads=3, poll_threads=1)
+    try:
+        # As many messages taken as threads to run them (dramatiq takes twice as many): a burst's
+        # messages are shared among the workers rather than prefetched by the first to look.
+        assert workers.pipeline.consumers[QUEUE].consumer.prefetch == 3
+        pipeline = {name: t.consumer.timeout for name, t in workers.pipeline.consumers.items()}
+        polls = {name: t.consumer.timeout for name, t in workers.polls.consumers.items()}
+        assert set(pipeline) == {QUEUE, f"{QUEUE}.DQ"}
+        assert set(pipeline.values()) == {brokers.PIPELINE_IDLE_POLL_MS}
+        assert set(polls.values()) == {brokers.POLLS_IDLE_POLL_MS}
+        assert brokers.PIPELINE_IDLE_POLL_MS < brokers.POLLS_IDLE_POLL_MS
+    finally:
+        workers.stop()

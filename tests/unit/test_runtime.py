@@ -33,3 +33,27 @@ def test_installing_freezes_what_start_up_made_out_of_the_collector(restored: No
     assert gc.get_freeze_count() > 10_000
     assert not any(o is start_up_object for o in gc.get_objects())  # frozen: not the collector's
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("role", "opened"), [("worker", True), ("run", True), ("web", False), ("cli", False)]
+)
+def test_a_delivering_process_opens_its_subscriptions_lanes_at_install(
+    restored: None, role: str, opened: bool
+) -> None:
+    """A lane's connection pool makes a TLS context (20-60 ms of CPU): a worker makes its lanes when
+    it starts, not in the middle of a burst's first deliveries (issue 6). Other roles make none."""
+    secret = "whsec_" + "A" * 32
+    subscriptions = [
+        {"id": sid, "url": f"https://{sid}.example.com/hooks", "secret": secret} for sid in ("a", "b")
+    ]
+    engine = make_engine("sqlite://")
+    rt = runtime.Runtime(
+        config=parse_config({"subscriptions": subscriptions}, environ={}), engine=engine, role=role
+    )
+    runtime.install(rt)
+    try:
+        assert (sorted(rt._lanes._lanes) if rt._lanes is not None else []) == (["a", "b"] if opened else [])
+    finally:
+        rt.close()
+        engine.dispose()
