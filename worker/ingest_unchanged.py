@@ -65,7 +65,7 @@ LINK_COLUMNS = (
 @dataclass
 class Loaded:
     """The stored links of the page's external ids `ids` that were not touched (PostgreSQL reads
-    them in the touch's statement), as `ingest_store.load_links` gives them: an id of `ids` that is
+    them in the touch's statement), as `ingest_load.load_links` gives them: an id of `ids` that is
     not in `links` has no link."""
 
     ids: set[str] = field(default_factory=set)

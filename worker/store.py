@@ -104,7 +104,7 @@ def _older(link: LinkRow, record: SourceRecord, delivered_at: datetime | None) -
 
 def lock_links(session: Session, connection: str, external_ids: set[str]) -> dict[str, LinkRow | None]:
     """Load (and lock) links of `connection` in one query, as ORM rows; absent ids map to None.
-    (Ingest reads a page's links as plain rows: worker/ingest_store.load_links.)"""
+    (Ingest reads a page's links as plain rows: worker/ingest_load.load_links.)"""
     found: dict[str, LinkRow | None] = dict.fromkeys(external_ids)
     if external_ids:
         query = select(LinkRow).where(

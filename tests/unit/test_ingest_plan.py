@@ -289,6 +289,6 @@ def test_a_page_that_changes_nothing_needs_no_meeting() -> None:
 def test_links_are_loaded_in_the_order_of_link_state_fields() -> None:
     from dataclasses import fields
 
-    from bookingsync.worker.ingest_store import _LINK_COLUMNS
+    from bookingsync.worker.ingest_statements import LINK_COLUMNS
 
-    assert tuple(f.name for f in fields(LinkState))[: len(_LINK_COLUMNS)] == _LINK_COLUMNS
+    assert tuple(f.name for f in fields(LinkState))[: len(LINK_COLUMNS)] == LINK_COLUMNS
