@@ -2,17 +2,21 @@
 
 Every request is a distinct Leezy delivery (its own delivery id and meeting), signed the way
 Leezy's production documents describe (`X-Leezy-Signature: sha256=hex(HMAC(secret, "{ts}.{body}"))`),
-all signed just before the run. wrk (`apt-get install wrk`) sends them from --connections
-connections for --seconds, cycling through the pre-signed requests with bench/ingress.lua, which
-counts answers by status and keeps the delivery id of every 2xx.
+signed just before the turn that sends them. wrk (`apt-get install wrk`) sends them from
+--connections connections for --seconds, cycling through the pre-signed requests with
+bench/ingress.lua, which counts answers by status and keeps the delivery id of every 2xx.
+
+Both servers stay up while wrk drives them in turns, floor then bookingsync, --rounds times per
+backend, and each side's figure is its totals over its turns: on a machine shared with other work,
+a spell of load falls on both sides alike instead of on whichever ran during it.
 
   floor        a bare ASGI callable under uvicorn, configured as `bookingsync web` configures it
                (`worker/cli.py:_serve`): reads the body, answers 202 with a small JSON
-  bookingsync  `bookingsync web`: verify, store the receipt, answer 202. SQLite (file, WAL, in-process
-               broker) and PostgreSQL (+ Redis broker, as in production)
+  bookingsync  `bookingsync web`: verify, store the receipt, answer 202. SQLite (file, WAL) and
+               PostgreSQL, each with the Redis broker (`web` needs one another process can consume)
 
 Afterwards the bench opens the store and checks that every delivery answered 2xx is there.
-Figures: requests/s, 5xx and other non-2xx counts, and the ratio to the floor of the same run;
+Figures: requests/s, 5xx and other non-2xx counts, and the ratio to the floor's turns of the same run;
 also the server process's CPU time per request (all its threads, from /proc), and the floor's
 CPU ÷ ours: steadier than requests/s when other work shares the cores.
 """
@@ -163,6 +167,7 @@ def wrk(port: int, path: str, requests: Path, args: Any, out: Path) -> dict[str,
     seconds = totals["duration_us"] / 1e6
     two = sum(n for s, n in statuses.items() if 200 <= s < 300)
     return {
+        "seconds": seconds,
         "rate": totals["requests"] / seconds,
         "ok_rate": two / seconds,
         "statuses": dict(statuses),
@@ -208,16 +213,42 @@ def describe(result: dict[str, Any]) -> str:
     )
 
 
-def run_floor(args: Any, log_dir: Path) -> dict[str, Any]:
-    port = free_port()
-    requests = log_dir / "floor-requests.tsv"
-    write_requests(requests, min(args.requests, 20_000), "floor")
-    proc = Proc(f"floor-{port}", [sys.executable, __file__, "--floor-app", str(port)], log_dir)
-    try:
-        wait_until(lambda: _answering(port), 30, f"the floor app\n{proc.tail()}")
-        return measured(proc.proc.pid, port, requests, args, log_dir / "floor.out")
-    finally:
-        proc.stop()
+def combined(segments: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several wrk segments against one server as one result: totals over their summed time."""
+    seconds = sum(r["seconds"] for r in segments)
+    requests = sum(r["requests"] for r in segments)
+    statuses: Counter[int] = Counter()
+    for r in segments:
+        statuses.update(r["statuses"])
+    return {
+        "seconds": seconds,
+        "requests": requests,
+        "rate": requests / seconds,
+        "statuses": dict(statuses),
+        "errors": sum(r["errors"] for r in segments),
+        "ok_ids": [i for r in segments for i in r["ok_ids"]],
+        "cpu_us": sum(r["cpu_us"] * r["requests"] for r in segments) / max(requests, 1),
+        "rates": [r["rate"] for r in segments],
+    }
+
+
+class Floor:
+    """The bare ASGI app in its own process, up for the whole run."""
+
+    def __init__(self, args: Any, log_dir: Path) -> None:
+        self.args, self.log_dir, self.port = args, log_dir, free_port()
+        self.requests = log_dir / "floor-requests.tsv"
+        write_requests(self.requests, min(args.requests, 20_000), "floor")
+        self.proc = Proc(
+            f"floor-{self.port}", [sys.executable, __file__, "--floor-app", str(self.port)], log_dir
+        )
+        wait_until(lambda: _answering(self.port), 30, f"the floor app\n{self.proc.tail()}")
+
+    def segment(self) -> dict[str, Any]:
+        return measured(self.proc.proc.pid, self.port, self.requests, self.args, self.log_dir / "floor.out")
+
+    def stop(self) -> None:
+        self.proc.stop()
 
 
 def _answering(port: int) -> bool:
@@ -236,7 +267,11 @@ def _answering(port: int) -> bool:
         conn.close()
 
 
-def run_bookingsync(backend: str, args: Any, log_dir: Path) -> dict[str, Any]:
+def run_bookingsync(
+    backend: str, floor: Floor, args: Any, log_dir: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`bookingsync web` on `backend` and the floor, driven in turns (--rounds of each, floor first):
+    both sides see the same spells of load from whatever else runs on the machine."""
     with database(backend) as engine:
         port = free_port()
         # `web` needs a broker another process could consume (memory:// is only for `run`); the
@@ -262,22 +297,28 @@ webhook_secret = "{SECRET}"
             )
         )
         run = uuid.uuid4().hex[:8]
-        requests = log_dir / f"{backend}-requests.tsv"
-        write_requests(requests, args.requests, run)
+        ours: list[dict[str, Any]] = []
+        floors: list[dict[str, Any]] = []
         proc = Proc.bookingsync(f"web-{backend}", ["web", "--config", str(config)], log_dir)
         try:
             wait_until(lambda: _answering(port), 60, f"bookingsync web\n{proc.tail()}")
-            time.sleep(0.5)
-            result = measured(proc.proc.pid, port, requests, args, log_dir / f"{backend}.out")
+            for turn in range(args.rounds):
+                floors.append(floor.segment())
+                # Fresh deliveries each turn, signed just before it (wrk starts a file from its top).
+                requests = log_dir / f"{backend}-requests-{turn}.tsv"
+                write_requests(requests, args.requests, f"{run}t{turn}")
+                time.sleep(0.5)
+                ours.append(measured(proc.proc.pid, port, requests, args, log_dir / f"{backend}.out"))
         finally:
             proc.stop()
             flush_redis()
         if "Traceback" in proc.tail(1_000_000):
             print(f"  ! bookingsync web logged a traceback:\n{proc.tail()}")
+        result = combined(ours)
         found = stored(engine, result["ok_ids"])
         result["lost"] = len(set(result["ok_ids"]) - found)
         result["stored"] = len(found)
-        return result
+        return result, combined(floors)
 
 
 def main() -> None:
@@ -288,37 +329,44 @@ def main() -> None:
         __doc__,
         n=0,
         connections=(32, "wrk connections"),
-        seconds=(10, "wrk duration"),
-        requests=(60_000, "distinct pre-signed deliveries per run (more than a run sends)"),
+        seconds=(10, "wrk duration of each turn"),
+        rounds=(3, "turns of each side per backend, floor and bookingsync alternating"),
+        requests=(60_000, "distinct pre-signed deliveries per turn (more than a turn sends)"),
     )
     print(
-        f"ingress: wrk -t{WRK_THREADS} -c{args.connections} -d{args.seconds}s, every request a distinct signed "
-        "Leezy delivery (machine shared: figures are noisy)"
+        f"ingress: wrk -t{WRK_THREADS} -c{args.connections}, {args.rounds} turns of {args.seconds}s each side, "
+        "every request a distinct signed Leezy delivery (machine shared: figures are noisy)"
     )
     rows = []
     with tempfile.TemporaryDirectory(prefix="bookingsync-ingress-") as tmp:
         log_dir = Path(tmp)
-        floor = run_floor(args, log_dir)
-        print(f"  floor (bare ASGI, uvicorn)  {describe(floor)}", flush=True)
-        for backend in backends_of(args):
-            result = run_bookingsync(backend, args, log_dir)
-            print(f"  bookingsync web {backend:10s} {describe(result)}", flush=True)
-            print(
-                f"  {'':26s} 2xx'd deliveries in the store: {result['stored']} of {len(result['ok_ids'])}"
-                f" (missing {result['lost']})",
-                flush=True,
-            )
-            rows.append((backend, result))
+        floor = Floor(args, log_dir)
+        try:
+            for backend in backends_of(args):
+                result, floor_result = run_bookingsync(backend, floor, args, log_dir)
+                print(f"  floor (bare ASGI, uvicorn)  {describe(floor_result)}", flush=True)
+                print(f"  bookingsync web {backend:10s} {describe(result)}", flush=True)
+                print(
+                    f"  {'':26s} turns, req/s: floor "
+                    + " ".join(f"{r:.0f}" for r in floor_result["rates"])
+                    + f"; bookingsync {' '.join(f'{r:.0f}' for r in result['rates'])}"
+                    + f"; 2xx'd deliveries in the store: {result['stored']} of {len(result['ok_ids'])}"
+                    f" (missing {result['lost']})",
+                    flush=True,
+                )
+                rows.append((backend, result, floor_result))
+        finally:
+            floor.stop()
     print()
     print(
         f"{'':12s}{'req/s':>9s}{'floor':>9s}{'ratio':>8s}{'5xx':>6s}{'lost':>6s}"
         f"{'CPU µs/req':>12s}{'floor':>8s}{'ratio':>8s}"
     )
-    for backend, r in rows:
+    for backend, r, floor_r in rows:
         five = sum(n for s, n in r["statuses"].items() if s >= 500)
         print(
-            f"{backend:12s}{r['rate']:9.0f}{floor['rate']:9.0f}{r['rate'] / floor['rate']:8.3f}{five:6d}{r['lost']:6d}"
-            f"{r['cpu_us']:12.0f}{floor['cpu_us']:8.0f}{floor['cpu_us'] / r['cpu_us']:8.3f}"
+            f"{backend:12s}{r['rate']:9.0f}{floor_r['rate']:9.0f}{r['rate'] / floor_r['rate']:8.3f}{five:6d}{r['lost']:6d}"
+            f"{r['cpu_us']:12.0f}{floor_r['cpu_us']:8.0f}{floor_r['cpu_us'] / r['cpu_us']:8.3f}"
         )
 
 

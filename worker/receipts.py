@@ -99,11 +99,23 @@ def receipt(
 
 def write_receipts(conn: Connection, items: Sequence[Receipt]) -> list[tuple[str, int | None]]:
     """Insert a batch; (outcome, receipt id) per item: its kind, or `duplicate`."""
+    first = first_of_each(items)
+    rows = [items[index].row for index in first.values()]
+    stored = _insert_postgres(conn, rows) if conn.dialect.name == "postgresql" else _insert_sqlite(conn, rows)
+    return outcomes(items, first, stored)
+
+
+def first_of_each(items: Sequence[Receipt]) -> dict[tuple[str, str], int]:
+    """The index of each delivery's first item in the batch (a later copy is a duplicate)."""
     first: dict[tuple[str, str], int] = {}
     for index, item in enumerate(items):
         first.setdefault((item.connection, item.delivery_id), index)
-    rows = [items[index].row for index in first.values()]
-    stored = _insert_postgres(conn, rows) if conn.dialect.name == "postgresql" else _insert_sqlite(conn, rows)
+    return first
+
+
+def outcomes(
+    items: Sequence[Receipt], first: dict[tuple[str, str], int], stored: dict[tuple[str, str], int]
+) -> list[tuple[str, int | None]]:
     out: list[tuple[str, int | None]] = []
     for index, item in enumerate(items):
         key = (item.connection, item.delivery_id)
@@ -114,7 +126,7 @@ def write_receipts(conn: Connection, items: Sequence[Receipt]) -> list[tuple[str
     return out
 
 
-_COLUMNS = (
+COLUMNS = (
     "connection",
     "delivery_id",
     "event_type",
@@ -173,12 +185,12 @@ def pieces(total: int, cap: int) -> list[int]:
 
 @functools.lru_cache(maxsize=16)  # powers of two only; the text of 2,048 rows is 60 KB
 def _insert_sqlite_sql(rows: int) -> str:
-    return _insert_sql(",".join(["(" + ",".join("?" * len(_COLUMNS)) + ")"] * rows))
+    return _insert_sql(",".join(["(" + ",".join("?" * len(COLUMNS)) + ")"] * rows))
 
 
 def _insert_sql(values: str) -> str:
     return (
-        f"INSERT INTO webhook_receipts ({', '.join(_COLUMNS)}) VALUES {values} "
+        f"INSERT INTO webhook_receipts ({', '.join(COLUMNS)}) VALUES {values} "
         "ON CONFLICT (connection, delivery_id) DO NOTHING RETURNING id, connection, delivery_id"
     )
 
@@ -194,7 +206,7 @@ def _sqlite_processors(conn: Connection) -> list[tuple[str, Callable[[Any], Any]
             if isinstance(columns[name].type, UTCDateTime)
             else columns[name].type._cached_bind_processor(conn.dialect),
         )
-        for name in _COLUMNS
+        for name in COLUMNS
     ]
 
 
@@ -225,9 +237,9 @@ def _insert_postgres(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple
         for size in pieces(len(rows), _POSTGRES_ROWS):
             params: list[Any] = []
             for row in rows[base : base + size]:
-                params.extend(Json(row[k]) if k == "records" else row[k] for k in _COLUMNS)
+                params.extend(Json(row[k]) if k == "records" else row[k] for k in COLUMNS)
             base += size
-            cursor.execute(_insert_postgres_sql(size), params)
+            cursor.execute(insert_postgres_sql(size), params)
             for receipt_id, connection, delivery_id in cursor.fetchall():
                 stored[(connection, delivery_id)] = receipt_id
     finally:
@@ -236,8 +248,8 @@ def _insert_postgres(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple
 
 
 @functools.lru_cache(maxsize=16)
-def _insert_postgres_sql(rows: int) -> str:
-    width = len(_COLUMNS)
+def insert_postgres_sql(rows: int) -> str:
+    width = len(COLUMNS)
     return _insert_sql(
         ",".join(
             "(" + ",".join(f"${row * width + column + 1}" for column in range(width)) + ")"

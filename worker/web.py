@@ -2,7 +2,8 @@
 
 `POST /webhooks/{connection_id}` verifies the delivery with the connection's adapter, stores
 the receipt (deduped by the provider's delivery id) and answers once it is committed; a worker
-ingests it. Receipts of concurrent requests are committed together (worker/receipts.py).
+ingests it. Receipts of concurrent requests are committed together (worker/receipts.py; on
+PostgreSQL from the event loop itself, worker/receipts_async.py).
 
     unknown connection              404
     body over server.max_body_bytes 413
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from fastapi import FastAPI
@@ -28,7 +30,8 @@ from bookingsync.adapters.base import WebhookReceiver
 from bookingsync.models.errors import WebhookError, WebhookTooLarge
 from bookingsync.worker import metrics, probes
 from bookingsync.worker.api import mount as mount_api
-from bookingsync.worker.receipts import receipt
+from bookingsync.worker.receipts import Receipt, receipt
+from bookingsync.worker.receipts_async import LoopReceipts
 from bookingsync.worker.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -96,7 +99,12 @@ class Webhooks:
 
     def __init__(self, rt: Runtime, app: FastAPI, received: Counter) -> None:
         self.rt, self.app, self._received = rt, app, received
-        self.writer = rt.receipts
+        # PostgreSQL receipts are written from the event loop (worker/receipts_async.py); SQLite's
+        # by the runtime's writer thread, as SQLite takes one writer at a time across the process.
+        writer = rt.receipts
+        self.submit: Callable[[Receipt], Awaitable[tuple[str, int | None]]] = writer.submit_async
+        if rt.engine.dialect.name == "postgresql":
+            self.submit = LoopReceipts(rt.engine, after=writer.after).submit
         # Per request these were about a sixth of the handler's time under cProfile: an isinstance
         # against a runtime-checkable Protocol walks the protocol's members; labels() takes a lock.
         self._receives: dict[type, bool] = {}
@@ -169,7 +177,7 @@ class Webhooks:
             return exc.status, {"error": exc.reason}
         item = receipt(connection_id, delivery, body, now, rt.config.scheduler.lease_seconds)
         try:
-            outcome, _ = await self.writer.submit_async(item)
+            outcome, _ = await self.submit(item)
         except Exception:
             log.exception("could not store a delivery from %s", connection_id)
             self.count(connection_id, "unavailable")

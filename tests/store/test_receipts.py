@@ -111,7 +111,7 @@ def test_batches_of_every_size_insert_with_a_few_statement_texts(
 ) -> None:
     """Both drivers keep statements compiled or prepared by text (worker/sql_lists.py): batches of
     1 to 40 receipts go in as statements of power-of-two sizes, six texts, not forty."""
-    name = "_insert_postgres_sql" if engine.dialect.name == "postgresql" else "_insert_sqlite_sql"
+    name = "insert_postgres_sql" if engine.dialect.name == "postgresql" else "_insert_sqlite_sql"
     built = getattr(receipts, name)
     sizes: list[int] = []
 

@@ -8,18 +8,18 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from dramatiq.brokers.stub import StubBroker
 import httpx
+from sqlalchemy import Engine
 from sqlmodel import select
 
 from bookingsync.models.tables import ReceiptRow
 from bookingsync.sandbox.server import serve_app
 from bookingsync.worker.actors import declare
 from bookingsync.worker.config import parse_config
-from bookingsync.worker.db import make_engine, transaction, upgrade
+from bookingsync.worker.db import transaction
 from bookingsync.worker.runtime import Runtime
 from bookingsync.worker.web import create_app
 from tests.e2e.support import leezy_signed
@@ -30,9 +30,9 @@ HUBSPOT_SECRET = "hs-client-secret"
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[tuple[httpx.Client, Runtime, StubBroker]]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'web.db'}")
-    upgrade(engine)
+def setup(engine: Engine) -> Iterator[tuple[httpx.Client, Runtime, StubBroker]]:
+    """The web app on a real server, on SQLite (receipts by the writer thread) and PostgreSQL
+    (receipts from the event loop, worker/receipts_async.py)."""
     cfg = parse_config(
         {
             "allow_private_targets": True,
@@ -71,7 +71,6 @@ def setup(tmp_path: Path) -> Iterator[tuple[httpx.Client, Runtime, StubBroker]]:
         yield client, rt, broker
     served.stop()
     rt.close()
-    engine.dispose()
 
 
 def meeting_envelope(event: str = "meeting.scheduled") -> dict:
