@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from bookingsync.worker.receipts import HandOver
 
 
-RECEIPT_WRITERS = 3  # concurrent receipt transactions on a database that takes concurrent writers
 # Outcomes arrive one per POST and nobody waits on their commit: gathering them for this long
 # writes a burst's in a few dozen transactions instead of one or two each (issue 6).
 OUTCOME_LINGER_SECONDS = 0.05
@@ -116,22 +115,27 @@ class Runtime:
             return self._lanes
 
     @property
-    def receipts(self) -> GroupCommit[Any]:
-        """The writer that stores inbound webhook receipts in groups (worker/receipts.py)."""
-        from bookingsync.worker.groupcommit import GroupCommit
-        from bookingsync.worker.receipts import HandOver, write_receipts
+    def hand_over(self) -> HandOver:
+        """What sends the ingest messages for committed receipts, whichever writer stored them."""
+        from bookingsync.worker.receipts import HandOver
 
         with self._lock:
-            if self._receipts is None:
-                # SQLite has one writer at a time; PostgreSQL overlaps one batch's fsync with the next.
-                writers = 1 if self.engine.dialect.name == "sqlite" else RECEIPT_WRITERS
+            if self._hand_over is None:
                 self._hand_over = HandOver(lambda: self.actors)
+            return self._hand_over
+
+    @property
+    def receipts(self) -> GroupCommit[Any]:
+        """SQLite's writer of inbound webhook receipts, in groups, one at a time (worker/receipts.py).
+        PostgreSQL's are written from web's event loop instead (worker/receipts_async.py)."""
+        from bookingsync.worker.groupcommit import GroupCommit
+        from bookingsync.worker.receipts import write_receipts
+
+        hand_over = self.hand_over
+        with self._lock:
+            if self._receipts is None:
                 self._receipts = GroupCommit(
-                    self.engine,
-                    write_receipts,
-                    name="webhook receipts",
-                    writers=writers,
-                    after=self._hand_over,
+                    self.engine, write_receipts, name="webhook receipts", writers=1, after=hand_over
                 )
             return self._receipts
 

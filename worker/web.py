@@ -101,10 +101,11 @@ class Webhooks:
         self.rt, self.app, self._received = rt, app, received
         # PostgreSQL receipts are written from the event loop (worker/receipts_async.py); SQLite's
         # by the runtime's writer thread, as SQLite takes one writer at a time across the process.
-        writer = rt.receipts
-        self.submit: Callable[[Receipt], Awaitable[tuple[str, int | None]]] = writer.submit_async
+        self.submit: Callable[[Receipt], Awaitable[tuple[str, int | None]]]
         if rt.engine.dialect.name == "postgresql":
-            self.submit = LoopReceipts(rt.engine, after=writer.after).submit
+            self.submit = LoopReceipts(rt.engine, after=rt.hand_over).submit
+        else:
+            self.submit = rt.receipts.submit_async
         # Per request these were about a sixth of the handler's time under cProfile: an isinstance
         # against a runtime-checkable Protocol walks the protocol's members; labels() takes a lock.
         self._receives: dict[type, bool] = {}
