@@ -87,6 +87,24 @@ class LinkState:
     values: dict[str, Any] = field(default_factory=dict)
 
 
+# A stored link's columns, in LinkState's order: what a page loads of each link (worker/ingest_load.py,
+# worker/ingest_unchanged.py), so that `LinkState(*row)` builds it.
+LINK_COLUMNS = (
+    "id",
+    "meeting_id",
+    "connection",
+    "provider",
+    "external_id",
+    "content_hash",
+    "scope",
+    "mirrored",
+    "missing",
+    "source_updated_at",
+    "source_delivered_at",
+    "stale_count",
+    "rule",
+    "raw_hash",
+)
 # The columns a link is loaded with (LinkState's) that a page may write: an update leaves out those
 # it would set to the value they hold. The others (the raw record, its reading, last_seen_at) are
 # not loaded, so they are written whenever set.

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql
 from bookingsync.models.columns import UTCDateTime
 from bookingsync.models.tables import EventRow, LinkRow, MeetingRow
 from bookingsync.worker.db import insert_for
-from bookingsync.worker.ingest_plan import MEETING_COLUMNS
+from bookingsync.worker.ingest_plan import LINK_COLUMNS, MEETING_COLUMNS
 from bookingsync.worker.lifecycle import TIMER_TYPES
 from bookingsync.worker.sql_lists import constants, one_of
 
@@ -28,23 +28,6 @@ if TYPE_CHECKING:
     from datetime import datetime
 
 MEETINGS, LINKS, EVENTS = MeetingRow.__table__, LinkRow.__table__, EventRow.__table__  # type: ignore[attr-defined]
-# LinkState's fields, in order.
-LINK_COLUMNS = (
-    "id",
-    "meeting_id",
-    "connection",
-    "provider",
-    "external_id",
-    "content_hash",
-    "scope",
-    "mirrored",
-    "missing",
-    "source_updated_at",
-    "source_delivered_at",
-    "stale_count",
-    "rule",
-    "raw_hash",
-)
 
 
 _STATEMENTS: dict[tuple[Any, ...], Any] = {}

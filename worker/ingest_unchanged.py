@@ -34,32 +34,13 @@ from sqlmodel import Session
 
 from bookingsync.adapters.base import RawRecord
 from bookingsync.models.tables import LinkRow
-from bookingsync.worker.ingest_plan import LinkState
+from bookingsync.worker.ingest_plan import LINK_COLUMNS, LinkState
 from bookingsync.worker.sql_lists import constants, one_of
 
 LINKS = LinkRow.__table__  # type: ignore[attr-defined]
 # Built once per dialect: on a page that changed nothing this statement is most of the work, and
 # building and keying a statement per call cost as much as running it.
 _TOUCH: dict[str, Any] = {}
-
-
-# LinkState's fields, in order: what the page's plan reads of a stored link.
-LINK_COLUMNS = (
-    "id",
-    "meeting_id",
-    "connection",
-    "provider",
-    "external_id",
-    "content_hash",
-    "scope",
-    "mirrored",
-    "missing",
-    "source_updated_at",
-    "source_delivered_at",
-    "stale_count",
-    "rule",
-    "raw_hash",
-)
 
 
 @dataclass
