@@ -31,7 +31,6 @@ from typing import Any
 
 import httpcore
 import httpx
-from httpx._transports.default import map_httpcore_exceptions
 from sqlalchemy import Connection, CursorResult, bindparam, func, insert, update
 from sqlmodel import Session, col, select
 from standardwebhooks.webhooks import Webhook
@@ -44,6 +43,11 @@ from bookingsync.worker.config import DeliveryConfig, SubscriptionConfig
 from bookingsync.worker.db import transaction
 from bookingsync.worker.runtime import Runtime
 from bookingsync.worker.sql_lists import among
+
+try:  # httpx's mapping of httpcore's errors to its own: private, so a release may move it
+    from httpx._transports.default import map_httpcore_exceptions
+except ImportError:  # pragma: no cover - then every POST takes the transport's public path
+    map_httpcore_exceptions = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 USER_AGENT = "bookingsync-webhooks/0.1"
@@ -111,7 +115,11 @@ def send(
     handling), and that layer cost a third of the CPU of a POST to a sink on loopback (issue 6).
     Through an httpx transport's own connection pool when it has one (`_send_core`)."""
     pool = getattr(transport, "_pool", None)
-    if isinstance(transport, httpx.HTTPTransport) and isinstance(pool, httpcore.ConnectionPool):
+    if (
+        map_httpcore_exceptions is not None
+        and isinstance(transport, httpx.HTTPTransport)
+        and isinstance(pool, httpcore.ConnectionPool)
+    ):
         return _send_core(pool, url, headers, body, now, timeout)
     request = httpx.Request(
         "POST",

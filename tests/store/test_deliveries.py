@@ -20,6 +20,7 @@ from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import col, select
@@ -639,3 +640,33 @@ def test_undecodable_secret_is_refused_before_any_delivery() -> None:
             {"subscriptions": [{"id": "crm", "url": "http://127.0.0.1:9/", "secret": "whsec_abcdefghi"}]},
             environ={},
         )
+
+
+@pytest.mark.parametrize("path", ["httpcore", "transport"])
+def test_both_send_paths_read_an_answer_alike(
+    hooks: HookServer, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """A POST goes through httpcore with httpx's private error mapping; were a release of httpx to
+    move that mapping, it goes through the transport's public path, and reads answers the same."""
+    if path == "transport":
+        monkeypatch.setattr(delivery, "map_httpcore_exceptions", None)
+    through_core: list[str] = []
+    core = delivery._send_core
+
+    def counted(*args: Any) -> delivery.Attempt:
+        through_core.append(args[1])
+        return core(*args)
+
+    monkeypatch.setattr(delivery, "_send_core", counted)
+    now = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    hooks.answer(Reply(503, headers={"retry-after": "7"}, body=b"busy"), Reply(204))
+    with httpx.HTTPTransport() as transport:
+        busy = delivery.send(transport, hooks.url(), {"webhook-id": "evt_1"}, b"{}", now, 5.0)
+        done = delivery.send(transport, hooks.url(), {"webhook-id": "evt_1"}, b"{}", now, 5.0)
+        refused = delivery.send(transport, f"http://127.0.0.1:{free_port()}/hook", {}, b"{}", now, 5.0)
+    assert (busy.status_code, busy.error, busy.retry_after) == (503, "busy", 7.0)
+    assert (done.status_code, done.error, done.retry_after) == (204, None, None)
+    assert refused.status_code is None and refused.error is not None
+    assert refused.error.startswith("ConnectError")
+    assert [got.headers["webhook-id"] for got in hooks.received] == ["evt_1", "evt_1"]
+    assert len(through_core) == (3 if path == "httpcore" else 0)
