@@ -235,9 +235,7 @@ def _insert_postgres(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple
     try:
         base = 0
         for size in pieces(len(rows), _POSTGRES_ROWS):
-            params: list[Any] = []
-            for row in rows[base : base + size]:
-                params.extend(Json(row[k]) if k == "records" else row[k] for k in COLUMNS)
+            params = postgres_params(rows[base : base + size])
             base += size
             cursor.execute(insert_postgres_sql(size), params)
             for receipt_id, connection, delivery_id in cursor.fetchall():
@@ -245,6 +243,11 @@ def _insert_postgres(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple
     finally:
         cursor.close()
     return stored
+
+
+def postgres_params(rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """`insert_postgres_sql`'s parameters for these rows, row after row in COLUMNS' order."""
+    return [Json(row[name]) if name == "records" else row[name] for row in rows for name in COLUMNS]
 
 
 @functools.lru_cache(maxsize=16)

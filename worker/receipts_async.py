@@ -24,10 +24,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Json
 from sqlalchemy import Engine
 
-from bookingsync.worker.receipts import COLUMNS, Receipt, first_of_each, insert_postgres_sql, outcomes
+from bookingsync.worker.receipts import Receipt, first_of_each, insert_postgres_sql, outcomes, postgres_params
 
 log = logging.getLogger(__name__)
 # Batches in flight at once, one connection each. One: the next batch gathers what arrives while
@@ -153,9 +152,8 @@ async def _write(conn: psycopg.AsyncConnection[Any], items: Sequence[Receipt]) -
     # arrays in Python, 1.4 ms for 16 receipts against 75 µs for the same values one by one.
     size = 1 << (len(rows) - 1).bit_length()
     rows += [rows[-1]] * (size - len(rows))
-    params = [Json(row[name]) if name == "records" else row[name] for row in rows for name in COLUMNS]
     async with psycopg.AsyncRawCursor(conn) as cursor:
-        await cursor.execute(insert_postgres_sql(size), params)
+        await cursor.execute(insert_postgres_sql(size), postgres_params(rows))
         stored = {
             (connection, delivery_id): receipt_id
             for receipt_id, connection, delivery_id in await cursor.fetchall()
