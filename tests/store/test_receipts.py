@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 import pytest
@@ -232,12 +232,13 @@ def test_batches_committed_while_the_hand_over_lingers_share_messages_and_close_
     ]
 
 
+@pytest.mark.parametrize("zone", [UTC, timezone(timedelta(hours=1))], ids=["utc", "plus-one"])
 @pytest.mark.parametrize("kind", ["accepted", "notified"])
-def test_every_column_is_stored_as_an_orm_insert_stores_it(engine: Engine, kind: str) -> None:
+def test_every_column_is_stored_as_an_orm_insert_stores_it(engine: Engine, kind: str, zone: tzinfo) -> None:
     """write_receipts binds values itself (the ORM costs too much on the hot path): a row it writes
-    reads back exactly as the ORM's insert of the same row, times included (not UTC on the way in,
-    no microseconds)."""
-    at = datetime(2026, 3, 2, 10, 0, tzinfo=timezone(timedelta(hours=1)))
+    reads back exactly as the ORM's insert of the same row, times included (UTC, as the clock gives
+    them, and not UTC on the way in; no microseconds)."""
+    at = datetime(2026, 3, 2, 10, 0, tzinfo=zone)
     records = [RawRecord(payload={"id": "m1", "title": "Café 10:00", "n": 1.5}, external_id="m1")] * (
         kind == "accepted"
     )
