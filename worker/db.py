@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +43,16 @@ AUTO_VACUUM_CONVERT_MAX_BYTES = 256 * 2**20
 SQLITE_INCREMENTAL = 2  # PRAGMA auto_vacuum: 0 none, 1 full, 2 incremental
 
 log = logging.getLogger(__name__)
+
+
+# Each SQLite engine's lock of its process's writers (make_engine), for a writer that must not
+# wait for it: the web process's event loop tries it and leaves the batch to a thread if it is taken.
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+def process_write_lock(engine: Engine) -> threading.Lock | None:
+    """The lock every transaction of this SQLite engine holds from BEGIN to its end; None for PostgreSQL."""
+    return _WRITE_LOCKS.get(engine)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -77,6 +88,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # the lock is free when a process's threads contend. Other processes still meet the
         # busy timeout.
         writer = threading.Lock()
+        _WRITE_LOCKS[engine] = writer
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:

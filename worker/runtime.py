@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from bookingsync.worker.groupcommit import GroupCommit
     from bookingsync.worker.lanes import Lanes
     from bookingsync.worker.receipts import HandOver
+    from bookingsync.worker.receipts_sqlite import LoopSQLiteReceipts
 
 
 # Outcomes arrive one per POST and nobody waits on their commit: gathering them for this long
@@ -53,6 +54,7 @@ class Runtime:
     _outcomes: GroupCommit[Any] | None = None
     _receipts: GroupCommit[Any] | None = None
     _hand_over: HandOver | None = None
+    _loop_receipts: LoopSQLiteReceipts | None = None
 
     def __post_init__(self) -> None:
         self.holder = self.holder or holder_id(self.role)
@@ -139,7 +141,26 @@ class Runtime:
                 )
             return self._receipts
 
+    @property
+    def loop_receipts(self) -> LoopSQLiteReceipts | None:
+        """SQLite's receipts written by web's event loop when the write lock is free, the thread
+        writer (`receipts`) taking the batches that would wait (worker/receipts_sqlite.py); None
+        where the loop cannot write (PostgreSQL has its own, an in-memory SQLite has one connection)."""
+        from bookingsync.worker.receipts_sqlite import LoopSQLiteReceipts, writable_from_loop
+
+        if not writable_from_loop(self.engine):
+            return None
+        thread_writer, hand_over = self.receipts, self.hand_over
+        with self._lock:
+            if self._loop_receipts is None:
+                self._loop_receipts = LoopSQLiteReceipts(
+                    self.engine, thread_writer.submit_async, after=hand_over
+                )
+            return self._loop_receipts
+
     def close(self) -> None:
+        if self._loop_receipts is not None:
+            self._loop_receipts.close()
         if self._receipts is not None:
             self._receipts.close()
         if self._hand_over is not None:  # after the writer, whose last batches it sends

@@ -2,8 +2,9 @@
 
 `POST /webhooks/{connection_id}` verifies the delivery with the connection's adapter, stores
 the receipt (deduped by the provider's delivery id) and answers once it is committed; a worker
-ingests it. Receipts of concurrent requests are committed together (worker/receipts.py; on
-PostgreSQL from the event loop itself, worker/receipts_async.py).
+ingests it. Receipts of concurrent requests are committed together (worker/receipts.py), from
+the event loop itself (PostgreSQL: worker/receipts_async.py; SQLite, when its write lock is
+free: worker/receipts_sqlite.py).
 
     unknown connection              404
     body over server.max_body_bytes 413
@@ -100,10 +101,13 @@ class Webhooks:
     def __init__(self, rt: Runtime, app: FastAPI, received: Counter) -> None:
         self.rt, self.app, self._received = rt, app, received
         # PostgreSQL receipts are written from the event loop (worker/receipts_async.py); SQLite's
-        # by the runtime's writer thread, as SQLite takes one writer at a time across the process.
+        # too when the process's write lock is free, else by the runtime's writer thread, which
+        # waits for it (worker/receipts_sqlite.py).
         self.submit: Callable[[Receipt], Awaitable[tuple[str, int | None]]]
         if rt.engine.dialect.name == "postgresql":
             self.submit = LoopReceipts(rt.engine, after=rt.hand_over).submit
+        elif (on_loop := rt.loop_receipts) is not None:
+            self.submit = on_loop.submit
         else:
             self.submit = rt.receipts.submit_async
         # Per request these were about a sixth of the handler's time under cProfile: an isinstance

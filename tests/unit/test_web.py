@@ -31,8 +31,8 @@ HUBSPOT_SECRET = "hs-client-secret"
 
 @pytest.fixture
 def setup(engine: Engine) -> Iterator[tuple[httpx.Client, Runtime, StubBroker]]:
-    """The web app on a real server, on SQLite (receipts by the writer thread) and PostgreSQL
-    (receipts from the event loop, worker/receipts_async.py)."""
+    """The web app on a real server, on SQLite (receipts from the event loop while the write lock
+    is free, worker/receipts_sqlite.py) and PostgreSQL (worker/receipts_async.py)."""
     cfg = parse_config(
         {
             "allow_private_targets": True,
@@ -110,6 +110,8 @@ def test_signed_delivery_is_stored_once_and_queued(setup) -> None:
     assert again.status_code == 200 and again.json()["status"] == "duplicate"
     [row] = receipts(rt)
     assert row.status == "leased" and row.records and row.records[0]["payload"]["id"] == "meeting_1"
+    if rt.engine.dialect.name == "sqlite":  # a SQLite file: the loop writes while the lock is free
+        assert rt.loop_receipts is not None and rt.loop_receipts.written_here == 2
     rt.close()  # the hand-over sends what the writer committed, then stops
     assert len(broker.queues["bookingsync"].queue) == 1  # one ingest message, not two
 

@@ -1,0 +1,211 @@
+"""SQLite webhook receipts written by the web process's event loop, when that costs no wait.
+
+The thread writer (`GroupCommit` with `write_receipts`) costs every batch a round of wake-ups
+between threads: the loop wakes the writer, the writer waits for the GIL the busy loop holds,
+the writer wakes the loop with the answers. On the 2-core virtual machine of bench/ingress.py
+those hand-overs, not the SQL, made the difference: the same batches written by the loop cost
+less CPU a request than the writer thread alone spent (bench/README.md, ingress).
+
+So the loop gathers the receipts of the requests it has read, until a turn of the loop brings
+no more (or `MAX_BATCH` of them, or `LINGER_SECONDS` after the first), and writes them itself,
+one `BEGIN IMMEDIATE … COMMIT` on a connection of its own, but only where nothing makes it wait:
+
+- the process's SQLite write lock (worker/db.py) is tried, never waited for: when another
+  thread's transaction holds it (in `run`: an ingest page, the relay), the batch goes to the
+  thread writer, which waits for it;
+- the connection's busy timeout is 0: when another process holds the database's write lock,
+  BEGIN fails at once and the batch goes to the thread writer.
+
+A batch that fails here for any other reason is rolled back and goes to the thread writer as
+well, which writes it again item by item if it fails there too, so that one bad item fails only
+its own caller. Either way a caller hears back only once its row is committed. An in-memory
+database (a connection of its own would be another database) always uses the thread writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Engine
+
+from bookingsync.worker.db import process_write_lock
+from bookingsync.worker.receipts import Receipt, write_sqlite_receipts
+
+log = logging.getLogger(__name__)
+Outcome = tuple[str, int | None]
+# The longest the first receipt of a batch waits for others; a batch is written as soon as a turn
+# of the loop adds nothing to it (`_when_quiet`), which under load is a whole batch (32 concurrent
+# requests: batches of 31 on average) and alone is at once.
+LINGER_SECONDS = 0.002
+MAX_BATCH = 64
+
+
+def writable_from_loop(engine: Engine) -> bool:
+    """A SQLite file: a second connection sees the same database."""
+    database = engine.url.database or ""
+    return (
+        engine.dialect.name == "sqlite"
+        and process_write_lock(engine) is not None
+        and database not in ("", ":memory:")
+        and "mode=memory" not in str(engine.url)
+    )
+
+
+class LoopSQLiteReceipts:
+    """`await submit(receipt)` -> (outcome, receipt id), as `GroupCommit.submit_async` answers it."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        thread_writer: Callable[[Receipt], Awaitable[Outcome]],
+        *,
+        after: Callable[[Sequence[Receipt], Sequence[Outcome]], None] | None = None,
+        linger: float = LINGER_SECONDS,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        lock = process_write_lock(engine)
+        if lock is None:
+            raise ValueError("LoopSQLiteReceipts needs an engine made by worker.db.make_engine for SQLite")
+        self.engine, self.thread_writer, self.after = engine, thread_writer, after
+        self.linger, self.max_batch = linger, max_batch
+        self._lock = lock
+        self._driver: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[tuple[Receipt, asyncio.Future[Outcome]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._batch = 0  # which batch is gathering, for `_when_quiet`
+        # Batches committed here, and batches left to the thread writer (the tests read them).
+        self.written_here = 0
+        self.handed_on = 0
+
+    def submit(self, item: Receipt) -> asyncio.Future[Outcome]:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a test client may bring a new loop per request
+            self._flush()
+            self._loop = loop
+        future: asyncio.Future[Outcome] = loop.create_future()
+        self._pending.append((item, future))
+        if len(self._pending) >= self.max_batch:
+            self._flush()
+        elif len(self._pending) == 1:  # a new batch: written when the loop is through, or at the cap
+            self._batch += 1
+            self._timer = loop.call_later(self.linger, self._flush)
+            loop.call_soon(self._when_quiet, self._batch, 0)
+        return future
+
+    def _when_quiet(self, batch: int, seen: int) -> None:
+        """Write the batch once a turn of the loop has added nothing to it: every request that was
+        ready has been read and is waiting here, and the loop would otherwise sit idle. A fixed
+        linger instead either waits with nothing to do or writes before the batch is whole."""
+        if batch != self._batch or not self._pending:  # written already (full, or at the cap)
+            return
+        if len(self._pending) == seen:
+            self._flush()
+        else:
+            asyncio.get_running_loop().call_soon(self._when_quiet, batch, len(self._pending))
+
+    def close(self) -> None:
+        """Close the connection; receipts still gathering were never answered (the provider retries)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._driver is not None:
+            self._driver.close()
+            self._driver = None
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        items = [item for item, _ in batch]
+        try:
+            results = self._write_here(items)
+        except Exception:  # no connection, say: the thread writer has its own, and says why
+            log.exception("webhook receipts: the loop could not write; the writer thread takes the batch")
+            results = None
+        if results is None:
+            self.handed_on += 1
+            for item, future in batch:
+                _forward(self.thread_writer(item), future)
+            return
+        self.written_here += 1
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():  # cancelled: the client went away
+                future.set_result(result)
+        if self.after is not None:
+            try:
+                self.after(items, results)
+            except Exception:
+                log.exception("webhook receipts: the after-commit step failed")
+
+    def _write_here(self, items: list[Receipt]) -> list[Outcome] | None:
+        """The batch's outcomes once committed, or None if it was not written (nothing of it is stored)."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            driver = self._connection()
+            try:
+                driver.execute("BEGIN IMMEDIATE")
+            except (
+                sqlite3.Error
+            ) as exc:  # another process writes (SQLITE_BUSY), or worse: the thread will say
+                log.debug(
+                    "webhook receipts: BEGIN failed on the loop (%s); the writer thread takes the batch", exc
+                )
+                return None
+            try:
+                results = write_sqlite_receipts(driver, self.engine.dialect, items)
+                driver.execute("COMMIT")
+            except Exception as exc:  # noqa: BLE001 - a bad row, say: the thread writer isolates it
+                log.warning(
+                    "webhook receipts: a batch of %d failed on the loop (%s); the writer thread takes it",
+                    len(items),
+                    exc,
+                )
+                _roll_back(driver)
+                return None
+            return results
+        finally:
+            self._lock.release()
+
+    def _connection(self) -> Any:
+        """A sqlite3 connection of this writer's own, with the engine's settings but no busy wait."""
+        if self._driver is None:
+            pooled = self.engine.raw_connection()
+            driver: Any = pooled.driver_connection
+            pooled.detach()  # never back in the pool: its busy timeout is 0
+            driver.execute("PRAGMA busy_timeout=0")
+            self._driver = driver
+        return self._driver
+
+
+def _roll_back(driver: Any) -> None:
+    try:
+        if driver.in_transaction:
+            driver.execute("ROLLBACK")
+    except sqlite3.Error:  # the transaction is gone either way; the next BEGIN will tell
+        log.exception("webhook receipts: ROLLBACK failed on the loop's connection")
+
+
+def _forward(source: Awaitable[Outcome], target: asyncio.Future[Outcome]) -> None:
+    """Settle `target` as the thread writer settles `source`."""
+    inner = asyncio.ensure_future(source)
+
+    def copy(done: asyncio.Future[Outcome]) -> None:
+        if target.done():
+            return
+        if done.cancelled():
+            target.cancel()
+        elif (error := done.exception()) is not None:
+            target.set_exception(error)
+        else:
+            target.set_result(done.result())
+
+    inner.add_done_callback(copy)
