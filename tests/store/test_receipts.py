@@ -6,6 +6,7 @@ duplicates are told apart inside a batch and across batches, and one bad row fai
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -56,6 +57,42 @@ def commits(engine: Engine) -> Iterator[list[int]]:
 def stored_ids(engine: Engine) -> set[str]:
     with engine.connect() as conn:
         return set(conn.execute(select(ReceiptRow.delivery_id)).scalars())
+
+
+def one_bad_row_among_good(engine: Engine, submit: Any) -> BaseException:
+    """Four concurrent receipts on one event loop, the third unstorable (no body): the other three
+    are accepted and stored; the bad one's error is returned."""
+    broken = item("broken")
+    broken = Receipt(broken.connection, broken.delivery_id, broken.kind, {**broken.row, "body": None})
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(
+            *(submit(x) for x in (item("ok1"), item("ok2"), broken, item("ok3"))), return_exceptions=True
+        )
+
+    results = asyncio.run(main())
+    assert [r[0] for r in results if not isinstance(r, BaseException)] == ["accepted"] * 3
+    assert stored_ids(engine) == {"ok1", "ok2", "ok3"}
+    assert isinstance(results[2], BaseException)
+    return results[2]
+
+
+def loop_callers_hear_back_only_when_stored(engine: Engine, submit: Any, n: int) -> None:
+    """`n` concurrent callers on one event loop: each answered `accepted` with an id, and each sees
+    its row from a connection of the engine's pool once answered (committed, not only written)."""
+    seen: dict[str, bool] = {}
+
+    async def caller(i: int) -> None:
+        outcome, receipt_id = await submit(item(f"d{i}"))
+        assert outcome == "accepted" and receipt_id is not None
+        seen[f"d{i}"] = f"d{i}" in await asyncio.to_thread(stored_ids, engine)
+
+    async def main() -> None:
+        await asyncio.gather(*(caller(i) for i in range(n)))
+
+    asyncio.run(main())
+    assert len(seen) == n and all(seen.values())
+    assert stored_ids(engine) == {f"d{i}" for i in range(n)}
 
 
 def test_concurrent_callers_share_commits_and_hear_back_only_when_stored(

@@ -16,11 +16,15 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
-from bookingsync.worker.receipts import Receipt
 from bookingsync.worker.receipts_async import LoopReceipts
 from bookingsync.worker.db import make_engine
 from tests.conftest import POSTGRES_URL, drop_postgres, postgres_engine
-from tests.store.test_receipts import item, stored_ids
+from tests.store.test_receipts import (
+    item,
+    loop_callers_hear_back_only_when_stored,
+    one_bad_row_among_good,
+    stored_ids,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -45,20 +49,7 @@ def engine() -> Iterator[Engine]:
 def test_concurrent_callers_share_statements_and_hear_back_only_when_stored(engine: Engine) -> None:
     after: list[int] = []
     writer = LoopReceipts(engine, after=lambda items, results: after.append(len(items)))
-    seen: dict[str, bool] = {}
-
-    async def caller(i: int) -> None:
-        outcome, receipt_id = await writer.submit(item(f"d{i}"))
-        assert outcome == "accepted" and receipt_id is not None
-        # From a connection of the engine's pool: committed, not only written.
-        seen[f"d{i}"] = f"d{i}" in await asyncio.to_thread(stored_ids, engine)
-
-    async def main() -> None:
-        await asyncio.gather(*(caller(i) for i in range(60)))
-
-    asyncio.run(main())
-    assert len(seen) == 60 and all(seen.values())
-    assert stored_ids(engine) == {f"d{i}" for i in range(60)}
+    loop_callers_hear_back_only_when_stored(engine, writer.submit, 60)
     assert sum(after) == 60 and len(after) < 60  # grouped: fewer batches than callers
 
 
@@ -80,19 +71,7 @@ def test_duplicates_inside_a_batch_and_across_batches(engine: Engine) -> None:
 
 def test_a_bad_row_fails_only_its_own_caller(engine: Engine) -> None:
     writer = LoopReceipts(engine, connections=1)
-    broken = item("broken")
-    broken = Receipt(broken.connection, broken.delivery_id, broken.kind, {**broken.row, "body": None})
-
-    async def main() -> list[Any]:
-        return await asyncio.gather(
-            *(writer.submit(x) for x in (item("ok1"), item("ok2"), broken, item("ok3"))),
-            return_exceptions=True,
-        )
-
-    results = asyncio.run(main())
-    assert [r[0] for r in results if not isinstance(r, BaseException)] == ["accepted"] * 3
-    assert isinstance(results[2], psycopg.errors.NotNullViolation)
-    assert stored_ids(engine) == {"ok1", "ok2", "ok3"}
+    assert isinstance(one_bad_row_among_good(engine, writer.submit), psycopg.errors.NotNullViolation)
 
 
 def test_a_connection_the_server_dropped_is_replaced_and_the_batch_stored(engine: Engine) -> None:

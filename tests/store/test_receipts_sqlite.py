@@ -22,10 +22,15 @@ from sqlalchemy import Engine
 from bookingsync.worker.config import parse_config
 from bookingsync.worker.db import make_engine, upgrade
 from bookingsync.worker.groupcommit import GroupCommit
-from bookingsync.worker.receipts import Receipt, write_receipts
+from bookingsync.worker.receipts import write_receipts
 from bookingsync.worker.receipts_sqlite import LoopSQLiteReceipts, writable_from_loop
 from bookingsync.worker.runtime import Runtime
-from tests.store.test_receipts import item, stored_ids
+from tests.store.test_receipts import (
+    item,
+    loop_callers_hear_back_only_when_stored,
+    one_bad_row_among_good,
+    stored_ids,
+)
 
 
 @pytest.fixture
@@ -62,21 +67,8 @@ def test_concurrent_callers_share_one_transaction_and_hear_back_only_when_stored
 ) -> None:
     after: list[int] = []
     writer = loop_writer(engine, thread_writer, after=lambda items, results: after.append(len(items)))
-    seen: dict[str, bool] = {}
-
-    async def caller(i: int) -> None:
-        outcome, receipt_id = await writer.submit(item(f"d{i}"))
-        assert outcome == "accepted" and receipt_id is not None
-        # From a connection of the engine's pool: committed, not only written.
-        seen[f"d{i}"] = f"d{i}" in await asyncio.to_thread(stored_ids, engine)
-
-    async def main() -> None:
-        await asyncio.gather(*(caller(i) for i in range(40)))
-
-    asyncio.run(main())
+    loop_callers_hear_back_only_when_stored(engine, writer.submit, 40)
     writer.close()
-    assert len(seen) == 40 and all(seen.values())
-    assert stored_ids(engine) == {f"d{i}" for i in range(40)}
     # All 40 were ready in one turn of the loop: one transaction, written by the loop itself.
     assert after == [40]
     assert (writer.written_here, writer.handed_on) == (1, 0)
@@ -186,20 +178,9 @@ def test_while_another_process_holds_the_database_the_loop_does_not_wait(
 
 def test_a_bad_row_fails_only_its_own_caller(engine: Engine, thread_writer: GroupCommit[Any]) -> None:
     writer = loop_writer(engine, thread_writer)
-    broken = item("broken")
-    broken = Receipt(broken.connection, broken.delivery_id, broken.kind, {**broken.row, "body": None})
-
-    async def main() -> list[Any]:
-        return await asyncio.gather(
-            *(writer.submit(x) for x in (item("ok1"), item("ok2"), broken, item("ok3"))),
-            return_exceptions=True,
-        )
-
-    results = asyncio.run(main())
+    error = one_bad_row_among_good(engine, writer.submit)
     writer.close()
-    assert [r[0] for r in results if not isinstance(r, BaseException)] == ["accepted"] * 3
-    assert isinstance(results[2], Exception) and "NOT NULL" in str(results[2])
-    assert stored_ids(engine) == {"ok1", "ok2", "ok3"}
+    assert "NOT NULL" in str(error)
     # The loop rolled its try back, and the thread writer isolated the bad row.
     assert (writer.written_here, writer.handed_on) == (0, 1)
     # The loop's connection is usable again: the next batch is written there.
