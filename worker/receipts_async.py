@@ -80,6 +80,7 @@ class LoopReceipts:
                 while not queue:
                     wake.clear()
                     await wake.wait()
+                await _quiet_turn(queue, self.max_batch)
                 batch = [queue.popleft() for _ in range(min(self.max_batch, len(queue)))]
                 items = [item for item, _ in batch]
                 try:
@@ -141,6 +142,16 @@ class LoopReceipts:
             return psycopg.conninfo.make_conninfo(
                 info.dsn, **({"password": info.password} if info.password else {})
             )
+
+
+async def _quiet_turn(queue: deque[Any], most: int) -> None:
+    """Return once a turn of the loop adds nothing to `queue` (every request that was ready has been
+    read and waits here) or it holds `most`: one statement for the requests of a burst, not one for
+    the first and another for the rest. Alone, a receipt waits one turn."""
+    seen = -1
+    while seen != len(queue) < most:
+        seen = len(queue)
+        await asyncio.sleep(0)
 
 
 async def _write(conn: psycopg.AsyncConnection[Any], items: Sequence[Receipt]) -> list[Outcome]:

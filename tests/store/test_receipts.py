@@ -77,6 +77,21 @@ def one_bad_row_among_good(engine: Engine, submit: Any) -> BaseException:
     return results[2]
 
 
+def arriving_over_turns(submit: Any, n: int, turns: int) -> list[Any]:
+    """`n` receipts submitted over `turns` consecutive turns of one event loop (as requests read
+    from sockets that were ready a moment apart): their outcomes."""
+
+    async def caller(i: int) -> Any:
+        for _ in range(i % turns):
+            await asyncio.sleep(0)
+        return await submit(item(f"t{i}"))
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(caller(i) for i in range(n)))
+
+    return asyncio.run(main())
+
+
 def loop_callers_hear_back_only_when_stored(engine: Engine, submit: Any, n: int) -> None:
     """`n` concurrent callers on one event loop: each answered `accepted` with an id, and each sees
     its row from a connection of the engine's pool once answered (committed, not only written)."""

@@ -20,6 +20,7 @@ from bookingsync.worker.receipts_async import LoopReceipts
 from bookingsync.worker.db import make_engine
 from tests.conftest import POSTGRES_URL, drop_postgres, postgres_engine
 from tests.store.test_receipts import (
+    arriving_over_turns,
     item,
     loop_callers_hear_back_only_when_stored,
     one_bad_row_among_good,
@@ -53,6 +54,14 @@ def test_concurrent_callers_share_statements_and_hear_back_only_when_stored(engi
     assert sum(after) == 60 and len(after) < 60  # grouped: fewer batches than callers
 
 
+def test_receipts_arriving_over_consecutive_turns_share_a_statement(engine: Engine) -> None:
+    after: list[int] = []
+    writer = LoopReceipts(engine, after=lambda items, results: after.append(len(items)))
+    results = arriving_over_turns(writer.submit, 20, turns=4)
+    assert [outcome for outcome, _ in results] == ["accepted"] * 20
+    assert after == [20]  # sent once the loop had read them all, not after the first turn's
+
+
 def test_duplicates_inside_a_batch_and_across_batches(engine: Engine) -> None:
     writer = LoopReceipts(engine, connections=1)
 
@@ -62,7 +71,6 @@ def test_duplicates_inside_a_batch_and_across_batches(engine: Engine) -> None:
         return first, again
 
     first, again = asyncio.run(main())
-    # The first submit goes alone (nothing else was queued yet); the rest share a statement.
     assert [outcome for outcome, _ in first] == ["accepted", "accepted", "duplicate", "accepted", "duplicate"]
     assert [outcome for outcome, _ in again] == ["duplicate", "accepted"]
     assert len({receipt_id for _, receipt_id in first if receipt_id is not None}) == 3

@@ -26,6 +26,7 @@ from bookingsync.worker.receipts import write_receipts
 from bookingsync.worker.receipts_sqlite import LoopSQLiteReceipts, writable_from_loop
 from bookingsync.worker.runtime import Runtime
 from tests.store.test_receipts import (
+    arriving_over_turns,
     item,
     loop_callers_hear_back_only_when_stored,
     one_bad_row_among_good,
@@ -89,6 +90,17 @@ def test_a_batch_is_written_once_a_turn_of_the_loop_adds_nothing(
     writer.close()
     assert took < 1.0
     assert stored_ids(engine) == {"alone"}
+
+
+def test_receipts_arriving_over_consecutive_turns_share_a_batch(
+    engine: Engine, thread_writer: GroupCommit[Any]
+) -> None:
+    after: list[int] = []
+    writer = loop_writer(engine, thread_writer, after=lambda items, results: after.append(len(items)))
+    results = arriving_over_turns(writer.submit, 20, turns=4)
+    writer.close()
+    assert [outcome for outcome, _ in results] == ["accepted"] * 20
+    assert after == [20]  # written once the loop had read them all, not after the first turn's
 
 
 def test_duplicates_inside_a_batch_and_across_batches(
