@@ -5,13 +5,25 @@ from __future__ import annotations
 from collections import defaultdict, deque
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.errors import BrokerConnectionError
 
 # The in-process broker keeps every message that failed for good (with its exception and the
 # frames its traceback holds) in a dead-letter list nobody reads: the database already has the
 # work (the relay hands it out again), so `run` keeps only the newest few, for a debugger.
 STUB_DEAD_LETTERS_KEPT = 100
+
+
+# What a send or a queue read raises while the broker is down or restarting: Redis's own errors
+# (dramatiq's Redis broker lets them through; a Redis still loading its data raises one too) and
+# dramatiq's for RabbitMQ. A state to wait out, said in one line, not a bug with a traceback.
+BROKER_UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    BrokerConnectionError,
+)
 
 
 def make_broker(url: str) -> dramatiq.Broker:

@@ -217,6 +217,11 @@ class Scheduler:
             log.warning(
                 "relay tick: the database did not answer (%s); the next tick retries", _first_line(exc)
             )
+        except broker.BROKER_UNAVAILABLE as exc:
+            # The broker went down or restarts: the claimed rows are back in line (relay_once).
+            log.warning(
+                "relay tick: the broker did not take the batch (%s); the next tick retries", _first_line(exc)
+            )
         except Exception:
             log.exception("relay tick failed; the next tick retries")
 
@@ -271,6 +276,9 @@ class Scheduler:
         (a send would fail the same way)."""
         try:
             waiting = broker.waiting_messages(self.actors.broker, queue)
+        except broker.BROKER_UNAVAILABLE as exc:
+            log.warning("the broker did not answer (%s); the relay waits for it", _first_line(exc))
+            return None
         except Exception:
             log.exception("could not read the broker's queue length")
             return None
