@@ -11,9 +11,10 @@ rather than trusting what an older one made of it).
 
 The payload is written as JSON by orjson, keys sorted: a third of the cost of the standard
 library's C encoder, on a path (a quiet calendar polled again) where keying the page was a quarter
-of the work. What is not plain JSON gets no key and always takes the full path: keys that are not
-strings, sets and other objects, integers beyond 64 bits, strings with lone surrogates, nesting
-deeper than 254. One value is written rather than refused: NaN and the infinities, which JSON has
+of the work. What orjson will not write gets no key and always takes the full path: keys that are
+not strings, sets and objects it has no JSON for, integers beyond 64 bits, strings with lone
+surrogates, nesting deeper than 254 (datetimes, UUIDs, enums and tuples it writes; a parsed payload
+holds none). One value is written rather than refused: NaN and the infinities, which JSON has
 no words for (RFC 8259) and which a provider can only send by breaking it, are written as `null`.
 So a record whose only change is between such a number and null reads as unchanged; the defensive
 alternative, a walk over every payload in Python to look for them, costs more than the encoding.
