@@ -99,6 +99,26 @@ def test_an_unchanged_record_is_only_touched(engine: Engine, clock: ManualClock,
     assert state(engine) == {**before, "last_seen_at": later}
 
 
+def test_a_key_written_another_way_reads_the_record_in_full_once_then_holds_the_new_key(
+    engine: Engine, clock: ManualClock, adapter: Counting
+) -> None:
+    # A release that writes keys differently (or a version bump) leaves every stored `raw_hash`
+    # unlike the keys it computes: each link must read its record in full once, take the new key
+    # and be only touched from then on, never fall back to the full path for good.
+    raw = leezy(clock.now(), updated_min=-10)
+    ingest(engine, adapter, raw, clock.now())
+    with engine.begin() as conn:  # Core: an ORM write would clear the key (models/tables.py)
+        conn.execute(LinkRow.__table__.update().values(raw_hash="0" * 32))  # type: ignore[attr-defined]
+    before = state(engine)
+    full = ingest(engine, adapter, raw, clock.now() + timedelta(minutes=1))
+    assert (full.changed, full.events, adapter.normalised) == (0, [], 2)
+    with transaction(engine) as session:
+        assert session.exec(select(LinkRow.raw_hash)).one() not in (None, "0" * 32)
+    touched = ingest(engine, adapter, raw, clock.now() + timedelta(minutes=2))
+    assert (touched.applied, touched.changed, adapter.normalised) == (1, 0, 2)
+    assert state(engine) == {**before, "last_seen_at": clock.now() + timedelta(minutes=2)}
+
+
 def test_a_link_marked_missing_since_reads_the_same_record_in_full(
     engine: Engine, clock: ManualClock, adapter: Counting
 ) -> None:
