@@ -4,7 +4,8 @@
 -- of T sends lines t, t+T, t+2T, ... (so no two threads send the same delivery) and wraps around only
 -- when its share runs out. WRK_PATH is the URL path. Each thread counts answers by status and keeps
 -- the delivery id of every 2xx answer (the server echoes it as "delivery_id" in its JSON); done()
--- writes "status<TAB>count" lines and then "ok<TAB>delivery_id" lines to WRK_OUT.
+-- writes "status<TAB>count" lines, "ok<TAB>delivery_id" lines, then the totals and the latency
+-- percentiles (µs) to WRK_OUT.
 
 local threads = {}
 local counter = 0
@@ -71,5 +72,8 @@ function done(summary, latency, requests)
     + summary.errors.timeout))
   out:write(string.format("requests\t%d\n", summary.requests))
   out:write(string.format("duration_us\t%d\n", summary.duration))
+  out:write(string.format("p50_us\t%d\n", latency:percentile(50)))
+  out:write(string.format("p99_us\t%d\n", latency:percentile(99)))
+  out:write(string.format("max_us\t%d\n", latency.max))
   out:close()
 end

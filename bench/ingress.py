@@ -35,6 +35,7 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from common import backends_of, database, iso, parse_args
@@ -174,6 +175,7 @@ def wrk(port: int, path: str, requests: Path, args: Any, out: Path) -> dict[str,
         "errors": totals["errors"],
         "ok_ids": ok,
         "requests": totals["requests"],
+        "latency_ms": {k: totals[f"{k}_us"] / 1000 for k in ("p50", "p99", "max")},
     }
 
 
@@ -229,6 +231,8 @@ def combined(segments: list[dict[str, Any]]) -> dict[str, Any]:
         "ok_ids": [i for r in segments for i in r["ok_ids"]],
         "cpu_us": sum(r["cpu_us"] * r["requests"] for r in segments) / max(requests, 1),
         "rates": [r["rate"] for r in segments],
+        "p99s": [r["latency_ms"]["p99"] for r in segments],
+        "max_ms": max(r["latency_ms"]["max"] for r in segments),
     }
 
 
@@ -354,20 +358,30 @@ def main() -> None:
                     f" (missing {result['lost']})",
                     flush=True,
                 )
+                print(
+                    f"  {'':26s} turns, latency p99 ms: floor "
+                    + " ".join(f"{r:.1f}" for r in floor_result["p99s"])
+                    + f" (max {floor_result['max_ms']:.1f}); bookingsync "
+                    + " ".join(f"{r:.1f}" for r in result["p99s"])
+                    + f" (max {result['max_ms']:.1f})",
+                    flush=True,
+                )
                 rows.append((backend, result, floor_result))
         finally:
             floor.stop()
     print()
     print(
         f"{'':12s}{'req/s':>9s}{'floor':>9s}{'ratio':>8s}{'5xx':>6s}{'lost':>6s}"
-        f"{'CPU µs/req':>12s}{'floor':>8s}{'ratio':>8s}"
+        f"{'CPU µs/req':>12s}{'floor':>8s}{'ratio':>8s}{'p99 ms':>9s}{'floor':>8s}"
     )
     for backend, r, floor_r in rows:
         five = sum(n for s, n in r["statuses"].items() if s >= 500)
         print(
             f"{backend:12s}{r['rate']:9.0f}{floor_r['rate']:9.0f}{r['rate'] / floor_r['rate']:8.3f}{five:6d}{r['lost']:6d}"
             f"{r['cpu_us']:12.0f}{floor_r['cpu_us']:8.0f}{floor_r['cpu_us'] / r['cpu_us']:8.3f}"
+            f"{median(r['p99s']):9.1f}{median(floor_r['p99s']):8.1f}"
         )
+    print("(p99 ms: the median of the turns' 99th-percentile latencies, as wrk measures them)")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from bookingsync.worker.config import parse_config
 from bookingsync.worker.db import make_engine, upgrade
 from bookingsync.worker.groupcommit import GroupCommit
-from bookingsync.worker.receipts import write_receipts
+from bookingsync.worker.receipts import Receipt, write_receipts
 from bookingsync.worker.receipts_sqlite import LoopSQLiteReceipts, writable_from_loop
 from bookingsync.worker.runtime import Runtime
 from tests.store.test_receipts import (
@@ -214,3 +214,36 @@ def test_only_a_sqlite_file_is_written_from_the_loop(tmp_path: Path) -> None:
     rt = Runtime(config=cfg, engine=on_file)
     assert isinstance(rt.loop_receipts, LoopSQLiteReceipts)
     rt.close()
+
+
+def test_the_loop_never_checkpoints_itself_and_a_thread_keeps_the_wal_bounded(
+    engine: Engine, thread_writer: GroupCommit[Any], tmp_path: Path
+) -> None:
+    # SQLite's automatic checkpoint would run in the loop's commit and hold every request meanwhile;
+    # here the loop's connection has it off, and a thread checkpoints every `checkpoint_bytes`. The
+    # WAL stays near that size however much is written: without the thread's checkpoints it would
+    # hold everything (autocheckpoint off), and with SQLite's own it would grow to 1,000 pages first.
+    writer = loop_writer(engine, thread_writer, checkpoint_bytes=64 * 1024)
+    body = "x" * 2000
+    written = 0
+
+    async def main() -> None:
+        nonlocal written
+        for batch in range(48):
+            items = [item(f"d{batch}-{i}") for i in range(32)]
+            big = [Receipt(r.connection, r.delivery_id, r.kind, {**r.row, "body": body}) for r in items]
+            results = await asyncio.gather(*(writer.submit(r) for r in big))
+            assert [outcome for outcome, _ in results] == ["accepted"] * 32
+            written += len(body) * len(big)
+            await asyncio.sleep(0.005)  # a request's worth of other work: the thread gets its turn
+        while writer._checkpointing is not None:
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert writer._driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    wal = (tmp_path / "store.db-wal").stat().st_size  # before the last connection closes (and removes it)
+    writer.close()
+    assert writer.written_here == 48 and writer.handed_on == 0
+    assert writer.checkpoints >= 10
+    assert written > 3_000_000 and wal < 1_000_000, wal
+    assert len(stored_ids(engine)) == 48 * 32
