@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session
 
-from bookingsync.worker import identity, metrics
+from bookingsync.worker import identity, metrics, table_stats
 from bookingsync.worker.ingest_apart import apply_per_record, link_echoes, per_record
 from bookingsync.worker.ingest_load import load_links, load_meetings
 from bookingsync.worker.ingest_plan import Incoming, Outcome, PagePlan, meetings_needed, new_id, plan_page
@@ -149,6 +149,7 @@ def apply_page(
             new_id=new_id,
         )
         if _write(session, plan, now):
+            table_stats.links_created(session, len(plan.new_links))
             break
         log.info(
             "%s: another writer linked a new booking of this page first; planning the page again", connection
