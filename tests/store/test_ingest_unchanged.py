@@ -119,6 +119,57 @@ def test_a_key_written_another_way_reads_the_record_in_full_once_then_holds_the_
     assert state(engine) == {**before, "last_seen_at": clock.now() + timedelta(minutes=2)}
 
 
+def other(now: datetime, external_id: str) -> RawRecord:
+    raw = leezy(now, updated_min=-10)
+    payload = {**raw.payload, "id": external_id}
+    return RawRecord(payload=payload, external_id=external_id)
+
+
+def ingest_page(engine: Engine, adapter: Counting, raws: list[RawRecord], now: datetime) -> IngestResult:
+    result = IngestResult()
+    with transaction(engine) as session:
+        ingest_records(session, adapter, CONNECTION, raws, source="poll", now=now, grace=GRACE, result=result)
+    return result
+
+
+def seen_at(engine: Engine) -> dict[str, datetime]:
+    with transaction(engine) as session:
+        return {link.external_id: link.last_seen_at for link in session.exec(select(LinkRow))}
+
+
+def test_in_a_page_only_the_unchanged_records_are_skipped_and_every_link_is_seen(
+    engine: Engine, clock: ManualClock, adapter: Counting
+) -> None:
+    now = clock.now()
+    page = [other(now, f"lz_{i}") for i in range(5)]
+    ingest_page(engine, adapter, page, now)
+    assert adapter.normalised == 5
+    # lz_1 changed, the other four are the same: one statement touches those four, lz_1 alone is
+    # normalised and applied.
+    attributes = {**page[1].payload["attributes"], "title": "New"}
+    changed = RawRecord(payload={**page[1].payload, "attributes": attributes}, external_id="lz_1")
+    later = now + timedelta(minutes=1)
+    again = ingest_page(engine, adapter, [page[0], changed, *page[2:]], later)
+    assert adapter.normalised == 5 + 1
+    assert again.applied == 5 and again.changed == 1
+    assert {eid for eid, at in seen_at(engine).items() if at == later} == {f"lz_{i}" for i in range(5)}
+
+
+@pytest.mark.parametrize("column", ["mirrored", "rule"])
+def test_a_mirror_or_a_peer_rules_link_is_never_only_touched(
+    engine: Engine, clock: ManualClock, adapter: Counting, column: str
+) -> None:
+    from bookingsync.worker.conflicts import PEER_RULES
+
+    raw = leezy(clock.now(), updated_min=-10)
+    ingest(engine, adapter, raw, clock.now())
+    value: object = True if column == "mirrored" else sorted(PEER_RULES)[0]
+    with engine.begin() as conn:  # Core: the key stays (an ORM write would clear it)
+        conn.execute(LinkRow.__table__.update().values({column: value}))  # type: ignore[attr-defined]
+    ingest(engine, adapter, raw, clock.now() + timedelta(minutes=1))
+    assert adapter.normalised == 2  # read in full: such links are the per-record path's
+
+
 def test_a_link_marked_missing_since_reads_the_same_record_in_full(
     engine: Engine, clock: ManualClock, adapter: Counting
 ) -> None:
@@ -148,3 +199,27 @@ def test_an_older_snapshot_of_the_same_content_is_still_counted_stale(
     assert (late.stale, adapter.normalised) == (1, 3)
     after = state(engine)
     assert after["stale_count"] == 1 and after["link_stamp"] == now - timedelta(minutes=5)
+
+
+def test_on_sqlite_without_statistics_the_touch_finds_each_link_through_the_unique_index(
+    tmp_path: Any,
+) -> None:
+    # SQLite files are never ANALYZEd, so the plan must not need statistics: an `UPDATE … FROM
+    # json_each(pairs)` tried for speed walked every link of the connection (ix_links_connection_scope)
+    # once a page, quadratic over a first sync (bench/README.md, ingest).
+    from bookingsync.worker.db import make_engine, upgrade
+    from bookingsync.worker.ingest_unchanged import _touch_statement
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'plan.db'}")
+    upgrade(engine)
+    sql = _touch_statement("sqlite").compile(dialect=engine.dialect).string
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        assert (
+            raw.execute("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone()[0] == 0
+        )
+        plan = " | ".join(row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + sql, ["t", "c", "[]", "[]"]))
+    engine.dispose()
+    assert "USING INDEX sqlite_autoindex_links_1 (connection=? AND external_id=?)" in plan, plan
+    assert "ix_links_connection_scope" not in plan and "SCAN links" not in plan, plan
