@@ -171,7 +171,9 @@ class LoopSQLiteReceipts:
     def _checkpoint_in_a_thread(self) -> None:
         self._unchecked = 0
         loop = asyncio.get_running_loop()
-        self._checkpointing = done = loop.run_in_executor(None, _checkpoint, self.engine.url.database)
+        database = self.engine.url.database
+        assert database  # writable_from_loop: a file
+        self._checkpointing = done = loop.run_in_executor(None, _checkpoint, database)
 
         def finished(future: asyncio.Future[None]) -> None:
             if self._checkpointing is done:
@@ -225,10 +227,10 @@ class LoopSQLiteReceipts:
         return self._driver
 
 
-def _checkpoint(database: str | None) -> None:
+def _checkpoint(database: str) -> None:
     """A passive checkpoint (it waits for no reader or writer) on a connection opened for it: one
     every few MB, so opening one costs nothing that counts, and none is shared across threads."""
-    connection = sqlite3.connect(database or "", isolation_level=None)
+    connection = sqlite3.connect(database, isolation_level=None)
     try:
         connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     finally:

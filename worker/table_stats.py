@@ -10,7 +10,7 @@ last (bench/ingest.py --n 10000, fresh: 0.39 of the same-rows floor).
 
 So each process counts the links its ingest creates. Once they reach as many as the table held at
 its last ANALYZE (and at least FIRST_AT), it analyses links, meetings and events itself, after the
-page that crossed the mark has committed: about six ANALYZEs, some 65 ms each, over a first sync of
+page that crossed the mark has committed: about six ANALYZEs, 65–80 ms each here, over a first sync of
 50,000. One that would wait for a lock (autovacuum's or another worker's ANALYZE) is skipped: the
 statistics are being gathered already. SQLite plans without them (its planner prefers the unique
 index for equality on both columns), so it is left alone.
