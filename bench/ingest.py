@@ -45,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common import CONNECTION, Timer, analyze, backends_of, database, leezy_resource, parse_args
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bookingsync.adapters.base import RawRecord
@@ -268,6 +268,12 @@ class Rows:
 
 
 def same_rows_pass(engine: Engine, rows: Rows, case: str, now: datetime) -> Timer:
+    """The floor: `rows` written for `case` by Core executemany, a transaction per page.
+
+    The no-op case's touch writes a new time on every page, as the ingest's does. Writing `now`,
+    the time the fresh pass had already written, measured nothing: SQLite compares an updated
+    row's bytes with the stored ones and leaves a page it would not change clean, so the floor's
+    commits wrote no page to the WAL while the ingest's wrote every touched row's."""
     cursor = _upsert(engine, CursorRow.__table__, ["connection"], {"connection"})
     links, meetings, events = LinkRow.__table__, MeetingRow.__table__, EventRow.__table__
     touch = (
@@ -294,8 +300,10 @@ def same_rows_pass(engine: Engine, rows: Rows, case: str, now: datetime) -> Time
                     conn.execute(insert(links), rows.links[page])
                     conn.execute(insert(events), rows.fresh_events[page_no * 3 : (page_no + PAGE) * 3])
                 elif case == "no-op":
+                    # A new time per page, as the ingest's touch writes (see the docstring).
+                    seen = datetime.now(UTC)
                     conn.execute(
-                        touch, [{"b_id": link["b_id"], "last_seen_at": now} for link in moved_links[page]]
+                        touch, [{"b_id": link["b_id"], "last_seen_at": seen} for link in moved_links[page]]
                     )
                 else:
                     conn.execute(moved_meeting, rows.moved_meetings[page])
@@ -314,6 +322,12 @@ def same_rows_pass(engine: Engine, rows: Rows, case: str, now: datetime) -> Time
                 conn.execute(
                     cursor, [{"connection": "raw", "value": {"offset": page_no + PAGE}, "updated_at": now}]
                 )
+    if case == "no-op":  # the floor wrote what the ingest writes: every link's time moved on
+        with engine.connect() as conn:
+            oldest = conn.execute(
+                select(func.min(links.c.last_seen_at)).where(links.c.external_id.like("raw_%"))
+            ).scalar_one()
+        assert oldest is not None and oldest > now, (oldest, now)
     return t
 
 
