@@ -290,6 +290,7 @@ def same_rows_pass(engine: Engine, rows: Rows, case: str, now: datetime) -> Time
                 ).all()
             )
         moved_links = [{**link, "b_id": link_ids[link["b_id"]]} for link in rows.moved_links]
+    before = _seen(engine, func.max) if case == "no-op" else None
     gc.collect()
     with Timer() as t:
         for page_no in range(0, len(rows.meetings), PAGE):
@@ -322,13 +323,21 @@ def same_rows_pass(engine: Engine, rows: Rows, case: str, now: datetime) -> Time
                 conn.execute(
                     cursor, [{"connection": "raw", "value": {"offset": page_no + PAGE}, "updated_at": now}]
                 )
-    if case == "no-op":  # the floor wrote what the ingest writes: every link's time moved on
-        with engine.connect() as conn:
-            oldest = conn.execute(
-                select(func.min(links.c.last_seen_at)).where(links.c.external_id.like("raw_%"))
-            ).scalar_one()
-        assert oldest is not None and oldest > now, (oldest, now)
+    if before is not None:  # the floor wrote what the ingest writes: every link's time moved on
+        oldest = _seen(engine, func.min)
+        assert oldest > before, (oldest, before)
     return t
+
+
+def _seen(engine: Engine, aggregate: Any) -> datetime:
+    """`aggregate` (`func.max`, `func.min`) of the floor's links' `last_seen_at`."""
+    links = LinkRow.__table__
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(aggregate(links.c.last_seen_at)).where(links.c.external_id.like("raw_%"))
+        ).scalar_one()
+    assert value is not None, "the floor has no links"
+    return value
 
 
 def meeting_only_pass(engine: Engine, rows: list[dict[str, Any]]) -> float:
