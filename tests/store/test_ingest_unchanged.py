@@ -64,13 +64,15 @@ def adapter() -> Iterator[Counting]:
     adapter.close()
 
 
-def ingest(engine: Engine, adapter: Counting, raw: RawRecord, now: datetime) -> IngestResult:
+def ingest_page(engine: Engine, adapter: Counting, raws: list[RawRecord], now: datetime) -> IngestResult:
     result = IngestResult()
     with transaction(engine) as session:
-        ingest_records(
-            session, adapter, CONNECTION, [raw], source="poll", now=now, grace=GRACE, result=result
-        )
+        ingest_records(session, adapter, CONNECTION, raws, source="poll", now=now, grace=GRACE, result=result)
     return result
+
+
+def ingest(engine: Engine, adapter: Counting, raw: RawRecord, now: datetime) -> IngestResult:
+    return ingest_page(engine, adapter, [raw], now)
 
 
 def state(engine: Engine) -> dict[str, Any]:
@@ -123,13 +125,6 @@ def other(now: datetime, external_id: str) -> RawRecord:
     raw = leezy(now, updated_min=-10)
     payload = {**raw.payload, "id": external_id}
     return RawRecord(payload=payload, external_id=external_id)
-
-
-def ingest_page(engine: Engine, adapter: Counting, raws: list[RawRecord], now: datetime) -> IngestResult:
-    result = IngestResult()
-    with transaction(engine) as session:
-        ingest_records(session, adapter, CONNECTION, raws, source="poll", now=now, grace=GRACE, result=result)
-    return result
 
 
 def seen_at(engine: Engine) -> dict[str, datetime]:
